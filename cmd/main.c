@@ -1,0 +1,91 @@
+/* main.c - the attnbench command table (git.c's idea: one table, one file per command).
+ * Only cmd/ parses argv, prints for people, or exits. */
+#include <H5public.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "opts.h"
+
+struct cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct cmd commands[] = {
+    {"gen", cmd_gen, "write a synthetic workload with planted structure and task ground truth"},
+    {"info", cmd_info, "print what an attnbench file holds"},
+    {"render", cmd_render, "draw one head's exact attention map as a PNG"},
+    {"bench", cmd_bench, "measure kernel throughput against the machine's GEMM rate"},
+};
+enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: attnbench <command> [options]\n       attnbench help <command>\n"
+               "       attnbench --version\n\ncommands:\n");
+    for (int i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nEvery command accepts --help, --seed, --threads, --quiet, --verbose.\n");
+}
+
+static void version(void)
+{
+    unsigned maj, min, rel;
+    H5get_libversion(&maj, &min, &rel);
+    printf("attnbench %s\n", ab_version());
+    printf("blas: %s\n", ab_blas_config());
+    printf("hdf5: %u.%u.%u\n", maj, min, rel);
+    printf("openmp: %d (max threads %d)\n", ab_openmp_version(), ab_threads_get());
+}
+
+static void log_stderr(int level, const char *msg, void *user)
+{
+    (void)user;
+    fprintf(stderr, "%s%s\n", level == AB_LOG_ERROR ? "error: " : level == AB_LOG_WARN ? "warning: " : "",
+            msg);
+}
+
+static const struct cmd *find(const char *name)
+{
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(commands[i].name, name)) return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    /* verbosity is fixed once the command has parsed its options; until then, warnings */
+    ab_log_set(log_stderr, NULL, AB_LOG_WARN);
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--quiet")) ab_log_set(log_stderr, NULL, AB_LOG_ERROR);
+        if (!strcmp(argv[a], "--verbose")) ab_log_set(log_stderr, NULL, AB_LOG_DEBUG);
+    }
+    if (argc < 2) {
+        usage(stderr);
+        return EX_AB_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+        version();
+        return EX_AB_OK;
+    }
+    if (!strcmp(name, "-h") || !strcmp(name, "--help")) {
+        usage(stdout);
+        return EX_AB_OK;
+    }
+    if (!strcmp(name, "help")) {
+        if (argc < 3) {
+            usage(stdout);
+            return EX_AB_OK;
+        }
+        const struct cmd *c = find(argv[2]);
+        if (!c) return ab_cmd_error(EX_AB_USAGE, "unknown command '%s' (see 'attnbench --help')", argv[2]);
+        char *args[] = {argv[2], "--help", NULL};
+        return c->fn(2, args);
+    }
+    const struct cmd *c = find(name);
+    if (!c) return ab_cmd_error(EX_AB_USAGE, "unknown command '%s' (see 'attnbench --help')", name);
+    return c->fn(argc - 1, argv + 1);
+}

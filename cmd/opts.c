@@ -1,0 +1,219 @@
+/* opts.c - option parsing, error reporting, exit statuses and the progress bar shared by every
+ * command (see opts.h). */
+#include "opts.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/ab.h"
+
+struct ab_common ab_common = {.seed = 1, .threads = 0, .progress = -1};
+
+static const struct ab_opt common_opts[] = {
+    {"seed", AB_OPT_INT, &ab_common.seed, "S", "random seed (default 1)"},
+    {"threads", AB_OPT_INT, &ab_common.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
+    {"quiet", AB_OPT_FLAG, &ab_common.quiet, NULL, "print only results and errors"},
+    {"verbose", AB_OPT_FLAG, &ab_common.verbose, NULL, "print more detail on stderr"},
+    {"progress", AB_OPT_FLAG, NULL, NULL, "show a progress bar even when stderr is not a terminal"},
+    {"no-progress", AB_OPT_FLAG, NULL, NULL, "never show a progress bar"},
+    {NULL, AB_OPT_END, NULL, NULL, NULL},
+};
+
+static void print_table(const struct ab_opt *t)
+{
+    for (; t->name; t++) {
+        char lhs[64];
+        snprintf(lhs, sizeof lhs, "%s%s%s%s", strcmp(t->name, "o") ? "--" : "-", t->name,
+                 t->arg ? " " : "", t->arg ? t->arg : "");
+        printf("  %-24s %s\n", lhs, t->help);
+    }
+}
+
+void ab_opts_help(const char *cmd, const char *usage, const struct ab_opt *table)
+{
+    printf("usage: %s\n\n", usage);
+    printf("options of '%s':\n", cmd);
+    print_table(table);
+    printf("  %-24s %s\n", "-h, --help", "show this help");
+    printf("\ncommon options:\n");
+    print_table(common_opts);
+}
+
+static const struct ab_opt *find(const struct ab_opt *t, const char *name)
+{
+    for (; t->name; t++)
+        if (!strcmp(t->name, name)) return t;
+    return NULL;
+}
+
+/* Stores the text val into option o. Returns 0 or -1 (message printed). */
+static int store(const char *cmd, const struct ab_opt *o, const char *val)
+{
+    char *end;
+    errno = 0;
+    switch (o->kind) {
+    case AB_OPT_INT: {
+        long long x = strtoll(val, &end, 0);
+        if (errno || end == val || *end) break;
+        *(int64_t *)o->ptr = x;
+        return 0;
+    }
+    case AB_OPT_DOUBLE: {
+        double x = strtod(val, &end);
+        if (errno || end == val || *end || !isfinite(x)) break;
+        *(double *)o->ptr = x;
+        return 0;
+    }
+    case AB_OPT_STRING: *(const char **)o->ptr = val; return 0;
+    default: break;
+    }
+    fprintf(stderr, "error: %s: option '--%s' wants %s, got '%s'\n", cmd, o->name,
+            o->kind == AB_OPT_INT ? "an integer" : "a number", val);
+    return -1;
+}
+
+int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table, int argc,
+                  char **argv, char **pos, int max_pos, int *n_pos)
+{
+    *n_pos = 0;
+    int only_pos = 0;
+    for (int a = 1; a < argc; a++) {
+        char *arg = argv[a];
+        if (only_pos || arg[0] != '-' || !arg[1]) {
+            if (*n_pos >= max_pos) {
+                fprintf(stderr, "error: %s: unexpected argument '%s' (see '%s --help')\n", cmd,
+                        arg, cmd);
+                return EX_AB_USAGE;
+            }
+            pos[(*n_pos)++] = arg;
+            continue;
+        }
+        if (!strcmp(arg, "--")) {
+            only_pos = 1;
+            continue;
+        }
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            ab_opts_help(cmd, usage, table);
+            return EX_AB_OK;
+        }
+        /* --name, --name=value, -o value */
+        char name[64];
+        const char *body = arg + (arg[1] == '-' ? 2 : 1), *eq = strchr(body, '=');
+        size_t len = eq ? (size_t)(eq - body) : strlen(body);
+        if (len >= sizeof name) len = sizeof name - 1;
+        memcpy(name, body, len);
+        name[len] = 0;
+        if (arg[1] != '-' && len != 1) {
+            fprintf(stderr, "error: %s: unknown option '%s' (see '%s --help')\n", cmd, arg, cmd);
+            return EX_AB_USAGE;
+        }
+        if (!strcmp(name, "progress") || !strcmp(name, "no-progress")) {
+            ab_common.progress = name[0] == 'p';
+            continue;
+        }
+        const struct ab_opt *o = find(table, name);
+        if (!o) o = find(common_opts, name);
+        if (!o) {
+            fprintf(stderr, "error: %s: unknown option '%s' (see '%s --help')\n", cmd, arg, cmd);
+            return EX_AB_USAGE;
+        }
+        if (o->kind == AB_OPT_FLAG) {
+            if (eq) {
+                fprintf(stderr, "error: %s: option '--%s' takes no value\n", cmd, o->name);
+                return EX_AB_USAGE;
+            }
+            *(int *)o->ptr = 1;
+            continue;
+        }
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val) {
+            if (a + 1 >= argc) {
+                fprintf(stderr, "error: %s: option '%s' needs a value\n", cmd, arg);
+                return EX_AB_USAGE;
+            }
+            val = argv[++a];
+        }
+        if (store(cmd, o, val)) return EX_AB_USAGE;
+    }
+    if (ab_common.threads < 0 || ab_common.threads > 4096) {
+        fprintf(stderr, "error: %s: --threads must be between 0 and 4096\n", cmd);
+        return EX_AB_USAGE;
+    }
+    ab_threads_set((int)ab_common.threads);
+    if (ab_common.progress < 0) ab_common.progress = isatty(2) && !ab_common.quiet;
+    return -1;
+}
+
+int ab_exit_status(int code)
+{
+    switch (code) {
+    case AB_OK: return EX_AB_OK;
+    case AB_E_USAGE: return EX_AB_USAGE;
+    case AB_E_DATA:
+    case AB_E_TOOBIG: return EX_AB_DATA;
+    case AB_E_NOFILE: return EX_AB_NOINPUT;
+    case AB_E_CREATE: return EX_AB_CANTCREAT;
+    case AB_E_IO: return EX_AB_IOERR;
+    case AB_E_NOTOOL: return EX_AB_NOTOOL;
+    default: return EX_AB_SOFTWARE;
+    }
+}
+
+int ab_cmd_fail(int code)
+{
+    const char *msg = ab_errmsg();
+    fprintf(stderr, "error: %s\n", msg && *msg ? msg : ab_strerror(code));
+    return ab_exit_status(code);
+}
+
+int ab_cmd_error(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
+}
+
+void ab_progress_start(struct ab_progress *p, const char *label, int64_t total)
+{
+    *p = (struct ab_progress){.label = label, .total = total, .t0 = ab_now(), .on = ab_common.progress};
+}
+
+static void draw(struct ab_progress *p)
+{
+    double f = p->total > 0 ? (double)p->done / (double)p->total : 1, el = ab_now() - p->t0;
+    int w = 30, fill = (int)(f * w + 0.5);
+    char bar[40];
+    for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+    bar[w] = 0;
+    double eta = f > 0 ? el / f - el : 0;
+    fprintf(stderr, "\r%-10s [%s] %3.0f%% %lld/%lld  %.0fs elapsed, %.0fs left ", p->label, bar,
+            100 * f, (long long)p->done, (long long)p->total, el, eta);
+    fflush(stderr);
+}
+
+void ab_progress_step(struct ab_progress *p, int64_t n)
+{
+    p->done += n;
+    if (!p->on) return;
+    double t = ab_now();
+    if (t - p->last < 0.1 && p->done < p->total) return;
+    p->last = t;
+    draw(p);
+}
+
+void ab_progress_end(struct ab_progress *p)
+{
+    if (!p->on) return;
+    p->done = p->total;
+    draw(p);
+    fputc('\n', stderr);
+}

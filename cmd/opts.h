@@ -1,0 +1,89 @@
+/* opts.h - table-driven option parsing and the exit-status conventions shared by every command
+ * (outputs.md, "Command line").
+ *
+ * A command declares a table of struct ab_opt {long name, kind, pointer, help}; ab_opts_parse
+ * fills the pointers, collects positional arguments, handles --help and the common options
+ * (--seed, --threads, --quiet, --verbose, --progress/--no-progress), and reports unknown or
+ * malformed options as usage errors. */
+#ifndef AB_CMD_OPTS_H
+#define AB_CMD_OPTS_H
+
+#include <stdint.h>
+
+/* exit statuses (outputs.md); never 77 or 99 */
+enum {
+    EX_AB_OK = 0,
+    EX_AB_REGRESSION = 1,
+    EX_AB_USAGE = 64,
+    EX_AB_DATA = 65,
+    EX_AB_NOINPUT = 66,
+    EX_AB_NOTOOL = 69,
+    EX_AB_SOFTWARE = 70,
+    EX_AB_CANTCREAT = 73,
+    EX_AB_IOERR = 74,
+    EX_AB_INTERRUPTED = 130,
+};
+
+enum ab_opt_kind {
+    AB_OPT_FLAG,   /* int*: set to 1 */
+    AB_OPT_INT,    /* int64_t* */
+    AB_OPT_DOUBLE, /* double* */
+    AB_OPT_STRING, /* const char** */
+    AB_OPT_END
+};
+
+struct ab_opt {
+    const char *name; /* long name without dashes; "o" is also accepted as -o */
+    int kind;
+    void *ptr;
+    const char *arg;  /* placeholder in help ("N"), NULL for flags */
+    const char *help;
+};
+
+/* Options every command accepts. */
+struct ab_common {
+    uint64_t seed;
+    int64_t threads;
+    int quiet, verbose;
+    int progress; /* 1 on, 0 off, -1 auto (stderr is a terminal) */
+};
+extern struct ab_common ab_common;
+
+/* Parses argv[1..argc) of command `cmd` against table (terminated by {NULL, AB_OPT_END}).
+ * Positional arguments are stored in pos[0..*n_pos) (at most max_pos). Returns -1 when parsing
+ * succeeded and the command should go on; otherwise an exit status to return at once (0 after
+ * --help, 64 after a usage error, with the message printed). usage is the synopsis line(s). */
+int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table, int argc,
+                  char **argv, char **pos, int max_pos, int *n_pos);
+
+/* Prints the command's usage and option table to stdout. */
+void ab_opts_help(const char *cmd, const char *usage, const struct ab_opt *table);
+
+/* Prints "error: <detail>" to stderr (detail = ab_errmsg() or the code's text) and returns the
+ * exit status for library status code `code`. */
+int ab_cmd_fail(int code);
+
+/* Prints "error: ..." (printf format) to stderr and returns status. */
+int ab_cmd_error(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Maps a library status code to an exit status. */
+int ab_exit_status(int code);
+
+/* A progress bar on stderr (only when progress is on). */
+struct ab_progress {
+    const char *label;
+    int64_t total, done;
+    double t0, last;
+    int on;
+};
+void ab_progress_start(struct ab_progress *p, const char *label, int64_t total);
+void ab_progress_step(struct ab_progress *p, int64_t n);
+void ab_progress_end(struct ab_progress *p);
+
+/* command entry points: argc/argv start at the command name; return the exit status */
+int cmd_gen(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_render(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+#endif

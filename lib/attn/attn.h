@@ -1,0 +1,74 @@
+/* attn.h - dense attention on one head instance: the double-precision reference, the fast
+ * single-precision blocked path, masks and RoPE.
+ *
+ * A head instance (architecture.md) is Q (n_q x d), K (n_k x d), V (n_k x d_v) with the absolute
+ * position of every query and key row and a mask kind. Under the causal mask query i sees key j
+ * iff k_pos[j] <= q_pos[i]; under the full mask it sees every key. Positions make decode rows
+ * (the last m queries of a sequence against its whole cache) the same call as prefill.
+ * Positions must be non-decreasing (both paths rely on it to skip masked blocks).
+ *
+ * Both paths return O and the per-row natural log-sum-exp of the scaled logits,
+ * lse_i = log sum_{j visible} exp(scale * q_i.k_j), so outputs of disjoint key sets can be
+ * merged exactly later. A row that sees no key gets O = 0 and lse = -inf. */
+#ifndef AB_ATTN_ATTN_H
+#define AB_ATTN_ATTN_H
+
+#include <stdint.h>
+
+enum ab_mask { AB_MASK_CAUSAL = 0, AB_MASK_FULL = 1 };
+
+struct ab_head {
+    int64_t n_q, n_k, d, d_v;
+    const float *q;       /* (n_q, d) row-major, row stride d */
+    const float *k;       /* (n_k, d) */
+    const float *v;       /* (n_k, d_v) */
+    const int32_t *q_pos; /* (n_q) absolute position of each query row */
+    const int32_t *k_pos; /* (n_k) absolute position of each key row */
+    int mask;             /* enum ab_mask */
+    double scale;         /* logit scale, usually 1/sqrt(d) */
+    double rope_theta;    /* > 0: apply RoPE to q and k at their positions first; 0: inputs are
+                             already rotated (workload files store post-RoPE Q and K) */
+};
+
+/* Number of keys query row i can see (the keys are 0 .. count-1, positions being sorted). */
+int64_t ab_head_visible(const struct ab_head *h, int64_t i);
+
+/* Number of (query, key) cells the mask allows, summed over all query rows. */
+int64_t ab_head_allowed_cells(const struct ab_head *h);
+
+/* Checks shapes, positions (sorted), scale and that inputs are finite. AB_E_DATA with a
+ * message naming the problem. O(n d). */
+int ab_head_validate(const struct ab_head *h);
+
+/* RoPE, Llama / llama2.c convention: dimension pairs (2p, 2p+1) rotate by angle
+ * pos * theta^(-2p/d). x is (n, d) rotated in place; d must be even. */
+void ab_rope_apply(float *x, int64_t n, int64_t d, const int32_t *pos, double theta);
+void ab_rope_apply_f64(double *x, int64_t d, int32_t pos, double theta); /* one row */
+
+/* Reference attention, double precision, exact. Computes rows rows[0..n_rows) of the head
+ * (rows == NULL: all n_q rows, n_rows ignored). o is (n_rows, d_v), lse is (n_rows); either may
+ * be NULL. Streams row by row: memory O(n_k) per thread beyond the inputs. OpenMP over rows.
+ * Returns AB_OK or AB_E_NOMEM. */
+int ab_attn_ref(const struct ab_head *h, const int64_t *rows, int64_t n_rows, double *o,
+                double *lse);
+
+/* Visits the exact attention distribution of each listed row in order (rows == NULL: all rows).
+ * fn receives the row index, the probabilities p[0..n_vis) over the visible keys (double, sums
+ * to 1) and the row's lse; it returns 0 to go on or nonzero to stop (returned as is). Runs in
+ * the calling thread with one O(n_k) buffer: this is how statistics and renderers read an
+ * n x n map without holding it. */
+typedef int (*ab_row_fn)(int64_t i, const double *p, int64_t n_vis, double lse, void *user);
+int ab_attn_ref_visit(const struct ab_head *h, const int64_t *rows, int64_t n_rows, ab_row_fn fn,
+                      void *user);
+
+/* Fast attention, single precision: blocked with online softmax, block products through
+ * OpenBLAS, never allocating anything of size n_q x n_k. All n_q rows. o is (n_q, d_v), lse
+ * (n_q) or NULL. Parallel over query blocks with OpenMP (BLAS serial inside); call from a
+ * serial region, or from a parallel region over heads with threads = 1 (see ab_attn_fast_ws).
+ * Returns AB_OK or AB_E_NOMEM. */
+int ab_attn_fast(const struct ab_head *h, float *o, float *lse);
+
+/* The FLOPs of dense attention on h: (2d + 2d_v) per allowed cell (architecture.md). */
+double ab_attn_dense_flops(const struct ab_head *h);
+
+#endif

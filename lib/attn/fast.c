@@ -1,0 +1,160 @@
+/* fast.c - dense attention in single precision, blocked with online softmax
+ * (FlashAttention's recurrence: Dao et al., arXiv 2205.14135, Algorithm 1), block products
+ * through OpenBLAS. Nothing of size n_q x n_k is allocated: per query block of BQ rows the kernel
+ * holds S (BQ, BK), the running max m, sum l and output accumulator.
+ *
+ * For query block Q_b and each key chunk K_c, V_c up to the last key the block can see:
+ *     S      = scale * Q_b K_c^T                       (sgemm)
+ *     m'     = max(m, rowmax S)   (over visible keys only)
+ *     P      = exp(S - m'),  P = 0 on masked keys
+ *     l      = l * exp(m - m') + rowsum P
+ *     O_acc  = O_acc * exp(m - m') + P V_c             (sgemm)
+ * and finally O = O_acc / l, lse = m + ln l. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "core/ab.h"
+
+#ifndef AB_FAST_BQ
+#define AB_FAST_BQ 128 /* rows per query block (tuned with bench dense on Haswell) */
+#define AB_FAST_BK 512
+#endif
+enum { BQ = AB_FAST_BQ, BK = AB_FAST_BK };
+
+/* exp(x) for x <= 0 in float, to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by a
+ * degree-6 Taylor polynomial (truncation below 2e-8 relative), 2^n built in the exponent bits.
+ * Branch-free so the loops below vectorise; arguments below -87 flush to 2^-126 scale (their
+ * weight against the row maximum e^0 is below float resolution). */
+static inline float exp_neg(float x)
+{
+    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
+    x = x < -87.0f ? -87.0f : x;
+    /* round to nearest by the 1.5 * 2^23 trick (default rounding mode) */
+    float n = (x * log2e + 12582912.0f) - 12582912.0f;
+    float r = (x - n * ln2_hi) - n * ln2_lo;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) * (1 << 23)};
+    return p * two_n.f;
+}
+
+/* One row of the online softmax over a chunk: s (BK) holds scaled logits, the first n_vis of
+ * them visible. Updates *m and *l, turns s into the chunk's unnormalised probabilities (zero past
+ * n_vis, and for the whole chunk when nothing is visible) and returns exp(m_old - m_new), the
+ * factor by which the row's accumulator must be rescaled. */
+__attribute__((target_clones("avx2", "default")))
+static float softmax_chunk(float *s, int64_t n_vis, int64_t bk, float *m, float *l)
+{
+    float mx = *m;
+    for (int64_t j = 0; j < n_vis; j++) mx = s[j] > mx ? s[j] : mx;
+    float corr = *m == -INFINITY ? 0.0f : exp_neg(*m - mx), sum = 0;
+    if (mx == -INFINITY) { /* nothing visible yet */
+        memset(s, 0, (size_t)bk * sizeof(float));
+        return 1.0f;
+    }
+    for (int64_t j = 0; j < n_vis; j++) {
+        s[j] = exp_neg(s[j] - mx);
+        sum += s[j];
+    }
+    for (int64_t j = n_vis; j < bk; j++) s[j] = 0;
+    *l = *l * corr + sum;
+    *m = mx;
+    return corr;
+}
+
+/* Query block [i0, i0+bq): all of the block's work, using the caller's workspace. */
+static void fast_block(const struct ab_head *h, const float *q, const float *k, int64_t i0,
+                       int64_t bq, float *s /* (BQ, BK) */, float *acc /* (BQ, d_v) */,
+                       float *m /* (BQ) */, float *l /* (BQ) */, int64_t *vis /* (BQ) */,
+                       float *o, float *lse)
+{
+    int64_t d = h->d, dv = h->d_v, kend = 0;
+    for (int64_t r = 0; r < bq; r++) {
+        vis[r] = ab_head_visible(h, i0 + r);
+        kend = vis[r] > kend ? vis[r] : kend;
+        m[r] = -INFINITY;
+        l[r] = 0;
+    }
+    memset(acc, 0, (size_t)(bq * dv) * sizeof(float));
+    for (int64_t j0 = 0; j0 < kend; j0 += BK) {
+        int64_t bk = AB_MIN(BK, kend - j0);
+        /* S = scale * Q_b K_c^T: (bq, d) x (d, bk) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)bk, (int)d,
+                    (float)h->scale, q + i0 * d, (int)d, k + j0 * d, (int)d, 0.0f, s, BK);
+        for (int64_t r = 0; r < bq; r++) {
+            int64_t n_vis = AB_MAX(0, AB_MIN(bk, vis[r] - j0));
+            float corr = softmax_chunk(s + r * BK, n_vis, bk, &m[r], &l[r]);
+            if (corr != 1.0f)
+                for (int64_t c = 0; c < dv; c++) acc[r * dv + c] *= corr;
+        }
+        /* O_acc += P V_c: (bq, bk) x (bk, dv) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bq, (int)dv, (int)bk, 1.0f, s,
+                    BK, h->v + j0 * dv, (int)dv, 1.0f, acc, (int)dv);
+    }
+    for (int64_t r = 0; r < bq; r++) {
+        float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        for (int64_t c = 0; c < dv; c++) o[(i0 + r) * dv + c] = acc[r * dv + c] * inv;
+        if (lse) lse[i0 + r] = l[r] > 0 ? m[r] + logf(l[r]) : -INFINITY;
+    }
+}
+
+/* A copy of x (n, d) rotated by RoPE, or NULL when the head needs none. */
+static float *rotated_copy(const float *x, int64_t n, int64_t d, const int32_t *pos, double theta,
+                           int *fail)
+{
+    if (theta <= 0) return NULL;
+    float *y = ab_alloc(ab_size_mul((size_t)(n * d), sizeof(float)));
+    if (!y) {
+        *fail = 1;
+        return NULL;
+    }
+    memcpy(y, x, (size_t)(n * d) * sizeof(float));
+    ab_rope_apply(y, n, d, pos, theta);
+    return y;
+}
+
+int ab_attn_fast(const struct ab_head *h, float *o, float *lse)
+{
+    int fail = 0;
+    float *qr = rotated_copy(h->q, h->n_q, h->d, h->q_pos, h->rope_theta, &fail);
+    float *kr = rotated_copy(h->k, h->n_k, h->d, h->k_pos, h->rope_theta, &fail);
+    const float *q = qr ? qr : h->q, *k = kr ? kr : h->k;
+    int64_t n_blocks = (h->n_q + BQ - 1) / BQ;
+    int outer = omp_in_parallel();
+    if (!outer) ab_blas_serial_begin();
+#pragma omp parallel if (!outer && n_blocks > 1 && !fail)
+    {
+        float *s = ab_alloc(sizeof(float) * BQ * BK);
+        float *acc = ab_alloc(ab_size_mul((size_t)(BQ * h->d_v), sizeof(float)));
+        float *ml = ab_alloc(sizeof(float) * 2 * BQ);
+        int64_t *vis = ab_alloc(sizeof(int64_t) * BQ);
+        if (!s || !acc || !ml || !vis) {
+#pragma omp atomic write
+            fail = 1;
+        }
+        /* causal blocks grow with i: hand out the heaviest (last) blocks first */
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = n_blocks - 1; b >= 0; b--) {
+            if (fail) continue;
+            int64_t i0 = b * BQ;
+            fast_block(h, q, k, i0, AB_MIN(BQ, h->n_q - i0), s, acc, ml, ml + BQ, vis, o, lse);
+        }
+        ab_free(s);
+        ab_free(acc);
+        ab_free(ml);
+        ab_free(vis);
+    }
+    if (!outer) ab_blas_serial_end();
+    ab_free(qr);
+    ab_free(kr);
+    return fail ? ab_fail(AB_E_NOMEM, "cannot allocate attention workspace") : AB_OK;
+}

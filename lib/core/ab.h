@@ -1,0 +1,78 @@
+/* ab.h - the core contract of libattnbench: status codes, error detail, logging, allocation,
+ * threads and build facts.
+ *
+ * Every library function that can fail returns int: AB_OK (0) or a negative AB_E* code. The code
+ * says what kind of failure it was (the CLI maps it to an exit status); ab_errmsg() says what went
+ * wrong in one line, naming the file or value ("'x.h5': truncated file"). The library never prints
+ * and never exits: diagnostics go through the log callback. Our own contract violations are
+ * assert()s; bad user data is an error code. */
+#ifndef AB_CORE_AB_H
+#define AB_CORE_AB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum ab_status {
+    AB_OK = 0,
+    AB_E_USAGE = -1,    /* bad option or argument value (exit 64) */
+    AB_E_DATA = -2,     /* bad input data: malformed, wrong schema, wrong shape, NaN (exit 65) */
+    AB_E_NOFILE = -3,   /* input file missing (exit 66) */
+    AB_E_TOOBIG = -4,   /* the request cannot fit in this machine's memory (exit 65) */
+    AB_E_NOMEM = -5,    /* an allocation failed (exit 70) */
+    AB_E_INTERNAL = -6, /* a bug or a library failure we cannot attribute to input (exit 70) */
+    AB_E_CREATE = -7,   /* cannot create an output file (exit 73) */
+    AB_E_IO = -8,       /* read or write failed (exit 74) */
+    AB_E_NOTOOL = -9,   /* an external program (gnuplot) is missing (exit 69) */
+};
+
+/* Short name of a status code ("bad input data"). Never NULL. */
+const char *ab_strerror(int code);
+
+/* Records a one-line, printf-formatted detail for the calling thread and returns code, so a
+ * failure reads `return ab_fail(AB_E_DATA, "'%s': truncated", path);`. */
+int ab_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The calling thread's last detail set by ab_fail ("" if none). Valid until the next ab_fail. */
+const char *ab_errmsg(void);
+
+/* Logging. The library calls ab_log(); the application installs a sink (default: none). */
+enum ab_log_level { AB_LOG_ERROR = 0, AB_LOG_WARN = 1, AB_LOG_INFO = 2, AB_LOG_DEBUG = 3 };
+typedef void (*ab_log_fn)(int level, const char *msg, void *user);
+void ab_log_set(ab_log_fn fn, void *user, int max_level);
+void ab_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Aligned allocation (64 bytes) of n bytes, zeroed. Returns NULL on failure or n == 0.
+ * Free with ab_free. */
+void *ab_alloc(size_t n);
+void ab_free(void *p);
+
+/* Size in bytes of n_items items of size `size`, or 0 if the product overflows size_t. */
+size_t ab_size_mul(size_t n_items, size_t size);
+
+/* Bytes of physical memory on this machine (0 if unknown). */
+uint64_t ab_phys_mem(void);
+
+/* Fails with AB_E_TOOBIG (naming `what`) when `bytes` cannot reasonably fit in memory
+ * (more than 80% of physical memory) or overflowed (bytes == 0 with nonzero items). */
+int ab_check_fits(const char *what, double bytes);
+
+/* Threads. ab_threads_set(n) sets the OpenMP team size and OpenBLAS's thread count (n <= 0:
+ * the number of cores). ab_threads_get() returns the current setting. Inside a parallel region
+ * over heads, wrap BLAS use with ab_blas_serial_begin / _end so threads never oversubscribe. */
+void ab_threads_set(int n);
+int ab_threads_get(void);
+void ab_blas_serial_begin(void);
+void ab_blas_serial_end(void);
+
+/* Build facts: version and library configuration, one line each. */
+const char *ab_version(void);
+const char *ab_blas_config(void);
+int ab_openmp_version(void); /* _OPENMP, e.g. 201511 */
+
+/* Seconds on a monotonic clock. */
+double ab_now(void);
+
+#define AB_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define AB_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

@@ -1,0 +1,699 @@
+/* h5_util.c - HDF5 plumbing shared by the workload and results files; see h5_util.h for the
+ * rules it carries (quiet errors, no time stamps, tmp + rename, checks before bulk reads). */
+#include "io/h5_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5_hl.h>
+
+#include "core/ab.h"
+
+#define AB_H5_DEFLATE 4
+#define AB_H5_MAX_CHUNK_BYTES ((int64_t)1 << 30)
+
+#if H5_VERSION_GE(1, 12, 0)
+#define AB_H5_RECLAIM(type, space, buf) H5Treclaim(type, space, H5P_DEFAULT, buf)
+#else
+#define AB_H5_RECLAIM(type, space, buf) H5Dvlen_reclaim(type, space, H5P_DEFAULT, buf)
+#endif
+
+void ab_h5_quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* H5Ewalk2 callback: keeps the description of the innermost error (the first one walking
+ * upward), which says what actually went wrong ("truncated file: eof = ..."). */
+static herr_t ab_h5_walk_first(unsigned n, const H5E_error2_t *err, void *user)
+{
+    char *detail = user;
+    if (n == 0 && err->desc && err->desc[0]) snprintf(detail, 256, "%s", err->desc);
+    return 0;
+}
+
+int ab_h5_fail(int code, const struct ab_h5 *f, const char *fmt, ...)
+{
+    char what[512], detail[256] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, ab_h5_walk_first, detail);
+    H5Eclear2(H5E_DEFAULT);
+    for (char *c = detail; *c; c++)
+        if (*c == '\n' || *c == '\r') *c = ' ';
+    return ab_fail(code, "'%s': %s%s%s", f->path, what, detail[0] ? ": " : "", detail);
+}
+
+/* A property list of class cls with object time tracking off (file, group, dataset creation). */
+static hid_t ab_h5_untimed(hid_t cls)
+{
+    hid_t p = H5Pcreate(cls);
+    if (p >= 0 && H5Pset_obj_track_times(p, 0) < 0) {
+        H5Pclose(p);
+        return H5I_INVALID_HID;
+    }
+    return p;
+}
+
+/* File access: closing the file closes every object still open in it, so error paths cannot
+ * leave the file half open; file locking is best effort (some file systems lack it). */
+static hid_t ab_h5_fapl(void)
+{
+    hid_t p = H5Pcreate(H5P_FILE_ACCESS);
+    if (p < 0) return p;
+    if (H5Pset_fclose_degree(p, H5F_CLOSE_STRONG) < 0) {
+        H5Pclose(p);
+        return H5I_INVALID_HID;
+    }
+#if H5_VERSION_GE(1, 10, 7)
+    H5Pset_file_locking(p, 1, 1);
+#endif
+    return p;
+}
+
+int ab_h5_create(struct ab_h5 *f, const char *path)
+{
+    ab_h5_quiet();
+    f->id = H5I_INVALID_HID;
+    f->path = path;
+    f->tmp = malloc(strlen(path) + 5);
+    if (!f->tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+    sprintf(f->tmp, "%s.tmp", path);
+
+    /* Ask the system first: its errno names the reason (no directory, no permission). */
+    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (fd < 0) {
+        int e = errno;
+        free(f->tmp);
+        f->tmp = NULL;
+        return ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(e));
+    }
+    close(fd);
+
+    int rc = AB_OK;
+    hid_t fcpl = ab_h5_untimed(H5P_FILE_CREATE), fapl = ab_h5_fapl();
+    if (fcpl < 0 || fapl < 0) {
+        rc = ab_h5_fail(AB_E_INTERNAL, f, "cannot set up HDF5 properties");
+        goto done;
+    }
+    /* the 1.8+ file format: checksummed superblock, object headers and indexes, so most
+     * damage is detected by HDF5 rather than read as data */
+    if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST) < 0) {
+        rc = ab_h5_fail(AB_E_INTERNAL, f, "cannot set up HDF5 properties");
+        goto done;
+    }
+    f->id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    if (f->id < 0) rc = ab_h5_fail(AB_E_CREATE, f, "cannot create HDF5 file");
+done:
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (fapl >= 0) H5Pclose(fapl);
+    if (rc != AB_OK) ab_h5_abort(f);
+    return rc;
+}
+
+int ab_h5_commit(struct ab_h5 *f)
+{
+    int rc = AB_OK;
+    if (H5Fflush(f->id, H5F_SCOPE_GLOBAL) < 0) rc = ab_h5_fail(AB_E_IO, f, "cannot write");
+    herr_t closed = H5Fclose(f->id);
+    f->id = H5I_INVALID_HID;
+    if (rc == AB_OK && closed < 0) rc = ab_h5_fail(AB_E_IO, f, "cannot write");
+    if (rc == AB_OK && rename(f->tmp, f->path) != 0)
+        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", f->path, strerror(errno));
+    if (rc != AB_OK) remove(f->tmp);
+    free(f->tmp);
+    f->tmp = NULL;
+    return rc;
+}
+
+void ab_h5_abort(struct ab_h5 *f)
+{
+    if (f->id > 0) H5Fclose(f->id);
+    f->id = H5I_INVALID_HID;
+    H5Eclear2(H5E_DEFAULT);
+    if (f->tmp) {
+        remove(f->tmp);
+        free(f->tmp);
+        f->tmp = NULL;
+    }
+}
+
+/* 1 if the HDF5 signature is at offset 0 or a power of two from 512 on (where the superblock
+ * may sit when a user block precedes it), 0 if not, -1 (errno set) if the file is unreadable. */
+static int ab_h5_has_signature(const char *path, int64_t size)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return -1;
+    int found = 0;
+    for (int64_t off = 0; off + 8 <= size && !found; off = off ? off * 2 : 512) {
+        unsigned char buf[8];
+        if (fseeko(fp, (off_t)off, SEEK_SET) != 0 || fread(buf, 1, 8, fp) != 8) break;
+        found = memcmp(buf, sig, 8) == 0;
+    }
+    fclose(fp);
+    return found;
+}
+
+int ab_h5_open(struct ab_h5 *f, const char *path)
+{
+    ab_h5_quiet();
+    f->id = H5I_INVALID_HID;
+    f->path = path;
+    f->tmp = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return ab_fail(AB_E_NOFILE, "'%s': no such file", path);
+        return ab_fail(AB_E_IO, "'%s': cannot read: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) return ab_fail(AB_E_DATA, "'%s': is a directory", path);
+    int sig = ab_h5_has_signature(path, (int64_t)st.st_size);
+    if (sig < 0) return ab_fail(AB_E_IO, "'%s': cannot read: %s", path, strerror(errno));
+    if (sig == 0) return ab_fail(AB_E_DATA, "'%s': not an HDF5 file", path);
+
+    hid_t fapl = ab_h5_fapl();
+    if (fapl < 0) return ab_h5_fail(AB_E_INTERNAL, f, "cannot set up HDF5 properties");
+    f->id = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    /* any HDF5 call clears the error stack: take the reason before closing anything */
+    int rc = f->id < 0 ? ab_h5_fail(AB_E_DATA, f, "damaged HDF5 file") : AB_OK;
+    H5Pclose(fapl);
+    return rc;
+}
+
+void ab_h5_close(struct ab_h5 *f)
+{
+    if (f->id > 0) H5Fclose(f->id);
+    f->id = H5I_INVALID_HID;
+    H5Eclear2(H5E_DEFAULT);
+}
+
+int ab_h5_exists(const struct ab_h5 *f, const char *name)
+{
+    /* H5Lexists wants every intermediate group to exist: check the prefixes in turn. */
+    char buf[512];
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof buf) return 0;
+    memcpy(buf, name, n + 1);
+    if (strcmp(buf, "/") == 0) return 1;
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        htri_t e = H5Lexists(f->id, buf, H5P_DEFAULT);
+        buf[i] = c;
+        if (e <= 0) {
+            H5Eclear2(H5E_DEFAULT);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int ab_h5_group(struct ab_h5 *f, const char *name)
+{
+    hid_t gcpl = ab_h5_untimed(H5P_GROUP_CREATE);
+    hid_t g = gcpl < 0 ? gcpl : H5Gcreate2(f->id, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    int rc = g < 0 ? ab_h5_fail(AB_E_IO, f, "cannot create group %s", name) : AB_OK;
+    if (g >= 0) H5Gclose(g);
+    if (gcpl >= 0) H5Pclose(gcpl);
+    return rc;
+}
+
+/* A variable-length UTF-8 string type (caller closes). */
+static hid_t ab_h5_vlen_str(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t < 0) return t;
+    if (H5Tset_size(t, H5T_VARIABLE) < 0 || H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+/* Writes one scalar attribute of file type ftype from value (memory type mtype). */
+static int ab_h5_attr_put(struct ab_h5 *f, const char *obj, const char *name, hid_t ftype,
+                          hid_t mtype, const void *value)
+{
+    int rc = AB_OK;
+    hid_t space = H5Screate(H5S_SCALAR), a = H5I_INVALID_HID;
+    if (space < 0) goto fail;
+    a = H5Acreate_by_name(f->id, obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || H5Awrite(a, mtype, value) < 0) goto fail;
+    goto done;
+fail:
+    rc = ab_h5_fail(AB_E_IO, f, "cannot write attribute %s of %s", name, obj);
+done:
+    if (a >= 0) H5Aclose(a);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
+int ab_h5_attr_put_str(struct ab_h5 *f, const char *obj, const char *name, const char *value)
+{
+    hid_t t = ab_h5_vlen_str();
+    if (t < 0) return ab_h5_fail(AB_E_INTERNAL, f, "cannot make a string type");
+    const char *v = value ? value : "";
+    int rc = ab_h5_attr_put(f, obj, name, t, t, &v);
+    H5Tclose(t);
+    return rc;
+}
+
+int ab_h5_attr_put_int(struct ab_h5 *f, const char *obj, const char *name, int value)
+{
+    int32_t v = value;
+    return ab_h5_attr_put(f, obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, &v);
+}
+
+int ab_h5_attr_put_u64(struct ab_h5 *f, const char *obj, const char *name, uint64_t value)
+{
+    return ab_h5_attr_put(f, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &value);
+}
+
+int ab_h5_attr_put_f64(struct ab_h5 *f, const char *obj, const char *name, double value)
+{
+    return ab_h5_attr_put(f, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
+}
+
+/* Opens attribute name of obj if it exists: AB_OK with *a >= 0, AB_OK with *a < 0 if absent. */
+static int ab_h5_attr_open(struct ab_h5 *f, const char *obj, const char *name, hid_t *a)
+{
+    *a = H5I_INVALID_HID;
+    if (!ab_h5_exists(f, obj)) return AB_OK;
+    htri_t e = H5Aexists_by_name(f->id, obj, name, H5P_DEFAULT);
+    if (e < 0) return ab_h5_fail(AB_E_DATA, f, "cannot read attribute %s of %s", name, obj);
+    if (e == 0) return AB_OK;
+    *a = H5Aopen_by_name(f->id, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (*a < 0) return ab_h5_fail(AB_E_DATA, f, "cannot read attribute %s of %s", name, obj);
+    return AB_OK;
+}
+
+/* Number of elements of an attribute's dataspace, or -1. */
+static int64_t ab_h5_attr_npoints(hid_t a)
+{
+    hid_t s = H5Aget_space(a);
+    if (s < 0) return -1;
+    hssize_t n = H5Sget_simple_extent_npoints(s);
+    H5Sclose(s);
+    return (int64_t)n;
+}
+
+int ab_h5_attr_get_str(struct ab_h5 *f, const char *obj, const char *name, char **out)
+{
+    *out = NULL;
+    hid_t a, t = H5I_INVALID_HID, mt = H5I_INVALID_HID;
+    int rc = ab_h5_attr_open(f, obj, name, &a);
+    if (rc != AB_OK || a < 0) return rc;
+    t = H5Aget_type(a);
+    if (t < 0 || H5Tget_class(t) != H5T_STRING || ab_h5_attr_npoints(a) != 1) {
+        rc = ab_h5_fail(AB_E_DATA, f, "attribute %s of %s is not a string", name, obj);
+        goto done;
+    }
+    htri_t vlen = H5Tis_variable_str(t);
+    mt = H5Tcopy(H5T_C_S1);
+    if (vlen > 0) {
+        char *s = NULL;
+        if (mt < 0 || H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0 ||
+            H5Aread(a, mt, &s) < 0) {
+            rc = ab_h5_fail(AB_E_DATA, f, "cannot read attribute %s of %s", name, obj);
+            goto done;
+        }
+        *out = strdup(s ? s : "");
+        if (s) H5free_memory(s);
+    } else {
+        /* fixed length: one more byte than stored so a full-width string keeps its last char */
+        size_t size = H5Tget_size(t);
+        char *s = calloc(size + 1, 1);
+        if (!s) {
+            rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+            goto done;
+        }
+        if (mt < 0 || H5Tset_size(mt, size + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
+            H5Tset_cset(mt, H5Tget_cset(t)) < 0 || H5Aread(a, mt, s) < 0) {
+            free(s);
+            rc = ab_h5_fail(AB_E_DATA, f, "cannot read attribute %s of %s", name, obj);
+            goto done;
+        }
+        *out = s;
+    }
+    if (!*out) rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+done:
+    if (mt >= 0) H5Tclose(mt);
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+/* Reads a numeric scalar attribute converted to mtype into out (*found = 0 when absent). */
+static int ab_h5_attr_get_num(struct ab_h5 *f, const char *obj, const char *name, hid_t mtype,
+                              void *out, int *found)
+{
+    *found = 0;
+    hid_t a;
+    int rc = ab_h5_attr_open(f, obj, name, &a);
+    if (rc != AB_OK || a < 0) return rc;
+    hid_t t = H5Aget_type(a);
+    H5T_class_t cls = t < 0 ? H5T_NO_CLASS : H5Tget_class(t);
+    if ((cls != H5T_INTEGER && cls != H5T_FLOAT) || ab_h5_attr_npoints(a) != 1)
+        rc = ab_h5_fail(AB_E_DATA, f, "attribute %s of %s is not a number", name, obj);
+    else if (H5Aread(a, mtype, out) < 0)
+        rc = ab_h5_fail(AB_E_DATA, f, "cannot read attribute %s of %s", name, obj);
+    else
+        *found = 1;
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+int ab_h5_attr_get_f64(struct ab_h5 *f, const char *obj, const char *name, double *out,
+                       int *found)
+{
+    return ab_h5_attr_get_num(f, obj, name, H5T_NATIVE_DOUBLE, out, found);
+}
+
+int ab_h5_attr_get_i64(struct ab_h5 *f, const char *obj, const char *name, int64_t *out,
+                       int *found)
+{
+    return ab_h5_attr_get_num(f, obj, name, H5T_NATIVE_INT64, out, found);
+}
+
+int ab_h5_attr_get_u64(struct ab_h5 *f, const char *obj, const char *name, uint64_t *out,
+                       int *found)
+{
+    return ab_h5_attr_get_num(f, obj, name, H5T_NATIVE_UINT64, out, found);
+}
+
+/* A simple dataspace of rank 0..8 (rank 0: scalar). */
+static hid_t ab_h5_space(int rank, const int64_t *dims)
+{
+    if (rank == 0) return H5Screate(H5S_SCALAR);
+    hsize_t h[8];
+    for (int i = 0; i < rank; i++) h[i] = (hsize_t)dims[i];
+    return H5Screate_simple(rank, h, NULL);
+}
+
+/* Attaches scales[i] to dimension i of dataset d. */
+static int ab_h5_attach(struct ab_h5 *f, const char *name, hid_t d, int rank,
+                        const char *const *scales)
+{
+    for (int i = 0; scales && i < rank; i++) {
+        if (!scales[i]) continue;
+        hid_t s = H5Dopen2(f->id, scales[i], H5P_DEFAULT);
+        herr_t e = s < 0 ? -1 : H5DSattach_scale(d, s, (unsigned)i);
+        int rc = e < 0 ? ab_h5_fail(AB_E_IO, f, "cannot attach scale %s to %s", scales[i], name)
+                       : AB_OK;
+        if (s >= 0) H5Dclose(s);
+        if (rc != AB_OK) return rc;
+    }
+    return AB_OK;
+}
+
+int ab_h5_put(struct ab_h5 *f, const char *name, hid_t file_type, hid_t mem_type, int rank,
+              const int64_t *dims, int chunk_lead, const void *data, const char *const *scales)
+{
+    if (rank < 0 || rank > 8) return ab_fail(AB_E_INTERNAL, "'%s': %s: bad rank", f->path, name);
+    int rc = AB_OK;
+    hid_t space = ab_h5_space(rank, dims), dcpl = ab_h5_untimed(H5P_DATASET_CREATE);
+    hid_t d = H5I_INVALID_HID;
+    if (space < 0 || dcpl < 0) goto fail;
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    if (chunk_lead >= 0 && rank > 0 && n > 0) {
+        /* one chunk per leading index (one head), the trailing dims whole; halve the first
+         * splittable dim until a chunk fits the cap (HDF5 chunks must stay below 4 GiB) */
+        hsize_t chunk[8];
+        int64_t bytes = (int64_t)H5Tget_size(file_type);
+        for (int i = 0; i < rank; i++) {
+            chunk[i] = i < chunk_lead ? 1 : (hsize_t)dims[i];
+            bytes *= (int64_t)chunk[i];
+        }
+        while (bytes > AB_H5_MAX_CHUNK_BYTES) {
+            int i = 0;
+            while (i < rank && chunk[i] <= 1) i++;
+            if (i == rank) break;
+            bytes = bytes / (int64_t)chunk[i] * (int64_t)((chunk[i] + 1) / 2);
+            chunk[i] = (chunk[i] + 1) / 2;
+        }
+        if (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_shuffle(dcpl) < 0 ||
+            H5Pset_deflate(dcpl, AB_H5_DEFLATE) < 0)
+            goto fail;
+    }
+    d = H5Dcreate2(f->id, name, file_type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (d < 0) goto fail;
+    if (n > 0 && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) goto fail;
+    rc = ab_h5_attach(f, name, d, rank, scales);
+    goto done;
+fail:
+    rc = ab_h5_fail(AB_E_IO, f, "cannot write %s", name);
+done:
+    if (d >= 0) H5Dclose(d);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
+int ab_h5_put_strings(struct ab_h5 *f, const char *name, int rank, const int64_t *dims,
+                      const char *const *strs, const char *const *scales)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    const char **s = malloc((size_t)(n > 0 ? n : 1) * sizeof *s);
+    if (!s) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    for (int64_t i = 0; i < n; i++) s[i] = strs[i] ? strs[i] : "";
+    hid_t t = ab_h5_vlen_str();
+    int rc = t < 0 ? ab_h5_fail(AB_E_INTERNAL, f, "cannot make a string type")
+                   : ab_h5_put(f, name, t, t, rank, dims, -1, s, scales);
+    if (t >= 0) H5Tclose(t);
+    free(s);
+    return rc;
+}
+
+int ab_h5_scale(struct ab_h5 *f, const char *name, int64_t n)
+{
+    int32_t *iota = malloc((size_t)(n > 0 ? n : 1) * sizeof *iota);
+    if (!iota) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    for (int64_t i = 0; i < n; i++) iota[i] = (int32_t)i;
+    int rc = ab_h5_put(f, name, H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, n > 4096 ? 0 : -1,
+                       iota, NULL);
+    free(iota);
+    if (rc != AB_OK) return rc;
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    hid_t d = H5Dopen2(f->id, name, H5P_DEFAULT);
+    herr_t e = d < 0 ? -1 : H5DSset_scale(d, base);
+    rc = e < 0 ? ab_h5_fail(AB_E_IO, f, "cannot make %s a dimension scale", name) : AB_OK;
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+static const char *ab_h5_class_name(H5T_class_t c)
+{
+    switch (c) {
+    case H5T_INTEGER: return "integer";
+    case H5T_FLOAT: return "floating point";
+    case H5T_STRING: return "string";
+    default: return "other";
+    }
+}
+
+int ab_h5_shape(struct ab_h5 *f, const char *name, int rank, H5T_class_t cls, int64_t *dims,
+                int *found)
+{
+    if (found) *found = 0;
+    if (!ab_h5_exists(f, name)) {
+        if (found) return AB_OK;
+        return ab_fail(AB_E_DATA, "'%s': missing dataset %s", f->path, name);
+    }
+    int rc = AB_OK;
+    hid_t d = H5Dopen2(f->id, name, H5P_DEFAULT), s = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    if (d < 0) {
+        rc = ab_h5_fail(AB_E_DATA, f, "%s is not a readable dataset", name);
+        goto done;
+    }
+    s = H5Dget_space(d);
+    t = H5Dget_type(d);
+    if (s < 0 || t < 0) {
+        rc = ab_h5_fail(AB_E_DATA, f, "cannot read the shape of %s", name);
+        goto done;
+    }
+    H5S_class_t sc = H5Sget_simple_extent_type(s);
+    int r = H5Sget_simple_extent_ndims(s);
+    if ((sc != H5S_SIMPLE && sc != H5S_SCALAR) || r != rank) {
+        rc = ab_fail(AB_E_DATA, "'%s': %s has rank %d, expected %d", f->path, name,
+                     sc == H5S_NULL ? -1 : r, rank);
+        goto done;
+    }
+    H5T_class_t c = H5Tget_class(t);
+    if (cls != H5T_NO_CLASS && c != cls) {
+        rc = ab_fail(AB_E_DATA, "'%s': %s holds %s values, expected %s", f->path, name,
+                     ab_h5_class_name(c), ab_h5_class_name(cls));
+        goto done;
+    }
+    hsize_t h[8];
+    if (rank > 0 && H5Sget_simple_extent_dims(s, h, NULL) < 0) {
+        rc = ab_h5_fail(AB_E_DATA, f, "cannot read the shape of %s", name);
+        goto done;
+    }
+    for (int i = 0; i < rank; i++) {
+        if (h[i] > (hsize_t)INT64_MAX / 2) {
+            rc = ab_fail(AB_E_DATA, "'%s': %s has an impossible size", f->path, name);
+            goto done;
+        }
+        dims[i] = (int64_t)h[i];
+    }
+    if (found) *found = 1;
+done:
+    if (t >= 0) H5Tclose(t);
+    if (s >= 0) H5Sclose(s);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+int ab_h5_get(struct ab_h5 *f, const char *name, hid_t mem_type, void *buf)
+{
+    hid_t d = H5Dopen2(f->id, name, H5P_DEFAULT);
+    herr_t e = d < 0 ? -1 : H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    int rc = e < 0 ? ab_h5_fail(AB_E_DATA, f, "cannot read %s", name) : AB_OK;
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+int ab_h5_get_slab(struct ab_h5 *f, const char *name, hid_t mem_type, int rank,
+                   const int64_t *start, const int64_t *count, void *buf)
+{
+    hsize_t h0[8], hn[8];
+    for (int i = 0; i < rank; i++) {
+        h0[i] = (hsize_t)start[i];
+        hn[i] = (hsize_t)count[i];
+    }
+    herr_t e = -1;
+    hid_t d = H5Dopen2(f->id, name, H5P_DEFAULT), fs = H5I_INVALID_HID, ms = H5I_INVALID_HID;
+    if (d < 0) goto done;
+    fs = H5Dget_space(d);
+    ms = H5Screate_simple(rank, hn, NULL);
+    if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, h0, NULL, hn, NULL) < 0)
+        goto done;
+    e = H5Dread(d, mem_type, ms, fs, H5P_DEFAULT, buf);
+done:;
+    int rc = e < 0 ? ab_h5_fail(AB_E_DATA, f, "cannot read %s", name) : AB_OK;
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+int ab_h5_get_strings(struct ab_h5 *f, const char *name, int64_t n, char **out)
+{
+    int rc = AB_OK;
+    hid_t d = H5Dopen2(f->id, name, H5P_DEFAULT), t = H5I_INVALID_HID, s = H5I_INVALID_HID;
+    hid_t mt = H5I_INVALID_HID;
+    char **vl = NULL, *fixed = NULL;
+    int64_t done_n = 0;
+    for (int64_t i = 0; i < n; i++) out[i] = NULL;
+    if (d < 0) goto fail;
+    t = H5Dget_type(d);
+    s = H5Dget_space(d);
+    if (t < 0 || s < 0) goto fail;
+    if (H5Tget_class(t) != H5T_STRING || H5Sget_simple_extent_npoints(s) != n) {
+        rc = ab_fail(AB_E_DATA, "'%s': %s does not hold %lld strings", f->path, name,
+                     (long long)n);
+        goto done;
+    }
+    if (n == 0) goto done;
+    mt = H5Tcopy(H5T_C_S1);
+    if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) goto fail;
+    if (H5Tis_variable_str(t) > 0) {
+        vl = calloc((size_t)n, sizeof *vl);
+        if (!vl) goto nomem;
+        if (H5Tset_size(mt, H5T_VARIABLE) < 0 ||
+            H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, vl) < 0)
+            goto fail;
+        for (; done_n < n; done_n++)
+            if (!(out[done_n] = strdup(vl[done_n] ? vl[done_n] : ""))) break;
+        AB_H5_RECLAIM(mt, s, vl);
+        if (done_n < n) goto nomem;
+    } else {
+        size_t size = H5Tget_size(t) + 1;
+        fixed = calloc((size_t)n, size);
+        if (!fixed) goto nomem;
+        if (H5Tset_size(mt, size) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
+            H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, fixed) < 0)
+            goto fail;
+        for (; done_n < n; done_n++)
+            if (!(out[done_n] = strdup(fixed + (size_t)done_n * size))) goto nomem;
+    }
+    goto done;
+nomem:
+    rc = ab_fail(AB_E_NOMEM, "'%s': out of memory reading %s", f->path, name);
+    goto done;
+fail:
+    rc = ab_h5_fail(AB_E_DATA, f, "cannot read %s", name);
+done:
+    if (rc != AB_OK)
+        for (int64_t i = 0; i < n; i++) {
+            free(out[i]);
+            out[i] = NULL;
+        }
+    free(vl);
+    free(fixed);
+    if (mt >= 0) H5Tclose(mt);
+    if (s >= 0) H5Sclose(s);
+    if (t >= 0) H5Tclose(t);
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+/* Adds the sizes of every dataset under group g (recursively, depth-bounded). Uses only
+ * unversioned calls (H5Gget_info, H5Lget_name_by_idx, H5Oopen) so it reads the same on
+ * HDF5 1.10 and 1.12+. */
+static int ab_h5_storage_walk(hid_t g, int depth, int64_t *data, int64_t *stored)
+{
+    H5G_info_t gi;
+    if (depth > 32 || H5Gget_info(g, &gi) < 0) return -1;
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        char name[256];
+        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name,
+                                         sizeof name, H5P_DEFAULT);
+        if (len < 0 || (size_t)len >= sizeof name) return -1;
+        hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+        if (o < 0) return -1;
+        int rc = 0;
+        H5I_type_t type = H5Iget_type(o);
+        if (type == H5I_GROUP) {
+            rc = ab_h5_storage_walk(o, depth + 1, data, stored);
+        } else if (type == H5I_DATASET) {
+            hid_t s = H5Dget_space(o), t = H5Dget_type(o);
+            hssize_t np = s < 0 ? -1 : H5Sget_simple_extent_npoints(s);
+            size_t es = t < 0 ? 0 : H5Tget_size(t);
+            if (np < 0 || es == 0) rc = -1;
+            else {
+                *data += (int64_t)np * (int64_t)es;
+                *stored += (int64_t)H5Dget_storage_size(o);
+            }
+            if (s >= 0) H5Sclose(s);
+            if (t >= 0) H5Tclose(t);
+        }
+        H5Oclose(o);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+int ab_h5_storage_sum(struct ab_h5 *f, int64_t *data_bytes, int64_t *stored_bytes)
+{
+    *data_bytes = *stored_bytes = 0;
+    hid_t g = H5Gopen2(f->id, "/", H5P_DEFAULT);
+    int e = g < 0 ? -1 : ab_h5_storage_walk(g, 0, data_bytes, stored_bytes);
+    int rc = e < 0 ? ab_h5_fail(AB_E_DATA, f, "cannot list the datasets") : AB_OK;
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}

@@ -1,0 +1,120 @@
+/* h5_util.h - HDF5 plumbing shared by the workload and results files (lib/io only: this header
+ * includes hdf5.h, which nothing outside lib/io may see).
+ *
+ * It carries the rules of outputs.md once, so each file format only says what goes where:
+ * HDF5's own error printing off and one-line errors naming the file, the object and HDF5's
+ * innermost reason; the numbered API; no object time stamps (same content, same bytes);
+ * variable-length UTF-8 strings; dimension scales naming every axis; chunked datasets with
+ * shuffle + deflate; writing to NAME.tmp and renaming on success, removing the temporary file
+ * on any failure; reading with checks (file present, HDF5 signature, ranks, classes) before
+ * anything is read in bulk.
+ *
+ * Objects are named by absolute paths ("/q", "/truth/tasks/kind"); attributes by the path of
+ * the object that holds them and their own name. Every function returns AB_OK or a negative
+ * AB_E* code with ab_fail's message set. */
+#ifndef AB_IO_H5_UTIL_H
+#define AB_IO_H5_UTIL_H
+
+#include <stdint.h>
+
+#include <hdf5.h>
+
+/* An open file: the HDF5 id, the path the user named (for messages), and while writing the
+ * temporary path that becomes `path` on commit. */
+struct ab_h5 {
+    hid_t id;
+    const char *path;
+    char *tmp; /* malloc'd "path.tmp" while writing, NULL when reading */
+};
+
+/* Turns off HDF5's automatic error printing (idempotent; every entry point calls it). */
+void ab_h5_quiet(void);
+
+/* Records "'path': <fmt>" followed by ": <HDF5's innermost reason>" when HDF5 left one on its
+ * error stack (which it then clears), and returns code. */
+int ab_h5_fail(int code, const struct ab_h5 *f, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Creates path.tmp for writing (truncating a stale one). f->id is valid on success; the caller
+ * ends with ab_h5_commit or ab_h5_abort. AB_E_CREATE (with the system's reason) or AB_E_NOMEM. */
+int ab_h5_create(struct ab_h5 *f, const char *path);
+
+/* Flushes and closes the file (closing any object still open in it) and renames path.tmp to
+ * path. On failure the temporary file is removed and nothing is left at path. AB_E_IO (flush,
+ * close) or AB_E_CREATE (rename). */
+int ab_h5_commit(struct ab_h5 *f);
+
+/* Closes the file being written and removes path.tmp. Safe on a zeroed struct. */
+void ab_h5_abort(struct ab_h5 *f);
+
+/* Opens path read-only after checking that it exists (AB_E_NOFILE), is a readable regular file
+ * (AB_E_IO / AB_E_DATA) and carries the HDF5 signature (AB_E_DATA "not an HDF5 file"); a file
+ * HDF5 then refuses (truncated, damaged) is AB_E_DATA. Close with ab_h5_close. */
+int ab_h5_open(struct ab_h5 *f, const char *path);
+
+/* Closes a file opened with ab_h5_open (and every object still open in it). Safe twice. */
+void ab_h5_close(struct ab_h5 *f);
+
+/* 1 if the link `name` exists (intermediate groups included), 0 if not. */
+int ab_h5_exists(const struct ab_h5 *f, const char *name);
+
+/* Creates group `name` (its parent must exist) with time tracking off. */
+int ab_h5_group(struct ab_h5 *f, const char *name);
+
+/* Scalar attributes on object `obj`: UTF-8 variable-length string, int32, uint64, float64. */
+int ab_h5_attr_put_str(struct ab_h5 *f, const char *obj, const char *name, const char *value);
+int ab_h5_attr_put_int(struct ab_h5 *f, const char *obj, const char *name, int value);
+int ab_h5_attr_put_u64(struct ab_h5 *f, const char *obj, const char *name, uint64_t value);
+int ab_h5_attr_put_f64(struct ab_h5 *f, const char *obj, const char *name, double value);
+
+/* Reads a string attribute (variable or fixed length) into *out (malloc'd; NULL when the
+ * attribute is absent). AB_E_DATA if it is not a scalar string. */
+int ab_h5_attr_get_str(struct ab_h5 *f, const char *obj, const char *name, char **out);
+
+/* Reads a scalar numeric attribute converted to the given type; *found = 0 (and *out left
+ * alone) when absent. AB_E_DATA if it is not one number. */
+int ab_h5_attr_get_f64(struct ab_h5 *f, const char *obj, const char *name, double *out,
+                       int *found);
+int ab_h5_attr_get_i64(struct ab_h5 *f, const char *obj, const char *name, int64_t *out,
+                       int *found);
+int ab_h5_attr_get_u64(struct ab_h5 *f, const char *obj, const char *name, uint64_t *out,
+                       int *found);
+
+/* Creates the dimension scale `name` (a 1-D int32 dataset 0..n-1, n >= 0) whose dimension name
+ * is the last component of `name` ("/seq" names the dimension "seq"). */
+int ab_h5_scale(struct ab_h5 *f, const char *name, int64_t n);
+
+/* Writes dataset `name` of the given rank (0..4) and dims from data (mem_type, row-major; may
+ * be NULL only if the dataset has no elements). file_type is the stored type. chunk_lead < 0
+ * stores it contiguous; chunk_lead >= 0 chunks it with chunk_lead leading unit dimensions and
+ * the remaining dimensions whole (capped at 1 GiB per chunk), filtered with shuffle + deflate.
+ * scales[i] (may be NULL, or hold NULL entries) names the scale attached to dimension i. */
+int ab_h5_put(struct ab_h5 *f, const char *name, hid_t file_type, hid_t mem_type, int rank,
+              const int64_t *dims, int chunk_lead, const void *data, const char *const *scales);
+
+/* Writes a dataset of variable-length UTF-8 strings (rank 0..2; NULL entries stored as ""). */
+int ab_h5_put_strings(struct ab_h5 *f, const char *name, int rank, const int64_t *dims,
+                      const char *const *strs, const char *const *scales);
+
+/* The shape of dataset `name`: checks it exists (else *found = 0, or AB_E_DATA "missing
+ * dataset" when found is NULL), has the expected rank and type class (H5T_NO_CLASS: any), and
+ * stores its dims (up to 8). */
+int ab_h5_shape(struct ab_h5 *f, const char *name, int rank, H5T_class_t cls, int64_t *dims,
+                int *found);
+
+/* Reads all of dataset `name` into buf (converted to mem_type; the caller checked the shape). */
+int ab_h5_get(struct ab_h5 *f, const char *name, hid_t mem_type, void *buf);
+
+/* Reads the hyperslab start[0..rank) + count[0..rank) of dataset `name` into buf (dense). */
+int ab_h5_get_slab(struct ab_h5 *f, const char *name, hid_t mem_type, int rank,
+                   const int64_t *start, const int64_t *count, void *buf);
+
+/* Reads a string dataset of n elements (variable or fixed length) into out[0..n) (each
+ * malloc'd; on failure none are left allocated). */
+int ab_h5_get_strings(struct ab_h5 *f, const char *name, int64_t n, char **out);
+
+/* Sums over every dataset in the file: the bytes its elements take in memory (data) and the
+ * bytes its storage takes in the file (stored). */
+int ab_h5_storage_sum(struct ab_h5 *f, int64_t *data_bytes, int64_t *stored_bytes);
+
+#endif

@@ -1,0 +1,92 @@
+/* helpers.c - see helpers.h. */
+#include "helpers.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+const char *t_path(const char *name)
+{
+    static char ring[16][1024];
+    static int next;
+    const char *tmp = getenv("AB_TMP");
+    if (!tmp || !*tmp) tmp = "/tmp";
+    mkdir(tmp, 0777);
+    char *p = ring[next++ % 16];
+    snprintf(p, 1024, "%s/%ld-%s", tmp, (long)getpid(), name);
+    return p;
+}
+
+static char *read_all(FILE *f)
+{
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    if (!s) return NULL;
+    rewind(f);
+    size_t got;
+    while ((got = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n < 2) {
+            char *t = realloc(s, cap *= 2);
+            if (!t) break;
+            s = t;
+        }
+    }
+    s[n] = 0;
+    return s;
+}
+
+int t_run(char **out, char **err, const char *fmt, ...)
+{
+    char args[8192], cmd[9000];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    const char *bin = getenv("AB_BIN");
+    if (!bin) bin = "attnbench";
+    FILE *fo = tmpfile(), *fe = tmpfile();
+    if (!fo || !fe) return -1;
+    snprintf(cmd, sizeof cmd, "'%s' %s >/dev/fd/%d 2>/dev/fd/%d </dev/null", bin, args,
+             fileno(fo), fileno(fe));
+    int st = system(cmd);
+    if (out) *out = read_all(fo);
+    if (err) *err = read_all(fe);
+    fclose(fo);
+    fclose(fe);
+    if (st == -1 || !WIFEXITED(st)) return -1;
+    return WEXITSTATUS(st);
+}
+
+int t_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+unsigned char *t_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc(n > 0 ? (size_t)n : 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    if (b && len) *len = (size_t)n;
+    return b;
+}
+
+int t_count_lines(const char *s)
+{
+    int n = 0;
+    for (; s && *s; s++) n += *s == '\n';
+    return n;
+}

@@ -1,0 +1,80 @@
+/* test_cli.c - the command-line conventions every command shares (outputs.md, "Command line"):
+ * the command table, help, version, usage errors and their exit statuses, and `bench`. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+Test(cli, version_names_build_facts)
+{
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "--version"), 0);
+    cr_expect(strstr(out, "attnbench ") == out, "%s", out);
+    cr_expect(strstr(out, "blas: ") && strstr(out, "hdf5: 1.") && strstr(out, "openmp: "), "%s", out);
+    free(out), free(err);
+}
+
+Test(cli, help_lists_commands_and_each_command_has_help)
+{
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "--help"), 0);
+    const char *cmds[] = {"gen", "info", "render", "bench"};
+    for (int i = 0; i < 4; i++) {
+        cr_expect(strstr(out, cmds[i]) != NULL, "%s missing from help", cmds[i]);
+        char *o2, *e2;
+        cr_expect_eq(t_run(&o2, &e2, "%s --help", cmds[i]), 0, "%s --help", cmds[i]);
+        cr_expect(strstr(o2, "usage: attnbench ") == o2, "%s", o2);
+        cr_expect(strstr(o2, "--threads") != NULL, "%s: common options missing", cmds[i]);
+        free(o2), free(e2);
+        cr_expect_eq(t_run(&o2, &e2, "help %s", cmds[i]), 0);
+        cr_expect(strstr(o2, "usage: attnbench ") == o2);
+        free(o2), free(e2);
+    }
+    free(out), free(err);
+}
+
+Test(cli, usage_errors_exit_64_with_one_line)
+{
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "%s", ""), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "frobnicate"), 64);
+    cr_expect_str_eq(err, "error: unknown command 'frobnicate' (see 'attnbench --help')\n");
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench dense --n"), 64);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench dense --n abc"), 64);
+    cr_expect(strstr(err, "wants an integer") != NULL, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench dense --bogus 3"), 64);
+    cr_expect(strstr(err, "unknown option '--bogus'") != NULL, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench dense --threads -2"), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench dense --n 0"), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench sparse"), 64);
+    free(out), free(err);
+}
+
+Test(cli, bench_reports_rates_and_ratio)
+{
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "bench dense --n 512 --d 64 --reps 1 --gemm-n 256 --threads 1"), 0, "%s", err);
+    double g = 0, gemm = 0, ratio = 0;
+    const char *p = strstr(out, "\nGFLOP/s"), *q = strstr(out, "GEMM GFLOP/s"), *r = strstr(out, "ratio");
+    cr_assert(p && q && r, "%s", out);
+    sscanf(p, "\nGFLOP/s %lf", &g);
+    sscanf(q, "GEMM GFLOP/s %lf", &gemm);
+    sscanf(r, "ratio %lf", &ratio);
+    cr_expect(g > 0 && gemm > 0, "%s", out);
+    cr_expect(fabs(ratio - g / gemm) <= 0.02 * g / gemm + 0.001, "ratio %g vs %g/%g", ratio, g, gemm);
+    free(out), free(err);
+    /* too large for memory: a data error, not a crash */
+    cr_expect_eq(t_run(&out, &err, "bench dense --n 100000000000 --d 128"), 65);
+    cr_expect(strstr(err, "memory") != NULL, "%s", err);
+    free(out), free(err);
+}

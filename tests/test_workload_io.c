@@ -1,0 +1,864 @@
+/* test_workload_io.c - the workload file, the PNG map and the `info` / `render` commands.
+ *
+ * Workloads are built by hand from seeded values (every optional part filled), written, read
+ * back and compared bit for bit. Bad files are made by copying, cutting or editing good ones,
+ * or crafted with raw HDF5 calls (a float64 /q, a NaN, shapes that disagree, a file that claims
+ * terabytes), so every refusal path of the reader is exercised. The map is checked on heads
+ * whose picture is known: all mass on key 0 (a bright first column) and uniform rows (one known
+ * palette index). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#include "attn/attn.h"
+#include "core/ab.h"
+#include "core/rng.h"
+#include "core/workload.h"
+#include "helpers.h"
+#include "io/h5_workload.h"
+#include "io/png_map.h"
+
+static const char *const profile_names[] = {"streaming", "retrieval", "induction", "dormant"};
+
+/* A workload of the given shape with seeded values; full = 1 fills every optional part
+ * (tokens, text, hidden states, profiles, tasks of all three kinds). */
+static void make_workload(struct ab_workload *w, uint64_t seed, int64_t n_layer, int64_t n_head,
+                          int64_t n_kv, int64_t n, int64_t d, int64_t dv, int full)
+{
+    cr_assert_eq(ab_workload_alloc(w, n_layer, n_head, n_kv, n, d, dv), AB_OK, "%s",
+                 ab_errmsg());
+    struct ab_rng r;
+    ab_rng_init(&r, seed, 1);
+    for (int64_t i = 0; i < n_layer * n_head * n * d; i++) w->q[i] = (float)ab_rng_normal(&r);
+    for (int64_t i = 0; i < n_layer * n_kv * n * d; i++) w->k[i] = (float)ab_rng_normal(&r);
+    for (int64_t i = 0; i < n_layer * n_kv * n * dv; i++) w->v[i] = (float)ab_rng_normal(&r);
+    for (int64_t i = 0; i < n; i++) w->positions[i] = (int32_t)(3 + i + i / 7); /* gaps */
+    w->seed = seed;
+    w->source = strdup("synthetic");
+    w->description = strdup("hand-built test workload, UTF-8: \xc3\xa9\xe2\x86\x92");
+    w->created_utc = strdup("2024-01-02T03:04:05Z");
+    w->version = strdup("9.9.9-test");
+    w->causal = 1;
+    w->scale = 0.3;
+    w->rope_applied = 1;
+    w->rope_theta = 10000;
+    if (!full) return;
+
+    w->tokens = ab_alloc((size_t)n * sizeof *w->tokens);
+    for (int64_t i = 0; i < n; i++) w->tokens[i] = (int32_t)ab_rng_below(&r, 32000);
+    w->text = strdup("Once upon a time \xe2\x80\x94 a test.\nSecond line.");
+    w->d_model = 10;
+    int64_t nh = (n_layer + 1) * n * w->d_model;
+    w->hidden = ab_alloc((size_t)nh * sizeof *w->hidden);
+    for (int64_t i = 0; i < nh; i++) w->hidden[i] = (float)ab_rng_normal(&r);
+    w->profile = calloc((size_t)(n_layer * n_kv), sizeof *w->profile);
+    for (int64_t i = 0; i < n_layer * n_kv; i++) w->profile[i] = strdup(profile_names[i % 4]);
+
+    /* five tasks: two retrieve (1 key), one multi-retrieve (3 keys), two aggregate (2 keys) */
+    static const int32_t kind[] = {0, 0, 1, 2, 2}, nkeys[] = {1, 1, 3, 2, 2};
+    struct ab_tasks *t = &w->tasks;
+    cr_assert_eq(ab_tasks_alloc(t, 5, 9, 4, dv, n_layer, n_kv), AB_OK, "%s", ab_errmsg());
+    t->key_off[0] = 0;
+    for (int i = 0; i < 5; i++) {
+        t->kind[i] = kind[i];
+        t->row[i] = (int32_t)(n - 5 + i);
+        t->answer[i] = kind[i] == 2 ? -1 : (int32_t)ab_rng_below(&r, 4);
+        t->key_off[i + 1] = t->key_off[i] + nkeys[i];
+    }
+    for (int j = 0; j < 9; j++) t->key_pos[j] = (int32_t)ab_rng_below(&r, n - 5);
+    for (int64_t j = 0; j < 4 * dv; j++) t->codebook[j] = (float)ab_rng_normal(&r);
+    for (int64_t i = 0; i < n_layer * n_kv; i++) t->planted[i] = (int8_t)(i % 3 == 1);
+    t->agg_threshold = 0.85;
+}
+
+static void make_default(struct ab_workload *w, int full)
+{
+    make_workload(w, 42, 2, 4, 2, 48, 8, 6, full);
+}
+
+static void expect_same_str(const char *a, const char *b, const char *what)
+{
+    if (!a || !b) {
+        cr_expect(a == b, "%s: one is NULL", what);
+        return;
+    }
+    cr_expect_str_eq(a, b, "%s", what);
+}
+
+/* Every field of a and b, arrays bit for bit. */
+static void expect_same(const struct ab_workload *a, const struct ab_workload *b)
+{
+    cr_assert_eq(a->n_layer, b->n_layer);
+    cr_assert_eq(a->n_head, b->n_head);
+    cr_assert_eq(a->n_kv_head, b->n_kv_head);
+    cr_assert_eq(a->n_seq, b->n_seq);
+    cr_assert_eq(a->d, b->d);
+    cr_assert_eq(a->d_v, b->d_v);
+    int64_t nq = a->n_layer * a->n_head * a->n_seq * a->d;
+    int64_t nk = a->n_layer * a->n_kv_head * a->n_seq * a->d;
+    int64_t nv = a->n_layer * a->n_kv_head * a->n_seq * a->d_v;
+    cr_expect(!memcmp(a->q, b->q, (size_t)nq * 4), "q differs");
+    cr_expect(!memcmp(a->k, b->k, (size_t)nk * 4), "k differs");
+    cr_expect(!memcmp(a->v, b->v, (size_t)nv * 4), "v differs");
+    cr_expect(!memcmp(a->positions, b->positions, (size_t)a->n_seq * 4), "positions differ");
+    cr_expect_eq(!a->tokens, !b->tokens);
+    if (a->tokens && b->tokens)
+        cr_expect(!memcmp(a->tokens, b->tokens, (size_t)a->n_seq * 4), "tokens differ");
+    expect_same_str(a->text, b->text, "text");
+    cr_expect_eq(a->d_model, b->d_model);
+    cr_expect_eq(!a->hidden, !b->hidden);
+    if (a->hidden && b->hidden)
+        cr_expect(!memcmp(a->hidden, b->hidden,
+                          (size_t)((a->n_layer + 1) * a->n_seq * a->d_model) * 4),
+                  "hidden differs");
+    cr_expect_eq(!a->profile, !b->profile);
+    for (int64_t i = 0; a->profile && b->profile && i < a->n_layer * a->n_kv_head; i++)
+        expect_same_str(a->profile[i], b->profile[i], "profile");
+    const struct ab_tasks *s = &a->tasks, *t = &b->tasks;
+    cr_assert_eq(s->n, t->n);
+    cr_assert_eq(s->n_code, t->n_code);
+    if (s->n > 0) {
+        cr_expect(!memcmp(s->kind, t->kind, (size_t)s->n * 4), "task kinds differ");
+        cr_expect(!memcmp(s->row, t->row, (size_t)s->n * 4), "task rows differ");
+        cr_expect(!memcmp(s->answer, t->answer, (size_t)s->n * 4), "task answers differ");
+        cr_expect(!memcmp(s->key_off, t->key_off, (size_t)(s->n + 1) * 8), "key_off differs");
+        cr_expect(!memcmp(s->key_pos, t->key_pos, (size_t)s->key_off[s->n] * 4),
+                  "key_pos differs");
+        cr_expect(!memcmp(s->codebook, t->codebook, (size_t)(s->n_code * a->d_v) * 4),
+                  "codebook differs");
+        cr_expect(!memcmp(s->planted, t->planted, (size_t)(a->n_layer * a->n_kv_head)),
+                  "planted differs");
+        cr_expect(memcmp(&s->agg_threshold, &t->agg_threshold, sizeof(double)) == 0);
+    }
+    expect_same_str(a->source, b->source, "source");
+    expect_same_str(a->description, b->description, "description");
+    expect_same_str(a->created_utc, b->created_utc, "created_utc");
+    expect_same_str(a->version, b->version, "version");
+    cr_expect_eq(a->seed, b->seed);
+    cr_expect_eq(a->causal, b->causal);
+    cr_expect(memcmp(&a->scale, &b->scale, sizeof(double)) == 0, "scale differs");
+    cr_expect_eq(a->rope_applied, b->rope_applied);
+    cr_expect(memcmp(&a->rope_theta, &b->rope_theta, sizeof(double)) == 0);
+}
+
+/* Writes a full default workload to path. */
+static void write_default(const char *path)
+{
+    struct ab_workload w;
+    make_default(&w, 1);
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    ab_workload_free(&w);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+static char *tmp_of(const char *path)
+{
+    static char buf[1100];
+    snprintf(buf, sizeof buf, "%s.tmp", path);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- round trip, bytes, layout */
+
+Test(workload_io, round_trip_full_is_bit_exact)
+{
+    const char *path = t_path("full.h5");
+    struct ab_workload w, r;
+    make_default(&w, 1);
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    cr_expect(!t_exists(tmp_of(path)), "temporary file left behind");
+    cr_assert_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
+    expect_same(&w, &r);
+    ab_workload_free(&w);
+    ab_workload_free(&r);
+}
+
+Test(workload_io, round_trip_minimal_keeps_optional_parts_absent)
+{
+    const char *path = t_path("min.h5");
+    struct ab_workload w, r;
+    make_workload(&w, 7, 1, 3, 1, 17, 5, 3, 0);
+    w.causal = 0;
+    w.rope_applied = 0;
+    w.rope_theta = 0;
+    free(w.description);
+    w.description = NULL;
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
+    expect_same(&w, &r);
+    cr_expect_null(r.tokens);
+    cr_expect_null(r.text);
+    cr_expect_null(r.hidden);
+    cr_expect_null(r.profile);
+    cr_expect_eq(r.tasks.n, 0);
+    ab_workload_free(&w);
+    ab_workload_free(&r);
+}
+
+Test(workload_io, write_fills_created_and_version_when_absent)
+{
+    const char *path = t_path("stamp.h5");
+    struct ab_workload w, r;
+    make_default(&w, 0);
+    free(w.created_utc);
+    free(w.version);
+    w.created_utc = w.version = NULL;
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
+    cr_expect_str_eq(r.version, ab_version());
+    cr_assert_not_null(r.created_utc);
+    cr_expect_eq(strlen(r.created_utc), 20, "%s", r.created_utc); /* 2024-01-02T03:04:05Z */
+    cr_expect_eq(r.created_utc[19], 'Z');
+    ab_workload_free(&w);
+    ab_workload_free(&r);
+}
+
+Test(workload_io, same_input_gives_identical_bytes)
+{
+    const char *a = t_path("same-a.h5"), *b = t_path("same-b.h5");
+    write_default(a);
+    sleep(1); /* object time stamps, were they on, would differ now */
+    write_default(b);
+    size_t na, nb;
+    unsigned char *da = t_slurp(a, &na), *db = t_slurp(b, &nb);
+    cr_assert(da && db);
+    cr_expect_eq(na, nb);
+    cr_expect(na == nb && !memcmp(da, db, na), "files differ");
+    free(da);
+    free(db);
+}
+
+Test(workload_io, h5dump_reads_the_file_and_shows_dimension_scales)
+{
+    const char *path = t_path("dump.h5"), *out = t_path("dump.txt");
+    write_default(path);
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "h5dump -H -A '%s' > '%s' 2>&1", path, out);
+    cr_assert_eq(system(cmd), 0, "h5dump failed");
+    char *text = (char *)t_slurp(out, NULL);
+    cr_assert_not_null(text);
+    const char *want[] = {"DATASET \"q\"", "DATASET \"k\"", "DATASET \"hidden\"",
+                          "GROUP \"truth\"", "DATASET \"profile\"", "DATASET \"codebook\"",
+                          "DIMENSION_LIST", "DIMENSION_SCALE", "\"layer\"", "\"head\"",
+                          "\"kv_head\"", "\"seq\"", "\"feature\"", "\"feature_v\"",
+                          "attnbench/workload/1", "H5T_CSET_UTF8", "H5T_IEEE_F32LE"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        cr_expect(strstr(text, want[i]) != NULL, "h5dump output lacks %s", want[i]);
+    free(text);
+}
+
+Test(workload_io, read_meta_reads_shapes_and_small_parts_only)
+{
+    const char *path = t_path("meta.h5");
+    struct ab_workload w, m;
+    make_default(&w, 1);
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_h5_workload_read_meta(path, &m), AB_OK, "%s", ab_errmsg());
+    cr_expect_null(m.q);
+    cr_expect_null(m.k);
+    cr_expect_null(m.v);
+    cr_expect_null(m.hidden);
+    cr_expect_eq(m.d_model, 10);
+    cr_expect_eq(m.n_layer, 2);
+    cr_expect_eq(m.n_head, 4);
+    cr_expect_eq(m.n_kv_head, 2);
+    cr_expect_eq(m.n_seq, 48);
+    cr_expect_eq(m.d, 8);
+    cr_expect_eq(m.d_v, 6);
+    cr_expect(!memcmp(m.positions, w.positions, 48 * 4));
+    cr_expect_eq(m.tasks.n, 5);
+    cr_assert_not_null(m.profile);
+    cr_expect_str_eq(m.profile[1], "retrieval");
+    cr_expect_str_eq(m.source, "synthetic");
+    ab_workload_free(&w);
+    ab_workload_free(&m);
+}
+
+Test(workload_io, read_head_matches_the_full_read)
+{
+    const char *path = t_path("head.h5");
+    struct ab_workload w, m;
+    make_default(&w, 1);
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_h5_workload_read_meta(path, &m), AB_OK, "%s", ab_errmsg());
+    float *q, *k, *v;
+    cr_assert_eq(ab_h5_workload_read_head(path, &m, 1, 3, &q, &k, &v), AB_OK, "%s",
+                 ab_errmsg());
+    cr_expect(!memcmp(q, ab_workload_q(&w, 1, 3), 48 * 8 * 4), "q head differs");
+    cr_expect(!memcmp(k, ab_workload_k(&w, 1, 1), 48 * 8 * 4), "k head differs");
+    cr_expect(!memcmp(v, ab_workload_v(&w, 1, 1), 48 * 6 * 4), "v head differs");
+    ab_free(q);
+    ab_free(k);
+    ab_free(v);
+    cr_expect_eq(ab_h5_workload_read_head(path, &m, 2, 0, &q, &k, &v), AB_E_USAGE);
+    cr_expect_null(q);
+    ab_workload_free(&w);
+    ab_workload_free(&m);
+}
+
+Test(workload_io, storage_reports_compression)
+{
+    const char *path = t_path("sto.h5");
+    struct ab_workload w;
+    make_workload(&w, 3, 1, 2, 1, 512, 16, 16, 0);
+    for (int64_t i = 0; i < 2 * 512 * 16; i++) w.q[i] = 0.5f; /* compresses to almost nothing */
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    struct ab_h5_storage s;
+    cr_assert_eq(ab_h5_file_storage(path, &s), AB_OK, "%s", ab_errmsg());
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(s.file_bytes, (int64_t)st.st_size);
+    cr_expect_geq(s.data_bytes, 4 * (2 * 512 * 16 + 2 * 512 * 16));
+    cr_expect_lt(s.stored_bytes, s.data_bytes);
+    cr_expect_lt(s.stored_bytes, s.file_bytes);
+    ab_workload_free(&w);
+}
+
+/* ---------------------------------------------------------------- refusals */
+
+Test(workload_io, missing_file_is_nofile)
+{
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(t_path("nope.h5"), &r), AB_E_NOFILE);
+    cr_expect(strstr(ab_errmsg(), "nope.h5") != NULL, "%s", ab_errmsg());
+    cr_expect_eq(ab_h5_workload_read_meta(t_path("nope.h5"), &r), AB_E_NOFILE);
+}
+
+Test(workload_io, truncated_file_is_data_error)
+{
+    const char *path = t_path("whole.h5"), *cut = t_path("cut.h5");
+    write_default(path);
+    size_t n;
+    unsigned char *b = t_slurp(path, &n);
+    cr_assert_not_null(b);
+    const size_t sizes[] = {n / 2, n - 1, 600, 96, 8};
+    for (int i = 0; i < 5; i++) {
+        write_bytes(cut, b, sizes[i]);
+        struct ab_workload r;
+        cr_expect_eq(ab_h5_workload_read(cut, &r), AB_E_DATA, "cut at %zu: %s", sizes[i],
+                     ab_errmsg());
+        cr_expect(strstr(ab_errmsg(), "cut.h5") != NULL, "%s", ab_errmsg());
+        cr_expect_null(r.q);
+        cr_expect_eq(ab_h5_workload_read_meta(cut, &r), AB_E_DATA);
+    }
+    free(b);
+}
+
+Test(workload_io, text_file_is_not_hdf5)
+{
+    const char *path = t_path("text.h5");
+    const char *text = "this is not an HDF5 file\n";
+    write_bytes(path, text, strlen(text));
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "not an HDF5 file") != NULL, "%s", ab_errmsg());
+    write_bytes(path, "", 0);
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+}
+
+Test(workload_io, wrong_schema_is_data_error)
+{
+    /* the schema string sits uncompressed in the global heap: edit it in place */
+    const char *path = t_path("schema.h5");
+    write_default(path);
+    size_t n;
+    unsigned char *b = t_slurp(path, &n);
+    cr_assert_not_null(b);
+    const char *needle = AB_WORKLOAD_SCHEMA;
+    size_t len = strlen(needle);
+    int edited = 0;
+    for (size_t i = 0; i + len <= n; i++)
+        if (!memcmp(b + i, needle, len)) {
+            memcpy(b + i, "attnbench/resultz/1x", len);
+            edited++;
+        }
+    cr_assert_eq(edited, 1);
+    write_bytes(path, b, n);
+    free(b);
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "not an attnbench workload") != NULL, "%s", ab_errmsg());
+    cr_expect(strstr(ab_errmsg(), "attnbench/resultz/1x") != NULL, "%s", ab_errmsg());
+}
+
+/* What a crafted file gets wrong. */
+struct craft {
+    const char *schema;  /* NULL: no schema attribute */
+    int q_f64;           /* store /q as float64 */
+    int nan;             /* a NaN in /q */
+    int64_t k_seq;       /* sequence length of /k (16 = consistent) */
+    int64_t seq;         /* sequence length of /q and /v (16) */
+    int64_t d;           /* head dimension (4) */
+    int empty_space;     /* /q exists but has no data written (chunked, never allocated) */
+};
+
+/* Writes a workload-like file with raw HDF5 calls, deliberately wrong in the ways c says. */
+static void craft_file(const char *path, const struct craft *c)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    if (c->schema) {
+        hid_t t = H5Tcopy(H5T_C_S1), s = H5Screate(H5S_SCALAR);
+        H5Tset_size(t, H5T_VARIABLE);
+        hid_t a = H5Acreate2(f, "schema", t, s, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, &c->schema);
+        H5Aclose(a), H5Sclose(s), H5Tclose(t);
+    }
+    const char *names[3] = {"q", "k", "v"};
+    int64_t seqs[3] = {c->seq, c->k_seq, c->seq};
+    for (int i = 0; i < 3; i++) {
+        hsize_t dims[4] = {1, i == 0 ? 2 : 1, (hsize_t)seqs[i], (hsize_t)c->d};
+        hid_t s = H5Screate_simple(4, dims, NULL), p = H5Pcreate(H5P_DATASET_CREATE);
+        int big = dims[2] * dims[3] > ((hsize_t)1 << 24);
+        if (c->empty_space || big) {
+            hsize_t chunk[4] = {1, 1, dims[2] < 1024 ? dims[2] : 1024, dims[3] < 64 ? dims[3] : 64};
+            if (chunk[2] == 0) chunk[2] = 1;
+            H5Pset_chunk(p, 4, chunk);
+        }
+        hid_t d = H5Dcreate2(f, names[i], i == 0 && c->q_f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
+                             s, H5P_DEFAULT, p, H5P_DEFAULT);
+        cr_assert_geq(d, 0);
+        hsize_t n = dims[0] * dims[1] * dims[2] * dims[3];
+        if (!big && !c->empty_space && n > 0) {
+            double *x = malloc(n * sizeof *x);
+            for (hsize_t j = 0; j < n; j++) x[j] = 0.25 * (double)(j % 13) - 1.0;
+            if (i == 0 && c->nan) x[n / 2] = NAN;
+            H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
+            free(x);
+        }
+        H5Dclose(d), H5Pclose(p), H5Sclose(s);
+    }
+    hsize_t n = (hsize_t)c->seq;
+    hid_t s = H5Screate_simple(1, &n, NULL), p = H5Pcreate(H5P_DATASET_CREATE);
+    if (n > ((hsize_t)1 << 20)) {
+        hsize_t chunk = 1 << 16;
+        H5Pset_chunk(p, 1, &chunk);
+    }
+    hid_t d = H5Dcreate2(f, "positions", H5T_STD_I32LE, s, H5P_DEFAULT, p, H5P_DEFAULT);
+    if (n > 0 && n <= ((hsize_t)1 << 20)) {
+        int32_t *pos = malloc(n * sizeof *pos);
+        for (hsize_t j = 0; j < n; j++) pos[j] = (int32_t)j;
+        H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, pos);
+        free(pos);
+    }
+    H5Dclose(d), H5Pclose(p), H5Sclose(s);
+    cr_assert_geq(H5Fclose(f), 0);
+}
+
+static const struct craft craft_ok = {AB_WORKLOAD_SCHEMA, 0, 0, 16, 16, 4, 0};
+
+Test(workload_io, crafted_file_reads_and_float64_is_converted)
+{
+    const char *path = t_path("craft.h5");
+    struct craft c = craft_ok;
+    c.q_f64 = 1;
+    craft_file(path, &c);
+    struct ab_workload r;
+    cr_assert_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(r.n_head, 2);
+    cr_expect_eq(r.n_seq, 16);
+    cr_expect_eq(r.q[5], 0.25f);        /* 0.25 * 5 - 1 */
+    cr_expect_eq(r.causal, 1);          /* defaults for absent attributes */
+    cr_expect_eq(r.scale, 0.5);         /* 1/sqrt(4) */
+    cr_expect_null(r.source);
+    ab_workload_free(&r);
+}
+
+Test(workload_io, missing_schema_is_data_error)
+{
+    const char *path = t_path("noschema.h5");
+    struct craft c = craft_ok;
+    c.schema = NULL;
+    craft_file(path, &c);
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "not an attnbench workload") != NULL, "%s", ab_errmsg());
+}
+
+Test(workload_io, nan_in_q_is_data_error)
+{
+    const char *path = t_path("nan.h5");
+    struct craft c = craft_ok;
+    c.nan = 1;
+    craft_file(path, &c);
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "nan.h5") && strstr(ab_errmsg(), "q"), "%s", ab_errmsg());
+    cr_expect_null(r.q);
+    /* metadata alone does not look at values; reading the head does */
+    cr_assert_eq(ab_h5_workload_read_meta(path, &r), AB_OK, "%s", ab_errmsg());
+    float *q, *k, *v;
+    cr_expect_eq(ab_h5_workload_read_head(path, &r, 0, 1, &q, &k, &v), AB_E_DATA);
+    ab_workload_free(&r);
+
+    /* and the writer refuses one in memory, leaving nothing */
+    struct ab_workload w;
+    make_default(&w, 0);
+    w.q[17] = NAN;
+    const char *out = t_path("nan-out.h5");
+    cr_expect_eq(ab_h5_workload_write(out, &w), AB_E_DATA);
+    cr_expect(!t_exists(out) && !t_exists(tmp_of(out)));
+    ab_workload_free(&w);
+}
+
+Test(workload_io, shapes_that_disagree_are_data_errors)
+{
+    const char *path = t_path("shape.h5");
+    struct craft c = craft_ok;
+    c.k_seq = 15;
+    craft_file(path, &c);
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "sequence length") != NULL, "%s", ab_errmsg());
+
+    c = craft_ok;
+    c.seq = c.k_seq = 0; /* an empty sequence */
+    craft_file(path, &c);
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "empty") != NULL, "%s", ab_errmsg());
+    cr_expect_eq(ab_h5_workload_read_meta(path, &r), AB_E_DATA);
+}
+
+Test(workload_io, file_claiming_terabytes_is_too_big_before_reading)
+{
+    const char *path = t_path("huge.h5");
+    struct craft c = craft_ok;
+    c.seq = c.k_seq = (int64_t)1 << 30;
+    c.d = 1 << 12;
+    craft_file(path, &c);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_lt(st.st_size, 1 << 20, "the crafted file itself is small");
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_TOOBIG, "%s", ab_errmsg());
+    cr_expect(strstr(ab_errmsg(), "huge.h5") != NULL, "%s", ab_errmsg());
+}
+
+Test(workload_io, chunks_never_written_read_as_a_clean_result)
+{
+    /* a file whose /q storage was never allocated reads as zeros or fails cleanly */
+    const char *path = t_path("hollow.h5");
+    struct craft c = craft_ok;
+    c.empty_space = 1;
+    craft_file(path, &c);
+    struct ab_workload r;
+    int rc = ab_h5_workload_read(path, &r);
+    cr_expect(rc == AB_OK || rc == AB_E_DATA, "rc %d: %s", rc, ab_errmsg());
+    if (rc == AB_OK) ab_workload_free(&r);
+}
+
+Test(workload_io, bad_sizes_are_refused)
+{
+    struct ab_workload w;
+    cr_expect_eq(ab_workload_alloc(&w, 0, 1, 1, 8, 4, 4), AB_E_USAGE);
+    cr_expect_eq(ab_workload_alloc(&w, 1, 1, 1, -8, 4, 4), AB_E_USAGE);
+    cr_expect_eq(ab_workload_alloc(&w, 1, 1, 1, 8, 0, 4), AB_E_USAGE);
+    cr_expect_eq(ab_workload_alloc(&w, 1, 3, 2, 8, 4, 4), AB_E_USAGE); /* 3 % 2 */
+    cr_expect_eq(ab_workload_alloc(&w, 64, 64, 64, (int64_t)1 << 30, 1 << 12, 1 << 12),
+                 AB_E_TOOBIG);
+    cr_expect_eq(ab_workload_alloc(&w, INT64_MAX / 2, INT64_MAX / 2, 1, INT32_MAX, INT64_MAX / 2,
+                                   1),
+                 AB_E_TOOBIG);
+}
+
+Test(workload_io, failed_write_is_create_error_and_leaves_nothing)
+{
+    struct ab_workload w;
+    make_default(&w, 1);
+    const char *nodir = t_path("no-such-dir/w.h5");
+    cr_expect_eq(ab_h5_workload_write(nodir, &w), AB_E_CREATE);
+    cr_expect(strstr(ab_errmsg(), "w.h5") != NULL, "%s", ab_errmsg());
+    cr_expect(!t_exists(nodir) && !t_exists(tmp_of(nodir)));
+
+    /* the target is a directory: everything is written, the rename fails, the tmp goes */
+    const char *dir = t_path("a-dir.h5");
+    cr_assert_eq(mkdir(dir, 0777), 0);
+    cr_expect_eq(ab_h5_workload_write(dir, &w), AB_E_CREATE, "%s", ab_errmsg());
+    cr_expect(!t_exists(tmp_of(dir)), "temporary file left behind");
+    rmdir(dir);
+
+    /* a read-only directory (meaningless as root, who may write anywhere) */
+    if (geteuid() != 0) {
+        const char *ro = t_path("ro-dir");
+        cr_assert_eq(mkdir(ro, 0555), 0);
+        char p[1100];
+        snprintf(p, sizeof p, "%s/w.h5", ro);
+        cr_expect_eq(ab_h5_workload_write(p, &w), AB_E_CREATE);
+        cr_expect(!t_exists(p) && !t_exists(tmp_of(p)));
+        rmdir(ro);
+    }
+    ab_workload_free(&w);
+}
+
+Test(workload_io, overwriting_keeps_the_old_file_until_the_new_one_is_complete)
+{
+    const char *path = t_path("over.h5");
+    write_default(path);
+    struct ab_workload w, r;
+    make_workload(&w, 99, 1, 1, 1, 9, 4, 4, 0);
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
+    expect_same(&w, &r);
+    ab_workload_free(&w);
+    ab_workload_free(&r);
+}
+
+/* ---------------------------------------------------------------- PNG and maps */
+
+Test(png_map, viridis_table_ends)
+{
+    cr_expect(ab_viridis[0][0] == 0x44 && ab_viridis[0][1] == 0x01 && ab_viridis[0][2] == 0x54);
+    cr_expect(ab_viridis[255][0] == 0xFD && ab_viridis[255][1] == 0xE7 &&
+              ab_viridis[255][2] == 0x25);
+    cr_expect(ab_viridis[128][0] == 0x21 && ab_viridis[128][1] == 0x91 &&
+              ab_viridis[128][2] == 0x8C); /* the middle, #21918C */
+    /* green rises monotonically along viridis */
+    for (int i = 1; i < 256; i++) cr_expect_geq(ab_viridis[i][1], ab_viridis[i - 1][1], "%d", i);
+}
+
+Test(png_map, png_round_trip_and_reproducible)
+{
+    const char *a = t_path("grad-a.png"), *b = t_path("grad-b.png");
+    int64_t w = 300, h = 7;
+    uint8_t *px = malloc((size_t)(w * h));
+    for (int64_t i = 0; i < w * h; i++) px[i] = (uint8_t)((i * 7) % 256);
+    cr_assert_eq(ab_png_write_indexed(a, px, w, h, ab_viridis, 256), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_png_write_indexed(b, px, w, h, ab_viridis, 256), AB_OK, "%s", ab_errmsg());
+    cr_expect(!t_exists(tmp_of(a)));
+    uint8_t *back, pal[256][3];
+    int64_t bw, bh;
+    int nc;
+    cr_assert_eq(ab_png_read_indexed(a, &back, &bw, &bh, pal, &nc), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(bw, w);
+    cr_expect_eq(bh, h);
+    cr_expect_eq(nc, 256);
+    cr_expect(!memcmp(back, px, (size_t)(w * h)), "pixels differ");
+    cr_expect(!memcmp(pal, ab_viridis, sizeof pal), "palette differs");
+    cr_expect(pal[0][0] == 0x44 && pal[0][1] == 0x01 && pal[0][2] == 0x54);
+    cr_expect(pal[255][0] == 0xFD && pal[255][1] == 0xE7 && pal[255][2] == 0x25);
+    size_t na, nb;
+    unsigned char *da = t_slurp(a, &na), *db = t_slurp(b, &nb);
+    cr_expect(na == nb && !memcmp(da, db, na), "same pixels, different bytes");
+    for (size_t i = 0; i + 4 <= na; i++) cr_assert(memcmp(da + i, "tIME", 4), "tIME chunk");
+    free(da), free(db), free(back), free(px);
+}
+
+Test(png_map, png_errors)
+{
+    uint8_t px[4] = {0, 1, 2, 3}, *back, pal[256][3];
+    int64_t w, h;
+    int nc;
+    const char *bad = t_path("no-dir/x.png");
+    cr_expect_eq(ab_png_write_indexed(bad, px, 2, 2, ab_viridis, 256), AB_E_CREATE);
+    cr_expect(!t_exists(tmp_of(bad)));
+    cr_expect_eq(ab_png_read_indexed(t_path("none.png"), &back, &w, &h, pal, &nc), AB_E_NOFILE);
+    const char *txt = t_path("txt.png");
+    write_bytes(txt, "hello, not a png", 16);
+    cr_expect_eq(ab_png_read_indexed(txt, &back, &w, &h, pal, &nc), AB_E_DATA);
+    /* a truncated PNG */
+    const char *good = t_path("good.png"), *cut = t_path("cut.png");
+    cr_assert_eq(ab_png_write_indexed(good, px, 2, 2, ab_viridis, 256), AB_OK);
+    size_t n;
+    unsigned char *b = t_slurp(good, &n);
+    write_bytes(cut, b, n / 2);
+    cr_expect_eq(ab_png_read_indexed(cut, &back, &w, &h, pal, &nc), AB_E_DATA);
+    cr_expect_null(back);
+    free(b);
+}
+
+/* A head of n rows where every query carries direction e_0 and key 0 carries it `gain` times
+ * (every other key is zero): each row puts almost all its mass on key 0. */
+struct sink_head {
+    struct ab_head h;
+    float *q, *k, *v;
+    int32_t *pos;
+};
+
+static void sink_head_make(struct sink_head *s, int64_t n, int64_t d, double gain, int mask)
+{
+    s->q = calloc((size_t)(n * d), sizeof(float));
+    s->k = calloc((size_t)(n * d), sizeof(float));
+    s->v = calloc((size_t)(n * d), sizeof(float));
+    s->pos = malloc((size_t)n * sizeof(int32_t));
+    for (int64_t i = 0; i < n; i++) {
+        s->q[i * d] = 1.0f;
+        s->pos[i] = (int32_t)i;
+        s->v[i * d + 1] = 1.0f;
+    }
+    s->k[0] = (float)gain;
+    s->h = (struct ab_head){.n_q = n, .n_k = n, .d = d, .d_v = d, .q = s->q, .k = s->k,
+                            .v = s->v, .q_pos = s->pos, .k_pos = s->pos, .mask = mask,
+                            .scale = 1.0};
+}
+
+static void sink_head_free(struct sink_head *s)
+{
+    free(s->q), free(s->k), free(s->v), free(s->pos);
+}
+
+Test(png_map, sink_head_has_its_brightest_column_at_x0)
+{
+    struct sink_head s;
+    sink_head_make(&s, 200, 4, 12.0, AB_MASK_CAUSAL);
+    uint8_t *px;
+    int64_t w, h;
+    cr_assert_eq(ab_map_image(&s.h, 64, 1e-6, &px, &w, &h), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(w, 64);
+    cr_expect_eq(h, 64);
+    long col[64] = {0};
+    for (int64_t y = 0; y < h; y++)
+        for (int64_t x = 0; x < w; x++) col[x] += px[y * w + x];
+    for (int64_t x = 1; x < w; x++) cr_expect_gt(col[0], col[x], "column %lld", (long long)x);
+    for (int64_t y = 0; y < h; y++) cr_expect_eq(px[y * w], 255, "row %lld", (long long)y);
+    /* causal: the top-right pixel covers only future keys, so it is masked (index 0) */
+    cr_expect_eq(px[w - 1], 0);
+    /* the diagonal pixels hold visible cells (index >= 1) */
+    for (int64_t y = 0; y < h; y++) cr_expect_geq(px[y * w + y], 1);
+    free(px);
+    sink_head_free(&s);
+}
+
+Test(png_map, uniform_rows_land_on_the_log_scale)
+{
+    /* full mask, all queries zero: every row is uniform over n = 100 keys, p = 1/100 */
+    struct sink_head s;
+    sink_head_make(&s, 100, 4, 0.0, AB_MASK_FULL);
+    memset(s.q, 0, 100 * 4 * sizeof(float));
+    uint8_t *px;
+    int64_t w, h;
+    cr_assert_eq(ab_map_image(&s.h, 512, 1e-6, &px, &w, &h), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(w, 100, "the image is never larger than the map");
+    cr_expect_eq(h, 100);
+    /* 1 + 254 * log(1e-2 / 1e-6) / log(1e6) = 1 + 254 * 2/3 = 170.33 */
+    for (int64_t i = 0; i < w * h; i++) cr_assert_eq(px[i], 170, "pixel %lld", (long long)i);
+    free(px);
+    cr_expect_eq(ab_map_image(&s.h, 0, 1e-6, &px, &w, &h), AB_E_USAGE);
+    cr_expect_eq(ab_map_image(&s.h, 64, 0, &px, &w, &h), AB_E_USAGE);
+    cr_expect_eq(ab_map_image(&s.h, 64, 1.5, &px, &w, &h), AB_E_USAGE);
+    sink_head_free(&s);
+}
+
+/* ---------------------------------------------------------------- commands */
+
+Test(cli_io, info_describes_the_workload)
+{
+    const char *path = t_path("info.h5");
+    write_default(path);
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "info '%s'", path), 0, "%s", err);
+    const char *want[] = {"attnbench/workload/1", "synthetic", "2 layers", "4 heads",
+                          "2 kv heads", "seq 48", "d 8", "d_v 6", "causal", "theta 10000",
+                          "tokens yes", "text yes", "hidden [3, 48, 10]", "streaming",
+                          "retrieval", "5 queries", "2 retrieve", "1 multi-retrieve",
+                          "2 aggregate", "codebook   4 x 6", "compression", "seed         42"};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        cr_expect(strstr(out, want[i]) != NULL, "info output lacks '%s':\n%s", want[i], out);
+    cr_expect_eq(err[0], 0, "stderr: %s", err);
+    free(out), free(err);
+}
+
+Test(cli_io, info_minimal_workload)
+{
+    const char *path = t_path("info-min.h5");
+    struct ab_workload w;
+    make_workload(&w, 5, 1, 1, 1, 9, 4, 4, 0);
+    cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
+    ab_workload_free(&w);
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "info '%s'", path), 0, "%s", err);
+    cr_expect(strstr(out, "profiles     none") && strstr(out, "tasks        none"), "%s", out);
+    free(out), free(err);
+}
+
+Test(cli_io, info_errors_exit_with_the_right_status)
+{
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "info '%s'", t_path("missing.h5")), 66);
+    cr_expect(strstr(err, "error: '") == err && strstr(err, "missing.h5"), "%s", err);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    cr_expect_eq(out[0], 0);
+    free(out), free(err);
+    const char *txt = t_path("info.txt");
+    write_bytes(txt, "plain text\n", 11);
+    cr_expect_eq(t_run(&out, &err, "info '%s'", txt), 65);
+    cr_expect(strstr(err, "not an HDF5 file") != NULL, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "info"), 64);
+    free(out), free(err);
+}
+
+Test(cli_io, render_writes_a_png)
+{
+    const char *path = t_path("render.h5"), *png = t_path("render.png");
+    write_default(path);
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "render '%s' --layer 1 --head 2 --size 32 -o '%s'", path, png),
+                 0, "%s", err);
+    cr_expect(strstr(out, png) != NULL, "%s", out);
+    uint8_t *px, pal[256][3];
+    int64_t w, h;
+    int nc;
+    cr_assert_eq(ab_png_read_indexed(png, &px, &w, &h, pal, &nc), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(w, 32);
+    cr_expect_eq(h, 32);
+    cr_expect_eq(nc, 256);
+    cr_expect_eq(px[w - 1], 0, "causal: top-right masked");
+    cr_expect_geq(px[(h - 1) * w], 1, "bottom-left visible");
+    free(px), free(out), free(err);
+
+    /* default size: never larger than the map (48 rows) */
+    cr_assert_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, png), 0,
+                 "%s", err);
+    cr_assert_eq(ab_png_read_indexed(png, &px, &w, &h, pal, &nc), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(w, 48);
+    cr_expect_eq(h, 48);
+    free(px), free(out), free(err);
+}
+
+Test(cli_io, render_errors_leave_no_output)
+{
+    const char *path = t_path("rerr.h5"), *png = t_path("rerr.png");
+    write_default(path);
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 2 --head 0 -o '%s'", path, png), 64);
+    cr_expect(strstr(err, "--layer 2") != NULL, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 4 -o '%s'", path, png), 64);
+    cr_expect(strstr(err, "--head 4") != NULL, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer -1 --head 0 -o '%s'", path, png), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0", path), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 --floor 2 -o '%s'", path,
+                       png), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'",
+                       t_path("gone.h5"), png), 66);
+    free(out), free(err);
+    const char *txt = t_path("rerr.txt");
+    write_bytes(txt, "plain text\n", 11);
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", txt, png), 65);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+    cr_expect(!t_exists(png) && !t_exists(tmp_of(png)), "output left after failures");
+    /* an output that cannot be created */
+    const char *nodir = t_path("no-dir/map.png");
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, nodir), 73);
+    cr_expect(!t_exists(tmp_of(nodir)));
+    free(out), free(err);
+}
