@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "core/list.h"
 #include "core/rng.h"
 
 Test(core, philox_known_answers)
@@ -83,4 +84,27 @@ Test(core, errors_and_alloc)
     cr_expect_eq(ab_check_fits("x", 1e6), AB_OK);
     cr_expect_eq(ab_check_fits("the workload", 1e30), AB_E_TOOBIG);
     cr_expect(strstr(ab_errmsg(), "the workload") != NULL);
+}
+
+Test(core, list_tokenizer)
+{
+    const char *s = "a=1.5,bb=-2";
+    char name[8];
+    double v;
+    cr_assert_eq(ab_list_next(&s, '=', name, sizeof name, &v, "x"), 1);
+    cr_expect_str_eq(name, "a");
+    cr_expect_eq(v, 1.5);
+    cr_assert_eq(ab_list_next(&s, '=', name, sizeof name, &v, "x"), 1);
+    cr_expect_str_eq(name, "bb");
+    cr_expect_eq(v, -2);
+    cr_expect_eq(ab_list_next(&s, '=', name, sizeof name, &v, "x"), 0);
+    const char *plain = "dense,window";
+    cr_assert_eq(ab_list_next(&plain, 0, name, sizeof name, NULL, "x"), 1);
+    cr_expect_str_eq(name, "dense");
+    const char *bad[] = {"a=", "a", "=3", "a=3x", ",a=1", "toolongname=1"};
+    for (int i = 0; i < 6; i++) {
+        const char *b = bad[i];
+        cr_expect_eq(ab_list_next(&b, '=', name, sizeof name, &v, "--opt"), AB_E_USAGE, "%s", bad[i]);
+        cr_expect(strncmp(ab_errmsg(), "--opt: ", 7) == 0, "%s", ab_errmsg());
+    }
 }

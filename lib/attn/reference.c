@@ -12,35 +12,24 @@
 #include "attn/attn.h"
 #include "core/ab.h"
 
-/* q (double, d) . k (float, d), four partial sums so the loop vectorises without reassociating
- * a single chain. */
-static double dot_df(const double *q, const float *k, int64_t d)
-{
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t c = 0;
-    for (; c + 4 <= d; c += 4) {
-        s0 += q[c] * k[c];
-        s1 += q[c + 1] * k[c + 1];
-        s2 += q[c + 2] * k[c + 2];
-        s3 += q[c + 3] * k[c + 3];
+/* q (double, d) . k (d), four partial sums so the loop vectorises without reassociating one
+ * chain; k is float (stored keys) or double (keys rotated here). */
+#define AB_DEFINE_DOT(name, T)                                                                   \
+    static double name(const double *q, const T *k, int64_t d)                                   \
+    {                                                                                            \
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;                                                   \
+        int64_t c = 0;                                                                           \
+        for (; c + 4 <= d; c += 4) {                                                             \
+            s0 += q[c] * k[c];                                                                   \
+            s1 += q[c + 1] * k[c + 1];                                                           \
+            s2 += q[c + 2] * k[c + 2];                                                           \
+            s3 += q[c + 3] * k[c + 3];                                                           \
+        }                                                                                        \
+        for (; c < d; c++) s0 += q[c] * k[c];                                                    \
+        return (s0 + s1) + (s2 + s3);                                                            \
     }
-    for (; c < d; c++) s0 += q[c] * k[c];
-    return (s0 + s1) + (s2 + s3);
-}
-
-static double dot_dd(const double *q, const double *k, int64_t d)
-{
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t c = 0;
-    for (; c + 4 <= d; c += 4) {
-        s0 += q[c] * k[c];
-        s1 += q[c + 1] * k[c + 1];
-        s2 += q[c + 2] * k[c + 2];
-        s3 += q[c + 3] * k[c + 3];
-    }
-    for (; c < d; c++) s0 += q[c] * k[c];
-    return (s0 + s1) + (s2 + s3);
-}
+AB_DEFINE_DOT(dot_df, float)
+AB_DEFINE_DOT(dot_dd, double)
 
 /* Keys rotated by RoPE in double, (n_k, d); NULL when the head needs no rotation. */
 static int rotated_keys(const struct ab_head *h, double **out)

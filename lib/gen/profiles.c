@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "core/list.h"
 #include "gen/gen_internal.h"
 
 static const char *const comp_names[AB_COMP_COUNT] = {
@@ -90,54 +91,33 @@ static int profile_index(const char *name)
 
 int ab_gen_parse_strengths(const char *spec, double strength[AB_COMP_COUNT])
 {
-    const char *s = spec;
-    while (*s) {
-        const char *end = strchr(s, ','), *eq = strchr(s, '=');
-        size_t len = end ? (size_t)(end - s) : strlen(s);
-        if (!eq || eq >= s + len)
-            return ab_fail(AB_E_USAGE, "strength '%.*s' is not name=value", (int)len, s);
-        char name[32];
-        size_t nl = (size_t)(eq - s);
-        if (nl >= sizeof name) nl = sizeof name - 1;
-        memcpy(name, s, nl);
-        name[nl] = 0;
+    char name[32];
+    double v;
+    int rc;
+    while ((rc = ab_list_next(&spec, '=', name, sizeof name, &v, "--strength")) == 1) {
         int c = ab_component_parse(name);
         if (c < 0) return ab_fail(AB_E_USAGE, "unknown component '%s' in --strength", name);
-        char *num_end;
-        double v = strtod(eq + 1, &num_end);
-        if (num_end != s + len || num_end == eq + 1 || !isfinite(v) || v < 0 || v > 100)
-            return ab_fail(AB_E_USAGE, "bad strength '%.*s' (want name=value, 0 <= value <= 100)",
-                           (int)len, s);
+        if (v < 0 || v > 100)
+            return ab_fail(AB_E_USAGE, "strength of %s must be in [0, 100], got %g", name, v);
         strength[c] = v;
-        s += len;
-        if (*s == ',') s++;
     }
-    return AB_OK;
+    return rc;
 }
 
 int ab_gen_parse_tasks(const char *list, unsigned *tasks)
 {
     *tasks = 0;
-    const char *s = list;
-    if (!*s) return ab_fail(AB_E_USAGE, "empty task list");
-    while (*s) {
-        const char *end = strchr(s, ',');
-        size_t len = end ? (size_t)(end - s) : strlen(s);
-        char name[32];
-        if (len == 0 || len >= sizeof name)
-            return ab_fail(AB_E_USAGE, "bad task '%.*s' (want retrieve, multi-retrieve, aggregate)",
-                           (int)len, s);
-        memcpy(name, s, len);
-        name[len] = 0;
+    if (!*list) return ab_fail(AB_E_USAGE, "empty task list");
+    char name[32];
+    int rc;
+    while ((rc = ab_list_next(&list, 0, name, sizeof name, NULL, "--tasks")) == 1) {
         int k = ab_task_kind_parse(name);
         if (k < 0)
             return ab_fail(AB_E_USAGE,
                            "unknown task '%s' (want retrieve, multi-retrieve, aggregate)", name);
         *tasks |= 1u << k;
-        s += len;
-        if (*s == ',') s++;
     }
-    return AB_OK;
+    return rc;
 }
 
 /* Parses "name:rate,..." into rate[profile], normalised to sum 1. */
@@ -145,28 +125,17 @@ static int parse_mix(const char *mix, double rate[])
 {
     for (int i = 0; i < ab_n_profiles; i++) rate[i] = 0;
     const char *s = mix;
-    double total = 0;
-    while (*s) {
-        const char *end = strchr(s, ','), *colon = strchr(s, ':');
-        size_t len = end ? (size_t)(end - s) : strlen(s);
-        if (!colon || colon >= s + len)
-            return ab_fail(AB_E_USAGE, "mix entry '%.*s' is not name:rate", (int)len, s);
-        char name[32];
-        size_t nl = (size_t)(colon - s);
-        if (nl >= sizeof name) nl = sizeof name - 1;
-        memcpy(name, s, nl);
-        name[nl] = 0;
+    double total = 0, v;
+    char name[32];
+    int rc;
+    while ((rc = ab_list_next(&s, ':', name, sizeof name, &v, "--mix")) == 1) {
         int p = profile_index(name);
         if (p < 0) return ab_fail(AB_E_USAGE, "unknown profile '%s' in --mix", name);
-        char *num_end;
-        double v = strtod(colon + 1, &num_end);
-        if (num_end != s + len || num_end == colon + 1 || !isfinite(v) || v < 0)
-            return ab_fail(AB_E_USAGE, "bad rate in mix entry '%.*s'", (int)len, s);
+        if (v < 0) return ab_fail(AB_E_USAGE, "--mix: rate of %s is negative (%g)", name, v);
         rate[p] += v;
         total += v;
-        s += len;
-        if (*s == ',') s++;
     }
+    if (rc < 0) return rc;
     if (!(total > 0)) return ab_fail(AB_E_USAGE, "mix '%s' has no positive rate", mix);
     for (int i = 0; i < ab_n_profiles; i++) rate[i] /= total;
     return AB_OK;
