@@ -178,9 +178,12 @@ int cmd_info(int argc, char **argv)
     printf("positions    %d..%d\n", (int)w.positions[0], (int)w.positions[w.n_seq - 1]);
     printf("mask         %s\n", w.causal ? "causal" : "full");
     double def = 1.0 / sqrt((double)w.d);
-    printf("scale        %.6g%s\n", w.scale, fabs(w.scale - def) <= 1e-12 * def ? " (1/sqrt(d))" : "");
-    if (w.rope_applied) printf("rope         applied, theta %g\n", w.rope_theta);
-    else printf("rope         not applied\n");
+    printf("scale        %.6g%s\n", w.scale,
+           fabs(w.scale - def) <= 1e-12 * def ? " (1/sqrt(d))" : "");
+    if (w.rope_applied)
+        printf("rope         applied, theta %g\n", w.rope_theta);
+    else
+        printf("rope         not applied\n");
     printf("datasets     q [%lld, %lld, %lld, %lld], k [%lld, %lld, %lld, %lld], "
            "v [%lld, %lld, %lld, %lld], positions [%lld]\n",
            (long long)w.n_layer, (long long)w.n_head, (long long)w.n_seq, (long long)w.d,
@@ -211,8 +214,10 @@ int cmd_info(int argc, char **argv)
     } else {
         printf("profiles     none\n");
     }
-    if (w.tasks.n > 0) print_tasks(&w);
-    else printf("tasks        none\n");
+    if (w.tasks.n > 0)
+        print_tasks(&w);
+    else
+        printf("tasks        none\n");
     printf("storage      ");
     print_bytes(sto.file_bytes);
     printf(" on disk, ");

@@ -55,11 +55,11 @@ int cmd_render(int argc, char **argv)
     if (rc != AB_OK) return ab_cmd_fail(rc);
     if (layer < 0 || layer >= meta.n_layer || head < 0 || head >= meta.n_head) {
         int bad_layer = layer < 0 || layer >= meta.n_layer;
-        st = ab_cmd_error(EX_AB_USAGE, "render: --%s %lld is out of range: '%s' has %lld %s (0..%lld)",
-                          bad_layer ? "layer" : "head", (long long)(bad_layer ? layer : head),
-                          path, (long long)(bad_layer ? meta.n_layer : meta.n_head),
-                          bad_layer ? "layers" : "heads",
-                          (long long)((bad_layer ? meta.n_layer : meta.n_head) - 1));
+        st = ab_cmd_error(
+            EX_AB_USAGE, "render: --%s %lld is out of range: '%s' has %lld %s (0..%lld)",
+            bad_layer ? "layer" : "head", (long long)(bad_layer ? layer : head), path,
+            (long long)(bad_layer ? meta.n_layer : meta.n_head), bad_layer ? "layers" : "heads",
+            (long long)((bad_layer ? meta.n_layer : meta.n_head) - 1));
         ab_workload_free(&meta);
         return st;
     }
@@ -86,8 +86,8 @@ int cmd_render(int argc, char **argv)
     if ((rc = ab_head_validate(&h)) != AB_OK) {
         char msg[512]; /* ab_errmsg() is the buffer ab_fail writes: copy it first */
         snprintf(msg, sizeof msg, "%s", ab_errmsg());
-        rc = ab_fail(rc, "'%s': layer %lld head %lld: %s", path, (long long)layer,
-                     (long long)head, msg);
+        rc = ab_fail(rc, "'%s': layer %lld head %lld: %s", path, (long long)layer, (long long)head,
+                     msg);
         goto done;
     }
     if ((rc = ab_map_image(&h, size, floor_p, &pixels, &width, &height)) != AB_OK) goto done;

@@ -108,3 +108,10 @@ Test(core, list_tokenizer)
         cr_expect(strncmp(ab_errmsg(), "--opt: ", 7) == 0, "%s", ab_errmsg());
     }
 }
+
+Test(core, fail_can_prefix_its_own_detail)
+{
+    ab_fail(AB_E_DATA, "truncated file");
+    cr_expect_eq(ab_fail(AB_E_DATA, "'%s': %s", "w.h5", ab_errmsg()), AB_E_DATA);
+    cr_expect_str_eq(ab_errmsg(), "'w.h5': truncated file");
+}

@@ -31,8 +31,7 @@ static const char *const profile_names[] = {"streaming", "retrieval", "induction
 static void make_workload(struct ab_workload *w, uint64_t seed, int64_t n_layer, int64_t n_head,
                           int64_t n_kv, int64_t n, int64_t d, int64_t dv, int full)
 {
-    cr_assert_eq(ab_workload_alloc(w, n_layer, n_head, n_kv, n, d, dv), AB_OK, "%s",
-                 ab_errmsg());
+    cr_assert_eq(ab_workload_alloc(w, n_layer, n_head, n_kv, n, d, dv), AB_OK, "%s", ab_errmsg());
     struct ab_rng r;
     ab_rng_init(&r, seed, 1);
     for (int64_t i = 0; i < n_layer * n_head * n * d; i++) w->q[i] = (float)ab_rng_normal(&r);
@@ -114,9 +113,9 @@ static void expect_same(const struct ab_workload *a, const struct ab_workload *b
     cr_expect_eq(a->d_model, b->d_model);
     cr_expect_eq(!a->hidden, !b->hidden);
     if (a->hidden && b->hidden)
-        cr_expect(!memcmp(a->hidden, b->hidden,
-                          (size_t)((a->n_layer + 1) * a->n_seq * a->d_model) * 4),
-                  "hidden differs");
+        cr_expect(
+            !memcmp(a->hidden, b->hidden, (size_t)((a->n_layer + 1) * a->n_seq * a->d_model) * 4),
+            "hidden differs");
     cr_expect_eq(!a->profile, !b->profile);
     for (int64_t i = 0; a->profile && b->profile && i < a->n_layer * a->n_kv_head; i++)
         expect_same_str(a->profile[i], b->profile[i], "profile");
@@ -128,8 +127,7 @@ static void expect_same(const struct ab_workload *a, const struct ab_workload *b
         cr_expect(!memcmp(s->row, t->row, (size_t)s->n * 4), "task rows differ");
         cr_expect(!memcmp(s->answer, t->answer, (size_t)s->n * 4), "task answers differ");
         cr_expect(!memcmp(s->key_off, t->key_off, (size_t)(s->n + 1) * 8), "key_off differs");
-        cr_expect(!memcmp(s->key_pos, t->key_pos, (size_t)s->key_off[s->n] * 4),
-                  "key_pos differs");
+        cr_expect(!memcmp(s->key_pos, t->key_pos, (size_t)s->key_off[s->n] * 4), "key_pos differs");
         cr_expect(!memcmp(s->codebook, t->codebook, (size_t)(s->n_code * a->d_v) * 4),
                   "codebook differs");
         cr_expect(!memcmp(s->planted, t->planted, (size_t)(a->n_layer * a->n_kv_head)),
@@ -166,7 +164,7 @@ static void write_bytes(const char *path, const void *data, size_t n)
 
 static char *tmp_of(const char *path)
 {
-    static char buf[1100];
+    static char buf[1200];
     snprintf(buf, sizeof buf, "%s.tmp", path);
     return buf;
 }
@@ -250,11 +248,12 @@ Test(workload_io, h5dump_reads_the_file_and_shows_dimension_scales)
     cr_assert_eq(system(cmd), 0, "h5dump failed");
     char *text = (char *)t_slurp(out, NULL);
     cr_assert_not_null(text);
-    const char *want[] = {"DATASET \"q\"", "DATASET \"k\"", "DATASET \"hidden\"",
+    const char *want[] = {"DATASET \"q\"",   "DATASET \"k\"",       "DATASET \"hidden\"",
                           "GROUP \"truth\"", "DATASET \"profile\"", "DATASET \"codebook\"",
-                          "DIMENSION_LIST", "DIMENSION_SCALE", "\"layer\"", "\"head\"",
-                          "\"kv_head\"", "\"seq\"", "\"feature\"", "\"feature_v\"",
-                          "attnbench/workload/1", "H5T_CSET_UTF8", "H5T_IEEE_F32LE"};
+                          "DIMENSION_LIST",  "DIMENSION_SCALE",     "\"layer\"",
+                          "\"head\"",        "\"kv_head\"",         "\"seq\"",
+                          "\"feature\"",     "\"feature_v\"",       "attnbench/workload/1",
+                          "H5T_CSET_UTF8",   "H5T_IEEE_F32LE"};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         cr_expect(strstr(text, want[i]) != NULL, "h5dump output lacks %s", want[i]);
     free(text);
@@ -295,8 +294,7 @@ Test(workload_io, read_head_matches_the_full_read)
     cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
     cr_assert_eq(ab_h5_workload_read_meta(path, &m), AB_OK, "%s", ab_errmsg());
     float *q, *k, *v;
-    cr_assert_eq(ab_h5_workload_read_head(path, &m, 1, 3, &q, &k, &v), AB_OK, "%s",
-                 ab_errmsg());
+    cr_assert_eq(ab_h5_workload_read_head(path, &m, 1, 3, &q, &k, &v), AB_OK, "%s", ab_errmsg());
     cr_expect(!memcmp(q, ab_workload_q(&w, 1, 3), 48 * 8 * 4), "q head differs");
     cr_expect(!memcmp(k, ab_workload_k(&w, 1, 1), 48 * 8 * 4), "k head differs");
     cr_expect(!memcmp(v, ab_workload_v(&w, 1, 1), 48 * 6 * 4), "v head differs");
@@ -396,13 +394,13 @@ Test(workload_io, wrong_schema_is_data_error)
 
 /* What a crafted file gets wrong. */
 struct craft {
-    const char *schema;  /* NULL: no schema attribute */
-    int q_f64;           /* store /q as float64 */
-    int nan;             /* a NaN in /q */
-    int64_t k_seq;       /* sequence length of /k (16 = consistent) */
-    int64_t seq;         /* sequence length of /q and /v (16) */
-    int64_t d;           /* head dimension (4) */
-    int empty_space;     /* /q exists but has no data written (chunked, never allocated) */
+    const char *schema; /* NULL: no schema attribute */
+    int q_f64;          /* store /q as float64 */
+    int nan;            /* a NaN in /q */
+    int64_t k_seq;      /* sequence length of /k (16 = consistent) */
+    int64_t seq;        /* sequence length of /q and /v (16) */
+    int64_t d;          /* head dimension (4) */
+    int empty_space;    /* /q exists but has no data written (chunked, never allocated) */
 };
 
 /* Writes a workload-like file with raw HDF5 calls, deliberately wrong in the ways c says. */
@@ -429,8 +427,8 @@ static void craft_file(const char *path, const struct craft *c)
             if (chunk[2] == 0) chunk[2] = 1;
             H5Pset_chunk(p, 4, chunk);
         }
-        hid_t d = H5Dcreate2(f, names[i], i == 0 && c->q_f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
-                             s, H5P_DEFAULT, p, H5P_DEFAULT);
+        hid_t d = H5Dcreate2(f, names[i], i == 0 && c->q_f64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE, s,
+                             H5P_DEFAULT, p, H5P_DEFAULT);
         cr_assert_geq(d, 0);
         hsize_t n = dims[0] * dims[1] * dims[2] * dims[3];
         if (!big && !c->empty_space && n > 0) {
@@ -471,9 +469,9 @@ Test(workload_io, crafted_file_reads_and_float64_is_converted)
     cr_assert_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
     cr_expect_eq(r.n_head, 2);
     cr_expect_eq(r.n_seq, 16);
-    cr_expect_eq(r.q[5], 0.25f);        /* 0.25 * 5 - 1 */
-    cr_expect_eq(r.causal, 1);          /* defaults for absent attributes */
-    cr_expect_eq(r.scale, 0.5);         /* 1/sqrt(4) */
+    cr_expect_eq(r.q[5], 0.25f); /* 0.25 * 5 - 1 */
+    cr_expect_eq(r.causal, 1);   /* defaults for absent attributes */
+    cr_expect_eq(r.scale, 0.5);  /* 1/sqrt(4) */
     cr_expect_null(r.source);
     ab_workload_free(&r);
 }
@@ -570,9 +568,9 @@ Test(workload_io, bad_sizes_are_refused)
     cr_expect_eq(ab_workload_alloc(&w, 1, 3, 2, 8, 4, 4), AB_E_USAGE); /* 3 % 2 */
     cr_expect_eq(ab_workload_alloc(&w, 64, 64, 64, (int64_t)1 << 30, 1 << 12, 1 << 12),
                  AB_E_TOOBIG);
-    cr_expect_eq(ab_workload_alloc(&w, INT64_MAX / 2, INT64_MAX / 2, 1, INT32_MAX, INT64_MAX / 2,
-                                   1),
-                 AB_E_TOOBIG);
+    cr_expect_eq(
+        ab_workload_alloc(&w, INT64_MAX / 2, INT64_MAX / 2, 1, INT32_MAX, INT64_MAX / 2, 1),
+        AB_E_TOOBIG);
 }
 
 Test(workload_io, failed_write_is_create_error_and_leaves_nothing)
@@ -604,7 +602,7 @@ Test(workload_io, failed_write_is_create_error_and_leaves_nothing)
     ab_workload_free(&w);
 }
 
-Test(workload_io, overwriting_keeps_the_old_file_until_the_new_one_is_complete)
+Test(workload_io, overwriting_replaces_the_whole_file)
 {
     const char *path = t_path("over.h5");
     write_default(path);
@@ -700,8 +698,16 @@ static void sink_head_make(struct sink_head *s, int64_t n, int64_t d, double gai
         s->v[i * d + 1] = 1.0f;
     }
     s->k[0] = (float)gain;
-    s->h = (struct ab_head){.n_q = n, .n_k = n, .d = d, .d_v = d, .q = s->q, .k = s->k,
-                            .v = s->v, .q_pos = s->pos, .k_pos = s->pos, .mask = mask,
+    s->h = (struct ab_head){.n_q = n,
+                            .n_k = n,
+                            .d = d,
+                            .d_v = d,
+                            .q = s->q,
+                            .k = s->k,
+                            .v = s->v,
+                            .q_pos = s->pos,
+                            .k_pos = s->pos,
+                            .mask = mask,
                             .scale = 1.0};
 }
 
@@ -760,11 +766,28 @@ Test(cli_io, info_describes_the_workload)
     write_default(path);
     char *out, *err;
     cr_assert_eq(t_run(&out, &err, "info '%s'", path), 0, "%s", err);
-    const char *want[] = {"attnbench/workload/1", "synthetic", "2 layers", "4 heads",
-                          "2 kv heads", "seq 48", "d 8", "d_v 6", "causal", "theta 10000",
-                          "tokens yes", "text yes", "hidden [3, 48, 10]", "streaming",
-                          "retrieval", "5 queries", "2 retrieve", "1 multi-retrieve",
-                          "2 aggregate", "codebook   4 x 6", "compression", "seed         42"};
+    const char *want[] = {"attnbench/workload/1",
+                          "synthetic",
+                          "2 layers",
+                          "4 heads",
+                          "2 kv heads",
+                          "seq 48",
+                          "d 8",
+                          "d_v 6",
+                          "causal",
+                          "theta 10000",
+                          "tokens yes",
+                          "text yes",
+                          "hidden [3, 48, 10]",
+                          "streaming",
+                          "retrieval",
+                          "5 queries",
+                          "2 retrieve",
+                          "1 multi-retrieve",
+                          "2 aggregate",
+                          "codebook   4 x 6",
+                          "compression",
+                          "seed         42"};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         cr_expect(strstr(out, want[i]) != NULL, "info output lacks '%s':\n%s", want[i], out);
     cr_expect_eq(err[0], 0, "stderr: %s", err);
@@ -821,8 +844,8 @@ Test(cli_io, render_writes_a_png)
     free(px), free(out), free(err);
 
     /* default size: never larger than the map (48 rows) */
-    cr_assert_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, png), 0,
-                 "%s", err);
+    cr_assert_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, png), 0, "%s",
+                 err);
     cr_assert_eq(ab_png_read_indexed(png, &px, &w, &h, pal, &nc), AB_OK, "%s", ab_errmsg());
     cr_expect_eq(w, 48);
     cr_expect_eq(h, 48);
@@ -844,11 +867,11 @@ Test(cli_io, render_errors_leave_no_output)
     free(out), free(err);
     cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0", path), 64);
     free(out), free(err);
-    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 --floor 2 -o '%s'", path,
-                       png), 64);
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 --floor 2 -o '%s'", path, png),
+                 64);
     free(out), free(err);
-    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'",
-                       t_path("gone.h5"), png), 66);
+    cr_expect_eq(
+        t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", t_path("gone.h5"), png), 66);
     free(out), free(err);
     const char *txt = t_path("rerr.txt");
     write_bytes(txt, "plain text\n", 11);

@@ -38,10 +38,14 @@ static _Thread_local char errmsg[1024];
 
 int ab_fail(int code, const char *fmt, ...)
 {
+    /* format into a scratch buffer first: the arguments may include ab_errmsg() itself, so a
+     * caller can prefix the detail of a failure it passes on */
+    char msg[sizeof errmsg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(errmsg, msg, sizeof msg);
     return code;
 }
 

@@ -29,7 +29,8 @@ enum ab_status {
 const char *ab_strerror(int code);
 
 /* Records a one-line, printf-formatted detail for the calling thread and returns code, so a
- * failure reads `return ab_fail(AB_E_DATA, "'%s': truncated", path);`. */
+ * failure reads `return ab_fail(AB_E_DATA, "'%s': truncated", path);`. The arguments may
+ * include ab_errmsg() to prefix a detail passed on: ab_fail(rc, "'%s': %s", path, ab_errmsg()). */
 int ab_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The calling thread's last detail set by ab_fail ("" if none). Valid until the next ab_fail. */

@@ -2,7 +2,10 @@
  * them (workloads.md). This is the in-memory form of the workload file; lib/io/h5_workload.c
  * reads and writes it, lib/gen/ and lib/model/ produce it.
  *
- * Ownership: a workload owns every buffer it points to; ab_workload_free releases them all. */
+ * Ownership: a workload owns every buffer it points to; ab_workload_free releases them all.
+ * Numeric arrays (q, k, v, positions, tokens, hidden and the task arrays) come from ab_alloc;
+ * strings (text, source, description, created_utc, version, each profile name) and the profile
+ * pointer array come from malloc / strdup. */
 #ifndef AB_CORE_WORKLOAD_H
 #define AB_CORE_WORKLOAD_H
 

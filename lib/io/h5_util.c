@@ -15,7 +15,7 @@
 
 #include "core/ab.h"
 
-#define AB_H5_DEFLATE 4
+#define AB_H5_DEFLATE         4
 #define AB_H5_MAX_CHUNK_BYTES ((int64_t)1 << 30)
 
 #if H5_VERSION_GE(1, 12, 0)
@@ -374,14 +374,12 @@ static int ab_h5_attr_get_num(struct ab_h5 *f, const char *obj, const char *name
     return rc;
 }
 
-int ab_h5_attr_get_f64(struct ab_h5 *f, const char *obj, const char *name, double *out,
-                       int *found)
+int ab_h5_attr_get_f64(struct ab_h5 *f, const char *obj, const char *name, double *out, int *found)
 {
     return ab_h5_attr_get_num(f, obj, name, H5T_NATIVE_DOUBLE, out, found);
 }
 
-int ab_h5_attr_get_i64(struct ab_h5 *f, const char *obj, const char *name, int64_t *out,
-                       int *found)
+int ab_h5_attr_get_i64(struct ab_h5 *f, const char *obj, const char *name, int64_t *out, int *found)
 {
     return ab_h5_attr_get_num(f, obj, name, H5T_NATIVE_INT64, out, found);
 }
@@ -409,8 +407,8 @@ static int ab_h5_attach(struct ab_h5 *f, const char *name, hid_t d, int rank,
         if (!scales[i]) continue;
         hid_t s = H5Dopen2(f->id, scales[i], H5P_DEFAULT);
         herr_t e = s < 0 ? -1 : H5DSattach_scale(d, s, (unsigned)i);
-        int rc = e < 0 ? ab_h5_fail(AB_E_IO, f, "cannot attach scale %s to %s", scales[i], name)
-                       : AB_OK;
+        int rc =
+            e < 0 ? ab_h5_fail(AB_E_IO, f, "cannot attach scale %s to %s", scales[i], name) : AB_OK;
         if (s >= 0) H5Dclose(s);
         if (rc != AB_OK) return rc;
     }
@@ -482,8 +480,8 @@ int ab_h5_scale(struct ab_h5 *f, const char *name, int64_t n)
     int32_t *iota = malloc((size_t)(n > 0 ? n : 1) * sizeof *iota);
     if (!iota) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
     for (int64_t i = 0; i < n; i++) iota[i] = (int32_t)i;
-    int rc = ab_h5_put(f, name, H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, n > 4096 ? 0 : -1,
-                       iota, NULL);
+    int rc =
+        ab_h5_put(f, name, H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, n > 4096 ? 0 : -1, iota, NULL);
     free(iota);
     if (rc != AB_OK) return rc;
     const char *base = strrchr(name, '/');
@@ -604,8 +602,7 @@ int ab_h5_get_strings(struct ab_h5 *f, const char *name, int64_t n, char **out)
     s = H5Dget_space(d);
     if (t < 0 || s < 0) goto fail;
     if (H5Tget_class(t) != H5T_STRING || H5Sget_simple_extent_npoints(s) != n) {
-        rc = ab_fail(AB_E_DATA, "'%s': %s does not hold %lld strings", f->path, name,
-                     (long long)n);
+        rc = ab_fail(AB_E_DATA, "'%s': %s does not hold %lld strings", f->path, name, (long long)n);
         goto done;
     }
     if (n == 0) goto done;
@@ -661,8 +658,8 @@ static int ab_h5_storage_walk(hid_t g, int depth, int64_t *data, int64_t *stored
     if (depth > 32 || H5Gget_info(g, &gi) < 0) return -1;
     for (hsize_t i = 0; i < gi.nlinks; i++) {
         char name[256];
-        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name,
-                                         sizeof name, H5P_DEFAULT);
+        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                                         H5P_DEFAULT);
         if (len < 0 || (size_t)len >= sizeof name) return -1;
         hid_t o = H5Oopen(g, name, H5P_DEFAULT);
         if (o < 0) return -1;
@@ -674,7 +671,8 @@ static int ab_h5_storage_walk(hid_t g, int depth, int64_t *data, int64_t *stored
             hid_t s = H5Dget_space(o), t = H5Dget_type(o);
             hssize_t np = s < 0 ? -1 : H5Sget_simple_extent_npoints(s);
             size_t es = t < 0 ? 0 : H5Tget_size(t);
-            if (np < 0 || es == 0) rc = -1;
+            if (np < 0 || es == 0)
+                rc = -1;
             else {
                 *data += (int64_t)np * (int64_t)es;
                 *stored += (int64_t)H5Dget_storage_size(o);

@@ -3,7 +3,8 @@
  *
  * It carries the rules of outputs.md once, so each file format only says what goes where:
  * HDF5's own error printing off and one-line errors naming the file, the object and HDF5's
- * innermost reason; the numbered API; no object time stamps (same content, same bytes);
+ * innermost reason; the numbered API; the HDF5 1.8 file format or later (checksummed metadata,
+ * so damage is mostly caught by HDF5); no object time stamps (same content, same bytes);
  * variable-length UTF-8 strings; dimension scales naming every axis; chunked datasets with
  * shuffle + deflate; writing to NAME.tmp and renaming on success, removing the temporary file
  * on any failure; reading with checks (file present, HDF5 signature, ranks, classes) before
@@ -73,8 +74,7 @@ int ab_h5_attr_get_str(struct ab_h5 *f, const char *obj, const char *name, char 
 
 /* Reads a scalar numeric attribute converted to the given type; *found = 0 (and *out left
  * alone) when absent. AB_E_DATA if it is not one number. */
-int ab_h5_attr_get_f64(struct ab_h5 *f, const char *obj, const char *name, double *out,
-                       int *found);
+int ab_h5_attr_get_f64(struct ab_h5 *f, const char *obj, const char *name, double *out, int *found);
 int ab_h5_attr_get_i64(struct ab_h5 *f, const char *obj, const char *name, int64_t *out,
                        int *found);
 int ab_h5_attr_get_u64(struct ab_h5 *f, const char *obj, const char *name, uint64_t *out,

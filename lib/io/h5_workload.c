@@ -36,7 +36,7 @@ static int ab_wl_name_file(int code, const char *path)
 
 /* ---------------------------------------------------------------- writing */
 
-/* The dimension scales every workload has, and the optional ones (hidden, tasks). */
+/* The root dimension scales: those every workload has, and the two of /hidden. */
 static int ab_wl_put_scales(struct ab_h5 *f, const struct ab_workload *w)
 {
     int rc;
@@ -45,13 +45,13 @@ static int ab_wl_put_scales(struct ab_h5 *f, const struct ab_workload *w)
         (rc = ab_h5_scale(f, "/seq", w->n_seq)) || (rc = ab_h5_scale(f, "/feature", w->d)) ||
         (rc = ab_h5_scale(f, "/feature_v", w->d_v)))
         return rc;
-    if (w->hidden &&
-        ((rc = ab_h5_scale(f, "/layer_input", w->n_layer + 1)) ||
-         (rc = ab_h5_scale(f, "/model", w->d_model))))
+    if (w->hidden && ((rc = ab_h5_scale(f, "/layer_input", w->n_layer + 1)) ||
+                      (rc = ab_h5_scale(f, "/model", w->d_model))))
         return rc;
     return AB_OK;
 }
 
+/* The root attributes; created_utc and attnbench_version default to now and this build. */
 static int ab_wl_put_root_attrs(struct ab_h5 *f, const struct ab_workload *w)
 {
     char now[32];
@@ -79,8 +79,10 @@ static int ab_wl_put_root_attrs(struct ab_h5 *f, const struct ab_workload *w)
     return AB_OK;
 }
 
-/* /truth/tasks: the task arrays, their own scales and the aggregate threshold. */
-static int ab_wl_put_tasks(struct ab_h5 *f, const struct ab_workload *w)
+/* /truth/tasks: the task arrays, their own scales and the aggregate threshold; kind holds the
+ * task kinds' names. */
+static int ab_wl_put_task_arrays(struct ab_h5 *f, const struct ab_workload *w,
+                                 const char *const *kind)
 {
     const struct ab_tasks *t = &w->tasks;
     int64_t n = t->n, n_edge = t->n + 1, n_key = t->key_off[t->n];
@@ -88,11 +90,7 @@ static int ab_wl_put_tasks(struct ab_h5 *f, const struct ab_workload *w)
     const char *s_task[] = {"/truth/tasks/task"}, *s_edge[] = {"/truth/tasks/task_edge"};
     const char *s_key[] = {"/truth/tasks/task_key"};
     const char *s_cb[] = {"/truth/tasks/code", "/feature_v"}, *s_pl[] = {"/layer", "/kv_head"};
-    const char **kind = malloc((size_t)n * sizeof *kind);
-    if (!kind) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
-    for (int64_t i = 0; i < n; i++) kind[i] = ab_task_kind_name(t->kind[i]);
     int rc;
-    int chunk = n_key > 4096 ? 0 : -1;
     if ((rc = ab_h5_group(f, "/truth/tasks")) ||
         (rc = ab_h5_attr_put_f64(f, "/truth/tasks", "agg_threshold", t->agg_threshold)) ||
         (rc = ab_h5_scale(f, "/truth/tasks/task", n)) ||
@@ -104,16 +102,26 @@ static int ab_wl_put_tasks(struct ab_h5 *f, const struct ab_workload *w)
                         s_task)) ||
         (rc = ab_h5_put(f, "/truth/tasks/answer", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, -1,
                         t->answer, s_task)) ||
-        (rc = ab_h5_put(f, "/truth/tasks/key_off", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &n_edge,
-                        -1, t->key_off, s_edge)) ||
+        (rc = ab_h5_put(f, "/truth/tasks/key_off", H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &n_edge, -1,
+                        t->key_off, s_edge)) ||
         (rc = ab_h5_put(f, "/truth/tasks/key_pos", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n_key,
-                        chunk, t->key_pos, s_key)) ||
+                        n_key > 4096 ? 0 : -1, t->key_pos, s_key)) ||
         (rc = ab_h5_put(f, "/truth/tasks/codebook", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, cb_dims,
-                        t->n_code * w->d_v > 4096 ? 0 : -1, t->codebook, s_cb)) ||
-        (t->planted && (rc = ab_h5_put(f, "/truth/tasks/planted", H5T_STD_I8LE, H5T_NATIVE_INT8,
-                                       2, pl_dims, -1, t->planted, s_pl))))
-        goto done;
-done:
+                        t->n_code * w->d_v > 4096 ? 0 : -1, t->codebook, s_cb)))
+        return rc;
+    if (t->planted)
+        return ab_h5_put(f, "/truth/tasks/planted", H5T_STD_I8LE, H5T_NATIVE_INT8, 2, pl_dims, -1,
+                         t->planted, s_pl);
+    return AB_OK;
+}
+
+/* The tasks: names their kinds, then writes the arrays. */
+static int ab_wl_put_tasks(struct ab_h5 *f, const struct ab_workload *w)
+{
+    const char **kind = malloc((size_t)w->tasks.n * sizeof *kind);
+    if (!kind) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    for (int64_t i = 0; i < w->tasks.n; i++) kind[i] = ab_task_kind_name(w->tasks.kind[i]);
+    int rc = ab_wl_put_task_arrays(f, w, kind);
     free(kind);
     return rc;
 }
@@ -137,11 +145,11 @@ static int ab_wl_put_data(struct ab_h5 *f, const struct ab_workload *w)
         (rc = ab_h5_put(f, "/q", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, qd, 2, w->q, s_q)) ||
         (rc = ab_h5_put(f, "/k", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, kd, 2, w->k, s_k)) ||
         (rc = ab_h5_put(f, "/v", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, vd, 2, w->v, s_v)) ||
-        (rc = ab_h5_put(f, "/positions", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &w->n_seq,
-                        seq_chunk, w->positions, s_seq)))
+        (rc = ab_h5_put(f, "/positions", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &w->n_seq, seq_chunk,
+                        w->positions, s_seq)))
         return rc;
-    if (w->tokens && (rc = ab_h5_put(f, "/tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, 1,
-                                     &w->n_seq, seq_chunk, w->tokens, s_seq)))
+    if (w->tokens && (rc = ab_h5_put(f, "/tokens", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &w->n_seq,
+                                     seq_chunk, w->tokens, s_seq)))
         return rc;
     if (w->text) {
         const char *text = w->text;
@@ -153,8 +161,7 @@ static int ab_wl_put_data(struct ab_h5 *f, const struct ab_workload *w)
     if (!w->profile && w->tasks.n == 0) return AB_OK;
     if ((rc = ab_h5_group(f, "/truth"))) return rc;
     if (w->profile &&
-        (rc = ab_h5_put_strings(f, "/truth/profile", 2, pd, (const char *const *)w->profile,
-                                s_pr)))
+        (rc = ab_h5_put_strings(f, "/truth/profile", 2, pd, (const char *const *)w->profile, s_pr)))
         return rc;
     if (w->tasks.n > 0 && (rc = ab_wl_put_tasks(f, w))) return rc;
     return AB_OK;
@@ -238,19 +245,18 @@ static int ab_wl_read_shapes(struct ab_h5 *f, struct ab_wl_shape *s)
         return ab_fail(AB_E_DATA, "'%s': %lld query heads is not a multiple of %lld kv heads", p,
                        (long long)s->q[1], (long long)s->k[1]);
     if (s->q[2] > INT32_MAX)
-        return ab_fail(AB_E_DATA, "'%s': sequence of %lld rows is too long", p,
-                       (long long)s->q[2]);
+        return ab_fail(AB_E_DATA, "'%s': sequence of %lld rows is too long", p, (long long)s->q[2]);
     int64_t n = s->q[2];
-    if (s->pos != n) return ab_fail(AB_E_DATA, "'%s': /positions does not have %lld rows", p,
-                                    (long long)n);
+    if (s->pos != n)
+        return ab_fail(AB_E_DATA, "'%s': /positions does not have %lld rows", p, (long long)n);
     if (s->has_tok && s->tok != n)
         return ab_fail(AB_E_DATA, "'%s': /tokens does not have %lld rows", p, (long long)n);
     if (s->has_hid && (s->hid[0] != s->q[0] + 1 || s->hid[1] != n || s->hid[2] <= 0))
         return ab_fail(AB_E_DATA, "'%s': /hidden is not [%lld, %lld, d_model]", p,
                        (long long)(s->q[0] + 1), (long long)n);
     if (s->has_prof && (s->prof[0] != s->q[0] || s->prof[1] != s->k[1]))
-        return ab_fail(AB_E_DATA, "'%s': /truth/profile is not [%lld, %lld]", p,
-                       (long long)s->q[0], (long long)s->k[1]);
+        return ab_fail(AB_E_DATA, "'%s': /truth/profile is not [%lld, %lld]", p, (long long)s->q[0],
+                       (long long)s->k[1]);
 
     s->has_tasks = ab_h5_exists(f, "/truth/tasks");
     if (!s->has_tasks) return AB_OK;
@@ -284,9 +290,9 @@ static int ab_wl_check_fits(const struct ab_h5 *f, const struct ab_wl_shape *s, 
                  (s->has_cb ? 4.0 * (double)s->t_cb[0] * (double)s->t_cb[1] : 0.0);
     double bulk_bytes = 0;
     if (bulk) {
-        bulk_bytes = 4.0 * (double)s->q[0] * n *
-                     ((double)s->q[1] * (double)s->q[3] +
-                      (double)s->k[1] * (double)(s->k[3] + s->v[3]));
+        bulk_bytes =
+            4.0 * (double)s->q[0] * n *
+            ((double)s->q[1] * (double)s->q[3] + (double)s->k[1] * (double)(s->k[3] + s->v[3]));
         if (s->has_hid) bulk_bytes += 4.0 * (double)s->hid[0] * n * (double)s->hid[2];
     }
     char what[300];
@@ -371,8 +377,8 @@ static int ab_wl_read_tasks(struct ab_h5 *f, const struct ab_wl_shape *s, struct
     for (int64_t i = 0; i < n; i++) {
         int k = ab_task_kind_parse(kind[i]);
         if (k < 0) {
-            rc = ab_fail(AB_E_DATA, "'%s': task %lld has unknown kind '%s'", f->path,
-                         (long long)i, kind[i]);
+            rc = ab_fail(AB_E_DATA, "'%s': task %lld has unknown kind '%s'", f->path, (long long)i,
+                         kind[i]);
             goto done;
         }
         t->kind[i] = k;
@@ -384,8 +390,8 @@ static int ab_wl_read_tasks(struct ab_h5 *f, const struct ab_wl_shape *s, struct
     }
     for (int64_t j = 0; j < n_code * w->d_v; j++)
         if (!isfinite(t->codebook[j])) {
-            rc = ab_fail(AB_E_DATA, "'%s': /truth/tasks/codebook holds a non-finite value",
-                         f->path);
+            rc =
+                ab_fail(AB_E_DATA, "'%s': /truth/tasks/codebook holds a non-finite value", f->path);
             goto done;
         }
     rc = ab_wl_check_tasks(f, w);
@@ -423,8 +429,8 @@ static int ab_wl_check_finite(const struct ab_h5 *f, const char *name, const flo
 {
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(x[i]))
-            return ab_fail(AB_E_DATA, "'%s': %s holds a non-finite value (element %lld)",
-                           f->path, name, (long long)i);
+            return ab_fail(AB_E_DATA, "'%s': %s holds a non-finite value (element %lld)", f->path,
+                           name, (long long)i);
     return AB_OK;
 }
 

@@ -45,8 +45,8 @@ static void ab_png_warning(png_structp png, png_const_charp msg)
 static int ab_png_encode(FILE *fp, const uint8_t *pixels, int64_t width, int64_t height,
                          const uint8_t (*palette)[3], int n_colors, struct ab_png_err *e)
 {
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, e, ab_png_error,
-                                              ab_png_warning);
+    png_structp png =
+        png_create_write_struct(PNG_LIBPNG_VER_STRING, e, ab_png_error, ab_png_warning);
     if (!png) {
         snprintf(e->msg, sizeof e->msg, "cannot start libpng");
         return -1;
@@ -68,8 +68,7 @@ static int ab_png_encode(FILE *fp, const uint8_t *pixels, int64_t width, int64_t
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_set_PLTE(png, info, pal, n_colors);
     png_write_info(png, info);
-    for (int64_t y = 0; y < height; y++)
-        png_write_row(png, (png_const_bytep)(pixels + y * width));
+    for (int64_t y = 0; y < height; y++) png_write_row(png, (png_const_bytep)(pixels + y * width));
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
     return 0;
@@ -82,8 +81,7 @@ int ab_png_write_indexed(const char *path, const uint8_t *pixels, int64_t width,
         return ab_fail(AB_E_USAGE, "'%s': bad image size %lld x %lld", path, (long long)width,
                        (long long)height);
     if (n_colors < 1 || n_colors > 256)
-        return ab_fail(AB_E_USAGE, "'%s': a palette has 1 to 256 colours, not %d", path,
-                       n_colors);
+        return ab_fail(AB_E_USAGE, "'%s': a palette has 1 to 256 colours, not %d", path, n_colors);
     size_t len = strlen(path);
     char *tmp = malloc(len + 5);
     if (!tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
@@ -118,8 +116,8 @@ static int ab_png_decode(FILE *fp, uint8_t **pixels, int64_t *width, int64_t *he
 {
     uint8_t *volatile img = NULL;
     png_bytep *volatile rows = NULL;
-    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, e, ab_png_error,
-                                             ab_png_warning);
+    png_structp png =
+        png_create_read_struct(PNG_LIBPNG_VER_STRING, e, ab_png_error, ab_png_warning);
     if (!png) {
         snprintf(e->msg, sizeof e->msg, "cannot start libpng");
         return -1;
@@ -246,8 +244,10 @@ int ab_map_image(const struct ab_head *h, int64_t max_size, double floor, uint8_
     double inv_span = 254.0 / -log(floor);
     for (int64_t c = 0; c < n_px; c++) {
         double p = a.cell[c];
-        if (p < 0) img[c] = 0;
-        else if (p <= floor) img[c] = 1;
+        if (p < 0)
+            img[c] = 0;
+        else if (p <= floor)
+            img[c] = 1;
         else {
             double idx = 1.0 + log(p / floor) * inv_span;
             img[c] = (uint8_t)(idx >= 255.0 ? 255 : lround(idx));
