@@ -16,6 +16,8 @@ struct cmd {
 static const struct cmd commands[] = {
     {"gen", cmd_gen, "write a synthetic workload with planted structure and task ground truth"},
     {"info", cmd_info, "print what an attnbench file holds"},
+    {"methods", cmd_methods, "list the method registry, or show one method"},
+    {"run", cmd_run, "evaluate methods x budgets x phases on workloads against exact attention"},
     {"render", cmd_render, "draw one head's exact attention map as a PNG"},
     {"bench", cmd_bench, "measure kernel throughput against the machine's GEMM rate"},
 };

@@ -85,5 +85,7 @@ int cmd_gen(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_methods(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

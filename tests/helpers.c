@@ -74,7 +74,8 @@ unsigned char *t_slurp(const char *path, size_t *len)
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
     fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc(n > 0 ? (size_t)n : 1);
+    unsigned char *b = malloc((size_t)(n > 0 ? n : 0) + 1); /* NUL-terminated for text use */
+    if (b) b[n > 0 ? n : 0] = 0;
     if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
         free(b);
         b = NULL;

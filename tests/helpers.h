@@ -16,7 +16,8 @@ int t_run(char **out, char **err, const char *fmt, ...) __attribute__((format(pr
 /* 1 if path exists. */
 int t_exists(const char *path);
 
-/* Whole file into memory (malloc'd); *len its size. NULL if unreadable. */
+/* Whole file into memory (malloc'd, with a NUL after the last byte); *len its size. NULL if
+ * unreadable. */
 unsigned char *t_slurp(const char *path, size_t *len);
 
 /* Number of lines of s. */

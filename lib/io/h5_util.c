@@ -475,6 +475,18 @@ int ab_h5_put_strings(struct ab_h5 *f, const char *name, int rank, const int64_t
     return rc;
 }
 
+/* Makes dataset `name` a dimension scale named by the last component of `name`. */
+static int ab_h5_set_scale(struct ab_h5 *f, const char *name)
+{
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    hid_t d = H5Dopen2(f->id, name, H5P_DEFAULT);
+    herr_t e = d < 0 ? -1 : H5DSset_scale(d, base);
+    int rc = e < 0 ? ab_h5_fail(AB_E_IO, f, "cannot make %s a dimension scale", name) : AB_OK;
+    if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
 int ab_h5_scale(struct ab_h5 *f, const char *name, int64_t n)
 {
     int32_t *iota = malloc((size_t)(n > 0 ? n : 1) * sizeof *iota);
@@ -483,14 +495,7 @@ int ab_h5_scale(struct ab_h5 *f, const char *name, int64_t n)
     int rc =
         ab_h5_put(f, name, H5T_STD_I32LE, H5T_NATIVE_INT32, 1, &n, n > 4096 ? 0 : -1, iota, NULL);
     free(iota);
-    if (rc != AB_OK) return rc;
-    const char *base = strrchr(name, '/');
-    base = base ? base + 1 : name;
-    hid_t d = H5Dopen2(f->id, name, H5P_DEFAULT);
-    herr_t e = d < 0 ? -1 : H5DSset_scale(d, base);
-    rc = e < 0 ? ab_h5_fail(AB_E_IO, f, "cannot make %s a dimension scale", name) : AB_OK;
-    if (d >= 0) H5Dclose(d);
-    return rc;
+    return rc != AB_OK ? rc : ab_h5_set_scale(f, name);
 }
 
 static const char *ab_h5_class_name(H5T_class_t c)
@@ -646,6 +651,283 @@ done:
     if (s >= 0) H5Sclose(s);
     if (t >= 0) H5Tclose(t);
     if (d >= 0) H5Dclose(d);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- string-array attributes */
+
+int ab_h5_attr_put_strs(struct ab_h5 *f, const char *obj, const char *name, int64_t n,
+                        const char *const *strs)
+{
+    int rc = AB_OK;
+    hsize_t dim = (hsize_t)n;
+    const char **v = malloc((size_t)(n > 0 ? n : 1) * sizeof *v);
+    hid_t t = ab_h5_vlen_str(), space = H5Screate_simple(1, &dim, NULL), a = H5I_INVALID_HID;
+    if (!v) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+        goto done;
+    }
+    for (int64_t i = 0; i < n; i++) v[i] = strs[i] ? strs[i] : "";
+    if (t < 0 || space < 0) goto fail;
+    a = H5Acreate_by_name(f->id, obj, name, t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0 || (n > 0 && H5Awrite(a, t, v) < 0)) goto fail;
+    goto done;
+fail:
+    rc = ab_h5_fail(AB_E_IO, f, "cannot write attribute %s of %s", name, obj);
+done:
+    if (a >= 0) H5Aclose(a);
+    if (space >= 0) H5Sclose(space);
+    if (t >= 0) H5Tclose(t);
+    free(v);
+    return rc;
+}
+
+/* Reads the m strings of attribute `name` of `obj` (open as a, type t, space s) into
+ * out[0..m) (each malloc'd; the caller frees them on failure too). */
+static int ab_h5_attr_read_strs(struct ab_h5 *f, const char *obj, const char *name, hid_t a,
+                                hid_t t, hid_t s, int64_t m, char **out)
+{
+    int rc = AB_OK;
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    char **vl = NULL, *fixed = NULL;
+    if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(t)) < 0) goto fail;
+    if (H5Tis_variable_str(t) > 0) {
+        vl = calloc((size_t)m, sizeof *vl);
+        if (!vl) goto nomem;
+        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, vl) < 0) goto fail;
+        int64_t i = 0;
+        while (i < m && (out[i] = strdup(vl[i] ? vl[i] : ""))) i++;
+        AB_H5_RECLAIM(mt, s, vl);
+        if (i < m) goto nomem;
+    } else {
+        /* fixed length: one more byte than stored so a full-width string keeps its last char */
+        size_t size = H5Tget_size(t) + 1;
+        fixed = calloc((size_t)m, size);
+        if (!fixed) goto nomem;
+        if (H5Tset_size(mt, size) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
+            H5Aread(a, mt, fixed) < 0)
+            goto fail;
+        for (int64_t i = 0; i < m; i++)
+            if (!(out[i] = strdup(fixed + (size_t)i * size))) goto nomem;
+    }
+    goto done;
+nomem:
+    rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    goto done;
+fail:
+    rc = ab_h5_fail(AB_E_DATA, f, "cannot read attribute %s of %s", name, obj);
+done:
+    free(vl);
+    free(fixed);
+    if (mt >= 0) H5Tclose(mt);
+    return rc;
+}
+
+int ab_h5_attr_get_strs(struct ab_h5 *f, const char *obj, const char *name, int64_t *n, char ***out,
+                        int *found)
+{
+    *n = 0;
+    *out = NULL;
+    *found = 0;
+    hid_t a, t = H5I_INVALID_HID, s = H5I_INVALID_HID;
+    char **v = NULL;
+    int64_t m = 0;
+    int rc = ab_h5_attr_open(f, obj, name, &a);
+    if (rc != AB_OK || a < 0) return rc;
+    t = H5Aget_type(a);
+    s = H5Aget_space(a);
+    if (t < 0 || s < 0 || H5Tget_class(t) != H5T_STRING || H5Sget_simple_extent_ndims(s) > 1) {
+        rc = ab_h5_fail(AB_E_DATA, f, "attribute %s of %s is not a list of strings", name, obj);
+        goto done;
+    }
+    m = (int64_t)H5Sget_simple_extent_npoints(s);
+    if (m < 0 || m > (int64_t)1 << 24) {
+        rc = ab_h5_fail(AB_E_DATA, f, "attribute %s of %s has an impossible size", name, obj);
+        goto done;
+    }
+    v = calloc((size_t)(m > 0 ? m : 1), sizeof *v);
+    if (!v) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+        goto done;
+    }
+    if (m > 0 && (rc = ab_h5_attr_read_strs(f, obj, name, a, t, s, m, v)) != AB_OK) goto done;
+    *found = 1;
+    *n = m;
+    if (m > 0) *out = v;
+    if (m > 0) v = NULL;
+done:
+    for (int64_t i = 0; v && i < m; i++) free(v[i]);
+    free(v);
+    if (s >= 0) H5Sclose(s);
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(a);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- tables */
+
+/* Writes "group/name" into buf (AB_E_INTERNAL when it does not fit). */
+static int ab_h5_join(char *buf, size_t size, const char *group, const char *name,
+                      const struct ab_h5 *f)
+{
+    int len = snprintf(buf, size, "%s/%s", strcmp(group, "/") == 0 ? "" : group, name);
+    if (len < 0 || (size_t)len >= size)
+        return ab_fail(AB_E_INTERNAL, "'%s': object name %s/%s too long", f->path, group, name);
+    return AB_OK;
+}
+
+/* Creates a table's group with time tracking off and links kept in creation order, so h5py,
+ * xarray and h5dump list the columns in the order of the table rather than by name. */
+static int ab_h5_table_group(struct ab_h5 *f, const char *name)
+{
+    hid_t gcpl = ab_h5_untimed(H5P_GROUP_CREATE), g = H5I_INVALID_HID;
+    if (gcpl >= 0 &&
+        H5Pset_link_creation_order(gcpl, H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED) >= 0)
+        g = H5Gcreate2(f->id, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    int rc = g < 0 ? ab_h5_fail(AB_E_IO, f, "cannot create group %s", name) : AB_OK;
+    if (g >= 0) H5Gclose(g);
+    if (gcpl >= 0) H5Pclose(gcpl);
+    return rc;
+}
+
+/* The table's "row" scale: int64 0..n-1, a dimension scale named "row". */
+static int ab_h5_row_scale(struct ab_h5 *f, const char *name, int64_t n)
+{
+    int64_t *iota = malloc((size_t)(n > 0 ? n : 1) * sizeof *iota);
+    if (!iota) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    for (int64_t i = 0; i < n; i++) iota[i] = i;
+    int rc = ab_h5_put(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &n, -1, iota, NULL);
+    free(iota);
+    if (rc == AB_OK) rc = ab_h5_set_scale(f, name);
+    if (rc == AB_OK) rc = ab_h5_attr_put_str(f, name, "units", "1");
+    if (rc == AB_OK) rc = ab_h5_attr_put_str(f, name, "long_name", "row index of the table");
+    return rc;
+}
+
+int ab_h5_put_table(struct ab_h5 *f, const char *group, const void *rows, int64_t n_rows,
+                    size_t row_size, const struct ab_column *cols, int n_cols)
+{
+    char scale[512], name[512];
+    const char *scales[1] = {scale};
+    int rc;
+    if ((rc = ab_h5_join(scale, sizeof scale, group, "row", f)) ||
+        (rc = ab_h5_table_group(f, group)) || (rc = ab_h5_row_scale(f, scale, n_rows)))
+        return rc;
+    /* one gathered column at a time: doubles, int64s and pointers all take 8 bytes here */
+    _Static_assert(sizeof(double) == 8 && sizeof(int64_t) == 8, "8-byte columns");
+    size_t cell = sizeof(char *) > 8 ? sizeof(char *) : 8;
+    unsigned char *buf = malloc((size_t)(n_rows > 0 ? n_rows : 1) * cell);
+    if (!buf) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    for (int c = 0; c < n_cols && rc == AB_OK; c++) {
+        const struct ab_column *col = &cols[c];
+        size_t width = col->type == AB_COL_STR ? sizeof(char *) : 8;
+        for (int64_t i = 0; i < n_rows; i++)
+            memcpy(buf + (size_t)i * width,
+                   (const unsigned char *)rows + (size_t)i * row_size + col->offset, width);
+        if ((rc = ab_h5_join(name, sizeof name, group, col->name, f))) break;
+        if (col->type == AB_COL_STR)
+            rc = ab_h5_put_strings(f, name, 1, &n_rows, (const char *const *)(void *)buf, scales);
+        else if (col->type == AB_COL_F64)
+            rc = ab_h5_put(f, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, &n_rows, -1, buf, scales);
+        else
+            rc = ab_h5_put(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, &n_rows, -1, buf, scales);
+        if (rc == AB_OK) rc = ab_h5_attr_put_str(f, name, "units", col->units);
+        if (rc == AB_OK) rc = ab_h5_attr_put_str(f, name, "long_name", col->long_name);
+    }
+    free(buf);
+    return rc;
+}
+
+/* Frees the string fields of rows[0..n) and the rows. */
+static void ab_h5_table_free(void *rows, int64_t n, size_t row_size, const struct ab_column *cols,
+                             int n_cols)
+{
+    for (int c = 0; rows && c < n_cols; c++) {
+        if (cols[c].type != AB_COL_STR) continue;
+        for (int64_t i = 0; i < n; i++) {
+            char *s;
+            unsigned char *field = (unsigned char *)rows + (size_t)i * row_size + cols[c].offset;
+            memcpy(&s, field, sizeof s);
+            free(s);
+        }
+    }
+    free(rows);
+}
+
+/* The common length of the table's columns (checked present, 1-D, of the right class). */
+static int ab_h5_table_length(struct ab_h5 *f, const char *group, const struct ab_column *cols,
+                              int n_cols, int64_t *n_rows)
+{
+    char name[512], first[512] = "";
+    int64_t n = 0;
+    int rc;
+    for (int c = 0; c < n_cols; c++) {
+        H5T_class_t cls = cols[c].type == AB_COL_STR   ? H5T_STRING
+                          : cols[c].type == AB_COL_F64 ? H5T_FLOAT
+                                                       : H5T_INTEGER;
+        int64_t len;
+        if ((rc = ab_h5_join(name, sizeof name, group, cols[c].name, f)) ||
+            (rc = ab_h5_shape(f, name, 1, cls, &len, NULL)))
+            return rc;
+        if (c == 0) {
+            n = len;
+            snprintf(first, sizeof first, "%s", name);
+        } else if (len != n) {
+            return ab_fail(AB_E_DATA, "'%s': %s has %lld rows but %s has %lld", f->path, name,
+                           (long long)len, first, (long long)n);
+        }
+    }
+    int found;
+    int64_t len;
+    if ((rc = ab_h5_join(name, sizeof name, group, "row", f)) ||
+        (rc = ab_h5_shape(f, name, 1, H5T_NO_CLASS, &len, &found)))
+        return rc;
+    if (found && n_cols > 0 && len != n)
+        return ab_fail(AB_E_DATA, "'%s': %s has %lld rows but %s has %lld", f->path, name,
+                       (long long)len, first, (long long)n);
+    *n_rows = n;
+    return AB_OK;
+}
+
+int ab_h5_get_table(struct ab_h5 *f, const char *group, const struct ab_column *cols, int n_cols,
+                    size_t row_size, void **rows, int64_t *n_rows)
+{
+    *rows = NULL;
+    *n_rows = 0;
+    if (!ab_h5_exists(f, group))
+        return ab_fail(AB_E_DATA, "'%s': missing table %s", f->path, group);
+    int64_t n = 0;
+    int rc = ab_h5_table_length(f, group, cols, n_cols, &n);
+    if (rc != AB_OK || n == 0) return rc;
+    char what[600], name[512];
+    snprintf(what, sizeof what, "'%s' %s", f->path, group);
+    if ((rc = ab_check_fits(what, (double)n * ((double)row_size + 16.0)))) return rc;
+
+    size_t cell = sizeof(char *) > 8 ? sizeof(char *) : 8;
+    unsigned char *data = calloc((size_t)n, row_size), *buf = malloc((size_t)n * cell);
+    if (!data || !buf) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory reading %s", f->path, group);
+        goto done;
+    }
+    for (int c = 0; c < n_cols; c++) {
+        const struct ab_column *col = &cols[c];
+        size_t width = col->type == AB_COL_STR ? sizeof(char *) : 8;
+        if ((rc = ab_h5_join(name, sizeof name, group, col->name, f))) goto done;
+        if (col->type == AB_COL_STR)
+            rc = ab_h5_get_strings(f, name, n, (char **)(void *)buf);
+        else
+            rc = ab_h5_get(f, name, col->type == AB_COL_F64 ? H5T_NATIVE_DOUBLE : H5T_NATIVE_INT64,
+                           buf);
+        if (rc != AB_OK) goto done;
+        for (int64_t i = 0; i < n; i++)
+            memcpy(data + (size_t)i * row_size + col->offset, buf + (size_t)i * width, width);
+    }
+    *rows = data;
+    *n_rows = n;
+    data = NULL;
+done:
+    ab_h5_table_free(data, n, row_size, cols, n_cols);
+    free(buf);
     return rc;
 }
 

@@ -20,6 +20,8 @@
 
 #include <hdf5.h>
 
+#include "io/table.h"
+
 /* An open file: the HDF5 id, the path the user named (for messages), and while writing the
  * temporary path that becomes `path` on commit. */
 struct ab_h5 {
@@ -112,6 +114,34 @@ int ab_h5_get_slab(struct ab_h5 *f, const char *name, hid_t mem_type, int rank,
 /* Reads a string dataset of n elements (variable or fixed length) into out[0..n) (each
  * malloc'd; on failure none are left allocated). */
 int ab_h5_get_strings(struct ab_h5 *f, const char *name, int64_t n, char **out);
+
+/* A 1-D attribute of n >= 0 variable-length UTF-8 strings on object `obj` (NULL entries
+ * stored as ""). */
+int ab_h5_attr_put_strs(struct ab_h5 *f, const char *obj, const char *name, int64_t n,
+                        const char *const *strs);
+
+/* Reads a string attribute holding any number of strings (scalar or 1-D; variable or fixed
+ * length) into *out (a malloc'd array of *n malloc'd strings; NULL when *n == 0). *found = 0
+ * (and *n = 0) when the attribute is absent. AB_E_DATA if it does not hold strings. */
+int ab_h5_attr_get_strs(struct ab_h5 *f, const char *obj, const char *name, int64_t *n, char ***out,
+                        int *found);
+
+/* Writes a table (table.h) as group `group` (its parent must exist; links kept in creation
+ * order): the dimension scale group/row (int64 0..n_rows-1) and one 1-D dataset per column,
+ * in the order of cols, named by the column, holding the field at cols[c].offset of
+ * rows[0..n_rows) (each row_size bytes): strings as variable-length UTF-8, doubles as float64,
+ * integers as int64; each attached to the "row" scale as dimension 0 and carrying the
+ * attributes units and long_name. n_rows == 0 writes empty datasets (rows may be NULL). */
+int ab_h5_put_table(struct ab_h5 *f, const char *group, const void *rows, int64_t n_rows,
+                    size_t row_size, const struct ab_column *cols, int n_cols);
+
+/* Reads a table written by ab_h5_put_table into *rows (calloc'd, *n_rows rows of row_size
+ * bytes; fields not in cols are zero; strings malloc'd; NULL when *n_rows == 0). Checks before
+ * reading: every column present, 1-D, of the right class (string, float, integer), all of the
+ * same length (and group/row, when present, too), the whole fitting in memory. AB_E_DATA
+ * naming the column otherwise; on failure nothing stays allocated. */
+int ab_h5_get_table(struct ab_h5 *f, const char *group, const struct ab_column *cols, int n_cols,
+                    size_t row_size, void **rows, int64_t *n_rows);
 
 /* Sums over every dataset in the file: the bytes its elements take in memory (data) and the
  * bytes its storage takes in the file (stored). */

@@ -1,0 +1,92 @@
+/* eval.h - the evaluation engine: the isoFLOPS budget solver, the accuracy metrics of
+ * metrics.md against the double-precision reference, and the sweep over heads x methods x
+ * budgets x phases that fills struct ab_results (architecture.md, "Budgets and the solver",
+ * "Phases and the decode protocol"). */
+#ifndef AB_EVAL_EVAL_H
+#define AB_EVAL_EVAL_H
+
+#include <stdint.h>
+
+#include "core/workload.h"
+#include "eval/results.h"
+#include "methods/method.h"
+
+/* flop_ratio of a ledger on problem p: (flops_attend + flops_select) / dense FLOPs. */
+double ab_ledger_ratio(const struct ab_ledger *l, const struct ab_problem *p);
+
+/* The cost of m at knob on p: cost() when the method is analytic, else a selection-only run
+ * (run with o == NULL). */
+int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double knob,
+                   struct ab_ledger *led);
+
+/* Fits the knob of m on p to a target FLOP ratio: the knob with the largest cost not above
+ * target (bisection on the knob; integer knobs exactly, real knobs to 1e-4 of their range;
+ * data-dependent methods with at most 24 selection-only runs). *feasible is 1 when the achieved
+ * ratio lies in [target * (1 - tol), target], 0 otherwise; *knob is the best knob whose cost
+ * is not above target, or NaN when even the smallest knob costs more (then *led holds that
+ * smallest cost). Methods without a knob: *knob = NaN, feasible when their fixed cost is not
+ * above target. AB_OK or an error from the method. */
+int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
+                  double tol, double *knob, struct ab_ledger *led, int *feasible);
+
+/* The exact side of one (head, phase): evaluated rows, their reference outputs and their exact
+ * attention rows, computed once and shared by every method and budget. */
+struct ab_exact {
+    int64_t n_rows, n_k, d_v;
+    double *o;   /* (n_rows, d_v) exact outputs */
+    float *a;    /* (n_rows, n_k) exact attention rows (zero past each row's visible keys) */
+};
+int ab_exact_compute(const struct ab_problem *p, struct ab_exact *ex);
+void ab_exact_free(struct ab_exact *ex);
+
+/* Accuracy of one method output against the exact side (metrics.md). */
+struct ab_metrics {
+    double rel_l2, cos_mean, cos_min, max_abs;
+    double recall, topk_recall, kl; /* NaN without a keep set */
+};
+
+/* o is the method's (n_rows, d_v) output; keep may be NULL (no selection). kl is KL(Ã ‖ A) =
+ * -ln(recall) per row for a renormalised selection (KL(A ‖ Ã) is infinite whenever a key with
+ * mass is dropped), averaged over rows. topk: k of topk_recall (16). */
+void ab_metrics_compute(const struct ab_exact *ex, const float *o, const struct ab_keep *keep,
+                        int64_t topk, struct ab_metrics *out);
+
+/* Task accuracy of an output on the tasks of one head: fractions solved overall and per kind
+ * (NaN where the head has no task query of that kind among rows). */
+struct ab_task_acc {
+    double all, by_kind[3];
+    int64_t n, n_kind[3];
+};
+void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head,
+                      const int64_t *rows, int64_t n_rows, const float *o, struct ab_task_acc *out);
+
+struct ab_sweep_opts {
+    const struct ab_method **methods; /* (n_methods) */
+    int n_methods;
+    const double *targets;  /* (n_targets) target FLOP ratios in (0, 1] */
+    int n_targets;
+    unsigned phases;        /* AB_PHASE_* bits */
+    int64_t decode_m;       /* decode queries m (default 64) */
+    int64_t max_rows;       /* prefill: evaluate all rows up to this many, else a seeded sample
+                               of this many plus every task row (default 256) */
+    double tol;             /* budget tolerance (default 0.05) */
+    int64_t topk;           /* k of topk_recall (16) */
+    int has_knob;           /* 1: run every method at knob_value instead of solving budgets */
+    double knob_value;
+    uint64_t seed;
+    /* progress: called from the calling thread with cells done / total */
+    void (*progress)(void *user, int64_t done, int64_t total);
+    void *progress_user;
+};
+void ab_sweep_defaults(struct ab_sweep_opts *o);
+
+/* Number of (layer, head, phase, method, target) cells the sweep of w will produce. */
+int64_t ab_sweep_count(const struct ab_workload *w, const struct ab_sweep_opts *o);
+
+/* Runs the sweep on workload w (named `name` in the table) and appends its cells to res, in a
+ * fixed order (layer, head, phase, method, target) whatever the thread count. Parallel over
+ * heads with OpenMP (BLAS serial inside). AB_OK or the first error. */
+int ab_sweep_workload(const struct ab_workload *w, const char *name,
+                      const struct ab_sweep_opts *o, struct ab_results *res);
+
+#endif

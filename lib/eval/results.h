@@ -1,0 +1,86 @@
+/* results.h - the results of a sweep in memory: the tidy /cells table of outputs.md (one row per
+ * workload, layer, head, method, phase and target budget), the /summary table (per method,
+ * phase and target: mean and 10th percentile over heads), and the file attributes.
+ * lib/io/results_io.c writes it as HDF5 (column datasets on a shared "row" dimension scale) and
+ * reads it back; lib/io/csv.c writes the same tables as CSV. */
+#ifndef AB_EVAL_RESULTS_H
+#define AB_EVAL_RESULTS_H
+
+#include <stdint.h>
+
+#define AB_RESULTS_SCHEMA "attnbench/results/1"
+
+/* One row of /cells. Strings are owned by the results (malloc'd). NaN marks "not defined"
+ * (recall of a method without a selection, task_acc without tasks, metrics of an infeasible
+ * cell). */
+struct ab_cell {
+    char *workload;        /* workload path as given */
+    int64_t layer, head, kv_head;
+    char *method, *family;
+    char *phase;           /* "prefill" | "decode" */
+    char *knob_name;       /* "" when the method has none */
+    double knob;           /* NaN when none */
+    double target_ratio;   /* the budget asked for (NaN for a direct --knob run) */
+    double flop_ratio, flops_attend, flops_select, ops_other, bytes_kv;
+    double density, sparsity, compression;
+    double rel_l2, cos_mean, cos_min, max_abs, recall, topk_recall, kl;
+    char *task_kind;       /* kinds present in this head, "+"-joined, or "" */
+    double task_acc;       /* over every task query of the head */
+    double task_acc_retrieve, task_acc_multi_retrieve, task_acc_aggregate;
+    int64_t n_eval_rows;
+    double time_s;
+    int64_t feasible;      /* 1, or 0 when the method cannot reach the target */
+};
+
+/* One row of /summary: aggregates over the heads of one (method, phase, target). */
+struct ab_summary_row {
+    char *method, *phase;
+    double target_ratio;
+    int64_t n_heads;       /* feasible cells aggregated */
+    double flop_ratio;     /* mean achieved */
+    /* mean and 10th percentile over heads of each accuracy column */
+    double rel_l2_mean, rel_l2_p10, cos_mean_mean, cos_mean_p10, cos_min_mean, cos_min_p10;
+    double recall_mean, recall_p10, topk_recall_mean, topk_recall_p10, kl_mean, kl_p10;
+    double task_acc_mean, task_acc_p10;
+};
+
+struct ab_results {
+    int64_t n_cells, cap_cells;
+    struct ab_cell *cells;
+    int64_t n_summary;
+    struct ab_summary_row *summary;
+    /* root attributes */
+    char *command_line;
+    char **workloads;      /* (n_workloads) paths */
+    char **workload_sha256;/* (n_workloads) hex digests */
+    int64_t n_workloads;
+    uint64_t seed;
+    int64_t threads;
+    char *scenario;        /* scenario text or NULL */
+    char *notes;           /* conventions recorded with the results (kl direction, sampling) */
+    /* root attributes a writer takes from the clock, the machine and the build when NULL (set
+     * them for a reproducible file); a reader fills them from the file */
+    char *created_utc;     /* "YYYY-MM-DDTHH:MM:SSZ" */
+    char *hostname;
+    char *attnbench_version;
+    char *openblas_config;
+};
+
+/* Zeroes r: no cells, no summary, every attribute NULL / 0. */
+void ab_results_init(struct ab_results *r);
+/* Frees everything r owns (cells, summary, attribute strings) and leaves it initialised. */
+void ab_results_free(struct ab_results *r);
+/* Appends a copy of c (strings duplicated, NULL kept NULL), growing the array geometrically.
+ * AB_OK or AB_E_NOMEM (r unchanged). */
+int ab_results_add(struct ab_results *r, const struct ab_cell *c);
+/* Computes r->summary from r->cells (replacing any): one row per (method, phase,
+ * target_ratio) in order of first appearance in the cells (a NaN target groups with NaN).
+ * n_heads counts the feasible cells; every mean and percentile runs over the feasible cells
+ * whose value is not NaN (NaN when there is none). Percentiles by linear interpolation between
+ * sorted values (numpy's default). The *_p10 fields hold the weak tail: the 10th percentile
+ * for columns where higher is better (cos_mean, cos_min, recall, topk_recall, task_acc) and
+ * the 90th for those where higher is worse (rel_l2, kl), as the column's long_name says.
+ * AB_OK or AB_E_NOMEM (the old summary is then kept). */
+int ab_results_summarise(struct ab_results *r);
+
+#endif

@@ -1,0 +1,288 @@
+/* sweep.c - the sweep engine: every (layer, head) x phase x method x budget cell of a workload
+ * (architecture.md, "Threads and scale"). Head instances are independent, so OpenMP runs them in
+ * parallel (BLAS serial inside) and the cells are appended afterwards in a fixed order: the same
+ * seed gives the same table whatever the thread count. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "core/rng.h"
+#include "eval/eval.h"
+
+static const double default_targets[] = {1.0 / 2, 1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32};
+
+void ab_sweep_defaults(struct ab_sweep_opts *o)
+{
+    *o = (struct ab_sweep_opts){.targets = default_targets,
+                                .n_targets = 5,
+                                .phases = AB_PHASE_PREFILL | AB_PHASE_DECODE,
+                                .decode_m = 64,
+                                .max_rows = 256,
+                                .tol = 0.05,
+                                .topk = 16,
+                                .seed = 1};
+}
+
+static int method_applies(const struct ab_method *m, const struct ab_workload *w, int phase)
+{
+    unsigned mask = w->causal ? AB_MASKS_CAUSAL : AB_MASKS_FULL;
+    return (m->phases & (unsigned)phase) && (m->masks & mask);
+}
+
+/* Cells one method contributes per (head, phase): one per target, or one for a knob-less
+ * method (it runs at its fixed cost) and for a direct --knob run. */
+static int cells_of(const struct ab_method *m, const struct ab_sweep_opts *o)
+{
+    return m->knob.name && !o->has_knob ? o->n_targets : 1;
+}
+
+int64_t ab_sweep_count(const struct ab_workload *w, const struct ab_sweep_opts *o)
+{
+    int64_t per_head = 0;
+    for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1)
+        if (o->phases & (unsigned)phase)
+            for (int i = 0; i < o->n_methods; i++)
+                if (method_applies(o->methods[i], w, phase)) per_head += cells_of(o->methods[i], o);
+    return per_head * w->n_layer * w->n_head;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The evaluated rows of a phase into rows (capacity n + tasks): decode evaluates every decode
+ * query; prefill every row when n <= max_rows, else a seeded sample of max_rows rows (the same
+ * for every head, so heads compare on the same queries) plus every task row. Returns the count. */
+static int64_t eval_rows(const struct ab_workload *w, int64_t q0, const struct ab_sweep_opts *o,
+                         int64_t *rows)
+{
+    int64_t n = w->n_seq, m = 0;
+    if (q0 > 0 || n - q0 <= o->max_rows) {
+        for (int64_t i = q0; i < n; i++) rows[m++] = i;
+        return m;
+    }
+    /* partial Fisher-Yates over 0..n-1 */
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)n);
+    if (!perm) return -1;
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    struct ab_rng r;
+    ab_rng_init(&r, o->seed, ab_stream(0x726f7773 /* "rows" */, (uint64_t)n, 0, 0));
+    for (int64_t i = 0; i < o->max_rows; i++) {
+        int64_t j = i + ab_rng_below(&r, n - i), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+        rows[m++] = perm[i];
+    }
+    free(perm);
+    for (int64_t k = 0; k < w->tasks.n; k++) rows[m++] = w->tasks.row[k];
+    qsort(rows, (size_t)m, sizeof(int64_t), cmp_i64);
+    int64_t u = 0;
+    for (int64_t i = 0; i < m; i++)
+        if (u == 0 || rows[i] != rows[u - 1]) rows[u++] = rows[i];
+    return u;
+}
+
+/* "retrieve+aggregate": the task kinds planted in this head, or "". */
+static void task_kinds(const struct ab_workload *w, int64_t layer, int64_t head, char *buf,
+                       size_t cap)
+{
+    int present[3] = {0};
+    buf[0] = 0;
+    if (!w->tasks.n || !w->tasks.planted[layer * w->n_kv_head + ab_workload_kv_of(w, head)])
+        return;
+    for (int64_t k = 0; k < w->tasks.n; k++) present[w->tasks.kind[k]] = 1;
+    for (int k = 0; k < 3; k++)
+        if (present[k]) {
+            if (buf[0]) strncat(buf, "+", cap - strlen(buf) - 1);
+            strncat(buf, ab_task_kind_name(k), cap - strlen(buf) - 1);
+        }
+}
+
+/* The cells of one (layer, head), appended to out (*n_out of them). */
+struct head_job {
+    struct ab_cell *cells;
+    int64_t n;
+    int rc;
+    char msg[512];
+};
+
+static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
+                    const struct ab_problem *p, const struct ab_exact *ex, double target,
+                    const struct ab_sweep_opts *o, int64_t layer, int64_t head, const char *kinds,
+                    float *out, struct ab_keep *keep, struct ab_cell *c)
+{
+    struct ab_ledger led = {0};
+    double knob = NAN;
+    int feasible = 1, rc;
+    if (o->has_knob && m->knob.name) {
+        knob = o->knob_value;
+    } else {
+        rc = ab_budget_fit(m, p, isnan(target) ? 1.0 : target, o->tol, &knob, &led, &feasible);
+        if (rc) return rc;
+        if (!m->knob.name && isnan(target)) feasible = 1;
+    }
+    *c = (struct ab_cell){
+        .workload = (char *)name,
+        .layer = layer,
+        .head = head,
+        .kv_head = ab_workload_kv_of(w, head),
+        .method = (char *)m->name,
+        .family = (char *)ab_family_name(m->family),
+        .phase = p->phase == AB_PHASE_PREFILL ? "prefill" : "decode",
+        .knob_name = (char *)(m->knob.name ? m->knob.name : ""),
+        .knob = knob,
+        .target_ratio = target,
+        .task_kind = (char *)kinds,
+        .n_eval_rows = p->n_rows,
+        .feasible = feasible,
+    };
+    double nan = NAN;
+    c->rel_l2 = c->cos_mean = c->cos_min = c->max_abs = c->recall = c->topk_recall = c->kl = nan;
+    c->task_acc = c->task_acc_retrieve = c->task_acc_multi_retrieve = c->task_acc_aggregate = nan;
+    if (!(m->knob.name && isnan(knob))) { /* a knob that fits (or no knob): run it */
+        led = (struct ab_ledger){0};
+        ab_keep_clear(keep);
+        double t0 = ab_now();
+        rc = m->run(p, knob, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, &led);
+        c->time_s = ab_now() - t0;
+        if (rc) return rc;
+        struct ab_metrics mt;
+        ab_metrics_compute(ex, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, o->topk, &mt);
+        c->rel_l2 = mt.rel_l2, c->cos_mean = mt.cos_mean, c->cos_min = mt.cos_min;
+        c->max_abs = mt.max_abs, c->recall = mt.recall, c->topk_recall = mt.topk_recall;
+        c->kl = mt.kl;
+        struct ab_task_acc ta;
+        ab_task_accuracy(w, layer, head, p->rows, p->n_rows, out, &ta);
+        c->task_acc = ta.all;
+        c->task_acc_retrieve = ta.by_kind[AB_TASK_RETRIEVE];
+        c->task_acc_multi_retrieve = ta.by_kind[AB_TASK_MULTI_RETRIEVE];
+        c->task_acc_aggregate = ta.by_kind[AB_TASK_AGGREGATE];
+    }
+    double allowed = ab_problem_allowed_cells(p);
+    c->flops_attend = led.flops_attend, c->flops_select = led.flops_select;
+    c->ops_other = led.ops_other, c->bytes_kv = led.bytes_kv;
+    c->flop_ratio = ab_ledger_ratio(&led, p);
+    c->density = allowed > 0 ? led.cells / allowed : NAN;
+    c->sparsity = 1 - c->density;
+    c->compression = 1 / c->flop_ratio;
+    return AB_OK;
+}
+
+static void run_head(const struct ab_workload *w, const char *name,
+                     const struct ab_sweep_opts *o, int64_t layer, int64_t head,
+                     struct ab_head *layer_heads, int64_t *rows, struct head_job *job,
+                     int64_t *done)
+{
+    char kinds[64];
+    task_kinds(w, layer, head, kinds, sizeof kinds);
+    for (int64_t h = 0; h < w->n_head; h++) ab_workload_head(w, layer, h, &layer_heads[h]);
+    float *out = NULL;
+    struct ab_keep keep = {0};
+    struct ab_exact ex = {0};
+    int rc = AB_OK;
+    for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE && !rc; phase <<= 1) {
+        if (!(o->phases & (unsigned)phase)) continue;
+        int64_t q0 = phase == AB_PHASE_DECODE ? w->n_seq - o->decode_m : 0;
+        int64_t n_rows = eval_rows(w, q0, o, rows);
+        if (n_rows < 0) {
+            rc = ab_fail(AB_E_NOMEM, "cannot allocate the row sample");
+            break;
+        }
+        struct ab_problem p = {.h = &layer_heads[head], .phase = phase, .q0 = q0, .rows = rows,
+                               .n_rows = n_rows, .layer = layer_heads,
+                               .n_layer_heads = w->n_head, .self = head,
+                               .group = w->n_head / w->n_kv_head,
+                               .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7)};
+        ab_free(out);
+        ab_keep_free(&keep);
+        ab_exact_free(&ex);
+        out = ab_alloc(ab_size_mul((size_t)(n_rows * w->d_v), sizeof(float)));
+        if (!out || (rc = ab_keep_alloc(&keep, n_rows, w->n_seq))) {
+            rc = rc ? rc : ab_fail(AB_E_NOMEM, "cannot allocate method outputs");
+            break;
+        }
+        if ((rc = ab_exact_compute(&p, &ex))) break;
+        for (int i = 0; i < o->n_methods && !rc; i++) {
+            const struct ab_method *m = o->methods[i];
+            if (!method_applies(m, w, phase)) continue;
+            int n_t = cells_of(m, o);
+            for (int t = 0; t < n_t && !rc; t++) {
+                double target = n_t > 1 ? o->targets[t] : (m->knob.name ? NAN : 1.0);
+                struct ab_cell c;
+                rc = run_cell(w, name, m, &p, &ex, target, o, layer, head, kinds, out, &keep, &c);
+                if (rc) break;
+                /* strings are copied into the table later, on the main thread */
+                struct ab_cell *grown = realloc(job->cells, sizeof *grown * (size_t)(job->n + 1));
+                if (!grown) {
+                    rc = ab_fail(AB_E_NOMEM, "cannot grow the results table");
+                    break;
+                }
+                job->cells = grown;
+                job->cells[job->n++] = c;
+#pragma omp atomic
+                (*done)++;
+            }
+            if (rc) {
+                char detail[400];
+                snprintf(detail, sizeof detail, "%s", ab_errmsg());
+                ab_fail(rc, "%s (layer %lld, head %lld): %s", m->name, (long long)layer,
+                        (long long)head, detail);
+            }
+        }
+    }
+    ab_free(out);
+    ab_keep_free(&keep);
+    ab_exact_free(&ex);
+    job->rc = rc;
+    if (rc) snprintf(job->msg, sizeof job->msg, "%s", ab_errmsg());
+}
+
+int ab_sweep_workload(const struct ab_workload *w, const char *name,
+                      const struct ab_sweep_opts *o, struct ab_results *res)
+{
+    if (o->phases & AB_PHASE_DECODE && (o->decode_m < 1 || o->decode_m >= w->n_seq))
+        return ab_fail(AB_E_USAGE, "'%s': decode queries m = %lld must be in [1, n - 1] (n = %lld)",
+                       name, (long long)o->decode_m, (long long)w->n_seq);
+    int64_t n_jobs = w->n_layer * w->n_head, total = ab_sweep_count(w, o), done = 0;
+    struct head_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
+    if (!jobs) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
+    int threads = ab_threads_get();
+    ab_blas_serial_begin();
+#pragma omp parallel num_threads(threads)
+    {
+        struct ab_head *layer_heads = malloc(sizeof(struct ab_head) * (size_t)w->n_head);
+        int64_t *rows = malloc(sizeof(int64_t) * (size_t)(w->n_seq + w->tasks.n + 1));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t j = 0; j < n_jobs; j++) {
+            if (!layer_heads || !rows) {
+                jobs[j].rc = AB_E_NOMEM;
+                snprintf(jobs[j].msg, sizeof jobs[j].msg, "cannot allocate head scratch");
+                continue;
+            }
+            run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, &jobs[j],
+                     &done);
+            if (o->progress && omp_get_thread_num() == 0) {
+                int64_t d;
+#pragma omp atomic read
+                d = done;
+                o->progress(o->progress_user, d, total);
+            }
+        }
+        free(layer_heads);
+        free(rows);
+    }
+    ab_blas_serial_end();
+    int rc = AB_OK;
+    for (int64_t j = 0; j < n_jobs; j++) {
+        if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
+        for (int64_t c = 0; !rc && c < jobs[j].n; c++) rc = ab_results_add(res, &jobs[j].cells[c]);
+        free(jobs[j].cells);
+    }
+    free(jobs);
+    if (!rc && o->progress) o->progress(o->progress_user, total, total);
+    return rc;
+}

@@ -1,0 +1,173 @@
+/* csv.c - tables as CSV (format in csv.h): number formatting that does not depend on the
+ * locale, RFC 4180 quoting, writing through a temporary file, and the two tables of a results
+ * file. */
+#include "io/csv.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "io/results_io.h"
+
+/* Replaces the locale's decimal point in buf (if it is not ".") by '.'. printf and strtod use
+ * LC_NUMERIC, which is "C" unless the program called setlocale; this keeps the file the same
+ * either way. */
+static void ab_csv_fix_point(char *buf)
+{
+    const char *dp = localeconv()->decimal_point;
+    if (!dp || !dp[0] || strcmp(dp, ".") == 0) return;
+    char *at = strstr(buf, dp);
+    if (!at) return;
+    size_t len = strlen(dp);
+    *at = '.';
+    memmove(at + 1, at + len, strlen(at + len) + 1);
+}
+
+void ab_csv_format_f64(double x, char *buf)
+{
+    if (isnan(x)) {
+        strcpy(buf, "nan");
+        return;
+    }
+    if (isinf(x)) {
+        strcpy(buf, x > 0 ? "inf" : "-inf");
+        return;
+    }
+    /* the shortest of 15, 16, 17 significant digits that reads back exactly (17 always does) */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, AB_CSV_F64_MAX, "%.*g", prec, x);
+        if (prec == 17 || strtod(buf, NULL) == x) break;
+    }
+    ab_csv_fix_point(buf);
+}
+
+/* Writes s as one field, quoted when it holds a comma, a quote, CR or LF. */
+static void ab_csv_put_str(FILE *fp, const char *s)
+{
+    if (!s) return;
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, fp);
+        return;
+    }
+    fputc('"', fp);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', fp);
+        fputc(*s, fp);
+    }
+    fputc('"', fp);
+}
+
+/* Writes the header and the rows to fp (errors are left in ferror(fp)). */
+static void ab_csv_put_rows(FILE *fp, const void *rows, int64_t n_rows, size_t row_size,
+                            const struct ab_column *cols, int n_cols)
+{
+    for (int c = 0; c < n_cols; c++) {
+        if (c) fputc(',', fp);
+        ab_csv_put_str(fp, cols[c].name);
+    }
+    fputc('\n', fp);
+    char num[AB_CSV_F64_MAX];
+    for (int64_t i = 0; i < n_rows && !ferror(fp); i++) {
+        const unsigned char *row = (const unsigned char *)rows + (size_t)i * row_size;
+        for (int c = 0; c < n_cols; c++) {
+            if (c) fputc(',', fp);
+            const unsigned char *field = row + cols[c].offset;
+            if (cols[c].type == AB_COL_STR) {
+                const char *s;
+                memcpy(&s, field, sizeof s);
+                ab_csv_put_str(fp, s);
+            } else if (cols[c].type == AB_COL_F64) {
+                double x;
+                memcpy(&x, field, sizeof x);
+                ab_csv_format_f64(x, num);
+                fputs(num, fp);
+            } else {
+                int64_t v;
+                memcpy(&v, field, sizeof v);
+                fprintf(fp, "%" PRId64, v);
+            }
+        }
+        fputc('\n', fp);
+    }
+}
+
+/* Writes the table to "path.tmp" (*tmp receives the malloc'd name; the file is removed and
+ * *tmp freed on failure). */
+static int ab_csv_write_tmp(const char *path, const void *rows, int64_t n_rows, size_t row_size,
+                            const struct ab_column *cols, int n_cols, char **tmp)
+{
+    *tmp = malloc(strlen(path) + 5);
+    if (!*tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+    sprintf(*tmp, "%s.tmp", path);
+    FILE *fp = fopen(*tmp, "wb");
+    if (!fp) {
+        int e = errno;
+        free(*tmp);
+        *tmp = NULL;
+        return ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(e));
+    }
+    ab_csv_put_rows(fp, rows, n_rows, row_size, cols, n_cols);
+    int bad = ferror(fp);
+    int e = errno;
+    if (fclose(fp) != 0 && !bad) {
+        bad = 1;
+        e = errno;
+    }
+    if (!bad) return AB_OK;
+    remove(*tmp);
+    free(*tmp);
+    *tmp = NULL;
+    return ab_fail(AB_E_IO, "'%s': cannot write: %s", path, strerror(e));
+}
+
+/* Renames tmp to path (removing tmp if that fails) and frees tmp. */
+static int ab_csv_commit(const char *path, char *tmp)
+{
+    int rc = AB_OK;
+    if (rename(tmp, path) != 0) {
+        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
+        remove(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+int ab_csv_write_table(const char *path, const void *rows, int64_t n_rows, size_t row_size,
+                       const struct ab_column *cols, int n_cols)
+{
+    char *tmp;
+    int rc = ab_csv_write_tmp(path, rows, n_rows, row_size, cols, n_cols, &tmp);
+    return rc != AB_OK ? rc : ab_csv_commit(path, tmp);
+}
+
+int ab_results_write_csv(const char *cells_path, const char *summary_path,
+                         const struct ab_results *r)
+{
+    int n_cell_cols, n_sum_cols;
+    const struct ab_column *cell_cols = ab_results_cell_columns(&n_cell_cols);
+    const struct ab_column *sum_cols = ab_results_summary_columns(&n_sum_cols);
+    char *cells_tmp = NULL, *sum_tmp = NULL;
+    int rc = AB_OK;
+    if (cells_path && (rc = ab_csv_write_tmp(cells_path, r->cells, r->n_cells, sizeof *r->cells,
+                                             cell_cols, n_cell_cols, &cells_tmp)))
+        return rc;
+    if (summary_path &&
+        (rc = ab_csv_write_tmp(summary_path, r->summary, r->n_summary, sizeof *r->summary, sum_cols,
+                               n_sum_cols, &sum_tmp))) {
+        if (cells_tmp) remove(cells_tmp);
+        free(cells_tmp);
+        return rc;
+    }
+    /* both complete: publish them (a failed first rename withdraws the second file too) */
+    if (cells_tmp && (rc = ab_csv_commit(cells_path, cells_tmp))) {
+        if (sum_tmp) remove(sum_tmp);
+        free(sum_tmp);
+        return rc;
+    }
+    return sum_tmp ? ab_csv_commit(summary_path, sum_tmp) : AB_OK;
+}

@@ -1,0 +1,336 @@
+/* results_io.c - the results file in HDF5 (layout in results_io.h, outputs.md "Results file"):
+ * the column tables of /cells and /summary with their units and long names, writing struct
+ * ab_results through the table writer of h5_util, reading it back with every check done before
+ * bulk reads, and the SHA-256 of the workload files a run records. */
+#include "io/results_io.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/ab.h"
+#include "core/sha256.h"
+#include "io/h5_util.h"
+
+/* ---------------------------------------------------------------- column tables */
+
+#define AB_CELL_COL(field, type, units, long_name)                                                 \
+    {                                                                                              \
+#field, type, offsetof(struct ab_cell, field), units, long_name                            \
+    }
+#define AB_SUM_COL(field, type, units, long_name)                                                  \
+    {                                                                                              \
+#field, type, offsetof(struct ab_summary_row, field), units, long_name                     \
+    }
+
+/* Units follow UDUNITS: "1" for dimensionless numbers and counts, "" for labels. */
+static const struct ab_column ab_cell_cols[] = {
+    AB_CELL_COL(workload, AB_COL_STR, "", "workload file path as given"),
+    AB_CELL_COL(layer, AB_COL_I64, "1", "layer index (0-based)"),
+    AB_CELL_COL(head, AB_COL_I64, "1", "query head index (0-based)"),
+    AB_CELL_COL(kv_head, AB_COL_I64, "1", "key/value head serving this query head (0-based)"),
+    AB_CELL_COL(method, AB_COL_STR, "", "method name (registry row)"),
+    AB_CELL_COL(family, AB_COL_STR, "", "method family"),
+    AB_CELL_COL(phase, AB_COL_STR, "", "phase: prefill or decode"),
+    AB_CELL_COL(knob_name, AB_COL_STR, "", "name of the method's knob (empty when it has none)"),
+    AB_CELL_COL(knob, AB_COL_F64, "",
+                "knob value, in the knob's own unit (NaN when the method has none)"),
+    AB_CELL_COL(target_ratio, AB_COL_F64, "1",
+                "target FLOP ratio asked for (NaN for a direct --knob run)"),
+    AB_CELL_COL(flop_ratio, AB_COL_F64, "1",
+                "(flops_attend + flops_select) / dense FLOPs of the phase"),
+    AB_CELL_COL(flops_attend, AB_COL_F64, "1",
+                "FLOPs of the attention computed (multiply-add = 2 FLOPs)"),
+    AB_CELL_COL(flops_select, AB_COL_F64, "1",
+                "FLOPs spent deciding what to keep (estimation, pooling, scoring)"),
+    AB_CELL_COL(ops_other, AB_COL_F64, "1",
+                "exp, compare and sort/top-k element operations, not folded into FLOPs"),
+    AB_CELL_COL(bytes_kv, AB_COL_F64, "byte", "bytes of K and V read"),
+    AB_CELL_COL(density, AB_COL_F64, "1", "kept query-key cells / cells the mask allows"),
+    AB_CELL_COL(sparsity, AB_COL_F64, "1", "1 - density"),
+    AB_CELL_COL(compression, AB_COL_F64, "1", "1 / flop_ratio"),
+    AB_CELL_COL(rel_l2, AB_COL_F64, "1",
+                "||O_method - O||_F / ||O||_F over the evaluated rows (higher is worse)"),
+    AB_CELL_COL(cos_mean, AB_COL_F64, "1",
+                "mean over evaluated rows of cos(O_method_i, O_i) (higher is better)"),
+    AB_CELL_COL(cos_min, AB_COL_F64, "1",
+                "minimum over evaluated rows of cos(O_method_i, O_i) (higher is better)"),
+    AB_CELL_COL(max_abs, AB_COL_F64, "1", "max |O_method - O| over the evaluated rows"),
+    AB_CELL_COL(recall, AB_COL_F64, "1",
+                "mean over rows of the exact attention mass on the kept keys (NaN without a "
+                "selection)"),
+    AB_CELL_COL(topk_recall, AB_COL_F64, "1",
+                "mean over rows of |kept keys & exact top-k keys| / k"),
+    AB_CELL_COL(kl, AB_COL_F64, "nat",
+                "mean over rows of KL(A_i || A_method_i), natural log (NaN when the method has "
+                "no distribution; higher is worse)"),
+    AB_CELL_COL(task_kind, AB_COL_STR, "",
+                "task kinds present in this head, '+'-joined (empty without tasks)"),
+    AB_CELL_COL(task_acc, AB_COL_F64, "1",
+                "fraction of the head's task queries solved, all kinds (NaN without tasks)"),
+    AB_CELL_COL(task_acc_retrieve, AB_COL_F64, "1",
+                "fraction of retrieve task queries solved (NaN without such tasks)"),
+    AB_CELL_COL(task_acc_multi_retrieve, AB_COL_F64, "1",
+                "fraction of multi-retrieve task queries solved (NaN without such tasks)"),
+    AB_CELL_COL(task_acc_aggregate, AB_COL_F64, "1",
+                "fraction of aggregate task queries solved (NaN without such tasks)"),
+    AB_CELL_COL(n_eval_rows, AB_COL_I64, "1", "number of query rows evaluated"),
+    AB_CELL_COL(time_s, AB_COL_F64, "s", "wall time of the method on this cell (informational)"),
+    AB_CELL_COL(feasible, AB_COL_I64, "1",
+                "1 when the method reached the target, 0 when it cannot (metrics then NaN)"),
+};
+
+static const struct ab_column ab_summary_cols[] = {
+    AB_SUM_COL(method, AB_COL_STR, "", "method name (registry row)"),
+    AB_SUM_COL(phase, AB_COL_STR, "", "phase: prefill or decode"),
+    AB_SUM_COL(target_ratio, AB_COL_F64, "1",
+               "target FLOP ratio asked for (NaN for a direct --knob run)"),
+    AB_SUM_COL(n_heads, AB_COL_I64, "1", "number of feasible cells (heads) aggregated"),
+    AB_SUM_COL(flop_ratio, AB_COL_F64, "1", "mean over the feasible heads of achieved flop_ratio"),
+    AB_SUM_COL(rel_l2_mean, AB_COL_F64, "1", "mean over the feasible heads of rel_l2"),
+    AB_SUM_COL(rel_l2_p10, AB_COL_F64, "1",
+               "90th percentile over the feasible heads of rel_l2 (the weak tail: higher is "
+               "worse)"),
+    AB_SUM_COL(cos_mean_mean, AB_COL_F64, "1", "mean over the feasible heads of cos_mean"),
+    AB_SUM_COL(cos_mean_p10, AB_COL_F64, "1",
+               "10th percentile over the feasible heads of cos_mean (the weak tail)"),
+    AB_SUM_COL(cos_min_mean, AB_COL_F64, "1", "mean over the feasible heads of cos_min"),
+    AB_SUM_COL(cos_min_p10, AB_COL_F64, "1",
+               "10th percentile over the feasible heads of cos_min (the weak tail)"),
+    AB_SUM_COL(recall_mean, AB_COL_F64, "1", "mean over the feasible heads of recall"),
+    AB_SUM_COL(recall_p10, AB_COL_F64, "1",
+               "10th percentile over the feasible heads of recall (the weak tail)"),
+    AB_SUM_COL(topk_recall_mean, AB_COL_F64, "1", "mean over the feasible heads of topk_recall"),
+    AB_SUM_COL(topk_recall_p10, AB_COL_F64, "1",
+               "10th percentile over the feasible heads of topk_recall (the weak tail)"),
+    AB_SUM_COL(kl_mean, AB_COL_F64, "nat", "mean over the feasible heads of kl"),
+    AB_SUM_COL(kl_p10, AB_COL_F64, "nat",
+               "90th percentile over the feasible heads of kl (the weak tail: higher is worse)"),
+    AB_SUM_COL(task_acc_mean, AB_COL_F64, "1", "mean over the feasible heads of task_acc"),
+    AB_SUM_COL(task_acc_p10, AB_COL_F64, "1",
+               "10th percentile over the feasible heads of task_acc (the weak tail)"),
+};
+
+const struct ab_column *ab_results_cell_columns(int *n)
+{
+    *n = (int)(sizeof ab_cell_cols / sizeof ab_cell_cols[0]);
+    return ab_cell_cols;
+}
+
+const struct ab_column *ab_results_summary_columns(int *n)
+{
+    *n = (int)(sizeof ab_summary_cols / sizeof ab_summary_cols[0]);
+    return ab_summary_cols;
+}
+
+/* ---------------------------------------------------------------- writing */
+
+/* The root attributes, in a fixed order (same input, same bytes); unset facts of the run
+ * default to now, this machine and this build. */
+static int ab_res_put_root_attrs(struct ab_h5 *f, const struct ab_results *r)
+{
+    char now[32], host[256] = "";
+    const char *created = r->created_utc, *hostname = r->hostname;
+    if (!created) {
+        time_t t = time(NULL);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        created = now;
+    }
+    if (!hostname) {
+        if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+        host[sizeof host - 1] = '\0';
+        hostname = host;
+    }
+    /* digests default to "" so both lists always have one entry per workload */
+    const char **sha = calloc((size_t)(r->n_workloads > 0 ? r->n_workloads : 1), sizeof *sha);
+    if (!sha) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    for (int64_t i = 0; r->workload_sha256 && i < r->n_workloads; i++)
+        sha[i] = r->workload_sha256[i];
+    const char *version = r->attnbench_version ? r->attnbench_version : ab_version();
+    const char *blas = r->openblas_config ? r->openblas_config : ab_blas_config();
+    const char *const *wl = (const char *const *)r->workloads;
+    int rc = ab_h5_attr_put_str(f, "/", "schema", AB_RESULTS_SCHEMA);
+    if (!rc) rc = ab_h5_attr_put_str(f, "/", "attnbench_version", version);
+    if (!rc) rc = ab_h5_attr_put_str(f, "/", "created_utc", created);
+    if (!rc) rc = ab_h5_attr_put_str(f, "/", "command_line", r->command_line);
+    if (!rc) rc = ab_h5_attr_put_strs(f, "/", "workloads", r->n_workloads, wl);
+    if (!rc) rc = ab_h5_attr_put_strs(f, "/", "workload_sha256", r->n_workloads, sha);
+    if (!rc && r->scenario) rc = ab_h5_attr_put_str(f, "/", "scenario", r->scenario);
+    if (!rc) rc = ab_h5_attr_put_u64(f, "/", "seed", r->seed);
+    if (!rc) rc = ab_h5_attr_put_int(f, "/", "threads", (int)r->threads);
+    if (!rc) rc = ab_h5_attr_put_str(f, "/", "openblas_config", blas);
+    if (!rc) rc = ab_h5_attr_put_str(f, "/", "hostname", hostname);
+    if (!rc) rc = ab_h5_attr_put_str(f, "/", "notes", r->notes);
+    free(sha);
+    return rc;
+}
+
+int ab_results_write_h5(const char *path, const struct ab_results *r)
+{
+    assert(r->n_cells >= 0 && (r->n_cells == 0 || r->cells));
+    assert(r->n_summary >= 0 && (r->n_summary == 0 || r->summary));
+    assert(r->n_workloads >= 0 && (r->n_workloads == 0 || r->workloads));
+    if (r->threads < 0 || r->threads > INT32_MAX)
+        return ab_fail(AB_E_DATA, "'%s': thread count %lld out of range", path,
+                       (long long)r->threads);
+    int n_cell_cols, n_sum_cols;
+    const struct ab_column *cell_cols = ab_results_cell_columns(&n_cell_cols);
+    const struct ab_column *sum_cols = ab_results_summary_columns(&n_sum_cols);
+
+    struct ab_h5 f = {0};
+    int rc = ab_h5_create(&f, path);
+    if (rc != AB_OK) return rc;
+    if ((rc = ab_res_put_root_attrs(&f, r)) ||
+        (rc = ab_h5_put_table(&f, "/cells", r->cells, r->n_cells, sizeof *r->cells, cell_cols,
+                              n_cell_cols)) ||
+        (rc = ab_h5_put_table(&f, "/summary", r->summary, r->n_summary, sizeof *r->summary,
+                              sum_cols, n_sum_cols))) {
+        ab_h5_abort(&f);
+        return rc;
+    }
+    return ab_h5_commit(&f);
+}
+
+/* ---------------------------------------------------------------- reading */
+
+/* Checks the schema attribute. */
+static int ab_res_check_schema(struct ab_h5 *f)
+{
+    char *schema = NULL;
+    int rc = ab_h5_attr_get_str(f, "/", "schema", &schema);
+    if (rc == AB_OK && !schema)
+        rc = ab_fail(AB_E_DATA, "'%s': not an attnbench results file (no schema attribute)",
+                     f->path);
+    else if (rc == AB_OK && strcmp(schema, AB_RESULTS_SCHEMA) != 0)
+        rc = ab_fail(AB_E_DATA, "'%s': not an attnbench results file (schema '%s', expected '%s')",
+                     f->path, schema, AB_RESULTS_SCHEMA);
+    free(schema);
+    return rc;
+}
+
+/* Reads the root attributes into r (absent strings stay NULL, absent numbers 0). */
+static int ab_res_read_attrs(struct ab_h5 *f, struct ab_results *r)
+{
+    int rc, found;
+    int64_t n_sha = 0;
+    if ((rc = ab_h5_attr_get_str(f, "/", "attnbench_version", &r->attnbench_version)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "created_utc", &r->created_utc)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "command_line", &r->command_line)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "scenario", &r->scenario)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "openblas_config", &r->openblas_config)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "hostname", &r->hostname)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "notes", &r->notes)) ||
+        (rc = ab_h5_attr_get_u64(f, "/", "seed", &r->seed, &found)) ||
+        (rc = ab_h5_attr_get_i64(f, "/", "threads", &r->threads, &found)) ||
+        (rc = ab_h5_attr_get_strs(f, "/", "workloads", &r->n_workloads, &r->workloads, &found)) ||
+        (rc = ab_h5_attr_get_strs(f, "/", "workload_sha256", &n_sha, &r->workload_sha256, &found)))
+        return rc;
+    if (found && n_sha != r->n_workloads) {
+        /* ab_results_free frees n_workloads digests: free this list here */
+        for (int64_t i = 0; i < n_sha; i++) free(r->workload_sha256[i]);
+        free(r->workload_sha256);
+        r->workload_sha256 = NULL;
+        return ab_fail(AB_E_DATA, "'%s': %lld workloads but %lld workload_sha256 digests", f->path,
+                       (long long)r->n_workloads, (long long)n_sha);
+    }
+    if (!found && r->n_workloads > 0) {
+        /* no digests recorded: one "" per workload, as the writer would have stored */
+        r->workload_sha256 = calloc((size_t)r->n_workloads, sizeof *r->workload_sha256);
+        if (!r->workload_sha256) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+        for (int64_t i = 0; i < r->n_workloads; i++)
+            if (!(r->workload_sha256[i] = strdup("")))
+                return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    }
+    return AB_OK;
+}
+
+/* Reads /cells and /summary into r and checks the values read. */
+static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
+{
+    int n_cell_cols, n_sum_cols;
+    const struct ab_column *cell_cols = ab_results_cell_columns(&n_cell_cols);
+    const struct ab_column *sum_cols = ab_results_summary_columns(&n_sum_cols);
+    void *cells = NULL, *summary = NULL;
+    int64_t n_cells = 0, n_summary = 0;
+    int rc;
+    if ((rc = ab_h5_get_table(f, "/cells", cell_cols, n_cell_cols, sizeof *r->cells, &cells,
+                              &n_cells)))
+        return rc;
+    r->cells = cells;
+    r->n_cells = r->cap_cells = n_cells;
+    if ((rc = ab_h5_get_table(f, "/summary", sum_cols, n_sum_cols, sizeof *r->summary, &summary,
+                              &n_summary)))
+        return rc;
+    r->summary = summary;
+    r->n_summary = n_summary;
+    for (int64_t i = 0; i < n_cells; i++) {
+        if (r->cells[i].feasible != 0 && r->cells[i].feasible != 1)
+            return ab_fail(AB_E_DATA, "'%s': /cells/feasible is %lld at row %lld (0 or 1)", f->path,
+                           (long long)r->cells[i].feasible, (long long)i);
+        if (r->cells[i].n_eval_rows < 0)
+            return ab_fail(AB_E_DATA, "'%s': /cells/n_eval_rows is negative at row %lld", f->path,
+                           (long long)i);
+    }
+    for (int64_t i = 0; i < n_summary; i++)
+        if (r->summary[i].n_heads < 0)
+            return ab_fail(AB_E_DATA, "'%s': /summary/n_heads is negative at row %lld", f->path,
+                           (long long)i);
+    return AB_OK;
+}
+
+int ab_results_read_h5(const char *path, struct ab_results *out)
+{
+    ab_results_init(out);
+    struct ab_h5 f = {0};
+    int rc = ab_h5_open(&f, path);
+    if (rc != AB_OK) return rc;
+    if ((rc = ab_res_check_schema(&f)) || (rc = ab_res_read_attrs(&f, out)) ||
+        (rc = ab_res_read_tables(&f, out)))
+        ab_results_free(out);
+    ab_h5_close(&f);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- digests */
+
+int ab_results_sha256_file(const char *path, char hex[65])
+{
+    hex[0] = '\0';
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return ab_fail(AB_E_NOFILE, "'%s': no such file", path);
+        return ab_fail(AB_E_IO, "'%s': cannot read: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) return ab_fail(AB_E_DATA, "'%s': is a directory", path);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return ab_fail(AB_E_IO, "'%s': cannot read: %s", path, strerror(errno));
+    int rc = AB_OK;
+    unsigned char *buf = malloc(1 << 20), digest[32];
+    if (!buf) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+        goto done;
+    }
+    struct ab_sha256 s;
+    ab_sha256_init(&s);
+    size_t got;
+    while ((got = fread(buf, 1, 1 << 20, fp)) > 0) ab_sha256_update(&s, buf, got);
+    if (ferror(fp)) {
+        rc = ab_fail(AB_E_IO, "'%s': cannot read: %s", path, strerror(errno));
+        goto done;
+    }
+    ab_sha256_final(&s, digest);
+    ab_sha256_to_hex(digest, hex);
+done:
+    free(buf);
+    fclose(fp);
+    return rc;
+}

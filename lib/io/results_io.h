@@ -1,0 +1,45 @@
+/* results_io.h - the results file (outputs.md, "Results file"): struct ab_results written as
+ * HDF5 and read back, the column tables shared with the CSV writer, and the SHA-256 of input
+ * files recorded with the results. No HDF5 types here: cmd/ includes this header.
+ *
+ * Layout (schema "attnbench/results/1"):
+ *   /           attributes: schema, attnbench_version, created_utc, command_line, workloads
+ *               (1-D string array), workload_sha256 (1-D string array, same length), scenario
+ *               (only when there is one), seed (uint64), threads (int32), openblas_config,
+ *               hostname, notes; strings variable-length UTF-8
+ *   /cells/     row (int64 dimension scale 0..n-1) and one dataset per field of struct ab_cell,
+ *               named as the field, attached to "row", with attributes units and long_name
+ *   /summary/   the same for struct ab_summary_row
+ * No object time stamps, written to PATH.tmp and renamed: the same results give the same
+ * bytes (set created_utc, hostname, attnbench_version and openblas_config to pin them). */
+#ifndef AB_IO_RESULTS_IO_H
+#define AB_IO_RESULTS_IO_H
+
+#include "eval/results.h"
+#include "io/table.h"
+
+/* The columns of /cells (every field of struct ab_cell, in declaration order) and of /summary
+ * (every field of struct ab_summary_row), with units and long names. *n receives the count.
+ * Static tables: never freed. */
+const struct ab_column *ab_results_cell_columns(int *n);
+const struct ab_column *ab_results_summary_columns(int *n);
+
+/* Writes r to path as above. created_utc, hostname, attnbench_version and openblas_config
+ * default to now (UTC), this machine, ab_version() and ab_blas_config() when NULL; notes and
+ * command_line to "". Writes r->summary as it stands (call ab_results_summarise first). Zero
+ * cells write a valid file with empty tables. AB_OK, or AB_E_CREATE / AB_E_IO / AB_E_NOMEM
+ * with a one-line message naming the file; on failure nothing is left at path or path.tmp. */
+int ab_results_write_h5(const char *path, const struct ab_results *r);
+
+/* Reads a results file into out (initialised here; the caller frees it with ab_results_free,
+ * also after a failure). Checks the schema attribute, that every column of both tables is
+ * present, 1-D, of the right class (string / float / integer) and of one common length, and
+ * that feasible is 0 or 1. AB_E_NOFILE when path does not exist; AB_E_DATA (not HDF5, wrong
+ * schema, missing or malformed column, lengths that disagree); AB_E_TOOBIG; AB_E_NOMEM. */
+int ab_results_read_h5(const char *path, struct ab_results *out);
+
+/* The SHA-256 of the bytes of the file at path as 64 lowercase hex digits (hex[0] = '\0' on
+ * failure). AB_E_NOFILE (missing), AB_E_DATA (a directory), AB_E_IO (unreadable). */
+int ab_results_sha256_file(const char *path, char hex[65]);
+
+#endif

@@ -1,0 +1,156 @@
+/* common.c - what every method shares: the ledger, kept-key bitsets, the phase's dense cost,
+ * exact attention restricted to a kept set, and family names (see method.h). */
+#include <math.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "methods/method.h"
+
+void ab_ledger_add(struct ab_ledger *to, const struct ab_ledger *x)
+{
+    to->flops_attend += x->flops_attend;
+    to->flops_select += x->flops_select;
+    to->ops_other += x->ops_other;
+    to->bytes_kv += x->bytes_kv;
+    to->cells += x->cells;
+}
+
+void ab_ledger_attend(struct ab_ledger *l, const struct ab_head *h, double cells)
+{
+    l->cells += cells;
+    l->flops_attend += cells * (double)(2 * h->d + 2 * h->d_v);
+    l->bytes_kv += cells * 4.0 * (double)(h->d + h->d_v);
+    l->ops_other += cells; /* one exp per kept cell */
+}
+
+int ab_keep_alloc(struct ab_keep *k, int64_t n_rows, int64_t n_k)
+{
+    k->n_rows = n_rows;
+    k->n_k = n_k;
+    k->words = (n_k + 63) / 64;
+    k->bits = ab_alloc(ab_size_mul((size_t)(n_rows * k->words), sizeof(uint64_t)));
+    return k->bits || n_rows == 0 ? AB_OK : ab_fail(AB_E_NOMEM, "cannot allocate a keep set");
+}
+
+void ab_keep_free(struct ab_keep *k)
+{
+    ab_free(k->bits);
+    k->bits = NULL;
+}
+
+void ab_keep_clear(struct ab_keep *k)
+{
+    if (k->bits) memset(k->bits, 0, (size_t)(k->n_rows * k->words) * sizeof(uint64_t));
+}
+
+void ab_keep_range(struct ab_keep *k, int64_t r, int64_t j0, int64_t j1)
+{
+    j0 = AB_MAX(j0, 0);
+    j1 = AB_MIN(j1, k->n_k);
+    uint64_t *row = k->bits + r * k->words;
+    for (int64_t j = j0; j < j1;) {
+        if ((j & 63) == 0 && j + 64 <= j1) {
+            row[j >> 6] = ~(uint64_t)0;
+            j += 64;
+        } else {
+            row[j >> 6] |= (uint64_t)1 << (j & 63);
+            j++;
+        }
+    }
+}
+
+int64_t ab_keep_count(const struct ab_keep *k, int64_t r)
+{
+    int64_t c = 0;
+    for (int64_t w = 0; w < k->words; w++) c += __builtin_popcountll(k->bits[r * k->words + w]);
+    return c;
+}
+
+double ab_problem_allowed_cells(const struct ab_problem *p)
+{
+    double cells = 0;
+    for (int64_t i = p->q0; i < p->h->n_q; i++) cells += (double)ab_head_visible(p->h, i);
+    return cells;
+}
+
+double ab_problem_dense_flops(const struct ab_problem *p)
+{
+    return (double)(2 * p->h->d + 2 * p->h->d_v) * ab_problem_allowed_cells(p);
+}
+
+void ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, float *o,
+                    double *computed)
+{
+    const struct ab_head *h = p->h;
+    int64_t d = h->d, dv = h->d_v;
+    double cells = 0;
+    double *s = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double)));    /* (n_k) logits */
+    int64_t *idx = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(int64_t))); /* (n_k) kept keys */
+    double *acc = ab_alloc(ab_size_mul((size_t)dv, sizeof(double)));       /* (d_v) */
+    if (!s || !idx || !acc) {
+        /* no memory for one row's scratch: report NaN output rather than a wrong number */
+        for (int64_t i = 0; i < p->n_rows * dv; i++) o[i] = NAN;
+        goto done;
+    }
+    for (int64_t r = 0; r < p->n_rows; r++) {
+        int64_t i = p->rows[r], n_vis = ab_head_visible(h, i), m = 0;
+        const float *q = h->q + i * d;
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < n_vis; j++) {
+            if (!ab_keep_has(keep, r, j)) continue;
+            double dot = 0;
+            for (int64_t c = 0; c < d; c++) dot += (double)q[c] * h->k[j * d + c];
+            s[m] = h->scale * dot;
+            idx[m++] = j;
+            if (s[m - 1] > mx) mx = s[m - 1];
+        }
+        cells += (double)m;
+        memset(acc, 0, (size_t)dv * sizeof(double));
+        double z = 0;
+        for (int64_t t = 0; t < m; t++) {
+            double w = exp(s[t] - mx);
+            z += w;
+            const float *v = h->v + idx[t] * dv;
+            for (int64_t c = 0; c < dv; c++) acc[c] += w * v[c];
+        }
+        for (int64_t c = 0; c < dv; c++) o[r * dv + c] = m ? (float)(acc[c] / z) : 0.0f;
+    }
+done:
+    if (computed) *computed += cells;
+    ab_attend_counter_add(cells);
+    ab_free(s);
+    ab_free(idx);
+    ab_free(acc);
+}
+
+static _Thread_local double attend_counter;
+
+void ab_attend_counter_add(double cells) { attend_counter += cells; }
+
+double ab_attend_counter_take(void)
+{
+    double c = attend_counter;
+    attend_counter = 0;
+    return c;
+}
+
+const char *ab_family_name(int family)
+{
+    static const char *const names[] = {"dense", "static", "dynamic", "kv", "linear",
+                                        "calibration"};
+    return family >= 0 && family <= AB_FAMILY_CALIBRATION ? names[family] : "unknown";
+}
+
+const struct ab_method *ab_method_find(const char *name)
+{
+    for (int i = 0; i < ab_n_methods; i++)
+        if (!strcmp(ab_methods[i]->name, name)) return ab_methods[i];
+    return NULL;
+}
+
+void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,
+                          double *hi)
+{
+    *lo = m->knob.lo;
+    *hi = m->knob.hi > 0 ? m->knob.hi : (double)p->h->n_k;
+}

@@ -1,0 +1,152 @@
+/* method.h - the method interface (architecture.md, "The method interface" and "Cost model").
+ *
+ * A method is one row of the static table in registry.c: its name, family, phases, masks, knob,
+ * cost and run functions. Methods never see the engine: they get a problem (one head instance
+ * plus the phase, the evaluated rows and the other heads of its layer), a knob value, and return
+ * O for the evaluated rows, what they kept (selection methods), and a ledger of what they
+ * computed. The engine owns budgets, reference attention and metrics.
+ *
+ * Conventions for every method:
+ * - the phase's queries are rows q0 .. n-1 of the head (prefill: q0 = 0; decode: q0 = n - m);
+ *   every query may see keys with k_pos <= q_pos (causal) or all keys (full mask);
+ * - decode: a method that compresses or selects the cache decides from the context only
+ *   (rows < q0: their queries, keys and values), never from the decode queries; the decode
+ *   queries then read what was kept plus the decode tokens' own keys; stateful policies (h2o,
+ *   tova) step through the decode queries in order;
+ * - the ledger counts the whole phase (every query row q0..n-1), not only the evaluated rows;
+ *   O is written only for the evaluated rows;
+ * - selection methods renormalise softmax over what they kept (exact attention restricted to the
+ *   kept set); forced tokens (sinks, window, diagonal block) count against the budget. */
+#ifndef AB_METHODS_METHOD_H
+#define AB_METHODS_METHOD_H
+
+#include <stdint.h>
+
+#include "attn/attn.h"
+
+enum ab_phase { AB_PHASE_PREFILL = 1, AB_PHASE_DECODE = 2 };
+enum ab_mask_bit { AB_MASKS_CAUSAL = 1 << AB_MASK_CAUSAL, AB_MASKS_FULL = 1 << AB_MASK_FULL };
+
+/* The cost ledger (FFTW's operation counter): separate counts, never folded together. */
+struct ab_ledger {
+    double flops_attend; /* 2 per multiply-add of attention actually computed: (2d + 2d_v) per
+                            kept cell, plus feature-map / state matmuls of linear methods */
+    double flops_select; /* the same for work deciding what to keep */
+    double ops_other;    /* exp, compare, sort / top-k element operations (counted, not FLOPs) */
+    double bytes_kv;     /* bytes of K and V read */
+    double cells;        /* kept (query, key) cells */
+};
+
+void ab_ledger_add(struct ab_ledger *to, const struct ab_ledger *x);
+/* Adds `cells` kept cells of attention on head h: cells, (2d + 2d_v) FLOPs and 4(d + d_v) bytes
+ * each (float K and V rows read once per cell: the no-reuse upper bound decode is bound by). */
+void ab_ledger_attend(struct ab_ledger *l, const struct ab_head *h, double cells);
+
+/* What a selection method kept: one bit per (evaluated row, key). */
+struct ab_keep {
+    int64_t n_rows, n_k, words; /* words = 64-bit words per row */
+    uint64_t *bits;             /* (n_rows, words) */
+};
+
+int ab_keep_alloc(struct ab_keep *k, int64_t n_rows, int64_t n_k);
+void ab_keep_free(struct ab_keep *k);
+void ab_keep_clear(struct ab_keep *k);
+static inline void ab_keep_set(struct ab_keep *k, int64_t r, int64_t j)
+{
+    k->bits[r * k->words + (j >> 6)] |= (uint64_t)1 << (j & 63);
+}
+static inline int ab_keep_has(const struct ab_keep *k, int64_t r, int64_t j)
+{
+    return (int)(k->bits[r * k->words + (j >> 6)] >> (j & 63) & 1);
+}
+/* Sets keys [j0, j1) of row r (clipped to [0, n_k)). */
+void ab_keep_range(struct ab_keep *k, int64_t r, int64_t j0, int64_t j1);
+/* Number of keys kept in row r. */
+int64_t ab_keep_count(const struct ab_keep *k, int64_t r);
+
+/* One head instance in one phase, as a method sees it. */
+struct ab_problem {
+    const struct ab_head *h; /* this head: all n rows of the sequence (n_q == n_k == n) */
+    int phase;               /* AB_PHASE_PREFILL or AB_PHASE_DECODE */
+    int64_t q0;              /* first query row of the phase: 0, or n - m in decode */
+    const int64_t *rows;     /* (n_rows) evaluated query rows, ascending, all >= q0 */
+    int64_t n_rows;
+    const struct ab_head *layer; /* (n_layer_heads) every query head of this layer, same shapes */
+    int64_t n_layer_heads, self; /* h == &layer[self] */
+    int64_t group;               /* query heads per kv head (GQA): heads g*group .. share K, V */
+    uint64_t seed;               /* for seeded methods */
+};
+
+/* Dense FLOPs of the phase: (2d + 2d_v) per allowed cell over the query rows q0..n-1. */
+double ab_problem_dense_flops(const struct ab_problem *p);
+/* Allowed cells of the phase. */
+double ab_problem_allowed_cells(const struct ab_problem *p);
+
+/* Exact attention of each evaluated row restricted to its kept keys (and to the mask), in float
+ * with a double accumulator: o is (n_rows, d_v). Rows with nothing kept get O = 0. Adds the
+ * number of cells it computed to *computed (the test battery checks the ledger against it).
+ * Does not touch the ledger: methods count the whole phase themselves. */
+void ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, float *o,
+                    double *computed);
+
+/* Cells of attention actually computed by the calling thread since the last take: added by
+ * ab_attend_kept and by methods that compute attention their own way (dense's fast path), so
+ * the test battery can check every ledger against the work really done. */
+void ab_attend_counter_add(double cells);
+double ab_attend_counter_take(void);
+
+/* Families, phase and mask sets, knob. */
+enum ab_family {
+    AB_FAMILY_DENSE,
+    AB_FAMILY_STATIC,
+    AB_FAMILY_DYNAMIC,
+    AB_FAMILY_KV,
+    AB_FAMILY_LINEAR,
+    AB_FAMILY_CALIBRATION,
+};
+const char *ab_family_name(int family);
+
+struct ab_knob {
+    const char *name; /* NULL: the method has no knob (fixed cost) */
+    double lo, hi;    /* range; hi <= 0 means "the number of keys n" */
+    int integer;      /* 1: integer values */
+    double def;       /* default value (for --knob-less runs of a single method) */
+    const char *unit; /* "tokens", "blocks", "fraction", ... */
+};
+
+enum ab_method_flags {
+    AB_METHOD_SELECTS = 1,  /* fills struct ab_keep: recall and masks are defined */
+    AB_METHOD_ORACLE = 2,   /* reads the exact map; its selection cost is not counted */
+    AB_METHOD_ANALYTIC = 4, /* cost() is exact and cheap: the solver bisects on it alone */
+    AB_METHOD_LAYER = 8,    /* reads other heads of the layer (p->layer) */
+};
+
+struct ab_method {
+    const char *name;     /* [a-z0-9-]+, unique */
+    int family;           /* enum ab_family */
+    const char *summary;  /* one line */
+    const char *citation; /* paper and arXiv id */
+    const char *cost_words; /* the FLOP formula in words */
+    unsigned phases;      /* AB_PHASE_* bits */
+    unsigned masks;       /* AB_MASKS_* bits */
+    struct ab_knob knob;
+    unsigned flags;       /* enum ab_method_flags */
+    /* Ledger of the phase at this knob without running (AB_METHOD_ANALYTIC only; else NULL). */
+    int (*cost)(const struct ab_problem *p, double knob, struct ab_ledger *led);
+    /* Runs the method: O of the evaluated rows into o (n_rows, d_v), what it kept into keep
+     * (may be NULL), the ledger of the whole phase into led. o == NULL asks for the selection
+     * and the ledger only (the solver's data-dependent bisection). AB_OK or an AB_E_* code. */
+    int (*run)(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+               struct ab_ledger *led);
+};
+
+/* The registry (registry.c): every method, in catalogue order. */
+extern const struct ab_method *const ab_methods[];
+extern const int ab_n_methods;
+const struct ab_method *ab_method_find(const char *name); /* NULL if unknown */
+
+/* The knob range on problem p (resolving hi <= 0 to n). */
+void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,
+                          double *hi);
+
+#endif

@@ -1,0 +1,99 @@
+/* methods_fixtures.c - see methods_fixtures.h. */
+#include "methods_fixtures.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/ab.h"
+#include "core/rng.h"
+
+void fx_layer_make(struct fx_layer *L, int64_t n_head, int64_t n_kv, int64_t n, int64_t d,
+                   double spread, uint64_t seed)
+{
+    *L = (struct fx_layer){.n = n, .d = d, .n_head = n_head, .n_kv = n_kv};
+    L->q = malloc(sizeof(float) * n_head * n * d);
+    L->k = malloc(sizeof(float) * n_kv * n * d);
+    L->v = malloc(sizeof(float) * n_kv * n * d);
+    L->pos = malloc(sizeof(int32_t) * n);
+    L->heads = malloc(sizeof(struct ab_head) * n_head);
+    L->rows = malloc(sizeof(int64_t) * n);
+    struct ab_rng r;
+    ab_rng_init(&r, seed, 99);
+    double a = sqrt(spread);
+    for (int64_t i = 0; i < n_head * n * d; i++) L->q[i] = (float)(a * ab_rng_normal(&r));
+    for (int64_t i = 0; i < n_kv * n * d; i++) L->k[i] = (float)(a * ab_rng_normal(&r));
+    for (int64_t i = 0; i < n_kv * n * d; i++) L->v[i] = (float)ab_rng_normal(&r);
+    for (int64_t i = 0; i < n; i++) L->pos[i] = (int32_t)i;
+    for (int64_t h = 0; h < n_head; h++) {
+        int64_t kv = h / (n_head / n_kv);
+        L->heads[h] = (struct ab_head){.n_q = n, .n_k = n, .d = d, .d_v = d,
+                                       .q = L->q + h * n * d, .k = L->k + kv * n * d,
+                                       .v = L->v + kv * n * d, .q_pos = L->pos, .k_pos = L->pos,
+                                       .mask = AB_MASK_CAUSAL, .scale = 1.0 / sqrt((double)d)};
+    }
+}
+
+void fx_layer_free(struct fx_layer *L)
+{
+    free(L->q), free(L->k), free(L->v), free(L->pos), free(L->heads), free(L->rows);
+}
+
+struct ab_problem fx_problem(struct fx_layer *L, int64_t head, int64_t m)
+{
+    int64_t q0 = m > 0 ? L->n - m : 0;
+    L->n_rows = L->n - q0;
+    for (int64_t r = 0; r < L->n_rows; r++) L->rows[r] = q0 + r;
+    return (struct ab_problem){.h = &L->heads[head],
+                               .phase = m > 0 ? AB_PHASE_DECODE : AB_PHASE_PREFILL,
+                               .q0 = q0,
+                               .rows = L->rows,
+                               .n_rows = L->n_rows,
+                               .layer = L->heads,
+                               .n_layer_heads = L->n_head,
+                               .self = head,
+                               .group = L->n_head / L->n_kv,
+                               .seed = 1};
+}
+
+double fx_rel_l2(const struct ab_method *m, const struct ab_problem *p, double knob,
+                 struct ab_ledger *led, struct ab_keep *keep)
+{
+    int64_t dv = p->h->d_v;
+    float *o = malloc(sizeof(float) * p->n_rows * dv);
+    double *ref = malloc(sizeof(double) * p->n_rows * dv);
+    *led = (struct ab_ledger){0};
+    if (keep) cr_assert_eq(ab_keep_alloc(keep, p->n_rows, p->h->n_k), AB_OK);
+    cr_assert_eq(m->run(p, knob, o, keep, led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(ab_attn_ref(p->h, p->rows, p->n_rows, ref, NULL), AB_OK);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < p->n_rows * dv; i++) {
+        double e = o[i] - ref[i];
+        num += e * e, den += ref[i] * ref[i];
+    }
+    free(o), free(ref);
+    return sqrt(num / den);
+}
+
+struct recall_ctx {
+    const struct ab_keep *keep;
+    int64_t r;
+    double sum;
+};
+
+static int recall_row(int64_t i, const double *p, int64_t n_vis, double lse, void *user)
+{
+    (void)i, (void)lse;
+    struct recall_ctx *c = user;
+    for (int64_t j = 0; j < n_vis; j++)
+        if (ab_keep_has(c->keep, c->r, j)) c->sum += p[j];
+    c->r++;
+    return 0;
+}
+
+double fx_recall(const struct ab_problem *p, const struct ab_keep *keep)
+{
+    struct recall_ctx c = {.keep = keep};
+    cr_assert_eq(ab_attn_ref_visit(p->h, p->rows, p->n_rows, recall_row, &c), AB_OK);
+    return c.sum / (double)p->n_rows;
+}

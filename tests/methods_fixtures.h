@@ -1,0 +1,39 @@
+/* methods_fixtures.h - problems for method tests: seeded random heads, hand-built heads with
+ * planted structure, and the evaluation of a method against exact attention. */
+#ifndef AB_TESTS_METHODS_FIXTURES_H
+#define AB_TESTS_METHODS_FIXTURES_H
+
+#include <stdint.h>
+
+#include "attn/attn.h"
+#include "methods/method.h"
+
+/* One layer of n_head query heads over n_kv kv heads, n rows, d = d_v, with its problems. */
+struct fx_layer {
+    int64_t n, d, n_head, n_kv;
+    float *q, *k, *v;  /* (n_head, n, d), (n_kv, n, d), (n_kv, n, d) */
+    int32_t *pos;      /* (n) 0..n-1 */
+    struct ab_head *heads; /* (n_head) */
+    int64_t *rows;     /* (n) evaluated rows of the current phase */
+    int64_t n_rows;
+};
+
+/* Seeded Gaussian inputs; logits scale*q.k have standard deviation `spread`. */
+void fx_layer_make(struct fx_layer *L, int64_t n_head, int64_t n_kv, int64_t n, int64_t d,
+                   double spread, uint64_t seed);
+void fx_layer_free(struct fx_layer *L);
+
+/* The problem of head `head` in a phase: prefill (m == 0) or decode with the last m rows as
+ * queries; evaluated rows: all rows of the phase. */
+struct ab_problem fx_problem(struct fx_layer *L, int64_t head, int64_t m);
+
+/* Runs m at knob on p and returns rel_l2 of its output against the double reference over the
+ * evaluated rows; fills *led and, when keep != NULL, the keep set (allocated here; free with
+ * ab_keep_free). Asserts the run succeeded. */
+double fx_rel_l2(const struct ab_method *m, const struct ab_problem *p, double knob,
+                 struct ab_ledger *led, struct ab_keep *keep);
+
+/* Attention recall of a keep set: mean over evaluated rows of the exact mass on kept keys. */
+double fx_recall(const struct ab_problem *p, const struct ab_keep *keep);
+
+#endif

@@ -1,0 +1,285 @@
+/* test_eval.c - the engine: the budget solver, the accuracy metrics on hand-built cases, task
+ * accuracy, and `attnbench run` end to end (files, CSV, errors). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "eval/eval.h"
+#include "gen/gen.h"
+#include "helpers.h"
+#include "io/results_io.h"
+#include "methods_fixtures.h"
+
+Test(solver, analytic_methods_land_within_tolerance_or_say_infeasible)
+{
+    struct fx_layer L;
+    fx_layer_make(&L, 4, 2, 1024, 32, 4.0, 21);
+    const double targets[] = {0.5, 0.25, 0.125, 1.0 / 16, 1.0 / 32, 1.0 / 200};
+    for (int i = 0; i < ab_n_methods; i++) {
+        const struct ab_method *m = ab_methods[i];
+        if (!(m->flags & AB_METHOD_ANALYTIC) || !m->knob.name) continue;
+        for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1) {
+            if (!(m->phases & (unsigned)phase)) continue;
+            struct ab_problem p = fx_problem(&L, 0, phase == AB_PHASE_DECODE ? 64 : 0);
+            for (int t = 0; t < 6; t++) {
+                double knob;
+                int feasible;
+                struct ab_ledger led;
+                cr_assert_eq(ab_budget_fit(m, &p, targets[t], 0.05, &knob, &led, &feasible), AB_OK);
+                double r = ab_ledger_ratio(&led, &p);
+                if (feasible)
+                    cr_expect(r <= targets[t] * (1 + 1e-12) && r >= 0.95 * targets[t],
+                              "%s at %g: ratio %g", m->name, targets[t], r);
+                else
+                    cr_expect(isnan(knob) || r < 0.95 * targets[t], "%s at %g: infeasible with ratio %g",
+                              m->name, targets[t], r);
+                if (!isnan(knob)) { /* the next knob up would cost more than the target */
+                    struct ab_ledger up;
+                    double lo, hi;
+                    ab_method_knob_range(m, &p, &lo, &hi);
+                    if (knob + 1 <= hi) {
+                        cr_assert_eq(ab_method_cost(m, &p, knob + 1, &up), AB_OK);
+                        cr_expect(ab_ledger_ratio(&up, &p) > targets[t], "%s: knob %g is not the largest", m->name, knob);
+                    }
+                }
+            }
+        }
+    }
+    /* window on a 1024-token prefill: w = 1 costs 1/512.5 of dense: 1/1000 is out of reach */
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    double knob;
+    int feasible;
+    struct ab_ledger led;
+    cr_assert_eq(ab_budget_fit(ab_method_find("window"), &p, 1e-3, 0.05, &knob, &led, &feasible), AB_OK);
+    cr_expect(isnan(knob) && !feasible);
+    /* dense has no knob: feasible only at ratio 1 */
+    cr_assert_eq(ab_budget_fit(ab_method_find("dense"), &p, 0.5, 0.05, &knob, &led, &feasible), AB_OK);
+    cr_expect(!feasible);
+    cr_assert_eq(ab_budget_fit(ab_method_find("dense"), &p, 1.0, 0.05, &knob, &led, &feasible), AB_OK);
+    cr_expect(feasible && fabs(ab_ledger_ratio(&led, &p) - 1) < 1e-12);
+    fx_layer_free(&L);
+}
+
+Test(metrics, hand_built_rows)
+{
+    /* two rows over four keys, d_v = 2 */
+    double o_exact[4] = {1, 0, 0, 2};
+    float a[8] = {0.5f, 0.3f, 0.2f, 0, 0.1f, 0.1f, 0.1f, 0.7f};
+    struct ab_exact ex = {.n_rows = 2, .n_k = 4, .d_v = 2, .o = o_exact, .a = a};
+    float o[4] = {1, 0, 0, 1};
+    struct ab_keep keep;
+    cr_assert_eq(ab_keep_alloc(&keep, 2, 4), AB_OK);
+    ab_keep_set(&keep, 0, 0), ab_keep_set(&keep, 0, 1); /* row 0 keeps 0.8 of its mass */
+    ab_keep_set(&keep, 1, 3);                            /* row 1 keeps 0.7 */
+    struct ab_metrics mt;
+    ab_metrics_compute(&ex, o, &keep, 1, &mt);
+    cr_expect(fabs(mt.rel_l2 - 1 / sqrt(5.0)) < 1e-12, "%g", mt.rel_l2);
+    cr_expect(fabs(mt.cos_mean - 1) < 1e-12 && fabs(mt.cos_min - 1) < 1e-12);
+    cr_expect(fabs(mt.max_abs - 1) < 1e-12);
+    cr_expect(fabs(mt.recall - 0.75) < 1e-6, "%g", mt.recall);
+    cr_expect(fabs(mt.topk_recall - 1) < 1e-12); /* both rows keep their top-1 key */
+    cr_expect(fabs(mt.kl - 0.5 * (-log(0.8) - log(0.7))) < 1e-6, "%g", mt.kl);
+    ab_keep_clear(&keep);
+    ab_keep_set(&keep, 0, 2), ab_keep_set(&keep, 1, 0);
+    ab_metrics_compute(&ex, o, &keep, 1, &mt);
+    cr_expect(fabs(mt.topk_recall) < 1e-12 && fabs(mt.recall - 0.15) < 1e-6);
+    ab_metrics_compute(&ex, o, NULL, 1, &mt);
+    cr_expect(isnan(mt.recall) && isnan(mt.kl) && isnan(mt.topk_recall));
+    ab_keep_free(&keep);
+}
+
+Test(metrics, task_accuracy_on_a_hand_built_workload)
+{
+    struct ab_workload w;
+    cr_assert_eq(ab_workload_alloc(&w, 1, 2, 1, 10, 2, 2), AB_OK);
+    cr_assert_eq(ab_tasks_alloc(&w.tasks, 2, 3, 2, 2, 1, 1), AB_OK);
+    w.tasks.planted[0] = 1;
+    float code[4] = {1, 0, 0, 1};
+    memcpy(w.tasks.codebook, code, sizeof code);
+    w.tasks.kind[0] = AB_TASK_RETRIEVE, w.tasks.row[0] = 8, w.tasks.answer[0] = 1;
+    w.tasks.key_off[0] = 0, w.tasks.key_pos[0] = 3;
+    w.tasks.kind[1] = AB_TASK_AGGREGATE, w.tasks.row[1] = 9, w.tasks.answer[1] = -1;
+    w.tasks.key_off[1] = 1, w.tasks.key_pos[1] = 4, w.tasks.key_pos[2] = 5, w.tasks.key_off[2] = 3;
+    float *v = ab_workload_v(&w, 0, 0);
+    v[4 * 2] = 1, v[4 * 2 + 1] = 0, v[5 * 2] = 0, v[5 * 2 + 1] = 1; /* target (0.5, 0.5) */
+    int64_t rows[2] = {8, 9};
+    float good[4] = {0.1f, 0.9f, 1, 1.1f}, bad[4] = {0.9f, 0.1f, 1, -1};
+    struct ab_task_acc ta;
+    ab_task_accuracy(&w, 0, 1, rows, 2, good, &ta);
+    cr_expect(ta.n == 2 && ta.all == 1 && ta.by_kind[AB_TASK_RETRIEVE] == 1 && ta.by_kind[AB_TASK_AGGREGATE] == 1);
+    cr_expect(isnan(ta.by_kind[AB_TASK_MULTI_RETRIEVE]));
+    ab_task_accuracy(&w, 0, 1, rows, 2, bad, &ta);
+    cr_expect(ta.all == 0, "%g", ta.all);
+    ab_task_accuracy(&w, 0, 1, rows, 1, good, &ta); /* row 9 not evaluated */
+    cr_expect(ta.n == 1 && isnan(ta.by_kind[AB_TASK_AGGREGATE]));
+    w.tasks.planted[0] = 0;
+    ab_task_accuracy(&w, 0, 1, rows, 2, good, &ta);
+    cr_expect(ta.n == 0 && isnan(ta.all));
+    ab_workload_free(&w);
+}
+
+/* A small generated workload with retrieve tasks. */
+static void small_workload(struct ab_workload *w, const char *profile, int64_t n, unsigned tasks)
+{
+    struct ab_gen_opts g;
+    ab_gen_defaults(&g);
+    g.n_layer = 2, g.n_head = 4, g.n_kv_head = 2, g.n_seq = n, g.d = 32, g.d_v = 32;
+    g.profile = profile;
+    g.tasks = tasks;
+    g.n_tasks = 4;
+    g.task_rows = 32;
+    cr_assert_eq(ab_gen_workload(&g, w), AB_OK, "%s", ab_errmsg());
+}
+
+Test(sweep, cells_in_fixed_order_with_exact_dense_and_thread_independent)
+{
+    struct ab_workload w;
+    small_workload(&w, "streaming", 384, 0);
+    const struct ab_method *ms[] = {ab_method_find("dense"), ab_method_find("window"),
+                                    ab_method_find("streaming")};
+    struct ab_sweep_opts o;
+    ab_sweep_defaults(&o);
+    o.methods = ms, o.n_methods = 3, o.decode_m = 32, o.max_rows = 100;
+    int64_t expect = 2 * 4 * 2 * (1 + 5 + 5);
+    cr_expect_eq(ab_sweep_count(&w, &o), expect);
+    struct ab_results r1, r2;
+    ab_results_init(&r1), ab_results_init(&r2);
+    ab_threads_set(2);
+    cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &r1), AB_OK, "%s", ab_errmsg());
+    ab_threads_set(1);
+    cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &r2), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(r1.n_cells, expect);
+    cr_assert_eq(r2.n_cells, expect);
+    for (int64_t c = 0; c < expect; c++) {
+        const struct ab_cell *a = &r1.cells[c], *b = &r2.cells[c];
+        cr_assert_str_eq(a->method, b->method);
+        cr_assert(a->layer == b->layer && a->head == b->head && !strcmp(a->phase, b->phase));
+        cr_expect(a->flop_ratio == b->flop_ratio && (a->rel_l2 == b->rel_l2 || (isnan(a->rel_l2) && isnan(b->rel_l2))),
+                  "cell %ld differs between 1 and 2 threads", (long)c);
+        if (!strcmp(a->method, "dense")) {
+            cr_expect(a->rel_l2 < 1e-5 && a->recall > 1 - 1e-6 && a->flop_ratio == 1 && a->feasible);
+            cr_expect_eq(a->n_eval_rows, strcmp(a->phase, "decode") ? 100 : 32);
+        }
+        if (a->feasible && !isnan(a->target_ratio))
+            cr_expect(a->flop_ratio <= a->target_ratio * (1 + 1e-12) && a->flop_ratio >= 0.95 * a->target_ratio);
+        cr_expect(fabs(a->density + a->sparsity - 1) < 1e-12 || isnan(a->density));
+    }
+    /* cells come in (layer, head, phase, method, target) order */
+    cr_expect_str_eq(r1.cells[0].method, "dense");
+    cr_expect_str_eq(r1.cells[0].phase, "prefill");
+    cr_expect_eq(r1.cells[expect - 1].layer, 1);
+    cr_expect_eq(r1.cells[expect - 1].head, 3);
+    cr_expect_str_eq(r1.cells[expect - 1].phase, "decode");
+    /* on streaming heads, streaming beats window at 1/8 in decode (the sink matters) */
+    double win = 0, str = 0;
+    for (int64_t c = 0; c < expect; c++) {
+        const struct ab_cell *a = &r1.cells[c];
+        if (strcmp(a->phase, "decode") || a->target_ratio != 0.125) continue;
+        if (!strcmp(a->method, "window")) win += a->rel_l2;
+        if (!strcmp(a->method, "streaming")) str += a->rel_l2;
+    }
+    cr_expect(str < 0.5 * win, "streaming %g vs window %g", str, win);
+    ab_results_free(&r1), ab_results_free(&r2);
+    ab_workload_free(&w);
+}
+
+/* A workload file made by the CLI, shared by the run tests. */
+static const char *cli_workload(void)
+{
+    static char path[1024];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "%s", t_path("run-w.h5"));
+        char *out, *err;
+        int st = t_run(&out, &err, "gen --profile streaming --layers 1 --heads 2 --kv-heads 1 --n 256 --d 32 "
+                                   "--tasks retrieve --task-rows 16 -o '%s'", path);
+        cr_assert_eq(st, 0, "%s", err);
+        free(out), free(err);
+    }
+    return path;
+}
+
+Test(run_cli, writes_results_and_csv_that_agree)
+{
+    const char *w = cli_workload(), *res = t_path("run.h5"), *csv = t_path("run.csv"),
+               *sum = t_path("run-summary.csv");
+    char *out, *err;
+    int st = t_run(&out, &err, "run '%s' --methods dense,window,streaming --budgets 0.5,0.25 "
+                               "--decode-queries 16 --threads 2 -o '%s'", w, res);
+    cr_assert_eq(st, 0, "%s", err);
+    cr_expect(strstr(out, res) && strstr(out, "window"), "%s", out);
+    cr_assert(t_exists(res) && t_exists(csv) && t_exists(sum));
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_results_read_h5(res, &r), AB_OK, "%s", ab_errmsg());
+    int64_t expect = 2 * 2 * (1 + 2 + 2); /* heads x phases x (dense + 2 budgets x 2 methods) */
+    cr_expect_eq(r.n_cells, expect);
+    size_t len;
+    char *text = (char *)t_slurp(csv, &len);
+    cr_expect_eq(t_count_lines(text), expect + 1);
+    cr_expect(strncmp(text, "workload,layer,head,kv_head,method,", 35) == 0, "%.60s", text);
+    cr_expect_eq(r.n_workloads, 1);
+    char hex[65];
+    cr_assert_eq(ab_results_sha256_file(w, hex), AB_OK);
+    cr_expect_str_eq(r.workload_sha256[0], hex);
+    cr_expect(r.n_summary == 2 * (1 + 2 + 2), "%ld summary rows", (long)r.n_summary);
+    free(text), free(out), free(err);
+    ab_results_free(&r);
+    /* a direct knob run */
+    st = t_run(&out, &err, "run '%s' --methods window,streaming --knob w=32 --phase decode "
+                           "--decode-queries 16 -o '%s'", w, res);
+    cr_assert_eq(st, 0, "%s", err);
+    ab_results_init(&r);
+    cr_assert_eq(ab_results_read_h5(res, &r), AB_OK);
+    cr_expect_eq(r.n_cells, 2 * 2);
+    cr_expect(r.cells[0].knob == 32 && isnan(r.cells[0].target_ratio));
+    ab_results_free(&r);
+    free(out), free(err);
+}
+
+Test(run_cli, bad_requests_fail_cleanly_and_write_nothing)
+{
+    const char *w = cli_workload(), *res = t_path("bad.h5"), *csv = t_path("bad.csv");
+    struct {
+        const char *args;
+        int status;
+        const char *says;
+    } cases[] = {
+        {"--methods dense,nope", 64, "unknown method 'nope'"},
+        {"--budgets 0.5,1.5", 64, "not a FLOP ratio"},
+        {"--budgets 0", 64, "not a FLOP ratio"},
+        {"--phase sideways", 64, "--phase"},
+        {"--methods window --knob k=3", 64, "does not apply"},
+        {"--decode-queries 999", 64, "below its length"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *out, *err;
+        int st = t_run(&out, &err, "run '%s' %s -o '%s'", w, cases[i].args, res);
+        cr_expect_eq(st, cases[i].status, "%s: exit %d (%s)", cases[i].args, st, err);
+        cr_expect(strstr(err, cases[i].says) != NULL, "%s: %s", cases[i].args, err);
+        cr_expect_eq(t_count_lines(err), 1, "%s: %s", cases[i].args, err);
+        cr_expect(!t_exists(res) && !t_exists(csv), "%s left output", cases[i].args);
+        free(out), free(err);
+    }
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "run /no/such/file.h5 -o '%s'", res), 66);
+    cr_expect(!t_exists(res));
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "run '%s' -o /no/such/dir/r.h5 --methods dense", w), 73, "%s", err);
+    free(out), free(err);
+}
+
+Test(run_cli, methods_lists_the_registry)
+{
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "methods"), 0);
+    for (int i = 0; i < ab_n_methods; i++)
+        cr_expect(strstr(out, ab_methods[i]->name) != NULL, "%s missing", ab_methods[i]->name);
+    free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "methods streaming"), 0);
+    cr_expect(strstr(out, "2309.17453") && strstr(out, "family     static"), "%s", out);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "methods nope"), 64);
+    free(out), free(err);
+}
