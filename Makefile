@@ -30,16 +30,19 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# The most complete end-to-end job that exists: generate the default synthetic workload, say
-# what it holds, draw a few heads, and measure the dense kernel.
+# The most complete end-to-end job that exists: generate the default synthetic workload (the
+# `model` preset with retrieve and aggregate tasks), say what it holds, draw a few heads, sweep
+# every method of the registry over the default budgets in prefill and decode, and measure the
+# dense kernel.
 run: build
 	@mkdir -p $(OUT)
-	$(AB) gen --preset model --layers 4 --heads 8 --kv-heads 4 --n 2048 --d 64 \
-	  --tasks retrieve,multi-retrieve,aggregate -o $(OUT)/model.h5
+	$(AB) gen --preset model --layers 4 --heads 8 --kv-heads 4 --n 4096 --d 64 \
+	  --tasks retrieve,aggregate -o $(OUT)/model.h5
 	$(AB) info $(OUT)/model.h5
 	$(AB) render $(OUT)/model.h5 --layer 0 --head 0 -o $(OUT)/map-L0-H0.png
 	$(AB) render $(OUT)/model.h5 --layer 1 --head 2 -o $(OUT)/map-L1-H2.png
 	$(AB) render $(OUT)/model.h5 --layer 2 --head 5 -o $(OUT)/map-L2-H5.png
+	$(AB) run $(OUT)/model.h5 --phase both --decode-queries 64 -o $(OUT)/results.h5
 	$(AB) bench dense --n 4096 --d 128
 	@echo "outputs in $(OUT)/"
 
