@@ -3,12 +3,26 @@
  * the generic battery in tests/test_methods.c then runs it. */
 #include "methods/method.h"
 
-extern const struct ab_method ab_method_dense, ab_method_window, ab_method_streaming;
+extern const struct ab_method ab_method_dense, ab_method_window, ab_method_streaming,
+    ab_method_block_topk, ab_method_block_oracle, ab_method_vertical_slash,
+    ab_method_flexprefill, ab_method_quest, ab_method_snapkv, ab_method_ada_snapkv,
+    ab_method_h2o, ab_method_tova;
 
 const struct ab_method *const ab_methods[] = {
     &ab_method_dense,
     /* static */
     &ab_method_window,
     &ab_method_streaming,
+    /* dynamic (prefill) */
+    &ab_method_block_topk,
+    &ab_method_block_oracle,
+    &ab_method_vertical_slash,
+    &ab_method_flexprefill,
+    /* kv (decode) */
+    &ab_method_quest,
+    &ab_method_snapkv,
+    &ab_method_ada_snapkv,
+    &ab_method_h2o,
+    &ab_method_tova,
 };
 const int ab_n_methods = sizeof ab_methods / sizeof ab_methods[0];

@@ -1,0 +1,204 @@
+/* h2o.c - `h2o`: Heavy-Hitter Oracle, Zhang et al., "H2O: Heavy-Hitter Oracle for Efficient
+ * Generative Inference of Large Language Models", NeurIPS 2023, arXiv 2306.14048: greedy
+ * eviction by accumulated attention scores, with heavy hitters plus a recent window.
+ *
+ * Each head scores every key by the attention it has accumulated, acc_j = sum over the queries
+ * that read j of their softmax probability on j, and keeps the h keys with the highest acc (the
+ * heavy hitters) plus the r most recent keys. Protocol (method.h, decode):
+ * - context: acc_j = sum_{t < q0} A_tj, the exact causal attention of the context queries (the
+ *   probabilities the model computed anyway during prefill);
+ * - decode step i (in order): the keys [lo, v_i), lo = v_i - r, are the recent window, which
+ *   includes the new token's own key. The heavy set before step i is chosen from the heavy set
+ *   of step i-1 plus the keys that just left the recent window: the top h by acc (eviction of
+ *   the lowest; at the first step the candidates are every context key below the window). The
+ *   query reads heavy + recent, i.e. min(h + r, v_i) keys: the new token enters, the budget
+ *   holds. Its probabilities over what it read (softmax renormalised over the cache) are added
+ *   to acc, so the next eviction also knows this query.
+ *
+ * Knob: h + r, the cache size C in tokens, integer in [1, n]; h = floor(C / 2), r = C - h
+ * (r = h by default, the odd token going to the recent side, so r >= 1 and the current token is
+ * always in the cache). C >= v for every decode query keeps everything: dense.
+ * Cost (analytic: the cache is always full once it has filled, cells do not depend on the data):
+ *     cells        = sum over decode queries of |heavy_i| + |recent_i| (= min(C, v_i) under the
+ *                    usual positions)
+ *     flops_select = 0. Convention: the scores are the attention probabilities the model
+ *                    computes anyway (prefill's and each decode query's own), so H2O's extra
+ *                    work is additions and comparisons only (methods.md): they are ops_other
+ *     ops_other    = one add per context cell (acc over the prefill map) + n_ctx compares (the
+ *                    first heavy-hitter selection) + per decode cell one add (acc update) and
+ *                    one compare (the eviction scan over the cache) + one exp per cell.
+ *     The counts depend on C only through the cells, so the cost is monotone in C.
+ * Deviations:
+ * - at the end of the context the heavy hitters are chosen once from the whole prefill map, not
+ *   by evicting token by token during prefill (the greedy algorithm run over the prompt would);
+ * - the accumulation is per query head, even under GQA;
+ * - ties go to the earlier key. */
+#include <assert.h>
+
+#include "core/ab.h"
+#include "methods/kv.h"
+#include "methods/method.h"
+
+/* Query rows per logits block (context and decode): 64, fewer when a block of 64 x n floats
+ * would pass 8 MB. */
+enum { H2O_CHUNK_MAX = 64, H2O_CHUNK_FLOATS = 1 << 21 };
+
+static int64_t h2o_chunk(int64_t n)
+{
+    return AB_MAX(1, AB_MIN(H2O_CHUNK_MAX, H2O_CHUNK_FLOATS / n));
+}
+
+/* The ledger of the phase at cache size C by counting what the schedule reads; returns the
+ * cells. O((q0 + m) log n), no data read. */
+static double h2o_ledger(const struct ab_problem *p, int64_t C, struct ab_ledger *led)
+{
+    const struct ab_head *h = p->h;
+    int64_t hh = C / 2, r = C - hh, n_heavy = 0, lo_prev = 0;
+    double cells = 0, ctx_cells = 0;
+    for (int64_t t = 0; t < p->q0; t++) ctx_cells += (double)ab_head_visible(h, t);
+    for (int64_t i = p->q0; i < h->n_q; i++) {
+        int64_t v = ab_head_visible(h, i), lo = AB_MAX(lo_prev, v - r);
+        n_heavy = AB_MIN(hh, n_heavy + (lo - lo_prev));
+        cells += (double)(n_heavy + v - lo);
+        lo_prev = lo;
+    }
+    ab_ledger_attend(led, h, cells);
+    led->ops_other += ctx_cells + (double)kv_n_ctx(p) + 2.0 * cells;
+    return cells;
+}
+
+static int64_t h2o_budget(double knob) { return knob < 1 ? 1 : (int64_t)knob; }
+
+static int h2o_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
+{
+    int rc = kv_check_phase(p, "h2o");
+    if (rc) return rc;
+    h2o_ledger(p, h2o_budget(knob), led);
+    return AB_OK;
+}
+
+/* acc[j] += sum_{t < q0} A_tj: the context's exact causal attention, in blocks of `chunk` rows
+ * (one sgemm and `chunk` softmax rows each). s is (chunk, n_ctx) scratch. */
+static void h2o_context_scores(const struct ab_head *h, int64_t q0, int64_t n_ctx, int64_t chunk,
+                               float *s, double *acc)
+{
+    for (int64_t t0 = 0; t0 < q0; t0 += chunk) {
+        int64_t nr = AB_MIN(chunk, q0 - t0);
+        int64_t nk = AB_MIN(ab_head_visible(h, t0 + nr - 1), n_ctx);
+        kv_logits(h, t0, nr, nk, s, nk);
+        for (int64_t t = 0; t < nr; t++) {
+            float *a = s + t * nk; /* (nk) row t0 + t */
+            int64_t nv = AB_MIN(ab_head_visible(h, t0 + t), nk);
+            kv_softmax(a, nv);
+            for (int64_t j = 0; j < nv; j++) acc[j] += a[j];
+        }
+    }
+}
+
+/* The step-by-step schedule at cache size C (file comment): the context scores (O(q0 n_ctx d)
+ * in sgemms), then per decode query a gather and softmax over its cache and a top-k over the
+ * heavy candidates (O(C)). Sets what each evaluated row read in keep; returns the cells read
+ * over all decode queries in *cells. Scratch O(n) plus a block of at most 64 x n logits. */
+static int h2o_schedule(const struct ab_problem *p, int64_t C, struct ab_keep *keep,
+                        double *cells)
+{
+    const struct ab_head *h = p->h;
+    int64_t n = h->n_k, hh = C / 2, rec = C - hh, chunk = h2o_chunk(n);
+    int rc = AB_OK;
+    double *acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));                /* (n) */
+    float *s = ab_alloc(ab_size_mul((size_t)(chunk * n), sizeof(float))); /* (chunk, n) */
+    int64_t *heavy = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) ascending keys */
+    int64_t *cache = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) keys read */
+    float *pr = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) probabilities */
+    float *sc = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) candidate acc */
+    float *tmp = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));       /* (n) */
+    uint8_t *mark = ab_alloc((size_t)n);                                /* (n) */
+    if (!acc || !s || !heavy || !cache || !pr || !sc || !tmp || !mark) {
+        rc = ab_fail(AB_E_NOMEM, "h2o: cannot allocate scratch for %lld keys", (long long)n);
+        goto done;
+    }
+    h2o_context_scores(h, p->q0, kv_n_ctx(p), chunk, s, acc);
+    int64_t n_heavy = 0, lo_prev = 0, r = 0;
+    for (int64_t i0 = p->q0; i0 < h->n_q; i0 += chunk) {
+        int64_t nr = AB_MIN(chunk, h->n_q - i0), nk = ab_head_visible(h, i0 + nr - 1);
+        kv_logits(h, i0, nr, nk, s, nk); /* (nr, nk) decode logits of this block */
+        for (int64_t i = i0; i < i0 + nr; i++) {
+            int64_t v = ab_head_visible(h, i), lo = AB_MAX(lo_prev, v - rec);
+            /* candidates: the heavy set plus the keys that just left the recent window */
+            for (int64_t j = lo_prev; j < lo; j++) heavy[n_heavy++] = j;
+            if (n_heavy > hh) { /* evict: keep the top hh by accumulated attention */
+                for (int64_t t = 0; t < n_heavy; t++) sc[t] = (float)acc[heavy[t]];
+                for (int64_t t = 0; t < n_heavy; t++) mark[t] = 0;
+                kv_top_k(sc, n_heavy, hh, mark, tmp);
+                int64_t kept = 0;
+                for (int64_t t = 0; t < n_heavy; t++)
+                    if (mark[t]) heavy[kept++] = heavy[t];
+                n_heavy = kept;
+            }
+            /* read heavy + recent; acc_j += the query's probability on j over its cache */
+            int64_t n_read = 0;
+            for (int64_t t = 0; t < n_heavy; t++) cache[n_read++] = heavy[t];
+            for (int64_t j = lo; j < v; j++) cache[n_read++] = j;
+            const float *row = s + (i - i0) * nk;
+            for (int64_t t = 0; t < n_read; t++) pr[t] = row[cache[t]];
+            kv_softmax(pr, n_read);
+            for (int64_t t = 0; t < n_read; t++) acc[cache[t]] += pr[t];
+            *cells += (double)n_read;
+            if (r < p->n_rows && p->rows[r] == i) kv_keep_list(keep, r++, cache, n_read);
+            lo_prev = lo;
+        }
+    }
+done:
+    ab_free(acc);
+    ab_free(s);
+    ab_free(heavy);
+    ab_free(cache);
+    ab_free(pr);
+    ab_free(sc);
+    ab_free(tmp);
+    ab_free(mark);
+    return rc;
+}
+
+/* The ledger (analytic); with o or keep, the schedule and the attention over what each
+ * evaluated row read. */
+static int h2o_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+                   struct ab_ledger *led)
+{
+    int rc = kv_check_phase(p, "h2o");
+    if (rc) return rc;
+    const struct ab_head *h = p->h;
+    int64_t C = h2o_budget(knob);
+    double expected = h2o_ledger(p, C, led), cells = 0;
+    if ((!o && !keep) || p->n_rows == 0) return AB_OK;
+    struct ab_keep local = {0};
+    if (!keep) {
+        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
+        keep = &local;
+    }
+    if (C >= ab_head_visible(h, h->n_q - 1)) { /* nothing is ever evicted */
+        for (int64_t r = 0; r < p->n_rows; r++)
+            ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
+    } else {
+        rc = h2o_schedule(p, C, keep, &cells);
+        assert(rc || cells == expected); /* the ledger counts exactly this schedule */
+    }
+    if (!rc && o) ab_attend_kept(p, keep, o, NULL);
+    ab_keep_free(&local);
+    return rc;
+}
+
+const struct ab_method ab_method_h2o = {
+    .name = "h2o",
+    .family = AB_FAMILY_KV,
+    .summary = "keep C/2 heavy hitters by accumulated attention + C/2 recent, evict per step",
+    .citation = "H2O, Zhang et al. 2023, arXiv 2306.14048",
+    .cost_words = "4d per kept cell: min(C, v) per decode query; scores are the model's own "
+                  "probabilities (additions only, in ops_other)",
+    .phases = AB_PHASE_DECODE,
+    .masks = AB_MASKS_CAUSAL,
+    .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens"},
+    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC,
+    .cost = h2o_cost,
+    .run = h2o_run,
+};

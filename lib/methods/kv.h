@@ -1,0 +1,164 @@
+/* kv.h - what the KV-cache (decode) methods share: the decode bookkeeping (context length,
+ * phase check), logits of a block of query rows through BLAS, a vectorisable softmax, a
+ * deterministic top-k, plus the hooks the kv tests call (Quest's page bound). Internal to
+ * lib/methods: quest.c, snapkv.c, h2o.c, tova.c and tests/test_methods_kv.c include it.
+ *
+ * The helpers are static functions in this header (one small header instead of a build-file
+ * change); the two ab_quest_* hooks are defined in quest.c. */
+#ifndef AB_METHODS_KV_H
+#define AB_METHODS_KV_H
+
+#include <cblas.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "methods/method.h"
+
+/* Quest's page metadata (quest.c): per-channel min and max of the keys of each page of `page`
+ * keys. k is (n_keys, d); kmin and kmax are (n_keys / page, d): full pages only. */
+void ab_quest_page_minmax(const float *k, int64_t n_keys, int64_t d, int64_t page, float *kmin,
+                          float *kmax);
+/* Quest's upper bound of q.k over a page (unscaled): sum_c max(q_c min_c, q_c max_c). */
+double ab_quest_page_bound(const float *q, const float *kmin, const float *kmax, int64_t d);
+
+/* Number of context keys of a decode problem: the keys the last context row (q0 - 1) sees; 0
+ * without context. Under the usual positions (k_pos = q_pos = row) this is q0. */
+static inline int64_t kv_n_ctx(const struct ab_problem *p)
+{
+    return p->q0 > 0 ? ab_head_visible(p->h, p->q0 - 1) : 0;
+}
+
+/* s (nr, ld) = scale * Q[i0 .. i0+nr) K[0 .. nk)^T of head h: one sgemm, (nr, d) x (d, nk).
+ * Columns nk .. ld-1 are left alone. */
+static inline void kv_logits(const struct ab_head *h, int64_t i0, int64_t nr, int64_t nk,
+                             float *s, int64_t ld)
+{
+    if (nr <= 0 || nk <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)nk, (int)h->d,
+                (float)h->scale, h->q + i0 * h->d, (int)h->d, h->k, (int)h->d, 0.0f, s, (int)ld);
+}
+
+/* e^x for x <= 0 in float, relative error below 3e-7. x is first clamped at -87 (e^-87 ~ 1.6e-38
+ * is nothing next to a row maximum's e^0) by comparing bit patterns as unsigned integers: a
+ * negative float below -87 has a larger pattern than -87's 0xC2AE0000, a non-negative one a
+ * smaller pattern; integer selects keep the loops that call this vectorisable where a float
+ * compare would not be (trapping math). Then x = k ln2 + r with |r| <= ln2 / 2 (k rounded by
+ * adding and removing 1.5 * 2^23, ln2 split in two parts so k ln2 is exact enough), e^r by its
+ * Taylor polynomial of degree 6 in Horner form (remainder below 3e-8), 2^k written into the
+ * exponent field. */
+static inline float kv_exp_neg(float x)
+{
+    const float round = 12582912.0f; /* 1.5 * 2^23 */
+    uint32_t xi, lim = 0xC2AE0000u;  /* the bits of -87.0f */
+    memcpy(&xi, &x, sizeof xi);
+    uint32_t below = -(uint32_t)(xi > lim); /* all ones when x < -87 */
+    xi = (xi & ~below) | (lim & below);
+    memcpy(&x, &xi, sizeof x);
+    float k = (x * 1.4426950408889634f + round) - round;
+    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+    float e = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 +
+                                                       r * (1.0f / 120 + r * (1.0f / 720))))));
+    int32_t bits = ((int32_t)k + 127) * (1 << 23);
+    float two_k;
+    memcpy(&two_k, &bits, sizeof two_k);
+    return e * two_k;
+}
+
+/* In place: s[0..n) logits -> softmax probabilities p_j = e^(s_j - max) / sum_t e^(s_t - max).
+ * Max and sum run over 8 interleaved partial results so that the loops vectorise (the sum in
+ * float: relative error ~1e-6 at n = 4096; these probabilities rank keys, they never become
+ * outputs). Compiled for AVX2 and baseline x86-64, picked at load time. n == 0 does nothing. */
+__attribute__((target_clones("avx2", "default"), unused))
+static void kv_softmax(float *s, int64_t n)
+{
+    if (n <= 0) return;
+    float part[8], mx = s[0];
+    int64_t j = 0;
+    for (int u = 0; u < 8; u++) part[u] = s[0];
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) part[u] = s[j + u] > part[u] ? s[j + u] : part[u];
+    for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    for (int u = 0; u < 8; u++) mx = part[u] > mx ? part[u] : mx;
+    for (j = 0; j < n; j++) s[j] = kv_exp_neg(s[j] - mx);
+    for (int u = 0; u < 8; u++) part[u] = 0;
+    for (j = 0; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) part[u] += s[j + u];
+    float z = ((part[0] + part[1]) + (part[2] + part[3])) +
+              ((part[4] + part[5]) + (part[6] + part[7]));
+    for (; j < n; j++) z += s[j];
+    float inv = 1.0f / z;
+    for (j = 0; j < n; j++) s[j] *= inv;
+}
+
+/* The k-th largest (k = 1: the maximum) of a[0..n), 1 <= k <= n; reorders a. Quickselect with a
+ * three-way partition around the median of three: O(n) expected, and duplicates end the search
+ * instead of slowing it. */
+static inline float kv_kth_largest(float *a, int64_t n, int64_t k)
+{
+    int64_t lo = 0, hi = n; /* the answer is the k-th largest of a[lo..hi) */
+    for (;;) {
+        if (hi - lo == 1) return a[lo];
+        float x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+        float piv = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        /* [lo, g) > piv, [g, i) == piv, [i, l) unseen, [l, hi) < piv */
+        int64_t g = lo, i = lo, l = hi;
+        while (i < l) {
+            float t = a[i];
+            if (t > piv) {
+                a[i++] = a[g];
+                a[g++] = t;
+            } else if (t < piv) {
+                a[i] = a[--l];
+                a[l] = t;
+            } else {
+                i++;
+            }
+        }
+        if (k <= g - lo) {
+            hi = g;
+        } else if (k <= l - lo) {
+            return piv;
+        } else {
+            k -= l - lo;
+            lo = l;
+        }
+    }
+}
+
+/* Marks (mark[j] = 1) the k entries of score[0..n) with the largest values, ties going to the
+ * lower index; entries equal to -inf (or NaN) are never chosen. Does not clear mark. Returns the
+ * number marked: min(k, number of finite entries). tmp is (n) scratch. O(n) expected. */
+static inline int64_t kv_top_k(const float *score, int64_t n, int64_t k, uint8_t *mark,
+                               float *tmp)
+{
+    int64_t m = 0;
+    for (int64_t j = 0; j < n; j++)
+        if (score[j] > -INFINITY) tmp[m++] = score[j];
+    k = AB_MIN(k, m);
+    if (k <= 0) return 0;
+    float th = kv_kth_largest(tmp, m, k);
+    int64_t need = k;
+    for (int64_t j = 0; j < n; j++)
+        if (score[j] > th) mark[j] = 1, need--;
+    for (int64_t j = 0; j < n && need > 0; j++)
+        if (score[j] == th) mark[j] = 1, need--;
+    return k;
+}
+
+/* Sets the keys idx[0..cnt) in row r of keep. */
+static inline void kv_keep_list(struct ab_keep *keep, int64_t r, const int64_t *idx, int64_t cnt)
+{
+    for (int64_t t = 0; t < cnt; t++) ab_keep_set(keep, r, idx[t]);
+}
+
+/* The decode phase check shared by the kv rows (they support AB_PHASE_DECODE only). */
+static inline int kv_check_phase(const struct ab_problem *p, const char *name)
+{
+    if (p->phase != AB_PHASE_DECODE)
+        return ab_fail(AB_E_USAGE, "%s: supports the decode phase only", name);
+    return AB_OK;
+}
+
+#endif

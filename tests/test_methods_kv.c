@@ -1,0 +1,604 @@
+/* test_methods_kv.c - the KV-cache (decode) methods (quest, snapkv, ada-snapkv, h2o, tova) on
+ * hand-built decode problems: each method's defining property (Quest's page bound, the planted
+ * token SnapKV and H2O keep, TOVA's layer-shared cache, Ada-KV's budget moving to the flatter
+ * head, one eviction per step), the ledger against the formulas their files state
+ * (methods.md), equality with dense at the largest knob, the decode protocol (the decode
+ * queries never change what was kept from the context before they ran) and evaluated-row
+ * subsets. The generic battery (test_methods.c) runs the properties every method shares. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "core/rng.h"
+#include "methods/kv.h"
+#include "methods/method.h"
+#include "methods_fixtures.h"
+
+enum { P = 16, W = 64 };
+
+static const char *const kv_names[] = {"quest", "snapkv", "ada-snapkv", "h2o", "tova"};
+enum { N_KV = sizeof kv_names / sizeof kv_names[0] };
+
+static const struct ab_method *method(const char *name)
+{
+    const struct ab_method *m = ab_method_find(name);
+    cr_assert(m, "%s is not in the registry", name);
+    return m;
+}
+
+static double keep_cells(const struct ab_keep *keep)
+{
+    double c = 0;
+    for (int64_t r = 0; r < keep->n_rows; r++) c += (double)ab_keep_count(keep, r);
+    return c;
+}
+
+/* Keys < k_end kept in row r. */
+static int64_t keep_count_below(const struct ab_keep *keep, int64_t r, int64_t k_end)
+{
+    int64_t c = 0;
+    for (int64_t j = 0; j < k_end; j++) c += ab_keep_has(keep, r, j);
+    return c;
+}
+
+/* u (d): a unit vector along a random direction. */
+static void unit(float *u, int64_t d, struct ab_rng *r)
+{
+    double nn = 0;
+    for (int64_t c = 0; c < d; c++) {
+        u[c] = (float)ab_rng_normal(r);
+        nn += (double)u[c] * u[c];
+    }
+    for (int64_t c = 0; c < d; c++) u[c] /= (float)sqrt(nn);
+}
+
+/* x[rows i0..i1) of a (n, d) array += a u. */
+static void add_dir(float *x, int64_t d, int64_t i0, int64_t i1, const float *u, float a)
+{
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t c = 0; c < d; c++) x[i * d + c] += a * u[c];
+}
+
+/* Runs m with O on p (every row of the phase evaluated), checks the ledger against what
+ * ab_attend_kept computes on the keep set, against the keep counts, against the o == NULL
+ * path and (analytic rows) against cost(); returns rel_l2 against the exact reference. */
+static double run_checked(const struct ab_method *m, const struct ab_problem *p, double knob,
+                          struct ab_ledger *led, struct ab_keep *keep)
+{
+    double err = fx_rel_l2(m, p, knob, led, keep);
+    float *o = malloc(sizeof(float) * p->n_rows * p->h->d_v);
+    double computed = 0;
+    ab_attend_kept(p, keep, o, &computed);
+    free(o);
+    cr_expect_eq(computed, led->cells, "%s at %g: ledger %.0f cells, computed %.0f", m->name,
+                 knob, led->cells, computed);
+    cr_expect_eq(keep_cells(keep), led->cells, "%s at %g: keep holds %.0f cells, ledger %.0f",
+                 m->name, knob, keep_cells(keep), led->cells);
+    struct ab_ledger bare = {0};
+    cr_assert_eq(m->run(p, knob, NULL, NULL, &bare), AB_OK);
+    cr_expect(!memcmp(&bare, led, sizeof bare), "%s at %g: the o == NULL ledger differs",
+              m->name, knob);
+    if (m->flags & AB_METHOD_ANALYTIC) {
+        struct ab_ledger c = {0};
+        cr_assert_eq(m->cost(p, knob, &c), AB_OK);
+        cr_expect(!memcmp(&c, led, sizeof c), "%s at %g: cost() differs from run()", m->name,
+                  knob);
+    }
+    return err;
+}
+
+/* ---- quest ---- */
+
+/* For every query row and every full page of a random head, U = sum_c max(q_c m_c, q_c M_c)
+ * is at least max_{k in page} q.k; with one key per page it is exactly q.k. */
+Test(quest, page_bound_is_upper_bound)
+{
+    enum { N = 512, D = 64 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 4.0, 21);
+    float *kmin = malloc(sizeof(float) * N * D), *kmax = malloc(sizeof(float) * N * D);
+    ab_quest_page_minmax(L.k, N, D, P, kmin, kmax);
+    double min_slack = INFINITY;
+    int64_t checked = 0;
+    for (int64_t i = 0; i < N; i++) {
+        const float *q = L.q + i * D;
+        for (int64_t t = 0; t < N / P; t++) {
+            double best = -INFINITY;
+            for (int64_t j = t * P; j < (t + 1) * P; j++) {
+                double dot = 0;
+                for (int64_t c = 0; c < D; c++) dot += (double)q[c] * L.k[j * D + c];
+                best = fmax(best, dot);
+            }
+            double u = ab_quest_page_bound(q, kmin + t * D, kmax + t * D, D);
+            cr_assert_geq(u, best - 1e-9, "row %lld page %lld: bound %g < max score %g",
+                          (long long)i, (long long)t, u, best);
+            min_slack = fmin(min_slack, u - best);
+            checked++;
+        }
+    }
+    cr_log_info("quest bound: %lld (query, page) pairs, min slack %.3g", (long long)checked,
+                min_slack);
+    /* pages of one key: the bound is the score itself */
+    ab_quest_page_minmax(L.k, N, D, 1, kmin, kmax);
+    for (int64_t j = 0; j < N; j += 37) {
+        double dot = 0;
+        for (int64_t c = 0; c < D; c++) dot += (double)L.q[c] * L.k[j * D + c];
+        cr_expect_float_eq(ab_quest_page_bound(L.q, kmin + j * D, kmax + j * D, D), dot, 1e-12);
+    }
+    free(kmin), free(kmax);
+    fx_layer_free(&L);
+}
+
+/* Page HOT's keys and every decode query share a strong direction: at K = 2P (one ranked page
+ * plus the current one) every decode query reads page HOT. */
+Test(quest, reads_planted_page)
+{
+    enum { N = 1024, D = 64, M = 16, HOT = 12 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.25, 22);
+    struct ab_rng r;
+    ab_rng_init(&r, 22, 1);
+    float u[D];
+    unit(u, D, &r);
+    add_dir(L.k, D, HOT * P, (HOT + 1) * P, u, 16.0f);
+    add_dir(L.q, D, N - M, N, u, 16.0f);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep keep;
+    run_checked(method("quest"), &p, 2 * P, &led, &keep);
+    for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+        int64_t v = p.rows[r0] + 1, cur = (v - 1) / P;
+        for (int64_t j = HOT * P; j < (HOT + 1) * P; j++)
+            cr_expect(ab_keep_has(&keep, r0, j), "row %lld does not read key %lld",
+                      (long long)p.rows[r0], (long long)j);
+        cr_expect_eq(ab_keep_count(&keep, r0), P + (v - cur * P));
+    }
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* ---- snapkv ---- */
+
+/* Key HOT, far behind the window, is what the observation window's queries look for: with
+ * C = W + 8 (window plus 8 prefix keys) every decode query reads it, and the window. */
+Test(snapkv, keeps_planted_token)
+{
+    enum { N = 1024, D = 64, M = 32, HOT = 300, C = W + 8 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.25, 31);
+    struct ab_rng r;
+    ab_rng_init(&r, 31, 1);
+    float u[D];
+    unit(u, D, &r);
+    add_dir(L.k, D, HOT, HOT + 1, u, 12.0f);
+    add_dir(L.q, D, N - M - W, N - M, u, 3.0f); /* the observation window */
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep keep;
+    run_checked(method("snapkv"), &p, C, &led, &keep);
+    int64_t q0 = p.q0;
+    for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+        cr_expect(ab_keep_has(&keep, r0, HOT), "row %lld dropped the planted key",
+                  (long long)p.rows[r0]);
+        for (int64_t j = q0 - W; j < q0; j++) cr_expect(ab_keep_has(&keep, r0, j));
+        cr_expect_eq(keep_count_below(&keep, r0, q0), C);
+    }
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* ---- ada-snapkv ---- */
+
+/* Two heads with their own keys. Head 0's window queries all point at four identical planted
+ * keys (peaked scores: after pooling 20 keys carry its mass, the rest ~e^-30); head 1's
+ * window queries are zero (uniform attention: flat scores 1/v). At C = W + 64 each head keeps
+ * its floor of 12 prefix keys and the layer's remaining 104 go to the highest scores left:
+ * head 0's ~8 pooled neighbours, then head 1's flat scores. So head 1 gets more, and the
+ * layer's total is exactly 2 C. */
+Test(ada_snapkv, flatter_head_gets_more_budget)
+{
+    enum { N = 512, D = 64, M = 16, C = W + 64 };
+    struct fx_layer L;
+    fx_layer_make(&L, 2, 2, N, D, 0.25, 41);
+    struct ab_rng r;
+    ab_rng_init(&r, 41, 1);
+    float u[D];
+    unit(u, D, &r);
+    int64_t q0 = N - M;
+    const int64_t hot[] = {50, 120, 200, 333};
+    for (int t = 0; t < 4; t++) /* head 0's keys: four copies of 16 u */
+        for (int64_t c = 0; c < D; c++) L.k[hot[t] * D + c] = 16.0f * u[c];
+    for (int64_t i = q0 - W; i < q0; i++)
+        for (int64_t c = 0; c < D; c++) {
+            L.q[i * D + c] = 16.0f * u[c];       /* head 0: peaked on the planted keys */
+            L.q[(N + i) * D + c] = 0.0f;         /* head 1: uniform */
+        }
+    int64_t kept[2];
+    for (int64_t h = 0; h < 2; h++) {
+        struct ab_problem p = fx_problem(&L, h, M);
+        struct ab_ledger led;
+        struct ab_keep keep;
+        run_checked(method("ada-snapkv"), &p, C, &led, &keep);
+        kept[h] = keep_count_below(&keep, 0, q0);
+        for (int64_t r0 = 1; r0 < p.n_rows; r0++)
+            cr_expect_eq(keep_count_below(&keep, r0, q0), kept[h], "one set for the phase");
+        for (int t = 0; h == 0 && t < 4; t++) cr_expect(ab_keep_has(&keep, 0, hot[t]));
+        ab_keep_free(&keep);
+    }
+    cr_log_info("ada-snapkv kept context keys: peaked head %lld, flat head %lld (C = %d)",
+                (long long)kept[0], (long long)kept[1], C);
+    cr_expect_gt(kept[1], kept[0], "flat head %lld, peaked head %lld", (long long)kept[1],
+                 (long long)kept[0]);
+    cr_expect_eq(kept[0] + kept[1], 2 * C, "the layer's budget is 2 C");
+    int64_t floor_b = (int64_t)(0.2 * (C - W));
+    cr_expect_geq(kept[0], W + floor_b);
+    cr_expect_geq(kept[1], W + floor_b);
+    fx_layer_free(&L);
+}
+
+/* ---- h2o ---- */
+
+/* Key HOT gets a large share of every later query's attention: it is the heavy hitter, kept
+ * by every decode query at C = 32 (16 heavy + 16 recent) although it is far outside the recent
+ * window; each decode query reads min(C, v) keys including its recent 16. */
+Test(h2o, keeps_planted_heavy_hitter)
+{
+    enum { N = 1024, D = 64, M = 32, HOT = 100, C = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.25, 51);
+    struct ab_rng r;
+    ab_rng_init(&r, 51, 1);
+    float u[D];
+    unit(u, D, &r);
+    add_dir(L.k, D, HOT, HOT + 1, u, 12.0f);
+    add_dir(L.q, D, 0, N, u, 2.0f);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep keep;
+    run_checked(method("h2o"), &p, C, &led, &keep);
+    for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+        int64_t v = p.rows[r0] + 1;
+        cr_expect(ab_keep_has(&keep, r0, HOT), "row %lld evicted the heavy hitter",
+                  (long long)p.rows[r0]);
+        for (int64_t j = v - C / 2; j < v; j++) cr_expect(ab_keep_has(&keep, r0, j));
+        cr_expect_eq(ab_keep_count(&keep, r0), C);
+    }
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* Greedy eviction, one token at a time: from one decode query to the next the cache gains only
+ * the new token and loses at most one key, and an evicted key never comes back. */
+static void check_one_eviction_per_step(const char *name)
+{
+    enum { N = 512, D = 32, M = 48, C = 40 };
+    struct fx_layer L;
+    fx_layer_make(&L, 2, 2, N, D, 2.0, 61);
+    struct ab_problem p = fx_problem(&L, 1, M);
+    struct ab_ledger led;
+    struct ab_keep keep;
+    run_checked(method(name), &p, C, &led, &keep);
+    uint8_t *gone = calloc(N, 1);
+    int64_t evictions = 0;
+    for (int64_t r0 = 1; r0 < p.n_rows; r0++) {
+        int64_t i = p.rows[r0], added = 0, lost = 0;
+        for (int64_t j = 0; j <= i; j++) {
+            int now = ab_keep_has(&keep, r0, j), before = ab_keep_has(&keep, r0 - 1, j);
+            if (now && !before) {
+                added++;
+                cr_expect_eq(j, i, "%s: row %lld read key %lld it did not read before", name,
+                             (long long)i, (long long)j);
+                cr_expect(!gone[j], "%s: key %lld came back", name, (long long)j);
+            }
+            if (!now && before) lost++, gone[j] = 1;
+        }
+        cr_expect_eq(added, 1, "%s: the new token enters the cache", name);
+        cr_expect_leq(lost, 1, "%s: at most one eviction per step", name);
+        evictions += lost;
+    }
+    cr_expect_eq(evictions, p.n_rows - 1, "%s: a full cache evicts once per step", name);
+    free(gone);
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+Test(h2o, evicts_one_key_per_step) { check_one_eviction_per_step("h2o"); }
+
+/* ---- tova ---- */
+
+/* One cache per layer: every head of the layer reads the same keys at every decode step
+ * (while their outputs differ, being different heads). */
+Test(tova, kept_set_shared_across_heads)
+{
+    enum { N = 512, D = 32, M = 32, H = 4, C = 48 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 2.0, 71);
+    struct ab_keep keep[H];
+    struct ab_ledger led;
+    double err[H];
+    for (int64_t h = 0; h < H; h++) {
+        struct ab_problem p = fx_problem(&L, h, M);
+        err[h] = run_checked(method("tova"), &p, C, &led, &keep[h]);
+    }
+    for (int64_t h = 1; h < H; h++)
+        cr_expect(!memcmp(keep[h].bits, keep[0].bits,
+                          sizeof(uint64_t) * (size_t)(keep[0].n_rows * keep[0].words)),
+                  "head %lld reads another cache than head 0", (long long)h);
+    cr_expect_neq(err[0], err[1]);
+    cr_log_info("tova rel_l2 per head at C = %d: %.3f %.3f %.3f %.3f", C, err[0], err[1], err[2],
+                err[3]);
+    for (int64_t h = 0; h < H; h++) ab_keep_free(&keep[h]);
+    fx_layer_free(&L);
+}
+
+Test(tova, evicts_one_key_per_step) { check_one_eviction_per_step("tova"); }
+
+/* ---- all kv rows ---- */
+
+/* cells = the formula of each file (methods.md), flops_attend = 4d per cell, bytes 8d per
+ * cell, flops_select as stated; ada-snapkv's layer total is n_heads x C. */
+Test(kv, ledger_formulas)
+{
+    enum { N = 512, D = 32, M = 32, H = 2 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 2.0, 81);
+    int64_t q0 = N - M;
+    const double knobs[] = {1, 16, 40, 64, 100, 300, q0 - 1, q0, N};
+    for (size_t t = 0; t < sizeof knobs / sizeof knobs[0]; t++) {
+        int64_t K = (int64_t)knobs[t], ada_total = 0;
+        for (int k = 0; k < N_KV; k++) {
+            const struct ab_method *m = method(kv_names[k]);
+            for (int64_t h = 0; h < H; h++) {
+                struct ab_problem p = fx_problem(&L, h, M);
+                struct ab_ledger led;
+                struct ab_keep keep;
+                run_checked(m, &p, knobs[t], &led, &keep);
+                double cells = 0, select = 0, k_ctx = (double)keep_count_below(&keep, 0, q0);
+                for (int64_t i = q0; i < N; i++) {
+                    int64_t v = i + 1, pages = (v + P - 1) / P, T = (K + P - 1) / P;
+                    if (!strcmp(m->name, "quest")) {
+                        cells += pages <= T ? v : (v - P * (pages - 1)) + P * (T - 1);
+                        select += 4.0 * D * (double)(pages - 1);
+                    } else if (!strcmp(m->name, "snapkv")) {
+                        cells += (double)(AB_MIN(K, q0) + v - q0);
+                    } else if (!strcmp(m->name, "ada-snapkv")) {
+                        cells += k_ctx + (double)(v - q0);
+                    } else {
+                        cells += (double)AB_MIN(K, v);
+                    }
+                }
+                if (strstr(m->name, "snapkv")) select = 2.0 * W * (double)q0 * D;
+                if (!strcmp(m->name, "ada-snapkv") && h == 0) ada_total = 0;
+                if (!strcmp(m->name, "ada-snapkv")) ada_total += (int64_t)k_ctx;
+                cr_expect_eq(led.cells, cells, "%s at %lld: cells %.0f, formula %.0f", m->name,
+                             (long long)K, led.cells, cells);
+                cr_expect_eq(led.flops_attend, 4.0 * D * cells);
+                cr_expect_eq(led.bytes_kv, 8.0 * D * cells);
+                cr_expect_eq(led.flops_select, select, "%s at %lld: select %g, formula %g",
+                             m->name, (long long)K, led.flops_select, select);
+                cr_expect_geq(led.ops_other, cells);
+                ab_keep_free(&keep);
+            }
+        }
+        cr_expect_eq(ada_total, H * AB_MIN(K, q0), "ada-snapkv at %lld: layer keeps %lld",
+                     (long long)K, (long long)ada_total);
+    }
+    fx_layer_free(&L);
+}
+
+/* At the largest knob (n) every kv row keeps every visible key and equals dense. */
+Test(kv, max_knob_equals_dense)
+{
+    enum { N = 384, D = 32, M = 24, H = 2 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 4.0, 91);
+    struct ab_problem p = fx_problem(&L, 1, M);
+    for (int k = 0; k < N_KV; k++) {
+        const struct ab_method *m = method(kv_names[k]);
+        double lo, hi;
+        ab_method_knob_range(m, &p, &lo, &hi);
+        cr_expect_eq(lo, 1);
+        cr_expect_eq(hi, N);
+        struct ab_ledger led;
+        struct ab_keep keep;
+        double err = run_checked(m, &p, hi, &led, &keep);
+        cr_expect_leq(err, 1e-5, "%s at n: rel_l2 %g", m->name, err);
+        for (int64_t r0 = 0; r0 < p.n_rows; r0++)
+            cr_expect_eq(ab_keep_count(&keep, r0), p.rows[r0] + 1);
+        cr_log_info("%s at knob n: rel_l2 %.2g", m->name, err);
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}
+
+/* flop_ratio is non-decreasing in the knob over its whole range, and so is every ledger
+ * count (ada-snapkv: on its run, the others on cost()). */
+Test(kv, cost_monotone_in_knob)
+{
+    enum { N = 384, D = 32, M = 24, H = 2 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 2.0, 92);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    for (int k = 0; k < N_KV; k++) {
+        const struct ab_method *m = method(kv_names[k]);
+        struct ab_ledger prev = {0};
+        for (int64_t K = 1; K <= N; K += (K < 80 ? 1 : 7)) {
+            struct ab_ledger led = {0};
+            cr_assert_eq(m->cost ? m->cost(&p, (double)K, &led)
+                                 : m->run(&p, (double)K, NULL, NULL, &led),
+                         AB_OK);
+            cr_expect_geq(led.flops_attend + led.flops_select,
+                          prev.flops_attend + prev.flops_select, "%s at %lld", m->name,
+                          (long long)K);
+            cr_expect_geq(led.cells, prev.cells, "%s at %lld", m->name, (long long)K);
+            cr_expect_geq(led.ops_other, prev.ops_other, "%s at %lld", m->name, (long long)K);
+            cr_expect_geq(led.bytes_kv, prev.bytes_kv, "%s at %lld", m->name, (long long)K);
+            prev = led;
+        }
+    }
+    fx_layer_free(&L);
+}
+
+/* The decode protocol: compression decisions use the context only. Rewriting every decode
+ * query (all heads) changes nothing snapkv and ada-snapkv keep from the context, nor what h2o
+ * and tova hold when the first decode query reads (their later evictions may follow the
+ * decode queries, as designed). quest, query-aware by design, is exempt. */
+Test(kv, decode_queries_do_not_change_context_selection)
+{
+    enum { N = 512, D = 32, M = 32, H = 2, C = 100 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 2.0, 93);
+    int64_t q0 = N - M;
+    const char *names[] = {"snapkv", "ada-snapkv", "h2o", "tova"};
+    struct ab_keep before[4][H], after[4][H];
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) { /* new decode queries for every head */
+            struct ab_rng r;
+            ab_rng_init(&r, 93, 2);
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = q0; i < N; i++)
+                    for (int64_t c = 0; c < D; c++)
+                        L.q[(h * N + i) * D + c] = (float)(3.0 * ab_rng_normal(&r));
+        }
+        for (int k = 0; k < 4; k++)
+            for (int64_t h = 0; h < H; h++) {
+                struct ab_problem p = fx_problem(&L, h, M);
+                struct ab_ledger led;
+                run_checked(method(names[k]), &p, C, &led, pass ? &after[k][h] : &before[k][h]);
+            }
+    }
+    for (int k = 0; k < 4; k++)
+        for (int64_t h = 0; h < H; h++) {
+            int64_t rows = k < 2 ? M : 1, changed_later = 0;
+            for (int64_t r0 = 0; r0 < M; r0++)
+                for (int64_t j = 0; j < (r0 < rows ? q0 : N); j++) {
+                    int a = ab_keep_has(&before[k][h], r0, j), b = ab_keep_has(&after[k][h], r0, j);
+                    if (r0 < rows)
+                        cr_expect_eq(a, b, "%s head %lld row %lld key %lld changed", names[k],
+                                     (long long)h, (long long)r0, (long long)j);
+                    else
+                        changed_later += a != b;
+                }
+            if (k >= 2)
+                cr_log_info("%s head %lld: %lld (row, key) bits changed after the first step",
+                            names[k], (long long)h, (long long)changed_later);
+            ab_keep_free(&before[k][h]);
+            ab_keep_free(&after[k][h]);
+        }
+    fx_layer_free(&L);
+}
+
+/* Evaluating a subset of the decode rows gives the same ledger (the whole phase) and, row for
+ * row, the same keep and O as evaluating them all. */
+Test(kv, evaluated_subset_matches_full)
+{
+    enum { N = 384, D = 32, M = 40, H = 2, C = 70 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 2.0, 94);
+    struct ab_problem full = fx_problem(&L, 1, M);
+    int64_t sub_rows[M], n_sub = 0;
+    for (int64_t r0 = 1; r0 < M; r0 += 3) sub_rows[n_sub++] = full.rows[r0];
+    struct ab_problem sub = full;
+    sub.rows = sub_rows, sub.n_rows = n_sub;
+    for (int k = 0; k < N_KV; k++) {
+        const struct ab_method *m = method(kv_names[k]);
+        float *o_full = malloc(sizeof(float) * M * D), *o_sub = malloc(sizeof(float) * M * D);
+        struct ab_keep k_full, k_sub;
+        struct ab_ledger l_full = {0}, l_sub = {0};
+        cr_assert_eq(ab_keep_alloc(&k_full, M, N), AB_OK);
+        cr_assert_eq(ab_keep_alloc(&k_sub, n_sub, N), AB_OK);
+        cr_assert_eq(m->run(&full, C, o_full, &k_full, &l_full), AB_OK);
+        cr_assert_eq(m->run(&sub, C, o_sub, &k_sub, &l_sub), AB_OK);
+        cr_expect(!memcmp(&l_full, &l_sub, sizeof l_full), "%s: the ledger is the phase's",
+                  m->name);
+        for (int64_t s = 0; s < n_sub; s++) {
+            int64_t r0 = sub_rows[s] - full.q0;
+            cr_expect(!memcmp(k_sub.bits + s * k_sub.words, k_full.bits + r0 * k_full.words,
+                              sizeof(uint64_t) * (size_t)k_sub.words),
+                      "%s: row %lld keeps other keys", m->name, (long long)sub_rows[s]);
+            cr_expect(!memcmp(o_sub + s * D, o_full + r0 * D, sizeof(float) * D),
+                      "%s: row %lld output differs", m->name, (long long)sub_rows[s]);
+        }
+        free(o_full), free(o_sub);
+        ab_keep_free(&k_full);
+        ab_keep_free(&k_sub);
+    }
+    fx_layer_free(&L);
+}
+
+/* The kv rows support the decode phase only, and say so when asked for prefill. */
+Test(kv, prefill_is_refused)
+{
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, 64, 16, 1.0, 95);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    for (int k = 0; k < N_KV; k++) {
+        const struct ab_method *m = method(kv_names[k]);
+        cr_expect_eq(m->phases, (unsigned)AB_PHASE_DECODE);
+        cr_expect_eq(m->masks, (unsigned)AB_MASKS_CAUSAL);
+        struct ab_ledger led = {0};
+        cr_expect_eq(m->run(&p, 8, NULL, NULL, &led), AB_E_USAGE, "%s", m->name);
+    }
+    fx_layer_free(&L);
+}
+
+/* GQA: ada-snapkv selects per kv head (scores maxed over the group), so the query heads of a
+ * group read one set, and the layer's kv heads keep n_kv x C context keys in all. */
+Test(ada_snapkv, gqa_group_reads_one_set)
+{
+    enum { N = 512, D = 32, M = 16, H = 4, KV = 2, C = 150 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, KV, N, D, 3.0, 42);
+    int64_t q0 = N - M, total = 0;
+    struct ab_keep keep[H];
+    for (int64_t h = 0; h < H; h++) {
+        struct ab_problem p = fx_problem(&L, h, M);
+        struct ab_ledger led;
+        run_checked(method("ada-snapkv"), &p, C, &led, &keep[h]);
+        if (h % (H / KV) == 0) total += keep_count_below(&keep[h], 0, q0);
+    }
+    for (int64_t h = 0; h < H; h++) {
+        int64_t first = h - h % (H / KV);
+        cr_expect(!memcmp(keep[h].bits, keep[first].bits,
+                          sizeof(uint64_t) * (size_t)(keep[h].n_rows * keep[h].words)),
+                  "head %lld and head %lld share a kv head", (long long)h, (long long)first);
+    }
+    cr_expect_eq(total, KV * C);
+    for (int64_t h = 0; h < H; h++) ab_keep_free(&keep[h]);
+    fx_layer_free(&L);
+}
+
+/* Edge problems: one decode query, a context shorter than the window, no context at all
+ * (m = n), each at small, middle and largest knobs: the ledger checks of run_checked hold and
+ * the o-only path (keep == NULL) gives the same O. */
+Test(kv, edge_problems)
+{
+    enum { N = 96, D = 16, H = 2 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 2.0, 96);
+    const int64_t ms[] = {1, 40, N};
+    const double knobs[] = {1, 5, 33, N};
+    for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
+        for (size_t b = 0; b < sizeof knobs / sizeof knobs[0]; b++)
+            for (int k = 0; k < N_KV; k++) {
+                const struct ab_method *m = method(kv_names[k]);
+                struct ab_problem p = fx_problem(&L, 1, ms[a]);
+                struct ab_ledger led, led2 = {0};
+                struct ab_keep keep;
+                double err = run_checked(m, &p, knobs[b], &led, &keep);
+                cr_expect(isfinite(err), "%s m %lld knob %g", m->name, (long long)ms[a],
+                          knobs[b]);
+                if (knobs[b] == N) cr_expect_leq(err, 1e-5, "%s m %lld", m->name, (long long)ms[a]);
+                float *o1 = malloc(sizeof(float) * p.n_rows * D);
+                float *o2 = malloc(sizeof(float) * p.n_rows * D);
+                ab_attend_kept(&p, &keep, o1, NULL);
+                cr_assert_eq(m->run(&p, knobs[b], o2, NULL, &led2), AB_OK);
+                cr_expect(!memcmp(o1, o2, sizeof(float) * p.n_rows * D), "%s m %lld knob %g",
+                          m->name, (long long)ms[a], knobs[b]);
+                free(o1), free(o2);
+                ab_keep_free(&keep);
+            }
+    fx_layer_free(&L);
+}
