@@ -194,6 +194,7 @@ int cmd_run(int argc, char **argv)
     }
     if (st == EX_AB_OK) {
         if (!ab_common.quiet) print_summary(&res);
+        fflush(stdout);
         int64_t infeasible = 0;
         for (int64_t c = 0; c < res.n_cells; c++) infeasible += !res.cells[c].feasible;
         fprintf(stderr, "%lld cells in %.1f s (%lld infeasible)\n", (long long)res.n_cells,

@@ -27,12 +27,16 @@ enum { BQ = AB_FAST_BQ, BK = AB_FAST_BK };
 
 /* exp(x) for x <= 0 in float, to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by a
  * degree-6 Taylor polynomial (truncation below 2e-8 relative), 2^n built in the exponent bits.
- * Branch-free so the loops below vectorise; arguments below -87 flush to 2^-126 scale (their
- * weight against the row maximum e^0 is below float resolution). */
+ * Arguments below -87 are clamped there (their weight against the row maximum e^0 is below
+ * float resolution). Everything is straight-line integer and float arithmetic, so the loops
+ * below vectorise: the clamp compares the bit patterns as unsigned integers, which for x <= 0
+ * (+0 or a negative float) orders them by magnitude, and -0 / +0 stay below the limit. */
 static inline float exp_neg(float x)
 {
     const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    x = x < -87.0f ? -87.0f : x;
+    union { float f; uint32_t u; } xb = {.f = x}, lim = {.f = -87.0f};
+    xb.u = xb.u > lim.u ? lim.u : xb.u;
+    x = xb.f;
     /* round to nearest by the 1.5 * 2^23 trick (default rounding mode) */
     float n = (x * log2e + 12582912.0f) - 12582912.0f;
     float r = (x - n * ln2_hi) - n * ln2_lo;
@@ -61,10 +65,14 @@ static float softmax_chunk(float *s, int64_t n_vis, int64_t bk, float *m, float 
         memset(s, 0, (size_t)bk * sizeof(float));
         return 1.0f;
     }
-    for (int64_t j = 0; j < n_vis; j++) {
-        s[j] = exp_neg(s[j] - mx);
-        sum += s[j];
-    }
+    for (int64_t j = 0; j < n_vis; j++) s[j] = exp_neg(s[j] - mx);
+    /* eight partial sums: a fixed order the compiler may keep in vector lanes */
+    float part[8] = {0};
+    int64_t j8 = n_vis / 8 * 8;
+    for (int64_t j = 0; j < j8; j += 8)
+        for (int t = 0; t < 8; t++) part[t] += s[j + t];
+    for (int64_t j = j8; j < n_vis; j++) part[0] += s[j];
+    for (int t = 0; t < 8; t++) sum += part[t];
     for (int64_t j = n_vis; j < bk; j++) s[j] = 0;
     *l = *l * corr + sum;
     *m = mx;

@@ -2,6 +2,7 @@
  * (architecture.md, "Threads and scale"). Head instances are independent, so OpenMP runs them in
  * parallel (BLAS serial inside) and the cells are appended afterwards in a fixed order: the same
  * seed gives the same table whatever the thread count. */
+#include <assert.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -179,7 +180,10 @@ static void run_head(const struct ab_workload *w, const char *name,
 {
     char kinds[64];
     task_kinds(w, layer, head, kinds, sizeof kinds);
-    for (int64_t h = 0; h < w->n_head; h++) ab_workload_head(w, layer, h, &layer_heads[h]);
+    for (int64_t h = 0; h < w->n_head; h++) {
+        ab_workload_head(w, layer, h, &layer_heads[h]);
+        assert(layer_heads[h].rope_theta == 0); /* methods read post-RoPE Q and K */
+    }
     float *out = NULL;
     struct ab_keep keep = {0};
     struct ab_exact ex = {0};

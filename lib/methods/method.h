@@ -16,7 +16,9 @@
  * - the ledger counts the whole phase (every query row q0..n-1), not only the evaluated rows;
  *   O is written only for the evaluated rows;
  * - selection methods renormalise softmax over what they kept (exact attention restricted to the
- *   kept set); forced tokens (sinks, window, diagonal block) count against the budget. */
+ *   kept set); forced tokens (sinks, window, diagonal block) count against the budget;
+ * - Q and K are post-RoPE: problems have h->rope_theta == 0 (workload files store rotated Q and
+ *   K, and the engine asserts it), so methods and ab_attend_kept never rotate. */
 #ifndef AB_METHODS_METHOD_H
 #define AB_METHODS_METHOD_H
 
