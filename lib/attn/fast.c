@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/expf.h"
 #include "core/ab.h"
 
 #ifndef AB_FAST_BQ
@@ -24,32 +25,6 @@
 #define AB_FAST_BK 512
 #endif
 enum { BQ = AB_FAST_BQ, BK = AB_FAST_BK };
-
-/* exp(x) for x <= 0 in float, to about 2 ulp: x = n ln2 + r with |r| <= ln2/2, exp(r) by a
- * degree-6 Taylor polynomial (truncation below 2e-8 relative), 2^n built in the exponent bits.
- * Arguments below -87 are clamped there (their weight against the row maximum e^0 is below
- * float resolution). Everything is straight-line integer and float arithmetic, so the loops
- * below vectorise: the clamp compares the bit patterns as unsigned integers, which for x <= 0
- * (+0 or a negative float) orders them by magnitude, and -0 / +0 stay below the limit. */
-static inline float exp_neg(float x)
-{
-    const float log2e = 1.44269504088896341f, ln2_hi = 0.693359375f, ln2_lo = -2.12194440e-4f;
-    union { float f; uint32_t u; } xb = {.f = x}, lim = {.f = -87.0f};
-    xb.u = xb.u > lim.u ? lim.u : xb.u;
-    x = xb.f;
-    /* round to nearest by the 1.5 * 2^23 trick (default rounding mode) */
-    float n = (x * log2e + 12582912.0f) - 12582912.0f;
-    float r = (x - n * ln2_hi) - n * ln2_lo;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { int32_t i; float f; } two_n = {.i = ((int32_t)n + 127) * (1 << 23)};
-    return p * two_n.f;
-}
 
 /* One row of the online softmax over a chunk: s (BK) holds scaled logits, the first n_vis of
  * them visible. Updates *m and *l, turns s into the chunk's unnormalised probabilities (zero past
@@ -60,12 +35,12 @@ static float softmax_chunk(float *s, int64_t n_vis, int64_t bk, float *m, float 
 {
     float mx = *m;
     for (int64_t j = 0; j < n_vis; j++) mx = s[j] > mx ? s[j] : mx;
-    float corr = *m == -INFINITY ? 0.0f : exp_neg(*m - mx), sum = 0;
+    float corr = *m == -INFINITY ? 0.0f : ab_expf_nonpos(*m - mx), sum = 0;
     if (mx == -INFINITY) { /* nothing visible yet */
         memset(s, 0, (size_t)bk * sizeof(float));
         return 1.0f;
     }
-    for (int64_t j = 0; j < n_vis; j++) s[j] = exp_neg(s[j] - mx);
+    for (int64_t j = 0; j < n_vis; j++) s[j] = ab_expf_nonpos(s[j] - mx);
     /* eight partial sums: a fixed order the compiler may keep in vector lanes */
     float part[8] = {0};
     int64_t j8 = n_vis / 8 * 8;

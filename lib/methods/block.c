@@ -35,6 +35,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "attn/expf.h"
 #include "core/ab.h"
 #include "methods/dynamic.h"
 #include "methods/method.h"
@@ -42,35 +43,6 @@
 enum { B = AB_DYN_B, N_FORCED = 3 };
 
 /* ---- row kernels ---- */
-
-/* e^x for x <= 0 in float: x = m ln2 + r with m = round(x log2 e) and |r| <= ln2 / 2 (ln2 split
- * into a short head and a tail so that m ln2 is exact), e^r by its Taylor polynomial to r^6
- * (remainder below 1.2e-7 relative; 2.5e-7 measured over [-87, 0]), 2^m written into the
- * exponent field. Adding 1.5 * 2^23 rounds x log2 e to an integer held in the low mantissa
- * bits, read back as m; results below 2^-126 flush to 0. No branch and no float-to-int
- * conversion, so loops over it vectorise. */
-static inline float exp_nonpos(float x)
-{
-    const float log2e = 1.44269504f, ln2_head = 0.693145752f, ln2_tail = 1.42860677e-6f;
-    const float shift = 12582912.0f; /* 1.5 * 2^23, bits 0x4B400000 */
-    float big = x * log2e + shift, m = big - shift;
-    float r = (x - m * ln2_head) - m * ln2_tail;
-    float e = 1.0f / 720; /* Horner: sum_{t <= 6} r^t / t! */
-    e = e * r + 1.0f / 120;
-    e = e * r + 1.0f / 24;
-    e = e * r + 1.0f / 6;
-    e = e * r + 0.5f;
-    e = e * r + 1.0f;
-    e = e * r + 1.0f;
-    int32_t bits;
-    memcpy(&bits, &big, sizeof bits);
-    int32_t biased = bits - 0x4B400000 + 127; /* m + 127 */
-    biased = biased > 0 ? biased : 0;
-    bits = biased * (1 << 23);
-    float two_m;
-    memcpy(&two_m, &bits, sizeof two_m);
-    return e * two_m;
-}
 
 /* Eight running maxima, then the largest. */
 __attribute__((target_clones("avx2", "default")))
@@ -91,7 +63,7 @@ static float ab_dyn_row_max_impl(const float *x, int64_t n)
 __attribute__((target_clones("avx2", "default")))
 static double exp_run(float *x, int64_t n, float mx)
 {
-    for (int64_t j = 0; j < n; j++) x[j] = exp_nonpos(x[j] - mx);
+    for (int64_t j = 0; j < n; j++) x[j] = ab_expf_nonpos(x[j] - mx);
     float lane[8] = {0};
     int64_t j = 0;
     for (; j + 8 <= n; j += 8)

@@ -33,7 +33,6 @@
  *   by evicting token by token during prefill (the greedy algorithm run over the prompt would);
  * - the accumulation is per query head, even under GQA;
  * - ties go to the earlier key. */
-#include <assert.h>
 
 #include "core/ab.h"
 #include "methods/kv.h"
@@ -167,25 +166,9 @@ static int h2o_run(const struct ab_problem *p, double knob, float *o, struct ab_
 {
     int rc = kv_check_phase(p, "h2o");
     if (rc) return rc;
-    const struct ab_head *h = p->h;
     int64_t C = h2o_budget(knob);
-    double expected = h2o_ledger(p, C, led), cells = 0;
-    if ((!o && !keep) || p->n_rows == 0) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
-    if (C >= ab_head_visible(h, h->n_q - 1)) { /* nothing is ever evicted */
-        for (int64_t r = 0; r < p->n_rows; r++)
-            ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
-    } else {
-        rc = h2o_schedule(p, C, keep, &cells);
-        assert(rc || cells == expected); /* the ledger counts exactly this schedule */
-    }
-    if (!rc && o) ab_attend_kept(p, keep, o, NULL);
-    ab_keep_free(&local);
-    return rc;
+    double expected = h2o_ledger(p, C, led);
+    return kv_run_schedule(p, C, expected, h2o_schedule, o, keep);
 }
 
 const struct ab_method ab_method_h2o = {

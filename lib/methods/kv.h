@@ -8,12 +8,14 @@
 #ifndef AB_METHODS_KV_H
 #define AB_METHODS_KV_H
 
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/ab.h"
+#include "attn/expf.h"
 #include "methods/method.h"
 
 /* Quest's page metadata (quest.c): per-channel min and max of the keys of each page of `page`
@@ -40,32 +42,6 @@ static inline void kv_logits(const struct ab_head *h, int64_t i0, int64_t nr, in
                 (float)h->scale, h->q + i0 * h->d, (int)h->d, h->k, (int)h->d, 0.0f, s, (int)ld);
 }
 
-/* e^x for x <= 0 in float, relative error below 3e-7. x is first clamped at -87 (e^-87 ~ 1.6e-38
- * is nothing next to a row maximum's e^0) by comparing bit patterns as unsigned integers: a
- * negative float below -87 has a larger pattern than -87's 0xC2AE0000, a non-negative one a
- * smaller pattern; integer selects keep the loops that call this vectorisable where a float
- * compare would not be (trapping math). Then x = k ln2 + r with |r| <= ln2 / 2 (k rounded by
- * adding and removing 1.5 * 2^23, ln2 split in two parts so k ln2 is exact enough), e^r by its
- * Taylor polynomial of degree 6 in Horner form (remainder below 3e-8), 2^k written into the
- * exponent field. */
-static inline float kv_exp_neg(float x)
-{
-    const float round = 12582912.0f; /* 1.5 * 2^23 */
-    uint32_t xi, lim = 0xC2AE0000u;  /* the bits of -87.0f */
-    memcpy(&xi, &x, sizeof xi);
-    uint32_t below = -(uint32_t)(xi > lim); /* all ones when x < -87 */
-    xi = (xi & ~below) | (lim & below);
-    memcpy(&x, &xi, sizeof x);
-    float k = (x * 1.4426950408889634f + round) - round;
-    float r = x - k * 0.693145751953125f - k * 1.428606765330187e-06f;
-    float e = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 +
-                                                       r * (1.0f / 120 + r * (1.0f / 720))))));
-    int32_t bits = ((int32_t)k + 127) * (1 << 23);
-    float two_k;
-    memcpy(&two_k, &bits, sizeof two_k);
-    return e * two_k;
-}
-
 /* In place: s[0..n) logits -> softmax probabilities p_j = e^(s_j - max) / sum_t e^(s_t - max).
  * Max and sum run over 8 interleaved partial results so that the loops vectorise (the sum in
  * float: relative error ~1e-6 at n = 4096; these probabilities rank keys, they never become
@@ -81,7 +57,7 @@ static void kv_softmax(float *s, int64_t n)
         for (int u = 0; u < 8; u++) part[u] = s[j + u] > part[u] ? s[j + u] : part[u];
     for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
     for (int u = 0; u < 8; u++) mx = part[u] > mx ? part[u] : mx;
-    for (j = 0; j < n; j++) s[j] = kv_exp_neg(s[j] - mx);
+    for (j = 0; j < n; j++) s[j] = ab_expf_nonpos(s[j] - mx);
     for (int u = 0; u < 8; u++) part[u] = 0;
     for (j = 0; j + 8 <= n; j += 8)
         for (int u = 0; u < 8; u++) part[u] += s[j + u];
@@ -159,6 +135,37 @@ static inline int kv_check_phase(const struct ab_problem *p, const char *name)
     if (p->phase != AB_PHASE_DECODE)
         return ab_fail(AB_E_USAGE, "%s: supports the decode phase only", name);
     return AB_OK;
+}
+
+/* The run of a stateful cache policy (h2o, tova) once its closed-form ledger is filled
+ * (`expected` cells): when O or the keep sets are wanted, the eviction schedule itself, which
+ * must count exactly the expected cells, then exact attention over what each evaluated row
+ * read. A budget that holds every key never evicts: each row reads all it can see. */
+typedef int (*kv_schedule_fn)(const struct ab_problem *p, int64_t C, struct ab_keep *keep,
+                              double *cells);
+static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double expected,
+                                  kv_schedule_fn schedule, float *o, struct ab_keep *keep)
+{
+    const struct ab_head *h = p->h;
+    double cells = 0;
+    int rc = AB_OK;
+    if ((!o && !keep) || p->n_rows == 0) return AB_OK;
+    struct ab_keep local = {0};
+    if (!keep) {
+        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
+        keep = &local;
+    }
+    if (C >= ab_head_visible(h, h->n_q - 1)) {
+        for (int64_t r = 0; r < p->n_rows; r++)
+            ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
+    } else {
+        rc = schedule(p, C, keep, &cells);
+        assert(rc || cells == expected); /* the ledger counts exactly this schedule */
+    }
+    (void)expected;
+    if (!rc && o) ab_attend_kept(p, keep, o, NULL);
+    ab_keep_free(&local);
+    return rc;
 }
 
 #endif

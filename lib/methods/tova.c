@@ -32,7 +32,6 @@
  *   query head reads those positions of its kv head's keys);
  * - the budget counts the new token when the query reads (TOVA reads C + 1 and then drops one);
  * - ties go to the earlier key. */
-#include <assert.h>
 
 #include "core/ab.h"
 #include "methods/kv.h"
@@ -153,25 +152,9 @@ static int tova_run(const struct ab_problem *p, double knob, float *o, struct ab
 {
     int rc = kv_check_phase(p, "tova");
     if (rc) return rc;
-    const struct ab_head *h = p->h;
     int64_t C = tova_budget(knob);
-    double expected = tova_ledger(p, C, led), cells = 0;
-    if ((!o && !keep) || p->n_rows == 0) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
-    if (C >= ab_head_visible(h, h->n_q - 1)) { /* nothing is ever evicted */
-        for (int64_t r = 0; r < p->n_rows; r++)
-            ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
-    } else {
-        rc = tova_schedule(p, C, keep, &cells);
-        assert(rc || cells == expected); /* the ledger counts exactly this schedule */
-    }
-    if (!rc && o) ab_attend_kept(p, keep, o, NULL);
-    ab_keep_free(&local);
-    return rc;
+    double expected = tova_ledger(p, C, led);
+    return kv_run_schedule(p, C, expected, tova_schedule, o, keep);
 }
 
 const struct ab_method ab_method_tova = {
