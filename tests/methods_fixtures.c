@@ -97,3 +97,33 @@ double fx_recall(const struct ab_problem *p, const struct ab_keep *keep)
     cr_assert_eq(ab_attn_ref_visit(p->h, p->rows, p->n_rows, recall_row, &c), AB_OK);
     return c.sum / (double)p->n_rows;
 }
+
+const struct ab_method *fx_method(const char *name)
+{
+    const struct ab_method *m = ab_method_find(name);
+    cr_assert(m, "%s is not in the registry", name);
+    return m;
+}
+
+double fx_keep_cells(const struct ab_keep *keep)
+{
+    double c = 0;
+    for (int64_t r = 0; r < keep->n_rows; r++) c += (double)ab_keep_count(keep, r);
+    return c;
+}
+
+void fx_unit(float *u, int64_t d, struct ab_rng *r)
+{
+    double nn = 0;
+    for (int64_t c = 0; c < d; c++) {
+        u[c] = (float)ab_rng_normal(r);
+        nn += (double)u[c] * u[c];
+    }
+    for (int64_t c = 0; c < d; c++) u[c] /= (float)sqrt(nn);
+}
+
+void fx_add_dir(float *x, int64_t d, int64_t i0, int64_t i1, const float *u, float a)
+{
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t c = 0; c < d; c++) x[i * d + c] += a * u[c];
+}

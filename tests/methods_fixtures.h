@@ -36,4 +36,17 @@ double fx_rel_l2(const struct ab_method *m, const struct ab_problem *p, double k
 /* Attention recall of a keep set: mean over evaluated rows of the exact mass on kept keys. */
 double fx_recall(const struct ab_problem *p, const struct ab_keep *keep);
 
+/* The registry row called name (asserts it exists). */
+const struct ab_method *fx_method(const char *name);
+
+/* Kept cells of a keep set over all its rows. */
+double fx_keep_cells(const struct ab_keep *keep);
+
+/* u (d): a unit vector along a seeded random direction. */
+struct ab_rng;
+void fx_unit(float *u, int64_t d, struct ab_rng *r);
+
+/* Rows i0..i1 of x (n, d) += a u: plants a direction in a span of queries or keys. */
+void fx_add_dir(float *x, int64_t d, int64_t i0, int64_t i1, const float *u, float a);
+
 #endif

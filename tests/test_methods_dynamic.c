@@ -15,21 +15,6 @@
 
 enum { BS = AB_DYN_B };
 
-static const struct ab_method *method(const char *name)
-{
-    const struct ab_method *m = ab_method_find(name);
-    cr_assert(m, "%s is not in the registry", name);
-    return m;
-}
-
-/* Kept cells of a keep set over all its rows. */
-static double keep_cells(const struct ab_keep *keep)
-{
-    double c = 0;
-    for (int64_t r = 0; r < keep->n_rows; r++) c += (double)ab_keep_count(keep, r);
-    return c;
-}
-
 /* Runs m with O, checks the ledger against what ab_attend_kept computes on the keep set and
  * against the o == NULL path, and returns rel_l2 against the exact reference. Every row of p
  * must be evaluated (fx_problem), so the keep set covers the whole phase. */
@@ -43,22 +28,11 @@ static double run_checked(const struct ab_method *m, const struct ab_problem *p,
     free(o);
     cr_expect_eq(computed, led->cells, "%s: ledger %.0f cells, computed %.0f", m->name, led->cells,
                  computed);
-    cr_expect_eq(keep_cells(keep), led->cells);
+    cr_expect_eq(fx_keep_cells(keep), led->cells);
     struct ab_ledger bare = {0};
     cr_assert_eq(m->run(p, knob, NULL, NULL, &bare), AB_OK);
     cr_expect(!memcmp(&bare, led, sizeof bare), "%s: the o == NULL ledger differs", m->name);
     return err;
-}
-
-/* u (d): a unit vector along a random direction. */
-static void unit(float *u, int64_t d, struct ab_rng *r)
-{
-    double nn = 0;
-    for (int64_t c = 0; c < d; c++) {
-        u[c] = (float)ab_rng_normal(r);
-        nn += (double)u[c] * u[c];
-    }
-    for (int64_t c = 0; c < d; c++) u[c] /= (float)sqrt(nn);
 }
 
 /* ---- block-topk ---- */
@@ -73,7 +47,7 @@ Test(block_topk, keeps_planted_hot_block)
     struct ab_rng r;
     ab_rng_init(&r, 5, 0);
     float u[D];
-    unit(u, D, &r);
+    fx_unit(u, D, &r);
     for (int64_t j = HOT * BS; j < (HOT + 1) * BS; j++)
         for (int64_t c = 0; c < D; c++) L.k[j * D + c] += 3.0f * u[c];
     for (int64_t i = 0; i < N; i++)
@@ -81,7 +55,7 @@ Test(block_topk, keeps_planted_hot_block)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    run_checked(method("block-topk"), &p, 4, &led, &keep);
+    run_checked(fx_method("block-topk"), &p, 4, &led, &keep);
     int64_t rows = 0;
     for (int64_t i = (HOT + 3) * BS; i < N; i++, rows++) {
         /* the hot block whole, the non-forced block next to it not at all */
@@ -115,7 +89,7 @@ Test(block_topk, ledger_follows_formula)
     struct fx_layer L;
     fx_layer_make(&L, 1, 1, N, D, 1.0, 12);
     struct ab_problem p = fx_problem(&L, 0, 0);
-    const struct ab_method *m = method("block-topk");
+    const struct ab_method *m = fx_method("block-topk");
     cr_assert(m->flags & AB_METHOD_ANALYTIC && m->cost && m->flags & AB_METHOD_SELECTS);
     int64_t nb = (N + BS - 1) / BS;
     double prev = 0;
@@ -145,7 +119,7 @@ Test(block_topk, dense_at_max_knob)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    double err = run_checked(method("block-topk"), &p, N, &led, &keep);
+    double err = run_checked(fx_method("block-topk"), &p, N, &led, &keep);
     cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
     cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
     ab_keep_free(&keep);
@@ -160,7 +134,7 @@ Test(block_oracle, recall_at_least_topk)
     struct fx_layer L;
     fx_layer_make(&L, 1, 1, N, D, 3.0, 14);
     struct ab_problem p = fx_problem(&L, 0, 0);
-    const struct ab_method *top = method("block-topk"), *orc = method("block-oracle");
+    const struct ab_method *top = fx_method("block-topk"), *orc = fx_method("block-oracle");
     cr_assert(orc->flags & AB_METHOD_ORACLE && orc->flags & AB_METHOD_ANALYTIC);
     const int64_t ks[] = {1, 3, 4, 6, 8, 12, 16};
     for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
@@ -186,7 +160,7 @@ Test(block_oracle, ledger_and_dense_at_max_knob)
     struct fx_layer L;
     fx_layer_make(&L, 1, 1, N, D, 2.0, 15);
     struct ab_problem p = fx_problem(&L, 0, 0);
-    const struct ab_method *m = method("block-oracle");
+    const struct ab_method *m = fx_method("block-oracle");
     for (int64_t k = 1; k <= 5; k++) {
         struct ab_ledger c = {0};
         cr_assert_eq(m->cost(&p, (double)k, &c), AB_OK);
@@ -214,8 +188,8 @@ static void plant_column_and_diagonal(struct fx_layer *L, int64_t col, int64_t d
     struct ab_rng r;
     ab_rng_init(&r, 21, 0);
     float *u = malloc(sizeof(float) * d), *rt = malloc(sizeof(float) * n * d); /* (d), (n, d) */
-    unit(u, d, &r);
-    for (int64_t t = 0; t < n; t++) unit(rt + t * d, d, &r);
+    fx_unit(u, d, &r);
+    for (int64_t t = 0; t < n; t++) fx_unit(rt + t * d, d, &r);
     for (int64_t c = 0; c < d; c++) L->k[col * d + c] += (float)a_col * u[c];
     for (int64_t i = 0; i < n; i++)
         for (int64_t c = 0; c < d; c++) {
@@ -235,7 +209,7 @@ Test(vertical_slash, finds_planted_column_and_diagonal)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    run_checked(method("vertical-slash"), &p, K, &led, &keep);
+    run_checked(fx_method("vertical-slash"), &p, K, &led, &keep);
     for (int64_t i = 0; i < N; i++) {
         if (i >= COL) cr_assert(ab_keep_has(&keep, i, COL), "row %ld lost the column", (long)i);
         if (i >= DELTA)
@@ -258,7 +232,7 @@ Test(vertical_slash, ledger_follows_formula)
     struct fx_layer L;
     fx_layer_make(&L, 1, 1, N, D, 1.0, 17);
     struct ab_problem p = fx_problem(&L, 0, 0);
-    const struct ab_method *m = method("vertical-slash");
+    const struct ab_method *m = fx_method("vertical-slash");
     cr_assert(!(m->flags & AB_METHOD_ANALYTIC) && !m->cost && m->flags & AB_METHOD_SELECTS);
     /* 2 L n d for Q_probe K^T + 4 per probe cell, P = L n - L (L - 1) / 2 */
     double probe = (double)LP * N - (double)LP * (LP - 1) / 2;
@@ -288,7 +262,7 @@ Test(vertical_slash, dense_at_max_knob)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    double err = run_checked(method("vertical-slash"), &p, N, &led, &keep);
+    double err = run_checked(fx_method("vertical-slash"), &p, N, &led, &keep);
     cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
     cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
     ab_keep_free(&keep);
@@ -321,7 +295,7 @@ Test(flexprefill, fewer_lines_on_peaked_head)
     ab_dyn_flex_free(&fp);
     ab_dyn_flex_free(&ff);
 
-    const struct ab_method *m = method("flexprefill");
+    const struct ab_method *m = fx_method("flexprefill");
     struct ab_keep kp, kf;
     run_checked(m, &pp, 0.9, &lp, &kp);
     run_checked(m, &pf, 0.9, &lf, &kf);
@@ -352,7 +326,7 @@ Test(flexprefill, ledger_follows_formula)
     fx_layer_make(&peak, 1, 1, N, D, 0.3, 20);
     fx_layer_make(&flat, 1, 1, N, D, 0.01, 20);
     plant_column_and_diagonal(&peak, 400, 1, 10.0, 0.0);
-    const struct ab_method *m = method("flexprefill");
+    const struct ab_method *m = fx_method("flexprefill");
     cr_assert(!(m->flags & AB_METHOD_ANALYTIC) && !m->cost && m->flags & AB_METHOD_SELECTS);
     struct fx_layer *layers[] = {&peak, &flat};
     int seen[2] = {0, 0};
@@ -391,7 +365,7 @@ Test(flexprefill, dense_at_max_knob)
         struct ab_problem p = fx_problem(layers[t], 0, 0);
         struct ab_keep keep;
         struct ab_ledger led;
-        double err = run_checked(method("flexprefill"), &p, 1.0, &led, &keep);
+        double err = run_checked(fx_method("flexprefill"), &p, 1.0, &led, &keep);
         cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
         cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
         ab_keep_free(&keep);
@@ -425,7 +399,7 @@ Test(dynamic, tied_positions)
     struct ab_problem p = fx_problem(&L, 0, 0);
     cr_assert(!ab_dyn_standard(p.h));
     for (size_t t = 0; t < 4; t++) {
-        const struct ab_method *m = method(dynamic_methods[t]);
+        const struct ab_method *m = fx_method(dynamic_methods[t]);
         double lo, hi;
         ab_method_knob_range(m, &p, &lo, &hi);
         const double knobs[] = {lo, knob_third(m, &p), hi};
@@ -457,7 +431,7 @@ Test(dynamic, short_sequences)
         fx_layer_make(&L, 1, 1, ns[a], 16, 1.0, 24);
         struct ab_problem p = fx_problem(&L, 0, 0);
         for (size_t t = 0; t < 4; t++) {
-            const struct ab_method *m = method(dynamic_methods[t]);
+            const struct ab_method *m = fx_method(dynamic_methods[t]);
             double lo, hi;
             ab_method_knob_range(m, &p, &lo, &hi);
             struct ab_keep keep;
@@ -492,7 +466,7 @@ Test(dynamic, evaluated_rows_subset)
     sub.rows = rows;
     sub.n_rows = R;
     for (size_t t = 0; t < 4; t++) {
-        const struct ab_method *m = method(dynamic_methods[t]);
+        const struct ab_method *m = fx_method(dynamic_methods[t]);
         double knob = knob_third(m, &p);
         float *o_all = malloc(sizeof(float) * N * D), *o_sub = malloc(sizeof(float) * R * D);
         struct ab_keep k_all, k_sub;

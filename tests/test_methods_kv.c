@@ -21,44 +21,12 @@ enum { P = 16, W = 64 };
 static const char *const kv_names[] = {"quest", "snapkv", "ada-snapkv", "h2o", "tova"};
 enum { N_KV = sizeof kv_names / sizeof kv_names[0] };
 
-static const struct ab_method *method(const char *name)
-{
-    const struct ab_method *m = ab_method_find(name);
-    cr_assert(m, "%s is not in the registry", name);
-    return m;
-}
-
-static double keep_cells(const struct ab_keep *keep)
-{
-    double c = 0;
-    for (int64_t r = 0; r < keep->n_rows; r++) c += (double)ab_keep_count(keep, r);
-    return c;
-}
-
 /* Keys < k_end kept in row r. */
 static int64_t keep_count_below(const struct ab_keep *keep, int64_t r, int64_t k_end)
 {
     int64_t c = 0;
     for (int64_t j = 0; j < k_end; j++) c += ab_keep_has(keep, r, j);
     return c;
-}
-
-/* u (d): a unit vector along a random direction. */
-static void unit(float *u, int64_t d, struct ab_rng *r)
-{
-    double nn = 0;
-    for (int64_t c = 0; c < d; c++) {
-        u[c] = (float)ab_rng_normal(r);
-        nn += (double)u[c] * u[c];
-    }
-    for (int64_t c = 0; c < d; c++) u[c] /= (float)sqrt(nn);
-}
-
-/* x[rows i0..i1) of a (n, d) array += a u. */
-static void add_dir(float *x, int64_t d, int64_t i0, int64_t i1, const float *u, float a)
-{
-    for (int64_t i = i0; i < i1; i++)
-        for (int64_t c = 0; c < d; c++) x[i * d + c] += a * u[c];
 }
 
 /* Runs m with O on p (every row of the phase evaluated), checks the ledger against what
@@ -74,8 +42,8 @@ static double run_checked(const struct ab_method *m, const struct ab_problem *p,
     free(o);
     cr_expect_eq(computed, led->cells, "%s at %g: ledger %.0f cells, computed %.0f", m->name,
                  knob, led->cells, computed);
-    cr_expect_eq(keep_cells(keep), led->cells, "%s at %g: keep holds %.0f cells, ledger %.0f",
-                 m->name, knob, keep_cells(keep), led->cells);
+    cr_expect_eq(fx_keep_cells(keep), led->cells, "%s at %g: keep holds %.0f cells, ledger %.0f",
+                 m->name, knob, fx_keep_cells(keep), led->cells);
     struct ab_ledger bare = {0};
     cr_assert_eq(m->run(p, knob, NULL, NULL, &bare), AB_OK);
     cr_expect(!memcmp(&bare, led, sizeof bare), "%s at %g: the o == NULL ledger differs",
@@ -141,13 +109,13 @@ Test(quest, reads_planted_page)
     struct ab_rng r;
     ab_rng_init(&r, 22, 1);
     float u[D];
-    unit(u, D, &r);
-    add_dir(L.k, D, HOT * P, (HOT + 1) * P, u, 16.0f);
-    add_dir(L.q, D, N - M, N, u, 16.0f);
+    fx_unit(u, D, &r);
+    fx_add_dir(L.k, D, HOT * P, (HOT + 1) * P, u, 16.0f);
+    fx_add_dir(L.q, D, N - M, N, u, 16.0f);
     struct ab_problem p = fx_problem(&L, 0, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(method("quest"), &p, 2 * P, &led, &keep);
+    run_checked(fx_method("quest"), &p, 2 * P, &led, &keep);
     for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
         int64_t v = p.rows[r0] + 1, cur = (v - 1) / P;
         for (int64_t j = HOT * P; j < (HOT + 1) * P; j++)
@@ -171,13 +139,13 @@ Test(snapkv, keeps_planted_token)
     struct ab_rng r;
     ab_rng_init(&r, 31, 1);
     float u[D];
-    unit(u, D, &r);
-    add_dir(L.k, D, HOT, HOT + 1, u, 12.0f);
-    add_dir(L.q, D, N - M - W, N - M, u, 3.0f); /* the observation window */
+    fx_unit(u, D, &r);
+    fx_add_dir(L.k, D, HOT, HOT + 1, u, 12.0f);
+    fx_add_dir(L.q, D, N - M - W, N - M, u, 3.0f); /* the observation window */
     struct ab_problem p = fx_problem(&L, 0, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(method("snapkv"), &p, C, &led, &keep);
+    run_checked(fx_method("snapkv"), &p, C, &led, &keep);
     int64_t q0 = p.q0;
     for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
         cr_expect(ab_keep_has(&keep, r0, HOT), "row %lld dropped the planted key",
@@ -205,7 +173,7 @@ Test(ada_snapkv, flatter_head_gets_more_budget)
     struct ab_rng r;
     ab_rng_init(&r, 41, 1);
     float u[D];
-    unit(u, D, &r);
+    fx_unit(u, D, &r);
     int64_t q0 = N - M;
     const int64_t hot[] = {50, 120, 200, 333};
     for (int t = 0; t < 4; t++) /* head 0's keys: four copies of 16 u */
@@ -220,7 +188,7 @@ Test(ada_snapkv, flatter_head_gets_more_budget)
         struct ab_problem p = fx_problem(&L, h, M);
         struct ab_ledger led;
         struct ab_keep keep;
-        run_checked(method("ada-snapkv"), &p, C, &led, &keep);
+        run_checked(fx_method("ada-snapkv"), &p, C, &led, &keep);
         kept[h] = keep_count_below(&keep, 0, q0);
         for (int64_t r0 = 1; r0 < p.n_rows; r0++)
             cr_expect_eq(keep_count_below(&keep, r0, q0), kept[h], "one set for the phase");
@@ -251,13 +219,13 @@ Test(h2o, keeps_planted_heavy_hitter)
     struct ab_rng r;
     ab_rng_init(&r, 51, 1);
     float u[D];
-    unit(u, D, &r);
-    add_dir(L.k, D, HOT, HOT + 1, u, 12.0f);
-    add_dir(L.q, D, 0, N, u, 2.0f);
+    fx_unit(u, D, &r);
+    fx_add_dir(L.k, D, HOT, HOT + 1, u, 12.0f);
+    fx_add_dir(L.q, D, 0, N, u, 2.0f);
     struct ab_problem p = fx_problem(&L, 0, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(method("h2o"), &p, C, &led, &keep);
+    run_checked(fx_method("h2o"), &p, C, &led, &keep);
     for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
         int64_t v = p.rows[r0] + 1;
         cr_expect(ab_keep_has(&keep, r0, HOT), "row %lld evicted the heavy hitter",
@@ -279,7 +247,7 @@ static void check_one_eviction_per_step(const char *name)
     struct ab_problem p = fx_problem(&L, 1, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(method(name), &p, C, &led, &keep);
+    run_checked(fx_method(name), &p, C, &led, &keep);
     uint8_t *gone = calloc(N, 1);
     int64_t evictions = 0;
     for (int64_t r0 = 1; r0 < p.n_rows; r0++) {
@@ -320,7 +288,7 @@ Test(tova, kept_set_shared_across_heads)
     double err[H];
     for (int64_t h = 0; h < H; h++) {
         struct ab_problem p = fx_problem(&L, h, M);
-        err[h] = run_checked(method("tova"), &p, C, &led, &keep[h]);
+        err[h] = run_checked(fx_method("tova"), &p, C, &led, &keep[h]);
     }
     for (int64_t h = 1; h < H; h++)
         cr_expect(!memcmp(keep[h].bits, keep[0].bits,
@@ -349,7 +317,7 @@ Test(kv, ledger_formulas)
     for (size_t t = 0; t < sizeof knobs / sizeof knobs[0]; t++) {
         int64_t K = (int64_t)knobs[t], ada_total = 0;
         for (int k = 0; k < N_KV; k++) {
-            const struct ab_method *m = method(kv_names[k]);
+            const struct ab_method *m = fx_method(kv_names[k]);
             for (int64_t h = 0; h < H; h++) {
                 struct ab_problem p = fx_problem(&L, h, M);
                 struct ab_ledger led;
@@ -396,7 +364,7 @@ Test(kv, max_knob_equals_dense)
     fx_layer_make(&L, H, H, N, D, 4.0, 91);
     struct ab_problem p = fx_problem(&L, 1, M);
     for (int k = 0; k < N_KV; k++) {
-        const struct ab_method *m = method(kv_names[k]);
+        const struct ab_method *m = fx_method(kv_names[k]);
         double lo, hi;
         ab_method_knob_range(m, &p, &lo, &hi);
         cr_expect_eq(lo, 1);
@@ -422,7 +390,7 @@ Test(kv, cost_monotone_in_knob)
     fx_layer_make(&L, H, H, N, D, 2.0, 92);
     struct ab_problem p = fx_problem(&L, 0, M);
     for (int k = 0; k < N_KV; k++) {
-        const struct ab_method *m = method(kv_names[k]);
+        const struct ab_method *m = fx_method(kv_names[k]);
         struct ab_ledger prev = {0};
         for (int64_t K = 1; K <= N; K += (K < 80 ? 1 : 7)) {
             struct ab_ledger led = {0};
@@ -466,7 +434,7 @@ Test(kv, decode_queries_do_not_change_context_selection)
             for (int64_t h = 0; h < H; h++) {
                 struct ab_problem p = fx_problem(&L, h, M);
                 struct ab_ledger led;
-                run_checked(method(names[k]), &p, C, &led, pass ? &after[k][h] : &before[k][h]);
+                run_checked(fx_method(names[k]), &p, C, &led, pass ? &after[k][h] : &before[k][h]);
             }
     }
     for (int k = 0; k < 4; k++)
@@ -503,7 +471,7 @@ Test(kv, evaluated_subset_matches_full)
     struct ab_problem sub = full;
     sub.rows = sub_rows, sub.n_rows = n_sub;
     for (int k = 0; k < N_KV; k++) {
-        const struct ab_method *m = method(kv_names[k]);
+        const struct ab_method *m = fx_method(kv_names[k]);
         float *o_full = malloc(sizeof(float) * M * D), *o_sub = malloc(sizeof(float) * M * D);
         struct ab_keep k_full, k_sub;
         struct ab_ledger l_full = {0}, l_sub = {0};
@@ -535,7 +503,7 @@ Test(kv, prefill_is_refused)
     fx_layer_make(&L, 1, 1, 64, 16, 1.0, 95);
     struct ab_problem p = fx_problem(&L, 0, 0);
     for (int k = 0; k < N_KV; k++) {
-        const struct ab_method *m = method(kv_names[k]);
+        const struct ab_method *m = fx_method(kv_names[k]);
         cr_expect_eq(m->phases, (unsigned)AB_PHASE_DECODE);
         cr_expect_eq(m->masks, (unsigned)AB_MASKS_CAUSAL);
         struct ab_ledger led = {0};
@@ -556,7 +524,7 @@ Test(ada_snapkv, gqa_group_reads_one_set)
     for (int64_t h = 0; h < H; h++) {
         struct ab_problem p = fx_problem(&L, h, M);
         struct ab_ledger led;
-        run_checked(method("ada-snapkv"), &p, C, &led, &keep[h]);
+        run_checked(fx_method("ada-snapkv"), &p, C, &led, &keep[h]);
         if (h % (H / KV) == 0) total += keep_count_below(&keep[h], 0, q0);
     }
     for (int64_t h = 0; h < H; h++) {
@@ -583,7 +551,7 @@ Test(kv, edge_problems)
     for (size_t a = 0; a < sizeof ms / sizeof ms[0]; a++)
         for (size_t b = 0; b < sizeof knobs / sizeof knobs[0]; b++)
             for (int k = 0; k < N_KV; k++) {
-                const struct ab_method *m = method(kv_names[k]);
+                const struct ab_method *m = fx_method(kv_names[k]);
                 struct ab_problem p = fx_problem(&L, 1, ms[a]);
                 struct ab_ledger led, led2 = {0};
                 struct ab_keep keep;
