@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/ab.h"
 #include "core/rng.h"
@@ -126,4 +127,29 @@ void fx_add_dir(float *x, int64_t d, int64_t i0, int64_t i1, const float *u, flo
 {
     for (int64_t i = i0; i < i1; i++)
         for (int64_t c = 0; c < d; c++) x[i * d + c] += a * u[c];
+}
+
+double fx_run_checked(const struct ab_method *m, const struct ab_problem *p, double knob,
+                      struct ab_ledger *led, struct ab_keep *keep)
+{
+    double err = fx_rel_l2(m, p, knob, led, keep);
+    float *o = malloc(sizeof(float) * p->n_rows * p->h->d_v);
+    double computed = 0;
+    ab_attend_kept(p, keep, o, &computed);
+    free(o);
+    cr_expect_eq(computed, led->cells, "%s at %g: ledger %.0f cells, computed %.0f", m->name,
+                 knob, led->cells, computed);
+    cr_expect_eq(fx_keep_cells(keep), led->cells, "%s at %g: keep holds %.0f cells, ledger %.0f",
+                 m->name, knob, fx_keep_cells(keep), led->cells);
+    struct ab_ledger bare = {0};
+    cr_assert_eq(m->run(p, knob, NULL, NULL, &bare), AB_OK);
+    cr_expect(!memcmp(&bare, led, sizeof bare), "%s at %g: the o == NULL ledger differs",
+              m->name, knob);
+    if (m->flags & AB_METHOD_ANALYTIC) {
+        struct ab_ledger c = {0};
+        cr_assert_eq(m->cost(p, knob, &c), AB_OK);
+        cr_expect(!memcmp(&c, led, sizeof c), "%s at %g: cost() differs from run()", m->name,
+                  knob);
+    }
+    return err;
 }

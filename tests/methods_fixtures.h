@@ -36,6 +36,13 @@ double fx_rel_l2(const struct ab_method *m, const struct ab_problem *p, double k
 /* Attention recall of a keep set: mean over evaluated rows of the exact mass on kept keys. */
 double fx_recall(const struct ab_problem *p, const struct ab_keep *keep);
 
+/* fx_rel_l2 plus the ledger checks every method test wants: its cells equal what
+ * ab_attend_kept computes on the keep set and the keep counts, the o == NULL path fills the
+ * same ledger, and (analytic rows) so does cost(). Every row of p must be evaluated (fx_problem)
+ * so the keep set covers the whole phase. Returns rel_l2 against the exact reference. */
+double fx_run_checked(const struct ab_method *m, const struct ab_problem *p, double knob,
+                      struct ab_ledger *led, struct ab_keep *keep);
+
 /* The registry row called name (asserts it exists). */
 const struct ab_method *fx_method(const char *name);
 

@@ -15,26 +15,6 @@
 
 enum { BS = AB_DYN_B };
 
-/* Runs m with O, checks the ledger against what ab_attend_kept computes on the keep set and
- * against the o == NULL path, and returns rel_l2 against the exact reference. Every row of p
- * must be evaluated (fx_problem), so the keep set covers the whole phase. */
-static double run_checked(const struct ab_method *m, const struct ab_problem *p, double knob,
-                          struct ab_ledger *led, struct ab_keep *keep)
-{
-    double err = fx_rel_l2(m, p, knob, led, keep);
-    float *o = malloc(sizeof(float) * p->n_rows * p->h->d_v);
-    double computed = 0;
-    ab_attend_kept(p, keep, o, &computed);
-    free(o);
-    cr_expect_eq(computed, led->cells, "%s: ledger %.0f cells, computed %.0f", m->name, led->cells,
-                 computed);
-    cr_expect_eq(fx_keep_cells(keep), led->cells);
-    struct ab_ledger bare = {0};
-    cr_assert_eq(m->run(p, knob, NULL, NULL, &bare), AB_OK);
-    cr_expect(!memcmp(&bare, led, sizeof bare), "%s: the o == NULL ledger differs", m->name);
-    return err;
-}
-
 /* ---- block-topk ---- */
 
 /* Keys of block HOT share a direction u that every query leans towards: pooled scores put
@@ -55,7 +35,7 @@ Test(block_topk, keeps_planted_hot_block)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    run_checked(fx_method("block-topk"), &p, 4, &led, &keep);
+    fx_run_checked(fx_method("block-topk"), &p, 4, &led, &keep);
     int64_t rows = 0;
     for (int64_t i = (HOT + 3) * BS; i < N; i++, rows++) {
         /* the hot block whole, the non-forced block next to it not at all */
@@ -97,7 +77,7 @@ Test(block_topk, ledger_follows_formula)
         struct ab_ledger c = {0}, led;
         struct ab_keep keep;
         cr_assert_eq(m->cost(&p, (double)k, &c), AB_OK);
-        run_checked(m, &p, (double)k, &led, &keep);
+        fx_run_checked(m, &p, (double)k, &led, &keep);
         cr_expect(!memcmp(&c, &led, sizeof c), "k %ld: cost() differs from run", (long)k);
         cr_expect_eq(c.cells, block_cells(N, k), "k %ld: %.0f cells", (long)k, c.cells);
         cr_expect_eq(c.flops_attend, 4.0 * D * c.cells);
@@ -119,7 +99,7 @@ Test(block_topk, dense_at_max_knob)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    double err = run_checked(fx_method("block-topk"), &p, N, &led, &keep);
+    double err = fx_run_checked(fx_method("block-topk"), &p, N, &led, &keep);
     cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
     cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
     ab_keep_free(&keep);
@@ -140,8 +120,8 @@ Test(block_oracle, recall_at_least_topk)
     for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
         struct ab_keep kt, ko;
         struct ab_ledger lt, lo;
-        run_checked(top, &p, (double)ks[t], &lt, &kt);
-        run_checked(orc, &p, (double)ks[t], &lo, &ko);
+        fx_run_checked(top, &p, (double)ks[t], &lt, &kt);
+        fx_run_checked(orc, &p, (double)ks[t], &lo, &ko);
         double rt = fx_recall(&p, &kt), ro = fx_recall(&p, &ko);
         cr_log_info("block-oracle k %ld: recall oracle %.4f, topk %.4f", (long)ks[t], ro, rt);
         cr_expect_geq(ro, rt - 1e-9, "k %ld: oracle %.6f < topk %.6f", (long)ks[t], ro, rt);
@@ -170,7 +150,7 @@ Test(block_oracle, ledger_and_dense_at_max_knob)
     }
     struct ab_keep keep;
     struct ab_ledger led;
-    double err = run_checked(m, &p, N, &led, &keep);
+    double err = fx_run_checked(m, &p, N, &led, &keep);
     cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
     cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
     ab_keep_free(&keep);
@@ -209,7 +189,7 @@ Test(vertical_slash, finds_planted_column_and_diagonal)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    run_checked(fx_method("vertical-slash"), &p, K, &led, &keep);
+    fx_run_checked(fx_method("vertical-slash"), &p, K, &led, &keep);
     for (int64_t i = 0; i < N; i++) {
         if (i >= COL) cr_assert(ab_keep_has(&keep, i, COL), "row %ld lost the column", (long)i);
         if (i >= DELTA)
@@ -241,7 +221,7 @@ Test(vertical_slash, ledger_follows_formula)
     for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
         struct ab_keep keep;
         struct ab_ledger led;
-        run_checked(m, &p, ks[t], &led, &keep);
+        fx_run_checked(m, &p, ks[t], &led, &keep);
         cr_expect_eq(led.flops_select, 2.0 * LP * N * D + 4.0 * probe);
         cr_expect_eq(led.flops_attend, 4.0 * D * led.cells);
         cr_expect_geq(led.cells, prev, "cells must grow with k");
@@ -262,7 +242,7 @@ Test(vertical_slash, dense_at_max_knob)
     struct ab_problem p = fx_problem(&L, 0, 0);
     struct ab_keep keep;
     struct ab_ledger led;
-    double err = run_checked(fx_method("vertical-slash"), &p, N, &led, &keep);
+    double err = fx_run_checked(fx_method("vertical-slash"), &p, N, &led, &keep);
     cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
     cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
     ab_keep_free(&keep);
@@ -297,8 +277,8 @@ Test(flexprefill, fewer_lines_on_peaked_head)
 
     const struct ab_method *m = fx_method("flexprefill");
     struct ab_keep kp, kf;
-    run_checked(m, &pp, 0.9, &lp, &kp);
-    run_checked(m, &pf, 0.9, &lf, &kf);
+    fx_run_checked(m, &pp, 0.9, &lp, &kp);
+    fx_run_checked(m, &pf, 0.9, &lf, &kf);
     cr_log_info("flexprefill density at gamma 0.9: peaked %.4f, diffuse %.4f",
                 lp.cells / ab_problem_allowed_cells(&pp), lf.cells / ab_problem_allowed_cells(&pf));
     cr_expect_lt(lp.cells, lf.cells / 4);
@@ -338,7 +318,7 @@ Test(flexprefill, ledger_follows_formula)
             struct ab_ledger sel = {0}, led;
             struct ab_keep keep;
             cr_assert_eq(ab_dyn_flex_select(&p, g, 0.1, &f, &sel), AB_OK);
-            run_checked(m, &p, g, &led, &keep);
+            fx_run_checked(m, &p, g, &led, &keep);
             cr_expect(!memcmp(&sel, &led, sizeof sel));
             cr_expect_eq(led.flops_select, flex_select_flops(N, D, f.query_aware),
                          "gamma %g, query-aware %d: %.0f", g, f.query_aware, led.flops_select);
@@ -365,7 +345,7 @@ Test(flexprefill, dense_at_max_knob)
         struct ab_problem p = fx_problem(layers[t], 0, 0);
         struct ab_keep keep;
         struct ab_ledger led;
-        double err = run_checked(fx_method("flexprefill"), &p, 1.0, &led, &keep);
+        double err = fx_run_checked(fx_method("flexprefill"), &p, 1.0, &led, &keep);
         cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
         cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
         ab_keep_free(&keep);
@@ -406,7 +386,7 @@ Test(dynamic, tied_positions)
         for (int s = 0; s < 3; s++) {
             struct ab_keep keep;
             struct ab_ledger led;
-            double err = run_checked(m, &p, knobs[s], &led, &keep);
+            double err = fx_run_checked(m, &p, knobs[s], &led, &keep);
             for (int64_t r = 0; r < N; r++)
                 for (int64_t j = ab_head_visible(p.h, r); j < N; j++)
                     cr_assert(!ab_keep_has(&keep, r, j), "%s keeps a masked key", m->name);
@@ -436,10 +416,10 @@ Test(dynamic, short_sequences)
             ab_method_knob_range(m, &p, &lo, &hi);
             struct ab_keep keep;
             struct ab_ledger led;
-            run_checked(m, &p, lo, &led, &keep);
+            fx_run_checked(m, &p, lo, &led, &keep);
             cr_expect_geq(led.cells, (double)ns[a], "%s: every row keeps its own key", m->name);
             ab_keep_free(&keep);
-            double err = run_checked(m, &p, hi, &led, &keep);
+            double err = fx_run_checked(m, &p, hi, &led, &keep);
             cr_expect_leq(err, 1e-5, "%s, n %ld: rel_l2 %g", m->name, (long)ns[a], err);
             ab_keep_free(&keep);
         }

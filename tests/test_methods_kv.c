@@ -29,34 +29,6 @@ static int64_t keep_count_below(const struct ab_keep *keep, int64_t r, int64_t k
     return c;
 }
 
-/* Runs m with O on p (every row of the phase evaluated), checks the ledger against what
- * ab_attend_kept computes on the keep set, against the keep counts, against the o == NULL
- * path and (analytic rows) against cost(); returns rel_l2 against the exact reference. */
-static double run_checked(const struct ab_method *m, const struct ab_problem *p, double knob,
-                          struct ab_ledger *led, struct ab_keep *keep)
-{
-    double err = fx_rel_l2(m, p, knob, led, keep);
-    float *o = malloc(sizeof(float) * p->n_rows * p->h->d_v);
-    double computed = 0;
-    ab_attend_kept(p, keep, o, &computed);
-    free(o);
-    cr_expect_eq(computed, led->cells, "%s at %g: ledger %.0f cells, computed %.0f", m->name,
-                 knob, led->cells, computed);
-    cr_expect_eq(fx_keep_cells(keep), led->cells, "%s at %g: keep holds %.0f cells, ledger %.0f",
-                 m->name, knob, fx_keep_cells(keep), led->cells);
-    struct ab_ledger bare = {0};
-    cr_assert_eq(m->run(p, knob, NULL, NULL, &bare), AB_OK);
-    cr_expect(!memcmp(&bare, led, sizeof bare), "%s at %g: the o == NULL ledger differs",
-              m->name, knob);
-    if (m->flags & AB_METHOD_ANALYTIC) {
-        struct ab_ledger c = {0};
-        cr_assert_eq(m->cost(p, knob, &c), AB_OK);
-        cr_expect(!memcmp(&c, led, sizeof c), "%s at %g: cost() differs from run()", m->name,
-                  knob);
-    }
-    return err;
-}
-
 /* ---- quest ---- */
 
 /* For every query row and every full page of a random head, U = sum_c max(q_c m_c, q_c M_c)
@@ -115,7 +87,7 @@ Test(quest, reads_planted_page)
     struct ab_problem p = fx_problem(&L, 0, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(fx_method("quest"), &p, 2 * P, &led, &keep);
+    fx_run_checked(fx_method("quest"), &p, 2 * P, &led, &keep);
     for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
         int64_t v = p.rows[r0] + 1, cur = (v - 1) / P;
         for (int64_t j = HOT * P; j < (HOT + 1) * P; j++)
@@ -145,7 +117,7 @@ Test(snapkv, keeps_planted_token)
     struct ab_problem p = fx_problem(&L, 0, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(fx_method("snapkv"), &p, C, &led, &keep);
+    fx_run_checked(fx_method("snapkv"), &p, C, &led, &keep);
     int64_t q0 = p.q0;
     for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
         cr_expect(ab_keep_has(&keep, r0, HOT), "row %lld dropped the planted key",
@@ -188,7 +160,7 @@ Test(ada_snapkv, flatter_head_gets_more_budget)
         struct ab_problem p = fx_problem(&L, h, M);
         struct ab_ledger led;
         struct ab_keep keep;
-        run_checked(fx_method("ada-snapkv"), &p, C, &led, &keep);
+        fx_run_checked(fx_method("ada-snapkv"), &p, C, &led, &keep);
         kept[h] = keep_count_below(&keep, 0, q0);
         for (int64_t r0 = 1; r0 < p.n_rows; r0++)
             cr_expect_eq(keep_count_below(&keep, r0, q0), kept[h], "one set for the phase");
@@ -225,7 +197,7 @@ Test(h2o, keeps_planted_heavy_hitter)
     struct ab_problem p = fx_problem(&L, 0, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(fx_method("h2o"), &p, C, &led, &keep);
+    fx_run_checked(fx_method("h2o"), &p, C, &led, &keep);
     for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
         int64_t v = p.rows[r0] + 1;
         cr_expect(ab_keep_has(&keep, r0, HOT), "row %lld evicted the heavy hitter",
@@ -247,7 +219,7 @@ static void check_one_eviction_per_step(const char *name)
     struct ab_problem p = fx_problem(&L, 1, M);
     struct ab_ledger led;
     struct ab_keep keep;
-    run_checked(fx_method(name), &p, C, &led, &keep);
+    fx_run_checked(fx_method(name), &p, C, &led, &keep);
     uint8_t *gone = calloc(N, 1);
     int64_t evictions = 0;
     for (int64_t r0 = 1; r0 < p.n_rows; r0++) {
@@ -288,7 +260,7 @@ Test(tova, kept_set_shared_across_heads)
     double err[H];
     for (int64_t h = 0; h < H; h++) {
         struct ab_problem p = fx_problem(&L, h, M);
-        err[h] = run_checked(fx_method("tova"), &p, C, &led, &keep[h]);
+        err[h] = fx_run_checked(fx_method("tova"), &p, C, &led, &keep[h]);
     }
     for (int64_t h = 1; h < H; h++)
         cr_expect(!memcmp(keep[h].bits, keep[0].bits,
@@ -322,7 +294,7 @@ Test(kv, ledger_formulas)
                 struct ab_problem p = fx_problem(&L, h, M);
                 struct ab_ledger led;
                 struct ab_keep keep;
-                run_checked(m, &p, knobs[t], &led, &keep);
+                fx_run_checked(m, &p, knobs[t], &led, &keep);
                 double cells = 0, select = 0, k_ctx = (double)keep_count_below(&keep, 0, q0);
                 for (int64_t i = q0; i < N; i++) {
                     int64_t v = i + 1, pages = (v + P - 1) / P, T = (K + P - 1) / P;
@@ -371,7 +343,7 @@ Test(kv, max_knob_equals_dense)
         cr_expect_eq(hi, N);
         struct ab_ledger led;
         struct ab_keep keep;
-        double err = run_checked(m, &p, hi, &led, &keep);
+        double err = fx_run_checked(m, &p, hi, &led, &keep);
         cr_expect_leq(err, 1e-5, "%s at n: rel_l2 %g", m->name, err);
         for (int64_t r0 = 0; r0 < p.n_rows; r0++)
             cr_expect_eq(ab_keep_count(&keep, r0), p.rows[r0] + 1);
@@ -434,7 +406,7 @@ Test(kv, decode_queries_do_not_change_context_selection)
             for (int64_t h = 0; h < H; h++) {
                 struct ab_problem p = fx_problem(&L, h, M);
                 struct ab_ledger led;
-                run_checked(fx_method(names[k]), &p, C, &led, pass ? &after[k][h] : &before[k][h]);
+                fx_run_checked(fx_method(names[k]), &p, C, &led, pass ? &after[k][h] : &before[k][h]);
             }
     }
     for (int k = 0; k < 4; k++)
@@ -524,7 +496,7 @@ Test(ada_snapkv, gqa_group_reads_one_set)
     for (int64_t h = 0; h < H; h++) {
         struct ab_problem p = fx_problem(&L, h, M);
         struct ab_ledger led;
-        run_checked(fx_method("ada-snapkv"), &p, C, &led, &keep[h]);
+        fx_run_checked(fx_method("ada-snapkv"), &p, C, &led, &keep[h]);
         if (h % (H / KV) == 0) total += keep_count_below(&keep[h], 0, q0);
     }
     for (int64_t h = 0; h < H; h++) {
@@ -555,7 +527,7 @@ Test(kv, edge_problems)
                 struct ab_problem p = fx_problem(&L, 1, ms[a]);
                 struct ab_ledger led, led2 = {0};
                 struct ab_keep keep;
-                double err = run_checked(m, &p, knobs[b], &led, &keep);
+                double err = fx_run_checked(m, &p, knobs[b], &led, &keep);
                 cr_expect(isfinite(err), "%s m %lld knob %g", m->name, (long long)ms[a],
                           knobs[b]);
                 if (knobs[b] == N) cr_expect_leq(err, 1e-5, "%s m %lld", m->name, (long long)ms[a]);
