@@ -216,3 +216,29 @@ Test(battery, ledger_cells_are_the_cells_computed)
     }
     fx_layer_free(&L);
 }
+
+/* window keeps exactly the last w keys of each row; streaming keeps those and the first four */
+Test(static_methods, window_keeps_the_last_w_and_streaming_the_sinks_too)
+{
+    struct fx_layer L;
+    fx_layer_make(&L, HEADS, KV, N, D, 4.0, 16);
+    for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1) {
+        struct ab_problem p = problem(&L, phase, 0);
+        for (int64_t w = 1; w <= 40; w += 13) {
+            struct ab_keep kw, ks;
+            struct ab_ledger led;
+            fx_rel_l2(fx_method("window"), &p, (double)w, &led, &kw);
+            fx_rel_l2(fx_method("streaming"), &p, (double)w, &led, &ks);
+            for (int64_t r = 0; r < p.n_rows; r++) {
+                int64_t i = p.rows[r];
+                for (int64_t j = 0; j < N; j++) {
+                    int in_window = j <= i && i - j < w, sink = j < 4 && j <= i;
+                    cr_assert_eq(ab_keep_has(&kw, r, j), in_window, "window w %ld row %ld key %ld", (long)w, (long)i, (long)j);
+                    cr_assert_eq(ab_keep_has(&ks, r, j), in_window || sink, "streaming w %ld row %ld key %ld", (long)w, (long)i, (long)j);
+                }
+            }
+            ab_keep_free(&kw), ab_keep_free(&ks);
+        }
+    }
+    fx_layer_free(&L);
+}
