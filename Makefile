@@ -6,10 +6,9 @@ DEBS := meson ninja-build pkg-config gcc libc6-dev libopenblas-dev libhdf5-dev h
         libpng-dev libyaml-dev libcriterion-dev gnuplot-nox
 BUILD ?= build
 AB := $(BUILD)/cmd/attnbench
-OUT ?= reports/run
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test asan clean format
+.PHONY: all deps build run test baseline asan clean format
 
 all: build
 
@@ -30,26 +29,33 @@ $(BUILD)/build.ninja:
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-# The most complete end-to-end job that exists: generate the default synthetic workload (the
-# `model` preset with retrieve and aggregate tasks), say what it holds, draw a few heads, sweep
-# every method of the registry over the default budgets in prefill and decode, and measure the
-# dense kernel.
+# The most complete end-to-end job that exists: the default scenario (scenarios/default.yaml:
+# the `model` preset with retrieve and aggregate tasks, every method of the registry over the
+# default budgets in prefill and decode, and its report in reports/default/), then the dense
+# kernel's speed against this machine's GEMM.
 run: build
-	@mkdir -p $(OUT)
-	$(AB) gen --preset model --layers 4 --heads 8 --kv-heads 4 --n 4096 --d 64 \
-	  --tasks retrieve,aggregate -o $(OUT)/model.h5
-	$(AB) info $(OUT)/model.h5
-	$(AB) render $(OUT)/model.h5 --layer 0 --head 0 -o $(OUT)/map-L0-H0.png
-	$(AB) render $(OUT)/model.h5 --layer 1 --head 2 -o $(OUT)/map-L1-H2.png
-	$(AB) render $(OUT)/model.h5 --layer 2 --head 5 -o $(OUT)/map-L2-H5.png
-	$(AB) run $(OUT)/model.h5 --phase both --decode-queries 64 -o $(OUT)/results.h5
+	$(AB) scenario scenarios/default.yaml
 	$(AB) bench dense --n 4096 --d 128
-	@echo "outputs in $(OUT)/"
+	@echo "report: reports/default/report/report.md"
 
+# The whole suite, then the regression gate: the default scenario at its quick size must match
+# the committed baseline (reports/baseline/default.h5) in every number, to tolerance. A change
+# that moves a number on purpose updates the baseline with `make baseline` in the same commit.
 test: build
 	meson test -C $(BUILD) --print-errorlogs --num-processes 1
+	$(AB) scenario scenarios/default.yaml --quick --no-progress -o $(BUILD)/default-quick > /dev/null
+	$(AB) check $(BUILD)/default-quick/results.h5 --baseline reports/baseline/default.h5 --any-change
 	@cat $(BUILD)/meson-logs/testlog.txt | grep -h "Synthesis" | \
 	  awk '{t+=$$4; p+=$$7; f+=$$10; c+=$$13} END {printf "Synthesis: Tested: %d | Passing: %d | Failing: %d | Crashing: %d\n", t, p, f, c}'
+
+# Regenerates the committed baseline from the quick default scenario (see reports/README.md).
+baseline: build
+	$(AB) scenario scenarios/default.yaml --quick --no-progress -o $(BUILD)/default-quick > /dev/null
+	@mkdir -p reports/baseline
+	cp $(BUILD)/default-quick/results.h5 reports/baseline/default.h5
+	cp $(BUILD)/default-quick/results.csv reports/baseline/default.csv
+	cp $(BUILD)/default-quick/results-summary.csv reports/baseline/default-summary.csv
+	@echo "baseline updated: commit reports/baseline/ with a message saying why the numbers moved"
 
 asan: deps
 	[ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined

@@ -18,7 +18,11 @@ static const struct cmd commands[] = {
     {"info", cmd_info, "print what an attnbench file holds"},
     {"methods", cmd_methods, "list the method registry, or show one method"},
     {"run", cmd_run, "evaluate methods x budgets x phases on workloads against exact attention"},
-    {"render", cmd_render, "draw one head's exact attention map as a PNG"},
+    {"render", cmd_render, "draw one head's exact attention map (or a method's kept mask) as a PNG"},
+    {"report", cmd_report, "turn results files into plots, heatmaps, CSV tables and report.md"},
+    {"scenario", cmd_scenario, "run a declared study (scenarios/*.yaml) end to end"},
+    {"check", cmd_check, "regression gate: compare results with a baseline, exit 1 on regression"},
+    {"verify", cmd_verify, "compare an external kernel's outputs with the double-precision reference"},
     {"bench", cmd_bench, "measure kernel throughput against the machine's GEMM rate"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

@@ -87,5 +87,9 @@ int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_methods(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_scenario(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 #endif

@@ -29,6 +29,23 @@ static void on_progress(void *user, int64_t done, int64_t total)
     (void)total;
 }
 
+/* The whole text of a small file (malloc'd, NUL-terminated), or NULL. */
+static char *read_text(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        if (n >= 0 && n < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+            *len = fread(buf, 1, (size_t)n, f);
+            buf[*len] = 0;
+        }
+    }
+    fclose(f);
+    return buf;
+}
+
 /* results.h5 -> results.csv and results-summary.csv */
 static void csv_paths(const char *out, char *cells, char *summary, size_t cap)
 {
@@ -54,6 +71,7 @@ static void print_summary(const struct ab_results *r)
 int cmd_run(int argc, char **argv)
 {
     const char *methods = NULL, *budgets = NULL, *knob = NULL, *phase = "both", *out = NULL;
+    const char *scenario = NULL;
     struct ab_sweep_opts so;
     ab_sweep_defaults(&so);
     int64_t m = so.decode_m, rows = so.max_rows, topk = so.topk;
@@ -67,6 +85,7 @@ int cmd_run(int argc, char **argv)
         {"rows", AB_OPT_INT, &rows, "N", "prefill rows evaluated: all up to N, else a seeded sample of N plus task rows (default 256)"},
         {"tol", AB_OPT_DOUBLE, &tol, "T", "a cell is feasible when its ratio is within T below the target (default 0.05)"},
         {"topk", AB_OPT_INT, &topk, "K", "k of topk_recall (default 16)"},
+        {"scenario", AB_OPT_STRING, &scenario, "FILE", "record this scenario file's text with the results"},
         {"o", AB_OPT_STRING, &out, "FILE", "results file to write (.h5; CSV tables go next to it)"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
     };
@@ -167,6 +186,11 @@ int cmd_run(int argc, char **argv)
                            "plus task rows; decode: the last --decode-queries rows, methods decide "
                            "from the context only; knob-less methods run once at their fixed cost "
                            "(target_ratio 1)");
+        if (scenario) {
+            size_t len;
+            res.scenario = read_text(scenario, &len);
+            if (!res.scenario) st = ab_cmd_error(EX_AB_NOINPUT, "run: cannot read scenario '%s'", scenario);
+        }
         for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
             char hex[65];
             res.workloads[i] = strdup(pos[i]);

@@ -283,3 +283,29 @@ Test(run_cli, methods_lists_the_registry)
     cr_expect_eq(t_run(&out, &err, "methods nope"), 64);
     free(out), free(err);
 }
+
+Test(sweep, one_budget_is_a_budget_and_task_kinds_are_recorded)
+{
+    struct ab_workload w;
+    small_workload(&w, "retrieval", 256, 1u << AB_TASK_RETRIEVE);
+    const struct ab_method *ms[] = {ab_method_find("dense"), ab_method_find("streaming")};
+    const double one[] = {0.25};
+    struct ab_sweep_opts o;
+    ab_sweep_defaults(&o);
+    o.methods = ms, o.n_methods = 2, o.targets = one, o.n_targets = 1, o.decode_m = 32;
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &r), AB_OK, "%s", ab_errmsg());
+    for (int64_t c = 0; c < r.n_cells; c++) {
+        const struct ab_cell *a = &r.cells[c];
+        if (!strcmp(a->method, "streaming")) {
+            cr_expect_eq(a->target_ratio, 0.25);
+            cr_expect(a->flop_ratio <= 0.25 * (1 + 1e-12), "ratio %g", a->flop_ratio);
+        } else {
+            cr_expect_eq(a->target_ratio, 1.0);
+        }
+        cr_expect_str_eq(a->task_kind, "retrieve", "cell %ld", (long)c);
+    }
+    ab_results_free(&r);
+    ab_workload_free(&w);
+}

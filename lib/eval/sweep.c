@@ -105,6 +105,7 @@ static void task_kinds(const struct ab_workload *w, int64_t layer, int64_t head,
 
 /* The cells of one (layer, head), appended to out (*n_out of them). */
 struct head_job {
+    char kinds[64]; /* the head's task kinds: its cells point here until they are copied */
     struct ab_cell *cells;
     int64_t n;
     int rc;
@@ -178,8 +179,8 @@ static void run_head(const struct ab_workload *w, const char *name,
                      struct ab_head *layer_heads, int64_t *rows, struct head_job *job,
                      int64_t *done)
 {
-    char kinds[64];
-    task_kinds(w, layer, head, kinds, sizeof kinds);
+    char *kinds = job->kinds;
+    task_kinds(w, layer, head, kinds, sizeof job->kinds);
     for (int64_t h = 0; h < w->n_head; h++) {
         ab_workload_head(w, layer, h, &layer_heads[h]);
         assert(layer_heads[h].rope_theta == 0); /* methods read post-RoPE Q and K */
@@ -215,7 +216,9 @@ static void run_head(const struct ab_workload *w, const char *name,
             if (!method_applies(m, w, phase)) continue;
             int n_t = cells_of(m, o);
             for (int t = 0; t < n_t && !rc; t++) {
-                double target = n_t > 1 ? o->targets[t] : (m->knob.name ? NAN : 1.0);
+                /* a budget per target; knob-less methods at their fixed cost (target 1); a
+                 * direct --knob run has no target */
+                double target = !m->knob.name ? 1.0 : o->has_knob ? NAN : o->targets[t];
                 struct ab_cell c;
                 rc = run_cell(w, name, m, &p, &ex, target, o, layer, head, kinds, out, &keep, &c);
                 if (rc) break;

@@ -262,3 +262,138 @@ done:
     free(img);
     return rc;
 }
+
+/* ------------------------------------------------------------------ kept-mask pictures */
+
+void ab_mask_palette(uint8_t palette[256][3])
+{
+    /* masked: light grey, so the causal upper triangle reads as "not part of the map" */
+    palette[0][0] = palette[0][1] = palette[0][2] = 0xd8;
+    for (int l = 0; l < 127; l++) {
+        const uint8_t *c = ab_viridis[(l * 255 + 63) / 126];
+        for (int ch = 0; ch < 3; ch++) {
+            palette[1 + l][ch] = c[ch];
+            /* dropped: a third of the colour over a dark grey, so a dropped needle still shows
+             * but nothing dropped competes with what was kept */
+            palette[128 + l][ch] = (uint8_t)lround(0.33 * c[ch] + 0.67 * 0x1c);
+        }
+    }
+    palette[255][0] = palette[255][1] = palette[255][2] = 0xff;
+}
+
+/* The mask accumulator: per pixel of one row, the largest kept and the largest visible
+ * probability (-1: none). */
+struct ab_mask_acc {
+    const struct ab_keep *keep;
+    double *kept, *all; /* (width) for the current row */
+    uint8_t *img;       /* (n_rows * row_rep, width) */
+    int64_t n_k, width, row_rep, r;
+    double floor, inv_span;
+};
+
+static uint8_t ab_mask_level(const struct ab_mask_acc *a, double p)
+{
+    if (p <= a->floor) return 0;
+    double l = log(p / a->floor) * a->inv_span;
+    return (uint8_t)(l >= 126.0 ? 126 : lround(l));
+}
+
+static int ab_mask_row(int64_t i, const double *p, int64_t n_vis, double lse, void *user)
+{
+    (void)i, (void)lse;
+    struct ab_mask_acc *a = user;
+    for (int64_t x = 0; x < a->width; x++) a->kept[x] = a->all[x] = -1;
+    for (int64_t j = 0; j < n_vis; j++) {
+        int64_t x = j * a->width / a->n_k;
+        if (p[j] > a->all[x]) a->all[x] = p[j];
+        if (ab_keep_has(a->keep, a->r, j) && p[j] > a->kept[x]) a->kept[x] = p[j];
+    }
+    uint8_t *line = a->img + a->r * a->row_rep * a->width;
+    for (int64_t x = 0; x < a->width; x++)
+        line[x] = a->kept[x] >= 0   ? (uint8_t)(1 + ab_mask_level(a, a->kept[x]))
+                  : a->all[x] >= 0 ? (uint8_t)(128 + ab_mask_level(a, a->all[x]))
+                                   : 0;
+    for (int64_t t = 1; t < a->row_rep; t++) memcpy(line + t * a->width, line, (size_t)a->width);
+    a->r++;
+    return 0;
+}
+
+int ab_mask_image(const struct ab_head *h, const int64_t *rows, int64_t n_rows,
+                  const struct ab_keep *keep, int64_t max_width, int64_t row_rep, double floor,
+                  uint8_t **pixels, int64_t *width, int64_t *height)
+{
+    *pixels = NULL;
+    *width = *height = 0;
+    if (max_width < 1 || max_width > 65536 || row_rep < 1 || row_rep > 256 || n_rows < 1 ||
+        n_rows * row_rep > 65536)
+        return ab_fail(AB_E_USAGE, "mask image of %lld rows x %lld is outside 1..65536 pixels",
+                       (long long)n_rows, (long long)row_rep);
+    if (!(floor > 0 && floor < 1))
+        return ab_fail(AB_E_USAGE, "floor %g is not between 0 and 1", floor);
+    if (keep->n_rows != n_rows || keep->n_k != h->n_k)
+        return ab_fail(AB_E_USAGE, "kept set of %lld x %lld does not match %lld rows x %lld keys",
+                       (long long)keep->n_rows, (long long)keep->n_k, (long long)n_rows,
+                       (long long)h->n_k);
+    struct ab_mask_acc a = {.keep = keep,
+                            .n_k = h->n_k,
+                            .width = AB_MIN(h->n_k, max_width),
+                            .row_rep = row_rep,
+                            .floor = floor,
+                            .inv_span = 126.0 / -log(floor)};
+    int64_t n_px = a.width * n_rows * row_rep;
+    a.kept = malloc(sizeof(double) * (size_t)a.width);
+    a.all = malloc(sizeof(double) * (size_t)a.width);
+    a.img = malloc((size_t)n_px);
+    int rc = AB_OK;
+    if (!a.kept || !a.all || !a.img) {
+        rc = ab_fail(AB_E_NOMEM, "out of memory for a %lld-pixel mask image", (long long)n_px);
+        goto done;
+    }
+    if ((rc = ab_attn_ref_visit(h, rows, n_rows, ab_mask_row, &a)) != AB_OK) goto done;
+    *pixels = a.img;
+    a.img = NULL;
+    *width = a.width;
+    *height = n_rows * row_rep;
+done:
+    free(a.kept);
+    free(a.all);
+    free(a.img);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ grid heatmaps */
+
+int ab_grid_image(const double *v, int64_t rows, int64_t cols, double lo, double hi,
+                  int logscale, int64_t cell, uint8_t **pixels, int64_t *width, int64_t *height)
+{
+    *pixels = NULL;
+    *width = *height = 0;
+    if (rows < 1 || cols < 1 || cell < 1 || cell > 256 || rows * cell > 65536 ||
+        cols * cell > 65536)
+        return ab_fail(AB_E_USAGE, "heatmap of %lld x %lld cells of %lld pixels is out of range",
+                       (long long)rows, (long long)cols, (long long)cell);
+    if (!(lo < hi) || (logscale && !(lo > 0)))
+        return ab_fail(AB_E_USAGE, "heatmap scale [%g, %g] is empty%s", lo, hi,
+                       logscale ? " or not positive" : "");
+    int64_t w = cols * cell, ht = rows * cell;
+    uint8_t *img = malloc((size_t)(w * ht));
+    if (!img) return ab_fail(AB_E_NOMEM, "out of memory for a %lld x %lld heatmap",
+                             (long long)w, (long long)ht);
+    double a = logscale ? log(lo) : lo, span = (logscale ? log(hi) : hi) - a;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            double x = v[r * cols + c];
+            uint8_t idx = 0;
+            if (!isnan(x) && (!logscale || x > 0)) {
+                double t = ((logscale ? log(x) : x) - a) / span;
+                t = t < 0 ? 0 : t > 1 ? 1 : t;
+                idx = (uint8_t)(1 + lround(254 * t));
+            }
+            for (int64_t y = 0; y < cell; y++)
+                memset(img + (r * cell + y) * w + c * cell, idx, (size_t)cell);
+        }
+    *pixels = img;
+    *width = w;
+    *height = ht;
+    return AB_OK;
+}

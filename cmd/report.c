@@ -1,0 +1,137 @@
+/* report.c - `attnbench report RESULTS.h5... -o DIR`: a self-contained report folder (figures
+ * through gnuplot, viridis heatmaps and attention maps through libpng, CSV tables, report.md)
+ * from one or more results files (outputs.md, "Reports"; the contents are listed in
+ * lib/io/report.h). Prints the path of every file written. Exit 69 when gnuplot is missing: the
+ * .gp/.tsv files, heatmaps, maps, tables and report.md are written all the same. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "core/list.h"
+#include "io/report.h"
+#include "methods/method.h"
+#include "opts.h"
+
+static const char *usage_text =
+    "attnbench report RESULTS.h5... -o DIR [--workload W.h5] [--maps L:H,L:H]\n"
+    "                 [--map-methods a,b] [--budget R] [--map-size N] [--gnuplot PROG]";
+
+enum { MAX_INPUTS = 256, MAX_MAPS = 64, MAX_MAP_METHODS = 32 };
+
+static void print_path(void *user, const char *path)
+{
+    (void)user;
+    printf("%s\n", path);
+}
+
+/* "L:H,L:H" into pairs. Returns 0 or an exit status (message printed). */
+static int parse_maps(const char *s, int64_t *pairs, int *n)
+{
+    char name[32];
+    double head;
+    int rc;
+    *n = 0;
+    while ((rc = ab_list_next(&s, ':', name, sizeof name, &head, "--maps")) == 1) {
+        char *end;
+        long long layer = strtoll(name, &end, 10);
+        if (*end || end == name || layer < 0 || head < 0 || head != (double)(int64_t)head)
+            return ab_cmd_error(EX_AB_USAGE, "report: --maps wants LAYER:HEAD pairs of "
+                                             "non-negative integers, got '%s:%g'", name, head);
+        if (*n == MAX_MAPS) return ab_cmd_error(EX_AB_USAGE, "report: at most %d --maps", MAX_MAPS);
+        pairs[2 * *n] = layer, pairs[2 * *n + 1] = (int64_t)head;
+        (*n)++;
+    }
+    if (rc < 0) return ab_cmd_fail(rc);
+    if (!*n) return ab_cmd_error(EX_AB_USAGE, "report: --maps is empty");
+    return 0;
+}
+
+int cmd_report(int argc, char **argv)
+{
+    struct ab_report_opts ro;
+    ab_report_defaults(&ro);
+    const char *maps = NULL, *map_methods = NULL;
+    int64_t map_size = ro.map_size, cell = ro.cell_px;
+    const struct ab_opt opts[] = {
+        {"o", AB_OPT_STRING, &ro.dir, "DIR", "report folder to write (created when missing)"},
+        {"workload", AB_OPT_STRING, &ro.workload, "W.h5",
+         "workload of the attention maps (default: the first one the results record, if found)"},
+        {"maps", AB_OPT_STRING, &maps, "L:H,...",
+         "heads to draw (default: where the best methods fail worst, and a task head)"},
+        {"map-methods", AB_OPT_STRING, &map_methods, "LIST",
+         "methods whose kept mask is drawn on the maps (default: the best of each phase)"},
+        {"budget", AB_OPT_DOUBLE, &ro.budget, "R",
+         "FLOP ratio of heatmaps, maps and failing heads (default 0.125; the nearest run one)"},
+        {"map-size", AB_OPT_INT, &map_size, "N", "largest map side in pixels (default 512)"},
+        {"floor", AB_OPT_DOUBLE, &ro.map_floor, "P", "probability drawn darkest in maps (1e-6)"},
+        {"cell", AB_OPT_INT, &cell, "PX", "heatmap pixels per head (default 24)"},
+        {"gnuplot", AB_OPT_STRING, &ro.gnuplot, "PROG",
+         "gnuplot program (default: gnuplot on PATH)"},
+        {NULL, AB_OPT_END, NULL, NULL, NULL},
+    };
+    char *pos[MAX_INPUTS];
+    int n_pos, st = ab_opts_parse("report", usage_text, opts, argc, argv, pos, MAX_INPUTS, &n_pos);
+    if (st >= 0) return st;
+    if (!n_pos) return ab_cmd_error(EX_AB_USAGE, "report: name at least one results file");
+    if (!ro.dir || !*ro.dir)
+        return ab_cmd_error(EX_AB_USAGE, "report: name the folder with -o DIR");
+    if (!(ro.budget > 0 && ro.budget <= 1))
+        return ab_cmd_error(EX_AB_USAGE, "report: --budget %g is not a FLOP ratio in (0, 1]",
+                            ro.budget);
+    if (map_size < 8 || map_size > 8192)
+        return ab_cmd_error(EX_AB_USAGE, "report: --map-size %lld is outside 8..8192",
+                            (long long)map_size);
+    if (cell < 1 || cell > 256)
+        return ab_cmd_error(EX_AB_USAGE, "report: --cell %lld is outside 1..256", (long long)cell);
+    if (!(ro.map_floor > 0 && ro.map_floor < 1))
+        return ab_cmd_error(EX_AB_USAGE, "report: --floor %g is not between 0 and 1", ro.map_floor);
+    ro.map_size = map_size, ro.cell_px = cell;
+
+    int64_t pairs[2 * MAX_MAPS];
+    if (maps && (st = parse_maps(maps, pairs, &ro.n_maps))) return st;
+    ro.maps = pairs;
+    char names[MAX_MAP_METHODS][64];
+    const char *mm[MAX_MAP_METHODS];
+    if (map_methods) {
+        const char *s = map_methods;
+        int rc;
+        while ((rc = ab_list_next(&s, 0, names[ro.n_map_methods], sizeof names[0], NULL,
+                                  "--map-methods")) == 1) {
+            if (ro.n_map_methods == MAX_MAP_METHODS - 1)
+                return ab_cmd_error(EX_AB_USAGE, "report: at most %d --map-methods",
+                                    MAX_MAP_METHODS - 1);
+            const struct ab_method *m = ab_method_find(names[ro.n_map_methods]);
+            if (!m)
+                return ab_cmd_error(EX_AB_USAGE, "report: unknown method '%s' in --map-methods "
+                                    "(see 'attnbench methods')", names[ro.n_map_methods]);
+            if (!(m->flags & AB_METHOD_SELECTS))
+                return ab_cmd_error(EX_AB_USAGE, "report: method '%s' keeps no set of keys, so "
+                                    "it has no mask to draw", m->name);
+            mm[ro.n_map_methods] = names[ro.n_map_methods];
+            ro.n_map_methods++;
+        }
+        if (rc < 0) return ab_cmd_fail(rc);
+        if (!ro.n_map_methods) return ab_cmd_error(EX_AB_USAGE, "report: --map-methods is empty");
+        ro.map_methods = mm;
+    }
+
+    /* the report's own command line, for report.md */
+    size_t len = 16;
+    for (int a = 0; a < argc; a++) len += strlen(argv[a]) + 1;
+    char *cl = malloc(len);
+    if (!cl) return ab_cmd_error(EX_AB_SOFTWARE, "report: out of memory");
+    strcpy(cl, "attnbench");
+    for (int a = 0; a < argc; a++) strcat(strcat(cl, " "), argv[a]);
+    ro.command_line = cl;
+    ro.on_file = print_path;
+
+    struct ab_report_data d;
+    int rc = ab_report_load((const char *const *)pos, n_pos, &d);
+    if (rc == AB_OK) rc = ab_report_write(&d, &ro);
+    fflush(stdout);
+    ab_report_data_free(&d);
+    free(cl);
+    return rc == AB_OK ? EX_AB_OK : ab_cmd_fail(rc);
+}

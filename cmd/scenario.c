@@ -1,0 +1,372 @@
+/* scenario.c - `attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run]`: runs a declared
+ * study end to end (issue 4; the file format is scenarios/README.md, its reader lib/io/scenario.c).
+ *
+ * The whole file is read and validated first (keys, types, values, methods, budgets, gen
+ * options, workload files); a bad scenario writes nothing. Then the runner makes DIR (default
+ * reports/<name>/, or reports/<name>-quick/ with --quick), copies the scenario there
+ * (scenario.yaml and its scenario.sha256), and runs the same commands a person would type, by
+ * calling them in-process with a built argv: `gen` once per generated workload (DIR/<name>.h5),
+ * one `run` over every workload (DIR/results.h5 and its CSV), and `report` (DIR/report/).
+ * Each step's command line is printed on stderr as it starts, so any step can be re-run by
+ * hand; paths written go to stdout (the steps print their own). A failing step stops the
+ * scenario with that step's exit status and one line naming the step. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/ab.h"
+#include "io/scenario.h"
+#include "methods/method.h"
+#include "opts.h"
+
+static const char *usage_text =
+    "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run]\n"
+    "       runs gen for each workload, run over all of them, and report, into DIR\n"
+    "       (default reports/NAME/, reports/NAME-quick/ with --quick)";
+
+/* A command line under construction: argv pointers into one string store. */
+struct cmdline {
+    char *argv[512];
+    int argc;
+    char store[32768];
+    size_t used;
+    int overflow;
+};
+
+static void add(struct cmdline *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct cmdline *c, const char *fmt, ...)
+{
+    if (c->argc >= (int)(sizeof c->argv / sizeof c->argv[0]) - 1 || c->used >= sizeof c->store) {
+        c->overflow = 1;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(c->store + c->used, sizeof c->store - c->used, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof c->store - c->used) {
+        c->overflow = 1;
+        return;
+    }
+    c->argv[c->argc++] = c->store + c->used;
+    c->argv[c->argc] = NULL;
+    c->used += (size_t)n + 1;
+}
+
+/* The shortest %g form that reads back as x. */
+static void fmt_real(char *buf, size_t cap, double x)
+{
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, x);
+        if (strtod(buf, NULL) == x) return;
+    }
+}
+
+/* Appends "a,b,c" of the names as one argument after option opt. */
+static void add_list(struct cmdline *c, const char *opt, const char *const *names, int n)
+{
+    char buf[8192];
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used < sizeof buf; i++)
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "", names[i]);
+    if (used >= sizeof buf) c->overflow = 1;
+    add(c, "%s", opt);
+    add(c, "%s", buf);
+}
+
+/* Prints the command line the way a shell would take it back (single quotes where needed). */
+static void print_cmdline(FILE *f, const char *prefix, const struct cmdline *c)
+{
+    fprintf(f, "%sattnbench", prefix);
+    for (int i = 0; i < c->argc; i++) {
+        const char *a = c->argv[i];
+        int plain = *a != 0;
+        for (const char *p = a; *p && plain; p++)
+            plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                           "-_=.,:/+",
+                           *p) != NULL;
+        if (plain) {
+            fprintf(f, " %s", a);
+            continue;
+        }
+        fputs(" '", f);
+        for (const char *p = a; *p; p++) {
+            if (*p == '\'')
+                fputs("'\\''", f);
+            else
+                fputc(*p, f);
+        }
+        fputc('\'', f);
+    }
+    fputc('\n', f);
+}
+
+/* Common options every step gets: the scenario's seed and thread count. */
+static void add_common(struct cmdline *c, uint64_t seed, int64_t threads)
+{
+    add(c, "--seed");
+    add(c, "%llu", (unsigned long long)seed);
+    add(c, "--threads");
+    add(c, "%lld", (long long)threads);
+}
+
+static void build_gen(struct cmdline *c, const struct ab_scenario_workload *w, const char *dir,
+                      uint64_t seed, int64_t threads)
+{
+    char r[64];
+    add(c, "gen");
+    if (w->preset) add(c, "--preset"), add(c, "%s", w->preset);
+    if (w->profile) add(c, "--profile"), add(c, "%s", w->profile);
+    if (w->mix) add(c, "--mix"), add(c, "%s", w->mix);
+    add(c, "--layers"), add(c, "%lld", (long long)w->layers);
+    add(c, "--heads"), add(c, "%lld", (long long)w->heads);
+    add(c, "--kv-heads"), add(c, "%lld", (long long)w->kv_heads);
+    add(c, "--n"), add(c, "%lld", (long long)w->n);
+    add(c, "--d"), add(c, "%lld", (long long)w->d);
+    if (w->dv != w->d) add(c, "--dv"), add(c, "%lld", (long long)w->dv);
+    if (w->tasks) add(c, "--tasks"), add(c, "%s", w->tasks);
+    if (w->strength) add(c, "--strength"), add(c, "%s", w->strength);
+    if (w->slash_period > 0) add(c, "--slash-period"), add(c, "%lld", (long long)w->slash_period);
+    if (w->n_tasks > 0) add(c, "--n-tasks"), add(c, "%lld", (long long)w->n_tasks);
+    if (w->task_rows > 0) add(c, "--task-rows"), add(c, "%lld", (long long)w->task_rows);
+    if (w->codes > 0) add(c, "--codes"), add(c, "%lld", (long long)w->codes);
+    if (!isnan(w->theta)) fmt_real(r, sizeof r, w->theta), add(c, "--theta"), add(c, "%s", r);
+    if (!isnan(w->depth_min))
+        fmt_real(r, sizeof r, w->depth_min), add(c, "--depth-min"), add(c, "%s", r);
+    if (!isnan(w->depth_max))
+        fmt_real(r, sizeof r, w->depth_max), add(c, "--depth-max"), add(c, "%s", r);
+    add_common(c, seed, threads);
+    add(c, "-o");
+    add(c, "%s/%s.h5", dir, w->name);
+}
+
+/* The file a workload is read from by run and report. */
+static void workload_path(char *buf, size_t cap, const struct ab_scenario_workload *w,
+                          const char *dir)
+{
+    if (w->source == AB_SCENARIO_FILE)
+        snprintf(buf, cap, "%s", w->path);
+    else
+        snprintf(buf, cap, "%s/%s.h5", dir, w->name);
+}
+
+static void build_run(struct cmdline *c, const struct ab_scenario *s, const char *dir,
+                      uint64_t seed, int64_t threads)
+{
+    char buf[4200];
+    add(c, "run");
+    for (int i = 0; i < s->n_workloads; i++) {
+        workload_path(buf, sizeof buf, &s->workloads[i], dir);
+        add(c, "%s", buf);
+    }
+    if (s->n_methods) add_list(c, "--methods", s->methods, s->n_methods);
+    if (s->n_budgets) {
+        char item[64];
+        size_t used = 0;
+        buf[0] = 0;
+        for (int i = 0; i < s->n_budgets; i++) {
+            fmt_real(item, sizeof item, s->budgets[i]);
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "", item);
+        }
+        add(c, "--budgets");
+        add(c, "%s", buf);
+    }
+    add(c, "--phase");
+    add(c, "%s",
+        s->phases == AB_PHASE_PREFILL  ? "prefill"
+        : s->phases == AB_PHASE_DECODE ? "decode"
+                                       : "both");
+    add(c, "--decode-queries"), add(c, "%lld", (long long)s->decode_queries);
+    add(c, "--rows"), add(c, "%lld", (long long)s->rows);
+    if (s->topk > 0) add(c, "--topk"), add(c, "%lld", (long long)s->topk);
+    if (!isnan(s->tol)) fmt_real(buf, sizeof buf, s->tol), add(c, "--tol"), add(c, "%s", buf);
+    add(c, "--scenario");
+    add(c, "%s/scenario.yaml", dir);
+    add_common(c, seed, threads);
+    add(c, "-o");
+    add(c, "%s/results.h5", dir);
+}
+
+static void build_report(struct cmdline *c, const struct ab_scenario *s, const char *dir,
+                         uint64_t seed, int64_t threads)
+{
+    char buf[4200];
+    add(c, "report");
+    add(c, "%s/results.h5", dir);
+    add(c, "-o");
+    add(c, "%s/report", dir);
+    add(c, "--workload");
+    workload_path(buf, sizeof buf, &s->workloads[0], dir);
+    add(c, "%s", buf);
+    if (s->n_maps) {
+        size_t used = 0;
+        for (int i = 0; i < s->n_maps; i++)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%lld:%lld", i ? "," : "",
+                                     (long long)s->maps[i][0], (long long)s->maps[i][1]);
+        add(c, "--maps");
+        add(c, "%s", buf);
+    }
+    if (s->n_map_methods) add_list(c, "--map-methods", s->map_methods, s->n_map_methods);
+    add_common(c, seed, threads);
+}
+
+/* mkdir -p. Returns 0 or -1 with errno. */
+static int make_dirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char keep = *p;
+            *p = 0;
+            struct stat st;
+            if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+            if (stat(buf, &st) || !S_ISDIR(st.st_mode)) {
+                errno = ENOTDIR;
+                return -1;
+            }
+            *p = keep;
+            if (!keep) return 0;
+        }
+    }
+}
+
+/* Was option --name given on the command line (as --name V or --name=V)? */
+static int given(int argc, char **argv, const char *name)
+{
+    size_t len = strlen(name);
+    for (int a = 1; a < argc; a++)
+        if (!strncmp(argv[a], "--", 2) && !strncmp(argv[a] + 2, name, len) &&
+            (argv[a][2 + len] == 0 || argv[a][2 + len] == '='))
+            return 1;
+    return 0;
+}
+
+int cmd_scenario(int argc, char **argv)
+{
+    const char *out = NULL;
+    int quick = 0, dry = 0;
+    const struct ab_opt opts[] = {
+        {"o", AB_OPT_STRING, &out, "DIR", "output folder (default reports/NAME/)"},
+        {"quick", AB_OPT_FLAG, &quick, NULL,
+         "apply the scenario's quick: overrides (small sizes for CI and make test)"},
+        {"dry-run", AB_OPT_FLAG, &dry, NULL,
+         "validate the scenario and print the commands it would run; write nothing"},
+        {NULL, AB_OPT_END, NULL, NULL, NULL},
+    };
+    char *pos[1];
+    int n_pos, st = ab_opts_parse("scenario", usage_text, opts, argc, argv, pos, 1, &n_pos);
+    if (st >= 0) return st;
+    if (n_pos != 1)
+        return ab_cmd_error(EX_AB_USAGE, "scenario: name one scenario file (FILE.yaml)");
+    const char *file = pos[0];
+
+    struct ab_scenario s;
+    int rc = ab_scenario_load(file, quick, &s);
+    if (rc) {
+        ab_scenario_free(&s);
+        return ab_cmd_fail(rc);
+    }
+    /* the command line's --seed and --threads win over the file's */
+    uint64_t seed = given(argc, argv, "seed") ? ab_common.seed : s.seed;
+    int64_t threads = given(argc, argv, "threads") ? ab_common.threads : s.threads;
+
+    char dir[4096];
+    if (out)
+        snprintf(dir, sizeof dir, "%s", out);
+    else
+        snprintf(dir, sizeof dir, "reports/%s%s", s.name, quick ? "-quick" : "");
+    size_t dl = strlen(dir);
+    while (dl > 1 && dir[dl - 1] == '/') dir[--dl] = 0;
+
+    /* every step's command line, built before anything runs */
+    int n_steps = 0, n_gen = 0;
+    for (int i = 0; i < s.n_workloads; i++) n_gen += s.workloads[i].source == AB_SCENARIO_GEN;
+    struct cmdline *steps = calloc((size_t)n_gen + 2, sizeof *steps);
+    const char **labels = calloc((size_t)n_gen + 2, sizeof *labels);
+    if (!steps || !labels) {
+        free(steps), free(labels), ab_scenario_free(&s);
+        return ab_cmd_error(EX_AB_SOFTWARE, "scenario: out of memory");
+    }
+    for (int i = 0; i < s.n_workloads; i++) {
+        const struct ab_scenario_workload *w = &s.workloads[i];
+        if (w->source != AB_SCENARIO_GEN) continue;
+        labels[n_steps] = w->name;
+        build_gen(&steps[n_steps++], w, dir, w->seed == s.seed ? seed : w->seed, threads);
+    }
+    labels[n_steps] = "run";
+    build_run(&steps[n_steps++], &s, dir, seed, threads);
+    labels[n_steps] = "report";
+    build_report(&steps[n_steps++], &s, dir, seed, threads);
+    for (int i = 0; i < n_steps; i++)
+        if (steps[i].overflow) {
+            free(steps), free(labels), ab_scenario_free(&s);
+            return ab_cmd_error(EX_AB_USAGE, "scenario: '%s': a command line is too long", file);
+        }
+
+    if (dry) {
+        printf("# scenario '%s' (%s), sha256 %s%s\n", s.name, file, s.sha256,
+               quick ? ", quick" : "");
+        for (int i = 0; i < n_steps; i++) print_cmdline(stdout, "", &steps[i]);
+        free(steps), free(labels), ab_scenario_free(&s);
+        return EX_AB_OK;
+    }
+
+    char copy[4200], sha[4200];
+    snprintf(copy, sizeof copy, "%s/scenario.yaml", dir);
+    snprintf(sha, sizeof sha, "%s/scenario.sha256", dir);
+    if (make_dirs(dir)) {
+        st =
+            ab_cmd_error(EX_AB_CANTCREAT, "scenario: cannot create '%s': %s", dir, strerror(errno));
+    } else if ((rc = ab_scenario_save(&s, copy, sha))) {
+        st = ab_cmd_fail(rc);
+    } else {
+        printf("%s\n%s\n", copy, sha);
+        fflush(stdout);
+        st = EX_AB_OK;
+    }
+    double t0 = ab_now();
+    for (int i = 0; i < n_steps && st == EX_AB_OK; i++) {
+        const char *cmd = steps[i].argv[0];
+        if (!ab_common.quiet) {
+            char prefix[160];
+            snprintf(prefix, sizeof prefix, "scenario: step %d/%d (%s%s%s): ", i + 1, n_steps, cmd,
+                     strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "");
+            print_cmdline(stderr, prefix, &steps[i]);
+        }
+        double ts = ab_now();
+        int step_st;
+        if (!strcmp(cmd, "gen"))
+            step_st = cmd_gen(steps[i].argc, steps[i].argv);
+        else if (!strcmp(cmd, "run"))
+            step_st = cmd_run(steps[i].argc, steps[i].argv);
+        else
+            step_st = cmd_report(steps[i].argc, steps[i].argv);
+        fflush(stdout);
+        if (step_st != EX_AB_OK) {
+            st = ab_cmd_error(step_st,
+                              "scenario '%s': step %d/%d (%s%s%s) failed with exit "
+                              "status %d",
+                              file, i + 1, n_steps, cmd, strcmp(cmd, labels[i]) ? " " : "",
+                              strcmp(cmd, labels[i]) ? labels[i] : "", step_st);
+            break;
+        }
+        if (ab_common.verbose)
+            fprintf(stderr, "scenario: step %d took %.1f s\n", i + 1, ab_now() - ts);
+    }
+    if (st == EX_AB_OK && !ab_common.quiet)
+        fprintf(stderr, "scenario: '%s' done in %.1f s; outputs in %s/\n", s.name, ab_now() - t0,
+                dir);
+    free(steps);
+    free(labels);
+    ab_scenario_free(&s);
+    return st;
+}

@@ -1,0 +1,256 @@
+/* verify.c - `attnbench verify WORKLOAD.h5 OUTPUTS`: checks an external kernel's attention
+ * outputs against the double-precision reference (outputs.md, "Regression gate").
+ *
+ * OUTPUTS holds O for every (layer, head) of the workload: shape [n_layer, n_head, n_seq, d_v]
+ * in the default layout, or any permutation of the four axes named by --layout; float16,
+ * float32 or float64; a .npy file or one dataset of an HDF5 file. For each head the reference
+ * (ab_attn_ref, the workload's mask unless --mask says otherwise) is computed and compared:
+ * rel_l2 = |O~ - O|_F / |O|_F, max_abs, and cos_min, the smallest row cosine. A head fails when
+ * rel_l2 > rtol (default 1e-4: a float32 kernel lands near 1e-7 to 1e-6, so 1e-4 catches real
+ * errors with room for accumulation order; 2e-3 for float16 outputs, whose storage rounding
+ * alone gives about 3e-4), or when max_abs > --atol if given. Exit 1 if any head fails.
+ *
+ * `verify WORKLOAD.h5 --dump-reference OUT.npy [--dtype f32|f64|f16]` writes the reference
+ * outputs themselves in the default layout, so a kernel author (and the tests) can start from
+ * a file that passes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "core/ab.h"
+#include "core/workload.h"
+#include "io/h5_workload.h"
+#include "io/npy.h"
+#include "opts.h"
+
+static const char *usage_text =
+    "attnbench verify WORKLOAD.h5 OUTPUTS.(npy|h5) [--rtol R] [--atol A]\n"
+    "                 [--layout layer,head,seq,dim] [--dataset NAME] [--mask causal|full]\n"
+    "       attnbench verify WORKLOAD.h5 --dump-reference OUT.npy [--dtype f32|f64|f16]";
+
+#define RTOL_DEFAULT 1e-4     /* float32 and float64 outputs */
+#define RTOL_DEFAULT_F16 2e-3 /* float16 outputs */
+
+enum { AX_LAYER, AX_HEAD, AX_SEQ, AX_DIM, N_AX };
+static const char *const axis_names[N_AX] = {"layer", "head", "seq", "dim"};
+
+/* Parses --layout into axis_of[i] = the axis (AX_*) stored as dimension i of the file. -1 when
+ * fine, else the exit status. */
+static int parse_layout(const char *s, int axis_of[N_AX])
+{
+    int seen[N_AX] = {0}, n = 0;
+    const char *p = s;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        int a = -1;
+        for (int k = 0; k < N_AX; k++)
+            if (strlen(axis_names[k]) == len && !strncmp(p, axis_names[k], len)) a = k;
+        if (a < 0 || seen[a] || n == N_AX)
+            return ab_cmd_error(EX_AB_USAGE, "verify: --layout '%s' must name layer, head, seq "
+                                "and dim once each", s);
+        seen[a] = 1;
+        axis_of[n++] = a;
+        p += len + (p[len] == ',');
+    }
+    if (n != N_AX)
+        return ab_cmd_error(EX_AB_USAGE, "verify: --layout '%s' must name layer, head, seq and "
+                            "dim once each", s);
+    return -1;
+}
+
+/* Accuracy of one head's outputs x (strided view) against the reference r (n_seq, d_v). */
+struct head_acc {
+    double rel_l2, max_abs, cos_min;
+};
+
+static void head_accuracy(const double *x, const int64_t stride[N_AX], int64_t layer,
+                          int64_t head, const double *r, int64_t n_seq, int64_t d_v,
+                          struct head_acc *out)
+{
+    double num = 0, den = 0, max_abs = 0, cos_min = INFINITY;
+    const double *xh = x + layer * stride[AX_LAYER] + head * stride[AX_HEAD];
+    for (int64_t i = 0; i < n_seq; i++) {
+        double dot = 0, nx = 0, nr = 0;
+        for (int64_t c = 0; c < d_v; c++) {
+            double a = xh[i * stride[AX_SEQ] + c * stride[AX_DIM]], b = r[i * d_v + c];
+            double e = a - b;
+            num += e * e;
+            den += b * b;
+            if (!(fabs(e) <= max_abs)) max_abs = fabs(e); /* NaN sticks */
+            dot += a * b, nx += a * a, nr += b * b;
+        }
+        /* a zero row matches only a zero row */
+        double cs = nx == 0 && nr == 0 ? 1 : nx == 0 || nr == 0 ? 0 : dot / sqrt(nx * nr);
+        if (!(cs >= cos_min)) cos_min = cs;
+    }
+    out->rel_l2 = den > 0 ? sqrt(num / den) : num == 0 ? 0 : INFINITY;
+    if (isnan(num)) out->rel_l2 = NAN;
+    out->max_abs = max_abs;
+    out->cos_min = n_seq ? cos_min : 1;
+}
+
+/* The reference outputs of head (layer, head) into o (n_seq, d_v). */
+static int head_reference(const struct ab_workload *w, int64_t layer, int64_t head, int mask,
+                          double *o)
+{
+    struct ab_head h;
+    ab_workload_head(w, layer, head, &h);
+    h.mask = mask;
+    return ab_attn_ref(&h, NULL, 0, o, NULL);
+}
+
+static int dump_reference(const struct ab_workload *w, const char *wpath, int mask,
+                          const char *out, int dtype)
+{
+    int64_t per = w->n_seq * w->d_v, n = w->n_layer * w->n_head * per;
+    int rc, st = EX_AB_OK;
+    if ((rc = ab_check_fits("the reference outputs", (double)n * 8))) return ab_cmd_fail(rc);
+    double *o = ab_alloc(ab_size_mul((size_t)n, sizeof *o)); /* (n_layer, n_head, n_seq, d_v) */
+    if (!o) return ab_cmd_error(EX_AB_SOFTWARE, "verify: out of memory");
+    for (int64_t l = 0; l < w->n_layer && st == EX_AB_OK; l++)
+        for (int64_t h = 0; h < w->n_head && st == EX_AB_OK; h++)
+            if ((rc = head_reference(w, l, h, mask, o + (l * w->n_head + h) * per)))
+                st = ab_cmd_fail(rc);
+    int64_t shape[4] = {w->n_layer, w->n_head, w->n_seq, w->d_v};
+    if (st == EX_AB_OK && (rc = ab_npy_write(out, dtype, 4, shape, AB_DT_F64, o)))
+        st = ab_cmd_fail(rc);
+    if (st == EX_AB_OK) {
+        fprintf(stderr, "reference of '%s': %lld x %lld x %lld x %lld %s (layer, head, seq, "
+                "dim)\n", wpath, (long long)w->n_layer, (long long)w->n_head,
+                (long long)w->n_seq, (long long)w->d_v, ab_dtype_name(dtype));
+        printf("%s\n", out);
+    }
+    ab_free(o);
+    return st;
+}
+
+/* Reads the kernel's outputs (npy or HDF5) as doubles. Exit status or -1. */
+static int read_outputs(const char *path, const char *dataset, struct ab_array *a)
+{
+    int fmt, rc = ab_array_sniff(path, &fmt);
+    if (rc) return ab_cmd_fail(rc);
+    if (fmt == AB_FMT_SAFETENSORS)
+        return ab_cmd_error(EX_AB_DATA, "'%s': safetensors is not supported yet (use .npy or "
+                            ".h5)", path);
+    if (fmt == AB_FMT_NPY && dataset)
+        return ab_cmd_error(EX_AB_USAGE, "verify: --dataset names an HDF5 dataset, but '%s' is "
+                            "a .npy file", path);
+    rc = fmt == AB_FMT_NPY ? ab_npy_read(path, AB_DT_F64, a)
+                           : ab_h5_array_read(path, dataset, 4, AB_DT_F64, a);
+    return rc ? ab_cmd_fail(rc) : -1;
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    const char *layout = "layer,head,seq,dim", *dataset = NULL, *mask_name = NULL;
+    const char *dump = NULL, *dtype = "f32";
+    double rtol = NAN, atol = NAN;
+    const struct ab_opt opts[] = {
+        {"rtol", AB_OPT_DOUBLE, &rtol, "R", "a head fails when rel_l2 > R (default 1e-4; 2e-3 for float16 outputs)"},
+        {"atol", AB_OPT_DOUBLE, &atol, "A", "a head also fails when max_abs > A (default: not checked)"},
+        {"layout", AB_OPT_STRING, &layout, "AXES", "axis order of OUTPUTS (default layer,head,seq,dim)"},
+        {"dataset", AB_OPT_STRING, &dataset, "NAME", "HDF5 dataset (default /o, else the only float dataset of rank 4)"},
+        {"mask", AB_OPT_STRING, &mask_name, "M", "causal or full (default: the workload's)"},
+        {"dump-reference", AB_OPT_STRING, &dump, "OUT", "write the reference outputs (default layout) and exit"},
+        {"dtype", AB_OPT_STRING, &dtype, "T", "element type of --dump-reference: f32 (default), f64 or f16"},
+        {NULL, AB_OPT_END, NULL, NULL, NULL},
+    };
+    char *pos[2];
+    int n_pos, st = ab_opts_parse("verify", usage_text, opts, argc, argv, pos, 2, &n_pos);
+    if (st >= 0) return st;
+    if (dump ? n_pos != 1 : n_pos != 2)
+        return ab_cmd_error(EX_AB_USAGE, dump ? "verify: --dump-reference takes one workload file"
+                                              : "verify: name the workload and the outputs file");
+    if (!isnan(rtol) && !(rtol >= 0))
+        return ab_cmd_error(EX_AB_USAGE, "verify: --rtol must be >= 0");
+    if (!isnan(atol) && !(atol >= 0))
+        return ab_cmd_error(EX_AB_USAGE, "verify: --atol must be >= 0");
+    int axis_of[N_AX];
+    if ((st = parse_layout(layout, axis_of)) >= 0) return st;
+    int dump_dtype = !strcmp(dtype, "f32") ? AB_DT_F32
+                     : !strcmp(dtype, "f64") ? AB_DT_F64
+                     : !strcmp(dtype, "f16") ? AB_DT_F16
+                                             : 0;
+    if (!dump_dtype)
+        return ab_cmd_error(EX_AB_USAGE, "verify: --dtype must be f32, f64 or f16, got '%s'",
+                            dtype);
+    if (mask_name && strcmp(mask_name, "causal") && strcmp(mask_name, "full"))
+        return ab_cmd_error(EX_AB_USAGE, "verify: --mask must be causal or full, got '%s'",
+                            mask_name);
+
+    struct ab_workload w = {0};
+    struct ab_array out = {0};
+    double *ref = NULL;
+    int rc = ab_h5_workload_read(pos[0], &w);
+    if (rc) {
+        st = ab_cmd_fail(rc);
+        goto done;
+    }
+    int mask = mask_name ? (strcmp(mask_name, "full") ? AB_MASK_CAUSAL : AB_MASK_FULL)
+                         : (w.causal ? AB_MASK_CAUSAL : AB_MASK_FULL);
+    if (dump) {
+        st = dump_reference(&w, pos[0], mask, dump, dump_dtype);
+        goto done;
+    }
+    if ((st = read_outputs(pos[1], dataset, &out)) >= 0) goto done;
+    st = EX_AB_OK;
+
+    /* the file's shape must be the workload's, axis by axis in the given layout */
+    int64_t size[N_AX] = {w.n_layer, w.n_head, w.n_seq, w.d_v}, stride[N_AX];
+    int ok = out.rank == N_AX;
+    for (int i = 0; ok && i < N_AX; i++) ok = out.shape[i] == size[axis_of[i]];
+    if (!ok) {
+        char got[160] = "(", want[160] = "(";
+        for (int i = 0; i < out.rank; i++)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%lld%s",
+                     (long long)out.shape[i], i + 1 < out.rank ? ", " : "");
+        for (int i = 0; i < N_AX; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s %lld%s",
+                     axis_names[axis_of[i]], (long long)size[axis_of[i]], i + 1 < N_AX ? ", " : "");
+        st = ab_cmd_error(EX_AB_DATA, "'%s': shape %s) does not match the workload '%s': "
+                          "expected %s) in layout %s", pos[1], got, pos[0], want, layout);
+        goto done;
+    }
+    int64_t acc = 1; /* row-major strides of the file's axes, by axis meaning */
+    for (int i = N_AX - 1; i >= 0; i--) {
+        stride[axis_of[i]] = acc;
+        acc *= out.shape[i];
+    }
+    if (isnan(rtol)) rtol = out.dtype == AB_DT_F16 ? RTOL_DEFAULT_F16 : RTOL_DEFAULT;
+
+    ref = ab_alloc(ab_size_mul((size_t)(w.n_seq * w.d_v), sizeof *ref)); /* (n_seq, d_v) */
+    if (!ref) {
+        st = ab_cmd_error(EX_AB_SOFTWARE, "verify: out of memory");
+        goto done;
+    }
+    printf("%5s %4s %12s %12s %14s  %s\n", "layer", "head", "rel_l2", "max_abs", "cos_min",
+           "result");
+    int64_t n_fail = 0, worst_l = 0, worst_h = 0;
+    double worst = -1;
+    for (int64_t l = 0; l < w.n_layer; l++)
+        for (int64_t h = 0; h < w.n_head; h++) {
+            if ((rc = head_reference(&w, l, h, mask, ref))) {
+                st = ab_cmd_fail(rc);
+                goto done;
+            }
+            struct head_acc a;
+            head_accuracy(out.data, stride, l, h, ref, w.n_seq, w.d_v, &a);
+            int pass = a.rel_l2 <= rtol && (isnan(atol) || a.max_abs <= atol);
+            n_fail += !pass;
+            if (!(a.rel_l2 <= worst)) worst = a.rel_l2, worst_l = l, worst_h = h;
+            printf("%5lld %4lld %12.4g %12.4g %14.10f  %s\n", (long long)l, (long long)h,
+                   a.rel_l2, a.max_abs, a.cos_min, pass ? "ok" : "FAIL");
+        }
+    printf("verify: %lld heads, %lld failed (rel_l2 > %g%s); worst rel_l2 %.4g at layer %lld "
+           "head %lld\n", (long long)(w.n_layer * w.n_head), (long long)n_fail, rtol,
+           isnan(atol) ? "" : " or max_abs above --atol", worst, (long long)worst_l,
+           (long long)worst_h);
+    if (n_fail) st = EX_AB_REGRESSION;
+done:
+    ab_free(ref);
+    ab_array_free(&out);
+    ab_workload_free(&w);
+    return st;
+}

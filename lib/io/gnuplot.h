@@ -1,0 +1,160 @@
+/* gnuplot.h - figures through gnuplot (outputs.md, "Reports"): text outputs written atomically,
+ * plot descriptions turned into a data file (NAME.tsv) and a script (NAME.gp), and running
+ * gnuplot on a script to render NAME.png.
+ *
+ * Every script is self-contained and re-runnable by hand from its folder: `gnuplot -c NAME.gp`
+ * writes NAME.png, `gnuplot -c NAME.gp OTHER.png` writes OTHER.png (the report renders to a
+ * temporary name this way and renames it on success). Scripts read their data by relative path,
+ * use the pngcairo terminal with font "DejaVu Sans,10" and no enhanced-text markup (method and
+ * metric names print as they are), and define the colour of every series through a fixed style
+ * table, so a method keeps its colour in every figure of every report. Heatmap scripts carry the
+ * viridis table of png_map.h as a gnuplot palette, so their colours match the libpng pictures.
+ *
+ * Only this file starts gnuplot (architecture.md: only lib/io starts external programs). It runs
+ * `gnuplot -d -c NAME.gp TMP` (-d: no initialisation files, so a user's ~/.gnuplot cannot change
+ * the pictures) in the figure's folder with fork and exec, no shell. pngcairo writes no time
+ * stamp, so the same script gives the same bytes on the same machine. */
+#ifndef AB_IO_GNUPLOT_H
+#define AB_IO_GNUPLOT_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* A text file written to PATH.tmp and renamed to PATH on commit: a reader never sees half a
+ * file, and a failure leaves nothing behind. */
+struct ab_outfile {
+    FILE *f;
+    char *path, *tmp; /* malloc'd */
+};
+
+/* Opens path.tmp for writing. AB_OK, AB_E_CREATE (with the system's reason) or AB_E_NOMEM. */
+int ab_outfile_open(struct ab_outfile *o, const char *path);
+/* Closes the file and renames it into place. AB_E_IO when a write had failed (the stream's
+ * error flag), AB_E_CREATE when the rename fails; on failure the temporary file is removed.
+ * Always releases o. */
+int ab_outfile_commit(struct ab_outfile *o);
+/* Closes and removes the temporary file. Safe on a zeroed or released struct. */
+void ab_outfile_abort(struct ab_outfile *o);
+
+/* dir + "/" + name + ext into a malloc'd string (NULL when out of memory). */
+char *ab_path_join(const char *dir, const char *name, const char *ext);
+
+/* Finds the gnuplot program: prog itself when it contains a '/', else the first executable
+ * regular file named prog in the directories of $PATH. *path is malloc'd. AB_OK, AB_E_NOTOOL
+ * ("gnuplot not found on PATH"), AB_E_NOMEM. */
+int ab_gnuplot_find(const char *prog, char **path);
+
+/* Renders dir/name.gp: runs `gnuplot -d -c name.gp name.png.tmp` in dir, then renames
+ * name.png.tmp to name.png. AB_OK; AB_E_NOTOOL when gnuplot cannot be started; AB_E_INTERNAL
+ * when it fails or writes nothing (the message quotes its last line of diagnostics), after
+ * which no name.png.tmp is left and an existing name.png is untouched; AB_E_CREATE when the
+ * rename fails. */
+int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name);
+
+/* Writes `set palette defined (...)` with the 256 viridis entries of ab_viridis (index i at
+ * position i / 255), then `set palette maxcolors 256`. */
+void ab_gnuplot_palette(FILE *f);
+
+/* --- line plots: one panel per group (multiplot), one line + points per series --------- */
+
+/* Series styles: style i >= 0 is gnuplot linetype i + 1 with a fixed colour (12 of them, style
+ * 0 black), point type and dash type (a new dash type each time the colours come round again),
+ * so callers give a method the same style in every figure. */
+
+/* One series: n points of n_cols columns, cols[c][i]; column 0 is x, column 1 is y, the plot
+ * says which column (if any) is the tail drawn as a thin dotted line of the same style. */
+struct ab_gp_series {
+    const char *title;
+    int style;
+    int64_t n;
+    const double *const *cols; /* (n_cols) arrays of n values; NaN rows are skipped by gnuplot */
+};
+
+struct ab_gp_panel {
+    const char *title;
+    int n_series;
+    const struct ab_gp_series *series;
+};
+
+struct ab_gp_lines {
+    const char *name;              /* file stem: name.tsv, name.gp, name.png */
+    const char *title, *xlabel, *ylabel;
+    int logx, logy;
+    int n_cols;                    /* columns of every series (>= 2) */
+    const char *const *col_names;  /* (n_cols) header names for the .tsv */
+    int tail_col;                  /* column drawn dotted (>= 2), or -1 */
+    const char *tail_title;        /* key text for the dotted lines, or NULL */
+    int n_xtics;                   /* explicit x tics (0: gnuplot's) */
+    const double *xtics;
+    const char *const *xtic_labels;
+    double ymin, ymax;             /* NaN: automatic */
+    int n_panels;
+    const struct ab_gp_panel *panels;
+    int width, height;             /* pixels */
+};
+
+/* Writes dir/name.tsv (one block per (panel, series), headed by comments naming them, blocks
+ * separated by two blank lines for gnuplot's `index`) and dir/name.gp. AB_OK or the error of
+ * ab_outfile_*; nothing is left on failure. */
+int ab_gp_lines_write(const char *dir, const struct ab_gp_lines *p);
+
+/* --- bar charts: groups of bars side by side, one panel per measure ----------------------- */
+
+struct ab_gp_bar {
+    const char *label; /* x tic text */
+    int style;
+    double value;      /* NaN: no bar, `missing` is written in its place */
+    const char *missing;
+};
+
+struct ab_gp_bar_group {
+    const char *title; /* written above the group */
+    int n_bars;
+    const struct ab_gp_bar *bars;
+};
+
+struct ab_gp_bar_panel {
+    const char *title, *ylabel;
+    int logy;            /* 1: log y axis (values <= 0 are not drawn) */
+    double ymin, ymax;   /* NaN: automatic */
+    int n_groups;
+    const struct ab_gp_bar_group *groups;
+};
+
+struct ab_gp_bars {
+    const char *name, *title;
+    const char *footer;  /* one line under the figure, or NULL */
+    int n_panels;
+    const struct ab_gp_bar_panel *panels;
+    int width, height;
+};
+
+/* Writes dir/name.tsv (one block per panel: x, value, style, label, group) and dir/name.gp.
+ * Errors as ab_gp_lines_write. */
+int ab_gp_bars_write(const char *dir, const struct ab_gp_bars *p);
+
+/* --- heatmaps: small multiples of (rows x cols) grids with the viridis palette ------------ */
+
+struct ab_gp_grid {
+    const char *title;
+    int64_t rows, cols;
+    const double *v; /* (rows, cols) row-major; NaN: no value (drawn white) */
+};
+
+struct ab_gp_heatmaps {
+    const char *name, *title;
+    const char *xlabel, *ylabel, *cblabel;
+    int shared_scale;  /* 1: one colour scale [lo, hi] for every panel; 0: each its own range */
+    double lo, hi;     /* the shared range (lo < hi) */
+    int logcb;         /* log colour scale (shared scale only; lo > 0) */
+    int n_grids;
+    const struct ab_gp_grid *grids;
+    int width;         /* pixels; the height follows from the layout */
+};
+
+/* Writes dir/name.tsv (one matrix block per grid, row 0 first) and dir/name.gp: up to four
+ * panels per row, row 0 drawn at the top, one colour box for a shared scale. Errors as
+ * ab_gp_lines_write. */
+int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p);
+
+#endif

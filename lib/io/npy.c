@@ -1,0 +1,682 @@
+/* npy.c - NumPy .npy arrays read and written with our own code, binary16 conversions, format
+ * sniffing, and one float dataset of an HDF5 file read as an array (see npy.h).
+ *
+ * The .npy reader trusts nothing in the file: the preamble, the header length, every header
+ * field and the data size are checked against the file's length before a single element is
+ * read, and elements are read in fixed-size blocks so a wrong size can never overrun a buffer.
+ * Byte order is handled explicitly, so the code is right on big-endian hosts too. */
+#include "io/npy.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/ab.h"
+#include "io/h5_util.h"
+
+static const char npy_magic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
+
+/* Headers longer than this are refused as damaged (numpy itself refuses 10000 bytes unless
+ * told otherwise; ours leaves room for very high ranks and long shapes). */
+#define NPY_MAX_HEADER (1 << 20)
+
+void ab_array_free(struct ab_array *a)
+{
+    ab_free(a->data);
+    memset(a, 0, sizeof *a);
+}
+
+const char *ab_dtype_name(int dtype)
+{
+    switch (dtype) {
+    case AB_DT_F16: return "float16";
+    case AB_DT_F32: return "float32";
+    case AB_DT_F64: return "float64";
+    default: return "?";
+    }
+}
+
+/* ------------------------------------------------------------------ binary16 */
+
+double ab_f16_to_double(uint16_t h)
+{
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v;
+    if (e == 0) v = ldexp(m, -24);                 /* zero and subnormals: m * 2^-24 */
+    else if (e == 31) v = m ? NAN : INFINITY;
+    else v = ldexp(m + 1024, e - 25);             /* (1 + m/1024) * 2^(e-15) */
+    return (h & 0x8000) ? -v : v;
+}
+
+uint16_t ab_f16_from_double(double x)
+{
+    uint16_t sign = signbit(x) ? 0x8000 : 0;
+    if (isnan(x)) return (uint16_t)(sign | 0x7e00);
+    double a = fabs(x);
+    if (isinf(a)) return (uint16_t)(sign | 0x7c00);
+    if (a < 0x1p-14) {
+        /* subnormal range: a = m * 2^-24, m rounded to nearest even (1024 is the smallest
+           normal, whose bits are exactly 0x0400) */
+        return (uint16_t)(sign | (uint16_t)nearbyint(a * 0x1p24));
+    }
+    int ex;
+    double f = frexp(a, &ex);                     /* a = f * 2^ex, f in [0.5, 1) */
+    int e = ex - 1;                               /* a = (2f) * 2^e, 2f in [1, 2) */
+    double m = nearbyint((2 * f - 1) * 1024);     /* exact scaling, one rounding */
+    if (m == 1024) m = 0, e++;
+    if (e > 15) return (uint16_t)(sign | 0x7c00); /* past 65504 (ties at 65520 go up) */
+    return (uint16_t)(sign | (uint16_t)((e + 15) << 10) | (uint16_t)m);
+}
+
+/* ------------------------------------------------------------------ byte order */
+
+static int host_is_little(void)
+{
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
+static void swap_bytes(unsigned char *p, int64_t n, int size)
+{
+    for (int64_t i = 0; i < n; i++, p += size)
+        for (int a = 0, b = size - 1; a < b; a++, b--) {
+            unsigned char t = p[a];
+            p[a] = p[b];
+            p[b] = t;
+        }
+}
+
+/* ------------------------------------------------------------------ header parsing */
+
+struct cursor {
+    const char *s, *end;
+};
+
+static void skip_space(struct cursor *c)
+{
+    while (c->s < c->end && (*c->s == ' ' || *c->s == '\t' || *c->s == '\n' || *c->s == '\r'))
+        c->s++;
+}
+
+/* A quoted Python string ('...' or "...", no escapes needed for our keys and dtypes) into buf.
+ * 0 or -1. */
+static int parse_string(struct cursor *c, char *buf, size_t cap)
+{
+    if (c->s >= c->end || (*c->s != '\'' && *c->s != '"')) return -1;
+    char q = *c->s++;
+    size_t n = 0;
+    while (c->s < c->end && *c->s != q) {
+        if (*c->s == '\\' || n + 1 >= cap) return -1;
+        buf[n++] = *c->s++;
+    }
+    if (c->s >= c->end) return -1;
+    c->s++;
+    buf[n] = '\0';
+    return 0;
+}
+
+static int parse_word(struct cursor *c, const char *w)
+{
+    size_t n = strlen(w);
+    if ((size_t)(c->end - c->s) < n || memcmp(c->s, w, n)) return 0;
+    c->s += n;
+    return 1;
+}
+
+/* The shape tuple "()", "(3,)", "(2, 3)" (Python 2's "3L" accepted). 0 or an error code. */
+static int parse_shape(struct cursor *c, const char *path, struct ab_array *a)
+{
+    if (c->s >= c->end || *c->s != '(')
+        return ab_fail(AB_E_DATA, "'%s': .npy header: 'shape' is not a tuple", path);
+    c->s++;
+    a->rank = 0;
+    for (;;) {
+        skip_space(c);
+        if (c->s < c->end && *c->s == ')') break;
+        if (c->s >= c->end || *c->s < '0' || *c->s > '9')
+            return ab_fail(AB_E_DATA, "'%s': .npy header: 'shape' holds something other than "
+                           "non-negative integers", path);
+        int64_t v = 0;
+        while (c->s < c->end && *c->s >= '0' && *c->s <= '9') {
+            int digit = *c->s++ - '0';
+            if (v > (INT64_MAX - digit) / 10)
+                return ab_fail(AB_E_DATA, "'%s': .npy header: a dimension of 'shape' is too "
+                               "large", path);
+            v = v * 10 + digit;
+        }
+        if (c->s < c->end && *c->s == 'L') c->s++;
+        if (a->rank == AB_ARRAY_MAX_RANK)
+            return ab_fail(AB_E_DATA, "'%s': .npy header: more than %d dimensions", path,
+                           AB_ARRAY_MAX_RANK);
+        a->shape[a->rank++] = v;
+        skip_space(c);
+        if (c->s < c->end && *c->s == ',') {
+            c->s++;
+            continue;
+        }
+        if (c->s < c->end && *c->s == ')') break;
+        return ab_fail(AB_E_DATA, "'%s': .npy header: malformed 'shape' tuple", path);
+    }
+    c->s++;
+    return AB_OK;
+}
+
+/* The dtype of a descr string; AB_E_DATA with a message for anything but little-endian
+ * float16/32/64. */
+static int parse_descr(const char *descr, const char *path, int *dtype)
+{
+    /* '<' little-endian, '>' big-endian, '=' native, '|' not applicable */
+    char order = descr[0], kind = order ? descr[1] : 0;
+    const char *size = kind ? descr + 2 : "";
+    int bytes = !strcmp(size, "2") ? 2 : !strcmp(size, "4") ? 4 : !strcmp(size, "8") ? 8 : 0;
+    if (kind == 'f' && bytes && (order == '>' || (order == '=' && !host_is_little())))
+        return ab_fail(AB_E_DATA, "'%s': big-endian data ('%s') is not supported; save it "
+                       "little-endian (astype('<f%d'))", path, descr, bytes);
+    if (kind == 'f' && bytes && (order == '<' || order == '='))
+        return *dtype = bytes, AB_OK;
+    return ab_fail(AB_E_DATA, "'%s': dtype '%s' is not supported (float16, float32 or float64, "
+                   "little-endian)", path, descr);
+}
+
+/* Parses the header dict text[0..len) into a (dtype, rank, shape, n). */
+static int parse_header(const char *text, size_t len, const char *path, struct ab_array *a)
+{
+    struct cursor c = {text, text + len};
+    int have_descr = 0, have_fortran = 0, have_shape = 0, rc;
+    skip_space(&c);
+    if (c.s >= c.end || *c.s != '{')
+        return ab_fail(AB_E_DATA, "'%s': .npy header is not a dict", path);
+    c.s++;
+    for (;;) {
+        skip_space(&c);
+        if (c.s < c.end && *c.s == '}') break;
+        char key[32];
+        if (parse_string(&c, key, sizeof key))
+            return ab_fail(AB_E_DATA, "'%s': .npy header: malformed key", path);
+        skip_space(&c);
+        if (c.s >= c.end || *c.s != ':')
+            return ab_fail(AB_E_DATA, "'%s': .npy header: ':' missing after '%s'", path, key);
+        c.s++;
+        skip_space(&c);
+        if (!strcmp(key, "descr")) {
+            char descr[32];
+            if (have_descr++)
+                return ab_fail(AB_E_DATA, "'%s': .npy header: 'descr' given twice", path);
+            if (c.s < c.end && *c.s == '[')
+                return ab_fail(AB_E_DATA, "'%s': structured dtype is not supported (float16, "
+                               "float32 or float64 only)", path);
+            if (parse_string(&c, descr, sizeof descr))
+                return ab_fail(AB_E_DATA, "'%s': .npy header: 'descr' is not a dtype string",
+                               path);
+            if ((rc = parse_descr(descr, path, &a->dtype))) return rc;
+        } else if (!strcmp(key, "fortran_order")) {
+            if (have_fortran++)
+                return ab_fail(AB_E_DATA, "'%s': .npy header: 'fortran_order' given twice",
+                               path);
+            if (parse_word(&c, "True"))
+                return ab_fail(AB_E_DATA, "'%s': Fortran-ordered data is not supported; save "
+                               "it in C order (np.ascontiguousarray)", path);
+            if (!parse_word(&c, "False"))
+                return ab_fail(AB_E_DATA, "'%s': .npy header: 'fortran_order' is not True or "
+                               "False", path);
+        } else if (!strcmp(key, "shape")) {
+            if (have_shape++)
+                return ab_fail(AB_E_DATA, "'%s': .npy header: 'shape' given twice", path);
+            if ((rc = parse_shape(&c, path, a))) return rc;
+        } else {
+            return ab_fail(AB_E_DATA, "'%s': .npy header: unexpected key '%s'", path, key);
+        }
+        skip_space(&c);
+        if (c.s < c.end && *c.s == ',') {
+            c.s++;
+            continue;
+        }
+        if (c.s < c.end && *c.s == '}') break;
+        return ab_fail(AB_E_DATA, "'%s': .npy header: malformed dict", path);
+    }
+    c.s++;
+    skip_space(&c);
+    if (c.s != c.end)
+        return ab_fail(AB_E_DATA, "'%s': .npy header: text after the dict", path);
+    if (!have_descr || !have_fortran || !have_shape)
+        return ab_fail(AB_E_DATA, "'%s': .npy header: '%s' missing", path,
+                       !have_descr ? "descr" : !have_fortran ? "fortran_order" : "shape");
+    a->n = 1;
+    for (int i = 0; i < a->rank; i++) {
+        if (a->shape[i] && a->n > INT64_MAX / 8 / a->shape[i])
+            return ab_fail(AB_E_DATA, "'%s': .npy shape is impossibly large", path);
+        a->n *= a->shape[i];
+    }
+    return AB_OK;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+/* Opens path for reading with the usual error codes; *size gets its length. */
+static int open_regular(const char *path, FILE **f, int64_t *size)
+{
+    struct stat st;
+    *f = NULL;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return ab_fail(AB_E_NOFILE, "'%s': no such file", path);
+        return ab_fail(AB_E_IO, "'%s': cannot read: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) return ab_fail(AB_E_DATA, "'%s': is a directory", path);
+    *f = fopen(path, "rb");
+    if (!*f) return ab_fail(AB_E_IO, "'%s': cannot open: %s", path, strerror(errno));
+    *size = (int64_t)st.st_size;
+    return AB_OK;
+}
+
+/* "(2, 3)" */
+static void shape_text(const struct ab_array *a, char *buf, size_t cap)
+{
+    size_t len = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < a->rank && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%lld%s", (long long)a->shape[i],
+                                a->rank == 1 ? "," : i + 1 < a->rank ? ", " : "");
+    if (len < cap) snprintf(buf + len, cap - len, ")");
+}
+
+/* Reads and checks the preamble and header of the open file f (size bytes). */
+static int read_header(FILE *f, int64_t size, const char *path, struct ab_array *a,
+                       int64_t *data_offset)
+{
+    unsigned char pre[12];
+    char *text = NULL;
+    int rc;
+    memset(a, 0, sizeof *a);
+    size_t got = fread(pre, 1, 10, f);
+    if (got >= sizeof npy_magic && memcmp(pre, npy_magic, sizeof npy_magic))
+        return ab_fail(AB_E_DATA, "'%s': not a .npy file (bad magic)", path);
+    if (got < 10)
+        return ab_fail(AB_E_DATA, "'%s': truncated .npy file (%lld bytes, shorter than the "
+                       "preamble)", path, (long long)size);
+    int major = pre[6], minor = pre[7];
+    if (major < 1 || major > 3 || minor != 0)
+        return ab_fail(AB_E_DATA, "'%s': unsupported .npy version %d.%d (1.0, 2.0, 3.0 known)",
+                       path, major, minor);
+    int64_t hlen, start;
+    if (major == 1) {
+        hlen = pre[8] | (int64_t)pre[9] << 8;
+        start = 10;
+    } else {
+        if (size < 12 || fread(pre + 10, 1, 2, f) != 2)
+            return ab_fail(AB_E_DATA, "'%s': truncated .npy file (%lld bytes, shorter than the "
+                           "preamble)", path, (long long)size);
+        hlen = pre[8] | (int64_t)pre[9] << 8 | (int64_t)pre[10] << 16 | (int64_t)pre[11] << 24;
+        start = 12;
+    }
+    if (hlen > NPY_MAX_HEADER)
+        return ab_fail(AB_E_DATA, "'%s': .npy header length %lld is implausible (limit %d "
+                       "bytes)", path, (long long)hlen, NPY_MAX_HEADER);
+    if (start + hlen > size)
+        return ab_fail(AB_E_DATA, "'%s': truncated .npy file (header of %lld bytes, file of "
+                       "%lld)", path, (long long)hlen, (long long)size);
+    text = malloc((size_t)hlen + 1);
+    if (!text) return ab_fail(AB_E_NOMEM, "'%s': cannot allocate the .npy header", path);
+    if (hlen && fread(text, 1, (size_t)hlen, f) != (size_t)hlen) {
+        rc = ab_fail(AB_E_IO, "'%s': read failed", path);
+        goto done;
+    }
+    text[hlen] = '\0';
+    if (memchr(text, '\0', (size_t)hlen)) {
+        rc = ab_fail(AB_E_DATA, "'%s': .npy header holds a NUL byte", path);
+        goto done;
+    }
+    if ((rc = parse_header(text, (size_t)hlen, path, a))) goto done;
+    int64_t want = a->n * a->dtype, have = size - start - hlen;
+    if (have < want) {
+        char shape[32 * AB_ARRAY_MAX_RANK];
+        shape_text(a, shape, sizeof shape);
+        rc = ab_fail(AB_E_DATA, "'%s': truncated .npy file (%s %s needs %lld data bytes, the "
+                     "file has %lld)", path, ab_dtype_name(a->dtype), shape, (long long)want,
+                     (long long)have);
+        goto done;
+    }
+    if (have > want) {
+        rc = ab_fail(AB_E_DATA, "'%s': %lld bytes after the data the .npy header declares "
+                     "(shape mismatch?)", path, (long long)(have - want));
+        goto done;
+    }
+    *data_offset = start + hlen;
+    rc = AB_OK;
+done:
+    free(text);
+    if (rc) memset(a, 0, sizeof *a);
+    return rc;
+}
+
+int ab_npy_read_header(const char *path, struct ab_array *out, int64_t *data_offset)
+{
+    FILE *f;
+    int64_t size = 0;
+    memset(out, 0, sizeof *out);
+    int rc = open_regular(path, &f, &size);
+    if (rc) return rc;
+    rc = read_header(f, size, path, out, data_offset);
+    fclose(f);
+    return rc;
+}
+
+/* Converts n elements of dtype (little-endian bytes at src) to `as` at dst. */
+static void convert_in(const unsigned char *src, int dtype, int64_t n, int as, void *dst)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double v;
+        if (dtype == AB_DT_F16) {
+            uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
+            v = ab_f16_to_double(h);
+        } else if (dtype == AB_DT_F32) {
+            float x;
+            memcpy(&x, src + 4 * i, 4);
+            v = x;
+        } else {
+            memcpy(&v, src + 8 * i, 8);
+        }
+        if (as == AB_DT_F32) ((float *)dst)[i] = (float)v;
+        else ((double *)dst)[i] = v;
+    }
+}
+
+int ab_npy_read(const char *path, int as, struct ab_array *out)
+{
+    enum { BLOCK = 1 << 16 }; /* elements per read */
+    FILE *f = NULL;
+    unsigned char *buf = NULL;
+    int64_t size = 0, off = 0;
+    memset(out, 0, sizeof *out);
+    assert(as == AB_DT_F32 || as == AB_DT_F64);
+    int rc = open_regular(path, &f, &size);
+    if (rc) return rc;
+    if ((rc = read_header(f, size, path, out, &off))) goto fail;
+    out->as = as;
+    if (out->n == 0) goto done;
+    if ((rc = ab_check_fits(path, (double)out->n * as))) goto fail;
+    out->data = ab_alloc(ab_size_mul((size_t)out->n, (size_t)as));
+    buf = malloc((size_t)BLOCK * 8);
+    if (!out->data || !buf) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': cannot allocate %lld elements", path, (long long)out->n);
+        goto fail;
+    }
+    int little = host_is_little();
+    for (int64_t i = 0; i < out->n; i += BLOCK) {
+        int64_t k = AB_MIN((int64_t)BLOCK, out->n - i);
+        if (fread(buf, (size_t)out->dtype, (size_t)k, f) != (size_t)k) {
+            rc = ab_fail(ferror(f) ? AB_E_IO : AB_E_DATA, "'%s': %s", path,
+                         ferror(f) ? "read failed" : "truncated .npy file (shrank while read)");
+            goto fail;
+        }
+        /* convert_in reads little-endian f16 by bytes; f32 / f64 by memcpy need host order */
+        if (!little && out->dtype != AB_DT_F16) swap_bytes(buf, k, out->dtype);
+        convert_in(buf, out->dtype, k, as, (char *)out->data + i * as);
+    }
+done:
+    free(buf);
+    fclose(f);
+    return AB_OK;
+fail:
+    free(buf);
+    fclose(f);
+    ab_array_free(out);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ writing */
+
+/* Converts n elements of `as` at src to little-endian dtype bytes at dst. */
+static void convert_out(const void *src, int as, int64_t n, int dtype, unsigned char *dst,
+                        int little)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double v = as == AB_DT_F32 ? (double)((const float *)src)[i] : ((const double *)src)[i];
+        if (dtype == AB_DT_F16) {
+            uint16_t h = ab_f16_from_double(v);
+            dst[2 * i] = (unsigned char)(h & 0xff);
+            dst[2 * i + 1] = (unsigned char)(h >> 8);
+        } else if (dtype == AB_DT_F32) {
+            float x = (float)v;
+            memcpy(dst + 4 * i, &x, 4);
+        } else {
+            memcpy(dst + 8 * i, &v, 8);
+        }
+    }
+    if (!little && dtype != AB_DT_F16) swap_bytes(dst, n, dtype);
+}
+
+int ab_npy_write(const char *path, int dtype, int rank, const int64_t *shape, int as,
+                 const void *data)
+{
+    enum { BLOCK = 1 << 16 };
+    assert(dtype == AB_DT_F16 || dtype == AB_DT_F32 || dtype == AB_DT_F64);
+    assert(as == AB_DT_F32 || as == AB_DT_F64);
+    assert(rank >= 0 && rank <= AB_ARRAY_MAX_RANK);
+    /* the dict, then spaces and a newline so the data starts on a multiple of 64 */
+    char head[64 + 24 * AB_ARRAY_MAX_RANK + 128];
+    int len = snprintf(head, sizeof head, "{'descr': '<f%d', 'fortran_order': False, 'shape': (",
+                       dtype);
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) {
+        n *= shape[i];
+        len += snprintf(head + len, sizeof head - (size_t)len, "%lld%s", (long long)shape[i],
+                        rank == 1 ? "," : i + 1 < rank ? ", " : "");
+    }
+    len += snprintf(head + len, sizeof head - (size_t)len, "), }");
+    int pre = 10, total = pre + len + 1;
+    total = (total + 63) / 64 * 64;
+    int hlen = total - pre; /* always < 65536 here: version 1.0 */
+    memset(head + len, ' ', (size_t)(hlen - len));
+    head[hlen - 1] = '\n';
+
+    char *tmp = malloc(strlen(path) + 5);
+    unsigned char *buf = malloc((size_t)BLOCK * 8);
+    FILE *f = NULL;
+    int rc = AB_OK;
+    if (!tmp || !buf) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': cannot allocate write buffers", path);
+        goto done;
+    }
+    sprintf(tmp, "%s.tmp", path);
+    f = fopen(tmp, "wb");
+    if (!f) {
+        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
+        goto done;
+    }
+    unsigned char preamble[10];
+    memcpy(preamble, npy_magic, 6);
+    preamble[6] = 1, preamble[7] = 0;
+    preamble[8] = (unsigned char)(hlen & 0xff), preamble[9] = (unsigned char)(hlen >> 8);
+    int ok = fwrite(preamble, 1, 10, f) == 10 && fwrite(head, 1, (size_t)hlen, f) == (size_t)hlen;
+    int little = host_is_little();
+    for (int64_t i = 0; ok && i < n; i += BLOCK) {
+        int64_t k = AB_MIN((int64_t)BLOCK, n - i);
+        convert_out((const char *)data + i * as, as, k, dtype, buf, little);
+        ok = fwrite(buf, (size_t)dtype, (size_t)k, f) == (size_t)k;
+    }
+    if (fclose(f) != 0) ok = 0;
+    f = NULL;
+    if (!ok) {
+        rc = ab_fail(AB_E_IO, "'%s': write failed: %s", path, strerror(errno));
+        goto done;
+    }
+    if (rename(tmp, path) != 0) {
+        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
+        goto done;
+    }
+done:
+    if (f) fclose(f);
+    if (rc && tmp) unlink(tmp);
+    free(tmp);
+    free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ sniffing */
+
+int ab_array_sniff(const char *path, int *format)
+{
+    static const unsigned char h5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    FILE *f;
+    int64_t size = 0;
+    *format = 0;
+    int rc = open_regular(path, &f, &size);
+    if (rc) return rc;
+    unsigned char b[8] = {0};
+    size_t got = fread(b, 1, sizeof b, f);
+    fclose(f);
+    size_t len = strlen(path);
+    if (got >= 6 && !memcmp(b, npy_magic, 6)) *format = AB_FMT_NPY;
+    else if (got == 8 && !memcmp(b, h5_sig, 8)) *format = AB_FMT_H5;
+    else if (len > 12 && !strcmp(path + len - 12, ".safetensors")) *format = AB_FMT_SAFETENSORS;
+    else if (len > 4 && !strcmp(path + len - 4, ".npy"))
+        return ab_fail(AB_E_DATA, "'%s': not a .npy file (bad magic)", path);
+    else
+        return ab_fail(AB_E_DATA, "'%s': not a .npy or HDF5 file", path);
+    return AB_OK;
+}
+
+/* ------------------------------------------------------------------ HDF5 datasets */
+
+/* Float datasets of a given rank found by walking the file. */
+struct h5_found {
+    int want_rank;
+    int n;
+    char first[2][512];
+};
+
+/* Visits every link of group g (named path), recursing into groups up to depth 16 (hard-link
+ * cycles stop there). */
+static void h5_walk(hid_t g, const char *path, int depth, struct h5_found *fd)
+{
+    H5G_info_t gi;
+    if (depth > 16 || H5Gget_info(g, &gi) < 0) return;
+    for (hsize_t i = 0; i < gi.nlinks; i++) {
+        char name[256], full[512];
+        ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                                         H5P_DEFAULT);
+        if (len < 0 || len >= (ssize_t)sizeof name) continue;
+        snprintf(full, sizeof full, "%s/%s", strcmp(path, "/") ? path : "", name);
+        hid_t o = H5Oopen(g, name, H5P_DEFAULT);
+        if (o < 0) continue; /* a dangling soft or external link */
+        H5I_type_t t = H5Iget_type(o);
+        if (t == H5I_GROUP) {
+            h5_walk(o, full, depth + 1, fd);
+        } else if (t == H5I_DATASET) {
+            hid_t ty = H5Dget_type(o), sp = H5Dget_space(o);
+            if (ty >= 0 && sp >= 0 && H5Tget_class(ty) == H5T_FLOAT &&
+                H5Sget_simple_extent_ndims(sp) == fd->want_rank) {
+                if (fd->n < 2) snprintf(fd->first[fd->n], sizeof fd->first[0], "%s", full);
+                fd->n++;
+            }
+            if (ty >= 0) H5Tclose(ty);
+            if (sp >= 0) H5Sclose(sp);
+        }
+        H5Oclose(o);
+    }
+    H5Eclear2(H5E_DEFAULT);
+}
+
+int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int as,
+                     struct ab_array *out)
+{
+    struct ab_h5 f = {0};
+    char name[512];
+    hid_t d = H5I_INVALID_HID, ty = H5I_INVALID_HID, sp = H5I_INVALID_HID;
+    memset(out, 0, sizeof *out);
+    assert(as == AB_DT_F32 || as == AB_DT_F64);
+    int rc = ab_h5_open(&f, path);
+    if (rc) return rc;
+    if (dataset) {
+        snprintf(name, sizeof name, "%s%s", dataset[0] == '/' ? "" : "/", dataset);
+        if (!ab_h5_exists(&f, name)) {
+            rc = ab_fail(AB_E_DATA, "'%s': no dataset %s", path, name);
+            goto done;
+        }
+    } else if (ab_h5_exists(&f, "/o")) {
+        snprintf(name, sizeof name, "/o");
+    } else {
+        hid_t root = H5Gopen2(f.id, "/", H5P_DEFAULT);
+        struct h5_found fd = {.want_rank = want_rank};
+        if (root >= 0) {
+            h5_walk(root, "/", 0, &fd);
+            H5Gclose(root);
+        }
+        if (fd.n != 1) {
+            rc = fd.n == 0 ? ab_fail(AB_E_DATA, "'%s': no dataset /o and no float dataset of "
+                                     "rank %d (name one)", path, want_rank)
+                           : ab_fail(AB_E_DATA, "'%s': %d float datasets of rank %d (%s, %s%s); "
+                                     "name the one to read", path, fd.n, want_rank, fd.first[0],
+                                     fd.first[1], fd.n > 2 ? ", ..." : "");
+            goto done;
+        }
+        snprintf(name, sizeof name, "%s", fd.first[0]);
+    }
+    d = H5Dopen2(f.id, name, H5P_DEFAULT);
+    if (d < 0) {
+        rc = ab_h5_fail(AB_E_DATA, &f, "%s is not a readable dataset", name);
+        goto done;
+    }
+    ty = H5Dget_type(d);
+    sp = H5Dget_space(d);
+    if (ty < 0 || sp < 0) {
+        rc = ab_h5_fail(AB_E_DATA, &f, "cannot read the type and shape of %s", name);
+        goto done;
+    }
+    size_t item = H5Tget_size(ty);
+    if (H5Tget_class(ty) != H5T_FLOAT || (item != 2 && item != 4 && item != 8)) {
+        rc = ab_fail(AB_E_DATA, "'%s': %s does not hold float16, float32 or float64 values",
+                     path, name);
+        goto done;
+    }
+    int rank = H5Sget_simple_extent_ndims(sp);
+    if (rank < 0 || rank > AB_ARRAY_MAX_RANK) {
+        rc = ab_fail(AB_E_DATA, "'%s': %s has an unsupported rank %d", path, name, rank);
+        goto done;
+    }
+    hsize_t dims[AB_ARRAY_MAX_RANK];
+    if (rank > 0 && H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        rc = ab_h5_fail(AB_E_DATA, &f, "cannot read the shape of %s", name);
+        goto done;
+    }
+    out->dtype = (int)item;
+    out->as = as;
+    out->rank = rank;
+    out->n = 1;
+    for (int i = 0; i < rank; i++) {
+        if (dims[i] > (hsize_t)INT64_MAX ||
+            (dims[i] && (uint64_t)out->n > INT64_MAX / 8 / dims[i])) {
+            rc = ab_fail(AB_E_DATA, "'%s': %s has an impossible size", path, name);
+            goto done;
+        }
+        out->shape[i] = (int64_t)dims[i];
+        out->n *= out->shape[i];
+    }
+    if (out->n > 0) {
+        if ((rc = ab_check_fits(path, (double)out->n * as))) goto done;
+        out->data = ab_alloc(ab_size_mul((size_t)out->n, (size_t)as));
+        if (!out->data) {
+            rc = ab_fail(AB_E_NOMEM, "'%s': cannot allocate %lld elements", path,
+                         (long long)out->n);
+            goto done;
+        }
+        if ((rc = ab_h5_get(&f, name, as == AB_DT_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE,
+                            out->data)))
+            goto done;
+    }
+    rc = AB_OK;
+done:
+    if (sp >= 0) H5Sclose(sp);
+    if (ty >= 0) H5Tclose(ty);
+    if (d >= 0) H5Dclose(d);
+    ab_h5_close(&f);
+    if (rc) ab_array_free(out);
+    return rc;
+}

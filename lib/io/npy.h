@@ -1,0 +1,83 @@
+/* npy.h - dense floating-point arrays read from and written to files other tools make: NumPy
+ * .npy (our own reader and writer, no Python needed) and one dataset of an HDF5 file. `verify`
+ * reads a kernel's outputs through here and writes the reference's; `import` reuses it.
+ *
+ * The .npy format (numpy.lib.format): the magic "\x93NUMPY", a version byte pair (1.0, 2.0 or
+ * 3.0), the header length (uint16 little-endian for 1.0, uint32 for 2.0 and 3.0), then a Python
+ * dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces
+ * and a newline, then the raw elements in C order. Supported: little-endian float16, float32 and
+ * float64, C order. The reader validates every header field, the shape and the data size
+ * against the file length before reading any data, and answers a bad file with AB_E_DATA and a
+ * one-line message naming the file and the problem (truncated, oversized or malformed header,
+ * big-endian or unsupported dtype, Fortran order, size mismatch). Values are not checked
+ * (NaN and infinities are read as they are). No HDF5 types in this header. */
+#ifndef AB_IO_NPY_H
+#define AB_IO_NPY_H
+
+#include <stdint.h>
+
+/* Element types; the value is the item size in bytes. */
+enum ab_dtype { AB_DT_F16 = 2, AB_DT_F32 = 4, AB_DT_F64 = 8 };
+
+enum { AB_ARRAY_MAX_RANK = 8 };
+
+/* An n-dimensional array in C (row-major) order. */
+struct ab_array {
+    int dtype;   /* element type in the file (enum ab_dtype) */
+    int as;      /* element type of data in memory: AB_DT_F32 or AB_DT_F64 */
+    int rank;    /* 0 .. AB_ARRAY_MAX_RANK (0: a scalar, one element) */
+    int64_t shape[AB_ARRAY_MAX_RANK];
+    int64_t n;   /* number of elements, the product of shape */
+    void *data;  /* (shape) float or double per `as`, from ab_alloc; NULL when n == 0 or only
+                    the header was read */
+};
+
+/* Frees a's data and zeroes it. Safe on a zeroed struct and twice. */
+void ab_array_free(struct ab_array *a);
+
+/* "float16", "float32", "float64" ("?" otherwise). */
+const char *ab_dtype_name(int dtype);
+
+/* IEEE 754 binary16 conversions. To double is exact (subnormals, infinities, NaN kept). From
+ * double rounds to nearest, ties to even, overflowing to infinity past 65504 and underflowing
+ * through the subnormals (smallest 2^-24) to signed zero; NaN stays NaN. */
+double ab_f16_to_double(uint16_t h);
+uint16_t ab_f16_from_double(double x);
+
+/* Reads the header of the .npy file at path into out (data NULL, as 0) and sets *data_offset to
+ * the byte where the elements start; checks that the file holds exactly n * itemsize bytes
+ * after it. AB_E_NOFILE (missing), AB_E_IO (unreadable), AB_E_DATA (anything wrong with the
+ * file, as above). */
+int ab_npy_read_header(const char *path, struct ab_array *out, int64_t *data_offset);
+
+/* Reads the .npy file at path, converting the elements to `as` (AB_DT_F32 or AB_DT_F64) into
+ * out->data (the caller frees it with ab_array_free, also after a failure). Errors as
+ * ab_npy_read_header, plus AB_E_TOOBIG when the data cannot fit in memory and AB_E_NOMEM. */
+int ab_npy_read(const char *path, int as, struct ab_array *out);
+
+/* Writes a .npy file (version 1.0: a header of rank <= 8 always fits; C order, little-endian) of
+ * element type dtype (AB_DT_F16 / F32 / F64) and the given shape (rank 0 .. AB_ARRAY_MAX_RANK,
+ * dims >= 0) from data, n elements of type `as` (AB_DT_F32 or AB_DT_F64) in C order. Written
+ * to path.tmp then renamed: on failure nothing is left at path or path.tmp. AB_OK, AB_E_CREATE
+ * (cannot create the file), AB_E_IO (a write failed). */
+int ab_npy_write(const char *path, int dtype, int rank, const int64_t *shape, int as,
+                 const void *data);
+
+/* File formats ab_array_sniff recognises. */
+enum ab_array_format { AB_FMT_NPY = 1, AB_FMT_H5 = 2, AB_FMT_SAFETENSORS = 3 };
+
+/* Tells the format of the file at path from its first bytes (.npy magic, HDF5 signature), or
+ * for safetensors (no magic) from the ".safetensors" suffix. AB_E_NOFILE, AB_E_IO, or AB_E_DATA
+ * ("not a .npy or HDF5 file"). */
+int ab_array_sniff(const char *path, int *format);
+
+/* Reads one floating-point dataset of the HDF5 file at path into out, converted to `as`.
+ * dataset names it ("/o" or "o"); NULL picks "/o" when the file has it, else the only float
+ * dataset of rank want_rank anywhere in the file (AB_E_DATA naming the candidates when there
+ * is none or several). The dataset must hold IEEE floats of 2, 4 or 8 bytes (HDF5 converts the
+ * byte order). Errors: AB_E_NOFILE, AB_E_DATA (not HDF5, no such dataset, not float, rank above
+ * AB_ARRAY_MAX_RANK), AB_E_TOOBIG, AB_E_NOMEM. */
+int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int as,
+                     struct ab_array *out);
+
+#endif

@@ -1,0 +1,81 @@
+/* report.h - `attnbench report` (outputs.md, "Reports"): from one or more results files, a
+ * self-contained folder of figures, tables and a Markdown summary computed from the data. Its
+ * kept-mask maps are the picture of kept_map.h, shared with `attnbench render`.
+ *
+ * The folder holds, for a budget B (the target FLOP ratio nearest to opts.budget):
+ *   frontier-<metric>.{png,gp,tsv}   mean (and weak tail) over heads against achieved FLOP ratio,
+ *                                    one panel per phase, for rel_l2, recall, task_acc, cos_min;
+ *   isoflops-<ratio>.{png,gp,tsv}    methods side by side at each target ratio;
+ *   heads-rel_l2-<B>.{png,gp,tsv}    layer x head rel_l2 of every method at B (gnuplot);
+ *   heads-<method>-<phase>-<B>.{png,tsv}  the same grid per method as an 8-bit viridis PNG;
+ *   heads-<stat>.{png,tsv}, heads-stats.{png,gp,tsv}  head statistics when the results carry
+ *                                    a /heads table (sink, entropy, locality);
+ *   map-L<l>-H<h>.png                the exact attention map of selected heads, and
+ *   map-L<l>-H<h>-<method>.png       each chosen method's kept mask over it at B;
+ *   cells.csv, summary.csv           the merged tables;
+ *   report.md                        links everything, with the summary described there.
+ * Every file is written to a temporary name and renamed when complete. gnuplot renders the
+ * .gp scripts last; when it is missing everything else is still written and the call returns
+ * AB_E_NOTOOL. No time stamps anywhere: the same inputs give the same bytes. */
+#ifndef AB_IO_REPORT_H
+#define AB_IO_REPORT_H
+
+#include <stdint.h>
+
+#include "eval/results.h"
+
+/* A per-head statistics table (/heads of a results file): one row per (workload, layer, head)
+ * and every floating-point column found there. */
+struct ab_report_heads {
+    int64_t n;          /* rows */
+    char **workload;    /* (n) or NULL when the table has no workload column */
+    int64_t *layer, *head;
+    int n_cols;
+    char **col_name;    /* (n_cols) */
+    double **col;       /* (n_cols) arrays of n values */
+};
+
+/* The inputs of a report: every results file, merged. */
+struct ab_report_data {
+    int n_inputs;
+    char **paths;                 /* (n_inputs) results files as named */
+    struct ab_results *inputs;    /* (n_inputs) each file's attributes (no cells, no summary) */
+    struct ab_results merged;     /* every cell of every file; summary recomputed */
+    struct ab_report_heads heads; /* n == 0 when no input has a /heads table */
+};
+
+/* Reads the results files paths[0..n) (ab_results_read_h5, plus /heads when present) and merges
+ * their cells into d->merged with a summary recomputed over all of them. The caller frees d with
+ * ab_report_data_free, also after a failure. AB_E_NOFILE, AB_E_DATA, AB_E_NOMEM, AB_E_TOOBIG, as
+ * ab_results_read_h5, naming the file. */
+int ab_report_load(const char *const *paths, int n, struct ab_report_data *d);
+void ab_report_data_free(struct ab_report_data *d);
+
+struct ab_report_opts {
+    const char *dir;              /* output folder (created with its parents when missing) */
+    const char *workload;         /* workload for the maps; NULL: the first workload the
+                                     results record, when that file exists */
+    const int64_t *maps;          /* (2 n_maps) layer, head pairs; n_maps == 0: chosen */
+    int n_maps;
+    const char *const *map_methods; /* (n_map_methods); 0: chosen from the data */
+    int n_map_methods;
+    double budget;                /* target ratio of heatmaps, maps and failing heads (0.125) */
+    int64_t map_size;             /* largest map side in pixels (512) */
+    double map_floor;             /* probability drawn darkest in maps (1e-6) */
+    int64_t cell_px;              /* heatmap pixels per (layer, head) cell (24) */
+    const char *gnuplot;          /* program name or path ("gnuplot") */
+    const char *command_line;     /* the report's own command line, for report.md (or NULL) */
+    /* called with the path of every file written, in order (may be NULL) */
+    void (*on_file)(void *user, const char *path);
+    void *user;
+};
+void ab_report_defaults(struct ab_report_opts *o);
+
+/* Writes the report of d into o->dir. AB_OK; AB_E_NOTOOL when gnuplot was not found (every
+ * other file written); AB_E_INTERNAL when gnuplot failed on a script (the other figures and
+ * report.md written, no PNG of the failed script left); AB_E_CREATE / AB_E_IO when the folder or
+ * a file cannot be written (no temporary file left); AB_E_NOFILE / AB_E_DATA for a missing or
+ * bad workload named in opts; AB_E_USAGE for a map head or method that does not apply. */
+int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts *o);
+
+#endif

@@ -1,0 +1,331 @@
+/* report_md.c - report.md, the page of `attnbench report` (report.h) that links everything:
+ * what the inputs hold, the headline (the best method of each phase at the report's budget, and
+ * the sink ratio), the best method per phase and budget, the heads that break each method, the
+ * infeasible cells, the head statistics, every figure by section with its caption and notes, the
+ * tables, and the provenance of every input. It is written last, from the index, figures and
+ * notes report.c built (report_internal.h), so it says which figures gnuplot rendered; every
+ * number in it comes from the merged results. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "io/gnuplot.h"
+#include "io/report_internal.h"
+
+static void md_figs(const struct rep *R, FILE *f, int section)
+{
+    for (int i = 0; i < R->n_fig; i++) {
+        const struct fig *g = &R->fig[i];
+        if (g->section != section) continue;
+        if (g->rendered)
+            fprintf(f, "![%s](%s)\n\n", g->file, g->file);
+        else
+            fprintf(f, "`%s` (not rendered: %s)\n\n", g->file,
+                    R->gnuplot ? "gnuplot failed on its script"
+                               : "gnuplot was not found; run the .gp script of the same name");
+        fprintf(f, "*%s*", g->file);
+        fputs(" - ", f);
+        fputs(g->caption, f);
+        fputs("\n\n", f);
+    }
+    for (int i = 0; i < R->notes[section].n; i++) fprintf(f, "%s\n\n", R->notes[section].s[i]);
+}
+
+/* A cell as "L1 H5" plus workload and profile when known. */
+static void head_words(const struct rep *R, int64_t c, char *buf, size_t cap)
+{
+    const struct ab_cell *cell = &R->r->cells[c];
+    const char *prof = ab_rep_profile_of(R, R->cw[c], cell->layer, cell->head);
+    size_t n = 0;
+    if (R->n_w > 1) {
+        const char *w = R->wname[R->cw[c]], *slash = strrchr(w, '/');
+        n += (size_t)snprintf(buf + n, cap - n, "%s ", slash ? slash + 1 : w);
+    }
+    if (n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, "L%lld H%lld", (long long)cell->layer,
+                              (long long)cell->head);
+    if (prof && n < cap) n += (size_t)snprintf(buf + n, cap - n, " (%s)", prof);
+    else if (!isnan(cell->task_acc) && n < cap)
+        n += (size_t)snprintf(buf + n, cap - n, " (tasks)");
+    if (n < cap) snprintf(buf + n, cap - n, " %.3g", cell->rel_l2);
+}
+
+static void md_best(const struct rep *R, FILE *f)
+{
+    fputs("## Best method per phase and budget\n\n", f);
+    if (!R->n_b) {
+        fputs("No budgets in these results (a run at fixed knobs): nothing to rank.\n\n", f);
+        return;
+    }
+    fputs("Among the methods feasible on every head of the phase at that budget (means over "
+          "heads; a method with no knob competes where its fixed cost fits).\n\n",
+          f);
+    fputs("| phase | budget | best by rel_l2 | rel_l2 mean | rel_l2 p90 | best by task_acc | "
+          "task_acc mean | feasible methods | note |\n|---|---|---|---|---|---|---|---|---|\n",
+          f);
+    for (int pi = 0; pi < R->n_p; pi++)
+        for (int bi = 0; bi < R->n_b; bi++) {
+            double t = R->b[bi];
+            char rl[32];
+            ab_rep_ratio_label(t, rl, sizeof rl);
+            int part_r, part_t, ti;
+            int br = ab_rep_best_at(R, pi, t, M_REL_L2, &part_r),
+                bt = ab_rep_best_at(R, pi, t, M_TASK_ACC, &part_t);
+            int n_feas = 0, n_run = 0;
+            for (int mi = 0; mi < R->n_m; mi++) {
+                int s = ab_rep_group_at(R, mi, pi, t, &ti);
+                if (ti < 0) continue;
+                n_run++;
+                n_feas += s >= 0 &&
+                          R->r->summary[s].n_heads == R->grp_cells[ab_rep_gidx(R, mi, pi, ti)];
+            }
+            if (!n_run) continue;
+            fprintf(f, "| %s | %s | ", R->phase[pi], rl);
+            if (br >= 0) {
+                int s = ab_rep_group_at(R, br, pi, t, &ti);
+                fprintf(f, "%s | %.4g | %.4g | ", R->m[br].name, R->r->summary[s].rel_l2_mean,
+                        R->r->summary[s].rel_l2_p10);
+            } else {
+                fputs("none | | | ", f);
+            }
+            if (bt >= 0 && R->r->summary[ab_rep_group_at(R, bt, pi, t, &ti)].task_acc_mean > 0) {
+                int s = ab_rep_group_at(R, bt, pi, t, &ti);
+                fprintf(f, "%s | %.3g | ", R->m[bt].name, R->r->summary[s].task_acc_mean);
+            } else if (bt >= 0) {
+                fputs("none solves a task | 0 | ", f);
+            } else {
+                fputs("n/a | | ", f);
+            }
+            fprintf(f, "%d of %d | ", n_feas, n_run);
+            if (part_r >= 0) {
+                int s = ab_rep_group_at(R, part_r, pi, t, &ti);
+                fprintf(f, "%s has rel_l2 %.3g on the %lld of %lld heads it reaches",
+                        R->m[part_r].name, R->r->summary[s].rel_l2_mean,
+                        (long long)R->r->summary[s].n_heads,
+                        (long long)R->grp_cells[ab_rep_gidx(R, part_r, pi, ti)]);
+            }
+            fputs(" |\n", f);
+        }
+    fputs("\n", f);
+}
+
+/* qsort_r order of cell indices: rel_l2 descending, then index. */
+static int cmp_rel_desc(const void *a, const void *b, void *ctx)
+{
+    const struct ab_results *r = ctx;
+    double x = r->cells[*(const int64_t *)a].rel_l2, y = r->cells[*(const int64_t *)b].rel_l2;
+    if (x != y) return x > y ? -1 : 1;
+    int64_t i = *(const int64_t *)a, j = *(const int64_t *)b;
+    return (i > j) - (i < j);
+}
+
+static int md_failing(const struct rep *R, FILE *f)
+{
+    if (isnan(R->B)) return AB_OK;
+    char rl[32];
+    ab_rep_ratio_label(R->B, rl, sizeof rl);
+    fprintf(f, "## Heads that break each method (rel_l2 at %s)\n\n", rl);
+    fprintf(f, "The three feasible heads with the largest rel_l2 of each method at FLOP ratio %s "
+               "(layer, head%s, rel_l2), and the heads where it could not meet the budget.\n\n",
+            rl, R->have_wl && R->wl.profile ? ", planted profile" : "");
+    fputs("| method | phase | mean rel_l2 | worst heads | infeasible heads |\n"
+          "|---|---|---|---|---|\n",
+          f);
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(R->r->n_cells + 1));
+    if (!idx) return ab_fail(AB_E_NOMEM, "out of memory");
+    for (int pi = 0; pi < R->n_p; pi++)
+        for (int mi = 0; mi < R->n_m; mi++) {
+            int ti, s = ab_rep_group_at(R, mi, pi, R->B, &ti);
+            if (ti < 0) continue;
+            int64_t n = 0, n_inf = 0, all = 0;
+            for (int64_t c = 0; c < R->r->n_cells; c++) {
+                if (R->cm[c] != mi || R->cp[c] != pi || R->ct[c] != ti) continue;
+                all++;
+                if (!R->r->cells[c].feasible) n_inf++;
+                else if (isfinite(R->r->cells[c].rel_l2)) idx[n++] = c;
+            }
+            qsort_r(idx, (size_t)n, sizeof(int64_t), cmp_rel_desc, (void *)R->r);
+            fprintf(f, "| %s | %s | ", R->m[mi].name, R->phase[pi]);
+            if (s >= 0 && R->r->summary[s].n_heads > 0)
+                fprintf(f, "%.3g | ", R->r->summary[s].rel_l2_mean);
+            else
+                fputs("- | ", f);
+            for (int64_t i = 0; i < AB_MIN(n, 3); i++) {
+                char buf[200];
+                head_words(R, idx[i], buf, sizeof buf);
+                fprintf(f, "%s%s", i ? "; " : "", buf);
+            }
+            if (!n) fputs("-", f);
+            fprintf(f, " | %lld of %lld |\n", (long long)n_inf, (long long)all);
+        }
+    free(idx);
+    fputs("\n", f);
+    return AB_OK;
+}
+
+static void md_infeasible(const struct rep *R, FILE *f)
+{
+    fputs("## Infeasible cells\n\n", f);
+    fputs("A cell is infeasible when the method cannot reach the budget within the tolerance "
+          "(its smallest cost is above it): recorded, not moved to another budget.\n\n",
+          f);
+    fputs("| method | phase | cells | infeasible | budgets never met |\n|---|---|---|---|---|\n",
+          f);
+    for (int mi = 0; mi < R->n_m; mi++)
+        for (int pi = 0; pi < R->n_p; pi++) {
+            int64_t all = 0, inf = 0;
+            for (int ti = 0; ti < R->n_t; ti++) all += R->grp_cells[ab_rep_gidx(R, mi, pi, ti)];
+            if (!all) continue;
+            char never[400] = "";
+            size_t nl = 0;
+            for (int ti = 0; ti < R->n_t; ti++) {
+                int64_t g = R->grp_cells[ab_rep_gidx(R, mi, pi, ti)];
+                int s = R->grp[ab_rep_gidx(R, mi, pi, ti)];
+                int64_t feas = s >= 0 ? R->r->summary[s].n_heads : 0;
+                inf += g - feas;
+                if (g && !feas && nl < sizeof never - 20) {
+                    char rl[32];
+                    ab_rep_ratio_label(R->t[ti], rl, sizeof rl);
+                    nl +=
+                        (size_t)snprintf(never + nl, sizeof never - nl, "%s%s", nl ? ", " : "", rl);
+                }
+            }
+            fprintf(f, "| %s | %s | %lld | %lld | %s |\n", R->m[mi].name, R->phase[pi],
+                    (long long)all, (long long)inf, nl ? never : "-");
+        }
+    fputs("\n", f);
+}
+
+static void md_inputs(const struct rep *R, FILE *f)
+{
+    fputs("## Inputs\n\n", f);
+    for (int i = 0; i < R->d->n_inputs; i++) {
+        const struct ab_results *in = &R->d->inputs[i];
+        fprintf(f, "- results `%s`: written by attnbench %s at %s, seed %llu, %lld threads\n",
+                R->d->paths[i], in->attnbench_version ? in->attnbench_version : "?",
+                in->created_utc ? in->created_utc : "?", (unsigned long long)in->seed,
+                (long long)in->threads);
+        fprintf(f, "  - command: `%s`\n", in->command_line && in->command_line[0]
+                                               ? in->command_line : "(not recorded)");
+        for (int64_t k = 0; k < in->n_workloads; k++)
+            fprintf(f, "  - workload `%s`, sha256 `%s`\n", in->workloads[k],
+                    in->workload_sha256 && in->workload_sha256[k] ? in->workload_sha256[k] : "?");
+        if (in->scenario && in->scenario[0])
+            fputs("  - from a scenario (its text is in the results file)\n", f);
+    }
+    if (R->have_wl)
+        fprintf(f, "- maps drawn from `%s` (sha256 `%s`%s)\n", R->wl_path, R->wl_digest,
+                R->wl_digest_ok ? ", as recorded" : ", NOT the recorded digest");
+    fputs("\n", f);
+}
+
+/* Writes report.md (the contract is in report_internal.h). */
+int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_t n_sh)
+{
+    char *path = ab_path_join(R->o->dir, "report", ".md");
+    if (!path) return ab_fail(AB_E_NOMEM, "out of memory");
+    struct ab_outfile out;
+    int rc = ab_outfile_open(&out, path);
+    free(path);
+    if (rc != AB_OK) return rc;
+    FILE *f = out.f;
+    const struct ab_results *r = R->r;
+    int64_t n_inf = 0;
+    for (int64_t c = 0; c < r->n_cells; c++) n_inf += !r->cells[c].feasible;
+
+    fputs("# attnbench report\n\n", f);
+    if (R->o->command_line) fprintf(f, "Built by `%s`.\n\n", R->o->command_line);
+    fprintf(f, "%lld cells (%lld infeasible) from %d results file%s: %d method%s, phase%s ",
+            (long long)r->n_cells, (long long)n_inf, R->d->n_inputs, R->d->n_inputs == 1 ? "" : "s",
+            R->n_m, R->n_m == 1 ? "" : "s", R->n_p == 1 ? "" : "s");
+    for (int pi = 0; pi < R->n_p; pi++)
+        fprintf(f, "%s%s", pi ? (pi + 1 == R->n_p ? " and " : ", ") : "", R->phase[pi]);
+    fprintf(f, ", %lld layer%s x %lld head%s of %d workload%s", (long long)R->n_layer,
+            R->n_layer == 1 ? "" : "s", (long long)R->n_head, R->n_head == 1 ? "" : "s", R->n_w,
+            R->n_w == 1 ? "" : "s");
+    if (R->n_b) {
+        fputs("; budgets (target FLOP ratios) ", f);
+        for (int i = 0; i < R->n_b; i++) {
+            char rl[32];
+            ab_rep_ratio_label(R->b[i], rl, sizeof rl);
+            fprintf(f, "%s%s", i ? ", " : "", rl);
+        }
+    }
+    fputs(".\n\n", f);
+
+    /* the headline: the best method of each phase at B */
+    if (!isnan(R->B)) {
+        char rl[32];
+        ab_rep_ratio_label(R->B, rl, sizeof rl);
+        fputs("## Summary\n\n", f);
+        for (int pi = 0; pi < R->n_p; pi++) {
+            int part, ti, b = ab_rep_best_at(R, pi, R->B, M_REL_L2, &part);
+            if (b < 0) continue;
+            const struct ab_summary_row *s = &r->summary[ab_rep_group_at(R, b, pi, R->B, &ti)];
+            fprintf(f, "- %s at %s: **%s** has the lowest mean rel_l2 (%.3g; p90 over heads %.3g, "
+                       "achieved ratio %.3g)",
+                    R->phase[pi], rl, R->m[b].name, s->rel_l2_mean, s->rel_l2_p10, s->flop_ratio);
+            int bt = ab_rep_best_at(R, pi, R->B, M_TASK_ACC, NULL);
+            if (bt >= 0 && r->summary[ab_rep_group_at(R, bt, pi, R->B, &ti)].task_acc_mean > 0) {
+                const struct ab_summary_row *st =
+                    &r->summary[ab_rep_group_at(R, bt, pi, R->B, &ti)];
+                fprintf(f, "; **%s** solves the most tasks (%.0f%%)", R->m[bt].name,
+                        100 * st->task_acc_mean);
+            }
+            fputs(".\n", f);
+        }
+        if (!isnan(sink_ratio))
+            fprintf(f, "- Sink ratio: %.1f%% of heads (%lld of %lld) have alpha(0) > 0.3.\n",
+                    sink_ratio, (long long)sink_heads, (long long)n_sh);
+        fputs("\n", f);
+    }
+    md_best(R, f);
+    if ((rc = md_failing(R, f)) != AB_OK) {
+        ab_outfile_abort(&out);
+        return rc;
+    }
+    md_infeasible(R, f);
+
+    fputs("## Head statistics and the sink ratio\n\n", f);
+    if (!R->d->heads.n)
+        fputs("Not computed: the results have no /heads table (run `attnbench heads` on the "
+              "workload and report its results with these).\n\n",
+              f);
+    else if (isnan(sink_ratio))
+        fputs("The /heads table has no sink column (sink_score or alpha0): sink ratio not "
+              "computed.\n\n",
+              f);
+    else
+        fprintf(f, "Sink ratio (metrics.md, epsilon 0.3): **%.1f%%** of %lld heads.\n\n",
+                sink_ratio, (long long)n_sh);
+    md_figs(R, f, SEC_STATS);
+
+    fputs("## Figures\n\n### Accuracy against FLOP ratio\n\n", f);
+    md_figs(R, f, SEC_FRONTIER);
+    fputs("### Methods at equal FLOPs\n\n", f);
+    md_figs(R, f, SEC_ISO);
+    fputs("### Error per head\n\n", f);
+    md_figs(R, f, SEC_HEADS);
+    fputs("### Attention maps and kept masks\n\n", f);
+    md_figs(R, f, SEC_MAPS);
+
+    fputs("## Tables and figure sources\n\n", f);
+    fputs("- [cells.csv](cells.csv): every cell of every results file (the /cells table)\n"
+          "- [summary.csv](summary.csv): per method, phase and target, mean and weak tail over "
+          "heads (recomputed over all inputs)\n"
+          "- every figure drawn by gnuplot has its data (`NAME.tsv`) and script (`NAME.gp`) "
+          "here; re-render one with `gnuplot -c NAME.gp` from this folder\n",
+          f);
+    if (!R->gnuplot)
+        fputs("- gnuplot was not found when this report was built: no figure of a .gp script "
+              "was rendered\n",
+              f);
+    fputs("\n", f);
+    for (int i = 0; i < R->notes[N_SEC].n; i++) fprintf(f, "%s\n\n", R->notes[N_SEC].s[i]);
+    md_inputs(R, f);
+    if ((rc = ab_outfile_commit(&out)) == AB_OK) ab_rep_announce(R, "report.md");
+    return rc;
+}

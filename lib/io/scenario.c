@@ -1,0 +1,1211 @@
+/* scenario.c - reading and validating scenario files (see scenario.h; the schema reference is
+ * scenarios/README.md).
+ *
+ * libyaml's document API loads the whole file as a node graph whose nodes carry their line; the
+ * reader then walks it section by section. Every map is first checked against the keys its
+ * section allows (unknown keys, with a did-you-mean, and duplicates are errors), then each value
+ * is read with a typed getter that names the key and the line when the type or range is wrong.
+ * `run`, `report` and `quick` share one setting reader, so a quick override is checked exactly
+ * like the setting it replaces. After the walk, sweeps are expanded, quick overrides applied,
+ * defaults filled in, and the cross-checks run: gen options through the generator's own
+ * validation, methods against the phases, decode_queries against every length, maps against
+ * the first workload. Nothing here writes outside ab_scenario_save. */
+#include "io/scenario.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "core/ab.h"
+#include "core/sha256.h"
+#include "core/workload.h"
+#include "gen/gen.h"
+#include "io/h5_workload.h"
+#include "methods/method.h"
+
+const double ab_scenario_paper_grid[6] = {0.7, 0.5, 0.3, 0.2, 0.1, 0.05};
+
+enum { MAX_TEXT = 1 << 20, MAX_SWEEP_VALUES = 64 };
+
+/* ---- keys of each section ------------------------------------------------------------------ */
+
+/* integer options of gen, in the order of gen_int_keys; each may be swept */
+enum {
+    GI_LAYERS,
+    GI_HEADS,
+    GI_KV_HEADS,
+    GI_N,
+    GI_D,
+    GI_DV,
+    GI_SLASH,
+    GI_NTASKS,
+    GI_TASKROWS,
+    GI_CODES,
+    GI_SEED,
+    GI_COUNT
+};
+static const char *const gen_int_keys[GI_COUNT + 1] = {
+    "layers",       "heads",   "kv_heads",  "n",     "d",    "dv",
+    "slash_period", "n_tasks", "task_rows", "codes", "seed", NULL};
+static const int64_t gen_int_lo[GI_COUNT] = {1, 1, 1, 2, 2, 1, 1, 1, 1, 2, 0};
+static const int64_t gen_int_hi[GI_COUNT] = {
+    4096, 65536, 65536, INT32_MAX, 4096, 4096, INT32_MAX, 1000000, INT32_MAX, 1000000, INT64_MAX};
+/* defaults (those of `attnbench gen`) for the shape; -1: gen's own default applies */
+static const int64_t gen_int_def[GI_COUNT] = {4, 8, 4, 2048, 64, -1, -1, -1, -1, -1, -1};
+
+enum { GR_THETA, GR_DEPTH_MIN, GR_DEPTH_MAX, GR_COUNT };
+static const char *const gen_real_keys[GR_COUNT] = {"theta", "depth_min", "depth_max"};
+
+static const char *const top_keys[] = {"schema",    "name", "description", "seed",  "threads",
+                                       "workloads", "run",  "report",      "quick", NULL};
+static const char *const workload_keys[] = {"name",    "gen",    "file", "sweep",
+                                            "capture", "import", NULL};
+static const char *const gen_keys[] = {
+    "preset",       "profile", "mix",       "tasks",    "strength", "theta", "depth_min",
+    "depth_max",    "layers",  "heads",     "kv_heads", "n",        "d",     "dv",
+    "slash_period", "n_tasks", "task_rows", "codes",    "seed",     NULL};
+static const char *const run_keys[] = {"methods", "budgets", "phases", "decode_queries",
+                                       "rows",    "topk",    "tol",    NULL};
+static const char *const report_keys[] = {"maps", "map_methods", NULL};
+/* quick: a few gen sizes for every generated workload, and run / report settings */
+static const char *const quick_keys[] = {
+    "n",       "layers",  "heads",  "kv_heads",       "d",    "n_tasks", "task_rows",
+    "methods", "budgets", "phases", "decode_queries", "rows", "maps",    "map_methods",
+    NULL};
+
+/* ---- reading context and messages ---------------------------------------------------------- */
+
+struct ctx {
+    const char *path; /* the scenario file as named, for messages */
+    char dir[4096];   /* its folder, for workload files named relative to it */
+    yaml_document_t doc;
+};
+
+static int line_of(const yaml_node_t *n)
+{
+    return n ? (int)n->start_mark.line + 1 : 1;
+}
+
+/* Sets the one-line message "'<file>' line <n>: <detail>" and returns code. */
+static int fail_line(const struct ctx *c, int code, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_line(const struct ctx *c, int code, int line, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return ab_fail(code, "'%s' line %d: %s", c->path, line, msg);
+}
+#define FAIL(c, node, ...) fail_line((c), AB_E_DATA, line_of(node), __VA_ARGS__)
+
+static yaml_node_t *node_at(struct ctx *c, int index)
+{
+    return yaml_document_get_node(&c->doc, index);
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+    return (const char *)n->data.scalar.value;
+}
+
+/* A null value: an empty plain scalar, "~" or "null" (YAML's spellings). */
+static int is_null(const yaml_node_t *n)
+{
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return 0;
+    const char *s = scalar(n);
+    return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+/* What a node is, for "got ..." in messages. */
+static const char *describe(const yaml_node_t *n, char *buf, size_t cap)
+{
+    if (n->type == YAML_SEQUENCE_NODE) return "a list";
+    if (n->type == YAML_MAPPING_NODE) return "a map";
+    if (is_null(n)) return "nothing";
+    int quoted = n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    snprintf(buf, cap, "%s'%.40s%s'", quoted ? "the string " : "", scalar(n),
+             strlen(scalar(n)) > 40 ? "..." : "");
+    return buf;
+}
+
+/* Edit distance of two short words (for did-you-mean), capped at 9. */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) return 9;
+    int row[41];
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb] > 9 ? 9 : row[lb];
+}
+
+/* The closest of words[] (NULL-terminated when n_words < 0) to w when it is a plausible typo:
+ * at most max(2, len / 3) edits away from a word of length len, and fewer edits than w has
+ * letters; or the only word that starts with w (at least 3 letters). Else NULL. */
+static const char *closest(const char *w, const char *const *words, int n_words)
+{
+    const char *best = NULL;
+    int bd = 10;
+    for (int i = 0; n_words < 0 ? words[i] != NULL : i < n_words; i++) {
+        int d = distance(w, words[i]), len = (int)strlen(words[i]);
+        if (d < bd && d <= (len / 3 > 2 ? len / 3 : 2) && d < (int)strlen(w))
+            bd = d, best = words[i];
+    }
+    /* or a cut-off word: the only one that starts with w */
+    size_t lw = strlen(w);
+    for (int i = 0; !best && lw >= 3 && (n_words < 0 ? words[i] != NULL : i < n_words); i++)
+        if (!strncmp(words[i], w, lw)) {
+            for (int j = i + 1; n_words < 0 ? words[j] != NULL : j < n_words; j++)
+                if (!strncmp(words[j], w, lw)) return NULL;
+            return words[i];
+        }
+    return best;
+}
+
+static int in_list(const char *w, const char *const *words)
+{
+    for (int i = 0; words[i]; i++)
+        if (!strcmp(w, words[i])) return 1;
+    return 0;
+}
+
+/* Checks that map is a map whose keys are distinct words of keys[]; `in` names it ("run").
+ * When an unknown key belongs to another section (`other_in`, other_keys), says so. */
+static int check_map(struct ctx *c, yaml_node_t *map, const char *in, const char *const *keys,
+                     const char *other_in, const char *const *other_keys)
+{
+    char buf[64];
+    if (map->type != YAML_MAPPING_NODE)
+        return FAIL(c, map, "%s wants a map of keys, got %s", in, describe(map, buf, sizeof buf));
+    yaml_node_pair_t *p0 = map->data.mapping.pairs.start, *p1 = map->data.mapping.pairs.top;
+    for (yaml_node_pair_t *p = p0; p < p1; p++) {
+        yaml_node_t *k = node_at(c, p->key);
+        if (k->type != YAML_SCALAR_NODE || is_null(k))
+            return FAIL(c, k, "keys of %s must be words, got %s", in, describe(k, buf, sizeof buf));
+        const char *ks = scalar(k);
+        if (!in_list(ks, keys)) {
+            const char *near = closest(ks, keys, -1);
+            if (near)
+                return FAIL(c, k, "unknown key '%s' in %s (did you mean '%s'?)", ks, in, near);
+            if (other_keys && in_list(ks, other_keys))
+                return FAIL(c, k, "unknown key '%s' in %s (it belongs in %s)", ks, in, other_in);
+            return FAIL(c, k, "unknown key '%s' in %s", ks, in);
+        }
+        for (yaml_node_pair_t *q = p0; q < p; q++)
+            if (!strcmp(scalar(node_at(c, q->key)), ks))
+                return FAIL(c, k, "duplicate key '%s' in %s (first on line %d)", ks, in,
+                            line_of(node_at(c, q->key)));
+    }
+    return AB_OK;
+}
+
+/* The value of key in a checked map, or NULL. */
+static yaml_node_t *lookup(struct ctx *c, yaml_node_t *map, const char *key)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++)
+        if (!strcmp(scalar(node_at(c, p->key)), key)) return node_at(c, p->value);
+    return NULL;
+}
+
+/* ---- typed getters: `what` names the value in messages ("'n' in gen of workload 'x'") ----- */
+
+static int get_str(struct ctx *c, yaml_node_t *n, const char *what, const char **out)
+{
+    char buf[64];
+    if (n->type != YAML_SCALAR_NODE || is_null(n))
+        return FAIL(c, n, "%s wants a string, got %s", what, describe(n, buf, sizeof buf));
+    if (strlen(scalar(n)) != n->data.scalar.length)
+        return FAIL(c, n, "%s contains a NUL character", what);
+    *out = scalar(n);
+    return AB_OK;
+}
+
+/* A plain scalar that reads as a number: quoted text is a string, even "4096". */
+static int want_plain(struct ctx *c, yaml_node_t *n, const char *what, const char *kind)
+{
+    char buf[64];
+    if (n->type != YAML_SCALAR_NODE || is_null(n) ||
+        n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return FAIL(c, n, "%s wants %s, got %s", what, kind, describe(n, buf, sizeof buf));
+    return AB_OK;
+}
+
+static int get_int(struct ctx *c, yaml_node_t *n, const char *what, int64_t lo, int64_t hi,
+                   int64_t *out)
+{
+    int rc = want_plain(c, n, what, "an integer");
+    if (rc) return rc;
+    char *end, buf[64];
+    errno = 0;
+    long long x = strtoll(scalar(n), &end, 10);
+    if (errno || end == scalar(n) || *end)
+        return FAIL(c, n, "%s wants an integer, got %s", what, describe(n, buf, sizeof buf));
+    if (x < lo || x > hi)
+        return FAIL(c, n, "%s must be in [%lld, %lld], got %lld", what, (long long)lo,
+                    (long long)hi, x);
+    *out = x;
+    return AB_OK;
+}
+
+static int get_real(struct ctx *c, yaml_node_t *n, const char *what, double *out)
+{
+    int rc = want_plain(c, n, what, "a number");
+    if (rc) return rc;
+    char *end, buf[64];
+    errno = 0;
+    double x = strtod(scalar(n), &end);
+    if (errno || end == scalar(n) || *end || !isfinite(x))
+        return FAIL(c, n, "%s wants a number, got %s", what, describe(n, buf, sizeof buf));
+    *out = x;
+    return AB_OK;
+}
+
+static int want_list(struct ctx *c, yaml_node_t *n, const char *what, int allow_empty)
+{
+    char buf[64];
+    if (n->type != YAML_SEQUENCE_NODE)
+        return FAIL(c, n, "%s wants a list, got %s", what, describe(n, buf, sizeof buf));
+    if (!allow_empty && n->data.sequence.items.start == n->data.sequence.items.top)
+        return FAIL(c, n, "%s is an empty list", what);
+    return AB_OK;
+}
+
+#define FOR_ITEMS(c, list, it)                                                                     \
+    for (yaml_node_item_t *it##_i = (list)->data.sequence.items.start;                             \
+         it##_i < (list)->data.sequence.items.top; it##_i++)                                       \
+        for (yaml_node_t *it = node_at((c), *it##_i); it; it = NULL)
+
+static int n_items(const yaml_node_t *list)
+{
+    return (int)(list->data.sequence.items.top - list->data.sequence.items.start);
+}
+
+/* Names are [A-Za-z0-9._-]+, not starting with '.', shorter than AB_SCENARIO_NAME_CAP. */
+static int check_name(struct ctx *c, yaml_node_t *n, const char *what, const char *s)
+{
+    size_t len = strlen(s);
+    int ok = len > 0 && len < AB_SCENARIO_NAME_CAP && s[0] != '.';
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+             (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-';
+    if (!ok)
+        return FAIL(c, n,
+                    "%s '%.80s' must be letters, digits, '.', '_' or '-' (at most %d, not "
+                    "starting with '.')",
+                    what, s, AB_SCENARIO_NAME_CAP - 1);
+    return AB_OK;
+}
+
+/* ---- run / report / quick settings ------------------------------------------------------- */
+
+struct settings {
+    int methods_set; /* n_methods == 0 with methods_set: "all" */
+    int n_methods;
+    const char *methods[AB_SCENARIO_MAX_METHODS];
+    int methods_line[AB_SCENARIO_MAX_METHODS];
+    int budgets_set, n_budgets;
+    double budgets[AB_SCENARIO_MAX_BUDGETS];
+    unsigned phases; /* 0: not given */
+    int phases_line;
+    int64_t decode_queries, rows, topk; /* < 0: not given */
+    int dq_line;
+    double tol; /* NaN: not given */
+    int maps_set, n_maps;
+    int64_t maps[AB_SCENARIO_MAX_MAPS][2];
+    int maps_line[AB_SCENARIO_MAX_MAPS];
+    int mm_set, n_mm;
+    const char *mm[AB_SCENARIO_MAX_METHODS];
+};
+
+static void settings_init(struct settings *s)
+{
+    memset(s, 0, sizeof *s);
+    s->decode_queries = s->rows = s->topk = -1;
+    s->tol = NAN;
+}
+
+/* A list of registry method names into names[]; `what` names the list. */
+static int read_methods(struct ctx *c, yaml_node_t *v, const char *what, const char **names,
+                        int *lines, int *n_out)
+{
+    const char *all_names[AB_SCENARIO_MAX_METHODS];
+    int n_all = ab_n_methods < AB_SCENARIO_MAX_METHODS ? ab_n_methods : AB_SCENARIO_MAX_METHODS;
+    for (int i = 0; i < n_all; i++) all_names[i] = ab_methods[i]->name;
+    int rc = want_list(c, v, what, 0), n = 0;
+    if (rc) return rc;
+    if (n_items(v) > AB_SCENARIO_MAX_METHODS)
+        return FAIL(c, v, "%s names more than %d methods", what, AB_SCENARIO_MAX_METHODS);
+    FOR_ITEMS(c, v, it)
+    {
+        const char *name;
+        if ((rc = get_str(c, it, what, &name))) return rc;
+        const struct ab_method *m = ab_method_find(name);
+        if (!m) {
+            const char *near = closest(name, all_names, n_all);
+            if (near)
+                return FAIL(c, it, "unknown method '%s' in %s (did you mean '%s'?)", name, what,
+                            near);
+            return FAIL(c, it, "unknown method '%s' in %s (see 'attnbench methods')", name, what);
+        }
+        for (int j = 0; j < n; j++)
+            if (names[j] == m->name)
+                return FAIL(c, it, "method '%s' is listed twice in %s", name, what);
+        if (lines) lines[n] = line_of(it);
+        names[n++] = m->name;
+    }
+    *n_out = n;
+    return AB_OK;
+}
+
+/* "L:H" -> layer, head. */
+static int parse_map(const char *s, int64_t *layer, int64_t *head)
+{
+    char *end;
+    errno = 0;
+    if (*s < '0' || *s > '9') return -1;
+    long long l = strtoll(s, &end, 10);
+    if (errno || *end != ':' || end[1] < '0' || end[1] > '9') return -1;
+    long long h = strtoll(end + 1, &end, 10);
+    if (errno || *end || l > INT32_MAX || h > INT32_MAX) return -1;
+    *layer = l, *head = h;
+    return 0;
+}
+
+/* Reads one run / report setting `key` = v into s; `in` names the section. */
+static int read_setting(struct ctx *c, const char *key, yaml_node_t *v, const char *in,
+                        struct settings *s)
+{
+    char what[128];
+    snprintf(what, sizeof what, "'%s' in %s", key, in);
+    int rc = AB_OK;
+    if (!strcmp(key, "methods")) {
+        s->methods_set = 1;
+        if (v->type == YAML_SCALAR_NODE && !is_null(v) && !strcmp(scalar(v), "all")) return AB_OK;
+        if (v->type != YAML_SEQUENCE_NODE) {
+            char buf[64];
+            return FAIL(c, v, "%s wants 'all' or a list of methods, got %s", what,
+                        describe(v, buf, sizeof buf));
+        }
+        return read_methods(c, v, what, s->methods, s->methods_line, &s->n_methods);
+    }
+    if (!strcmp(key, "budgets")) {
+        s->budgets_set = 1;
+        s->n_budgets = 0;
+        if (v->type == YAML_SCALAR_NODE && !is_null(v)) {
+            if (!strcmp(scalar(v), "default")) return AB_OK;
+            if (!strcmp(scalar(v), "paper")) {
+                for (int i = 0; i < 6; i++) s->budgets[s->n_budgets++] = ab_scenario_paper_grid[i];
+                return AB_OK;
+            }
+        }
+        if (v->type != YAML_SEQUENCE_NODE) {
+            char buf[64];
+            return FAIL(c, v, "%s wants 'default', 'paper' or a list of FLOP ratios, got %s", what,
+                        describe(v, buf, sizeof buf));
+        }
+        if ((rc = want_list(c, v, what, 0))) return rc;
+        if (n_items(v) > AB_SCENARIO_MAX_BUDGETS)
+            return FAIL(c, v, "%s has more than %d budgets", what, AB_SCENARIO_MAX_BUDGETS);
+        FOR_ITEMS(c, v, it)
+        {
+            double b;
+            if ((rc = get_real(c, it, what, &b))) return rc;
+            if (!(b > 0 && b <= 1))
+                return FAIL(c, it, "budget %s in %s is not a FLOP ratio in (0, 1]", scalar(it), in);
+            for (int j = 0; j < s->n_budgets; j++)
+                if (s->budgets[j] == b)
+                    return FAIL(c, it, "budget %s is listed twice in %s", scalar(it), in);
+            s->budgets[s->n_budgets++] = b;
+        }
+        return AB_OK;
+    }
+    if (!strcmp(key, "phases")) {
+        if ((rc = want_list(c, v, what, 0))) return rc;
+        s->phases = 0;
+        s->phases_line = line_of(v);
+        FOR_ITEMS(c, v, it)
+        {
+            const char *p;
+            if ((rc = get_str(c, it, what, &p))) return rc;
+            unsigned bit = !strcmp(p, "prefill")  ? AB_PHASE_PREFILL
+                           : !strcmp(p, "decode") ? AB_PHASE_DECODE
+                                                  : 0;
+            if (!bit) return FAIL(c, it, "unknown phase '%s' in %s (prefill or decode)", p, in);
+            if (s->phases & bit) return FAIL(c, it, "phase '%s' is listed twice in %s", p, in);
+            s->phases |= bit;
+        }
+        return AB_OK;
+    }
+    if (!strcmp(key, "decode_queries")) {
+        s->dq_line = line_of(v);
+        return get_int(c, v, what, 1, INT32_MAX, &s->decode_queries);
+    }
+    if (!strcmp(key, "rows")) return get_int(c, v, what, 1, INT32_MAX, &s->rows);
+    if (!strcmp(key, "topk")) return get_int(c, v, what, 1, 64, &s->topk);
+    if (!strcmp(key, "tol")) {
+        if ((rc = get_real(c, v, what, &s->tol))) return rc;
+        if (!(s->tol >= 0 && s->tol < 1)) return FAIL(c, v, "%s must be in [0, 1)", what);
+        return AB_OK;
+    }
+    if (!strcmp(key, "maps")) {
+        if ((rc = want_list(c, v, what, 1))) return rc;
+        if (n_items(v) > AB_SCENARIO_MAX_MAPS)
+            return FAIL(c, v, "%s has more than %d maps", what, AB_SCENARIO_MAX_MAPS);
+        s->maps_set = 1;
+        s->n_maps = 0;
+        FOR_ITEMS(c, v, it)
+        {
+            const char *m;
+            int64_t l, h;
+            if ((rc = get_str(c, it, what, &m))) return rc;
+            if (parse_map(m, &l, &h))
+                return FAIL(c, it, "map '%s' in %s is not LAYER:HEAD (e.g. \"1:2\")", m, in);
+            for (int j = 0; j < s->n_maps; j++)
+                if (s->maps[j][0] == l && s->maps[j][1] == h)
+                    return FAIL(c, it, "map '%s' is listed twice in %s", m, in);
+            s->maps[s->n_maps][0] = l, s->maps[s->n_maps][1] = h;
+            s->maps_line[s->n_maps++] = line_of(it);
+        }
+        return AB_OK;
+    }
+    if (!strcmp(key, "map_methods")) {
+        s->mm_set = 1;
+        return read_methods(c, v, what, s->mm, NULL, &s->n_mm);
+    }
+    assert(0 && "read_setting: key not in any settings table");
+    return AB_E_INTERNAL;
+}
+
+/* Every key of map (already checked) that is a run / report setting. */
+static int read_settings(struct ctx *c, yaml_node_t *map, const char *in, struct settings *s)
+{
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+         p++) {
+        const char *key = scalar(node_at(c, p->key));
+        if (!in_list(key, run_keys) && !in_list(key, report_keys)) continue;
+        int rc = read_setting(c, key, node_at(c, p->value), in, s);
+        if (rc) return rc;
+    }
+    return AB_OK;
+}
+
+/* Overlays the settings given in q onto s. */
+static void settings_overlay(struct settings *s, const struct settings *q)
+{
+    if (q->methods_set) {
+        s->methods_set = 1, s->n_methods = q->n_methods;
+        memcpy(s->methods, q->methods, sizeof s->methods);
+        memcpy(s->methods_line, q->methods_line, sizeof s->methods_line);
+    }
+    if (q->budgets_set) {
+        s->budgets_set = 1, s->n_budgets = q->n_budgets;
+        memcpy(s->budgets, q->budgets, sizeof s->budgets);
+    }
+    if (q->phases) s->phases = q->phases, s->phases_line = q->phases_line;
+    if (q->decode_queries > 0) s->decode_queries = q->decode_queries, s->dq_line = q->dq_line;
+    if (q->rows > 0) s->rows = q->rows;
+    if (q->topk > 0) s->topk = q->topk;
+    if (!isnan(q->tol)) s->tol = q->tol;
+    if (q->maps_set) {
+        s->maps_set = 1, s->n_maps = q->n_maps;
+        memcpy(s->maps, q->maps, sizeof s->maps);
+        memcpy(s->maps_line, q->maps_line, sizeof s->maps_line);
+    }
+    if (q->mm_set) {
+        s->mm_set = 1, s->n_mm = q->n_mm;
+        memcpy(s->mm, q->mm, sizeof s->mm);
+    }
+}
+
+/* ---- workloads ----------------------------------------------------------------------------- */
+
+/* One workload entry as written, before sweep expansion. */
+struct entry {
+    char name[AB_SCENARIO_NAME_CAP];
+    int line, source;
+    const char *file; /* as written */
+    int64_t iv[GI_COUNT];
+    int iset[GI_COUNT];
+    double rv[GR_COUNT];
+    int rset[GR_COUNT];
+    const char *preset, *profile, *mix;
+    char tasks[256], strength[512]; /* "" when not given */
+    int n_sweep;                    /* swept keys */
+    int sweep_key[GI_COUNT], sweep_n[GI_COUNT];
+    int64_t sweep_val[GI_COUNT][MAX_SWEEP_VALUES];
+};
+
+static int read_gen(struct ctx *c, yaml_node_t *g, struct entry *e)
+{
+    char in[160], what[224];
+    snprintf(in, sizeof in, "gen of workload '%s'", e->name);
+    int rc = check_map(c, g, in, gen_keys, NULL, NULL);
+    if (rc) return rc;
+    for (yaml_node_pair_t *p = g->data.mapping.pairs.start; p < g->data.mapping.pairs.top; p++) {
+        const char *key = scalar(node_at(c, p->key));
+        yaml_node_t *v = node_at(c, p->value);
+        snprintf(what, sizeof what, "'%s' in %s", key, in);
+        int done = 0;
+        for (int i = 0; i < GI_COUNT && !done; i++)
+            if (!strcmp(key, gen_int_keys[i])) {
+                if ((rc = get_int(c, v, what, gen_int_lo[i], gen_int_hi[i], &e->iv[i]))) return rc;
+                e->iset[i] = done = 1;
+            }
+        for (int i = 0; i < GR_COUNT && !done; i++)
+            if (!strcmp(key, gen_real_keys[i])) {
+                if ((rc = get_real(c, v, what, &e->rv[i]))) return rc;
+                e->rset[i] = done = 1;
+            }
+        if (done) continue;
+        if (!strcmp(key, "preset") || !strcmp(key, "profile") || !strcmp(key, "mix")) {
+            const char *s;
+            if ((rc = get_str(c, v, what, &s))) return rc;
+            const char *prev = e->preset    ? "preset"
+                               : e->profile ? "profile"
+                               : e->mix     ? "mix"
+                                            : NULL;
+            if (prev) return FAIL(c, v, "%s names both '%s' and '%s': choose one", in, prev, key);
+            if (!strcmp(key, "profile") && !ab_profile_find(s)) {
+                const char *names[64];
+                int np = ab_n_profiles < 64 ? ab_n_profiles : 64;
+                for (int i = 0; i < np; i++) names[i] = ab_profiles[i].name;
+                const char *near = closest(s, names, np);
+                return FAIL(c, v, "unknown profile '%s' in %s%s%s%s", s, in,
+                            near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+            }
+            if (!strcmp(key, "preset"))
+                e->preset = s;
+            else if (!strcmp(key, "profile"))
+                e->profile = s;
+            else
+                e->mix = s;
+        } else if (!strcmp(key, "tasks")) {
+            if ((rc = want_list(c, v, what, 0))) return rc;
+            size_t used = 0;
+            FOR_ITEMS(c, v, it)
+            {
+                const char *t;
+                unsigned bits;
+                if ((rc = get_str(c, it, what, &t))) return rc;
+                if (ab_gen_parse_tasks(t, &bits) || strchr(t, ','))
+                    return FAIL(c, it,
+                                "unknown task '%s' in %s (retrieve, multi-retrieve, "
+                                "aggregate)",
+                                t, in);
+                used += (size_t)snprintf(e->tasks + used, sizeof e->tasks - used, "%s%s",
+                                         used ? "," : "", t);
+                if (used >= sizeof e->tasks) return FAIL(c, v, "%s is too long", what);
+            }
+        } else if (!strcmp(key, "strength")) {
+            const char *comp[AB_COMP_COUNT + 1];
+            for (int i = 0; i < AB_COMP_COUNT; i++) comp[i] = ab_component_name(i);
+            comp[AB_COMP_COUNT] = NULL;
+            char sin[200];
+            snprintf(sin, sizeof sin, "strength of workload '%s'", e->name);
+            if ((rc = check_map(c, v, sin, comp, NULL, NULL))) return rc;
+            size_t used = 0;
+            for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top;
+                 q++) {
+                const char *cn = scalar(node_at(c, q->key));
+                yaml_node_t *sv = node_at(c, q->value);
+                double x;
+                snprintf(what, sizeof what, "'%s' in %s", cn, sin);
+                if ((rc = get_real(c, sv, what, &x))) return rc;
+                if (!(x >= 0 && x <= 100))
+                    return FAIL(c, sv, "%s must be in [0, 100] nats, got %s", what, scalar(sv));
+                used += (size_t)snprintf(e->strength + used, sizeof e->strength - used,
+                                         "%s%s=%.17g", used ? "," : "", cn, x);
+                if (used >= sizeof e->strength) return FAIL(c, v, "%s is too long", sin);
+            }
+        }
+    }
+    return AB_OK;
+}
+
+static int read_sweep(struct ctx *c, yaml_node_t *sw, struct entry *e)
+{
+    char in[160], what[224];
+    snprintf(in, sizeof in, "sweep of workload '%s'", e->name);
+    int rc = check_map(c, sw, in, gen_int_keys, NULL, NULL);
+    if (rc) return rc;
+    if (sw->data.mapping.pairs.start == sw->data.mapping.pairs.top)
+        return FAIL(c, sw, "%s is empty", in);
+    for (yaml_node_pair_t *p = sw->data.mapping.pairs.start; p < sw->data.mapping.pairs.top; p++) {
+        const char *key = scalar(node_at(c, p->key));
+        yaml_node_t *v = node_at(c, p->value);
+        int k = 0;
+        while (strcmp(gen_int_keys[k], key)) k++;
+        snprintf(what, sizeof what, "'%s' in %s", key, in);
+        if ((rc = want_list(c, v, what, 0))) return rc;
+        if (n_items(v) > MAX_SWEEP_VALUES)
+            return FAIL(c, v, "%s has more than %d values", what, MAX_SWEEP_VALUES);
+        int s = e->n_sweep++, nv = 0;
+        e->sweep_key[s] = k;
+        FOR_ITEMS(c, v, it)
+        {
+            int64_t x;
+            if ((rc = get_int(c, it, what, gen_int_lo[k], gen_int_hi[k], &x))) return rc;
+            for (int j = 0; j < nv; j++)
+                if (e->sweep_val[s][j] == x)
+                    return FAIL(c, it, "%s lists %lld twice", what, (long long)x);
+            e->sweep_val[s][nv++] = x;
+        }
+        e->sweep_n[s] = nv;
+    }
+    return AB_OK;
+}
+
+static int read_entry(struct ctx *c, yaml_node_t *w, int index, struct entry *e)
+{
+    char in[160], buf[64];
+    memset(e, 0, sizeof *e);
+    e->line = line_of(w);
+    if (w->type != YAML_MAPPING_NODE)
+        return FAIL(c, w, "workloads entry %d wants a map of keys, got %s", index + 1,
+                    describe(w, buf, sizeof buf));
+    /* the name first, so every later message can use it */
+    yaml_node_t *nn = NULL;
+    for (yaml_node_pair_t *p = w->data.mapping.pairs.start; p < w->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node_at(c, p->key);
+        if (k->type == YAML_SCALAR_NODE && !strcmp(scalar(k), "name")) nn = node_at(c, p->value);
+    }
+    if (!nn) return FAIL(c, w, "workloads entry %d has no 'name'", index + 1);
+    snprintf(in, sizeof in, "workloads entry %d", index + 1);
+    const char *name;
+    int rc = get_str(c, nn, "'name' of a workload", &name);
+    if (!rc) rc = check_name(c, nn, "workload name", name);
+    if (rc) return rc;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    snprintf(in, sizeof in, "workload '%s'", name);
+    if ((rc = check_map(c, w, in, workload_keys, "gen", gen_keys))) return rc;
+
+    yaml_node_t *gen = lookup(c, w, "gen"), *file = lookup(c, w, "file");
+    yaml_node_t *sweep = lookup(c, w, "sweep");
+    /* recognised, so not "unknown", but a later issue brings them */
+    for (yaml_node_pair_t *p = w->data.mapping.pairs.start; p < w->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = node_at(c, p->key);
+        if (!strcmp(scalar(k), "capture") || !strcmp(scalar(k), "import"))
+            return fail_line(c, AB_E_USAGE, line_of(k),
+                             "%s: '%s' workloads are not available yet (use gen or file)", in,
+                             scalar(k));
+    }
+    if (gen && file) return FAIL(c, file, "%s has both 'gen' and 'file': choose one", in);
+    if (!gen && !file) return FAIL(c, w, "%s needs 'gen' or 'file'", in);
+    if (file) {
+        e->source = AB_SCENARIO_FILE;
+        if (sweep) return FAIL(c, sweep, "%s: 'sweep' applies to gen workloads only", in);
+        return get_str(c, file, "'file' of a workload", &e->file);
+    }
+    e->source = AB_SCENARIO_GEN;
+    if ((rc = read_gen(c, gen, e))) return rc;
+    if (sweep) {
+        if ((rc = read_sweep(c, sweep, e))) return rc;
+        for (int s = 0; s < e->n_sweep; s++)
+            if (e->iset[e->sweep_key[s]])
+                return FAIL(c, sweep, "%s sets '%s' in gen and sweeps it too: choose one", in,
+                            gen_int_keys[e->sweep_key[s]]);
+    }
+    return AB_OK;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s && *s ? strdup(s) : NULL;
+}
+
+/* Resolves the entry's gen options (sweep point applied) into w and checks them with the
+ * generator's validation (cheap: no Q/K/V). */
+static int make_gen(struct ctx *c, const struct entry *e, const int64_t *iv, const int *iset,
+                    uint64_t seed, struct ab_scenario_workload *w)
+{
+    w->source = AB_SCENARIO_GEN;
+    w->line = e->line;
+    int64_t v[GI_COUNT];
+    for (int i = 0; i < GI_COUNT; i++) v[i] = iset[i] ? iv[i] : gen_int_def[i];
+    w->layers = v[GI_LAYERS], w->heads = v[GI_HEADS], w->kv_heads = v[GI_KV_HEADS];
+    w->n = v[GI_N], w->d = v[GI_D], w->dv = v[GI_DV] > 0 ? v[GI_DV] : w->d;
+    w->slash_period = v[GI_SLASH], w->n_tasks = v[GI_NTASKS], w->task_rows = v[GI_TASKROWS];
+    w->codes = v[GI_CODES];
+    w->seed = iset[GI_SEED] ? (uint64_t)iv[GI_SEED] : seed;
+    w->theta = e->rset[GR_THETA] ? e->rv[GR_THETA] : NAN;
+    w->depth_min = e->rset[GR_DEPTH_MIN] ? e->rv[GR_DEPTH_MIN] : NAN;
+    w->depth_max = e->rset[GR_DEPTH_MAX] ? e->rv[GR_DEPTH_MAX] : NAN;
+    w->preset = dup_or_null(e->preset), w->profile = dup_or_null(e->profile);
+    w->mix = dup_or_null(e->mix), w->tasks = dup_or_null(e->tasks);
+    w->strength = dup_or_null(e->strength);
+    if ((e->preset && !w->preset) || (e->profile && !w->profile) || (e->mix && !w->mix) ||
+        (e->tasks[0] && !w->tasks) || (e->strength[0] && !w->strength))
+        return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+
+    /* the options `gen` would build from the command line */
+    struct ab_gen_opts g;
+    ab_gen_defaults(&g);
+    g.n_layer = w->layers, g.n_head = w->heads, g.n_kv_head = w->kv_heads, g.n_seq = w->n;
+    g.d = w->d, g.d_v = w->dv, g.seed = w->seed;
+    g.preset = w->preset, g.profile = w->profile, g.mix = w->mix;
+    if (!isnan(w->theta)) g.rope_theta = w->theta;
+    if (w->slash_period > 0) g.slash_period = (int)w->slash_period;
+    if (w->n_tasks > 0) g.n_tasks = w->n_tasks;
+    if (w->task_rows > 0) g.task_rows = w->task_rows;
+    if (w->codes > 0) g.n_code = w->codes;
+    if (!isnan(w->depth_min)) g.depth_min = w->depth_min;
+    if (!isnan(w->depth_max)) g.depth_max = w->depth_max;
+    int rc = AB_OK;
+    if (w->strength) rc = ab_gen_parse_strengths(w->strength, g.strength);
+    if (!rc && w->tasks) rc = ab_gen_parse_tasks(w->tasks, &g.tasks);
+    struct ab_gen_plan plan;
+    if (!rc) {
+        rc = ab_gen_plan_make(&g, &plan);
+        if (!rc) ab_gen_plan_free(&plan);
+    }
+    if (rc) {
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", ab_errmsg());
+        return fail_line(c, rc == AB_E_USAGE ? AB_E_DATA : rc, e->line, "workload '%s': %s",
+                         w->name, detail);
+    }
+    return AB_OK;
+}
+
+static int make_file(struct ctx *c, const struct entry *e, struct ab_scenario_workload *w)
+{
+    w->source = AB_SCENARIO_FILE;
+    w->line = e->line;
+    size_t need = strlen(c->dir) + strlen(e->file) + 2;
+    w->path = malloc(need);
+    if (!w->path) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+    if (e->file[0] == '/' || !c->dir[0])
+        snprintf(w->path, need, "%s", e->file);
+    else
+        snprintf(w->path, need, "%s/%s", c->dir, e->file);
+    struct stat st;
+    if (stat(w->path, &st))
+        return fail_line(c, AB_E_NOFILE, e->line, "workload '%s': file '%s' does not exist",
+                         w->name, w->path);
+    struct ab_workload meta;
+    memset(&meta, 0, sizeof meta);
+    int rc = ab_h5_workload_read_meta(w->path, &meta);
+    if (rc) {
+        char detail[512];
+        snprintf(detail, sizeof detail, "%s", ab_errmsg());
+        ab_workload_free(&meta);
+        return fail_line(c, rc, e->line, "workload '%s': %s", w->name, detail);
+    }
+    w->layers = meta.n_layer, w->heads = meta.n_head, w->kv_heads = meta.n_kv_head;
+    w->n = meta.n_seq, w->d = meta.d, w->dv = meta.d_v;
+    w->seed = meta.seed;
+    w->slash_period = w->n_tasks = w->task_rows = w->codes = -1;
+    w->theta = w->depth_min = w->depth_max = NAN;
+    ab_workload_free(&meta);
+    return AB_OK;
+}
+
+/* Expands every entry (sweep points, quick overrides) into s->workloads. */
+static int expand_workloads(struct ctx *c, struct entry *entries, int n_entries,
+                            const int64_t *q_iv, const int *q_iset, struct ab_scenario *s)
+{
+    int total = 0;
+    for (int i = 0; i < n_entries; i++) {
+        struct entry *e = &entries[i];
+        if (e->source == AB_SCENARIO_GEN)
+            for (int k = 0; k < GI_COUNT; k++)
+                if (q_iset[k]) {
+                    e->iv[k] = q_iv[k], e->iset[k] = 1;
+                    /* a quick override replaces a sweep over the same key */
+                    for (int t = 0; t < e->n_sweep; t++)
+                        if (e->sweep_key[t] == k) {
+                            memmove(&e->sweep_key[t], &e->sweep_key[t + 1],
+                                    (size_t)(e->n_sweep - t - 1) * sizeof e->sweep_key[0]);
+                            memmove(&e->sweep_n[t], &e->sweep_n[t + 1],
+                                    (size_t)(e->n_sweep - t - 1) * sizeof e->sweep_n[0]);
+                            memmove(&e->sweep_val[t], &e->sweep_val[t + 1],
+                                    (size_t)(e->n_sweep - t - 1) * sizeof e->sweep_val[0]);
+                            e->n_sweep--;
+                        }
+                }
+        int points = 1;
+        for (int t = 0; t < e->n_sweep; t++) {
+            points *= e->sweep_n[t];
+            if (points > AB_SCENARIO_MAX_WORKLOADS) break;
+        }
+        total += points;
+        if (points > AB_SCENARIO_MAX_WORKLOADS || total > AB_SCENARIO_MAX_WORKLOADS)
+            return fail_line(c, AB_E_DATA, e->line, "more than %d workloads after expanding sweeps",
+                             AB_SCENARIO_MAX_WORKLOADS);
+    }
+    s->workloads = calloc((size_t)total, sizeof *s->workloads);
+    if (!s->workloads) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+
+    for (int i = 0; i < n_entries; i++) {
+        struct entry *e = &entries[i];
+        int points = 1;
+        for (int t = 0; t < e->n_sweep; t++) points *= e->sweep_n[t];
+        for (int p = 0; p < points; p++) {
+            struct ab_scenario_workload *w = &s->workloads[s->n_workloads++];
+            int64_t iv[GI_COUNT];
+            int iset[GI_COUNT];
+            memcpy(iv, e->iv, sizeof iv);
+            memcpy(iset, e->iset, sizeof iset);
+            /* point p in mixed radix, the first swept key varying slowest */
+            size_t used = (size_t)snprintf(w->name, sizeof w->name, "%s", e->name);
+            int rest = p, stride = points;
+            for (int t = 0; t < e->n_sweep; t++) {
+                stride /= e->sweep_n[t];
+                int64_t x = e->sweep_val[t][rest / stride];
+                rest %= stride;
+                iv[e->sweep_key[t]] = x, iset[e->sweep_key[t]] = 1;
+                if (used < sizeof w->name)
+                    used += (size_t)snprintf(w->name + used, sizeof w->name - used, "-%s%lld",
+                                             gen_int_keys[e->sweep_key[t]], (long long)x);
+            }
+            if (used >= sizeof w->name)
+                return fail_line(c, AB_E_DATA, e->line,
+                                 "workload name '%s-...' is longer than %d characters after "
+                                 "expanding the sweep",
+                                 e->name, AB_SCENARIO_NAME_CAP - 1);
+            for (int j = 0; j < s->n_workloads - 1; j++)
+                if (!strcmp(s->workloads[j].name, w->name))
+                    return fail_line(c, AB_E_DATA, e->line,
+                                     "two workloads are named '%s' (the other on line %d)", w->name,
+                                     s->workloads[j].line);
+            int rc = e->source == AB_SCENARIO_FILE ? make_file(c, e, w)
+                                                   : make_gen(c, e, iv, iset, s->seed, w);
+            if (rc) return rc;
+        }
+    }
+    return AB_OK;
+}
+
+/* ---- the whole file ------------------------------------------------------------------------ */
+
+static int read_text(const char *path, char **text, size_t *len)
+{
+    struct stat st;
+    if (stat(path, &st))
+        return errno == ENOENT ? ab_fail(AB_E_NOFILE, "'%s': no such file", path)
+                               : ab_fail(AB_E_IO, "'%s': %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return ab_fail(AB_E_DATA, "'%s': is a folder, not a scenario", path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return ab_fail(AB_E_IO, "cannot open '%s': %s", path, strerror(errno));
+    char *buf = malloc(MAX_TEXT + 1);
+    if (!buf) {
+        fclose(f);
+        return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+    }
+    size_t n = fread(buf, 1, MAX_TEXT + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return ab_fail(AB_E_IO, "'%s': read error", path);
+    }
+    if (n > MAX_TEXT) {
+        free(buf);
+        return ab_fail(AB_E_DATA, "'%s': larger than %d bytes, not a scenario file", path,
+                       MAX_TEXT);
+    }
+    buf[n] = 0;
+    *text = buf, *len = n;
+    return AB_OK;
+}
+
+/* libyaml's complaint as one line: its problem, where, and what it was parsing. */
+static int yaml_problem(const struct ctx *c, const yaml_parser_t *p, const char *text)
+{
+    int line;
+    if (p->error == YAML_READER_ERROR) { /* an offset, not a mark */
+        line = 1;
+        for (size_t i = 0; i < p->problem_offset && text[i]; i++) line += text[i] == '\n';
+    } else {
+        line = (int)p->problem_mark.line + 1;
+    }
+    if (p->error == YAML_MEMORY_ERROR) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+    if (p->context)
+        return fail_line(c, AB_E_DATA, line, "malformed YAML: %s (%s started on line %d)",
+                         p->problem ? p->problem : "syntax error", p->context,
+                         (int)p->context_mark.line + 1);
+    return fail_line(c, AB_E_DATA, line, "malformed YAML: %s",
+                     p->problem ? p->problem : "syntax error");
+}
+
+/* Reads the top level of a loaded document into s. */
+static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&c->doc);
+    char buf[64];
+    if (!root || is_null(root))
+        return ab_fail(AB_E_DATA, "'%s': empty file (want 'schema: %s' and a study)", c->path,
+                       AB_SCENARIO_SCHEMA);
+    if (root->type != YAML_MAPPING_NODE)
+        return FAIL(c, root, "the top level wants a map of keys, got %s",
+                    describe(root, buf, sizeof buf));
+    /* the schema before anything else: another version may have other keys */
+    yaml_node_t *v = NULL;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+         p++) {
+        yaml_node_t *k = node_at(c, p->key);
+        if (k->type == YAML_SCALAR_NODE && !strcmp(scalar(k), "schema")) v = node_at(c, p->value);
+    }
+    if (!v)
+        return FAIL(c, root, "missing key 'schema' (this attnbench reads 'schema: %s')",
+                    AB_SCENARIO_SCHEMA);
+    if (v->type != YAML_SCALAR_NODE || strcmp(scalar(v), AB_SCENARIO_SCHEMA))
+        return FAIL(c, v, "schema %s is not supported (this attnbench reads '%s')",
+                    describe(v, buf, sizeof buf), AB_SCENARIO_SCHEMA);
+    int rc = check_map(c, root, "the top level", top_keys, "run", run_keys);
+    if (rc) return rc;
+
+    const char *str;
+    if (!(v = lookup(c, root, "name"))) return FAIL(c, root, "missing key 'name' at the top level");
+    if ((rc = get_str(c, v, "'name'", &str)) || (rc = check_name(c, v, "scenario name", str)))
+        return rc;
+    snprintf(s->name, sizeof s->name, "%s", str);
+    if ((v = lookup(c, root, "description"))) {
+        if ((rc = get_str(c, v, "'description'", &str))) return rc;
+        s->description = strdup(str);
+    } else {
+        s->description = strdup("");
+    }
+    if (!s->description) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+    int64_t x;
+    s->seed = 1;
+    if ((v = lookup(c, root, "seed"))) {
+        if ((rc = get_int(c, v, "'seed'", 0, INT64_MAX, &x))) return rc;
+        s->seed = (uint64_t)x;
+    }
+    if ((v = lookup(c, root, "threads"))) {
+        if ((rc = get_int(c, v, "'threads'", 0, 4096, &x))) return rc;
+        s->threads = x;
+    }
+
+    /* settings: run and report, then quick (always checked, applied when asked) */
+    struct settings *st = malloc(sizeof *st), *qs = malloc(sizeof *qs);
+    struct entry *entries = NULL;
+    if (!st || !qs) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+        goto done;
+    }
+    settings_init(st);
+    settings_init(qs);
+    int64_t q_iv[GI_COUNT] = {0};
+    int q_iset[GI_COUNT] = {0};
+    if ((v = lookup(c, root, "run")) &&
+        ((rc = check_map(c, v, "run", run_keys, "report", report_keys)) ||
+         (rc = read_settings(c, v, "run", st))))
+        goto done;
+    if ((v = lookup(c, root, "report")) &&
+        ((rc = check_map(c, v, "report", report_keys, "run", run_keys)) ||
+         (rc = read_settings(c, v, "report", st))))
+        goto done;
+    if ((v = lookup(c, root, "quick"))) {
+        if ((rc = check_map(c, v, "quick", quick_keys, NULL, NULL)) ||
+            (rc = read_settings(c, v, "quick", qs)))
+            goto done;
+        for (int k = 0; k < GI_COUNT; k++) {
+            yaml_node_t *qv = lookup(c, v, gen_int_keys[k]);
+            char what[64];
+            snprintf(what, sizeof what, "'%s' in quick", gen_int_keys[k]);
+            if (qv && (rc = get_int(c, qv, what, gen_int_lo[k], gen_int_hi[k], &q_iv[k])))
+                goto done;
+            q_iset[k] = qv != NULL;
+        }
+    }
+    s->quick = quick != 0;
+    if (!quick)
+        memset(q_iset, 0, sizeof q_iset);
+    else
+        settings_overlay(st, qs);
+
+    /* workloads */
+    if (!(v = lookup(c, root, "workloads"))) {
+        rc = FAIL(c, root, "missing key 'workloads' at the top level");
+        goto done;
+    }
+    if ((rc = want_list(c, v, "'workloads'", 0))) goto done;
+    int n_entries = n_items(v), i = 0;
+    if (n_entries > AB_SCENARIO_MAX_WORKLOADS) {
+        rc = FAIL(c, v, "more than %d workloads", AB_SCENARIO_MAX_WORKLOADS);
+        goto done;
+    }
+    entries = calloc((size_t)n_entries, sizeof *entries);
+    if (!entries) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+        goto done;
+    }
+    FOR_ITEMS(c, v, it)
+    {
+        if ((rc = read_entry(c, it, i, &entries[i]))) goto done;
+        i++;
+    }
+    if ((rc = expand_workloads(c, entries, n_entries, q_iv, q_iset, s))) goto done;
+
+    /* resolved settings, defaults filled in, and the cross-checks */
+    s->phases = st->phases ? st->phases : AB_PHASE_PREFILL | AB_PHASE_DECODE;
+    s->n_methods = st->n_methods;
+    memcpy(s->methods, st->methods, sizeof s->methods);
+    for (int m = 0; m < s->n_methods; m++) {
+        const struct ab_method *mm = ab_method_find(s->methods[m]);
+        if (!(mm->phases & s->phases)) {
+            rc = fail_line(c, AB_E_DATA, st->methods_line[m], "method '%s' has no %s phase",
+                           mm->name, s->phases == AB_PHASE_PREFILL ? "prefill" : "decode");
+            goto done;
+        }
+    }
+    s->n_budgets = st->n_budgets;
+    memcpy(s->budgets, st->budgets, sizeof s->budgets);
+    s->decode_queries = st->decode_queries > 0 ? st->decode_queries : 64;
+    s->rows = st->rows > 0 ? st->rows : 256;
+    s->topk = st->topk;
+    s->tol = st->tol;
+    if (s->phases & AB_PHASE_DECODE)
+        for (int w = 0; w < s->n_workloads; w++)
+            if (s->decode_queries >= s->workloads[w].n) {
+                rc = fail_line(c, AB_E_DATA, st->dq_line ? st->dq_line : s->workloads[w].line,
+                               "decode_queries %lld must be below the length %lld of workload "
+                               "'%s'",
+                               (long long)s->decode_queries, (long long)s->workloads[w].n,
+                               s->workloads[w].name);
+                goto done;
+            }
+    const struct ab_scenario_workload *w0 = &s->workloads[0];
+    for (int m = 0; m < st->n_maps; m++) {
+        if (st->maps[m][0] >= w0->layers || st->maps[m][1] >= w0->heads) {
+            rc = fail_line(c, AB_E_DATA, st->maps_line[m],
+                           "map '%lld:%lld' is outside workload '%s' (%lld layers x %lld heads)",
+                           (long long)st->maps[m][0], (long long)st->maps[m][1], w0->name,
+                           (long long)w0->layers, (long long)w0->heads);
+            goto done;
+        }
+        s->maps[m][0] = st->maps[m][0], s->maps[m][1] = st->maps[m][1];
+    }
+    s->n_maps = st->n_maps;
+    s->n_map_methods = st->n_mm;
+    memcpy(s->map_methods, st->mm, sizeof s->map_methods);
+    rc = AB_OK;
+done:
+    free(st);
+    free(qs);
+    free(entries);
+    return rc;
+}
+
+int ab_scenario_load(const char *path, int quick, struct ab_scenario *out)
+{
+    memset(out, 0, sizeof *out);
+    out->topk = -1, out->tol = NAN;
+    out->path = strdup(path);
+    if (!out->path) return ab_fail(AB_E_NOMEM, "out of memory");
+    int rc = read_text(path, &out->text, &out->text_len);
+    if (rc) return rc;
+    ab_sha256_hex(out->text, out->text_len, out->sha256);
+
+    struct ctx *c = calloc(1, sizeof *c);
+    if (!c) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+    c->path = path;
+    const char *slash = strrchr(path, '/');
+    if (slash) snprintf(c->dir, sizeof c->dir, "%.*s", (int)(slash - path + (slash == path)), path);
+
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        free(c);
+        return ab_fail(AB_E_NOMEM, "'%s': cannot start the YAML parser", path);
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)out->text, out->text_len);
+    if (!yaml_parser_load(&parser, &c->doc)) {
+        rc = yaml_problem(c, &parser, out->text);
+        yaml_parser_delete(&parser);
+        free(c);
+        return rc;
+    }
+    /* one document only: a second one is a mistake, not something to ignore */
+    yaml_document_t next;
+    if (!yaml_parser_load(&parser, &next)) {
+        rc = yaml_problem(c, &parser, out->text);
+    } else {
+        yaml_node_t *r2 = yaml_document_get_root_node(&next);
+        if (r2)
+            rc = fail_line(c, AB_E_DATA, line_of(r2),
+                           "a second YAML document ('---'): a scenario is one document");
+        yaml_document_delete(&next);
+    }
+    if (!rc) rc = read_document(c, quick, out);
+    yaml_document_delete(&c->doc);
+    yaml_parser_delete(&parser);
+    free(c);
+    return rc;
+}
+
+void ab_scenario_free(struct ab_scenario *s)
+{
+    for (int i = 0; s->workloads && i < s->n_workloads; i++) {
+        struct ab_scenario_workload *w = &s->workloads[i];
+        free(w->path);
+        free(w->preset);
+        free(w->profile);
+        free(w->mix);
+        free(w->tasks);
+        free(w->strength);
+    }
+    free(s->workloads);
+    free(s->path);
+    free(s->text);
+    free(s->description);
+    memset(s, 0, sizeof *s);
+}
+
+/* Writes len bytes to path through path.tmp and rename(). */
+static int write_atomic(const char *path, const void *data, size_t len)
+{
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
+        return ab_fail(AB_E_CREATE, "'%s': path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return ab_fail(AB_E_CREATE, "cannot create '%s': %s", tmp, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        unlink(tmp);
+        return ab_fail(AB_E_IO, "cannot write '%s'", tmp);
+    }
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return ab_fail(AB_E_CREATE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
+    }
+    return AB_OK;
+}
+
+int ab_scenario_save(const struct ab_scenario *s, const char *path, const char *sha_path)
+{
+    int rc = write_atomic(path, s->text, s->text_len);
+    if (rc || !sha_path) return rc;
+    const char *base = strrchr(path, '/');
+    char line[4300];
+    int len = snprintf(line, sizeof line, "%s  %s\n", s->sha256, base ? base + 1 : path);
+    if ((size_t)len >= sizeof line) {
+        unlink(path);
+        return ab_fail(AB_E_CREATE, "'%s': path too long", sha_path);
+    }
+    if ((rc = write_atomic(sha_path, line, (size_t)len))) unlink(path);
+    return rc;
+}

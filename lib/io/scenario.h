@@ -1,0 +1,102 @@
+/* scenario.h - scenario files (scenarios/NAME.yaml, schema "attnbench/scenario/1"): a declared
+ * study read with libyaml and checked in full before anything runs (scenarios/README.md is the
+ * schema reference).
+ *
+ * ab_scenario_load reads the file, checks every key, type and value, expands sweeps into one
+ * workload each, applies the `quick:` overrides when asked, checks the gen options with the
+ * generator's own validation, looks up every method in the registry, and reads the metadata of
+ * every workload file it references. The result is a plain struct with every value resolved
+ * (defaults filled in), from which the CLI builds the gen / run / report command lines. Errors
+ * are one line naming the file and the line: "'x.yaml' line 12: unknown key 'budget' in run
+ * (did you mean 'budgets'?)". */
+#ifndef AB_IO_SCENARIO_H
+#define AB_IO_SCENARIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AB_SCENARIO_SCHEMA "attnbench/scenario/1"
+
+enum {
+    AB_SCENARIO_MAX_WORKLOADS = 64,
+    AB_SCENARIO_MAX_BUDGETS = 64,
+    AB_SCENARIO_MAX_METHODS = 256,
+    AB_SCENARIO_MAX_MAPS = 64,
+    AB_SCENARIO_NAME_CAP = 64, /* names are [A-Za-z0-9._-]+, at most 63 characters */
+};
+
+/* The compression grid of the Sparse Frontier study (Nawrot et al., arXiv 2504.17768):
+ * compression 1.43, 2, 3.33, 5, 10, 20, i.e. sparsity 0.3 .. 0.95, as target FLOP ratios
+ * 0.7, 0.5, 0.3, 0.2, 0.1, 0.05. `budgets: paper` in a scenario. */
+extern const double ab_scenario_paper_grid[6];
+
+enum ab_scenario_source {
+    AB_SCENARIO_GEN = 1, /* a synthetic workload written by `gen` */
+    AB_SCENARIO_FILE,    /* an existing workload file, used as it is */
+};
+
+/* One workload after sweep expansion. Gen fields hold the value passed to `gen`; the optional
+ * ones are "not given" when negative (integers), NaN (reals) or NULL (strings), and then gen's
+ * own default applies. */
+struct ab_scenario_workload {
+    char name[AB_SCENARIO_NAME_CAP]; /* unique; the output file is <dir>/<name>.h5 */
+    int line;                        /* line of the entry in the scenario file */
+    int source;                      /* enum ab_scenario_source */
+    char *path;                      /* FILE: the workload file, resolved against the scenario's
+                                        folder (exists, and its metadata read) */
+    /* shape: given or defaulted for GEN; read from the file for FILE */
+    int64_t layers, heads, kv_heads, n, d, dv;
+    /* GEN only */
+    char *preset, *profile, *mix; /* at most one */
+    char *tasks;                  /* "retrieve,aggregate" or NULL */
+    char *strength;               /* "sink=8,local=12" or NULL */
+    uint64_t seed;
+    int64_t slash_period, n_tasks, task_rows, codes; /* < 0: not given */
+    double theta, depth_min, depth_max;              /* NaN: not given */
+};
+
+struct ab_scenario {
+    char *path; /* the scenario file as named */
+    char *text; /* its bytes, NUL-terminated */
+    size_t text_len;
+    char sha256[65]; /* of text */
+    char name[AB_SCENARIO_NAME_CAP];
+    char *description; /* "" when not given */
+    uint64_t seed;     /* default 1 */
+    int64_t threads;   /* 0 = every core (default) */
+    int quick;         /* the quick overrides were applied */
+    struct ab_scenario_workload *workloads;
+    int n_workloads;
+    /* run */
+    const char *methods[AB_SCENARIO_MAX_METHODS]; /* registry names; n_methods 0 = all */
+    int n_methods;
+    double budgets[AB_SCENARIO_MAX_BUDGETS]; /* target FLOP ratios; n_budgets 0 = run's default */
+    int n_budgets;
+    unsigned phases;        /* AB_PHASE_* bits; default both */
+    int64_t decode_queries; /* default 64 */
+    int64_t rows;           /* default 256 */
+    int64_t topk;           /* < 0: run's default */
+    double tol;             /* NaN: run's default */
+    /* report */
+    int64_t maps[AB_SCENARIO_MAX_MAPS][2]; /* (layer, head) of the first workload */
+    int n_maps;
+    const char *map_methods[AB_SCENARIO_MAX_METHODS];
+    int n_map_methods;
+};
+
+/* Reads and validates the scenario at path into *out (free with ab_scenario_free, also after a
+ * failure). quick != 0 applies the file's `quick:` overrides. Nothing is written anywhere.
+ * Returns AB_OK; AB_E_NOFILE when the scenario or a workload file it names is missing;
+ * AB_E_USAGE for a recognised feature that is not available yet (capture, import); AB_E_DATA
+ * for everything else wrong in the file (malformed YAML, wrong schema, unknown or missing key,
+ * wrong type, bad value, unknown method), with a message naming the file and the line. */
+int ab_scenario_load(const char *path, int quick, struct ab_scenario *out);
+
+void ab_scenario_free(struct ab_scenario *s);
+
+/* Writes the scenario's text to path (path.tmp, then rename) and, when sha_path is not NULL,
+ * "<sha256>  <basename of path>\n" to sha_path the same way (sha256sum -c reads it). AB_OK or
+ * AB_E_CREATE / AB_E_IO with nothing left behind. */
+int ab_scenario_save(const struct ab_scenario *s, const char *path, const char *sha_path);
+
+#endif

@@ -1,0 +1,445 @@
+/* test_scenario.c - scenario files and `attnbench scenario` (issue 4; scenarios/README.md):
+ * every shipped scenario parses and validates (plain and --quick); each kind of mistake in a
+ * scenario file (malformed YAML, unknown key, wrong type, missing key, unknown method, budget
+ * out of range, missing workload file, wrong schema, features not available yet) gives its exit
+ * status, one line on stderr naming the file and the line, and writes nothing; sweeps and quick
+ * overrides expand as documented; and a tiny scenario runs end to end through gen, run and
+ * report, with a failing step's exit status passed on. The shipped scenarios are found under
+ * $AB_SRC/scenarios (tests/meson.build sets AB_SRC to the source root). */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "helpers.h"
+#include "io/scenario.h"
+#include "methods/method.h"
+
+static const char *src_dir(void)
+{
+    const char *s = getenv("AB_SRC");
+    return s && *s ? s : "..";
+}
+
+/* Writes text to a fresh scratch file named name and returns its path. */
+static const char *write_yaml(const char *name, const char *text)
+{
+    const char *path = t_path(name);
+    FILE *f = fopen(path, "w");
+    cr_assert(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+/* Runs `scenario FILE -o OUT` on text and checks: exit status, exactly one stderr line that
+ * starts with "error: 'FILE' line LINE: " (line <= 0: any line, or none for file-level errors
+ * when line == -1) and contains want, nothing on stdout, OUT not created. */
+static void expect_error(const char *text, int status, int line, const char *want)
+{
+    const char *path = write_yaml("bad.yaml", text);
+    char out_dir[1024], head[1200];
+    snprintf(out_dir, sizeof out_dir, "%s", t_path("bad-out"));
+    char *out, *err;
+    int st = t_run(&out, &err, "scenario '%s' -o '%s'", path, out_dir);
+    cr_expect_eq(st, status, "exit %d, want %d: %s", st, status, err);
+    cr_expect_eq(t_count_lines(err), 1, "want one line on stderr: %s", err);
+    if (line > 0)
+        snprintf(head, sizeof head, "error: '%s' line %d: ", path, line);
+    else if (line == 0)
+        snprintf(head, sizeof head, "error: '%s' line ", path);
+    else
+        snprintf(head, sizeof head, "error: '%s': ", path);
+    cr_expect(strncmp(err, head, strlen(head)) == 0, "want '%s...', got: %s", head, err);
+    cr_expect(strstr(err, want) != NULL, "want '%s' in: %s", want, err);
+    cr_expect_str_eq(out, "", "stdout: %s", out);
+    cr_expect(!t_exists(out_dir), "'%s' was created by a failing scenario", out_dir);
+    free(out), free(err);
+}
+
+#define HEAD     "schema: attnbench/scenario/1\nname: t\n"
+#define TINY_GEN "    gen: {preset: model, layers: 1, heads: 2, kv_heads: 1, n: 128, d: 16}\n"
+
+/* ---- shipped scenarios --------------------------------------------------------------------- */
+
+Test(scenario, every_shipped_scenario_parses_and_validates)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/scenarios", src_dir());
+    DIR *d = opendir(dir);
+    cr_assert(d, "cannot open %s (set AB_SRC to the source root)", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml")) continue;
+        char path[8192];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        for (int quick = 0; quick < 2; quick++) {
+            struct ab_scenario s;
+            int rc = ab_scenario_load(path, quick, &s);
+            cr_expect_eq(rc, AB_OK, "%s%s: %s", path, quick ? " --quick" : "", ab_errmsg());
+            if (!rc) {
+                cr_expect(s.n_workloads >= 1);
+                cr_expect(strlen(s.sha256) == 64);
+                /* the file name is the scenario's name, so reports/<name>/ is predictable */
+                cr_expect(strncmp(e->d_name, s.name, len - 5) == 0 && strlen(s.name) == len - 5,
+                          "%s: name '%s'", path, s.name);
+                cr_expect(s.text[0] == '#', "%s: starts with a header comment", path);
+            }
+            ab_scenario_free(&s);
+            char *out, *err;
+            cr_expect_eq(
+                t_run(&out, &err, "scenario '%s' --dry-run%s", path, quick ? " --quick" : ""), 0,
+                "%s", err);
+            cr_expect(strstr(out, "attnbench run ") && strstr(out, "attnbench report "), "%s", out);
+            free(out), free(err);
+        }
+        n++;
+    }
+    closedir(d);
+    cr_expect(n >= 2, "found %d scenarios in %s", n, dir);
+}
+
+Test(scenario, default_is_the_quick_tour)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/scenarios/default.yaml", src_dir());
+    struct ab_scenario s;
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(s.n_workloads, 1);
+    cr_expect_eq(s.workloads[0].n, 4096);
+    cr_expect_str_eq(s.workloads[0].preset, "model");
+    cr_expect_str_eq(s.workloads[0].tasks, "retrieve,aggregate");
+    cr_expect_eq(s.n_methods, 0, "all methods");
+    cr_expect_eq(s.n_budgets, 0, "the default grid");
+    cr_expect_eq(s.phases, AB_PHASE_PREFILL | AB_PHASE_DECODE);
+    cr_expect_eq(s.decode_queries, 64);
+    cr_expect(s.n_maps >= 1 && s.n_map_methods >= 1);
+    ab_scenario_free(&s);
+    cr_assert_eq(ab_scenario_load(path, 1, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect(s.quick && s.workloads[0].n <= 1024, "quick is small: n %lld",
+              (long long)s.workloads[0].n);
+    ab_scenario_free(&s);
+}
+
+Test(scenario, sparse_frontier_is_the_paper_grid)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/scenarios/sparse-frontier.yaml", src_dir());
+    struct ab_scenario s;
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(s.n_workloads, 3);
+    int64_t want_n[3] = {2048, 4096, 8192};
+    for (int i = 0; i < 3 && i < s.n_workloads; i++) {
+        cr_expect_eq(s.workloads[i].n, want_n[i]);
+        cr_expect_str_eq(s.workloads[i].tasks, "retrieve,aggregate");
+    }
+    cr_expect_eq(s.n_methods, 0, "every method");
+    cr_expect_eq(s.phases, AB_PHASE_PREFILL | AB_PHASE_DECODE);
+    /* compression 1.43, 2, 3.33, 5, 10, 20 */
+    double compression[6] = {1 / 0.7, 2, 1 / 0.3, 5, 10, 20};
+    cr_assert_eq(s.n_budgets, 6);
+    for (int i = 0; i < 6; i++)
+        cr_expect(fabs(1 / s.budgets[i] - compression[i]) < 0.01, "budget %g", s.budgets[i]);
+    ab_scenario_free(&s);
+}
+
+/* ---- errors: one line, the right exit status, nothing written ------------------------------ */
+
+Test(scenario, malformed_yaml_names_libyaml_problem_and_line)
+{
+    expect_error(HEAD "workloads: [a, b\nrun: {}\n", 65, 4,
+                 "malformed YAML: did not find "
+                 "expected ',' or ']'");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "\tbad: 1\n", 65, 6, "malformed YAML: ");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "---\n" HEAD, 65, 7,
+                 "second YAML document");
+    expect_error("", 65, -1, "empty file");
+}
+
+Test(scenario, unknown_keys_name_the_key_and_line)
+{
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budget: [0.5]\n", 65, 7,
+                 "unknown key 'budget' in run (did you mean 'budgets'?)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "colour: blue\n", 65, 6,
+                 "unknown key 'colour' in the top level");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "methods: all\n", 65, 6,
+                 "unknown key 'methods' in the top level (it belongs in run)");
+    expect_error(HEAD
+                 "workloads:\n  - name: w\n"
+                 "    gen: {preset: model, layers: 1, heads: 2, kv_heads: 1, n: 128, dd: 16}\n",
+                 65, 5, "unknown key 'dd' in gen of workload 'w' (did you mean 'd'?)");
+    expect_error(HEAD "workloads:\n  - name: w\n    n: 128\n" TINY_GEN, 65, 5,
+                 "unknown key 'n' in workload 'w' (it belongs in gen)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  rows: 8\n  rows: 9\n", 65, 8,
+                 "duplicate key 'rows' in run (first on line 7)");
+}
+
+Test(scenario, wrong_types_name_the_line)
+{
+    expect_error(HEAD "workloads:\n  - name: w\n"
+                      "    gen: {preset: model, layers: 1, heads: 2, kv_heads: 1, n: big, d: 16}\n",
+                 65, 5, "'n' in gen of workload 'w' wants an integer, got 'big'");
+    expect_error(HEAD
+                 "workloads:\n  - name: w\n"
+                 "    gen: {preset: model, layers: 1, heads: 2, kv_heads: 1, n: \"128\", d: 16}\n",
+                 65, 5, "wants an integer, got the string '128'");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run: [methods, all]\n", 65, 6,
+                 "run wants a map of keys, got a list");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budgets: {a: 1}\n", 65, 7,
+                 "'budgets' in run wants 'default', 'paper' or a list of FLOP ratios, got a map");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  phases: prefill\n", 65, 7,
+                 "'phases' in run wants a list");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "seed: [1]\n", 65, 6,
+                 "'seed' wants an integer, got a list");
+    expect_error(HEAD "workloads: w\n", 65, 3, "'workloads' wants a list, got 'w'");
+}
+
+Test(scenario, missing_required_keys)
+{
+    expect_error(HEAD "run: {rows: 8}\n", 65, 1, "missing key 'workloads'");
+    expect_error("schema: attnbench/scenario/1\nworkloads:\n  - name: w\n" TINY_GEN, 65, 1,
+                 "missing key 'name'");
+    expect_error(HEAD "workloads:\n  - gen: {n: 128}\n", 65, 4, "workloads entry 1 has no 'name'");
+    expect_error(HEAD "workloads:\n  - name: w\n", 65, 4, "workload 'w' needs 'gen' or 'file'");
+    expect_error("name: t\nworkloads: []\n", 65, 1, "missing key 'schema'");
+}
+
+Test(scenario, schema_mismatch)
+{
+    expect_error("schema: attnbench/scenario/2\nname: t\n", 65, 1,
+                 "schema 'attnbench/scenario/2' is not supported (this attnbench reads "
+                 "'attnbench/scenario/1')");
+    expect_error("schema: attnbench/results/1\nname: t\n", 65, 1, "is not supported");
+}
+
+Test(scenario, methods_and_budgets_are_checked_before_anything_runs)
+{
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  methods: [dense, strming]\n",
+                 65, 7, "unknown method 'strming' in 'methods' in run (did you mean 'streaming'?)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  methods: [frobnicate]\n", 65, 7,
+                 "unknown method 'frobnicate'");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budgets: [0.5,\n    1.5]\n", 65,
+                 8, "budget 1.5 in run is not a FLOP ratio in (0, 1]");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budgets: [0]\n", 65, 7,
+                 "budget 0 in run is not a FLOP ratio");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN
+                      "run:\n  phases: [prefill]\n  methods: [dense, quest]\n",
+                 65, 8, "method 'quest' has no prefill phase");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  decode_queries: 128\n", 65, 7,
+                 "decode_queries 128 must be below the length 128 of workload 'w'");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  maps: [\"1:0\"]\n", 65, 7,
+                 "map '1:0' is outside workload 'w' (1 layers x 2 heads)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  map_methods: [nope]\n", 65,
+                 7, "unknown method 'nope'");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "quick:\n  budgets: [2]\n", 65, 7,
+                 "budget 2 in quick is not a FLOP ratio");
+}
+
+Test(scenario, gen_options_are_checked_by_the_generator)
+{
+    expect_error(HEAD "workloads:\n  - name: w\n"
+                      "    gen: {layers: 1, heads: 3, kv_heads: 2, n: 128, d: 16}\n",
+                 65, 4, "workload 'w': heads (3) must be a multiple of kv heads (2)");
+    expect_error(HEAD "workloads:\n  - name: w\n"
+                      "    gen: {profile: streeming, n: 128}\n",
+                 65, 5,
+                 "unknown profile 'streeming' in gen of workload 'w' (did you mean 'streaming'?)");
+    expect_error(HEAD "workloads:\n  - name: w\n    gen: {tasks: [retrieve, fetch], n: 128}\n", 65,
+                 5, "unknown task 'fetch'");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "  - name: w\n" TINY_GEN, 65, 6,
+                 "two workloads are named 'w'");
+    expect_error(HEAD "workloads:\n  - name: ../w\n" TINY_GEN, 65, 4,
+                 "workload name '../w' must be");
+}
+
+Test(scenario, missing_workload_file_exits_66)
+{
+    expect_error(HEAD "workloads:\n  - name: w\n    file: no-such-workload.h5\n", 66, 4,
+                 "workload 'w': file '");
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "scenario '%s'", t_path("no-such-scenario.yaml")), 66);
+    cr_expect(strstr(err, "no such file") && t_count_lines(err) == 1, "%s", err);
+    free(out), free(err);
+}
+
+Test(scenario, capture_and_import_are_recognised_but_not_available_yet)
+{
+    expect_error(HEAD "workloads:\n  - name: w\n    capture: {model: m.bin}\n", 64, 5,
+                 "'capture' workloads are not available yet");
+    expect_error(HEAD "workloads:\n  - name: w\n    import: [a.npy]\n", 64, 5,
+                 "'import' workloads are not available yet");
+}
+
+Test(scenario, usage_errors_exit_64)
+{
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "scenario"), 64);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "scenario a.yaml b.yaml"), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "scenario --help"), 0);
+    cr_expect(strstr(out, "usage: attnbench scenario") == out, "%s", out);
+    free(out), free(err);
+}
+
+/* ---- sweeps, quick, defaults --------------------------------------------------------------- */
+
+Test(scenario, sweeps_expand_and_quick_overrides_them)
+{
+    const char *path = write_yaml(
+        "sweep.yaml",
+        HEAD "seed: 5\nworkloads:\n"
+             "  - name: ctx\n"
+             "    gen: {profile: streaming, layers: 1, heads: 2, kv_heads: 1, d: 16}\n"
+             "    sweep: {n: [256, 512], seed: [1, 2]}\n"
+             "  - name: plain\n" TINY_GEN "run:\n  budgets: paper\n  methods: [dense, streaming]\n"
+             "quick:\n  n: 192\n  budgets: [0.5]\n  methods: all\n");
+    struct ab_scenario s;
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(s.n_workloads, 5);
+    const char *names[5] = {"ctx-n256-seed1", "ctx-n256-seed2", "ctx-n512-seed1", "ctx-n512-seed2",
+                            "plain"};
+    int64_t ns[5] = {256, 256, 512, 512, 128};
+    uint64_t seeds[5] = {1, 2, 1, 2, 5};
+    for (int i = 0; i < 5; i++) {
+        cr_expect_str_eq(s.workloads[i].name, names[i]);
+        cr_expect_eq(s.workloads[i].n, ns[i], "%s", names[i]);
+        cr_expect_eq(s.workloads[i].seed, seeds[i], "%s", names[i]);
+    }
+    cr_expect_eq(s.n_budgets, 6);
+    cr_expect_eq(s.n_methods, 2);
+    cr_expect_eq(s.rows, 256, "default");
+    cr_expect_eq(s.decode_queries, 64, "default");
+    ab_scenario_free(&s);
+
+    cr_assert_eq(ab_scenario_load(path, 1, &s), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(s.n_workloads, 3, "quick n replaces the sweep over n");
+    cr_expect_str_eq(s.workloads[0].name, "ctx-seed1");
+    cr_expect_str_eq(s.workloads[2].name, "plain");
+    for (int i = 0; i < 3; i++) cr_expect_eq(s.workloads[i].n, 192);
+    cr_expect(s.n_budgets == 1 && s.budgets[0] == 0.5);
+    cr_expect_eq(s.n_methods, 0, "quick methods: all");
+    ab_scenario_free(&s);
+}
+
+Test(scenario, dry_run_prints_the_commands_and_writes_nothing)
+{
+    const char *path = write_yaml("dry.yaml", HEAD "seed: 9\nworkloads:\n  - name: w\n" TINY_GEN
+                                                   "run:\n  methods: [dense]\n  budgets: [0.5]\n");
+    const char *dir = t_path("dry-out");
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --dry-run", path, dir), 0, "%s", err);
+    cr_expect(!t_exists(dir));
+    cr_expect_eq(t_count_lines(out), 4, "%s", out);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "attnbench gen --preset model --layers 1 --heads 2 --kv-heads 1 "
+             "--n 128 --d 16 --seed 9 --threads 0 -o %s/w.h5\n",
+             dir);
+    cr_expect(strstr(out, want) != NULL, "want %s in %s", want, out);
+    snprintf(want, sizeof want,
+             "attnbench run %s/w.h5 --methods dense --budgets 0.5 --phase both "
+             "--decode-queries 64 --rows 256 --scenario %s/scenario.yaml --seed 9 --threads 0 "
+             "-o %s/results.h5\n",
+             dir, dir, dir);
+    cr_expect(strstr(out, want) != NULL, "want %s in %s", want, out);
+    snprintf(want, sizeof want, "attnbench report %s/results.h5 -o %s/report --workload %s/w.h5",
+             dir, dir, dir);
+    cr_expect(strstr(out, want) != NULL, "want %s in %s", want, out);
+    free(out), free(err);
+    /* the command line's --seed and --threads win over the file's */
+    cr_assert_eq(
+        t_run(&out, &err, "scenario '%s' -o '%s' --dry-run --seed 4 --threads 1", path, dir), 0,
+        "%s", err);
+    cr_expect(strstr(out, "--seed 4 --threads 1 -o") && !strstr(out, "--seed 9"), "%s", out);
+    free(out), free(err);
+}
+
+/* ---- end to end ---------------------------------------------------------------------------- */
+
+static const char *tiny_scenario =
+    "# tiny end-to-end scenario for tests\n"
+    "schema: attnbench/scenario/1\n"
+    "name: tiny\n"
+    "seed: 3\n"
+    "threads: 2\n"
+    "workloads:\n"
+    "  - name: w\n"
+    "    gen: {preset: model, layers: 1, heads: 2, kv_heads: 1, n: 128, d: 16,\n"
+    "          tasks: [retrieve], n_tasks: 2, task_rows: 32}\n"
+    "run:\n"
+    "  methods: [dense, streaming]\n"
+    "  budgets: [0.5, 0.25]\n"
+    "  phases: [prefill, decode]\n"
+    "  decode_queries: 16\n"
+    "  rows: 64\n"
+    "report:\n"
+    "  maps: [\"0:1\"]\n"
+    "  map_methods: [streaming]\n";
+
+Test(scenario, tiny_scenario_runs_end_to_end)
+{
+    const char *path = write_yaml("tiny.yaml", tiny_scenario);
+    char dir[1024], p[1200];
+    snprintf(dir, sizeof dir, "%s", t_path("tiny-out"));
+    char *out, *err;
+    int st = t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir);
+    cr_expect_eq(st, 0, "exit %d: %s", st, err);
+    cr_expect(strstr(err, "step 1/3 (gen w): attnbench gen ") != NULL, "%s", err);
+    cr_expect(strstr(err, "step 2/3 (run): attnbench run ") != NULL, "%s", err);
+    cr_expect(strstr(err, "step 3/3 (report): attnbench report ") != NULL, "%s", err);
+    const char *files[] = {"scenario.yaml", "scenario.sha256", "w.h5",
+                           "results.h5",    "results.csv",     "report/report.md"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        cr_expect(t_exists(p), "%s missing", p);
+        if (i < 4) cr_expect(strstr(out, p) != NULL, "stdout does not name %s: %s", p, out);
+    }
+    /* the copy is byte-identical and its digest checks */
+    snprintf(p, sizeof p, "%s/scenario.yaml", dir);
+    unsigned char *copy = t_slurp(p, NULL);
+    cr_expect(copy && !strcmp((char *)copy, tiny_scenario));
+    free(copy);
+    snprintf(p, sizeof p, "%s/scenario.sha256", dir);
+    unsigned char *sha = t_slurp(p, NULL);
+    struct ab_scenario s;
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK);
+    char want[100];
+    snprintf(want, sizeof want, "%s  scenario.yaml\n", s.sha256);
+    cr_expect(sha && !strcmp((char *)sha, want), "%s", sha);
+    ab_scenario_free(&s);
+    free(sha);
+    free(out), free(err);
+}
+
+Test(scenario, failing_step_passes_its_exit_status_on)
+{
+    /* DIR/report is a file, so the report step cannot create its folder */
+    const char *path = write_yaml("fail.yaml", tiny_scenario);
+    char dir[1024], p[2200];
+    snprintf(dir, sizeof dir, "%s", t_path("fail-out"));
+    cr_assert_eq(t_run(NULL, NULL, "scenario '%s' -o '%s' --dry-run", path, dir), 0);
+    char *out, *err;
+    snprintf(p, sizeof p, "mkdir -p '%s' && : > '%s/report'", dir, dir);
+    cr_assert_eq(system(p), 0);
+    int st = t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir);
+    cr_expect(st != 0 && st != -1, "exit %d", st);
+    char want[1400];
+    snprintf(want, sizeof want,
+             "error: scenario '%s': step 3/3 (report) failed with exit status "
+             "%d\n",
+             path, st);
+    const char *last = err;
+    for (const char *q = err; *q; q++)
+        if (*q == '\n' && q[1]) last = q + 1;
+    cr_expect_str_eq(last, want);
+    snprintf(p, sizeof p, "%s/results.h5", dir);
+    cr_expect(t_exists(p), "the steps before the failure kept their outputs");
+    free(out), free(err);
+}
