@@ -167,6 +167,7 @@ Test(battery, constant_values_are_a_fixed_point)
         for (int64_t c = 0; c < D; c++) L.v[i * D + c] = (float)(0.5 + 0.25 * c);
     FOR_EACH_METHOD_PHASE(m, phase)
     {
+        if (m->flags & AB_METHOD_UNNORMALISED) continue; /* rows sum below 1 by design */
         struct ab_problem p = problem(&L, phase, 1);
         double lo, hi;
         ab_method_knob_range(m, &p, &lo, &hi);
@@ -239,6 +240,37 @@ Test(static_methods, window_keeps_the_last_w_and_streaming_the_sinks_too)
             }
             ab_keep_free(&kw), ab_keep_free(&ks);
         }
+    }
+    fx_layer_free(&L);
+}
+
+/* A method that exports its distribution: rows are distributions over visible keys (summing to
+ * 1, or at most 1 for unnormalised ones) and the output is that distribution times V. */
+Test(battery, exported_distribution_is_the_one_used)
+{
+    struct fx_layer L;
+    fx_layer_make(&L, HEADS, KV, N, D, 4.0, 17);
+    FOR_EACH_METHOD_PHASE(m, phase)
+    {
+        if (!m->dist) continue;
+        struct ab_problem p = problem(&L, phase, 1);
+        double knob = m->knob.name ? m->knob.def : 0;
+        float *o = run_out(m, &p, knob), *a = calloc((size_t)(p.n_rows * N), sizeof(float));
+        cr_assert_eq(m->dist(&p, knob, a), AB_OK, "%s: %s", m->name, ab_errmsg());
+        for (int64_t r = 0; r < p.n_rows; r++) {
+            int64_t vis = ab_head_visible(p.h, p.rows[r]);
+            double sum = 0, av[D] = {0};
+            for (int64_t j = 0; j < N; j++) {
+                cr_assert(a[r * N + j] >= 0 && (j < vis || a[r * N + j] == 0), "%s: row %ld key %ld", m->name, (long)r, (long)j);
+                sum += a[r * N + j];
+                for (int64_t c = 0; c < D; c++) av[c] += a[r * N + j] * p.h->v[j * D + c];
+            }
+            if (m->flags & AB_METHOD_UNNORMALISED) cr_assert(sum <= 1 + 1e-5, "%s: row sums to %g", m->name, sum);
+            else cr_assert(fabs(sum - 1) < 1e-5, "%s: row %ld sums to %g", m->name, (long)r, sum);
+            for (int64_t c = 0; c < D; c++)
+                cr_assert(fabs(av[c] - o[r * D + c]) <= 1e-4 * (1 + fabs(av[c])), "%s: O != A V at row %ld", m->name, (long)r);
+        }
+        free(o), free(a);
     }
     fx_layer_free(&L);
 }

@@ -51,6 +51,10 @@ struct ab_metrics {
 void ab_metrics_compute(const struct ab_exact *ex, const float *o, const struct ab_keep *keep,
                         int64_t topk, struct ab_metrics *out);
 
+/* mean_i KL(A_i || Ã_i) (natural log) of a method's distribution dist (n_rows, n_k) against
+ * the exact rows: +inf when Ã drops a key with exact mass. */
+double ab_metrics_kl(const struct ab_exact *ex, const float *dist);
+
 /* Task accuracy of an output on the tasks of one head: fractions solved overall and per kind
  * (NaN where the head has no task query of that kind among rows). */
 struct ab_task_acc {

@@ -118,6 +118,19 @@ void ab_metrics_compute(const struct ab_exact *ex, const float *o, const struct 
     out->kl = keep ? kl / n : NAN;
 }
 
+double ab_metrics_kl(const struct ab_exact *ex, const float *dist)
+{
+    double kl = 0;
+    for (int64_t r = 0; r < ex->n_rows; r++) {
+        const float *a = ex->a + r * ex->n_k, *b = dist + r * ex->n_k;
+        for (int64_t j = 0; j < ex->n_k; j++) {
+            if (!(a[j] > 0)) continue;
+            kl += b[j] > 0 ? a[j] * log((double)a[j] / b[j]) : INFINITY;
+        }
+    }
+    return kl / (double)ex->n_rows;
+}
+
 void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head,
                       const int64_t *rows, int64_t n_rows, const float *o, struct ab_task_acc *out)
 {

@@ -37,7 +37,7 @@ static int method_applies(const struct ab_method *m, const struct ab_workload *w
  * method (it runs at its fixed cost) and for a direct --knob run. */
 static int cells_of(const struct ab_method *m, const struct ab_sweep_opts *o)
 {
-    return m->knob.name && !o->has_knob ? o->n_targets : 1;
+    return m->knob.name && !o->has_knob && !(m->flags & AB_METHOD_FIXED) ? o->n_targets : 1;
 }
 
 int64_t ab_sweep_count(const struct ab_workload *w, const struct ab_sweep_opts *o)
@@ -115,13 +115,16 @@ struct head_job {
 static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
                     const struct ab_problem *p, const struct ab_exact *ex, double target,
                     const struct ab_sweep_opts *o, int64_t layer, int64_t head, const char *kinds,
-                    float *out, struct ab_keep *keep, struct ab_cell *c)
+                    float *out, struct ab_keep *keep, float *dist, struct ab_cell *c)
 {
     struct ab_ledger led = {0};
     double knob = NAN;
     int feasible = 1, rc;
-    if (o->has_knob && m->knob.name) {
-        knob = o->knob_value;
+    if (m->knob.name && (o->has_knob || (m->flags & AB_METHOD_FIXED))) {
+        /* a direct knob, or a method whose knob does not move its cost */
+        knob = o->has_knob ? o->knob_value : m->knob.def;
+        if ((rc = ab_method_cost(m, p, knob, &led))) return rc;
+        feasible = isnan(target) || ab_ledger_ratio(&led, p) <= target * (1 + 1e-12);
     } else {
         rc = ab_budget_fit(m, p, isnan(target) ? 1.0 : target, o->tol, &knob, &led, &feasible);
         if (rc) return rc;
@@ -157,6 +160,10 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         c->rel_l2 = mt.rel_l2, c->cos_mean = mt.cos_mean, c->cos_min = mt.cos_min;
         c->max_abs = mt.max_abs, c->recall = mt.recall, c->topk_recall = mt.topk_recall;
         c->kl = mt.kl;
+        if (m->dist) {
+            if ((rc = m->dist(p, knob, dist))) return rc;
+            c->kl = ab_metrics_kl(ex, dist);
+        }
         struct ab_task_acc ta;
         ab_task_accuracy(w, layer, head, p->rows, p->n_rows, out, &ta);
         c->task_acc = ta.all;
@@ -185,7 +192,9 @@ static void run_head(const struct ab_workload *w, const char *name,
         ab_workload_head(w, layer, h, &layer_heads[h]);
         assert(layer_heads[h].rope_theta == 0); /* methods read post-RoPE Q and K */
     }
-    float *out = NULL;
+    float *out = NULL, *dist = NULL; /* (n_rows, d_v), (n_rows, n_seq) when a method has dist */
+    int want_dist = 0;
+    for (int i = 0; i < o->n_methods; i++) want_dist |= o->methods[i]->dist != NULL;
     struct ab_keep keep = {0};
     struct ab_exact ex = {0};
     int rc = AB_OK;
@@ -203,10 +212,13 @@ static void run_head(const struct ab_workload *w, const char *name,
                                .group = w->n_head / w->n_kv_head,
                                .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7)};
         ab_free(out);
+        ab_free(dist);
         ab_keep_free(&keep);
         ab_exact_free(&ex);
         out = ab_alloc(ab_size_mul((size_t)(n_rows * w->d_v), sizeof(float)));
-        if (!out || (rc = ab_keep_alloc(&keep, n_rows, w->n_seq))) {
+        dist = want_dist ? ab_alloc(ab_size_mul((size_t)n_rows * (size_t)w->n_seq, sizeof(float)))
+                         : NULL;
+        if (!out || (want_dist && !dist) || (rc = ab_keep_alloc(&keep, n_rows, w->n_seq))) {
             rc = rc ? rc : ab_fail(AB_E_NOMEM, "cannot allocate method outputs");
             break;
         }
@@ -218,9 +230,12 @@ static void run_head(const struct ab_workload *w, const char *name,
             for (int t = 0; t < n_t && !rc; t++) {
                 /* a budget per target; knob-less methods at their fixed cost (target 1); a
                  * direct --knob run has no target */
-                double target = !m->knob.name ? 1.0 : o->has_knob ? NAN : o->targets[t];
+                double target = m->knob.name && o->has_knob                          ? NAN
+                                : !m->knob.name || (m->flags & AB_METHOD_FIXED) ? 1.0
+                                                                                : o->targets[t];
                 struct ab_cell c;
-                rc = run_cell(w, name, m, &p, &ex, target, o, layer, head, kinds, out, &keep, &c);
+                rc = run_cell(w, name, m, &p, &ex, target, o, layer, head, kinds, out, &keep,
+                              dist, &c);
                 if (rc) break;
                 /* strings are copied into the table later, on the main thread */
                 struct ab_cell *grown = realloc(job->cells, sizeof *grown * (size_t)(job->n + 1));
@@ -242,6 +257,7 @@ static void run_head(const struct ab_workload *w, const char *name,
         }
     }
     ab_free(out);
+    ab_free(dist);
     ab_keep_free(&keep);
     ab_exact_free(&ex);
     job->rc = rc;

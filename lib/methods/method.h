@@ -121,6 +121,11 @@ enum ab_method_flags {
     AB_METHOD_ORACLE = 2,   /* reads the exact map; its selection cost is not counted */
     AB_METHOD_ANALYTIC = 4, /* cost() is exact and cheap: the solver bisects on it alone */
     AB_METHOD_LAYER = 8,    /* reads other heads of the layer (p->layer) */
+    AB_METHOD_FIXED = 16,   /* the knob shapes the result, not the cost (calibration: cost ratio
+                               1 at every knob): the engine runs it once per cell at knob.def
+                               (or --knob) instead of solving budgets */
+    AB_METHOD_UNNORMALISED = 32, /* rows of its distribution may sum to less than 1 (a sink
+                                    logit): constant V is not a fixed point */
 };
 
 struct ab_method {
@@ -140,6 +145,12 @@ struct ab_method {
      * and the ledger only (the solver's data-dependent bisection). AB_OK or an AB_E_* code. */
     int (*run)(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                struct ab_ledger *led);
+    /* Optional: the method's attention distribution Ã of each evaluated row over the keys,
+     * a (n_rows, n_k) row-major, zero past each row's visible keys (a row may sum to less than
+     * 1 when the method parks mass outside the keys, as a sink logit does). Methods that change
+     * the distribution rather than select (calibration) provide it; the engine then reports
+     * kl = mean_i KL(A_i || Ã_i). NULL otherwise. */
+    int (*dist)(const struct ab_problem *p, double knob, float *a);
 };
 
 /* The registry (registry.c): every method, in catalogue order. */
