@@ -15,7 +15,8 @@
 static const char *usage_text =
     "attnbench gen [--preset model | --profile NAME | --mix \"name:rate,...\"] [--layers L]\n"
     "                     [--heads H] [--kv-heads G] [--n N] [--d D] [--dv DV]\n"
-    "                     [--tasks retrieve,multi-retrieve,aggregate] [--seed S] -o WORKLOAD.h5";
+    "                     [--tasks retrieve,multi-retrieve,aggregate] [--probe repeat] [--seed S]\n"
+    "                     -o WORKLOAD.h5";
 
 /* "streaming 10, retrieval 1, ..." in profile table order. */
 static void profile_counts(const struct ab_workload *w, char *buf, size_t size)
@@ -35,7 +36,7 @@ static void profile_counts(const struct ab_workload *w, char *buf, size_t size)
 int cmd_gen(int argc, char **argv)
 {
     const char *preset = NULL, *profile = NULL, *mix = NULL, *tasks = NULL, *strengths = NULL;
-    const char *out = NULL;
+    const char *out = NULL, *probe = NULL;
     int64_t layers = 4, heads = 8, kv_heads = 4, n = 2048, d = 64, dv = 0, task_rows = 64;
     int64_t n_tasks = 8, n_code = 64, slash_period = 0;
     double theta = 10000, depth_min = 0.1, depth_max = 0.9;
@@ -66,6 +67,8 @@ int cmd_gen(int argc, char **argv)
          "smallest needle depth, fraction of the context (0.1)"},
         {"depth-max", AB_OPT_DOUBLE, &depth_max, "F", "largest needle depth (0.9)"},
         {"codes", AB_OPT_INT, &n_code, "P", "codebook size for the needle payloads (default 64)"},
+        {"probe", AB_OPT_STRING, &probe, "NAME",
+         "token probe: repeat (BOS + a block repeated 4 times; slash period = block length)"},
         {"o", AB_OPT_STRING, &out, "FILE", "workload file to write"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
     };
@@ -84,6 +87,11 @@ int cmd_gen(int argc, char **argv)
     if (slash_period < 0 || slash_period > INT32_MAX)
         return ab_cmd_error(EX_AB_USAGE, "gen: --slash-period must be in [1, n)");
     g.slash_period = (int)slash_period;
+    if (probe && strcmp(probe, "repeat"))
+        return ab_cmd_error(EX_AB_USAGE, "gen: unknown --probe '%s' (want repeat)", probe);
+    if (probe && ab_gen_repeat_block(n) < 2)
+        return ab_cmd_error(EX_AB_USAGE, "gen: --probe repeat needs --n of at least 9");
+    if (probe && !slash_period) g.slash_period = (int)ab_gen_repeat_block(n);
     g.n_tasks = n_tasks, g.task_rows = task_rows, g.n_code = n_code;
     g.depth_min = depth_min, g.depth_max = depth_max;
     int rc = AB_OK;
@@ -95,6 +103,10 @@ int cmd_gen(int argc, char **argv)
     double t0 = ab_now();
     rc = ab_gen_workload(&g, &w);
     if (rc) return ab_cmd_fail(rc);
+    if (probe && (rc = ab_gen_probe_repeat(&w))) {
+        ab_workload_free(&w);
+        return ab_cmd_fail(rc);
+    }
     double t_gen = ab_now() - t0;
     rc = ab_h5_workload_write(out, &w);
     if (rc) {

@@ -23,6 +23,7 @@ static const struct cmd commands[] = {
     {"scenario", cmd_scenario, "run a declared study (scenarios/*.yaml) end to end"},
     {"check", cmd_check, "regression gate: compare results with a baseline, exit 1 on regression"},
     {"verify", cmd_verify, "compare an external kernel's outputs with the double-precision reference"},
+    {"heads", cmd_heads, "per-head sink, dormancy, locality and retrieval statistics of workloads"},
     {"bench", cmd_bench, "measure kernel throughput against the machine's GEMM rate"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

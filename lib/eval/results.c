@@ -44,8 +44,20 @@ static void ab_strv_free(char **v, int64_t n)
     free(v);
 }
 
+void ab_results_heads_free(struct ab_results *r)
+{
+    for (int64_t i = 0; r->heads && i < r->n_heads; i++) {
+        free(r->heads[i].workload);
+        free(r->heads[i].profile);
+    }
+    free(r->heads);
+    r->heads = NULL;
+    r->n_heads = 0;
+}
+
 void ab_results_free(struct ab_results *r)
 {
+    ab_results_heads_free(r);
     for (int64_t i = 0; r->cells && i < r->n_cells; i++) ab_cell_free_strings(&r->cells[i]);
     free(r->cells);
     ab_summary_free(r->summary, r->n_summary);

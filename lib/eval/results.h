@@ -44,6 +44,37 @@ struct ab_summary_row {
     double task_acc_mean, task_acc_p10;
 };
 
+/* One row of /heads (metrics.md, "Head and sink statistics"): the statistics of one (workload,
+ * layer, query head) from exact attention. Strings owned by the results (malloc'd). Positions
+ * are key rows; -1 and NaN mark "none" / "not defined". */
+#define AB_HEAD_N_ALPHA 10 /* alpha(k) stored for k < AB_HEAD_N_ALPHA */
+#define AB_HEAD_N_SEC   4  /* secondary sinks stored */
+struct ab_head_row {
+    char *workload;
+    int64_t layer, head, kv_head;
+    char *profile;              /* planted profile (/truth/profile) or "" */
+    double sink_score;          /* alpha(0) */
+    double alpha0, alpha1, alpha2, alpha3, alpha4, alpha5, alpha6, alpha7, alpha8, alpha9;
+    int64_t n_sinks;            /* keys with alpha(k) > 0.1 */
+    int64_t sink_pos;           /* the first of them (primary sink), -1 */
+    int64_t sec_pos1, sec_pos2, sec_pos3, sec_pos4;     /* the next ones by position, -1 */
+    double sec_alpha1, sec_alpha2, sec_alpha3, sec_alpha4; /* their alpha, NaN */
+    double first_weight, first_weight_norm; /* mean_i A[i,0]; divided by the layer mean */
+    double entropy, entropy_norm, locality;
+    double vertical_mass, slash_mass;
+    double value_drain;         /* ||v_0|| / mean_{j>0} ||v_j|| */
+    double out_norm, out_norm_norm; /* mean_i ||O_i||; divided by the layer mean */
+    double distant_mass;        /* mean_i share outside the first 4 and last 64 keys */
+    double out_dev;             /* ||O_stream - O||_F / ||O||_F, sink 64 + recent 256 */
+    int64_t retrieval_like;     /* 1 for the top fraction of heads by out_dev */
+    double retrieval_score;     /* hits of the needle span / retrieve tasks (NaN: no tasks) */
+    int64_t retrieval_head;     /* retrieval_score > 0.1 */
+    double echo_score;          /* mean over rows of the mass on earlier copies of the row's
+                                   token (NaN: no tokens or no repeated token) */
+    double induction_score;     /* ... on the key after each earlier copy */
+    double echo_group, induction_group; /* max over the query heads of the same kv head */
+};
+
 struct ab_results {
     int64_t n_cells, cap_cells;
     struct ab_cell *cells;
@@ -64,12 +95,18 @@ struct ab_results {
     char *hostname;
     char *attnbench_version;
     char *openblas_config;
+    /* the /heads table (`attnbench heads`); freed by ab_results_free */
+    struct ab_head_row *heads;
+    int64_t n_heads;
 };
 
 /* Zeroes r: no cells, no summary, every attribute NULL / 0. */
 void ab_results_init(struct ab_results *r);
-/* Frees everything r owns (cells, summary, attribute strings) and leaves it initialised. */
+/* Frees everything r owns (cells, summary, the /heads table, attribute strings) and leaves it
+ * initialised; safe to call twice. */
 void ab_results_free(struct ab_results *r);
+/* Frees only the /heads table (n_heads becomes 0). */
+void ab_results_heads_free(struct ab_results *r);
 /* Appends a copy of c (strings duplicated, NULL kept NULL), growing the array geometrically.
  * AB_OK or AB_E_NOMEM (r unchanged). */
 int ab_results_add(struct ab_results *r, const struct ab_cell *c);

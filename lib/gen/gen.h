@@ -127,4 +127,13 @@ struct ab_gen_plan {
 int ab_gen_plan_make(const struct ab_gen_opts *opts, struct ab_gen_plan *out);
 void ab_gen_plan_free(struct ab_gen_plan *plan);
 
+/* The repeat probe (probe.c): tokens BOS + a block repeated AB_GEN_REPEAT_COPIES times. The
+ * block length for a sequence of n_seq rows is (n_seq - 1) / AB_GEN_REPEAT_COPIES; pass it as
+ * the slash period so slash heads look back at the earlier copy. ab_gen_probe_repeat replaces
+ * w->tokens with token 0 (BOS) at row 0 and block id 1 + x mod L at row 1 + x. AB_E_USAGE when
+ * the block would be shorter than 2, AB_E_NOMEM. */
+#define AB_GEN_REPEAT_COPIES 4
+int64_t ab_gen_repeat_block(int64_t n_seq);
+int ab_gen_probe_repeat(struct ab_workload *w);
+
 #endif

@@ -171,3 +171,10 @@ int ab_results_write_csv(const char *cells_path, const char *summary_path,
     }
     return sum_tmp ? ab_csv_commit(summary_path, sum_tmp) : AB_OK;
 }
+
+int ab_results_write_heads_csv(const char *path, const struct ab_results *r)
+{
+    int n_cols;
+    const struct ab_column *cols = ab_results_head_columns(&n_cols);
+    return ab_csv_write_table(path, r->heads, r->n_heads, sizeof *r->heads, cols, n_cols);
+}

@@ -38,4 +38,8 @@ int ab_csv_write_table(const char *path, const void *rows, int64_t n_rows, size_
 int ab_results_write_csv(const char *cells_path, const char *summary_path,
                          const struct ab_results *r);
 
+/* Writes the /heads table of r (columns of ab_results_head_columns) to path, e.g.
+ * RESULTS-heads.csv. Errors as ab_csv_write_table. */
+int ab_results_write_heads_csv(const char *path, const struct ab_results *r);
+
 #endif

@@ -117,6 +117,72 @@ static const struct ab_column ab_summary_cols[] = {
                "10th percentile over the feasible heads of task_acc (the weak tail)"),
 };
 
+#define AB_HEAD_COL(field, type, units, long_name)                                                 \
+    {                                                                                              \
+#field, type, offsetof(struct ab_head_row, field), units, long_name                        \
+    }
+#define AB_ALPHA_COL(k)                                                                            \
+    AB_HEAD_COL(alpha##k, AB_COL_F64, "1",                                                         \
+                "column mean alpha(" #k "): mean attention key " #k " receives from the queries " \
+                "that see it")
+#define AB_SEC_COLS(i)                                                                             \
+    AB_HEAD_COL(sec_pos##i, AB_COL_I64, "1", "position of secondary sink " #i " (-1: none)"),     \
+        AB_HEAD_COL(sec_alpha##i, AB_COL_F64, "1", "alpha of secondary sink " #i " (NaN: none)")
+
+static const struct ab_column ab_head_cols[] = {
+    AB_HEAD_COL(workload, AB_COL_STR, "", "workload file path as given"),
+    AB_HEAD_COL(layer, AB_COL_I64, "1", "layer index (0-based)"),
+    AB_HEAD_COL(head, AB_COL_I64, "1", "query head index (0-based)"),
+    AB_HEAD_COL(kv_head, AB_COL_I64, "1", "key/value head serving this query head (0-based)"),
+    AB_HEAD_COL(profile, AB_COL_STR, "", "planted profile from /truth/profile (empty: unknown)"),
+    AB_HEAD_COL(sink_score, AB_COL_F64, "1", "sink score alpha(0)"),
+    AB_ALPHA_COL(0), AB_ALPHA_COL(1), AB_ALPHA_COL(2), AB_ALPHA_COL(3), AB_ALPHA_COL(4),
+    AB_ALPHA_COL(5), AB_ALPHA_COL(6), AB_ALPHA_COL(7), AB_ALPHA_COL(8), AB_ALPHA_COL(9),
+    AB_HEAD_COL(n_sinks, AB_COL_I64, "1", "number of keys with alpha(k) > 0.1"),
+    AB_HEAD_COL(sink_pos, AB_COL_I64, "1", "position of the primary (first) sink (-1: none)"),
+    AB_SEC_COLS(1), AB_SEC_COLS(2), AB_SEC_COLS(3), AB_SEC_COLS(4),
+    AB_HEAD_COL(first_weight, AB_COL_F64, "1", "first-token weight mean_i A[i,0] (dormancy)"),
+    AB_HEAD_COL(first_weight_norm, AB_COL_F64, "1",
+                "first-token weight divided by its mean over the layer's heads"),
+    AB_HEAD_COL(entropy, AB_COL_F64, "nat", "mean over rows of the attention entropy"),
+    AB_HEAD_COL(entropy_norm, AB_COL_F64, "1",
+                "mean over rows (more than one visible key) of entropy / ln(visible keys)"),
+    AB_HEAD_COL(locality, AB_COL_F64, "1",
+                "mean over rows of the mass on the last w positions (w = --window)"),
+    AB_HEAD_COL(vertical_mass, AB_COL_F64, "1", "share of the mass on the top 1% of columns"),
+    AB_HEAD_COL(slash_mass, AB_COL_F64, "1", "share of the mass on the top 1% of diagonals"),
+    AB_HEAD_COL(value_drain, AB_COL_F64, "1", "||v_0|| / mean over j > 0 of ||v_j||"),
+    AB_HEAD_COL(out_norm, AB_COL_F64, "1", "head output norm: mean over rows of ||O_i||"),
+    AB_HEAD_COL(out_norm_norm, AB_COL_F64, "1",
+                "head output norm divided by its mean over the layer's heads"),
+    AB_HEAD_COL(distant_mass, AB_COL_F64, "1",
+                "mean over rows of the mass outside the first 4 and the last 64 keys"),
+    AB_HEAD_COL(out_dev, AB_COL_F64, "1",
+                "||O_stream - O||_F / ||O||_F with the head restricted to sink 64 + recent 256"),
+    AB_HEAD_COL(retrieval_like, AB_COL_I64, "1",
+                "1 for the top --top-fraction of heads by out_dev (DuoAttention proxy)"),
+    AB_HEAD_COL(retrieval_score, AB_COL_F64, "1",
+                "share of retrieve task rows whose top-1 key lies in the needle span (NaN "
+                "without retrieve tasks)"),
+    AB_HEAD_COL(retrieval_head, AB_COL_I64, "1", "1 when retrieval_score > 0.1"),
+    AB_HEAD_COL(echo_score, AB_COL_F64, "1",
+                "mean over rows with an earlier copy of their token of the mass on those copies "
+                "(NaN without tokens)"),
+    AB_HEAD_COL(induction_score, AB_COL_F64, "1",
+                "mean over the same rows of the mass on the key after each earlier copy (NaN "
+                "without tokens)"),
+    AB_HEAD_COL(echo_group, AB_COL_F64, "1",
+                "max of echo_score over the query heads sharing this key/value head"),
+    AB_HEAD_COL(induction_group, AB_COL_F64, "1",
+                "max of induction_score over the query heads sharing this key/value head"),
+};
+
+const struct ab_column *ab_results_head_columns(int *n)
+{
+    *n = (int)(sizeof ab_head_cols / sizeof ab_head_cols[0]);
+    return ab_head_cols;
+}
+
 const struct ab_column *ab_results_cell_columns(int *n)
 {
     *n = (int)(sizeof ab_cell_cols / sizeof ab_cell_cols[0]);
@@ -173,8 +239,17 @@ static int ab_res_put_root_attrs(struct ab_h5 *f, const struct ab_results *r)
     return rc;
 }
 
+/* The /heads table. */
+static int ab_res_put_heads(struct ab_h5 *f, const struct ab_results *r)
+{
+    int n_cols;
+    const struct ab_column *cols = ab_results_head_columns(&n_cols);
+    return ab_h5_put_table(f, "/heads", r->heads, r->n_heads, sizeof *r->heads, cols, n_cols);
+}
+
 int ab_results_write_h5(const char *path, const struct ab_results *r)
 {
+    assert(r->n_heads >= 0 && (r->n_heads == 0 || r->heads));
     assert(r->n_cells >= 0 && (r->n_cells == 0 || r->cells));
     assert(r->n_summary >= 0 && (r->n_summary == 0 || r->summary));
     assert(r->n_workloads >= 0 && (r->n_workloads == 0 || r->workloads));
@@ -192,7 +267,8 @@ int ab_results_write_h5(const char *path, const struct ab_results *r)
         (rc = ab_h5_put_table(&f, "/cells", r->cells, r->n_cells, sizeof *r->cells, cell_cols,
                               n_cell_cols)) ||
         (rc = ab_h5_put_table(&f, "/summary", r->summary, r->n_summary, sizeof *r->summary,
-                              sum_cols, n_sum_cols))) {
+                              sum_cols, n_sum_cols)) ||
+        (r->n_heads > 0 && (rc = ab_res_put_heads(&f, r)))) {
         ab_h5_abort(&f);
         return rc;
     }
@@ -283,6 +359,24 @@ static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
         if (r->summary[i].n_heads < 0)
             return ab_fail(AB_E_DATA, "'%s': /summary/n_heads is negative at row %lld", f->path,
                            (long long)i);
+    /* /heads is read only when it holds every column of struct ab_head_row: other writers'
+     * head tables (a subset of columns) are left to the report's own reader */
+    int n_head_cols, all = ab_h5_exists(f, "/heads");
+    const struct ab_column *head_cols = ab_results_head_columns(&n_head_cols);
+    char obj[128];
+    for (int c = 0; all && c < n_head_cols; c++) {
+        snprintf(obj, sizeof obj, "/heads/%s", head_cols[c].name);
+        all = ab_h5_exists(f, obj);
+    }
+    if (all) {
+        void *heads = NULL;
+        int64_t n_heads = 0;
+        if ((rc = ab_h5_get_table(f, "/heads", head_cols, n_head_cols, sizeof *r->heads, &heads,
+                                  &n_heads)))
+            return rc;
+        r->heads = heads;
+        r->n_heads = n_heads;
+    }
     return AB_OK;
 }
 
@@ -293,8 +387,10 @@ int ab_results_read_h5(const char *path, struct ab_results *out)
     int rc = ab_h5_open(&f, path);
     if (rc != AB_OK) return rc;
     if ((rc = ab_res_check_schema(&f)) || (rc = ab_res_read_attrs(&f, out)) ||
-        (rc = ab_res_read_tables(&f, out)))
+        (rc = ab_res_read_tables(&f, out))) {
+        ab_results_heads_free(out);
         ab_results_free(out);
+    }
     ab_h5_close(&f);
     return rc;
 }

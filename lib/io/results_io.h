@@ -10,6 +10,7 @@
  *   /cells/     row (int64 dimension scale 0..n-1) and one dataset per field of struct ab_cell,
  *               named as the field, attached to "row", with attributes units and long_name
  *   /summary/   the same for struct ab_summary_row
+ *   /heads/     the same for struct ab_head_row, only when n_heads > 0 (`attnbench heads`)
  * No object time stamps, written to PATH.tmp and renamed: the same results give the same
  * bytes (set created_utc, hostname, attnbench_version and openblas_config to pin them). */
 #ifndef AB_IO_RESULTS_IO_H
@@ -23,6 +24,11 @@
  * Static tables: never freed. */
 const struct ab_column *ab_results_cell_columns(int *n);
 const struct ab_column *ab_results_summary_columns(int *n);
+const struct ab_column *ab_results_head_columns(int *n); /* /heads: struct ab_head_row */
+
+/* Frees r->heads and its strings and sets n_heads to 0. ab_results_free does not free the heads
+ * table (it predates it): call this first on results that may hold one (read_h5 fills it when
+ * the file has /heads). */
 
 /* Writes r to path as above. created_utc, hostname, attnbench_version and openblas_config
  * default to now (UTC), this machine, ab_version() and ab_blas_config() when NULL; notes and
@@ -35,7 +41,9 @@ int ab_results_write_h5(const char *path, const struct ab_results *r);
  * also after a failure). Checks the schema attribute, that every column of both tables is
  * present, 1-D, of the right class (string / float / integer) and of one common length, and
  * that feasible is 0 or 1. AB_E_NOFILE when path does not exist; AB_E_DATA (not HDF5, wrong
- * schema, missing or malformed column, lengths that disagree); AB_E_TOOBIG; AB_E_NOMEM. */
+ * schema, missing or malformed column, lengths that disagree); AB_E_TOOBIG; AB_E_NOMEM.
+ * /heads is optional: read into r->heads when it has every column of ab_results_head_columns
+ * (ab_results_free frees it); a /heads table with fewer columns is skipped. */
 int ab_results_read_h5(const char *path, struct ab_results *out);
 
 /* The SHA-256 of the bytes of the file at path as 64 lowercase hex digits (hex[0] = '\0' on

@@ -1,0 +1,498 @@
+/* test_heads.c - `attnbench heads` and lib/heads/stats.c (metrics.md, "Head and sink
+ * statistics").
+ *
+ * Each statistic is checked on hand-built heads whose maps have known answers: all mass on
+ * token 0 (a huge logit on k_0), a pure diagonal (one-hot keys, a huge logit on j == i), a
+ * uniform map (q = 0: A[i,j] = 1/(i+1), closed forms below) and a planted secondary sink at
+ * position 7 (checked against a dense brute force of the definitions), and two copies of a
+ * token block for echo and induction. On the synthetic `model` preset the planted profiles must
+ * be recovered; on `gen --probe repeat` slash heads must score as echo heads. The /heads table must
+ * survive the results file bit for bit; the CLI must fail with the documented statuses. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "eval/results.h"
+#include "heads/stats.h"
+#include "helpers.h"
+#include "io/csv.h"
+#include "io/h5_workload.h"
+#include "io/results_io.h"
+
+enum { N = 128 }; /* keys and queries of the hand-built heads; d = N (one-hot keys) */
+
+struct built {
+    float q[N * N], k[N * N], v[N * 2];
+    int32_t pos[N];
+    struct ab_head h;
+};
+
+/* A causal head with d = N, d_v = 2, scale 1, zero Q and K, v_j = (1, j). */
+static void built_init(struct built *b)
+{
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < N; i++) b->pos[i] = i, b->v[2 * i] = 1, b->v[2 * i + 1] = (float)i;
+    b->h = (struct ab_head){.n_q = N,
+                            .n_k = N,
+                            .d = N,
+                            .d_v = 2,
+                            .q = b->q,
+                            .k = b->k,
+                            .v = b->v,
+                            .q_pos = b->pos,
+                            .k_pos = b->pos,
+                            .mask = AB_MASK_CAUSAL,
+                            .scale = 1.0,
+                            .rope_theta = 0};
+}
+
+static void stats_of(struct built *b, int64_t window, const int32_t *tokens, struct ab_head_row *r)
+{
+    struct ab_heads_opts o;
+    ab_heads_defaults(&o);
+    o.window = window;
+    memset(r, 0, sizeof *r);
+    cr_assert_eq(ab_heads_stats(&b->h, NULL, tokens, &o, r), AB_OK);
+}
+
+#define NEAR(x, y, tol)                                                                            \
+    cr_expect(fabs((x) - (y)) <= (tol), "%s = %.12g, expected %.12g", #x, (double)(x), (double)(y))
+
+Test(heads, all_mass_on_token_0)
+{
+    static struct built b;
+    built_init(&b);
+    b.k[0] = 1; /* k_0 = e_0, q_i = 100 e_0: logit 100 on key 0, 0 elsewhere */
+    for (int i = 0; i < N; i++) b.q[i * N] = 100;
+    struct ab_head_row r;
+    stats_of(&b, 8, NULL, &r);
+    NEAR(r.sink_score, 1, 1e-12);
+    NEAR(r.alpha0, 1, 1e-12);
+    NEAR(r.alpha1, 0, 1e-12);
+    NEAR(r.alpha9, 0, 1e-12);
+    NEAR(r.first_weight, 1, 1e-12);
+    NEAR(r.entropy, 0, 1e-9);
+    NEAR(r.entropy_norm, 0, 1e-9);
+    NEAR(r.locality, 8.0 / N, 1e-12); /* only rows 0..7 have key 0 in their window */
+    cr_expect_eq(r.n_sinks, 1);
+    cr_expect_eq(r.sink_pos, 0);
+    cr_expect_eq(r.sec_pos1, -1);
+    cr_expect(isnan(r.sec_alpha1));
+    NEAR(r.vertical_mass, 1, 1e-12);
+    NEAR(r.out_norm, 1, 1e-12); /* O_i = v_0 = (1, 0) */
+    NEAR(r.distant_mass, 0, 1e-12);
+    NEAR(r.out_dev, 0, 1e-12);
+    cr_expect(isnan(r.retrieval_score));
+}
+
+Test(heads, pure_diagonal)
+{
+    static struct built b;
+    built_init(&b);
+    for (int i = 0; i < N; i++) b.k[i * N + i] = 1, b.q[i * N + i] = 100; /* A[i,i] = 1 */
+    struct ab_head_row r;
+    stats_of(&b, 8, NULL, &r);
+    /* alpha(k) = 1 / (N - k): only row k attends key k */
+    NEAR(r.alpha0, 1.0 / N, 1e-12);
+    NEAR(r.alpha5, 1.0 / (N - 5), 1e-12);
+    NEAR(r.first_weight, 1.0 / N, 1e-12);
+    NEAR(r.entropy, 0, 1e-9);
+    NEAR(r.locality, 1, 1e-12);
+    NEAR(r.slash_mass, 1, 1e-12);
+    NEAR(r.vertical_mass, 1.0 / N, 1e-12); /* k = 1: one column of N equal ones */
+    /* sinks: alpha > 0.1 <=> N - k < 10: the last 9 keys, by definition */
+    cr_expect_eq(r.n_sinks, 9);
+    cr_expect_eq(r.sink_pos, N - 9);
+    cr_expect_eq(r.sec_pos1, N - 8);
+    cr_expect_eq(r.sec_pos4, N - 5);
+    NEAR(r.sec_alpha4, 1.0 / 5, 1e-12);
+    NEAR(r.distant_mass, 0, 1e-12);
+}
+
+Test(heads, uniform_map)
+{
+    static struct built b;
+    built_init(&b); /* q = 0: A[i,j] = 1/(i+1) */
+    struct ab_head_row r;
+    const int w = 16;
+    stats_of(&b, w, NULL, &r);
+    double first = 0, ent = 0, loc = 0, alpha3 = 0, dist = 0, onorm = 0;
+    for (int i = 0; i < N; i++) {
+        first += 1.0 / (i + 1);
+        ent += log(i + 1.0);
+        loc += (i + 1 < w ? i + 1 : w) / (i + 1.0);
+        if (i >= 3) alpha3 += 1.0 / (i + 1);
+        /* keys j >= 4 with i - j >= 64 */
+        int far = i - 64 - 4 + 1;
+        dist += far > 0 ? far / (i + 1.0) : 0;
+        /* O_i = (1, mean of 0..i) = (1, i/2) */
+        onorm += sqrt(1 + (i / 2.0) * (i / 2.0));
+    }
+    NEAR(r.first_weight, first / N, 1e-12);
+    NEAR(r.sink_score, first / N, 1e-12); /* alpha(0): every row sees key 0 */
+    NEAR(r.alpha3, alpha3 / (N - 3), 1e-12);
+    NEAR(r.entropy, ent / N, 1e-9);
+    NEAR(r.entropy_norm, 1, 1e-12);
+    NEAR(r.locality, loc / N, 1e-12);
+    NEAR(r.distant_mass, dist / N, 1e-12);
+    NEAR(r.out_norm, onorm / N, 1e-9);
+    /* value drain: |v_0| = 1, mean_{j>0} sqrt(1 + j^2) */
+    double vm = 0;
+    for (int j = 1; j < N; j++) vm += sqrt(1.0 + (double)j * j);
+    NEAR(r.value_drain, 1 / (vm / (N - 1)), 1e-9);
+    NEAR(r.out_dev, 0, 1e-12); /* N <= 64 + 256: the streaming head keeps every key */
+    /* alpha(k) <= alpha(0) = H_N / N = 0.042 for every k: no sink */
+    cr_expect_eq(r.n_sinks, 0);
+    cr_expect_eq(r.sink_pos, -1);
+}
+
+/* BOS (token 0), a block of 63 distinct tokens, the same block again, a fresh token: rows
+ * 64..126 have one earlier copy, at i - 63, followed by key i - 62. */
+static void two_copies(int32_t *tok)
+{
+    tok[0] = 0;
+    for (int j = 1; j < 64; j++) tok[j] = tok[j + 63] = 1 + (j * 37) % 63;
+    tok[127] = 1000;
+}
+
+/* A head attending (logit 100) from row i to key target(i), from rows without a copy to
+ * themselves. */
+static void point_head(struct built *b, const int32_t *tok, int shift)
+{
+    built_init(b);
+    for (int j = 0; j < N; j++) b->k[j * N + j] = 1;
+    for (int i = 0; i < N; i++) {
+        int t = i;
+        for (int j = 0; j < i; j++)
+            if (tok[j] == tok[i]) t = j + shift;
+        b->q[i * N + t] = 100;
+    }
+}
+
+Test(heads, echo_and_induction_on_two_copies)
+{
+    static struct built b;
+    int32_t tok[N];
+    two_copies(tok);
+    cr_assert_eq(tok[1], tok[64]);
+    cr_assert_eq(tok[63], tok[126]);
+    struct ab_head_row r;
+    point_head(&b, tok, 0); /* echo head: attends the earlier copy */
+    stats_of(&b, 64, tok, &r);
+    NEAR(r.echo_score, 1, 1e-12);
+    NEAR(r.induction_score, 0, 1e-12);
+    point_head(&b, tok, 1); /* induction head: attends the token after it */
+    stats_of(&b, 64, tok, &r);
+    NEAR(r.echo_score, 0, 1e-12);
+    NEAR(r.induction_score, 1, 1e-12);
+    built_init(&b); /* uniform: row i puts 1/(i+1) on its one copy and on the key after it */
+    stats_of(&b, 64, tok, &r);
+    double u = 0;
+    for (int i = 64; i < 127; i++) u += 1.0 / (i + 1);
+    NEAR(r.echo_score, u / 63, 1e-12);
+    NEAR(r.induction_score, u / 63, 1e-12);
+    stats_of(&b, 64, NULL, &r); /* no tokens */
+    cr_expect(isnan(r.echo_score) && isnan(r.induction_score));
+}
+
+/* Dense brute force of alpha(k) for a head (test only: N x N). */
+static void brute_alpha(const struct built *b, double *alpha)
+{
+    static double a[N][N];
+    for (int i = 0; i < N; i++) {
+        double mx = -INFINITY, z = 0;
+        for (int j = 0; j <= i; j++) {
+            double s = 0;
+            for (int c = 0; c < N; c++) s += (double)b->q[i * N + c] * b->k[j * N + c];
+            a[i][j] = s, mx = s > mx ? s : mx;
+        }
+        for (int j = 0; j <= i; j++) z += (a[i][j] = exp(a[i][j] - mx));
+        for (int j = 0; j <= i; j++) a[i][j] /= z;
+    }
+    for (int k = 0; k < N; k++) {
+        alpha[k] = 0;
+        for (int i = k; i < N; i++) alpha[k] += a[i][k];
+        alpha[k] /= N - k;
+    }
+}
+
+Test(heads, planted_secondary_sink_at_7)
+{
+    static struct built b;
+    built_init(&b);
+    /* logits 6 on key 0 and 5 on key 7, 0 elsewhere; a wide window keeps late keys light */
+    b.k[0] = 1.5f, b.k[7 * N] = 1.25f;
+    for (int i = 0; i < N; i++) b.q[i * N] = 4;
+    struct ab_head_row r;
+    stats_of(&b, 64, NULL, &r);
+    double alpha[N];
+    brute_alpha(&b, alpha);
+    int64_t n_sinks = 0;
+    for (int k = 0; k < N; k++) n_sinks += alpha[k] > 0.1;
+    cr_expect_eq(r.n_sinks, n_sinks);
+    cr_expect_eq(r.sink_pos, 0);
+    cr_expect_eq(r.sec_pos1, 7, "secondary sink at %lld", (long long)r.sec_pos1);
+    NEAR(r.sec_alpha1, alpha[7], 1e-12);
+    NEAR(r.alpha7, alpha[7], 1e-12);
+    NEAR(r.alpha0, alpha[0], 1e-12);
+    NEAR(r.alpha2, alpha[2], 1e-12);
+    cr_expect(r.alpha7 > 0.1 && r.alpha6 < 0.1 && r.alpha8 < 0.1);
+}
+
+Test(heads, label_and_sink_ratio)
+{
+    struct ab_head_row rows[10];
+    memset(rows, 0, sizeof rows);
+    for (int i = 0; i < 10; i++) rows[i].out_dev = (i * 7) % 10, rows[i].sink_score = i / 10.0;
+    ab_heads_label(rows, 10, 0.25); /* ceil(2.5) = 3 heads: out_dev 9, 8, 7 */
+    int64_t n = 0;
+    for (int i = 0; i < 10; i++) {
+        n += rows[i].retrieval_like;
+        cr_expect_eq(rows[i].retrieval_like, rows[i].out_dev >= 7, "row %d", i);
+    }
+    cr_expect_eq(n, 3);
+    ab_heads_label(rows, 10, 0);
+    for (int i = 0; i < 10; i++) cr_expect_eq(rows[i].retrieval_like, 0);
+    /* strict: 0.3 itself is not above 0.3; 0.4 .. 0.9 are */
+    NEAR(ab_heads_sink_ratio(rows, 10, 0.3), 60, 1e-12);
+    cr_expect(isnan(ab_heads_sink_ratio(rows, 0, 0.3)));
+}
+
+/* ---------------------------------------------------------------- the model preset */
+
+static const char *model_path(void)
+{
+    static char path[1024];
+    if (!path[0]) {
+        snprintf(path, sizeof path, "%s", t_path("model.h5"));
+        char *err = NULL;
+        int st = t_run(NULL, &err,
+                       "gen --preset model --layers 4 --heads 8 --kv-heads 4 --n 2048 --d 64 "
+                       "--tasks retrieve -o %s",
+                       path);
+        cr_assert_eq(st, 0, "gen failed: %s", err ? err : "");
+        free(err);
+    }
+    return path;
+}
+
+/* Mean of field f over the rows planted with profile p (NaN if none); max/min into *mx, *mn. */
+static double profile_stat(const struct ab_results *r, const char *p, size_t off, double *mx,
+                           double *mn)
+{
+    double s = 0;
+    int64_t n = 0;
+    *mx = -INFINITY, *mn = INFINITY;
+    for (int64_t i = 0; i < r->n_heads; i++) {
+        if (strcmp(r->heads[i].profile, p)) continue;
+        double v = *(const double *)((const char *)&r->heads[i] + off);
+        s += v, n++;
+        *mx = v > *mx ? v : *mx, *mn = v < *mn ? v : *mn;
+    }
+    return n ? s / (double)n : NAN;
+}
+
+Test(heads, model_preset_recovers_planted_profiles, .timeout = 300)
+{
+    const char *wl = model_path();
+    const char *out = t_path("model-heads.h5");
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(t_run(&so, &se, "heads %s -o %s", wl, out), 0, "%s", se ? se : "");
+    cr_expect(strstr(so, "sink ratio at epsilon 0.3") != NULL);
+    printf("%s", so); /* the confusion table, for the log */
+    free(so), free(se);
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(out, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(r.n_heads, 32);
+    const char *others[] = {"streaming", "dormant",        "diffuse",
+                            "induction", "vertical-slash", "block"};
+    double rmx, rmn, mx, mn;
+    /* retrieval heads: the highest retrieval scores, every one above every other head */
+    profile_stat(&r, "retrieval", offsetof(struct ab_head_row, retrieval_score), &rmx, &rmn);
+    cr_assert(rmn > 0.1, "retrieval heads score %g", rmn);
+    for (int k = 0; k < 6; k++) {
+        profile_stat(&r, others[k], offsetof(struct ab_head_row, retrieval_score), &mx, &mn);
+        cr_expect(!(mx >= rmn), "%s head scores %g >= retrieval %g", others[k], mx, rmn);
+    }
+    /* dormant heads: the highest first-token weight */
+    double dmx, dmn;
+    profile_stat(&r, "dormant", offsetof(struct ab_head_row, first_weight), &dmx, &dmn);
+    const char *not_dormant[] = {"streaming", "retrieval",      "diffuse",
+                                 "induction", "vertical-slash", "block"};
+    for (int k = 0; k < 6; k++) {
+        profile_stat(&r, not_dormant[k], offsetof(struct ab_head_row, first_weight), &mx, &mn);
+        cr_expect(!(mx >= dmn), "%s first weight %g >= dormant %g", not_dormant[k], mx, dmn);
+    }
+    /* streaming heads: the highest mean locality among the profiles without a local component
+     * of their own (vertical-slash plants the same local strength, 12 nats, and a weaker
+     * sink share, so it is more local than streaming: not compared) */
+    double smean = profile_stat(&r, "streaming", offsetof(struct ab_head_row, locality), &mx, &mn);
+    const char *less_local[] = {"retrieval", "dormant", "diffuse", "induction"};
+    for (int k = 0; k < 4; k++) {
+        double m =
+            profile_stat(&r, less_local[k], offsetof(struct ab_head_row, locality), &mx, &mn);
+        cr_expect(isnan(m) || m < smean, "%s locality %g >= streaming %g", less_local[k], m, smean);
+    }
+    ab_results_heads_free(&r);
+    ab_results_free(&r);
+}
+
+/* ---------------------------------------------------------------- results file */
+
+Test(heads, heads_table_round_trip)
+{
+    struct ab_results r;
+    ab_results_init(&r);
+    r.n_heads = 3;
+    r.heads = calloc(3, sizeof *r.heads);
+    for (int i = 0; i < 3; i++) {
+        struct ab_head_row *h = &r.heads[i];
+        h->workload = strdup(i == 2 ? "a,\"b\"\nc.h5" : "w.h5");
+        h->profile = strdup(i ? "streaming" : "");
+        h->layer = i, h->head = 2 * i + 1, h->kv_head = i;
+        h->sink_score = h->alpha0 = 0.25 * i, h->alpha9 = NAN, h->alpha3 = -0.0;
+        h->n_sinks = i, h->sink_pos = i ? 0 : -1, h->sec_pos4 = -1, h->sec_alpha2 = NAN;
+        h->first_weight = 1.0 / 3, h->entropy = INFINITY, h->locality = 1e-310;
+        h->out_dev = i, h->retrieval_like = i == 2, h->retrieval_score = NAN;
+        h->retrieval_head = 0;
+    }
+    const char *path = t_path("round.h5");
+    cr_assert_eq(ab_results_write_h5(path, &r), AB_OK, "%s", ab_errmsg());
+    struct ab_results back;
+    cr_assert_eq(ab_results_read_h5(path, &back), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(back.n_heads, 3);
+    int n_cols;
+    const struct ab_column *cols = ab_results_head_columns(&n_cols);
+    cr_expect_geq(n_cols, 40);
+    for (int i = 0; i < 3; i++)
+        for (int c = 0; c < n_cols; c++) {
+            const char *a = (const char *)&r.heads[i] + cols[c].offset;
+            const char *b = (const char *)&back.heads[i] + cols[c].offset;
+            if (cols[c].type == AB_COL_STR)
+                cr_expect_str_eq(*(char *const *)a, *(char *const *)b, "%s", cols[c].name);
+            else
+                cr_expect(!memcmp(a, b, 8), "row %d column %s differs", i, cols[c].name);
+        }
+    /* the report's names: layer and head integers, sink_score, entropy, locality floats */
+    const char *csv = t_path("round-heads.csv");
+    cr_assert_eq(ab_results_write_heads_csv(csv, &r), AB_OK);
+    size_t len;
+    char *text = (char *)t_slurp(csv, &len);
+    cr_assert(text);
+    cr_expect(!strncmp(text, "workload,layer,head,kv_head,profile,sink_score,alpha0,", 54));
+    cr_expect_eq(t_count_lines(text), 1 + 3 + 1); /* header, rows, one embedded newline */
+    free(text);
+    /* a file without /heads reads with n_heads 0 */
+    ab_results_heads_free(&back);
+    ab_results_free(&back);
+    ab_results_heads_free(&r);
+    cr_assert_eq(ab_results_write_h5(path, &r), AB_OK);
+    cr_assert_eq(ab_results_read_h5(path, &back), AB_OK);
+    cr_expect_eq(back.n_heads, 0);
+    cr_expect_null(back.heads);
+    ab_results_heads_free(&back);
+    ab_results_free(&back);
+    ab_results_free(&r);
+}
+
+/* ---------------------------------------------------------------- command line */
+
+Test(heads, cli_errors)
+{
+    char *err = NULL;
+    cr_expect_eq(t_run(NULL, &err, "heads %s -o %s", t_path("missing.h5"), t_path("x.h5")), 66);
+    cr_expect(err && strstr(err, "missing.h5"), "%s", err ? err : "");
+    free(err);
+    const char *wl = model_path();
+    cr_expect_eq(t_run(NULL, NULL, "heads %s --epsilon 1.5 -o %s", wl, t_path("x.h5")), 64);
+    cr_expect_eq(t_run(NULL, NULL, "heads %s --epsilon -0.1 -o %s", wl, t_path("x.h5")), 64);
+    cr_expect_eq(t_run(NULL, NULL, "heads %s --top-fraction 2 -o %s", wl, t_path("x.h5")), 64);
+    cr_expect_eq(t_run(NULL, NULL, "heads %s --window 0 -o %s", wl, t_path("x.h5")), 64);
+    cr_expect_eq(t_run(NULL, NULL, "heads %s", wl), 64); /* no -o */
+    cr_expect_eq(t_run(NULL, NULL, "heads -o %s", t_path("x.h5")), 64);
+    cr_expect(!t_exists(t_path("x.h5")));
+}
+
+Test(heads, cli_writes_table_and_csv, .timeout = 300)
+{
+    const char *wl = model_path();
+    const char *out = t_path("cli.h5");
+    char *so = NULL;
+    cr_assert_eq(t_run(&so, NULL, "heads %s --epsilon 0.5 --top-fraction 0.25 -o %s", wl, out), 0);
+    cr_expect(strstr(so, "sink ratio at epsilon 0.5") != NULL, "%s", so);
+    cr_expect(strstr(so, "retrieval-like heads (top fraction by output deviation): 8") != NULL,
+              "%s", so);
+    free(so);
+    char csv[1200];
+    snprintf(csv, sizeof csv, "%.*s-heads.csv", (int)(strlen(out) - 3), out);
+    cr_expect(t_exists(csv));
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(out, &r), AB_OK);
+    cr_assert_eq(r.n_heads, 32);
+    int64_t like = 0;
+    for (int64_t i = 0; i < r.n_heads; i++) {
+        like += r.heads[i].retrieval_like;
+        cr_expect_eq(r.heads[i].layer, i / 8);
+        cr_expect_eq(r.heads[i].head, i % 8);
+        cr_expect_eq(r.heads[i].kv_head, (i % 8) / 2);
+        cr_expect(r.heads[i].profile[0] != '\0');
+    }
+    cr_expect_eq(like, 8);
+    for (int64_t i = 0; i < r.n_heads; i++) /* no tokens: no echo, no group maximum */
+        cr_expect(isnan(r.heads[i].echo_score) && isnan(r.heads[i].echo_group));
+    /* layer-normalised first weight averages to 1 over each layer */
+    for (int l = 0; l < 4; l++) {
+        double s = 0;
+        for (int h = 0; h < 8; h++) s += r.heads[l * 8 + h].first_weight_norm;
+        NEAR(s / 8, 1, 1e-12);
+    }
+    ab_results_heads_free(&r);
+    ab_results_free(&r);
+}
+
+Test(heads, repeat_probe_echo_on_slash_heads, .timeout = 300)
+{
+    const char *wl = t_path("repeat.h5"), *out = t_path("repeat-heads.h5");
+    char *err = NULL;
+    cr_assert_eq(t_run(NULL, &err,
+                       "gen --mix induction:0.5,streaming:0.5 --layers 4 --heads 4 --kv-heads 2 "
+                       "--n 513 --d 64 --probe repeat -o %s",
+                       wl),
+                 0, "%s", err ? err : "");
+    free(err);
+    /* tokens: BOS then block ids 1..128 four times */
+    struct ab_workload w;
+    cr_assert_eq(ab_h5_workload_read(wl, &w), AB_OK, "%s", ab_errmsg());
+    cr_assert_not_null(w.tokens);
+    cr_expect_eq(w.tokens[0], 0);
+    for (int64_t x = 0; x < 512; x++) cr_expect_eq(w.tokens[1 + x], 1 + x % 128);
+    ab_workload_free(&w);
+    cr_assert_eq(t_run(NULL, NULL, "heads %s -o %s", wl, out), 0);
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(out, &r), AB_OK);
+    double min_slash = INFINITY, max_stream = -INFINITY;
+    for (int64_t i = 0; i < r.n_heads; i++) {
+        const struct ab_head_row *h = &r.heads[i];
+        /* query heads 2k and 2k+1 share kv head k: the group value is the larger */
+        const struct ab_head_row *pair = &r.heads[i ^ 1];
+        cr_expect_eq(h->echo_group, fmax(h->echo_score, pair->echo_score));
+        cr_expect_eq(h->induction_group, fmax(h->induction_score, pair->induction_score));
+        cr_expect(!isnan(h->echo_score) && !isnan(h->induction_score));
+        if (!strcmp(h->profile, "induction"))
+            min_slash = h->echo_score < min_slash ? h->echo_score : min_slash;
+        else if (!strcmp(h->profile, "streaming"))
+            max_stream = h->echo_score > max_stream ? h->echo_score : max_stream;
+    }
+    cr_assert(isfinite(min_slash) && isfinite(max_stream), "both profiles must be drawn");
+    /* the slash look-back (period = block length) lands on the earlier copy */
+    cr_expect(min_slash > 0.1 && max_stream < 0.01, "echo: slash heads >= %g, streaming <= %g",
+              min_slash, max_stream);
+    ab_results_heads_free(&r);
+    ab_results_free(&r);
+    cr_expect_eq(t_run(NULL, NULL, "gen --probe bogus -o %s", t_path("bogus.h5")), 64);
+    cr_expect_eq(t_run(NULL, NULL, "gen --probe repeat --n 8 -o %s", t_path("short.h5")), 64);
+}
