@@ -190,19 +190,9 @@ int cmd_heads(int argc, char **argv)
     struct ab_results res;
     ab_results_init(&res);
     st = EX_AB_OK;
-    size_t cl_len = 16;
-    for (int a = 0; a < argc; a++) cl_len += strlen(argv[a]) + 1;
-    res.command_line = malloc(cl_len);
-    res.workloads = calloc((size_t)n_pos, sizeof(char *));
-    res.workload_sha256 = calloc((size_t)n_pos, sizeof(char *));
-    if (!res.command_line || !res.workloads || !res.workload_sha256)
-        st = ab_cmd_error(EX_AB_SOFTWARE, "heads: out of memory");
+    if ((rc = ab_results_provenance(&res, argc, argv, pos, n_pos, ab_common.seed)))
+        st = ab_cmd_fail(rc);
     if (st == EX_AB_OK) {
-        strcpy(res.command_line, "attnbench");
-        for (int a = 0; a < argc; a++) strcat(strcat(res.command_line, " "), argv[a]);
-        res.n_workloads = n_pos;
-        res.seed = ab_common.seed;
-        res.threads = ab_threads_get();
         char notes[512];
         snprintf(notes, sizeof notes,
                  "heads: exact attention; locality w %lld; sinks alpha > %g; out_dev under sink "
@@ -212,14 +202,6 @@ int cmd_heads(int argc, char **argv)
                  (long long)ho.stream_recent, (long long)ho.distant_first,
                  (long long)ho.distant_last, top_fraction, epsilon);
         res.notes = strdup(notes);
-        for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
-            char hex[65];
-            res.workloads[i] = strdup(pos[i]);
-            if ((rc = ab_results_sha256_file(pos[i], hex)))
-                st = ab_cmd_fail(rc);
-            else
-                res.workload_sha256[i] = strdup(hex);
-        }
     }
     double t0 = ab_now();
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {

@@ -169,18 +169,9 @@ int cmd_run(int argc, char **argv)
                               pos[i], (long long)m, (long long)w[i].n_seq);
 
     /* attributes */
-    size_t cl_len = 16;
-    for (int a = 0; a < argc; a++) cl_len += strlen(argv[a]) + 1;
-    res.command_line = malloc(cl_len);
-    res.workloads = calloc((size_t)n_pos, sizeof(char *));
-    res.workload_sha256 = calloc((size_t)n_pos, sizeof(char *));
-    if (!res.command_line || !res.workloads || !res.workload_sha256) st = ab_cmd_error(EX_AB_SOFTWARE, "run: out of memory");
+    if (st == EX_AB_OK && (rc = ab_results_provenance(&res, argc, argv, pos, n_pos, ab_common.seed)))
+        st = ab_cmd_fail(rc);
     if (st == EX_AB_OK) {
-        strcpy(res.command_line, "attnbench");
-        for (int a = 0; a < argc; a++) strcat(strcat(res.command_line, " "), argv[a]);
-        res.n_workloads = n_pos;
-        res.seed = ab_common.seed;
-        res.threads = ab_threads_get();
         res.notes = strdup("kl = KL(renormalised kept distribution || exact) = -ln(recall) per row, "
                            "mean over rows; prefill rows: all up to --rows, else a seeded sample "
                            "plus task rows; decode: the last --decode-queries rows, methods decide "
@@ -190,12 +181,6 @@ int cmd_run(int argc, char **argv)
             size_t len;
             res.scenario = read_text(scenario, &len);
             if (!res.scenario) st = ab_cmd_error(EX_AB_NOINPUT, "run: cannot read scenario '%s'", scenario);
-        }
-        for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
-            char hex[65];
-            res.workloads[i] = strdup(pos[i]);
-            if ((rc = ab_results_sha256_file(pos[i], hex))) st = ab_cmd_fail(rc);
-            else res.workload_sha256[i] = strdup(hex);
         }
     }
 

@@ -430,3 +430,30 @@ done:
     fclose(fp);
     return rc;
 }
+
+int ab_results_provenance(struct ab_results *r, int argc, char *const *argv,
+                          char *const *paths, int n, uint64_t seed)
+{
+    size_t len = sizeof "attnbench";
+    for (int a = 0; a < argc; a++) len += strlen(argv[a]) + 1;
+    r->command_line = malloc(len);
+    r->workloads = calloc((size_t)n + 1, sizeof(char *));
+    r->workload_sha256 = calloc((size_t)n + 1, sizeof(char *));
+    if (!r->command_line || !r->workloads || !r->workload_sha256)
+        return ab_fail(AB_E_NOMEM, "cannot allocate the results attributes");
+    strcpy(r->command_line, "attnbench");
+    for (int a = 0; a < argc; a++) strcat(strcat(r->command_line, " "), argv[a]);
+    r->n_workloads = n;
+    r->seed = seed;
+    r->threads = ab_threads_get();
+    for (int i = 0; i < n; i++) {
+        char hex[65];
+        int rc = ab_results_sha256_file(paths[i], hex);
+        if (rc) return rc;
+        r->workloads[i] = strdup(paths[i]);
+        r->workload_sha256[i] = strdup(hex);
+        if (!r->workloads[i] || !r->workload_sha256[i])
+            return ab_fail(AB_E_NOMEM, "cannot allocate the results attributes");
+    }
+    return AB_OK;
+}

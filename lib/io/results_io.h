@@ -50,4 +50,10 @@ int ab_results_read_h5(const char *path, struct ab_results *out);
  * failure). AB_E_NOFILE (missing), AB_E_DATA (a directory), AB_E_IO (unreadable). */
 int ab_results_sha256_file(const char *path, char hex[65]);
 
+/* Fills r's provenance attributes: command_line ("attnbench" and argv joined by spaces), the
+ * workload paths with their sha256, seed, and the thread count. AB_OK, AB_E_NOMEM, or the error
+ * of hashing a workload (AB_E_NOFILE, AB_E_IO); the caller frees r as usual either way. */
+int ab_results_provenance(struct ab_results *r, int argc, char *const *argv,
+                          char *const *paths, int n, uint64_t seed);
+
 #endif
