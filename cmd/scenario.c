@@ -6,7 +6,9 @@
  * reports/<name>/, or reports/<name>-quick/ with --quick), copies the scenario there
  * (scenario.yaml and its scenario.sha256), and runs the same commands a person would type, by
  * calling them in-process with a built argv: `gen` once per generated workload (DIR/<name>.h5),
- * one `run` over every workload (DIR/results.h5 and its CSV), and `report` (DIR/report/).
+ * one `run` over every workload (DIR/results.h5 and its CSV; when the file has `run:` or no
+ * `heads:`), one `heads` over every workload (DIR/heads.h5 and DIR/heads-heads.csv; when the
+ * file has `heads:`), and `report` over those results files (DIR/report/).
  * Each step's command line is printed on stderr as it starts, so any step can be re-run by
  * hand; paths written go to stdout (the steps print their own). A failing step stops the
  * scenario with that step's exit status and one line naming the step. */
@@ -25,7 +27,7 @@
 
 static const char *usage_text =
     "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run]\n"
-    "       runs gen for each workload, run over all of them, and report, into DIR\n"
+    "       runs gen for each workload, run and/or heads over all of them, and report, into DIR\n"
     "       (default reports/NAME/, reports/NAME-quick/ with --quick)";
 
 /* A command line under construction: argv pointers into one string store. */
@@ -192,12 +194,34 @@ static void build_run(struct cmdline *c, const struct ab_scenario *s, const char
     add(c, "%s/results.h5", dir);
 }
 
+static void build_heads(struct cmdline *c, const struct ab_scenario *s, const char *dir,
+                        uint64_t seed, int64_t threads)
+{
+    char buf[4200];
+    add(c, "heads");
+    for (int i = 0; i < s->n_workloads; i++) {
+        workload_path(buf, sizeof buf, &s->workloads[i], dir);
+        add(c, "%s", buf);
+    }
+    if (!isnan(s->heads_epsilon))
+        fmt_real(buf, sizeof buf, s->heads_epsilon), add(c, "--epsilon"), add(c, "%s", buf);
+    if (s->heads_window > 0) add(c, "--window"), add(c, "%lld", (long long)s->heads_window);
+    if (!isnan(s->heads_top_fraction)) {
+        fmt_real(buf, sizeof buf, s->heads_top_fraction);
+        add(c, "--top-fraction"), add(c, "%s", buf);
+    }
+    add_common(c, seed, threads);
+    add(c, "-o");
+    add(c, "%s/heads.h5", dir);
+}
+
 static void build_report(struct cmdline *c, const struct ab_scenario *s, const char *dir,
                          uint64_t seed, int64_t threads)
 {
     char buf[4200];
     add(c, "report");
-    add(c, "%s/results.h5", dir);
+    if (s->has_run) add(c, "%s/results.h5", dir);
+    if (s->has_heads) add(c, "%s/heads.h5", dir);
     add(c, "-o");
     add(c, "%s/report", dir);
     add(c, "--workload");
@@ -290,8 +314,8 @@ int cmd_scenario(int argc, char **argv)
     /* every step's command line, built before anything runs */
     int n_steps = 0, n_gen = 0;
     for (int i = 0; i < s.n_workloads; i++) n_gen += s.workloads[i].source == AB_SCENARIO_GEN;
-    struct cmdline *steps = calloc((size_t)n_gen + 2, sizeof *steps);
-    const char **labels = calloc((size_t)n_gen + 2, sizeof *labels);
+    struct cmdline *steps = calloc((size_t)n_gen + 3, sizeof *steps);
+    const char **labels = calloc((size_t)n_gen + 3, sizeof *labels);
     if (!steps || !labels) {
         free(steps), free(labels), ab_scenario_free(&s);
         return ab_cmd_error(EX_AB_SOFTWARE, "scenario: out of memory");
@@ -302,8 +326,14 @@ int cmd_scenario(int argc, char **argv)
         labels[n_steps] = w->name;
         build_gen(&steps[n_steps++], w, dir, w->seed == s.seed ? seed : w->seed, threads);
     }
-    labels[n_steps] = "run";
-    build_run(&steps[n_steps++], &s, dir, seed, threads);
+    if (s.has_run) {
+        labels[n_steps] = "run";
+        build_run(&steps[n_steps++], &s, dir, seed, threads);
+    }
+    if (s.has_heads) {
+        labels[n_steps] = "heads";
+        build_heads(&steps[n_steps++], &s, dir, seed, threads);
+    }
     labels[n_steps] = "report";
     build_report(&steps[n_steps++], &s, dir, seed, threads);
     for (int i = 0; i < n_steps; i++)
@@ -348,6 +378,8 @@ int cmd_scenario(int argc, char **argv)
             step_st = cmd_gen(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "run"))
             step_st = cmd_run(steps[i].argc, steps[i].argv);
+        else if (!strcmp(cmd, "heads"))
+            step_st = cmd_heads(steps[i].argc, steps[i].argv);
         else
             step_st = cmd_report(steps[i].argc, steps[i].argv);
         fflush(stdout);

@@ -71,7 +71,7 @@ Test(scenario, every_shipped_scenario_parses_and_validates)
     snprintf(dir, sizeof dir, "%s/scenarios", src_dir());
     DIR *d = opendir(dir);
     cr_assert(d, "cannot open %s (set AB_SRC to the source root)", dir);
-    int n = 0;
+    int n = 0, n_new = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
@@ -96,12 +96,18 @@ Test(scenario, every_shipped_scenario_parses_and_validates)
                 t_run(&out, &err, "scenario '%s' --dry-run%s", path, quick ? " --quick" : ""), 0,
                 "%s", err);
             cr_expect(strstr(out, "attnbench run ") && strstr(out, "attnbench report "), "%s", out);
+            /* a heads: section adds the heads step and passes its file on to report */
+            if (strstr(e->d_name, "sinks") || strstr(e->d_name, "calibration"))
+                cr_expect(strstr(out, "attnbench heads ") && strstr(out, "/heads.h5 -o "), "%s",
+                          out);
             free(out), free(err);
         }
+        if (!strcmp(e->d_name, "sinks.yaml") || !strcmp(e->d_name, "calibration.yaml")) n_new++;
         n++;
     }
     closedir(d);
-    cr_expect(n >= 2, "found %d scenarios in %s", n, dir);
+    cr_expect(n >= 4, "found %d scenarios in %s", n, dir);
+    cr_expect_eq(n_new, 2, "sinks.yaml and calibration.yaml are shipped");
 }
 
 Test(scenario, default_is_the_quick_tour)
@@ -441,5 +447,125 @@ Test(scenario, failing_step_passes_its_exit_status_on)
     cr_expect_str_eq(last, want);
     snprintf(p, sizeof p, "%s/results.h5", dir);
     cr_expect(t_exists(p), "the steps before the failure kept their outputs");
+    free(out), free(err);
+}
+
+/* ---- heads: section (issue 5, "Scenarios") ------------------------------------------------ */
+
+Test(scenario, heads_section_is_read_and_checked)
+{
+    /* defaults with {}; values with keys; run optional once heads is there */
+    const char *path = write_yaml("h.yaml", HEAD "workloads:\n  - name: w\n" TINY_GEN
+                                                 "heads: {}\nrun: {methods: [dense]}\n");
+    struct ab_scenario s;
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect(s.has_heads && s.has_run);
+    cr_expect(isnan(s.heads_epsilon) && s.heads_window < 0 && isnan(s.heads_top_fraction));
+    ab_scenario_free(&s);
+    path =
+        write_yaml("h2.yaml", HEAD "workloads:\n  - name: w\n" TINY_GEN
+                                   "heads:\n  epsilon: 0.2\n  window: 16\n  top_fraction: 0.5\n");
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect(s.has_heads && !s.has_run, "no run: with heads: means no run step");
+    cr_expect(s.heads_epsilon == 0.2 && s.heads_window == 16 && s.heads_top_fraction == 0.5);
+    ab_scenario_free(&s);
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "scenario '%s' --dry-run", path), 0, "%s", err);
+    cr_expect(!strstr(out, "attnbench run "), "%s", out);
+    cr_expect(strstr(out, " --epsilon 0.2 --window 16 --top-fraction 0.5 ") != NULL, "%s", out);
+    cr_expect(strstr(out, "attnbench report ") && strstr(out, "/heads.h5 -o ") &&
+                  !strstr(out, "results.h5"),
+              "%s", out);
+    free(out), free(err);
+    /* without heads: the run step stays, as before */
+    path = write_yaml("h3.yaml", HEAD "workloads:\n  - name: w\n" TINY_GEN);
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect(!s.has_heads && s.has_run);
+    ab_scenario_free(&s);
+
+    /* mistakes name the line */
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  epsilon: 0.3\n  windw: 8\n",
+                 65, 8, "unknown key 'windw' in heads (did you mean 'window'?)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  frobnicate: 1\n", 65, 7,
+                 "unknown key 'frobnicate' in heads");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  methods: [dense]\n", 65, 7,
+                 "unknown key 'methods' in heads (it belongs in run)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads: true\n", 65, 6,
+                 "heads wants a map of keys ('heads: {}' for the defaults)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  epsilon: 1.5\n", 65, 7,
+                 "'epsilon' in heads must be in [0, 1)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  window: 0\n", 65, 7,
+                 "'window' in heads must be in [1, ");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  top_fraction: \"0.1\"\n", 65,
+                 7, "'top_fraction' in heads wants a number");
+}
+
+static const char *tiny_heads_scenario =
+    "# tiny end-to-end scenario with heads statistics, for tests\n"
+    "schema: attnbench/scenario/1\n"
+    "name: tinyheads\n"
+    "seed: 3\n"
+    "threads: 2\n"
+    "workloads:\n"
+    "  - name: s\n"
+    "    gen: {profile: streaming, layers: 1, heads: 2, kv_heads: 1, n: 128, d: 16}\n"
+    "  - name: w\n"
+    "    gen: {preset: model, layers: 1, heads: 2, kv_heads: 1, n: 128, d: 16,\n"
+    "          tasks: [retrieve], n_tasks: 2, task_rows: 32,\n"
+    "          strength: {secondary-sink: 10}}\n"
+    "heads: {window: 16}\n"
+    "run:\n"
+    "  methods: [dense, streaming]\n"
+    "  budgets: [0.5]\n"
+    "  phases: [prefill]\n"
+    "  rows: 32\n";
+
+Test(scenario, heads_scenario_runs_end_to_end)
+{
+    const char *path = write_yaml("tinyheads.yaml", tiny_heads_scenario);
+    char dir[1024], p[1200];
+    snprintf(dir, sizeof dir, "%s", t_path("tinyheads-out"));
+    char *out, *err;
+    int st = t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir);
+    cr_expect_eq(st, 0, "exit %d: %s", st, err);
+    cr_expect(strstr(err, "step 3/5 (run): attnbench run ") != NULL, "%s", err);
+    cr_expect(strstr(err, "step 4/5 (heads): attnbench heads ") != NULL, "%s", err);
+    cr_expect(strstr(err, "--window 16 ") != NULL, "%s", err);
+    cr_expect(strstr(err, "step 5/5 (report): attnbench report ") != NULL, "%s", err);
+    const char *files[] = {"results.h5", "heads.h5", "heads-heads.csv", "report/report.md"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        cr_expect(t_exists(p), "%s missing", p);
+    }
+    snprintf(p, sizeof p, "%s/heads.h5", dir);
+    cr_expect(strstr(out, p) != NULL, "stdout does not name %s: %s", p, out);
+    snprintf(p, sizeof p, "%s/report/report.md", dir);
+    char *md = (char *)t_slurp(p, NULL);
+    cr_assert(md, "cannot read %s", p);
+    /* the sink ratio over all 4 heads of both workloads, read from heads.h5 */
+    const char *sr = strstr(md, "Sink ratio (metrics.md, epsilon 0.3): **");
+    cr_expect(sr != NULL, "no sink ratio in report.md:\n%s", md);
+    if (sr) cr_expect(strstr(sr, "%** of 4 heads.") != NULL, "%.200s", sr);
+    free(md);
+    free(out), free(err);
+
+    /* heads only: no run step, report reads heads.h5 alone */
+    char *text = strdup(tiny_heads_scenario);
+    char *run = strstr(text, "run:\n");
+    cr_assert(run);
+    *run = 0;
+    path = write_yaml("tinyheads-only.yaml", text);
+    free(text);
+    snprintf(dir, sizeof dir, "%s", t_path("tinyheads-only-out"));
+    st = t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir);
+    cr_expect_eq(st, 0, "exit %d: %s", st, err);
+    cr_expect(strstr(err, "step 3/4 (heads): attnbench heads ") != NULL, "%s", err);
+    cr_expect(strstr(err, "attnbench run ") == NULL, "%s", err);
+    snprintf(p, sizeof p, "%s/results.h5", dir);
+    cr_expect(!t_exists(p), "no run step, no results.h5");
+    snprintf(p, sizeof p, "%s/report/report.md", dir);
+    md = (char *)t_slurp(p, NULL);
+    cr_expect(md && strstr(md, "Sink ratio (metrics.md, epsilon 0.3): **"), "%s", md ? md : "");
+    free(md);
     free(out), free(err);
 }

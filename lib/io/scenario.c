@@ -63,8 +63,9 @@ static const int64_t gen_int_def[GI_COUNT] = {4, 8, 4, 2048, 64, -1, -1, -1, -1,
 enum { GR_THETA, GR_DEPTH_MIN, GR_DEPTH_MAX, GR_COUNT };
 static const char *const gen_real_keys[GR_COUNT] = {"theta", "depth_min", "depth_max"};
 
-static const char *const top_keys[] = {"schema",    "name", "description", "seed",  "threads",
-                                       "workloads", "run",  "report",      "quick", NULL};
+static const char *const top_keys[] = {"schema",  "name",      "description", "seed",
+                                       "threads", "workloads", "run",         "heads",
+                                       "report",  "quick",     NULL};
 static const char *const workload_keys[] = {"name",    "gen",    "file", "sweep",
                                             "capture", "import", NULL};
 static const char *const gen_keys[] = {
@@ -74,6 +75,7 @@ static const char *const gen_keys[] = {
 static const char *const run_keys[] = {"methods", "budgets", "phases", "decode_queries",
                                        "rows",    "topk",    "tol",    NULL};
 static const char *const report_keys[] = {"maps", "map_methods", NULL};
+static const char *const heads_keys[] = {"epsilon", "window", "top_fraction", NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
 static const char *const quick_keys[] = {
     "n",       "layers",  "heads",  "kv_heads",       "d",    "n_tasks", "task_rows",
@@ -948,6 +950,33 @@ static int yaml_problem(const struct ctx *c, const yaml_parser_t *p, const char 
                      p->problem ? p->problem : "syntax error");
 }
 
+/* Reads the `heads:` section (a map, `heads: {}` for the defaults) into s. */
+static int read_heads(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
+{
+    char buf[64];
+    if (v->type != YAML_MAPPING_NODE)
+        return FAIL(c, v, "heads wants a map of keys ('heads: {}' for the defaults), got %s",
+                    describe(v, buf, sizeof buf));
+    int rc = check_map(c, v, "heads", heads_keys, "run", run_keys);
+    if (rc) return rc;
+    s->has_heads = 1;
+    yaml_node_t *x;
+    if ((x = lookup(c, v, "epsilon"))) {
+        if ((rc = get_real(c, x, "'epsilon' in heads", &s->heads_epsilon))) return rc;
+        if (!(s->heads_epsilon >= 0 && s->heads_epsilon < 1))
+            return FAIL(c, x, "'epsilon' in heads must be in [0, 1), got %s", scalar(x));
+    }
+    if ((x = lookup(c, v, "window")) &&
+        (rc = get_int(c, x, "'window' in heads", 1, INT32_MAX, &s->heads_window)))
+        return rc;
+    if ((x = lookup(c, v, "top_fraction"))) {
+        if ((rc = get_real(c, x, "'top_fraction' in heads", &s->heads_top_fraction))) return rc;
+        if (!(s->heads_top_fraction >= 0 && s->heads_top_fraction <= 1))
+            return FAIL(c, x, "'top_fraction' in heads must be in [0, 1], got %s", scalar(x));
+    }
+    return AB_OK;
+}
+
 /* Reads the top level of a loaded document into s. */
 static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
 {
@@ -1013,6 +1042,8 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         ((rc = check_map(c, v, "run", run_keys, "report", report_keys)) ||
          (rc = read_settings(c, v, "run", st))))
         goto done;
+    if ((v = lookup(c, root, "heads")) && (rc = read_heads(c, v, s))) goto done;
+    s->has_run = lookup(c, root, "run") != NULL || !s->has_heads;
     if ((v = lookup(c, root, "report")) &&
         ((rc = check_map(c, v, "report", report_keys, "run", run_keys)) ||
          (rc = read_settings(c, v, "report", st))))
@@ -1077,7 +1108,7 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     s->rows = st->rows > 0 ? st->rows : 256;
     s->topk = st->topk;
     s->tol = st->tol;
-    if (s->phases & AB_PHASE_DECODE)
+    if (s->has_run && (s->phases & AB_PHASE_DECODE))
         for (int w = 0; w < s->n_workloads; w++)
             if (s->decode_queries >= s->workloads[w].n) {
                 rc = fail_line(c, AB_E_DATA, st->dq_line ? st->dq_line : s->workloads[w].line,
@@ -1113,6 +1144,7 @@ int ab_scenario_load(const char *path, int quick, struct ab_scenario *out)
 {
     memset(out, 0, sizeof *out);
     out->topk = -1, out->tol = NAN;
+    out->heads_epsilon = out->heads_top_fraction = NAN, out->heads_window = -1;
     out->path = strdup(path);
     if (!out->path) return ab_fail(AB_E_NOMEM, "out of memory");
     int rc = read_text(path, &out->text, &out->text_len);

@@ -6,9 +6,9 @@
  * workload each, applies the `quick:` overrides when asked, checks the gen options with the
  * generator's own validation, looks up every method in the registry, and reads the metadata of
  * every workload file it references. The result is a plain struct with every value resolved
- * (defaults filled in), from which the CLI builds the gen / run / report command lines. Errors
- * are one line naming the file and the line: "'x.yaml' line 12: unknown key 'budget' in run
- * (did you mean 'budgets'?)". */
+ * (defaults filled in), from which the CLI builds the gen / run / heads / report command lines.
+ * Errors are one line naming the file and the line: "'x.yaml' line 12: unknown key 'budget' in
+ * run (did you mean 'budgets'?)". */
 #ifndef AB_IO_SCENARIO_H
 #define AB_IO_SCENARIO_H
 
@@ -82,6 +82,13 @@ struct ab_scenario {
     int n_maps;
     const char *map_methods[AB_SCENARIO_MAX_METHODS];
     int n_map_methods;
+    /* steps: run when `run:` is given or `heads:` is not (a file with neither runs with run's
+     * defaults, as before `heads:` existed); heads when `heads:` is given */
+    int has_run, has_heads;
+    /* heads: the options of `attnbench heads` */
+    double heads_epsilon;      /* NaN: heads' default (0.3) */
+    int64_t heads_window;      /* < 0: heads' default (64) */
+    double heads_top_fraction; /* NaN: heads' default (0.1) */
 };
 
 /* Reads and validates the scenario at path into *out (free with ab_scenario_free, also after a
