@@ -3,7 +3,7 @@
 # sanitizers in build-asan.
 
 DEBS := meson ninja-build pkg-config gcc libc6-dev libopenblas-dev libhdf5-dev hdf5-tools \
-        libpng-dev libyaml-dev libcriterion-dev gnuplot-nox
+        libpng-dev libyaml-dev libcriterion-dev gnuplot-nox fonts-dejavu-core
 BUILD ?= build
 AB := $(BUILD)/cmd/attnbench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
