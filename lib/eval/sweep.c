@@ -112,6 +112,27 @@ struct head_job {
     char msg[512];
 };
 
+/* O = Ã V for the evaluated rows: dist (n_rows, n_k), out (n_rows, d_v); accumulated in
+ * double. The battery checks that every method's dist and run agree on this. */
+static void apply_dist(const struct ab_problem *p, const float *dist, float *out)
+{
+    const struct ab_head *h = p->h;
+    double *acc = malloc(sizeof(double) * (size_t)h->d_v);
+    for (int64_t r = 0; acc && r < p->n_rows; r++) {
+        const float *a = dist + r * h->n_k;
+        for (int64_t c = 0; c < h->d_v; c++) acc[c] = 0;
+        for (int64_t j = 0; j < h->n_k; j++) {
+            if (a[j] == 0) continue;
+            const float *v = h->v + j * h->d_v;
+            for (int64_t c = 0; c < h->d_v; c++) acc[c] += (double)a[j] * v[c];
+        }
+        for (int64_t c = 0; c < h->d_v; c++) out[r * h->d_v + c] = (float)acc[c];
+    }
+    if (!acc) /* no memory for d_v doubles: say so through the metrics, not a wrong number */
+        for (int64_t i = 0; i < p->n_rows * h->d_v; i++) out[i] = NAN;
+    free(acc);
+}
+
 static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
                     const struct ab_problem *p, const struct ab_exact *ex, double target,
                     const struct ab_sweep_opts *o, int64_t layer, int64_t head, const char *kinds,
@@ -152,7 +173,13 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         led = (struct ab_ledger){0};
         ab_keep_clear(keep);
         double t0 = ab_now();
-        rc = m->run(p, knob, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, &led);
+        int via_dist = m->dist && m->cost && (m->flags & AB_METHOD_ANALYTIC);
+        if (via_dist) { /* its distribution is its definition: O = Ã V, the ledger from cost() */
+            if (!(rc = m->cost(p, knob, &led)) && !(rc = m->dist(p, knob, dist)))
+                apply_dist(p, dist, out);
+        } else {
+            rc = m->run(p, knob, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, &led);
+        }
         c->time_s = ab_now() - t0;
         if (rc) return rc;
         struct ab_metrics mt;
@@ -161,7 +188,7 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         c->max_abs = mt.max_abs, c->recall = mt.recall, c->topk_recall = mt.topk_recall;
         c->kl = mt.kl;
         if (m->dist) {
-            if ((rc = m->dist(p, knob, dist))) return rc;
+            if (!via_dist && (rc = m->dist(p, knob, dist))) return rc;
             c->kl = ab_metrics_kl(ex, dist);
         }
         struct ab_task_acc ta;
