@@ -429,45 +429,6 @@ Test(kv, decode_queries_do_not_change_context_selection)
         }
     fx_layer_free(&L);
 }
-
-/* Evaluating a subset of the decode rows gives the same ledger (the whole phase) and, row for
- * row, the same keep and O as evaluating them all. */
-Test(kv, evaluated_subset_matches_full)
-{
-    enum { N = 384, D = 32, M = 40, H = 2, C = 70 };
-    struct fx_layer L;
-    fx_layer_make(&L, H, H, N, D, 2.0, 94);
-    struct ab_problem full = fx_problem(&L, 1, M);
-    int64_t sub_rows[M], n_sub = 0;
-    for (int64_t r0 = 1; r0 < M; r0 += 3) sub_rows[n_sub++] = full.rows[r0];
-    struct ab_problem sub = full;
-    sub.rows = sub_rows, sub.n_rows = n_sub;
-    for (int k = 0; k < N_KV; k++) {
-        const struct ab_method *m = fx_method(kv_names[k]);
-        float *o_full = malloc(sizeof(float) * M * D), *o_sub = malloc(sizeof(float) * M * D);
-        struct ab_keep k_full, k_sub;
-        struct ab_ledger l_full = {0}, l_sub = {0};
-        cr_assert_eq(ab_keep_alloc(&k_full, M, N), AB_OK);
-        cr_assert_eq(ab_keep_alloc(&k_sub, n_sub, N), AB_OK);
-        cr_assert_eq(m->run(&full, C, o_full, &k_full, &l_full), AB_OK);
-        cr_assert_eq(m->run(&sub, C, o_sub, &k_sub, &l_sub), AB_OK);
-        cr_expect(!memcmp(&l_full, &l_sub, sizeof l_full), "%s: the ledger is the phase's",
-                  m->name);
-        for (int64_t s = 0; s < n_sub; s++) {
-            int64_t r0 = sub_rows[s] - full.q0;
-            cr_expect(!memcmp(k_sub.bits + s * k_sub.words, k_full.bits + r0 * k_full.words,
-                              sizeof(uint64_t) * (size_t)k_sub.words),
-                      "%s: row %lld keeps other keys", m->name, (long long)sub_rows[s]);
-            cr_expect(!memcmp(o_sub + s * D, o_full + r0 * D, sizeof(float) * D),
-                      "%s: row %lld output differs", m->name, (long long)sub_rows[s]);
-        }
-        free(o_full), free(o_sub);
-        ab_keep_free(&k_full);
-        ab_keep_free(&k_sub);
-    }
-    fx_layer_free(&L);
-}
-
 /* The kv rows support the decode phase only, and say so when asked for prefill. */
 Test(kv, prefill_is_refused)
 {
