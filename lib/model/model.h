@@ -36,7 +36,7 @@ struct ab_model_config {
 struct ab_model {
     struct ab_model_config c;
     char *path;        /* the file it was loaded from (strdup) */
-    char *format;      /* "llama2.c" | "gguf" (static string, not owned) */
+    const char *format; /* "llama2.c" or "gguf" (a static string) */
     char *description; /* one line: file name, format, dims, tensor types (malloc'd) */
     float *tok_emb;    /* (vocab, dim) */
     float *rms_att;    /* (n_layer, dim) */
