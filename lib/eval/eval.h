@@ -29,6 +29,33 @@ int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
                   double tol, double *knob, struct ab_ledger *led, int *feasible);
 
+/* How ab_method_apply picks the knob: a direct knob, or the budget solver's tolerance. */
+struct ab_apply_opts {
+    int has_knob;  /* 1: run at `knob` instead of fitting a budget */
+    double knob;
+    double tol;    /* budget tolerance (0.05) */
+};
+
+/* What ab_method_apply did. */
+struct ab_applied {
+    double knob;          /* the knob used; NaN when the method has none or none fits */
+    int feasible;         /* achieved ratio within [target (1 - tol), target] (see budget_fit) */
+    int ran;              /* 0: not even the smallest knob fits the target, nothing was run */
+    struct ab_ledger led; /* the phase's ledger (of the smallest knob when ran == 0) */
+    double time_s;        /* wall time of the run */
+};
+
+/* Applies m to p at a target FLOP ratio (NaN: no budget, as a direct --knob run): fits the knob
+ * with ab_budget_fit (methods flagged AB_METHOD_FIXED, and direct knobs, run at their knob
+ * without fitting), then runs it, writing O of the evaluated rows to out (n_rows, d_v), the
+ * kept set to keep (selection methods; keep may be NULL otherwise) and, when m has a
+ * distribution, that distribution to dist (n_rows, n_k), which must then be non-NULL. A method
+ * that exports its distribution and an analytic cost is evaluated as O = Ã V. The sweep and
+ * eval-model both apply methods through here. AB_OK or the method's error. */
+int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, double target,
+                    const struct ab_apply_opts *o, float *out, struct ab_keep *keep, float *dist,
+                    struct ab_applied *res);
+
 /* The exact side of one (head, phase): evaluated rows, their reference outputs and their exact
  * attention rows, computed once and shared by every method and budget. */
 struct ab_exact {

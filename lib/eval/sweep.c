@@ -112,45 +112,15 @@ struct head_job {
     char msg[512];
 };
 
-/* O = Ã V for the evaluated rows: dist (n_rows, n_k), out (n_rows, d_v); accumulated in
- * double. The battery checks that every method's dist and run agree on this. */
-static void apply_dist(const struct ab_problem *p, const float *dist, float *out)
-{
-    const struct ab_head *h = p->h;
-    double *acc = malloc(sizeof(double) * (size_t)h->d_v);
-    for (int64_t r = 0; acc && r < p->n_rows; r++) {
-        const float *a = dist + r * h->n_k;
-        for (int64_t c = 0; c < h->d_v; c++) acc[c] = 0;
-        for (int64_t j = 0; j < h->n_k; j++) {
-            if (a[j] == 0) continue;
-            const float *v = h->v + j * h->d_v;
-            for (int64_t c = 0; c < h->d_v; c++) acc[c] += (double)a[j] * v[c];
-        }
-        for (int64_t c = 0; c < h->d_v; c++) out[r * h->d_v + c] = (float)acc[c];
-    }
-    if (!acc) /* no memory for d_v doubles: say so through the metrics, not a wrong number */
-        for (int64_t i = 0; i < p->n_rows * h->d_v; i++) out[i] = NAN;
-    free(acc);
-}
-
 static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
                     const struct ab_problem *p, const struct ab_exact *ex, double target,
                     const struct ab_sweep_opts *o, int64_t layer, int64_t head, const char *kinds,
                     float *out, struct ab_keep *keep, float *dist, struct ab_cell *c)
 {
-    struct ab_ledger led = {0};
-    double knob = NAN;
-    int feasible = 1, rc;
-    if (m->knob.name && (o->has_knob || (m->flags & AB_METHOD_FIXED))) {
-        /* a direct knob, or a method whose knob does not move its cost */
-        knob = o->has_knob ? o->knob_value : m->knob.def;
-        if ((rc = ab_method_cost(m, p, knob, &led))) return rc;
-        feasible = isnan(target) || ab_ledger_ratio(&led, p) <= target * (1 + 1e-12);
-    } else {
-        rc = ab_budget_fit(m, p, isnan(target) ? 1.0 : target, o->tol, &knob, &led, &feasible);
-        if (rc) return rc;
-        if (!m->knob.name && isnan(target)) feasible = 1;
-    }
+    struct ab_apply_opts ao = {.has_knob = o->has_knob, .knob = o->knob_value, .tol = o->tol};
+    struct ab_applied ap;
+    int rc = ab_method_apply(m, p, target, &ao, out, keep, dist, &ap);
+    if (rc) return rc;
     *c = (struct ab_cell){
         .workload = (char *)name,
         .layer = layer,
@@ -160,37 +130,23 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         .family = (char *)ab_family_name(m->family),
         .phase = p->phase == AB_PHASE_PREFILL ? "prefill" : "decode",
         .knob_name = (char *)(m->knob.name ? m->knob.name : ""),
-        .knob = knob,
+        .knob = ap.knob,
         .target_ratio = target,
         .task_kind = (char *)kinds,
         .n_eval_rows = p->n_rows,
-        .feasible = feasible,
+        .feasible = ap.feasible,
+        .time_s = ap.time_s,
     };
     double nan = NAN;
     c->rel_l2 = c->cos_mean = c->cos_min = c->max_abs = c->recall = c->topk_recall = c->kl = nan;
     c->task_acc = c->task_acc_retrieve = c->task_acc_multi_retrieve = c->task_acc_aggregate = nan;
-    if (!(m->knob.name && isnan(knob))) { /* a knob that fits (or no knob): run it */
-        led = (struct ab_ledger){0};
-        ab_keep_clear(keep);
-        double t0 = ab_now();
-        int via_dist = m->dist && m->cost && (m->flags & AB_METHOD_ANALYTIC);
-        if (via_dist) { /* its distribution is its definition: O = Ã V, the ledger from cost() */
-            if (!(rc = m->cost(p, knob, &led)) && !(rc = m->dist(p, knob, dist)))
-                apply_dist(p, dist, out);
-        } else {
-            rc = m->run(p, knob, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, &led);
-        }
-        c->time_s = ab_now() - t0;
-        if (rc) return rc;
+    if (ap.ran) {
         struct ab_metrics mt;
         ab_metrics_compute(ex, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, o->topk, &mt);
         c->rel_l2 = mt.rel_l2, c->cos_mean = mt.cos_mean, c->cos_min = mt.cos_min;
         c->max_abs = mt.max_abs, c->recall = mt.recall, c->topk_recall = mt.topk_recall;
         c->kl = mt.kl;
-        if (m->dist) {
-            if (!via_dist && (rc = m->dist(p, knob, dist))) return rc;
-            c->kl = ab_metrics_kl(ex, dist);
-        }
+        if (m->dist) c->kl = ab_metrics_kl(ex, dist);
         struct ab_task_acc ta;
         ab_task_accuracy(w, layer, head, p->rows, p->n_rows, out, &ta);
         c->task_acc = ta.all;
@@ -198,11 +154,12 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         c->task_acc_multi_retrieve = ta.by_kind[AB_TASK_MULTI_RETRIEVE];
         c->task_acc_aggregate = ta.by_kind[AB_TASK_AGGREGATE];
     }
+    const struct ab_ledger *led = &ap.led;
     double allowed = ab_problem_allowed_cells(p);
-    c->flops_attend = led.flops_attend, c->flops_select = led.flops_select;
-    c->ops_other = led.ops_other, c->bytes_kv = led.bytes_kv;
-    c->flop_ratio = ab_ledger_ratio(&led, p);
-    c->density = allowed > 0 ? led.cells / allowed : NAN;
+    c->flops_attend = led->flops_attend, c->flops_select = led->flops_select;
+    c->ops_other = led->ops_other, c->bytes_kv = led->bytes_kv;
+    c->flop_ratio = ab_ledger_ratio(led, p);
+    c->density = allowed > 0 ? led->cells / allowed : NAN;
     c->sparsity = 1 - c->density;
     c->compression = 1 / c->flop_ratio;
     return AB_OK;

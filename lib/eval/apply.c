@@ -1,0 +1,69 @@
+/* apply.c - one method on one problem at one budget: fit the knob, run, and hand back O, the
+ * kept set, the distribution and the ledger. The sweep (sweep.c) and the end-to-end model
+ * evaluation (e2e.c) both go through here, so a method is applied the same way in both. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/ab.h"
+#include "eval/eval.h"
+
+/* O = Ã V for the evaluated rows: dist (n_rows, n_k), out (n_rows, d_v); accumulated in
+ * double. The battery checks that every method's dist and run agree on this. */
+static void apply_dist(const struct ab_problem *p, const float *dist, float *out)
+{
+    const struct ab_head *h = p->h;
+    double *acc = malloc(sizeof(double) * (size_t)h->d_v);
+    for (int64_t r = 0; acc && r < p->n_rows; r++) {
+        const float *a = dist + r * h->n_k;
+        for (int64_t c = 0; c < h->d_v; c++) acc[c] = 0;
+        for (int64_t j = 0; j < h->n_k; j++) {
+            if (a[j] == 0) continue;
+            const float *v = h->v + j * h->d_v;
+            for (int64_t c = 0; c < h->d_v; c++) acc[c] += (double)a[j] * v[c];
+        }
+        for (int64_t c = 0; c < h->d_v; c++) out[r * h->d_v + c] = (float)acc[c];
+    }
+    if (!acc) /* no memory for d_v doubles: say so through the metrics, not a wrong number */
+        for (int64_t i = 0; i < p->n_rows * h->d_v; i++) out[i] = NAN;
+    free(acc);
+}
+
+int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, double target,
+                    const struct ab_apply_opts *o, float *out, struct ab_keep *keep, float *dist,
+                    struct ab_applied *res)
+{
+    *res = (struct ab_applied){.knob = NAN, .feasible = 1};
+    struct ab_ledger led = {0};
+    double knob = NAN;
+    int feasible = 1, rc;
+    if (m->knob.name && (o->has_knob || (m->flags & AB_METHOD_FIXED))) {
+        /* a direct knob, or a method whose knob does not move its cost */
+        knob = o->has_knob ? o->knob : m->knob.def;
+        if ((rc = ab_method_cost(m, p, knob, &led))) return rc;
+        feasible = isnan(target) || ab_ledger_ratio(&led, p) <= target * (1 + 1e-12);
+    } else {
+        rc = ab_budget_fit(m, p, isnan(target) ? 1.0 : target, o->tol, &knob, &led, &feasible);
+        if (rc) return rc;
+        if (!m->knob.name && isnan(target)) feasible = 1;
+    }
+    res->knob = knob;
+    res->feasible = feasible;
+    res->led = led;
+    if (m->knob.name && isnan(knob)) return AB_OK; /* even the smallest knob costs too much */
+    led = (struct ab_ledger){0};
+    if (keep) ab_keep_clear(keep);
+    double t0 = ab_now();
+    if (m->dist && m->cost && (m->flags & AB_METHOD_ANALYTIC)) {
+        /* its distribution is its definition: O = Ã V, the ledger from cost() */
+        if (!(rc = m->cost(p, knob, &led)) && !(rc = m->dist(p, knob, dist)))
+            apply_dist(p, dist, out);
+    } else {
+        rc = m->run(p, knob, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, &led);
+        if (!rc && m->dist && dist) rc = m->dist(p, knob, dist);
+    }
+    res->time_s = ab_now() - t0;
+    if (rc) return rc;
+    res->led = led;
+    res->ran = 1;
+    return AB_OK;
+}
