@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "core/ab.h"
+#include "core/list.h"
+#include "methods/method.h"
 
 struct ab_common ab_common = {.seed = 1, .threads = 0, .progress = -1};
 
@@ -216,4 +218,54 @@ void ab_progress_end(struct ab_progress *p)
     p->done = p->total;
     draw(p);
     fputc('\n', stderr);
+}
+
+int ab_opts_methods(const char *cmd, const char *list, unsigned phases, int causal,
+                    const struct ab_method **out, int cap, int *n)
+{
+    const char *ph = phases == AB_PHASE_PREFILL  ? "prefill"
+                     : phases == AB_PHASE_DECODE ? "decode"
+                                                 : "such";
+    *n = 0;
+    if (!list) {
+        for (int i = 0; i < ab_n_methods && *n < cap; i++)
+            if ((ab_methods[i]->phases & phases) && (!causal || (ab_methods[i]->masks & AB_MASKS_CAUSAL)))
+                out[(*n)++] = ab_methods[i];
+        return -1;
+    }
+    const char *s = list;
+    char name[64];
+    double unused;
+    int rc;
+    while ((rc = ab_list_next(&s, 0, name, sizeof name, &unused, "--methods")) == 1) {
+        const struct ab_method *m = ab_method_find(name);
+        if (!m) return ab_cmd_error(EX_AB_USAGE, "%s: unknown method '%s' (see 'attnbench methods')", cmd, name);
+        if (!(m->phases & phases)) return ab_cmd_error(EX_AB_USAGE, "%s: method '%s' has no %s phase", cmd, name, ph);
+        if (causal && !(m->masks & AB_MASKS_CAUSAL))
+            return ab_cmd_error(EX_AB_USAGE, "%s: method '%s' does not support the causal mask", cmd, name);
+        if (*n == cap) return ab_cmd_error(EX_AB_USAGE, "%s: at most %d methods", cmd, cap);
+        out[(*n)++] = m;
+    }
+    if (rc < 0) return ab_cmd_fail(rc);
+    if (*n == 0) return ab_cmd_error(EX_AB_USAGE, "%s: --methods is empty", cmd);
+    return -1;
+}
+
+int ab_opts_budgets(const char *cmd, const char *list, double *out, int cap, int *n)
+{
+    const char *s = list;
+    char item[64];
+    int rc;
+    *n = 0;
+    while ((rc = ab_list_next(&s, 0, item, sizeof item, NULL, "--budgets")) == 1) {
+        char *end;
+        double t = strtod(item, &end);
+        if (*end || !(t > 0 && t <= 1))
+            return ab_cmd_error(EX_AB_USAGE, "%s: budget '%s' is not a FLOP ratio in (0, 1]", cmd, item);
+        if (*n == cap) return ab_cmd_error(EX_AB_USAGE, "%s: at most %d budgets", cmd, cap);
+        out[(*n)++] = t;
+    }
+    if (rc < 0) return ab_cmd_fail(rc);
+    if (!*n) return ab_cmd_error(EX_AB_USAGE, "%s: --budgets is empty", cmd);
+    return -1;
 }

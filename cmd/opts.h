@@ -69,6 +69,18 @@ int ab_cmd_error(int status, const char *fmt, ...) __attribute__((format(printf,
 /* Maps a library status code to an exit status. */
 int ab_exit_status(int code);
 
+/* --methods of a command: the named registry rows (comma list), each checked to exist and to
+ * have one of the phases (and, with causal, the causal mask); list NULL means every row with
+ * one of the phases (and the mask). Returns -1 on success, else the exit status after printing
+ * the error. */
+struct ab_method;
+int ab_opts_methods(const char *cmd, const char *list, unsigned phases, int causal,
+                    const struct ab_method **out, int cap, int *n);
+
+/* --budgets: a comma list of target FLOP ratios in (0, 1], at most cap. Returns -1 on success,
+ * else the exit status after printing the error. */
+int ab_opts_budgets(const char *cmd, const char *list, double *out, int cap, int *n);
+
 /* A progress bar on stderr (only when progress is on). */
 struct ab_progress {
     const char *label;

@@ -106,41 +106,13 @@ int cmd_run(int argc, char **argv)
     const struct ab_method *list[256];
     int n_list = 0, rc;
     char name[64];
-    if (methods) {
-        const char *s = methods;
-        double unused;
-        while ((rc = ab_list_next(&s, 0, name, sizeof name, &unused, "--methods")) == 1) {
-            const struct ab_method *mm = ab_method_find(name);
-            if (!mm) return ab_cmd_error(EX_AB_USAGE, "run: unknown method '%s' (see 'attnbench methods')", name);
-            if (!(mm->phases & so.phases))
-                return ab_cmd_error(EX_AB_USAGE, "run: method '%s' has no %s phase", name,
-                                    so.phases == AB_PHASE_PREFILL ? "prefill" : so.phases == AB_PHASE_DECODE ? "decode" : "such");
-            if (n_list < 256) list[n_list++] = mm;
-        }
-        if (rc < 0) return ab_cmd_fail(rc);
-        if (n_list == 0) return ab_cmd_error(EX_AB_USAGE, "run: --methods is empty");
-    } else {
-        for (int i = 0; i < ab_n_methods; i++)
-            if (ab_methods[i]->phases & so.phases) list[n_list++] = ab_methods[i];
-    }
+    if ((st = ab_opts_methods("run", methods, so.phases, 0, list, 256, &n_list)) >= 0) return st;
     so.methods = list, so.n_methods = n_list;
 
     double targets[MAX_TARGETS];
     if (budgets) {
-        const char *s = budgets;
-        int n_t = 0;
-        char item[64];
-        while ((rc = ab_list_next(&s, 0, item, sizeof item, NULL, "--budgets")) == 1) {
-            char *end;
-            double t = strtod(item, &end);
-            if (*end || !(t > 0 && t <= 1))
-                return ab_cmd_error(EX_AB_USAGE, "run: budget '%s' is not a FLOP ratio in (0, 1]", item);
-            if (n_t == MAX_TARGETS) return ab_cmd_error(EX_AB_USAGE, "run: at most %d budgets", MAX_TARGETS);
-            targets[n_t++] = t;
-        }
-        if (rc < 0) return ab_cmd_fail(rc);
-        if (!n_t) return ab_cmd_error(EX_AB_USAGE, "run: --budgets is empty");
-        so.targets = targets, so.n_targets = n_t;
+        if ((st = ab_opts_budgets("run", budgets, targets, MAX_TARGETS, &so.n_targets)) >= 0) return st;
+        so.targets = targets;
     }
     if (knob) {
         const char *s = knob;

@@ -55,9 +55,48 @@ void ab_results_heads_free(struct ab_results *r)
     r->n_heads = 0;
 }
 
+static void ab_model_row_free_strings(struct ab_model_row *m)
+{
+    free(m->workload);
+    free(m->model);
+    free(m->method);
+    free(m->family);
+    free(m->phase);
+    free(m->knob_name);
+    free(m->heads);
+    free(m->head_list);
+}
+
+int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row)
+{
+    struct ab_model_row *grown = realloc(r->model, sizeof *grown * (size_t)(r->n_model + 1));
+    if (!grown) return ab_fail(AB_E_NOMEM, "cannot grow the /model table");
+    r->model = grown;
+    struct ab_model_row *m = &r->model[r->n_model];
+    *m = *row;
+    char **s[] = {&m->workload, &m->model,   &m->method, &m->family,
+                  &m->phase,    &m->knob_name, &m->heads, &m->head_list};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
+        char *orig = *s[i];
+        *s[i] = orig ? strdup(orig) : NULL;
+        if (orig && !*s[i]) ok = 0;
+    }
+    if (!ok) {
+        ab_model_row_free_strings(m);
+        return ab_fail(AB_E_NOMEM, "cannot grow the /model table");
+    }
+    r->n_model++;
+    return AB_OK;
+}
+
 void ab_results_free(struct ab_results *r)
 {
     ab_results_heads_free(r);
+    for (int64_t i = 0; r->model && i < r->n_model; i++) ab_model_row_free_strings(&r->model[i]);
+    free(r->model);
+    r->model = NULL;
+    r->n_model = 0;
     for (int64_t i = 0; r->cells && i < r->n_cells; i++) ab_cell_free_strings(&r->cells[i]);
     free(r->cells);
     ab_summary_free(r->summary, r->n_summary);

@@ -75,6 +75,34 @@ struct ab_head_row {
     double echo_group, induction_group; /* max over the query heads of the same kv head */
 };
 
+/* One row of /model (`attnbench eval-model`): a method replacing attention inside a model's
+ * forward pass on one input, end to end, next to dense on the same input. Strings owned by the
+ * results (malloc'd). */
+struct ab_model_row {
+    char *workload;        /* the input: text file path, or "copy-R" for the copy task */
+    char *model;           /* model file path as given */
+    char *method, *family, *phase;
+    char *knob_name;       /* "" when the method has none */
+    double knob;           /* the direct knob, or NaN (fitted per head) */
+    double target_ratio;   /* per-head target FLOP ratio (NaN for a direct knob) */
+    double flop_ratio;     /* achieved: sum of the method's attention FLOPs over the heads it
+                              ran on / their dense FLOPs, in the phase */
+    double bytes_kv;       /* K and V bytes read by the method, summed over those heads */
+    char *heads;           /* which heads the method replaced: "all", "top K by COL", ... */
+    char *head_list;       /* "L:H L:H ..." of those heads ("" when all) */
+    int64_t n_heads;       /* heads the method replaced */
+    int64_t heads_feasible;/* of them, heads whose knob met the target within tolerance */
+    int64_t feasible;      /* 1 when every replaced head was feasible */
+    int64_t n_tokens;      /* tokens of the input (BOS included) */
+    int64_t n_scored;      /* positions whose next-token prediction is scored */
+    double nll, ppl, acc;  /* mean NLL (nats/token), exp(nll), top-1 next-token accuracy */
+    double copy_acc;       /* top-1 accuracy on the second copy (copy task only, NaN otherwise) */
+    double dense_nll, dense_ppl, dense_acc, dense_copy_acc; /* the same with exact attention */
+    double rel_l2;         /* attention level: mean over replaced heads of ||O_m - O||/||O|| on
+                              the head's own inputs inside this pass */
+    double time_s;         /* wall time of the pass */
+};
+
 struct ab_results {
     int64_t n_cells, cap_cells;
     struct ab_cell *cells;
@@ -98,11 +126,14 @@ struct ab_results {
     /* the /heads table (`attnbench heads`); freed by ab_results_free */
     struct ab_head_row *heads;
     int64_t n_heads;
+    /* the /model table (`attnbench eval-model`); freed by ab_results_free */
+    struct ab_model_row *model;
+    int64_t n_model;
 };
 
 /* Zeroes r: no cells, no summary, every attribute NULL / 0. */
 void ab_results_init(struct ab_results *r);
-/* Frees everything r owns (cells, summary, the /heads table, attribute strings) and leaves it
+/* Frees everything r owns (cells, summary, the /heads and /model tables, attribute strings) and leaves it
  * initialised; safe to call twice. */
 void ab_results_free(struct ab_results *r);
 /* Frees only the /heads table (n_heads becomes 0). */
@@ -110,6 +141,8 @@ void ab_results_heads_free(struct ab_results *r);
 /* Appends a copy of c (strings duplicated, NULL kept NULL), growing the array geometrically.
  * AB_OK or AB_E_NOMEM (r unchanged). */
 int ab_results_add(struct ab_results *r, const struct ab_cell *c);
+/* Appends a copy of row (strings duplicated) to r->model. AB_OK or AB_E_NOMEM. */
+int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row);
 /* Computes r->summary from r->cells (replacing any): one row per (method, phase,
  * target_ratio) in order of first appearance in the cells (a NaN target groups with NaN).
  * n_heads counts the feasible cells; every mean and percentile runs over the feasible cells

@@ -178,3 +178,10 @@ int ab_results_write_heads_csv(const char *path, const struct ab_results *r)
     const struct ab_column *cols = ab_results_head_columns(&n_cols);
     return ab_csv_write_table(path, r->heads, r->n_heads, sizeof *r->heads, cols, n_cols);
 }
+
+int ab_results_write_model_csv(const char *path, const struct ab_results *r)
+{
+    int n_cols;
+    const struct ab_column *cols = ab_results_model_columns(&n_cols);
+    return ab_csv_write_table(path, r->model, r->n_model, sizeof *r->model, cols, n_cols);
+}

@@ -177,6 +177,50 @@ static const struct ab_column ab_head_cols[] = {
                 "max of induction_score over the query heads sharing this key/value head"),
 };
 
+#define AB_MODEL_COL(field, type, units, long_name)                                                \
+    {                                                                                              \
+#field, type, offsetof(struct ab_model_row, field), units, long_name                       \
+    }
+
+static const struct ab_column ab_model_cols[] = {
+    AB_MODEL_COL(workload, AB_COL_STR, "", "input: text file path, or copy-R for the copy task"),
+    AB_MODEL_COL(model, AB_COL_STR, "", "model file path as given"),
+    AB_MODEL_COL(method, AB_COL_STR, "", "method replacing attention (registry name)"),
+    AB_MODEL_COL(family, AB_COL_STR, "", "method family"),
+    AB_MODEL_COL(phase, AB_COL_STR, "", "prefill (every row) or decode (the last m rows)"),
+    AB_MODEL_COL(knob_name, AB_COL_STR, "", "name of the method's knob (empty: none)"),
+    AB_MODEL_COL(knob, AB_COL_F64, "1", "direct knob value (NaN: fitted per head to the target)"),
+    AB_MODEL_COL(target_ratio, AB_COL_F64, "1", "per-head target FLOP ratio"),
+    AB_MODEL_COL(flop_ratio, AB_COL_F64, "1",
+                 "achieved attention FLOPs over dense, summed over the replaced heads"),
+    AB_MODEL_COL(bytes_kv, AB_COL_F64, "byte", "K and V bytes read, summed over the replaced heads"),
+    AB_MODEL_COL(heads, AB_COL_STR, "", "which heads the method replaced"),
+    AB_MODEL_COL(head_list, AB_COL_STR, "", "layer:head of the replaced heads (empty: all)"),
+    AB_MODEL_COL(n_heads, AB_COL_I64, "1", "number of heads replaced"),
+    AB_MODEL_COL(heads_feasible, AB_COL_I64, "1", "replaced heads that met the target"),
+    AB_MODEL_COL(feasible, AB_COL_I64, "1", "1 when every replaced head met the target"),
+    AB_MODEL_COL(n_tokens, AB_COL_I64, "1", "tokens of the input, BOS included"),
+    AB_MODEL_COL(n_scored, AB_COL_I64, "1", "positions whose next token is scored"),
+    AB_MODEL_COL(nll, AB_COL_F64, "nat", "mean negative log-likelihood per scored token"),
+    AB_MODEL_COL(ppl, AB_COL_F64, "1", "perplexity, exp(nll)"),
+    AB_MODEL_COL(acc, AB_COL_F64, "1", "top-1 next-token accuracy over the scored positions"),
+    AB_MODEL_COL(copy_acc, AB_COL_F64, "1",
+                 "top-1 next-token accuracy on the second copy (copy task; NaN otherwise)"),
+    AB_MODEL_COL(dense_nll, AB_COL_F64, "nat", "nll with exact attention"),
+    AB_MODEL_COL(dense_ppl, AB_COL_F64, "1", "ppl with exact attention"),
+    AB_MODEL_COL(dense_acc, AB_COL_F64, "1", "acc with exact attention"),
+    AB_MODEL_COL(dense_copy_acc, AB_COL_F64, "1", "copy_acc with exact attention"),
+    AB_MODEL_COL(rel_l2, AB_COL_F64, "1",
+                 "mean over replaced heads of the head output's relative L2 error inside the pass"),
+    AB_MODEL_COL(time_s, AB_COL_F64, "s", "wall time of the forward pass"),
+};
+
+const struct ab_column *ab_results_model_columns(int *n)
+{
+    *n = (int)(sizeof ab_model_cols / sizeof ab_model_cols[0]);
+    return ab_model_cols;
+}
+
 const struct ab_column *ab_results_head_columns(int *n)
 {
     *n = (int)(sizeof ab_head_cols / sizeof ab_head_cols[0]);
@@ -247,6 +291,14 @@ static int ab_res_put_heads(struct ab_h5 *f, const struct ab_results *r)
     return ab_h5_put_table(f, "/heads", r->heads, r->n_heads, sizeof *r->heads, cols, n_cols);
 }
 
+/* The /model table. */
+static int ab_res_put_model(struct ab_h5 *f, const struct ab_results *r)
+{
+    int n_cols;
+    const struct ab_column *cols = ab_results_model_columns(&n_cols);
+    return ab_h5_put_table(f, "/model", r->model, r->n_model, sizeof *r->model, cols, n_cols);
+}
+
 int ab_results_write_h5(const char *path, const struct ab_results *r)
 {
     assert(r->n_heads >= 0 && (r->n_heads == 0 || r->heads));
@@ -268,7 +320,8 @@ int ab_results_write_h5(const char *path, const struct ab_results *r)
                               n_cell_cols)) ||
         (rc = ab_h5_put_table(&f, "/summary", r->summary, r->n_summary, sizeof *r->summary,
                               sum_cols, n_sum_cols)) ||
-        (r->n_heads > 0 && (rc = ab_res_put_heads(&f, r)))) {
+        (r->n_heads > 0 && (rc = ab_res_put_heads(&f, r))) ||
+        (r->n_model > 0 && (rc = ab_res_put_model(&f, r)))) {
         ab_h5_abort(&f);
         return rc;
     }
@@ -376,6 +429,18 @@ static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
             return rc;
         r->heads = heads;
         r->n_heads = n_heads;
+    }
+    /* /model likewise: read when present (`attnbench eval-model`), every column required */
+    if (ab_h5_exists(f, "/model")) {
+        int n_model_cols;
+        const struct ab_column *model_cols = ab_results_model_columns(&n_model_cols);
+        void *model = NULL;
+        int64_t n_model = 0;
+        if ((rc = ab_h5_get_table(f, "/model", model_cols, n_model_cols, sizeof *r->model, &model,
+                                  &n_model)))
+            return rc;
+        r->model = model;
+        r->n_model = n_model;
     }
     return AB_OK;
 }

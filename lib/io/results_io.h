@@ -11,6 +11,7 @@
  *               named as the field, attached to "row", with attributes units and long_name
  *   /summary/   the same for struct ab_summary_row
  *   /heads/     the same for struct ab_head_row, only when n_heads > 0 (`attnbench heads`)
+ *   /model/     the same for struct ab_model_row, only when n_model > 0 (`attnbench eval-model`)
  * No object time stamps, written to PATH.tmp and renamed: the same results give the same
  * bytes (set created_utc, hostname, attnbench_version and openblas_config to pin them). */
 #ifndef AB_IO_RESULTS_IO_H
@@ -25,6 +26,7 @@
 const struct ab_column *ab_results_cell_columns(int *n);
 const struct ab_column *ab_results_summary_columns(int *n);
 const struct ab_column *ab_results_head_columns(int *n); /* /heads: struct ab_head_row */
+const struct ab_column *ab_results_model_columns(int *n); /* /model: struct ab_model_row */
 
 /* Frees r->heads and its strings and sets n_heads to 0. ab_results_free does not free the heads
  * table (it predates it): call this first on results that may hold one (read_h5 fills it when

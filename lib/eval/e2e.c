@@ -1,0 +1,219 @@
+/* e2e.c - a method inside a model's forward pass, scored end to end (e2e.h). The model calls
+ * attend() once per layer with Q, K, V of every row; the replaced heads go through
+ * ab_method_apply exactly as `run` applies them, in parallel over heads (BLAS serial inside). */
+#include "eval/e2e.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "core/rng.h"
+
+struct e2e_ctx {
+    const struct ab_model *m;
+    const struct ab_e2e_opts *o;
+    int32_t *pos;  /* (n) 0 .. n-1 */
+    int64_t *rows; /* (n) the phase's query rows q0 .. n-1 */
+    int64_t q0;
+    /* totals over the replaced heads */
+    double flops_method, flops_dense, bytes_kv, rel_sum;
+    int64_t n_replaced, n_feasible;
+};
+
+/* ||a - ref|| / ||ref|| over n values (0 when both vanish). */
+static double rel_l2(const float *a, const double *ref, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = (double)a[i] - ref[i];
+        num += e * e;
+        den += ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
+}
+
+/* One replaced head: the method's output for rows q0..n-1 into o_rows (n_rows, hd). */
+static int replace_head(struct e2e_ctx *c, const struct ab_problem *p, float *o_rows,
+                        struct ab_applied *ap, double *rel)
+{
+    const struct ab_method *me = c->o->method;
+    const struct ab_head *h = p->h;
+    struct ab_keep keep = {0};
+    float *dist = NULL;
+    double *ref = NULL;
+    int rc = AB_OK;
+    if ((me->flags & AB_METHOD_SELECTS) && (rc = ab_keep_alloc(&keep, p->n_rows, h->n_k)))
+        return rc;
+    if (me->dist && !(dist = ab_alloc(ab_size_mul((size_t)(p->n_rows * h->n_k), sizeof(float)))))
+        rc = ab_fail(AB_E_NOMEM, "cannot allocate the method's distribution");
+    if (!rc) rc = ab_method_apply(me, p, c->o->target, &c->o->apply, o_rows,
+                                  (me->flags & AB_METHOD_SELECTS) ? &keep : NULL, dist, ap);
+    if (!rc && !ap->ran) {
+        /* not even the smallest knob fits: run it there, and the head stays infeasible */
+        double lo, hi;
+        ab_method_knob_range(me, p, &lo, &hi);
+        struct ab_apply_opts at_lo = c->o->apply;
+        at_lo.has_knob = 1, at_lo.knob = lo;
+        struct ab_applied ap_lo;
+        rc = ab_method_apply(me, p, NAN, &at_lo, o_rows,
+                             (me->flags & AB_METHOD_SELECTS) ? &keep : NULL, dist, &ap_lo);
+        ap->led = ap_lo.led, ap->ran = ap_lo.ran, ap->knob = lo, ap->feasible = 0;
+    }
+    if (!rc) { /* attention-level error on this head's own inputs */
+        ref = malloc(sizeof(double) * (size_t)(p->n_rows * h->d_v));
+        if (!ref) rc = ab_fail(AB_E_NOMEM, "cannot allocate the reference rows");
+        else if (!(rc = ab_attn_ref(h, p->rows, p->n_rows, ref, NULL)))
+            *rel = rel_l2(o_rows, ref, p->n_rows * h->d_v);
+    }
+    free(ref);
+    ab_free(dist);
+    ab_keep_free(&keep);
+    return rc;
+}
+
+static int attend(void *user, int64_t layer, const float *q, const float *k, const float *v,
+                  int64_t n, float *out, int *done)
+{
+    struct e2e_ctx *c = user;
+    const struct ab_e2e_opts *o = c->o;
+    if (!o->method) return AB_OK; /* the model's own exact attention */
+    const struct ab_model_config *mc = &c->m->c;
+    int64_t H = mc->n_head, group = mc->n_head / mc->n_kv_head, hd = mc->head_dim;
+    struct ab_head *heads = malloc(sizeof *heads * (size_t)H);
+    if (!heads) return ab_fail(AB_E_NOMEM, "cannot allocate the layer's heads");
+    for (int64_t h = 0; h < H; h++)
+        heads[h] = (struct ab_head){.n_q = n, .n_k = n, .d = hd, .d_v = hd,
+                                    .q = q + h * n * hd,
+                                    .k = k + (h / group) * n * hd,
+                                    .v = v + (h / group) * n * hd,
+                                    .q_pos = c->pos, .k_pos = c->pos,
+                                    .mask = AB_MASK_CAUSAL,
+                                    .scale = 1.0 / sqrt((double)hd)};
+    int64_t n_rows = n - c->q0;
+    int rc = AB_OK;
+    char msg[512] = "";
+    int threads = ab_threads_get();
+    ab_blas_serial_begin();
+#pragma omp parallel num_threads(threads)
+    {
+        float *o_rows = ab_alloc(ab_size_mul((size_t)(n_rows * hd), sizeof(float)));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t h = 0; h < H; h++) {
+            int my_rc = o_rows ? AB_OK : ab_fail(AB_E_NOMEM, "cannot allocate head outputs");
+            float *o_h = out + h * n * hd; /* (n, hd) */
+            int replaced = !o->replace || o->replace[layer * H + h];
+            /* exact attention for kept heads, and for the prefix a decode method does not serve */
+            if (!my_rc && (!replaced || c->q0 > 0)) my_rc = ab_attn_fast(&heads[h], o_h, NULL);
+            if (!my_rc && replaced) {
+                struct ab_problem p = {.h = &heads[h], .phase = o->phase, .q0 = c->q0,
+                                       .rows = c->rows, .n_rows = n_rows, .layer = heads,
+                                       .n_layer_heads = H, .self = h, .group = group,
+                                       .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)h,
+                                                         7)};
+                struct ab_applied ap;
+                double rel = NAN;
+                my_rc = replace_head(c, &p, o_rows, &ap, &rel);
+                if (!my_rc) {
+                    memcpy(o_h + c->q0 * hd, o_rows, sizeof(float) * (size_t)(n_rows * hd));
+#pragma omp critical(e2e_totals)
+                    {
+                        c->flops_method += ap.led.flops_attend + ap.led.flops_select;
+                        c->flops_dense += ab_problem_dense_flops(&p);
+                        c->bytes_kv += ap.led.bytes_kv;
+                        c->rel_sum += rel;
+                        c->n_replaced++;
+                        c->n_feasible += ap.feasible;
+                    }
+                }
+            }
+            if (my_rc) {
+#pragma omp critical(e2e_error)
+                if (!rc) {
+                    rc = my_rc;
+                    snprintf(msg, sizeof msg, "%s (layer %lld, head %lld): %s", o->method->name,
+                             (long long)layer, (long long)h, ab_errmsg());
+                }
+            }
+        }
+        ab_free(o_rows);
+    }
+    ab_blas_serial_end();
+    free(heads);
+    if (rc) return ab_fail(rc, "%s", msg);
+    *done = 1;
+    return AB_OK;
+}
+
+/* Mean NLL, accuracy and copy accuracy of logits (n, vocab) over t in [t0, n - 1). */
+static void score(const float *logits, int64_t vocab, const int32_t *tokens, int64_t n,
+                  int64_t t0, int64_t copy_from, struct ab_e2e_result *r)
+{
+    double nll = 0;
+    int64_t hits = 0, copy_hits = 0, copy_n = 0;
+    for (int64_t t = t0; t < n - 1; t++) {
+        const float *z = logits + t * vocab;
+        int64_t best = 0;
+        double mx = z[0];
+        for (int64_t j = 1; j < vocab; j++)
+            if (z[j] > z[best]) best = j;
+        mx = z[best];
+        double sum = 0;
+        for (int64_t j = 0; j < vocab; j++) sum += exp((double)z[j] - mx);
+        nll += mx + log(sum) - (double)z[tokens[t + 1]];
+        int hit = best == tokens[t + 1];
+        hits += hit;
+        if (copy_from > 0 && t >= copy_from) copy_hits += hit, copy_n++;
+    }
+    r->n_scored = n - 1 - t0;
+    r->nll = r->n_scored > 0 ? nll / (double)r->n_scored : NAN;
+    r->ppl = exp(r->nll);
+    r->acc = r->n_scored > 0 ? (double)hits / (double)r->n_scored : NAN;
+    r->copy_acc = copy_n > 0 ? (double)copy_hits / (double)copy_n : NAN;
+}
+
+int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int64_t copy_from,
+                const struct ab_e2e_opts *o, struct ab_e2e_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (n < 2) return ab_fail(AB_E_USAGE, "the input has %lld tokens: nothing to score", (long long)n);
+    int64_t q0 = 0;
+    if (o->phase == AB_PHASE_DECODE) {
+        if (o->decode_m < 1 || o->decode_m >= n)
+            return ab_fail(AB_E_USAGE, "decode queries m = %lld must be in [1, %lld]",
+                           (long long)o->decode_m, (long long)(n - 1));
+        q0 = n - o->decode_m;
+    }
+    if (o->method && !(o->method->phases & (unsigned)o->phase))
+        return ab_fail(AB_E_USAGE, "method '%s' has no %s phase", o->method->name,
+                       o->phase == AB_PHASE_DECODE ? "decode" : "prefill");
+    if (o->method && !(o->method->masks & AB_MASKS_CAUSAL))
+        return ab_fail(AB_E_USAGE, "method '%s' does not support the causal mask a decoder needs",
+                       o->method->name);
+    struct e2e_ctx c = {.m = m, .o = o, .q0 = q0};
+    c.pos = malloc(sizeof(int32_t) * (size_t)n);
+    c.rows = malloc(sizeof(int64_t) * (size_t)n);
+    float *logits = ab_alloc(ab_size_mul((size_t)n, (size_t)m->c.vocab * sizeof(float)));
+    int rc = AB_OK;
+    if (!c.pos || !c.rows || !logits) rc = ab_fail(AB_E_NOMEM, "cannot allocate the evaluation");
+    for (int64_t i = 0; !rc && i < n; i++) c.pos[i] = (int32_t)i;
+    for (int64_t i = q0; !rc && i < n; i++) c.rows[i - q0] = i;
+    if (!rc) {
+        struct ab_forward_hooks hooks = {.attend = attend, .user = &c};
+        double t0 = ab_now();
+        rc = ab_model_forward(m, tokens, n, &hooks, logits);
+        r->time_s = ab_now() - t0;
+    }
+    if (!rc) {
+        score(logits, m->c.vocab, tokens, n, q0, copy_from, r);
+        r->flops_method = c.flops_method, r->flops_dense = c.flops_dense;
+        r->bytes_kv = c.bytes_kv;
+        r->n_replaced = c.n_replaced, r->n_feasible = c.n_feasible;
+        r->rel_l2 = c.n_replaced ? c.rel_sum / (double)c.n_replaced : NAN;
+    }
+    ab_free(logits);
+    free(c.pos);
+    free(c.rows);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/* e2e.h - end-to-end evaluation (`attnbench eval-model`, architecture.md): a registry method
+ * replaces attention inside a real model's forward pass, in every layer (or on chosen heads),
+ * and the model's next-token predictions are scored: perplexity on a text, accuracy on a copy
+ * task, next to dense on the same input.
+ *
+ * Protocol. The model runs the whole input in one batched pass. In each layer, once Q, K, V of
+ * every row are known, every replaced head is a problem (lib/methods/method.h) whose rows are
+ * the phase's queries: prefill, every row 0..n-1; decode, the last m rows (the prefix is
+ * computed exactly, as a model that prefilled it densely would). The method's knob is fitted per
+ * head to the target FLOP ratio by the same solver as `run` (ab_method_apply); a head where not
+ * even the smallest knob fits runs at that smallest knob and counts as infeasible, so the
+ * method is never silently replaced by dense. Heads not replaced use exact attention. Errors
+ * compound across layers: a later layer's method sees inputs its predecessors changed, which is
+ * what the end-to-end number measures; rel_l2 is measured on each head's own inputs. */
+#ifndef AB_EVAL_E2E_H
+#define AB_EVAL_E2E_H
+
+#include <stdint.h>
+
+#include "eval/eval.h"
+#include "model/model.h"
+
+struct ab_e2e_opts {
+    const struct ab_method *method; /* NULL: exact attention everywhere (the dense baseline) */
+    double target;                  /* per-head target FLOP ratio; NaN with a direct knob */
+    struct ab_apply_opts apply;     /* direct knob and tolerance */
+    int phase;                      /* AB_PHASE_PREFILL or AB_PHASE_DECODE */
+    int64_t decode_m;               /* decode: the last m rows are the method's queries */
+    const int8_t *replace;          /* (n_layer * n_head): 1 where the method replaces the head;
+                                       NULL: every head */
+    uint64_t seed;
+};
+
+/* Scoring: position t predicts token t + 1. Prefill scores t in [0, n - 1); decode only the
+ * method's rows, t in [n - m, n - 1). copy_from > 0 marks a copy task whose second copy starts
+ * at row copy_from: copy_acc is the accuracy over the scored t in [copy_from, n - 1) (the
+ * first token of the second copy is not predictable from the first copy's position; every
+ * later one is). */
+struct ab_e2e_result {
+    int64_t n_scored;
+    double nll, ppl, acc, copy_acc; /* copy_acc NaN without a copy task */
+    double flops_method, flops_dense, bytes_kv; /* summed over replaced heads, in the phase */
+    int64_t n_replaced, n_feasible;
+    double rel_l2; /* mean over replaced heads */
+    double time_s;
+};
+
+/* Runs tokens[0 .. n) through m with o's method and scores it as above. AB_OK, AB_E_USAGE
+ * (decode m outside [1, n - 1], a method that does not support the phase or the causal mask),
+ * or an error of the model or the method. */
+int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int64_t copy_from,
+                const struct ab_e2e_opts *o, struct ab_e2e_result *r);
+
+#endif
