@@ -1,0 +1,411 @@
+/* eval_model.c - `attnbench eval-model`: registry methods replace attention inside a real
+ * model (every layer, or chosen heads), scored end to end on a text (perplexity, next-token
+ * accuracy) and on a copy task (a random block repeated: the second copy's next-token accuracy
+ * measures retrieval through attention), next to dense on the same input (lib/eval/e2e.h).
+ *
+ * Heads: every head by default; `--heads L:H,...` names them; `--heads-top K --heads-score COL
+ * --heads-file HEADS.h5` takes the K heads with the largest COL in the /heads table of
+ * `attnbench heads` on a capture of the same model (retrieval heads, induction heads); `--heads-
+ * random K` takes K seeded random heads (the control); `--heads-select` follows ACT's protocol:
+ * on a calibration input (--calibrate FILE or --calibrate-copy R), replace one head at a time
+ * and keep the heads where the method lowers the NLL by more than --select-min, then evaluate
+ * with that set on the inputs. Rows go to the /model table of RESULTS.h5 and RESULTS-model.csv. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "core/list.h"
+#include "core/rng.h"
+#include "eval/e2e.h"
+#include "io/csv.h"
+#include "io/results_io.h"
+#include "model/input.h"
+#include "model/model.h"
+#include "opts.h"
+
+static const char *usage_text =
+    "attnbench eval-model --model FILE [--tokenizer FILE] [--text FILE] [--copy-task R]\n"
+    "                     [--methods a,b,...] [--budgets 0.5,0.25,...] [--knob k=v]\n"
+    "                     [--phase prefill|decode|both] [--decode-queries M]\n"
+    "                     [--heads L:H,... | --heads-top K --heads-score COL --heads-file H.h5 |\n"
+    "                      --heads-random K | --heads-select (--calibrate FILE | --calibrate-copy R)]\n"
+    "                     -o RESULTS.h5";
+
+enum { MAX_INPUTS = 3, MAX_TARGETS = 32, MAX_METHODS = 256 };
+
+/* Which heads a method replaces. */
+struct head_set {
+    int8_t *replace;  /* (n_layer * n_head), NULL: every head */
+    char how[256];    /* the /model `heads` column */
+    char *list;       /* "L:H L:H ..." ("" for all), malloc'd */
+};
+
+static int set_list(struct head_set *hs, int64_t n_layer, int64_t n_head)
+{
+    size_t cap = (size_t)(n_layer * n_head) * 24 + 1, len = 0;
+    hs->list = malloc(cap);
+    if (!hs->list) return ab_fail(AB_E_NOMEM, "out of memory");
+    hs->list[0] = 0;
+    for (int64_t i = 0; hs->replace && i < n_layer * n_head; i++)
+        if (hs->replace[i])
+            len += (size_t)snprintf(hs->list + len, cap - len, "%s%lld:%lld", len ? " " : "",
+                                    (long long)(i / n_head), (long long)(i % n_head));
+    return AB_OK;
+}
+
+/* --heads L:H,L:H */
+static int heads_named(const char *spec, const struct ab_model_config *c, int8_t *replace)
+{
+    const char *s = spec;
+    char item[64];
+    int rc, n = 0;
+    while ((rc = ab_list_next(&s, 0, item, sizeof item, NULL, "--heads")) == 1) {
+        long long l, h;
+        char tail;
+        if (sscanf(item, "%lld:%lld%c", &l, &h, &tail) != 2 || l < 0 || l >= c->n_layer || h < 0 ||
+            h >= c->n_head)
+            return ab_fail(AB_E_USAGE, "--heads: '%s' is not LAYER:HEAD within %lld layers x %lld heads",
+                           item, (long long)c->n_layer, (long long)c->n_head);
+        replace[l * c->n_head + h] = 1;
+        n++;
+    }
+    if (rc < 0) return rc;
+    return n ? AB_OK : ab_fail(AB_E_USAGE, "--heads is empty");
+}
+
+/* Value of a float column of a /heads row, by column name. */
+static int head_col(const char *col, size_t *offset)
+{
+    int n;
+    const struct ab_column *cols = ab_results_head_columns(&n);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(cols[i].name, col) && cols[i].type == AB_COL_F64) {
+            *offset = cols[i].offset;
+            return AB_OK;
+        }
+    return ab_fail(AB_E_USAGE, "--heads-score: '%s' is not a numeric column of the /heads table "
+                   "(e.g. retrieval_score, induction_score, echo_score, out_dev, first_weight)", col);
+}
+
+/* --heads-top K --heads-score COL --heads-file FILE: the K heads with the largest COL among the
+ * rows of the file's first workload (ties to the lower layer, head). */
+static int heads_top(const char *file, const char *col, int64_t k, const struct ab_model_config *c,
+                     int8_t *replace)
+{
+    size_t off;
+    int rc = head_col(col, &off);
+    if (rc) return rc;
+    struct ab_results r;
+    if ((rc = ab_results_read_h5(file, &r))) return rc;
+    if (!r.n_heads) rc = ab_fail(AB_E_DATA, "'%s': no /heads table (write one with attnbench heads)", file);
+    int64_t total = c->n_layer * c->n_head;
+    double *score = malloc(sizeof(double) * (size_t)total);
+    int8_t *seen = calloc((size_t)total, 1);
+    if (!rc && (!score || !seen)) rc = ab_fail(AB_E_NOMEM, "out of memory");
+    for (int64_t i = 0; !rc && i < r.n_heads; i++) {
+        const struct ab_head_row *h = &r.heads[i];
+        if (strcmp(h->workload, r.heads[0].workload)) continue;
+        if (h->layer < 0 || h->layer >= c->n_layer || h->head < 0 || h->head >= c->n_head)
+            rc = ab_fail(AB_E_DATA, "'%s': head %lld:%lld is outside the model's %lld x %lld heads",
+                         file, (long long)h->layer, (long long)h->head, (long long)c->n_layer,
+                         (long long)c->n_head);
+        else {
+            double v = *(const double *)((const char *)h + off);
+            score[h->layer * c->n_head + h->head] = isnan(v) ? -INFINITY : v;
+            seen[h->layer * c->n_head + h->head] = 1;
+        }
+    }
+    for (int64_t i = 0; !rc && i < total; i++)
+        if (!seen[i])
+            rc = ab_fail(AB_E_DATA, "'%s': no row for head %lld:%lld of the model", file,
+                         (long long)(i / c->n_head), (long long)(i % c->n_head));
+    if (!rc && (k < 1 || k > total))
+        rc = ab_fail(AB_E_USAGE, "--heads-top %lld: the model has %lld heads", (long long)k, (long long)total);
+    for (int64_t t = 0; !rc && t < k; t++) {
+        int64_t best = -1;
+        for (int64_t i = 0; i < total; i++)
+            if (!replace[i] && (best < 0 || score[i] > score[best])) best = i;
+        replace[best] = 1;
+    }
+    free(score);
+    free(seen);
+    ab_results_free(&r);
+    return rc;
+}
+
+/* --heads-random K: a seeded uniform choice of K heads. */
+static int heads_random(int64_t k, uint64_t seed, const struct ab_model_config *c, int8_t *replace)
+{
+    int64_t total = c->n_layer * c->n_head;
+    if (k < 1 || k > total)
+        return ab_fail(AB_E_USAGE, "--heads-random %lld: the model has %lld heads", (long long)k,
+                       (long long)total);
+    struct ab_rng r;
+    ab_rng_init(&r, seed, ab_stream(0x68656164 /* "head" */, (uint64_t)k, 0, 0));
+    for (int64_t t = 0; t < k;) {
+        int64_t i = ab_rng_below(&r, total);
+        if (!replace[i]) replace[i] = 1, t++;
+    }
+    return AB_OK;
+}
+
+struct input {
+    char name[512];
+    struct ab_model_input in;
+};
+
+static void print_row(const struct ab_model_row *r)
+{
+    printf("%-14s %-16s %-8s %7.4g %7.4g %5lld/%-5lld %9.4f %9.4f %7.3f %8.3f %9.3g\n",
+           r->workload, r->method, r->phase, r->target_ratio, r->flop_ratio,
+           (long long)r->heads_feasible, (long long)r->n_heads, r->ppl, r->dense_ppl, r->acc,
+           r->copy_acc, r->rel_l2);
+}
+
+int cmd_eval_model(int argc, char **argv)
+{
+    const char *model_path = NULL, *tok_path = NULL, *text = NULL, *methods = NULL,
+               *budgets = NULL, *knob = NULL, *phase = "prefill", *out = NULL, *heads = NULL,
+               *heads_score = NULL, *heads_file = NULL, *calibrate = NULL;
+    int64_t copy_r = 0, m = 64, heads_topk = 0, heads_rand = 0, calibrate_copy = 0;
+    int heads_select = 0;
+    double tol = 0.05, select_min = 0;
+    const struct ab_opt opts[] = {
+        {"model", AB_OPT_STRING, &model_path, "FILE", "llama2.c checkpoint or GGUF file"},
+        {"tokenizer", AB_OPT_STRING, &tok_path, "FILE", "llama2.c tokenizer (default: the GGUF's own, or tok<vocab>.bin / tokenizer.bin beside the model)"},
+        {"text", AB_OPT_STRING, &text, "FILE", "a text to score (perplexity, next-token accuracy)"},
+        {"copy-task", AB_OPT_INT, &copy_r, "R", "also score BOS + R seeded random tokens + the same R again (copy accuracy)"},
+        {"methods", AB_OPT_STRING, &methods, "LIST", "methods to put in the model (default: every causal method of the phase)"},
+        {"budgets", AB_OPT_STRING, &budgets, "LIST", "per-head target FLOP ratios (default 0.5,0.25,0.125)"},
+        {"knob", AB_OPT_STRING, &knob, "NAME=V", "run every method at this knob instead of fitting budgets"},
+        {"phase", AB_OPT_STRING, &phase, "P", "prefill (every row), decode (the last M rows) or both (default prefill)"},
+        {"decode-queries", AB_OPT_INT, &m, "M", "decode: rows served by the method at the end of the input (default 64)"},
+        {"tol", AB_OPT_DOUBLE, &tol, "T", "a head is feasible when its ratio is within T below the target (default 0.05)"},
+        {"heads", AB_OPT_STRING, &heads, "L:H,...", "replace only these heads (default: all)"},
+        {"heads-top", AB_OPT_INT, &heads_topk, "K", "replace the K heads with the largest --heads-score in --heads-file"},
+        {"heads-score", AB_OPT_STRING, &heads_score, "COL", "column of the /heads table ranking heads (retrieval_score, induction_score, ...)"},
+        {"heads-file", AB_OPT_STRING, &heads_file, "FILE", "results file of 'attnbench heads' on a capture of this model"},
+        {"heads-random", AB_OPT_INT, &heads_rand, "K", "replace K seeded random heads (the control for --heads-top)"},
+        {"heads-select", AB_OPT_FLAG, &heads_select, NULL, "ACT's protocol: keep the heads where the method alone lowers the calibration NLL"},
+        {"calibrate", AB_OPT_STRING, &calibrate, "FILE", "--heads-select: the calibration text"},
+        {"calibrate-copy", AB_OPT_INT, &calibrate_copy, "R", "--heads-select: calibrate on a copy task of R tokens (its own seed stream)"},
+        {"select-min", AB_OPT_DOUBLE, &select_min, "D", "--heads-select: minimum NLL decrease in nats/token (default 0)"},
+        {"o", AB_OPT_STRING, &out, "FILE", "results file to write (.h5; RESULTS-model.csv goes next to it)"},
+        {NULL, AB_OPT_END, NULL, NULL, NULL},
+    };
+    char *pos[1];
+    int n_pos, st = ab_opts_parse("eval-model", usage_text, opts, argc, argv, pos, 0, &n_pos);
+    if (st >= 0) return st;
+    if (!model_path) return ab_cmd_error(EX_AB_USAGE, "eval-model: name the model with --model");
+    if (!out) return ab_cmd_error(EX_AB_USAGE, "eval-model: name the results file with -o");
+    if (!text && copy_r <= 0)
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: give an input: --text FILE and/or --copy-task R");
+    if (copy_r < 0 || m < 1 || !(tol >= 0 && tol < 1) || heads_topk < 0 || heads_rand < 0 || calibrate_copy < 0)
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: --copy-task, --decode-queries, --heads-top, --heads-random "
+                            "and --calibrate-copy must be positive, --tol in [0, 1)");
+    int n_sel = (heads != NULL) + (heads_topk > 0) + (heads_rand > 0) + heads_select;
+    if (n_sel > 1)
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: choose one of --heads, --heads-top, --heads-random, --heads-select");
+    if (heads_topk && (!heads_score || !heads_file))
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: --heads-top needs --heads-score COL and --heads-file FILE");
+    if (heads_select && !calibrate == !calibrate_copy)
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: --heads-select needs one of --calibrate FILE or --calibrate-copy R");
+    unsigned phases;
+    if (!strcmp(phase, "prefill")) phases = AB_PHASE_PREFILL;
+    else if (!strcmp(phase, "decode")) phases = AB_PHASE_DECODE;
+    else if (!strcmp(phase, "both")) phases = AB_PHASE_PREFILL | AB_PHASE_DECODE;
+    else return ab_cmd_error(EX_AB_USAGE, "eval-model: --phase must be prefill, decode or both, got '%s'", phase);
+
+    const struct ab_method *list[MAX_METHODS];
+    int n_list;
+    if ((st = ab_opts_methods("eval-model", methods, phases, 1, list, MAX_METHODS, &n_list)) >= 0) return st;
+    double targets[MAX_TARGETS] = {0.5, 0.25, 0.125};
+    int n_t = 3;
+    if (budgets && (st = ab_opts_budgets("eval-model", budgets, targets, MAX_TARGETS, &n_t)) >= 0) return st;
+    struct ab_apply_opts ao = {.tol = tol};
+    char knob_name[64] = "";
+    if (knob) {
+        const char *s = knob;
+        int rc = ab_list_next(&s, '=', knob_name, sizeof knob_name, &ao.knob, "--knob");
+        if (rc != 1 || *s) return rc < 0 ? ab_cmd_fail(rc) : ab_cmd_error(EX_AB_USAGE, "eval-model: --knob wants one NAME=VALUE");
+        for (int i = 0; i < n_list; i++)
+            if (list[i]->knob.name && strcmp(list[i]->knob.name, knob_name))
+                return ab_cmd_error(EX_AB_USAGE, "eval-model: --knob %s does not apply to '%s' (its knob is %s)",
+                                    knob_name, list[i]->name, list[i]->knob.name);
+        ao.has_knob = 1;
+    }
+
+    /* the model, the inputs and the head set, all checked before any pass */
+    struct ab_model model = {0};
+    struct ab_tokenizer tok = {0};
+    int have_tok = 0;
+    struct input in[MAX_INPUTS], cal;
+    int n_in = 0;
+    memset(in, 0, sizeof in);
+    memset(&cal, 0, sizeof cal);
+    struct head_set hs = {0};
+    struct ab_results res;
+    ab_results_init(&res);
+    int rc = ab_model_load(model_path, &model);
+    const struct ab_model_config *c = &model.c;
+    if (!rc && (text || calibrate)) {
+        rc = ab_model_input_tokenizer(&model, tok_path, &tok);
+        have_tok = !rc;
+    }
+    if (!rc && text) {
+        snprintf(in[n_in].name, sizeof in[n_in].name, "%s", text);
+        rc = ab_model_input_text(&model, &tok, text, &in[n_in++].in);
+    }
+    if (!rc && copy_r > 0) {
+        snprintf(in[n_in].name, sizeof in[n_in].name, "copy-%lld", (long long)copy_r);
+        rc = ab_model_input_copy(&model, copy_r, ab_common.seed, &in[n_in++].in);
+    }
+    if (!rc && calibrate) {
+        snprintf(cal.name, sizeof cal.name, "%s", calibrate);
+        rc = ab_model_input_text(&model, &tok, calibrate, &cal.in);
+    } else if (!rc && calibrate_copy) {
+        snprintf(cal.name, sizeof cal.name, "copy-%lld", (long long)calibrate_copy);
+        rc = ab_model_input_copy(&model, calibrate_copy, ab_stream(ab_common.seed, 0x63616c /* "cal" */, 0, 0),
+                                 &cal.in);
+    }
+    for (int i = 0; !rc && i < n_in; i++)
+        if ((phases & AB_PHASE_DECODE) && m >= in[i].in.n)
+            rc = ab_fail(AB_E_USAGE, "'%s': --decode-queries %lld must be below its %lld tokens",
+                         in[i].name, (long long)m, (long long)in[i].in.n);
+    if (!rc && n_sel) {
+        hs.replace = calloc((size_t)(c->n_layer * c->n_head), 1);
+        if (!hs.replace) rc = ab_fail(AB_E_NOMEM, "out of memory");
+    }
+    if (!rc && heads) {
+        rc = heads_named(heads, c, hs.replace);
+        snprintf(hs.how, sizeof hs.how, "named");
+    } else if (!rc && heads_topk) {
+        rc = heads_top(heads_file, heads_score, heads_topk, c, hs.replace);
+        snprintf(hs.how, sizeof hs.how, "top %lld by %s", (long long)heads_topk, heads_score);
+    } else if (!rc && heads_rand) {
+        rc = heads_random(heads_rand, ab_common.seed, c, hs.replace);
+        snprintf(hs.how, sizeof hs.how, "random %lld (seed %llu)", (long long)heads_rand,
+                 (unsigned long long)ab_common.seed);
+    } else if (!rc && !heads_select) {
+        snprintf(hs.how, sizeof hs.how, "all");
+    }
+    if (!rc && !heads_select) rc = set_list(&hs, c->n_layer, c->n_head);
+    char *prov[MAX_INPUTS + 1];
+    int n_prov = 0;
+    prov[n_prov++] = (char *)model_path;
+    if (text) prov[n_prov++] = (char *)text;
+    if (calibrate) prov[n_prov++] = (char *)calibrate;
+    if (!rc) rc = ab_results_provenance(&res, argc, argv, prov, n_prov, ab_common.seed);
+    if (rc) {
+        st = ab_cmd_fail(rc);
+        goto done;
+    }
+    res.notes = strdup("eval-model: position t predicts token t + 1; prefill scores every "
+                       "position, decode only the last --decode-queries rows (the prefix exact); "
+                       "knobs are fitted per head to the target; a head where no knob fits runs "
+                       "at its smallest knob and is infeasible; heads not replaced are exact");
+
+    /* passes: per input, dense then every (phase, method, target); --heads-select first runs
+     * one pass per head on the calibration input for each (phase, method, target) */
+    int n_cells = 0;
+    for (int i = 0; i < n_list; i++) n_cells += list[i]->knob.name && !ao.has_knob && !(list[i]->flags & AB_METHOD_FIXED) ? n_t : 1;
+    int n_phase = (phases & AB_PHASE_PREFILL ? 1 : 0) + (phases & AB_PHASE_DECODE ? 1 : 0);
+    int64_t per_sel = heads_select ? c->n_layer * c->n_head + 1 : 0;
+    struct ab_progress prog;
+    ab_progress_start(&prog, "eval-model", (int64_t)n_phase * n_cells * (n_in + per_sel) + n_in * n_phase);
+    printf("%-14s %-16s %-8s %7s %7s %11s %9s %9s %7s %8s %9s\n", "input", "method", "phase",
+           "target", "ratio", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
+    for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE && !rc; ph <<= 1) {
+        if (!(phases & (unsigned)ph)) continue;
+        struct ab_e2e_opts eo = {.phase = ph, .decode_m = m, .apply = ao, .seed = ab_common.seed};
+        struct ab_e2e_result dense[MAX_INPUTS], cal_dense;
+        for (int i = 0; i < n_in && !rc; i++) {
+            rc = ab_e2e_eval(&model, in[i].in.ids, in[i].in.n, in[i].in.copy_from, &eo, &dense[i]);
+            ab_progress_step(&prog, 1);
+        }
+        if (!rc && heads_select)
+            rc = ab_e2e_eval(&model, cal.in.ids, cal.in.n, cal.in.copy_from, &eo, &cal_dense);
+        for (int mi = 0; mi < n_list && !rc; mi++) {
+            const struct ab_method *me = list[mi];
+            int fixed = !me->knob.name || ao.has_knob || (me->flags & AB_METHOD_FIXED);
+            for (int t = 0; t < (fixed ? 1 : n_t) && !rc; t++) {
+                eo.method = me;
+                eo.target = ao.has_knob ? NAN : !me->knob.name || (me->flags & AB_METHOD_FIXED) ? 1.0 : targets[t];
+                if (heads_select) { /* ACT: one head at a time on the calibration input */
+                    int64_t total = c->n_layer * c->n_head, n_keep = 0;
+                    int8_t *one = calloc((size_t)total, 1);
+                    if (!one) rc = ab_fail(AB_E_NOMEM, "out of memory");
+                    memset(hs.replace, 0, (size_t)total);
+                    for (int64_t hh = 0; hh < total && !rc; hh++) {
+                        struct ab_e2e_result r1;
+                        one[hh] = 1;
+                        eo.replace = one;
+                        rc = ab_e2e_eval(&model, cal.in.ids, cal.in.n, cal.in.copy_from, &eo, &r1);
+                        one[hh] = 0;
+                        if (!rc && cal_dense.nll - r1.nll > select_min) hs.replace[hh] = 1, n_keep++;
+                        ab_progress_step(&prog, 1);
+                    }
+                    free(one);
+                    free(hs.list);
+                    hs.list = NULL;
+                    if (!rc) rc = set_list(&hs, c->n_layer, c->n_head);
+                    snprintf(hs.how, sizeof hs.how, "selected on %s: %lld of %lld lower its nll by > %g",
+                             cal.name, (long long)n_keep, (long long)total, select_min);
+                    if (!rc && n_keep == 0) { /* nothing helps: record the rows as dense */
+                        ab_log(AB_LOG_WARN, "eval-model: %s at %g lowers the calibration nll on no head",
+                               me->name, eo.target);
+                    }
+                }
+                eo.replace = hs.replace;
+                for (int i = 0; i < n_in && !rc; i++) {
+                    struct ab_e2e_result r;
+                    rc = ab_e2e_eval(&model, in[i].in.ids, in[i].in.n, in[i].in.copy_from, &eo, &r);
+                    ab_progress_step(&prog, 1);
+                    if (rc) break;
+                    struct ab_model_row row = {
+                        .workload = in[i].name, .model = (char *)model_path,
+                        .method = (char *)me->name, .family = (char *)ab_family_name(me->family),
+                        .phase = ph == AB_PHASE_PREFILL ? "prefill" : "decode",
+                        .knob_name = (char *)(me->knob.name ? me->knob.name : ""),
+                        .knob = ao.has_knob ? ao.knob : (me->flags & AB_METHOD_FIXED) ? me->knob.def : NAN,
+                        .target_ratio = eo.target,
+                        .flop_ratio = r.flops_dense > 0 ? r.flops_method / r.flops_dense : NAN,
+                        .bytes_kv = r.bytes_kv, .heads = hs.how, .head_list = hs.list,
+                        .n_heads = r.n_replaced, .heads_feasible = r.n_feasible,
+                        .feasible = r.n_feasible == r.n_replaced, .n_tokens = in[i].in.n,
+                        .n_scored = r.n_scored, .nll = r.nll, .ppl = r.ppl, .acc = r.acc,
+                        .copy_acc = r.copy_acc, .dense_nll = dense[i].nll,
+                        .dense_ppl = dense[i].ppl, .dense_acc = dense[i].acc,
+                        .dense_copy_acc = dense[i].copy_acc, .rel_l2 = r.rel_l2, .time_s = r.time_s};
+                    if ((rc = ab_results_add_model(&res, &row))) break;
+                    int64_t done_so_far = prog.done; /* the row goes between two bars */
+                    ab_progress_end(&prog);
+                    print_row(&row);
+                    ab_progress_start(&prog, "eval-model", prog.total);
+                    prog.done = done_so_far;
+                }
+            }
+        }
+    }
+    ab_progress_end(&prog);
+    char csv[4096];
+    size_t len = strlen(out);
+    if (len > 3 && !strcmp(out + len - 3, ".h5")) len -= 3;
+    snprintf(csv, sizeof csv, "%.*s-model.csv", (int)len, out);
+    if (!rc && !(rc = ab_results_summarise(&res)) && !(rc = ab_results_write_h5(out, &res)) &&
+        (rc = ab_results_write_model_csv(csv, &res)))
+        remove(out);
+    if (rc) st = ab_cmd_fail(rc);
+    else printf("wrote %s and %s\n", out, csv);
+done:
+    for (int i = 0; i < n_in; i++) ab_model_input_free(&in[i].in);
+    ab_model_input_free(&cal.in);
+    if (have_tok) ab_tokenizer_free(&tok);
+    ab_model_free(&model);
+    free(hs.replace);
+    free(hs.list);
+    ab_results_free(&res);
+    return st;
+}
