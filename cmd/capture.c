@@ -131,7 +131,8 @@ static int parse_tokens(const char *s, int32_t **ids, int64_t *n)
         }
         if (errno == ERANGE || x < INT32_MIN || x > INT32_MAX) {
             free(v);
-            return ab_fail(AB_E_DATA, "capture: token id %s is outside every vocabulary", p);
+            return ab_fail(AB_E_DATA, "capture: token id %.*s is outside every vocabulary",
+                           (int)(end - p), p);
         }
         v[k++] = (int32_t)x;
         if (!*end) break;
