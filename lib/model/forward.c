@@ -9,12 +9,20 @@
  * SwiGLU MLP W2 (silu(W1 x) * W3 x). They agree to float rounding, which the tests check. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "attn/attn.h"
 #include "core/ab.h"
 #include "model/model.h"
+
+/* Whether this pass should make BLAS single-threaded (ab_blas_serial_begin) for its duration:
+ * not inside an enclosing parallel region (whose owner did it), nor when it already is. */
+static int take_blas_serial(void)
+{
+    return !omp_in_parallel() && openblas_get_num_threads() > 1;
+}
 
 static const char *model_name(const struct ab_model *m)
 {
@@ -36,12 +44,28 @@ static void rmsnorm_rows(float *out, const float *x, const float *g, int64_t n, 
     }
 }
 
-/* Y (n, n_out) = X (n, n_in) · Wᵀ, W (n_out, n_in); beta 1 adds into Y (residual updates). */
+/* Threads for a product of `work` multiply-adds: all of them when it is worth a parallel
+ * region, one otherwise (and one inside an enclosing parallel region). */
+static int threads_for(double work)
+{
+    if (omp_in_parallel() || work < 262144.0) return 1;
+    return ab_threads_get();
+}
+
+/* Y (n, n_out) = X (n, n_in) · Wᵀ, W (n_out, n_in); beta 1 adds into Y (residual updates).
+ * BLAS runs single-threaded here (the pass holds ab_blas_serial): the OpenMP threads split the
+ * output features, so OpenBLAS's and OpenMP's thread pools never compete for the cores. */
 static void matmul_t(float *y, const float *x, const float *w, int64_t n, int64_t n_out,
                      int64_t n_in, float beta)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n_out, (int)n_in, 1.0f, x,
-                (int)n_in, w, (int)n_in, beta, y, (int)n_out);
+    int nt = threads_for((double)n * (double)n_out * (double)n_in);
+    int64_t chunk = ((n_out + nt - 1) / nt + 15) / 16 * 16; /* output features per thread */
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t j0 = 0; j0 < n_out; j0 += chunk) {
+        int64_t nj = AB_MIN(chunk, n_out - j0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)nj, (int)n_in, 1.0f, x,
+                    (int)n_in, w + j0 * n_in, (int)n_in, beta, y + j0, (int)n_out);
+    }
 }
 
 /* silu(a) * b in place into a: the SwiGLU gate. */
@@ -95,6 +119,7 @@ int ab_model_forward(const struct ab_model *m, const int32_t *tokens, int64_t n,
     const int64_t qd = n_h * hd, kvd = n_kv * hd;
     double floats = (double)n * (2.0 * D + 3.0 * qd + 4.0 * kvd + 2.0 * F);
     if ((rc = ab_check_fits("forward pass buffers", 4.0 * floats))) return rc;
+    int blas_serial = 0;
 
     float *x = ab_alloc((size_t)(n * D) * sizeof(float));    /* (n, D) residual stream */
     float *xb = ab_alloc((size_t)(n * D) * sizeof(float));   /* (n, D) normed input */
@@ -113,6 +138,8 @@ int ab_model_forward(const struct ab_model *m, const int32_t *tokens, int64_t n,
         goto done;
     }
     for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)i;
+    blas_serial = take_blas_serial();
+    if (blas_serial) ab_blas_serial_begin();
     for (int64_t i = 0; i < n; i++)
         memcpy(x + i * D, m->tok_emb + (int64_t)tokens[i] * D, (size_t)D * sizeof(float));
 
@@ -136,7 +163,11 @@ int ab_model_forward(const struct ab_model *m, const int32_t *tokens, int64_t n,
         if (hooks && hooks->attend &&
             (rc = hooks->attend(hooks->user, l, qh, kh, vh, n, att, &done)))
             goto done;
-        for (int64_t h = 0; !done && h < n_h; h++) {
+        /* exact causal attention, one query head per task (lib/attn's fast path runs
+           serially inside a parallel region) */
+        int fail = 0;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_for(2.0 * n * n * qd)) if (!done)
+        for (int64_t h = 0; h < n_h; h++) {
             int64_t kv = h / (n_h / n_kv);
             struct ab_head head = {
                 .n_q = n,
@@ -152,7 +183,14 @@ int ab_model_forward(const struct ab_model *m, const int32_t *tokens, int64_t n,
                 .scale = scale,
                 .rope_theta = 0,
             };
-            if ((rc = ab_attn_fast(&head, att + h * n * hd, NULL))) goto done;
+            if (!done && ab_attn_fast(&head, att + h * n * hd, NULL)) {
+#pragma omp atomic write
+                fail = 1;
+            }
+        }
+        if (fail) {
+            rc = ab_fail(AB_E_NOMEM, "forward pass: cannot allocate attention workspace");
+            goto done;
         }
         from_heads(q, att, n, n_h, hd);
         matmul_t(x, q, m->wo + l * D * qd, n, D, qd, 1.0f);
@@ -171,6 +209,7 @@ int ab_model_forward(const struct ab_model *m, const int32_t *tokens, int64_t n,
     }
 
 done:
+    if (blas_serial) ab_blas_serial_end();
     ab_free(x), ab_free(xb), ab_free(q), ab_free(k), ab_free(v);
     ab_free(qh), ab_free(kh), ab_free(vh), ab_free(att), ab_free(hb), ab_free(hb2), ab_free(pos);
     return rc;
@@ -233,11 +272,17 @@ void ab_model_state_free(struct ab_model_state *s)
     memset(s, 0, sizeof *s);
 }
 
-/* y (n_out) = W (n_out, n_in) · x (n_in) */
+/* y (n_out) = W (n_out, n_in) · x (n_in), the threads splitting the rows of W as in matmul_t */
 static void matvec(float *y, const float *w, const float *x, int64_t n_out, int64_t n_in)
 {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n_out, (int)n_in, 1.0f, w, (int)n_in, x, 1, 0.0f,
-                y, 1);
+    int nt = threads_for((double)n_out * (double)n_in);
+    int64_t chunk = ((n_out + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t j0 = 0; j0 < n_out; j0 += chunk) {
+        int64_t nj = AB_MIN(chunk, n_out - j0);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nj, (int)n_in, 1.0f, w + j0 * n_in, (int)n_in,
+                    x, 1, 0.0f, y + j0, 1);
+    }
 }
 
 int ab_model_step(const struct ab_model *m, struct ab_model_state *s, int32_t token, float *logits)
@@ -258,6 +303,8 @@ int ab_model_step(const struct ab_model *m, struct ab_model_state *s, int32_t to
     const double scale = 1.0 / sqrt((double)hd);
     struct step_bufs b;
     step_scratch(m, s->scratch, &b);
+    const int blas_serial = take_blas_serial();
+    if (blas_serial) ab_blas_serial_begin();
 
     memcpy(b.x, m->tok_emb + (int64_t)token * D, (size_t)D * sizeof(float));
     for (int64_t l = 0; l < c->n_layer; l++) {
@@ -277,25 +324,27 @@ int ab_model_step(const struct ab_model *m, struct ab_model_state *s, int32_t to
             const float *qh = b.q + h * hd;
             const int64_t kv = h / group;
             float *p = b.score + h * T; /* (pos + 1) */
-            double mx = -INFINITY, sum = 0;
+            float mx = -INFINITY;
             for (int64_t t = 0; t <= pos; t++) {
                 const float *kt = kc + t * kvd + kv * hd;
-                double dot = 0;
-                for (int64_t e = 0; e < hd; e++) dot += (double)qh[e] * kt[e];
-                p[t] = (float)(dot * scale);
-                if (p[t] > mx) mx = p[t];
+                float dot = 0;
+                for (int64_t e = 0; e < hd; e++) dot += qh[e] * kt[e];
+                p[t] = dot * (float)scale;
+                mx = p[t] > mx ? p[t] : mx;
             }
+            double sum = 0;
             for (int64_t t = 0; t <= pos; t++) {
-                double e = exp(p[t] - mx);
-                p[t] = (float)e;
-                sum += e;
+                p[t] = expf(p[t] - mx);
+                sum += p[t];
             }
+            /* out = sum_t p_t v_t / sum, accumulated row by row of the cache */
             float *out = b.att + h * hd;
-            for (int64_t e = 0; e < hd; e++) {
-                double acc = 0;
-                for (int64_t t = 0; t <= pos; t++) acc += (double)p[t] * vc[t * kvd + kv * hd + e];
-                out[e] = (float)(acc / sum);
+            for (int64_t e = 0; e < hd; e++) out[e] = 0;
+            for (int64_t t = 0; t <= pos; t++) {
+                const float *vt = vc + t * kvd + kv * hd;
+                for (int64_t e = 0; e < hd; e++) out[e] += p[t] * vt[e];
             }
+            for (int64_t e = 0; e < hd; e++) out[e] = (float)(out[e] / sum);
         }
         /* x += Wo att (b.xb holds the product) */
         matvec(b.xb, m->wo + l * D * qd, b.att, D, qd);
@@ -310,6 +359,7 @@ int ab_model_step(const struct ab_model *m, struct ab_model_state *s, int32_t to
     }
     rmsnorm_rows(b.xb, b.x, m->rms_final, 1, D, c->norm_eps);
     if (logits) matvec(logits, m->wcls, b.xb, c->vocab, D);
+    if (blas_serial) ab_blas_serial_end();
     s->pos++;
     return AB_OK;
 }
@@ -328,11 +378,14 @@ int ab_model_generate(const struct ab_model *m, const int32_t *prompt, int64_t n
     float *logits = ab_alloc((size_t)m->c.vocab * sizeof(float)); /* (vocab) */
     struct ab_model_state s;
     memset(&s, 0, sizeof s);
+    int blas_serial = 0;
     if (!seq || !logits) {
         rc = ab_fail(AB_E_NOMEM, "generate: out of memory");
         goto fail;
     }
     if ((rc = ab_model_state_init(m, &s))) goto fail;
+    blas_serial = take_blas_serial(); /* once for every step */
+    if (blas_serial) ab_blas_serial_begin();
     memcpy(seq, prompt, (size_t)n_prompt * sizeof *seq);
     for (int64_t i = 0; i < n_prompt; i++)
         if ((rc = ab_model_step(m, &s, prompt[i], logits))) goto fail;
@@ -346,12 +399,14 @@ int ab_model_generate(const struct ab_model *m, const int32_t *prompt, int64_t n
         if (next == stop || n == cap) break;
         if ((rc = ab_model_step(m, &s, next, logits))) goto fail;
     }
+    if (blas_serial) ab_blas_serial_end();
     ab_model_state_free(&s);
     ab_free(logits);
     *out = seq;
     *n_out = n;
     return AB_OK;
 fail:
+    if (blas_serial) ab_blas_serial_end();
     ab_model_state_free(&s);
     ab_free(logits);
     free(seq);
