@@ -1,10 +1,14 @@
-/* model.c - model configuration checks and weight buffers (model.h). */
+/* model.c - model configuration checks, weight buffers, and loading a model file of either
+ * format (model.h). */
 #include "model/model.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
+#include "model/gguf.h"
 
 int ab_model_config_check(const struct ab_model_config *c, const char *path)
 {
@@ -26,11 +30,12 @@ int ab_model_config_check(const struct ab_model_config *c, const char *path)
         return ab_fail(AB_E_DATA, "'%s': head_dim %lld is odd (RoPE rotates pairs)", path,
                        (long long)c->head_dim);
     if (!(c->rope_theta > 0) || !(c->norm_eps > 0))
-        return ab_fail(AB_E_DATA, "'%s': rope theta %g and norm epsilon %g must be positive",
-                       path, c->rope_theta, c->norm_eps);
+        return ab_fail(AB_E_DATA, "'%s': rope theta %g and norm epsilon %g must be positive", path,
+                       c->rope_theta, c->norm_eps);
     double L = (double)c->n_layer, D = (double)c->dim, F = (double)c->hidden_dim;
     double kvd = (double)(c->n_kv_head * c->head_dim);
-    double floats = 2.0 * (double)c->vocab * D + L * (2 * D + 2 * D * D + 2 * D * kvd + 3 * D * F) + D;
+    double floats =
+        2.0 * (double)c->vocab * D + L * (2 * D + 2 * D * D + 2 * D * kvd + 3 * D * F) + D;
     return ab_check_fits(path, 4.0 * floats);
 }
 
@@ -54,8 +59,7 @@ static int buffers(struct ab_model *m, float ***p, size_t *sz, int shared_cls)
     BUF(w2, L * D * F);
     BUF(w3, L * F * D);
     BUF(rms_final, D);
-    if (!shared_cls)
-        BUF(wcls, V * D);
+    if (!shared_cls) BUF(wcls, V * D);
 #undef BUF
     return i;
 }
@@ -65,8 +69,7 @@ int ab_model_alloc(struct ab_model *m, const struct ab_model_config *c, int shar
     memset(m, 0, sizeof *m);
     m->c = *c;
     int rc = ab_model_config_check(c, "model");
-    if (rc)
-        return rc;
+    if (rc) return rc;
     float **p[12];
     size_t sz[12];
     int nb = buffers(m, p, sz, shared_cls);
@@ -78,23 +81,35 @@ int ab_model_alloc(struct ab_model *m, const struct ab_model_config *c, int shar
         }
     }
     m->shared_cls = shared_cls;
-    if (shared_cls)
-        m->wcls = m->tok_emb;
+    if (shared_cls) m->wcls = m->tok_emb;
     return AB_OK;
 }
 
 void ab_model_free(struct ab_model *m)
 {
-    if (!m)
-        return;
-    if (m->shared_cls)
-        m->wcls = NULL;
+    if (!m) return;
+    if (m->shared_cls) m->wcls = NULL;
     float **p[12];
     size_t sz[12];
     int nb = buffers(m, p, sz, 0);
-    for (int i = 0; i < nb; i++)
-        ab_free(*p[i]);
+    for (int i = 0; i < nb; i++) ab_free(*p[i]);
     free(m->path);
     free(m->description);
     memset(m, 0, sizeof *m);
+}
+
+int ab_model_load(const char *path, struct ab_model *m)
+{
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ab_fail(errno == ENOENT ? AB_E_NOFILE : AB_E_IO, "'%s': cannot open: %s", path,
+                       strerror(errno));
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    /* GGUF files start with the magic "GGUF"; everything else is tried as llama2.c, whose
+       reader checks the header against the file length */
+    if (got == 4 && !memcmp(magic, "GGUF", 4)) return ab_gguf_load_model(path, m);
+    return ab_model_load_llama2c(path, m);
 }

@@ -93,7 +93,10 @@ struct ab_forward_hooks {
 /* Runs the whole sequence tokens[0 .. n) at positions 0 .. n-1 in one batched pass (GEMMs
  * through OpenBLAS over all rows; attention through lib/attn's fast path unless a hook takes
  * it). logits (n, vocab) may be NULL (then the classifier is skipped). Tokens must lie in
- * [0, vocab) and 1 <= n <= seq_len (AB_E_DATA otherwise). */
+ * [0, vocab) and 1 <= n <= seq_len (AB_E_DATA otherwise). Threads: OpenBLAS runs single-threaded
+ * for the pass while the OpenMP team (ab_threads_set) splits each product's output features and
+ * the attention heads, so the two pools never compete; inside an enclosing parallel region the
+ * pass runs on the calling thread. Working memory O(n (dim + hidden_dim)) beyond the weights. */
 int ab_model_forward(const struct ab_model *m, const int32_t *tokens, int64_t n,
                      const struct ab_forward_hooks *hooks, float *logits);
 
@@ -113,7 +116,8 @@ int ab_model_step(const struct ab_model *m, struct ab_model_state *s, int32_t to
 
 /* Greedy continuation: feeds prompt[0 .. n_prompt) then appends up to n_gen argmax tokens
  * (ties to the lowest id), stopping early after `stop` (>= 0; -1: never) or at seq_len.
- * *out (malloc'd) gets prompt + generated, *n_out its length. */
+ * *out (malloc'd) gets prompt + generated, *n_out its length. The prompt must hold 1 .. seq_len
+ * valid tokens (AB_E_DATA); n_gen < 0 is AB_E_USAGE. */
 int ab_model_generate(const struct ab_model *m, const int32_t *prompt, int64_t n_prompt,
                       int64_t n_gen, int32_t stop, int32_t **out, int64_t *n_out);
 

@@ -1,0 +1,376 @@
+/* capture.c - `attnbench capture`: runs a Llama-family model (llama2.c checkpoint or GGUF) on a
+ * token sequence and writes its per-layer Q and K (after RoPE), V and optionally the hidden
+ * states as a workload file (workloads.md, "Capture from a model").
+ *
+ * The sequence is a text file, a prompt continued greedily by the model (--generate N, with
+ * the KV-cache decoder), raw token ids, or the retrieval copy task (BOS, R seeded random ids,
+ * the same R ids again). Capture itself is one batched forward pass over the whole sequence
+ * whose attend hook copies Q, K and V of each layer into the workload and lets the model
+ * compute attention as usual.
+ *
+ * stdout: the path written, then one line of shape and throughput for the capture pass (and
+ * one for generation when there was any). Bad models, tokenizers, token ids or sequences
+ * longer than the model's context exit 65 and leave no output file. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/ab.h"
+#include "core/rng.h"
+#include "core/workload.h"
+#include "io/h5_workload.h"
+#include "model/gguf.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "opts.h"
+
+static const char *usage_text =
+    "attnbench capture --model FILE [--tokenizer FILE]\n"
+    "                         (--text FILE | --prompt TEXT --generate N | --tokens 1,403,... |\n"
+    "                          --copy-task R) [--no-bos] [--hidden] [--seed S] -o WORKLOAD.h5";
+
+/* Random stream of the copy task's token ids: ab_stream(TAG_COPY, 0, 0, 0). */
+enum { TAG_COPY = 0x636f7079 };
+
+/* What the attend and hidden hooks copy into. */
+struct capture {
+    struct ab_workload *w;
+};
+
+static int on_attend(void *user, int64_t layer, const float *q, const float *k, const float *v,
+                     int64_t n, float *out, int *done)
+{
+    (void)out;
+    struct ab_workload *w = ((struct capture *)user)->w;
+    /* the hook's head-major (head, n, head_dim) is the workload's layout within a layer */
+    size_t qn = (size_t)(w->n_head * n * w->d), kn = (size_t)(w->n_kv_head * n * w->d);
+    memcpy(w->q + (size_t)layer * qn, q, qn * sizeof(float));
+    memcpy(w->k + (size_t)layer * kn, k, kn * sizeof(float));
+    memcpy(w->v + (size_t)layer * kn, v, kn * sizeof(float));
+    *done = 0; /* the model computes exact attention itself */
+    return AB_OK;
+}
+
+static void on_hidden(void *user, int64_t layer, const float *x, int64_t n)
+{
+    struct ab_workload *w = ((struct capture *)user)->w;
+    size_t hn = (size_t)(n * w->d_model);
+    memcpy(w->hidden + (size_t)layer * hn, x, hn * sizeof(float));
+}
+
+static int file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* A tokenizer file of either format: GGUF (by its magic) or llama2.c. */
+static int load_tokenizer_file(const char *path, int64_t vocab, struct ab_tokenizer *t)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ab_fail(errno == ENOENT ? AB_E_NOFILE : AB_E_IO, "'%s': cannot open: %s", path,
+                       strerror(errno));
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
+        int rc = ab_gguf_load_tokenizer(path, t);
+        if (!rc && t->n_vocab != vocab) {
+            ab_tokenizer_free(t);
+            return ab_fail(AB_E_DATA, "'%s': vocabulary of %lld tokens, the model has %lld", path,
+                           (long long)t->n_vocab, (long long)vocab);
+        }
+        return rc;
+    }
+    return ab_tokenizer_load_llama2c(path, vocab, t);
+}
+
+/* The tokenizer to use: --tokenizer, else the GGUF's own vocabulary, else tokenizer.bin or
+ * tok<vocab>.bin next to the model. AB_E_NOFILE with advice when none is found. */
+static int find_tokenizer(const struct ab_model *m, const char *given, struct ab_tokenizer *t)
+{
+    if (given) return load_tokenizer_file(given, m->c.vocab, t);
+    if (!strcmp(m->format, "gguf")) return ab_gguf_load_tokenizer(m->path, t);
+    const char *slash = strrchr(m->path, '/');
+    int dir_len = slash ? (int)(slash - m->path) : 1;
+    const char *dir = slash ? m->path : ".";
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%.*s/tokenizer.bin", dir_len, dir);
+    snprintf(b, sizeof b, "%.*s/tok%lld.bin", dir_len, dir, (long long)m->c.vocab);
+    if (file_exists(a)) return load_tokenizer_file(a, m->c.vocab, t);
+    if (file_exists(b)) return load_tokenizer_file(b, m->c.vocab, t);
+    return ab_fail(AB_E_NOFILE,
+                   "capture: no tokenizer for '%s' (looked for '%s' and '%s'): pass --tokenizer "
+                   "FILE",
+                   m->path, a, b);
+}
+
+/* "1,403,407" into a malloc'd array. A malformed list is a usage error; a value outside
+ * int32 is a data error (it is outside every vocabulary). */
+static int parse_tokens(const char *s, int32_t **ids, int64_t *n)
+{
+    int64_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *v = malloc((size_t)cap * sizeof *v);
+    if (!v) return ab_fail(AB_E_NOMEM, "capture: out of memory");
+    int64_t k = 0;
+    const char *p = s;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        while (*end == ' ') end++;
+        if (end == p || (*end != ',' && *end != 0)) {
+            free(v);
+            return ab_fail(AB_E_USAGE, "capture: --tokens wants comma-separated integers, got '%s'",
+                           s);
+        }
+        if (errno == ERANGE || x < INT32_MIN || x > INT32_MAX) {
+            free(v);
+            return ab_fail(AB_E_DATA, "capture: token id %.*s is outside every vocabulary",
+                           (int)(end - p), p);
+        }
+        v[k++] = (int32_t)x;
+        if (!*end) break;
+        p = end + 1;
+    }
+    *ids = v;
+    *n = k;
+    return AB_OK;
+}
+
+/* The whole of a text file, NUL-terminated. Refuses NUL bytes (not text) and files that
+ * cannot encode to at most max_tokens tokens even if every token covered max_len bytes. */
+static int read_text(const char *path, int64_t max_bytes, char **text)
+{
+    *text = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ab_fail(errno == ENOENT ? AB_E_NOFILE : AB_E_IO, "'%s': cannot open: %s", path,
+                       strerror(errno));
+    struct stat st;
+    int rc = AB_OK;
+    char *buf = NULL;
+    if (fstat(fileno(f), &st) != 0) {
+        rc = ab_fail(AB_E_IO, "'%s': cannot stat: %s", path, strerror(errno));
+    } else if ((int64_t)st.st_size > max_bytes) {
+        rc = ab_fail(AB_E_DATA, "'%s': %lld bytes of text cannot fit the model's context", path,
+                     (long long)st.st_size);
+    } else if (!(buf = malloc((size_t)st.st_size + 1))) {
+        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+    } else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        rc = ab_fail(AB_E_IO, "'%s': read failed", path);
+    } else {
+        buf[st.st_size] = 0;
+        if (memchr(buf, 0, (size_t)st.st_size))
+            rc = ab_fail(AB_E_DATA, "'%s': holds NUL bytes (not a text file)", path);
+    }
+    fclose(f);
+    if (rc)
+        free(buf);
+    else
+        *text = buf;
+    return rc;
+}
+
+/* The retrieval copy task: BOS (unless no_bos), R ids uniform over [3, vocab) from the seeded
+ * stream, then the same R ids again. */
+static int copy_task(int64_t r, int64_t vocab, int32_t bos, int no_bos, uint64_t seed,
+                     int32_t **ids, int64_t *n)
+{
+    int64_t len = (no_bos ? 0 : 1) + 2 * r;
+    int32_t *v = malloc((size_t)len * sizeof *v);
+    if (!v) return ab_fail(AB_E_NOMEM, "capture: out of memory");
+    struct ab_rng g;
+    ab_rng_init(&g, seed, ab_stream(TAG_COPY, 0, 0, 0));
+    int64_t at = 0;
+    if (!no_bos) v[at++] = bos;
+    for (int64_t i = 0; i < r; i++) v[at + i] = (int32_t)(3 + ab_rng_below(&g, vocab - 3));
+    memcpy(v + at + r, v + at, (size_t)r * sizeof *v);
+    *ids = v;
+    *n = len;
+    return AB_OK;
+}
+
+int cmd_capture(int argc, char **argv)
+{
+    const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *prompt = NULL;
+    const char *tokens_arg = NULL, *out = NULL;
+    int64_t n_gen = 0, copy_r = -1; /* -1: no copy task */
+    int no_bos = 0, hidden = 0;
+    const struct ab_opt opts[] = {
+        {"model", AB_OPT_STRING, &model_path, "FILE", "llama2.c checkpoint or GGUF model"},
+        {"tokenizer", AB_OPT_STRING, &tok_path, "FILE",
+         "llama2.c tokenizer or GGUF vocabulary (default: the GGUF's own, else tokenizer.bin or "
+         "tok<vocab>.bin next to the model)"},
+        {"text", AB_OPT_STRING, &text_path, "FILE", "run on the text of FILE"},
+        {"prompt", AB_OPT_STRING, &prompt, "TEXT", "run on TEXT (\"\": BOS alone)"},
+        {"generate", AB_OPT_INT, &n_gen, "N",
+         "append N greedily generated tokens to the input (stops early at EOS)"},
+        {"tokens", AB_OPT_STRING, &tokens_arg, "IDS", "run on raw token ids, e.g. 1,403,407"},
+        {"copy-task", AB_OPT_INT, &copy_r, "R",
+         "the retrieval copy task: BOS, R seeded random ids >= 3, the same R ids again"},
+        {"no-bos", AB_OPT_FLAG, &no_bos, NULL, "do not prepend BOS to text, prompt or copy task"},
+        {"hidden", AB_OPT_FLAG, &hidden, NULL, "also store the hidden states (/hidden)"},
+        {"o", AB_OPT_STRING, &out, "FILE", "workload file to write"},
+        {NULL, AB_OPT_END, NULL, NULL, NULL},
+    };
+    char *pos[1];
+    int n_pos, st = ab_opts_parse("capture", usage_text, opts, argc, argv, pos, 0, &n_pos);
+    if (st >= 0) return st;
+    if (!model_path) return ab_cmd_error(EX_AB_USAGE, "capture: no model (use --model FILE)");
+    if (!out) return ab_cmd_error(EX_AB_USAGE, "capture: no output file (use -o WORKLOAD.h5)");
+    int n_inputs = !!text_path + !!prompt + !!tokens_arg + (copy_r != -1);
+    if (n_inputs != 1)
+        return ab_cmd_error(EX_AB_USAGE, "capture: give exactly one input: --text, --prompt, "
+                                         "--tokens or --copy-task");
+    if (n_gen < 0) return ab_cmd_error(EX_AB_USAGE, "capture: --generate must be >= 0");
+    if (copy_r != -1 && copy_r < 1)
+        return ab_cmd_error(EX_AB_USAGE, "capture: --copy-task must be >= 1");
+    if (copy_r != -1 && n_gen)
+        return ab_cmd_error(EX_AB_USAGE, "capture: --generate does not go with --copy-task");
+
+    struct ab_model m;
+    struct ab_tokenizer tok;
+    struct ab_workload w;
+    memset(&tok, 0, sizeof tok);
+    memset(&w, 0, sizeof w);
+    int32_t *ids = NULL, *seq = NULL;
+    char *input_desc = NULL;
+    int64_t n_ids = 0, n_seq = 0;
+    int rc = ab_model_load(model_path, &m), have_tok = 0;
+    if (rc) return ab_cmd_fail(rc);
+    const struct ab_model_config *c = &m.c;
+
+    /* the tokenizer: required for text, optional (for /text) with raw ids */
+    rc = find_tokenizer(&m, tok_path, &tok);
+    if (!rc) {
+        have_tok = 1;
+    } else if (text_path || prompt || tok_path) {
+        goto fail;
+    } else {
+        ab_log(AB_LOG_INFO, "capture: no tokenizer, /text omitted (%s)", ab_errmsg());
+        rc = AB_OK;
+    }
+
+    /* the input sequence */
+    char desc[1024];
+    if (text_path) {
+        char *body;
+        if ((rc = read_text(text_path, c->seq_len * (int64_t)(tok.max_len + 1) + 1, &body)))
+            goto fail;
+        rc = ab_tokenizer_encode(&tok, body, !no_bos, &ids, &n_ids);
+        free(body);
+        if (rc) goto fail;
+        snprintf(desc, sizeof desc, "text '%s'", text_path);
+    } else if (prompt) {
+        if ((rc = ab_tokenizer_encode(&tok, prompt, !no_bos, &ids, &n_ids))) goto fail;
+        snprintf(desc, sizeof desc, "prompt \"%.200s\"", prompt);
+    } else if (tokens_arg) {
+        if ((rc = parse_tokens(tokens_arg, &ids, &n_ids))) goto fail;
+        snprintf(desc, sizeof desc, "token ids");
+    } else {
+        if (c->vocab <= 3) {
+            rc = ab_fail(AB_E_DATA, "'%s': a vocabulary of %lld has no ids >= 3 for the copy task",
+                         model_path, (long long)c->vocab);
+            goto fail;
+        }
+        if ((rc = copy_task(copy_r, c->vocab, have_tok ? tok.bos : 1, no_bos, ab_common.seed, &ids,
+                            &n_ids)))
+            goto fail;
+        snprintf(desc, sizeof desc,
+                 "copy task R=%lld seed %llu: %sR random ids >= 3, then the same R ids again",
+                 (long long)copy_r, (unsigned long long)ab_common.seed, no_bos ? "" : "BOS, ");
+    }
+    if (n_ids == 0) {
+        rc = ab_fail(AB_E_DATA, "capture: the input is empty (nothing to run; drop --no-bos?)");
+        goto fail;
+    }
+    if (n_ids + n_gen > c->seq_len) {
+        rc = ab_fail(AB_E_DATA,
+                     "capture: %lld input tokens + %lld generated is longer than the context of "
+                     "'%s' (%lld tokens)",
+                     (long long)n_ids, (long long)n_gen, model_path, (long long)c->seq_len);
+        goto fail;
+    }
+
+    /* generation (KV cache, one token per step), then the batched capture pass */
+    double t_gen = 0;
+    if (n_gen > 0) {
+        double t0 = ab_now();
+        rc = ab_model_generate(&m, ids, n_ids, n_gen, have_tok ? tok.eos : -1, &seq, &n_seq);
+        if (rc) goto fail;
+        t_gen = ab_now() - t0;
+    } else {
+        seq = ids, n_seq = n_ids, ids = NULL;
+    }
+    if ((rc = ab_workload_alloc(&w, c->n_layer, c->n_head, c->n_kv_head, n_seq, c->head_dim,
+                                c->head_dim)))
+        goto fail;
+    if (hidden) {
+        double bytes = 4.0 * (double)(c->n_layer + 1) * (double)n_seq * (double)c->dim;
+        if ((rc = ab_check_fits("hidden states", bytes))) goto fail;
+        w.d_model = c->dim;
+        w.hidden = ab_alloc((size_t)bytes);
+        if (!w.hidden) {
+            rc = ab_fail(AB_E_NOMEM, "capture: out of memory for the hidden states");
+            goto fail;
+        }
+    }
+    struct capture cap = {.w = &w};
+    struct ab_forward_hooks hooks = {
+        .attend = on_attend, .hidden = hidden ? on_hidden : NULL, .user = &cap};
+    double t0 = ab_now();
+    if ((rc = ab_model_forward(&m, seq, n_seq, &hooks, NULL))) goto fail;
+    double t_cap = ab_now() - t0;
+
+    /* the workload's facts */
+    w.tokens = ab_alloc((size_t)n_seq * sizeof *w.tokens);
+    if (!w.tokens) {
+        rc = ab_fail(AB_E_NOMEM, "capture: out of memory");
+        goto fail;
+    }
+    memcpy(w.tokens, seq, (size_t)n_seq * sizeof *seq);
+    if (have_tok && (rc = ab_tokenizer_decode(&tok, seq, n_seq, &w.text))) goto fail;
+    char gen_desc[128] = "";
+    if (n_gen > 0)
+        snprintf(gen_desc, sizeof gen_desc, " + %lld tokens generated greedily",
+                 (long long)(n_seq - n_ids));
+    size_t dl = strlen(m.description) + strlen(desc) + strlen(gen_desc) + 64;
+    if (!(input_desc = malloc(dl)) || !(w.source = strdup("capture"))) {
+        rc = ab_fail(AB_E_NOMEM, "capture: out of memory");
+        goto fail;
+    }
+    snprintf(input_desc, dl, "%s; input: %s%s, %lld tokens", m.description, desc, gen_desc,
+             (long long)n_seq);
+    w.description = input_desc, input_desc = NULL;
+    w.seed = ab_common.seed;
+    w.causal = 1;
+    w.scale = 1.0 / sqrt((double)c->head_dim);
+    w.rope_applied = 1;
+    w.rope_theta = c->rope_theta;
+    if ((rc = ab_h5_workload_write(out, &w))) goto fail;
+
+    printf("%s\n", out);
+    if (n_gen > 0)
+        printf("generated %lld tokens in %.3f s (%.1f tokens/s)\n", (long long)(n_seq - n_ids),
+               t_gen, (double)(n_seq - n_ids) / t_gen);
+    printf("%lld tokens, %lld layers x %lld heads (%lld kv) x head_dim %lld captured in %.3f s "
+           "(%.1f tokens/s)%s\n",
+           (long long)n_seq, (long long)c->n_layer, (long long)c->n_head, (long long)c->n_kv_head,
+           (long long)c->head_dim, t_cap, (double)n_seq / t_cap,
+           hidden ? ", with hidden states" : "");
+
+fail:
+    ab_workload_free(&w);
+    ab_tokenizer_free(&tok);
+    ab_model_free(&m);
+    free(ids);
+    free(seq);
+    free(input_desc);
+    return rc ? ab_cmd_fail(rc) : EX_AB_OK;
+}
