@@ -22,7 +22,7 @@
 #include "core/rng.h"
 #include "core/workload.h"
 #include "io/h5_workload.h"
-#include "model/gguf.h"
+#include "model/input.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "opts.h"
@@ -31,9 +31,6 @@ static const char *usage_text =
     "attnbench capture --model FILE [--tokenizer FILE]\n"
     "                         (--text FILE | --prompt TEXT --generate N | --tokens 1,403,... |\n"
     "                          --copy-task R) [--no-bos] [--hidden] [--seed S] -o WORKLOAD.h5";
-
-/* Random stream of the copy task's token ids: ab_stream(TAG_COPY, 0, 0, 0). */
-enum { TAG_COPY = 0x636f7079 };
 
 /* What the attend and hidden hooks copy into. */
 struct capture {
@@ -59,141 +56,6 @@ static void on_hidden(void *user, int64_t layer, const float *x, int64_t n)
     struct ab_workload *w = ((struct capture *)user)->w;
     size_t hn = (size_t)(n * w->d_model);
     memcpy(w->hidden + (size_t)layer * hn, x, hn * sizeof(float));
-}
-
-static int file_exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* A tokenizer file of either format: GGUF (by its magic) or llama2.c. */
-static int load_tokenizer_file(const char *path, int64_t vocab, struct ab_tokenizer *t)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ab_fail(errno == ENOENT ? AB_E_NOFILE : AB_E_IO, "'%s': cannot open: %s", path,
-                       strerror(errno));
-    char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
-        int rc = ab_gguf_load_tokenizer(path, t);
-        if (!rc && t->n_vocab != vocab) {
-            ab_tokenizer_free(t);
-            return ab_fail(AB_E_DATA, "'%s': vocabulary of %lld tokens, the model has %lld", path,
-                           (long long)t->n_vocab, (long long)vocab);
-        }
-        return rc;
-    }
-    return ab_tokenizer_load_llama2c(path, vocab, t);
-}
-
-/* The tokenizer to use: --tokenizer, else the GGUF's own vocabulary, else tokenizer.bin or
- * tok<vocab>.bin next to the model. AB_E_NOFILE with advice when none is found. */
-static int find_tokenizer(const struct ab_model *m, const char *given, struct ab_tokenizer *t)
-{
-    if (given) return load_tokenizer_file(given, m->c.vocab, t);
-    if (!strcmp(m->format, "gguf")) return ab_gguf_load_tokenizer(m->path, t);
-    const char *slash = strrchr(m->path, '/');
-    int dir_len = slash ? (int)(slash - m->path) : 1;
-    const char *dir = slash ? m->path : ".";
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%.*s/tokenizer.bin", dir_len, dir);
-    snprintf(b, sizeof b, "%.*s/tok%lld.bin", dir_len, dir, (long long)m->c.vocab);
-    if (file_exists(a)) return load_tokenizer_file(a, m->c.vocab, t);
-    if (file_exists(b)) return load_tokenizer_file(b, m->c.vocab, t);
-    return ab_fail(AB_E_NOFILE,
-                   "capture: no tokenizer for '%s' (looked for '%s' and '%s'): pass --tokenizer "
-                   "FILE",
-                   m->path, a, b);
-}
-
-/* "1,403,407" into a malloc'd array. A malformed list is a usage error; a value outside
- * int32 is a data error (it is outside every vocabulary). */
-static int parse_tokens(const char *s, int32_t **ids, int64_t *n)
-{
-    int64_t cap = 1;
-    for (const char *p = s; *p; p++) cap += *p == ',';
-    int32_t *v = malloc((size_t)cap * sizeof *v);
-    if (!v) return ab_fail(AB_E_NOMEM, "capture: out of memory");
-    int64_t k = 0;
-    const char *p = s;
-    for (;;) {
-        char *end;
-        errno = 0;
-        long long x = strtoll(p, &end, 10);
-        while (*end == ' ') end++;
-        if (end == p || (*end != ',' && *end != 0)) {
-            free(v);
-            return ab_fail(AB_E_USAGE, "capture: --tokens wants comma-separated integers, got '%s'",
-                           s);
-        }
-        if (errno == ERANGE || x < INT32_MIN || x > INT32_MAX) {
-            free(v);
-            return ab_fail(AB_E_DATA, "capture: token id %.*s is outside every vocabulary",
-                           (int)(end - p), p);
-        }
-        v[k++] = (int32_t)x;
-        if (!*end) break;
-        p = end + 1;
-    }
-    *ids = v;
-    *n = k;
-    return AB_OK;
-}
-
-/* The whole of a text file, NUL-terminated. Refuses NUL bytes (not text) and files that
- * cannot encode to at most max_tokens tokens even if every token covered max_len bytes. */
-static int read_text(const char *path, int64_t max_bytes, char **text)
-{
-    *text = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ab_fail(errno == ENOENT ? AB_E_NOFILE : AB_E_IO, "'%s': cannot open: %s", path,
-                       strerror(errno));
-    struct stat st;
-    int rc = AB_OK;
-    char *buf = NULL;
-    if (fstat(fileno(f), &st) != 0) {
-        rc = ab_fail(AB_E_IO, "'%s': cannot stat: %s", path, strerror(errno));
-    } else if ((int64_t)st.st_size > max_bytes) {
-        rc = ab_fail(AB_E_DATA, "'%s': %lld bytes of text cannot fit the model's context", path,
-                     (long long)st.st_size);
-    } else if (!(buf = malloc((size_t)st.st_size + 1))) {
-        rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-    } else if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        rc = ab_fail(AB_E_IO, "'%s': read failed", path);
-    } else {
-        buf[st.st_size] = 0;
-        if (memchr(buf, 0, (size_t)st.st_size))
-            rc = ab_fail(AB_E_DATA, "'%s': holds NUL bytes (not a text file)", path);
-    }
-    fclose(f);
-    if (rc)
-        free(buf);
-    else
-        *text = buf;
-    return rc;
-}
-
-/* The retrieval copy task: BOS (unless no_bos), R ids uniform over [3, vocab) from the seeded
- * stream, then the same R ids again. */
-static int copy_task(int64_t r, int64_t vocab, int32_t bos, int no_bos, uint64_t seed,
-                     int32_t **ids, int64_t *n)
-{
-    int64_t len = (no_bos ? 0 : 1) + 2 * r;
-    int32_t *v = malloc((size_t)len * sizeof *v);
-    if (!v) return ab_fail(AB_E_NOMEM, "capture: out of memory");
-    struct ab_rng g;
-    ab_rng_init(&g, seed, ab_stream(TAG_COPY, 0, 0, 0));
-    int64_t at = 0;
-    if (!no_bos) v[at++] = bos;
-    for (int64_t i = 0; i < r; i++) v[at + i] = (int32_t)(3 + ab_rng_below(&g, vocab - 3));
-    memcpy(v + at + r, v + at, (size_t)r * sizeof *v);
-    *ids = v;
-    *n = len;
-    return AB_OK;
 }
 
 int cmd_capture(int argc, char **argv)
@@ -247,7 +109,7 @@ int cmd_capture(int argc, char **argv)
     const struct ab_model_config *c = &m.c;
 
     /* the tokenizer: required for text, optional (for /text) with raw ids */
-    rc = find_tokenizer(&m, tok_path, &tok);
+    rc = ab_model_tokenizer_find(&m, tok_path, &tok);
     if (!rc) {
         have_tok = 1;
     } else if (text_path || prompt || tok_path) {
@@ -261,7 +123,7 @@ int cmd_capture(int argc, char **argv)
     char desc[1024];
     if (text_path) {
         char *body;
-        if ((rc = read_text(text_path, c->seq_len * (int64_t)(tok.max_len + 1) + 1, &body)))
+        if ((rc = ab_text_read(text_path, c->seq_len * (int64_t)(tok.max_len + 1) + 1, &body)))
             goto fail;
         rc = ab_tokenizer_encode(&tok, body, !no_bos, &ids, &n_ids);
         free(body);
@@ -271,7 +133,7 @@ int cmd_capture(int argc, char **argv)
         if ((rc = ab_tokenizer_encode(&tok, prompt, !no_bos, &ids, &n_ids))) goto fail;
         snprintf(desc, sizeof desc, "prompt \"%.200s\"", prompt);
     } else if (tokens_arg) {
-        if ((rc = parse_tokens(tokens_arg, &ids, &n_ids))) goto fail;
+        if ((rc = ab_token_ids_parse(tokens_arg, &ids, &n_ids))) goto fail;
         snprintf(desc, sizeof desc, "token ids");
     } else {
         if (c->vocab <= 3) {
@@ -279,7 +141,7 @@ int cmd_capture(int argc, char **argv)
                          model_path, (long long)c->vocab);
             goto fail;
         }
-        if ((rc = copy_task(copy_r, c->vocab, have_tok ? tok.bos : 1, no_bos, ab_common.seed, &ids,
+        if ((rc = ab_copy_task(copy_r, c->vocab, have_tok ? tok.bos : 1, no_bos, ab_common.seed, &ids,
                             &n_ids)))
             goto fail;
         snprintf(desc, sizeof desc,

@@ -94,7 +94,7 @@ static int head_col(const char *col, size_t *offset)
 static int heads_top(const char *file, const char *col, int64_t k, const struct ab_model_config *c,
                      int8_t *replace)
 {
-    size_t off;
+    size_t off = 0;
     int rc = head_col(col, &off);
     if (rc) return rc;
     struct ab_results r;
@@ -251,7 +251,7 @@ int cmd_eval_model(int argc, char **argv)
     int rc = ab_model_load(model_path, &model);
     const struct ab_model_config *c = &model.c;
     if (!rc && (text || calibrate)) {
-        rc = ab_model_input_tokenizer(&model, tok_path, &tok);
+        rc = ab_model_tokenizer_find(&model, tok_path, &tok);
         have_tok = !rc;
     }
     if (!rc && text) {
@@ -351,7 +351,7 @@ int cmd_eval_model(int argc, char **argv)
                     free(hs.list);
                     hs.list = NULL;
                     if (!rc) rc = set_list(&hs, c->n_layer, c->n_head);
-                    snprintf(hs.how, sizeof hs.how, "selected on %s: %lld of %lld lower its nll by > %g",
+                    snprintf(hs.how, sizeof hs.how, "selected on %.160s: %lld of %lld lower its nll by > %g",
                              cal.name, (long long)n_keep, (long long)total, select_min);
                     if (!rc && n_keep == 0) { /* nothing helps: record the rows as dense */
                         ab_log(AB_LOG_WARN, "eval-model: %s at %g lowers the calibration nll on no head",

@@ -1,6 +1,7 @@
-/* input.h - what a model reads: token sequences built from a text, a copy task or raw ids, and
- * the tokenizer that goes with a model file. `capture` and `eval-model` build their inputs here,
- * so both read a text and draw a copy task the same way. */
+/* input.h - what a model reads: token sequences built from a text, raw ids or the copy task,
+ * and the tokenizer that goes with a model file. `capture` and `eval-model` build their inputs
+ * here, so the same options and seed give the same sequence in both (a `heads` table of a
+ * captured copy task ranks the heads of the very sequence eval-model scores). */
 #ifndef AB_MODEL_INPUT_H
 #define AB_MODEL_INPUT_H
 
@@ -9,6 +10,27 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 
+/* The tokenizer of model m: `given` when not NULL (a llama2.c tokenizer file, or a GGUF file's
+ * vocabulary, told by its magic); else a GGUF model's own vocabulary; else "tokenizer.bin" or
+ * "tok<vocab>.bin" in the model's folder. Its size must match the model's vocabulary
+ * (AB_E_DATA). AB_E_NOFILE naming what was looked for when there is none. */
+int ab_model_tokenizer_find(const struct ab_model *m, const char *given, struct ab_tokenizer *t);
+
+/* The whole text file at path, NUL-terminated (*text malloc'd). AB_E_NOFILE / AB_E_IO; AB_E_DATA
+ * for NUL bytes (not a text) or more than max_bytes bytes. */
+int ab_text_read(const char *path, int64_t max_bytes, char **text);
+
+/* "1,403,407" into a malloc'd array (*ids, *n). AB_E_USAGE for a malformed list, AB_E_DATA for
+ * a value outside int32 (range against a vocabulary is the model's check). */
+int ab_token_ids_parse(const char *s, int32_t **ids, int64_t *n);
+
+/* The retrieval copy task: bos (unless no_bos), R ids uniform over [3, vocab) (ids 0..2 are
+ * UNK, BOS and EOS in Llama vocabularies) from the seeded stream, then the same R ids again.
+ * *ids malloc'd, *n = (no_bos ? 0 : 1) + 2R. vocab must exceed 3. */
+int ab_copy_task(int64_t r, int64_t vocab, int32_t bos, int no_bos, uint64_t seed, int32_t **ids,
+                 int64_t *n);
+
+/* A scored input of eval-model. */
 struct ab_model_input {
     int32_t *ids;      /* (n) token ids, BOS first (malloc'd) */
     int64_t n;
@@ -17,30 +39,15 @@ struct ab_model_input {
 
 void ab_model_input_free(struct ab_model_input *in);
 
-/* The tokenizer of model m: tok_path when given (a llama2.c tokenizer file); else a GGUF
- * model's own vocabulary; else "tokenizer.bin" or "tok<vocab>.bin" in the model's folder.
- * Its size must match the model's vocabulary. AB_E_USAGE when none is found (naming what was
- * tried), or the loader's error. */
-int ab_model_input_tokenizer(const struct ab_model *m, const char *tok_path,
-                             struct ab_tokenizer *t);
-
-/* Reads the text file at path (at most 16 MiB, no NUL bytes) and encodes it with BOS. The
- * sequence must fit the model's context (AB_E_DATA naming the file, its token count and
- * seq_len, otherwise). */
+/* The text file at path encoded with BOS; it must fit the model's context (AB_E_DATA naming
+ * the file, its token count and seq_len, otherwise). */
 int ab_model_input_text(const struct ab_model *m, const struct ab_tokenizer *t, const char *path,
                         struct ab_model_input *in);
 
-/* Encodes text (a string) with BOS, same checks; `what` names it in errors. */
-int ab_model_input_string(const struct ab_model *m, const struct ab_tokenizer *t,
-                          const char *text, const char *what, struct ab_model_input *in);
-
-/* The copy task: BOS, then R ids drawn uniformly from [3, vocab) (ids 0..2 are UNK, BOS, EOS in
- * Llama vocabularies) with the given seed, then the same R ids again; copy_from = 1 + R. 2R + 1
- * must fit the context (AB_E_USAGE otherwise). */
+/* The copy task with BOS (id 1) and copy_from = 1 + R, as ab_copy_task with this seed (the same
+ * sequence `capture --copy-task R --seed S` captures). 2R + 1 must fit the context
+ * (AB_E_USAGE otherwise). */
 int ab_model_input_copy(const struct ab_model *m, int64_t r, uint64_t seed,
                         struct ab_model_input *in);
-
-/* Raw ids from a comma list ("1,403,407"), each in [0, vocab). */
-int ab_model_input_ids(const struct ab_model *m, const char *list, struct ab_model_input *in);
 
 #endif
