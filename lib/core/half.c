@@ -10,9 +10,12 @@ double ab_f16_to_double(uint16_t h)
 {
     int e = (h >> 10) & 31, m = h & 1023;
     double v;
-    if (e == 0) v = ldexp(m, -24); /* zero and subnormals: m * 2^-24 */
-    else if (e == 31) v = m ? NAN : INFINITY;
-    else v = ldexp(m + 1024, e - 25); /* (1 + m/1024) * 2^(e-15) */
+    if (e == 0)
+        v = ldexp(m, -24); /* zero and subnormals: m * 2^-24 */
+    else if (e == 31)
+        v = m ? NAN : INFINITY;
+    else
+        v = ldexp(m + 1024, e - 25); /* (1 + m/1024) * 2^(e-15) */
     return (h & 0x8000) ? -v : v;
 }
 

@@ -29,43 +29,55 @@
 #include "core/half.h"
 
 enum {
-    GGUF_ALIGNMENT = 32,         /* default, and what we write */
+    GGUF_ALIGNMENT = 32, /* default, and what we write */
     GGUF_MAX_ALIGNMENT = 1 << 20,
-    GGUF_MAX_KV = 1 << 14,       /* real files hold tens of keys */
-    GGUF_MAX_TENSORS = 1 << 14,  /* a 128-layer llama holds about 1200 */
-    GGUF_MAX_KEY = 1 << 16,      /* bytes */
-    GGUF_MAX_STRING = 1 << 24,   /* bytes: chat templates run to tens of kilobytes */
-    GGUF_MAX_TOKEN = 1 << 16,    /* bytes of one vocabulary piece */
-    GGUF_MAX_NAME = 256,         /* bytes of a tensor name (ggml's own limit is 64) */
+    GGUF_MAX_KV = 1 << 14,      /* real files hold tens of keys */
+    GGUF_MAX_TENSORS = 1 << 14, /* a 128-layer llama holds about 1200 */
+    GGUF_MAX_KEY = 1 << 16,     /* bytes */
+    GGUF_MAX_STRING = 1 << 24,  /* bytes: chat templates run to tens of kilobytes */
+    GGUF_MAX_TOKEN = 1 << 16,   /* bytes of one vocabulary piece */
+    GGUF_MAX_NAME = 256,        /* bytes of a tensor name (ggml's own limit is 64) */
     GGUF_MAX_DIMS = 4,
-    GGUF_MAX_DEPTH = 8,          /* arrays of arrays of ... */
-    Q8_0_BLOCK = 32,             /* values per block */
-    Q8_0_BYTES = 34,             /* fp16 scale + 32 int8 */
+    GGUF_MAX_DEPTH = 8, /* arrays of arrays of ... */
+    Q8_0_BLOCK = 32,    /* values per block */
+    Q8_0_BYTES = 34,    /* fp16 scale + 32 int8 */
 };
 
 /* Metadata value types (GGUF's numbering). */
 enum gv {
-    GV_U8, GV_I8, GV_U16, GV_I16, GV_U32, GV_I32, GV_F32, GV_BOOL, GV_STR, GV_ARR, GV_U64,
-    GV_I64, GV_F64, GV_COUNT
+    GV_U8,
+    GV_I8,
+    GV_U16,
+    GV_I16,
+    GV_U32,
+    GV_I32,
+    GV_F32,
+    GV_BOOL,
+    GV_STR,
+    GV_ARR,
+    GV_U64,
+    GV_I64,
+    GV_F64,
+    GV_COUNT
 };
 /* bytes of each scalar type; 0 for string and array */
 static const uint8_t gv_size[GV_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 static const char *const gv_name[GV_COUNT] = {
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-    "bool",  "string", "array", "uint64", "int64", "float64",
+    "uint8", "int8",   "uint16", "int16",  "uint32", "int32",   "float32",
+    "bool",  "string", "array",  "uint64", "int64",  "float64",
 };
 
 /* ggml type names, for messages about tensors we cannot read. */
 static const char *ggml_type_name(uint32_t t)
 {
     static const char *const names[] = {
-        [0] = "F32",      [1] = "F16",      [2] = "Q4_0",     [3] = "Q4_1",   [6] = "Q5_0",
-        [7] = "Q5_1",     [8] = "Q8_0",     [9] = "Q8_1",     [10] = "Q2_K",  [11] = "Q3_K",
-        [12] = "Q4_K",    [13] = "Q5_K",    [14] = "Q6_K",    [15] = "Q8_K",  [16] = "IQ2_XXS",
-        [17] = "IQ2_XS",  [18] = "IQ3_XXS", [19] = "IQ1_S",   [20] = "IQ4_NL", [21] = "IQ3_S",
-        [22] = "IQ2_S",   [23] = "IQ4_XS",  [24] = "I8",      [25] = "I16",   [26] = "I32",
-        [27] = "I64",     [28] = "F64",     [29] = "IQ1_M",   [30] = "BF16",  [34] = "TQ1_0",
-        [35] = "TQ2_0",   [39] = "MXFP4",
+        [0] = "F32",     [1] = "F16",      [2] = "Q4_0",   [3] = "Q4_1",    [6] = "Q5_0",
+        [7] = "Q5_1",    [8] = "Q8_0",     [9] = "Q8_1",   [10] = "Q2_K",   [11] = "Q3_K",
+        [12] = "Q4_K",   [13] = "Q5_K",    [14] = "Q6_K",  [15] = "Q8_K",   [16] = "IQ2_XXS",
+        [17] = "IQ2_XS", [18] = "IQ3_XXS", [19] = "IQ1_S", [20] = "IQ4_NL", [21] = "IQ3_S",
+        [22] = "IQ2_S",  [23] = "IQ4_XS",  [24] = "I8",    [25] = "I16",    [26] = "I32",
+        [27] = "I64",    [28] = "F64",     [29] = "IQ1_M", [30] = "BF16",   [34] = "TQ1_0",
+        [35] = "TQ2_0",  [39] = "MXFP4",
     };
     if (t < sizeof names / sizeof names[0] && names[t]) return names[t];
     return "unknown";
@@ -96,10 +108,10 @@ struct gguf {
     uint64_t size;
     uint32_t version;
     uint64_t n_kv, n_tensor;
-    struct kv *kv;         /* (n_kv) */
-    struct tinfo *tensor;  /* (n_tensor) */
+    struct kv *kv;        /* (n_kv) */
+    struct tinfo *tensor; /* (n_tensor) */
     uint64_t alignment;
-    uint64_t data_start;   /* first byte of the data section */
+    uint64_t data_start; /* first byte of the data section */
 };
 
 /* A read position in the file. */
@@ -127,8 +139,10 @@ static int need(const struct cur *c, uint64_t n, const char *what)
 {
     uint64_t left = c->g->size - c->pos;
     if (n <= left) return AB_OK;
-    return ab_fail(AB_E_DATA, "'%s': truncated GGUF file (%s at byte %llu needs %llu bytes, %llu "
-                   "left)", c->g->path, what, (unsigned long long)c->pos, (unsigned long long)n,
+    return ab_fail(AB_E_DATA,
+                   "'%s': truncated GGUF file (%s at byte %llu needs %llu bytes, %llu "
+                   "left)",
+                   c->g->path, what, (unsigned long long)c->pos, (unsigned long long)n,
                    (unsigned long long)left);
 }
 
@@ -181,9 +195,11 @@ static int rd_array_head(struct cur *c, uint32_t *type, uint64_t *n, const char 
     uint64_t min_bytes = gv_size[*type] ? gv_size[*type] : *type == GV_STR ? 8 : 12;
     uint64_t left = c->g->size - c->pos;
     if (*n > left / min_bytes)
-        return ab_fail(AB_E_DATA, "'%s': %s: an array of %llu %s values cannot fit in the %llu "
-                       "bytes left (truncated file or a corrupt count)", c->g->path, what,
-                       (unsigned long long)*n, gv_name[*type], (unsigned long long)left);
+        return ab_fail(AB_E_DATA,
+                       "'%s': %s: an array of %llu %s values cannot fit in the %llu "
+                       "bytes left (truncated file or a corrupt count)",
+                       c->g->path, what, (unsigned long long)*n, gv_name[*type],
+                       (unsigned long long)left);
     return AB_OK;
 }
 
@@ -253,10 +269,14 @@ static int get_int(const struct gguf *g, const char *key, int64_t lo, int64_t hi
     uint64_t u;
     int neg = 0;
     switch (kv->type) {
-    case GV_U8: case GV_U16: case GV_U32: case GV_U64:
-        u = get_le(p, gv_size[kv->type]);
-        break;
-    case GV_I8: case GV_I16: case GV_I32: case GV_I64: {
+    case GV_U8:
+    case GV_U16:
+    case GV_U32:
+    case GV_U64: u = get_le(p, gv_size[kv->type]); break;
+    case GV_I8:
+    case GV_I16:
+    case GV_I32:
+    case GV_I64: {
         int bits = 8 * gv_size[kv->type];
         u = get_le(p, gv_size[kv->type]);
         if (u >> (bits - 1) & 1) { /* negative: magnitude of the two's complement */
@@ -315,8 +335,7 @@ static int get_positive(const struct gguf *g, const char *key, double def, doubl
 }
 
 /* A string key: *s (into the map) and *len, or *s = NULL when absent. */
-static int get_string(const struct gguf *g, const char *key, const unsigned char **s,
-                      uint64_t *len)
+static int get_string(const struct gguf *g, const char *key, const unsigned char **s, uint64_t *len)
 {
     const struct kv *kv = find_kv(g, key);
     *s = NULL, *len = 0;
@@ -342,12 +361,12 @@ static int get_array(const struct gguf *g, const char *key, uint32_t want, struc
                        gv_name[kv->type]);
     uint32_t et = (uint32_t)get_le(g->base + kv->off, 4);
     if (et != want)
-        return ab_fail(AB_E_DATA, "'%s': metadata '%s' is an array of %s, not of %s", g->path,
-                       key, et < GV_COUNT ? gv_name[et] : "?", gv_name[want]);
+        return ab_fail(AB_E_DATA, "'%s': metadata '%s' is an array of %s, not of %s", g->path, key,
+                       et < GV_COUNT ? gv_name[et] : "?", gv_name[want]);
     uint64_t count = get_le(g->base + kv->off + 4, 8);
     if (count > INT32_MAX)
-        return ab_fail(AB_E_DATA, "'%s': metadata '%s' holds %llu values (limit %d)", g->path,
-                       key, (unsigned long long)count, INT32_MAX);
+        return ab_fail(AB_E_DATA, "'%s': metadata '%s' holds %llu values (limit %d)", g->path, key,
+                       (unsigned long long)count, INT32_MAX);
     c->g = g;
     c->pos = kv->off + 12;
     *n = (int64_t)count;
@@ -387,8 +406,10 @@ static int gguf_open(const char *path, struct gguf *g)
     c.pos = 4;
     if ((rc = rd_u32(&c, &g->version, "the version"))) goto fail;
     if (g->version == 1) {
-        rc = ab_fail(AB_E_DATA, "'%s': GGUF version 1 (32-bit counts) is not supported; "
-                     "convert the model again with a current llama.cpp", path);
+        rc = ab_fail(AB_E_DATA,
+                     "'%s': GGUF version 1 (32-bit counts) is not supported; "
+                     "convert the model again with a current llama.cpp",
+                     path);
         goto fail;
     }
     if (g->version != 2 && g->version != 3) {
@@ -479,9 +500,11 @@ static int gguf_open(const char *path, struct gguf *g)
     g->data_start = (c.pos + g->alignment - 1) / g->alignment * g->alignment;
     for (uint64_t i = 0; i < g->n_tensor; i++)
         if (g->tensor[i].off % g->alignment) {
-            rc = ab_fail(AB_E_DATA, "'%s': tensor '%s' starts at offset %llu, not a multiple of "
-                         "the alignment %llu", path, g->tensor[i].name,
-                         (unsigned long long)g->tensor[i].off, (unsigned long long)g->alignment);
+            rc = ab_fail(AB_E_DATA,
+                         "'%s': tensor '%s' starts at offset %llu, not a multiple of "
+                         "the alignment %llu",
+                         path, g->tensor[i].name, (unsigned long long)g->tensor[i].off,
+                         (unsigned long long)g->alignment);
             goto fail;
         }
     return AB_OK;
@@ -493,23 +516,35 @@ fail:
 /* ------------------------------------------------------------------ the llama tensor map */
 
 /* Weight buffers of struct ab_model, by index. */
-enum wbuf { W_TOK, W_RMS_ATT, W_WQ, W_WK, W_WV, W_WO, W_RMS_FFN, W_W1, W_W2, W_W3, W_RMS_FINAL,
-            W_CLS };
+enum wbuf {
+    W_TOK,
+    W_RMS_ATT,
+    W_WQ,
+    W_WK,
+    W_WV,
+    W_WO,
+    W_RMS_FFN,
+    W_W1,
+    W_W2,
+    W_W3,
+    W_RMS_FINAL,
+    W_CLS
+};
 
 static float *wbuf_ptr(const struct ab_model *m, int b)
 {
-    float *const p[] = {m->tok_emb, m->rms_att, m->wq,  m->wk,  m->wv,        m->wo,
-                        m->rms_ffn, m->w1,      m->w2,  m->w3,  m->rms_final, m->wcls};
+    float *const p[] = {m->tok_emb, m->rms_att, m->wq, m->wk, m->wv,        m->wo,
+                        m->rms_ffn, m->w1,      m->w2, m->w3, m->rms_final, m->wcls};
     return p[b];
 }
 
 /* One GGUF tensor of a llama model and where it lives in struct ab_model. */
 struct llama_tensor {
     char name[48];
-    int buf;        /* enum wbuf */
-    size_t at;      /* first element in that buffer */
-    int64_t ne0;    /* innermost dimension (`in` of a linear map) */
-    int64_t ne1;    /* rows (`out`); 0 for a vector */
+    int buf;     /* enum wbuf */
+    size_t at;   /* first element in that buffer */
+    int64_t ne0; /* innermost dimension (`in` of a linear map) */
+    int64_t ne1; /* rows (`out`); 0 for a vector */
 };
 
 static int64_t llama_n_tensors(const struct ab_model_config *c, int separate_cls)
@@ -536,8 +571,8 @@ static int64_t llama_tensors(const struct ab_model_config *c, int separate_cls,
     lt_set(&t[i++], "token_embd.weight", W_TOK, 0, D, V);
     for (int64_t l = 0; l < c->n_layer; l++) {
         size_t L = (size_t)l;
-#define BLK(suffix, buf, at, ne0, ne1)                                                         \
-    (snprintf(name, sizeof name, "blk.%lld." suffix ".weight", (long long)l),                  \
+#define BLK(suffix, buf, at, ne0, ne1)                                                             \
+    (snprintf(name, sizeof name, "blk.%lld." suffix ".weight", (long long)l),                      \
      lt_set(&t[i++], name, buf, at, ne0, ne1))
         BLK("attn_norm", W_RMS_ATT, L * (size_t)D, D, 0);
         BLK("attn_q", W_WQ, L * (size_t)(qd * D), D, qd);
@@ -596,23 +631,27 @@ static int check_tensor(const struct gguf *g, const struct llama_tensor *lt,
         char have_s[128], want_s[128];
         shape_text(t->ne, t->n_dims, have_s, sizeof have_s);
         shape_text(want, want_dims, want_s, sizeof want_s);
-        return ab_fail(AB_E_DATA, "'%s': tensor '%s' has shape %s, the metadata says %s",
-                       g->path, lt->name, have_s, want_s);
+        return ab_fail(AB_E_DATA, "'%s': tensor '%s' has shape %s, the metadata says %s", g->path,
+                       lt->name, have_s, want_s);
     }
     uint64_t n = (uint64_t)lt->ne0 * (uint64_t)(lt->ne1 ? lt->ne1 : 1);
     uint64_t bytes = tensor_bytes(t->type, (uint64_t)lt->ne0, n);
     if (!bytes && t->type == AB_GGML_Q8_0)
-        return ab_fail(AB_E_DATA, "'%s': tensor '%s' is Q8_0 with rows of %lld values, not a "
-                       "multiple of %d", g->path, lt->name, (long long)lt->ne0, Q8_0_BLOCK);
+        return ab_fail(AB_E_DATA,
+                       "'%s': tensor '%s' is Q8_0 with rows of %lld values, not a "
+                       "multiple of %d",
+                       g->path, lt->name, (long long)lt->ne0, Q8_0_BLOCK);
     if (!bytes)
-        return ab_fail(AB_E_DATA, "'%s': tensor '%s' has type %s (%u), which is not supported "
-                       "(F32, F16, BF16 and Q8_0 are)", g->path, lt->name,
-                       ggml_type_name(t->type), t->type);
+        return ab_fail(AB_E_DATA,
+                       "'%s': tensor '%s' has type %s (%u), which is not supported "
+                       "(F32, F16, BF16 and Q8_0 are)",
+                       g->path, lt->name, ggml_type_name(t->type), t->type);
     if (g->data_start > g->size || t->off > g->size - g->data_start ||
         bytes > g->size - g->data_start - t->off)
-        return ab_fail(AB_E_DATA, "'%s': tensor '%s' (%llu bytes at data offset %llu) runs past "
-                       "the end of the file (%llu bytes)", g->path, lt->name,
-                       (unsigned long long)bytes, (unsigned long long)t->off,
+        return ab_fail(AB_E_DATA,
+                       "'%s': tensor '%s' (%llu bytes at data offset %llu) runs past "
+                       "the end of the file (%llu bytes)",
+                       g->path, lt->name, (unsigned long long)bytes, (unsigned long long)t->off,
                        (unsigned long long)g->size);
     *ti = t;
     return AB_OK;
@@ -654,7 +693,8 @@ static int read_config(const struct gguf *g, struct ab_model_config *c)
     int64_t v;
     int rc = get_string(g, "general.architecture", &arch, &len);
     if (rc) return rc;
-    if (!arch) return ab_fail(AB_E_DATA, "'%s': metadata 'general.architecture' is missing", g->path);
+    if (!arch)
+        return ab_fail(AB_E_DATA, "'%s': metadata 'general.architecture' is missing", g->path);
     if (len != 5 || memcmp(arch, "llama", 5))
         return ab_fail(AB_E_DATA, "'%s': architecture '%.*s' is not supported (llama only)",
                        g->path, (int)AB_MIN(len, 64), (const char *)arch);
@@ -674,15 +714,15 @@ static int read_config(const struct gguf *g, struct ab_model_config *c)
                        g->path, (long long)c->dim, (long long)c->n_head);
     c->head_dim = c->dim / c->n_head;
     /* keys that, when present, must agree with head_dim: we rotate and attend over all of it */
-    static const char *const per_head[] = {"llama.rope.dimension_count",
-                                           "llama.attention.key_length",
-                                           "llama.attention.value_length"};
+    static const char *const per_head[] = {
+        "llama.rope.dimension_count", "llama.attention.key_length", "llama.attention.value_length"};
     for (int i = 0; i < 3; i++) {
         if ((rc = get_int(g, per_head[i], 1, big, c->head_dim, 0, &v))) return rc;
         if (v != c->head_dim)
-            return ab_fail(AB_E_DATA, "'%s': metadata '%s' = %lld differs from the head size "
-                           "%lld (not supported)", g->path, per_head[i], (long long)v,
-                           (long long)c->head_dim);
+            return ab_fail(AB_E_DATA,
+                           "'%s': metadata '%s' = %lld differs from the head size "
+                           "%lld (not supported)",
+                           g->path, per_head[i], (long long)v, (long long)c->head_dim);
     }
     /* vocabulary: the token list, else llama.vocab_size */
     struct cur tc;
@@ -690,8 +730,10 @@ static int read_config(const struct gguf *g, struct ab_model_config *c)
     if ((rc = get_array(g, "tokenizer.ggml.tokens", GV_STR, &tc, &n_tok))) return rc;
     if (n_tok < 0 && (rc = get_int(g, "llama.vocab_size", 1, big, -1, 0, &n_tok))) return rc;
     if (n_tok <= 0)
-        return ab_fail(AB_E_DATA, "'%s': no vocabulary (neither tokenizer.ggml.tokens nor "
-                       "llama.vocab_size)", g->path);
+        return ab_fail(AB_E_DATA,
+                       "'%s': no vocabulary (neither tokenizer.ggml.tokens nor "
+                       "llama.vocab_size)",
+                       g->path);
     c->vocab = n_tok;
     return ab_model_config_check(c, g->path);
 }
@@ -758,8 +800,8 @@ int ab_gguf_load_model(const char *path, struct ab_model *m)
              "%s: gguf v%u llama, dim %lld, hidden %lld, %lld layers, %lld heads (%lld kv) of "
              "%lld, vocab %lld, context %lld, %s classifier; tensors %s",
              base, g.version, (long long)c.dim, (long long)c.hidden_dim, (long long)c.n_layer,
-             (long long)c.n_head, (long long)c.n_kv_head, (long long)c.head_dim,
-             (long long)c.vocab, (long long)c.seq_len, separate ? "separate" : "shared", types);
+             (long long)c.n_head, (long long)c.n_kv_head, (long long)c.head_dim, (long long)c.vocab,
+             (long long)c.seq_len, separate ? "separate" : "shared", types);
     m->format = "gguf";
 done:
     if (rc) ab_model_free(m);
@@ -797,8 +839,10 @@ int ab_gguf_read_vocab(const char *path, struct ab_gguf_vocab *v)
     if (rc) return rc;
     if ((rc = get_string(&g, "tokenizer.ggml.model", &model, &len))) goto done;
     if (model && (len != 5 || memcmp(model, "llama", 5))) {
-        rc = ab_fail(AB_E_DATA, "'%s': tokenizer '%.*s' is not supported (llama, SentencePiece "
-                     "BPE, only)", path, (int)AB_MIN(len, 64), (const char *)model);
+        rc = ab_fail(AB_E_DATA,
+                     "'%s': tokenizer '%.*s' is not supported (llama, SentencePiece "
+                     "BPE, only)",
+                     path, (int)AB_MIN(len, 64), (const char *)model);
         goto done;
     }
     if ((rc = get_array(&g, "tokenizer.ggml.tokens", GV_STR, &tc, &n))) goto done;
@@ -854,7 +898,8 @@ int ab_gguf_read_vocab(const char *path, struct ab_gguf_vocab *v)
         }
         p[o] = 0;
         v->piece[i] = p;
-        v->score[i] = n_score < 0 ? 0.0f : f32_of_bits((uint32_t)get_le(g.base + sc.pos + 4 * i, 4));
+        v->score[i] =
+            n_score < 0 ? 0.0f : f32_of_bits((uint32_t)get_le(g.base + sc.pos + 4 * i, 4));
         v->type[i] = n_type < 0 ? 1 : (int32_t)(uint32_t)get_le(g.base + yc.pos + 4 * i, 4);
     }
 done:
@@ -955,7 +1000,10 @@ static void write_meta(struct out *o, const struct ab_model *m, const struct ab_
 {
     const struct ab_model_config *c = &m->c;
     /* llama.cpp's file types: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32 */
-    uint32_t ftype = type == AB_GGML_F16 ? 1 : type == AB_GGML_Q8_0 ? 7 : type == AB_GGML_BF16 ? 32 : 0;
+    uint32_t ftype = type == AB_GGML_F16    ? 1
+                     : type == AB_GGML_Q8_0 ? 7
+                     : type == AB_GGML_BF16 ? 32
+                                            : 0;
     kv_string(o, "general.architecture", "llama");
     kv_string(o, "general.name", name);
     kv_u32(o, "general.alignment", GGUF_ALIGNMENT);
@@ -981,8 +1029,10 @@ static void write_meta(struct out *o, const struct ab_model *m, const struct ab_
         for (size_t k = 0; k < len; k++) spaces += s[k] == ' ';
         put_le(o, len + 2 * spaces, 8); /* ' ' -> "▁": 3 bytes for 1 */
         for (size_t k = 0; k < len; k++) {
-            if (s[k] == ' ') put(o, sp_space, 3);
-            else put(o, &s[k], 1);
+            if (s[k] == ' ')
+                put(o, sp_space, 3);
+            else
+                put(o, &s[k], 1);
         }
     }
     kv_head(o, "tokenizer.ggml.scores", GV_ARR);
@@ -1038,8 +1088,10 @@ static int encode_row(const float *x, int64_t n, int type, unsigned char *buf, c
     }
     for (int64_t b = 0; type == AB_GGML_Q8_0 && b < n / Q8_0_BLOCK; b++)
         if (q8_0_block(x + b * Q8_0_BLOCK, buf + b * Q8_0_BYTES))
-            return ab_fail(AB_E_DATA, "'%s': tensor '%s' holds a value that Q8_0 cannot store "
-                           "(not finite, or above 127 x 65504)", path, name);
+            return ab_fail(AB_E_DATA,
+                           "'%s': tensor '%s' holds a value that Q8_0 cannot store "
+                           "(not finite, or above 127 x 65504)",
+                           path, name);
     return AB_OK;
 }
 
@@ -1083,8 +1135,8 @@ int ab_gguf_write_model(const char *path, const struct ab_model *m, const struct
         ttype[i] = lt[i].ne1 ? type : AB_GGML_F32;
         if (ttype[i] == AB_GGML_Q8_0 && lt[i].ne0 % Q8_0_BLOCK) ttype[i] = AB_GGML_F32;
         toff[i] = data_bytes;
-        uint64_t bytes = tensor_bytes((uint32_t)ttype[i], (uint64_t)lt[i].ne0,
-                                      (uint64_t)(lt[i].ne0 * rows));
+        uint64_t bytes =
+            tensor_bytes((uint32_t)ttype[i], (uint64_t)lt[i].ne0, (uint64_t)(lt[i].ne0 * rows));
         data_bytes += (bytes + GGUF_ALIGNMENT - 1) / GGUF_ALIGNMENT * GGUF_ALIGNMENT;
     }
     struct out count = {0};

@@ -41,10 +41,10 @@ int ab_gguf_load_model(const char *path, struct ab_model *m);
 /* The vocabulary of a GGUF file as arrays, in llama2.c form. */
 struct ab_gguf_vocab {
     int64_t n_vocab;
-    char **piece;   /* (n_vocab) NUL-terminated UTF-8, U+2581 mapped to ' ' (malloc'd each) */
-    float *score;   /* (n_vocab) tokenizer.ggml.scores, zeros when absent */
-    int32_t *type;  /* (n_vocab) tokenizer.ggml.token_type (1 normal, 2 unknown, 3 control,
-                       6 byte ...), 1 when absent */
+    char **piece;  /* (n_vocab) NUL-terminated UTF-8, U+2581 mapped to ' ' (malloc'd each) */
+    float *score;  /* (n_vocab) tokenizer.ggml.scores, zeros when absent */
+    int32_t *type; /* (n_vocab) tokenizer.ggml.token_type (1 normal, 2 unknown, 3 control,
+                      6 byte ...), 1 when absent */
     int32_t bos, eos;
 };
 
