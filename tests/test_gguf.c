@@ -818,3 +818,45 @@ Test(gguf, bf16_conversions)
         if (!isnan(x)) cr_assert_eq(ab_bf16_from_float(x), h, "0x%04x", h);
     }
 }
+
+/* ------------------------------------------------------------------ attnbench convert */
+
+Test(gguf, convert_command_rewrites_gguf_as_q8_0)
+{
+    struct ab_model_config c = tiny_config();
+    struct ab_model a, b;
+    struct ab_tokenizer t;
+    float score[N_VOCAB];
+    char *owned[N_VOCAB];
+    make_model(&a, &c, 1, SEED + 9);
+    make_tokenizer(&t, score, owned);
+    const char *in = t_path("conv-in.gguf"), *out = t_path("conv-out.gguf");
+    cr_assert_eq(ab_gguf_write_model(in, &a, &t, AB_GGML_F32), AB_OK, "%s", ab_errmsg());
+    char *so = NULL, *se = NULL;
+    int st = t_run(&so, &se, "convert '%s' --type q8_0 -o '%s'", in, out);
+    cr_assert_eq(st, 0, "%s", se);
+    cr_expect(strstr(so, out), "%s", so);
+    cr_assert_eq(ab_gguf_load_model(out, &b), AB_OK, "%s", ab_errmsg());
+    expect_q8_0(a.wq, b.wq, (size_t)(c.n_layer * c.dim * c.dim), "wq");
+    struct ab_gguf_vocab v;
+    cr_assert_eq(ab_gguf_read_vocab(out, &v), AB_OK, "%s", ab_errmsg());
+    for (int i = 0; i < N_VOCAB; i++) cr_expect_str_eq(v.piece[i], owned[i]);
+    ab_gguf_vocab_free(&v);
+    free(so), free(se);
+    /* usage errors and bad input: exit 64 / 65, nothing written */
+    const char *none = t_path("conv-none.gguf");
+    cr_expect_eq(t_run(NULL, NULL, "convert '%s' --type q4 -o '%s'", in, none), 64);
+    cr_expect_eq(t_run(NULL, NULL, "convert '%s' -o '%s'", in, none), 64);
+    size_t len;
+    unsigned char *raw = t_slurp(in, &len);
+    const char *bad = t_path("conv-bad.gguf");
+    spit(bad, raw, len / 2);
+    cr_expect_eq(t_run(NULL, &se, "convert '%s' --type f16 -o '%s'", bad, none), 65);
+    cr_expect(strstr(se, bad), "%s", se);
+    cr_expect(!t_exists(none) && !t_exists(t_path("conv-none.gguf.tmp")));
+    free(se);
+    free(raw);
+    free_owned(owned);
+    ab_model_free(&a);
+    ab_model_free(&b);
+}
