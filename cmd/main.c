@@ -26,6 +26,7 @@ static const struct cmd commands[] = {
     {"check", cmd_check, "regression gate: compare results with a baseline, exit 1 on regression"},
     {"verify", cmd_verify, "compare an external kernel's outputs with the double-precision reference"},
     {"heads", cmd_heads, "per-head sink, dormancy, locality and retrieval statistics of workloads"},
+    {"convert", cmd_convert, "rewrite a model as GGUF with F32, F16, BF16 or Q8_0 weights"},
     {"bench", cmd_bench, "measure kernel throughput against the machine's GEMM rate"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

@@ -106,5 +106,6 @@ int cmd_scenario(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 #endif

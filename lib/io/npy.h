@@ -16,6 +16,8 @@
 
 #include <stdint.h>
 
+#include "core/half.h" /* ab_f16_to_double, ab_f16_from_double */
+
 /* Element types; the value is the item size in bytes. */
 enum ab_dtype { AB_DT_F16 = 2, AB_DT_F32 = 4, AB_DT_F64 = 8 };
 
@@ -37,12 +39,6 @@ void ab_array_free(struct ab_array *a);
 
 /* "float16", "float32", "float64" ("?" otherwise). */
 const char *ab_dtype_name(int dtype);
-
-/* IEEE 754 binary16 conversions. To double is exact (subnormals, infinities, NaN kept). From
- * double rounds to nearest, ties to even, overflowing to infinity past 65504 and underflowing
- * through the subnormals (smallest 2^-24) to signed zero; NaN stays NaN. */
-double ab_f16_to_double(uint16_t h);
-uint16_t ab_f16_from_double(double x);
 
 /* Reads the header of the .npy file at path into out (data NULL, as 0) and sets *data_offset to
  * the byte where the elements start; checks that the file holds exactly n * itemsize bytes
