@@ -15,6 +15,7 @@ struct cmd {
 
 static const struct cmd commands[] = {
     {"gen", cmd_gen, "write a synthetic workload with planted structure and task ground truth"},
+    {"import", cmd_import, "bring Q/K/V from .npy, .npz, safetensors or HDF5 into a workload"},
     {"info", cmd_info, "print what an attnbench file holds"},
     {"methods", cmd_methods, "list the method registry, or show one method"},
     {"run", cmd_run, "evaluate methods x budgets x phases on workloads against exact attention"},

@@ -83,6 +83,7 @@ void ab_progress_end(struct ab_progress *p);
 /* command entry points: argc/argv start at the command name; return the exit status */
 int cmd_gen(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_methods(int argc, char **argv);
