@@ -274,14 +274,18 @@ static void st_write(const char *path, const struct tensor *t, int n)
     free(data.p), free(file.p);
 }
 
-/* A safetensors file from a raw header text and data; hlen_field overrides the length. */
-static void st_raw(const char *path, const char *header, size_t data_len, uint64_t hlen_field)
+/* A safetensors file from a raw header text and data_len bytes of data (zeros when data is
+ * NULL); hlen_field overrides the length. */
+static void st_raw(const char *path, const char *header, const void *data, size_t data_len,
+                   uint64_t hlen_field)
 {
     struct buf file = {0};
     put_le(&file, hlen_field ? hlen_field : strlen(header), 8);
     put(&file, header, strlen(header));
     unsigned char zero[64] = {0};
-    for (size_t i = 0; i < data_len; i += 64) put(&file, zero, AB_MIN((size_t)64, data_len - i));
+    if (data) put(&file, data, data_len);
+    for (size_t i = 0; !data && i < data_len; i += 64)
+        put(&file, zero, AB_MIN((size_t)64, data_len - i));
     write_file(path, file.p, file.n);
     free(file.p);
 }
@@ -842,37 +846,37 @@ Test(import, safetensors_damage)
     const char *p = t_path("bad.safetensors");
     snprintf(args, sizeof args, "'%s'", p);
     /* a header length over the cap, and one beyond the file */
-    st_raw(p, "{}", 0, 200000000);
+    st_raw(p, "{}", NULL, 0, 200000000);
     expect_refused(args, 65, "bad.safetensors", "limit");
-    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 5000);
+    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4, 5000);
     expect_refused(args, 65, "bad.safetensors", "truncated");
     /* bad JSON */
-    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4, 0);
+    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", NULL, 4, 0);
     expect_refused(args, 65, "bad.safetensors", "not valid JSON");
     /* an unknown dtype */
-    st_raw(p, "{\"q\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, 0);
+    st_raw(p, "{\"q\":{\"dtype\":\"F33\",\"shape\":[1],\"data_offsets\":[0,4]}}", NULL, 4, 0);
     expect_refused(args, 65, "bad.safetensors", "unknown dtype 'F33'");
     /* offsets that disagree with the shape */
-    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 20, 0);
+    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", NULL, 20, 0);
     expect_refused(args, 65, "bad.safetensors", "need 24");
     /* overlapping tensors */
     st_raw(p,
            "{\"q\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
            "\"k\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
-           16, 0);
+           NULL, 16, 0);
     expect_refused(args, 65, "bad.safetensors", "overlap");
     /* offsets past the data section */
-    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, 0);
+    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", NULL, 8, 0);
     expect_refused(args, 65, "bad.safetensors", "past the data section");
     /* data the header does not account for */
-    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12, 0);
+    st_raw(p, "{\"q\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", NULL, 12, 0);
     expect_refused(args, 65, "bad.safetensors", "the data section holds 12 bytes");
     /* a tensor of integers where floats are wanted */
     st_raw(p,
            "{\"q\":{\"dtype\":\"I64\",\"shape\":[1],\"data_offsets\":[0,8]},"
            "\"k\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]},"
            "\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}",
-           16, 0);
+           NULL, 16, 0);
     expect_refused(args, 65, "bad.safetensors", "holds I64");
 }
 
@@ -915,4 +919,32 @@ Test(import, inconsistent_or_bad_tensors)
     expect_refused("x.npz --rope-style sideways --no-rope-applied --rope-theta 10", 64,
                    "rope-style", "interleaved or half");
     expect_refused("x.npz --scale 0", 64, "scale", "positive");
+}
+
+/* Token ids ride along from a safetensors file (I32 and I64). */
+Test(import, token_ids_from_safetensors)
+{
+    const char *p = t_path("tok.safetensors");
+    unsigned char data[16 + 16 + 8 + 16];
+    float x[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    memcpy(data, x, 40); /* q (1, 1, 2, 2), k (1, 1, 2, 2), v (1, 1, 2, 1) */
+    int64_t ids[2] = {7, 123456};
+    memcpy(data + 40, ids, 16);
+    st_raw(p,
+           "{\"q\":{\"dtype\":\"F32\",\"shape\":[1,1,2,2],\"data_offsets\":[0,16]},"
+           "\"k\":{\"dtype\":\"F32\",\"shape\":[1,1,2,2],\"data_offsets\":[16,32]},"
+           "\"v\":{\"dtype\":\"F32\",\"shape\":[1,1,2,1],\"data_offsets\":[32,40]},"
+           "\"ids\":{\"dtype\":\"I64\",\"shape\":[1,2],\"data_offsets\":[40,56]}}",
+           data, sizeof data, 0);
+    struct ab_import_opts o;
+    struct ab_workload w;
+    ab_import_defaults(&o);
+    o.files[0] = p, o.n_files = 1, o.tokens = "ids";
+    cr_assert_eq(ab_import(&o, &w, NULL), AB_OK, "%s", ab_errmsg());
+    cr_assert(w.tokens && w.tokens[0] == 7 && w.tokens[1] == 123456);
+    cr_expect(w.k[3] == 8 && w.v[1] == 10);
+    ab_workload_free(&w);
+    o.tokens = "q";
+    cr_expect_eq(ab_import(&o, &w, NULL), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "I32 or I64") != NULL, "%s", ab_errmsg());
 }
