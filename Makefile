@@ -3,7 +3,8 @@
 # sanitizers in build-asan.
 
 DEBS := meson ninja-build pkg-config gcc libc6-dev libopenblas-dev libhdf5-dev hdf5-tools \
-        libpng-dev libyaml-dev libcriterion-dev gnuplot-nox fonts-dejavu-core
+        libpng-dev libyaml-dev libcriterion-dev gnuplot-nox fonts-dejavu-core zlib1g-dev \
+        libjansson-dev
 BUILD ?= build
 AB := $(BUILD)/cmd/attnbench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

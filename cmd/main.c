@@ -17,6 +17,7 @@ static const struct cmd commands[] = {
     {"gen", cmd_gen, "write a synthetic workload with planted structure and task ground truth"},
     {"capture", cmd_capture, "run a Llama-family model on text or token ids and write its Q, K, V"},
     {"eval-model", cmd_eval_model, "put methods inside a model's attention: perplexity and copy accuracy vs dense"},
+    {"import", cmd_import, "bring Q/K/V from .npy, .npz, safetensors or HDF5 into a workload"},
     {"info", cmd_info, "print what an attnbench file holds"},
     {"methods", cmd_methods, "list the method registry, or show one method"},
     {"run", cmd_run, "evaluate methods x budgets x phases on workloads against exact attention"},

@@ -97,6 +97,7 @@ int cmd_gen(int argc, char **argv);
 int cmd_capture(int argc, char **argv);
 int cmd_eval_model(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_import(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_methods(int argc, char **argv);

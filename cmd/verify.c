@@ -8,7 +8,8 @@
  * rel_l2 = |O~ - O|_F / |O|_F, max_abs, and cos_min, the smallest row cosine. A head fails when
  * rel_l2 > rtol (default 1e-4: a float32 kernel lands near 1e-7 to 1e-6, so 1e-4 catches real
  * errors with room for accumulation order; 2e-3 for float16 outputs, whose storage rounding
- * alone gives about 3e-4), or when max_abs > --atol if given. Exit 1 if any head fails.
+ * alone gives about 3e-4; 1e-2 for bfloat16, about 2e-3 from storage), or when max_abs > --atol
+ * if given. Exit 1 if any head fails.
  *
  * `verify WORKLOAD.h5 --dump-reference OUT.npy [--dtype f32|f64|f16]` writes the reference
  * outputs themselves in the default layout, so a kernel author (and the tests) can start from
@@ -32,6 +33,7 @@ static const char *usage_text =
 
 #define RTOL_DEFAULT 1e-4     /* float32 and float64 outputs */
 #define RTOL_DEFAULT_F16 2e-3 /* float16 outputs */
+#define RTOL_DEFAULT_BF16 1e-2 /* bfloat16 outputs: 8 mantissa bits, storage alone ~1e-3 */
 
 enum { AX_LAYER, AX_HEAD, AX_SEQ, AX_DIM, N_AX };
 static const char *const axis_names[N_AX] = {"layer", "head", "seq", "dim"};
@@ -131,9 +133,9 @@ static int read_outputs(const char *path, const char *dataset, struct ab_array *
 {
     int fmt, rc = ab_array_sniff(path, &fmt);
     if (rc) return ab_cmd_fail(rc);
-    if (fmt == AB_FMT_SAFETENSORS)
-        return ab_cmd_error(EX_AB_DATA, "'%s': safetensors is not supported yet (use .npy or "
-                            ".h5)", path);
+    if (fmt == AB_FMT_SAFETENSORS || fmt == AB_FMT_NPZ)
+        return ab_cmd_error(EX_AB_DATA, "'%s': %s is not supported yet (use .npy or .h5)", path,
+                            fmt == AB_FMT_NPZ ? ".npz" : "safetensors");
     if (fmt == AB_FMT_NPY && dataset)
         return ab_cmd_error(EX_AB_USAGE, "verify: --dataset names an HDF5 dataset, but '%s' is "
                             "a .npy file", path);
@@ -148,7 +150,7 @@ int cmd_verify(int argc, char **argv)
     const char *dump = NULL, *dtype = "f32";
     double rtol = NAN, atol = NAN;
     const struct ab_opt opts[] = {
-        {"rtol", AB_OPT_DOUBLE, &rtol, "R", "a head fails when rel_l2 > R (default 1e-4; 2e-3 for float16 outputs)"},
+        {"rtol", AB_OPT_DOUBLE, &rtol, "R", "a head fails when rel_l2 > R (default 1e-4; 2e-3 for float16, 1e-2 for bfloat16 outputs)"},
         {"atol", AB_OPT_DOUBLE, &atol, "A", "a head also fails when max_abs > A (default: not checked)"},
         {"layout", AB_OPT_STRING, &layout, "AXES", "axis order of OUTPUTS (default layer,head,seq,dim)"},
         {"dataset", AB_OPT_STRING, &dataset, "NAME", "HDF5 dataset (default /o, else the only float dataset of rank 4)"},
@@ -218,7 +220,10 @@ int cmd_verify(int argc, char **argv)
         stride[axis_of[i]] = acc;
         acc *= out.shape[i];
     }
-    if (isnan(rtol)) rtol = out.dtype == AB_DT_F16 ? RTOL_DEFAULT_F16 : RTOL_DEFAULT;
+    if (isnan(rtol))
+        rtol = out.dtype == AB_DT_F16    ? RTOL_DEFAULT_F16
+               : out.dtype == AB_DT_BF16 ? RTOL_DEFAULT_BF16
+                                         : RTOL_DEFAULT;
 
     ref = ab_alloc(ab_size_mul((size_t)(w.n_seq * w.d_v), sizeof *ref)); /* (n_seq, d_v) */
     if (!ref) {

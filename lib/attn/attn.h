@@ -45,6 +45,12 @@ int ab_head_validate(const struct ab_head *h);
 void ab_rope_apply(float *x, int64_t n, int64_t d, const int32_t *pos, double theta);
 void ab_rope_apply_f64(double *x, int64_t d, int32_t pos, double theta); /* one row */
 
+/* RoPE, Hugging Face "rotate_half" convention (GPT-NeoX, HF Llama): dimension p pairs with
+ * p + d/2 (p < d/2), rotated by the same angle pos * theta^(-2p/d):
+ * x'[p] = x[p] cos - x[p + d/2] sin, x'[p + d/2] = x[p + d/2] cos + x[p] sin. x is (n, d)
+ * rotated in place; d must be even. */
+void ab_rope_apply_half(float *x, int64_t n, int64_t d, const int32_t *pos, double theta);
+
 /* Reference attention, double precision, exact. Computes rows rows[0..n_rows) of the head
  * (rows == NULL: all n_q rows, n_rows ignored). o is (n_rows, d_v), lse is (n_rows); either may
  * be NULL. Streams row by row: memory O(n_k) per thread beyond the inputs. OpenMP over rows.

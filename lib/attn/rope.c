@@ -1,6 +1,8 @@
 /* rope.c - rotary position embedding (Su et al., arXiv 2104.09864), in the Llama / llama2.c
  * layout: consecutive dimension pairs (2p, 2p+1) form complex numbers rotated by the angle
- * pos * theta^(-2p/d). Low p rotates fast (high frequency), high p slowly. */
+ * pos * theta^(-2p/d). Low p rotates fast (high frequency), high p slowly. Also the
+ * "rotate_half" layout of Hugging Face models, pairs (p, p + d/2) with the same angles, for
+ * importing Q and K dumped before RoPE from such a model. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -21,7 +23,8 @@ void ab_rope_apply(float *x, int64_t n, int64_t d, const int32_t *pos, double th
 {
     /* the frequency table, when there is memory for it (else each pair recomputes its own) */
     double *freq = malloc(sizeof(double) * (size_t)(d / 2 + 1)); /* (d/2) */
-    for (int64_t p = 0; freq && 2 * p + 1 < d; p++) freq[p] = pow(theta, -(double)(2 * p) / (double)d);
+    for (int64_t p = 0; freq && 2 * p + 1 < d; p++)
+        freq[p] = pow(theta, -(double)(2 * p) / (double)d);
 #pragma omp parallel for schedule(static) if (n * d > 65536)
     for (int64_t i = 0; i < n; i++) {
         float *row = x + i * d;
@@ -35,4 +38,20 @@ void ab_rope_apply(float *x, int64_t n, int64_t d, const int32_t *pos, double th
         }
     }
     free(freq);
+}
+
+void ab_rope_apply_half(float *x, int64_t n, int64_t d, const int32_t *pos, double theta)
+{
+    int64_t half = d / 2;
+#pragma omp parallel for schedule(static) if (n * d > 65536)
+    for (int64_t i = 0; i < n; i++) {
+        float *row = x + i * d;
+        for (int64_t p = 0; p < half; p++) {
+            double a = (double)pos[i] * pow(theta, -(double)(2 * p) / (double)d);
+            double c = cos(a), s = sin(a);
+            double x0 = row[p], x1 = row[p + half];
+            row[p] = (float)(x0 * c - x1 * s);
+            row[p + half] = (float)(x1 * c + x0 * s);
+        }
+    }
 }

@@ -34,10 +34,16 @@ const char *ab_dtype_name(int dtype)
 {
     switch (dtype) {
     case AB_DT_F16: return "float16";
+    case AB_DT_BF16: return "bfloat16";
     case AB_DT_F32: return "float32";
     case AB_DT_F64: return "float64";
     default: return "?";
     }
+}
+
+int ab_dtype_size(int dtype)
+{
+    return dtype == AB_DT_BF16 ? 2 : dtype;
 }
 
 /* ------------------------------------------------------------------ byte order */
@@ -108,14 +114,18 @@ static int parse_shape(struct cursor *c, const char *path, struct ab_array *a)
         skip_space(c);
         if (c->s < c->end && *c->s == ')') break;
         if (c->s >= c->end || *c->s < '0' || *c->s > '9')
-            return ab_fail(AB_E_DATA, "'%s': .npy header: 'shape' holds something other than "
-                           "non-negative integers", path);
+            return ab_fail(AB_E_DATA,
+                           "'%s': .npy header: 'shape' holds something other than "
+                           "non-negative integers",
+                           path);
         int64_t v = 0;
         while (c->s < c->end && *c->s >= '0' && *c->s <= '9') {
             int digit = *c->s++ - '0';
             if (v > (INT64_MAX - digit) / 10)
-                return ab_fail(AB_E_DATA, "'%s': .npy header: a dimension of 'shape' is too "
-                               "large", path);
+                return ab_fail(AB_E_DATA,
+                               "'%s': .npy header: a dimension of 'shape' is too "
+                               "large",
+                               path);
             v = v * 10 + digit;
         }
         if (c->s < c->end && *c->s == 'L') c->s++;
@@ -136,24 +146,37 @@ static int parse_shape(struct cursor *c, const char *path, struct ab_array *a)
 }
 
 /* The dtype of a descr string; AB_E_DATA with a message for anything but little-endian
- * float16/32/64. */
-static int parse_descr(const char *descr, const char *path, int *dtype)
+ * float16/32/64 and the two bfloat16 spellings (see npy.h): "bfloat16", always, and '<V2' /
+ * '|V2' only when void2 says 2-byte void data is bfloat16. */
+static int parse_descr(const char *descr, const char *path, int void2, int *dtype)
 {
+    if (!strcmp(descr, "bfloat16")) return *dtype = AB_DT_BF16, AB_OK;
     /* '<' little-endian, '>' big-endian, '=' native, '|' not applicable */
     char order = descr[0], kind = order ? descr[1] : 0;
     const char *size = kind ? descr + 2 : "";
+    if (kind == 'V' && !strcmp(size, "2") && (order == '<' || order == '|' || order == '=')) {
+        if (void2 == AB_DT_BF16) return *dtype = AB_DT_BF16, AB_OK;
+        return ab_fail(AB_E_DATA,
+                       "'%s': dtype '%s' is raw 2-byte data (how np.save stores an "
+                       "ml_dtypes bfloat16 array); if it is bfloat16, say so (--dtype bf16)",
+                       path, descr);
+    }
     int bytes = !strcmp(size, "2") ? 2 : !strcmp(size, "4") ? 4 : !strcmp(size, "8") ? 8 : 0;
     if (kind == 'f' && bytes && (order == '>' || (order == '=' && !host_is_little())))
-        return ab_fail(AB_E_DATA, "'%s': big-endian data ('%s') is not supported; save it "
-                       "little-endian (astype('<f%d'))", path, descr, bytes);
-    if (kind == 'f' && bytes && (order == '<' || order == '='))
-        return *dtype = bytes, AB_OK;
-    return ab_fail(AB_E_DATA, "'%s': dtype '%s' is not supported (float16, float32 or float64, "
-                   "little-endian)", path, descr);
+        return ab_fail(AB_E_DATA,
+                       "'%s': big-endian data ('%s') is not supported; save it "
+                       "little-endian (astype('<f%d'))",
+                       path, descr, bytes);
+    if (kind == 'f' && bytes && (order == '<' || order == '=')) return *dtype = bytes, AB_OK;
+    return ab_fail(AB_E_DATA,
+                   "'%s': dtype '%s' is not supported (float16, float32, float64 or "
+                   "bfloat16, little-endian)",
+                   path, descr);
 }
 
 /* Parses the header dict text[0..len) into a (dtype, rank, shape, n). */
-static int parse_header(const char *text, size_t len, const char *path, struct ab_array *a)
+static int parse_header(const char *text, size_t len, const char *path, int void2,
+                        struct ab_array *a)
 {
     struct cursor c = {text, text + len};
     int have_descr = 0, have_fortran = 0, have_shape = 0, rc;
@@ -177,22 +200,26 @@ static int parse_header(const char *text, size_t len, const char *path, struct a
             if (have_descr++)
                 return ab_fail(AB_E_DATA, "'%s': .npy header: 'descr' given twice", path);
             if (c.s < c.end && *c.s == '[')
-                return ab_fail(AB_E_DATA, "'%s': structured dtype is not supported (float16, "
-                               "float32 or float64 only)", path);
-            if (parse_string(&c, descr, sizeof descr))
-                return ab_fail(AB_E_DATA, "'%s': .npy header: 'descr' is not a dtype string",
+                return ab_fail(AB_E_DATA,
+                               "'%s': structured dtype is not supported (float16, "
+                               "float32, float64 or bfloat16 only)",
                                path);
-            if ((rc = parse_descr(descr, path, &a->dtype))) return rc;
+            if (parse_string(&c, descr, sizeof descr))
+                return ab_fail(AB_E_DATA, "'%s': .npy header: 'descr' is not a dtype string", path);
+            if ((rc = parse_descr(descr, path, void2, &a->dtype))) return rc;
         } else if (!strcmp(key, "fortran_order")) {
             if (have_fortran++)
-                return ab_fail(AB_E_DATA, "'%s': .npy header: 'fortran_order' given twice",
-                               path);
+                return ab_fail(AB_E_DATA, "'%s': .npy header: 'fortran_order' given twice", path);
             if (parse_word(&c, "True"))
-                return ab_fail(AB_E_DATA, "'%s': Fortran-ordered data is not supported; save "
-                               "it in C order (np.ascontiguousarray)", path);
+                return ab_fail(AB_E_DATA,
+                               "'%s': Fortran-ordered data is not supported; save "
+                               "it in C order (np.ascontiguousarray)",
+                               path);
             if (!parse_word(&c, "False"))
-                return ab_fail(AB_E_DATA, "'%s': .npy header: 'fortran_order' is not True or "
-                               "False", path);
+                return ab_fail(AB_E_DATA,
+                               "'%s': .npy header: 'fortran_order' is not True or "
+                               "False",
+                               path);
         } else if (!strcmp(key, "shape")) {
             if (have_shape++)
                 return ab_fail(AB_E_DATA, "'%s': .npy header: 'shape' given twice", path);
@@ -210,11 +237,12 @@ static int parse_header(const char *text, size_t len, const char *path, struct a
     }
     c.s++;
     skip_space(&c);
-    if (c.s != c.end)
-        return ab_fail(AB_E_DATA, "'%s': .npy header: text after the dict", path);
+    if (c.s != c.end) return ab_fail(AB_E_DATA, "'%s': .npy header: text after the dict", path);
     if (!have_descr || !have_fortran || !have_shape)
         return ab_fail(AB_E_DATA, "'%s': .npy header: '%s' missing", path,
-                       !have_descr ? "descr" : !have_fortran ? "fortran_order" : "shape");
+                       !have_descr     ? "descr"
+                       : !have_fortran ? "fortran_order"
+                                       : "shape");
     a->n = 1;
     for (int i = 0; i < a->rank; i++) {
         if (a->shape[i] && a->n > INT64_MAX / 8 / a->shape[i])
@@ -249,71 +277,100 @@ static void shape_text(const struct ab_array *a, char *buf, size_t cap)
     size_t len = (size_t)snprintf(buf, cap, "(");
     for (int i = 0; i < a->rank && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "%lld%s", (long long)a->shape[i],
-                                a->rank == 1 ? "," : i + 1 < a->rank ? ", " : "");
+                                a->rank == 1      ? ","
+                                : i + 1 < a->rank ? ", "
+                                                  : "");
     if (len < cap) snprintf(buf + len, cap - len, ")");
 }
 
-/* Reads and checks the preamble and header of the open file f (size bytes). */
-static int read_header(FILE *f, int64_t size, const char *path, struct ab_array *a,
-                       int64_t *data_offset)
+/* Checks the preamble pre[0..got) of a .npy of size bytes; sets *start (where the header text
+ * begins) and *hlen (its length). *start is 0 when got is too short to know the version's
+ * preamble length and more bytes are needed (never when got >= 12). */
+static int parse_preamble(const unsigned char *pre, size_t got, int64_t size, const char *path,
+                          int64_t *start, int64_t *hlen)
 {
-    unsigned char pre[12];
-    char *text = NULL;
-    int rc;
-    memset(a, 0, sizeof *a);
-    size_t got = fread(pre, 1, 10, f);
     if (got >= sizeof npy_magic && memcmp(pre, npy_magic, sizeof npy_magic))
         return ab_fail(AB_E_DATA, "'%s': not a .npy file (bad magic)", path);
-    if (got < 10)
-        return ab_fail(AB_E_DATA, "'%s': truncated .npy file (%lld bytes, shorter than the "
-                       "preamble)", path, (long long)size);
+    if (got < 10 || size < 10)
+        return ab_fail(AB_E_DATA,
+                       "'%s': truncated .npy file (%lld bytes, shorter than the "
+                       "preamble)",
+                       path, (long long)size);
     int major = pre[6], minor = pre[7];
     if (major < 1 || major > 3 || minor != 0)
         return ab_fail(AB_E_DATA, "'%s': unsupported .npy version %d.%d (1.0, 2.0, 3.0 known)",
                        path, major, minor);
-    int64_t hlen, start;
     if (major == 1) {
-        hlen = pre[8] | (int64_t)pre[9] << 8;
-        start = 10;
+        *hlen = pre[8] | (int64_t)pre[9] << 8;
+        *start = 10;
     } else {
-        if (size < 12 || fread(pre + 10, 1, 2, f) != 2)
-            return ab_fail(AB_E_DATA, "'%s': truncated .npy file (%lld bytes, shorter than the "
-                           "preamble)", path, (long long)size);
-        hlen = pre[8] | (int64_t)pre[9] << 8 | (int64_t)pre[10] << 16 | (int64_t)pre[11] << 24;
-        start = 12;
+        if (size < 12 || got < 12)
+            return ab_fail(AB_E_DATA,
+                           "'%s': truncated .npy file (%lld bytes, shorter than the "
+                           "preamble)",
+                           path, (long long)size);
+        *hlen = pre[8] | (int64_t)pre[9] << 8 | (int64_t)pre[10] << 16 | (int64_t)pre[11] << 24;
+        *start = 12;
     }
-    if (hlen > NPY_MAX_HEADER)
-        return ab_fail(AB_E_DATA, "'%s': .npy header length %lld is implausible (limit %d "
-                       "bytes)", path, (long long)hlen, NPY_MAX_HEADER);
-    if (start + hlen > size)
-        return ab_fail(AB_E_DATA, "'%s': truncated .npy file (header of %lld bytes, file of "
-                       "%lld)", path, (long long)hlen, (long long)size);
+    if (*hlen > NPY_MAX_HEADER)
+        return ab_fail(AB_E_DATA,
+                       "'%s': .npy header length %lld is implausible (limit %d "
+                       "bytes)",
+                       path, (long long)*hlen, NPY_MAX_HEADER);
+    if (*start + *hlen > size)
+        return ab_fail(AB_E_DATA,
+                       "'%s': truncated .npy file (header of %lld bytes, file of "
+                       "%lld)",
+                       path, (long long)*hlen, (long long)size);
+    return AB_OK;
+}
+
+/* Parses the header text[0..hlen) (text[hlen] == '\0') into a and checks that `have` bytes of
+ * data follow it, exactly what the header declares. */
+static int parse_text(const char *text, int64_t hlen, int64_t have, const char *path, int void2,
+                      struct ab_array *a)
+{
+    int rc;
+    if (memchr(text, '\0', (size_t)hlen))
+        return ab_fail(AB_E_DATA, "'%s': .npy header holds a NUL byte", path);
+    if ((rc = parse_header(text, (size_t)hlen, path, void2, a))) return rc;
+    int64_t want = a->n * ab_dtype_size(a->dtype);
+    if (have < want) {
+        char shape[32 * AB_ARRAY_MAX_RANK];
+        shape_text(a, shape, sizeof shape);
+        return ab_fail(AB_E_DATA,
+                       "'%s': truncated .npy file (%s %s needs %lld data bytes, the "
+                       "file has %lld)",
+                       path, ab_dtype_name(a->dtype), shape, (long long)want, (long long)have);
+    }
+    if (have > want)
+        return ab_fail(AB_E_DATA,
+                       "'%s': %lld bytes after the data the .npy header declares "
+                       "(shape mismatch?)",
+                       path, (long long)(have - want));
+    return AB_OK;
+}
+
+/* Reads and checks the preamble and header of the open file f (size bytes). */
+static int read_header(FILE *f, int64_t size, const char *path, int void2, struct ab_array *a,
+                       int64_t *data_offset)
+{
+    unsigned char pre[12];
+    char *text = NULL;
+    int64_t start = 0, hlen = 0;
+    memset(a, 0, sizeof *a);
+    size_t got = fread(pre, 1, sizeof pre, f);
+    int rc = parse_preamble(pre, got, size, path, &start, &hlen);
+    if (rc) return rc;
     text = malloc((size_t)hlen + 1);
     if (!text) return ab_fail(AB_E_NOMEM, "'%s': cannot allocate the .npy header", path);
-    if (hlen && fread(text, 1, (size_t)hlen, f) != (size_t)hlen) {
+    if (fseek(f, (long)start, SEEK_SET) != 0 ||
+        (hlen && fread(text, 1, (size_t)hlen, f) != (size_t)hlen)) {
         rc = ab_fail(AB_E_IO, "'%s': read failed", path);
         goto done;
     }
     text[hlen] = '\0';
-    if (memchr(text, '\0', (size_t)hlen)) {
-        rc = ab_fail(AB_E_DATA, "'%s': .npy header holds a NUL byte", path);
-        goto done;
-    }
-    if ((rc = parse_header(text, (size_t)hlen, path, a))) goto done;
-    int64_t want = a->n * a->dtype, have = size - start - hlen;
-    if (have < want) {
-        char shape[32 * AB_ARRAY_MAX_RANK];
-        shape_text(a, shape, sizeof shape);
-        rc = ab_fail(AB_E_DATA, "'%s': truncated .npy file (%s %s needs %lld data bytes, the "
-                     "file has %lld)", path, ab_dtype_name(a->dtype), shape, (long long)want,
-                     (long long)have);
-        goto done;
-    }
-    if (have > want) {
-        rc = ab_fail(AB_E_DATA, "'%s': %lld bytes after the data the .npy header declares "
-                     "(shape mismatch?)", path, (long long)(have - want));
-        goto done;
-    }
+    if ((rc = parse_text(text, hlen, size - start - hlen, path, void2, a))) goto done;
     *data_offset = start + hlen;
     rc = AB_OK;
 done:
@@ -329,7 +386,7 @@ int ab_npy_read_header(const char *path, struct ab_array *out, int64_t *data_off
     memset(out, 0, sizeof *out);
     int rc = open_regular(path, &f, &size);
     if (rc) return rc;
-    rc = read_header(f, size, path, out, data_offset);
+    rc = read_header(f, size, path, 0, out, data_offset);
     fclose(f);
     return rc;
 }
@@ -342,6 +399,9 @@ static void convert_in(const unsigned char *src, int dtype, int64_t n, int as, v
         if (dtype == AB_DT_F16) {
             uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
             v = ab_f16_to_double(h);
+        } else if (dtype == AB_DT_BF16) {
+            uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
+            v = (double)ab_bf16_to_float(h);
         } else if (dtype == AB_DT_F32) {
             float x;
             memcpy(&x, src + 4 * i, 4);
@@ -349,12 +409,44 @@ static void convert_in(const unsigned char *src, int dtype, int64_t n, int as, v
         } else {
             memcpy(&v, src + 8 * i, 8);
         }
-        if (as == AB_DT_F32) ((float *)dst)[i] = (float)v;
-        else ((double *)dst)[i] = v;
+        if (as == AB_DT_F32)
+            ((float *)dst)[i] = (float)v;
+        else
+            ((double *)dst)[i] = v;
     }
 }
 
-int ab_npy_read(const char *path, int as, struct ab_array *out)
+void ab_array_convert(const unsigned char *src, int dtype, int64_t n, int as, void *dst)
+{
+    enum { BLOCK = 1 << 12 }; /* elements per byte-swapped block on big-endian hosts */
+    unsigned char tmp[BLOCK * 8];
+    int size = ab_dtype_size(dtype);
+    if (host_is_little() || size == 2) {
+        convert_in(src, dtype, n, as, dst); /* 2-byte types are assembled from bytes */
+        return;
+    }
+    for (int64_t i = 0; i < n; i += BLOCK) {
+        int64_t k = AB_MIN((int64_t)BLOCK, n - i);
+        memcpy(tmp, src + i * size, (size_t)(k * size));
+        swap_bytes(tmp, k, size);
+        convert_in(tmp, dtype, k, as, (char *)dst + i * as);
+    }
+}
+
+/* Allocates out->data for out->n elements of `as`. */
+static int alloc_data(const char *path, int as, struct ab_array *out)
+{
+    out->as = as;
+    if (out->n == 0) return AB_OK;
+    int rc = ab_check_fits(path, (double)out->n * as);
+    if (rc) return rc;
+    out->data = ab_alloc(ab_size_mul((size_t)out->n, (size_t)as));
+    if (!out->data)
+        return ab_fail(AB_E_NOMEM, "'%s': cannot allocate %lld elements", path, (long long)out->n);
+    return AB_OK;
+}
+
+int ab_npy_read_hint(const char *path, int void2, int as, struct ab_array *out)
 {
     enum { BLOCK = 1 << 16 }; /* elements per read */
     FILE *f = NULL;
@@ -364,36 +456,57 @@ int ab_npy_read(const char *path, int as, struct ab_array *out)
     assert(as == AB_DT_F32 || as == AB_DT_F64);
     int rc = open_regular(path, &f, &size);
     if (rc) return rc;
-    if ((rc = read_header(f, size, path, out, &off))) goto fail;
-    out->as = as;
-    if (out->n == 0) goto done;
-    if ((rc = ab_check_fits(path, (double)out->n * as))) goto fail;
-    out->data = ab_alloc(ab_size_mul((size_t)out->n, (size_t)as));
+    if ((rc = read_header(f, size, path, void2, out, &off))) goto fail;
+    if ((rc = alloc_data(path, as, out)) || out->n == 0) goto done;
     buf = malloc((size_t)BLOCK * 8);
-    if (!out->data || !buf) {
+    if (!buf) {
         rc = ab_fail(AB_E_NOMEM, "'%s': cannot allocate %lld elements", path, (long long)out->n);
-        goto fail;
+        goto done;
     }
-    int little = host_is_little();
+    int size_of = ab_dtype_size(out->dtype);
     for (int64_t i = 0; i < out->n; i += BLOCK) {
         int64_t k = AB_MIN((int64_t)BLOCK, out->n - i);
-        if (fread(buf, (size_t)out->dtype, (size_t)k, f) != (size_t)k) {
+        if (fread(buf, (size_t)size_of, (size_t)k, f) != (size_t)k) {
             rc = ab_fail(ferror(f) ? AB_E_IO : AB_E_DATA, "'%s': %s", path,
                          ferror(f) ? "read failed" : "truncated .npy file (shrank while read)");
-            goto fail;
+            goto done;
         }
-        /* convert_in reads little-endian f16 by bytes; f32 / f64 by memcpy need host order */
-        if (!little && out->dtype != AB_DT_F16) swap_bytes(buf, k, out->dtype);
-        convert_in(buf, out->dtype, k, as, (char *)out->data + i * as);
+        ab_array_convert(buf, out->dtype, k, as, (char *)out->data + i * as);
     }
 done:
     free(buf);
     fclose(f);
-    return AB_OK;
+    if (rc) ab_array_free(out);
+    return rc;
 fail:
-    free(buf);
     fclose(f);
     ab_array_free(out);
+    return rc;
+}
+
+int ab_npy_read(const char *path, int as, struct ab_array *out)
+{
+    return ab_npy_read_hint(path, 0, as, out);
+}
+
+int ab_npy_read_mem(const unsigned char *buf, size_t len, const char *name, int void2, int as,
+                    struct ab_array *out)
+{
+    int64_t start = 0, hlen = 0;
+    char *text = NULL;
+    memset(out, 0, sizeof *out);
+    assert(as == AB_DT_F32 || as == AB_DT_F64);
+    int rc = parse_preamble(buf, AB_MIN(len, (size_t)12), (int64_t)len, name, &start, &hlen);
+    if (rc) return rc;
+    text = malloc((size_t)hlen + 1);
+    if (!text) return ab_fail(AB_E_NOMEM, "'%s': cannot allocate the .npy header", name);
+    memcpy(text, buf + start, (size_t)hlen);
+    text[hlen] = '\0';
+    rc = parse_text(text, hlen, (int64_t)len - start - hlen, name, void2, out);
+    free(text);
+    if (!rc) rc = alloc_data(name, as, out);
+    if (!rc && out->n) ab_array_convert(buf + start + hlen, out->dtype, out->n, as, out->data);
+    if (rc) ab_array_free(out);
     return rc;
 }
 
@@ -428,13 +541,15 @@ int ab_npy_write(const char *path, int dtype, int rank, const int64_t *shape, in
     assert(rank >= 0 && rank <= AB_ARRAY_MAX_RANK);
     /* the dict, then spaces and a newline so the data starts on a multiple of 64 */
     char head[64 + 24 * AB_ARRAY_MAX_RANK + 128];
-    int len = snprintf(head, sizeof head, "{'descr': '<f%d', 'fortran_order': False, 'shape': (",
-                       dtype);
+    int len =
+        snprintf(head, sizeof head, "{'descr': '<f%d', 'fortran_order': False, 'shape': (", dtype);
     int64_t n = 1;
     for (int i = 0; i < rank; i++) {
         n *= shape[i];
         len += snprintf(head + len, sizeof head - (size_t)len, "%lld%s", (long long)shape[i],
-                        rank == 1 ? "," : i + 1 < rank ? ", " : "");
+                        rank == 1      ? ","
+                        : i + 1 < rank ? ", "
+                                       : "");
     }
     len += snprintf(head + len, sizeof head - (size_t)len, "), }");
     int pre = 10, total = pre + len + 1;
@@ -496,16 +611,27 @@ int ab_array_sniff(const char *path, int *format)
     *format = 0;
     int rc = open_regular(path, &f, &size);
     if (rc) return rc;
-    unsigned char b[8] = {0};
+    unsigned char b[9] = {0};
     size_t got = fread(b, 1, sizeof b, f);
     fclose(f);
     size_t len = strlen(path);
-    if (got >= 6 && !memcmp(b, npy_magic, 6)) *format = AB_FMT_NPY;
-    else if (got == 8 && !memcmp(b, h5_sig, 8)) *format = AB_FMT_H5;
-    else if (len > 12 && !strcmp(path + len - 12, ".safetensors")) *format = AB_FMT_SAFETENSORS;
+    if (got >= 6 && !memcmp(b, npy_magic, 6))
+        *format = AB_FMT_NPY;
+    else if (got >= 8 && !memcmp(b, h5_sig, 8))
+        *format = AB_FMT_H5;
+    /* a ZIP archive starts with a local file header, or (empty) with the end record */
+    else if (got >= 4 && (!memcmp(b, "PK\3\4", 4) || !memcmp(b, "PK\5\6", 4)))
+        *format = AB_FMT_NPZ;
+    else if (len > 12 && !strcmp(path + len - 12, ".safetensors"))
+        *format = AB_FMT_SAFETENSORS;
+    /* safetensors has no magic: an 8-byte header length below 2^32, then the JSON's '{' */
+    else if (got == 9 && b[8] == '{' && !b[4] && !b[5] && !b[6] && !b[7])
+        *format = AB_FMT_SAFETENSORS;
     else if (len > 4 && !strcmp(path + len - 4, ".npy"))
         return ab_fail(AB_E_DATA, "'%s': not a .npy file (bad magic)", path);
+    else if (len > 4 && !strcmp(path + len - 4, ".npz"))
+        return ab_fail(AB_E_DATA, "'%s': not a .npz file (no ZIP signature)", path);
     else
-        return ab_fail(AB_E_DATA, "'%s': not a .npy or HDF5 file", path);
+        return ab_fail(AB_E_DATA, "'%s': not a .npy, .npz, safetensors or HDF5 file", path);
     return AB_OK;
 }
