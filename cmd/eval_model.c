@@ -198,6 +198,7 @@ int cmd_eval_model(int argc, char **argv)
     char *pos[1];
     int n_pos, st = ab_opts_parse("eval-model", usage_text, opts, argc, argv, pos, 0, &n_pos);
     if (st >= 0) return st;
+    st = EX_AB_OK;
     if (!model_path) return ab_cmd_error(EX_AB_USAGE, "eval-model: name the model with --model");
     if (!out) return ab_cmd_error(EX_AB_USAGE, "eval-model: name the results file with -o");
     if (!text && copy_r <= 0)
@@ -236,6 +237,8 @@ int cmd_eval_model(int argc, char **argv)
                                     knob_name, list[i]->name, list[i]->knob.name);
         ao.has_knob = 1;
     }
+
+    st = EX_AB_OK; /* the option helpers leave -1 in st */
 
     /* the model, the inputs and the head set, all checked before any pass */
     struct ab_model model = {0};

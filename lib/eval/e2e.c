@@ -81,6 +81,9 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
     if (!o->method) return AB_OK; /* the model's own exact attention */
     const struct ab_model_config *mc = &c->m->c;
     int64_t H = mc->n_head, group = mc->n_head / mc->n_kv_head, hd = mc->head_dim;
+    int any = !o->replace;
+    for (int64_t h = 0; h < H && !any; h++) any = o->replace[layer * H + h];
+    if (!any) return AB_OK; /* nothing replaced in this layer: the model's own attention */
     struct ab_head *heads = malloc(sizeof *heads * (size_t)H);
     if (!heads) return ab_fail(AB_E_NOMEM, "cannot allocate the layer's heads");
     for (int64_t h = 0; h < H; h++)
