@@ -251,6 +251,9 @@ int cmd_eval_model(int argc, char **argv)
     struct head_set hs = {0};
     struct ab_results res;
     ab_results_init(&res);
+    /* every pass runs BLAS single-threaded under OpenMP (forward.c): hold it so for the whole
+     * command instead of waking OpenBLAS's pool between passes */
+    ab_blas_serial_begin();
     int rc = ab_model_load(model_path, &model);
     const struct ab_model_config *c = &model.c;
     if (!rc && (text || calibrate)) {
@@ -410,5 +413,6 @@ done:
     free(hs.replace);
     free(hs.list);
     ab_results_free(&res);
+    ab_blas_serial_end();
     return st;
 }
