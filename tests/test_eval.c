@@ -309,3 +309,61 @@ Test(sweep, one_budget_is_a_budget_and_task_kinds_are_recorded)
     ab_results_free(&r);
     ab_workload_free(&w);
 }
+
+/* A model-level method (AB_METHOD_MODEL): pyramidkv's knob is fitted on the whole workload's
+ * cost, not per head. The workload ratio meets the target within the tolerance, every cell
+ * carries the workload's feasibility, capacities (and so per-head ratios) fall with depth, and
+ * on one layer it is snapkv exactly. */
+Test(sweep, model_level_budget_is_fitted_on_the_whole_workload)
+{
+    struct ab_workload w;
+    struct ab_gen_opts g;
+    ab_gen_defaults(&g);
+    g.n_layer = 4, g.n_head = 4, g.n_kv_head = 2, g.n_seq = 1024, g.d = 32, g.d_v = 32;
+    g.profile = "retrieval";
+    cr_assert_eq(ab_gen_workload(&g, &w), AB_OK, "%s", ab_errmsg());
+    const struct ab_method *ms[] = {ab_method_find("pyramidkv"), ab_method_find("snapkv")};
+    cr_assert(ms[0] && ms[1]);
+    double targets[] = {0.75};
+    struct ab_sweep_opts o;
+    ab_sweep_defaults(&o);
+    o.methods = ms, o.n_methods = 2, o.phases = AB_PHASE_DECODE, o.decode_m = 512;
+    o.targets = targets, o.n_targets = 1;
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &r), AB_OK, "%s", ab_errmsg());
+    double fl[2] = {0, 0}, dense[2] = {0, 0}, layer_ratio[4] = {0};
+    for (int64_t c = 0; c < r.n_cells; c++) {
+        const struct ab_cell *x = &r.cells[c];
+        int k = strcmp(x->method, "pyramidkv") != 0;
+        fl[k] += x->flops_attend + x->flops_select;
+        dense[k] += (x->flops_attend + x->flops_select) / x->flop_ratio;
+        cr_expect_eq(x->feasible, 1, "%s L%lld H%lld", x->method, (long long)x->layer, (long long)x->head);
+        if (!k) layer_ratio[x->layer] += x->flop_ratio / 4;
+    }
+    for (int k = 0; k < 2; k++)
+        cr_expect(fl[k] / dense[k] <= 0.75 + 1e-9 && fl[k] / dense[k] >= 0.75 * 0.95,
+                  "%s workload ratio %g", ms[k]->name, fl[k] / dense[k]);
+    for (int l = 1; l < 4; l++)
+        cr_expect(layer_ratio[l] < layer_ratio[l - 1], "layer %d ratio %g not below layer %d's %g",
+                  l, layer_ratio[l], l - 1, layer_ratio[l - 1]);
+    cr_expect(layer_ratio[0] > 0.75 && layer_ratio[3] < 0.75);
+    ab_results_free(&r);
+
+    /* one layer: pyramidkv is snapkv */
+    struct ab_workload w1;
+    g.n_layer = 1;
+    cr_assert_eq(ab_gen_workload(&g, &w1), AB_OK, "%s", ab_errmsg());
+    ab_results_init(&r);
+    cr_assert_eq(ab_sweep_workload(&w1, "w1.h5", &o, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(r.n_cells, 8);
+    for (int64_t c = 0; c < 4; c++) {
+        const struct ab_cell *a = &r.cells[2 * c], *b = &r.cells[2 * c + 1];
+        cr_expect_str_eq(a->method, "pyramidkv");
+        cr_expect_eq(a->flop_ratio, b->flop_ratio);
+        cr_expect_eq(a->rel_l2, b->rel_l2);
+    }
+    ab_results_free(&r);
+    ab_workload_free(&w1);
+    ab_workload_free(&w);
+}

@@ -30,10 +30,69 @@ static int ratio_at(const struct ab_method *m, const struct ab_problem *p, doubl
     return rc;
 }
 
+/* What the bisection evaluates: the ledger and ratio at knob x. */
+struct fit_eval {
+    int (*at)(void *ctx, double x, struct ab_ledger *led, double *ratio);
+    void *ctx;
+};
+
+/* The largest knob in [lo, hi] whose ratio is not above target, by bisection (cost grows with
+ * the knob): *x and its ledger *led, or *x = NaN with the smallest knob's ledger. */
+static int bisect(const struct ab_method *m, double lo, double hi, double target,
+                  const struct fit_eval *e, double *x, struct ab_ledger *led)
+{
+    double r_lo, r_hi, r;
+    int rc;
+    *x = NAN;
+    if ((rc = e->at(e->ctx, lo, led, &r_lo))) return rc;
+    if (r_lo > target * (1 + 1e-12)) return AB_OK; /* even the smallest knob costs too much */
+    struct ab_ledger best = *led, cur;
+    double best_x = lo;
+    if ((rc = e->at(e->ctx, hi, &cur, &r_hi))) return rc;
+    if (r_hi <= target * (1 + 1e-12)) {
+        best = cur, best_x = hi;
+    } else if (m->knob.integer) {
+        /* invariant: cost(a) <= target < cost(b) */
+        int64_t a = (int64_t)lo, b = (int64_t)hi;
+        int steps = (m->flags & AB_METHOD_ANALYTIC) ? 64 : 24;
+        while (b - a > 1 && steps-- > 0) {
+            int64_t mid = a + (b - a) / 2;
+            if ((rc = e->at(e->ctx, (double)mid, &cur, &r))) return rc;
+            if (r <= target * (1 + 1e-12)) a = mid, best = cur;
+            else b = mid;
+        }
+        best_x = (double)a;
+    } else {
+        double a = lo, b = hi;
+        int steps = (m->flags & AB_METHOD_ANALYTIC) ? 40 : 24;
+        while (b - a > 1e-4 * (hi - lo) && steps-- > 0) {
+            double mid = 0.5 * (a + b);
+            if ((rc = e->at(e->ctx, mid, &cur, &r))) return rc;
+            if (r <= target * (1 + 1e-12)) a = mid, best = cur;
+            else b = mid;
+        }
+        best_x = a;
+    }
+    *led = best;
+    *x = best_x;
+    return AB_OK;
+}
+
+struct head_ctx {
+    const struct ab_method *m;
+    const struct ab_problem *p;
+};
+
+static int head_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
+{
+    struct head_ctx *c = ctx;
+    return ratio_at(c->m, c->p, x, led, ratio);
+}
+
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
                   double tol, double *knob, struct ab_ledger *led, int *feasible)
 {
-    double r_lo, r_hi, r;
+    double r;
     int rc;
     *feasible = 0;
     *knob = NAN;
@@ -44,37 +103,80 @@ int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double 
     }
     double lo, hi;
     ab_method_knob_range(m, p, &lo, &hi);
-    if ((rc = ratio_at(m, p, lo, led, &r_lo))) return rc;
-    if (r_lo > target * (1 + 1e-12)) return AB_OK; /* even the smallest knob costs too much */
-    struct ab_ledger best = *led, cur;
-    double best_x = lo;
-    if ((rc = ratio_at(m, p, hi, &cur, &r_hi))) return rc;
-    if (r_hi <= target * (1 + 1e-12)) {
-        best = cur, best_x = hi;
-    } else if (m->knob.integer) {
-        /* invariant: cost(a) <= target < cost(b) */
-        int64_t a = (int64_t)lo, b = (int64_t)hi;
-        int steps = (m->flags & AB_METHOD_ANALYTIC) ? 64 : 24;
-        while (b - a > 1 && steps-- > 0) {
-            int64_t mid = a + (b - a) / 2;
-            if ((rc = ratio_at(m, p, (double)mid, &cur, &r))) return rc;
-            if (r <= target * (1 + 1e-12)) a = mid, best = cur;
-            else b = mid;
-        }
-        best_x = (double)a;
-    } else {
-        double a = lo, b = hi;
-        int steps = (m->flags & AB_METHOD_ANALYTIC) ? 40 : 24;
-        while (b - a > 1e-4 * (hi - lo) && steps-- > 0) {
-            double mid = 0.5 * (a + b);
-            if ((rc = ratio_at(m, p, mid, &cur, &r))) return rc;
-            if (r <= target * (1 + 1e-12)) a = mid, best = cur;
-            else b = mid;
-        }
-        best_x = a;
-    }
-    *led = best;
-    *knob = best_x;
-    *feasible = ab_ledger_ratio(&best, p) >= target * (1 - tol);
+    struct head_ctx c = {m, p};
+    struct fit_eval e = {head_at, &c};
+    if ((rc = bisect(m, lo, hi, target, &e, knob, led))) return rc;
+    *feasible = !isnan(*knob) && ab_ledger_ratio(led, p) >= target * (1 - tol);
     return AB_OK;
+}
+
+/* ---- model level ---------------------------------------------------------------------- */
+
+struct model_ctx {
+    const struct ab_method *m;
+    const struct ab_model_view *mv;
+    struct ab_problem *work; /* (n) copies of mv's problems with plan set */
+    double dense;            /* sum of the heads' dense FLOPs */
+};
+
+static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
+{
+    struct model_ctx *c = ctx;
+    const struct ab_model_view *mv = c->mv;
+    int64_t n = mv->n_layer * mv->n_head;
+    void *plan = NULL;
+    int rc = c->m->plan ? c->m->plan(mv, x, &plan) : AB_OK;
+    if (rc) return rc;
+    struct ab_ledger total = {0};
+    int threads = ab_threads_get();
+    ab_blas_serial_begin();
+#pragma omp parallel num_threads(threads)
+    {
+        struct ab_ledger mine = {0};
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t i = 0; i < n; i++) {
+            struct ab_problem p = mv->problems[i];
+            p.plan = plan;
+            struct ab_ledger l;
+            int r = ab_method_cost(c->m, &p, x, &l);
+            if (r) {
+#pragma omp critical(model_fit_error)
+                if (!rc) rc = r;
+            } else {
+                ab_ledger_add(&mine, &l);
+            }
+        }
+#pragma omp critical(model_fit_sum)
+        ab_ledger_add(&total, &mine);
+    }
+    ab_blas_serial_end();
+    if (c->m->plan_free) c->m->plan_free(plan);
+    *led = total;
+    *ratio = rc ? NAN : (c->dense > 0 ? (total.flops_attend + total.flops_select) / c->dense : NAN);
+    return rc;
+}
+
+int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
+                        double target, double tol, double *knob, void **plan, double *ratio,
+                        int *feasible)
+{
+    *knob = NAN, *plan = NULL, *ratio = NAN, *feasible = 0;
+    int64_t n = mv->n_layer * mv->n_head;
+    struct model_ctx c = {.m = m, .mv = mv};
+    for (int64_t i = 0; i < n; i++) c.dense += ab_problem_dense_flops(&mv->problems[i]);
+    struct fit_eval e = {model_at, &c};
+    struct ab_ledger led;
+    int rc;
+    if (!m->knob.name) { /* a fixed workload cost */
+        if ((rc = model_at(&c, 0, &led, ratio))) return rc;
+        *feasible = *ratio <= target * (1 + 1e-12);
+        return m->plan ? m->plan(mv, 0, plan) : AB_OK;
+    }
+    double lo, hi;
+    ab_method_knob_range(m, &mv->problems[0], &lo, &hi);
+    if ((rc = bisect(m, lo, hi, target, &e, knob, &led))) return rc;
+    if (isnan(*knob)) return AB_OK;
+    *ratio = c.dense > 0 ? (led.flops_attend + led.flops_select) / c.dense : NAN;
+    *feasible = *ratio >= target * (1 - tol);
+    return m->plan ? m->plan(mv, *knob, plan) : AB_OK;
 }

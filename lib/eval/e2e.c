@@ -114,7 +114,8 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
                                        .rows = c->rows, .n_rows = n_rows, .layer = heads,
                                        .n_layer_heads = H, .self = h, .group = group,
                                        .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)h,
-                                                         7)};
+                                                         7),
+                                       .layer_index = layer, .n_layer = mc->n_layer};
                 struct ab_applied ap;
                 double rel = NAN;
                 my_rc = replace_head(c, &p, o_rows, &ap, &rel);
@@ -191,6 +192,10 @@ int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int6
     if (o->method && !(o->method->phases & (unsigned)o->phase))
         return ab_fail(AB_E_USAGE, "method '%s' has no %s phase", o->method->name,
                        o->phase == AB_PHASE_DECODE ? "decode" : "prefill");
+    if (o->method && (o->method->flags & AB_METHOD_MODEL))
+        return ab_fail(AB_E_USAGE, "method '%s' plans over every layer at once, which a forward "
+                       "pass (layer after layer) cannot give it: run it with `attnbench run` on a "
+                       "capture of the same input", o->method->name);
     if (o->method && !(o->method->masks & AB_MASKS_CAUSAL))
         return ab_fail(AB_E_USAGE, "method '%s' does not support the causal mask a decoder needs",
                        o->method->name);

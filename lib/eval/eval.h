@@ -56,6 +56,17 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
                     const struct ab_apply_opts *o, float *out, struct ab_keep *keep, float *dist,
                     struct ab_applied *res);
 
+/* The model-level fit of a method flagged AB_METHOD_MODEL: the knob whose workload cost (the
+ * sum over every head of mv of flops_attend + flops_select, over the sum of their dense FLOPs)
+ * is the largest not above target, by the same bisection as ab_budget_fit; *plan is the
+ * method's plan at that knob (NULL without a plan function; free it with the method's
+ * plan_free), *ratio the workload ratio reached, *feasible as ab_budget_fit's on that ratio.
+ * *knob is NaN (and *plan NULL) when even the smallest knob costs too much. Heads are costed in
+ * parallel (OpenMP, BLAS serial inside). */
+int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
+                        double target, double tol, double *knob, void **plan, double *ratio,
+                        int *feasible);
+
 /* The exact side of one (head, phase): evaluated rows, their reference outputs and their exact
  * attention rows, computed once and shared by every method and budget. */
 struct ab_exact {

@@ -112,15 +112,40 @@ struct head_job {
     char msg[512];
 };
 
+/* The workload-level fit of a method flagged AB_METHOD_MODEL at one (phase, target), made once
+ * before the heads run (ab_budget_fit_model) and shared by every head's cell. */
+struct model_fit {
+    double knob;  /* NaN: not even the smallest knob fits */
+    void *plan;
+    int feasible; /* of the workload ratio */
+};
+
 static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
                     const struct ab_problem *p, const struct ab_exact *ex, double target,
                     const struct ab_sweep_opts *o, int64_t layer, int64_t head, const char *kinds,
-                    float *out, struct ab_keep *keep, float *dist, struct ab_cell *c)
+                    float *out, struct ab_keep *keep, float *dist, const struct model_fit *fit,
+                    struct ab_cell *c)
 {
     struct ab_apply_opts ao = {.has_knob = o->has_knob, .knob = o->knob_value, .tol = o->tol};
     struct ab_applied ap;
-    int rc = ab_method_apply(m, p, target, &ao, out, keep, dist, &ap);
+    struct ab_problem planned;
+    if (fit) { /* the knob and plan of the whole workload; this head runs at them */
+        planned = *p;
+        planned.plan = fit->plan;
+        p = &planned;
+        ao.has_knob = 1, ao.knob = fit->knob;
+    }
+    int rc = AB_OK;
+    if (fit && isnan(fit->knob)) {
+        ap = (struct ab_applied){.knob = NAN, .feasible = 0, .ran = 0};
+        double lo, hi;
+        ab_method_knob_range(m, p, &lo, &hi);
+        rc = ab_method_cost(m, p, lo, &ap.led); /* the smallest knob's cost, as budget_fit */
+    } else {
+        rc = ab_method_apply(m, p, target, &ao, out, keep, dist, &ap);
+    }
     if (rc) return rc;
+    if (fit) ap.feasible = fit->feasible && !isnan(fit->knob);
     *c = (struct ab_cell){
         .workload = (char *)name,
         .layer = layer,
@@ -167,8 +192,8 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
 
 static void run_head(const struct ab_workload *w, const char *name,
                      const struct ab_sweep_opts *o, int64_t layer, int64_t head,
-                     struct ab_head *layer_heads, int64_t *rows, struct head_job *job,
-                     int64_t *done)
+                     struct ab_head *layer_heads, int64_t *rows, const struct model_fit *fits,
+                     struct head_job *job, int64_t *done)
 {
     char *kinds = job->kinds;
     task_kinds(w, layer, head, kinds, sizeof job->kinds);
@@ -194,7 +219,8 @@ static void run_head(const struct ab_workload *w, const char *name,
                                .n_rows = n_rows, .layer = layer_heads,
                                .n_layer_heads = w->n_head, .self = head,
                                .group = w->n_head / w->n_kv_head,
-                               .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7)};
+                               .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7),
+                               .layer_index = layer, .n_layer = w->n_layer};
         ab_free(out);
         ab_free(dist);
         ab_keep_free(&keep);
@@ -217,9 +243,13 @@ static void run_head(const struct ab_workload *w, const char *name,
                 double target = m->knob.name && o->has_knob                          ? NAN
                                 : !m->knob.name || (m->flags & AB_METHOD_FIXED) ? 1.0
                                                                                 : o->targets[t];
+                const struct model_fit *fit =
+                    (m->flags & AB_METHOD_MODEL)
+                        ? &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) * o->n_targets + t]
+                        : NULL;
                 struct ab_cell c;
                 rc = run_cell(w, name, m, &p, &ex, target, o, layer, head, kinds, out, &keep,
-                              dist, &c);
+                              dist, fit, &c);
                 if (rc) break;
                 /* strings are copied into the table later, on the main thread */
                 struct ab_cell *grown = realloc(job->cells, sizeof *grown * (size_t)(job->n + 1));
@@ -248,6 +278,76 @@ static void run_head(const struct ab_workload *w, const char *name,
     if (rc) snprintf(job->msg, sizeof job->msg, "%s", ab_errmsg());
 }
 
+/* The model-level fits of every AB_METHOD_MODEL method, per (phase, method, target), into fits
+ * ((2, n_methods, n_targets), zeroed by the caller): made on the main thread before the heads
+ * run, each over every head of the workload (costs in parallel inside). */
+static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
+                  struct model_fit *fits)
+{
+    int any = 0;
+    for (int i = 0; i < o->n_methods; i++) any |= (o->methods[i]->flags & AB_METHOD_MODEL) != 0;
+    if (!any) return AB_OK;
+    int64_t n = w->n_layer * w->n_head;
+    struct ab_head *heads = malloc(sizeof *heads * (size_t)n);
+    struct ab_problem *probs = malloc(sizeof *probs * (size_t)n);
+    int64_t *rows = malloc(sizeof(int64_t) * (size_t)(w->n_seq + w->tasks.n + 1));
+    int rc = heads && probs && rows ? AB_OK : ab_fail(AB_E_NOMEM, "cannot allocate the model fit");
+    for (int64_t j = 0; !rc && j < n; j++) ab_workload_head(w, j / w->n_head, j % w->n_head, &heads[j]);
+    for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE && !rc; phase <<= 1) {
+        if (!(o->phases & (unsigned)phase)) continue;
+        int64_t q0 = phase == AB_PHASE_DECODE ? w->n_seq - o->decode_m : 0;
+        int64_t n_rows = eval_rows(w, q0, o, rows);
+        if (n_rows < 0) {
+            rc = ab_fail(AB_E_NOMEM, "cannot allocate the row sample");
+            break;
+        }
+        for (int64_t j = 0; j < n; j++) {
+            int64_t layer = j / w->n_head, head = j % w->n_head;
+            probs[j] = (struct ab_problem){
+                .h = &heads[j], .phase = phase, .q0 = q0, .rows = rows, .n_rows = n_rows,
+                .layer = &heads[layer * w->n_head], .n_layer_heads = w->n_head, .self = head,
+                .group = w->n_head / w->n_kv_head,
+                .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7),
+                .layer_index = layer, .n_layer = w->n_layer};
+        }
+        struct ab_model_view mv = {.problems = probs, .n_layer = w->n_layer, .n_head = w->n_head,
+                                   .seed = o->seed};
+        for (int i = 0; i < o->n_methods && !rc; i++) {
+            const struct ab_method *m = o->methods[i];
+            if (!(m->flags & AB_METHOD_MODEL) || !method_applies(m, w, phase)) continue;
+            for (int t = 0; t < cells_of(m, o) && !rc; t++) {
+                struct model_fit *f = &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) *
+                                                o->n_targets + t];
+                double ratio;
+                if (o->has_knob) { /* a direct knob: its plan, no budget */
+                    f->knob = o->knob_value, f->feasible = 1;
+                    rc = m->plan ? m->plan(&mv, f->knob, &f->plan) : AB_OK;
+                } else {
+                    double target = m->knob.name ? o->targets[t] : 1.0;
+                    rc = ab_budget_fit_model(m, &mv, target, o->tol, &f->knob, &f->plan, &ratio,
+                                             &f->feasible);
+                }
+                if (rc) {
+                    char detail[400];
+                    snprintf(detail, sizeof detail, "%s", ab_errmsg());
+                    rc = ab_fail(rc, "%s (model-level fit): %s", m->name, detail);
+                }
+            }
+        }
+    }
+    free(heads), free(probs), free(rows);
+    return rc;
+}
+
+static void fits_free(const struct ab_sweep_opts *o, struct model_fit *fits)
+{
+    for (int k = 0; fits && k < 2 * o->n_methods * o->n_targets; k++) {
+        const struct ab_method *m = o->methods[(k / o->n_targets) % o->n_methods];
+        if (fits[k].plan && m->plan_free) m->plan_free(fits[k].plan);
+    }
+    free(fits);
+}
+
 int ab_sweep_workload(const struct ab_workload *w, const char *name,
                       const struct ab_sweep_opts *o, struct ab_results *res)
 {
@@ -255,8 +355,20 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
         return ab_fail(AB_E_USAGE, "'%s': decode queries m = %lld must be in [1, n - 1] (n = %lld)",
                        name, (long long)o->decode_m, (long long)w->n_seq);
     int64_t n_jobs = w->n_layer * w->n_head, total = ab_sweep_count(w, o), done = 0;
+    struct model_fit *fits = calloc((size_t)(2 * o->n_methods * o->n_targets), sizeof *fits);
+    if (!fits) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
+    int rc = prefit(w, o, fits);
+    if (rc) {
+        char detail[400];
+        snprintf(detail, sizeof detail, "%s", ab_errmsg());
+        fits_free(o, fits);
+        return ab_fail(rc, "'%s': %s", name, detail);
+    }
     struct head_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
-    if (!jobs) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
+    if (!jobs) {
+        fits_free(o, fits);
+        return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
+    }
     int threads = ab_threads_get();
     ab_blas_serial_begin();
 #pragma omp parallel num_threads(threads)
@@ -270,7 +382,7 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
                 snprintf(jobs[j].msg, sizeof jobs[j].msg, "cannot allocate head scratch");
                 continue;
             }
-            run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, &jobs[j],
+            run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, fits, &jobs[j],
                      &done);
             if (o->progress && omp_get_thread_num() == 0) {
                 int64_t d;
@@ -283,7 +395,7 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
         free(rows);
     }
     ab_blas_serial_end();
-    int rc = AB_OK;
+    fits_free(o, fits);
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
         for (int64_t c = 0; !rc && c < jobs[j].n; c++) rc = ab_results_add(res, &jobs[j].cells[c]);

@@ -77,6 +77,19 @@ struct ab_problem {
     int64_t n_layer_heads, self; /* h == &layer[self] */
     int64_t group;               /* query heads per kv head (GQA): heads g*group .. share K, V */
     uint64_t seed;               /* for seeded methods */
+    /* where this head sits in the workload, and (AB_METHOD_MODEL methods) the plan the method
+     * made over every head for this phase and knob (NULL when it has no plan function) */
+    int64_t layer_index, n_layer;
+    const void *plan;
+};
+
+/* Every head instance of a workload in one phase: what a method flagged AB_METHOD_MODEL plans
+ * over. problems[l * n_head + h] is head h of layer l, each with its layer array, rows and
+ * layer_index set (plan NULL); all share the phase, q0 and rows. */
+struct ab_model_view {
+    const struct ab_problem *problems; /* (n_layer * n_head) */
+    int64_t n_layer, n_head;
+    uint64_t seed;
 };
 
 /* Dense FLOPs of the phase: (2d + 2d_v) per allowed cell over the query rows q0..n-1. */
@@ -126,6 +139,11 @@ enum ab_method_flags {
                                (or --knob) instead of solving budgets */
     AB_METHOD_UNNORMALISED = 32, /* rows of its distribution may sum to less than 1 (a sink
                                     logit): constant V is not a fixed point */
+    AB_METHOD_MODEL = 64, /* decides across heads and layers (per-layer budgets, positions shared
+                             across layers, head assignment): its knob is a workload-level
+                             budget, fitted on the sum of every head's cost; plan() (optional)
+                             runs once per (workload, phase, knob) over every head, and each
+                             head's cost() / run() reads it from p->plan */
 };
 
 struct ab_method {
@@ -151,6 +169,10 @@ struct ab_method {
      * the distribution rather than select (calibration) provide it; the engine then reports
      * kl = mean_i KL(A_i || Ã_i). NULL otherwise. */
     int (*dist)(const struct ab_problem *p, double knob, float *a);
+    /* AB_METHOD_MODEL only (may be NULL when the layer index is all it needs): the decisions
+     * across heads at this knob, into *plan (owned by the method; freed with plan_free). */
+    int (*plan)(const struct ab_model_view *mv, double knob, void **plan);
+    void (*plan_free)(void *plan);
 };
 
 /* The registry (registry.c): every method, in catalogue order. */

@@ -1,4 +1,4 @@
-/* snapkv.c - prompt compression from an observation window, two rows:
+/* snapkv.c - prompt compression from an observation window, three rows:
  * - `snapkv`: Li et al., "SnapKV: LLM Knows What You are Looking for Before Generation",
  *   arXiv 2404.14469: the last W = 64 context queries (the observation window) vote for the
  *   prefix keys; votes are smoothed by an average pool of kernel 5; each head keeps the top
@@ -8,8 +8,16 @@
  *   to SnapKV: the same scores, but the layer's budget (n_kv_heads x C) is shared: every kv head
  *   keeps a floor of alpha = 0.2 of its even share, the rest goes to the highest scores of the
  *   whole layer, so heads with flat attention get more and peaked heads less.
+ * - `pyramidkv`: Cai et al., "PyramidKV: Dynamic KV Cache Compression based on Pyramidal
+ *   Information Funneling", arXiv 2406.02069: SnapKV's selection with a per-layer capacity that
+ *   decreases linearly with depth at an equal total. The knob C is the mean capacity per head
+ *   over the layers; the part above the window, C - W, is spread as an arithmetic sequence from
+ *   (C - W)(2 - 1/beta) at layer 0 down to (C - W)/beta at the last layer (beta = 20), each
+ *   layer's capacity floored to an integer. A model-level method (AB_METHOD_MODEL): its budget is
+ *   fitted on the whole workload's cost, so early layers may exceed the target and late ones
+ *   fall under it, as the method intends.
  *
- * Both decide once, at the end of the context, from context rows only (decode protocol,
+ * All three decide once, at the end of the context, from context rows only (decode protocol,
  * method.h); the m decode queries then read the kept context keys plus every decode key up to
  * themselves. The scores of head h (window rows t in [q0 - W, q0), prefix keys j < n_ctx - W):
  *     A_tj    = softmax_j(scale q_t.k_j) over the keys row t sees
@@ -34,7 +42,9 @@
  *   head (scores maxed over the group), its layer budget is n_kv_heads x C;
  * - ada-snapkv's floor is floor(alpha (C - W)) prefix keys per kv head: alpha applies to the
  *   part of C the forced window does not take; its pool is snapkv's average pool of 5;
- * - ties go to the earlier key (and for ada-snapkv, the lower kv head). */
+ * - ties go to the earlier key (and for ada-snapkv, the lower kv head);
+ * - pyramidkv: a workload of one layer gets C; capacities are floored, so the layers' total
+ *   can fall a few tokens short of L x C. */
 #include "core/ab.h"
 #include "methods/kv.h"
 #include "methods/method.h"
@@ -241,6 +251,30 @@ done:
     return rc;
 }
 
+/* pyramidkv: this layer's capacity for mean capacity C (file comment). */
+enum { PYRAMID_BETA = 20 };
+static double pyramid_capacity(const struct ab_problem *p, double knob)
+{
+    struct snap_geom g = snap_geom_of(p);
+    double C = (double)snap_budget(knob), L = (double)p->n_layer;
+    if (p->n_layer <= 1 || C <= (double)g.wk) return C;
+    double pre = C - (double)g.wk;
+    double top = pre * (2.0 - 1.0 / PYRAMID_BETA), bottom = pre / PYRAMID_BETA;
+    double step = (top - bottom) / (L - 1);
+    return (double)g.wk + floor(top - step * (double)p->layer_index);
+}
+
+static int pyramidkv_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
+{
+    return snapkv_cost(p, pyramid_capacity(p, knob), led);
+}
+
+static int pyramidkv_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+                         struct ab_ledger *led)
+{
+    return snapkv_run(p, pyramid_capacity(p, knob), o, keep, led);
+}
+
 const struct ab_method ab_method_snapkv = {
     .name = "snapkv",
     .family = AB_FAMILY_KV,
@@ -269,4 +303,19 @@ const struct ab_method ab_method_ada_snapkv = {
     .flags = AB_METHOD_SELECTS | AB_METHOD_LAYER,
     .cost = NULL,
     .run = ada_snapkv_run,
+};
+
+const struct ab_method ab_method_pyramidkv = {
+    .name = "pyramidkv",
+    .family = AB_FAMILY_KV,
+    .summary = "SnapKV with per-layer capacities decreasing linearly with depth (beta 20)",
+    .citation = "PyramidKV, Cai et al. 2024, arXiv 2406.02069; SnapKV, arXiv 2404.14469",
+    .cost_words = "as snapkv at this layer's capacity; the mean capacity C is fitted on the "
+                  "whole workload's cost (model-level budget)",
+    .phases = AB_PHASE_DECODE,
+    .masks = AB_MASKS_CAUSAL,
+    .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens/head (mean)"},
+    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC | AB_METHOD_MODEL,
+    .cost = pyramidkv_cost,
+    .run = pyramidkv_run,
 };
