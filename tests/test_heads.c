@@ -50,13 +50,22 @@ static void built_init(struct built *b)
                             .rope_theta = 0};
 }
 
-static void stats_of(struct built *b, int64_t window, const int32_t *tokens, struct ab_head_row *r)
+/* The statistics of b with window w, sinks seen by >= min_rows rows, tokens and copy span
+ * (both may be NULL). */
+static void stats_full(struct built *b, int64_t window, int64_t min_rows, const int32_t *tokens,
+                       const struct ab_copy_span *copy, struct ab_head_row *r)
 {
     struct ab_heads_opts o;
     ab_heads_defaults(&o);
     o.window = window;
+    o.sink_min_rows = min_rows;
     memset(r, 0, sizeof *r);
-    cr_assert_eq(ab_heads_stats(&b->h, NULL, tokens, &o, r), AB_OK);
+    cr_assert_eq(ab_heads_stats(&b->h, NULL, tokens, copy, &o, r), AB_OK);
+}
+
+static void stats_of(struct built *b, int64_t window, const int32_t *tokens, struct ab_head_row *r)
+{
+    stats_full(b, window, 16, tokens, NULL, r);
 }
 
 #define NEAR(x, y, tol)                                                                            \
@@ -104,13 +113,23 @@ Test(heads, pure_diagonal)
     NEAR(r.locality, 1, 1e-12);
     NEAR(r.slash_mass, 1, 1e-12);
     NEAR(r.vertical_mass, 1.0 / N, 1e-12); /* k = 1: one column of N equal ones */
-    /* sinks: alpha > 0.1 <=> N - k < 10: the last 9 keys, by definition */
+    NEAR(r.distant_mass, 0, 1e-12);
+    /* alpha > 0.1 <=> N - k < 10: the last 9 keys, but each is seen by at most 9 rows, fewer
+     * than the 16 a sink needs: no sink */
+    cr_expect_eq(r.n_sinks, 0);
+    cr_expect_eq(r.sink_pos, -1);
+    cr_expect_eq(r.sec_pos1, -1);
+    /* without the row minimum (1 row) the last 9 keys are sinks, by definition; with 9 rows
+     * only key N - 9 (seen by 9 rows) remains */
+    stats_full(&b, 8, 1, NULL, NULL, &r);
     cr_expect_eq(r.n_sinks, 9);
     cr_expect_eq(r.sink_pos, N - 9);
     cr_expect_eq(r.sec_pos1, N - 8);
     cr_expect_eq(r.sec_pos4, N - 5);
     NEAR(r.sec_alpha4, 1.0 / 5, 1e-12);
-    NEAR(r.distant_mass, 0, 1e-12);
+    stats_full(&b, 8, 9, NULL, NULL, &r);
+    cr_expect_eq(r.n_sinks, 1);
+    cr_expect_eq(r.sink_pos, N - 9);
 }
 
 Test(heads, uniform_map)
