@@ -1,9 +1,13 @@
 /* heads.c - `attnbench heads`: the per-head statistics of metrics.md ("Head and sink
  * statistics") for every (layer, head) of the given workloads, written as the /heads table of a
- * results file with RESULTS-heads.csv next to it, and a short summary on stdout (sink ratio,
- * retrieval-like heads, the most dormant heads and, when profiles were planted, the confusion
- * table of planted profile against the strongest of retrieval score, first-token weight and
- * locality). Workloads are checked before any work starts and read one at a time. */
+ * results file with RESULTS-heads.csv next to it; for workloads with hidden states also the
+ * /layers table (massive activations, the primary sink's norm; lib/heads/hidden.h) with
+ * RESULTS-layers.csv. A short summary goes to stdout (sink ratio, entropy and locality over
+ * heads, retrieval-like heads, the most dormant heads, per workload with hidden states the
+ * massive activations and the tokens with the longest secondary-sink lifetimes, and, when
+ * profiles were planted, the confusion table of planted profile against the strongest of
+ * retrieval score, first-token weight and locality). Workloads are checked before any work
+ * starts and read one at a time. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/ab.h"
+#include "heads/hidden.h"
 #include "heads/stats.h"
 #include "io/csv.h"
 #include "io/h5_workload.h"
@@ -19,6 +24,7 @@
 
 static const char *usage_text =
     "attnbench heads WORKLOAD.h5... [--epsilon 0.3] [--window 64] [--top-fraction 0.1]\n"
+    "                [--sink-min-rows 16] [--massive-abs 100] [--massive-ratio 1000]\n"
     "                -o RESULTS.h5";
 
 enum { MAX_WORKLOADS = 64 };
@@ -87,6 +93,17 @@ static void print_summary(const struct ab_results *r, double epsilon)
     printf("sink ratio at epsilon %g: %.1f%% (%lld of %lld heads)\n", epsilon,
            ab_heads_sink_ratio(r->heads, r->n_heads, epsilon), (long long)sinks,
            (long long)r->n_heads);
+    /* entropy and locality: mean, min and max over heads */
+    const char *names[2] = {"entropy", "locality"};
+    for (int s = 0; s < 2 && r->n_heads > 0; s++) {
+        double sum = 0, mn = INFINITY, mx = -INFINITY;
+        for (int64_t i = 0; i < r->n_heads; i++) {
+            double v = s ? r->heads[i].locality : r->heads[i].entropy;
+            sum += v, mn = v < mn ? v : mn, mx = v > mx ? v : mx;
+        }
+        printf("%s over heads: mean %.3f, min %.3f, max %.3f\n", names[s], sum / (double)r->n_heads,
+               mn, mx);
+    }
     printf("retrieval-like heads (top fraction by output deviation): %lld\n", (long long)like);
     printf("retrieval heads (retrieval score > 0.1): %lld\n", (long long)ret);
     /* the five most dormant heads: largest first-token weight */
@@ -125,6 +142,74 @@ static void print_summary(const struct ab_results *r, double epsilon)
     print_confusion(r);
 }
 
+/* Appends to *text (malloc'd, grown) the summary lines of one workload's hidden states: the
+ * massive activations and the largest |x| per layer, and the tokens with the longest
+ * secondary-sink lifetimes (the primary sink excluded). Silently skipped when out of memory. */
+static void hidden_lines(char **text, const char *name, const struct ab_workload *w,
+                         const struct ab_hidden_stats *hs, const struct ab_heads_opts *o)
+{
+    size_t cap = 1024 + (size_t)hs->n_states * 96, len = *text ? strlen(*text) : 0;
+    char *grown = realloc(*text, len + cap);
+    if (!grown) return;
+    *text = grown;
+    char *p = grown + len;
+    size_t left = cap;
+    int64_t n_massive = 0;
+    for (int64_t l = 0; l < hs->n_states; l++) n_massive += hs->layers[l].n_massive;
+#define PUT(...)                                                                                   \
+    do {                                                                                           \
+        int k_ = snprintf(p, left, __VA_ARGS__);                                                   \
+        if (k_ > 0 && (size_t)k_ < left) p += k_, left -= (size_t)k_;                              \
+    } while (0)
+    PUT("massive activations (|x| > %g and > %g x median) in %s: %lld; top |x| per layer:",
+        o->massive_abs, o->massive_ratio, name, (long long)n_massive);
+    for (int64_t l = 0; l < hs->n_states; l++) {
+        const struct ab_layer_row *row = &hs->layers[l];
+        PUT(" L%lld %.3g (dim %lld @ pos %lld, median %.3g)", (long long)l, fabs(row->top1),
+            (long long)row->top1_dim, (long long)row->top1_pos, row->median_abs);
+    }
+    PUT("\n");
+    /* the five longest lifetimes, ties to the earlier position */
+    PUT("longest secondary-sink lifetimes in %s (sink %lld, high-norm layers %lld of %lld, "
+        "secondary when %lld < lifetime < %lld):",
+        name, (long long)hs->sink_pos, (long long)hs->n_high, (long long)hs->n_states,
+        (long long)hs->life_lo, (long long)hs->life_hi);
+    int64_t shown[5];
+    int n_shown = 0;
+    for (; n_shown < 5; n_shown++) {
+        int64_t best = -1;
+        for (int64_t t = 0; t < hs->n_seq; t++) {
+            int taken = t == hs->sink_pos;
+            for (int k = 0; k < n_shown; k++) taken |= shown[k] == t;
+            if (!taken && hs->lifetime[t] > 0 && (best < 0 || hs->lifetime[t] > hs->lifetime[best]))
+                best = t;
+        }
+        if (best < 0) break;
+        shown[n_shown] = best;
+        if (w->tokens)
+            PUT(" pos %lld (id %d) %lld", (long long)best, w->tokens[best],
+                (long long)hs->lifetime[best]);
+        else
+            PUT(" pos %lld %lld", (long long)best, (long long)hs->lifetime[best]);
+    }
+    PUT("%s\n", n_shown ? "" : " none");
+#undef PUT
+}
+
+/* Moves the /layers rows of hs into r (hs->layers becomes NULL). */
+static int append_layers(struct ab_results *r, struct ab_hidden_stats *hs)
+{
+    struct ab_layer_row *grown =
+        realloc(r->layers, sizeof *r->layers * (size_t)(r->n_layers + hs->n_states));
+    if (!grown) return ab_fail(AB_E_NOMEM, "out of memory");
+    memcpy(grown + r->n_layers, hs->layers, sizeof *hs->layers * (size_t)hs->n_states);
+    r->layers = grown;
+    r->n_layers += hs->n_states;
+    free(hs->layers);
+    hs->layers = NULL;
+    return AB_OK;
+}
+
 /* Appends rows[0..n) to r->heads (taking ownership of their strings; rows freed). */
 static int append_rows(struct ab_results *r, struct ab_head_row *rows, int64_t n)
 {
@@ -148,13 +233,19 @@ int cmd_heads(int argc, char **argv)
     double epsilon = 0.3, top_fraction = 0.1;
     struct ab_heads_opts ho;
     ab_heads_defaults(&ho);
-    int64_t window = ho.window;
+    int64_t window = ho.window, sink_min_rows = ho.sink_min_rows;
     const struct ab_opt opts[] = {
         {"epsilon", AB_OPT_DOUBLE, &epsilon, "E",
          "sink ratio threshold on alpha(0), in [0, 1) (default 0.3)"},
         {"window", AB_OPT_INT, &window, "W", "locality window w in positions (default 64)"},
         {"top-fraction", AB_OPT_DOUBLE, &top_fraction, "F",
          "share of heads labelled retrieval-like, in [0, 1] (default 0.1)"},
+        {"sink-min-rows", AB_OPT_INT, &sink_min_rows, "R",
+         "a sink key must be seen by at least R query rows (default 16)"},
+        {"massive-abs", AB_OPT_DOUBLE, &ho.massive_abs, "A",
+         "massive activation: |x| above A ... (default 100)"},
+        {"massive-ratio", AB_OPT_DOUBLE, &ho.massive_ratio, "M",
+         "... and above M x the layer's median |x| (default 1000)"},
         {"o", AB_OPT_STRING, &out, "FILE",
          "results file to write (.h5; RESULTS-heads.csv goes next to it)"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
@@ -171,12 +262,22 @@ int cmd_heads(int argc, char **argv)
     if (!(top_fraction >= 0 && top_fraction <= 1))
         return ab_cmd_error(EX_AB_USAGE, "heads: --top-fraction must be in [0, 1], got %g",
                             top_fraction);
+    if (sink_min_rows < 1)
+        return ab_cmd_error(EX_AB_USAGE, "heads: --sink-min-rows must be positive");
+    if (!(ho.massive_abs >= 0 && isfinite(ho.massive_abs)))
+        return ab_cmd_error(EX_AB_USAGE, "heads: --massive-abs must be finite and >= 0, got %g",
+                            ho.massive_abs);
+    if (!(ho.massive_ratio >= 0 && isfinite(ho.massive_ratio)))
+        return ab_cmd_error(EX_AB_USAGE, "heads: --massive-ratio must be finite and >= 0, got %g",
+                            ho.massive_ratio);
     ho.window = window;
+    ho.sink_min_rows = sink_min_rows;
 
-    char csv[4096];
+    char csv[4096], layers_csv[4096];
     size_t len = strlen(out);
     if (len > 3 && !strcmp(out + len - 3, ".h5")) len -= 3;
     snprintf(csv, sizeof csv, "%.*s-heads.csv", (int)len, out);
+    snprintf(layers_csv, sizeof layers_csv, "%.*s-layers.csv", (int)len, out);
 
     /* every workload must be readable before any work starts */
     int rc;
@@ -193,25 +294,42 @@ int cmd_heads(int argc, char **argv)
     if ((rc = ab_results_provenance(&res, argc, argv, pos, n_pos, ab_common.seed)))
         st = ab_cmd_fail(rc);
     if (st == EX_AB_OK) {
-        char notes[512];
+        char notes[2048];
         snprintf(notes, sizeof notes,
-                 "heads: exact attention; locality w %lld; sinks alpha > %g; out_dev under sink "
-                 "%lld + recent %lld; distant mass outside the first %lld and last %lld keys; "
-                 "retrieval_like: top %g of heads by out_dev; sink ratio epsilon %g",
-                 (long long)ho.window, ho.sink_threshold, (long long)ho.stream_sink,
-                 (long long)ho.stream_recent, (long long)ho.distant_first,
-                 (long long)ho.distant_last, top_fraction, epsilon);
+                 "heads: exact attention; locality w %lld; sinks alpha > %g seen by >= %lld "
+                 "query rows; out_dev under sink %lld + recent %lld; distant mass outside the "
+                 "first %lld and last %lld keys; retrieval_like: top %g of heads by out_dev; "
+                 "sink ratio epsilon %g; retrieval_score on real text (tokens, no tasks): the "
+                 "copy task BOS+X+X or the longest repeated span of >= %lld tokens, rows of the "
+                 "second copy scoring when their top-1 key in the first copy holds their next "
+                 "token; /layers (hidden states H_l, l = 0..n_layer, entering layer l): massive "
+                 "activations |x| > %g and > %g x median |x|; primary sink = position 0; "
+                 "high-norm layer: sink norm > %g x median "
+                 "token norm; lifetime = high-norm layers with |cos(H_l[t], H_l[sink])| > %g; "
+                 "sec_secondary: max(1, n_layer/8) < lifetime < n_layer - max(1, 15 n_layer/32)",
+                 (long long)ho.window, ho.sink_threshold, (long long)ho.sink_min_rows,
+                 (long long)ho.stream_sink, (long long)ho.stream_recent,
+                 (long long)ho.distant_first, (long long)ho.distant_last, top_fraction, epsilon,
+                 (long long)ho.copy_min_len, ho.massive_abs, ho.massive_ratio, ho.sink_norm_ratio,
+                 ho.sink_cos);
         res.notes = strdup(notes);
     }
     double t0 = ab_now();
+    char *hidden_text = NULL; /* the hidden-state summary lines of every workload */
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
         struct ab_workload w = {0};
         struct ab_head_row *rows = NULL;
+        struct ab_hidden_stats hs = {0};
         int64_t n = 0;
         if ((rc = ab_h5_workload_read(pos[i], &w)) ||
-            (rc = ab_heads_workload(&w, pos[i], &ho, &rows, &n)) ||
+            (rc = ab_heads_workload(&w, pos[i], &ho, &rows, &n, &hs)) ||
             (rc = append_rows(&res, rows, n)))
             st = ab_cmd_fail(rc);
+        if (st == EX_AB_OK && hs.layers) {
+            hidden_lines(&hidden_text, pos[i], &w, &hs, &ho);
+            if ((rc = append_layers(&res, &hs))) st = ab_cmd_fail(rc);
+        }
+        ab_hidden_stats_free(&hs);
         ab_workload_free(&w);
     }
     if (st == EX_AB_OK) ab_heads_label(res.heads, res.n_heads, top_fraction);
@@ -220,12 +338,22 @@ int cmd_heads(int argc, char **argv)
         st = ab_cmd_fail(rc);
         unlink(out); /* all or nothing */
     }
+    if (st == EX_AB_OK && res.n_layers > 0 &&
+        (rc = ab_results_write_layers_csv(layers_csv, &res))) {
+        st = ab_cmd_fail(rc);
+        unlink(out), unlink(csv);
+    }
     if (st == EX_AB_OK) {
-        if (!ab_common.quiet) print_summary(&res, epsilon);
+        if (!ab_common.quiet) {
+            print_summary(&res, epsilon);
+            if (hidden_text) fputs(hidden_text, stdout);
+        }
         fflush(stdout);
         fprintf(stderr, "%lld heads in %.1f s\n", (long long)res.n_heads, ab_now() - t0);
         printf("%s\n%s\n", out, csv);
+        if (res.n_layers > 0) printf("%s\n", layers_csv);
     }
+    free(hidden_text);
     ab_results_free(&res);
     return st;
 }

@@ -55,6 +55,17 @@ void ab_results_heads_free(struct ab_results *r)
     r->n_heads = 0;
 }
 
+void ab_results_layers_free(struct ab_results *r)
+{
+    for (int64_t i = 0; r->layers && i < r->n_layers; i++) {
+        free(r->layers[i].workload);
+        free(r->layers[i].massive);
+    }
+    free(r->layers);
+    r->layers = NULL;
+    r->n_layers = 0;
+}
+
 static void ab_model_row_free_strings(struct ab_model_row *m)
 {
     free(m->workload);
@@ -93,6 +104,7 @@ int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row)
 void ab_results_free(struct ab_results *r)
 {
     ab_results_heads_free(r);
+    ab_results_layers_free(r);
     for (int64_t i = 0; r->model && i < r->n_model; i++) ab_model_row_free_strings(&r->model[i]);
     free(r->model);
     r->model = NULL;

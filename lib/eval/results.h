@@ -73,6 +73,35 @@ struct ab_head_row {
                                    token (NaN: no tokens or no repeated token) */
     double induction_score;     /* ... on the key after each earlier copy */
     double echo_group, induction_group; /* max over the query heads of the same kv head */
+    int64_t sec_lifetime;       /* lifetime (layers, lib/heads/hidden.h) of the strongest stored
+                                   secondary sink by alpha; -1: no hidden states or no
+                                   secondary sink */
+    int64_t sec_lifetime_pos;   /* that sink's position, -1 */
+    int64_t sec_secondary;      /* 1 when its lifetime is within the secondary bounds, 0 when
+                                   not, -1 when undefined */
+};
+
+/* One row of /layers (`attnbench heads` on a workload with hidden states; metrics.md "massive
+ * activations" and "secondary-sink lifetime"): one hidden state of one workload. Hidden state
+ * l is the residual stream entering layer l (l = n_layer: the output of the last layer).
+ * Strings owned by the results (malloc'd). */
+#define AB_LAYER_MASSIVE_CAP 16 /* entries listed in `massive` */
+struct ab_layer_row {
+    char *workload;
+    int64_t layer;              /* hidden-state index 0..n_layer */
+    double top1, top2, top3;    /* the activations with the 3 largest |x| (signed), NaN: none */
+    int64_t top1_pos, top1_dim, top2_pos, top2_dim, top3_pos, top3_dim; /* their place, -1 */
+    double median_abs;          /* median over (pos, dim) of |x| */
+    int64_t n_massive;          /* activations with |x| > massive_abs and > ratio x median */
+    int64_t n_massive_dims;     /* distinct dims among them */
+    char *massive;              /* "dim@pos:value ..." by |x| descending, at most
+                                   AB_LAYER_MASSIVE_CAP, " ..." when more; "" when none */
+    int64_t sink_pos;           /* the workload's primary sink position */
+    double sink_norm;           /* ||H_l[sink_pos]|| */
+    double median_norm;         /* median over positions of ||H_l[t]|| */
+    double sink_norm_ratio;     /* sink_norm / median_norm */
+    int64_t sink_high;          /* 1 when sink_norm_ratio > the high-norm ratio: the layer
+                                   counts for lifetimes */
 };
 
 /* One row of /model (`attnbench eval-model`): a method replacing attention inside a model's
@@ -129,15 +158,20 @@ struct ab_results {
     /* the /model table (`attnbench eval-model`); freed by ab_results_free */
     struct ab_model_row *model;
     int64_t n_model;
+    /* the /layers table (`attnbench heads` with hidden states); freed by ab_results_free */
+    struct ab_layer_row *layers;
+    int64_t n_layers;
 };
 
 /* Zeroes r: no cells, no summary, every attribute NULL / 0. */
 void ab_results_init(struct ab_results *r);
-/* Frees everything r owns (cells, summary, the /heads and /model tables, attribute strings) and leaves it
- * initialised; safe to call twice. */
+/* Frees everything r owns (cells, summary, the /heads, /model and /layers tables, attribute
+ * strings) and leaves it initialised; safe to call twice. */
 void ab_results_free(struct ab_results *r);
 /* Frees only the /heads table (n_heads becomes 0). */
 void ab_results_heads_free(struct ab_results *r);
+/* Frees only the /layers table (n_layers becomes 0). */
+void ab_results_layers_free(struct ab_results *r);
 /* Appends a copy of c (strings duplicated, NULL kept NULL), growing the array geometrically.
  * AB_OK or AB_E_NOMEM (r unchanged). */
 int ab_results_add(struct ab_results *r, const struct ab_cell *c);

@@ -55,6 +55,7 @@ void ab_map_stats_free(struct ab_map_stats *s)
 {
     free(s->alpha);
     free(s->col_mass);
+    free(s->seen);
     free(s->diag_mass);
     memset(s, 0, sizeof *s);
 }
@@ -68,8 +69,9 @@ int ab_map_stats_compute(const struct ab_head *h, int64_t w, struct ab_map_stats
     out->alpha = calloc((size_t)n + 1, sizeof(double));
     out->col_mass = calloc((size_t)n + 1, sizeof(double));
     out->diag_mass = calloc((size_t)n + 1, sizeof(double));
+    out->seen = calloc((size_t)n + 1, sizeof(int64_t));
     struct acc a = {.h = h, .s = out, .n_vis_hist = calloc((size_t)n + 2, sizeof(int64_t))};
-    if (!out->alpha || !out->col_mass || !out->diag_mass || !a.n_vis_hist) {
+    if (!out->alpha || !out->col_mass || !out->diag_mass || !out->seen || !a.n_vis_hist) {
         free(a.n_vis_hist);
         ab_map_stats_free(out);
         return ab_fail(AB_E_NOMEM, "cannot allocate map statistics (n %lld)", (long long)n);
@@ -84,6 +86,7 @@ int ab_map_stats_compute(const struct ab_head *h, int64_t w, struct ab_map_stats
     int64_t seen = 0;
     for (int64_t k = n - 1; k >= 0; k--) {
         seen += a.n_vis_hist[k + 1];
+        out->seen[k] = seen;
         out->alpha[k] = seen ? out->col_mass[k] / (double)seen : 0;
     }
     double rows = out->rows > 0 ? out->rows : 1;

@@ -14,6 +14,7 @@ struct ab_map_stats {
     int64_t n;           /* keys (length of the vectors below) */
     double *alpha;       /* (n) column mean alpha(k) = sum_{i sees k} A[i,k] / #{i sees k} */
     double *col_mass;    /* (n) sum_i A[i,k] */
+    int64_t *seen;       /* (n) number of rows that see key k */
     double *diag_mass;   /* (n) sum_i A[i, i-off] by offset off = q_pos - k_pos (causal) */
     double first_weight; /* mean_i A[i,0] */
     double entropy;      /* mean_i of -sum_j A ln A */

@@ -179,6 +179,13 @@ int ab_results_write_heads_csv(const char *path, const struct ab_results *r)
     return ab_csv_write_table(path, r->heads, r->n_heads, sizeof *r->heads, cols, n_cols);
 }
 
+int ab_results_write_layers_csv(const char *path, const struct ab_results *r)
+{
+    int n_cols;
+    const struct ab_column *cols = ab_results_layer_columns(&n_cols);
+    return ab_csv_write_table(path, r->layers, r->n_layers, sizeof *r->layers, cols, n_cols);
+}
+
 int ab_results_write_model_csv(const char *path, const struct ab_results *r)
 {
     int n_cols;

@@ -42,6 +42,10 @@ int ab_results_write_csv(const char *cells_path, const char *summary_path,
  * RESULTS-heads.csv. Errors as ab_csv_write_table. */
 int ab_results_write_heads_csv(const char *path, const struct ab_results *r);
 
+/* Writes the /layers table of r (columns of ab_results_layer_columns) to path, e.g.
+ * RESULTS-layers.csv. Errors as ab_csv_write_table. */
+int ab_results_write_layers_csv(const char *path, const struct ab_results *r);
+
 /* Writes the /model table of r (columns of ab_results_model_columns) to path, e.g.
  * RESULTS-model.csv. Errors as ab_csv_write_table. */
 int ab_results_write_model_csv(const char *path, const struct ab_results *r);

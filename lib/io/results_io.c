@@ -175,7 +175,53 @@ static const struct ab_column ab_head_cols[] = {
                 "max of echo_score over the query heads sharing this key/value head"),
     AB_HEAD_COL(induction_group, AB_COL_F64, "1",
                 "max of induction_score over the query heads sharing this key/value head"),
+    AB_HEAD_COL(sec_lifetime, AB_COL_I64, "1",
+                "hidden-state lifetime of the strongest stored secondary sink: high-sink-norm "
+                "layers where it is parallel to the primary sink (-1: no hidden states or none)"),
+    AB_HEAD_COL(sec_lifetime_pos, AB_COL_I64, "1",
+                "position of the secondary sink whose lifetime is given (-1: none)"),
+    AB_HEAD_COL(sec_secondary, AB_COL_I64, "1",
+                "1 when sec_lifetime is within the secondary bounds of the notes, 0 when not, "
+                "-1 undefined"),
 };
+
+#define AB_LAYER_COL(field, type, units, long_name)                                                \
+    {                                                                                              \
+#field, type, offsetof(struct ab_layer_row, field), units, long_name                       \
+    }
+#define AB_TOP_COLS(i)                                                                             \
+    AB_LAYER_COL(top##i, AB_COL_F64, "1",                                                          \
+                 "activation with the " #i "-th largest |x| in this hidden state (signed)"),       \
+        AB_LAYER_COL(top##i##_pos, AB_COL_I64, "1", "token position of top" #i " (-1: none)"),    \
+        AB_LAYER_COL(top##i##_dim, AB_COL_I64, "1", "model dimension of top" #i " (-1: none)")
+
+static const struct ab_column ab_layer_cols[] = {
+    AB_LAYER_COL(workload, AB_COL_STR, "", "workload file path as given"),
+    AB_LAYER_COL(layer, AB_COL_I64, "1",
+                 "hidden-state index: the residual stream entering this layer (n_layer: the "
+                 "output of the last layer)"),
+    AB_TOP_COLS(1), AB_TOP_COLS(2), AB_TOP_COLS(3),
+    AB_LAYER_COL(median_abs, AB_COL_F64, "1", "median over positions and dims of |x|"),
+    AB_LAYER_COL(n_massive, AB_COL_I64, "1",
+                 "massive activations: |x| > --massive-abs and > --massive-ratio x median_abs"),
+    AB_LAYER_COL(n_massive_dims, AB_COL_I64, "1", "distinct dims holding massive activations"),
+    AB_LAYER_COL(massive, AB_COL_STR, "",
+                 "massive activations as dim@pos:value by |x| descending (capped; ' ...' when "
+                 "more)"),
+    AB_LAYER_COL(sink_pos, AB_COL_I64, "1", "position of the workload's primary sink"),
+    AB_LAYER_COL(sink_norm, AB_COL_F64, "1", "L2 norm of the primary sink's hidden state"),
+    AB_LAYER_COL(median_norm, AB_COL_F64, "1", "median over positions of the hidden-state norm"),
+    AB_LAYER_COL(sink_norm_ratio, AB_COL_F64, "1", "sink_norm / median_norm"),
+    AB_LAYER_COL(sink_high, AB_COL_I64, "1",
+                 "1 when sink_norm_ratio is above the high-norm ratio of the notes (the layer "
+                 "counts for secondary-sink lifetimes)"),
+};
+
+const struct ab_column *ab_results_layer_columns(int *n)
+{
+    *n = (int)(sizeof ab_layer_cols / sizeof ab_layer_cols[0]);
+    return ab_layer_cols;
+}
 
 #define AB_MODEL_COL(field, type, units, long_name)                                                \
     {                                                                                              \
@@ -291,6 +337,14 @@ static int ab_res_put_heads(struct ab_h5 *f, const struct ab_results *r)
     return ab_h5_put_table(f, "/heads", r->heads, r->n_heads, sizeof *r->heads, cols, n_cols);
 }
 
+/* The /layers table. */
+static int ab_res_put_layers(struct ab_h5 *f, const struct ab_results *r)
+{
+    int n_cols;
+    const struct ab_column *cols = ab_results_layer_columns(&n_cols);
+    return ab_h5_put_table(f, "/layers", r->layers, r->n_layers, sizeof *r->layers, cols, n_cols);
+}
+
 /* The /model table. */
 static int ab_res_put_model(struct ab_h5 *f, const struct ab_results *r)
 {
@@ -302,6 +356,7 @@ static int ab_res_put_model(struct ab_h5 *f, const struct ab_results *r)
 int ab_results_write_h5(const char *path, const struct ab_results *r)
 {
     assert(r->n_heads >= 0 && (r->n_heads == 0 || r->heads));
+    assert(r->n_layers >= 0 && (r->n_layers == 0 || r->layers));
     assert(r->n_cells >= 0 && (r->n_cells == 0 || r->cells));
     assert(r->n_summary >= 0 && (r->n_summary == 0 || r->summary));
     assert(r->n_workloads >= 0 && (r->n_workloads == 0 || r->workloads));
@@ -321,6 +376,7 @@ int ab_results_write_h5(const char *path, const struct ab_results *r)
         (rc = ab_h5_put_table(&f, "/summary", r->summary, r->n_summary, sizeof *r->summary,
                               sum_cols, n_sum_cols)) ||
         (r->n_heads > 0 && (rc = ab_res_put_heads(&f, r))) ||
+        (r->n_layers > 0 && (rc = ab_res_put_layers(&f, r))) ||
         (r->n_model > 0 && (rc = ab_res_put_model(&f, r)))) {
         ab_h5_abort(&f);
         return rc;
@@ -442,6 +498,27 @@ static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
         r->model = model;
         r->n_model = n_model;
     }
+    /* /layers likewise (`attnbench heads` with hidden states), with its indices checked */
+    if (ab_h5_exists(f, "/layers")) {
+        int n_layer_cols;
+        const struct ab_column *layer_cols = ab_results_layer_columns(&n_layer_cols);
+        void *layers = NULL;
+        int64_t n_layers = 0;
+        if ((rc = ab_h5_get_table(f, "/layers", layer_cols, n_layer_cols, sizeof *r->layers,
+                                  &layers, &n_layers)))
+            return rc;
+        r->layers = layers;
+        r->n_layers = n_layers;
+        for (int64_t i = 0; i < n_layers; i++) {
+            const struct ab_layer_row *l = &r->layers[i];
+            if (l->layer < 0 || l->n_massive < 0 || l->n_massive_dims < 0 ||
+                l->n_massive_dims > l->n_massive || l->top1_pos < -1 || l->top1_dim < -1 ||
+                l->top2_pos < -1 || l->top2_dim < -1 || l->top3_pos < -1 || l->top3_dim < -1 ||
+                l->sink_pos < 0 || (l->sink_high != 0 && l->sink_high != 1))
+                return ab_fail(AB_E_DATA, "'%s': /layers row %lld holds an impossible value",
+                               f->path, (long long)i);
+        }
+    }
     return AB_OK;
 }
 
@@ -454,6 +531,7 @@ int ab_results_read_h5(const char *path, struct ab_results *out)
     if ((rc = ab_res_check_schema(&f)) || (rc = ab_res_read_attrs(&f, out)) ||
         (rc = ab_res_read_tables(&f, out))) {
         ab_results_heads_free(out);
+        ab_results_layers_free(out);
         ab_results_free(out);
     }
     ab_h5_close(&f);

@@ -12,6 +12,8 @@
  *   /summary/   the same for struct ab_summary_row
  *   /heads/     the same for struct ab_head_row, only when n_heads > 0 (`attnbench heads`)
  *   /model/     the same for struct ab_model_row, only when n_model > 0 (`attnbench eval-model`)
+ *   /layers/    the same for struct ab_layer_row, only when n_layers > 0 (`attnbench heads` on
+ *               workloads with hidden states)
  * No object time stamps, written to PATH.tmp and renamed: the same results give the same
  * bytes (set created_utc, hostname, attnbench_version and openblas_config to pin them). */
 #ifndef AB_IO_RESULTS_IO_H
@@ -27,6 +29,7 @@ const struct ab_column *ab_results_cell_columns(int *n);
 const struct ab_column *ab_results_summary_columns(int *n);
 const struct ab_column *ab_results_head_columns(int *n); /* /heads: struct ab_head_row */
 const struct ab_column *ab_results_model_columns(int *n); /* /model: struct ab_model_row */
+const struct ab_column *ab_results_layer_columns(int *n); /* /layers: struct ab_layer_row */
 
 /* Frees r->heads and its strings and sets n_heads to 0. ab_results_free does not free the heads
  * table (it predates it): call this first on results that may hold one (read_h5 fills it when
@@ -45,7 +48,9 @@ int ab_results_write_h5(const char *path, const struct ab_results *r);
  * that feasible is 0 or 1. AB_E_NOFILE when path does not exist; AB_E_DATA (not HDF5, wrong
  * schema, missing or malformed column, lengths that disagree); AB_E_TOOBIG; AB_E_NOMEM.
  * /heads is optional: read into r->heads when it has every column of ab_results_head_columns
- * (ab_results_free frees it); a /heads table with fewer columns is skipped. */
+ * (ab_results_free frees it); a /heads table with fewer columns is skipped. /model and /layers
+ * are optional too, but when present every column is required (AB_E_DATA otherwise); /layers
+ * rows with negative indices or counts are rejected. */
 int ab_results_read_h5(const char *path, struct ab_results *out);
 
 /* The SHA-256 of the bytes of the file at path as 64 lowercase hex digits (hex[0] = '\0' on
