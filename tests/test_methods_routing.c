@@ -1,0 +1,259 @@
+/* test_methods_routing.c - defining properties of the dynamic prefill methods that route query
+ * blocks to key units found at run time: permuted-block, biformer, dhsa and sale, on hand-built
+ * heads with planted structure; each method's ledger against the formula its file states; and
+ * tied positions and short sequences. The generic battery (test_methods.c) runs the properties
+ * every method shares. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ab.h"
+#include "core/rng.h"
+#include "methods/dynamic.h"
+#include "methods/method.h"
+#include "methods_fixtures.h"
+
+enum { BS = AB_DYN_B };
+
+static const char *const routing_methods[] = {"permuted-block", "biformer", "dhsa", "sale"};
+enum { N_ROUTING = sizeof routing_methods / sizeof routing_methods[0] };
+
+/* ---- biformer ---- */
+
+/* Query region b and key region partner(b) share a direction u_b of their own: routing with
+ * k = 2 (the forced diagonal region plus one) sends every query region to its partner. */
+Test(biformer, routes_query_region_to_planted_partner)
+{
+    enum { N = 1024, D = 64, NB = N / BS };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.3, 31);
+    struct ab_rng r;
+    ab_rng_init(&r, 31, 1);
+    int64_t partner[NB];
+    float u[D];
+    for (int64_t b = 2; b < NB; b++) {
+        partner[b] = (b * 5 + 3) % (b - 1); /* a region before b - 1 */
+        fx_unit(u, D, &r);
+        fx_add_dir(L.q, D, b * BS, (b + 1) * BS, u, 4.0f);
+        fx_add_dir(L.k, D, partner[b] * BS, (partner[b] + 1) * BS, u, 4.0f);
+    }
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    struct ab_keep keep;
+    struct ab_ledger led;
+    fx_run_checked(fx_method("biformer"), &p, 2, &led, &keep);
+    for (int64_t i = 2 * BS; i < N; i++) {
+        int64_t b = i / BS;
+        for (int64_t j = 0; j <= i; j++) {
+            int want = j / BS == partner[b] || j / BS == b;
+            cr_assert_eq(ab_keep_has(&keep, i, j), want, "row %ld key %ld (partner %ld)", (long)i,
+                         (long)j, (long)partner[b]);
+        }
+    }
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* The non-causal variant: no forced region, and a query region may be routed to a region after
+ * it; k = 1 keeps exactly the partner's 64 keys. */
+Test(biformer, full_mask_routes_to_a_later_region)
+{
+    enum { N = 512, D = 64, NB = N / BS };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.3, 32);
+    L.heads[0].mask = AB_MASK_FULL;
+    struct ab_rng r;
+    ab_rng_init(&r, 32, 1);
+    float u[D];
+    for (int64_t b = 0; b < NB; b++) {
+        fx_unit(u, D, &r);
+        fx_add_dir(L.q, D, b * BS, (b + 1) * BS, u, 4.0f);
+        fx_add_dir(L.k, D, ((b + 3) % NB) * BS, ((b + 3) % NB + 1) * BS, u, 4.0f);
+    }
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    struct ab_keep keep;
+    struct ab_ledger led;
+    fx_run_checked(fx_method("biformer"), &p, 1, &led, &keep);
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < N; j++)
+            cr_assert_eq(ab_keep_has(&keep, i, j), j / BS == (i / BS + 3) % NB, "row %ld key %ld",
+                         (long)i, (long)j);
+    cr_expect_eq(led.cells, (double)N * BS);
+    /* at the largest knob it is dense attention under the full mask */
+    ab_keep_free(&keep);
+    double err = fx_run_checked(fx_method("biformer"), &p, N, &led, &keep);
+    cr_expect_leq(err, 1e-5, "rel_l2 %g", err);
+    cr_expect_eq(led.cells, (double)N * N);
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* Causal: region b keeps m_b = min(b + 1, k) regions; selection 2nd + 2 nb^2 d; a short last
+ * region under the full mask is counted from the selection and still agrees with cost(). */
+Test(biformer, ledger_follows_formula)
+{
+    enum { N = 1000, D = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 1.0, 33);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    const struct ab_method *m = fx_method("biformer");
+    cr_assert(m->flags & AB_METHOD_ANALYTIC && m->masks & AB_MASKS_FULL);
+    int64_t nb = (N + BS - 1) / BS;
+    for (int64_t k = 1; k <= nb + 1; k += 3) {
+        struct ab_ledger led;
+        struct ab_keep keep;
+        fx_run_checked(m, &p, (double)k, &led, &keep);
+        double cells = 0;
+        for (int64_t i = 0; i < N; i++) {
+            int64_t b = i / BS, mb = b + 1 < k ? b + 1 : k;
+            cells += (double)((mb - 1) * BS + (i - b * BS + 1));
+        }
+        cr_expect_eq(led.cells, cells, "k %ld", (long)k);
+        cr_expect_eq(led.flops_select, 2.0 * N * D + 2.0 * (double)(nb * nb) * D);
+        ab_keep_free(&keep);
+    }
+    L.heads[0].mask = AB_MASK_FULL;
+    for (int64_t k = 1; k <= nb; k += 5) {
+        struct ab_ledger led;
+        struct ab_keep keep;
+        fx_run_checked(m, &p, (double)k, &led, &keep); /* cost() == run() == keep counts */
+        cr_expect_leq(led.cells, (double)N * k * BS);
+        cr_expect_geq(led.cells, (double)N * ((k - 1) * BS + N % BS));
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}
+
+/* ---- permuted-block ---- */
+
+/* 64 hot keys, one every 8 keys across segment 1 (keys [576, 1088)), that every query leans
+ * towards: in the original order they sit in 8 blocks, so block-topk with one free block
+ * (k = 4) keeps 8 of them; sorting the segment puts all 64 into one permuted block, which
+ * permuted-block keeps whole at the same cost. */
+Test(permuted_block, gathers_scattered_hot_keys_into_one_block)
+{
+    enum { N = 2048, D = 64, SEG0 = 64 + 512 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.2, 34);
+    struct ab_rng r;
+    ab_rng_init(&r, 34, 1);
+    float u[D];
+    fx_unit(u, D, &r);
+    for (int64_t t = 0; t < 64; t++) fx_add_dir(L.k, D, SEG0 + 8 * t, SEG0 + 8 * t + 1, u, 4.0f);
+    fx_add_dir(L.q, D, 0, N, u, 8.0f);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    struct ab_keep kp, kt;
+    struct ab_ledger lp, lt;
+    fx_run_checked(fx_method("permuted-block"), &p, 4, &lp, &kp);
+    fx_run_checked(fx_method("block-topk"), &p, 4, &lt, &kt);
+    /* rows whose candidates include the whole segment: (nvb - 2) 64 >= 1088 */
+    int64_t rows = 0;
+    for (int64_t i = 19 * BS; i < N; i++, rows++) {
+        int64_t hot = 0;
+        for (int64_t t = 0; t < 64; t++) hot += ab_keep_has(&kp, i, SEG0 + 8 * t);
+        cr_assert_eq(hot, 64, "row %ld keeps %ld of the 64 hot keys", (long)i, (long)hot);
+        cr_assert_eq(ab_keep_count(&kp, i), ab_keep_count(&kt, i), "row %ld", (long)i);
+    }
+    cr_assert_gt(rows, 0);
+    cr_expect_eq(lp.cells, lt.cells, "same cells as block-topk at the same k");
+    ab_keep_free(&kp);
+    ab_keep_free(&kt);
+    /* attention recall of those rows: most of their mass is on the hot keys */
+    struct ab_problem late = p;
+    late.rows = p.rows + 19 * BS, late.n_rows = N - 19 * BS;
+    fx_rel_l2(fx_method("permuted-block"), &late, 4, &lp, &kp);
+    fx_rel_l2(fx_method("block-topk"), &late, 4, &lt, &kt);
+    double rp = fx_recall(&late, &kp), rt = fx_recall(&late, &kt);
+    cr_log_info("late rows: permuted-block recall %.4f, block-topk %.4f", rp, rt);
+    cr_expect_gt(rp, 0.5);
+    cr_expect_gt(rp, rt + 0.3);
+    ab_keep_free(&kp);
+    ab_keep_free(&kt);
+    fx_layer_free(&L);
+}
+
+/* Cells equal block-topk's closed form; selection is block-topk's plus the permutation's. */
+Test(permuted_block, ledger_follows_formula)
+{
+    enum { N = 1700, D = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 1.0, 35);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    const struct ab_method *m = fx_method("permuted-block"), *top = fx_method("block-topk");
+    int64_t nb = (N + BS - 1) / BS, ns = (N - BS) / 512 * 512;
+    for (int64_t k = 1; k <= nb + 1; k += 4) {
+        struct ab_ledger led, lt = {0};
+        struct ab_keep keep;
+        fx_run_checked(m, &p, (double)k, &led, &keep);
+        cr_assert_eq(top->cost(&p, (double)k, &lt), AB_OK);
+        cr_expect_eq(led.cells, lt.cells, "k %ld", (long)k);
+        double extra = 64.0 * D + 3.0 * ns * D + 2.0 * nb * (ns / 64) * D;
+        cr_expect_eq(led.flops_select, lt.flops_select + extra, "k %ld", (long)k);
+        cr_expect_eq(led.ops_other, lt.ops_other + (double)(ns / 512) * 512 * 9, "k %ld", (long)k);
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}
+
+/* ---- all four ---- */
+
+/* Tied positions (two tokens per position) let rows see keys past their own index: costs are
+ * counted from the selection, keep sets stay inside the mask, the largest knob is dense. */
+Test(routing, tied_positions)
+{
+    enum { N = 1300, D = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 2.0, 36);
+    for (int64_t i = 0; i < N; i++) L.pos[i] = (int32_t)(i / 2);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    for (int t = 0; t < N_ROUTING; t++) {
+        const struct ab_method *m = ab_method_find(routing_methods[t]);
+        if (!m) continue; /* rows not registered yet */
+        double lo, hi;
+        ab_method_knob_range(m, &p, &lo, &hi);
+        double third = lo + (hi - lo) / 3;
+        const double knobs[] = {lo, m->knob.integer ? floor(third) : third, hi};
+        for (int s = 0; s < 3; s++) {
+            struct ab_keep keep;
+            struct ab_ledger led;
+            double err = fx_run_checked(m, &p, knobs[s], &led, &keep);
+            for (int64_t r = 0; r < N; r++)
+                for (int64_t j = ab_head_visible(p.h, r); j < N; j++)
+                    cr_assert(!ab_keep_has(&keep, r, j), "%s keeps a masked key", m->name);
+            if (s == 2) cr_expect_leq(err, 1e-5, "%s: rel_l2 %g at the largest knob", m->name, err);
+            ab_keep_free(&keep);
+        }
+    }
+    fx_layer_free(&L);
+}
+
+/* Short sequences: fewer rows than a block, a block and one row, a few blocks. */
+Test(routing, short_sequences)
+{
+    const int64_t ns[] = {1, 7, 64, 65, 130, 700};
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+        struct fx_layer L;
+        fx_layer_make(&L, 1, 1, ns[a], 16, 1.0, 37);
+        struct ab_problem p = fx_problem(&L, 0, 0);
+        for (int t = 0; t < N_ROUTING; t++) {
+            const struct ab_method *m = ab_method_find(routing_methods[t]);
+            if (!m) continue;
+            double lo, hi;
+            ab_method_knob_range(m, &p, &lo, &hi);
+            struct ab_keep keep;
+            struct ab_ledger led;
+            fx_run_checked(m, &p, lo, &led, &keep);
+            cr_expect_geq(led.cells, (double)ns[a], "%s: every row keeps its own key", m->name);
+            for (int64_t i = 0; i < ns[a]; i++)
+                cr_expect(ab_keep_has(&keep, i, i), "%s, n %ld: row %ld lost its own key", m->name,
+                          (long)ns[a], (long)i);
+            ab_keep_free(&keep);
+            double err = fx_run_checked(m, &p, hi, &led, &keep);
+            cr_expect_leq(err, 1e-5, "%s, n %ld: rel_l2 %g", m->name, (long)ns[a], err);
+            cr_expect_eq(led.cells, ab_problem_allowed_cells(&p), "%s, n %ld", m->name,
+                         (long)ns[a]);
+            ab_keep_free(&keep);
+        }
+        fx_layer_free(&L);
+    }
+}
