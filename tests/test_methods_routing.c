@@ -195,6 +195,92 @@ Test(permuted_block, ledger_follows_formula)
     fx_layer_free(&L);
 }
 
+/* ---- dhsa ---- */
+
+/* Sixteen planted topic segments of uneven length (each its own key direction) give 15 clear
+ * similarity drops, so the chunks are the segments. Queries of the last segment ask for the
+ * topic of segment 3: at f = 0.06 (58 .. 62 keys per row) they keep their own key, all of
+ * segment 3, and the most recent tokens of one more chunk, which end on a planted boundary. */
+Test(dhsa, keeps_the_planted_chunk_whole)
+{
+    enum { N = 1024, D = 64, NSEG = 16 };
+    static const int64_t len[NSEG] = {40, 90, 64, 50, 78, 64, 33, 95,
+                                      70, 60, 44, 80, 66, 56, 72, 62};
+    int64_t start[NSEG + 1] = {0};
+    for (int s = 0; s < NSEG; s++) start[s + 1] = start[s] + len[s];
+    cr_assert_eq(start[NSEG], N);
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.2, 38);
+    struct ab_rng r;
+    ab_rng_init(&r, 38, 1);
+    float topic[NSEG][D];
+    for (int s = 0; s < NSEG; s++) {
+        fx_unit(topic[s], D, &r);
+        fx_add_dir(L.k, D, start[s], start[s + 1], topic[s], 8.0f);
+    }
+    fx_add_dir(L.q, D, start[NSEG - 1], N, topic[3], 4.0f);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    struct ab_keep keep;
+    struct ab_ledger led;
+    const double f = 0.06;
+    fx_run_checked(fx_method("dhsa"), &p, f, &led, &keep);
+    for (int64_t i = start[NSEG - 1]; i < N; i++) {
+        cr_assert(ab_keep_has(&keep, i, i));
+        for (int64_t j = start[3]; j < start[4]; j++)
+            cr_assert(ab_keep_has(&keep, i, j), "row %ld lost key %ld of the planted chunk",
+                      (long)i, (long)j);
+        cr_assert_eq(ab_keep_count(&keep, i), (int64_t)ceil(f * (double)(i + 1)), "row %ld",
+                     (long)i);
+        /* the rest is one run [lo, e) ending on a planted boundary (or at the row itself) */
+        int64_t lo = -1, e = -1;
+        for (int64_t j = 0; j < i; j++) {
+            if ((j >= start[3] && j < start[4]) || !ab_keep_has(&keep, i, j)) continue;
+            if (lo < 0) lo = j;
+            cr_assert(e < 0 || e == j, "row %ld: a second run at key %ld", (long)i, (long)j);
+            e = j + 1;
+        }
+        int on_boundary = e == i;
+        for (int s = 1; s <= NSEG; s++) on_boundary |= e == start[s];
+        cr_assert(on_boundary, "row %ld: run [%ld, %ld) does not end on a chunk boundary", (long)i,
+                  (long)lo, (long)e);
+    }
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* Row i keeps min(vis, max(1, ceil(f vis))) cells; selection 2(n-1)d + 4nd + 2 nc d + 2 nc^2 d
+ * with nc = ceil(n / 64) chunks on random keys. */
+Test(dhsa, ledger_follows_formula)
+{
+    enum { N = 1000, D = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 1.0, 39);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    const struct ab_method *m = fx_method("dhsa");
+    cr_assert(m->flags & AB_METHOD_ANALYTIC);
+    double nc = (N + 63) / 64, prev = 0;
+    const double fs[] = {0.001, 0.01, 0.05, 0.1, 0.3, 0.77, 1.0};
+    for (size_t t = 0; t < sizeof fs / sizeof fs[0]; t++) {
+        struct ab_ledger led;
+        struct ab_keep keep;
+        fx_run_checked(m, &p, fs[t], &led, &keep);
+        double cells = 0;
+        for (int64_t i = 0; i < N; i++) {
+            double k = ceil(fs[t] * (double)(i + 1));
+            cells += k < 1 ? 1 : k > i + 1 ? (double)(i + 1) : k;
+        }
+        cr_expect_eq(led.cells, cells, "f %g", fs[t]);
+        cr_expect_eq(led.flops_select,
+                     2.0 * (N - 1) * D + 4.0 * N * D + 2.0 * nc * D + 2.0 * nc * nc * D, "f %g",
+                     fs[t]);
+        cr_expect_gt(led.cells, prev);
+        prev = led.cells;
+        ab_keep_free(&keep);
+    }
+    cr_expect_eq(prev, (double)N * (N + 1) / 2);
+    fx_layer_free(&L);
+}
+
 /* ---- all four ---- */
 
 /* Tied positions (two tokens per position) let rows see keys past their own index: costs are
