@@ -281,6 +281,93 @@ Test(dhsa, ledger_follows_formula)
     fx_layer_free(&L);
 }
 
+/* ---- sale ---- */
+
+/* Queries of block QB and keys of block KB share a direction: in the 4-bit estimate the row
+ * maxima of QB sit in KB, and at e = 0.5 (theta ~ 0.32) QB keeps exactly blocks 0, KB and its
+ * diagonal. */
+static void plant_needle_block(struct fx_layer *L, int64_t qb, int64_t kb, const float *u, float a)
+{
+    fx_add_dir(L->q, L->d, qb * BS, (qb + 1) * BS, u, a);
+    fx_add_dir(L->k, L->d, kb * BS, (kb + 1) * BS, u, a);
+}
+
+static void expect_blocks(const struct ab_keep *keep, int64_t qb, int64_t kb)
+{
+    for (int64_t i = qb * BS; i < (qb + 1) * BS; i++)
+        for (int64_t j = 0; j <= i; j++) {
+            int want = j / BS == 0 || j / BS == kb || j / BS == qb;
+            cr_assert_eq(ab_keep_has(keep, i, j), want, "row %ld key %ld (planted block %ld)",
+                         (long)i, (long)j, (long)kb);
+        }
+}
+
+Test(sale, keeps_the_planted_far_block)
+{
+    enum { N = 1024, D = 64, QB = 12, KB = 3 };
+    struct fx_layer L;
+    fx_layer_make(&L, 2, 1, N, D, 0.3, 40);
+    struct ab_rng r;
+    ab_rng_init(&r, 40, 1);
+    float u[D];
+    fx_unit(u, D, &r);
+    plant_needle_block(&L, QB, KB, u, 6.0f);
+    const struct ab_method *m = fx_method("sale");
+    struct ab_problem p = fx_problem(&L, 0, 0), other = fx_problem(&L, 1, 0);
+    struct ab_keep k1, k2, k3;
+    struct ab_ledger l1, l2, l3;
+    fx_run_checked(m, &p, 0.5, &l1, &k1);
+    expect_blocks(&k1, QB, KB);
+    /* another head in between, then the first again: the same selection bit for bit */
+    fx_run_checked(m, &other, 0.5, &l2, &k2);
+    ab_keep_free(&k2);
+    fx_run_checked(m, &p, 0.5, &l3, &k3);
+    cr_expect(!memcmp(&l1, &l3, sizeof l1));
+    cr_expect(!memcmp(k1.bits, k3.bits, sizeof(uint64_t) * (size_t)(k1.n_rows * k1.words)));
+    ab_keep_free(&k1);
+    ab_keep_free(&k3);
+    /* the same arrays changed in place: the needle moves to block 7 and so does the selection */
+    plant_needle_block(&L, QB, KB, u, -6.0f);
+    plant_needle_block(&L, QB, 7, u, 6.0f);
+    fx_run_checked(m, &p, 0.5, &l1, &k1);
+    expect_blocks(&k1, QB, 7);
+    ab_keep_free(&k1);
+    fx_layer_free(&L);
+}
+
+/* Selection E d / 4 with E = sum_b rows_b vis(last row of b): about 1/16 of dense. */
+Test(sale, ledger_follows_formula)
+{
+    enum { N = 1000, D = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 1.0, 41);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    const struct ab_method *m = fx_method("sale");
+    cr_assert(!(m->flags & AB_METHOD_ANALYTIC) && m->flags & AB_METHOD_SELECTS);
+    double E = 0;
+    for (int64_t b = 0; b * BS < N; b++) {
+        int64_t i1 = (b + 1) * BS < N ? (b + 1) * BS : N;
+        E += (double)(i1 - b * BS) * (double)i1;
+    }
+    double prev = 0;
+    const double es[] = {0.01, 0.2, 0.5, 1, 2, 4, 8, 16};
+    for (size_t t = 0; t < sizeof es / sizeof es[0]; t++) {
+        struct ab_ledger led;
+        struct ab_keep keep;
+        fx_run_checked(m, &p, es[t], &led, &keep);
+        cr_expect_eq(led.flops_select, E * D / 4, "e %g", es[t]);
+        cr_expect_eq(led.flops_attend, 4.0 * D * led.cells);
+        cr_expect_geq(led.cells, prev, "cells grow with e");
+        prev = led.cells;
+        ab_keep_free(&keep);
+    }
+    cr_expect_eq(prev, (double)N * (N + 1) / 2, "e = 16 is dense");
+    double sel = E * D / 4 / ab_problem_dense_flops(&p);
+    cr_log_info("sale: selection is %.4f of dense", sel);
+    cr_expect(sel > 1.0 / 17 && sel < 1.0 / 14, "selection %g of dense", sel);
+    fx_layer_free(&L);
+}
+
 /* ---- all four ---- */
 
 /* Tied positions (two tokens per position) let rows see keys past their own index: costs are
@@ -293,8 +380,7 @@ Test(routing, tied_positions)
     for (int64_t i = 0; i < N; i++) L.pos[i] = (int32_t)(i / 2);
     struct ab_problem p = fx_problem(&L, 0, 0);
     for (int t = 0; t < N_ROUTING; t++) {
-        const struct ab_method *m = ab_method_find(routing_methods[t]);
-        if (!m) continue; /* rows not registered yet */
+        const struct ab_method *m = fx_method(routing_methods[t]);
         double lo, hi;
         ab_method_knob_range(m, &p, &lo, &hi);
         double third = lo + (hi - lo) / 3;
@@ -322,8 +408,7 @@ Test(routing, short_sequences)
         fx_layer_make(&L, 1, 1, ns[a], 16, 1.0, 37);
         struct ab_problem p = fx_problem(&L, 0, 0);
         for (int t = 0; t < N_ROUTING; t++) {
-            const struct ab_method *m = ab_method_find(routing_methods[t]);
-            if (!m) continue;
+            const struct ab_method *m = fx_method(routing_methods[t]);
             double lo, hi;
             ab_method_knob_range(m, &p, &lo, &hi);
             struct ab_keep keep;
