@@ -1,7 +1,7 @@
-/* test_methods_kv.c - the KV-cache (decode) methods (quest, snapkv, ada-snapkv, h2o, tova) on
- * hand-built decode problems: each method's defining property (Quest's page bound, the planted
- * token SnapKV and H2O keep, TOVA's layer-shared cache, Ada-KV's budget moving to the flatter
- * head, one eviction per step), the ledger against the formulas their files state
+/* test_methods_kv.c - the KV-cache (decode) methods (quest, snapkv, ada-snapkv, h2o, tova, a2sf,
+ * keyformer) on hand-built decode problems: each method's defining property (Quest's page bound,
+ * the planted token SnapKV and H2O keep, TOVA's layer-shared cache, Ada-KV's budget moving to the
+ * flatter head, one eviction per step, a2sf and keyformer reducing to H2O), the ledger against the formulas their files state
  * (methods.md), equality with dense at the largest knob, the decode protocol (the decode
  * queries never change what was kept from the context before they ran) and evaluated-row
  * subsets. The generic battery (test_methods.c) runs the properties every method shares. */
@@ -18,7 +18,8 @@
 
 enum { P = 16, W = 64 };
 
-static const char *const kv_names[] = {"quest", "snapkv", "ada-snapkv", "h2o", "tova"};
+static const char *const kv_names[] = {"quest", "snapkv", "ada-snapkv", "h2o",
+                                       "tova",  "a2sf",   "keyformer"};
 enum { N_KV = sizeof kv_names / sizeof kv_names[0] };
 
 /* Keys < k_end kept in row r. */
@@ -274,6 +275,149 @@ Test(tova, kept_set_shared_across_heads)
 }
 
 Test(tova, evicts_one_key_per_step) { check_one_eviction_per_step("tova"); }
+
+/* ---- a2sf ---- */
+
+/* Runs two rows' runs (through their hooks or registry rows) on p at C and expects the same
+ * keep sets and bit-identical outputs. */
+typedef int (*kv_run_fn)(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+                         struct ab_ledger *led, const void *arg);
+
+static void expect_same_run(const struct ab_problem *p, int64_t C, const char *what,
+                            kv_run_fn f, const void *arg)
+{
+    int64_t D = p->h->d;
+    float *o1 = malloc(sizeof(float) * p->n_rows * D), *o2 = malloc(sizeof(float) * p->n_rows * D);
+    struct ab_keep k1, k2;
+    struct ab_ledger l1 = {0}, l2 = {0};
+    cr_assert_eq(ab_keep_alloc(&k1, p->n_rows, p->h->n_k), AB_OK);
+    cr_assert_eq(ab_keep_alloc(&k2, p->n_rows, p->h->n_k), AB_OK);
+    cr_assert_eq(fx_method("h2o")->run(p, (double)C, o1, &k1, &l1), AB_OK);
+    cr_assert_eq(f(p, (double)C, o2, &k2, &l2, arg), AB_OK, "%s", ab_errmsg());
+    cr_expect(!memcmp(k1.bits, k2.bits, sizeof(uint64_t) * (size_t)(k1.n_rows * k1.words)),
+              "%s at C = %lld keeps other keys than h2o", what, (long long)C);
+    cr_expect(!memcmp(o1, o2, sizeof(float) * p->n_rows * D), "%s at C = %lld: outputs differ",
+              what, (long long)C);
+    cr_expect_eq(l1.cells, l2.cells);
+    ab_keep_free(&k1), ab_keep_free(&k2);
+    free(o1), free(o2);
+}
+
+static int a2sf_at(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+                   struct ab_ledger *led, const void *arg)
+{
+    return ab_a2sf_run(p, knob, *(const double *)arg, o, keep, led);
+}
+
+/* lambda = 1 (no forgetting) is H2O: the same cache at every step and the same outputs, bit
+ * for bit, on a random layer at small, middle and large caches. */
+Test(a2sf, lambda_one_equals_h2o)
+{
+    enum { N = 640, D = 32, M = 48, H = 2 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 3.0, 101);
+    const double one = 1.0;
+    const int64_t Cs[] = {2, 9, 40, 101, 300};
+    for (int64_t h = 0; h < H; h++) {
+        struct ab_problem p = fx_problem(&L, h, M);
+        for (size_t t = 0; t < sizeof Cs / sizeof Cs[0]; t++)
+            expect_same_run(&p, Cs[t], "a2sf (lambda 1)", a2sf_at, &one);
+    }
+    fx_layer_free(&L);
+}
+
+/* Forgetting is what a2sf adds. Sixteen OLD keys are what context queries 0..599 look at (each
+ * collects ~30 of accumulated attention); YOUNG, outside the recent window, is what only the
+ * last 22 context queries look at (~20). With 16 heavy slots (C = 32), h2o keeps the old keys
+ * by seniority and evicts YOUNG at the first decode step; a2sf (lambda 0.9) has forgotten the
+ * old keys' attention and keeps YOUNG at every decode step. */
+Test(a2sf, forgetting_keeps_the_young_key)
+{
+    enum { N = 1024, D = 64, M = 32, C = 32, YOUNG = 940 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.25, 102);
+    struct ab_rng r;
+    ab_rng_init(&r, 102, 1);
+    float u[D], u2[D];
+    fx_unit(u, D, &r);
+    fx_unit(u2, D, &r);
+    int64_t q0 = N - M;
+    for (int64_t t = 0; t < 16; t++) fx_add_dir(L.k, D, 50 + 10 * t, 51 + 10 * t, u, 16.0f);
+    fx_add_dir(L.q, D, 0, 600, u, 4.0f);
+    fx_add_dir(L.k, D, YOUNG, YOUNG + 1, u2, 16.0f);
+    fx_add_dir(L.q, D, q0 - 22, q0, u2, 4.0f);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep kh, ka;
+    fx_run_checked(fx_method("h2o"), &p, C, &led, &kh);
+    fx_run_checked(fx_method("a2sf"), &p, C, &led, &ka);
+    cr_expect(!ab_keep_has(&kh, 0, YOUNG), "h2o kept the young key: the case does not separate");
+    int64_t old_h2o = 0;
+    for (int64_t t = 0; t < 16; t++) old_h2o += ab_keep_has(&kh, 0, 50 + 10 * t);
+    cr_expect_eq(old_h2o, 16, "h2o keeps the 16 old keys (%lld)", (long long)old_h2o);
+    for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+        cr_expect(ab_keep_has(&ka, r0, YOUNG), "a2sf row %lld evicted the young key",
+                  (long long)p.rows[r0]);
+        cr_expect_eq(ab_keep_count(&ka, r0), C);
+    }
+    ab_keep_free(&kh), ab_keep_free(&ka);
+    fx_layer_free(&L);
+}
+
+/* ---- keyformer ---- */
+
+static int keyformer_plain(const struct ab_problem *p, double knob, float *o,
+                           struct ab_keep *keep, struct ab_ledger *led, const void *arg)
+{
+    (void)arg;
+    return ab_keyformer_run(p, knob, 0, 1.0, 1.0, o, keep, led);
+}
+
+/* Keyformer is h2o's accumulation of a regularised score: without the Gumbel noise and at
+ * temperature 1 the score is the plain attention and keyformer is H2O bit for bit. */
+Test(keyformer, no_noise_unit_temperature_equals_h2o)
+{
+    enum { N = 640, D = 32, M = 48, H = 2 };
+    struct fx_layer L;
+    fx_layer_make(&L, H, H, N, D, 3.0, 111);
+    const int64_t Cs[] = {2, 9, 40, 101, 300};
+    for (int64_t h = 0; h < H; h++) {
+        struct ab_problem p = fx_problem(&L, h, M);
+        for (size_t t = 0; t < sizeof Cs / sizeof Cs[0]; t++)
+            expect_same_run(&p, Cs[t], "keyformer (no noise, tau 1)", keyformer_plain, NULL);
+    }
+    fx_layer_free(&L);
+}
+
+/* The noise is seeded: the same problem seed replays the same caches, another seed gives other
+ * caches, and the regularised score (noise, tau 1 -> 2) moves the cache away from H2O's. Its
+ * defining property still holds under the noise: the recent half is always kept. */
+Test(keyformer, seeded_noise_replays_and_changes_the_cache)
+{
+    enum { N = 640, D = 32, M = 48, C = 60 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 3.0, 112);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep a, b, c, hk;
+    p.seed = 7;
+    fx_run_checked(fx_method("keyformer"), &p, C, &led, &a);
+    fx_run_checked(fx_method("keyformer"), &p, C, &led, &b);
+    fx_run_checked(fx_method("h2o"), &p, C, &led, &hk);
+    p.seed = 8;
+    fx_run_checked(fx_method("keyformer"), &p, C, &led, &c);
+    size_t bytes = sizeof(uint64_t) * (size_t)(a.n_rows * a.words);
+    cr_expect(!memcmp(a.bits, b.bits, bytes), "same seed, other caches");
+    cr_expect(memcmp(a.bits, c.bits, bytes), "another seed, the same caches");
+    cr_expect(memcmp(a.bits, hk.bits, bytes), "keyformer's cache is h2o's");
+    for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+        int64_t v = p.rows[r0] + 1;
+        for (int64_t j = v - (C - C / 2); j < v; j++) cr_expect(ab_keep_has(&a, r0, j));
+        cr_expect_eq(ab_keep_count(&a, r0), C);
+    }
+    ab_keep_free(&a), ab_keep_free(&b), ab_keep_free(&c), ab_keep_free(&hk);
+    fx_layer_free(&L);
+}
 
 /* ---- all kv rows ---- */
 
