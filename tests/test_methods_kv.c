@@ -18,8 +18,8 @@
 
 enum { P = 16, W = 64 };
 
-static const char *const kv_names[] = {"quest", "snapkv", "ada-snapkv", "h2o",
-                                       "tova",  "a2sf",   "keyformer"};
+static const char *const kv_names[] = {"quest", "snapkv",    "ada-snapkv", "h2o",
+                                       "tova",  "a2sf",      "keyformer",  "recycled"};
 enum { N_KV = sizeof kv_names / sizeof kv_names[0] };
 
 /* Keys < k_end kept in row r. */
@@ -419,6 +419,92 @@ Test(keyformer, seeded_noise_replays_and_changes_the_cache)
     fx_layer_free(&L);
 }
 
+/* ---- recycled ---- */
+
+/* The exact top K of row f's scores over keys [0, vf), in double (ties to the earlier key):
+ * top[j] = 1 for the chosen keys. */
+static void exact_top_k(const struct ab_head *h, int64_t f, int64_t vf, int64_t K, uint8_t *top)
+{
+    double *sc = malloc(sizeof(double) * (size_t)vf);
+    for (int64_t j = 0; j < vf; j++) {
+        double dot = 0;
+        for (int64_t c = 0; c < h->d; c++) dot += (double)h->q[f * h->d + c] * h->k[j * h->d + c];
+        sc[j] = dot;
+        top[j] = 0;
+    }
+    for (int64_t t = 0; t < AB_MIN(K, vf); t++) {
+        int64_t best = -1;
+        for (int64_t j = 0; j < vf; j++)
+            if (!top[j] && (best < 0 || sc[j] > sc[best])) best = j;
+        top[best] = 1;
+    }
+    free(sc);
+}
+
+/* Recycled attention's definition, checked against an independent walk: the last context row
+ * and every S-th decode query after it are full steps (they read every key they see); any
+ * other query reads exactly the top K keys of the last full step f (its exact scores over the
+ * v_f keys it saw) plus the keys written since f. Full-step outputs equal dense rows. */
+Test(recycled, reads_the_top_k_of_the_last_full_step)
+{
+    enum { N = 512, D = 32, M = 23, S = 4 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 3.0, 121);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    uint8_t top[N];
+    const int64_t Ks[] = {1, 5, 37, 200};
+    for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
+        int64_t K = Ks[t];
+        struct ab_ledger led;
+        struct ab_keep keep;
+        fx_run_checked(fx_method("recycled"), &p, (double)K, &led, &keep);
+        int64_t full = 0;
+        for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+            int64_t i = p.rows[r0], f = (p.q0 - 1) + S * ((i - (p.q0 - 1)) / S), vf = f + 1;
+            if (f == i) {
+                full++;
+                cr_expect_eq(ab_keep_count(&keep, r0), i + 1, "full step %lld", (long long)i);
+                continue;
+            }
+            exact_top_k(p.h, f, vf, K, top);
+            for (int64_t j = 0; j <= i; j++)
+                cr_expect_eq(ab_keep_has(&keep, r0, j), j >= vf || top[j],
+                             "K %lld row %lld (last full step %lld) key %lld", (long long)K,
+                             (long long)i, (long long)f, (long long)j);
+        }
+        cr_expect_eq(full, M / S, "full steps");
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}
+
+/* S = 1: every decode step is a full step, so recycled is dense at any K; at S = 4 and small K
+ * it is not. */
+Test(recycled, stride_one_is_dense)
+{
+    enum { N = 384, D = 32, M = 24 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 3.0, 122);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    float *o = malloc(sizeof(float) * M * D), *o4 = malloc(sizeof(float) * M * D);
+    struct ab_ledger led = {0}, led4 = {0}, dl = {0};
+    cr_assert_eq(ab_recycled_run(&p, 4, 1, o, NULL, &led), AB_OK);
+    cr_assert_eq(ab_recycled_run(&p, 4, 4, o4, NULL, &led4), AB_OK);
+    float *od = malloc(sizeof(float) * M * D);
+    cr_assert_eq(fx_method("dense")->run(&p, 0, od, NULL, &dl), AB_OK);
+    double e = 0, e4 = 0, z = 0;
+    for (int64_t x = 0; x < M * D; x++) {
+        e += ((double)o[x] - od[x]) * ((double)o[x] - od[x]);
+        e4 += ((double)o4[x] - od[x]) * ((double)o4[x] - od[x]);
+        z += (double)od[x] * od[x];
+    }
+    cr_expect_leq(sqrt(e / z), 1e-5, "S = 1: rel_l2 %g", sqrt(e / z));
+    cr_expect_gt(sqrt(e4 / z), 1e-3, "S = 4, K = 4 should not be dense");
+    cr_expect_eq(led.cells, dl.cells);
+    free(o), free(o4), free(od);
+    fx_layer_free(&L);
+}
+
 /* ---- all kv rows ---- */
 
 /* cells = the formula of each file (methods.md), flops_attend = 4d per cell, bytes 8d per
@@ -449,6 +535,9 @@ Test(kv, ledger_formulas)
                         cells += (double)(AB_MIN(K, q0) + v - q0);
                     } else if (!strcmp(m->name, "ada-snapkv")) {
                         cells += k_ctx + (double)(v - q0);
+                    } else if (!strcmp(m->name, "recycled")) {
+                        int64_t f = (q0 - 1) + 4 * ((i - (q0 - 1)) / 4), vf = f + 1;
+                        cells += f == i ? (double)v : (double)(AB_MIN(K, vf) + v - vf);
                     } else {
                         cells += (double)AB_MIN(K, v);
                     }
