@@ -1,7 +1,9 @@
 /* test_methods_kv.c - the KV-cache (decode) methods (quest, snapkv, ada-snapkv, h2o, tova, a2sf,
- * keyformer) on hand-built decode problems: each method's defining property (Quest's page bound,
- * the planted token SnapKV and H2O keep, TOVA's layer-shared cache, Ada-KV's budget moving to the
- * flatter head, one eviction per step, a2sf and keyformer reducing to H2O), the ledger against the formulas their files state
+ * keyformer, recycled, retrieval-attn) on hand-built decode problems: each method's defining
+ * property (Quest's page bound, the planted token SnapKV and H2O keep, TOVA's layer-shared cache,
+ * Ada-KV's budget moving to the flatter head, one eviction per step, a2sf and keyformer reducing
+ * to H2O, recycled reading the top K of its last full step, retrieval-attn's exact top K when
+ * every cell is scanned), the ledger against the formulas their files state
  * (methods.md), equality with dense at the largest knob, the decode protocol (the decode
  * queries never change what was kept from the context before they ran) and evaluated-row
  * subsets. The generic battery (test_methods.c) runs the properties every method shares. */
@@ -18,8 +20,9 @@
 
 enum { P = 16, W = 64 };
 
-static const char *const kv_names[] = {"quest", "snapkv",    "ada-snapkv", "h2o",
-                                       "tova",  "a2sf",      "keyformer",  "recycled"};
+static const char *const kv_names[] = {"quest",     "snapkv",   "ada-snapkv",
+                                       "h2o",       "tova",     "a2sf",
+                                       "keyformer", "recycled", "retrieval-attn"};
 enum { N_KV = sizeof kv_names / sizeof kv_names[0] };
 
 /* Keys < k_end kept in row r. */
@@ -505,6 +508,73 @@ Test(recycled, stride_one_is_dense)
     fx_layer_free(&L);
 }
 
+/* ---- retrieval-attn ---- */
+
+/* With every cell scanned (max_scan = n_ctx) the IVF search is exhaustive: each decode query
+ * reads exactly the top K context keys by exact q.k (independent double computation) plus the
+ * decode keys up to itself. */
+Test(retrieval_attn, all_cells_probed_is_exact_top_k)
+{
+    enum { N = 600, D = 32, M = 20 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 3.0, 131);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    int64_t q0 = p.q0;
+    uint8_t top[N];
+    const int64_t Ks[] = {1, 9, 60, 250};
+    for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
+        struct ab_keep keep;
+        struct ab_ledger led = {0};
+        cr_assert_eq(ab_keep_alloc(&keep, p.n_rows, N), AB_OK);
+        cr_assert_eq(ab_retrieval_run(&p, (double)Ks[t], q0, NULL, &keep, &led), AB_OK);
+        for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+            int64_t i = p.rows[r0];
+            exact_top_k(p.h, i, q0, Ks[t], top);
+            for (int64_t j = 0; j <= i; j++)
+                cr_expect_eq(ab_keep_has(&keep, r0, j), j >= q0 || top[j],
+                             "K %lld row %lld key %lld", (long long)Ks[t], (long long)i,
+                             (long long)j);
+        }
+        /* the scan covered every context key at every query */
+        double c = ceil(sqrt((double)q0) / 4), s = AB_MIN(q0, 32 * c);
+        double sel = 2.0 * D * c * (4 * s + q0) + M * 2.0 * c * D + 2.0 * D * q0 * M;
+        cr_expect_float_eq(led.flops_select, sel, 1e-12, "select %g, formula %g",
+                           led.flops_select, sel);
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}
+
+/* The default scan (at least 2 K keys, whole cells) finds a planted span far back in the
+ * context: 16 keys along one direction that every decode query looks for. Their cell's centroid
+ * leans that way, the cell ranking sends the scan there, and at K = 16 every decode query reads
+ * all 16 (a lone planted key would not move its centroid enough: IVF's weakness with queries
+ * unlike the keys, which motivates the paper's attention-aware index). */
+Test(retrieval_attn, finds_planted_far_span)
+{
+    enum { N = 2048, D = 64, M = 16, HOT = 70, K = 16 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.25, 132);
+    struct ab_rng r;
+    ab_rng_init(&r, 132, 1);
+    float u[D];
+    fx_unit(u, D, &r);
+    fx_add_dir(L.k, D, HOT, HOT + K, u, 16.0f);
+    fx_add_dir(L.q, D, N - M, N, u, 8.0f);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep keep;
+    fx_run_checked(fx_method("retrieval-attn"), &p, K, &led, &keep);
+    for (int64_t r0 = 0; r0 < p.n_rows; r0++) {
+        for (int64_t j = HOT; j < HOT + K; j++)
+            cr_expect(ab_keep_has(&keep, r0, j), "row %lld missed planted key %lld",
+                      (long long)p.rows[r0], (long long)j);
+        cr_expect_eq(ab_keep_count(&keep, r0), K + (p.rows[r0] + 1 - p.q0));
+    }
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
 /* ---- all kv rows ---- */
 
 /* cells = the formula of each file (methods.md), flops_attend = 4d per cell, bytes 8d per
@@ -535,6 +605,8 @@ Test(kv, ledger_formulas)
                         cells += (double)(AB_MIN(K, q0) + v - q0);
                     } else if (!strcmp(m->name, "ada-snapkv")) {
                         cells += k_ctx + (double)(v - q0);
+                    } else if (!strcmp(m->name, "retrieval-attn")) {
+                        cells += (double)(AB_MIN(K, q0) + v - q0);
                     } else if (!strcmp(m->name, "recycled")) {
                         int64_t f = (q0 - 1) + 4 * ((i - (q0 - 1)) / 4), vf = f + 1;
                         cells += f == i ? (double)v : (double)(AB_MIN(K, vf) + v - vf);
@@ -549,8 +621,11 @@ Test(kv, ledger_formulas)
                              (long long)K, led.cells, cells);
                 cr_expect_eq(led.flops_attend, 4.0 * D * cells);
                 cr_expect_eq(led.bytes_kv, 8.0 * D * cells);
-                cr_expect_eq(led.flops_select, select, "%s at %lld: select %g, formula %g",
-                             m->name, (long long)K, led.flops_select, select);
+                if (!strcmp(m->name, "retrieval-attn")) /* data-dependent: >= L per query */
+                    cr_expect_geq(led.flops_select, 2.0 * D * (double)(AB_MIN(q0, 2 * K) * M));
+                else
+                    cr_expect_eq(led.flops_select, select, "%s at %lld: select %g, formula %g",
+                                 m->name, (long long)K, led.flops_select, select);
                 cr_expect_geq(led.ops_other, cells);
                 ab_keep_free(&keep);
             }
