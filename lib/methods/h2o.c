@@ -28,6 +28,10 @@
  *                    first heavy-hitter selection) + per decode cell one add (acc update) and
  *                    one compare (the eviction scan over the cache) + one exp per cell.
  *     The counts depend on C only through the cells, so the cost is monotone in C.
+ * The schedule and ledger are exported (kv.h: ab_kv_accum_schedule, ab_kv_accum_ledger) with
+ * the scoring rule as a parameter: a2sf (forgetting factor) and keyformer (Gumbel-softmax scores
+ * with a temperature schedule) are this schedule under other rules; h2o's rule is the plain
+ * softmax with lambda = 1.
  * Deviations:
  * - at the end of the context the heavy hitters are chosen once from the whole prefill map, not
  *   by evicting token by token during prefill (the greedy algorithm run over the prompt would);
@@ -35,6 +39,7 @@
  * - ties go to the earlier key. */
 
 #include "core/ab.h"
+#include "core/rng.h"
 #include "methods/kv.h"
 #include "methods/method.h"
 
@@ -47,14 +52,20 @@ static int64_t h2o_chunk(int64_t n)
     return AB_MAX(1, AB_MIN(H2O_CHUNK_MAX, H2O_CHUNK_FLOATS / n));
 }
 
+double ab_kv_ctx_cells(const struct ab_problem *p)
+{
+    double c = 0;
+    for (int64_t t = 0; t < p->q0; t++) c += (double)ab_head_visible(p->h, t);
+    return c;
+}
+
 /* The ledger of the phase at cache size C by counting what the schedule reads; returns the
  * cells. O((q0 + m) log n), no data read. */
-static double h2o_ledger(const struct ab_problem *p, int64_t C, struct ab_ledger *led)
+double ab_kv_accum_ledger(const struct ab_problem *p, int64_t C, struct ab_ledger *led)
 {
     const struct ab_head *h = p->h;
     int64_t hh = C / 2, r = C - hh, n_heavy = 0, lo_prev = 0;
-    double cells = 0, ctx_cells = 0;
-    for (int64_t t = 0; t < p->q0; t++) ctx_cells += (double)ab_head_visible(h, t);
+    double cells = 0;
     for (int64_t i = p->q0; i < h->n_q; i++) {
         int64_t v = ab_head_visible(h, i), lo = AB_MAX(lo_prev, v - r);
         n_heavy = AB_MIN(hh, n_heavy + (lo - lo_prev));
@@ -62,7 +73,7 @@ static double h2o_ledger(const struct ab_problem *p, int64_t C, struct ab_ledger
         lo_prev = lo;
     }
     ab_ledger_attend(led, h, cells);
-    led->ops_other += ctx_cells + (double)kv_n_ctx(p) + 2.0 * cells;
+    led->ops_other += ab_kv_ctx_cells(p) + (double)kv_n_ctx(p) + 2.0 * cells;
     return cells;
 }
 
@@ -72,43 +83,103 @@ static int h2o_cost(const struct ab_problem *p, double knob, struct ab_ledger *l
 {
     int rc = kv_check_phase(p, "h2o");
     if (rc) return rc;
-    h2o_ledger(p, h2o_budget(knob), led);
+    ab_kv_accum_ledger(p, h2o_budget(knob), led);
     return AB_OK;
 }
 
-/* acc[j] += sum_{t < q0} A_tj: the context's exact causal attention, in blocks of `chunk` rows
- * (one sgemm and `chunk` softmax rows each). s is (chunk, n_ctx) scratch. */
-static void h2o_context_scores(const struct ab_head *h, int64_t q0, int64_t n_ctx, int64_t chunk,
-                               float *s, double *acc)
+/* e_j = -ln u_j, u_j in (0, 1) uniform, for keys idx[j] (or j when idx is NULL) of query row
+ * `base` (a row's 32 random bits from Philox): u_j is a 32-bit integer hash of (base, key)
+ * (lowbias32), the logarithm a fast one (ln m = 2 atanh((m-1)/(m+1)), 4 odd terms, absolute
+ * error < 1.3e-5 over the mantissa). Vectorises: the context's noise is q0^2/2 draws. */
+__attribute__((target_clones("avx2", "default")))
+static void accum_exp_noise(uint32_t base, const int64_t *idx, float *e, int64_t n)
 {
+    for (int64_t j = 0; j < n; j++) {
+        uint32_t x = base ^ ((uint32_t)(idx ? idx[j] : j) * 0x9e3779b9u);
+        x ^= x >> 16;
+        x *= 0x7feb352du;
+        x ^= x >> 15;
+        x *= 0x846ca68bu;
+        x ^= x >> 16;
+        float u = ((float)(x >> 8) + 0.5f) * 0x1.0p-24f;
+        uint32_t bits;
+        memcpy(&bits, &u, sizeof bits);
+        float ex = (float)((int32_t)(bits >> 23) - 127), m;
+        bits = (bits & 0x007fffffu) | 0x3f800000u; /* mantissa in [1, 2) */
+        memcpy(&m, &bits, sizeof m);
+        float t = (m - 1.0f) / (m + 1.0f), t2 = t * t;
+        float lnm = 2.0f * t * (1.0f + t2 * (1.0f / 3 + t2 * (1.0f / 5 + t2 * (1.0f / 7))));
+        e[j] = -(ex * 0.69314718f + lnm);
+    }
+}
+
+/* In place: logits l[0..n) of query row `row` -> the scores of the rule a (kv.h). With noise,
+ * e^(l_j + g_j) = e^(l_j) / e_j for g_j = -ln e_j, e_j = -ln u_j (Gumbel): at tau = 1 the
+ * score is the softmax times 1 / e_j, renormalised (one logarithm per cell); otherwise
+ * softmax((l_j - ln e_j) / tau). e is (n) scratch. h2o's rule is a plain softmax. */
+static void accum_scores(const struct kv_accum *a, double tau, int64_t row, const int64_t *idx,
+                         float *l, float *e, int64_t n)
+{
+    if (a->gumbel && n > 0) {
+        uint32_t w[4];
+        ab_philox(a->seed, 0x6b66 /* "kf" */, (uint64_t)row, w);
+        accum_exp_noise(w[0], idx, e, n);
+        if (tau == 1.0) {
+            kv_softmax(l, n);
+            float z = 0;
+            for (int64_t j = 0; j < n; j++) z += l[j] /= e[j];
+            for (int64_t j = 0; j < n; j++) l[j] /= z;
+            return;
+        }
+        for (int64_t j = 0; j < n; j++) l[j] -= logf(e[j]);
+    }
+    if (tau != 1.0) {
+        float inv = (float)(1.0 / tau);
+        for (int64_t j = 0; j < n; j++) l[j] *= inv;
+    }
+    kv_softmax(l, n);
+}
+
+/* acc[j] += sum_{t < q0} lambda^(q0-1-t) a_tj: the scores of the context rows, in blocks of
+ * `chunk` rows (one sgemm and `chunk` score rows each). s is (chunk, n_ctx) scratch, e (n_ctx). */
+static void accum_context(const struct ab_problem *p, const struct kv_accum *a, int64_t n_ctx,
+                          int64_t chunk, float *s, float *e, double *acc)
+{
+    const struct ab_head *h = p->h;
+    int64_t q0 = p->q0;
     for (int64_t t0 = 0; t0 < q0; t0 += chunk) {
         int64_t nr = AB_MIN(chunk, q0 - t0);
         int64_t nk = AB_MIN(ab_head_visible(h, t0 + nr - 1), n_ctx);
         kv_logits(h, t0, nr, nk, s, nk);
         for (int64_t t = 0; t < nr; t++) {
-            float *a = s + t * nk; /* (nk) row t0 + t */
+            float *row = s + t * nk; /* (nk) row t0 + t */
             int64_t nv = AB_MIN(ab_head_visible(h, t0 + t), nk);
-            kv_softmax(a, nv);
-            for (int64_t j = 0; j < nv; j++) acc[j] += a[j];
+            accum_scores(a, a->tau_ctx, t0 + t, NULL, row, e, nv);
+            if (a->lambda == 1.0) {
+                for (int64_t j = 0; j < nv; j++) acc[j] += row[j];
+            } else {
+                double w = pow(a->lambda, (double)(q0 - 1 - (t0 + t)));
+                for (int64_t j = 0; j < nv; j++) acc[j] += w * row[j];
+            }
         }
     }
 }
 
 /* The step-by-step schedule at cache size C (file comment): the context scores (O(q0 n_ctx d)
- * in sgemms), then per decode query a gather and softmax over its cache and a top-k over the
- * heavy candidates (O(C)). Sets what each evaluated row read in keep; returns the cells read
- * over all decode queries in *cells. Scratch O(n) plus a block of at most 64 x n logits. */
-static int h2o_schedule(const struct ab_problem *p, int64_t C, struct ab_keep *keep,
-                        double *cells)
+ * in sgemms), then per decode query a gather and score over its cache and a top-k over the
+ * heavy candidates (O(C)). */
+int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
+                         struct ab_keep *keep, double *cells)
 {
+    const struct kv_accum *a = arg;
     const struct ab_head *h = p->h;
-    int64_t n = h->n_k, hh = C / 2, rec = C - hh, chunk = h2o_chunk(n);
+    int64_t n = h->n_k, hh = C / 2, rec = C - hh, chunk = h2o_chunk(n), m = h->n_q - p->q0;
     int rc = AB_OK;
-    double *acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));                /* (n) */
+    double *acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));      /* (n) */
     float *s = ab_alloc(ab_size_mul((size_t)(chunk * n), sizeof(float))); /* (chunk, n) */
     int64_t *heavy = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) ascending keys */
     int64_t *cache = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) keys read */
-    float *pr = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) probabilities */
+    float *pr = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) scores */
     float *sc = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) candidate acc */
     float *tmp = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));       /* (n) */
     uint8_t *mark = ab_alloc((size_t)n);                                /* (n) */
@@ -116,7 +187,7 @@ static int h2o_schedule(const struct ab_problem *p, int64_t C, struct ab_keep *k
         rc = ab_fail(AB_E_NOMEM, "h2o: cannot allocate scratch for %lld keys", (long long)n);
         goto done;
     }
-    h2o_context_scores(h, p->q0, kv_n_ctx(p), chunk, s, acc);
+    accum_context(p, a, kv_n_ctx(p), chunk, s, tmp, acc);
     int64_t n_heavy = 0, lo_prev = 0, r = 0;
     for (int64_t i0 = p->q0; i0 < h->n_q; i0 += chunk) {
         int64_t nr = AB_MIN(chunk, h->n_q - i0), nk = ab_head_visible(h, i0 + nr - 1);
@@ -125,7 +196,7 @@ static int h2o_schedule(const struct ab_problem *p, int64_t C, struct ab_keep *k
             int64_t v = ab_head_visible(h, i), lo = AB_MAX(lo_prev, v - rec);
             /* candidates: the heavy set plus the keys that just left the recent window */
             for (int64_t j = lo_prev; j < lo; j++) heavy[n_heavy++] = j;
-            if (n_heavy > hh) { /* evict: keep the top hh by accumulated attention */
+            if (n_heavy > hh) { /* evict: keep the top hh by accumulated score */
                 for (int64_t t = 0; t < n_heavy; t++) sc[t] = (float)acc[heavy[t]];
                 for (int64_t t = 0; t < n_heavy; t++) mark[t] = 0;
                 kv_top_k(sc, n_heavy, hh, mark, tmp);
@@ -134,14 +205,22 @@ static int h2o_schedule(const struct ab_problem *p, int64_t C, struct ab_keep *k
                     if (mark[t]) heavy[kept++] = heavy[t];
                 n_heavy = kept;
             }
-            /* read heavy + recent; acc_j += the query's probability on j over its cache */
+            /* read heavy + recent; acc_j <- lambda acc_j + the query's score of j */
             int64_t n_read = 0;
             for (int64_t t = 0; t < n_heavy; t++) cache[n_read++] = heavy[t];
             for (int64_t j = lo; j < v; j++) cache[n_read++] = j;
             const float *row = s + (i - i0) * nk;
             for (int64_t t = 0; t < n_read; t++) pr[t] = row[cache[t]];
-            kv_softmax(pr, n_read);
-            for (int64_t t = 0; t < n_read; t++) acc[cache[t]] += pr[t];
+            double tau = m > 1 ? a->tau0 + (a->tau1 - a->tau0) * (double)(i - p->q0) /
+                                               (double)(m - 1)
+                               : a->tau0;
+            accum_scores(a, tau, i, cache, pr, tmp, n_read);
+            if (a->lambda == 1.0) {
+                for (int64_t t = 0; t < n_read; t++) acc[cache[t]] += pr[t];
+            } else {
+                for (int64_t t = 0; t < n_read; t++)
+                    acc[cache[t]] = a->lambda * acc[cache[t]] + pr[t];
+            }
             *cells += (double)n_read;
             if (r < p->n_rows && p->rows[r] == i) kv_keep_list(keep, r++, cache, n_read);
             lo_prev = lo;
@@ -167,8 +246,9 @@ static int h2o_run(const struct ab_problem *p, double knob, float *o, struct ab_
     int rc = kv_check_phase(p, "h2o");
     if (rc) return rc;
     int64_t C = h2o_budget(knob);
-    double expected = h2o_ledger(p, C, led);
-    return kv_run_schedule(p, C, expected, h2o_schedule, o, keep);
+    static const struct kv_accum plain = {.lambda = 1, .tau_ctx = 1, .tau0 = 1, .tau1 = 1};
+    double expected = ab_kv_accum_ledger(p, C, led);
+    return kv_run_schedule(p, C, expected, ab_kv_accum_schedule, &plain, o, keep);
 }
 
 const struct ab_method ab_method_h2o = {

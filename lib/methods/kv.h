@@ -1,10 +1,11 @@
 /* kv.h - what the KV-cache (decode) methods share: the decode bookkeeping (context length,
  * phase check), logits of a block of query rows through BLAS, a vectorisable softmax, a
- * deterministic top-k, plus the hooks the kv tests call (Quest's page bound). Internal to
- * lib/methods: quest.c, snapkv.c, h2o.c, tova.c and tests/test_methods_kv.c include it.
+ * deterministic top-k, h2o's accumulate-and-evict schedule (shared by its variants) and the
+ * hooks the kv tests call (Quest's page bound, the rows at other parameters). Internal to
+ * lib/methods: the kv method files and tests/test_methods_kv.c include it.
  *
  * The helpers are static functions in this header (one small header instead of a build-file
- * change); the two ab_quest_* hooks are defined in quest.c. */
+ * change); the hooks declared here are defined in the method files named beside them. */
 #ifndef AB_METHODS_KV_H
 #define AB_METHODS_KV_H
 
@@ -137,14 +138,16 @@ static inline int kv_check_phase(const struct ab_problem *p, const char *name)
     return AB_OK;
 }
 
-/* The run of a stateful cache policy (h2o, tova) once its closed-form ledger is filled
- * (`expected` cells): when O or the keep sets are wanted, the eviction schedule itself, which
- * must count exactly the expected cells, then exact attention over what each evaluated row
- * read. A budget that holds every key never evicts: each row reads all it can see. */
-typedef int (*kv_schedule_fn)(const struct ab_problem *p, int64_t C, struct ab_keep *keep,
-                              double *cells);
+/* The run of a stateful cache policy (h2o, tova, a2sf, keyformer, recycled) once its
+ * closed-form ledger is filled (`expected` cells): when O or the keep sets are wanted, the
+ * eviction schedule itself (called with the policy's parameters `arg`, which it may ignore),
+ * which must count exactly the expected cells, then exact attention over what each evaluated
+ * row read. A budget that holds every key never evicts: each row reads all it can see. */
+typedef int (*kv_schedule_fn)(const struct ab_problem *p, int64_t C, const void *arg,
+                              struct ab_keep *keep, double *cells);
 static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double expected,
-                                  kv_schedule_fn schedule, float *o, struct ab_keep *keep)
+                                  kv_schedule_fn schedule, const void *arg, float *o,
+                                  struct ab_keep *keep)
 {
     const struct ab_head *h = p->h;
     double cells = 0;
@@ -159,7 +162,7 @@ static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double 
         for (int64_t r = 0; r < p->n_rows; r++)
             ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
     } else {
-        rc = schedule(p, C, keep, &cells);
+        rc = schedule(p, C, arg, keep, &cells);
         assert(rc || cells == expected); /* the ledger counts exactly this schedule */
     }
     (void)expected;
@@ -167,5 +170,44 @@ static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double 
     ab_keep_free(&local);
     return rc;
 }
+
+/* ---- accumulated-attention eviction (h2o.c's schedule): h2o, a2sf and keyformer ---- */
+
+/* How a query's attention becomes the accumulated score of the keys it read:
+ *     a_j   = softmax over the keys the query read of (l_j + g_j) / tau   (l_j = scale q.k_j)
+ *     acc_j = lambda acc_j + a_j          (context rows: acc_j = sum_t lambda^(q0-1-t) a_tj)
+ * g_j is Gumbel noise -ln(-ln u), u uniform from (seed, row, key), when gumbel is set, else 0;
+ * tau is tau_ctx for the context rows and moves linearly from tau0 at the first decode query to
+ * tau1 at the last. h2o is {lambda 1, no noise, tau 1}: a_j are the model's own probabilities
+ * (and the schedule then skips the rescaling, so h2o's scores are bit for bit its own). */
+struct kv_accum {
+    double lambda;              /* forgetting factor in (0, 1] */
+    int gumbel;                 /* 1: Gumbel noise on the logits of the scores */
+    double tau_ctx, tau0, tau1; /* temperatures (> 0) */
+    uint64_t seed;              /* noise stream (problem seed) */
+};
+/* h2o's step schedule at cache size C (h2o.c's file comment) under the scoring rule `arg` (a
+ * const struct kv_accum *): C / 2 heavy hitters by acc plus C - C / 2 recent keys, evicting step
+ * by step. Sets what each evaluated row read in keep, adds the cells read to *cells. AB_OK or
+ * AB_E_NOMEM. Scratch O(n) plus a block of at most 64 x n logits. */
+int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
+                         struct ab_keep *keep, double *cells);
+/* h2o's ledger at cache size C (cells, attention FLOPs and h2o's ops_other); returns the cells.
+ * Pure, O((q0 + m) log n). Variants add their own extra ops_other. */
+double ab_kv_accum_ledger(const struct ab_problem *p, int64_t C, struct ab_ledger *led);
+/* Number of context cells (sum over context rows of their visible keys). */
+double ab_kv_ctx_cells(const struct ab_problem *p);
+
+/* Test hooks: the rows at non-default parameters (a2sf.c, keyformer.c, recycled.c,
+ * retrieval_attn.c). Same contract as a method's run(). */
+int ab_a2sf_run(const struct ab_problem *p, double knob, double lambda, float *o,
+                struct ab_keep *keep, struct ab_ledger *led);
+int ab_keyformer_run(const struct ab_problem *p, double knob, int gumbel, double tau0,
+                     double tau1, float *o, struct ab_keep *keep, struct ab_ledger *led);
+int ab_recycled_run(const struct ab_problem *p, double knob, int64_t stride, float *o,
+                    struct ab_keep *keep, struct ab_ledger *led);
+/* max_scan: keys scanned per decode query (<= 0: the row's default, 2 K) */
+int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, float *o,
+                     struct ab_keep *keep, struct ab_ledger *led);
 
 #endif

@@ -9,6 +9,8 @@ extern const struct ab_method ab_method_dense, ab_method_window, ab_method_strea
     ab_method_h2o, ab_method_tova;
 extern const struct ab_method ab_method_sale, ab_method_permuted_block, ab_method_biformer,
     ab_method_dhsa;
+extern const struct ab_method ab_method_a2sf, ab_method_keyformer, ab_method_recycled,
+    ab_method_retrieval_attn;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -33,6 +35,10 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_pyramidkv,
     &ab_method_h2o,
     &ab_method_tova,
+    &ab_method_a2sf,
+    &ab_method_keyformer,
+    &ab_method_recycled,
+    &ab_method_retrieval_attn,
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,

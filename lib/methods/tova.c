@@ -70,9 +70,10 @@ static int tova_cost(const struct ab_problem *p, double knob, struct ab_ledger *
 /* The layer's schedule at cache size C (file comment); sets what each evaluated row read in
  * keep and returns the cells read over all decode queries in *cells. Scratch: O(n) per set and
  * n_heads x chunk x n logits (chunk chosen to stay under TOVA_CHUNK_FLOATS). */
-static int tova_schedule(const struct ab_problem *p, int64_t C, struct ab_keep *keep,
-                         double *cells)
+static int tova_schedule(const struct ab_problem *p, int64_t C, const void *arg,
+                         struct ab_keep *keep, double *cells)
 {
+    (void)arg;
     const struct ab_head *h = p->h;
     const struct ab_head *layer = p->layer ? p->layer : p->h;
     int64_t n_heads = p->layer ? p->n_layer_heads : 1, n = h->n_k, n_ctx = kv_n_ctx(p);
@@ -154,7 +155,7 @@ static int tova_run(const struct ab_problem *p, double knob, float *o, struct ab
     if (rc) return rc;
     int64_t C = tova_budget(knob);
     double expected = tova_ledger(p, C, led);
-    return kv_run_schedule(p, C, expected, tova_schedule, o, keep);
+    return kv_run_schedule(p, C, expected, tova_schedule, NULL, o, keep);
 }
 
 const struct ab_method ab_method_tova = {
