@@ -7,6 +7,8 @@ extern const struct ab_method ab_method_dense, ab_method_window, ab_method_strea
     ab_method_block_topk, ab_method_block_oracle, ab_method_vertical_slash,
     ab_method_flexprefill, ab_method_quest, ab_method_snapkv, ab_method_ada_snapkv,
     ab_method_h2o, ab_method_tova;
+extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_power,
+    ab_method_shard;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -15,6 +17,10 @@ const struct ab_method *const ab_methods[] = {
     /* static */
     &ab_method_window,
     &ab_method_streaming,
+    &ab_method_dilated,
+    &ab_method_bigbird,
+    &ab_method_power,
+    &ab_method_shard,
     /* dynamic (prefill) */
     &ab_method_block_topk,
     &ab_method_block_oracle,
