@@ -81,3 +81,79 @@ Test(xattention, ledger_follows_formula_and_dense_at_one)
     }
     fx_layer_free(&L);
 }
+
+/* ---- hip ---- */
+
+/* A far token T where key similarity to every query peaks, falling off linearly with the
+ * distance (the locality HiP's span scores rely on): with k = 1 the tree search of every query
+ * block past it keeps exactly T besides the block's own keys. */
+Test(hip, finds_planted_far_token_with_k_1)
+{
+    enum { N = 512, D = 64, T = 37, QB = 16 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 1e-6, 43);
+    struct ab_rng r;
+    ab_rng_init(&r, 9, 0);
+    float u[D];
+    fx_unit(u, D, &r);
+    fx_add_dir(L.q, D, 0, N, u, 3.0f);
+    for (int64_t j = 0; j < N; j++) {
+        float a = 10.0f * (1.0f - (float)labs((long)(j - T)) / N);
+        fx_add_dir(L.k, D, j, j + 1, u, a);
+    }
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    struct ab_keep keep;
+    struct ab_ledger led;
+    fx_run_checked(fx_method("hip"), &p, 1, &led, &keep);
+    int64_t rows = 0;
+    for (int64_t i = 4 * QB; i < N; i++, rows++) {
+        int64_t r0 = i / QB * QB;
+        cr_assert(ab_keep_has(&keep, i, T), "row %ld lost the far token", (long)i);
+        cr_assert_eq(ab_keep_count(&keep, i), 1 + (i - r0 + 1), "row %ld", (long)i);
+    }
+    cr_assert_gt(rows, 0);
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* Independent statement of hip's ledger: per block of 16 with S0 = 16c searched keys, cells
+ * min(k, S0) + (i - S0 + 1) per row; for S0 > k, L0 the smallest power of two with
+ * ceil(S0 / L0) <= 2k, selection 2d (ceil(S0 / L0) + 2k log2 L0), plus n d for the block means */
+Test(hip, ledger_follows_formula_and_dense_at_max)
+{
+    enum { N = 1000, D = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 2.0, 44);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    const struct ab_method *m = fx_method("hip");
+    cr_assert(m->flags & AB_METHOD_ANALYTIC && m->flags & AB_METHOD_SELECTS);
+    const int64_t ks[] = {1, 5, 64, 300, 999, 1000};
+    double prev = 0;
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        int64_t k = ks[t];
+        double cells = 0, sel = (double)N * D;
+        for (int64_t i = 0; i < N; i++) {
+            int64_t S0 = i / 16 * 16;
+            cells += (double)((k < S0 ? k : S0) + i - S0 + 1);
+        }
+        for (int64_t S0 = 0; S0 < N; S0 += 16) {
+            if (S0 <= k) continue;
+            int64_t L0 = 1, lv = 0;
+            while ((S0 + L0 - 1) / L0 > 2 * k) L0 *= 2, lv++;
+            sel += 2.0 * D * ((double)((S0 + L0 - 1) / L0) + 2.0 * k * lv);
+        }
+        struct ab_keep keep;
+        struct ab_ledger led;
+        double err = fx_run_checked(m, &p, (double)k, &led, &keep);
+        cr_expect_eq(led.cells, cells, "k %ld", (long)k);
+        cr_expect_eq(led.flops_select, sel, "k %ld", (long)k);
+        cr_expect_geq(led.cells, prev);
+        prev = led.cells;
+        if (k >= N - 1) {
+            cr_expect_leq(err, 1e-5, "k %ld: rel_l2 %g", (long)k, err);
+            cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
+        }
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}
