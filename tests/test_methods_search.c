@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "methods/dynamic.h"
 #include "methods/method.h"
+#include "methods/routing.h"
 #include "methods_fixtures.h"
 
 enum { BS = AB_DYN_B };
@@ -151,6 +152,73 @@ Test(hip, ledger_follows_formula_and_dense_at_max)
         prev = led.cells;
         if (k >= N - 1) {
             cr_expect_leq(err, 1e-5, "k %ld: rel_l2 %g", (long)k, err);
+            cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
+        }
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}
+
+/* ---- routing ---- */
+
+/* Queries i and their partners i - DELTA share a strong direction (4 directions, 6 pairs each;
+ * the rest of the head is faint noise): k-means puts each query and its partner key in one
+ * cluster, and at w = n / 16 (balanced clusters) the query reads its partner. */
+Test(routing, puts_query_and_planted_partner_in_one_cluster)
+{
+    enum { N = 1024, D = 64, DELTA = 300, PAIRS = 24, GROUPS = 4 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.01, 45);
+    struct ab_rng r;
+    ab_rng_init(&r, 11, 0);
+    int64_t qi[PAIRS];
+    float u[GROUPS][D];
+    for (int64_t g = 0; g < GROUPS; g++) fx_unit(u[g], D, &r);
+    for (int64_t t = 0; t < PAIRS; t++) {
+        qi[t] = DELTA + 20 + t * 29;
+        fx_add_dir(L.q, D, qi[t], qi[t] + 1, u[t % GROUPS], 8.0f);
+        fx_add_dir(L.k, D, qi[t] - DELTA, qi[t] - DELTA + 1, u[t % GROUPS], 8.0f);
+    }
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    int32_t qc[N], kc[N];
+    cr_assert_eq(ab_routing_clusters(&p, qc, kc), AB_OK);
+    for (int64_t t = 0; t < PAIRS; t++)
+        cr_expect_eq(qc[qi[t]], kc[qi[t] - DELTA], "pair %ld: query in %d, partner in %d", (long)t,
+                     qc[qi[t]], kc[qi[t] - DELTA]);
+    struct ab_keep keep;
+    struct ab_ledger led;
+    fx_run_checked(fx_method("routing"), &p, N / 16, &led, &keep);
+    for (int64_t t = 0; t < PAIRS; t++)
+        cr_expect(ab_keep_has(&keep, qi[t], qi[t] - DELTA), "query %ld lost its partner",
+                  (long)qi[t]);
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}
+
+/* selection 6nd + 3 x 4ncd + 2 (2nd + 3cd) with c = 16 at every w; cells grow with w; each row
+ * keeps at most w keys of its cluster and the window of round(256 n / 32768) = 8; w = n is
+ * dense */
+Test(routing, ledger_follows_formula_and_dense_at_max)
+{
+    enum { N = 1024, D = 32, C = 16 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 2.0, 46);
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    const struct ab_method *m = fx_method("routing");
+    cr_assert(!(m->flags & AB_METHOD_ANALYTIC) && m->flags & AB_METHOD_SELECTS);
+    double sel = 6.0 * N * D + 3 * 4.0 * N * C * D + 2 * (2.0 * N * D + 3.0 * C * D), prev = 0;
+    int64_t wl = 8; /* round(256 * 1024 / 32768) */
+    const int64_t ws[] = {1, 10, 64, 300, N};
+    for (size_t t = 0; t < sizeof ws / sizeof ws[0]; t++) {
+        struct ab_keep keep;
+        struct ab_ledger led;
+        double err = fx_run_checked(m, &p, (double)ws[t], &led, &keep);
+        cr_expect_eq(led.flops_select, sel, "w %ld", (long)ws[t]);
+        cr_expect_geq(led.cells, prev);
+        prev = led.cells;
+        for (int64_t i = 0; i < N; i++) cr_assert_leq(ab_keep_count(&keep, i), ws[t] + wl);
+        if (ws[t] == N) {
+            cr_expect_leq(err, 1e-5);
             cr_expect_eq(led.cells, ab_problem_allowed_cells(&p));
         }
         ab_keep_free(&keep);
