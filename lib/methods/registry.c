@@ -7,7 +7,8 @@ extern const struct ab_method ab_method_dense, ab_method_window, ab_method_strea
     ab_method_block_topk, ab_method_block_oracle, ab_method_vertical_slash,
     ab_method_flexprefill, ab_method_quest, ab_method_snapkv, ab_method_ada_snapkv,
     ab_method_h2o, ab_method_tova;
-extern const struct ab_method ab_method_xattention, ab_method_hip, ab_method_routing;
+extern const struct ab_method ab_method_xattention, ab_method_hip, ab_method_routing,
+    ab_method_hyper;
 extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_power,
     ab_method_shard;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
@@ -30,6 +31,7 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_xattention,
     &ab_method_hip,
     &ab_method_routing,
+    &ab_method_hyper,
     /* kv (decode) */
     &ab_method_quest,
     &ab_method_snapkv,
