@@ -18,8 +18,17 @@ static int is_pow2(int64_t t)
     return 0;
 }
 
-/* dilated: the 4 sinks and the distances that are multiples of r = ceil(n / K), nothing else */
-Test(dilated, keeps_sinks_and_multiples_of_the_dilation)
+/* dilated: the 4 sinks and K taps at distances floor(t m / K), m = v - 4: key at distance delta
+ * is a tap iff the first t with t m / K >= delta, t* = ceil(delta K / m), lands on it
+ * (floor(t* m / K) == delta) and t* < K; every key when K >= m */
+static int dilated_tap(int64_t delta, int64_t m, int64_t K)
+{
+    if (K >= m) return 1;
+    int64_t t = (delta * K + m - 1) / m;
+    return t < K && t * m / K == delta;
+}
+
+Test(dilated, keeps_sinks_and_evenly_spread_taps)
 {
     enum { N = 320, D = 16 };
     struct fx_layer L;
@@ -28,21 +37,30 @@ Test(dilated, keeps_sinks_and_multiples_of_the_dilation)
     for (int m = 0; m <= 32; m += 32) {
         struct ab_problem p = fx_problem(&L, 0, m);
         for (size_t t = 0; t < sizeof taps / sizeof taps[0]; t++) {
-            int64_t r = (N + taps[t] - 1) / taps[t];
             struct ab_keep keep;
             struct ab_ledger led;
             fx_run_checked(fx_method("dilated"), &p, (double)taps[t], &led, &keep);
             for (int64_t row = 0; row < p.n_rows; row++) {
-                int64_t i = p.rows[row];
+                int64_t i = p.rows[row], ctx = i + 1 - 4;
                 for (int64_t j = 0; j < N; j++) {
-                    int want = j <= i && (j < 4 || (i - j) % r == 0);
+                    int want = j <= i && (j < 4 || dilated_tap(i - j, ctx, taps[t]));
                     cr_assert_eq(ab_keep_has(&keep, row, j), want, "K %ld row %ld key %ld",
                                  (long)taps[t], (long)i, (long)j);
                 }
+                cr_assert_leq(ab_keep_count(&keep, row), 4 + taps[t]);
             }
             ab_keep_free(&keep);
         }
-        /* K = n: r = 1, every allowed cell */
+        /* a whole dilation: m = 316 - 4 = 312 keys past the sinks of row 315, K = 104: r = 3 */
+        if (m == 0) {
+            struct ab_keep keep;
+            struct ab_ledger led;
+            fx_run_checked(fx_method("dilated"), &p, 104, &led, &keep);
+            for (int64_t j = 4; j <= 315; j++)
+                cr_assert_eq(ab_keep_has(&keep, 315, j), (315 - j) % 3 == 0, "key %ld", (long)j);
+            ab_keep_free(&keep);
+        }
+        /* K = n: every allowed cell */
         struct ab_keep keep;
         struct ab_ledger led;
         double err = fx_run_checked(fx_method("dilated"), &p, N, &led, &keep);

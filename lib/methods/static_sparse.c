@@ -11,10 +11,11 @@
  * - `dilated`: the strided / dilated pattern of the Sparse Transformer (Child et al. 2019,
  *   "Generating Long Sequences with Sparse Transformers", arXiv 1904.10509, section 4.2, the
  *   "strided" attention's (i - j) mod l == 0 part) and of dilated sliding windows (Beltagy et
- *   al. 2020, Longformer, arXiv 2004.05150, section 3.1): keep the n_sink = 4 first keys and the
- *   keys with delta mod r == 0. Knob: taps K (1..n), the dilation r = ceil(n_k / K), so a row
- *   reads about K taps spread over the whole sequence (the window is the whole context). Cells
- *   of row i: min(4, v) + ceil((v - min(4, v)) / r). K >= n_k gives r = 1: dense.
+ *   al. 2020, Longformer, arXiv 2004.05150, section 3.1): keep the n_sink = 4 first keys and K
+ *   taps spread evenly over the rest of the row's context, at distances
+ *   delta_t = floor(t m / K), t = 0 .. K-1, m = v - 4 keys past the sinks: a dilation of
+ *   r = m / K (when it is a whole number exactly the keys with delta mod r == 0). Knob: taps K
+ *   (1..n). Cells of row i: min(4, v) + min(K, v - min(4, v)). K >= n is dense.
  * - `bigbird`: BigBird's ITC pattern (Zaheer et al. 2020, "Big Bird: Transformers for Longer
  *   Sequences", arXiv 2007.14062, section 2 and appendix D), causal: a sliding window of w keys
  *   (delta < w), the G first keys (global tokens) and, per query block of B = 64 rows, R = w
@@ -43,9 +44,11 @@
  * Deviations from the papers:
  * - distances are key indices from the row's newest visible key, not absolute positions (equal
  *   on standard positions);
- * - dilated: one dilation for all heads (the Sparse Transformer splits local and strided parts
- *   over heads or layers; Longformer dilates only some heads); the knob is the tap count so that
- *   cost grows with it and its top is dense; the 4 sinks are StreamingLLM's, not in the papers;
+ * - dilated: the dilation is fractional and per row (a whole dilation r shared by all rows
+ *   moves cost in jumps, 1, ~1/2, ~1/3 of dense, leaving most budgets unreachable), and the
+ *   window is the whole context; the knob is the tap count so that cost grows with it and its
+ *   top is dense; the Sparse Transformer splits local and strided parts over heads or layers and
+ *   Longformer dilates only some heads; the 4 sinks are StreamingLLM's, not in the papers;
  * - bigbird: token-level window and random keys (BigBird works on blocks of 64 for all three
  *   parts); G = 128 global tokens (BigBird ITC: 2 blocks of 64) for n >= 32768, scaled linearly
  *   below like the dynamic methods' author defaults (max(1, round(128 n / 32768)), 16 at
@@ -111,24 +114,22 @@ static int pattern_run(const struct pattern *pt, const struct ab_problem *p, dou
 
 /* ---- dilated ---- */
 
-static int64_t dilation(const struct ab_problem *p, int64_t taps)
-{
-    return (p->h->n_k + taps - 1) / taps;
-}
-
 static int64_t dilated_count(const struct ab_problem *p, int64_t taps, int64_t i)
 {
-    int64_t v = ab_head_visible(p->h, i), s = AB_MIN(N_SINK, v), r = dilation(p, taps);
-    /* taps at delta = 0, r, 2r, ... over the v - s keys past the sinks */
-    return s + (v > s ? (v - s - 1) / r + 1 : 0);
+    int64_t v = ab_head_visible(p->h, i), s = AB_MIN(N_SINK, v);
+    return s + AB_MIN(taps, v - s);
 }
 
 static void dilated_fill(const struct ab_problem *p, int64_t taps, int64_t i, struct ab_keep *keep,
                          int64_t r)
 {
-    int64_t v = ab_head_visible(p->h, i), s = AB_MIN(N_SINK, v), step = dilation(p, taps);
+    int64_t v = ab_head_visible(p->h, i), s = AB_MIN(N_SINK, v), m = v - s;
     ab_keep_range(keep, r, 0, s);
-    for (int64_t j = v - 1; j >= s; j -= step) ab_keep_set(keep, r, j);
+    /* taps at delta_t = floor(t m / K): distinct while K <= m, every key past the sinks else */
+    if (taps >= m)
+        ab_keep_range(keep, r, s, v);
+    else
+        for (int64_t t = 0; t < taps; t++) ab_keep_set(keep, r, v - 1 - t * m / taps);
 }
 
 static const struct pattern dilated = {dilated_count, dilated_fill};
@@ -148,11 +149,11 @@ static int dilated_run(const struct ab_problem *p, double knob, float *o, struct
 const struct ab_method ab_method_dilated = {
     .name = "dilated",
     .family = AB_FAMILY_STATIC,
-    .summary = "4 sinks plus keys at distances 0, r, 2r, ... (dilation r = ceil(n / K), K taps)",
+    .summary = "4 sinks plus K taps evenly spread over the row's context (dilation (v - 4) / K)",
     .citation = "strided pattern of the Sparse Transformer, Child et al. 2019, arXiv 1904.10509; "
                 "dilated window of Longformer, arXiv 2004.05150",
-    .cost_words = "4d per kept cell: min(4, v) + ceil((v - min(4, v)) / r) per query "
-                  "(v visible keys, r = ceil(n / K)); no selection cost",
+    .cost_words = "4d per kept cell: min(4, v) + min(K, v - min(4, v)) per query (v visible "
+                  "keys); no selection cost",
     .phases = AB_PHASE_PREFILL | AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "K", .lo = 1, .hi = 0, .integer = 1, .def = 256, .unit = "taps"},
