@@ -11,6 +11,10 @@ extern const struct ab_method ab_method_sale, ab_method_permuted_block, ab_metho
     ab_method_dhsa;
 extern const struct ab_method ab_method_a2sf, ab_method_keyformer, ab_method_recycled,
     ab_method_retrieval_attn;
+extern const struct ab_method ab_method_xattention, ab_method_hip, ab_method_routing,
+    ab_method_hyper;
+extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_power,
+    ab_method_shard;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -19,11 +23,19 @@ const struct ab_method *const ab_methods[] = {
     /* static */
     &ab_method_window,
     &ab_method_streaming,
+    &ab_method_dilated,
+    &ab_method_bigbird,
+    &ab_method_power,
+    &ab_method_shard,
     /* dynamic (prefill) */
     &ab_method_block_topk,
     &ab_method_block_oracle,
     &ab_method_vertical_slash,
     &ab_method_flexprefill,
+    &ab_method_xattention,
+    &ab_method_hip,
+    &ab_method_routing,
+    &ab_method_hyper,
     &ab_method_sale,
     &ab_method_permuted_block,
     &ab_method_biformer,

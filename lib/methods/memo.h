@@ -1,0 +1,28 @@
+/* memo.h - fingerprints of a problem's selection inputs, so that a data-dependent method can
+ * keep the expensive, knob-independent part of its selection (block scores, clusters) in a
+ * per-thread cache and reuse it across the solver's bisection, which runs the same head at many
+ * knobs. The ledger still counts that work in every run: the cache saves wall time only. */
+#ifndef AB_METHODS_MEMO_H
+#define AB_METHODS_MEMO_H
+
+#include <stdint.h>
+
+#include "methods/method.h"
+
+/* What a cached result was computed from: the head's arrays and shapes, the phase, the seed,
+ * the head's place in its layer, and a 64-bit hash of the contents of Q and K (so arrays changed
+ * in place are noticed). O(n d). */
+struct ab_memo_key {
+    const float *q, *k;
+    int64_t n_q, n_k, d, q0, self;
+    uint64_t seed, hash;
+    double scale;
+};
+
+/* The key of problem p. */
+struct ab_memo_key ab_memo_key_of(const struct ab_problem *p);
+
+/* 1 when two keys are equal. */
+int ab_memo_key_eq(const struct ab_memo_key *a, const struct ab_memo_key *b);
+
+#endif
