@@ -5,13 +5,14 @@
  * options, workload files); a bad scenario writes nothing. Then the runner makes DIR (default
  * reports/<name>/, or reports/<name>-quick/ with --quick), copies the scenario there
  * (scenario.yaml and its scenario.sha256), and runs the same commands a person would type, by
- * calling them in-process with a built argv: `gen` once per generated workload (DIR/<name>.h5),
- * one `run` over every workload (DIR/results.h5 and its CSV; when the file has `run:` or no
- * `heads:`), one `heads` over every workload (DIR/heads.h5 and DIR/heads-heads.csv; when the
- * file has `heads:`), and `report` over those results files (DIR/report/).
- * Each step's command line is printed on stderr as it starts, so any step can be re-run by
- * hand; paths written go to stdout (the steps print their own). A failing step stops the
- * scenario with that step's exit status and one line naming the step. */
+ * calling them in-process with a built argv: `gen`, `capture` or `import` once per workload the
+ * scenario makes (DIR/<name>.h5), one `run` over every workload (DIR/results.h5 and its CSV; when
+ * the file has `run:` or no `heads:`), one `heads` over every workload (DIR/heads.h5 and
+ * DIR/heads-heads.csv; when the file has `heads:`), `eval-model` once per eval_model entry
+ * (DIR/model.h5, DIR/model-2.h5, ...) and `report` over all those results files (DIR/report/). Each
+ * step's command line is printed on stderr as it starts, so any step can be re-run by hand; paths
+ * written go to stdout (the steps print their own). A failing step stops the scenario with that
+ * step's exit status and one line naming the step. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -27,7 +28,8 @@
 
 static const char *usage_text =
     "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run]\n"
-    "       runs gen for each workload, run and/or heads over all of them, and report, into DIR\n"
+    "       runs gen / capture / import for each workload, run and/or heads over all of them,\n"
+    "       eval-model for each eval_model entry, and report, into DIR\n"
     "       (default reports/NAME/, reports/NAME-quick/ with --quick)";
 
 /* A command line under construction: argv pointers into one string store. */
@@ -173,8 +175,8 @@ static void build_capture(struct cmdline *c, const struct ab_scenario *s,
     add(c, "%s/%s.h5", dir, w->name);
 }
 
-static void build_import(struct cmdline *c, const struct ab_scenario_workload *w,
-                         const char *dir, uint64_t seed, int64_t threads)
+static void build_import(struct cmdline *c, const struct ab_scenario_workload *w, const char *dir,
+                         uint64_t seed, int64_t threads)
 {
     const struct ab_scenario_import *k = &w->import;
     char r[64];
@@ -208,9 +210,7 @@ static void add_budgets(struct cmdline *c, const double *b, int n)
 
 static const char *phase_word(unsigned phases)
 {
-    return phases == AB_PHASE_PREFILL  ? "prefill"
-           : phases == AB_PHASE_DECODE ? "decode"
-                                       : "both";
+    return phases == AB_PHASE_PREFILL ? "prefill" : phases == AB_PHASE_DECODE ? "decode" : "both";
 }
 
 /* The results file of eval_model entry i: DIR/model.h5, then DIR/model-2.h5, ... */
@@ -238,9 +238,7 @@ static void build_eval(struct cmdline *c, const struct ab_scenario *s, int i, co
         add(c, "--decode-queries"), add(c, "%lld", (long long)e->decode_queries);
     if (!isnan(e->tol)) fmt_real(buf, sizeof buf, e->tol), add(c, "--tol"), add(c, "%s", buf);
     switch (e->heads_kind) {
-    case AB_SCENARIO_HEADS_LIST:
-        add(c, "--heads"), add(c, "%s", e->heads);
-        break;
+    case AB_SCENARIO_HEADS_LIST: add(c, "--heads"), add(c, "%s", e->heads); break;
     case AB_SCENARIO_HEADS_TOP:
         add(c, "--heads-top"), add(c, "%lld", (long long)e->heads_k);
         add(c, "--heads-score"), add(c, "%s", e->heads_score);
@@ -257,8 +255,7 @@ static void build_eval(struct cmdline *c, const struct ab_scenario *s, int i, co
         if (!isnan(e->select_min))
             fmt_real(buf, sizeof buf, e->select_min), add(c, "--select-min"), add(c, "%s", buf);
         break;
-    default:
-        break;
+    default: break;
     }
     add_common(c, seed, threads);
     add(c, "-o");
@@ -426,7 +423,7 @@ int cmd_scenario(int argc, char **argv)
     for (int i = 0; i < s.n_workloads; i++) n_gen += s.workloads[i].source != AB_SCENARIO_FILE;
     struct cmdline *steps = calloc((size_t)(n_gen + s.n_evals) + 3, sizeof *steps);
     const char **labels = calloc((size_t)(n_gen + s.n_evals) + 3, sizeof *labels);
-    char (*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
+    char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
     if (!steps || !labels || !eval_labels) {
         free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
         return ab_cmd_error(EX_AB_SOFTWARE, "scenario: out of memory");

@@ -106,8 +106,8 @@ Test(scenario, every_shipped_scenario_parses_and_validates)
             /* eval_model entries run eval-model and report reads their results */
             if (strstr(e->d_name, "real-model") || strstr(e->d_name, "retrieval-heads") ||
                 strstr(e->d_name, "calibration"))
-                cr_expect(strstr(out, "attnbench eval-model ") && strstr(out, "/model.h5 "),
-                          "%s", out);
+                cr_expect(strstr(out, "attnbench eval-model ") && strstr(out, "/model.h5 "), "%s",
+                          out);
             free(out), free(err);
         }
         if (!strcmp(e->d_name, "sinks.yaml") || !strcmp(e->d_name, "calibration.yaml")) n_new++;
@@ -219,7 +219,8 @@ Test(scenario, missing_required_keys)
     expect_error("schema: attnbench/scenario/1\nworkloads:\n  - name: w\n" TINY_GEN, 65, 1,
                  "missing key 'name'");
     expect_error(HEAD "workloads:\n  - gen: {n: 128}\n", 65, 4, "workloads entry 1 has no 'name'");
-    expect_error(HEAD "workloads:\n  - name: w\n", 65, 4, "workload 'w' needs one of 'gen', 'file', 'capture' or 'import'");
+    expect_error(HEAD "workloads:\n  - name: w\n", 65, 4,
+                 "workload 'w' needs one of 'gen', 'file', 'capture' or 'import'");
     expect_error("name: t\nworkloads: []\n", 65, 1, "missing key 'schema'");
 }
 
@@ -344,23 +345,24 @@ Test(scenario, model_capture_import_and_eval_model_parse)
     for (int i = 0; i < 96; i++) x[i] = (float)((i * 37) % 11) / 11.0f - 0.5f;
     fwrite(x, sizeof x[0], 96, f);
     fclose(f);
-    snprintf(text, sizeof text,
-             "%sheads: {}\nworkloads:\n"
-             "  - name: s\n    capture: {text: %s, hidden: true, generate: 4}\n"
-             "  - name: c\n    capture: {copy_task: 40, seed: 3}\n"
-             "  - name: t\n    capture: {tokens: [1, 403, 407]}\n"
-             "  - name: i\n    import: {files: [%s], layout: [layer, head, seq, dim],\n"
-             "              names: [q, k, v], causal: false, scale: 0.5}\n"
-             "run: {methods: [dense], decode_queries: 2}\n"
-             "eval_model:\n"
-             "  - {text: %s, methods: [streaming], budgets: [0.5], phases: [prefill, decode],\n"
-             "     decode_queries: 16, heads_top: {k: 4, score: induction_score}}\n"
-             "  - {copy_task: 40, methods: [quest], phases: [decode], decode_queries: 8,\n"
-             "     heads_random: 3}\n"
-             "  - {copy_task: 40, methods: [act], heads_select: {calibrate_copy: 20, min: 0.01}}\n"
-             "  - {copy_task: 40, heads: [\"0:1\", \"2:3\"]}\n"
-             "quick: {copy_task: 20, generate: 2, eval_methods: [streaming], eval_budgets: [0.25]}\n",
-             head, story_path(), npy, story_path());
+    snprintf(
+        text, sizeof text,
+        "%sheads: {}\nworkloads:\n"
+        "  - name: s\n    capture: {text: %s, hidden: true, generate: 4}\n"
+        "  - name: c\n    capture: {copy_task: 40, seed: 3}\n"
+        "  - name: t\n    capture: {tokens: [1, 403, 407]}\n"
+        "  - name: i\n    import: {files: [%s], layout: [layer, head, seq, dim],\n"
+        "              names: [q, k, v], causal: false, scale: 0.5}\n"
+        "run: {methods: [dense], decode_queries: 2}\n"
+        "eval_model:\n"
+        "  - {text: %s, methods: [streaming], budgets: [0.5], phases: [prefill, decode],\n"
+        "     decode_queries: 16, heads_top: {k: 4, score: induction_score}}\n"
+        "  - {copy_task: 40, methods: [quest], phases: [decode], decode_queries: 8,\n"
+        "     heads_random: 3}\n"
+        "  - {copy_task: 40, methods: [act], heads_select: {calibrate_copy: 20, min: 0.01}}\n"
+        "  - {copy_task: 40, heads: [\"0:1\", \"2:3\"]}\n"
+        "quick: {copy_task: 20, generate: 2, eval_methods: [streaming], eval_budgets: [0.25]}\n",
+        head, story_path(), npy, story_path());
     const char *path = write_yaml("real.yaml", text);
     struct ab_scenario s;
     cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
@@ -402,14 +404,15 @@ Test(scenario, model_capture_import_and_eval_model_parse)
     cr_expect(strstr(out, "attnbench import ") && strstr(out, " --layout layer,head,seq,dim "
                                                               "--names q,k,v --full --scale 0.5 "),
               "%s", out);
-    cr_expect(strstr(out, " --heads-top 4 --heads-score induction_score --heads-file D/heads.h5 ") &&
-                  strstr(out, "--phase both --decode-queries 16 ") && strstr(out, "-o D/model.h5"),
-              "%s", out);
+    cr_expect(
+        strstr(out, " --heads-top 4 --heads-score induction_score --heads-file D/heads.h5 ") &&
+            strstr(out, "--phase both --decode-queries 16 ") && strstr(out, "-o D/model.h5"),
+        "%s", out);
     cr_expect(strstr(out, " --decode-queries 8 --heads-random 3 ") &&
                   strstr(out, "-o D/model-2.h5"),
               "%s", out);
-    cr_expect(strstr(out, " --heads-select --calibrate-copy 20 --select-min 0.01 ") != NULL,
-              "%s", out);
+    cr_expect(strstr(out, " --heads-select --calibrate-copy 20 --select-min 0.01 ") != NULL, "%s",
+              out);
     cr_expect(strstr(out, " --heads 0:1,2:3 ") != NULL, "%s", out);
     cr_expect(strstr(out, "D/heads.h5 D/model.h5 D/model-2.h5 D/model-3.h5 D/model-4.h5 -o "
                           "D/report") != NULL,
@@ -420,17 +423,17 @@ Test(scenario, model_capture_import_and_eval_model_parse)
 Test(scenario, real_model_keys_are_checked_with_their_line)
 {
     /* capture: unknown key, two inputs, none, generate with copy_task, bad types */
-    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, prompts: x}\n",
-                       65, 7, "unknown key 'prompts' in capture of workload 'w' (did you mean "
-                              "'prompt'?)");
-    expect_model_error("workloads:\n  - name: w\n    capture: {text: STORY, copy_task: 9}\n", 65,
-                       7, "has two inputs, 'text' and 'copy_task'");
+    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, prompts: x}\n", 65, 7,
+                       "unknown key 'prompts' in capture of workload 'w' (did you mean "
+                       "'prompt'?)");
+    expect_model_error("workloads:\n  - name: w\n    capture: {text: STORY, copy_task: 9}\n", 65, 7,
+                       "has two inputs, 'text' and 'copy_task'");
     expect_model_error("workloads:\n  - name: w\n    capture: {hidden: true}\n", 65, 7,
                        "needs one input");
-    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, generate: 3}\n", 65,
-                       7, "'generate' does not go with 'copy_task'");
-    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, hidden: yes}\n", 65,
-                       7, "'hidden' in capture of workload 'w' wants true or false");
+    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, generate: 3}\n", 65, 7,
+                       "'generate' does not go with 'copy_task'");
+    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, hidden: yes}\n", 65, 7,
+                       "'hidden' in capture of workload 'w' wants true or false");
     expect_model_error("workloads:\n  - name: w\n    capture: {tokens: \"1,,2\"}\n", 65, 7,
                        "wants token ids");
     expect_model_error("workloads:\n  - name: w\n    capture: {text: no-such.txt}\n", 66, 7,
@@ -449,8 +452,8 @@ Test(scenario, real_model_keys_are_checked_with_their_line)
     expect_model_error("workloads:\n  - name: w\n    import: {files: [STORY], layout: "
                        "[layer, head, seq, seq]}\n",
                        65, 7, "names axis 'seq' twice");
-    expect_model_error("workloads:\n  - name: w\n    import: {files: [STORY], dtype: f8}\n", 65,
-                       7, "only bf16");
+    expect_model_error("workloads:\n  - name: w\n    import: {files: [STORY], dtype: f8}\n", 65, 7,
+                       "only bf16");
     expect_model_error("workloads:\n  - name: w\n    import: {files: [nope.npy]}\n", 66, 7,
                        "does not exist");
     /* eval_model: methods without the phase, unknown method, bad budgets, head choices */
@@ -465,28 +468,36 @@ Test(scenario, real_model_keys_are_checked_with_their_line)
              wl);
     expect_model_error(body, 65, 9, "method 'block-topk' in eval_model has no decode phase");
     snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  methods: [streamin]\n", wl);
-    expect_model_error(body, 65, 10, "unknown method 'streamin' in 'methods' in eval_model entry "
-                                     "1 (did you mean 'streaming'?)");
+    expect_model_error(body, 65, 10,
+                       "unknown method 'streamin' in 'methods' in eval_model entry "
+                       "1 (did you mean 'streaming'?)");
     snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  budgets: [0.5, 1.5]\n", wl);
     expect_model_error(body, 65, 10, "budget 1.5 in eval_model entry 1 is not a FLOP ratio");
     snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  budgets: 0.5\n", wl);
     expect_model_error(body, 65, 10, "wants 'default', 'paper' or a list");
-    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  heads_top: {k: 4, score: "
-                                "induction_score}\n", wl);
+    snprintf(body, sizeof body,
+             "%seval_model:\n  copy_task: 40\n  heads_top: {k: 4, score: "
+             "induction_score}\n",
+             wl);
     expect_model_error(body, 65, 10, "the scenario needs a 'heads:' section");
-    snprintf(body, sizeof body, "%sheads: {}\neval_model:\n  copy_task: 40\n  heads_top: {k: 4, "
-                                "score: inductoin_score}\n", wl);
+    snprintf(body, sizeof body,
+             "%sheads: {}\neval_model:\n  copy_task: 40\n  heads_top: {k: 4, "
+             "score: inductoin_score}\n",
+             wl);
     expect_model_error(body, 65, 11, "did you mean 'induction_score'?");
-    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  heads_random: 4\n"
-                                "  heads: [\"0:1\"]\n", wl);
+    snprintf(body, sizeof body,
+             "%seval_model:\n  copy_task: 40\n  heads_random: 4\n"
+             "  heads: [\"0:1\"]\n",
+             wl);
     expect_model_error(body, 65, 0, "choose one way to pick heads");
     snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  heads_select: {min: 0}\n", wl);
     expect_model_error(body, 65, 10, "needs exactly one of 'calibrate: FILE'");
     snprintf(body, sizeof body, "%seval_model:\n  methods: [streaming]\n", wl);
     expect_model_error(body, 65, 9, "needs an input: text and/or copy_task");
     snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  phase: [prefill]\n", wl);
-    expect_model_error(body, 65, 10, "unknown key 'phase' in eval_model entry 1 (did you mean "
-                                     "'phases'?)");
+    expect_model_error(body, 65, 10,
+                       "unknown key 'phase' in eval_model entry 1 (did you mean "
+                       "'phases'?)");
     snprintf(body, sizeof body,
              "%seval_model:\n  copy_task: 20\n  phases: [decode]\n  decode_queries: 41\n", wl);
     expect_model_error(body, 65, 11, "must be below the 41 tokens of its copy task");
@@ -799,9 +810,10 @@ Test(scenario, real_model_quick_runs_end_to_end, .timeout = 120)
     cr_expect(strstr(err, "(capture story): attnbench capture ") &&
                   strstr(err, "(eval-model model-2): attnbench eval-model "),
               "%s", err);
-    const char *files[] = {"story.h5",   "copy.h5",  "heads.h5",           "results.h5",
-                           "model.h5",   "model-2.h5", "report/report.md", "report/e2e-ppl.png",
-                           "report/e2e-acc.png", "report/model.csv"};
+    const char *files[] = {
+        "story.h5",           "copy.h5",         "heads.h5",         "results.h5",
+        "model.h5",           "model-2.h5",      "report/report.md", "report/e2e-ppl.png",
+        "report/e2e-acc.png", "report/model.csv"};
     for (int i = 0; i < 10; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         cr_expect(t_exists(p), "%s missing", p);

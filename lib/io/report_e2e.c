@@ -14,7 +14,8 @@
  * method, phase and target FLOP ratio: over the feasible heads of the run's captured workload of
  * the same input (a capture records its input in its description: "input: text 'PATH'" or
  * "input: copy task R=N ..."), or, when no captured workload matches, over every workload of the
- * run (marked with *, as the /summary row). Numbers: ratios with %.3f, ppl with %.4g, accuracies with
+ * run (marked with *, as the /summary row). Numbers: ratios with %.3f, ppl with %.4g, accuracies
+ * with
  * %.3f, rel_l2 with %.3g, "-" for not defined. Nothing here reads a clock. */
 #include <math.h>
 #include <stdint.h>
@@ -39,7 +40,7 @@ struct e2e_series {
 
 struct e2e_panel {
     const char *input, *phase;
-    int copy;            /* the input is a copy task: accuracy is copy_acc */
+    int copy; /* the input is a copy task: accuracy is copy_acc */
     double dense_ppl, dense_acc;
     int n_series;
     struct e2e_series *series;
@@ -50,7 +51,10 @@ struct e2e {
     struct e2e_panel *panels;
 };
 
-static int same(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
+static int same(double a, double b)
+{
+    return a == b || (isnan(a) && isnan(b));
+}
 
 static int method_style(const char *name)
 {
@@ -136,8 +140,8 @@ static int e2e_group(const struct rep *R, struct e2e *E)
                     s = k;
             if (s < 0) {
                 s = P->n_series++;
-                P->series[s] = (struct e2e_series){.method = r->method, .heads = heads,
-                                                   .style = method_style(r->method)};
+                P->series[s] = (struct e2e_series){
+                    .method = r->method, .heads = heads, .style = method_style(r->method)};
                 if (!(P->series[s].rows = malloc(sizeof(int64_t) * (size_t)n)))
                     return ab_fail(AB_E_NOMEM, "out of memory");
             }
@@ -233,7 +237,7 @@ static int e2e_figure(struct rep *R, const struct e2e *E, int acc)
     struct ab_gp_series *series = calloc((size_t)n_series, sizeof *series);
     const double **colp = calloc((size_t)n_series * 3, sizeof(double *));
     double *vals = calloc((size_t)(R->n_e2e + 2 * E->n_panels) * 3, sizeof(double));
-    char (*titles)[96] = calloc((size_t)(n_series + E->n_panels), sizeof *titles);
+    char(*titles)[96] = calloc((size_t)(n_series + E->n_panels), sizeof *titles);
     int rc = AB_OK;
     if (!panels || !series || !colp || !vals || !titles) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
@@ -256,8 +260,8 @@ static int e2e_figure(struct rep *R, const struct e2e *E, int acc)
         v[4] = v[5] = 1;
         colp[3 * ns] = v, colp[3 * ns + 1] = v + 2, colp[3 * ns + 2] = v + 4;
         nv += 6;
-        series[ns] = (struct ab_gp_series){.title = "dense", .style = method_style("dense"),
-                                           .n = 2, .cols = &colp[3 * ns]};
+        series[ns] = (struct ab_gp_series){
+            .title = "dense", .style = method_style("dense"), .n = 2, .cols = &colp[3 * ns]};
         ns++, panels[p].n_series++;
         for (int s = 0; s < P->n_series; s++) {
             const struct e2e_series *S = &P->series[s];
@@ -277,8 +281,8 @@ static int e2e_figure(struct rep *R, const struct e2e *E, int acc)
                 snprintf(titles[nt], sizeof titles[0], "%s (%.60s)", S->method, S->heads);
             else
                 snprintf(titles[nt], sizeof titles[0], "%s", S->method);
-            series[ns] = (struct ab_gp_series){.title = titles[nt++], .style = S->style,
-                                               .n = S->n, .cols = &colp[3 * ns]};
+            series[ns] = (struct ab_gp_series){
+                .title = titles[nt++], .style = S->style, .n = S->n, .cols = &colp[3 * ns]};
             ns++, panels[p].n_series++;
         }
     }
@@ -289,10 +293,17 @@ static int e2e_figure(struct rep *R, const struct e2e *E, int acc)
                      : "perplexity inside the model against FLOP ratio (eval-model)",
         .xlabel = "achieved FLOP ratio of the replaced heads (log)",
         .ylabel = acc ? "top-1 accuracy (copy_acc on copy tasks)" : "perplexity",
-        .logx = 1, .logy = 0, .n_cols = 3, .col_names = col_names, .tail_col = -1,
-        .ymin = acc ? 0 : NAN, .ymax = acc ? 1.05 : NAN,
-        .n_panels = E->n_panels, .panels = panels,
-        .width = 450 * E->n_panels + 250, .height = 500};
+        .logx = 1,
+        .logy = 0,
+        .n_cols = 3,
+        .col_names = col_names,
+        .tail_col = -1,
+        .ymin = acc ? 0 : NAN,
+        .ymax = acc ? 1.05 : NAN,
+        .n_panels = E->n_panels,
+        .panels = panels,
+        .width = 450 * E->n_panels + 250,
+        .height = 500};
     if ((rc = ab_gp_lines_write(R->o->dir, &pl)) != AB_OK) goto done;
     char buf[64];
     snprintf(buf, sizeof buf, "%s.tsv", name);
@@ -353,7 +364,8 @@ int ab_rep_e2e(struct rep *R)
 static int cmp_target_desc(const void *a, const void *b, void *ctx)
 {
     const struct rep *R = ctx;
-    double x = R->e2e[*(const int64_t *)a]->target_ratio, y = R->e2e[*(const int64_t *)b]->target_ratio;
+    double x = R->e2e[*(const int64_t *)a]->target_ratio,
+           y = R->e2e[*(const int64_t *)b]->target_ratio;
     if (x != y && !(isnan(x) && isnan(y))) return isnan(x) ? 1 : isnan(y) ? -1 : x > y ? -1 : 1;
     return -cmp_ratio(a, b, ctx);
 }
@@ -375,16 +387,17 @@ void ab_rep_e2e_md(const struct rep *R, FILE *f)
         e2e_free(&E);
         return;
     }
-    fprintf(f, "%lld rows of `attnbench eval-model`: each method replaces attention in the "
-               "listed heads of the model (every layer and head when `all`), fitted per head to "
-               "the target FLOP ratio, and the model is scored end to end next to dense on the "
-               "same input. ppl is the perplexity (dense in brackets), acc the top-1 next-token "
-               "accuracy, copy_acc the accuracy on the second copy of a copy task; rel_l2 (model) "
-               "is the attention-level error of the replaced heads inside that pass, and "
-               "rel_l2 (run) the mean over heads that `run` measured for the same method, phase "
-               "and target on the captured workload of the same input (* over every workload of "
-               "the run when no capture of that input is among them; - when the run has no such "
-               "cell). The merged rows are in [model.csv](model.csv).\n\n",
+    fprintf(f,
+            "%lld rows of `attnbench eval-model`: each method replaces attention in the "
+            "listed heads of the model (every layer and head when `all`), fitted per head to "
+            "the target FLOP ratio, and the model is scored end to end next to dense on the "
+            "same input. ppl is the perplexity (dense in brackets), acc the top-1 next-token "
+            "accuracy, copy_acc the accuracy on the second copy of a copy task; rel_l2 (model) "
+            "is the attention-level error of the replaced heads inside that pass, and "
+            "rel_l2 (run) the mean over heads that `run` measured for the same method, phase "
+            "and target on the captured workload of the same input (* over every workload of "
+            "the run when no capture of that input is among them; - when the run has no such "
+            "cell). The merged rows are in [model.csv](model.csv).\n\n",
             (long long)R->n_e2e);
     for (int p = 0; p < E.n_panels; p++) {
         const struct e2e_panel *P = &E.panels[p];
@@ -402,8 +415,8 @@ void ab_rep_e2e_md(const struct rep *R, FILE *f)
             for (int64_t k = 0; k < S->n; k++) {
                 const struct ab_model_row *r = R->e2e[S->rows[k]];
                 int64_t i = S->rows[k];
-                char tl[32], ratio[64], ppl[64], dppl[32], acc[32], dacc[32], cacc[32],
-                    dcacc[32], rl[32], ra[40];
+                char tl[32], ratio[64], ppl[64], dppl[32], acc[32], dacc[32], cacc[32], dcacc[32],
+                    rl[32], ra[40];
                 ab_rep_ratio_label(r->target_ratio, tl, sizeof tl);
                 fmt_num(ratio, sizeof ratio, "%.3f", r->flop_ratio);
                 if (!r->feasible) {

@@ -64,8 +64,8 @@ static const int64_t gen_int_def[GI_COUNT] = {4, 8, 4, 2048, 64, -1, -1, -1, -1,
 enum { GR_THETA, GR_DEPTH_MIN, GR_DEPTH_MAX, GR_COUNT };
 static const char *const gen_real_keys[GR_COUNT] = {"theta", "depth_min", "depth_max"};
 
-static const char *const top_keys[] = {"schema", "name",  "description", "seed",   "threads",
-                                       "model",  "workloads", "run",      "heads",  "eval_model",
+static const char *const top_keys[] = {"schema", "name",      "description", "seed",  "threads",
+                                       "model",  "workloads", "run",         "heads", "eval_model",
                                        "report", "quick",     NULL};
 static const char *const workload_keys[] = {"name",    "gen",    "file", "sweep",
                                             "capture", "import", NULL};
@@ -79,17 +79,17 @@ static const char *const report_keys[] = {"maps", "map_methods", NULL};
 static const char *const heads_keys[] = {"epsilon", "window", "top_fraction", NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
 static const char *const quick_keys[] = {
-    "n",       "layers",  "heads",  "kv_heads",       "d",    "n_tasks", "task_rows",
-    "methods", "budgets", "phases", "decode_queries", "rows", "maps",    "map_methods",
-    "generate", "copy_task", "eval_methods", "eval_budgets", NULL};
+    "n",        "layers",    "heads",        "kv_heads",       "d",    "n_tasks", "task_rows",
+    "methods",  "budgets",   "phases",       "decode_queries", "rows", "maps",    "map_methods",
+    "generate", "copy_task", "eval_methods", "eval_budgets",   NULL};
 static const char *const model_keys[] = {"path", "tokenizer", NULL};
-static const char *const capture_keys[] = {"text",   "prompt", "tokens", "copy_task",
+static const char *const capture_keys[] = {"text",     "prompt", "tokens", "copy_task",
                                            "generate", "hidden", "seed",   NULL};
-static const char *const import_keys[] = {"files", "layout", "names", "dtype",
-                                          "causal", "scale", NULL};
-static const char *const eval_keys[] = {
-    "text", "copy_task",  "methods",      "budgets",      "phases",       "decode_queries",
-    "tol",  "heads",      "heads_top",    "heads_random", "heads_select", NULL};
+static const char *const import_keys[] = {"files",  "layout", "names", "dtype",
+                                          "causal", "scale",  NULL};
+static const char *const eval_keys[] = {"text",      "copy_task",      "methods",      "budgets",
+                                        "phases",    "decode_queries", "tol",          "heads",
+                                        "heads_top", "heads_random",   "heads_select", NULL};
 static const char *const heads_top_keys[] = {"k", "score", NULL};
 static const char *const heads_select_keys[] = {"calibrate", "calibrate_copy", "min", NULL};
 
@@ -99,7 +99,7 @@ struct ctx {
     const char *path; /* the scenario file as named, for messages */
     char dir[4096];   /* its folder, for workload files named relative to it */
     yaml_document_t doc;
-    int has_model;    /* the file has a top-level `model:` */
+    int has_model; /* the file has a top-level `model:` */
 };
 
 static int line_of(const yaml_node_t *n)
@@ -616,7 +616,7 @@ struct entry {
     struct ab_scenario_capture cap;
     struct ab_scenario_import imp;
     int64_t cap_seed; /* < 0: the scenario's seed */
-    int n_sweep;                    /* swept keys */
+    int n_sweep;      /* swept keys */
     int sweep_key[GI_COUNT], sweep_n[GI_COUNT];
     int64_t sweep_val[GI_COUNT][MAX_SWEEP_VALUES];
 };
@@ -779,12 +779,13 @@ static int read_capture(struct ctx *c, yaml_node_t *m, struct entry *e)
         yaml_node_t *v = lookup(c, m, inputs[i]);
         if (!v) continue;
         if (given)
-            return FAIL(c, v, "%s has two inputs, '%s' and '%s': give exactly one of text, "
-                        "prompt, tokens, copy_task", in, given_name, inputs[i]);
+            return FAIL(c, v,
+                        "%s has two inputs, '%s' and '%s': give exactly one of text, "
+                        "prompt, tokens, copy_task",
+                        in, given_name, inputs[i]);
         given = v, given_name = inputs[i];
     }
-    if (!given)
-        return FAIL(c, m, "%s needs one input: text, prompt, tokens or copy_task", in);
+    if (!given) return FAIL(c, m, "%s needs one input: text, prompt, tokens or copy_task", in);
     yaml_node_t *v;
     const char *str;
     if ((v = lookup(c, m, "text"))) {
@@ -807,17 +808,20 @@ static int read_capture(struct ctx *c, yaml_node_t *m, struct entry *e)
             {
                 int64_t id;
                 if ((rc = get_int(c, it, what, 0, INT32_MAX, &id))) return rc;
-                used += (size_t)snprintf(ids + used, sizeof ids - used, "%s%lld",
-                                         used ? "," : "", (long long)id);
+                used += (size_t)snprintf(ids + used, sizeof ids - used, "%s%lld", used ? "," : "",
+                                         (long long)id);
                 if (used >= sizeof ids) return FAIL(c, v, "%s is too long", what);
             }
         } else {
             if ((rc = get_str(c, v, what, &str))) return rc;
             int ok = *str != 0, digit = 0;
             for (const char *p = str; ok && *p; p++) {
-                if (*p >= '0' && *p <= '9') digit = 1;
-                else if (*p == ',' && digit) digit = 0;
-                else ok = 0;
+                if (*p >= '0' && *p <= '9')
+                    digit = 1;
+                else if (*p == ',' && digit)
+                    digit = 0;
+                else
+                    ok = 0;
             }
             if (!ok || !digit || strlen(str) >= sizeof ids)
                 return FAIL(c, v, "%s wants token ids like \"1,403,407\" or a list, got '%.40s'",
@@ -883,8 +887,10 @@ static int read_import(struct ctx *c, yaml_node_t *m, struct entry *e)
                 const char *a;
                 if ((rc = get_str(c, it, what, &a))) return rc;
                 if (n == 4 || !in_list(a, axes))
-                    return FAIL(c, it, "%s wants the four axes layer, head, seq, dim in some "
-                                "order, got '%.20s'", what, a);
+                    return FAIL(c, it,
+                                "%s wants the four axes layer, head, seq, dim in some "
+                                "order, got '%.20s'",
+                                what, a);
                 got[n++] = a;
             }
         } else {
@@ -897,8 +903,10 @@ static int read_import(struct ctx *c, yaml_node_t *m, struct entry *e)
                 int k = 0;
                 while (axes[k] && strcmp(axes[k], item)) k++;
                 if (n == 4 || !axes[k] || len >= 15)
-                    return FAIL(c, v, "%s wants the four axes layer, head, seq, dim in some "
-                                "order, got '%.40s'", what, str);
+                    return FAIL(c, v,
+                                "%s wants the four axes layer, head, seq, dim in some "
+                                "order, got '%.40s'",
+                                what, str);
                 got[n++] = axes[k];
                 p += len + (p[len] == ',');
             }
@@ -934,8 +942,10 @@ static int read_import(struct ctx *c, yaml_node_t *m, struct entry *e)
         snprintf(what, sizeof what, "'dtype' in %s", in);
         if ((rc = get_str(c, v, what, &str))) return rc;
         if (strcmp(str, "bf16") && strcmp(str, "bfloat16"))
-            return FAIL(c, v, "%s: only bf16 can be said (other types are read from the files), "
-                        "got '%.40s'", what, str);
+            return FAIL(c, v,
+                        "%s: only bf16 can be said (other types are read from the files), "
+                        "got '%.40s'",
+                        what, str);
         if (!(e->imp.dtype = dup_str(c, "bf16", &rc))) return rc;
     }
     if ((v = lookup(c, m, "causal"))) {
@@ -983,8 +993,8 @@ static int read_entry(struct ctx *c, yaml_node_t *w, int index, struct entry *e)
     for (int i = 0; i < 4; i++)
         if (src[i]) {
             if (n_src++)
-                return FAIL(c, src[i], "%s has both '%s' and '%s': choose one", in,
-                            src_name[first], src_name[i]);
+                return FAIL(c, src[i], "%s has both '%s' and '%s': choose one", in, src_name[first],
+                            src_name[i]);
             first = i;
         }
     if (!n_src) return FAIL(c, w, "%s needs one of 'gen', 'file', 'capture' or 'import'", in);
@@ -1036,8 +1046,7 @@ static int make_gen(struct ctx *c, const struct entry *e, const int64_t *iv, con
     w->strength = dup_or_null(e->strength);
     w->probe = dup_or_null(e->probe);
     if ((e->preset && !w->preset) || (e->profile && !w->profile) || (e->mix && !w->mix) ||
-        (e->tasks[0] && !w->tasks) || (e->strength[0] && !w->strength) ||
-        (e->probe && !w->probe))
+        (e->tasks[0] && !w->tasks) || (e->strength[0] && !w->strength) || (e->probe && !w->probe))
         return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
 
     /* the options `gen` would build from the command line */
@@ -1346,8 +1355,8 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
     for (int i = 0; i < 4; i++) {
         if (!(v = lookup(c, m, choice[i]))) continue;
         if (chosen)
-            return FAIL(c, v, "%s has both '%s' and '%s': choose one way to pick heads", in,
-                        chosen, choice[i]);
+            return FAIL(c, v, "%s has both '%s' and '%s': choose one way to pick heads", in, chosen,
+                        choice[i]);
         chosen = choice[i];
     }
     if ((v = lookup(c, m, "heads"))) {
@@ -1373,8 +1382,10 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
         snprintf(what, sizeof what, "heads_top of %s", in);
         if ((rc = check_map(c, v, what, heads_top_keys, NULL, NULL))) return rc;
         if (!s->has_heads)
-            return FAIL(c, v, "%s ranks the heads of DIR/heads.h5: the scenario needs a "
-                        "'heads:' section (heads: {} for the defaults)", what);
+            return FAIL(c, v,
+                        "%s ranks the heads of DIR/heads.h5: the scenario needs a "
+                        "'heads:' section (heads: {} for the defaults)",
+                        what);
         yaml_node_t *k = lookup(c, v, "k"), *sc = lookup(c, v, "score");
         if (!k || !sc) return FAIL(c, v, "%s needs 'k' and 'score'", what);
         char w2[224];
@@ -1412,8 +1423,10 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
         yaml_node_t *cf = lookup(c, v, "calibrate"), *cc = lookup(c, v, "calibrate_copy");
         yaml_node_t *mn = lookup(c, v, "min");
         if (!cf == !cc)
-            return FAIL(c, v, "%s needs exactly one of 'calibrate: FILE' and "
-                        "'calibrate_copy: R'", what);
+            return FAIL(c, v,
+                        "%s needs exactly one of 'calibrate: FILE' and "
+                        "'calibrate_copy: R'",
+                        what);
         char w2[224];
         if (cf) {
             snprintf(w2, sizeof w2, "'calibrate' in %s", what);
@@ -1465,7 +1478,8 @@ static int resolve_eval(struct ctx *c, struct ab_scenario_eval *ev, struct eval_
         if (!(mm->masks & AB_MASKS_CAUSAL))
             return fail_line(c, AB_E_DATA, line,
                              "method '%s' in eval_model does not support the causal mask of a "
-                             "language model", mm->name);
+                             "language model",
+                             mm->name);
         for (unsigned ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE; ph <<= 1)
             if ((ev->phases & ph) && !(mm->phases & ph))
                 return fail_line(c, AB_E_DATA, line,

@@ -5,8 +5,10 @@
  * ab_scenario_load reads the file, checks every key, type and value, expands sweeps into one
  * workload each, applies the `quick:` overrides when asked, checks the gen options with the
  * generator's own validation, looks up every method in the registry, and reads the metadata of
- * every workload file it references. The result is a plain struct with every value resolved
- * (defaults filled in), from which the CLI builds the gen / run / heads / report command lines.
+ * every workload file it references, and checks that every file a real-model key names exists
+ * (model, tokenizer, capture and eval_model texts, import inputs). The result is a plain struct
+ * with every value resolved (defaults filled in), from which the CLI builds the gen / capture /
+ * import / run / heads / eval-model / report command lines.
  * Errors are one line naming the file and the line: "'x.yaml' line 12: unknown key 'budget' in
  * run (did you mean 'budgets'?)". */
 #ifndef AB_IO_SCENARIO_H
@@ -71,8 +73,8 @@ enum ab_scenario_heads_kind {
  * values are "not given" (eval-model's default applies) when negative, NaN, 0 or NULL. */
 struct ab_scenario_eval {
     int line;
-    char *text;        /* text file (resolved, exists) or NULL */
-    int64_t copy_task; /* R, or < 0 */
+    char *text;                                   /* text file (resolved, exists) or NULL */
+    int64_t copy_task;                            /* R, or < 0 */
     const char *methods[AB_SCENARIO_MAX_METHODS]; /* registry names; 0: eval-model's default */
     int n_methods;
     double budgets[AB_SCENARIO_MAX_BUDGETS]; /* 0: eval-model's default (0.5, 0.25, 0.125) */
