@@ -5,13 +5,14 @@
  * options, workload files); a bad scenario writes nothing. Then the runner makes DIR (default
  * reports/<name>/, or reports/<name>-quick/ with --quick), copies the scenario there
  * (scenario.yaml and its scenario.sha256), and runs the same commands a person would type, by
- * calling them in-process with a built argv: `gen` once per generated workload (DIR/<name>.h5),
- * one `run` over every workload (DIR/results.h5 and its CSV; when the file has `run:` or no
- * `heads:`), one `heads` over every workload (DIR/heads.h5 and DIR/heads-heads.csv; when the
- * file has `heads:`), and `report` over those results files (DIR/report/).
- * Each step's command line is printed on stderr as it starts, so any step can be re-run by
- * hand; paths written go to stdout (the steps print their own). A failing step stops the
- * scenario with that step's exit status and one line naming the step. */
+ * calling them in-process with a built argv: `gen`, `capture` or `import` once per workload the
+ * scenario makes (DIR/<name>.h5), one `run` over every workload (DIR/results.h5 and its CSV; when
+ * the file has `run:` or no `heads:`), one `heads` over every workload (DIR/heads.h5 and
+ * DIR/heads-heads.csv; when the file has `heads:`), `eval-model` once per eval_model entry
+ * (DIR/model.h5, DIR/model-2.h5, ...) and `report` over all those results files (DIR/report/). Each
+ * step's command line is printed on stderr as it starts, so any step can be re-run by hand; paths
+ * written go to stdout (the steps print their own). A failing step stops the scenario with that
+ * step's exit status and one line naming the step. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -27,7 +28,8 @@
 
 static const char *usage_text =
     "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run]\n"
-    "       runs gen for each workload, run and/or heads over all of them, and report, into DIR\n"
+    "       runs gen / capture / import for each workload, run and/or heads over all of them,\n"
+    "       eval-model for each eval_model entry, and report, into DIR\n"
     "       (default reports/NAME/, reports/NAME-quick/ with --quick)";
 
 /* A command line under construction: argv pointers into one string store. */
@@ -142,9 +144,123 @@ static void build_gen(struct cmdline *c, const struct ab_scenario_workload *w, c
         fmt_real(r, sizeof r, w->depth_min), add(c, "--depth-min"), add(c, "%s", r);
     if (!isnan(w->depth_max))
         fmt_real(r, sizeof r, w->depth_max), add(c, "--depth-max"), add(c, "%s", r);
+    if (w->probe) add(c, "--probe"), add(c, "%s", w->probe);
     add_common(c, seed, threads);
     add(c, "-o");
     add(c, "%s/%s.h5", dir, w->name);
+}
+
+/* --model FILE [--tokenizer FILE] of the scenario's model. */
+static void add_model(struct cmdline *c, const struct ab_scenario *s)
+{
+    add(c, "--model"), add(c, "%s", s->model);
+    if (s->tokenizer) add(c, "--tokenizer"), add(c, "%s", s->tokenizer);
+}
+
+static void build_capture(struct cmdline *c, const struct ab_scenario *s,
+                          const struct ab_scenario_workload *w, const char *dir, uint64_t seed,
+                          int64_t threads)
+{
+    const struct ab_scenario_capture *k = &w->capture;
+    add(c, "capture");
+    add_model(c, s);
+    if (k->text) add(c, "--text"), add(c, "%s", k->text);
+    if (k->prompt) add(c, "--prompt"), add(c, "%s", k->prompt);
+    if (k->tokens) add(c, "--tokens"), add(c, "%s", k->tokens);
+    if (k->copy_task > 0) add(c, "--copy-task"), add(c, "%lld", (long long)k->copy_task);
+    if (k->generate > 0) add(c, "--generate"), add(c, "%lld", (long long)k->generate);
+    if (k->hidden) add(c, "--hidden");
+    add_common(c, seed, threads);
+    add(c, "-o");
+    add(c, "%s/%s.h5", dir, w->name);
+}
+
+static void build_import(struct cmdline *c, const struct ab_scenario_workload *w, const char *dir,
+                         uint64_t seed, int64_t threads)
+{
+    const struct ab_scenario_import *k = &w->import;
+    char r[64];
+    add(c, "import");
+    for (int i = 0; i < k->n_files; i++) add(c, "%s", k->files[i]);
+    if (k->layout) add(c, "--layout"), add(c, "%s", k->layout);
+    if (k->names) add(c, "--names"), add(c, "%s", k->names);
+    if (k->dtype) add(c, "--dtype"), add(c, "%s", k->dtype);
+    if (k->causal == 1) add(c, "--causal");
+    if (k->causal == 0) add(c, "--full");
+    if (!isnan(k->scale)) fmt_real(r, sizeof r, k->scale), add(c, "--scale"), add(c, "%s", r);
+    add_common(c, seed, threads);
+    add(c, "-o");
+    add(c, "%s/%s.h5", dir, w->name);
+}
+
+/* "--budgets a,b,c" in the shortest exact form. */
+static void add_budgets(struct cmdline *c, const double *b, int n)
+{
+    char buf[4200], item[64];
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used < sizeof buf; i++) {
+        fmt_real(item, sizeof item, b[i]);
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "", item);
+    }
+    if (used >= sizeof buf) c->overflow = 1;
+    add(c, "--budgets");
+    add(c, "%s", buf);
+}
+
+static const char *phase_word(unsigned phases)
+{
+    return phases == AB_PHASE_PREFILL ? "prefill" : phases == AB_PHASE_DECODE ? "decode" : "both";
+}
+
+/* The results file of eval_model entry i: DIR/model.h5, then DIR/model-2.h5, ... */
+static void eval_path(char *buf, size_t cap, const char *dir, int i)
+{
+    if (i == 0)
+        snprintf(buf, cap, "%s/model.h5", dir);
+    else
+        snprintf(buf, cap, "%s/model-%d.h5", dir, i + 1);
+}
+
+static void build_eval(struct cmdline *c, const struct ab_scenario *s, int i, const char *dir,
+                       uint64_t seed, int64_t threads)
+{
+    const struct ab_scenario_eval *e = &s->evals[i];
+    char buf[4200];
+    add(c, "eval-model");
+    add_model(c, s);
+    if (e->text) add(c, "--text"), add(c, "%s", e->text);
+    if (e->copy_task > 0) add(c, "--copy-task"), add(c, "%lld", (long long)e->copy_task);
+    if (e->n_methods) add_list(c, "--methods", e->methods, e->n_methods);
+    if (e->n_budgets) add_budgets(c, e->budgets, e->n_budgets);
+    add(c, "--phase"), add(c, "%s", phase_word(e->phases));
+    if (e->decode_queries > 0)
+        add(c, "--decode-queries"), add(c, "%lld", (long long)e->decode_queries);
+    if (!isnan(e->tol)) fmt_real(buf, sizeof buf, e->tol), add(c, "--tol"), add(c, "%s", buf);
+    switch (e->heads_kind) {
+    case AB_SCENARIO_HEADS_LIST: add(c, "--heads"), add(c, "%s", e->heads); break;
+    case AB_SCENARIO_HEADS_TOP:
+        add(c, "--heads-top"), add(c, "%lld", (long long)e->heads_k);
+        add(c, "--heads-score"), add(c, "%s", e->heads_score);
+        add(c, "--heads-file"), add(c, "%s/heads.h5", dir);
+        break;
+    case AB_SCENARIO_HEADS_RANDOM:
+        add(c, "--heads-random"), add(c, "%lld", (long long)e->heads_k);
+        break;
+    case AB_SCENARIO_HEADS_SELECT:
+        add(c, "--heads-select");
+        if (e->calibrate) add(c, "--calibrate"), add(c, "%s", e->calibrate);
+        if (e->calibrate_copy > 0)
+            add(c, "--calibrate-copy"), add(c, "%lld", (long long)e->calibrate_copy);
+        if (!isnan(e->select_min))
+            fmt_real(buf, sizeof buf, e->select_min), add(c, "--select-min"), add(c, "%s", buf);
+        break;
+    default: break;
+    }
+    add_common(c, seed, threads);
+    add(c, "-o");
+    eval_path(buf, sizeof buf, dir, i);
+    add(c, "%s", buf);
 }
 
 /* The file a workload is read from by run and report. */
@@ -167,22 +283,9 @@ static void build_run(struct cmdline *c, const struct ab_scenario *s, const char
         add(c, "%s", buf);
     }
     if (s->n_methods) add_list(c, "--methods", s->methods, s->n_methods);
-    if (s->n_budgets) {
-        char item[64];
-        size_t used = 0;
-        buf[0] = 0;
-        for (int i = 0; i < s->n_budgets; i++) {
-            fmt_real(item, sizeof item, s->budgets[i]);
-            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "", item);
-        }
-        add(c, "--budgets");
-        add(c, "%s", buf);
-    }
+    if (s->n_budgets) add_budgets(c, s->budgets, s->n_budgets);
     add(c, "--phase");
-    add(c, "%s",
-        s->phases == AB_PHASE_PREFILL  ? "prefill"
-        : s->phases == AB_PHASE_DECODE ? "decode"
-                                       : "both");
+    add(c, "%s", phase_word(s->phases));
     add(c, "--decode-queries"), add(c, "%lld", (long long)s->decode_queries);
     add(c, "--rows"), add(c, "%lld", (long long)s->rows);
     if (s->topk > 0) add(c, "--topk"), add(c, "%lld", (long long)s->topk);
@@ -222,6 +325,10 @@ static void build_report(struct cmdline *c, const struct ab_scenario *s, const c
     add(c, "report");
     if (s->has_run) add(c, "%s/results.h5", dir);
     if (s->has_heads) add(c, "%s/heads.h5", dir);
+    for (int i = 0; i < s->n_evals; i++) {
+        eval_path(buf, sizeof buf, dir, i);
+        add(c, "%s", buf);
+    }
     add(c, "-o");
     add(c, "%s/report", dir);
     add(c, "--workload");
@@ -313,18 +420,25 @@ int cmd_scenario(int argc, char **argv)
 
     /* every step's command line, built before anything runs */
     int n_steps = 0, n_gen = 0;
-    for (int i = 0; i < s.n_workloads; i++) n_gen += s.workloads[i].source == AB_SCENARIO_GEN;
-    struct cmdline *steps = calloc((size_t)n_gen + 3, sizeof *steps);
-    const char **labels = calloc((size_t)n_gen + 3, sizeof *labels);
-    if (!steps || !labels) {
-        free(steps), free(labels), ab_scenario_free(&s);
+    for (int i = 0; i < s.n_workloads; i++) n_gen += s.workloads[i].source != AB_SCENARIO_FILE;
+    struct cmdline *steps = calloc((size_t)(n_gen + s.n_evals) + 3, sizeof *steps);
+    const char **labels = calloc((size_t)(n_gen + s.n_evals) + 3, sizeof *labels);
+    char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
+    if (!steps || !labels || !eval_labels) {
+        free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
         return ab_cmd_error(EX_AB_SOFTWARE, "scenario: out of memory");
     }
     for (int i = 0; i < s.n_workloads; i++) {
         const struct ab_scenario_workload *w = &s.workloads[i];
-        if (w->source != AB_SCENARIO_GEN) continue;
+        if (w->source == AB_SCENARIO_FILE) continue;
         labels[n_steps] = w->name;
-        build_gen(&steps[n_steps++], w, dir, w->seed == s.seed ? seed : w->seed, threads);
+        uint64_t ws = w->seed == s.seed ? seed : w->seed;
+        if (w->source == AB_SCENARIO_GEN)
+            build_gen(&steps[n_steps++], w, dir, ws, threads);
+        else if (w->source == AB_SCENARIO_CAPTURE)
+            build_capture(&steps[n_steps++], &s, w, dir, ws, threads);
+        else
+            build_import(&steps[n_steps++], w, dir, ws, threads);
     }
     if (s.has_run) {
         labels[n_steps] = "run";
@@ -334,11 +448,19 @@ int cmd_scenario(int argc, char **argv)
         labels[n_steps] = "heads";
         build_heads(&steps[n_steps++], &s, dir, seed, threads);
     }
+    for (int i = 0; i < s.n_evals; i++) {
+        if (i)
+            snprintf(eval_labels[i], sizeof eval_labels[i], "model-%d", i + 1);
+        else
+            snprintf(eval_labels[i], sizeof eval_labels[i], "model");
+        labels[n_steps] = eval_labels[i];
+        build_eval(&steps[n_steps++], &s, i, dir, seed, threads);
+    }
     labels[n_steps] = "report";
     build_report(&steps[n_steps++], &s, dir, seed, threads);
     for (int i = 0; i < n_steps; i++)
         if (steps[i].overflow) {
-            free(steps), free(labels), ab_scenario_free(&s);
+            free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
             return ab_cmd_error(EX_AB_USAGE, "scenario: '%s': a command line is too long", file);
         }
 
@@ -346,7 +468,7 @@ int cmd_scenario(int argc, char **argv)
         printf("# scenario '%s' (%s), sha256 %s%s\n", s.name, file, s.sha256,
                quick ? ", quick" : "");
         for (int i = 0; i < n_steps; i++) print_cmdline(stdout, "", &steps[i]);
-        free(steps), free(labels), ab_scenario_free(&s);
+        free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
         return EX_AB_OK;
     }
 
@@ -376,6 +498,12 @@ int cmd_scenario(int argc, char **argv)
         int step_st;
         if (!strcmp(cmd, "gen"))
             step_st = cmd_gen(steps[i].argc, steps[i].argv);
+        else if (!strcmp(cmd, "capture"))
+            step_st = cmd_capture(steps[i].argc, steps[i].argv);
+        else if (!strcmp(cmd, "import"))
+            step_st = cmd_import(steps[i].argc, steps[i].argv);
+        else if (!strcmp(cmd, "eval-model"))
+            step_st = cmd_eval_model(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "run"))
             step_st = cmd_run(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "heads"))
@@ -399,6 +527,7 @@ int cmd_scenario(int argc, char **argv)
                 dir);
     free(steps);
     free(labels);
+    free(eval_labels);
     ab_scenario_free(&s);
     return st;
 }

@@ -303,6 +303,147 @@ Test(report, same_inputs_give_identical_pictures)
     }
 }
 
+/* A results file with hand-built /model rows (as eval-model writes them): two inputs (a text
+ * and a copy task), streaming at two targets in prefill and decode, uniform-head on two head
+ * choices. Values are chosen so their formatted forms are known. */
+static void write_model_rows(const char *path)
+{
+    struct ab_results r;
+    ab_results_init(&r);
+    r.created_utc = strdup("2000-01-01T00:00:00Z");
+    r.hostname = strdup("h");
+    r.attnbench_version = strdup("0");
+    r.openblas_config = strdup("b");
+    const char *inputs[] = {"data/story.txt", "copy-50"};
+    for (int in = 0; in < 2; in++)
+        for (int ph = 0; ph < 2; ph++)
+            for (int t = 0; t < 2; t++) {
+                double target = t ? 0.25 : 0.5, k = (double)(1 + t + 2 * ph);
+                struct ab_model_row row = {
+                    .workload = (char *)inputs[in], .model = "m.bin", .method = "streaming",
+                    .family = "static", .phase = ph ? "decode" : "prefill", .knob_name = "w",
+                    .knob = NAN, .target_ratio = target, .flop_ratio = target - 0.002,
+                    .bytes_kv = 1, .heads = "all", .head_list = "", .n_heads = 40,
+                    .heads_feasible = 40, .feasible = 1, .n_tokens = 101, .n_scored = 100,
+                    .nll = log(10 + k), .ppl = 10 + k + 0.3456, .acc = 0.6 - 0.01 * k,
+                    .copy_acc = in ? 0.5 - 0.1 * k : NAN, .dense_nll = log(10), .dense_ppl = 10,
+                    .dense_acc = 0.65, .dense_copy_acc = in ? 0.75 : NAN,
+                    .rel_l2 = 0.0457 * k, .time_s = 0};
+                cr_assert_eq(ab_results_add_model(&r, &row), 0);
+            }
+    const char *how[] = {"top 4 by induction_score", "random 4 (seed 1)"};
+    for (int h = 0; h < 2; h++) {
+        struct ab_model_row row = {
+            .workload = "data/story.txt", .model = "m.bin", .method = "uniform-head",
+            .family = "calibration", .phase = "prefill", .knob_name = "", .knob = NAN,
+            .target_ratio = 1, .flop_ratio = 1, .heads = (char *)how[h], .head_list = "0:1",
+            .n_heads = 4, .heads_feasible = 4, .feasible = 1, .n_tokens = 101, .n_scored = 100,
+            .nll = 3, .ppl = h ? 21.5 : 55.25, .acc = h ? 0.5 : 0.25, .copy_acc = NAN,
+            .dense_nll = log(10), .dense_ppl = 10, .dense_acc = 0.65, .dense_copy_acc = NAN,
+            .rel_l2 = 0.9, .time_s = 0};
+        cr_assert_eq(ab_results_add_model(&r, &row), 0);
+    }
+    cr_assert_eq(ab_results_write_h5(path, &r), 0);
+    ab_results_free(&r);
+}
+
+Test(report, end_to_end_section_from_model_rows)
+{
+    fixture();
+    char model[1200];
+    snprintf(model, sizeof model, "%s", t_path("model-rows.h5"));
+    write_model_rows(model);
+    const char *a = report_dir("rep-e2e-a"), *b = report_dir("rep-e2e-b");
+    char *out, *err;
+    int s1 = t_run(&out, &err, "report '%s' '%s' -o '%s'", fx_res, model, a);
+    cr_assert(s1 == 0 || s1 == 69, "exit %d: %s", s1, err);
+    free(out), free(err);
+    int s2 = t_run(&out, &err, "report '%s' '%s' -o '%s'", fx_res, model, b);
+    cr_assert_eq(s1, s2, "%s", err);
+    free(out), free(err);
+
+    /* model.csv: the header and the 10 rows */
+    char *csv = slurp_in(a, "model.csv");
+    cr_assert(csv, "no model.csv");
+    cr_expect_eq(t_count_lines(csv), 11, "%s", csv);
+    cr_expect(strncmp(csv, "workload,", 9) == 0, "%.200s", csv);
+    free(csv);
+    /* the figures' data and scripts (and pictures when gnuplot is there) */
+    const char *fig[] = {"e2e-ppl.tsv", "e2e-ppl.gp", "e2e-acc.tsv", "e2e-acc.gp"};
+    for (int i = 0; i < 4; i++) cr_expect(exists_in(a, fig[i]), "%s missing", fig[i]);
+    if (s1 == 0) cr_expect(exists_in(a, "e2e-ppl.png") && exists_in(a, "e2e-acc.png"));
+    /* e2e-acc plots copy_acc for the copy task: its prefill streaming points are 0.4, 0.3 */
+    char *tsv = slurp_in(a, "e2e-acc.tsv");
+    cr_assert(tsv);
+    cr_expect(strstr(tsv, "0.498\t0.4\t0.5") && strstr(tsv, "0.248\t0.3\t0.25"), "%s", tsv);
+    free(tsv);
+
+    char *md = slurp_in(a, "report.md");
+    cr_assert(md);
+    const char *e2e = strstr(md, "## End to end (eval-model)");
+    cr_assert(e2e, "no End to end section:\n%s", md);
+    cr_expect(strstr(e2e, "### data/story.txt\n") && strstr(e2e, "### copy-50\n"), "%s", e2e);
+    /* the run's attention-level rel_l2 of streaming, prefill, 1/2: no capture matches, so the
+     * mean over every workload of the run, marked * */
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(fx_res, &r), 0);
+    double attn = NAN;
+    for (int64_t i = 0; i < r.n_summary; i++)
+        if (!strcmp(r.summary[i].method, "streaming") && !strcmp(r.summary[i].phase, "prefill") &&
+            r.summary[i].target_ratio == 0.5)
+            attn = r.summary[i].rel_l2_mean;
+    ab_results_free(&r);
+    cr_assert(isfinite(attn));
+    char want[512];
+    snprintf(want, sizeof want,
+             "| streaming | prefill | 1/2 | 0.498 | all | 11.35 (10) | 0.590 (0.650) | - | "
+             "0.0457 | %.3g* |\n",
+             attn);
+    cr_expect(strstr(e2e, want) != NULL, "want '%s' in:\n%s", want, e2e);
+    /* the copy task's copy_acc with dense beside it; 1/2 before 1/4 */
+    const char *copy = strstr(e2e, "### copy-50\n");
+    cr_assert(copy);
+    const char *c1 = strstr(copy, "| streaming | decode | 1/2 | 0.498 | all | 13.35 (10) | 0.570 "
+                                  "(0.650) | 0.200 (0.750) | 0.137 | ");
+    const char *c2 = strstr(copy, "| streaming | decode | 1/4 | 0.248 | all | 14.35 (10) | 0.560 "
+                                  "(0.650) | 0.100 (0.750) | 0.183 | ");
+    cr_expect(c1 && c2 && c1 < c2, "%s", copy);
+    /* two head choices of one method stay apart */
+    cr_expect(strstr(e2e, "| uniform-head | prefill | 1 | 1.000 | top 4 by induction_score | "
+                          "55.25 (10) | 0.250 (0.650) | - | 0.9 | ") &&
+                  strstr(e2e, "| uniform-head | prefill | 1 | 1.000 | random 4 (seed 1) | 21.5 "
+                              "(10) | 0.500 (0.650) | - | 0.9 | "),
+              "%s", e2e);
+    char *gp = slurp_in(a, "e2e-ppl.gp");
+    cr_assert(gp);
+    cr_expect(strstr(gp, "uniform-head (top 4 by induction_score)") &&
+                  strstr(gp, "uniform-head (random 4 (seed 1))"),
+              "%s", gp);
+    free(gp);
+    free(md);
+
+    /* byte-identical when run twice */
+    const char *same[] = {"report.md",   "model.csv",  "e2e-ppl.tsv", "e2e-ppl.gp",
+                          "e2e-acc.tsv", "e2e-acc.gp", "e2e-ppl.png", "e2e-acc.png"};
+    for (int i = 0; i < 8; i++) {
+        if (s1 != 0 && i >= 6) break;
+        char pa[2048], pb[2048];
+        snprintf(pa, sizeof pa, "%s/%s", a, same[i]);
+        snprintf(pb, sizeof pb, "%s/%s", b, same[i]);
+        size_t la = 0, lb = 0;
+        unsigned char *x = t_slurp(pa, &la), *y = t_slurp(pb, &lb);
+        int eq = x && y && la == lb && !memcmp(x, y, la);
+        if (!eq && i == 0 && x && y) {
+            /* report.md names its own folder in its command line: compare what follows */
+            char *xa = strstr((char *)x, "Built by "), *ya = strstr((char *)y, "Built by ");
+            xa = xa ? strchr(xa, '\n') : NULL, ya = ya ? strchr(ya, '\n') : NULL;
+            eq = xa && ya && !strcmp(xa, ya);
+        }
+        cr_expect(eq, "%s differs between two runs", same[i]);
+        free(x), free(y);
+    }
+}
+
 Test(report, without_gnuplot_writes_scripts_and_exits_69)
 {
     fixture();

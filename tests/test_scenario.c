@@ -95,10 +95,18 @@ Test(scenario, every_shipped_scenario_parses_and_validates)
             cr_expect_eq(
                 t_run(&out, &err, "scenario '%s' --dry-run%s", path, quick ? " --quick" : ""), 0,
                 "%s", err);
-            cr_expect(strstr(out, "attnbench run ") && strstr(out, "attnbench report "), "%s", out);
+            /* a heads: section without run: is statistics only (retrieval-heads) */
+            cr_expect((strstr(out, "attnbench run ") || strstr(e->d_name, "retrieval-heads")) &&
+                          strstr(out, "attnbench report "),
+                      "%s", out);
             /* a heads: section adds the heads step and passes its file on to report */
-            if (strstr(e->d_name, "sinks") || strstr(e->d_name, "calibration"))
-                cr_expect(strstr(out, "attnbench heads ") && strstr(out, "/heads.h5 -o "), "%s",
+            if (strstr(e->d_name, "sinks") || strstr(e->d_name, "calibration") ||
+                strstr(e->d_name, "real-model") || strstr(e->d_name, "retrieval-heads"))
+                cr_expect(strstr(out, "attnbench heads ") && strstr(out, "/heads.h5 "), "%s", out);
+            /* eval_model entries run eval-model and report reads their results */
+            if (strstr(e->d_name, "real-model") || strstr(e->d_name, "retrieval-heads") ||
+                strstr(e->d_name, "calibration"))
+                cr_expect(strstr(out, "attnbench eval-model ") && strstr(out, "/model.h5 "), "%s",
                           out);
             free(out), free(err);
         }
@@ -211,7 +219,8 @@ Test(scenario, missing_required_keys)
     expect_error("schema: attnbench/scenario/1\nworkloads:\n  - name: w\n" TINY_GEN, 65, 1,
                  "missing key 'name'");
     expect_error(HEAD "workloads:\n  - gen: {n: 128}\n", 65, 4, "workloads entry 1 has no 'name'");
-    expect_error(HEAD "workloads:\n  - name: w\n", 65, 4, "workload 'w' needs 'gen' or 'file'");
+    expect_error(HEAD "workloads:\n  - name: w\n", 65, 4,
+                 "workload 'w' needs one of 'gen', 'file', 'capture' or 'import'");
     expect_error("name: t\nworkloads: []\n", 65, 1, "missing key 'schema'");
 }
 
@@ -273,12 +282,232 @@ Test(scenario, missing_workload_file_exits_66)
     free(out), free(err);
 }
 
-Test(scenario, capture_and_import_are_recognised_but_not_available_yet)
+/* ---- real models: model, capture, import, eval_model (issue 6) ----------------------------- */
+
+static const char *shared_dir(void)
 {
-    expect_error(HEAD "workloads:\n  - name: w\n    capture: {model: m.bin}\n", 64, 5,
-                 "'capture' workloads are not available yet");
-    expect_error(HEAD "workloads:\n  - name: w\n    import: [a.npy]\n", 64, 5,
-                 "'import' workloads are not available yet");
+    const char *s = getenv("AB_SHARED");
+    return s && *s ? s : "../../shared";
+}
+
+/* HEAD plus "model: {path: <stories260K>, tokenizer: <tok512>}" into buf. */
+static const char *model_head(char *buf, size_t cap)
+{
+    snprintf(buf, cap,
+             HEAD "model: {path: %s/models/stories260K/stories260K.bin,\n"
+                  "        tokenizer: %s/models/stories260K/tok512.bin}\n",
+             shared_dir(), shared_dir());
+    return buf;
+}
+
+/* A scratch text file (for text: keys), its absolute path. */
+static const char *story_path(void)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/datasets/story.txt", src_dir());
+    return path;
+}
+
+/* expect_error on model_head + body, where STORY in body stands for the story's path. */
+static void expect_model_error(const char *body, int status, int line, const char *want)
+{
+    char head[2048], text[8192];
+    model_head(head, sizeof head);
+    size_t n = (size_t)snprintf(text, sizeof text, "%s", head);
+    for (const char *p = body; *p && n < sizeof text - 1100;) {
+        if (!strncmp(p, "STORY", 5)) {
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s", story_path());
+            p += 5;
+        } else {
+            text[n++] = *p++;
+        }
+    }
+    text[n] = 0;
+    expect_error(text, status, line, want);
+}
+
+Test(scenario, model_capture_import_and_eval_model_parse)
+{
+    char head[2048], text[8192];
+    model_head(head, sizeof head);
+    /* an .npy to import (float32, (3, 1, 1, 8, 4): q, k, v stacked), written by hand */
+    const char *npy = t_path("qkv.npy");
+    FILE *f = fopen(npy, "wb");
+    cr_assert(f);
+    const char hdr[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 1, 1, 8, 4), }";
+    unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, 0, 0};
+    size_t hl = sizeof hdr - 1, total = 10 + hl + 1, pad = (64 - total % 64) % 64;
+    pre[8] = (unsigned char)((hl + 1 + pad) & 0xff), pre[9] = (unsigned char)((hl + 1 + pad) >> 8);
+    fwrite(pre, 1, 10, f), fwrite(hdr, 1, hl, f);
+    for (size_t i = 0; i < pad; i++) fputc(' ', f);
+    fputc('\n', f);
+    float x[96];
+    for (int i = 0; i < 96; i++) x[i] = (float)((i * 37) % 11) / 11.0f - 0.5f;
+    fwrite(x, sizeof x[0], 96, f);
+    fclose(f);
+    snprintf(
+        text, sizeof text,
+        "%sheads: {}\nworkloads:\n"
+        "  - name: s\n    capture: {text: %s, hidden: true, generate: 4}\n"
+        "  - name: c\n    capture: {copy_task: 40, seed: 3}\n"
+        "  - name: t\n    capture: {tokens: [1, 403, 407]}\n"
+        "  - name: i\n    import: {files: [%s], layout: [layer, head, seq, dim],\n"
+        "              names: [q, k, v], causal: false, scale: 0.5}\n"
+        "run: {methods: [dense], decode_queries: 2}\n"
+        "eval_model:\n"
+        "  - {text: %s, methods: [streaming], budgets: [0.5], phases: [prefill, decode],\n"
+        "     decode_queries: 16, heads_top: {k: 4, score: induction_score}}\n"
+        "  - {copy_task: 40, methods: [quest], phases: [decode], decode_queries: 8,\n"
+        "     heads_random: 3}\n"
+        "  - {copy_task: 40, methods: [act], heads_select: {calibrate_copy: 20, min: 0.01}}\n"
+        "  - {copy_task: 40, heads: [\"0:1\", \"2:3\"]}\n"
+        "quick: {copy_task: 20, generate: 2, eval_methods: [streaming], eval_budgets: [0.25]}\n",
+        head, story_path(), npy, story_path());
+    const char *path = write_yaml("real.yaml", text);
+    struct ab_scenario s;
+    cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect(s.model && strstr(s.model, "stories260K.bin") && s.tokenizer);
+    cr_assert_eq(s.n_workloads, 4);
+    cr_expect_eq(s.workloads[0].source, AB_SCENARIO_CAPTURE);
+    cr_expect(s.workloads[0].capture.hidden && s.workloads[0].capture.generate == 4);
+    cr_expect(s.workloads[1].capture.copy_task == 40 && s.workloads[1].seed == 3 &&
+              s.workloads[1].n == 81);
+    cr_expect_str_eq(s.workloads[2].capture.tokens, "1,403,407");
+    cr_expect_eq(s.workloads[3].source, AB_SCENARIO_IMPORT);
+    cr_expect(s.workloads[3].import.causal == 0 && s.workloads[3].import.scale == 0.5);
+    cr_expect_str_eq(s.workloads[3].import.layout, "layer,head,seq,dim");
+    cr_expect_str_eq(s.workloads[3].import.names, "q,k,v");
+    cr_assert_eq(s.n_evals, 4);
+    cr_expect(s.evals[0].heads_kind == AB_SCENARIO_HEADS_TOP && s.evals[0].heads_k == 4);
+    cr_expect_str_eq(s.evals[0].heads_score, "induction_score");
+    cr_expect(s.evals[0].phases == (AB_PHASE_PREFILL | AB_PHASE_DECODE));
+    cr_expect(s.evals[1].heads_kind == AB_SCENARIO_HEADS_RANDOM && s.evals[1].heads_k == 3);
+    cr_expect(s.evals[2].heads_kind == AB_SCENARIO_HEADS_SELECT &&
+              s.evals[2].calibrate_copy == 20 && s.evals[2].select_min == 0.01);
+    cr_expect(s.evals[3].heads_kind == AB_SCENARIO_HEADS_LIST && s.evals[3].n_methods == 0);
+    cr_expect_str_eq(s.evals[3].heads, "0:1,2:3");
+    ab_scenario_free(&s);
+    /* quick: copy tasks and generate shrink, eval methods and budgets replaced */
+    cr_assert_eq(ab_scenario_load(path, 1, &s), AB_OK, "%s", ab_errmsg());
+    cr_expect(s.workloads[0].capture.generate == 2 && s.workloads[1].capture.copy_task == 20);
+    cr_expect(s.evals[1].copy_task == 20 && s.evals[2].calibrate_copy == 20);
+    cr_expect(s.evals[1].n_methods == 1 && !strcmp(s.evals[1].methods[0], "streaming"));
+    cr_expect(s.evals[0].n_budgets == 1 && s.evals[0].budgets[0] == 0.25);
+    ab_scenario_free(&s);
+    /* the commands: capture, import, eval-model with its head options, report reads model*.h5 */
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "scenario '%s' --dry-run -o D", path), 0, "%s", err);
+    cr_expect(strstr(out, "attnbench capture --model ") && strstr(out, " --hidden ") &&
+                  strstr(out, " --generate 4 ") && strstr(out, "-o D/s.h5"),
+              "%s", out);
+    cr_expect(strstr(out, " --copy-task 40 --seed 3 ") != NULL, "%s", out);
+    cr_expect(strstr(out, "attnbench import ") && strstr(out, " --layout layer,head,seq,dim "
+                                                              "--names q,k,v --full --scale 0.5 "),
+              "%s", out);
+    cr_expect(
+        strstr(out, " --heads-top 4 --heads-score induction_score --heads-file D/heads.h5 ") &&
+            strstr(out, "--phase both --decode-queries 16 ") && strstr(out, "-o D/model.h5"),
+        "%s", out);
+    cr_expect(strstr(out, " --decode-queries 8 --heads-random 3 ") &&
+                  strstr(out, "-o D/model-2.h5"),
+              "%s", out);
+    cr_expect(strstr(out, " --heads-select --calibrate-copy 20 --select-min 0.01 ") != NULL, "%s",
+              out);
+    cr_expect(strstr(out, " --heads 0:1,2:3 ") != NULL, "%s", out);
+    cr_expect(strstr(out, "D/heads.h5 D/model.h5 D/model-2.h5 D/model-3.h5 D/model-4.h5 -o "
+                          "D/report") != NULL,
+              "%s", out);
+    free(out), free(err);
+}
+
+Test(scenario, real_model_keys_are_checked_with_their_line)
+{
+    /* capture: unknown key, two inputs, none, generate with copy_task, bad types */
+    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, prompts: x}\n", 65, 7,
+                       "unknown key 'prompts' in capture of workload 'w' (did you mean "
+                       "'prompt'?)");
+    expect_model_error("workloads:\n  - name: w\n    capture: {text: STORY, copy_task: 9}\n", 65, 7,
+                       "has two inputs, 'text' and 'copy_task'");
+    expect_model_error("workloads:\n  - name: w\n    capture: {hidden: true}\n", 65, 7,
+                       "needs one input");
+    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, generate: 3}\n", 65, 7,
+                       "'generate' does not go with 'copy_task'");
+    expect_model_error("workloads:\n  - name: w\n    capture: {copy_task: 9, hidden: yes}\n", 65, 7,
+                       "'hidden' in capture of workload 'w' wants true or false");
+    expect_model_error("workloads:\n  - name: w\n    capture: {tokens: \"1,,2\"}\n", 65, 7,
+                       "wants token ids");
+    expect_model_error("workloads:\n  - name: w\n    capture: {text: no-such.txt}\n", 66, 7,
+                       "does not exist");
+    /* capture without a model; a model file that is missing (66) */
+    expect_error(HEAD "workloads:\n  - name: w\n    capture: {copy_task: 9}\n", 65, 5,
+                 "needs the top-level 'model: {path: FILE}'");
+    expect_error(HEAD "model: {path: no-such-model.bin}\nworkloads:\n  - name: w\n"
+                      "    capture: {copy_task: 9}\n",
+                 66, 3, "'path' in model: file '");
+    expect_error(HEAD "model: {paht: m.bin}\nworkloads:\n  - name: w\n    file: x.h5\n", 65, 3,
+                 "unknown key 'paht' in model (did you mean 'path'?)");
+    /* import */
+    expect_model_error("workloads:\n  - name: w\n    import: {layout: [layer, head, seq, dim]}\n",
+                       65, 7, "needs 'files'");
+    expect_model_error("workloads:\n  - name: w\n    import: {files: [STORY], layout: "
+                       "[layer, head, seq, seq]}\n",
+                       65, 7, "names axis 'seq' twice");
+    expect_model_error("workloads:\n  - name: w\n    import: {files: [STORY], dtype: f8}\n", 65, 7,
+                       "only bf16");
+    expect_model_error("workloads:\n  - name: w\n    import: {files: [nope.npy]}\n", 66, 7,
+                       "does not exist");
+    /* eval_model: methods without the phase, unknown method, bad budgets, head choices */
+    const char *wl = "workloads:\n  - name: w\n    capture: {copy_task: 40}\n";
+    char body[2048];
+    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  methods: [streaming, quest]\n",
+             wl);
+    expect_model_error(body, 65, 10, "method 'quest' in eval_model has no prefill phase");
+    snprintf(body, sizeof body,
+             "%seval_model:\n  - {copy_task: 40, phases: [prefill, decode], methods: "
+             "[block-topk]}\n",
+             wl);
+    expect_model_error(body, 65, 9, "method 'block-topk' in eval_model has no decode phase");
+    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  methods: [streamin]\n", wl);
+    expect_model_error(body, 65, 10,
+                       "unknown method 'streamin' in 'methods' in eval_model entry "
+                       "1 (did you mean 'streaming'?)");
+    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  budgets: [0.5, 1.5]\n", wl);
+    expect_model_error(body, 65, 10, "budget 1.5 in eval_model entry 1 is not a FLOP ratio");
+    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  budgets: 0.5\n", wl);
+    expect_model_error(body, 65, 10, "wants 'default', 'paper' or a list");
+    snprintf(body, sizeof body,
+             "%seval_model:\n  copy_task: 40\n  heads_top: {k: 4, score: "
+             "induction_score}\n",
+             wl);
+    expect_model_error(body, 65, 10, "the scenario needs a 'heads:' section");
+    snprintf(body, sizeof body,
+             "%sheads: {}\neval_model:\n  copy_task: 40\n  heads_top: {k: 4, "
+             "score: inductoin_score}\n",
+             wl);
+    expect_model_error(body, 65, 11, "did you mean 'induction_score'?");
+    snprintf(body, sizeof body,
+             "%seval_model:\n  copy_task: 40\n  heads_random: 4\n"
+             "  heads: [\"0:1\"]\n",
+             wl);
+    expect_model_error(body, 65, 0, "choose one way to pick heads");
+    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  heads_select: {min: 0}\n", wl);
+    expect_model_error(body, 65, 10, "needs exactly one of 'calibrate: FILE'");
+    snprintf(body, sizeof body, "%seval_model:\n  methods: [streaming]\n", wl);
+    expect_model_error(body, 65, 9, "needs an input: text and/or copy_task");
+    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  phase: [prefill]\n", wl);
+    expect_model_error(body, 65, 10,
+                       "unknown key 'phase' in eval_model entry 1 (did you mean "
+                       "'phases'?)");
+    snprintf(body, sizeof body,
+             "%seval_model:\n  copy_task: 20\n  phases: [decode]\n  decode_queries: 41\n", wl);
+    expect_model_error(body, 65, 11, "must be below the 41 tokens of its copy task");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "eval_model: {copy_task: 40}\n", 65, 6,
+                 "needs the top-level 'model: {path: FILE}'");
+    /* gen's probe */
+    expect_error(HEAD "workloads:\n  - name: w\n    gen: {n: 128, probe: repat}\n", 65, 5,
+                 "unknown probe 'repat'");
+    expect_error(HEAD "workloads:\n  - name: w\n    gen: {n: 8, probe: repeat}\n", 65, 4,
+                 "probe repeat needs n of at least 9");
 }
 
 Test(scenario, usage_errors_exit_64)
@@ -566,6 +795,41 @@ Test(scenario, heads_scenario_runs_end_to_end)
     snprintf(p, sizeof p, "%s/report/report.md", dir);
     md = (char *)t_slurp(p, NULL);
     cr_expect(md && strstr(md, "Sink ratio (metrics.md, epsilon 0.3): **"), "%s", md ? md : "");
+    free(md);
+    free(out), free(err);
+}
+
+Test(scenario, real_model_quick_runs_end_to_end, .timeout = 120)
+{
+    char path[4096], dir[1024], p[1200];
+    snprintf(path, sizeof path, "%s/scenarios/real-model.yaml", src_dir());
+    snprintf(dir, sizeof dir, "%s", t_path("real-model-quick"));
+    char *out, *err;
+    int st = t_run(&out, &err, "scenario '%s' --quick -o '%s' --no-progress", path, dir);
+    cr_assert_eq(st, 0, "exit %d: %s", st, err);
+    cr_expect(strstr(err, "(capture story): attnbench capture ") &&
+                  strstr(err, "(eval-model model-2): attnbench eval-model "),
+              "%s", err);
+    const char *files[] = {
+        "story.h5",           "copy.h5",         "heads.h5",         "results.h5",
+        "model.h5",           "model-2.h5",      "report/report.md", "report/e2e-ppl.png",
+        "report/e2e-acc.png", "report/model.csv"};
+    for (int i = 0; i < 10; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        cr_expect(t_exists(p), "%s missing", p);
+    }
+    snprintf(p, sizeof p, "%s/report/report.md", dir);
+    char *md = (char *)t_slurp(p, NULL);
+    cr_assert(md, "cannot read %s", p);
+    const char *e2e = strstr(md, "## End to end (eval-model)");
+    cr_expect(e2e != NULL, "no End to end section:\n%s", md);
+    /* both inputs, and streaming in both phases at the quick budget, matched to the run */
+    if (e2e) {
+        cr_expect(strstr(e2e, "### copy-100\n") && strstr(e2e, "story.txt\n"), "%.2000s", e2e);
+        cr_expect(strstr(e2e, "| streaming | prefill | 1/4 | ") &&
+                      strstr(e2e, "| streaming | decode | 1/4 | "),
+                  "%.2000s", e2e);
+    }
     free(md);
     free(out), free(err);
 }

@@ -65,8 +65,8 @@ static double field(const void *row, size_t off)
     return *(const double *)((const char *)row + off);
 }
 
-static int strv_push(struct strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int strv_push(struct strv *v, const char *fmt, ...)
+int ab_rep_strv_push(struct strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ab_rep_strv_push(struct strv *v, const char *fmt, ...)
 {
     if (v->n == v->cap) {
         int cap = v->cap ? 2 * v->cap : 8;
@@ -317,9 +317,9 @@ int ab_rep_best_at(const struct rep *R, int pi, double t, int k, int *partial)
 
 /* ================================================================== figures */
 
-static int add_fig(struct rep *R, int section, int gp, const char *file, const char *fmt, ...)
+int ab_rep_add_fig(struct rep *R, int section, int gp, const char *file, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-static int add_fig(struct rep *R, int section, int gp, const char *file, const char *fmt, ...)
+int ab_rep_add_fig(struct rep *R, int section, int gp, const char *file, const char *fmt, ...)
 {
     if (R->n_fig == R->cap_fig) {
         int cap = R->cap_fig ? 2 * R->cap_fig : 16;
@@ -461,7 +461,7 @@ static int frontier(struct rep *R, int k)
         }
     }
     if (!any) {
-        rc = strv_push(&R->notes[SEC_FRONTIER], "No %s values in these results: frontier-%s "
+        rc = ab_rep_strv_push(&R->notes[SEC_FRONTIER], "No %s values in these results: frontier-%s "
                        "not drawn.", mt->name, mt->name);
         goto done;
     }
@@ -488,7 +488,7 @@ static int frontier(struct rep *R, int k)
     announce_pair(R, name);
     char png[80];
     snprintf(png, sizeof png, "%s.png", name);
-    rc = add_fig(R, SEC_FRONTIER, 1, png,
+    rc = ab_rep_add_fig(R, SEC_FRONTIER, 1, png,
                  "%s (%s) against achieved FLOP ratio: mean over the feasible heads of each "
                  "(method, budget), dotted line the %s over heads%s.",
                  mt->name, mt->what, mt->tail_name,
@@ -589,7 +589,7 @@ static int isoflops(struct rep *R, double t)
     announce_pair(R, name);
     char png[80];
     snprintf(png, sizeof png, "%s.png", name);
-    rc = add_fig(R, SEC_ISO, 1, png,
+    rc = ab_rep_add_fig(R, SEC_ISO, 1, png,
                  "At FLOP ratio %s: mean rel_l2 (log scale) and mean %s of every method, one "
                  "cluster per phase; infeasible methods are marked, not drawn.",
                  rl, metrics[second].name);
@@ -722,7 +722,7 @@ static int heatmaps(struct rep *R)
     announce_pair(R, name);
     char png[128];
     snprintf(png, sizeof png, "%s.png", name);
-    if ((rc = add_fig(R, SEC_HEADS, 1, png,
+    if ((rc = ab_rep_add_fig(R, SEC_HEADS, 1, png,
                       "rel_l2 of every head at FLOP ratio %s%s, one panel per method and phase, "
                       "one log colour scale from %.3g (dark) to %.3g (bright); white: infeasible "
                       "or not run.",
@@ -737,10 +737,10 @@ static int heatmaps(struct rep *R)
             AB_OK)
             goto done;
         snprintf(png, sizeof png, "%s.png", name);
-        if ((rc = add_fig(R, SEC_HEADS, 0, png, "%s (%s)", R->m[mi].name, R->phase[pi])))
+        if ((rc = ab_rep_add_fig(R, SEC_HEADS, 0, png, "%s (%s)", R->m[mi].name, R->phase[pi])))
             goto done;
     }
-    rc = strv_push(&R->notes[SEC_HEADS],
+    rc = ab_rep_strv_push(&R->notes[SEC_HEADS],
                    "Per-method pictures (8-bit viridis PNG, %lld px per head, layer 0 at the top, "
                    "head 0 at the left) share the scale of the panel figure; the darkest colour "
                    "also marks heads without a value. Their numbers are in the .tsv of the same "
@@ -817,7 +817,7 @@ static int head_stats(struct rep *R, double *sink_ratio, int64_t *sink_heads, in
         if ((rc = write_grid_png(R, name, what, v, L, H, lo, hi, 0)) != AB_OK) break;
         char png[80];
         snprintf(png, sizeof png, "%s.png", name);
-        if ((rc = add_fig(R, SEC_STATS, 0, png, "%s per head (column %s), linear scale %.3g "
+        if ((rc = ab_rep_add_fig(R, SEC_STATS, 0, png, "%s per head (column %s), linear scale %.3g "
                           "(dark) to %.3g (bright)", stats[s], h->col_name[c], lo, hi)))
             break;
         snprintf(titles[n_g], sizeof titles[0], "%s (%s)", stats[s], h->col_name[c]);
@@ -831,7 +831,7 @@ static int head_stats(struct rep *R, double *sink_ratio, int64_t *sink_heads, in
                                     .n_grids = n_g, .grids = grids, .width = 1200};
         if ((rc = ab_gp_heatmaps_write(R->o->dir, &pl)) == AB_OK) {
             announce_pair(R, "heads-stats");
-            rc = add_fig(R, SEC_STATS, 1, "heads-stats.png",
+            rc = ab_rep_add_fig(R, SEC_STATS, 1, "heads-stats.png",
                          "The head statistics side by side, each with its own colour scale.");
         }
     }
@@ -863,7 +863,7 @@ static int open_workload(struct rep *R)
             }
         }
     if (!cand) {
-        return strv_push(&R->notes[SEC_MAPS],
+        return ab_rep_strv_push(&R->notes[SEC_MAPS],
                          "No attention maps: the workload recorded in the results is not "
                          "readable from here (give it with --workload).");
     }
@@ -873,7 +873,7 @@ static int open_workload(struct rep *R)
         if (given) return rc;
         char msg[400];
         snprintf(msg, sizeof msg, "%s", ab_errmsg());
-        return strv_push(&R->notes[SEC_MAPS], "No attention maps: %s.", msg);
+        return ab_rep_strv_push(&R->notes[SEC_MAPS], "No attention maps: %s.", msg);
     }
     if (!(R->wl_path = strdup(cand))) return ab_fail(AB_E_NOMEM, "out of memory");
     cand = R->wl_path;
@@ -891,7 +891,7 @@ static int open_workload(struct rep *R)
     for (int w = 0; w < R->n_w; w++)
         if (!strcmp(R->wname[w], recorded ? recorded : cand)) R->wl_cells = w;
     if (!R->wl_digest_ok)
-        return strv_push(&R->notes[SEC_MAPS],
+        return ab_rep_strv_push(&R->notes[SEC_MAPS],
                          "Warning: the digest of '%s' matches no workload recorded in the "
                          "results; maps show this file, the tables the recorded ones.",
                          cand);
@@ -1027,7 +1027,7 @@ static int maps(struct rep *R)
         snprintf(file, sizeof file, "%s.png", name);
         ab_rep_announce(R, file);
         const char *prof = ab_rep_profile_of(R, R->wl_cells, L, H);
-        if ((rc = add_fig(R, SEC_MAPS, 0, file,
+        if ((rc = ab_rep_add_fig(R, SEC_MAPS, 0, file,
                           "Layer %lld head %lld%s%s%s: exact attention (log scale from %g, dark, "
                           "to 1, bright; max-pooled to %lld px), %s.",
                           (long long)L, (long long)H, prof ? " (profile " : "", prof ? prof : "",
@@ -1060,7 +1060,7 @@ static int maps(struct rep *R)
             if (rc == AB_E_USAGE) { /* cannot draw it here (budget out of reach, phase): say so */
                 char msg[400];
                 snprintf(msg, sizeof msg, "%s", ab_errmsg());
-                if ((rc = strv_push(&R->notes[SEC_MAPS], "No mask of %s on layer %lld head "
+                if ((rc = ab_rep_strv_push(&R->notes[SEC_MAPS], "No mask of %s on layer %lld head "
                                     "%lld: %s.", R->mm[j], (long long)L, (long long)H, msg)))
                     return rc;
                 continue;
@@ -1072,7 +1072,7 @@ static int maps(struct rep *R)
             const struct ab_method *m = ab_method_find(R->mm[j]);
             if (m && m->knob.name)
                 snprintf(knob, sizeof knob, ", %s = %.4g", m->knob.name, info.knob);
-            if ((rc = add_fig(R, SEC_MAPS, 0, file,
+            if ((rc = ab_rep_add_fig(R, SEC_MAPS, 0, file,
                               "%s on layer %lld head %lld (%s, budget %s%s, achieved ratio "
                               "%.3g%s): kept cells in full colour, dropped cells dimmed; "
                               "%.1f%% of the visible cells of the %lld drawn %s kept.",
@@ -1132,6 +1132,7 @@ static void rep_free(struct rep *R)
     if (R->have_wl) ab_workload_free(&R->wl);
     free(R->wl_path);
     free(R->maps), free(R->mm);
+    ab_rep_e2e_free(R);
 }
 
 void ab_report_defaults(struct ab_report_opts *o)
@@ -1177,6 +1178,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     if ((rc = heatmaps(&R)) != AB_OK) goto done;
     if ((rc = head_stats(&R, &sink_ratio, &sink_heads, &n_sh)) != AB_OK) goto done;
     if ((rc = maps(&R)) != AB_OK) goto done;
+    if ((rc = ab_rep_e2e(&R)) != AB_OK) goto done;
     {
         char *cells = ab_path_join(o->dir, "cells", ".csv"),
              *summary = ab_path_join(o->dir, "summary", ".csv");

@@ -12,6 +12,9 @@
  *                                    a /heads table (sink, entropy, locality);
  *   map-L<l>-H<h>.png                the exact attention map of selected heads, and
  *   map-L<l>-H<h>-<method>.png       each chosen method's kept mask over it at B;
+ *   e2e-ppl.{png,gp,tsv}, e2e-acc.{png,gp,tsv}, model.csv  when an input has /model rows
+ *                                    (eval-model): perplexity and accuracy inside the model
+ *                                    against FLOP ratio per (input, phase), and the rows merged;
  *   cells.csv, summary.csv           the merged tables;
  *   report.md                        links everything, with the summary described there.
  * Every file is written to a temporary name and renamed when complete. gnuplot renders the

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "attn/attn.h"
 #include "core/workload.h"
@@ -32,7 +33,7 @@ struct fig {
     int gp;        /* 1: rendered by gnuplot (may have failed) */
     int rendered;
 };
-enum { SEC_FRONTIER, SEC_ISO, SEC_HEADS, SEC_STATS, SEC_MAPS, N_SEC };
+enum { SEC_FRONTIER, SEC_ISO, SEC_HEADS, SEC_STATS, SEC_MAPS, SEC_E2E, N_SEC };
 
 struct strv {
     char **s;
@@ -81,6 +82,11 @@ struct rep {
     const char **mm; /* map methods */
     int plot_failed, first_plot_rc;
     char plot_err[400];
+    /* end to end: the /model rows of every input, in input order (report_e2e.c) */
+    int64_t n_e2e;
+    const struct ab_model_row **e2e;  /* (n_e2e) rows owned by R->d->inputs */
+    double *e2e_attn;                 /* (n_e2e) attention-level mean rel_l2 of `run`, or NaN */
+    int8_t *e2e_attn_all;             /* (n_e2e) 1: over every run workload (no capture matched) */
 };
 
 /* The group table index of (method mi, phase pi, target ti): R->grp and R->grp_cells. */
@@ -101,11 +107,25 @@ static inline struct ab_head ab_rep_make_head(const struct ab_workload *meta, co
 }
 
 /* report.c (contracts at the definitions) */
+int ab_rep_strv_push(struct strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ab_rep_add_fig(struct rep *R, int section, int gp, const char *file, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 void ab_rep_ratio_label(double t, char *buf, size_t cap);
 int ab_rep_group_at(const struct rep *R, int mi, int pi, double t, int *ti);
 int ab_rep_best_at(const struct rep *R, int pi, double t, int k, int *partial);
 const char *ab_rep_profile_of(const struct rep *R, int w, int64_t layer, int64_t head);
 void ab_rep_announce(const struct rep *R, const char *name);
+
+/* report_e2e.c: the end-to-end part of the report, from the /model rows of the inputs. */
+/* Collects the rows into R->e2e, matches each to the attention-level rel_l2 of the run cells,
+ * and writes model.csv and the e2e-ppl / e2e-acc figures (.tsv, .gp; rendered with the others).
+ * Does nothing when no input has /model rows. AB_OK or the error of writing a file. */
+int ab_rep_e2e(struct rep *R);
+/* Writes the body of the "End to end (eval-model)" section of report.md: what the columns mean
+ * and one table per input (report_md.c writes the heading and the figures). Nothing when there
+ * are no rows. */
+void ab_rep_e2e_md(const struct rep *R, FILE *f);
+void ab_rep_e2e_free(struct rep *R);
 
 /* report_md.c: writes report.md (atomically) from the index, figures and notes of R, with the
  * sink ratio of head_stats (NaN: none) over n_sh heads; announces it. AB_OK or the error of

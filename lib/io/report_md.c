@@ -288,6 +288,11 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
         return rc;
     }
     md_infeasible(R, f);
+    if (R->n_e2e) {
+        fputs("## End to end (eval-model)\n\n", f);
+        ab_rep_e2e_md(R, f);
+        md_figs(R, f, SEC_E2E);
+    }
 
     fputs("## Head statistics and the sink ratio\n\n", f);
     if (!R->d->heads.n)
@@ -313,6 +318,8 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
     md_figs(R, f, SEC_MAPS);
 
     fputs("## Tables and figure sources\n\n", f);
+    if (R->n_e2e)
+        fputs("- [model.csv](model.csv): every /model row (eval-model) of every results file\n", f);
     fputs("- [cells.csv](cells.csv): every cell of every results file (the /cells table)\n"
           "- [summary.csv](summary.csv): per method, phase and target, mean and weak tail over "
           "heads (recomputed over all inputs)\n"

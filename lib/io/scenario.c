@@ -28,6 +28,7 @@
 #include "core/workload.h"
 #include "gen/gen.h"
 #include "io/h5_workload.h"
+#include "io/results_io.h"
 #include "methods/method.h"
 
 const double ab_scenario_paper_grid[6] = {0.7, 0.5, 0.3, 0.2, 0.1, 0.05};
@@ -63,24 +64,34 @@ static const int64_t gen_int_def[GI_COUNT] = {4, 8, 4, 2048, 64, -1, -1, -1, -1,
 enum { GR_THETA, GR_DEPTH_MIN, GR_DEPTH_MAX, GR_COUNT };
 static const char *const gen_real_keys[GR_COUNT] = {"theta", "depth_min", "depth_max"};
 
-static const char *const top_keys[] = {"schema",  "name",      "description", "seed",
-                                       "threads", "workloads", "run",         "heads",
-                                       "report",  "quick",     NULL};
+static const char *const top_keys[] = {"schema", "name",      "description", "seed",  "threads",
+                                       "model",  "workloads", "run",         "heads", "eval_model",
+                                       "report", "quick",     NULL};
 static const char *const workload_keys[] = {"name",    "gen",    "file", "sweep",
                                             "capture", "import", NULL};
 static const char *const gen_keys[] = {
     "preset",       "profile", "mix",       "tasks",    "strength", "theta", "depth_min",
     "depth_max",    "layers",  "heads",     "kv_heads", "n",        "d",     "dv",
-    "slash_period", "n_tasks", "task_rows", "codes",    "seed",     NULL};
+    "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", NULL};
 static const char *const run_keys[] = {"methods", "budgets", "phases", "decode_queries",
                                        "rows",    "topk",    "tol",    NULL};
 static const char *const report_keys[] = {"maps", "map_methods", NULL};
 static const char *const heads_keys[] = {"epsilon", "window", "top_fraction", NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
 static const char *const quick_keys[] = {
-    "n",       "layers",  "heads",  "kv_heads",       "d",    "n_tasks", "task_rows",
-    "methods", "budgets", "phases", "decode_queries", "rows", "maps",    "map_methods",
-    NULL};
+    "n",        "layers",    "heads",        "kv_heads",       "d",    "n_tasks", "task_rows",
+    "methods",  "budgets",   "phases",       "decode_queries", "rows", "maps",    "map_methods",
+    "generate", "copy_task", "eval_methods", "eval_budgets",   NULL};
+static const char *const model_keys[] = {"path", "tokenizer", NULL};
+static const char *const capture_keys[] = {"text",     "prompt", "tokens", "copy_task",
+                                           "generate", "hidden", "seed",   NULL};
+static const char *const import_keys[] = {"files",  "layout", "names", "dtype",
+                                          "causal", "scale",  NULL};
+static const char *const eval_keys[] = {"text",      "copy_task",      "methods",      "budgets",
+                                        "phases",    "decode_queries", "tol",          "heads",
+                                        "heads_top", "heads_random",   "heads_select", NULL};
+static const char *const heads_top_keys[] = {"k", "score", NULL};
+static const char *const heads_select_keys[] = {"calibrate", "calibrate_copy", "min", NULL};
 
 /* ---- reading context and messages ---------------------------------------------------------- */
 
@@ -88,6 +99,7 @@ struct ctx {
     const char *path; /* the scenario file as named, for messages */
     char dir[4096];   /* its folder, for workload files named relative to it */
     yaml_document_t doc;
+    int has_model; /* the file has a top-level `model:` */
 };
 
 static int line_of(const yaml_node_t *n)
@@ -318,6 +330,47 @@ static int check_name(struct ctx *c, yaml_node_t *n, const char *what, const cha
     return AB_OK;
 }
 
+/* A YAML boolean: plain true / false (also True, False, TRUE, FALSE). */
+static int get_bool(struct ctx *c, yaml_node_t *n, const char *what, int *out)
+{
+    int rc = want_plain(c, n, what, "true or false");
+    if (rc) return rc;
+    const char *v = scalar(n);
+    if (!strcmp(v, "true") || !strcmp(v, "True") || !strcmp(v, "TRUE")) return *out = 1, AB_OK;
+    if (!strcmp(v, "false") || !strcmp(v, "False") || !strcmp(v, "FALSE")) return *out = 0, AB_OK;
+    char buf[64];
+    return FAIL(c, n, "%s wants true or false, got %s", what, describe(n, buf, sizeof buf));
+}
+
+/* The file named by the string node n (relative paths are relative to the scenario's folder),
+ * malloc'd into *out; it must exist (AB_E_NOFILE naming the line otherwise). */
+static int get_file(struct ctx *c, yaml_node_t *n, const char *what, char **out)
+{
+    const char *rel = NULL;
+    int rc = get_str(c, n, what, &rel);
+    if (rc) return rc;
+    size_t need = strlen(c->dir) + strlen(rel) + 2;
+    char *p = malloc(need);
+    if (!p) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+    if (rel[0] == '/' || !c->dir[0])
+        snprintf(p, need, "%s", rel);
+    else
+        snprintf(p, need, "%s/%s", c->dir, rel);
+    struct stat st;
+    if (stat(p, &st)) {
+        rc = fail_line(c, AB_E_NOFILE, line_of(n), "%s: file '%s' does not exist", what, p);
+        free(p);
+        return rc;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        rc = FAIL(c, n, "%s: '%s' is a folder, not a file", what, p);
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return AB_OK;
+}
+
 /* ---- run / report / quick settings ------------------------------------------------------- */
 
 struct settings {
@@ -393,12 +446,13 @@ static int parse_map(const char *s, int64_t *layer, int64_t *head)
     return 0;
 }
 
-/* Reads one run / report setting `key` = v into s; `in` names the section. */
-static int read_setting(struct ctx *c, const char *key, yaml_node_t *v, const char *in,
-                        struct settings *s)
+/* Reads one run / report setting `key` = v into s; `in` names the section and `shown` the key
+ * as written (quick's eval_methods is read as methods). */
+static int read_setting_as(struct ctx *c, const char *key, const char *shown, yaml_node_t *v,
+                           const char *in, struct settings *s)
 {
     char what[128];
-    snprintf(what, sizeof what, "'%s' in %s", key, in);
+    snprintf(what, sizeof what, "'%s' in %s", shown, in);
     int rc = AB_OK;
     if (!strcmp(key, "methods")) {
         s->methods_set = 1;
@@ -498,6 +552,12 @@ static int read_setting(struct ctx *c, const char *key, yaml_node_t *v, const ch
     return AB_E_INTERNAL;
 }
 
+static int read_setting(struct ctx *c, const char *key, yaml_node_t *v, const char *in,
+                        struct settings *s)
+{
+    return read_setting_as(c, key, key, v, in, s);
+}
+
 /* Every key of map (already checked) that is a run / report setting. */
 static int read_settings(struct ctx *c, yaml_node_t *map, const char *in, struct settings *s)
 {
@@ -550,9 +610,13 @@ struct entry {
     int iset[GI_COUNT];
     double rv[GR_COUNT];
     int rset[GR_COUNT];
-    const char *preset, *profile, *mix;
+    const char *preset, *profile, *mix, *probe;
     char tasks[256], strength[512]; /* "" when not given */
-    int n_sweep;                    /* swept keys */
+    /* CAPTURE / IMPORT: owned here until moved into the workload (entry_free frees the rest) */
+    struct ab_scenario_capture cap;
+    struct ab_scenario_import imp;
+    int64_t cap_seed; /* < 0: the scenario's seed */
+    int n_sweep;      /* swept keys */
     int sweep_key[GI_COUNT], sweep_n[GI_COUNT];
     int64_t sweep_val[GI_COUNT][MAX_SWEEP_VALUES];
 };
@@ -579,7 +643,11 @@ static int read_gen(struct ctx *c, yaml_node_t *g, struct entry *e)
                 e->rset[i] = done = 1;
             }
         if (done) continue;
-        if (!strcmp(key, "preset") || !strcmp(key, "profile") || !strcmp(key, "mix")) {
+        if (!strcmp(key, "probe")) {
+            if ((rc = get_str(c, v, what, &e->probe))) return rc;
+            if (strcmp(e->probe, "repeat"))
+                return FAIL(c, v, "unknown probe '%s' in %s (want repeat)", e->probe, in);
+        } else if (!strcmp(key, "preset") || !strcmp(key, "profile") || !strcmp(key, "mix")) {
             const char *s;
             if ((rc = get_str(c, v, what, &s))) return rc;
             const char *prev = e->preset    ? "preset"
@@ -677,6 +745,221 @@ static int read_sweep(struct ctx *c, yaml_node_t *sw, struct entry *e)
     return AB_OK;
 }
 
+static void entry_free(struct entry *e)
+{
+    free(e->cap.text), free(e->cap.prompt), free(e->cap.tokens);
+    for (int i = 0; i < e->imp.n_files; i++) free(e->imp.files[i]);
+    free(e->imp.files), free(e->imp.layout), free(e->imp.names), free(e->imp.dtype);
+    memset(&e->cap, 0, sizeof e->cap), memset(&e->imp, 0, sizeof e->imp);
+}
+
+static char *dup_str(struct ctx *c, const char *s, int *rc)
+{
+    char *d = strdup(s);
+    if (!d) *rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+    return d;
+}
+
+/* `capture:` of a workload: one input (text, prompt, tokens, copy_task), generate, hidden,
+ * seed; needs the top-level model. */
+static int read_capture(struct ctx *c, yaml_node_t *m, struct entry *e)
+{
+    char in[160], what[224];
+    snprintf(in, sizeof in, "capture of workload '%s'", e->name);
+    int rc = check_map(c, m, in, capture_keys, NULL, NULL);
+    if (rc) return rc;
+    e->source = AB_SCENARIO_CAPTURE;
+    e->cap.copy_task = e->cap.generate = e->cap_seed = -1;
+    if (!c->has_model)
+        return FAIL(c, m, "%s needs the top-level 'model: {path: FILE}' to capture from", in);
+    static const char *const inputs[] = {"text", "prompt", "tokens", "copy_task"};
+    yaml_node_t *given = NULL;
+    const char *given_name = NULL;
+    for (int i = 0; i < 4; i++) {
+        yaml_node_t *v = lookup(c, m, inputs[i]);
+        if (!v) continue;
+        if (given)
+            return FAIL(c, v,
+                        "%s has two inputs, '%s' and '%s': give exactly one of text, "
+                        "prompt, tokens, copy_task",
+                        in, given_name, inputs[i]);
+        given = v, given_name = inputs[i];
+    }
+    if (!given) return FAIL(c, m, "%s needs one input: text, prompt, tokens or copy_task", in);
+    yaml_node_t *v;
+    const char *str;
+    if ((v = lookup(c, m, "text"))) {
+        snprintf(what, sizeof what, "'text' in %s", in);
+        if ((rc = get_file(c, v, what, &e->cap.text))) return rc;
+    }
+    if ((v = lookup(c, m, "prompt"))) {
+        snprintf(what, sizeof what, "'prompt' in %s", in);
+        if ((rc = get_str(c, v, what, &str))) return rc;
+        if (!(e->cap.prompt = dup_str(c, str, &rc))) return rc;
+    }
+    if ((v = lookup(c, m, "tokens"))) {
+        /* "1,403,407" or a list of ids */
+        char ids[4096];
+        size_t used = 0;
+        snprintf(what, sizeof what, "'tokens' in %s", in);
+        if (v->type == YAML_SEQUENCE_NODE) {
+            if ((rc = want_list(c, v, what, 0))) return rc;
+            FOR_ITEMS(c, v, it)
+            {
+                int64_t id;
+                if ((rc = get_int(c, it, what, 0, INT32_MAX, &id))) return rc;
+                used += (size_t)snprintf(ids + used, sizeof ids - used, "%s%lld", used ? "," : "",
+                                         (long long)id);
+                if (used >= sizeof ids) return FAIL(c, v, "%s is too long", what);
+            }
+        } else {
+            if ((rc = get_str(c, v, what, &str))) return rc;
+            int ok = *str != 0, digit = 0;
+            for (const char *p = str; ok && *p; p++) {
+                if (*p >= '0' && *p <= '9')
+                    digit = 1;
+                else if (*p == ',' && digit)
+                    digit = 0;
+                else
+                    ok = 0;
+            }
+            if (!ok || !digit || strlen(str) >= sizeof ids)
+                return FAIL(c, v, "%s wants token ids like \"1,403,407\" or a list, got '%.40s'",
+                            what, str);
+            snprintf(ids, sizeof ids, "%s", str);
+        }
+        if (!(e->cap.tokens = dup_str(c, ids, &rc))) return rc;
+    }
+    if ((v = lookup(c, m, "copy_task"))) {
+        snprintf(what, sizeof what, "'copy_task' in %s", in);
+        if ((rc = get_int(c, v, what, 1, 1000000, &e->cap.copy_task))) return rc;
+    }
+    if ((v = lookup(c, m, "generate"))) {
+        snprintf(what, sizeof what, "'generate' in %s", in);
+        if (e->cap.copy_task > 0)
+            return FAIL(c, v, "%s: 'generate' does not go with 'copy_task'", in);
+        if ((rc = get_int(c, v, what, 1, 1000000, &e->cap.generate))) return rc;
+    }
+    if ((v = lookup(c, m, "hidden"))) {
+        snprintf(what, sizeof what, "'hidden' in %s", in);
+        if ((rc = get_bool(c, v, what, &e->cap.hidden))) return rc;
+    }
+    if ((v = lookup(c, m, "seed"))) {
+        snprintf(what, sizeof what, "'seed' in %s", in);
+        if ((rc = get_int(c, v, what, 0, INT64_MAX, &e->cap_seed))) return rc;
+    }
+    return AB_OK;
+}
+
+/* `import:` of a workload: the options of `attnbench import`. */
+static int read_import(struct ctx *c, yaml_node_t *m, struct entry *e)
+{
+    char in[160], what[224];
+    snprintf(in, sizeof in, "import of workload '%s'", e->name);
+    int rc = check_map(c, m, in, import_keys, NULL, NULL);
+    if (rc) return rc;
+    e->source = AB_SCENARIO_IMPORT;
+    e->imp.causal = -1;
+    e->imp.scale = NAN;
+    yaml_node_t *v = lookup(c, m, "files");
+    if (!v) return FAIL(c, m, "%s needs 'files' (the .npy / .npz / .safetensors / .h5 inputs)", in);
+    snprintf(what, sizeof what, "'files' in %s", in);
+    if ((rc = want_list(c, v, what, 0))) return rc;
+    if (n_items(v) > 3) return FAIL(c, v, "%s names more than 3 files (one, or q, k, v)", what);
+    if (!(e->imp.files = calloc(3, sizeof(char *))))
+        return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+    FOR_ITEMS(c, v, it)
+    {
+        if ((rc = get_file(c, it, what, &e->imp.files[e->imp.n_files]))) return rc;
+        e->imp.n_files++;
+    }
+    if ((v = lookup(c, m, "layout"))) {
+        /* a permutation of layer, head, seq, dim: a list or "layer,head,seq,dim" */
+        static const char *const axes[] = {"layer", "head", "seq", "dim", NULL};
+        char buf[64] = "", item[16];
+        const char *got[4];
+        int n = 0;
+        snprintf(what, sizeof what, "'layout' in %s", in);
+        if (v->type == YAML_SEQUENCE_NODE) {
+            if ((rc = want_list(c, v, what, 0))) return rc;
+            FOR_ITEMS(c, v, it)
+            {
+                const char *a;
+                if ((rc = get_str(c, it, what, &a))) return rc;
+                if (n == 4 || !in_list(a, axes))
+                    return FAIL(c, it,
+                                "%s wants the four axes layer, head, seq, dim in some "
+                                "order, got '%.20s'",
+                                what, a);
+                got[n++] = a;
+            }
+        } else {
+            const char *str;
+            if ((rc = get_str(c, v, what, &str))) return rc;
+            const char *p = str;
+            while (*p) {
+                size_t len = strcspn(p, ",");
+                snprintf(item, sizeof item, "%.*s", (int)(len < 15 ? len : 15), p);
+                int k = 0;
+                while (axes[k] && strcmp(axes[k], item)) k++;
+                if (n == 4 || !axes[k] || len >= 15)
+                    return FAIL(c, v,
+                                "%s wants the four axes layer, head, seq, dim in some "
+                                "order, got '%.40s'",
+                                what, str);
+                got[n++] = axes[k];
+                p += len + (p[len] == ',');
+            }
+        }
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < i; j++)
+                if (!strcmp(got[i], got[j]))
+                    return FAIL(c, v, "%s names axis '%s' twice", what, got[i]);
+        if (n != 4)
+            return FAIL(c, v, "%s wants the four axes layer, head, seq, dim, got %d", what, n);
+        snprintf(buf, sizeof buf, "%s,%s,%s,%s", got[0], got[1], got[2], got[3]);
+        if (!(e->imp.layout = dup_str(c, buf, &rc))) return rc;
+    }
+    if ((v = lookup(c, m, "names"))) {
+        char buf[512];
+        size_t used = 0;
+        int n = 0;
+        snprintf(what, sizeof what, "'names' in %s", in);
+        if ((rc = want_list(c, v, what, 0))) return rc;
+        if (n_items(v) != 3) return FAIL(c, v, "%s wants three names: [q, k, v]", what);
+        FOR_ITEMS(c, v, it)
+        {
+            const char *a;
+            if ((rc = get_str(c, it, what, &a))) return rc;
+            if (!*a || strchr(a, ',') || strlen(a) > 150)
+                return FAIL(c, it, "%s: '%.40s' is not a tensor name", what, a);
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", n++ ? "," : "", a);
+        }
+        if (!(e->imp.names = dup_str(c, buf, &rc))) return rc;
+    }
+    if ((v = lookup(c, m, "dtype"))) {
+        const char *str;
+        snprintf(what, sizeof what, "'dtype' in %s", in);
+        if ((rc = get_str(c, v, what, &str))) return rc;
+        if (strcmp(str, "bf16") && strcmp(str, "bfloat16"))
+            return FAIL(c, v,
+                        "%s: only bf16 can be said (other types are read from the files), "
+                        "got '%.40s'",
+                        what, str);
+        if (!(e->imp.dtype = dup_str(c, "bf16", &rc))) return rc;
+    }
+    if ((v = lookup(c, m, "causal"))) {
+        snprintf(what, sizeof what, "'causal' in %s", in);
+        if ((rc = get_bool(c, v, what, &e->imp.causal))) return rc;
+    }
+    if ((v = lookup(c, m, "scale"))) {
+        snprintf(what, sizeof what, "'scale' in %s", in);
+        if ((rc = get_real(c, v, what, &e->imp.scale))) return rc;
+        if (!(e->imp.scale > 0)) return FAIL(c, v, "%s must be above 0", what);
+    }
+    return AB_OK;
+}
+
 static int read_entry(struct ctx *c, yaml_node_t *w, int index, struct entry *e)
 {
     char in[160], buf[64];
@@ -703,16 +986,22 @@ static int read_entry(struct ctx *c, yaml_node_t *w, int index, struct entry *e)
 
     yaml_node_t *gen = lookup(c, w, "gen"), *file = lookup(c, w, "file");
     yaml_node_t *sweep = lookup(c, w, "sweep");
-    /* recognised, so not "unknown", but a later issue brings them */
-    for (yaml_node_pair_t *p = w->data.mapping.pairs.start; p < w->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = node_at(c, p->key);
-        if (!strcmp(scalar(k), "capture") || !strcmp(scalar(k), "import"))
-            return fail_line(c, AB_E_USAGE, line_of(k),
-                             "%s: '%s' workloads are not available yet (use gen or file)", in,
-                             scalar(k));
-    }
-    if (gen && file) return FAIL(c, file, "%s has both 'gen' and 'file': choose one", in);
-    if (!gen && !file) return FAIL(c, w, "%s needs 'gen' or 'file'", in);
+    yaml_node_t *cap = lookup(c, w, "capture"), *imp = lookup(c, w, "import");
+    yaml_node_t *src[4] = {gen, file, cap, imp};
+    static const char *const src_name[4] = {"gen", "file", "capture", "import"};
+    int n_src = 0, first = -1;
+    for (int i = 0; i < 4; i++)
+        if (src[i]) {
+            if (n_src++)
+                return FAIL(c, src[i], "%s has both '%s' and '%s': choose one", in, src_name[first],
+                            src_name[i]);
+            first = i;
+        }
+    if (!n_src) return FAIL(c, w, "%s needs one of 'gen', 'file', 'capture' or 'import'", in);
+    if ((cap || imp) && sweep)
+        return FAIL(c, sweep, "%s: 'sweep' applies to gen workloads only", in);
+    if (cap) return read_capture(c, cap, e);
+    if (imp) return read_import(c, imp, e);
     if (file) {
         e->source = AB_SCENARIO_FILE;
         if (sweep) return FAIL(c, sweep, "%s: 'sweep' applies to gen workloads only", in);
@@ -755,8 +1044,9 @@ static int make_gen(struct ctx *c, const struct entry *e, const int64_t *iv, con
     w->preset = dup_or_null(e->preset), w->profile = dup_or_null(e->profile);
     w->mix = dup_or_null(e->mix), w->tasks = dup_or_null(e->tasks);
     w->strength = dup_or_null(e->strength);
+    w->probe = dup_or_null(e->probe);
     if ((e->preset && !w->preset) || (e->profile && !w->profile) || (e->mix && !w->mix) ||
-        (e->tasks[0] && !w->tasks) || (e->strength[0] && !w->strength))
+        (e->tasks[0] && !w->tasks) || (e->strength[0] && !w->strength) || (e->probe && !w->probe))
         return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
 
     /* the options `gen` would build from the command line */
@@ -772,6 +1062,11 @@ static int make_gen(struct ctx *c, const struct entry *e, const int64_t *iv, con
     if (w->codes > 0) g.n_code = w->codes;
     if (!isnan(w->depth_min)) g.depth_min = w->depth_min;
     if (!isnan(w->depth_max)) g.depth_max = w->depth_max;
+    if (w->probe && ab_gen_repeat_block(w->n) < 2)
+        return fail_line(c, AB_E_DATA, e->line,
+                         "workload '%s': probe repeat needs n of at least 9, got %lld", w->name,
+                         (long long)w->n);
+    if (w->probe && w->slash_period <= 0) g.slash_period = (int)ab_gen_repeat_block(w->n);
     int rc = AB_OK;
     if (w->strength) rc = ab_gen_parse_strengths(w->strength, g.strength);
     if (!rc && w->tasks) rc = ab_gen_parse_tasks(w->tasks, &g.tasks);
@@ -822,9 +1117,29 @@ static int make_file(struct ctx *c, const struct entry *e, struct ab_scenario_wo
     return AB_OK;
 }
 
+/* A capture or import workload: moves the entry's options into w, with the quick sizes. Its
+ * shape is known once written (layers, heads, n: -1), except the length of a copy task. */
+static void make_real(struct entry *e, int64_t q_generate, int64_t q_copy, uint64_t seed,
+                      struct ab_scenario_workload *w)
+{
+    w->source = e->source;
+    w->line = e->line;
+    w->capture = e->cap, w->import = e->imp;
+    memset(&e->cap, 0, sizeof e->cap), memset(&e->imp, 0, sizeof e->imp);
+    if (q_generate > 0 && w->capture.generate > 0) w->capture.generate = q_generate;
+    if (q_copy > 0 && w->capture.copy_task > 0) w->capture.copy_task = q_copy;
+    w->seed = e->cap_seed >= 0 ? (uint64_t)e->cap_seed : seed;
+    w->layers = w->heads = w->kv_heads = w->n = w->d = w->dv = -1;
+    if (w->source == AB_SCENARIO_CAPTURE && w->capture.copy_task > 0)
+        w->n = 2 * w->capture.copy_task + 1;
+    w->slash_period = w->n_tasks = w->task_rows = w->codes = -1;
+    w->theta = w->depth_min = w->depth_max = NAN;
+}
+
 /* Expands every entry (sweep points, quick overrides) into s->workloads. */
 static int expand_workloads(struct ctx *c, struct entry *entries, int n_entries,
-                            const int64_t *q_iv, const int *q_iset, struct ab_scenario *s)
+                            const int64_t *q_iv, const int *q_iset, int64_t q_generate,
+                            int64_t q_copy, struct ab_scenario *s)
 {
     int total = 0;
     for (int i = 0; i < n_entries; i++) {
@@ -890,6 +1205,10 @@ static int expand_workloads(struct ctx *c, struct entry *entries, int n_entries,
                     return fail_line(c, AB_E_DATA, e->line,
                                      "two workloads are named '%s' (the other on line %d)", w->name,
                                      s->workloads[j].line);
+            if (e->source == AB_SCENARIO_CAPTURE || e->source == AB_SCENARIO_IMPORT) {
+                make_real(e, q_generate, q_copy, s->seed, w);
+                continue;
+            }
             int rc = e->source == AB_SCENARIO_FILE ? make_file(c, e, w)
                                                    : make_gen(c, e, iv, iset, s->seed, w);
             if (rc) return rc;
@@ -977,6 +1296,206 @@ static int read_heads(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
     return AB_OK;
 }
 
+/* The top-level `model: {path: FILE, tokenizer: FILE}`. */
+static int read_model(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
+{
+    int rc = check_map(c, v, "model", model_keys, NULL, NULL);
+    if (rc) return rc;
+    yaml_node_t *x = lookup(c, v, "path");
+    if (!x) return FAIL(c, v, "model needs 'path' (a llama2.c checkpoint or GGUF file)");
+    if ((rc = get_file(c, x, "'path' in model", &s->model))) return rc;
+    if ((x = lookup(c, v, "tokenizer")) &&
+        (rc = get_file(c, x, "'tokenizer' in model", &s->tokenizer)))
+        return rc;
+    c->has_model = 1;
+    return AB_OK;
+}
+
+/* The settings an eval_model entry shares with run (methods, budgets, phases, decode_queries,
+ * tol) and their lines, kept until the quick overrides are applied and checked. */
+struct eval_read {
+    struct settings st;
+    int line;
+};
+
+/* One eval_model entry: inputs, run settings, one head choice. */
+static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenario *s,
+                     struct ab_scenario_eval *ev, struct eval_read *er)
+{
+    char in[96], what[192], buf[64];
+    snprintf(in, sizeof in, "eval_model entry %d", index + 1);
+    ev->line = er->line = line_of(m);
+    ev->copy_task = ev->decode_queries = ev->calibrate_copy = -1;
+    ev->tol = ev->select_min = NAN;
+    settings_init(&er->st);
+    if (m->type != YAML_MAPPING_NODE)
+        return FAIL(c, m, "%s wants a map of keys, got %s", in, describe(m, buf, sizeof buf));
+    int rc = check_map(c, m, in, eval_keys, NULL, NULL);
+    if (rc) return rc;
+    if (!c->has_model)
+        return FAIL(c, m, "%s needs the top-level 'model: {path: FILE}' to evaluate", in);
+    yaml_node_t *v;
+    if ((v = lookup(c, m, "text"))) {
+        snprintf(what, sizeof what, "'text' in %s", in);
+        if ((rc = get_file(c, v, what, &ev->text))) return rc;
+    }
+    if ((v = lookup(c, m, "copy_task"))) {
+        snprintf(what, sizeof what, "'copy_task' in %s", in);
+        if ((rc = get_int(c, v, what, 1, 1000000, &ev->copy_task))) return rc;
+    }
+    if (!ev->text && ev->copy_task < 0)
+        return FAIL(c, m, "%s needs an input: text and/or copy_task", in);
+    static const char *const shared[] = {"methods", "budgets", "phases", "decode_queries", "tol"};
+    for (int i = 0; i < 5; i++)
+        if ((v = lookup(c, m, shared[i])) && (rc = read_setting(c, shared[i], v, in, &er->st)))
+            return rc;
+    /* one head choice */
+    static const char *const choice[] = {"heads", "heads_top", "heads_random", "heads_select"};
+    const char *chosen = NULL;
+    for (int i = 0; i < 4; i++) {
+        if (!(v = lookup(c, m, choice[i]))) continue;
+        if (chosen)
+            return FAIL(c, v, "%s has both '%s' and '%s': choose one way to pick heads", in, chosen,
+                        choice[i]);
+        chosen = choice[i];
+    }
+    if ((v = lookup(c, m, "heads"))) {
+        char list[4096];
+        size_t used = 0;
+        snprintf(what, sizeof what, "'heads' in %s", in);
+        if ((rc = want_list(c, v, what, 0))) return rc;
+        FOR_ITEMS(c, v, it)
+        {
+            const char *h;
+            int64_t l, hh;
+            if ((rc = get_str(c, it, what, &h))) return rc;
+            if (parse_map(h, &l, &hh))
+                return FAIL(c, it, "head '%s' in %s is not LAYER:HEAD (e.g. \"1:2\")", h, in);
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%lld:%lld",
+                                     used ? "," : "", (long long)l, (long long)hh);
+            if (used >= sizeof list) return FAIL(c, v, "%s is too long", what);
+        }
+        ev->heads_kind = AB_SCENARIO_HEADS_LIST;
+        if (!(ev->heads = dup_str(c, list, &rc))) return rc;
+    }
+    if ((v = lookup(c, m, "heads_top"))) {
+        snprintf(what, sizeof what, "heads_top of %s", in);
+        if ((rc = check_map(c, v, what, heads_top_keys, NULL, NULL))) return rc;
+        if (!s->has_heads)
+            return FAIL(c, v,
+                        "%s ranks the heads of DIR/heads.h5: the scenario needs a "
+                        "'heads:' section (heads: {} for the defaults)",
+                        what);
+        yaml_node_t *k = lookup(c, v, "k"), *sc = lookup(c, v, "score");
+        if (!k || !sc) return FAIL(c, v, "%s needs 'k' and 'score'", what);
+        char w2[224];
+        snprintf(w2, sizeof w2, "'k' in %s", what);
+        if ((rc = get_int(c, k, w2, 1, 1000000, &ev->heads_k))) return rc;
+        snprintf(w2, sizeof w2, "'score' in %s", what);
+        const char *col;
+        if ((rc = get_str(c, sc, w2, &col))) return rc;
+        int n_cols, found = 0, n_num = 0;
+        const struct ab_column *cols = ab_results_head_columns(&n_cols);
+        const char *num[128];
+        for (int i = 0; i < n_cols; i++)
+            if (cols[i].type == AB_COL_F64) {
+                found |= !strcmp(cols[i].name, col);
+                if (n_num < 127) num[n_num++] = cols[i].name;
+            }
+        num[n_num] = NULL;
+        if (!found) {
+            const char *near = closest(col, num, -1);
+            return FAIL(c, sc, "%s: '%s' is not a numeric column of the /heads table%s%s%s", w2,
+                        col, near ? " (did you mean '" : " (e.g. induction_score, out_dev)",
+                        near ? near : "", near ? "'?)" : "");
+        }
+        ev->heads_kind = AB_SCENARIO_HEADS_TOP;
+        if (!(ev->heads_score = dup_str(c, col, &rc))) return rc;
+    }
+    if ((v = lookup(c, m, "heads_random"))) {
+        snprintf(what, sizeof what, "'heads_random' in %s", in);
+        if ((rc = get_int(c, v, what, 1, 1000000, &ev->heads_k))) return rc;
+        ev->heads_kind = AB_SCENARIO_HEADS_RANDOM;
+    }
+    if ((v = lookup(c, m, "heads_select"))) {
+        snprintf(what, sizeof what, "heads_select of %s", in);
+        if ((rc = check_map(c, v, what, heads_select_keys, NULL, NULL))) return rc;
+        yaml_node_t *cf = lookup(c, v, "calibrate"), *cc = lookup(c, v, "calibrate_copy");
+        yaml_node_t *mn = lookup(c, v, "min");
+        if (!cf == !cc)
+            return FAIL(c, v,
+                        "%s needs exactly one of 'calibrate: FILE' and "
+                        "'calibrate_copy: R'",
+                        what);
+        char w2[224];
+        if (cf) {
+            snprintf(w2, sizeof w2, "'calibrate' in %s", what);
+            if ((rc = get_file(c, cf, w2, &ev->calibrate))) return rc;
+        } else {
+            snprintf(w2, sizeof w2, "'calibrate_copy' in %s", what);
+            if ((rc = get_int(c, cc, w2, 1, 1000000, &ev->calibrate_copy))) return rc;
+        }
+        if (mn) {
+            snprintf(w2, sizeof w2, "'min' in %s", what);
+            if ((rc = get_real(c, mn, w2, &ev->select_min))) return rc;
+            if (!(ev->select_min >= 0))
+                return FAIL(c, mn, "%s must be at least 0 (nats per token)", w2);
+        }
+        ev->heads_kind = AB_SCENARIO_HEADS_SELECT;
+    }
+    return AB_OK;
+}
+
+/* Resolves an eval_model entry's settings (quick overrides qs applied) and checks that every
+ * method supports the causal mask (a model is causal) and each of the entry's phases. */
+static int resolve_eval(struct ctx *c, struct ab_scenario_eval *ev, struct eval_read *er,
+                        const struct settings *qs, int64_t q_copy, int quick)
+{
+    struct settings *st = &er->st;
+    if (quick) {
+        if (q_copy > 0 && ev->copy_task > 0) ev->copy_task = q_copy;
+        if (q_copy > 0 && ev->calibrate_copy > 0) ev->calibrate_copy = q_copy;
+        if (qs->methods_set) {
+            st->methods_set = 1, st->n_methods = qs->n_methods;
+            memcpy(st->methods, qs->methods, sizeof st->methods);
+            memcpy(st->methods_line, qs->methods_line, sizeof st->methods_line);
+        }
+        if (qs->budgets_set) {
+            st->budgets_set = 1, st->n_budgets = qs->n_budgets;
+            memcpy(st->budgets, qs->budgets, sizeof st->budgets);
+        }
+    }
+    ev->phases = st->phases ? st->phases : AB_PHASE_PREFILL;
+    ev->n_methods = st->n_methods;
+    memcpy(ev->methods, st->methods, sizeof ev->methods);
+    ev->n_budgets = st->n_budgets;
+    memcpy(ev->budgets, st->budgets, sizeof ev->budgets);
+    ev->decode_queries = st->decode_queries;
+    ev->tol = st->tol;
+    for (int i = 0; i < ev->n_methods; i++) {
+        const struct ab_method *mm = ab_method_find(ev->methods[i]);
+        int line = st->methods_line[i] ? st->methods_line[i] : er->line;
+        if (!(mm->masks & AB_MASKS_CAUSAL))
+            return fail_line(c, AB_E_DATA, line,
+                             "method '%s' in eval_model does not support the causal mask of a "
+                             "language model",
+                             mm->name);
+        for (unsigned ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE; ph <<= 1)
+            if ((ev->phases & ph) && !(mm->phases & ph))
+                return fail_line(c, AB_E_DATA, line,
+                                 "method '%s' in eval_model has no %s phase (split the entry "
+                                 "by phase)",
+                                 mm->name, ph == AB_PHASE_PREFILL ? "prefill" : "decode");
+    }
+    int64_t dq = ev->decode_queries > 0 ? ev->decode_queries : 64;
+    if ((ev->phases & AB_PHASE_DECODE) && ev->copy_task > 0 && dq >= 2 * ev->copy_task + 1)
+        return fail_line(c, AB_E_DATA, st->dq_line ? st->dq_line : er->line,
+                         "decode_queries %lld of eval_model must be below the %lld tokens of "
+                         "its copy task",
+                         (long long)dq, (long long)(2 * ev->copy_task + 1));
+    return AB_OK;
+}
+
 /* Reads the top level of a loaded document into s. */
 static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
 {
@@ -1026,16 +1545,21 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         if ((rc = get_int(c, v, "'threads'", 0, 4096, &x))) return rc;
         s->threads = x;
     }
+    if ((v = lookup(c, root, "model")) && (rc = read_model(c, v, s))) return rc;
 
     /* settings: run and report, then quick (always checked, applied when asked) */
-    struct settings *st = malloc(sizeof *st), *qs = malloc(sizeof *qs);
+    struct settings *st = malloc(sizeof *st), *qs = malloc(sizeof *qs), *qe = malloc(sizeof *qe);
     struct entry *entries = NULL;
-    if (!st || !qs) {
+    struct eval_read *ers = NULL;
+    int n_entries = 0;
+    int64_t q_generate = -1, q_copy = -1;
+    if (!st || !qs || !qe) {
         rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
         goto done;
     }
     settings_init(st);
     settings_init(qs);
+    settings_init(qe);
     int64_t q_iv[GI_COUNT] = {0};
     int q_iset[GI_COUNT] = {0};
     if ((v = lookup(c, root, "run")) &&
@@ -1060,12 +1584,27 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
                 goto done;
             q_iset[k] = qv != NULL;
         }
+        yaml_node_t *qv;
+        if ((qv = lookup(c, v, "generate")) &&
+            (rc = get_int(c, qv, "'generate' in quick", 1, 1000000, &q_generate)))
+            goto done;
+        if ((qv = lookup(c, v, "copy_task")) &&
+            (rc = get_int(c, qv, "'copy_task' in quick", 1, 1000000, &q_copy)))
+            goto done;
+        if ((qv = lookup(c, v, "eval_methods")) &&
+            (rc = read_setting_as(c, "methods", "eval_methods", qv, "quick", qe)))
+            goto done;
+        if ((qv = lookup(c, v, "eval_budgets")) &&
+            (rc = read_setting_as(c, "budgets", "eval_budgets", qv, "quick", qe)))
+            goto done;
     }
     s->quick = quick != 0;
-    if (!quick)
+    if (!quick) {
         memset(q_iset, 0, sizeof q_iset);
-    else
+        q_generate = q_copy = -1;
+    } else {
         settings_overlay(st, qs);
+    }
 
     /* workloads */
     if (!(v = lookup(c, root, "workloads"))) {
@@ -1073,7 +1612,8 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         goto done;
     }
     if ((rc = want_list(c, v, "'workloads'", 0))) goto done;
-    int n_entries = n_items(v), i = 0;
+    n_entries = n_items(v);
+    int i = 0;
     if (n_entries > AB_SCENARIO_MAX_WORKLOADS) {
         rc = FAIL(c, v, "more than %d workloads", AB_SCENARIO_MAX_WORKLOADS);
         goto done;
@@ -1088,7 +1628,42 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         if ((rc = read_entry(c, it, i, &entries[i]))) goto done;
         i++;
     }
-    if ((rc = expand_workloads(c, entries, n_entries, q_iv, q_iset, s))) goto done;
+    if ((rc = expand_workloads(c, entries, n_entries, q_iv, q_iset, q_generate, q_copy, s)))
+        goto done;
+
+    /* eval_model: a map or a list of maps, after heads (heads_top needs it) */
+    if ((v = lookup(c, root, "eval_model"))) {
+        char buf2[64];
+        int n_ev = v->type == YAML_SEQUENCE_NODE ? n_items(v) : 1;
+        if (v->type != YAML_SEQUENCE_NODE && v->type != YAML_MAPPING_NODE) {
+            rc = FAIL(c, v, "eval_model wants a map or a list of maps, got %s",
+                      describe(v, buf2, sizeof buf2));
+            goto done;
+        }
+        if (v->type == YAML_SEQUENCE_NODE && (rc = want_list(c, v, "'eval_model'", 0))) goto done;
+        if (n_ev > 64) {
+            rc = FAIL(c, v, "more than 64 eval_model entries");
+            goto done;
+        }
+        s->evals = calloc((size_t)n_ev, sizeof *s->evals);
+        ers = calloc((size_t)n_ev, sizeof *ers);
+        if (!s->evals || !ers) {
+            rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+            goto done;
+        }
+        if (v->type == YAML_MAPPING_NODE) {
+            s->n_evals = 1;
+            if ((rc = read_eval(c, v, 0, s, &s->evals[0], &ers[0]))) goto done;
+        } else {
+            FOR_ITEMS(c, v, it)
+            {
+                int k = s->n_evals++;
+                if ((rc = read_eval(c, it, k, s, &s->evals[k], &ers[k]))) goto done;
+            }
+        }
+        for (int k = 0; k < s->n_evals; k++)
+            if ((rc = resolve_eval(c, &s->evals[k], &ers[k], qe, q_copy, quick))) goto done;
+    }
 
     /* resolved settings, defaults filled in, and the cross-checks */
     s->phases = st->phases ? st->phases : AB_PHASE_PREFILL | AB_PHASE_DECODE;
@@ -1110,7 +1685,7 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     s->tol = st->tol;
     if (s->has_run && (s->phases & AB_PHASE_DECODE))
         for (int w = 0; w < s->n_workloads; w++)
-            if (s->decode_queries >= s->workloads[w].n) {
+            if (s->workloads[w].n > 0 && s->decode_queries >= s->workloads[w].n) {
                 rc = fail_line(c, AB_E_DATA, st->dq_line ? st->dq_line : s->workloads[w].line,
                                "decode_queries %lld must be below the length %lld of workload "
                                "'%s'",
@@ -1120,7 +1695,8 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
             }
     const struct ab_scenario_workload *w0 = &s->workloads[0];
     for (int m = 0; m < st->n_maps; m++) {
-        if (st->maps[m][0] >= w0->layers || st->maps[m][1] >= w0->heads) {
+        /* a capture or import's shape is known once written: report checks its maps */
+        if (w0->layers > 0 && (st->maps[m][0] >= w0->layers || st->maps[m][1] >= w0->heads)) {
             rc = fail_line(c, AB_E_DATA, st->maps_line[m],
                            "map '%lld:%lld' is outside workload '%s' (%lld layers x %lld heads)",
                            (long long)st->maps[m][0], (long long)st->maps[m][1], w0->name,
@@ -1136,6 +1712,9 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
 done:
     free(st);
     free(qs);
+    free(qe);
+    free(ers);
+    for (int k = 0; entries && k < n_entries; k++) entry_free(&entries[k]);
     free(entries);
     return rc;
 }
@@ -1197,8 +1776,20 @@ void ab_scenario_free(struct ab_scenario *s)
         free(w->mix);
         free(w->tasks);
         free(w->strength);
+        free(w->probe);
+        free(w->capture.text), free(w->capture.prompt), free(w->capture.tokens);
+        for (int k = 0; k < w->import.n_files; k++) free(w->import.files[k]);
+        free(w->import.files), free(w->import.layout), free(w->import.names);
+        free(w->import.dtype);
     }
     free(s->workloads);
+    for (int i = 0; s->evals && i < s->n_evals; i++) {
+        struct ab_scenario_eval *ev = &s->evals[i];
+        free(ev->text), free(ev->heads), free(ev->heads_score), free(ev->calibrate);
+    }
+    free(s->evals);
+    free(s->model);
+    free(s->tokenizer);
     free(s->path);
     free(s->text);
     free(s->description);

@@ -5,8 +5,10 @@
  * ab_scenario_load reads the file, checks every key, type and value, expands sweeps into one
  * workload each, applies the `quick:` overrides when asked, checks the gen options with the
  * generator's own validation, looks up every method in the registry, and reads the metadata of
- * every workload file it references. The result is a plain struct with every value resolved
- * (defaults filled in), from which the CLI builds the gen / run / heads / report command lines.
+ * every workload file it references, and checks that every file a real-model key names exists
+ * (model, tokenizer, capture and eval_model texts, import inputs). The result is a plain struct
+ * with every value resolved (defaults filled in), from which the CLI builds the gen / capture /
+ * import / run / heads / eval-model / report command lines.
  * Errors are one line naming the file and the line: "'x.yaml' line 12: unknown key 'budget' in
  * run (did you mean 'budgets'?)". */
 #ifndef AB_IO_SCENARIO_H
@@ -33,6 +35,60 @@ extern const double ab_scenario_paper_grid[6];
 enum ab_scenario_source {
     AB_SCENARIO_GEN = 1, /* a synthetic workload written by `gen` */
     AB_SCENARIO_FILE,    /* an existing workload file, used as it is */
+    AB_SCENARIO_CAPTURE, /* a real workload written by `capture` from the scenario's model */
+    AB_SCENARIO_IMPORT,  /* Q/K/V files brought in by `import` */
+};
+
+/* `capture:` of a workload: exactly one input among text, prompt, tokens and copy_task. */
+struct ab_scenario_capture {
+    char *text;        /* text file, resolved against the scenario's folder (exists), or NULL */
+    char *prompt;      /* prompt text ("" allowed: BOS alone), or NULL */
+    char *tokens;      /* raw ids "1,403,407", or NULL */
+    int64_t copy_task; /* R of the copy task, or < 0 */
+    int64_t generate;  /* tokens to generate greedily after the input, or < 0 */
+    int hidden;        /* also store the hidden states */
+};
+
+/* `import:` of a workload: the options of `attnbench import`. */
+struct ab_scenario_import {
+    char **files; /* (n_files) resolved against the scenario's folder (each exists) */
+    int n_files;
+    char *layout; /* "layer,head,seq,dim" (a permutation) or NULL: import's default */
+    char *names;  /* "q,k,v" or NULL */
+    char *dtype;  /* "bf16" or NULL */
+    int causal;   /* 1 causal, 0 full, < 0: import's default (causal) */
+    double scale; /* NaN: import's default 1/sqrt(d) */
+};
+
+/* How an eval_model entry chooses the heads a method replaces (eval-model's --heads options). */
+enum ab_scenario_heads_kind {
+    AB_SCENARIO_HEADS_ALL = 0, /* every head (eval-model's default) */
+    AB_SCENARIO_HEADS_LIST,    /* heads: [L:H, ...] */
+    AB_SCENARIO_HEADS_TOP,     /* heads_top: {k, score} over DIR/heads.h5 */
+    AB_SCENARIO_HEADS_RANDOM,  /* heads_random: K */
+    AB_SCENARIO_HEADS_SELECT,  /* heads_select: {calibrate | calibrate_copy, min} */
+};
+
+/* One `eval_model:` entry: an `attnbench eval-model` run on the scenario's model. Optional
+ * values are "not given" (eval-model's default applies) when negative, NaN, 0 or NULL. */
+struct ab_scenario_eval {
+    int line;
+    char *text;                                   /* text file (resolved, exists) or NULL */
+    int64_t copy_task;                            /* R, or < 0 */
+    const char *methods[AB_SCENARIO_MAX_METHODS]; /* registry names; 0: eval-model's default */
+    int n_methods;
+    double budgets[AB_SCENARIO_MAX_BUDGETS]; /* 0: eval-model's default (0.5, 0.25, 0.125) */
+    int n_budgets;
+    unsigned phases;        /* AB_PHASE_* bits (default prefill, as eval-model) */
+    int64_t decode_queries; /* < 0: eval-model's default (64) */
+    double tol;             /* NaN: eval-model's default */
+    int heads_kind;         /* enum ab_scenario_heads_kind */
+    char *heads;            /* LIST: "L:H,L:H" */
+    int64_t heads_k;        /* TOP, RANDOM: K */
+    char *heads_score;      /* TOP: column of /heads */
+    char *calibrate;        /* SELECT: calibration text (resolved, exists) or NULL */
+    int64_t calibrate_copy; /* SELECT: R, or < 0 */
+    double select_min;      /* SELECT: NaN: eval-model's default 0 */
 };
 
 /* One workload after sweep expansion. Gen fields hold the value passed to `gen`; the optional
@@ -53,6 +109,11 @@ struct ab_scenario_workload {
     uint64_t seed;
     int64_t slash_period, n_tasks, task_rows, codes; /* < 0: not given */
     double theta, depth_min, depth_max;              /* NaN: not given */
+    char *probe;                                     /* "repeat" or NULL */
+    /* CAPTURE and IMPORT (their shape is known once written: layers, heads, n are -1 then,
+     * except n = 2R + 1 for a copy task) */
+    struct ab_scenario_capture capture;
+    struct ab_scenario_import import;
 };
 
 struct ab_scenario {
@@ -89,14 +150,21 @@ struct ab_scenario {
     double heads_epsilon;      /* NaN: heads' default (0.3) */
     int64_t heads_window;      /* < 0: heads' default (64) */
     double heads_top_fraction; /* NaN: heads' default (0.1) */
+    /* model: the model of capture workloads and eval_model steps */
+    char *model;     /* resolved against the scenario's folder (exists), or NULL */
+    char *tokenizer; /* the same, or NULL: capture / eval-model find it beside the model */
+    /* eval_model: each entry one `attnbench eval-model`, after the heads step */
+    struct ab_scenario_eval *evals;
+    int n_evals;
 };
 
 /* Reads and validates the scenario at path into *out (free with ab_scenario_free, also after a
  * failure). quick != 0 applies the file's `quick:` overrides. Nothing is written anywhere.
- * Returns AB_OK; AB_E_NOFILE when the scenario or a workload file it names is missing;
- * AB_E_USAGE for a recognised feature that is not available yet (capture, import); AB_E_DATA
- * for everything else wrong in the file (malformed YAML, wrong schema, unknown or missing key,
- * wrong type, bad value, unknown method), with a message naming the file and the line. */
+ * Returns AB_OK; AB_E_NOFILE when the scenario or a file it names is missing (workload, model,
+ * tokenizer, text, import input); AB_E_DATA for everything else wrong in the file (malformed
+ * YAML, wrong schema, unknown or missing key, wrong type, bad value, unknown method, a method
+ * without the causal mask or the phase of an eval_model entry), with a message naming the file
+ * and the line. */
 int ab_scenario_load(const char *path, int quick, struct ab_scenario *out);
 
 void ab_scenario_free(struct ab_scenario *s);
