@@ -112,6 +112,20 @@ struct head_job {
     char msg[512];
 };
 
+/* The problem of (layer, head) in a phase: layer_heads holds the layer's head instances. Every
+ * head of every phase gets its own seed stream, the same whatever the thread count. */
+static struct ab_problem head_problem(const struct ab_workload *w, const struct ab_sweep_opts *o,
+                                      int64_t layer, int64_t head, const struct ab_head *layer_heads,
+                                      int phase, int64_t q0, const int64_t *rows, int64_t n_rows)
+{
+    return (struct ab_problem){.h = &layer_heads[head], .phase = phase, .q0 = q0, .rows = rows,
+                               .n_rows = n_rows, .layer = layer_heads,
+                               .n_layer_heads = w->n_head, .self = head,
+                               .group = w->n_head / w->n_kv_head,
+                               .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7),
+                               .layer_index = layer, .n_layer = w->n_layer};
+}
+
 /* The workload-level fit of a method flagged AB_METHOD_MODEL at one (phase, target), made once
  * before the heads run (ab_budget_fit_model) and shared by every head's cell. */
 struct model_fit {
@@ -215,12 +229,7 @@ static void run_head(const struct ab_workload *w, const char *name,
             rc = ab_fail(AB_E_NOMEM, "cannot allocate the row sample");
             break;
         }
-        struct ab_problem p = {.h = &layer_heads[head], .phase = phase, .q0 = q0, .rows = rows,
-                               .n_rows = n_rows, .layer = layer_heads,
-                               .n_layer_heads = w->n_head, .self = head,
-                               .group = w->n_head / w->n_kv_head,
-                               .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7),
-                               .layer_index = layer, .n_layer = w->n_layer};
+        struct ab_problem p = head_problem(w, o, layer, head, layer_heads, phase, q0, rows, n_rows);
         ab_free(out);
         ab_free(dist);
         ab_keep_free(&keep);
@@ -303,12 +312,8 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
         }
         for (int64_t j = 0; j < n; j++) {
             int64_t layer = j / w->n_head, head = j % w->n_head;
-            probs[j] = (struct ab_problem){
-                .h = &heads[j], .phase = phase, .q0 = q0, .rows = rows, .n_rows = n_rows,
-                .layer = &heads[layer * w->n_head], .n_layer_heads = w->n_head, .self = head,
-                .group = w->n_head / w->n_kv_head,
-                .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7),
-                .layer_index = layer, .n_layer = w->n_layer};
+            probs[j] = head_problem(w, o, layer, head, &heads[layer * w->n_head], phase, q0, rows,
+                                    n_rows);
         }
         struct ab_model_view mv = {.problems = probs, .n_layer = w->n_layer, .n_head = w->n_head,
                                    .seed = o->seed};

@@ -25,15 +25,10 @@ static int file_exists(const char *path)
 /* A tokenizer file of either format: GGUF (by its magic) or llama2.c. */
 static int load_tokenizer_file(const char *path, int64_t vocab, struct ab_tokenizer *t)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ab_fail(errno == ENOENT ? AB_E_NOFILE : AB_E_IO, "'%s': cannot open: %s", path,
-                       strerror(errno));
-    char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    if (got == 4 && !memcmp(magic, "GGUF", 4)) {
-        int rc = ab_gguf_load_tokenizer(path, t);
+    int gguf, rc = ab_model_file_is_gguf(path, &gguf);
+    if (rc) return rc;
+    if (gguf) {
+        rc = ab_gguf_load_tokenizer(path, t);
         if (!rc && t->n_vocab != vocab) {
             ab_tokenizer_free(t);
             return ab_fail(AB_E_DATA, "'%s': vocabulary of %lld tokens, the model has %lld", path,

@@ -98,9 +98,9 @@ void ab_model_free(struct ab_model *m)
     memset(m, 0, sizeof *m);
 }
 
-int ab_model_load(const char *path, struct ab_model *m)
+int ab_model_file_is_gguf(const char *path, int *is_gguf)
 {
-    memset(m, 0, sizeof *m);
+    *is_gguf = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return ab_fail(errno == ENOENT ? AB_E_NOFILE : AB_E_IO, "'%s': cannot open: %s", path,
@@ -108,8 +108,16 @@ int ab_model_load(const char *path, struct ab_model *m)
     char magic[4] = {0};
     size_t got = fread(magic, 1, 4, f);
     fclose(f);
-    /* GGUF files start with the magic "GGUF"; everything else is tried as llama2.c, whose
-       reader checks the header against the file length */
-    if (got == 4 && !memcmp(magic, "GGUF", 4)) return ab_gguf_load_model(path, m);
-    return ab_model_load_llama2c(path, m);
+    *is_gguf = got == 4 && !memcmp(magic, "GGUF", 4);
+    return AB_OK;
+}
+
+int ab_model_load(const char *path, struct ab_model *m)
+{
+    memset(m, 0, sizeof *m);
+    int gguf, rc = ab_model_file_is_gguf(path, &gguf);
+    if (rc) return rc;
+    /* everything but GGUF is tried as llama2.c, whose reader checks the header against the
+       file length */
+    return gguf ? ab_gguf_load_model(path, m) : ab_model_load_llama2c(path, m);
 }

@@ -68,6 +68,10 @@ void ab_model_free(struct ab_model *m);
  * AB_E_NOMEM. */
 int ab_model_load(const char *path, struct ab_model *m);
 
+/* *is_gguf = 1 when the file at path starts with the GGUF magic. AB_E_NOFILE / AB_E_IO when it
+ * cannot be read. */
+int ab_model_file_is_gguf(const char *path, int *is_gguf);
+
 /* llama2.c checkpoint, legacy version-0 layout: 7 int32 (dim, hidden_dim, n_layers, n_heads,
  * n_kv_heads, vocab_size, seq_len; vocab_size < 0 means a separate classifier of |vocab_size|
  * rows at the end), then float32 tensors in the order token_embedding, rms_att, wq, wk, wv, wo,
