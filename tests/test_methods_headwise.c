@@ -2,7 +2,10 @@
  * on seeded heads with planted structure:
  * - razor: the compensation token is the mean of the dropped keys and values (O of a head
  *   against a hand computation, with and without the ln c logit); with identical dropped keys
- *   the raised token is exact; the plan gives the full cache to the planted slash head only. */
+ *   the raised token is exact; the plan gives the full cache to the planted slash head only;
+ * - moa: the plan's windows sum to knob x heads, only grow with the knob, and a head whose
+ *   attention lies further back gets a longer window;
+ * - both fitted at the workload level through ab_sweep_workload. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -181,4 +184,82 @@ Test(razor, plan_keeps_the_full_cache_of_the_slash_head)
     cr_expect_eq(led.cells, (double)M * 12);
     m->plan_free(plan);
     model_free(&fm);
+}
+
+Test(moa, windows_sum_to_the_total_and_follow_the_distant_mass)
+{
+    enum { N = 320, D = 32, M = 16, H = 4 };
+    struct fx_model fm;
+    model_make(&fm, 1, H, N, D, M, 91);
+    plant_lookback(&fm.L[0], 0, 0, 8.0f, 6);   /* head 0: looks at itself: local */
+    plant_lookback(&fm.L[0], 1, 150, 8.0f, 7); /* head 1: looks 150 keys back */
+    plant_lookback(&fm.L[0], 2, 20, 8.0f, 8);  /* head 2: 20 keys back; head 3: diffuse */
+    const struct ab_method *m = fx_method("moa");
+    int64_t prev[H] = {0};
+    for (int64_t knob = 1; knob <= N; knob += 17) {
+        void *plan = NULL;
+        cr_assert_eq(m->plan(&fm.mv, (double)knob, &plan), AB_OK, "%s", ab_errmsg());
+        int64_t sum = 0, w[H];
+        for (int64_t h = 0; h < H; h++) {
+            w[h] = ab_moa_plan_window(plan, 0, h);
+            sum += w[h];
+            cr_expect(w[h] >= 1 && w[h] <= N && w[h] >= prev[h], "knob %ld head %ld: %ld (was %ld)",
+                      (long)knob, (long)h, (long)w[h], (long)prev[h]);
+            prev[h] = w[h];
+            /* the head runs at its window: its cells are a streaming cache of that window */
+            struct ab_problem p = fm.prob[h];
+            p.plan = plan;
+            struct ab_ledger a = {0}, b = {0};
+            cr_assert_eq(m->cost(&p, (double)knob, &a), AB_OK);
+            cr_assert_eq(fx_method("streaming")->cost(&p, (double)w[h], &b), AB_OK);
+            cr_expect_eq(a.cells, b.cells, "knob %ld head %ld", (long)knob, (long)h);
+        }
+        cr_expect_eq(sum, knob * H, "knob %ld: windows sum to %ld", (long)knob, (long)sum);
+        /* heads 0..2 reach recall ~0.99 at windows 1, 21 and 151; the diffuse head 3 takes
+         * the rest and stays below it up to a total of ~400 */
+        if (knob >= 60 && knob <= 103)
+            cr_expect(w[1] > 150 && w[1] > w[2] && w[2] > w[0],
+                      "knob %ld: windows %ld %ld %ld %ld", (long)knob, (long)w[0], (long)w[1],
+                      (long)w[2], (long)w[3]);
+        m->plan_free(plan);
+    }
+    model_free(&fm);
+}
+
+/* Both rows through the sweep: the knob is fitted on the whole workload's cost, which meets
+ * the target within the tolerance, and every cell carries the workload's feasibility. */
+Test(headwise, sweep_fits_razor_and_moa_on_the_whole_workload)
+{
+    struct ab_workload w;
+    struct ab_gen_opts g;
+    ab_gen_defaults(&g);
+    g.n_layer = 2, g.n_head = 4, g.n_kv_head = 2, g.n_seq = 1024, g.d = 32, g.d_v = 32;
+    cr_assert_eq(ab_gen_workload(&g, &w), AB_OK, "%s", ab_errmsg());
+    const struct ab_method *ms[] = {ab_method_find("razor"), ab_method_find("moa")};
+    double targets[] = {0.5};
+    struct ab_sweep_opts o;
+    ab_sweep_defaults(&o);
+    o.methods = ms, o.n_methods = 2, o.phases = AB_PHASE_DECODE, o.decode_m = 128;
+    o.targets = targets, o.n_targets = 1;
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &r), AB_OK, "%s", ab_errmsg());
+    double fl[2] = {0, 0}, dense[2] = {0, 0}, lo[2] = {1e9, 1e9}, hi[2] = {0, 0};
+    cr_assert_eq(r.n_cells, 16);
+    for (int64_t c = 0; c < r.n_cells; c++) {
+        const struct ab_cell *x = &r.cells[c];
+        int k = strcmp(x->method, "razor") != 0;
+        fl[k] += x->flops_attend + x->flops_select;
+        dense[k] += (x->flops_attend + x->flops_select) / x->flop_ratio;
+        lo[k] = fmin(lo[k], x->flop_ratio), hi[k] = fmax(hi[k], x->flop_ratio);
+        cr_expect_eq(x->feasible, 1, "%s L%lld H%lld", x->method, (long long)x->layer, (long long)x->head);
+    }
+    for (int k = 0; k < 2; k++) {
+        cr_expect(fl[k] / dense[k] <= 0.5 + 1e-9 && fl[k] / dense[k] >= 0.5 * 0.95,
+                  "%s workload ratio %g", ms[k]->name, fl[k] / dense[k]);
+        /* heterogeneous heads: some above the target, some below */
+        cr_expect(hi[k] > 0.5 && lo[k] < 0.5, "%s: head ratios %g .. %g", ms[k]->name, lo[k], hi[k]);
+    }
+    ab_results_free(&r);
+    ab_workload_free(&w);
 }

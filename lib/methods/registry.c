@@ -15,7 +15,7 @@ extern const struct ab_method ab_method_xattention, ab_method_hip, ab_method_rou
     ab_method_hyper;
 extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_power,
     ab_method_shard;
-extern const struct ab_method ab_method_razor;
+extern const struct ab_method ab_method_razor, ab_method_moa;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -53,6 +53,7 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_recycled,
     &ab_method_retrieval_attn,
     &ab_method_razor,
+    &ab_method_moa,
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,
