@@ -35,7 +35,13 @@
  *   is a mixed-integer search minimising a loss estimated from gradients; here one length, the
  *   window is a plain token count, and the objective is the common recall target above;
  * - windows are per query head (under GQA a shared cache would hold the group's largest);
- * - the sinks are the first 4 keys in every head (MoA's initial tokens). */
+ * - the sinks are the first 4 keys in every head (MoA's initial tokens).
+ * Known behaviour of the common-target rule: heads whose attention is diffuse (recall growing
+ * about linearly with w) hold the common recall down, so at small budgets they absorb most of
+ * the tokens and local heads are left with windows of a few keys (on the default model
+ * workload at 1/8: diffuse and retrieval heads near density 1/3, streaming heads at w = 1). An
+ * objective on the sum of recalls (equal marginal recall per token, MoA's sum of per-head
+ * losses) would not starve them; it is not what the catalogue row specifies. */
 #include <stdlib.h>
 
 #include "core/ab.h"
