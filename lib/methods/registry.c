@@ -16,6 +16,7 @@ extern const struct ab_method ab_method_xattention, ab_method_hip, ab_method_rou
 extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_power,
     ab_method_shard;
 extern const struct ab_method ab_method_tidal, ab_method_duo;
+extern const struct ab_method ab_method_razor, ab_method_moa;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -54,6 +55,8 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_recycled,
     &ab_method_retrieval_attn,
     &ab_method_duo,
+    &ab_method_razor,
+    &ab_method_moa,
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,
