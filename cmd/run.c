@@ -148,7 +148,13 @@ int cmd_run(int argc, char **argv)
                            "mean over rows; prefill rows: all up to --rows, else a seeded sample "
                            "plus task rows; decode: the last --decode-queries rows, methods decide "
                            "from the context only; knob-less methods run once at their fixed cost "
-                           "(target_ratio 1)");
+                           "(target_ratio 1); one-off selection work (probe passes, pooling, "
+                           "clustering, index building, hashing) is counted once per phase in the "
+                           "ledger of the head it serves, i.e. spread over that head's queries of "
+                           "the phase; model-level methods (pyramidkv, tidal, duo, razor, moa) fit "
+                           "one knob per phase and target on the whole workload's cost, each head "
+                           "charging the plan work it uses (its method's header says how), and "
+                           "their cells carry the workload's feasibility");
         if (scenario) {
             size_t len;
             res.scenario = read_text(scenario, &len);
