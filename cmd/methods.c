@@ -62,6 +62,12 @@ int cmd_methods(int argc, char **argv)
         printf("selection  %s%s%s\n", m->flags & AB_METHOD_SELECTS ? "exported (recall, masks)" : "none",
                m->flags & AB_METHOD_ORACLE ? "; oracle: reads the exact map, selection not counted" : "",
                m->flags & AB_METHOD_LAYER ? "; reads every head of the layer" : "");
+        if (m->flags & AB_METHOD_OPERATOR)
+            printf("operator   a different attention operator, not an approximation of softmax: "
+                   "its error against dense measures the operator's distance from softmax\n");
+        if (m->convention) printf("convention %s\n", m->convention);
+        if (m->flags & AB_METHOD_MODEL)
+            printf("budget     model level: one knob per phase and target for the whole workload\n");
         printf("citation   %s\n", m->citation);
         return EX_AB_OK;
     }
@@ -72,7 +78,8 @@ int cmd_methods(int argc, char **argv)
         phases_text(m->phases, ph, sizeof ph);
         masks_text(m->masks, mk, sizeof mk);
         knob_text(m, kn, sizeof kn);
-        printf("%-16s %-8s %-15s %-13s %-22s %s\n", m->name, ab_family_name(m->family), ph, mk, kn,
+        printf("%-16s %-8s %-15s %-13s %-22s %s%s\n", m->name, ab_family_name(m->family), ph, mk,
+               kn, m->flags & AB_METHOD_OPERATOR ? "[operator, not softmax] " : "",
                m->cost_words ? m->cost_words : "");
     }
     printf("\n%d methods; 'attnbench methods NAME' shows one with its citation.\n", ab_n_methods);

@@ -155,6 +155,17 @@ int cmd_run(int argc, char **argv)
                            "one knob per phase and target on the whole workload's cost, each head "
                            "charging the plan work it uses (its method's header says how), and "
                            "their cells carry the workload's feasibility");
+        /* the conventions of the operators run (decay, bias, temperature), so a reader of the
+         * file can interpret their numbers */
+        for (int i = 0; res.notes && i < so.n_methods; i++) {
+            const struct ab_method *mm = so.methods[i];
+            if (!mm->convention) continue;
+            size_t len = strlen(res.notes) + strlen(mm->name) + strlen(mm->convention) + 8;
+            char *grown = realloc(res.notes, len);
+            if (!grown) break;
+            res.notes = grown;
+            strcat(strcat(strcat(strcat(res.notes, "; "), mm->name), ": "), mm->convention);
+        }
         if (scenario) {
             size_t len;
             res.scenario = read_text(scenario, &len);

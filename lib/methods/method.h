@@ -144,6 +144,12 @@ enum ab_method_flags {
                              budget, fitted on the sum of every head's cost; plan() (optional)
                              runs once per (workload, phase, knob) over every head, and each
                              head's cost() / run() reads it from p->plan */
+    AB_METHOD_OPERATOR = 128, /* a different attention operator, not an approximation of softmax
+                                 attention (decayed linear attention, sigmoid, softplus, delta
+                                 rule): its accuracy against dense measures how far the operator
+                                 is from softmax, and `methods` and the report say so; its
+                                 convention (decay, bias, temperature) is in `convention` and
+                                 recorded with the results */
 };
 
 struct ab_method {
@@ -152,6 +158,8 @@ struct ab_method {
     const char *summary;  /* one line */
     const char *citation; /* paper and arXiv id */
     const char *cost_words; /* the FLOP formula in words */
+    const char *convention; /* parameters fixed by convention that a reader needs to interpret
+                               the numbers (decay per head, bias, temperature), or NULL */
     unsigned phases;      /* AB_PHASE_* bits */
     unsigned masks;       /* AB_MASKS_* bits */
     struct ab_knob knob;

@@ -57,6 +57,7 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_duo,
     &ab_method_razor,
     &ab_method_moa,
+    /* linear and approximate kernels (issue 8) */
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,
