@@ -72,7 +72,8 @@ static double rel_to(const struct ab_method *m, const struct ab_problem *p, doub
     struct ab_ledger led = {0};
     cr_assert_eq(m->run(p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
     double num = 0, den = 0;
-    for (int64_t i = 0; i < len; i++) num += (o[i] - ref[i]) * (o[i] - ref[i]), den += ref[i] * ref[i];
+    for (int64_t i = 0; i < len; i++)
+        num += (o[i] - ref[i]) * (o[i] - ref[i]), den += ref[i] * ref[i];
     free(o);
     return sqrt(num / den);
 }
@@ -123,7 +124,8 @@ Test(nystrom, newton_pinv_inverts)
     float a[MM * MM], z[MM * MM];
     for (int64_t i = 0; i < MM; i++) {
         double sum = 0;
-        for (int64_t j = 0; j < MM; j++) sum += (a[i * MM + j] = (float)(exp(ab_rng_normal(&r)) + (i == j ? 8 : 0)));
+        for (int64_t j = 0; j < MM; j++)
+            sum += (a[i * MM + j] = (float)(exp(ab_rng_normal(&r)) + (i == j ? 8 : 0)));
         for (int64_t j = 0; j < MM; j++) a[i * MM + j] /= (float)sum;
     }
     cr_assert_eq(ab_lm_pinv(a, MM, 30, z), AB_OK);
@@ -200,7 +202,8 @@ Test(nystrom, matches_the_formula)
     double s = p.h->scale;
     double *k = to_double(L.k, N * D), *v = to_double(L.v, N * D), *q = to_double(L.q, N * D);
     double *qt = ref_pool(L.q, N, D, MM), *kt = ref_pool(L.k, N, D, MM);
-    double id[MM * MM] = {0}, a[MM * MM], bv[MM * D], w[MM * D], *o = malloc(sizeof(double) * N * D);
+    double id[MM * MM] = {0}, a[MM * MM], bv[MM * D], w[MM * D],
+                   *o = malloc(sizeof(double) * N * D);
     for (int64_t i = 0; i < MM; i++) id[i * MM + i] = 1;
     ref_softmax_mul(qt, MM, kt, MM, id, D, MM, s, a);
     ref_softmax_mul(qt, MM, k, N, v, D, D, s, bv);
@@ -257,7 +260,8 @@ Test(landmark, refuse_causal_and_decode)
         struct ab_problem p = fx_problem(&L, 0, 0); /* causal */
         struct ab_ledger led = {0};
         cr_expect_eq(m->run(&p, 8, o, NULL, &led), AB_E_USAGE, "%s ran on a causal head", names[t]);
-        cr_expect(strstr(ab_errmsg(), names[t]) && strstr(ab_errmsg(), "full mask"), "%s", ab_errmsg());
+        cr_expect(strstr(ab_errmsg(), names[t]) && strstr(ab_errmsg(), "full mask"), "%s",
+                  ab_errmsg());
         L.heads[0].mask = AB_MASK_FULL;
         p = fx_problem(&L, 0, 16);
         cr_expect_eq(m->run(&p, 8, o, NULL, &led), AB_E_USAGE, "%s ran in decode", names[t]);
@@ -278,7 +282,8 @@ Test(landmark, ledger_formulas)
     cr_assert_eq(fx_method("nystrom")->cost(&p, m, &a), AB_OK);
     cr_assert_eq(fx_method("key-pooling")->cost(&p, m, &b), AB_OK);
     cr_assert_eq(fx_method("agent")->cost(&p, m, &c), AB_OK);
-    cr_expect_float_eq(a.flops_attend, 8 * n * m * d + 4 * m * m * d + 48 * m * m * m + 2 * n * d, 1e-9);
+    cr_expect_float_eq(a.flops_attend, 8 * n * m * d + 4 * m * m * d + 48 * m * m * m + 2 * n * d,
+                       1e-9);
     cr_expect_float_eq(b.flops_attend, 4 * n * m * d + 2 * n * d, 1e-9);
     cr_expect_float_eq(c.flops_attend, 8 * n * m * d + n * d, 1e-9);
     cr_expect(a.flops_select == 0 && b.flops_select == 0 && c.flops_select == 0);
