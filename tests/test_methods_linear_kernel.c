@@ -135,3 +135,109 @@ Test(linear_elu, no_future_leak)
     check_no_future_leak("linear-elu", 0, 0);
     check_no_future_leak("linear-elu", 0, M);
 }
+
+/* --- performer ---------------------------------------------------------------------------- */
+
+/* sum_r exp(a_q,r + a_k,r): the FAVOR+ estimate of exp(scale q.k) with features from seed */
+static double favor_estimate(uint64_t seed, int64_t m, int64_t d, double scale, const float *q,
+                             const float *k)
+{
+    float *omega = malloc(sizeof(float) * (size_t)(m * d)), *aq = malloc(sizeof(float) * (size_t)m),
+          *ak = malloc(sizeof(float) * (size_t)m);
+    cr_assert_eq(ab_performer_omega(seed, m, d, omega), AB_OK);
+    ab_performer_logfeat(omega, m, d, scale, q, 1, aq);
+    ab_performer_logfeat(omega, m, d, scale, k, 1, ak);
+    double e = 0;
+    for (int64_t r = 0; r < m; r++) e += exp((double)aq[r] + ak[r]);
+    free(omega), free(aq), free(ak);
+    return e;
+}
+
+/* Moderate norms: the estimator's relative variance grows like exp(|q^ + k^|^2) / m, so with
+ * large norms a sample mean over seeds is dominated by rare draws and looks biased. */
+Test(performer, estimate_is_unbiased_and_its_error_falls_with_m)
+{
+    enum { SEEDS = 600 };
+    float q[D], k[D];
+    struct ab_rng r;
+    ab_rng_init(&r, 5, 1);
+    for (int c = 0; c < D; c++)
+        q[c] = (float)(0.5 * ab_rng_normal(&r)),
+        k[c] = (float)(0.3 * q[c] + 0.4 * ab_rng_normal(&r));
+    double scale = 1 / sqrt((double)D), dot = 0;
+    for (int c = 0; c < D; c++) dot += (double)q[c] * k[c];
+    double truth = exp(scale * dot);
+    const int64_t ms[] = {4, 16, 64, 256};
+    double prev_mse = INFINITY;
+    for (int t = 0; t < 4; t++) {
+        double sum = 0, sum2 = 0;
+        for (uint64_t s = 0; s < SEEDS; s++) {
+            double e = favor_estimate(1000 + s, ms[t], D, scale, q, k);
+            sum += e, sum2 += e * e;
+        }
+        double mean = sum / SEEDS, var = sum2 / SEEDS - mean * mean, se = sqrt(var / SEEDS);
+        double mse = sum2 / SEEDS - 2 * mean * truth + truth * truth;
+        cr_expect(fabs(mean - truth) <= 3 * se, "m = %ld: mean %g, truth %g, 3 se %g", (long)ms[t],
+                  mean, truth, 3 * se);
+        cr_expect(mse < 0.6 * prev_mse, "m = %ld: mean squared error %g did not fall from %g",
+                  (long)ms[t], mse, prev_mse);
+        prev_mse = mse;
+    }
+    /* the method's output error against exact softmax falls too (mean over heads) */
+    struct fx_layer L;
+    fx_layer_make(&L, 4, 2, N, D, 0.5, 23);
+    double err[2] = {0, 0};
+    for (int64_t head = 0; head < 4; head++) {
+        struct ab_problem p = fx_problem(&L, head, 0);
+        struct ab_ledger led;
+        err[0] += fx_rel_l2(fx_method("performer"), &p, 8, &led, NULL);
+        err[1] += fx_rel_l2(fx_method("performer"), &p, 256, &led, NULL);
+    }
+    cr_expect(err[1] < 0.5 * err[0], "rel_l2 at m = 256 (%g) not below half of m = 8 (%g)",
+              err[1] / 4, err[0] / 4);
+    fx_layer_free(&L);
+}
+
+Test(performer, no_future_leak_with_a_running_stabiliser)
+{
+    check_no_future_leak("performer", 32, 0);
+    check_no_future_leak("performer", 32, M);
+}
+
+/* The full-mask, causal and decode forms of one draw are the same estimator: each row equals
+ * sum_j e_ij v_j / sum_j e_ij with e_ij = sum_r exp(a_i,r + a_j,r) over its visible keys. */
+Test(performer, forms_equal_the_estimator_they_state)
+{
+    enum { MF = 24 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 2.0, 24);
+    for (int mask = AB_MASK_CAUSAL; mask <= AB_MASK_FULL; mask++) {
+        L.heads[0].mask = mask;
+        for (int64_t m_dec = 0; m_dec <= M; m_dec += M) {
+            struct ab_problem p = fx_problem(&L, 0, m_dec);
+            const struct ab_head *h = p.h;
+            float *omega = malloc(sizeof(float) * MF * D), *aq = malloc(sizeof(float) * N * MF),
+                  *ak = malloc(sizeof(float) * N * MF);
+            cr_assert_eq(ab_performer_omega(p.seed, MF, D, omega), AB_OK);
+            ab_performer_logfeat(omega, MF, D, h->scale, h->q, N, aq);
+            ab_performer_logfeat(omega, MF, D, h->scale, h->k, N, ak);
+            double *ref = calloc((size_t)(N * D), sizeof(double));
+            for (int64_t i = p.q0; i < N; i++) {
+                double num[D] = {0}, den = 0;
+                for (int64_t j = 0; j < ab_head_visible(h, i); j++) {
+                    double e = 0;
+                    for (int r = 0; r < MF; r++) e += exp((double)aq[i * MF + r] + ak[j * MF + r]);
+                    den += e;
+                    for (int c = 0; c < D; c++) num[c] += e * h->v[j * D + c];
+                }
+                for (int c = 0; c < D; c++) ref[i * D + c] = num[c] / den;
+            }
+            float *o = run_out(fx_method("performer"), &p, MF);
+            double e = rel_max(&p, o, ref);
+            cr_expect(e < 1e-4, "performer (%s, %s): %g from its estimator",
+                      mask ? "full" : "causal", m_dec ? "decode" : "prefill", e);
+            free(o), free(ref), free(omega), free(aq), free(ak);
+        }
+    }
+    fx_layer_free(&L);
+}

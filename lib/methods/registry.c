@@ -17,7 +17,7 @@ extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_po
     ab_method_shard;
 extern const struct ab_method ab_method_tidal, ab_method_duo;
 extern const struct ab_method ab_method_razor, ab_method_moa;
-extern const struct ab_method ab_method_linear_elu;
+extern const struct ab_method ab_method_linear_elu, ab_method_performer;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -60,6 +60,7 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_moa,
     /* linear and approximate kernels (issue 8) */
     &ab_method_linear_elu,
+    &ab_method_performer,
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,
