@@ -241,3 +241,112 @@ Test(performer, forms_equal_the_estimator_they_state)
     }
     fx_layer_free(&L);
 }
+
+/* --- cosformer ---------------------------------------------------------------------------- */
+
+/* The rule written directly: w_ij = relu(q_i).relu(k_j) cos(pi/2 (i - j) / n), o_i = sum w v /
+ * sum w over the visible keys; n x n in double. */
+static double *cosformer_reference(const struct ab_head *h)
+{
+    int64_t n = h->n_k, d = h->d;
+    double *o = calloc((size_t)(n * d), sizeof(double));
+    for (int64_t i = 0; i < n; i++) {
+        double num[D] = {0}, den = 0;
+        for (int64_t j = 0; j < ab_head_visible(h, i); j++) {
+            double dot = 0;
+            for (int64_t a = 0; a < d; a++)
+                dot += fmax(h->q[i * d + a], 0) * fmax(h->k[j * d + a], 0);
+            double w = dot * cos(M_PI / 2 * (double)(i - j) / (double)n);
+            den += w;
+            for (int64_t c = 0; c < d; c++) num[c] += w * h->v[j * d + c];
+        }
+        for (int64_t c = 0; c < d; c++) o[i * d + c] = den > 0 ? num[c] / den : 0;
+    }
+    return o;
+}
+
+Test(cosformer, every_form_equals_the_cos_reweighted_rule)
+{
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 2.0, 25);
+    for (int mask = AB_MASK_CAUSAL; mask <= AB_MASK_FULL; mask++) {
+        L.heads[0].mask = mask;
+        double *ref = cosformer_reference(&L.heads[0]);
+        for (int64_t m_dec = 0; m_dec <= M; m_dec += M) {
+            struct ab_problem p = fx_problem(&L, 0, m_dec);
+            float *o = run_out(fx_method("cosformer"), &p, 0);
+            double e = rel_max(&p, o, ref);
+            cr_expect(e < 2e-5, "cosformer (%s, %s): %g from the rule", mask ? "full" : "causal",
+                      m_dec ? "decode" : "prefill", e);
+            free(o);
+        }
+        free(ref);
+    }
+    fx_layer_free(&L);
+}
+
+Test(cosformer, no_future_leak)
+{
+    check_no_future_leak("cosformer", 0, 0);
+    check_no_future_leak("cosformer", 0, M);
+}
+
+/* --- lightning ---------------------------------------------------------------------------- */
+
+/* The recurrence S_t = lambda S_{t-1} + k_t v_t^T, o_t = scale S_t^T q_t, in double. */
+static double *lightning_recurrent(const struct ab_head *h, double lambda)
+{
+    int64_t n = h->n_k, d = h->d;
+    double *o = calloc((size_t)(n * d), sizeof(double)), s[D * D] = {0};
+    for (int64_t t = 0; t < n; t++) {
+        for (int64_t a = 0; a < d; a++)
+            for (int64_t c = 0; c < d; c++)
+                s[a * d + c] = lambda * s[a * d + c] + (double)h->k[t * d + a] * h->v[t * d + c];
+        for (int64_t c = 0; c < d; c++) {
+            double x = 0;
+            for (int64_t a = 0; a < d; a++) x += (double)h->q[t * d + a] * s[a * d + c];
+            o[t * d + c] = h->scale * x;
+        }
+    }
+    return o;
+}
+
+Test(lightning, blockwise_and_recurrent_forms_agree)
+{
+    enum { HEADS = 4 };
+    struct fx_layer L;
+    fx_layer_make(&L, HEADS, 2, N, D, 2.0, 26);
+    for (int64_t head = 0; head < HEADS; head += 3) {
+        /* the convention: lambda_h = exp(-2^(-8 (h + 1) / H)) */
+        double lambda = exp(-pow(2.0, -8.0 * (double)(head + 1) / HEADS));
+        double *ref = lightning_recurrent(&L.heads[head], lambda);
+        const int64_t blocks[] = {1, 7, 64, N};
+        for (int b = 0; b < 4; b++)
+            for (int64_t m_dec = 0; m_dec <= M; m_dec += M) {
+                struct ab_problem p = fx_problem(&L, head, m_dec);
+                float *o = run_out(fx_method("lightning"), &p, (double)blocks[b]);
+                double e = rel_max(&p, o, ref);
+                cr_expect(e < 2e-5, "lightning (head %ld, C %ld, %s): %g from the recurrence",
+                          (long)head, (long)blocks[b], m_dec ? "decode" : "prefill", e);
+                free(o);
+            }
+        free(ref);
+    }
+    fx_layer_free(&L);
+}
+
+Test(lightning, no_future_leak_and_full_mask_refused)
+{
+    check_no_future_leak("lightning", 16, 0);
+    check_no_future_leak("lightning", 16, M);
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 2.0, 27);
+    L.heads[0].mask = AB_MASK_FULL;
+    struct ab_problem p = fx_problem(&L, 0, 0);
+    float *o = calloc(N * D, sizeof(float));
+    struct ab_ledger led = {0};
+    cr_expect_eq(fx_method("lightning")->run(&p, 16, o, NULL, &led), AB_E_USAGE);
+    cr_expect(strstr(ab_errmsg(), "full") != NULL, "message: %s", ab_errmsg());
+    free(o);
+    fx_layer_free(&L);
+}

@@ -17,7 +17,8 @@ extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_po
     ab_method_shard;
 extern const struct ab_method ab_method_tidal, ab_method_duo;
 extern const struct ab_method ab_method_razor, ab_method_moa;
-extern const struct ab_method ab_method_linear_elu, ab_method_performer;
+extern const struct ab_method ab_method_linear_elu, ab_method_performer, ab_method_cosformer,
+    ab_method_lightning;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -61,6 +62,8 @@ const struct ab_method *const ab_methods[] = {
     /* linear and approximate kernels (issue 8) */
     &ab_method_linear_elu,
     &ab_method_performer,
+    &ab_method_cosformer,
+    &ab_method_lightning,
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,
