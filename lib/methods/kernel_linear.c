@@ -65,6 +65,9 @@ static void form_chunked(const struct ab_klin *k, int64_t n, const float *vp, in
     int64_t f = k->f, cmax = k->chunk;
     double gs = 0;
     memset(s, 0, (size_t)(f * dv1) * sizeof(float));
+    /* constant decay: e^(g_j - g_i) = e^(-rate (i - j)), one table for every chunk */
+    if (k->rate > 0)
+        for (int64_t x = 0; x < cmax; x++) ks[x] = (float)exp(-k->rate * (double)x);
     for (int64_t c0 = 0; c0 < n; c0 += cmax) {
         int64_t c = AB_MIN(cmax, n - c0);
         const float *qb = k->qf + c0 * f, *kb = k->kf + c0 * f, *vb = vp + c0 * dv1;
@@ -96,11 +99,12 @@ static void form_chunked(const struct ab_klin *k, int64_t n, const float *vp, in
             double gn = k->g[c0 + c - 1];
             float e = (float)exp(gs - gn);
             for (int64_t x = 0; x < f * dv1; x++) s[x] *= e;
+            float *kt = ks + cmax; /* after the decay table */
             for (int64_t j = 0; j < c; j++) {
                 float ej = (float)exp(k->g[c0 + j] - gn);
-                for (int64_t r = 0; r < f; r++) ks[j * f + r] = kb[j * f + r] * ej;
+                for (int64_t r = 0; r < f; r++) kt[j * f + r] = kb[j * f + r] * ej;
             }
-            kadd = ks;
+            kadd = kt;
             gs = gn;
         }
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)f, (int)dv1, (int)c, 1.0f, kadd,
@@ -160,8 +164,9 @@ int ab_klin_run(const struct ab_problem *p, const struct ab_klin *k, float *o)
     float *s = ab_alloc(ab_size_mul((size_t)(f * dv1), sizeof(float)));     /* (f, dv1) state */
     float *t = ab_alloc(ab_size_mul((size_t)(n * dv1), sizeof(float)));     /* (n, dv1) rows */
     float *a = ab_alloc(ab_size_mul((size_t)(cmax * cmax), sizeof(float))); /* (C, C) */
-    float *ks = ab_alloc(ab_size_mul((size_t)(n * f), sizeof(float)));      /* (n, f) scaled kf */
-    float *all = ab_alloc(ab_size_mul((size_t)(n * dv), sizeof(float)));    /* (n, dv) outputs */
+    /* (C + n f): the decay table, then the scaled key features */
+    float *ks = ab_alloc(ab_size_mul((size_t)(cmax + n * f), sizeof(float)));
+    float *all = ab_alloc(ab_size_mul((size_t)(n * dv), sizeof(float))); /* (n, dv) outputs */
     int rc = AB_OK;
     if (!vp || !s || !t || !a || !ks || !all) {
         rc = ab_fail(AB_E_NOMEM, "linear attention: cannot allocate scratch for n = %lld",

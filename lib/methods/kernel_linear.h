@@ -25,6 +25,8 @@ struct ab_klin {
     int64_t f;       /* features per row */
     int64_t chunk;   /* C: rows per chunk of the causal prefill form */
     int normalise;   /* 1: divide by the same sum without v (a ones column appended to V) */
+    double rate;     /* > 0: g_t = t rate (a constant decay), so the intra-chunk factors
+                        e^(g_j - g_i) come from one table of e^(-rate t) */
 };
 
 /* Evaluates the engine on p's phase and mask and writes the evaluated rows p->rows into o

@@ -64,7 +64,8 @@ static int lightning_run(const struct ab_problem *p, double knob, float *o, stru
         double ld = lightning_log_decay(p);
         for (int64_t t = 0; t < n; t++) g[t] = (double)t * ld;
         for (int64_t x = 0; x < n * d; x++) qs[x] = (float)(h->scale * h->q[x]), kd[x] = h->k[x];
-        struct ab_klin k = {.qf = qs, .kf = kd, .g = g, .f = d, .chunk = c, .normalise = 0};
+        struct ab_klin k = {
+            .qf = qs, .kf = kd, .g = g, .f = d, .chunk = c, .normalise = 0, .rate = ld};
         rc = ab_klin_run(p, &k, o);
     }
     ab_free(qs), ab_free(kd), ab_free(g);

@@ -129,7 +129,7 @@ static int performer_run(const struct ab_problem *p, double knob, float *o, stru
     int causal = h->mask == AB_MASK_CAUSAL;
     for (int64_t j = 0; j < n; j++) {
         double gj = causal ? g[j] : g[n - 1];
-        for (int64_t r = 0; r < m; r++) kf[j * m + r] = (float)exp(kf[j * m + r] - gj);
+        for (int64_t r = 0; r < m; r++) kf[j * m + r] = expf((float)(kf[j * m + r] - gj));
     }
     struct ab_klin k = {
         .qf = qf, .kf = kf, .g = causal ? g : NULL, .f = m, .chunk = PERF_CHUNK, .normalise = 1};
