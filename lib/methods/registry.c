@@ -21,6 +21,8 @@ extern const struct ab_method ab_method_mala, ab_method_sigmoid, ab_method_softp
     ab_method_delta_const;
 extern const struct ab_method ab_method_nystrom, ab_method_key_pooling, ab_method_agent,
     ab_method_window_linear;
+extern const struct ab_method ab_method_linear_elu, ab_method_performer, ab_method_cosformer,
+    ab_method_lightning;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -62,14 +64,18 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_razor,
     &ab_method_moa,
     /* linear and approximate kernels (issue 8) */
+    &ab_method_linear_elu,
+    &ab_method_performer,
+    &ab_method_cosformer,
+    &ab_method_nystrom,
+    &ab_method_key_pooling,
+    &ab_method_lightning,
     &ab_method_mala,
+    &ab_method_agent,
+    &ab_method_window_linear,
     &ab_method_sigmoid,
     &ab_method_softplus,
     &ab_method_delta_const,
-    &ab_method_nystrom,
-    &ab_method_key_pooling,
-    &ab_method_agent,
-    &ab_method_window_linear,
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,
