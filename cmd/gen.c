@@ -15,7 +15,7 @@
 static const char *usage_text =
     "attnbench gen [--preset model | --profile NAME | --mix \"name:rate,...\"] [--layers L]\n"
     "                     [--heads H] [--kv-heads G] [--n N] [--d D] [--dv DV]\n"
-    "                     [--tasks retrieve,multi-retrieve,aggregate] [--probe repeat] [--seed S]\n"
+    "                     [--tasks retrieve,multi-retrieve,aggregate] [--probe repeat] [--full] [--seed S]\n"
     "                     -o WORKLOAD.h5";
 
 /* "streaming 10, retrieval 1, ..." in profile table order. */
@@ -37,6 +37,7 @@ int cmd_gen(int argc, char **argv)
 {
     const char *preset = NULL, *profile = NULL, *mix = NULL, *tasks = NULL, *strengths = NULL;
     const char *out = NULL, *probe = NULL;
+    int full = 0;
     int64_t layers = 4, heads = 8, kv_heads = 4, n = 2048, d = 64, dv = 0, task_rows = 64;
     int64_t n_tasks = 8, n_code = 64, slash_period = 0;
     double theta = 10000, depth_min = 0.1, depth_max = 0.9;
@@ -67,6 +68,8 @@ int cmd_gen(int argc, char **argv)
          "smallest needle depth, fraction of the context (0.1)"},
         {"depth-max", AB_OPT_DOUBLE, &depth_max, "F", "largest needle depth (0.9)"},
         {"codes", AB_OPT_INT, &n_code, "P", "codebook size for the needle payloads (default 64)"},
+        {"full", AB_OPT_FLAG, &full, NULL,
+         "full attention mask (every query sees every key) instead of causal, for full-mask-only methods"},
         {"probe", AB_OPT_STRING, &probe, "NAME",
          "token probe: repeat (BOS + a block repeated 4 times; slash period = block length)"},
         {"o", AB_OPT_STRING, &out, "FILE", "workload file to write"},
@@ -82,6 +85,7 @@ int cmd_gen(int argc, char **argv)
     g.n_layer = layers, g.n_head = heads, g.n_kv_head = kv_heads, g.n_seq = n, g.d = d;
     g.d_v = dv;
     g.seed = ab_common.seed;
+    g.full_mask = full;
     g.preset = preset, g.profile = profile, g.mix = mix;
     g.rope_theta = theta;
     if (slash_period < 0 || slash_period > INT32_MAX)

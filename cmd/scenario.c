@@ -145,6 +145,7 @@ static void build_gen(struct cmdline *c, const struct ab_scenario_workload *w, c
     if (!isnan(w->depth_max))
         fmt_real(r, sizeof r, w->depth_max), add(c, "--depth-max"), add(c, "%s", r);
     if (w->probe) add(c, "--probe"), add(c, "%s", w->probe);
+    if (w->full_mask) add(c, "--full");
     add_common(c, seed, threads);
     add(c, "-o");
     add(c, "%s/%s.h5", dir, w->name);

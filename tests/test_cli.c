@@ -78,3 +78,36 @@ Test(cli, bench_reports_rates_and_ratio)
     cr_expect(strstr(err, "memory") != NULL, "%s", err);
     free(out), free(err);
 }
+
+/* issue 8: the decode crossover comes from each row's own ledger. linear-elu's decode costs
+ * 4 d^2 FLOPs per query (a d x d state read and update), exact decode 4d per cached key, so the
+ * crossover is n* = d; its state is d (d + 1) floats against 4 (d + d) bytes per key. */
+Test(cli, methods_crossover_is_computed_from_the_ledgers)
+{
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(t_run(&out, &err, "methods --crossover --d 32"), 0, "%s", err ? err : "");
+    const char *line = strstr(out, "\nlinear-elu ");
+    cr_assert(line, "%s", out);
+    double f, b, nf, nb;
+    cr_assert_eq(sscanf(line, "\nlinear-elu - %lf %lf %lf %lf", &f, &b, &nf, &nb), 4, "%s", line);
+    cr_expect_eq(nf, 32);
+    cr_expect_eq(f, 4.0 * 32 * 32);
+    cr_expect(strstr(out, "sigmoid") && strstr(out, "grows with n"), "%s", out);
+    free(out), free(err);
+    cr_expect_eq(t_run(NULL, NULL, "methods --crossover --d 1"), 64);
+}
+
+/* gen --full writes a full-mask workload on which full-mask-only rows run. */
+Test(cli, gen_full_mask_runs_full_mask_only_rows)
+{
+    const char *w = t_path("full.h5"), *r = t_path("full-r.h5");
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(t_run(NULL, &err, "gen --profile diffuse --layers 1 --heads 2 --kv-heads 1 --n 256 --full -o '%s'", w), 0, "%s", err ? err : "");
+    free(err), err = NULL;
+    cr_assert_eq(t_run(&out, &err, "info '%s'", w), 0);
+    cr_expect(strstr(out, "full") != NULL, "%s", out);
+    free(out), out = NULL;
+    cr_assert_eq(t_run(&out, &err, "run '%s' --methods key-pooling,nystrom --budgets 0.5 --phase prefill -o '%s'", w, r), 0, "%s", err ? err : "");
+    cr_expect(strstr(out, "key-pooling") && strstr(out, "nystrom"), "%s", out);
+    free(out), free(err);
+}

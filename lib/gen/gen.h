@@ -55,6 +55,8 @@ struct ab_gen_opts {
     int64_t task_rows; /* task queries are placed among the last task_rows rows (default 64) */
     double depth_min, depth_max; /* needle depth range as a fraction of the context (0, 1) */
     int64_t n_code;              /* codebook size P (default 64) */
+    int full_mask;               /* 1: the workload's mask is full (every query sees every key:
+                                    encoder-style, for full-mask-only methods); 0: causal */
 };
 
 /* Default strength of each component when it is switched on outside a profile (--strength),
@@ -70,7 +72,7 @@ void ab_gen_defaults(struct ab_gen_opts *opts);
 /* Generates the workload. Validates the options first: AB_E_USAGE with a message naming the
  * bad option (unknown profile, rates that do not parse, zero sizes, odd d, ...), AB_E_TOOBIG when
  * the shapes cannot fit in memory. On success *out is a complete workload (source "synthetic",
- * causal, scale 1/sqrt(d), rope_applied 1) owned by the caller. Tasks are planted in the kv
+ * causal unless opts->full_mask, scale 1/sqrt(d), rope_applied 1) owned by the caller. Tasks are planted in the kv
  * heads whose profile has the needle component (retrieval heads) or, when no head has it, in
  * every head; out->tasks.planted says which. The same options give the same bytes, whatever
  * the thread count (OpenMP over kv heads). */

@@ -371,7 +371,7 @@ int ab_gen_workload(const struct ab_gen_opts *opts, struct ab_workload *out)
     for (int64_t i = 0; i < t->n; i++) task_pos[t->row[i]] = 1;
     for (int64_t k = 0; t->n && k < t->key_off[t->n]; k++) task_pos[t->key_pos[k]] = 1;
     out->seed = o.seed;
-    out->causal = 1;
+    out->causal = !o.full_mask;
     out->scale = 1.0 / sqrt((double)o.d);
     out->rope_applied = 1;
     out->rope_theta = o.rope_theta;

@@ -72,7 +72,7 @@ static const char *const workload_keys[] = {"name",    "gen",    "file", "sweep"
 static const char *const gen_keys[] = {
     "preset",       "profile", "mix",       "tasks",    "strength", "theta", "depth_min",
     "depth_max",    "layers",  "heads",     "kv_heads", "n",        "d",     "dv",
-    "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", NULL};
+    "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", "full", NULL};
 static const char *const run_keys[] = {"methods", "budgets", "phases", "decode_queries",
                                        "rows",    "topk",    "tol",    NULL};
 static const char *const report_keys[] = {"maps", "map_methods", NULL};
@@ -611,6 +611,7 @@ struct entry {
     double rv[GR_COUNT];
     int rset[GR_COUNT];
     const char *preset, *profile, *mix, *probe;
+    int full_mask;                  /* gen `full: true` */
     char tasks[256], strength[512]; /* "" when not given */
     /* CAPTURE / IMPORT: owned here until moved into the workload (entry_free frees the rest) */
     struct ab_scenario_capture cap;
@@ -643,7 +644,9 @@ static int read_gen(struct ctx *c, yaml_node_t *g, struct entry *e)
                 e->rset[i] = done = 1;
             }
         if (done) continue;
-        if (!strcmp(key, "probe")) {
+        if (!strcmp(key, "full")) {
+            if ((rc = get_bool(c, v, what, &e->full_mask))) return rc;
+        } else if (!strcmp(key, "probe")) {
             if ((rc = get_str(c, v, what, &e->probe))) return rc;
             if (strcmp(e->probe, "repeat"))
                 return FAIL(c, v, "unknown probe '%s' in %s (want repeat)", e->probe, in);
@@ -1045,6 +1048,7 @@ static int make_gen(struct ctx *c, const struct entry *e, const int64_t *iv, con
     w->mix = dup_or_null(e->mix), w->tasks = dup_or_null(e->tasks);
     w->strength = dup_or_null(e->strength);
     w->probe = dup_or_null(e->probe);
+    w->full_mask = e->full_mask;
     if ((e->preset && !w->preset) || (e->profile && !w->profile) || (e->mix && !w->mix) ||
         (e->tasks[0] && !w->tasks) || (e->strength[0] && !w->strength) || (e->probe && !w->probe))
         return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);

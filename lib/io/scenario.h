@@ -110,6 +110,7 @@ struct ab_scenario_workload {
     int64_t slash_period, n_tasks, task_rows, codes; /* < 0: not given */
     double theta, depth_min, depth_max;              /* NaN: not given */
     char *probe;                                     /* "repeat" or NULL */
+    int full_mask;                                   /* gen --full */
     /* CAPTURE and IMPORT (their shape is known once written: layers, heads, n are -1 then,
      * except n = 2R + 1 for a copy task) */
     struct ab_scenario_capture capture;
