@@ -60,6 +60,8 @@ int cmd_report(int argc, char **argv)
          "workload of the attention maps (default: the first one the results record, if found)"},
         {"maps", AB_OPT_STRING, &maps, "L:H,...",
          "heads to draw (default: where the best methods fail worst, and a task head)"},
+        {"by-workload", AB_OPT_FLAG, &ro.by_workload, NULL,
+         "also draw the frontiers of each workload alone (frontier-<metric>-<workload>.png)"},
         {"map-methods", AB_OPT_STRING, &map_methods, "LIST",
          "methods whose kept mask is drawn on the maps (default: the best of each phase)"},
         {"budget", AB_OPT_DOUBLE, &ro.budget, "R",

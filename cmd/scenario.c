@@ -344,6 +344,7 @@ static void build_report(struct cmdline *c, const struct ab_scenario *s, const c
         add(c, "%s", buf);
     }
     if (s->n_map_methods) add_list(c, "--map-methods", s->map_methods, s->n_map_methods);
+    if (s->report_by_workload) add(c, "--by-workload");
     add_common(c, seed, threads);
 }
 

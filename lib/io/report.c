@@ -470,9 +470,13 @@ static int frontier(struct rep *R, int k)
         for (int64_t j = 0; j < series[i].n; j++) x_max = fmax(x_max, series[i].cols[0][j]);
     struct tics tics;
     make_tics(R, &tics, x_max > 0.7);
-    char name[64], title[200], ylabel[120], tail_title[80];
-    snprintf(name, sizeof name, "frontier-%s", mt->name);
-    snprintf(title, sizeof title, "%s against FLOP ratio (mean over heads)", mt->name);
+    char name[160], title[400], ylabel[120], tail_title[80];
+    snprintf(name, sizeof name, "frontier-%s%s", mt->name, R->suffix ? R->suffix : "");
+    if (R->subset)
+        snprintf(title, sizeof title, "%s against FLOP ratio on %s (mean over heads)", mt->name,
+                 R->subset);
+    else
+        snprintf(title, sizeof title, "%s against FLOP ratio (mean over heads)", mt->name);
     snprintf(ylabel, sizeof ylabel, "%s%s", mt->name, mt->logy ? " (log)" : "");
     snprintf(tail_title, sizeof tail_title, "%s over heads", mt->tail_name);
     struct ab_gp_lines pl = {.name = name, .title = title,
@@ -486,12 +490,13 @@ static int frontier(struct rep *R, int k)
                              .height = 500};
     if ((rc = ab_gp_lines_write(R->o->dir, &pl)) != AB_OK) goto done;
     announce_pair(R, name);
-    char png[80];
+    char png[200];
     snprintf(png, sizeof png, "%s.png", name);
     rc = ab_rep_add_fig(R, SEC_FRONTIER, 1, png,
-                 "%s (%s) against achieved FLOP ratio: mean over the feasible heads of each "
+                 "%s (%s) against achieved FLOP ratio%s%s: mean over the feasible heads of each "
                  "(method, budget), dotted line the %s over heads%s.",
-                 mt->name, mt->what, mt->tail_name,
+                 mt->name, mt->what, R->subset ? " on " : "", R->subset ? R->subset : "",
+                 mt->tail_name,
                  omitted_dense ? "; dense, the reference, is left out (its error is rounding)"
                                : "");
 done:
@@ -1135,6 +1140,40 @@ static void rep_free(struct rep *R)
     ab_rep_e2e_free(R);
 }
 
+/* The frontiers of each workload alone (opts.by_workload): the cells of one workload, their own
+ * summary and index, the same plots named frontier-<metric>-<stem>; figures and notes go to R. */
+static int frontiers_by_workload(struct rep *R)
+{
+    int rc = AB_OK;
+    for (int w = 0; w < R->n_w && !rc; w++) {
+        struct ab_results sub;
+        ab_results_init(&sub);
+        sub.cells = malloc(sizeof *sub.cells * (size_t)(R->r->n_cells + 1));
+        if (!sub.cells) return ab_fail(AB_E_NOMEM, "out of memory");
+        for (int64_t c = 0; c < R->r->n_cells; c++)
+            if (!strcmp(R->r->cells[c].workload, R->wname[w])) sub.cells[sub.n_cells++] = R->r->cells[c];
+        sub.cap_cells = sub.n_cells;
+        const char *base = strrchr(R->wname[w], '/');
+        base = base ? base + 1 : R->wname[w];
+        char suffix[128];
+        snprintf(suffix, sizeof suffix, "-%.*s", (int)(strlen(base) > 3 && !strcmp(base + strlen(base) - 3, ".h5") ? strlen(base) - 3 : strlen(base)), base);
+        for (char *q = suffix; *q; q++)
+            if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.", *q)) *q = '_';
+        struct rep S = {.d = R->d, .o = R->o, .r = &sub, .wl_cells = -1, .suffix = suffix,
+                        .subset = base};
+        rc = ab_results_summarise(&sub);
+        if (!rc) rc = build_index(&S);
+        for (int k = 0; k < N_METRICS && !rc; k++) rc = frontier(&S, k);
+        for (int i = 0; i < S.n_fig && !rc; i++) /* the figures join the report's */
+            rc = ab_rep_add_fig(R, S.fig[i].section, S.fig[i].gp, S.fig[i].file, "%s", S.fig[i].caption);
+        rep_free(&S);
+        free(sub.cells); /* shallow copies: the strings belong to R->r */
+        sub.cells = NULL, sub.n_cells = 0;
+        ab_results_free(&sub);
+    }
+    return rc;
+}
+
 void ab_report_defaults(struct ab_report_opts *o)
 {
     *o = (struct ab_report_opts){.budget = 0.125, .map_size = 512, .map_floor = 1e-6,
@@ -1173,6 +1212,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
 
     for (int k = 0; k < N_METRICS; k++)
         if ((rc = frontier(&R, k)) != AB_OK) goto done;
+    if (o->by_workload && R.n_w > 1 && (rc = frontiers_by_workload(&R)) != AB_OK) goto done;
     for (int i = 0; i < R.n_b; i++)
         if ((rc = isoflops(&R, R.b[i])) != AB_OK) goto done;
     if ((rc = heatmaps(&R)) != AB_OK) goto done;

@@ -56,6 +56,9 @@ void ab_report_data_free(struct ab_report_data *d);
 
 struct ab_report_opts {
     const char *dir;              /* output folder (created with its parents when missing) */
+    int by_workload;              /* 1: also frontier-<metric>-<workload>.png per workload (the
+                                     per-profile pictures of a study with one workload per
+                                     profile), when the results hold more than one */
     const char *workload;         /* workload for the maps; NULL: the first workload the
                                      results record, when that file exists */
     const int64_t *maps;          /* (2 n_maps) layer, head pairs; n_maps == 0: chosen */

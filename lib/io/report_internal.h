@@ -48,6 +48,8 @@ struct map_head {
 
 struct rep {
     const struct ab_report_data *d;
+    const char *suffix; /* per-workload figures: "-<workload stem>" appended to names, or NULL */
+    const char *subset; /* per-workload figures: the workload they show, or NULL */
     const struct ab_report_opts *o;
     const struct ab_results *r;
     int n_m;

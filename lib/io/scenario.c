@@ -75,7 +75,7 @@ static const char *const gen_keys[] = {
     "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", "full", NULL};
 static const char *const run_keys[] = {"methods", "budgets", "phases", "decode_queries",
                                        "rows",    "topk",    "tol",    NULL};
-static const char *const report_keys[] = {"maps", "map_methods", NULL};
+static const char *const report_keys[] = {"maps", "map_methods", "by_workload", NULL};
 static const char *const heads_keys[] = {"epsilon", "window", "top_fraction", NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
 static const char *const quick_keys[] = {
@@ -390,6 +390,7 @@ struct settings {
     int maps_line[AB_SCENARIO_MAX_MAPS];
     int mm_set, n_mm;
     const char *mm[AB_SCENARIO_MAX_METHODS];
+    int by_workload; /* report: per-workload frontiers */
 };
 
 static void settings_init(struct settings *s)
@@ -544,6 +545,7 @@ static int read_setting_as(struct ctx *c, const char *key, const char *shown, ya
         }
         return AB_OK;
     }
+    if (!strcmp(key, "by_workload")) return get_bool(c, v, what, &s->by_workload);
     if (!strcmp(key, "map_methods")) {
         s->mm_set = 1;
         return read_methods(c, v, what, s->mm, NULL, &s->n_mm);
@@ -1711,6 +1713,7 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     }
     s->n_maps = st->n_maps;
     s->n_map_methods = st->n_mm;
+    s->report_by_workload = st->by_workload;
     memcpy(s->map_methods, st->mm, sizeof s->map_methods);
     rc = AB_OK;
 done:

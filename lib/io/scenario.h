@@ -144,6 +144,7 @@ struct ab_scenario {
     int n_maps;
     const char *map_methods[AB_SCENARIO_MAX_METHODS];
     int n_map_methods;
+    int report_by_workload; /* report: by_workload: frontiers per workload too */
     /* steps: run when `run:` is given or `heads:` is not (a file with neither runs with run's
      * defaults, as before `heads:` existed); heads when `heads:` is given */
     int has_run, has_heads;
