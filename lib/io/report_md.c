@@ -14,6 +14,7 @@
 #include "core/ab.h"
 #include "io/gnuplot.h"
 #include "io/report_internal.h"
+#include "methods/method.h"
 
 static void md_figs(const struct rep *R, FILE *f, int section)
 {
@@ -223,6 +224,23 @@ static void md_inputs(const struct rep *R, FILE *f)
 }
 
 /* Writes report.md (the contract is in report_internal.h). */
+/* The rows that are different attention operators, not approximations of softmax: their
+ * distance from dense is a property of the operator, and their conventions matter. */
+static void md_operators(const struct rep *R, FILE *f)
+{
+    int any = 0;
+    for (int mi = 0; mi < R->n_m; mi++) {
+        const struct ab_method *m = ab_method_find(R->m[mi].name);
+        if (!m || !(m->flags & AB_METHOD_OPERATOR)) continue;
+        if (!any++)
+            fputs("Operators, not approximations of softmax (their error against dense measures "
+                  "how far the operator is from softmax attention, not a loss of fidelity):\n", f);
+        fprintf(f, "- **%s**: %s%s%s\n", m->name, m->summary, m->convention ? "; convention: " : "",
+                m->convention ? m->convention : "");
+    }
+    if (any) fputs("\n", f);
+}
+
 int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_t n_sh)
 {
     char *path = ab_path_join(R->o->dir, "report", ".md");
@@ -255,6 +273,7 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
         }
     }
     fputs(".\n\n", f);
+    md_operators(R, f);
 
     /* the headline: the best method of each phase at B */
     if (!isnan(R->B)) {
