@@ -11,15 +11,12 @@
  * stdout: the path written, then one line of shape and throughput for the capture pass (and
  * one for generation when there was any). Bad models, tokenizers, token ids or sequences
  * longer than the model's context exit 65 and leave no output file. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/ab.h"
-#include "core/rng.h"
 #include "core/workload.h"
 #include "io/h5_workload.h"
 #include "model/input.h"
@@ -136,14 +133,11 @@ int cmd_capture(int argc, char **argv)
         if ((rc = ab_token_ids_parse(tokens_arg, &ids, &n_ids))) goto fail;
         snprintf(desc, sizeof desc, "token ids");
     } else {
-        if (c->vocab <= 3) {
-            rc = ab_fail(AB_E_DATA, "'%s': a vocabulary of %lld has no ids >= 3 for the copy task",
-                         model_path, (long long)c->vocab);
+        if ((rc = ab_copy_task(copy_r, c->vocab, have_tok ? tok.bos : 1, no_bos, ab_common.seed, &ids,
+                               &n_ids))) {
+            rc = ab_fail(rc, "'%s': %s", model_path, ab_errmsg());
             goto fail;
         }
-        if ((rc = ab_copy_task(copy_r, c->vocab, have_tok ? tok.bos : 1, no_bos, ab_common.seed, &ids,
-                            &n_ids)))
-            goto fail;
         snprintf(desc, sizeof desc,
                  "copy task R=%lld seed %llu: %sR random ids >= 3, then the same R ids again",
                  (long long)copy_r, (unsigned long long)ab_common.seed, no_bos ? "" : "BOS, ");

@@ -359,10 +359,9 @@ int cmd_eval_model(int argc, char **argv)
                     if (!rc) rc = set_list(&hs, c->n_layer, c->n_head);
                     snprintf(hs.how, sizeof hs.how, "selected on %.160s: %lld of %lld lower its nll by > %g",
                              cal.name, (long long)n_keep, (long long)total, select_min);
-                    if (!rc && n_keep == 0) { /* nothing helps: record the rows as dense */
+                    if (!rc && n_keep == 0) /* the rows below then replace no head: dense */
                         ab_log(AB_LOG_WARN, "eval-model: %s at %g lowers the calibration nll on no head",
                                me->name, eo.target);
-                    }
                 }
                 eo.replace = hs.replace;
                 for (int i = 0; i < n_in && !rc; i++) {

@@ -159,10 +159,9 @@ static void score(const float *logits, int64_t vocab, const int32_t *tokens, int
     for (int64_t t = t0; t < n - 1; t++) {
         const float *z = logits + t * vocab;
         int64_t best = 0;
-        double mx = z[0];
         for (int64_t j = 1; j < vocab; j++)
             if (z[j] > z[best]) best = j;
-        mx = z[best];
+        double mx = z[best];
         double sum = 0;
         for (int64_t j = 0; j < vocab; j++) sum += exp((double)z[j] - mx);
         nll += mx + log(sum) - (double)z[tokens[t + 1]];

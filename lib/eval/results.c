@@ -78,29 +78,6 @@ static void ab_model_row_free_strings(struct ab_model_row *m)
     free(m->head_list);
 }
 
-int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row)
-{
-    struct ab_model_row *grown = realloc(r->model, sizeof *grown * (size_t)(r->n_model + 1));
-    if (!grown) return ab_fail(AB_E_NOMEM, "cannot grow the /model table");
-    r->model = grown;
-    struct ab_model_row *m = &r->model[r->n_model];
-    *m = *row;
-    char **s[] = {&m->workload, &m->model,   &m->method, &m->family,
-                  &m->phase,    &m->knob_name, &m->heads, &m->head_list};
-    int ok = 1;
-    for (size_t i = 0; i < sizeof s / sizeof s[0]; i++) {
-        char *orig = *s[i];
-        *s[i] = orig ? strdup(orig) : NULL;
-        if (orig && !*s[i]) ok = 0;
-    }
-    if (!ok) {
-        ab_model_row_free_strings(m);
-        return ab_fail(AB_E_NOMEM, "cannot grow the /model table");
-    }
-    r->n_model++;
-    return AB_OK;
-}
-
 void ab_results_free(struct ab_results *r)
 {
     ab_results_heads_free(r);
@@ -153,6 +130,24 @@ int ab_results_add(struct ab_results *r, const struct ab_cell *c)
         return ab_fail(AB_E_NOMEM, "out of memory for a result row");
     }
     r->cells[r->n_cells++] = copy;
+    return AB_OK;
+}
+
+int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row)
+{
+    struct ab_model_row *grown = realloc(r->model, sizeof *grown * (size_t)(r->n_model + 1));
+    if (!grown) return ab_fail(AB_E_NOMEM, "cannot grow the /model table");
+    r->model = grown;
+    struct ab_model_row copy = *row;
+    int bad = ab_dup(row->workload, &copy.workload) | ab_dup(row->model, &copy.model) |
+              ab_dup(row->method, &copy.method) | ab_dup(row->family, &copy.family) |
+              ab_dup(row->phase, &copy.phase) | ab_dup(row->knob_name, &copy.knob_name) |
+              ab_dup(row->heads, &copy.heads) | ab_dup(row->head_list, &copy.head_list);
+    if (bad) {
+        ab_model_row_free_strings(&copy);
+        return ab_fail(AB_E_NOMEM, "cannot grow the /model table");
+    }
+    r->model[r->n_model++] = copy;
     return AB_OK;
 }
 

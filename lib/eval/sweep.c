@@ -332,11 +332,7 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
                     rc = ab_budget_fit_model(m, &mv, target, o->tol, &f->knob, &f->plan, &ratio,
                                              &f->feasible);
                 }
-                if (rc) {
-                    char detail[400];
-                    snprintf(detail, sizeof detail, "%s", ab_errmsg());
-                    rc = ab_fail(rc, "%s (model-level fit): %s", m->name, detail);
-                }
+                if (rc) rc = ab_fail(rc, "%s (model-level fit): %s", m->name, ab_errmsg());
             }
         }
     }
@@ -364,10 +360,9 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     if (!fits) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
     int rc = prefit(w, o, fits);
     if (rc) {
-        char detail[400];
-        snprintf(detail, sizeof detail, "%s", ab_errmsg());
+        rc = ab_fail(rc, "'%s': %s", name, ab_errmsg()); /* before plan_free can touch it */
         fits_free(o, fits);
-        return ab_fail(rc, "'%s': %s", name, detail);
+        return rc;
     }
     struct head_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
     if (!jobs) {

@@ -1153,10 +1153,13 @@ static int frontiers_by_workload(struct rep *R)
         for (int64_t c = 0; c < R->r->n_cells; c++)
             if (!strcmp(R->r->cells[c].workload, R->wname[w])) sub.cells[sub.n_cells++] = R->r->cells[c];
         sub.cap_cells = sub.n_cells;
+        /* "-<file name without .h5>", reduced to file-name-safe characters */
         const char *base = strrchr(R->wname[w], '/');
         base = base ? base + 1 : R->wname[w];
+        size_t len = strlen(base);
+        if (len > 3 && !strcmp(base + len - 3, ".h5")) len -= 3;
         char suffix[128];
-        snprintf(suffix, sizeof suffix, "-%.*s", (int)(strlen(base) > 3 && !strcmp(base + strlen(base) - 3, ".h5") ? strlen(base) - 3 : strlen(base)), base);
+        snprintf(suffix, sizeof suffix, "-%.*s", (int)len, base);
         for (char *q = suffix; *q; q++)
             if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.", *q)) *q = '_';
         struct rep S = {.d = R->d, .o = R->o, .r = &sub, .wl_cells = -1, .suffix = suffix,

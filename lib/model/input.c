@@ -132,6 +132,9 @@ int ab_text_read(const char *path, int64_t max_bytes, char **text)
 int ab_copy_task(int64_t r, int64_t vocab, int32_t bos, int no_bos, uint64_t seed,
                      int32_t **ids, int64_t *n)
 {
+    if (vocab <= 3)
+        return ab_fail(AB_E_DATA, "a vocabulary of %lld has no ids >= 3 for the copy task",
+                       (long long)vocab);
     int64_t len = (no_bos ? 0 : 1) + 2 * r;
     int32_t *v = malloc((size_t)len * sizeof *v);
     if (!v) return ab_fail(AB_E_NOMEM, "out of memory");
@@ -182,10 +185,8 @@ int ab_model_input_copy(const struct ab_model *m, int64_t r, uint64_t seed,
     if (r < 1 || 2 * r + 1 > m->c.seq_len)
         return ab_fail(AB_E_USAGE, "copy task of R = %lld: 2R + 1 tokens must fit the model's "
                        "context of %lld", (long long)r, (long long)m->c.seq_len);
-    if (m->c.vocab <= 3)
-        return ab_fail(AB_E_DATA, "'%s': a vocabulary of %lld has no ids >= 3 for the copy task",
-                       m->path, (long long)m->c.vocab);
     int rc = ab_copy_task(r, m->c.vocab, 1, 0, seed, &in->ids, &in->n);
-    if (!rc) in->copy_from = 1 + r;
-    return rc;
+    if (rc) return ab_fail(rc, "'%s': %s", m->path, ab_errmsg());
+    in->copy_from = 1 + r;
+    return AB_OK;
 }

@@ -26,7 +26,7 @@ int ab_token_ids_parse(const char *s, int32_t **ids, int64_t *n);
 
 /* The retrieval copy task: bos (unless no_bos), R ids uniform over [3, vocab) (ids 0..2 are
  * UNK, BOS and EOS in Llama vocabularies) from the seeded stream, then the same R ids again.
- * *ids malloc'd, *n = (no_bos ? 0 : 1) + 2R. vocab must exceed 3. */
+ * *ids malloc'd, *n = (no_bos ? 0 : 1) + 2R. AB_E_DATA when vocab has no id >= 3. */
 int ab_copy_task(int64_t r, int64_t vocab, int32_t bos, int no_bos, uint64_t seed, int32_t **ids,
                  int64_t *n);
 
