@@ -158,10 +158,13 @@ struct input {
 
 static void print_row(const struct ab_model_row *r)
 {
-    printf("%-14s %-16s %-8s %7.4g %7.4g %5lld/%-5lld %9.4f %9.4f %7.3f %8.3f %9.3g\n",
-           r->workload, r->method, r->phase, r->target_ratio, r->flop_ratio,
-           (long long)r->heads_feasible, (long long)r->n_heads, r->ppl, r->dense_ppl, r->acc,
-           r->copy_acc, r->rel_l2);
+    printf("%-14s %-16s %-8s %7.4g %7.4g %5lld/%-5lld ", r->workload, r->method, r->phase,
+           r->target_ratio, r->flop_ratio, (long long)r->heads_feasible, (long long)r->n_heads);
+    if (r->reason && r->reason[0])
+        printf("%9s %9.4f  %s\n", "-", r->dense_ppl, r->reason);
+    else
+        printf("%9.4f %9.4f %7.3f %8.3f %9.3g\n", r->ppl, r->dense_ppl, r->acc, r->copy_acc,
+               r->rel_l2);
 }
 
 int cmd_eval_model(int argc, char **argv)
@@ -170,8 +173,9 @@ int cmd_eval_model(int argc, char **argv)
                *budgets = NULL, *knob = NULL, *phase = "prefill", *out = NULL, *heads = NULL,
                *heads_score = NULL, *heads_file = NULL, *calibrate = NULL;
     int64_t copy_r = 0, m = 64, heads_topk = 0, heads_rand = 0, calibrate_copy = 0;
+    int64_t horizon = AB_DECODE_HORIZON;
     int heads_select = 0;
-    double tol = 0.05, select_min = 0;
+    double select_min = 0;
     const struct ab_opt opts[] = {
         {"model", AB_OPT_STRING, &model_path, "FILE", "llama2.c checkpoint or GGUF file"},
         {"tokenizer", AB_OPT_STRING, &tok_path, "FILE", "llama2.c tokenizer (default: the GGUF's own, or tok<vocab>.bin / tokenizer.bin beside the model)"},
@@ -182,7 +186,7 @@ int cmd_eval_model(int argc, char **argv)
         {"knob", AB_OPT_STRING, &knob, "NAME=V", "run every method at this knob instead of fitting budgets"},
         {"phase", AB_OPT_STRING, &phase, "P", "prefill (every row), decode (the last M rows) or both (default prefill)"},
         {"decode-queries", AB_OPT_INT, &m, "M", "decode: rows served by the method at the end of the input (default 64)"},
-        {"tol", AB_OPT_DOUBLE, &tol, "T", "a head is feasible when its ratio is within T below the target (default 0.05)"},
+        {"decode-horizon", AB_OPT_INT, &horizon, "G", "decode: generated tokens one-off work (cache compression, indexes) is amortised over, >= M (default 1024)"},
         {"heads", AB_OPT_STRING, &heads, "L:H,...", "replace only these heads (default: all)"},
         {"heads-top", AB_OPT_INT, &heads_topk, "K", "replace the K heads with the largest --heads-score in --heads-file"},
         {"heads-score", AB_OPT_STRING, &heads_score, "COL", "column of the /heads table ranking heads (retrieval_score, induction_score, ...)"},
@@ -203,9 +207,12 @@ int cmd_eval_model(int argc, char **argv)
     if (!out) return ab_cmd_error(EX_AB_USAGE, "eval-model: name the results file with -o");
     if (!text && copy_r <= 0)
         return ab_cmd_error(EX_AB_USAGE, "eval-model: give an input: --text FILE and/or --copy-task R");
-    if (copy_r < 0 || m < 1 || !(tol >= 0 && tol < 1) || heads_topk < 0 || heads_rand < 0 || calibrate_copy < 0)
+    if (copy_r < 0 || m < 1 || heads_topk < 0 || heads_rand < 0 || calibrate_copy < 0)
         return ab_cmd_error(EX_AB_USAGE, "eval-model: --copy-task, --decode-queries, --heads-top, --heads-random "
-                            "and --calibrate-copy must be positive, --tol in [0, 1)");
+                            "and --calibrate-copy must be positive");
+    if (horizon < m)
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: --decode-horizon %lld is below --decode-queries %lld",
+                            (long long)horizon, (long long)m);
     int n_sel = (heads != NULL) + (heads_topk > 0) + (heads_rand > 0) + heads_select;
     if (n_sel > 1)
         return ab_cmd_error(EX_AB_USAGE, "eval-model: choose one of --heads, --heads-top, --heads-random, --heads-select");
@@ -225,7 +232,7 @@ int cmd_eval_model(int argc, char **argv)
     double targets[MAX_TARGETS] = {0.5, 0.25, 0.125};
     int n_t = 3;
     if (budgets && (st = ab_opts_budgets("eval-model", budgets, targets, MAX_TARGETS, &n_t)) >= 0) return st;
-    struct ab_apply_opts ao = {.tol = tol};
+    struct ab_apply_opts ao = {0};
     char knob_name[64] = "";
     if (knob) {
         const char *s = knob;
@@ -310,8 +317,12 @@ int cmd_eval_model(int argc, char **argv)
     }
     res.notes = strdup("eval-model: position t predicts token t + 1; prefill scores every "
                        "position, decode only the last --decode-queries rows (the prefix exact); "
-                       "knobs are fitted per head to the target; a head where no knob fits runs "
-                       "at its smallest knob and is infeasible; heads not replaced are exact");
+                       "knobs are fitted per head to the target (met when the ratio is at most "
+                       "the target); a head where no knob fits runs at its smallest knob and is "
+                       "infeasible, and a pass with an infeasible head reports no nll, ppl, acc "
+                       "or copy_acc (its reason says how many heads met the target); heads not "
+                       "replaced are exact");
+    res.decode_horizon = phases & AB_PHASE_DECODE ? horizon : 0;
 
     /* passes: per input, dense then every (phase, method, target); --heads-select first runs
      * one pass per head on the calibration input for each (phase, method, target) */
@@ -325,7 +336,8 @@ int cmd_eval_model(int argc, char **argv)
            "target", "ratio", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
     for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE && !rc; ph <<= 1) {
         if (!(phases & (unsigned)ph)) continue;
-        struct ab_e2e_opts eo = {.phase = ph, .decode_m = m, .apply = ao, .seed = ab_common.seed};
+        struct ab_e2e_opts eo = {.phase = ph, .decode_m = m, .horizon = horizon, .apply = ao,
+                                 .seed = ab_common.seed};
         struct ab_e2e_result dense[MAX_INPUTS], cal_dense;
         for (int i = 0; i < n_in && !rc; i++) {
             rc = ab_e2e_eval(&model, in[i].in.ids, in[i].in.n, in[i].in.copy_from, &eo, &dense[i]);
@@ -384,6 +396,14 @@ int cmd_eval_model(int argc, char **argv)
                         .copy_acc = r.copy_acc, .dense_nll = dense[i].nll,
                         .dense_ppl = dense[i].ppl, .dense_acc = dense[i].acc,
                         .dense_copy_acc = dense[i].copy_acc, .rel_l2 = r.rel_l2, .time_s = r.time_s};
+                    char why[128] = "";
+                    if (r.n_feasible < r.n_replaced) { /* no score for a pass off its budget */
+                        snprintf(why, sizeof why, "target met on %lld of %lld heads (the rest at "
+                                 "their smallest knob, above it)", (long long)r.n_feasible,
+                                 (long long)r.n_replaced);
+                        row.nll = row.ppl = row.acc = row.copy_acc = NAN;
+                    }
+                    row.reason = why;
                     if ((rc = ab_results_add_model(&res, &row))) break;
                     int64_t done_so_far = prog.done; /* the row goes between two bars */
                     ab_progress_end(&prog);

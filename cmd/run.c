@@ -55,17 +55,108 @@ static void csv_paths(const char *out, char *cells, char *summary, size_t cap)
     snprintf(summary, cap, "%.*s-summary.csv", (int)len, out);
 }
 
-/* Prints the summary table: one line per (method, phase, target). */
-static void print_summary(const struct ab_results *r)
+/* "1/8" for an exact reciprocal, else "0.3". */
+static void budget_label(double t, char *buf, size_t cap)
 {
-    printf("%-16s %-8s %8s %8s %5s %10s %10s %8s %8s\n", "method", "phase", "target", "ratio",
-           "heads", "rel_l2", "rel_l2_p90", "recall", "task_acc");
+    double inv = 1 / t;
+    if (fabs(inv - round(inv)) < 1e-9 && inv >= 2) snprintf(buf, cap, "1/%.0f", inv);
+    else snprintf(buf, cap, "%g", t);
+}
+
+/* One (method, phase, target) over every workload of the run: feasible cells, all cells, and
+ * the sums of their mean metrics weighted by feasible heads. */
+struct pooled {
+    const char *method, *phase, *reason;
+    double target, rel_l2, task_acc, n_task;
+    int64_t n_heads, n_cells;
+};
+
+/* The answer of the run, not its table (the table is RESULTS-summary.csv): per phase and
+ * budget the method with the lowest mean rel_l2 among those feasible on every head (oracles
+ * and operators aside: they answer other questions), the runner-up, and then each method with
+ * infeasible cells, once, with its reason. */
+static void print_answer(const struct ab_results *r, const struct ab_sweep_opts *so)
+{
+    struct pooled *g = calloc((size_t)(r->n_summary + 1), sizeof *g);
+    int64_t n_g = 0;
+    if (!g) return;
     for (int64_t i = 0; i < r->n_summary; i++) {
         const struct ab_summary_row *s = &r->summary[i];
-        printf("%-16s %-8s %8.4g %8.4g %5lld %10.3g %10.3g %8.3f %8.3f\n", s->method, s->phase,
-               s->target_ratio, s->flop_ratio, (long long)s->n_heads, s->rel_l2_mean,
-               s->rel_l2_p10, s->recall_mean, s->task_acc_mean);
+        int64_t k = 0;
+        for (; k < n_g; k++)
+            if (!strcmp(g[k].method, s->method) && !strcmp(g[k].phase, s->phase) &&
+                (g[k].target == s->target_ratio || (isnan(g[k].target) && isnan(s->target_ratio))))
+                break;
+        if (k == n_g) g[n_g++] = (struct pooled){.method = s->method, .phase = s->phase,
+                                                 .target = s->target_ratio};
+        struct pooled *p = &g[k];
+        p->n_cells += s->n_cells, p->n_heads += s->n_heads;
+        if (s->n_heads) p->rel_l2 += s->rel_l2_mean * (double)s->n_heads;
+        if (s->n_heads && !isnan(s->task_acc_mean))
+            p->task_acc += s->task_acc_mean * (double)s->n_heads, p->n_task += (double)s->n_heads;
+        if (!p->reason && s->reason && s->reason[0]) p->reason = s->reason;
     }
+    for (int64_t k = 0; k < n_g; k++) /* a reason from a partly feasible group: its first cell */
+        if (!g[k].reason && g[k].n_heads < g[k].n_cells)
+            for (int64_t c = 0; c < r->n_cells && !g[k].reason; c++) {
+                const struct ab_cell *x = &r->cells[c];
+                if (!x->feasible && !strcmp(x->method, g[k].method) &&
+                    !strcmp(x->phase, g[k].phase) && x->target_ratio == g[k].target)
+                    g[k].reason = x->reason;
+            }
+    printf("best per phase and budget (mean rel_l2 over every head; oracles and operators aside):\n");
+    printf("  %-8s %-7s %-16s %9s %8s   %-16s %9s\n", "phase", "budget", "best", "rel_l2",
+           "task_acc", "runner-up", "rel_l2");
+    static const char *const phases[] = {"prefill", "decode"};
+    for (int ph = 0; ph < 2; ph++) {
+        if (!(so->phases & (1u << ph))) continue;
+        for (int t = 0; t < (so->has_knob ? 0 : so->n_targets); t++) {
+            int64_t best = -1, second = -1;
+            for (int64_t k = 0; k < n_g; k++) {
+                const struct ab_method *m = ab_method_find(g[k].method);
+                if (strcmp(g[k].phase, phases[ph]) || g[k].target != so->targets[t] || !m ||
+                    (m->flags & (AB_METHOD_ORACLE | AB_METHOD_OPERATOR)) ||
+                    g[k].n_heads == 0 || g[k].n_heads < g[k].n_cells)
+                    continue;
+                double v = g[k].rel_l2 / (double)g[k].n_heads;
+                if (best < 0 || v < g[best].rel_l2 / (double)g[best].n_heads) second = best, best = k;
+                else if (second < 0 || v < g[second].rel_l2 / (double)g[second].n_heads) second = k;
+            }
+            char lab[32];
+            budget_label(so->targets[t], lab, sizeof lab);
+            if (best < 0) {
+                printf("  %-8s %-7s %s\n", phases[ph], lab, "(no method feasible on every head)");
+                continue;
+            }
+            printf("  %-8s %-7s %-16s %9.3g %8.3f   %-16s %9.3g\n", phases[ph], lab,
+                   g[best].method, g[best].rel_l2 / (double)g[best].n_heads,
+                   g[best].n_task ? g[best].task_acc / g[best].n_task : NAN,
+                   second < 0 ? "-" : g[second].method,
+                   second < 0 ? NAN : g[second].rel_l2 / (double)g[second].n_heads);
+        }
+    }
+    /* infeasible: once per method, its (phase, budget) list and the first reason */
+    int header = 0;
+    for (int64_t k = 0; k < n_g; k++) {
+        int first = 1;
+        for (int64_t j = 0; j < k && first; j++)
+            first = strcmp(g[j].method, g[k].method) != 0 || g[j].n_heads == g[j].n_cells;
+        if (g[k].n_heads == g[k].n_cells || !first) continue;
+        if (!header++) printf("infeasible (the smallest knob costs more than the budget):\n");
+        printf("  %-16s", g[k].method);
+        const char *sep = " ";
+        for (int64_t j = k; j < n_g; j++) {
+            if (strcmp(g[j].method, g[k].method) || g[j].n_heads == g[j].n_cells) continue;
+            char lab[32];
+            budget_label(g[j].target, lab, sizeof lab);
+            printf("%s%s %s", sep, g[j].phase, lab);
+            if (g[j].n_heads) printf(" (%lld of %lld heads)", (long long)(g[j].n_cells - g[j].n_heads),
+                                     (long long)g[j].n_cells);
+            sep = ", ";
+        }
+        printf(": %s\n", g[k].reason ? g[k].reason : "");
+    }
+    free(g);
 }
 
 int cmd_run(int argc, char **argv)
@@ -74,8 +165,7 @@ int cmd_run(int argc, char **argv)
     const char *scenario = NULL;
     struct ab_sweep_opts so;
     ab_sweep_defaults(&so);
-    int64_t m = so.decode_m, rows = so.max_rows, topk = so.topk;
-    double tol = so.tol;
+    int64_t m = so.decode_m, rows = so.max_rows, topk = so.topk, horizon = so.horizon;
     const struct ab_opt opts[] = {
         {"methods", AB_OPT_STRING, &methods, "LIST", "methods to run (default: every method of the phase)"},
         {"budgets", AB_OPT_STRING, &budgets, "LIST", "target FLOP ratios in (0, 1] (default 0.5,0.25,0.125,0.0625,0.03125)"},
@@ -83,7 +173,7 @@ int cmd_run(int argc, char **argv)
         {"phase", AB_OPT_STRING, &phase, "P", "prefill, decode or both (default both)"},
         {"decode-queries", AB_OPT_INT, &m, "M", "decode queries at the end of the sequence (default 64)"},
         {"rows", AB_OPT_INT, &rows, "N", "prefill rows evaluated: all up to N, else a seeded sample of N plus task rows (default 256)"},
-        {"tol", AB_OPT_DOUBLE, &tol, "T", "a cell is feasible when its ratio is within T below the target (default 0.05)"},
+        {"decode-horizon", AB_OPT_INT, &horizon, "G", "decode: generated tokens that one-off work on the context (cache compression, indexes) is amortised over, >= M (default 1024)"},
         {"topk", AB_OPT_INT, &topk, "K", "k of topk_recall (default 16)"},
         {"scenario", AB_OPT_STRING, &scenario, "FILE", "record this scenario file's text with the results"},
         {"o", AB_OPT_STRING, &out, "FILE", "results file to write (.h5; CSV tables go next to it)"},
@@ -98,9 +188,13 @@ int cmd_run(int argc, char **argv)
     else if (!strcmp(phase, "decode")) so.phases = AB_PHASE_DECODE;
     else if (strcmp(phase, "both"))
         return ab_cmd_error(EX_AB_USAGE, "run: --phase must be prefill, decode or both, got '%s'", phase);
-    if (m < 1 || rows < 1 || topk < 1 || topk > 64 || !(tol >= 0 && tol < 1))
-        return ab_cmd_error(EX_AB_USAGE, "run: --decode-queries and --rows must be positive, --topk in [1, 64], --tol in [0, 1)");
-    so.decode_m = m, so.max_rows = rows, so.topk = topk, so.tol = tol, so.seed = ab_common.seed;
+    if (m < 1 || rows < 1 || topk < 1 || topk > 64)
+        return ab_cmd_error(EX_AB_USAGE, "run: --decode-queries and --rows must be positive, --topk in [1, 64]");
+    if (horizon < m)
+        return ab_cmd_error(EX_AB_USAGE, "run: --decode-horizon %lld is below --decode-queries %lld: the "
+                            "evaluated decode queries stand for a generation at least as long",
+                            (long long)horizon, (long long)m);
+    so.decode_m = m, so.max_rows = rows, so.topk = topk, so.horizon = horizon, so.seed = ab_common.seed;
 
     /* methods: named, or every row of the registry that has one of the phases */
     const struct ab_method *list[256];
@@ -143,15 +237,22 @@ int cmd_run(int argc, char **argv)
     /* attributes */
     if (st == EX_AB_OK && (rc = ab_results_provenance(&res, argc, argv, pos, n_pos, ab_common.seed)))
         st = ab_cmd_fail(rc);
+    res.decode_horizon = so.phases & AB_PHASE_DECODE ? horizon : 0;
     if (st == EX_AB_OK) {
         res.notes = strdup("kl = KL(renormalised kept distribution || exact) = -ln(recall) per row, "
                            "mean over rows; prefill rows: all up to --rows, else a seeded sample "
                            "plus task rows; decode: the last --decode-queries rows, methods decide "
                            "from the context only; knob-less methods run once at their fixed cost "
-                           "(target_ratio 1); one-off selection work (probe passes, pooling, "
-                           "clustering, index building, hashing) is counted once per phase in the "
-                           "ledger of the head it serves, i.e. spread over that head's queries of "
-                           "the phase; model-level methods (pyramidkv, tidal, duo, razor, moa) fit "
+                           "(target_ratio 1); a cell meets its budget when flop_ratio is at most "
+                           "target_ratio, and an infeasible cell (even the smallest knob costs "
+                           "more) carries no metrics and a reason; prefill selection work (probe "
+                           "passes, pooling, clustering, hashing) is counted in flops_select of "
+                           "the head it serves; decode work done once on the context (observation "
+                           "windows, indexes, calibration probes) is in flops_once and amortised "
+                           "over the decode horizon G = decode_horizon generated tokens, for which "
+                           "the evaluated decode queries stand: flop_ratio = (flops_attend + "
+                           "flops_select + flops_once m / G) / dense, flop_ratio_step the same "
+                           "without flops_once; model-level methods (pyramidkv, tidal, duo, razor, moa) fit "
                            "one knob per phase and target on the whole workload's cost, each head "
                            "charging the plan work it uses (its method's header says how), and "
                            "their cells carry the workload's feasibility");
@@ -191,7 +292,7 @@ int cmd_run(int argc, char **argv)
         unlink(out); /* all or nothing */
     }
     if (st == EX_AB_OK) {
-        if (!ab_common.quiet) print_summary(&res);
+        if (!ab_common.quiet) print_answer(&res, &so);
         fflush(stdout);
         int64_t infeasible = 0;
         for (int64_t c = 0; c < res.n_cells; c++) infeasible += !res.cells[c].feasible;

@@ -237,7 +237,8 @@ static void build_eval(struct cmdline *c, const struct ab_scenario *s, int i, co
     add(c, "--phase"), add(c, "%s", phase_word(e->phases));
     if (e->decode_queries > 0)
         add(c, "--decode-queries"), add(c, "%lld", (long long)e->decode_queries);
-    if (!isnan(e->tol)) fmt_real(buf, sizeof buf, e->tol), add(c, "--tol"), add(c, "%s", buf);
+    if (e->decode_horizon > 0)
+        add(c, "--decode-horizon"), add(c, "%lld", (long long)e->decode_horizon);
     switch (e->heads_kind) {
     case AB_SCENARIO_HEADS_LIST: add(c, "--heads"), add(c, "%s", e->heads); break;
     case AB_SCENARIO_HEADS_TOP:
@@ -290,7 +291,8 @@ static void build_run(struct cmdline *c, const struct ab_scenario *s, const char
     add(c, "--decode-queries"), add(c, "%lld", (long long)s->decode_queries);
     add(c, "--rows"), add(c, "%lld", (long long)s->rows);
     if (s->topk > 0) add(c, "--topk"), add(c, "%lld", (long long)s->topk);
-    if (!isnan(s->tol)) fmt_real(buf, sizeof buf, s->tol), add(c, "--tol"), add(c, "%s", buf);
+    if (s->decode_horizon > 0)
+        add(c, "--decode-horizon"), add(c, "%lld", (long long)s->decode_horizon);
     add(c, "--scenario");
     add(c, "%s/scenario.yaml", dir);
     add_common(c, seed, threads);

@@ -43,7 +43,7 @@ static struct ab_e2e_result eval(const struct ab_model *m, const struct ab_model
 {
     struct ab_e2e_opts o = {.method = method ? ab_method_find(method) : NULL,
                             .target = target,
-                            .apply = {.has_knob = has_knob, .knob = knob, .tol = 0.05},
+                            .apply = {.has_knob = has_knob, .knob = knob},
                             .phase = phase,
                             .decode_m = 32,
                             .replace = replace,

@@ -357,10 +357,11 @@ Test(results, column_tables_cover_every_field)
     /* every field of both structs is an 8-byte value with a column (a field added to the
      * struct without a column breaks this), names as the spec lists them */
     static const char cell_names[] =
-        "workload,layer,head,kv_head,method,family,phase,knob_name,knob,target_ratio,flop_ratio,"
-        "flops_attend,flops_select,ops_other,bytes_kv,density,sparsity,compression,rel_l2,"
-        "cos_mean,cos_min,max_abs,recall,topk_recall,kl,task_kind,task_acc,task_acc_retrieve,"
-        "task_acc_multi_retrieve,task_acc_aggregate,n_eval_rows,time_s,feasible";
+        "workload,n,layer,head,kv_head,method,family,phase,knob_name,knob,target_ratio,"
+        "flop_ratio,flop_ratio_step,flops_attend,flops_select,flops_once,ops_other,bytes_kv,"
+        "density,sparsity,compression,rel_l2,cos_mean,cos_min,max_abs,recall,topk_recall,kl,"
+        "task_kind,task_acc,task_acc_retrieve,task_acc_multi_retrieve,task_acc_aggregate,"
+        "n_eval_rows,time_s,feasible,reason";
     cr_expect_str_eq(col_names(0), cell_names);
     int n;
     const struct ab_column *c = ab_results_cell_columns(&n);
@@ -374,7 +375,7 @@ Test(results, column_tables_cover_every_field)
     for (int i = 0; i < n; i++) {
         cr_expect_eq(s[i].offset, (size_t)i * 8, "%s", s[i].name);
         /* the weak tail of rel_l2 and kl is the 90th percentile, and says so */
-        if (!strcmp(s[i].name, "rel_l2_p10") || !strcmp(s[i].name, "kl_p10"))
+        if (!strcmp(s[i].name, "rel_l2_p90") || !strcmp(s[i].name, "kl_p90"))
             cr_expect(strstr(s[i].long_name, "90th percentile") != NULL, "%s", s[i].name);
         else if (strstr(s[i].name, "_p10"))
             cr_expect(strstr(s[i].long_name, "10th percentile") != NULL, "%s", s[i].name);
@@ -441,7 +442,7 @@ Test(results, summarise_hand_built_table)
     expect_near(s[0].flop_ratio, (0.45 + 0.5 + 0.48 + 0.47 + 0.5) / 5, "flop_ratio");
     /* rel_l2 {0.1, 0.2, 0.3, 0.4}: mean 0.25; 90th: h = 0.9 * 3 = 2.7 -> 0.3 + 0.7 * 0.1 */
     expect_near(s[0].rel_l2_mean, 0.25, "rel_l2_mean");
-    expect_near(s[0].rel_l2_p10, 0.37, "rel_l2 weak tail (90th)");
+    expect_near(s[0].rel_l2_p90, 0.37, "rel_l2 weak tail (90th)");
     /* cos_mean {0.8, 0.9, 0.95, 0.99}: mean 0.91; 10th: h = 0.3 -> 0.8 + 0.3 * 0.1 */
     expect_near(s[0].cos_mean_mean, 0.91, "cos_mean_mean");
     expect_near(s[0].cos_mean_p10, 0.83, "cos_mean_p10");
@@ -456,7 +457,7 @@ Test(results, summarise_hand_built_table)
     expect_near(s[0].topk_recall_p10, 0.63, "topk_recall_p10");
     /* kl {0.01, 0.02, 0.03, 0.04}: mean 0.025; 90th 0.03 + 0.7 * 0.01 */
     expect_near(s[0].kl_mean, 0.025, "kl_mean");
-    expect_near(s[0].kl_p10, 0.037, "kl weak tail (90th)");
+    expect_near(s[0].kl_p90, 0.037, "kl weak tail (90th)");
     /* task {0, 0.5, 1, 1}: mean 0.625; 10th: h = 0.3 -> 0 + 0.3 * 0.5 */
     expect_near(s[0].task_acc_mean, 0.625, "task_acc_mean");
     expect_near(s[0].task_acc_p10, 0.15, "task_acc_p10");
@@ -464,21 +465,21 @@ Test(results, summarise_hand_built_table)
     /* group 1 (B): rel_l2 {0.3, 0.5}: mean 0.4, 90th 0.3 + 0.9 * 0.2 */
     cr_expect_eq(s[1].n_heads, 2);
     expect_near(s[1].rel_l2_mean, 0.4, "B rel_l2_mean");
-    expect_near(s[1].rel_l2_p10, 0.48, "B rel_l2 tail");
+    expect_near(s[1].rel_l2_p90, 0.48, "B rel_l2 tail");
     expect_near(s[1].cos_mean_mean, NAN, "B cos_mean_mean");
     /* group 2: no feasible cell -> zero heads, NaN everywhere */
     cr_expect_eq(s[2].n_heads, 0);
     expect_near(s[2].flop_ratio, NAN, "decode flop_ratio");
     expect_near(s[2].rel_l2_mean, NAN, "decode rel_l2_mean");
-    expect_near(s[2].rel_l2_p10, NAN, "decode rel_l2_p10");
+    expect_near(s[2].rel_l2_p90, NAN, "decode rel_l2_p90");
     /* group 3: NaN targets group together */
     cr_expect_eq(s[3].n_heads, 2);
     expect_near(s[3].rel_l2_mean, 0.1, "NaN-target rel_l2_mean");
-    expect_near(s[3].rel_l2_p10, 0.14, "NaN-target rel_l2 tail");
+    expect_near(s[3].rel_l2_p90, 0.14, "NaN-target rel_l2 tail");
     /* group 4: one head: mean = every percentile */
     cr_expect_eq(s[4].n_heads, 1);
     expect_near(s[4].rel_l2_mean, 0.6, "single rel_l2_mean");
-    expect_near(s[4].rel_l2_p10, 0.6, "single rel_l2 tail");
+    expect_near(s[4].rel_l2_p90, 0.6, "single rel_l2 tail");
     ab_results_free(&r);
 }
 
@@ -496,7 +497,7 @@ Test(results, summarise_empty_and_again_replaces)
     cr_assert_eq(ab_results_summarise(&r), AB_OK); /* the old summary is freed (asan) */
     cr_assert_eq(r.n_summary, 1);
     cr_expect_eq(r.summary[0].n_heads, 2);
-    cr_expect(isinf(r.summary[0].rel_l2_mean) && isinf(r.summary[0].rel_l2_p10));
+    cr_expect(isinf(r.summary[0].rel_l2_mean) && isinf(r.summary[0].rel_l2_p90));
     ab_results_free(&r);
 }
 
@@ -607,14 +608,14 @@ Test(results, h5dump_reads_the_file)
                           "DATASET \"row\"",
                           "DATASET \"rel_l2\"",
                           "DATASET \"task_acc_multi_retrieve\"",
-                          "DATASET \"kl_p10\"",
+                          "DATASET \"kl_p90\"",
                           "DIMENSION_LIST",
                           "CLASS",
                           "\"DIMENSION_SCALE\"",
                           "\"row\"",
                           "ATTRIBUTE \"units\"",
                           "ATTRIBUTE \"long_name\"",
-                          "attnbench/results/1",
+                          "attnbench/results/2",
                           "ATTRIBUTE \"workload_sha256\"",
                           "H5T_CSET_UTF8",
                           "H5T_IEEE_F64LE",
@@ -661,7 +662,7 @@ static const char py_h5py_pandas[] =
     "                                           | (np.isnan(a) & np.isnan(b))))\n"
     "frames = {}\n"
     "with h5py.File(path, 'r') as f:\n"
-    "    if f.attrs['schema'] != 'attnbench/results/1': fail('schema %r' % f.attrs['schema'])\n"
+    "    if f.attrs['schema'] != 'attnbench/results/2': fail('schema %r' % f.attrs['schema'])\n"
     "    if len(f.attrs['workloads']) != len(f.attrs['workload_sha256']): fail('workloads')\n"
     "    for g in ('cells', 'summary'):\n"
     "        grp = f[g]; row = grp['row']\n"
@@ -1008,7 +1009,7 @@ Test(results, wrong_or_missing_schema_is_data_error)
     const char *path = t_path("schema.h5");
     write_table(path, 8);
     set_schema(path, "attnbench/workload/1");
-    expect_read_error(path, "schema 'attnbench/workload/1', expected 'attnbench/results/1'");
+    expect_read_error(path, "schema 'attnbench/workload/1', expected 'attnbench/results/2'");
     set_schema(path, NULL);
     expect_read_error(path, "no schema attribute");
 }

@@ -2,6 +2,7 @@
  * kept set, the distribution and the ledger. The sweep (sweep.c) and the end-to-end model
  * evaluation (e2e.c) both go through here, so a method is applied the same way in both. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/ab.h"
@@ -36,20 +37,28 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
     struct ab_ledger led = {0};
     double knob = NAN;
     int feasible = 1, rc;
+    double goal = isnan(target) ? 1.0 : target;
     if (m->knob.name && (o->has_knob || (m->flags & AB_METHOD_FIXED))) {
         /* a direct knob, or a method whose knob does not move its cost */
         knob = o->has_knob ? o->knob : m->knob.def;
         if ((rc = ab_method_cost(m, p, knob, &led))) return rc;
         feasible = isnan(target) || ab_ledger_ratio(&led, p) <= target * (1 + 1e-12);
     } else {
-        rc = ab_budget_fit(m, p, isnan(target) ? 1.0 : target, o->tol, &knob, &led, &feasible);
+        rc = ab_budget_fit(m, p, goal, &knob, &led, &feasible);
         if (rc) return rc;
         if (!m->knob.name && isnan(target)) feasible = 1;
     }
     res->knob = knob;
     res->feasible = feasible;
     res->led = led;
-    if (m->knob.name && isnan(knob)) return AB_OK; /* even the smallest knob costs too much */
+    if (!feasible) { /* even the smallest knob costs too much: nothing runs */
+        if (m->knob.name && !isnan(knob))
+            snprintf(res->reason, sizeof res->reason, "knob %s = %g costs %.3g", m->knob.name,
+                     knob, ab_ledger_ratio(&led, p));
+        else
+            ab_budget_reason(m, p, goal, &led, res->reason, sizeof res->reason);
+        return AB_OK;
+    }
     led = (struct ab_ledger){0};
     if (keep) ab_keep_clear(keep);
     double t0 = ab_now();

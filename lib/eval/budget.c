@@ -1,16 +1,52 @@
 /* budget.c - the isoFLOPS budget solver (architecture.md, "Budgets and the solver"): for a
  * target FLOP ratio, the knob with the largest cost not above it. Cost grows with every knob of
  * the registry, so the feasible knobs form a prefix of the range and bisection finds its end:
- * on cost() alone for analytic methods, on selection-only runs otherwise. */
+ * on cost() alone for analytic methods, on selection-only runs otherwise. A cell meets its
+ * budget when its achieved ratio is at most the target (The Sparse Frontier's rule); it is
+ * infeasible only when the smallest knob already costs more, and then says why. */
 #include <math.h>
+#include <stdio.h>
 
 #include "core/ab.h"
 #include "eval/eval.h"
 
+double ab_once_weight(const struct ab_problem *p)
+{
+    if (p->phase != AB_PHASE_DECODE) return 1;
+    return (double)(p->h->n_q - p->q0) / (double)ab_problem_horizon(p);
+}
+
 double ab_ledger_ratio(const struct ab_ledger *l, const struct ab_problem *p)
 {
     double dense = ab_problem_dense_flops(p);
+    return dense > 0 ? (l->flops_attend + l->flops_select + ab_once_weight(p) * l->flops_once) /
+                           dense
+                     : NAN;
+}
+
+double ab_ledger_ratio_step(const struct ab_ledger *l, const struct ab_problem *p)
+{
+    double dense = ab_problem_dense_flops(p);
     return dense > 0 ? (l->flops_attend + l->flops_select) / dense : NAN;
+}
+
+void ab_budget_reason(const struct ab_method *m, const struct ab_problem *p, double target,
+                      const struct ab_ledger *led, char *buf, size_t cap)
+{
+    double dense = ab_problem_dense_flops(p);
+    double once = ab_once_weight(p) * led->flops_once / dense, sel = led->flops_select / dense;
+    double r = ab_ledger_ratio(led, p);
+    double lo = 0, hi;
+    if (m->knob.name) ab_method_knob_range(m, p, &lo, &hi);
+    if (once > target)
+        snprintf(buf, cap, "one-off selection alone %.3g of dense (over G = %lld)", once,
+                 (long long)ab_problem_horizon(p));
+    else if (sel + once > target)
+        snprintf(buf, cap, "selection alone %.3g of dense", sel + once);
+    else if (m->knob.name)
+        snprintf(buf, cap, "smallest knob (%s = %g) %.3g", m->knob.name, lo, r);
+    else
+        snprintf(buf, cap, "fixed cost %.3g of dense", r);
 }
 
 int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double knob,
@@ -90,7 +126,7 @@ static int head_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
 }
 
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
-                  double tol, double *knob, struct ab_ledger *led, int *feasible)
+                  double *knob, struct ab_ledger *led, int *feasible)
 {
     double r;
     int rc;
@@ -106,7 +142,7 @@ int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double 
     struct head_ctx c = {m, p};
     struct fit_eval e = {head_at, &c};
     if ((rc = bisect(m, lo, hi, target, &e, knob, led))) return rc;
-    *feasible = !isnan(*knob) && ab_ledger_ratio(led, p) >= target * (1 - tol);
+    *feasible = !isnan(*knob);
     return AB_OK;
 }
 
@@ -117,7 +153,15 @@ struct model_ctx {
     const struct ab_model_view *mv;
     struct ab_problem *work; /* (n) copies of mv's problems with plan set */
     double dense;            /* sum of the heads' dense FLOPs */
+    double once_weight;      /* ab_once_weight of the phase (every head shares it) */
 };
+
+static double model_ratio(const struct model_ctx *c, const struct ab_ledger *total)
+{
+    return c->dense > 0 ? (total->flops_attend + total->flops_select +
+                           c->once_weight * total->flops_once) / c->dense
+                        : NAN;
+}
 
 static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
 {
@@ -152,17 +196,16 @@ static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
     ab_blas_serial_end();
     if (c->m->plan_free) c->m->plan_free(plan);
     *led = total;
-    *ratio = rc ? NAN : (c->dense > 0 ? (total.flops_attend + total.flops_select) / c->dense : NAN);
+    *ratio = rc ? NAN : model_ratio(c, &total);
     return rc;
 }
 
 int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
-                        double target, double tol, double *knob, void **plan, double *ratio,
-                        int *feasible)
+                        double target, double *knob, void **plan, double *ratio, int *feasible)
 {
     *knob = NAN, *plan = NULL, *ratio = NAN, *feasible = 0;
     int64_t n = mv->n_layer * mv->n_head;
-    struct model_ctx c = {.m = m, .mv = mv};
+    struct model_ctx c = {.m = m, .mv = mv, .once_weight = ab_once_weight(&mv->problems[0])};
     for (int64_t i = 0; i < n; i++) c.dense += ab_problem_dense_flops(&mv->problems[i]);
     struct fit_eval e = {model_at, &c};
     struct ab_ledger led;
@@ -175,8 +218,8 @@ int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *m
     double lo, hi;
     ab_method_knob_range(m, &mv->problems[0], &lo, &hi);
     if ((rc = bisect(m, lo, hi, target, &e, knob, &led))) return rc;
+    *ratio = model_ratio(&c, &led); /* the smallest knob's when none fits */
     if (isnan(*knob)) return AB_OK;
-    *ratio = c.dense > 0 ? (led.flops_attend + led.flops_select) / c.dense : NAN;
-    *feasible = *ratio >= target * (1 - tol);
+    *feasible = 1;
     return m->plan ? m->plan(mv, *knob, plan) : AB_OK;
 }

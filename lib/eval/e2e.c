@@ -115,7 +115,8 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
                                        .n_layer_heads = H, .self = h, .group = group,
                                        .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)h,
                                                          7),
-                                       .layer_index = layer, .n_layer = mc->n_layer};
+                                       .layer_index = layer, .n_layer = mc->n_layer,
+                                       .horizon = o->horizon};
                 struct ab_applied ap;
                 double rel = NAN;
                 my_rc = replace_head(c, &p, o_rows, &ap, &rel);
@@ -123,8 +124,9 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
                     memcpy(o_h + c->q0 * hd, o_rows, sizeof(float) * (size_t)(n_rows * hd));
 #pragma omp critical(e2e_totals)
                     {
-                        c->flops_method += ap.led.flops_attend + ap.led.flops_select;
-                        c->flops_dense += ab_problem_dense_flops(&p);
+                        double dense = ab_problem_dense_flops(&p);
+                        c->flops_method += ab_ledger_ratio(&ap.led, &p) * dense;
+                        c->flops_dense += dense;
                         c->bytes_kv += ap.led.bytes_kv;
                         c->rel_sum += rel;
                         c->n_replaced++;

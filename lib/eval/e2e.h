@@ -9,7 +9,8 @@
  * computed exactly, as a model that prefilled it densely would). The method's knob is fitted per
  * head to the target FLOP ratio by the same solver as `run` (ab_method_apply); a head where not
  * even the smallest knob fits runs at that smallest knob and counts as infeasible, so the
- * method is never silently replaced by dense. Heads not replaced use exact attention. Errors
+ * method is never silently replaced by dense (the caller reports no score for a pass with an
+ * infeasible head: eval-model's rows then carry a reason instead of a perplexity). Heads not replaced use exact attention. Errors
  * compound across layers: a later layer's method sees inputs its predecessors changed, which is
  * what the end-to-end number measures; rel_l2 is measured on each head's own inputs. */
 #ifndef AB_EVAL_E2E_H
@@ -23,9 +24,11 @@
 struct ab_e2e_opts {
     const struct ab_method *method; /* NULL: exact attention everywhere (the dense baseline) */
     double target;                  /* per-head target FLOP ratio; NaN with a direct knob */
-    struct ab_apply_opts apply;     /* direct knob and tolerance */
+    struct ab_apply_opts apply;     /* direct knob */
     int phase;                      /* AB_PHASE_PREFILL or AB_PHASE_DECODE */
     int64_t decode_m;               /* decode: the last m rows are the method's queries */
+    int64_t horizon;                /* decode horizon G (0: AB_DECODE_HORIZON): one-off work is
+                                       amortised over G generated tokens */
     const int8_t *replace;          /* (n_layer * n_head): 1 where the method replaces the head;
                                        NULL: every head */
     uint64_t seed;
@@ -39,7 +42,8 @@ struct ab_e2e_opts {
 struct ab_e2e_result {
     int64_t n_scored;
     double nll, ppl, acc, copy_acc; /* copy_acc NaN without a copy task */
-    double flops_method, flops_dense, bytes_kv; /* summed over replaced heads, in the phase */
+    double flops_method, flops_dense, bytes_kv; /* summed over replaced heads, in the phase;
+                                                   flops_method amortised as ab_ledger_ratio */
     int64_t n_replaced, n_feasible;
     double rel_l2; /* mean over replaced heads */
     double time_s;

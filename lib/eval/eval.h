@@ -5,14 +5,32 @@
 #ifndef AB_EVAL_EVAL_H
 #define AB_EVAL_EVAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/workload.h"
 #include "eval/results.h"
 #include "methods/method.h"
 
-/* flop_ratio of a ledger on problem p: (flops_attend + flops_select) / dense FLOPs. */
+/* The weight of one-off work in the phase's ratio: 1 in prefill (it is part of the phase), m / G
+ * in decode (m = n - q0 evaluated decode queries standing for a generation of G tokens, G =
+ * ab_problem_horizon(p); architecture.md, "Phases and the decode protocol"). */
+double ab_once_weight(const struct ab_problem *p);
+
+/* flop_ratio of a ledger on problem p, the headline ratio budgets are fitted to:
+ * (flops_attend + flops_select + ab_once_weight(p) flops_once) / dense FLOPs of the phase. */
 double ab_ledger_ratio(const struct ab_ledger *l, const struct ab_problem *p);
+
+/* The per-step ratio: (flops_attend + flops_select) / dense, without the one-off work (in
+ * decode: the cost of one generated token once the cache is built). */
+double ab_ledger_ratio_step(const struct ab_ledger *l, const struct ab_problem *p);
+
+/* Why m cannot reach target on p, in a few words, from led, the smallest knob's ledger (its
+ * ratio is above target): the term that alone exceeds the target ("one-off selection alone
+ * 0.504 of dense (over G = 64)", "selection alone 0.3 of dense"), else "smallest knob (k = 1)
+ * 0.199", or "fixed cost 1.2 of dense" for a method without a knob. */
+void ab_budget_reason(const struct ab_method *m, const struct ab_problem *p, double target,
+                      const struct ab_ledger *led, char *buf, size_t cap);
 
 /* The cost of m at knob on p: cost() when the method is analytic, else a selection-only run
  * (run with o == NULL). */
@@ -21,33 +39,35 @@ int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double
 
 /* Fits the knob of m on p to a target FLOP ratio: the knob with the largest cost not above
  * target (bisection on the knob; integer knobs exactly, real knobs to 1e-4 of their range;
- * data-dependent methods with at most 24 selection-only runs). *feasible is 1 when the achieved
- * ratio lies in [target * (1 - tol), target], 0 otherwise; *knob is the best knob whose cost
- * is not above target, or NaN when even the smallest knob costs more (then *led holds that
- * smallest cost). Methods without a knob: *knob = NaN, feasible when their fixed cost is not
- * above target. AB_OK or an error from the method. */
+ * data-dependent methods with at most 24 selection-only runs). The cell meets its budget
+ * (*feasible = 1) when that knob exists: the achieved ratio is at most the target, however far
+ * below (an integer knob may land well under it); *knob is NaN and *feasible 0 when even the
+ * smallest knob costs more (then *led holds that smallest cost). Methods without a knob:
+ * *knob = NaN, feasible when their fixed cost is not above target. AB_OK or an error from the
+ * method. */
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
-                  double tol, double *knob, struct ab_ledger *led, int *feasible);
+                  double *knob, struct ab_ledger *led, int *feasible);
 
-/* How ab_method_apply picks the knob: a direct knob, or the budget solver's tolerance. */
+/* How ab_method_apply picks the knob: a direct knob, or the budget solver. */
 struct ab_apply_opts {
     int has_knob;  /* 1: run at `knob` instead of fitting a budget */
     double knob;
-    double tol;    /* budget tolerance (0.05) */
 };
 
 /* What ab_method_apply did. */
 struct ab_applied {
     double knob;          /* the knob used; NaN when the method has none or none fits */
-    int feasible;         /* achieved ratio within [target (1 - tol), target] (see budget_fit) */
-    int ran;              /* 0: not even the smallest knob fits the target, nothing was run */
+    int feasible;         /* achieved ratio at most the target (see budget_fit) */
+    int ran;              /* 1 exactly when feasible: infeasible cells are not run */
     struct ab_ledger led; /* the phase's ledger (of the smallest knob when ran == 0) */
+    char reason[96];      /* why the cell is infeasible (ab_budget_reason), "" when it is not */
     double time_s;        /* wall time of the run */
 };
 
 /* Applies m to p at a target FLOP ratio (NaN: no budget, as a direct --knob run): fits the knob
  * with ab_budget_fit (methods flagged AB_METHOD_FIXED, and direct knobs, run at their knob
- * without fitting), then runs it, writing O of the evaluated rows to out (n_rows, d_v), the
+ * without fitting), then runs it when the cell is feasible (an infeasible cell runs nothing and
+ * carries no output: res->ran = 0 and res->reason says why), writing O of the evaluated rows to out (n_rows, d_v), the
  * kept set to keep (selection methods; keep may be NULL otherwise) and, when m has a
  * distribution, that distribution to dist (n_rows, n_k), which must then be non-NULL. A method
  * that exports its distribution and an analytic cost is evaluated as O = Ã V. The sweep and
@@ -57,15 +77,14 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
                     struct ab_applied *res);
 
 /* The model-level fit of a method flagged AB_METHOD_MODEL: the knob whose workload cost (the
- * sum over every head of mv of flops_attend + flops_select, over the sum of their dense FLOPs)
- * is the largest not above target, by the same bisection as ab_budget_fit; *plan is the
- * method's plan at that knob (NULL without a plan function; free it with the method's
- * plan_free), *ratio the workload ratio reached, *feasible as ab_budget_fit's on that ratio.
- * *knob is NaN (and *plan NULL) when even the smallest knob costs too much. Heads are costed in
- * parallel (OpenMP, BLAS serial inside). */
+ * sum over every head of mv of the amortised cost of ab_ledger_ratio, over the sum of their
+ * dense FLOPs) is the largest not above target, by the same bisection as ab_budget_fit; *plan
+ * is the method's plan at that knob (NULL without a plan function; free it with the method's
+ * plan_free), *ratio the workload ratio reached, *feasible 1 when a knob fits. *knob is NaN
+ * (and *plan NULL) when even the smallest knob costs too much; *ratio is then the smallest
+ * knob's. Heads are costed in parallel (OpenMP, BLAS serial inside). */
 int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
-                        double target, double tol, double *knob, void **plan, double *ratio,
-                        int *feasible);
+                        double target, double *knob, void **plan, double *ratio, int *feasible);
 
 /* The exact side of one (head, phase): evaluated rows, their reference outputs and their exact
  * attention rows, computed once and shared by every method and budget. */
@@ -109,9 +128,10 @@ struct ab_sweep_opts {
     int n_targets;
     unsigned phases;        /* AB_PHASE_* bits */
     int64_t decode_m;       /* decode queries m (default 64) */
+    int64_t horizon;        /* decode horizon G >= m: one-off work is amortised over G steps
+                               (default AB_DECODE_HORIZON) */
     int64_t max_rows;       /* prefill: evaluate all rows up to this many, else a seeded sample
                                of this many plus every task row (default 256) */
-    double tol;             /* budget tolerance (default 0.05) */
     int64_t topk;           /* k of topk_recall (16) */
     int has_knob;           /* 1: run every method at knob_value instead of solving budgets */
     double knob_value;

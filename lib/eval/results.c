@@ -25,14 +25,17 @@ static void ab_cell_free_strings(struct ab_cell *c)
     free(c->phase);
     free(c->knob_name);
     free(c->task_kind);
+    free(c->reason);
 }
 
 /* Frees a summary table of n rows. */
 static void ab_summary_free(struct ab_summary_row *s, int64_t n)
 {
     for (int64_t i = 0; s && i < n; i++) {
+        free(s[i].workload);
         free(s[i].method);
         free(s[i].phase);
+        free(s[i].reason);
     }
     free(s);
 }
@@ -76,6 +79,7 @@ static void ab_model_row_free_strings(struct ab_model_row *m)
     free(m->knob_name);
     free(m->heads);
     free(m->head_list);
+    free(m->reason);
 }
 
 void ab_results_free(struct ab_results *r)
@@ -124,7 +128,8 @@ int ab_results_add(struct ab_results *r, const struct ab_cell *c)
     struct ab_cell copy = *c;
     int bad = ab_dup(c->workload, &copy.workload) | ab_dup(c->method, &copy.method) |
               ab_dup(c->family, &copy.family) | ab_dup(c->phase, &copy.phase) |
-              ab_dup(c->knob_name, &copy.knob_name) | ab_dup(c->task_kind, &copy.task_kind);
+              ab_dup(c->knob_name, &copy.knob_name) | ab_dup(c->task_kind, &copy.task_kind) |
+              ab_dup(c->reason, &copy.reason);
     if (bad) {
         ab_cell_free_strings(&copy);
         return ab_fail(AB_E_NOMEM, "out of memory for a result row");
@@ -142,7 +147,8 @@ int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row)
     int bad = ab_dup(row->workload, &copy.workload) | ab_dup(row->model, &copy.model) |
               ab_dup(row->method, &copy.method) | ab_dup(row->family, &copy.family) |
               ab_dup(row->phase, &copy.phase) | ab_dup(row->knob_name, &copy.knob_name) |
-              ab_dup(row->heads, &copy.heads) | ab_dup(row->head_list, &copy.head_list);
+              ab_dup(row->heads, &copy.heads) | ab_dup(row->head_list, &copy.head_list) |
+              ab_dup(row->reason, &copy.reason);
     if (bad) {
         ab_model_row_free_strings(&copy);
         return ab_fail(AB_E_NOMEM, "cannot grow the /model table");
@@ -212,18 +218,26 @@ static void ab_summary_fill(struct ab_summary_row *s, const struct ab_cell *cell
     s->n_heads = n;
     ab_column_stats(cells, idx, n, offsetof(struct ab_cell, flop_ratio), 0, scratch, &s->flop_ratio,
                     NULL);
+    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, flop_ratio_step), 0, scratch,
+                    &s->flop_ratio_step, NULL);
+    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, bytes_kv), 0, scratch, &s->bytes_kv,
+                    NULL);
+    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, task_acc_retrieve), 0, scratch,
+                    &s->task_acc_retrieve_mean, NULL);
+    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, task_acc_aggregate), 0, scratch,
+                    &s->task_acc_aggregate_mean, NULL);
     /* the weak tail: low quantile where higher is better, high quantile where higher is worse */
     const struct {
         size_t col;
         double p;
         double *mean, *tail;
     } acc[] = {
-        {offsetof(struct ab_cell, rel_l2), 0.9, &s->rel_l2_mean, &s->rel_l2_p10},
+        {offsetof(struct ab_cell, rel_l2), 0.9, &s->rel_l2_mean, &s->rel_l2_p90},
         {offsetof(struct ab_cell, cos_mean), 0.1, &s->cos_mean_mean, &s->cos_mean_p10},
         {offsetof(struct ab_cell, cos_min), 0.1, &s->cos_min_mean, &s->cos_min_p10},
         {offsetof(struct ab_cell, recall), 0.1, &s->recall_mean, &s->recall_p10},
         {offsetof(struct ab_cell, topk_recall), 0.1, &s->topk_recall_mean, &s->topk_recall_p10},
-        {offsetof(struct ab_cell, kl), 0.9, &s->kl_mean, &s->kl_p10},
+        {offsetof(struct ab_cell, kl), 0.9, &s->kl_mean, &s->kl_p90},
         {offsetof(struct ab_cell, task_acc), 0.1, &s->task_acc_mean, &s->task_acc_p10},
     };
     for (size_t k = 0; k < sizeof acc / sizeof acc[0]; k++)
@@ -249,16 +263,20 @@ int ab_results_summarise(struct ab_results *r)
         int64_t g = 0;
         for (; g < n_group; g++) {
             const struct ab_cell *f = &r->cells[first[g]];
-            if (ab_same_str(c->method, f->method) && ab_same_str(c->phase, f->phase) &&
-                ab_same_target(c->target_ratio, f->target_ratio))
+            if (ab_same_str(c->workload, f->workload) && ab_same_str(c->method, f->method) &&
+                ab_same_str(c->phase, f->phase) && ab_same_target(c->target_ratio, f->target_ratio))
                 break;
         }
         if (g == n_group) first[n_group++] = i;
         group[i] = g;
     }
     /* feasible cells bucketed by group (counting sort keeps cell order inside a group) */
-    for (int64_t i = 0; i < n; i++)
+    sum = calloc((size_t)(n_group > 0 ? n_group : 1), sizeof *sum);
+    if (!sum) goto nomem;
+    for (int64_t i = 0; i < n; i++) {
+        sum[group[i]].n_cells++;
         if (r->cells[i].feasible) start[group[i] + 1]++;
+    }
     for (int64_t g = 0; g < n_group; g++) start[g + 1] += start[g];
     for (int64_t i = 0; i < n; i++)
         if (r->cells[i].feasible) idx[start[group[i]]++] = i;
@@ -266,17 +284,19 @@ int ab_results_summarise(struct ab_results *r)
     for (int64_t g = n_group; g > 0; g--) start[g] = start[g - 1];
     start[0] = 0;
 
-    sum = calloc((size_t)(n_group > 0 ? n_group : 1), sizeof *sum);
-    if (!sum) goto nomem;
     for (int64_t g = 0; g < n_group; g++) {
         const struct ab_cell *f = &r->cells[first[g]];
         struct ab_summary_row *s = &sum[g];
-        if (ab_dup(f->method ? f->method : "", &s->method) ||
-            ab_dup(f->phase ? f->phase : "", &s->phase)) {
+        int none = start[g + 1] == start[g];
+        if (ab_dup(f->workload ? f->workload : "", &s->workload) ||
+            ab_dup(f->method ? f->method : "", &s->method) ||
+            ab_dup(f->phase ? f->phase : "", &s->phase) ||
+            ab_dup(none && f->reason ? f->reason : "", &s->reason)) {
             ab_summary_free(sum, n_group);
             sum = NULL;
             goto nomem;
         }
+        s->n = f->n;
         s->target_ratio = f->target_ratio;
         ab_summary_fill(s, r->cells, idx + start[g], start[g + 1] - start[g], scratch);
     }

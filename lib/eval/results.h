@@ -8,20 +8,27 @@
 
 #include <stdint.h>
 
-#define AB_RESULTS_SCHEMA "attnbench/results/1"
+#define AB_RESULTS_SCHEMA "attnbench/results/2"
+/* Schema 2 (issue 12): a cell meets its budget when its ratio is at most the target; one-off
+ * decode work in flops_once, amortised over the decode horizon (root attribute
+ * decode_horizon); infeasible cells carry no metrics and a reason; /summary per workload with
+ * its length n; weak-tail columns named for their percentile (rel_l2_p90, kl_p90). */
 
 /* One row of /cells. Strings are owned by the results (malloc'd). NaN marks "not defined"
- * (recall of a method without a selection, task_acc without tasks, metrics of an infeasible
- * cell). */
+ * (recall of a method without a selection, task_acc without tasks, every metric of an
+ * infeasible cell). */
 struct ab_cell {
     char *workload;        /* workload path as given */
+    int64_t n;             /* the workload's sequence length */
     int64_t layer, head, kv_head;
     char *method, *family;
     char *phase;           /* "prefill" | "decode" */
     char *knob_name;       /* "" when the method has none */
     double knob;           /* NaN when none */
     double target_ratio;   /* the budget asked for (NaN for a direct --knob run) */
-    double flop_ratio, flops_attend, flops_select, ops_other, bytes_kv;
+    double flop_ratio;     /* amortised: (attend + select + once x m / G) / dense in decode */
+    double flop_ratio_step;/* per step: (attend + select) / dense, without the one-off work */
+    double flops_attend, flops_select, flops_once, ops_other, bytes_kv;
     double density, sparsity, compression;
     double rel_l2, cos_mean, cos_min, max_abs, recall, topk_recall, kl;
     char *task_kind;       /* kinds present in this head, "+"-joined, or "" */
@@ -29,19 +36,30 @@ struct ab_cell {
     double task_acc_retrieve, task_acc_multi_retrieve, task_acc_aggregate;
     int64_t n_eval_rows;
     double time_s;
-    int64_t feasible;      /* 1, or 0 when the method cannot reach the target */
+    int64_t feasible;      /* 1 when the achieved ratio is at most the target, 0 when even
+                              the smallest knob costs more (metrics then NaN) */
+    char *reason;          /* why the cell is infeasible ("smallest knob (k = 1) 0.199"), or "" */
 };
 
-/* One row of /summary: aggregates over the heads of one (method, phase, target). */
+/* One row of /summary: aggregates over the heads of one (workload, method, phase, target), so
+ * lengths and workloads are never averaged together. */
 struct ab_summary_row {
+    char *workload;
+    int64_t n;             /* the workload's sequence length */
     char *method, *phase;
     double target_ratio;
-    int64_t n_heads;       /* feasible cells aggregated */
-    double flop_ratio;     /* mean achieved */
-    /* mean and 10th percentile over heads of each accuracy column */
-    double rel_l2_mean, rel_l2_p10, cos_mean_mean, cos_mean_p10, cos_min_mean, cos_min_p10;
-    double recall_mean, recall_p10, topk_recall_mean, topk_recall_p10, kl_mean, kl_p10;
+    int64_t n_cells;       /* cells (heads) of the group */
+    int64_t n_heads;       /* of them, feasible cells aggregated */
+    double flop_ratio;     /* mean achieved (amortised) */
+    double flop_ratio_step;/* mean per-step ratio */
+    double bytes_kv;       /* mean K and V bytes read per cell */
+    /* mean and weak tail over heads of each accuracy column: the 10th percentile where higher
+     * is better, the 90th where higher is worse (rel_l2, kl) */
+    double rel_l2_mean, rel_l2_p90, cos_mean_mean, cos_mean_p10, cos_min_mean, cos_min_p10;
+    double recall_mean, recall_p10, topk_recall_mean, topk_recall_p10, kl_mean, kl_p90;
     double task_acc_mean, task_acc_p10;
+    double task_acc_retrieve_mean, task_acc_aggregate_mean;
+    char *reason;          /* the first infeasible cell's reason when no cell is feasible, or "" */
 };
 
 /* One row of /heads (metrics.md, "Head and sink statistics"): the statistics of one (workload,
@@ -122,6 +140,8 @@ struct ab_model_row {
     int64_t n_heads;       /* heads the method replaced */
     int64_t heads_feasible;/* of them, heads whose knob met the target within tolerance */
     int64_t feasible;      /* 1 when every replaced head was feasible */
+    char *reason;          /* why the row has no scores (a replaced head could not reach the
+                              target: nll, ppl, acc, copy_acc are then NaN), or "" */
     int64_t n_tokens;      /* tokens of the input (BOS included) */
     int64_t n_scored;      /* positions whose next-token prediction is scored */
     double nll, ppl, acc;  /* mean NLL (nats/token), exp(nll), top-1 next-token accuracy */
@@ -146,6 +166,7 @@ struct ab_results {
     int64_t threads;
     char *scenario;        /* scenario text or NULL */
     char *notes;           /* conventions recorded with the results (kl direction, sampling) */
+    int64_t decode_horizon;/* G of the decode cells' amortised ratio (0: no decode cells) */
     /* root attributes a writer takes from the clock, the machine and the build when NULL (set
      * them for a reproducible file); a reader fills them from the file */
     char *created_utc;     /* "YYYY-MM-DDTHH:MM:SSZ" */
@@ -177,13 +198,13 @@ void ab_results_layers_free(struct ab_results *r);
 int ab_results_add(struct ab_results *r, const struct ab_cell *c);
 /* Appends a copy of row (strings duplicated) to r->model. AB_OK or AB_E_NOMEM. */
 int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row);
-/* Computes r->summary from r->cells (replacing any): one row per (method, phase,
+/* Computes r->summary from r->cells (replacing any): one row per (workload, method, phase,
  * target_ratio) in order of first appearance in the cells (a NaN target groups with NaN).
  * n_heads counts the feasible cells; every mean and percentile runs over the feasible cells
  * whose value is not NaN (NaN when there is none). Percentiles by linear interpolation between
- * sorted values (numpy's default). The *_p10 fields hold the weak tail: the 10th percentile
- * for columns where higher is better (cos_mean, cos_min, recall, topk_recall, task_acc) and
- * the 90th for those where higher is worse (rel_l2, kl), as the column's long_name says.
+ * sorted values (numpy's default): *_p10 the 10th percentile for columns where higher is
+ * better (cos_mean, cos_min, recall, topk_recall, task_acc), *_p90 the 90th for those where
+ * higher is worse (rel_l2, kl).
  * AB_OK or AB_E_NOMEM (the old summary is then kept). */
 int ab_results_summarise(struct ab_results *r);
 

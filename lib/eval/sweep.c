@@ -21,8 +21,8 @@ void ab_sweep_defaults(struct ab_sweep_opts *o)
                                 .n_targets = 5,
                                 .phases = AB_PHASE_PREFILL | AB_PHASE_DECODE,
                                 .decode_m = 64,
+                                .horizon = AB_DECODE_HORIZON,
                                 .max_rows = 256,
-                                .tol = 0.05,
                                 .topk = 16,
                                 .seed = 1};
 }
@@ -123,7 +123,8 @@ static struct ab_problem head_problem(const struct ab_workload *w, const struct 
                                .n_layer_heads = w->n_head, .self = head,
                                .group = w->n_head / w->n_kv_head,
                                .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7),
-                               .layer_index = layer, .n_layer = w->n_layer};
+                               .layer_index = layer, .n_layer = w->n_layer,
+                               .horizon = o->horizon};
 }
 
 /* The workload-level fit of a method flagged AB_METHOD_MODEL at one (phase, target), made once
@@ -131,7 +132,8 @@ static struct ab_problem head_problem(const struct ab_workload *w, const struct 
 struct model_fit {
     double knob;  /* NaN: not even the smallest knob fits */
     void *plan;
-    int feasible; /* of the workload ratio */
+    int feasible; /* a knob fits the workload target */
+    double ratio; /* the workload ratio reached (the smallest knob's when none fits) */
 };
 
 static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
@@ -140,7 +142,7 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
                     float *out, struct ab_keep *keep, float *dist, const struct model_fit *fit,
                     struct ab_cell *c)
 {
-    struct ab_apply_opts ao = {.has_knob = o->has_knob, .knob = o->knob_value, .tol = o->tol};
+    struct ab_apply_opts ao = {.has_knob = o->has_knob, .knob = o->knob_value};
     struct ab_applied ap;
     struct ab_problem planned;
     if (fit) { /* the knob and plan of the whole workload; this head runs at them */
@@ -155,13 +157,17 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         double lo, hi;
         ab_method_knob_range(m, p, &lo, &hi);
         rc = ab_method_cost(m, p, lo, &ap.led); /* the smallest knob's cost, as budget_fit */
+        snprintf(ap.reason, sizeof ap.reason, "workload ratio %.3g at the smallest knob (%s = %g)",
+                 fit->ratio, m->knob.name, lo);
     } else {
-        rc = ab_method_apply(m, p, target, &ao, out, keep, dist, &ap);
+        /* a model-level knob is the workload's: a head may cost more than the target */
+        rc = ab_method_apply(m, p, fit ? NAN : target, &ao, out, keep, dist, &ap);
     }
     if (rc) return rc;
     if (fit) ap.feasible = fit->feasible && !isnan(fit->knob);
     *c = (struct ab_cell){
         .workload = (char *)name,
+        .n = w->n_seq,
         .layer = layer,
         .head = head,
         .kv_head = ab_workload_kv_of(w, head),
@@ -175,7 +181,13 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         .n_eval_rows = p->n_rows,
         .feasible = ap.feasible,
         .time_s = ap.time_s,
+        .reason = "",
     };
+    if (!ap.feasible) { /* freed once the table holds its copy */
+        char *why = strdup(ap.reason[0] ? ap.reason : "infeasible");
+        if (!why) return ab_fail(AB_E_NOMEM, "cannot record why a cell is infeasible");
+        c->reason = why;
+    }
     double nan = NAN;
     c->rel_l2 = c->cos_mean = c->cos_min = c->max_abs = c->recall = c->topk_recall = c->kl = nan;
     c->task_acc = c->task_acc_retrieve = c->task_acc_multi_retrieve = c->task_acc_aggregate = nan;
@@ -196,8 +208,10 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
     const struct ab_ledger *led = &ap.led;
     double allowed = ab_problem_allowed_cells(p);
     c->flops_attend = led->flops_attend, c->flops_select = led->flops_select;
+    c->flops_once = led->flops_once;
     c->ops_other = led->ops_other, c->bytes_kv = led->bytes_kv;
     c->flop_ratio = ab_ledger_ratio(led, p);
+    c->flop_ratio_step = ab_ledger_ratio_step(led, p);
     c->density = allowed > 0 ? led->cells / allowed : NAN;
     c->sparsity = 1 - c->density;
     c->compression = 1 / c->flop_ratio;
@@ -263,6 +277,7 @@ static void run_head(const struct ab_workload *w, const char *name,
                 /* strings are copied into the table later, on the main thread */
                 struct ab_cell *grown = realloc(job->cells, sizeof *grown * (size_t)(job->n + 1));
                 if (!grown) {
+                    if (c.reason[0]) free(c.reason);
                     rc = ab_fail(AB_E_NOMEM, "cannot grow the results table");
                     break;
                 }
@@ -323,13 +338,12 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
             for (int t = 0; t < cells_of(m, o) && !rc; t++) {
                 struct model_fit *f = &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) *
                                                 o->n_targets + t];
-                double ratio;
                 if (o->has_knob) { /* a direct knob: its plan, no budget */
                     f->knob = o->knob_value, f->feasible = 1;
                     rc = m->plan ? m->plan(&mv, f->knob, &f->plan) : AB_OK;
                 } else {
                     double target = m->knob.name ? o->targets[t] : 1.0;
-                    rc = ab_budget_fit_model(m, &mv, target, o->tol, &f->knob, &f->plan, &ratio,
+                    rc = ab_budget_fit_model(m, &mv, target, &f->knob, &f->plan, &f->ratio,
                                              &f->feasible);
                 }
                 if (rc) rc = ab_fail(rc, "%s (model-level fit): %s", m->name, ab_errmsg());
@@ -355,6 +369,10 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     if (o->phases & AB_PHASE_DECODE && (o->decode_m < 1 || o->decode_m >= w->n_seq))
         return ab_fail(AB_E_USAGE, "'%s': decode queries m = %lld must be in [1, n - 1] (n = %lld)",
                        name, (long long)o->decode_m, (long long)w->n_seq);
+    if (o->phases & AB_PHASE_DECODE && o->horizon < o->decode_m)
+        return ab_fail(AB_E_USAGE,
+                       "decode horizon G = %lld is below the %lld evaluated decode queries",
+                       (long long)o->horizon, (long long)o->decode_m);
     int64_t n_jobs = w->n_layer * w->n_head, total = ab_sweep_count(w, o), done = 0;
     struct model_fit *fits = calloc((size_t)(2 * o->n_methods * o->n_targets), sizeof *fits);
     if (!fits) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
@@ -398,7 +416,10 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     fits_free(o, fits);
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
-        for (int64_t c = 0; !rc && c < jobs[j].n; c++) rc = ab_results_add(res, &jobs[j].cells[c]);
+        for (int64_t c = 0; c < jobs[j].n; c++) {
+            if (!rc) rc = ab_results_add(res, &jobs[j].cells[c]);
+            if (jobs[j].cells[c].reason[0]) free(jobs[j].cells[c].reason);
+        }
         free(jobs[j].cells);
     }
     free(jobs);

@@ -22,7 +22,7 @@
 
 void ab_kept_map_defaults(struct ab_kept_map_opts *o)
 {
-    *o = (struct ab_kept_map_opts){.budget = 0.125, .tol = 0.05, .decode_m = 64, .seed = 1,
+    *o = (struct ab_kept_map_opts){.budget = 0.125, .decode_m = 64, .seed = 1,
                                    .size = 512, .floor = 1e-6};
 }
 
@@ -100,7 +100,7 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
     double knob = NAN;
     int feasible = 0;
     struct ab_ledger led = {0};
-    if ((rc = ab_budget_fit(m, &p, o->budget, o->tol, &knob, &led, &feasible)) != AB_OK) goto done;
+    if ((rc = ab_budget_fit(m, &p, o->budget, &knob, &led, &feasible)) != AB_OK) goto done;
     if ((m->knob.name && isnan(knob)) || (!m->knob.name && !feasible)) {
         rc = ab_fail(AB_E_USAGE,
                      "'%s' cannot reach FLOP ratio %g on layer %lld head %lld (%s): its "

@@ -13,7 +13,6 @@ struct ab_kept_map_opts {
     const char *method;   /* registry name; the method must select (AB_METHOD_SELECTS) */
     int phase;            /* AB_PHASE_PREFILL or AB_PHASE_DECODE; 0: prefill when supported */
     double budget;        /* target FLOP ratio in (0, 1] */
-    double tol;           /* budget tolerance of ab_budget_fit (0.05, as `run`) */
     int64_t decode_m;     /* decode queries (64, as `run`) */
     uint64_t seed;        /* the sweep's seed (1), so seeded methods choose as `run` did */
     int64_t size;         /* largest image side (512) */
@@ -26,7 +25,7 @@ struct ab_kept_map_info {
     int phase;
     double knob;       /* NaN for a method without a knob */
     double ratio;      /* achieved FLOP ratio */
-    int feasible;      /* within the tolerance below the budget */
+    int feasible;      /* the achieved ratio is at most the budget */
     double kept_share; /* kept cells / visible cells over the drawn rows */
     int64_t n_rows;    /* query rows drawn */
 };

@@ -49,7 +49,7 @@ struct metric {
 #define SUMF(f) offsetof(struct ab_summary_row, f)
 #define CELLF(f) offsetof(struct ab_cell, f)
 static const struct metric metrics[] = {
-    {"rel_l2", "relative L2 error of the output", 1, 0, SUMF(rel_l2_mean), SUMF(rel_l2_p10),
+    {"rel_l2", "relative L2 error of the output", 1, 0, SUMF(rel_l2_mean), SUMF(rel_l2_p90),
      CELLF(rel_l2), "p90"},
     {"recall", "attention mass kept (recall)", 0, 1, SUMF(recall_mean), SUMF(recall_p10),
      CELLF(recall), "p10"},

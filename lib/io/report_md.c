@@ -88,7 +88,7 @@ static void md_best(const struct rep *R, FILE *f)
             if (br >= 0) {
                 int s = ab_rep_group_at(R, br, pi, t, &ti);
                 fprintf(f, "%s | %.4g | %.4g | ", R->m[br].name, R->r->summary[s].rel_l2_mean,
-                        R->r->summary[s].rel_l2_p10);
+                        R->r->summary[s].rel_l2_p90);
             } else {
                 fputs("none | | | ", f);
             }
@@ -286,7 +286,7 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
             const struct ab_summary_row *s = &r->summary[ab_rep_group_at(R, b, pi, R->B, &ti)];
             fprintf(f, "- %s at %s: **%s** has the lowest mean rel_l2 (%.3g; p90 over heads %.3g, "
                        "achieved ratio %.3g)",
-                    R->phase[pi], rl, R->m[b].name, s->rel_l2_mean, s->rel_l2_p10, s->flop_ratio);
+                    R->phase[pi], rl, R->m[b].name, s->rel_l2_mean, s->rel_l2_p90, s->flop_ratio);
             int bt = ab_rep_best_at(R, pi, R->B, M_TASK_ACC, NULL);
             if (bt >= 0 && r->summary[ab_rep_group_at(R, bt, pi, R->B, &ti)].task_acc_mean > 0) {
                 const struct ab_summary_row *st =

@@ -32,6 +32,7 @@
 /* Units follow UDUNITS: "1" for dimensionless numbers and counts, "" for labels. */
 static const struct ab_column ab_cell_cols[] = {
     AB_CELL_COL(workload, AB_COL_STR, "", "workload file path as given"),
+    AB_CELL_COL(n, AB_COL_I64, "1", "the workload's sequence length"),
     AB_CELL_COL(layer, AB_COL_I64, "1", "layer index (0-based)"),
     AB_CELL_COL(head, AB_COL_I64, "1", "query head index (0-based)"),
     AB_CELL_COL(kv_head, AB_COL_I64, "1", "key/value head serving this query head (0-based)"),
@@ -44,11 +45,19 @@ static const struct ab_column ab_cell_cols[] = {
     AB_CELL_COL(target_ratio, AB_COL_F64, "1",
                 "target FLOP ratio asked for (NaN for a direct --knob run)"),
     AB_CELL_COL(flop_ratio, AB_COL_F64, "1",
-                "(flops_attend + flops_select) / dense FLOPs of the phase"),
+                "(flops_attend + flops_select + w flops_once) / dense FLOPs of the phase, w = 1 "
+                "in prefill, m / decode_horizon in decode (one-off work amortised over the "
+                "horizon): the ratio budgets are fitted to"),
+    AB_CELL_COL(flop_ratio_step, AB_COL_F64, "1",
+                "(flops_attend + flops_select) / dense FLOPs: the per-step ratio, without the "
+                "one-off work"),
     AB_CELL_COL(flops_attend, AB_COL_F64, "1",
                 "FLOPs of the attention computed (multiply-add = 2 FLOPs)"),
     AB_CELL_COL(flops_select, AB_COL_F64, "1",
-                "FLOPs spent deciding what to keep (estimation, pooling, scoring)"),
+                "FLOPs spent deciding what to keep, per query (estimation, pooling, scoring)"),
+    AB_CELL_COL(flops_once, AB_COL_F64, "1",
+                "decode: FLOPs done once on the context at the end of prefill (observation "
+                "window, index, probe), amortised over decode_horizon in flop_ratio"),
     AB_CELL_COL(ops_other, AB_COL_F64, "1",
                 "exp, compare and sort/top-k element operations, not folded into FLOPs"),
     AB_CELL_COL(bytes_kv, AB_COL_F64, "byte", "bytes of K and V read"),
@@ -83,18 +92,28 @@ static const struct ab_column ab_cell_cols[] = {
     AB_CELL_COL(n_eval_rows, AB_COL_I64, "1", "number of query rows evaluated"),
     AB_CELL_COL(time_s, AB_COL_F64, "s", "wall time of the method on this cell (informational)"),
     AB_CELL_COL(feasible, AB_COL_I64, "1",
-                "1 when the method reached the target, 0 when it cannot (metrics then NaN)"),
+                "1 when the achieved flop_ratio is at most the target, 0 when even the smallest "
+                "knob costs more (every metric then NaN)"),
+    AB_CELL_COL(reason, AB_COL_STR, "",
+                "why the cell is infeasible: the cost term that exceeds the target (empty when "
+                "feasible)"),
 };
 
 static const struct ab_column ab_summary_cols[] = {
+    AB_SUM_COL(workload, AB_COL_STR, "", "workload file path as given"),
+    AB_SUM_COL(n, AB_COL_I64, "1", "the workload's sequence length"),
     AB_SUM_COL(method, AB_COL_STR, "", "method name (registry row)"),
     AB_SUM_COL(phase, AB_COL_STR, "", "phase: prefill or decode"),
     AB_SUM_COL(target_ratio, AB_COL_F64, "1",
                "target FLOP ratio asked for (NaN for a direct --knob run)"),
+    AB_SUM_COL(n_cells, AB_COL_I64, "1", "number of cells (heads) of the group"),
     AB_SUM_COL(n_heads, AB_COL_I64, "1", "number of feasible cells (heads) aggregated"),
     AB_SUM_COL(flop_ratio, AB_COL_F64, "1", "mean over the feasible heads of achieved flop_ratio"),
+    AB_SUM_COL(flop_ratio_step, AB_COL_F64, "1",
+               "mean over the feasible heads of the per-step flop_ratio_step"),
+    AB_SUM_COL(bytes_kv, AB_COL_F64, "byte", "mean over the feasible heads of bytes_kv"),
     AB_SUM_COL(rel_l2_mean, AB_COL_F64, "1", "mean over the feasible heads of rel_l2"),
-    AB_SUM_COL(rel_l2_p10, AB_COL_F64, "1",
+    AB_SUM_COL(rel_l2_p90, AB_COL_F64, "1",
                "90th percentile over the feasible heads of rel_l2 (the weak tail: higher is "
                "worse)"),
     AB_SUM_COL(cos_mean_mean, AB_COL_F64, "1", "mean over the feasible heads of cos_mean"),
@@ -110,11 +129,17 @@ static const struct ab_column ab_summary_cols[] = {
     AB_SUM_COL(topk_recall_p10, AB_COL_F64, "1",
                "10th percentile over the feasible heads of topk_recall (the weak tail)"),
     AB_SUM_COL(kl_mean, AB_COL_F64, "nat", "mean over the feasible heads of kl"),
-    AB_SUM_COL(kl_p10, AB_COL_F64, "nat",
+    AB_SUM_COL(kl_p90, AB_COL_F64, "nat",
                "90th percentile over the feasible heads of kl (the weak tail: higher is worse)"),
     AB_SUM_COL(task_acc_mean, AB_COL_F64, "1", "mean over the feasible heads of task_acc"),
     AB_SUM_COL(task_acc_p10, AB_COL_F64, "1",
                "10th percentile over the feasible heads of task_acc (the weak tail)"),
+    AB_SUM_COL(task_acc_retrieve_mean, AB_COL_F64, "1",
+               "mean over the feasible heads of task_acc_retrieve (low dispersion)"),
+    AB_SUM_COL(task_acc_aggregate_mean, AB_COL_F64, "1",
+               "mean over the feasible heads of task_acc_aggregate (high dispersion)"),
+    AB_SUM_COL(reason, AB_COL_STR, "",
+               "when no head is feasible, the first cell's reason (empty otherwise)"),
 };
 
 #define AB_HEAD_COL(field, type, units, long_name)                                                 \
@@ -238,13 +263,17 @@ static const struct ab_column ab_model_cols[] = {
     AB_MODEL_COL(knob, AB_COL_F64, "1", "direct knob value (NaN: fitted per head to the target)"),
     AB_MODEL_COL(target_ratio, AB_COL_F64, "1", "per-head target FLOP ratio"),
     AB_MODEL_COL(flop_ratio, AB_COL_F64, "1",
-                 "achieved attention FLOPs over dense, summed over the replaced heads"),
+                 "achieved attention FLOPs over dense, summed over the replaced heads (decode: "
+                 "one-off work amortised over decode_horizon)"),
     AB_MODEL_COL(bytes_kv, AB_COL_F64, "byte", "K and V bytes read, summed over the replaced heads"),
     AB_MODEL_COL(heads, AB_COL_STR, "", "which heads the method replaced"),
     AB_MODEL_COL(head_list, AB_COL_STR, "", "layer:head of the replaced heads (empty: all)"),
     AB_MODEL_COL(n_heads, AB_COL_I64, "1", "number of heads replaced"),
     AB_MODEL_COL(heads_feasible, AB_COL_I64, "1", "replaced heads that met the target"),
     AB_MODEL_COL(feasible, AB_COL_I64, "1", "1 when every replaced head met the target"),
+    AB_MODEL_COL(reason, AB_COL_STR, "",
+                 "why nll, ppl, acc and copy_acc are NaN: heads that could not reach the target "
+                 "(empty when every head did)"),
     AB_MODEL_COL(n_tokens, AB_COL_I64, "1", "tokens of the input, BOS included"),
     AB_MODEL_COL(n_scored, AB_COL_I64, "1", "positions whose next token is scored"),
     AB_MODEL_COL(nll, AB_COL_F64, "nat", "mean negative log-likelihood per scored token"),
@@ -325,6 +354,7 @@ static int ab_res_put_root_attrs(struct ab_h5 *f, const struct ab_results *r)
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "openblas_config", blas);
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "hostname", hostname);
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "notes", r->notes);
+    if (!rc) rc = ab_h5_attr_put_int(f, "/", "decode_horizon", (int)r->decode_horizon);
     free(sha);
     return rc;
 }
@@ -394,6 +424,12 @@ static int ab_res_check_schema(struct ab_h5 *f)
     if (rc == AB_OK && !schema)
         rc = ab_fail(AB_E_DATA, "'%s': not an attnbench results file (no schema attribute)",
                      f->path);
+    else if (rc == AB_OK && !strcmp(schema, "attnbench/results/1"))
+        rc = ab_fail(AB_E_DATA,
+                     "'%s': results schema 1, written before the accounting of schema 2 (a cell "
+                     "meets its budget at most at the target; one-off decode work amortised over "
+                     "a decode horizon; no metrics on infeasible cells): re-run it",
+                     f->path);
     else if (rc == AB_OK && strcmp(schema, AB_RESULTS_SCHEMA) != 0)
         rc = ab_fail(AB_E_DATA, "'%s': not an attnbench results file (schema '%s', expected '%s')",
                      f->path, schema, AB_RESULTS_SCHEMA);
@@ -415,6 +451,7 @@ static int ab_res_read_attrs(struct ab_h5 *f, struct ab_results *r)
         (rc = ab_h5_attr_get_str(f, "/", "notes", &r->notes)) ||
         (rc = ab_h5_attr_get_u64(f, "/", "seed", &r->seed, &found)) ||
         (rc = ab_h5_attr_get_i64(f, "/", "threads", &r->threads, &found)) ||
+        (rc = ab_h5_attr_get_i64(f, "/", "decode_horizon", &r->decode_horizon, &found)) ||
         (rc = ab_h5_attr_get_strs(f, "/", "workloads", &r->n_workloads, &r->workloads, &found)) ||
         (rc = ab_h5_attr_get_strs(f, "/", "workload_sha256", &n_sha, &r->workload_sha256, &found)))
         return rc;

@@ -73,8 +73,8 @@ static const char *const gen_keys[] = {
     "preset",       "profile", "mix",       "tasks",    "strength", "theta", "depth_min",
     "depth_max",    "layers",  "heads",     "kv_heads", "n",        "d",     "dv",
     "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", "full", NULL};
-static const char *const run_keys[] = {"methods", "budgets", "phases", "decode_queries",
-                                       "rows",    "topk",    "tol",    NULL};
+static const char *const run_keys[] = {"methods", "budgets", "phases",         "decode_queries",
+                                       "rows",    "topk",    "decode_horizon", NULL};
 static const char *const report_keys[] = {"maps", "map_methods", "by_workload", NULL};
 static const char *const heads_keys[] = {"epsilon", "window", "top_fraction", NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
@@ -88,7 +88,7 @@ static const char *const capture_keys[] = {"text",     "prompt", "tokens", "copy
 static const char *const import_keys[] = {"files",  "layout", "names", "dtype",
                                           "causal", "scale",  NULL};
 static const char *const eval_keys[] = {"text",      "copy_task",      "methods",      "budgets",
-                                        "phases",    "decode_queries", "tol",          "heads",
+                                        "phases",    "decode_queries", "decode_horizon", "heads",
                                         "heads_top", "heads_random",   "heads_select", NULL};
 static const char *const heads_top_keys[] = {"k", "score", NULL};
 static const char *const heads_select_keys[] = {"calibrate", "calibrate_copy", "min", NULL};
@@ -384,7 +384,8 @@ struct settings {
     int phases_line;
     int64_t decode_queries, rows, topk; /* < 0: not given */
     int dq_line;
-    double tol; /* NaN: not given */
+    int64_t decode_horizon; /* < 0: not given */
+    int dh_line;
     int maps_set, n_maps;
     int64_t maps[AB_SCENARIO_MAX_MAPS][2];
     int maps_line[AB_SCENARIO_MAX_MAPS];
@@ -396,8 +397,7 @@ struct settings {
 static void settings_init(struct settings *s)
 {
     memset(s, 0, sizeof *s);
-    s->decode_queries = s->rows = s->topk = -1;
-    s->tol = NAN;
+    s->decode_queries = s->rows = s->topk = s->decode_horizon = -1;
 }
 
 /* A list of registry method names into names[]; `what` names the list. */
@@ -519,10 +519,9 @@ static int read_setting_as(struct ctx *c, const char *key, const char *shown, ya
     }
     if (!strcmp(key, "rows")) return get_int(c, v, what, 1, INT32_MAX, &s->rows);
     if (!strcmp(key, "topk")) return get_int(c, v, what, 1, 64, &s->topk);
-    if (!strcmp(key, "tol")) {
-        if ((rc = get_real(c, v, what, &s->tol))) return rc;
-        if (!(s->tol >= 0 && s->tol < 1)) return FAIL(c, v, "%s must be in [0, 1)", what);
-        return AB_OK;
+    if (!strcmp(key, "decode_horizon")) {
+        s->dh_line = line_of(v);
+        return get_int(c, v, what, 1, INT32_MAX, &s->decode_horizon);
     }
     if (!strcmp(key, "maps")) {
         if ((rc = want_list(c, v, what, 1))) return rc;
@@ -589,7 +588,7 @@ static void settings_overlay(struct settings *s, const struct settings *q)
     if (q->decode_queries > 0) s->decode_queries = q->decode_queries, s->dq_line = q->dq_line;
     if (q->rows > 0) s->rows = q->rows;
     if (q->topk > 0) s->topk = q->topk;
-    if (!isnan(q->tol)) s->tol = q->tol;
+
     if (q->maps_set) {
         s->maps_set = 1, s->n_maps = q->n_maps;
         memcpy(s->maps, q->maps, sizeof s->maps);
@@ -1318,7 +1317,7 @@ static int read_model(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
 }
 
 /* The settings an eval_model entry shares with run (methods, budgets, phases, decode_queries,
- * tol) and their lines, kept until the quick overrides are applied and checked. */
+ * decode_horizon) and their lines, kept until the quick overrides are applied and checked. */
 struct eval_read {
     struct settings st;
     int line;
@@ -1331,8 +1330,8 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
     char in[96], what[192], buf[64];
     snprintf(in, sizeof in, "eval_model entry %d", index + 1);
     ev->line = er->line = line_of(m);
-    ev->copy_task = ev->decode_queries = ev->calibrate_copy = -1;
-    ev->tol = ev->select_min = NAN;
+    ev->copy_task = ev->decode_queries = ev->calibrate_copy = ev->decode_horizon = -1;
+    ev->select_min = NAN;
     settings_init(&er->st);
     if (m->type != YAML_MAPPING_NODE)
         return FAIL(c, m, "%s wants a map of keys, got %s", in, describe(m, buf, sizeof buf));
@@ -1351,7 +1350,8 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
     }
     if (!ev->text && ev->copy_task < 0)
         return FAIL(c, m, "%s needs an input: text and/or copy_task", in);
-    static const char *const shared[] = {"methods", "budgets", "phases", "decode_queries", "tol"};
+    static const char *const shared[] = {"methods", "budgets", "phases", "decode_queries",
+                                         "decode_horizon"};
     for (int i = 0; i < 5; i++)
         if ((v = lookup(c, m, shared[i])) && (rc = read_setting(c, shared[i], v, in, &er->st)))
             return rc;
@@ -1477,7 +1477,7 @@ static int resolve_eval(struct ctx *c, struct ab_scenario_eval *ev, struct eval_
     ev->n_budgets = st->n_budgets;
     memcpy(ev->budgets, st->budgets, sizeof ev->budgets);
     ev->decode_queries = st->decode_queries;
-    ev->tol = st->tol;
+    ev->decode_horizon = st->decode_horizon;
     for (int i = 0; i < ev->n_methods; i++) {
         const struct ab_method *mm = ab_method_find(ev->methods[i]);
         int line = st->methods_line[i] ? st->methods_line[i] : er->line;
@@ -1494,6 +1494,10 @@ static int resolve_eval(struct ctx *c, struct ab_scenario_eval *ev, struct eval_
                                  mm->name, ph == AB_PHASE_PREFILL ? "prefill" : "decode");
     }
     int64_t dq = ev->decode_queries > 0 ? ev->decode_queries : 64;
+    if (ev->decode_horizon > 0 && ev->decode_horizon < dq)
+        return fail_line(c, AB_E_DATA, st->dh_line,
+                         "decode_horizon %lld of eval_model is below its %lld decode queries",
+                         (long long)ev->decode_horizon, (long long)dq);
     if ((ev->phases & AB_PHASE_DECODE) && ev->copy_task > 0 && dq >= 2 * ev->copy_task + 1)
         return fail_line(c, AB_E_DATA, st->dq_line ? st->dq_line : er->line,
                          "decode_queries %lld of eval_model must be below the %lld tokens of "
@@ -1688,7 +1692,13 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     s->decode_queries = st->decode_queries > 0 ? st->decode_queries : 64;
     s->rows = st->rows > 0 ? st->rows : 256;
     s->topk = st->topk;
-    s->tol = st->tol;
+    s->decode_horizon = st->decode_horizon;
+    if (s->decode_horizon > 0 && s->decode_horizon < s->decode_queries) {
+        rc = fail_line(c, AB_E_DATA, st->dh_line,
+                       "decode_horizon %lld is below the %lld decode queries it stands for",
+                       (long long)s->decode_horizon, (long long)s->decode_queries);
+        goto done;
+    }
     if (s->has_run && (s->phases & AB_PHASE_DECODE))
         for (int w = 0; w < s->n_workloads; w++)
             if (s->workloads[w].n > 0 && s->decode_queries >= s->workloads[w].n) {
@@ -1729,7 +1739,7 @@ done:
 int ab_scenario_load(const char *path, int quick, struct ab_scenario *out)
 {
     memset(out, 0, sizeof *out);
-    out->topk = -1, out->tol = NAN;
+    out->topk = -1, out->decode_horizon = -1;
     out->heads_epsilon = out->heads_top_fraction = NAN, out->heads_window = -1;
     out->path = strdup(path);
     if (!out->path) return ab_fail(AB_E_NOMEM, "out of memory");

@@ -81,7 +81,7 @@ struct ab_scenario_eval {
     int n_budgets;
     unsigned phases;        /* AB_PHASE_* bits (default prefill, as eval-model) */
     int64_t decode_queries; /* < 0: eval-model's default (64) */
-    double tol;             /* NaN: eval-model's default */
+    int64_t decode_horizon; /* < 0: eval-model's default (1024) */
     int heads_kind;         /* enum ab_scenario_heads_kind */
     char *heads;            /* LIST: "L:H,L:H" */
     int64_t heads_k;        /* TOP, RANDOM: K */
@@ -138,7 +138,7 @@ struct ab_scenario {
     int64_t decode_queries; /* default 64 */
     int64_t rows;           /* default 256 */
     int64_t topk;           /* < 0: run's default */
-    double tol;             /* NaN: run's default */
+    int64_t decode_horizon; /* < 0: run's default (1024) */
     /* report */
     int64_t maps[AB_SCENARIO_MAX_MAPS][2]; /* (layer, head) of the first workload */
     int n_maps;

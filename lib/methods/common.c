@@ -10,6 +10,7 @@ void ab_ledger_add(struct ab_ledger *to, const struct ab_ledger *x)
 {
     to->flops_attend += x->flops_attend;
     to->flops_select += x->flops_select;
+    to->flops_once += x->flops_once;
     to->ops_other += x->ops_other;
     to->bytes_kv += x->bytes_kv;
     to->cells += x->cells;
@@ -71,6 +72,11 @@ double ab_problem_allowed_cells(const struct ab_problem *p)
     double cells = 0;
     for (int64_t i = p->q0; i < p->h->n_q; i++) cells += (double)ab_head_visible(p->h, i);
     return cells;
+}
+
+int64_t ab_problem_horizon(const struct ab_problem *p)
+{
+    return p->horizon > 0 ? p->horizon : AB_DECODE_HORIZON;
 }
 
 double ab_problem_dense_flops(const struct ab_problem *p)

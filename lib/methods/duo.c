@@ -28,7 +28,9 @@
  * Cost (data-dependent: which heads are retrieval heads depends on the proxy), per query head:
  *     cells        = sum over decode rows i of v_i (retrieval) or |S_i| (streaming), where S_i
  *                    = {j < 64 or pos_i - pos_j < 256} among the v_i keys row i sees
- *     flops_select = the proxy of this query head, its share of the ranking's work (every
+ *     flops_once   = one-off (at the end of prefill, amortised over the decode horizon G;
+ *                    architecture.md): the proxy of this query head, its share of the ranking's
+ *                    work (every
  *                    query head's proxy is counted on that head): per probe row t,
  *                    (2d + 2d_v) v_t (O_t) + 2 d_v |S_t| (O_stream,t from the same logits);
  *                    counted at every f so the cost stays monotone
@@ -296,7 +298,7 @@ static void duo_ledger(const struct ab_problem *p, int retrieval, int64_t probe,
     led->ops_other += cells;
     for (int64_t t = duo_probe_start(p, probe); t < p->q0; t++) {
         int64_t v = ab_head_visible(h, t);
-        led->flops_select +=
+        led->flops_once +=
             (2 * d + 2 * dv) * (double)v + 2 * dv * (double)duo_stream_count(h, t, v);
         led->ops_other += (double)v;
     }
@@ -349,8 +351,8 @@ const struct ab_method ab_method_duo = {
                "heads ranked by output deviation",
     .citation = "DuoAttention, Xiao et al. 2024, arXiv 2410.10819",
     .cost_words = "4d per kept cell: v (retrieval heads) or sink 64 + recent 256 (streaming); "
-                  "selection (4d v + 2d |S|) per probe row (16 context rows); fraction f of "
-                  "retrieval kv heads fitted on the whole workload (model-level budget)",
+                  "one-off: the proxy, (4d v + 2d |S|) per probe row (16 context rows); fraction "
+                  "f of retrieval kv heads fitted on the whole workload (model-level budget)",
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "f", .lo = 0.001, .hi = 1, .integer = 0, .def = 0.5, .unit = "fraction"},

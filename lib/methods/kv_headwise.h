@@ -60,12 +60,12 @@ static inline int hw_profile(const struct ab_problem *p, double *sink, double *m
     return AB_OK;
 }
 
-/* The ledger of the calibration rows of p: 2 rows n_ctx d FLOPs of logits (flops_select), and
+/* The ledger of the calibration rows of p: 2 rows n_ctx d FLOPs of logits (flops_once: one-off), and
  * rows n_ctx exps plus rows n_ctx additions into the profile (ops_other). */
 static inline void hw_profile_ledger(const struct ab_problem *p, struct ab_ledger *led)
 {
     double nr = (double)hw_n_rows(p), n_ctx = (double)kv_n_ctx(p);
-    led->flops_select += 2.0 * nr * n_ctx * (double)p->h->d;
+    led->flops_once += 2.0 * nr * n_ctx * (double)p->h->d;
     led->ops_other += 2.0 * nr * n_ctx;
 }
 

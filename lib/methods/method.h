@@ -33,7 +33,12 @@ enum ab_mask_bit { AB_MASKS_CAUSAL = 1 << AB_MASK_CAUSAL, AB_MASKS_FULL = 1 << A
 struct ab_ledger {
     double flops_attend; /* 2 per multiply-add of attention actually computed: (2d + 2d_v) per
                             kept cell, plus feature-map / state matmuls of linear methods */
-    double flops_select; /* the same for work deciding what to keep */
+    double flops_select; /* the same for work deciding what to keep, done per query (prefill:
+                            the whole phase's; decode: per step, e.g. Quest's page scores) */
+    double flops_once;   /* decode only: work done once on the context at the end of prefill
+                            (SnapKV's window logits, a k-means index, a calibration probe):
+                            amortised over the decode horizon G, not over the m evaluated
+                            queries (architecture.md, "Phases and the decode protocol") */
     double ops_other;    /* exp, compare, sort / top-k element operations (counted, not FLOPs) */
     double bytes_kv;     /* bytes of K and V read */
     double cells;        /* kept (query, key) cells */
@@ -81,7 +86,13 @@ struct ab_problem {
      * made over every head for this phase and knob (NULL when it has no plan function) */
     int64_t layer_index, n_layer;
     const void *plan;
+    /* decode: the horizon G, generated tokens the one-off work (flops_once) is spread over; the
+     * m = n - q0 phase queries stand for those G steps. <= 0 means AB_DECODE_HORIZON. */
+    int64_t horizon;
 };
+
+/* The default decode horizon G: a generation of 1024 tokens from one compressed cache. */
+#define AB_DECODE_HORIZON 1024
 
 /* Every head instance of a workload in one phase: what a method flagged AB_METHOD_MODEL plans
  * over. problems[l * n_head + h] is head h of layer l, each with its layer array, rows and
@@ -91,6 +102,9 @@ struct ab_model_view {
     int64_t n_layer, n_head;
     uint64_t seed;
 };
+
+/* The decode horizon of p (p->horizon, or AB_DECODE_HORIZON when unset). */
+int64_t ab_problem_horizon(const struct ab_problem *p);
 
 /* Dense FLOPs of the phase: (2d + 2d_v) per allowed cell over the query rows q0..n-1. */
 double ab_problem_dense_flops(const struct ab_problem *p);

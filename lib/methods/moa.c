@@ -22,8 +22,9 @@
  * Knob: the mean window, integer in [1, n]; n gives every head w = n (dense).
  * Cost of head h over the decode rows q0 .. n-1 (n_ctx context keys):
  *     cells        = sum_i min(4, lo_i) + v_i - lo_i at the head's window w_h
- *     flops_select = 2 R n_ctx d: the head's calibration logits (the plan's one-off work, each
- *                    head counting its own rows, at every knob)
+ *     flops_once   = 2 R n_ctx d: the head's calibration logits (the plan's one-off work,
+ *                    amortised over the decode horizon G; each head counting its own rows, at
+ *                    every knob)
  *     ops_other    = 2 R n_ctx (exps and profile sums) + H (knob - 1) compares (the assignment's
  *                    (T - H) H comparisons spread evenly over the H heads) + 1 exp per cell.
  * Given the plan the cost is a closed form: AB_METHOD_ANALYTIC.
@@ -175,7 +176,7 @@ const struct ab_method ab_method_moa = {
                "at an equal total budget",
     .citation = "MoA, Fu et al. 2024, arXiv 2406.14909",
     .cost_words = "4d per kept cell: min(4, lo) + w_h per query at head h's window (mean window = "
-                  "knob over the workload); selection 2 R n_ctx d (R = 8 calibration rows)",
+                  "knob over the workload); one-off: 2 R n_ctx d (R = 8 calibration rows)",
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "w", .lo = 1, .hi = 0, .integer = 1, .def = 256, .unit = "tokens/head (mean)"},

@@ -34,8 +34,9 @@
  *     flops_attend = (2d + 2d_v) cells + (2d + 2d_v) per row that reads a compensation token
  *                    (the token is not a key of the workload, so it is not a cell; its key and
  *                    value are read: 4(d + d_v) bytes per such row)
- *     flops_select = 2 R n_ctx d (the head's calibration logits, every head, full or not: the
- *                    plan's one-off work, each head counting its own rows)
+ *     flops_once   = 2 R n_ctx d (the head's calibration logits, every head, full or not: the
+ *                    plan's one-off work at the end of prefill, each head counting its own
+ *                    rows; amortised over the decode horizon G, architecture.md)
  *     ops_other    = 2 R n_ctx (exps and profile sums) + n_ctx (the top-4 scan) + 1 exp per
  *                    cell + (d + d_v)(c_max + r_c) + 2 r_c, where c_max is the most keys a row
  *                    drops and r_c the rows that read a token: each dropped key is added once
@@ -310,7 +311,7 @@ const struct ab_method ab_method_razor = {
                "compensation token (mean of dropped K and V)",
     .citation = "RazorAttention, Tang et al. 2024, arXiv 2407.15891",
     .cost_words = "4d per kept cell (full heads: every key; others min(4, lo) + w per query) + 4d "
-                  "per compensation read; selection 2 R n_ctx d (R = 8 probe rows)",
+                  "per compensation read; one-off: 2 R n_ctx d (R = 8 probe rows)",
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "w", .lo = 1, .hi = 0, .integer = 1, .def = 256, .unit = "tokens"},

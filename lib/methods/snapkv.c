@@ -30,9 +30,11 @@
  * Cost, with n_ctx context keys, W = min(64, q0), n_pre = n_ctx - W, k_ctx kept context keys:
  *     cells        = sum over decode queries i of k_ctx + (v_i - n_ctx)
  *                    (snapkv: k_ctx = min(C, n_ctx), analytic; ada-snapkv: data-dependent)
- *     flops_select = 2 W n_ctx d once for the phase (the window's logits, methods.md), counted
+ *     flops_once   = 2 W n_ctx d, one-off: the window's logits, computed once at the end of
+ *                    prefill and amortised over the decode horizon G (architecture.md), counted
  *                    at every C so the cost stays monotone; ada-snapkv counts this head's own
  *                    window (the layer's total is the sum over its heads)
+ *     flops_select = 0 per step: the decode queries read the kept cache, no scoring
  *     ops_other    = W n_ctx exps + W n_pre window sum (or max) + 5 n_pre pool + n_pre top-k
  *                    (+ n_pre for ada-snapkv's share of the layer-wide top-k) + 1 exp per cell.
  * Deviations:
@@ -103,7 +105,7 @@ static void snap_ledger(const struct ab_problem *p, const struct snap_geom *g, d
         cells += k_ctx + (double)AB_MAX(0, ab_head_visible(h, i) - g->n_ctx);
     ab_ledger_attend(led, h, cells);
     double w = (double)g->w, n_ctx = (double)g->n_ctx, n_pre = (double)g->n_pre;
-    led->flops_select += 2.0 * w * n_ctx * (double)h->d;
+    led->flops_once += 2.0 * w * n_ctx * (double)h->d;
     led->ops_other += w * n_ctx + w * n_pre + (double)SNAP_KERNEL * n_pre + n_pre + extra_ops;
 }
 
@@ -280,8 +282,8 @@ const struct ab_method ab_method_snapkv = {
     .family = AB_FAMILY_KV,
     .summary = "keep the context keys the last 64 context queries vote for (pooled) + window",
     .citation = "SnapKV, Li et al. 2024, arXiv 2404.14469",
-    .cost_words = "4d per kept cell: min(C, n_ctx) + decode keys per query; selection 2 W n_ctx d "
-                  "once (W = 64)",
+    .cost_words = "4d per kept cell: min(C, n_ctx) + decode keys per query; one-off: 2 W n_ctx d "
+                  "(W = 64)",
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens"},
@@ -296,7 +298,7 @@ const struct ab_method ab_method_ada_snapkv = {
     .summary = "SnapKV scores, layer budget shared across heads: floor 0.2 C, rest to top scores",
     .citation = "Ada-KV, Feng et al. 2024, arXiv 2407.11550; SnapKV, arXiv 2404.14469",
     .cost_words = "4d per kept cell: this head's data-dependent share of n_kv_heads x C + decode "
-                  "keys; selection 2 W n_ctx d once per head (W = 64)",
+                  "keys; one-off: 2 W n_ctx d per head (W = 64)",
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens/head"},
