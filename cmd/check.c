@@ -163,6 +163,19 @@ static void print_finding(const struct widths *w, const struct ab_check_finding 
            w->phase, c->phase ? c->phase : "-", w->target, t, w->metric, metric, vb, vn, d);
 }
 
+/* Why a row's feasibility changed, under its finding: the new row's reason when it became
+ * infeasible, its ratio against the target when it became feasible. */
+static void print_feasibility_why(const struct ab_check_finding *f, const struct ab_results *now)
+{
+    if (f->kind != AB_FIND_FEASIBLE || f->new_row < 0) return;
+    const struct ab_cell *c = &now->cells[f->new_row];
+    if (!c->feasible)
+        printf("          now infeasible: %s\n", c->reason && c->reason[0] ? c->reason : "?");
+    else
+        printf("          now feasible: flop_ratio %.4g <= target %.4g\n", c->flop_ratio,
+               c->target_ratio);
+}
+
 /* Prints the failing findings, then up to MAX_INFO_LINES informational ones (all with
  * --verbose), under one header; nothing when there is nothing to show. */
 static void print_table(const struct ab_check_report *rep, const struct ab_results *base,
@@ -189,6 +202,7 @@ static void print_table(const struct ab_check_report *rep, const struct ab_resul
             if (f->fails != (pass == 0)) continue;
             if (!f->fails && n_info++ >= info_cap) continue;
             print_finding(&w, f, finding_row(f, base, now), cols);
+            print_feasibility_why(f, now);
         }
     if (n_info > info_cap)
         printf("... and %lld more added or improved rows (--verbose lists them)\n",
@@ -234,6 +248,11 @@ int cmd_check(int argc, char **argv)
         st = ab_cmd_fail(rc);
         goto done;
     }
+    if (base.decode_horizon != now.decode_horizon && base.decode_horizon > 0 &&
+        now.decode_horizon > 0)
+        printf("note: decode horizon G differs (baseline %lld, new %lld): decode flop ratios of "
+               "methods with one-off work (flops_once) move with it\n",
+               (long long)base.decode_horizon, (long long)now.decode_horizon);
     print_table(&rep, &base, &now);
     printf("check: %lld rows matched, %lld regressions, %lld missing, %lld added",
            (long long)rep.n_matched, (long long)rep.n_regressions, (long long)rep.n_missing,

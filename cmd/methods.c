@@ -69,6 +69,35 @@ static int xo_cost(const struct ab_method *me, int64_t n_ctx, int64_t d, int64_t
     return rc;
 }
 
+/* The decode cost split of m, measured on one seeded head of n = 4096 (64 decode queries,
+ * d = d_v = 64) at its default knob: the per-step ratio and the one-off work, spread over the
+ * evaluated queries and over the default horizon. Prints the `decode` line of `methods NAME`. */
+static int print_decode_split(const struct ab_method *m)
+{
+    enum { N = 4096, M = 64, D = 64 };
+    struct xo_head x;
+    int rc = xo_make(&x, N - M, M, D, D);
+    struct ab_ledger led;
+    double knob = m->knob.name ? m->knob.def : 0;
+    if (!rc) rc = ab_method_cost(m, &x.p, knob, &led);
+    if (!rc) {
+        double dense = ab_problem_dense_flops(&x.p);
+        printf("decode     on one head of n = %d (%d decode queries, d = %d)", N, M, D);
+        if (m->knob.name) printf(" at %s = %g", m->knob.name, knob);
+        printf(": per step %.3g of dense", ab_ledger_ratio_step(&led, &x.p));
+        if (led.flops_once > 0)
+            printf("; one-off %.3g FLOPs at the end of prefill (%.3g of dense if spread over the "
+                   "%d queries, %.3g over the default horizon G = %d)",
+                   led.flops_once, led.flops_once / dense, M, ab_once_weight(&x.p) * led.flops_once / dense,
+                   AB_DECODE_HORIZON);
+        else
+            printf("; no one-off work");
+        printf("\n");
+    }
+    xo_free(&x);
+    return rc;
+}
+
 /* The linear rows with a decode form: their per-token decode cost (at the default knob, on
  * contexts of 1024 and 4096 keys, which must agree for a fixed-size state) against exact
  * decode's (2d + 2dv) FLOPs and 4 (d + dv) bytes per cached key. */
@@ -177,6 +206,11 @@ int cmd_methods(int argc, char **argv)
         if (m->convention) printf("convention %s\n", m->convention);
         if (m->flags & AB_METHOD_MODEL)
             printf("budget     model level: one knob per phase and target for the whole workload\n");
+        if ((m->phases & AB_PHASE_DECODE) && (m->masks & AB_MASKS_CAUSAL) &&
+            !(m->flags & AB_METHOD_MODEL)) {
+            int rc = print_decode_split(m);
+            if (rc) return ab_cmd_fail(rc);
+        }
         printf("citation   %s\n", m->citation);
         return EX_AB_OK;
     }

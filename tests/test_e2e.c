@@ -163,6 +163,36 @@ Test(e2e, budgets_are_fitted_per_head_and_recorded)
     ab_model_free(&m);
 }
 
+Test(e2e, a_pass_off_its_budget_has_no_score_and_says_why)
+{
+    struct ab_model m;
+    load(&m);
+    ab_model_free(&m);
+    /* block-topk keeps at least three blocks of 64 keys: on 101 tokens no knob reaches 1/20 */
+    const char *out = t_path("offbudget.h5");
+    char *err = NULL;
+    int st = t_run(NULL, &err, "eval-model --model '%s' --copy-task 50 --methods block-topk,window "
+                               "--budgets 0.05 -o '%s'", model_path, out);
+    cr_assert_eq(st, 0, "%s", err ? err : "");
+    free(err);
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_results_read_h5(out, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(r.n_model, 2);
+    for (int64_t i = 0; i < r.n_model; i++) {
+        const struct ab_model_row *x = &r.model[i];
+        if (!strcmp(x->method, "block-topk")) {
+            cr_expect(x->heads_feasible < x->n_heads && !x->feasible);
+            cr_expect(isnan(x->ppl) && isnan(x->nll) && isnan(x->acc) && isnan(x->copy_acc));
+            cr_expect(strstr(x->reason, "target met on") != NULL, "%s", x->reason);
+            cr_expect(isfinite(x->dense_ppl));
+        } else {
+            cr_expect(x->feasible && isfinite(x->ppl) && x->reason[0] == 0, "%s", x->reason);
+        }
+    }
+    ab_results_free(&r);
+}
+
 /* Writes the /heads table of a capture of the story and returns its path. */
 static const char *heads_of_story_capture(const char *text_path)
 {
@@ -316,6 +346,7 @@ Test(e2e, eval_model_cli_errors_are_one_line_and_leave_no_file)
         {"--copy-task 50 --methods streaming --heads 9:0", 64},
         {"--copy-task 50 --methods streaming --heads-top 3", 64},
         {"--copy-task 50 --methods streaming --phase decode --decode-queries 400", 64},
+        {"--copy-task 50 --methods snapkv --phase decode --decode-horizon 32", 64},
         {"--text /nonexistent/story.txt --methods streaming", 66},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

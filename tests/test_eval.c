@@ -255,6 +255,8 @@ Test(run_cli, bad_requests_fail_cleanly_and_write_nothing)
         {"--phase sideways", 64, "--phase"},
         {"--methods window --knob k=3", 64, "does not apply"},
         {"--decode-queries 999", 64, "below its length"},
+        {"--decode-horizon 0", 64, "--decode-horizon 0 is below --decode-queries 64"},
+        {"--decode-queries 16 --decode-horizon 8", 64, "--decode-horizon 8 is below"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *out, *err;
@@ -372,4 +374,133 @@ Test(sweep, model_level_budget_is_fitted_on_the_whole_workload)
     ab_results_free(&r);
     ab_workload_free(&w1);
     ab_workload_free(&w);
+}
+
+/* ---- accounting (issue 12): one-off decode work, budgets, infeasible cells, summary ---- */
+
+Test(accounting, one_off_decode_work_is_amortised_over_the_horizon)
+{
+    struct fx_layer L;
+    fx_layer_make(&L, 2, 1, 2048, 64, 4.0, 5);
+    struct ab_problem p = fx_problem(&L, 0, 64); /* decode, m = 64 */
+    const struct ab_method *snap = ab_method_find("snapkv");
+    struct ab_ledger led;
+    cr_assert_eq(ab_method_cost(snap, &p, 256, &led), AB_OK);
+    double dense = ab_problem_dense_flops(&p), m = 64;
+    /* the observation window's logits, 2 W n_ctx d, are one-off: none per step */
+    cr_expect_eq(led.flops_once, 2.0 * 64 * (2048 - 64) * 64);
+    cr_expect_eq(led.flops_select, 0);
+    cr_expect_float_eq(ab_ledger_ratio_step(&led, &p), led.flops_attend / dense, 1e-12);
+    const int64_t horizons[] = {64, 256, 1024, 100000};
+    for (int i = 0; i < 4; i++) {
+        p.horizon = horizons[i];
+        double want = (led.flops_attend + led.flops_once * m / (double)horizons[i]) / dense;
+        cr_expect_float_eq(ab_ledger_ratio(&led, &p), want, 1e-12, "G = %lld",
+                           (long long)horizons[i]);
+    }
+    p.horizon = 0; /* unset: the default horizon */
+    cr_expect_float_eq(ab_ledger_ratio(&led, &p),
+                       (led.flops_attend + led.flops_once * m / AB_DECODE_HORIZON) / dense, 1e-12);
+    /* G = m is the old rule (spread over the evaluated queries only): the window alone is half
+     * of dense decode, so 1/16 is out of reach and the reason says so; the default G fits it */
+    double knob;
+    int feasible;
+    p.horizon = 64;
+    cr_assert_eq(ab_budget_fit(snap, &p, 1.0 / 16, &knob, &led, &feasible), AB_OK);
+    cr_expect(!feasible && isnan(knob));
+    char why[96];
+    ab_budget_reason(snap, &p, 1.0 / 16, &led, why, sizeof why);
+    cr_expect(strstr(why, "one-off selection alone 0.49") && strstr(why, "G = 64"), "%s", why);
+    p.horizon = 0;
+    cr_assert_eq(ab_budget_fit(snap, &p, 1.0 / 16, &knob, &led, &feasible), AB_OK);
+    cr_expect(feasible && knob >= 1 && ab_ledger_ratio(&led, &p) <= 1.0 / 16, "knob %g", knob);
+    /* prefill has no horizon: one-off work counts in full */
+    struct ab_problem pre = fx_problem(&L, 0, 0);
+    struct ab_ledger x = {.flops_attend = 10, .flops_select = 5, .flops_once = 20};
+    cr_expect_float_eq(ab_ledger_ratio(&x, &pre), 35 / ab_problem_dense_flops(&pre), 1e-12);
+    fx_layer_free(&L);
+}
+
+Test(accounting, infeasible_cells_carry_no_metrics_and_say_why)
+{
+    struct ab_workload w;
+    small_workload(&w, "retrieval", 512, 1u << AB_TASK_RETRIEVE);
+    const struct ab_method *ms[] = {ab_method_find("window"), ab_method_find("block-topk"),
+                                    ab_method_find("snapkv"), ab_method_find("quest"),
+                                    ab_method_find("linear-elu")};
+    double targets[] = {0.5, 0.3, 1.0 / 64};
+    struct ab_sweep_opts o;
+    ab_sweep_defaults(&o);
+    o.methods = ms, o.n_methods = 5, o.targets = targets, o.n_targets = 3, o.decode_m = 32;
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &r), AB_OK, "%s", ab_errmsg());
+    int64_t n_feasible = 0, n_infeasible = 0;
+    for (int64_t c = 0; c < r.n_cells; c++) {
+        const struct ab_cell *x = &r.cells[c];
+        cr_expect_eq(x->n, 512);
+        if (x->feasible) {
+            n_feasible++;
+            /* met = at most the target, however far below */
+            cr_expect(x->flop_ratio <= x->target_ratio * (1 + 1e-12), "%s %s %g: %g", x->method,
+                      x->phase, x->target_ratio, x->flop_ratio);
+            cr_expect(isfinite(x->rel_l2) && isfinite(x->cos_mean), "%s", x->method);
+            cr_expect_str_empty(x->reason);
+        } else {
+            n_infeasible++;
+            cr_expect(x->flop_ratio > x->target_ratio, "%s %s %g", x->method, x->phase,
+                      x->target_ratio);
+            const double m[] = {x->rel_l2, x->cos_mean, x->cos_min, x->max_abs, x->recall,
+                                x->topk_recall, x->kl, x->task_acc, x->task_acc_retrieve};
+            for (int k = 0; k < 9; k++)
+                cr_expect(isnan(m[k]), "%s %s %g: metric %d = %g on an infeasible cell",
+                          x->method, x->phase, x->target_ratio, k, m[k]);
+            cr_expect(x->reason && x->reason[0], "%s: no reason", x->method);
+        }
+    }
+    cr_expect(n_feasible > 0 && n_infeasible > 0, "%lld / %lld", (long long)n_feasible,
+              (long long)n_infeasible);
+    /* window at 1/64 of a 512-token prefill: w = 1 costs 2/513 of dense, it fits; block-topk's
+     * three forced blocks of 64 do not, and it says so */
+    for (int64_t c = 0; c < r.n_cells; c++) {
+        const struct ab_cell *x = &r.cells[c];
+        if (!strcmp(x->method, "block-topk") && x->target_ratio == 1.0 / 64)
+            cr_expect(!x->feasible && strstr(x->reason, "smallest knob (k = 1)"), "%s", x->reason);
+        if (!strcmp(x->method, "window") && !strcmp(x->phase, "prefill"))
+            cr_expect(x->feasible, "window %g", x->target_ratio);
+    }
+    ab_results_free(&r);
+    ab_workload_free(&w);
+}
+
+Test(accounting, summary_is_per_workload_with_its_length)
+{
+    struct ab_workload a, b;
+    small_workload(&a, "streaming", 256, 0);
+    small_workload(&b, "streaming", 512, 0);
+    const struct ab_method *ms[] = {ab_method_find("window")};
+    double targets[] = {0.25};
+    struct ab_sweep_opts o;
+    ab_sweep_defaults(&o);
+    o.methods = ms, o.n_methods = 1, o.targets = targets, o.n_targets = 1,
+    o.phases = AB_PHASE_PREFILL;
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_sweep_workload(&a, "a.h5", &o, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_sweep_workload(&b, "b.h5", &o, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_results_summarise(&r), AB_OK);
+    cr_assert_eq(r.n_summary, 2); /* one per workload: lengths are never averaged together */
+    for (int i = 0; i < 2; i++) {
+        const struct ab_summary_row *s = &r.summary[i];
+        cr_expect_str_eq(s->workload, i ? "b.h5" : "a.h5");
+        cr_expect_eq(s->n, i ? 512 : 256);
+        cr_expect_eq(s->n_cells, 8);
+        cr_expect_eq(s->n_heads, 8);
+        double sum = 0;
+        for (int64_t c = 0; c < r.n_cells; c++)
+            if (!strcmp(r.cells[c].workload, s->workload)) sum += r.cells[c].rel_l2;
+        cr_expect_float_eq(s->rel_l2_mean, sum / 8, 1e-12);
+    }
+    ab_results_free(&r);
+    ab_workload_free(&a), ab_workload_free(&b);
 }
