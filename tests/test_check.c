@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include <hdf5.h>
+#include <hdf5_hl.h>
 
 #include "core/ab.h"
 #include "eval/check.h"
@@ -282,10 +283,27 @@ Test(check, cost_feasible_and_nan_changes_fail)
 
     read_results(f.r, &r);
     r.cells[i].feasible = 0;
+    free(r.cells[i].reason);
+    r.cells[i].reason = strdup("smallest knob (w = 1) 0.2");
     write_results(bad, &r);
     cr_expect_eq(check(&out, bad, f.r, ""), 1);
     cr_expect(names_row(out, "feasible", &r.cells[i], "feasible"), "%s", out);
     cr_expect(strstr(out, "1 regressions"), "one finding for the row: %s", out);
+    /* and says why: the new row's reason, or its ratio against the target */
+    cr_expect(strstr(out, "now infeasible: smallest knob (w = 1) 0.2"), "%s", out);
+    free(out);
+    cr_expect_eq(check(&out, f.r, bad, ""), 1);
+    cr_expect(strstr(out, "now feasible: flop_ratio"), "%s", out);
+    ab_results_free(&r);
+    free(out);
+
+    /* a different decode horizon is named */
+    read_results(f.r, &r);
+    cr_assert(r.decode_horizon > 0);
+    r.decode_horizon *= 2;
+    write_results(bad, &r);
+    check(&out, bad, f.r, "");
+    cr_expect(strstr(out, "decode horizon G differs"), "%s", out);
     ab_results_free(&r);
     free(out);
 
@@ -351,6 +369,23 @@ Test(check, bad_files_and_usage)
     free(b);
     cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s'", cut, f.r), 65);
     cr_expect(strstr(err, "cut.h5"), "%s", err);
+    free(out), free(err);
+    /* a schema-1 file (the accounting before issue 12) is refused with the reason */
+    const char *old = t_path("schema1.h5");
+    struct ab_results r;
+    read_results(f.r, &r);
+    write_results(old, &r);
+    ab_results_free(&r);
+    hid_t h5 = H5Fopen(old, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert(h5 >= 0);
+    cr_assert(H5Adelete(h5, "schema") >= 0);
+    cr_assert(H5LTset_attribute_string(h5, "/", "schema", "attnbench/results/1") >= 0);
+    H5Fclose(h5);
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s'", f.r, old), 65);
+    cr_expect(strstr(err, "schema1.h5") && strstr(err, "results schema 1") &&
+                  strstr(err, "decode horizon"),
+              "%s", err);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
     free(out), free(err);
     /* usage */
     cr_expect_eq(t_run(&out, &err, "check '%s'", f.r), 64);
