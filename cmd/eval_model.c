@@ -398,8 +398,8 @@ int cmd_eval_model(int argc, char **argv)
                         .dense_copy_acc = dense[i].copy_acc, .rel_l2 = r.rel_l2, .time_s = r.time_s};
                     char why[128] = "";
                     if (r.n_feasible < r.n_replaced) { /* no score for a pass off its budget */
-                        snprintf(why, sizeof why, "target met on %lld of %lld heads (the rest at "
-                                 "their smallest knob, above it)", (long long)r.n_feasible,
+                        snprintf(why, sizeof why, "target met on %lld of %lld heads (the others "
+                                 "ran at their smallest knob, which costs more)", (long long)r.n_feasible,
                                  (long long)r.n_replaced);
                         row.nll = row.ppl = row.acc = row.copy_acc = NAN;
                     }
