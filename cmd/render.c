@@ -1,13 +1,15 @@
 /* render.c - `attnbench render WORKLOAD.h5 --layer L --head H [--method M --budget R] -o
- * MAP.png`: one head's exact attention map as an 8-bit indexed PNG with the viridis palette
- * (outputs.md, "Reports"), or with --method the kept mask of that method at that FLOP budget
- * drawn over the map (the picture of `report`'s maps: ab_kept_map_write, lib/io/kept_map.h).
+ * MAP.png`: one head's exact attention map as a gnuplot figure (outputs.md, "Reports"): axes in
+ * token positions, a title naming the workload, layer, head and planted profile, a log colour
+ * bar from --floor to 1; or with --method the kept mask of that method at that FLOP budget
+ * drawn over the map (the pictures of `report`'s maps: lib/io/kept_map.h).
  *
  * Only the chosen head is read from the file (its query head, and the kv head serving it), and
- * the map is streamed row by row, so the command works on workloads too large to load. The
- * picture is log-scaled from --floor (darkest) to 1 (brightest), max-pooled down to --size
- * pixels per side; masked cells are index 0 (the darkest viridis colour). Prints the path
- * written. */
+ * the map is streamed row by row, so the command works on workloads too large to load. The map
+ * is max-pooled down to --size pixels per side so sinks and needles stay visible. MAP.gp and
+ * MAP.bin (the pooled map) go beside MAP.png, so `gnuplot -c MAP.gp` draws it again. gnuplot
+ * is needed: without it the script and data are written and the exit status is 69, as for
+ * `report`. Prints the path of every file written, the picture last. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,38 +19,40 @@
 #include "attn/attn.h"
 #include "core/ab.h"
 #include "core/workload.h"
+#include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/kept_map.h"
-#include "io/png_map.h"
 #include "methods/method.h"
 #include "opts.h"
 
 static const char *usage_text =
     "attnbench render WORKLOAD.h5 --layer L --head H [--method M --budget R] [--size N]\n"
-    "                 [--floor P] -o MAP.png";
+    "                 [--floor P] [--gnuplot PROG] -o MAP.png   (also writes MAP.gp, MAP.bin)";
 
 int cmd_render(int argc, char **argv)
 {
     int64_t layer = INT64_MIN, head = INT64_MIN, size = 512;
     double floor_p = 1e-6, budget = NAN;
-    const char *out = NULL, *method = NULL, *phase = NULL;
+    const char *out = NULL, *method = NULL, *phase = NULL, *gnuplot = "gnuplot";
     struct ab_kept_map_opts ko;
     ab_kept_map_defaults(&ko);
     int64_t decode_m = ko.decode_m;
     const struct ab_opt opts[] = {
         {"layer", AB_OPT_INT, &layer, "L", "layer to draw (0-based)"},
         {"head", AB_OPT_INT, &head, "H", "query head to draw (0-based)"},
-        {"size", AB_OPT_INT, &size, "N", "largest image side in pixels, max-pooled (default 512)"},
+        {"size", AB_OPT_INT, &size, "N",
+         "largest side of the max-pooled map in pixels (default 512; the figure is 900 x 800)"},
         {"floor", AB_OPT_DOUBLE, &floor_p, "P",
-         "probability shown darkest; the scale is log from P to 1 (default 1e-6)"},
+         "bottom of the colour bar; the scale is log from P to 1 (default 1e-6)"},
         {"method", AB_OPT_STRING, &method, "M",
-         "draw the kept mask of this method over the map (kept cells bright, dropped dimmed)"},
+         "draw the kept mask of this method over the map (kept cells in viridis, dropped red)"},
         {"budget", AB_OPT_DOUBLE, &budget, "R",
          "FLOP ratio the method's knob is fitted to, as in `run` (default 0.125)"},
         {"phase", AB_OPT_STRING, &phase, "P",
          "prefill or decode (default: prefill when the method has it)"},
         {"decode-queries", AB_OPT_INT, &decode_m, "M", "decode queries, as in `run` (default 64)"},
-        {"o", AB_OPT_STRING, &out, "MAP.png", "the PNG to write"},
+        {"gnuplot", AB_OPT_STRING, &gnuplot, "PROG", "gnuplot program (default: gnuplot on PATH)"},
+        {"o", AB_OPT_STRING, &out, "MAP.png", "the PNG to write (MAP.gp and MAP.bin beside it)"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
     };
     char *pos[1];
@@ -60,6 +64,13 @@ int cmd_render(int argc, char **argv)
     if (layer == INT64_MIN || head == INT64_MIN)
         return ab_cmd_error(EX_AB_USAGE, "render: --layer and --head are required");
     if (!out) return ab_cmd_error(EX_AB_USAGE, "render: -o MAP.png is required");
+    size_t out_len = strlen(out);
+    const char *slash = strrchr(out, '/'), *base = slash ? slash + 1 : out;
+    if (out_len < 4 || strcmp(out + out_len - 4, ".png") || strlen(base) <= 4)
+        return ab_cmd_error(EX_AB_USAGE,
+                            "render: -o '%s' must name a .png file (its .gp and "
+                            ".bin go beside it)",
+                            out);
     if (size < 1 || size > 65536)
         return ab_cmd_error(EX_AB_USAGE, "render: --size %lld is outside 1..65536",
                             (long long)size);
@@ -108,58 +119,47 @@ int cmd_render(int argc, char **argv)
         return st;
     }
 
-    float *q = NULL, *k = NULL, *v = NULL;
-    uint8_t *pixels = NULL;
-    int64_t width = 0, height = 0;
-    if (method) { /* the kept mask over the map */
-        struct ab_kept_map_info info;
-        if ((rc = ab_kept_map_write(path, &meta, layer, head, &ko, out, &info)) != AB_OK)
-            goto done;
-        printf("%s\n", out);
-        if (!ab_common.quiet) {
-            fprintf(stderr, "%s, %s, layer %lld head %lld: ", method,
-                    info.phase == AB_PHASE_PREFILL ? "prefill" : "decode", (long long)layer,
-                    (long long)head);
-            if (!isnan(info.knob)) fprintf(stderr, "knob %.6g, ", info.knob);
-            fprintf(stderr, "FLOP ratio %.4g (budget %g%s), %.1f%% of visible cells kept over "
-                            "%lld query rows\n",
-                    info.ratio, budget, info.feasible ? "" : ", below the tolerance",
-                    100 * info.kept_share, (long long)info.n_rows);
-        }
+    /* dir/name.png: the figure's folder and stem */
+    char *dir = slash ? strndup(out, (size_t)(slash - out) + (slash == out)) : strdup(".");
+    char *name = strndup(base, strlen(base) - 4), *gp = NULL, *bin = NULL, *prog = NULL;
+    if (!dir || !name || !(gp = ab_path_join(dir, name, ".gp")) ||
+        !(bin = ab_path_join(dir, name, ".bin"))) {
+        rc = ab_fail(AB_E_NOMEM, "out of memory");
         goto done;
     }
-    rc = ab_h5_workload_read_head(path, &meta, layer, head, &q, &k, &v);
+    int notool = ab_gnuplot_find(gnuplot, &prog) != AB_OK;
+    char why[300] = "";
+    if (notool) snprintf(why, sizeof why, "%s", ab_errmsg());
+
+    struct ab_kept_map_info info;
+    if (method)
+        rc = ab_kept_map_write(path, &meta, layer, head, &ko, dir, name, &info);
+    else
+        rc = ab_map_figure_write(path, &meta, layer, head, size, floor_p, dir, name);
     if (rc != AB_OK) goto done;
-    struct ab_head h = {
-        .n_q = meta.n_seq,
-        .n_k = meta.n_seq,
-        .d = meta.d,
-        .d_v = meta.d_v,
-        .q = q,
-        .k = k,
-        .v = v,
-        .q_pos = meta.positions,
-        .k_pos = meta.positions,
-        .mask = meta.causal ? AB_MASK_CAUSAL : AB_MASK_FULL,
-        .scale = meta.scale,
-        .rope_theta = 0, /* stored Q and K are already rotated */
-    };
-    if ((rc = ab_head_validate(&h)) != AB_OK) {
-        char msg[512]; /* ab_errmsg() is the buffer ab_fail writes: copy it first */
-        snprintf(msg, sizeof msg, "%s", ab_errmsg());
-        rc = ab_fail(rc, "'%s': layer %lld head %lld: %s", path, (long long)layer, (long long)head,
-                     msg);
+    printf("%s\n%s\n", bin, gp);
+    if (notool) {
+        rc = ab_fail(AB_E_NOTOOL,
+                     "%s: wrote '%s' and '%s' but no picture (render it with "
+                     "'gnuplot -c %s.gp' in '%s')",
+                     why, gp, bin, name, dir);
         goto done;
     }
-    if ((rc = ab_map_image(&h, size, floor_p, &pixels, &width, &height)) != AB_OK) goto done;
-    if ((rc = ab_png_write_indexed(out, pixels, width, height, ab_viridis, 256)) != AB_OK)
-        goto done;
+    if ((rc = ab_gnuplot_render(prog, dir, name)) != AB_OK) goto done;
     printf("%s\n", out);
+    if (method && !ab_common.quiet) {
+        fprintf(stderr, "%s, %s, layer %lld head %lld: ", method,
+                info.phase == AB_PHASE_PREFILL ? "prefill" : "decode", (long long)layer,
+                (long long)head);
+        if (!isnan(info.knob)) fprintf(stderr, "knob %.6g, ", info.knob);
+        fprintf(stderr,
+                "FLOP ratio %.4g (budget %g%s), recall %.4g, %.1f%% of visible cells "
+                "kept over %lld query rows\n",
+                info.ratio, budget, info.feasible ? "" : ", below the tolerance", info.recall,
+                100 * info.kept_share, (long long)info.n_rows);
+    }
 done:
-    free(pixels);
-    ab_free(q);
-    ab_free(k);
-    ab_free(v);
+    free(dir), free(name), free(gp), free(bin), free(prog);
     ab_workload_free(&meta);
     return rc == AB_OK ? EX_AB_OK : ab_cmd_fail(rc);
 }

@@ -1,8 +1,8 @@
 /* report.c - `attnbench report RESULTS.h5... -o DIR`: a self-contained report folder (figures
- * through gnuplot, viridis heatmaps and attention maps through libpng, CSV tables, report.md)
+ * and attention maps through gnuplot, viridis heatmaps through libpng, CSV tables, report.md)
  * from one or more results files (outputs.md, "Reports"; the contents are listed in
  * lib/io/report.h). Prints the path of every file written. Exit 69 when gnuplot is missing: the
- * .gp/.tsv files, heatmaps, maps, tables and report.md are written all the same. */
+ * .gp/.tsv (.bin) files, heatmaps, tables and report.md are written all the same. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

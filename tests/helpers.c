@@ -91,3 +91,63 @@ int t_count_lines(const char *s)
     for (; s && *s; s++) n += *s == '\n';
     return n;
 }
+
+int t_matrix_read(const char *path, struct t_matrix *m)
+{
+    *m = (struct t_matrix){0};
+    size_t len = 0;
+    unsigned char *b = t_slurp(path, &len);
+    if (!b || len < sizeof(float) || len % sizeof(float)) {
+        free(b);
+        return -1;
+    }
+    size_t n = len / sizeof(float);
+    float *f = malloc(n * sizeof(float));
+    if (!f) {
+        free(b);
+        return -1;
+    }
+    memcpy(f, b, n * sizeof(float));
+    free(b);
+    int64_t w = (int64_t)f[0];
+    if (w < 1 || (size_t)w + 1 > n || (n - 1 - (size_t)w) % (size_t)(w + 1)) {
+        free(f);
+        return -1;
+    }
+    int64_t h = (int64_t)((n - 1 - (size_t)w) / (size_t)(w + 1));
+    m->width = w, m->height = h;
+    m->x = malloc(sizeof(float) * (size_t)w);
+    m->y = malloc(sizeof(float) * (size_t)(h + 1));
+    m->v = malloc(sizeof(float) * (size_t)(w * h + 1));
+    if (!m->x || !m->y || !m->v) {
+        free(f);
+        t_matrix_free(m);
+        return -1;
+    }
+    memcpy(m->x, f + 1, sizeof(float) * (size_t)w);
+    for (int64_t r = 0; r < h; r++) {
+        const float *row = f + 1 + w + r * (w + 1);
+        m->y[r] = row[0];
+        memcpy(m->v + r * w, row + 1, sizeof(float) * (size_t)w);
+    }
+    free(f);
+    return 0;
+}
+
+void t_matrix_free(struct t_matrix *m)
+{
+    free(m->x), free(m->y), free(m->v);
+    *m = (struct t_matrix){0};
+}
+
+void t_png_size(const char *path, uint32_t *w, uint32_t *h)
+{
+    size_t n = 0;
+    unsigned char *b = t_slurp(path, &n);
+    *w = *h = 0;
+    if (b && n >= 24 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8) && !memcmp(b + 12, "IHDR", 4)) {
+        *w = (uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19];
+        *h = (uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23];
+    }
+    free(b);
+}

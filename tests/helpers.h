@@ -23,4 +23,20 @@ unsigned char *t_slurp(const char *path, size_t *len);
 /* Number of lines of s. */
 int t_count_lines(const char *s);
 
+/* A map figure's data file (gnuplot binary matrix of float32, as ab_gp_map_write writes it):
+ * width columns at key positions x[0..width), height rows at query positions y[0..height),
+ * values v (height, width) row-major. */
+struct t_matrix {
+    int64_t width, height;
+    float *x, *y, *v;
+};
+
+/* Reads path into m (free with t_matrix_free). 0, or -1 when the file is missing or its size
+ * does not match the column count it declares. */
+int t_matrix_read(const char *path, struct t_matrix *m);
+void t_matrix_free(struct t_matrix *m);
+
+/* Width and height from a PNG's IHDR; 0 x 0 when the file is not a PNG. */
+void t_png_size(const char *path, uint32_t *w, uint32_t *h);
+
 #endif

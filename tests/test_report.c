@@ -15,8 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/ab.h"
+#include "core/workload.h"
 #include "eval/results.h"
 #include "helpers.h"
+#include "io/h5_workload.h"
 #include "io/png_map.h"
 #include "io/results_io.h"
 
@@ -134,14 +137,17 @@ Test(report, every_script_renders_to_its_declared_size)
     free(out), free(err);
     static char gps[64][256];
     int n = list_dir(dir, ".gp", gps, 64);
-    cr_assert_geq(n, 4 + 3 + 1, "%d scripts", n); /* 4 frontiers, 3 isoflops, 1 heads figure */
+    cr_assert_geq(n, 4 + 3 + 1 + 1, "%d scripts", n); /* 4 frontiers, 3 isoflops, 1 heads, maps */
+    int n_maps = 0;
+    for (int i = 0; i < n; i++) n_maps += !strncmp(gps[i], "map-", 4);
+    cr_expect_geq(n_maps, 1, "no map figure (the workload is recorded)");
     for (int i = 0; i < n; i++) {
         char stem[256], png[1300], mine[1300], cmd[3000];
         snprintf(stem, sizeof stem, "%.*s", (int)strlen(gps[i]) - 3, gps[i]);
         snprintf(png, sizeof png, "%s/%s.png", dir, stem);
         cr_expect(exists_in(dir, "report.md"));
-        char tsv[300];
-        snprintf(tsv, sizeof tsv, "%s.tsv", stem);
+        char tsv[300]; /* the maps' data is a binary matrix */
+        snprintf(tsv, sizeof tsv, "%s.%s", stem, strncmp(stem, "map-", 4) ? "tsv" : "bin");
         cr_expect(exists_in(dir, tsv), "%s without its data", gps[i]);
         /* by hand, as report.md says: from inside the folder, with a relative path */
         snprintf(mine, sizeof mine, "%s/again-%s.png", dir, stem);
@@ -158,6 +164,7 @@ Test(report, every_script_renders_to_its_declared_size)
         if (!strncmp(stem, "isoflops-", 9))
             cr_expect(w == 1200 && h == 560, "%s %ux%u", stem, w, h);
         if (!strncmp(stem, "heads-", 6)) cr_expect(w == 1200 && h > 100, "%s %ux%u", stem, w, h);
+        if (!strncmp(stem, "map-", 4)) cr_expect(w == 900 && h == 800, "%s %ux%u", stem, w, h);
         size_t a = 0, b = 0;
         unsigned char *x = t_slurp(png, &a), *y = t_slurp(mine, &b);
         cr_expect(x && y && a == b && !memcmp(x, y, a), "%s: re-running the script changed it",
@@ -460,6 +467,19 @@ Test(report, without_gnuplot_writes_scripts_and_exits_69)
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
         cr_expect(exists_in(dir, expect[i]), "%s missing", expect[i]);
     cr_expect(!exists_in(dir, "frontier-rel_l2.png"));
+    /* the maps' scripts and data, and no picture of them */
+    static char gps[64][256];
+    int n = list_dir(dir, ".gp", gps, 64), n_maps = 0;
+    for (int i = 0; i < n; i++) {
+        if (strncmp(gps[i], "map-", 4)) continue;
+        char name[300];
+        snprintf(name, sizeof name, "%.*s.bin", (int)strlen(gps[i]) - 3, gps[i]);
+        cr_expect(exists_in(dir, name), "%s missing", name);
+        snprintf(name, sizeof name, "%.*s.png", (int)strlen(gps[i]) - 3, gps[i]);
+        cr_expect(!exists_in(dir, name), "%s drawn without gnuplot", name);
+        n_maps++;
+    }
+    cr_expect_geq(n_maps, 1);
     char *md = slurp_in(dir, "report.md");
     cr_expect(md && strstr(md, "not rendered") != NULL);
     free(md);
@@ -487,7 +507,8 @@ Test(report, failed_gnuplot_leaves_no_picture)
     cr_expect_eq(list_dir(dir, ".tmp", names, 128), 0, "temporary files left");
     int n = list_dir(dir, ".png", names, 128);
     for (int i = 0; i < n; i++)
-        cr_expect(strncmp(names[i], "frontier", 8) && strncmp(names[i], "isoflops", 8),
+        cr_expect(strncmp(names[i], "frontier", 8) && strncmp(names[i], "isoflops", 8) &&
+                      strncmp(names[i], "map-", 4),
                   "%s left by a failed gnuplot", names[i]);
     cr_expect(exists_in(dir, "report.md") && exists_in(dir, "frontier-rel_l2.gp"));
 }
@@ -549,15 +570,35 @@ Test(report, chosen_maps_and_masks)
                    fx_res, dir, fx_work);
     cr_assert(st == 0 || st == 69, "%d %s", st, err);
     free(out), free(err);
-    const char *expect[] = {"map-L1-H2.png", "map-L1-H2-window.png", "map-L1-H2-quest.png",
-                            "map-L0-H3.png", "map-L0-H3-window.png", "map-L0-H3-quest.png"};
+    const char *expect[] = {"map-L1-H2", "map-L1-H2-window", "map-L1-H2-quest",
+                            "map-L0-H3", "map-L0-H3-window", "map-L0-H3-quest"};
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++) {
         char p[2048];
-        snprintf(p, sizeof p, "%s/%s", dir, expect[i]);
+        /* the data: 256 keys pooled to 128 columns; prefill 128 rows, quest decodes 64 */
+        snprintf(p, sizeof p, "%s/%s.bin", dir, expect[i]);
+        struct t_matrix m;
+        cr_assert_eq(t_matrix_read(p, &m), 0, "%s", p);
+        int decode = strstr(expect[i], "quest") != NULL;
+        cr_expect(m.width == 128 && m.height == (decode ? 64 : 128), "%s: %lld x %lld", expect[i],
+                  (long long)m.width, (long long)m.height);
+        if (decode)
+            cr_expect(m.y[0] == 192 && m.y[63] == 255, "%s: rows %g..%g", expect[i], m.y[0],
+                      m.y[63]);
+        t_matrix_free(&m);
+        snprintf(p, sizeof p, "%s/%s.png", dir, expect[i]);
         uint32_t w, h;
         png_size(p, &w, &h);
-        cr_expect(w == 128 && h > 0, "%s: %ux%u", expect[i], w, h);
+        if (st == 0) cr_expect(w == 900 && h == 800, "%s: %ux%u", expect[i], w, h);
     }
+    /* the kept-mask script's title names method, phase, budget, ratio and recall */
+    char *gp = slurp_in(dir, "map-L1-H2-quest.gp");
+    cr_assert(gp);
+    cr_expect(strstr(gp, "\"quest, decode, budget 1/8: FLOP ratio ") && strstr(gp, ", recall "),
+              "%.600s", gp);
+    cr_expect(strstr(gp, "layer 1, head 2") && strstr(gp, "\"kept\"") &&
+                  strstr(gp, "\"dropped\"") && strstr(gp, "\"masked\""),
+              "%.600s", gp);
+    free(gp);
     char *md = slurp_in(dir, "report.md");
     cr_assert(md);
     cr_expect(strstr(md, "(map-L1-H2-quest.png)") && strstr(md, "decode"), "quest maps decode");
@@ -648,40 +689,164 @@ Test(report, head_statistics_and_sink_ratio)
 
 /* ---------------------------------------------------------------- render --method */
 
+/* The number after `key` in s (e.g. "recall 0.319"), NaN when absent. */
+static double number_after(const char *s, const char *key)
+{
+    const char *p = s ? strstr(s, key) : NULL;
+    return p ? strtod(p + strlen(key), NULL) : NAN;
+}
+
 Test(render, kept_mask_of_a_method)
 {
+    if (!have_gnuplot()) cr_skip_test("gnuplot is not installed");
     fixture();
     char *out, *err;
-    const char *png = t_path("mask-window.png");
+    const char *png = t_path("mask-window.png"), *bin = t_path("mask-window.bin"),
+               *gpp = t_path("mask-window.gp");
     cr_assert_eq(t_run(&out, &err, "render '%s' --layer 1 --head 2 --method window --budget "
                                    "0.125 -o '%s'", fx_work, png), 0, "%s", err);
     cr_expect(strstr(out, png) != NULL);
+    double recall_said = number_after(err, "recall ");
     free(out), free(err);
-    uint8_t *px = NULL, pal[256][3];
-    int64_t w, h;
-    int n_col;
-    cr_assert_eq(ab_png_read_indexed(png, &px, &w, &h, pal, &n_col), 0);
-    cr_expect(w == 256 && h == 256, "%lldx%lld", (long long)w, (long long)h);
-    /* the window keeps the diagonal: the last row's last key is kept, its first key dropped */
-    cr_expect(px[(h - 1) * w + (w - 1)] >= 1 && px[(h - 1) * w + (w - 1)] <= 127);
-    cr_expect(px[(h - 1) * w] >= 128 && px[(h - 1) * w] <= 254);
-    cr_expect_eq(px[w - 1], 0, "the first row cannot see the last key");
-    free(px);
-    /* the plain map is unchanged */
-    const char *plain = t_path("plain.png");
-    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", fx_work, plain), 0);
-    free(out), free(err);
-    cr_assert_eq(ab_png_read_indexed(plain, &px, &w, &h, pal, &n_col), 0);
-    cr_expect(pal[0][0] == 0x44 && pal[255][0] == 0xfd);
-    free(px);
-    /* a decode-only method draws its decode strip */
+    uint32_t pw, ph;
+    png_size(png, &pw, &ph);
+    cr_expect(pw == 900 && ph == 800, "%ux%u", pw, ph);
+    /* no pooling (256 tokens, --size 512): one pixel per (query row, key) */
+    struct t_matrix m;
+    cr_assert_eq(t_matrix_read(bin, &m), 0);
+    cr_assert(m.width == 256 && m.height == 256, "%lldx%lld", (long long)m.width,
+              (long long)m.height);
+    /* the window keeps the diagonal: the last row's last key is kept, its first key dropped;
+     * the first row cannot see the last key */
+    const float *last = m.v + 255 * 256;
+    cr_expect(last[255] > 0 && last[0] < 0, "%g %g", last[255], last[0]);
+    cr_expect(isnan(m.v[255]));
+    /* every row: kept keys form one run ending at the diagonal (a window), masked past it */
+    double mass = 0;
+    for (int64_t r = 0; r < 256; r++) {
+        const float *row = m.v + r * 256;
+        int64_t first_kept = -1;
+        for (int64_t j = 0; j < 256; j++) {
+            if (j > r) {
+                cr_assert(isnan(row[j]), "row %lld key %lld", (long long)r, (long long)j);
+                continue;
+            }
+            if (row[j] > 0 && first_kept < 0) first_kept = j;
+            if (first_kept >= 0)
+                cr_assert_gt(row[j], 0, "row %lld key %lld", (long long)r, (long long)j);
+            if (row[j] > 0) mass += row[j];
+        }
+        cr_assert_geq(first_kept, 0, "row %lld keeps nothing", (long long)r);
+    }
+    /* the recall the title and stderr state is the mass of the kept cells of the data */
+    mass /= 256;
+    char *gp = (char *)t_slurp(gpp, NULL);
+    cr_assert(gp);
+    cr_expect(strstr(gp, "\"window, prefill, budget 1/8: FLOP ratio ") != NULL, "%.400s", gp);
+    double recall_title = number_after(gp, ", recall ");
+    cr_expect(fabs(recall_title - mass) < 5e-3 * mass, "title %g, data %g", recall_title,
+              mass); /* 3 digits in the title, 4 on stderr */
+    cr_expect(fabs(recall_said - mass) < 5e-4 * mass, "stderr %g, data %g", recall_said, mass);
+    free(gp);
+    t_matrix_free(&m);
+
+    /* a decode-only method draws its decode rows: 64 of them, positions 192..255 */
     const char *q = t_path("mask-quest.png");
     cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 1 --method quest --budget 0.25 "
                                    "-o '%s'", fx_work, q), 0, "%s", err);
     free(out), free(err);
-    uint32_t qw, qh;
-    png_size(q, &qw, &qh);
-    cr_expect(qw == 256 && qh >= 64, "%ux%u", qw, qh);
+    png_size(q, &pw, &ph);
+    cr_expect(pw == 900 && ph == 800, "%ux%u", pw, ph);
+    cr_assert_eq(t_matrix_read(t_path("mask-quest.bin"), &m), 0);
+    cr_expect(m.width == 256 && m.height == 64 && m.y[0] == 192 && m.y[63] == 255,
+              "%lld x %lld, rows %g..%g", (long long)m.width, (long long)m.height, m.y[0], m.y[63]);
+    int kept = 0, dropped = 0;
+    for (int64_t i = 0; i < m.width * m.height; i++) kept += m.v[i] > 0, dropped += m.v[i] < 0;
+    cr_expect(kept > 0 && dropped > 0, "quest at 1/4 keeps some keys and drops others");
+    t_matrix_free(&m);
+}
+
+/* The column of the largest value of row r of m (NaN cells skipped). */
+static int64_t argmax_col(const struct t_matrix *m, int64_t r)
+{
+    int64_t best = -1;
+    for (int64_t x = 0; x < m->width; x++) {
+        float v = m->v[r * m->width + x];
+        if (!isnan(v) && (best < 0 || v > m->v[r * m->width + best])) best = x;
+    }
+    return best;
+}
+
+Test(render, pooled_maximum_sits_at_the_planted_needle_and_sink)
+{
+    if (!have_gnuplot()) cr_skip_test("gnuplot is not installed");
+    fixture();
+    struct ab_workload w;
+    cr_assert_eq(ab_h5_workload_read(fx_work, &w), 0, "%s", ab_errmsg());
+    /* a retrieve task and a query head of the kv head it is planted in */
+    int64_t t = -1, layer = -1, head = -1;
+    for (int64_t i = 0; i < w.tasks.n && t < 0; i++)
+        if (w.tasks.kind[i] == AB_TASK_RETRIEVE) t = i;
+    cr_assert_geq(t, 0, "the fixture has no retrieve task");
+    for (int64_t l = 0; l < w.n_layer && layer < 0; l++)
+        for (int64_t h = 0; h < w.n_head && layer < 0; h++)
+            if (w.tasks.planted[l * w.n_kv_head + ab_workload_kv_of(&w, h)]) layer = l, head = h;
+    cr_assert_geq(layer, 0, "no planted head");
+    int64_t row = w.tasks.row[t], key = w.tasks.key_pos[w.tasks.key_off[t]];
+    cr_assert_eq(w.n_seq, 256);
+    ab_workload_free(&w);
+    /* unpooled, then pooled 4 x 4 */
+    struct t_matrix m[2];
+    const int64_t sizes[] = {256, 64};
+    for (int s = 0; s < 2; s++) {
+        const char *png = t_path("needle.png");
+        char *out, *err;
+        cr_assert_eq(t_run(&out, &err, "render '%s' --layer %lld --head %lld --size %lld -o '%s'",
+                           fx_work, (long long)layer, (long long)head, (long long)sizes[s], png),
+                     0, "%s", err);
+        free(out), free(err);
+        cr_assert_eq(t_matrix_read(t_path("needle.bin"), &m[s]), 0);
+        cr_assert(m[s].width == sizes[s] && m[s].height == sizes[s]);
+    }
+    /* the task row peaks at its needle */
+    cr_expect_eq(argmax_col(&m[0], row), key, "query %lld peaks at key %lld, the needle is %lld",
+                 (long long)row, (long long)argmax_col(&m[0], row), (long long)key);
+    /* every pooled pixel is the largest cell of its 4 x 4 block, so the needle's pixel holds
+     * at least the needle's weight */
+    for (int64_t y = 0; y < 64; y++)
+        for (int64_t x = 0; x < 64; x++) {
+            float mx = NAN;
+            for (int64_t i = 4 * y; i < 4 * y + 4; i++)
+                for (int64_t j = 4 * x; j < 4 * x + 4; j++) {
+                    float v = m[0].v[i * 256 + j];
+                    if (!isnan(v) && !(v <= mx)) mx = v;
+                }
+            float got = m[1].v[y * 64 + x];
+            cr_assert(isnan(mx) ? isnan(got) : got == mx, "pixel (%lld, %lld): %g, block max %g",
+                      (long long)y, (long long)x, got, mx);
+        }
+    cr_expect_geq(m[1].v[(row / 4) * 64 + key / 4], m[0].v[row * 256 + key]);
+    cr_expect_gt(m[0].v[row * 256 + key], 0.5, "a needle takes most of its row");
+    t_matrix_free(&m[0]), t_matrix_free(&m[1]);
+    /* a dormant head parks almost everything on token 0: every pooled row peaks in column 0 */
+    const char *dw = t_path("dormant.h5"), *png = t_path("sink.png");
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err,
+                       "gen --profile dormant --layers 1 --heads 1 --kv-heads 1 "
+                       "--n 300 --d 16 -o '%s'",
+                       dw),
+                 0, "%s", err);
+    free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 --size 64 -o '%s'", dw, png), 0,
+                 "%s", err);
+    free(out), free(err);
+    struct t_matrix d;
+    cr_assert_eq(t_matrix_read(t_path("sink.bin"), &d), 0);
+    cr_expect(d.width == 64 && d.height == 64);
+    for (int64_t r = 0; r < d.height; r++)
+        cr_expect_eq(argmax_col(&d, r), 0, "row %lld peaks at column %lld", (long long)r,
+                     (long long)argmax_col(&d, r));
+    t_matrix_free(&d);
 }
 
 Test(render, method_errors)

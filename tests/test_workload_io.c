@@ -716,45 +716,111 @@ static void sink_head_free(struct sink_head *s)
     free(s->q), free(s->k), free(s->v), free(s->pos);
 }
 
-Test(png_map, sink_head_has_its_brightest_column_at_x0)
+Test(png_map, sink_head_pools_its_largest_value_into_column_0)
 {
     struct sink_head s;
     sink_head_make(&s, 200, 4, 12.0, AB_MASK_CAUSAL);
-    uint8_t *px;
-    int64_t w, h;
-    cr_assert_eq(ab_map_image(&s.h, 64, 1e-6, &px, &w, &h), AB_OK, "%s", ab_errmsg());
-    cr_expect_eq(w, 64);
-    cr_expect_eq(h, 64);
-    long col[64] = {0};
-    for (int64_t y = 0; y < h; y++)
-        for (int64_t x = 0; x < w; x++) col[x] += px[y * w + x];
-    for (int64_t x = 1; x < w; x++) cr_expect_gt(col[0], col[x], "column %lld", (long long)x);
-    for (int64_t y = 0; y < h; y++) cr_expect_eq(px[y * w], 255, "row %lld", (long long)y);
-    /* causal: the top-right pixel covers only future keys, so it is masked (index 0) */
-    cr_expect_eq(px[w - 1], 0);
-    /* the diagonal pixels hold visible cells (index >= 1) */
-    for (int64_t y = 0; y < h; y++) cr_expect_geq(px[y * w + y], 1);
-    free(px);
+    struct ab_map_grid g;
+    cr_assert_eq(ab_map_pool(&s.h, 64, &g), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(g.width, 64);
+    cr_expect_eq(g.height, 64);
+    /* token coordinates: 200 keys over 64 columns, pixel centres from 1.0625 by 3.125 */
+    cr_expect(fabs(g.dx - 3.125) < 1e-12 && fabs(g.x0 - 1.0625) < 1e-12, "%g %g", g.x0, g.dx);
+    cr_expect(fabs(g.dy - 3.125) < 1e-12 && fabs(g.y0 - 1.0625) < 1e-12, "%g %g", g.y0, g.dy);
+    cr_expect(g.ymin == -0.5 && g.ymax == 199.5 && g.n_k == 200);
+    /* row i puts e^12 / (e^12 + i) on the sink: every pixel row's maximum is in column 0, and
+     * it is the largest probability among the rows it covers (the first of them) */
+    for (int64_t y = 0; y < g.height; y++) {
+        for (int64_t x = 1; x < g.width; x++)
+            if (!isnan(g.v[y * g.width + x]))
+                cr_expect_gt(g.v[y * g.width], g.v[y * g.width + x], "row %lld", (long long)y);
+        int64_t i0 = (y * 200 + 63) / 64; /* the first query row of pixel row y */
+        double want = exp(12.0) / (exp(12.0) + (double)i0);
+        cr_expect(fabs(g.v[y * g.width] - want) < 1e-9, "row %lld: %g, want %g", (long long)y,
+                  g.v[y * g.width], want);
+    }
+    /* causal: the top-right pixel covers only future keys (NaN), the diagonal visible cells */
+    cr_expect(isnan(g.v[g.width - 1]));
+    for (int64_t y = 0; y < g.height; y++) cr_expect(!isnan(g.v[y * g.width + y]));
+    ab_map_grid_free(&g);
+    cr_expect_null(g.v);
     sink_head_free(&s);
 }
 
-Test(png_map, uniform_rows_land_on_the_log_scale)
+Test(png_map, uniform_rows_pool_to_their_probability)
 {
     /* full mask, all queries zero: every row is uniform over n = 100 keys, p = 1/100 */
     struct sink_head s;
     sink_head_make(&s, 100, 4, 0.0, AB_MASK_FULL);
     memset(s.q, 0, 100 * 4 * sizeof(float));
-    uint8_t *px;
-    int64_t w, h;
-    cr_assert_eq(ab_map_image(&s.h, 512, 1e-6, &px, &w, &h), AB_OK, "%s", ab_errmsg());
-    cr_expect_eq(w, 100, "the image is never larger than the map");
-    cr_expect_eq(h, 100);
-    /* 1 + 254 * log(1e-2 / 1e-6) / log(1e6) = 1 + 254 * 2/3 = 170.33 */
-    for (int64_t i = 0; i < w * h; i++) cr_assert_eq(px[i], 170, "pixel %lld", (long long)i);
-    free(px);
-    cr_expect_eq(ab_map_image(&s.h, 0, 1e-6, &px, &w, &h), AB_E_USAGE);
-    cr_expect_eq(ab_map_image(&s.h, 64, 0, &px, &w, &h), AB_E_USAGE);
-    cr_expect_eq(ab_map_image(&s.h, 64, 1.5, &px, &w, &h), AB_E_USAGE);
+    struct ab_map_grid g;
+    cr_assert_eq(ab_map_pool(&s.h, 512, &g), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(g.width, 100, "the grid is never larger than the map");
+    cr_expect_eq(g.height, 100);
+    cr_expect(g.x0 == 0 && g.dx == 1 && g.y0 == 0 && g.dy == 1, "one pixel per cell");
+    for (int64_t i = 0; i < g.width * g.height; i++)
+        cr_assert(fabs(g.v[i] - 0.01) < 1e-12, "pixel %lld: %g", (long long)i, g.v[i]);
+    ab_map_grid_free(&g);
+    cr_expect_eq(ab_map_pool(&s.h, 0, &g), AB_E_USAGE);
+    cr_expect_eq(ab_map_pool(&s.h, 70000, &g), AB_E_USAGE);
+    sink_head_free(&s);
+}
+
+/* The kept mask on a hand-built case: the sink head of 16 keys with gain g, where query row i
+ * gives e^g / (e^g + i) to key 0 and 1 / (e^g + i) to each of keys 1..i. */
+Test(png_map, mask_pool_encodes_the_keep_set)
+{
+    const double gain = 3.0, eg = exp(gain);
+    struct sink_head s;
+    sink_head_make(&s, 16, 4, gain, AB_MASK_CAUSAL);
+    const int64_t rows[] = {3, 7, 15};
+    struct ab_keep keep;
+    cr_assert_eq(ab_keep_alloc(&keep, 3, 16), AB_OK);
+    ab_keep_set(&keep, 0, 0);      /* query 3 keeps the sink */
+    ab_keep_set(&keep, 0, 10);     /* and a future key, which is not visible: still masked */
+    ab_keep_range(&keep, 1, 5, 8); /* query 7 keeps 5, 6, 7 */
+    ab_keep_set(&keep, 2, 2);      /* query 15 keeps 2 and 9 */
+    ab_keep_set(&keep, 2, 9);
+    struct ab_map_grid g;
+    double recall;
+    cr_assert_eq(ab_mask_pool(&s.h, rows, 3, &keep, 64, &g, &recall), AB_OK, "%s", ab_errmsg());
+    cr_expect(g.width == 16 && g.height == 3, "%lld x %lld", (long long)g.width,
+              (long long)g.height);
+    cr_expect(g.y0 == 3 && g.dy == 6 && g.ymin == 0 && g.ymax == 18, "rows on an even grid");
+    double mass = 0;
+    for (int r = 0; r < 3; r++)
+        for (int64_t j = 0; j < 16; j++) {
+            double v = g.v[r * 16 + j], i = (double)rows[r];
+            double p = j == 0 ? eg / (eg + i) : 1 / (eg + i);
+            int kept = ab_keep_has(&keep, r, j);
+            if (j > rows[r]) {
+                cr_expect(isnan(v), "row %d key %lld: %g, want masked", r, (long long)j, v);
+                continue;
+            }
+            cr_expect(fabs(v - (kept ? p : -p)) < 1e-12, "row %d key %lld: %g, want %s%g", r,
+                      (long long)j, v, kept ? "+" : "-", p);
+            mass += kept ? p : 0;
+        }
+    cr_expect(fabs(recall - mass / 3) < 1e-12, "recall %g, want %g", recall, mass / 3);
+    ab_map_grid_free(&g);
+
+    /* pooled to 4 columns of 4 keys: kept when any key of the pixel is kept (the largest kept
+     * probability), else dropped with the largest visible one; row 1 (query 7): the sink's
+     * pixel is dropped with the sink's weight, pixel 1 kept, pixels 2, 3 masked */
+    cr_assert_eq(ab_mask_pool(&s.h, rows, 3, &keep, 4, &g, NULL), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(g.width, 4);
+    cr_expect(fabs(g.v[0] - eg / (eg + 3)) < 1e-12, "query 3 keeps the sink");
+    cr_expect(fabs(g.v[4] + eg / (eg + 7)) < 1e-12, "%g", g.v[4]);
+    cr_expect(fabs(g.v[5] - 1 / (eg + 7)) < 1e-12, "%g", g.v[5]);
+    cr_expect(isnan(g.v[6]) && isnan(g.v[7]));
+    cr_expect(g.v[8] > 0 && g.v[10] > 0 && g.v[9] < 0 && g.v[11] < 0, "query 15");
+    ab_map_grid_free(&g);
+
+    /* shapes that do not match, rows out of order */
+    const int64_t bad[] = {7, 3, 15};
+    cr_expect_eq(ab_mask_pool(&s.h, bad, 3, &keep, 4, &g, NULL), AB_E_USAGE);
+    cr_expect_eq(ab_mask_pool(&s.h, rows, 2, &keep, 4, &g, NULL), AB_E_USAGE);
+    ab_keep_free(&keep);
     sink_head_free(&s);
 }
 
@@ -824,32 +890,78 @@ Test(cli_io, info_errors_exit_with_the_right_status)
     free(out), free(err);
 }
 
-Test(cli_io, render_writes_a_png)
+static int have_gnuplot(void)
 {
+    return system("command -v gnuplot >/dev/null 2>&1") == 0;
+}
+
+/* path with its ".png" replaced by ext. */
+static const char *beside(const char *png, const char *ext)
+{
+    static char buf[4][1200];
+    static int next;
+    char *b = buf[next++ % 4];
+    snprintf(b, sizeof buf[0], "%.*s%s", (int)strlen(png) - 4, png, ext);
+    return b;
+}
+
+Test(cli_io, render_writes_a_figure_with_its_script_and_data)
+{
+    if (!have_gnuplot()) cr_skip_test("gnuplot is not installed");
     const char *path = t_path("render.h5"), *png = t_path("render.png");
     write_default(path);
     char *out, *err;
     cr_assert_eq(t_run(&out, &err, "render '%s' --layer 1 --head 2 --size 32 -o '%s'", path, png),
                  0, "%s", err);
-    cr_expect(strstr(out, png) != NULL, "%s", out);
-    uint8_t *px, pal[256][3];
-    int64_t w, h;
-    int nc;
-    cr_assert_eq(ab_png_read_indexed(png, &px, &w, &h, pal, &nc), AB_OK, "%s", ab_errmsg());
-    cr_expect_eq(w, 32);
-    cr_expect_eq(h, 32);
-    cr_expect_eq(nc, 256);
-    cr_expect_eq(px[w - 1], 0, "causal: top-right masked");
-    cr_expect_geq(px[(h - 1) * w], 1, "bottom-left visible");
-    free(px), free(out), free(err);
-
-    /* default size: never larger than the map (48 rows) */
-    cr_assert_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, png), 0, "%s",
-                 err);
-    cr_assert_eq(ab_png_read_indexed(png, &px, &w, &h, pal, &nc), AB_OK, "%s", ab_errmsg());
-    cr_expect_eq(w, 48);
-    cr_expect_eq(h, 48);
-    free(px), free(out), free(err);
+    cr_expect(strstr(out, png) && strstr(out, beside(png, ".gp")) &&
+                  strstr(out, beside(png, ".bin")),
+              "%s", out);
+    free(out), free(err);
+    uint32_t w, h;
+    t_png_size(png, &w, &h);
+    cr_expect(w == 900 && h == 800, "%ux%u", w, h);
+    cr_expect(!t_exists(tmp_of(png)));
+    /* the data: 48 tokens max-pooled to 32 x 32, in token coordinates */
+    struct t_matrix m;
+    cr_assert_eq(t_matrix_read(beside(png, ".bin"), &m), 0);
+    cr_expect(m.width == 32 && m.height == 32, "%lld x %lld", (long long)m.width,
+              (long long)m.height);
+    for (int64_t x = 0; x < m.width; x++)
+        cr_expect(fabsf(m.x[x] - (float)((x + 0.5) * 1.5 - 0.5)) < 1e-5, "x[%lld] = %g",
+                  (long long)x, m.x[x]);
+    cr_expect(isnan(m.v[m.width - 1]), "causal: the top-right pixel is masked");
+    cr_expect(m.v[(m.height - 1) * m.width] > 0, "bottom-left visible");
+    for (int64_t r = 0; r < m.height; r++) { /* each row is a distribution: max in (0, 1] */
+        float mx = 0;
+        for (int64_t x = 0; x < m.width; x++)
+            if (!isnan(m.v[r * m.width + x])) mx = fmaxf(mx, m.v[r * m.width + x]);
+        cr_expect(mx > 0 && mx <= 1, "row %lld max %g", (long long)r, mx);
+    }
+    t_matrix_free(&m);
+    /* the script: axes, colour bar, title with the planted profile of L1 kv1 */
+    char *gp = (char *)t_slurp(beside(png, ".gp"), NULL);
+    cr_assert(gp);
+    const char *want[] = {"set xlabel \"key position\"",
+                          "set ylabel \"query position\"",
+                          "\"attention probability\"",
+                          "set logscale cb",
+                          "set cbrange [floor:1]",
+                          "floor = 1e-06",
+                          "layer 1, head 2",
+                          "planted profile: dormant",
+                          "set yrange [47.5:-0.5]",
+                          "render.bin\" binary matrix"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_expect(strstr(gp, want[i]) != NULL, "the script lacks '%s'", want[i]);
+    free(gp);
+    /* re-runnable by hand from its folder, to the same picture */
+    char dir[1200], cmd[3000];
+    snprintf(dir, sizeof dir, "%s", png);
+    *strrchr(dir, '/') = 0;
+    const char *again = t_path("again.png");
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot -c '%s' '%s' 2>/dev/null && cmp -s '%s' '%s'",
+             dir, strrchr(beside(png, ".gp"), '/') + 1, again, again, png);
+    cr_expect_eq(system(cmd), 0, "%s", cmd);
 }
 
 Test(cli_io, render_errors_leave_no_output)
@@ -878,10 +990,51 @@ Test(cli_io, render_errors_leave_no_output)
     cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", txt, png), 65);
     cr_expect_eq(t_count_lines(err), 1, "%s", err);
     free(out), free(err);
+    cr_expect_eq(
+        t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, t_path("rerr.jpg")), 64);
+    cr_expect(strstr(err, ".png") != NULL && t_count_lines(err) == 1, "%s", err);
+    free(out), free(err);
     cr_expect(!t_exists(png) && !t_exists(tmp_of(png)), "output left after failures");
+    cr_expect(!t_exists(beside(png, ".gp")) && !t_exists(beside(png, ".bin")),
+              "script or data left after failures");
     /* an output that cannot be created */
     const char *nodir = t_path("no-dir/map.png");
     cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, nodir), 73);
     cr_expect(!t_exists(tmp_of(nodir)));
     free(out), free(err);
+}
+
+Test(cli_io, render_without_gnuplot_writes_the_script_and_exits_69)
+{
+    const char *path = t_path("rnognu.h5"), *png = t_path("rnognu.png");
+    write_default(path);
+    setenv("PATH", "/nonexistent", 1);
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 1 -o '%s'", path, png), 69, "%s",
+                 err);
+    cr_expect(strstr(err, "error: gnuplot not found") == err && t_count_lines(err) == 1, "%s", err);
+    free(out), free(err);
+    cr_expect(t_exists(beside(png, ".gp")) && t_exists(beside(png, ".bin")));
+    cr_expect(!t_exists(png) && !t_exists(tmp_of(png)));
+}
+
+Test(cli_io, render_with_a_failing_gnuplot_leaves_no_picture)
+{
+    /* a gnuplot that writes half a picture and fails */
+    const char *bin = t_path("fake-gnuplot");
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s' && printf '#!/bin/sh\\necho half > \"$4\"\\necho "
+             "\"line 1: boom\" >&2\\nexit 1\\n' > '%s/gnuplot' && chmod +x '%s/gnuplot'",
+             bin, bin, bin);
+    cr_assert_eq(system(cmd), 0);
+    const char *path = t_path("rbad.h5"), *png = t_path("rbad.png");
+    write_default(path);
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 1 --gnuplot '%s/gnuplot' -o '%s'",
+                       path, bin, png),
+                 70, "%s", err);
+    cr_expect(strstr(err, "boom") != NULL && t_count_lines(err) == 1, "%s", err);
+    free(out), free(err);
+    cr_expect(!t_exists(png) && !t_exists(tmp_of(png)), "a picture left by a failed gnuplot");
 }

@@ -622,3 +622,196 @@ int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p)
     fputs("unset multiplot\n", g);
     return commit_pair(&tsv, &gp);
 }
+
+/* ------------------------------------------------------------------ attention maps */
+
+/* "10⁻⁶" for 10^e (e <= 0), "1" for e = 0: UTF-8 superscripts, which read at slide size where
+ * "1e-06" does not. */
+static void pow10_label(int e, char *buf, size_t cap)
+{
+    static const char *const sup[] = {"⁰", "¹", "²", "³", "⁴", "⁵", "⁶", "⁷", "⁸", "⁹"};
+    if (e == 0) {
+        snprintf(buf, cap, "1");
+        return;
+    }
+    char digits[16];
+    snprintf(digits, sizeof digits, "%d", e < 0 ? -e : e);
+    size_t n = (size_t)snprintf(buf, cap, "10%s", e < 0 ? "⁻" : "");
+    for (const char *d = digits; *d && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s", sup[*d - '0']);
+}
+
+/* `set cbtics (...)`: each power of ten from floor to 1 (every second or third when there are
+ * many), so both colour bars of a kept mask carry the same labels. */
+static void put_prob_tics(FILE *g, double floor)
+{
+    int lo = (int)ceil(log10(floor) - 1e-9), step = lo >= -8 ? 1 : lo >= -16 ? 2 : 3;
+    fputs("set cbtics (", g);
+    for (int e = 0; e >= lo; e -= step) {
+        char lab[48];
+        pow10_label(e, lab, sizeof lab);
+        fprintf(g, "%s\"%s\" 1e%d", e ? ", " : "", lab, e);
+    }
+    fputs(") scale 0.8 out\n", g);
+}
+
+/* One float32 of a binary matrix, in this machine's byte order (gnuplot reads it so). */
+static void put_f32(FILE *f, double x)
+{
+    float v = (float)x;
+    fwrite(&v, sizeof v, 1, f);
+}
+
+/* The grid as a gnuplot general binary matrix: the column count and each column's x, then per
+ * row its y and its values. */
+static void put_matrix(FILE *f, const struct ab_map_grid *gr)
+{
+    put_f32(f, (double)gr->width);
+    for (int64_t x = 0; x < gr->width; x++) put_f32(f, gr->x0 + (double)x * gr->dx);
+    for (int64_t y = 0; y < gr->height; y++) {
+        put_f32(f, gr->y0 + (double)y * gr->dy);
+        for (int64_t x = 0; x < gr->width; x++) put_f32(f, gr->v[y * gr->width + x]);
+    }
+}
+
+int ab_gp_map_write(const char *dir, const struct ab_gp_map *p)
+{
+    const struct ab_map_grid *gr = p->grid;
+    if (!gr || !gr->v || gr->width < 1 || gr->height < 1)
+        return ab_fail(AB_E_USAGE, "'%s': empty map", p->name);
+    if (!(p->floor > 0 && p->floor < 1))
+        return ab_fail(AB_E_USAGE, "'%s': floor %g is not between 0 and 1", p->name, p->floor);
+    struct ab_outfile bin, gp;
+    char *a = ab_path_join(dir, p->name, ".bin"), *b = ab_path_join(dir, p->name, ".gp");
+    int rc = !a || !b ? ab_fail(AB_E_NOMEM, "out of memory") : ab_outfile_open(&bin, a);
+    if (rc == AB_OK && (rc = ab_outfile_open(&gp, b)) != AB_OK) ab_outfile_abort(&bin);
+    free(a), free(b);
+    if (rc != AB_OK) return rc;
+    put_matrix(bin.f, gr);
+    FILE *g = gp.f;
+
+    /* head: how to re-run it, what the data holds */
+    fprintf(g, "# %s.gp - %s\n", p->name, p->title ? p->title : p->name);
+    if (p->subtitle) fprintf(g, "#   %s\n", p->subtitle);
+    fprintf(g,
+            "# Written by attnbench. Run from this folder:\n"
+            "#   gnuplot -c %s.gp            (writes %s.png)\n"
+            "#   gnuplot -c %s.gp OUT.png    (writes OUT.png)\n"
+            "# Data: %s.bin, a gnuplot binary matrix of float32 in this machine's byte order:\n"
+            "# the column count and each column's key position, then per row its query\n"
+            "# position and %lld values: %s.\n",
+            p->name, p->name, p->name, p->name, (long long)gr->width,
+            p->kept ? "+p for a pixel with a kept key (p: the largest kept probability), -p\n"
+                      "# for one whose keys were all dropped (p: the largest probability), NaN "
+                      "where no key\n# is visible"
+                    : "the largest attention probability among the cells of the pixel\n"
+                      "# (max-pooled), NaN where no key is visible");
+    fprintf(g, "out = (ARGC >= 1) ? ARG1 : \"%s.png\"\n", p->name);
+    fprintf(g, "set terminal pngcairo size %d,%d font \"DejaVu Sans,14\" noenhanced\n", p->width,
+            p->height);
+    fputs("set encoding utf8\nset output out\n", g);
+    fputs("floor = ", g);
+    put_g(g, p->floor);
+    fputs("\nclamp(p) = p < floor ? floor : p\n", g);
+
+    /* layout: the image on the left, the colour bars (and key) on the right; the border
+     * behind the image, so the first and last columns (a sink) are not hidden under it */
+    const double l = 0.12, r = 0.78, bot = 0.11, top = 0.84, bx = r + 0.045, bw = 0.03;
+    fprintf(g,
+            "set lmargin at screen %.3f\nset rmargin at screen %.3f\n"
+            "set bmargin at screen %.3f\nset tmargin at screen %.3f\n",
+            l, r, bot, top);
+    fputs("set border back\n", g);
+    fputs("set label 101 ", g);
+    put_str(g, p->title);
+    fputs(" at screen 0.5, screen 0.955 center font \"DejaVu Sans:Bold,17\"\n", g);
+    if (p->subtitle) {
+        fputs("set label 102 ", g);
+        put_str(g, p->subtitle);
+        fputs(" at screen 0.5, screen 0.905 center\n", g);
+    }
+    fputs("set xlabel \"key position\"\nset ylabel \"query position\"\n"
+          "set xtics out nomirror scale 0.8\nset ytics out nomirror scale 0.8\n"
+          "set format x \"%.0f\"\nset format y \"%.0f\"\nunset key\n",
+          g);
+    fputs("set xrange [", g);
+    put_g(g, -0.5);
+    fputc(':', g);
+    put_g(g, (double)gr->n_k - 0.5);
+    fputs("]\nset yrange [", g); /* reversed: queries increase downward */
+    put_g(g, gr->ymax);
+    fputc(':', g);
+    put_g(g, gr->ymin);
+    fputs("]\n", g);
+    /* masked cells: the image is transparent where NaN, over a neutral light grey */
+    fputs("grey = \"#c8c8c8\"\n"
+          "set object 1 rectangle from graph 0, graph 0 to graph 1, graph 1 behind "
+          "fillcolor rgb grey fillstyle solid 1.0 noborder\n",
+          g);
+    /* the masked triangle of a causal map that shows every query: say what it is */
+    if (p->causal && gr->ymin <= 0 && gr->ymax >= (double)gr->n_k - 1)
+        fputs("set label 103 \"masked (causal)\" at graph 0.72, graph 0.72 center "
+              "textcolor rgb \"#505050\" font \",16\"\n",
+              g);
+    fputs("set logscale cb\nset cbrange [floor:1]\n", g);
+    put_prob_tics(g, p->floor);
+    if (!p->kept) {
+        ab_gnuplot_palette(g);
+        fprintf(g,
+                "set colorbox user origin screen %.3f, screen %.3f size screen %.3f, "
+                "screen %.3f\n",
+                bx, bot, bw, top - bot);
+        fputs("set cblabel \"attention probability\" offset 1,0\n", g);
+        fprintf(g, "plot \"%s.bin\" binary matrix using 1:2:(clamp($3)) with image notitle\n",
+                p->name);
+        return commit_pair(&bin, &gp);
+    }
+
+    /* a kept mask: two layers of one picture, each with its palette and colour bar, and a
+     * key: the bars say what kept and dropped cells look like, a swatch what masked ones do */
+    const double d0 = 0.22, d1 = 0.46, k0 = 0.56, k1 = top;
+    fputs("set multiplot\n", g);
+    fprintf(g, "set label 104 \"kept\" at screen %.3f, screen %.3f center font \",15\"\n",
+            bx + bw / 2, k1 + 0.022);
+    fprintf(g, "set label 105 \"dropped\" at screen %.3f, screen %.3f center font \",15\"\n",
+            bx + bw / 2, d1 + 0.022);
+    fprintf(g,
+            "set object 2 rectangle from screen %.3f, screen %.3f to screen %.3f, "
+            "screen %.3f front fillcolor rgb grey fillstyle solid 1.0 border lc rgb "
+            "\"#000000\"\n",
+            bx, bot, bx + bw, bot + 0.04);
+    fprintf(g, "set label 106 \"masked\" at screen %.3f, screen %.3f left\n", bx + bw + 0.012,
+            bot + 0.02);
+    fprintf(g,
+            "set label 107 \"attention probability\" at screen %.3f, screen %.3f center "
+            "rotate by 90\n",
+            0.975, (d0 + k1) / 2);
+    fputs("# layer 1: dropped cells, near white where they carried little attention, dark red\n"
+          "# where they carried much (a dropped sink or needle stands out)\n"
+          "set palette defined (0 \"#fff8f5\", 0.5 \"#fee6dc\", 0.68 \"#fcbba1\", "
+          "0.8 \"#fb6a4a\", 0.9 \"#de2d26\", 1 \"#99000d\")\n",
+          g);
+    fprintf(g,
+            "set colorbox user origin screen %.3f, screen %.3f size screen %.3f, "
+            "screen %.3f\n",
+            bx, d0, bw, d1 - d0);
+    fprintf(g,
+            "plot \"%s.bin\" binary matrix using 1:2:($3 < 0 ? clamp(-$3) : NaN) with image "
+            "notitle\n",
+            p->name);
+    fputs("# layer 2: kept cells in viridis, over the same axes\n"
+          "unset object\nunset label\nunset xlabel\nunset ylabel\n"
+          "set format x \"\"\nset format y \"\"\n",
+          g);
+    ab_gnuplot_palette(g);
+    fprintf(g,
+            "set colorbox user origin screen %.3f, screen %.3f size screen %.3f, "
+            "screen %.3f\n",
+            bx, k0, bw, k1 - k0);
+    fprintf(g,
+            "plot \"%s.bin\" binary matrix using 1:2:($3 > 0 ? clamp($3) : NaN) with image "
+            "notitle\n",
+            p->name);
+    fputs("unset multiplot\n", g);
+    return commit_pair(&bin, &gp);
+}

@@ -1,14 +1,15 @@
 /* gnuplot.h - figures through gnuplot (outputs.md, "Reports"): text outputs written atomically,
- * plot descriptions turned into a data file (NAME.tsv) and a script (NAME.gp), and running
- * gnuplot on a script to render NAME.png.
+ * plot descriptions turned into a data file (NAME.tsv; NAME.bin, a binary matrix, for attention
+ * maps) and a script (NAME.gp), and running gnuplot on a script to render NAME.png.
  *
  * Every script is self-contained and re-runnable by hand from its folder: `gnuplot -c NAME.gp`
  * writes NAME.png, `gnuplot -c NAME.gp OTHER.png` writes OTHER.png (the report renders to a
  * temporary name this way and renames it on success). Scripts read their data by relative path,
- * use the pngcairo terminal with font "DejaVu Sans,10" and no enhanced-text markup (method and
- * metric names print as they are), and define the colour of every series through a fixed style
- * table, so a method keeps its colour in every figure of every report. Heatmap scripts carry the
- * viridis table of png_map.h as a gnuplot palette, so their colours match the libpng pictures.
+ * use the pngcairo terminal with font "DejaVu Sans,10" (14 for the maps, which go on slides) and
+ * no enhanced-text markup (method and metric names print as they are), and define the colour of
+ * every series through a fixed style table, so a method keeps its colour in every figure of
+ * every report. Heatmap and map scripts carry the viridis table of png_map.h as a gnuplot
+ * palette, so their colours match the libpng pictures.
  *
  * Only this file starts gnuplot (architecture.md: only lib/io starts external programs). It runs
  * `gnuplot -d -c NAME.gp TMP` (-d: no initialisation files, so a user's ~/.gnuplot cannot change
@@ -19,6 +20,8 @@
 
 #include <stdint.h>
 #include <stdio.h>
+
+#include "io/png_map.h"
 
 /* A text file written to PATH.tmp and renamed to PATH on commit: a reader never sees half a
  * file, and a failure leaves nothing behind. */
@@ -156,5 +159,30 @@ struct ab_gp_heatmaps {
  * panels per row, row 0 drawn at the top, one colour box for a shared scale. Errors as
  * ab_gp_lines_write. */
 int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p);
+
+/* --- attention maps: one head's pooled map, or a method's kept mask over it --------------- */
+
+/* The figure of a pooled map (png_map.h): the image in token coordinates (x "key position",
+ * y "query position" increasing downward), colour on a log scale from floor to 1 with viridis
+ * ("attention probability"), cells with no visible key in neutral light grey. A kept mask
+ * (kept = 1, values +p kept, -p dropped) draws kept cells in viridis and dropped ones in a red
+ * scale of their own probability, with a colour bar for each and a key naming kept, dropped
+ * and masked. */
+struct ab_gp_map {
+    const char *name;     /* file stem: name.bin, name.gp, name.png */
+    const char *title;    /* first title line */
+    const char *subtitle; /* second line, or NULL */
+    const struct ab_map_grid *grid;
+    int kept;          /* 0: exact map (v = probability or NaN); 1: kept mask */
+    int causal;        /* say so where the masked triangle is */
+    double floor;      /* bottom of the colour scale, in (0, 1) */
+    int width, height; /* pixels */
+};
+
+/* Writes dir/name.bin, the grid as a gnuplot `binary matrix` (float32 in this machine's byte
+ * order: the column count, then each column's key position; then per grid row its query
+ * position and its values; NaN where masked), and dir/name.gp. Errors as ab_gp_lines_write
+ * (AB_E_USAGE for an empty grid or a floor outside (0, 1)); nothing is left on failure. */
+int ab_gp_map_write(const char *dir, const struct ab_gp_map *p);
 
 #endif

@@ -1,20 +1,23 @@
-/* kept_map.c - the kept-mask picture (kept_map.h): the mask one selecting method keeps on one
- * head of a workload at a FLOP budget, drawn over that head's exact attention map. Used by
- * `attnbench render --method` and by the maps of `attnbench report`. It rebuilds the problem
- * `run` builds for that head (rows, decode queries, the layer's heads for layer-wide methods,
- * the seed stream), fits the knob to the budget as `run` does, runs the method once and draws
- * what it kept; only the heads the method reads are loaded from the file. */
+/* kept_map.c - the map figures of one head (kept_map.h): its exact attention map, and the mask
+ * one selecting method keeps on it at a FLOP budget drawn over that map. Used by `attnbench
+ * render` and by the maps of `attnbench report`. For the mask it rebuilds the problem `run`
+ * builds for that head (rows, decode queries, the layer's heads for layer-wide methods, the
+ * seed stream), fits the knob to the budget as `run` does, runs the method once and draws what
+ * it kept; only the heads a figure needs are loaded from the file. Both pool the map here
+ * (png_map.h) and leave the drawing to gnuplot (gnuplot.h, ab_gp_map_write). */
 #include "io/kept_map.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attn/attn.h"
 #include "core/ab.h"
 #include "core/rng.h"
 #include "eval/eval.h"
+#include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/png_map.h"
 #include "io/report_internal.h"
@@ -26,8 +29,72 @@ void ab_kept_map_defaults(struct ab_kept_map_opts *o)
                                    .size = 512, .floor = 1e-6};
 }
 
-int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t layer,
-                      int64_t head, const struct ab_kept_map_opts *o, const char *png,
+/* "w.h5, layer 2, head 5 (planted profile: retrieval)": the file name, and the profile when the
+ * workload records one. */
+static void head_label(const char *path, const struct ab_workload *meta, int64_t layer,
+                       int64_t head, char *buf, size_t cap)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *prof = meta->profile && layer >= 0 && layer < meta->n_layer
+                           ? meta->profile[layer * meta->n_kv_head + ab_workload_kv_of(meta, head)]
+                           : NULL;
+    snprintf(buf, cap, "%s, layer %lld, head %lld%s%s%s", base, (long long)layer, (long long)head,
+             prof && *prof ? " (planted profile: " : "", prof && *prof ? prof : "",
+             prof && *prof ? ")" : "");
+}
+
+/* Reads (layer, head) into a head over buffers the caller frees; validates it, naming it. */
+static int read_head(const char *path, const struct ab_workload *meta, int64_t layer, int64_t head,
+                     float **q, float **k, float **v, struct ab_head *h)
+{
+    int rc = ab_h5_workload_read_head(path, meta, layer, head, q, k, v);
+    if (rc != AB_OK) return rc;
+    *h = ab_rep_make_head(meta, *q, *k, *v);
+    if ((rc = ab_head_validate(h)) != AB_OK) {
+        char msg[400]; /* ab_errmsg() is the buffer ab_fail writes: copy it first */
+        snprintf(msg, sizeof msg, "%s", ab_errmsg());
+        rc = ab_fail(rc, "'%s': layer %lld head %lld: %s", path, (long long)layer, (long long)head,
+                     msg);
+    }
+    return rc;
+}
+
+int ab_map_figure_write(const char *path, const struct ab_workload *meta, int64_t layer,
+                        int64_t head, int64_t size, double floor, const char *dir, const char *name)
+{
+    float *q = NULL, *k = NULL, *v = NULL;
+    struct ab_head h;
+    struct ab_map_grid g = {0};
+    int rc = read_head(path, meta, layer, head, &q, &k, &v, &h);
+    if (rc == AB_OK) rc = ab_map_pool(&h, size, &g);
+    if (rc == AB_OK) {
+        char title[400], sub[200];
+        head_label(path, meta, layer, head, title, sizeof title);
+        double py = (double)h.n_q / (double)g.height, px = (double)h.n_k / (double)g.width;
+        if (py == 1 && px == 1)
+            snprintf(sub, sizeof sub, "exact attention, one pixel per cell");
+        else
+            snprintf(sub, sizeof sub,
+                     "exact attention, each pixel the largest of %.3g × %.3g cells", py, px);
+        struct ab_gp_map fig = {.name = name,
+                                .title = title,
+                                .subtitle = sub,
+                                .grid = &g,
+                                .kept = 0,
+                                .causal = meta->causal,
+                                .floor = floor,
+                                .width = AB_MAP_FIG_W,
+                                .height = AB_MAP_FIG_H};
+        rc = ab_gp_map_write(dir, &fig);
+    }
+    ab_map_grid_free(&g);
+    ab_free(q), ab_free(k), ab_free(v);
+    return rc;
+}
+
+int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t layer, int64_t head,
+                      const struct ab_kept_map_opts *o, const char *dir, const char *name,
                       struct ab_kept_map_info *info)
 {
     const struct ab_method *m = ab_method_find(o->method);
@@ -57,32 +124,21 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
     float **bufs = calloc((size_t)(3 * n_heads), sizeof(float *));
     int64_t *rows = NULL;
     float *out = NULL;
-    uint8_t *pixels = NULL;
+    struct ab_map_grid g = {0};
     struct ab_keep keep = {0};
     int rc = AB_OK;
     if (!heads || !bufs) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < n_heads; i++) {
-        int64_t h = whole ? i : head;
-        rc = ab_h5_workload_read_head(path, meta, layer, h, &bufs[3 * i], &bufs[3 * i + 1],
-                                      &bufs[3 * i + 2]);
-        if (rc != AB_OK) goto done;
-        heads[i] = ab_rep_make_head(meta, bufs[3 * i], bufs[3 * i + 1], bufs[3 * i + 2]);
-        if ((rc = ab_head_validate(&heads[i])) != AB_OK) {
-            char msg[400];
-            snprintf(msg, sizeof msg, "%s", ab_errmsg());
-            rc = ab_fail(rc, "'%s': layer %lld head %lld: %s", path, (long long)layer,
-                         (long long)h, msg);
+    for (int64_t i = 0; i < n_heads; i++)
+        if ((rc = read_head(path, meta, layer, whole ? i : head, &bufs[3 * i], &bufs[3 * i + 1],
+                            &bufs[3 * i + 2], &heads[i])) != AB_OK)
             goto done;
-        }
-    }
 
     /* rows: prefill, the last row of each of H bands (H = image height); decode, every one */
     int64_t side = AB_MIN(n, o->size), q0 = phase == AB_PHASE_DECODE ? n - o->decode_m : 0;
-    int64_t n_rows = phase == AB_PHASE_DECODE ? o->decode_m : side, rep = 1;
-    if (phase == AB_PHASE_DECODE) rep = AB_MAX(1, AB_MIN(8, side / 4 / n_rows));
+    int64_t n_rows = phase == AB_PHASE_DECODE ? o->decode_m : side;
     rows = malloc(sizeof(int64_t) * (size_t)n_rows);
     out = ab_alloc(ab_size_mul((size_t)(n_rows * meta->d_v), sizeof(float)));
     if (!rows || !out || (rc = ab_keep_alloc(&keep, n_rows, n)) != AB_OK) {
@@ -117,23 +173,41 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
         visible += (double)vis;
         kept += (double)AB_MIN(vis, ab_keep_count(&keep, r));
     }
-    int64_t w = 0, h = 0;
-    if ((rc = ab_mask_image(&heads[self], rows, n_rows, &keep, o->size, rep, o->floor, &pixels,
-                            &w, &h)) != AB_OK)
+    double recall = NAN;
+    if ((rc = ab_mask_pool(&heads[self], rows, n_rows, &keep, o->size, &g, &recall)) != AB_OK)
         goto done;
-    uint8_t pal[256][3];
-    ab_mask_palette(pal);
-    if ((rc = ab_png_write_indexed(png, pixels, w, h, (const uint8_t(*)[3])pal, 256)) != AB_OK)
-        goto done;
-    if (info)
-        *info = (struct ab_kept_map_info){.phase = phase, .knob = knob,
-                                          .ratio = ab_ledger_ratio(&led, &p),
-                                          .feasible = feasible,
-                                          .kept_share = visible > 0 ? kept / visible : NAN,
-                                          .n_rows = n_rows};
+    if (phase == AB_PHASE_PREFILL) g.ymin = -0.5, g.ymax = (double)n - 0.5; /* every query */
+    struct ab_kept_map_info in = {.phase = phase,
+                                  .knob = knob,
+                                  .ratio = ab_ledger_ratio(&led, &p),
+                                  .feasible = feasible,
+                                  .kept_share = visible > 0 ? kept / visible : NAN,
+                                  .recall = recall,
+                                  .n_rows = n_rows};
+    char title[400], sub[400], budget[32];
+    ab_rep_ratio_label(o->budget, budget, sizeof budget);
+    snprintf(title, sizeof title, "%s, %s, budget %s: FLOP ratio %.3g, recall %.3g", m->name,
+             phase == AB_PHASE_PREFILL ? "prefill" : "decode", budget, in.ratio, in.recall);
+    head_label(path, meta, layer, head, sub, sizeof sub);
+    if (m->knob.name && !isnan(knob)) {
+        size_t len = strlen(sub);
+        snprintf(sub + len, sizeof sub - len, "; %s = %.4g", m->knob.name, knob);
+    }
+    struct ab_gp_map fig = {.name = name,
+                            .title = title,
+                            .subtitle = sub,
+                            .grid = &g,
+                            .kept = 1,
+                            .causal = meta->causal,
+                            .floor = o->floor,
+                            .width = AB_MAP_FIG_W,
+                            .height = AB_MAP_FIG_H};
+    if ((rc = ab_gp_map_write(dir, &fig)) != AB_OK) goto done;
+    if (info) *info = in;
 done:
     for (int64_t i = 0; bufs && i < 3 * n_heads; i++) ab_free(bufs[i]);
-    free(bufs), free(heads), free(rows), free(pixels);
+    free(bufs), free(heads), free(rows);
+    ab_map_grid_free(&g);
     ab_free(out);
     ab_keep_free(&keep);
     return rc;

@@ -1,7 +1,8 @@
-/* png_map.h - attention maps as pictures: the viridis palette, an 8-bit indexed PNG writer, the
- * map image of one head (exact attention, log scale, max-pooled when the map is larger than the
- * image so sinks and needles stay visible), the kept mask of a method drawn over that map, and
- * layer x head grids of a statistic as heatmaps. */
+/* png_map.h - attention maps as data for pictures: the viridis palette, an 8-bit indexed PNG
+ * writer (and reader), the pooled map of one head (exact attention, max-pooled when the map is
+ * larger than the picture so sinks and needles stay visible), the kept mask of a method over
+ * that map (both drawn by gnuplot: gnuplot.h, ab_gp_map_write), and layer x head grids of a
+ * statistic as heatmaps. */
 #ifndef AB_IO_PNG_MAP_H
 #define AB_IO_PNG_MAP_H
 
@@ -24,30 +25,45 @@ int ab_png_write_indexed(const char *path, const uint8_t *pixels, int64_t width,
 int ab_png_read_indexed(const char *path, uint8_t **pixels, int64_t *width, int64_t *height,
                         uint8_t palette[256][3], int *n_colors);
 
-/* The map image of h: pixel (y, x) is the maximum of A[i, j] over the query rows i and keys j
- * that fall in that pixel (size = min(n, max_size) per axis), mapped to a palette index on a log
- * scale from floor (e.g. 1e-6; index 1) to 1 (index 255); index 0 marks masked cells (no visible
- * key in the pixel). *pixels is (*height, *width), allocated with malloc. */
-int ab_map_image(const struct ab_head *h, int64_t max_size, double floor, uint8_t **pixels,
-                 int64_t *width, int64_t *height);
+/* A pooled attention map, the data of a map figure (gnuplot.h, ab_gp_map_write): v holds one
+ * value per pixel, (height, width) row-major; column x is centred on key position x0 + x dx,
+ * row y on query position y0 + y dy (token units, so axes read in positions, not pixels). The
+ * figure's axes span keys [-0.5, n_k - 0.5] and queries [ymin, ymax]. */
+struct ab_map_grid {
+    double *v; /* (height, width), malloc'd; see the producers for what a value means */
+    int64_t width, height;
+    double x0, dx, y0, dy;
+    int64_t n_k;
+    double ymin, ymax;
+};
+void ab_map_grid_free(struct ab_map_grid *g);
 
-/* The palette of kept-mask pictures (ab_mask_image): index 0 is a masked cell (light grey),
- * 1 + L for L in 0..126 a kept cell of level L in full viridis colour, 128 + L the same level
- * dropped (the viridis colour dimmed towards dark grey), 255 unused (white). Levels run on the
- * log scale of ab_map_image: level 0 at or below the floor, 126 at probability 1. */
-void ab_mask_palette(uint8_t palette[256][3]);
+/* Smallest magnitude of a kept-mask value: keeps the sign (kept or dropped) readable when a
+ * probability underflows to 0; far below any floor a figure draws. */
+#define AB_MAP_TINY 1e-30
 
-/* The kept mask of a method over the exact map of h, for query rows rows[0..n_rows) (ascending,
- * each < h->n_q) and keep (n_rows rows over h->n_k keys; row r of keep is query rows[r]).
- * Pixel row r * row_rep + t (t < row_rep) shows query rows[r]; its width is min(n_k,
- * max_width) pixels, pixel x covering keys [x n_k / w, (x + 1) n_k / w). A pixel with a kept
- * visible key shows the largest probability among its kept keys (kept colours); one with
- * visible keys and none kept the largest probability among them (dropped colours); one with no
- * visible key is masked. Indices per ab_mask_palette. *pixels is malloc'd, (*height, *width).
- * AB_OK, AB_E_USAGE (sizes, floor), AB_E_NOMEM, or an error of the reference attention. */
-int ab_mask_image(const struct ab_head *h, const int64_t *rows, int64_t n_rows,
-                  const struct ab_keep *keep, int64_t max_width, int64_t row_rep, double floor,
-                  uint8_t **pixels, int64_t *width, int64_t *height);
+/* The exact map of h max-pooled to at most max_size pixels per axis (size = min(n, max_size)):
+ * pixel (y, x) holds the largest A[i, j] over the query rows i and keys j it covers, NaN when
+ * none of them is visible (masked). Max-pooling keeps a sink column or a single needle cell
+ * visible at any size, where averaging would wash it out. Row y covers queries
+ * [y n_q / h, (y + 1) n_q / h), column x keys [x n_k / w, (x + 1) n_k / w); the axes span every
+ * query. Streams the map row by row: memory is the grid. AB_OK, AB_E_USAGE (size), AB_E_DATA
+ * (empty head), AB_E_NOMEM, AB_E_TOOBIG, or an error of the reference attention. */
+int ab_map_pool(const struct ab_head *h, int64_t max_size, struct ab_map_grid *g);
+
+/* The kept mask of a method over the exact map of h, for query rows rows[0..n_rows)
+ * (ascending, each < h->n_q) and keep (n_rows rows over h->n_k keys; row r of keep is query
+ * rows[r]): one grid row per query row, min(n_k, max_width) columns pooled as ab_map_pool. A
+ * pixel with a kept visible key holds +p, p the largest probability among its kept keys; one
+ * with visible keys and none kept -p, p the largest among them (so a dropped needle still
+ * shows); one with no visible key NaN. |v| >= AB_MAP_TINY. Grid rows are placed on an even
+ * grid from rows[0] to rows[n_rows - 1] (the axes span just those). *recall (may be NULL) is the
+ * attention mass kept, mean_r sum_{j kept} A[rows[r], j] (metrics.md, recall). AB_OK,
+ * AB_E_USAGE (sizes, rows, a kept set of another shape), AB_E_NOMEM, or an error of the
+ * reference attention. */
+int ab_mask_pool(const struct ab_head *h, const int64_t *rows, int64_t n_rows,
+                 const struct ab_keep *keep, int64_t max_width, struct ab_map_grid *g,
+                 double *recall);
 
 /* A (rows, cols) grid of values (row-major) as a heatmap picture for the viridis palette: each
  * cell a block of cell x cell pixels, index 1 + round(254 t) where t in [0, 1] is the value's

@@ -11,8 +11,8 @@
  * better-looking method with partial coverage is named beside it). A method without a knob
  * (fixed cost) competes at every budget its cost fits under.
  *
- * Order of work: index the cells, write every .tsv/.gp, the libpng heatmaps and maps and the CSV
- * tables, then run gnuplot on the scripts, then write report.md (which says what was rendered).
+ * Order of work: index the cells, write every .tsv/.gp, the libpng heatmaps, the maps' .bin/.gp
+ * and the CSV tables, then run gnuplot on the scripts, then write report.md (which says what was rendered).
  * A failure to write stops the report at once; a gnuplot failure is remembered and returned
  * after report.md is written. */
 #include "io/report.h"
@@ -996,7 +996,18 @@ static int choose_maps(struct rep *R)
     return AB_OK;
 }
 
-/* map-L<l>-H<h>.png and map-L<l>-H<h>-<method>.png for every chosen head. */
+/* Announces name.bin and name.gp (the picture is announced when gnuplot renders it). */
+static void map_announce(const struct rep *R, const char *stem)
+{
+    char buf[300];
+    snprintf(buf, sizeof buf, "%s.bin", stem);
+    ab_rep_announce(R, buf);
+    snprintf(buf, sizeof buf, "%s.gp", stem);
+    ab_rep_announce(R, buf);
+}
+
+/* map-L<l>-H<h>.png and map-L<l>-H<h>-<method>.png for every chosen head: gnuplot figures of
+ * the pooled map (.bin) and their scripts (.gp), rendered with the other figures. */
 static int maps(struct rep *R)
 {
     if (!R->have_wl) return AB_OK;
@@ -1011,30 +1022,19 @@ static int maps(struct rep *R)
         int64_t L = R->maps[i].layer, H = R->maps[i].head;
         if (L < 0 || L >= R->wl.n_layer || H < 0 || H >= R->wl.n_head) continue; /* checked */
         /* the exact map */
-        float *q = NULL, *k = NULL, *v = NULL;
-        uint8_t *px = NULL;
-        int64_t w = 0, h = 0;
         char name[128];
         snprintf(name, sizeof name, "map-L%lld-H%lld", (long long)L, (long long)H);
-        char *png = ab_path_join(o->dir, name, ".png");
-        rc = png ? ab_h5_workload_read_head(R->wl_path, &R->wl, L, H, &q, &k, &v)
-                 : ab_fail(AB_E_NOMEM, "out of memory");
-        if (rc == AB_OK) {
-            struct ab_head hd = ab_rep_make_head(&R->wl, q, k, v);
-            if ((rc = ab_head_validate(&hd)) == AB_OK &&
-                (rc = ab_map_image(&hd, o->map_size, o->map_floor, &px, &w, &h)) == AB_OK)
-                rc = ab_png_write_indexed(png, px, w, h, ab_viridis, 256);
-        }
-        ab_free(q), ab_free(k), ab_free(v);
-        free(px), free(png);
-        if (rc != AB_OK) return rc;
+        if ((rc = ab_map_figure_write(R->wl_path, &R->wl, L, H, o->map_size, o->map_floor,
+                                      o->dir, name)) != AB_OK)
+            return rc;
+        map_announce(R, name);
         char file[160];
         snprintf(file, sizeof file, "%s.png", name);
-        ab_rep_announce(R, file);
         const char *prof = ab_rep_profile_of(R, R->wl_cells, L, H);
-        if ((rc = ab_rep_add_fig(R, SEC_MAPS, 0, file,
-                          "Layer %lld head %lld%s%s%s: exact attention (log scale from %g, dark, "
-                          "to 1, bright; max-pooled to %lld px), %s.",
+        if ((rc = ab_rep_add_fig(R, SEC_MAPS, 1, file,
+                          "Layer %lld head %lld%s%s%s: exact attention (log scale from %g to 1; "
+                          "max-pooled to at most %lld px per side, so sinks and needles stay "
+                          "visible; grey: masked), %s.",
                           (long long)L, (long long)H, prof ? " (profile " : "", prof ? prof : "",
                           prof ? ")" : "", o->map_floor,
                           (long long)AB_MIN(o->map_size, R->wl.n_seq), R->maps[i].why)))
@@ -1057,11 +1057,8 @@ static int maps(struct rep *R)
                 }
             snprintf(name, sizeof name, "map-L%lld-H%lld-%s", (long long)L, (long long)H,
                      R->mm[j]);
-            png = ab_path_join(o->dir, name, ".png");
-            if (!png) return ab_fail(AB_E_NOMEM, "out of memory");
             struct ab_kept_map_info info;
-            rc = ab_kept_map_write(R->wl_path, &R->wl, L, H, &ko, png, &info);
-            free(png);
+            rc = ab_kept_map_write(R->wl_path, &R->wl, L, H, &ko, o->dir, name, &info);
             if (rc == AB_E_USAGE) { /* cannot draw it here (budget out of reach, phase): say so */
                 char msg[400];
                 snprintf(msg, sizeof msg, "%s", ab_errmsg());
@@ -1071,20 +1068,21 @@ static int maps(struct rep *R)
                 continue;
             }
             if (rc != AB_OK) return rc;
+            map_announce(R, name);
             snprintf(file, sizeof file, "%s.png", name);
-            ab_rep_announce(R, file);
             char knob[48] = "";
             const struct ab_method *m = ab_method_find(R->mm[j]);
             if (m && m->knob.name)
                 snprintf(knob, sizeof knob, ", %s = %.4g", m->knob.name, info.knob);
-            if ((rc = ab_rep_add_fig(R, SEC_MAPS, 0, file,
+            if ((rc = ab_rep_add_fig(R, SEC_MAPS, 1, file,
                               "%s on layer %lld head %lld (%s, budget %s%s, achieved ratio "
-                              "%.3g%s): kept cells in full colour, dropped cells dimmed; "
-                              "%.1f%% of the visible cells of the %lld drawn %s kept.",
+                              "%.3g%s, recall %.3g): kept cells in viridis, dropped cells in "
+                              "red by their probability; %.1f%% of the visible cells of the "
+                              "%lld drawn %s kept.",
                               R->mm[j], (long long)L, (long long)H,
                               info.phase == AB_PHASE_PREFILL ? "prefill" : "decode", rl, knob,
                               info.ratio, info.feasible ? "" : ", below the tolerance",
-                              100 * info.kept_share, (long long)info.n_rows,
+                              info.recall, 100 * info.kept_share, (long long)info.n_rows,
                               info.phase == AB_PHASE_PREFILL ? "query rows (evenly spaced) were"
                                                              : "decode queries were")))
                 return rc;

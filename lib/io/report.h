@@ -10,8 +10,9 @@
  *   heads-<method>-<phase>-<B>.{png,tsv}  the same grid per method as an 8-bit viridis PNG;
  *   heads-<stat>.{png,tsv}, heads-stats.{png,gp,tsv}  head statistics when the results carry
  *                                    a /heads table (sink, entropy, locality);
- *   map-L<l>-H<h>.png                the exact attention map of selected heads, and
- *   map-L<l>-H<h>-<method>.png       each chosen method's kept mask over it at B;
+ *   map-L<l>-H<h>.{png,gp,bin}       the exact attention map of selected heads (gnuplot; .bin
+ *                                    the max-pooled map), and
+ *   map-L<l>-H<h>-<method>.{png,gp,bin}  each chosen method's kept mask over it at B;
  *   e2e-ppl.{png,gp,tsv}, e2e-acc.{png,gp,tsv}, model.csv  when an input has /model rows
  *                                    (eval-model): perplexity and accuracy inside the model
  *                                    against FLOP ratio per (input, phase), and the rows merged;
