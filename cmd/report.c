@@ -10,7 +10,7 @@
 
 #include "core/ab.h"
 #include "core/list.h"
-#include "io/report.h"
+#include "report/report.h"
 #include "methods/method.h"
 #include "opts.h"
 

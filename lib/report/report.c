@@ -15,7 +15,7 @@
  * tables, then run gnuplot on the scripts, then write report.md (which says what was rendered).
  * A failure to write stops the report at once; a gnuplot failure is remembered and returned
  * after report.md is written. */
-#include "io/report.h"
+#include "report/report.h"
 
 #include <errno.h>
 #include <math.h>
@@ -33,7 +33,7 @@
 #include "io/h5_workload.h"
 #include "io/kept_map.h"
 #include "io/png_map.h"
-#include "io/report_internal.h"
+#include "report/report_internal.h"
 #include "io/results_io.h"
 #include "methods/method.h"
 

@@ -27,7 +27,7 @@
 #include "io/csv.h"
 #include "io/gnuplot.h"
 #include "io/h5_workload.h"
-#include "io/report_internal.h"
+#include "report/report_internal.h"
 #include "methods/method.h"
 
 /* A panel: one (input, phase); its series: one (method, heads) each. */

@@ -13,7 +13,7 @@
 
 #include "core/ab.h"
 #include "io/gnuplot.h"
-#include "io/report_internal.h"
+#include "report/report_internal.h"
 #include "methods/method.h"
 
 static void md_figs(const struct rep *R, FILE *f, int section)

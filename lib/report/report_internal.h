@@ -14,7 +14,7 @@
 #include "attn/attn.h"
 #include "core/workload.h"
 #include "eval/results.h"
-#include "io/report.h"
+#include "report/report.h"
 
 /* The accuracy columns the report plots: rows of metrics[] in report.c. */
 enum { M_REL_L2, M_RECALL, M_TASK_ACC, M_COS_MIN, N_METRICS };
