@@ -486,19 +486,45 @@ static int outside(const struct ab_gp_axes *a, double y)
     return clipped(a) && isfinite(y) && (y < a->ymin || y > a->ymax);
 }
 
-/* The title and footer lines of a figure, and `set multiplot`. */
-static void put_fig_frame(FILE *g, const char *title, int n_footer, const char *const *footer,
-                          int height)
+/* `set multiplot` with the figure's title. */
+static void put_fig_frame(FILE *g, const char *title)
 {
     fputs("set multiplot title ", g);
     put_str(g, title);
     fputs(" font \",13\"\n", g);
+}
+
+/* The footer lines, as labels set just before the last plot of the figure (a label stays set
+ * for every later plot of a multiplot, and text drawn twice turns bold). */
+static void put_footer(FILE *g, int n_footer, const char *const *footer, int height)
+{
     for (int i = 0; i < n_footer; i++) {
         fprintf(g, "set label %d ", 900 + i);
         put_str(g, footer[i]);
         fprintf(g, " at screen 0.012, screen %.4f left font \",10\"\n",
                 (8.0 + 16.0 * (n_footer - 1 - i) + 4) / height);
     }
+}
+
+/* The place of a curve's style in the key: the envelope first, the table's styles in order,
+ * the reference last. */
+enum { KEY_LAST = 4 * AB_GP_N_STYLES + 1 };
+static int key_rank(int style)
+{
+    return style == AB_GP_ENVELOPE ? -1 : style == AB_GP_REFERENCE ? KEY_LAST
+                                                                   : AB_MIN(style, KEY_LAST - 1);
+}
+
+/* Whether curve c of panel k has the title and style of an earlier curve of the figure. */
+static int key_seen(const struct ab_gp_figure *p, int k, int c)
+{
+    const struct ab_gp_curve *cu = &p->panels[k].curves[c];
+    for (int k2 = 0; k2 <= k; k2++)
+        for (int c2 = 0; c2 < (k2 == k ? c : p->panels[k2].n_curves); c2++) {
+            const struct ab_gp_curve *o = &p->panels[k2].curves[c2];
+            if (o->style == cu->style && o->title && !strcmp(o->title, cu->title)) return 1;
+        }
+    return 0;
 }
 
 int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
@@ -543,7 +569,7 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
 
     put_head(g, p->name, p->title, p->width, p->height);
     fputs("set grid lc rgb \"#dddddd\"\nunset key\nset tics font \",10\"\n", g);
-    put_fig_frame(g, p->title, p->n_footer, p->footer, p->height);
+    put_fig_frame(g, p->title);
     block = 0;
     for (int k = 0; k < p->n_panels; k++) {
         const struct ab_gp_axes *a = &p->panels[k];
@@ -566,7 +592,7 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
         fputs(a->logy ? "set logscale y\nset format y \"%g\"\n" : "unset logscale y\n"
                                                                   "set format y \"%g\"\n", g);
         if (a->n_xtics > 0) {
-            fputs("set xtics (", g);
+            fputs("set xtics font \",9\" (", g);
             for (int i = 0; i < a->n_xtics; i++) {
                 put_str_nl(g, a->xtic_labels[i]);
                 fputc(' ', g);
@@ -574,7 +600,7 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
                 fputs(i + 1 < a->n_xtics ? ", " : ")\n", g);
             }
         } else {
-            fputs("set xtics autofreq\n", g);
+            fputs("set xtics autofreq font \",10\"\n", g);
         }
         fputs("set xrange [", g);
         if (isfinite(a->xmin)) put_g(g, a->xmin);
@@ -640,23 +666,21 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
     fprintf(g, "set key at screen %.4f, screen %.4f top left Left reverse samplen 2.2 "
                "spacing 1.25 font \",10\" noautotitle\n",
             (W - key_w + 6) / W, (top - 30) / H);
+    put_footer(g, p->n_footer, p->footer, p->height);
     fputs("plot NaN notitle", g);
-    for (int k = 0; k < p->n_panels; k++)
-        for (int c = 0; c < p->panels[k].n_curves; c++) {
-            const struct ab_gp_curve *cu = &p->panels[k].curves[c];
-            if (!cu->title || !cu->title[0]) continue;
-            int seen = 0;
-            for (int k2 = 0; k2 <= k && !seen; k2++)
-                for (int c2 = 0; c2 < (k2 == k ? c : p->panels[k2].n_curves) && !seen; c2++) {
-                    const struct ab_gp_curve *o = &p->panels[k2].curves[c2];
-                    seen = o->style == cu->style && o->title && !strcmp(o->title, cu->title);
-                }
-            if (seen) continue;
-            fprintf(g, ", \\\n     NaN with %s ", curve_with(cu->style));
-            put_curve_style(g, cu->style);
-            fputs(" title ", g);
-            put_str(g, cu->title);
-        }
+    /* entries: the envelope, the styles of the table in order, the reference */
+    for (int rank = -1; rank <= KEY_LAST; rank++)
+        for (int k = 0; k < p->n_panels; k++)
+            for (int c = 0; c < p->panels[k].n_curves; c++) {
+                const struct ab_gp_curve *cu = &p->panels[k].curves[c];
+                if (!cu->title || !cu->title[0] || key_rank(cu->style) != rank ||
+                    key_seen(p, k, c))
+                    continue;
+                fprintf(g, ", \\\n     NaN with %s ", curve_with(cu->style));
+                put_curve_style(g, cu->style);
+                fputs(" title ", g);
+                put_str(g, cu->title);
+            }
     if (any_out)
         fputs(", \\\n     NaN with points lc rgb \"#555555\" pt 6 ps 2.4 lw 2 title "
               "\"outside the range, drawn at the edge\"",
@@ -741,7 +765,7 @@ int ab_gp_hbars_write(const char *dir, const struct ab_gp_hbars *p)
     fputs("unset key\nset grid xtics lc rgb \"#dddddd\"\nset tics font \",10\"\n"
           "set style fill solid 0.85 border rgb \"#333333\"\nset ytics scale 0\n",
           g);
-    put_fig_frame(g, p->title, p->n_footer, p->footer, p->height);
+    put_fig_frame(g, p->title);
     for (int k = 0; k < p->n_panels; k++) {
         const struct ab_gp_hbar_panel *pan = &p->panels[k];
         int r = k / cols, c = k % cols;
@@ -786,22 +810,22 @@ int ab_gp_hbars_write(const char *dir, const struct ab_gp_hbars *p)
                 "notitle\n",
                 p->name, k, k);
     }
-    if (p->n_keys) {
-        put_margins(g, (struct box){(W - key_w) / W, 0.995, bottom / H, (top - 30) / H});
-        fputs("unset border\nunset tics\nunset grid\nunset title\nunset xlabel\nunset ylabel\n"
-              "unset logscale\nset xrange [0:1]\nset yrange [0:1]\n",
-              g);
-        fprintf(g, "set key at screen %.4f, screen %.4f top left Left reverse samplen 1.5 "
-                   "spacing 1.3 font \",10\" noautotitle\n",
-                (W - key_w + 4) / W, (top - 30) / H);
-        fputs("plot NaN notitle", g);
-        for (int i = 0; i < p->n_keys; i++) {
-            fprintf(g, ", \\\n     NaN with boxes lc rgb \"%s\" title ",
-                    fig_colour(p->key_colours[i]));
-            put_str(g, p->key_titles[i]);
-        }
-        fputc('\n', g);
+    /* the key (possibly empty) and the footer: one last plot in the band at the right */
+    put_margins(g, (struct box){(W - key_w) / W, 0.995, bottom / H, (top - 30) / H});
+    fputs("unset border\nunset tics\nunset grid\nunset title\nunset xlabel\nunset ylabel\n"
+          "unset logscale\nunset label\nset xrange [0:1]\nset yrange [0:1]\n",
+          g);
+    fprintf(g, "set key at screen %.4f, screen %.4f top left Left reverse samplen 1.5 "
+               "spacing 1.3 font \",10\" noautotitle\n",
+            (W - key_w + 4) / W, (top - 30) / H);
+    put_footer(g, p->n_footer, p->footer, p->height);
+    fputs("plot NaN notitle", g);
+    for (int i = 0; i < p->n_keys; i++) {
+        fprintf(g, ", \\\n     NaN with boxes lc rgb \"%s\" title ",
+                fig_colour(p->key_colours[i]));
+        put_str(g, p->key_titles[i]);
     }
+    fputc('\n', g);
     fputs("unset multiplot\n", g);
     return commit_pair(&tsv, &gp);
 }

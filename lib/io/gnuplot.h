@@ -132,7 +132,9 @@ struct ab_gp_axes {
 };
 
 /* A figure: panels on a rows x cols grid (filled row by row), one key for the whole figure at
- * its right (outside every plot area), a title and footer lines under the panels. */
+ * its right (outside every plot area; the envelope first, then the curves by style, then the
+ * reference; curves of one title and style share an entry), a title and footer lines under the
+ * panels. */
 struct ab_gp_figure {
     const char *name, *title;
     int n_footer;                  /* lines of text under the panels */

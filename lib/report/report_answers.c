@@ -10,8 +10,9 @@
  *   2. Does decode tolerate more compression than prefill? Per phase, the largest compression
  *      1/budget at which some method keeps mean rel_l2 <= TOL_REL_L2, and the same for task
  *      accuracy >= TOL_ACC x dense.
- *   3. How does length change it? The same reach per length, and the best mean rel_l2 at the
- *      highest compression of the grid per length.
+ *   3. How does length change it? The same reach per length, and the best mean rel_l2 and task
+ *      accuracy at the highest compression of the grid per length ("about the same" within 10%
+ *      of rel_l2 or 0.05 of accuracy).
  *   4. How does retrieval differ from aggregation? At the two highest compressions, the best
  *      method's accuracy on retrieve and on aggregate queries, and their means over every
  *      method feasible on every head.
@@ -28,7 +29,7 @@
 #include "report/report_internal.h"
 
 #define TOL_REL_L2 0.1 /* mean rel_l2 at most this: the output keeps its fidelity */
-#define TOL_ACC 0.9    /* mean task accuracy at least this times dense's */
+#define TOL_ACC    0.9 /* mean task accuracy at least this times dense's */
 
 static const struct metric *const M = ab_rep_metrics;
 
@@ -71,8 +72,8 @@ static int holds(const struct ab_summary_row *s, double bar)
 /* The method of family fam (-1: every family but dense) in view v, phase pi at budget t
  * feasible on every head that holds accuracy with the lowest rel_l2 (oracles when `oracles`),
  * or -1. */
-static int holding(const struct rep *R, int v, int pi, double t, int fam, int oracles,
-                   double bar, const struct ab_summary_row **row)
+static int holding(const struct rep *R, int v, int pi, double t, int fam, int oracles, double bar,
+                   const struct ab_summary_row **row)
 {
     int best = -1;
     *row = NULL;
@@ -130,7 +131,10 @@ static int phase_index(const struct rep *R, const char *name)
     return -1;
 }
 
-static void comp(double t, char *buf, size_t cap) { ab_rep_compression_label(t, buf, cap); }
+static void comp(double t, char *buf, size_t cap)
+{
+    ab_rep_compression_label(t, buf, cap);
+}
 
 /* ------------------------------------------------------------------ 1. families */
 
@@ -147,12 +151,15 @@ static void answer_families(const struct rep *R, FILE *f)
         char c0[16], c1[16] = "";
         comp(hb[0], c0, sizeof c0);
         if (n_hb > 1) comp(hb[1], c1, sizeof c1);
-        fprintf(f, "The grid has no 10x and 20x budgets (0.1, 0.05); the highest compressions "
-                   "it has stand in: %s%s%s.\n\n", c0, n_hb > 1 ? " and " : "", c1);
+        fprintf(f,
+                "The grid has no 10x and 20x budgets (0.1, 0.05); the highest compressions "
+                "it has stand in: %s%s%s.\n\n",
+                c0, n_hb > 1 ? " and " : "", c1);
     }
-    fprintf(f, "A method holds accuracy when its mean rel_l2 over heads is at most %g and its "
-               "mean task accuracy at least %g%% of dense's, over every head of every workload "
-               "(methods feasible on every head only; dense and oracles aside).\n\n",
+    fprintf(f,
+            "A method holds accuracy when its mean rel_l2 over heads is at most %g and its "
+            "mean task accuracy at least %g%% of dense's, over every head of every workload "
+            "(methods feasible on every head only; dense and oracles aside).\n\n",
             TOL_REL_L2, 100 * TOL_ACC);
     for (int i = 0; i < n_hb; i++)
         for (int pi = 0; pi < R->n_p; pi++) {
@@ -184,17 +191,16 @@ static void answer_families(const struct rep *R, FILE *f)
                     lh += (size_t)snprintf(hold + lh, sizeof hold - AB_MIN(lh, sizeof hold), ")");
                 } else if (br < 0) {
                     ln += (size_t)snprintf(nohold + ln, sizeof nohold - AB_MIN(ln, sizeof nohold),
-                                           "%s%s (no method feasible on every head)",
+                                           "%s%s (no method meets this budget on every head)",
                                            ln ? "; " : "", R->fam[fam]);
                 } else {
                     ln += (size_t)snprintf(nohold + ln, sizeof nohold - AB_MIN(ln, sizeof nohold),
                                            "%s%s (best rel_l2 %.3g, %s", ln ? "; " : "",
                                            R->fam[fam], sr->rel_l2_mean, R->m[br].name);
                     if (ba >= 0)
-                        ln += (size_t)snprintf(nohold + ln,
-                                               sizeof nohold - AB_MIN(ln, sizeof nohold),
-                                               "; best task_acc %.2f, %s", sa->task_acc_mean,
-                                               R->m[ba].name);
+                        ln += (size_t)snprintf(
+                            nohold + ln, sizeof nohold - AB_MIN(ln, sizeof nohold),
+                            "; best task_acc %.2f, %s", sa->task_acc_mean, R->m[ba].name);
                     ln += (size_t)snprintf(nohold + ln, sizeof nohold - AB_MIN(ln, sizeof nohold),
                                            ")");
                 }
@@ -204,8 +210,8 @@ static void answer_families(const struct rep *R, FILE *f)
                         n_hold == 1 ? "s" : "", hold);
             else
                 fputs("no family holds accuracy.", f);
-            if (ln) fprintf(f, " %s: %s.", n_hold ? "Not within tolerance" : "Closest of each",
-                            nohold);
+            if (ln)
+                fprintf(f, " %s: %s.", n_hold ? "Not within tolerance" : "Closest of each", nohold);
             const struct ab_summary_row *so;
             int om = holding(R, 0, pi, t, -1, 1, bar, &so);
             if (om >= 0)
@@ -242,8 +248,9 @@ static double reach(const struct rep *R, int v, int pi, int acc, int *mi, double
     return found;
 }
 
-/* "up to 10x (quest, 0.074)" or "at no budget". */
-static void reach_words(const struct rep *R, double t, int mi, double val, char *buf, size_t cap)
+/* "up to 10x (quest, 0.074)" (an accuracy with two decimals) or "at no budget below 1". */
+static void reach_words(const struct rep *R, double t, int mi, double val, int acc, char *buf,
+                        size_t cap)
 {
     if (isnan(t)) {
         snprintf(buf, cap, "at no budget below 1");
@@ -251,7 +258,7 @@ static void reach_words(const struct rep *R, double t, int mi, double val, char 
     }
     char c[16];
     comp(t, c, sizeof c);
-    snprintf(buf, cap, "up to %s (%s, %.3g)", c, R->m[mi].name, val);
+    snprintf(buf, cap, acc ? "up to %s (%s, %.2f)" : "up to %s (%s, %.3g)", c, R->m[mi].name, val);
 }
 
 /* Compares compressions a and b (NaN: none): 1 when a > b (a = budget smaller), 0 equal. */
@@ -269,7 +276,9 @@ static void answer_phases(const struct rep *R, FILE *f)
     int pp = phase_index(R, "prefill"), pd = phase_index(R, "decode");
     if (pp < 0 || pd < 0) {
         fprintf(f, "The data cannot answer: only %s was run.\n\n",
-                pp >= 0 ? "prefill" : pd >= 0 ? "decode" : "other phases");
+                pp >= 0   ? "prefill"
+                : pd >= 0 ? "decode"
+                          : "other phases");
         return;
     }
     int mp, md, ap, ad;
@@ -279,28 +288,74 @@ static void answer_phases(const struct rep *R, FILE *f)
     int c1 = cmp_reach(rd, rp), has_acc = !isnan(acc_bar(R, 0, pp));
     int c2 = has_acc ? cmp_reach(qd, qp) : 0;
     const char *verdict;
-    if (c1 > 0 && c2 >= 0) verdict = "Yes: decode tolerates more compression than prefill";
-    else if (c1 < 0 && c2 <= 0) verdict = "No: decode tolerates less compression than prefill";
-    else if (c1 == 0 && c2 > 0) verdict = "Yes, on task accuracy: decode keeps it to a higher "
-                                          "compression, with the same rel_l2 reach";
-    else if (c1 == 0 && c2 < 0) verdict = "No, on task accuracy: prefill keeps it to a higher "
-                                          "compression, with the same rel_l2 reach";
-    else if (c1 == 0) verdict = "Neither: both phases reach the same compression";
-    else verdict = "The two measures disagree";
+    if (c1 > 0 && c2 >= 0)
+        verdict = "Yes: decode tolerates more compression than prefill";
+    else if (c1 < 0 && c2 <= 0)
+        verdict = "No: decode tolerates less compression than prefill";
+    else if (c1 == 0 && c2 > 0)
+        verdict = "Yes, on task accuracy: decode keeps it to a higher "
+                  "compression, with the same rel_l2 reach";
+    else if (c1 == 0 && c2 < 0)
+        verdict = "No, on task accuracy: prefill keeps it to a higher "
+                  "compression, with the same rel_l2 reach";
+    else if (c1 == 0)
+        verdict = "Neither: both phases reach the same compression";
+    else
+        verdict = "The two measures disagree";
     char a[120], b[120];
-    reach_words(R, rd, md, vd, a, sizeof a);
-    reach_words(R, rp, mp, vp, b, sizeof b);
-    fprintf(f, "%s. Mean rel_l2 <= %g holds %s in decode and %s in prefill", verdict, TOL_REL_L2,
-            a, b);
+    reach_words(R, rd, md, vd, 0, a, sizeof a);
+    reach_words(R, rp, mp, vp, 0, b, sizeof b);
+    fprintf(f, "%s. Mean rel_l2 <= %g holds %s in decode and %s in prefill", verdict, TOL_REL_L2, a,
+            b);
     if (has_acc) {
-        reach_words(R, qd, ad, wd, a, sizeof a);
-        reach_words(R, qp, ap, wp, b, sizeof b);
+        reach_words(R, qd, ad, wd, 1, a, sizeof a);
+        reach_words(R, qp, ap, wp, 1, b, sizeof b);
         fprintf(f, "; task accuracy >= %g%% of dense holds %s in decode and %s in prefill",
                 100 * TOL_ACC, a, b);
     }
     fputs(" (the largest compression at which some method feasible on every head meets the "
           "bar).\n\n",
           f);
+}
+
+/* The trend of the compressions c[0..n) reached at increasing lengths (0: none). */
+static const char *reach_trend(const double *c, int n)
+{
+    int up = 1, down = 1, same = 1;
+    for (int k = 1; k < n; k++) {
+        up &= c[k] >= c[k - 1], down &= c[k] <= c[k - 1], same &= c[k] == c[k - 1];
+    }
+    return same   ? "the same at every length"
+           : up   ? "more compression with length"
+           : down ? "less compression with length"
+                  : "no monotone trend with length";
+}
+
+/* The trend of the best values v[0..n) at increasing lengths: "about the same" when they stay
+ * within tol (relative when `relative`), else better or worse with length when monotone. */
+static void value_trend(const double *v, int n, int higher_better, double tol, int relative,
+                        char *buf, size_t cap)
+{
+    double lo = INFINITY, hi = -INFINITY;
+    int up = 1, down = 1;
+    for (int k = 0; k < n; k++) {
+        if (isnan(v[k])) {
+            snprintf(buf, cap, "not every length has a method feasible on every head there");
+            return;
+        }
+        lo = fmin(lo, v[k]), hi = fmax(hi, v[k]);
+        if (k) up &= v[k] >= v[k - 1], down &= v[k] <= v[k - 1];
+    }
+    if (hi - lo <= (relative ? tol * lo : tol)) {
+        if (relative)
+            snprintf(buf, cap, "about the same (within %g%%)", 100 * tol);
+        else
+            snprintf(buf, cap, "about the same (within %g)", tol);
+    } else if (up || down) {
+        snprintf(buf, cap, "%s with length", (up == higher_better) ? "better" : "worse");
+    } else {
+        snprintf(buf, cap, "no monotone trend with length");
+    }
 }
 
 static void answer_length(const struct rep *R, FILE *f)
@@ -314,58 +369,51 @@ static void answer_length(const struct rep *R, FILE *f)
     double hb[2];
     int exact, n_hb = high_budgets(R, hb, &exact);
     double t_hi = n_hb ? hb[n_hb - 1] : NAN;
-    char chi[16] = "";
+    char chi[16] = "", trend[120];
     if (n_hb) comp(t_hi, chi, sizeof chi);
     for (int pi = 0; pi < R->n_p; pi++) {
-        fprintf(f, "- **%s:** mean rel_l2 <= %g holds", R->phase[pi], TOL_REL_L2);
-        double best[16];
-        int trend_up = 1, trend_down = 1, n_best = 0;
-        for (int k = 0; k < R->n_len; k++) {
-            int mi;
-            double val;
-            double r = reach(R, 1 + k, pi, 0, &mi, &val);
-            char w[120];
-            reach_words(R, r, mi, val, w, sizeof w);
-            fprintf(f, "%s %s at n = %lld", k ? "," : "", w, (long long)R->len[k]);
-        }
-        if (!isnan(acc_bar(R, 0, pi))) {
-            fprintf(f, "; task accuracy >= %g%% of dense", 100 * TOL_ACC);
+        fprintf(f, "- **%s:** ", R->phase[pi]);
+        int has_acc = !isnan(acc_bar(R, 0, pi));
+        for (int acc = 0; acc <= has_acc; acc++) {
+            double c[16];
+            if (acc)
+                fprintf(f, " Task accuracy >= %g%% of dense holds", 100 * TOL_ACC);
+            else
+                fprintf(f, "mean rel_l2 <= %g holds", TOL_REL_L2);
             for (int k = 0; k < R->n_len; k++) {
                 int mi;
-                double val;
-                double r = reach(R, 1 + k, pi, 1, &mi, &val);
+                double val, r = reach(R, 1 + k, pi, acc, &mi, &val);
                 char w[120];
-                reach_words(R, r, mi, val, w, sizeof w);
+                reach_words(R, r, mi, val, acc, w, sizeof w);
                 fprintf(f, "%s %s at n = %lld", k ? "," : "", w, (long long)R->len[k]);
+                c[k] = isnan(r) ? 0 : 1 / r;
             }
+            fprintf(f, ": %s.", reach_trend(c, R->n_len));
         }
         if (n_hb) {
-            fprintf(f, ". The best mean rel_l2 at %s:", chi);
-            for (int k = 0; k < R->n_len; k++) {
-                const struct ab_summary_row *s;
-                int mi = best_method(R, 1 + k, pi, t_hi, M_REL_L2, -1, &s);
-                best[k] = mi >= 0 ? s->rel_l2_mean : NAN;
-                if (mi >= 0)
-                    fprintf(f, "%s %.3g (%s, n = %lld)", k ? "," : "", s->rel_l2_mean,
-                            R->m[mi].name, (long long)R->len[k]);
+            for (int acc = 0; acc <= has_acc; acc++) {
+                int k_m = acc ? M_TASK_ACC : M_REL_L2;
+                double best[16];
+                if (acc)
+                    fputs("; the best task accuracy", f);
                 else
-                    fprintf(f, "%s none feasible on every head (n = %lld)", k ? "," : "",
-                            (long long)R->len[k]);
-                n_best += mi >= 0;
-                if (k && !(best[k] < best[k - 1])) trend_up = 0;
-                if (k && !(best[k] > best[k - 1])) trend_down = 0;
+                    fprintf(f, " At %s the best mean rel_l2 is", chi);
+                for (int k = 0; k < R->n_len; k++) {
+                    const struct ab_summary_row *s;
+                    int mi = best_method(R, 1 + k, pi, t_hi, k_m, -1, &s);
+                    best[k] = mi >= 0 ? ab_rep_field(s, M[k_m].mean) : NAN;
+                    if (mi >= 0)
+                        fprintf(f, acc ? "%s %.2f (%s, n = %lld)" : "%s %.3g (%s, n = %lld)",
+                                k ? "," : "", best[k], R->m[mi].name, (long long)R->len[k]);
+                    else
+                        fprintf(f, "%s none (n = %lld)", k ? "," : "", (long long)R->len[k]);
+                }
+                value_trend(best, R->n_len, acc, acc ? 0.05 : 0.1, !acc, trend, sizeof trend);
+                fprintf(f, ": %s", trend);
             }
-            if (n_best < R->n_len)
-                fputs(" -- not every length has a feasible method there, so no trend is read "
-                      "from it", f);
-            else if (trend_up)
-                fputs(" -- longer sequences tolerate this compression better", f);
-            else if (trend_down)
-                fputs(" -- longer sequences tolerate this compression worse", f);
-            else
-                fputs(" -- no monotone trend with length", f);
+            fputc('.', f);
         }
-        fputs(".\n", f);
+        fputc('\n', f);
     }
     fputc('\n', f);
 }
@@ -382,7 +430,9 @@ static void answer_tasks(const struct rep *R, FILE *f)
     }
     if (!has_r || !has_a) {
         fprintf(f, "The data cannot answer: the workloads have no %s tasks.\n\n",
-                !has_r && !has_a ? "retrieve or aggregate" : !has_r ? "retrieve" : "aggregate");
+                !has_r && !has_a ? "retrieve or aggregate"
+                : !has_r         ? "retrieve"
+                                 : "aggregate");
         return;
     }
     double hb[2];
@@ -417,12 +467,13 @@ static void answer_tasks(const struct rep *R, FILE *f)
             }
             double xr = sr->task_acc_retrieve_mean, xa = sa->task_acc_aggregate_mean;
             double mr = sum_r / n_m, ma = sum_a / n_m;
-            const char *v = xr > xa + 1e-9 ? "retrieval holds up better than aggregation"
+            const char *v = xr > xa + 1e-9   ? "retrieval holds up better than aggregation"
                             : xa > xr + 1e-9 ? "aggregation holds up better than retrieval"
                                              : "the best method is as good on both";
-            fprintf(f, "%s: the best method reaches %.2f on retrieve queries (%s) and %.2f on "
-                       "aggregate ones (%s); over the %d methods feasible on every head the "
-                       "means are %.2f and %.2f",
+            fprintf(f,
+                    "%s: the best method reaches %.2f on retrieve queries (%s) and %.2f on "
+                    "aggregate ones (%s); over the %d methods feasible on every head the "
+                    "means are %.2f and %.2f",
                     v, xr, R->m[br].name, xa, R->m[ba].name, n_m, mr, ma);
             if ((xr > xa + 1e-9 && mr < ma - 1e-9) || (xa > xr + 1e-9 && ma < mr - 1e-9))
                 fputs(" (the average method shows the opposite)", f);
@@ -448,8 +499,10 @@ void ab_rep_accounting_md(const struct rep *R, FILE *f)
     for (int i = 0; i < R->d->n_inputs; i++) {
         int64_t h = R->d->inputs[i].decode_horizon;
         if (h <= 0) continue;
-        if (!g) g = h;
-        else if (h != g) other = h;
+        if (!g)
+            g = h;
+        else if (h != g)
+            other = h;
     }
     int pd = phase_index(R, "decode");
     fputs("## Accounting\n\n", f);
@@ -460,12 +513,13 @@ void ab_rep_accounting_md(const struct rep *R, FILE *f)
               f);
         return;
     }
-    fprintf(f, "Decode costs are amortised over a decode horizon of G = %lld generated tokens%s: "
-               "a method's one-off work (flops_once, such as scoring the context or building an "
-               "index) adds flops_once x m / G to the per-step FLOPs (attend + select) of the m "
-               "decode queries, flop_ratio = (attend + select + once x m / G) / dense, and a "
-               "cell meets its budget when that ratio is at most the target (flop_ratio_step "
-               "leaves the one-off work out).\n\n",
+    fprintf(f,
+            "Decode costs are amortised over a decode horizon of G = %lld generated tokens%s: "
+            "a method's one-off work (flops_once, such as scoring the context or building an "
+            "index) adds flops_once x m / G to the per-step FLOPs (attend + select) of the m "
+            "decode queries, flop_ratio = (attend + select + once x m / G) / dense, and a "
+            "cell meets its budget when that ratio is at most the target (flop_ratio_step "
+            "leaves the one-off work out).\n\n",
             (long long)g, other ? " (another input used a different G)" : "");
 }
 
@@ -494,8 +548,8 @@ void ab_rep_infeasible_md(const struct rep *R, FILE *f)
                 char rl[16];
                 ab_rep_ratio_label(R->t[ti], rl, sizeof rl);
                 if (nl < sizeof never - 20)
-                    nl += (size_t)snprintf(never + nl, sizeof never - nl, "%s%s", nl ? ", " : "",
-                                           rl);
+                    nl +=
+                        (size_t)snprintf(never + nl, sizeof never - nl, "%s%s", nl ? ", " : "", rl);
                 n_never++;
             }
         }
@@ -508,14 +562,15 @@ void ab_rep_infeasible_md(const struct rep *R, FILE *f)
             if (phases & (1u << pi))
                 pl += (size_t)snprintf(ph + pl, sizeof ph - AB_MIN(pl, sizeof ph), "%s%s",
                                        pl ? ", " : "", R->phase[pi]);
-        const char *reason = first >= 0 && R->r->cells[first].reason &&
-                                     R->r->cells[first].reason[0]
+        const char *reason = first >= 0 && R->r->cells[first].reason && R->r->cells[first].reason[0]
                                  ? R->r->cells[first].reason
                                  : "no reason recorded";
         fprintf(f, "- **%s** (%s; %s): %lld of %lld cells infeasible", R->m[mi].name,
                 R->m[mi].family, ph, (long long)inf, (long long)all);
-        if (n_never == n_budgets) fputs(", at every budget", f);
-        else if (n_never) fprintf(f, "; no head meets %s", never);
+        if (n_never == n_budgets)
+            fputs(", at every budget", f);
+        else if (n_never)
+            fprintf(f, "; no head meets %s", never);
         fprintf(f, ". Reason: %s.\n", reason);
         any = 1;
     }

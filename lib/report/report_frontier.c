@@ -40,7 +40,10 @@ enum { TOP_BARS = 12 };    /* bars of one isoFLOPS panel besides dense */
 enum { MAX_PANELS = 24, MAX_COLS = 8 };
 
 static const struct metric *const M = ab_rep_metrics;
-static double field(const void *row, size_t off) { return ab_rep_field(row, off); }
+static double field(const void *row, size_t off)
+{
+    return ab_rep_field(row, off);
+}
 
 /* ================================================================== building a figure */
 
@@ -58,10 +61,15 @@ struct fb {
     const char *tic_p[MAX_PANELS][32];
     int n_cu, cap_cu;
     struct ab_gp_curve *cu;
-    size_t *off;               /* (n_cu) offset of the curve's x in xy; y follows */
+    size_t *off; /* (n_cu) offset of the curve's x in xy; y follows */
     char (*ctitle)[112];
     size_t n_xy, cap_xy;
     double *xy;
+    /* what the panels leave out, for the footer */
+    char never[1200]; /* methods with no budget met on every head: "a, b" */
+    char part[2400];  /* groups met on some heads only: "sale at 1/2 (7/16 heads)" */
+    int n_seen;
+    int seen[512][2]; /* (method, phase + 8 view) already named */
 };
 
 static void fb_free(struct fb *F)
@@ -77,8 +85,12 @@ static struct ab_gp_axes *fb_panel(struct fb *F, const char *title, const char *
     int p = F->n_pan++;
     snprintf(F->ptitle[p], sizeof F->ptitle[0], "%s", title);
     snprintf(F->ylabel[p], sizeof F->ylabel[0], "%s", ylabel);
-    F->pan[p] = (struct ab_gp_axes){.title = F->ptitle[p], .ylabel = F->ylabel[p],
-                                    .xmin = NAN, .xmax = NAN, .ymin = NAN, .ymax = NAN};
+    F->pan[p] = (struct ab_gp_axes){.title = F->ptitle[p],
+                                    .ylabel = F->ylabel[p],
+                                    .xmin = NAN,
+                                    .xmax = NAN,
+                                    .ymin = NAN,
+                                    .ymax = NAN};
     F->first[p] = F->n_cu;
     F->first[p + 1] = F->n_cu;
     return &F->pan[p];
@@ -116,6 +128,17 @@ static int fb_curve(struct fb *F, const char *title, int style, int64_t n, const
     return AB_OK;
 }
 
+/* A ratio tic: "0.1\n10x" with the compression under it where that is a whole number from 2
+ * up, else the ratio alone ("0.3", "0.7", "1"): neighbouring tics of a log axis stay apart. */
+static void tic_label(double t, char *buf, size_t cap)
+{
+    double k = 1 / t;
+    if (k >= 2 - 1e-9 && fabs(k - round(k)) < 1e-6 * k)
+        snprintf(buf, cap, "%g\n%.0fx", t, round(k));
+    else
+        snprintf(buf, cap, "%g", t);
+}
+
 /* x tics at the budgets (and 1) as "0.1\n10x", and the x range of every panel without an x
  * label yet: from the smallest budget or point to the largest, with a margin. */
 static void fb_budget_axes(struct fb *F, const struct rep *R)
@@ -135,17 +158,14 @@ static void fb_budget_axes(struct fb *F, const struct rep *R)
         int n = 0;
         for (int i = 0; i < R->n_b && n < 31; i++) {
             F->tic[p][n] = R->b[i];
-            char rl[16], cl[16];
-            ab_rep_ratio_label(R->b[i], rl, sizeof rl);
-            ab_rep_compression_label(R->b[i], cl, sizeof cl);
-            snprintf(F->tic_lab[p][n], sizeof F->tic_lab[0][0], "%g\n%s", R->b[i], cl);
+            tic_label(R->b[i], F->tic_lab[p][n], sizeof F->tic_lab[0][0]);
             n++;
         }
         int has1 = 0;
         for (int i = 0; i < n; i++) has1 |= F->tic[p][i] == 1;
         if (!has1 && hi > 0.85) {
             F->tic[p][n] = 1;
-            snprintf(F->tic_lab[p][n], sizeof F->tic_lab[0][0], "1\n1x");
+            tic_label(1, F->tic_lab[p][n], sizeof F->tic_lab[0][0]);
             n++;
         }
         for (int i = 0; i < n; i++) F->tic_p[p][i] = F->tic_lab[p][i];
@@ -170,9 +190,41 @@ static int fb_write(struct fb *F, const struct rep *R, const char *name, const c
         F->cu[c].x = F->xy + F->off[c];
         F->cu[c].y = F->xy + F->off[c] + F->cu[c].n;
     }
-    struct ab_gp_figure fig = {.name = name, .title = title, .n_footer = n_footer,
-                               .footer = footer, .rows = rows, .cols = cols, .n_panels = F->n_pan,
-                               .panels = F->pan, .width = width, .height = height};
+    /* the footer: the caller's lines, then what the lines leave out, wrapped at commas */
+    char text[4000], lines[24][200];
+    const char *lp[24];
+    int n_lines = 0;
+    for (int i = 0; i < n_footer && n_lines < 24; i++) {
+        snprintf(lines[n_lines], sizeof lines[0], "%s", footer[i]);
+        lp[n_lines] = lines[n_lines], n_lines++;
+    }
+    snprintf(text, sizeof text, "%s%s%s%s%s%s",
+             F->never[0] ? "Not drawn (no budget met on every head): " : "", F->never,
+             F->never[0] ? ". " : "",
+             F->part[0] ? "Left out (budget met on some heads only): " : "", F->part,
+             F->part[0] ? "." : "");
+    int max_chars = (int)(width / 7.4) - 4; /* DejaVu Sans 10 on pngcairo: about 7 px */
+    for (const char *p = text; *p && n_lines < 24;) {
+        int len = (int)strlen(p);
+        if (len > max_chars) { /* break after the last ", " or " " that fits */
+            len = max_chars;
+            while (len > 20 && p[len] != ' ') len--;
+        }
+        snprintf(lines[n_lines], sizeof lines[0], "%.*s", len, p);
+        lp[n_lines] = lines[n_lines], n_lines++;
+        p += len;
+        while (*p == ' ') p++;
+    }
+    struct ab_gp_figure fig = {.name = name,
+                               .title = title,
+                               .n_footer = n_lines,
+                               .footer = lp,
+                               .rows = rows,
+                               .cols = cols,
+                               .n_panels = F->n_pan,
+                               .panels = F->pan,
+                               .width = width,
+                               .height = height + 16 * (n_lines - n_footer)};
     int rc = ab_gp_figure_write(R->o->dir, &fig);
     if (rc == AB_OK) ab_rep_announce_pair(R, name);
     return rc;
@@ -211,9 +263,9 @@ static double nice(double x, int up)
 }
 
 /* The y range of metric k over the means of every (method but dense, phase, target) group of
- * views [v0, v1): rel_l2 (log) the 2nd..98th percentile widened to 1-2-5 steps, at most
- * REL_L2_CEILING; cos_min the 2nd percentile (less a margin) to 1; the other accuracies
- * (in [0, 1]) 0 to 1.05, never clipped. */
+ * views [v0, v1): rel_l2 (log) from a third of the 2nd percentile to the 98th, widened to 1-2-5
+ * steps, at most REL_L2_CEILING; cos_min the 2nd percentile (less a margin) to 1; the other
+ * accuracies (in [0, 1]) 0 to 1.05, never clipped. */
 static void robust_range(const struct rep *R, int k, int v0, int v1, double *lo, double *hi)
 {
     if (k != M_REL_L2 && k != M_COS_MIN) {
@@ -237,7 +289,8 @@ static void robust_range(const struct rep *R, int k, int v0, int v1, double *lo,
         }
     qsort(v, (size_t)n, sizeof(double), cmp_dbl);
     if (k == M_REL_L2 && n) {
-        double a = nice(quantile_sorted(v, n, 0.02) / 1.2, 0);
+        /* below: a factor 3 of room under the 2nd percentile, so the best methods show */
+        double a = nice(quantile_sorted(v, n, 0.02) / 3, 0);
         double b = fmin(nice(quantile_sorted(v, n, 0.98) * 1.2, 1), REL_L2_CEILING);
         if (!(b > 2 * a)) a = b / 10;
         *lo = a, *hi = b;
@@ -256,15 +309,17 @@ static void set_range(struct ab_gp_axes *a, int k, double lo, double hi)
 
 /* ================================================================== lines */
 
-/* The line of method mi in view v, phase pi, metric k: the feasible groups' (achieved ratio,
- * mean) by ratio, into x, y (cap points). Returns the number of points. */
+/* The line of method mi in view v, phase pi, metric k: the (achieved ratio, mean) of the groups
+ * feasible on every head, by ratio, into x, y (cap points). Returns the number of points. */
 static int method_points(const struct rep *R, int v, int mi, int pi, int k, double *x, double *y,
                          double *tgt, int cap)
 {
     int n = 0;
     for (int ti = 0; ti < R->n_t && n < cap; ti++) {
-        int s = R->v[v].grp[ab_rep_gidx(R, mi, pi, ti)];
-        if (s < 0 || R->v[v].sum[s].n_heads <= 0) continue;
+        size_t g = ab_rep_gidx(R, mi, pi, ti);
+        int s = R->v[v].grp[g];
+        if (s < 0 || R->v[v].sum[s].n_heads <= 0 || R->v[v].sum[s].n_heads != R->v[v].cells[g])
+            continue;
         double val = field(&R->v[v].sum[s], M[k].mean);
         if (!isfinite(val) || !isfinite(R->v[v].sum[s].flop_ratio)) continue;
         x[n] = R->v[v].sum[s].flop_ratio, y[n] = val, tgt[n] = R->t[ti];
@@ -279,12 +334,62 @@ static int method_points(const struct rep *R, int v, int mi, int pi, int k, doub
     return n;
 }
 
+/* Names in the footer of F what method mi's line in view v, phase pi leaves out: the whole
+ * method when no budget is met on every head, else each group met on some heads only. */
+static void note_left_out(const struct rep *R, struct fb *F, int v, int mi, int pi, int n_points)
+{
+    int key = pi + 8 * v; /* once per (method, phase, view): the rows repeat the columns */
+    for (int i = 0; i < F->n_seen; i++)
+        if (F->seen[i][0] == mi && F->seen[i][1] == key) return;
+    if (F->n_seen < 512) F->seen[F->n_seen][0] = mi, F->seen[F->n_seen++][1] = key;
+    char len[32] = "";
+    if (v) snprintf(len, sizeof len, ", n = %lld", (long long)R->v[v].n);
+    size_t l = strlen(F->never);
+    if (!n_points) {
+        int dup = 0; /* once per method, whatever the phase or length */
+        char want[80];
+        snprintf(want, sizeof want, "%s%s", l ? ", " : "", R->m[mi].name);
+        for (const char *p = strstr(F->never, R->m[mi].name); p; p = strstr(p + 1, R->m[mi].name))
+            dup |= (p == F->never || p[-1] == ' ') &&
+                   (p[strlen(R->m[mi].name)] == ',' || !p[strlen(R->m[mi].name)]);
+        if (!dup && l + strlen(want) < sizeof F->never) strcat(F->never, want);
+        return;
+    }
+    /* one item per method: "sale (prefill, n = 2048) at 1/2, 1/5: 7..9 of 16 heads" */
+    char budgets[200] = "";
+    int64_t lo = INT64_MAX, hi = 0, all = 0;
+    for (int ti = 0; ti < R->n_t; ti++) {
+        size_t g = ab_rep_gidx(R, mi, pi, ti);
+        int s = R->v[v].grp[g];
+        if (s < 0 || R->v[v].sum[s].n_heads <= 0 || R->v[v].sum[s].n_heads == R->v[v].cells[g])
+            continue;
+        char rl[16];
+        ab_rep_ratio_label(R->t[ti], rl, sizeof rl);
+        size_t lb = strlen(budgets);
+        snprintf(budgets + lb, sizeof budgets - lb, "%s%s", lb ? ", " : "", rl);
+        lo = AB_MIN(lo, R->v[v].sum[s].n_heads), hi = AB_MAX(hi, R->v[v].sum[s].n_heads);
+        all = AB_MAX(all, R->v[v].cells[g]);
+    }
+    if (!budgets[0]) return;
+    char item[400], heads[64];
+    if (lo == hi)
+        snprintf(heads, sizeof heads, "%lld of %lld heads", (long long)lo, (long long)all);
+    else
+        snprintf(heads, sizeof heads, "%lld..%lld of %lld heads", (long long)lo, (long long)hi,
+                 (long long)all);
+    size_t lp = strlen(F->part);
+    snprintf(item, sizeof item, "%s%s (%s%s) at %s: %s", lp ? "; " : "", R->m[mi].name,
+             R->phase[pi], len, budgets, heads);
+    if (lp + strlen(item) < sizeof F->part) strcat(F->part, item);
+}
+
 /* Adds method mi's line to the last panel of F (its slot's style), recording the points
- * outside the panel's range. */
+ * outside the panel's range and what the line leaves out. */
 static int add_method(struct rep *R, struct fb *F, int v, int mi, int pi, int k, int style)
 {
     double x[72], y[72], t[72];
     int n = method_points(R, v, mi, pi, k, x, y, t, 72), rc;
+    note_left_out(R, F, v, mi, pi, n);
     if (!n) return AB_OK;
     const struct ab_gp_axes *a = &F->pan[F->n_pan - 1];
     for (int i = 0; i < n; i++)
@@ -300,8 +405,8 @@ static int add_method(struct rep *R, struct fb *F, int v, int mi, int pi, int k,
  * included; -2: every family, dense aside; oracles included when `oracles`): at each budget the
  * best mean of a method feasible on every head, at that method's achieved ratio. Into x, y;
  * returns the count. */
-static int best_points(const struct rep *R, int v, int pi, int k, int fam, int oracles,
-                       double *x, double *y)
+static int best_points(const struct rep *R, int v, int pi, int k, int fam, int oracles, double *x,
+                       double *y)
 {
     int n = 0;
     for (int bi = 0; bi < R->n_b; bi++) {
@@ -377,8 +482,7 @@ static void col_title(const struct rep *R, const struct col *C, const char *extr
                       size_t cap)
 {
     if (C->n_parts > 1)
-        snprintf(buf, cap, "%s, part %d of %d%s", R->phase[C->pi], C->part + 1, C->n_parts,
-                 extra);
+        snprintf(buf, cap, "%s, part %d of %d%s", R->phase[C->pi], C->part + 1, C->n_parts, extra);
     else
         snprintf(buf, cap, "%s%s", R->phase[C->pi], extra);
 }
@@ -446,8 +550,8 @@ static int family_figure(struct rep *R, int f, const int *ks, int n_k, const cha
     char name[200], title[300], sub[160], png[220];
     on_subset(R, sub, sizeof sub);
     fig_name(R, name, sizeof name, what, R->fam[f]);
-    snprintf(title, sizeof title, "%s methods%s: %s against the achieved FLOP ratio",
-             R->fam[f], sub, about);
+    snprintf(title, sizeof title, "%s methods%s: %s against the achieved FLOP ratio", R->fam[f],
+             sub, about);
     if (!rc) {
         fb_budget_axes(&F, R);
         int width = n_cols > 2 ? 1500 : 1200, height = rows == 1 ? 520 : 860;
@@ -489,8 +593,7 @@ static int family_by_length(struct rep *R, int f)
             struct ab_gp_axes *a = fb_panel(&F, t, "rel_l2 (mean over heads)");
             if (!a) break;
             set_range(a, M_REL_L2, lo, hi);
-            if ((rc = add_envelope(R, &F, 1 + k, C->pi, M_REL_L2, envelope_title,
-                                   AB_GP_ENVELOPE)))
+            if ((rc = add_envelope(R, &F, 1 + k, C->pi, M_REL_L2, envelope_title, AB_GP_ENVELOPE)))
                 break;
             for (int i = 0; i < C->n && !rc; i++)
                 rc = add_method(R, &F, 1 + k, C->mi[i], C->pi, M_REL_L2, R->m[C->mi[i]].slot);
@@ -515,8 +618,7 @@ static int family_by_length(struct rep *R, int f)
 
 /* frontier-families[-tasks]: one line per family, its best method (feasible on every head,
  * oracles left out) at each budget; grey: the best of all methods, oracles included. */
-static int families_figure(struct rep *R, const int *ks, int n_k, const char *name0,
-                           int section)
+static int families_figure(struct rep *R, const int *ks, int n_k, const char *name0, int section)
 {
     int rows = 0, use[8], rc = AB_OK;
     for (int i = 0; i < n_k; i++)
@@ -626,14 +728,17 @@ static double dense_bytes(const struct rep *R, int v, int pi)
     return NAN;
 }
 
-/* Method mi's (K/V size, mean) points in phase pi: the size relative to dense, or in MiB. */
-static int kv_points(const struct rep *R, int mi, int pi, int k, double dense, double *x,
-                     double *y, double *tgt)
+/* Method mi's (K/V size, mean) points in phase pi where it meets the budget on every head: the
+ * size relative to dense, or in MiB. */
+static int kv_points(const struct rep *R, int mi, int pi, int k, double dense, double *x, double *y,
+                     double *tgt)
 {
     int n = 0;
     for (int ti = 0; ti < R->n_t && n < 72; ti++) {
         int s = R->grp[ab_rep_gidx(R, mi, pi, ti)];
-        if (s < 0 || R->r->summary[s].n_heads <= 0) continue;
+        if (s < 0 || R->r->summary[s].n_heads <= 0 ||
+            R->r->summary[s].n_heads != R->grp_cells[ab_rep_gidx(R, mi, pi, ti)])
+            continue;
         const struct ab_summary_row *row = &R->r->summary[s];
         double val = field(row, M[k].mean);
         if (!isfinite(val) || !(row->bytes_kv > 0)) continue;
@@ -652,8 +757,7 @@ static int kv_points(const struct rep *R, int mi, int pi, int k, double dense, d
 
 /* The Pareto front of every method's fully feasible points in phase pi on the K/V axis: the
  * points better than every point of smaller or equal size. */
-static int kv_front(const struct rep *R, int pi, int k, double dense, double *x, double *y,
-                    int cap)
+static int kv_front(const struct rep *R, int pi, int k, double dense, double *x, double *y, int cap)
 {
     int n = 0;
     double *px = malloc(sizeof(double) * (size_t)(R->n_m * R->n_t + 1));
@@ -676,8 +780,8 @@ static int kv_front(const struct rep *R, int pi, int k, double dense, double *x,
         }
     for (int a = 1; a < n; a++) /* by size, the better value first on ties */
         for (int b = a; b > 0 && (px[b] < px[b - 1] ||
-                                  (px[b] == px[b - 1] && (M[k].higher_better ? py[b] > py[b - 1]
-                                                                             : py[b] < py[b - 1])));
+                                  (px[b] == px[b - 1] &&
+                                   (M[k].higher_better ? py[b] > py[b - 1] : py[b] < py[b - 1])));
              b--) {
             double t0 = px[b], t1 = py[b];
             px[b] = px[b - 1], py[b] = py[b - 1], px[b - 1] = t0, py[b - 1] = t1;
@@ -699,8 +803,8 @@ static int kv_figure(struct rep *R, int f, const struct col *C)
         if (has_metric(R, 0, ks[i])) use[rows++] = ks[i];
     if (!rows) return AB_OK;
     double dense = dense_bytes(R, 0, C->pi);
-    const char *kv_label = isfinite(dense) ? "K/V bytes read per head, relative to dense"
-                                           : "K/V MiB read per head";
+    const char *kv_label =
+        isfinite(dense) ? "K/V bytes read per head, relative to dense" : "K/V MiB read per head";
     struct fb F = {0};
     for (int r = 0; r < rows && !rc; r++) {
         int k = use[r];
@@ -718,16 +822,16 @@ static int kv_figure(struct rep *R, int f, const struct col *C)
         if (!rc) rc = add_dense(R, &F, 0, C->pi, k);
         if (rc) break;
         /* against the K/V bytes */
-        a = fb_panel(&F, isfinite(dense) ? "against the K/V bytes read"
-                                         : "against the K/V MiB read", ylab);
+        a = fb_panel(
+            &F, isfinite(dense) ? "against the K/V bytes read" : "against the K/V MiB read", ylab);
         if (!a) break;
         set_range(a, k, lo, hi);
         a->logx = 1;
         a->xlabel = kv_label;
         double x[256], y[256], t[72];
         int n = kv_front(R, C->pi, k, dense, x, y, 256);
-        if (n && (rc = fb_curve(&F, "best of all methods at that size or less", AB_GP_ENVELOPE,
-                                n, x, y)))
+        if (n && (rc = fb_curve(&F, "best of all methods at that size or less", AB_GP_ENVELOPE, n,
+                                x, y)))
             break;
         for (int i = 0; i < C->n && !rc; i++) {
             int mi = C->mi[i];
@@ -767,9 +871,7 @@ static int kv_figure(struct rep *R, int f, const struct col *C)
                 double x = s * (j == 0 ? 1 : j == 1 ? 0.5 : 0.2);
                 if (x < a->xmin || x > a->xmax) continue;
                 F.tic[p][n] = x;
-                char cl[16];
-                ab_rep_compression_label(x, cl, sizeof cl);
-                snprintf(F.tic_lab[p][n], sizeof F.tic_lab[0][0], "%g\n%s", x, cl);
+                tic_label(x, F.tic_lab[p][n], sizeof F.tic_lab[0][0]);
                 F.tic_p[p][n] = F.tic_lab[p][n];
                 n++;
             }
@@ -782,11 +884,15 @@ static int kv_figure(struct rep *R, int f, const struct col *C)
     snprintf(stem, sizeof stem, "kvcache-%s%s", R->fam[f], part);
     fig_name(R, name, sizeof name, "%s", stem);
     if (C->n_parts > 1)
-        snprintf(title, sizeof title, "%s methods in %s, part %d of %d%s: accuracy against FLOPs "
-                 "and K/V bytes read", R->fam[f], R->phase[C->pi], C->part + 1, C->n_parts, sub);
+        snprintf(title, sizeof title,
+                 "%s methods in %s, part %d of %d%s: accuracy against FLOPs "
+                 "and K/V bytes read",
+                 R->fam[f], R->phase[C->pi], C->part + 1, C->n_parts, sub);
     else
-        snprintf(title, sizeof title, "%s methods in %s%s: accuracy against FLOPs and K/V bytes "
-                 "read", R->fam[f], R->phase[C->pi], sub);
+        snprintf(title, sizeof title,
+                 "%s methods in %s%s: accuracy against FLOPs and K/V bytes "
+                 "read",
+                 R->fam[f], R->phase[C->pi], sub);
     if (!rc) rc = fb_write(&F, R, name, title, rows, 2, 0, NULL, 1200, rows == 1 ? 520 : 860);
     fb_free(&F);
     if (rc) return rc;
@@ -811,12 +917,12 @@ int ab_rep_frontiers(struct rep *R)
     int rc = AB_OK;
     if (!R->n_b) {
         return ab_rep_strv_push(&R->notes[SEC_FRONTIER], "No budgets in these results (a run "
-                                "at fixed knobs): no frontier drawn.");
+                                                         "at fixed knobs): no frontier drawn.");
     }
     if ((rc = families_figure(R, main_k, 2, "frontier-families", SEC_FRONTIER))) return rc;
     for (int f = 0; f < R->n_fam && !rc; f++)
-        rc = family_figure(R, f, main_k, 2, "frontier-%s", "rel_l2 and task accuracy",
-                           SEC_FRONTIER);
+        rc =
+            family_figure(R, f, main_k, 2, "frontier-%s", "rel_l2 and task accuracy", SEC_FRONTIER);
     if (R->subset) return rc; /* one workload of several: the main figures only */
     for (int f = 0; f < R->n_fam && !rc; f++)
         rc = family_figure(R, f, more_k, 2, "frontier-%s-recall", "recall and worst-row cosine",
@@ -824,8 +930,10 @@ int ab_rep_frontiers(struct rep *R)
     if (!rc) rc = length_figure(R);
     for (int f = 0; f < R->n_fam && !rc; f++) rc = family_by_length(R, f);
     if (!rc && R->n_len < 2)
-        rc = ab_rep_strv_push(&R->notes[SEC_LENGTH], "One sequence length (n = %lld): no "
-                              "figure per length.", R->n_len ? (long long)R->len[0] : 0LL);
+        rc = ab_rep_strv_push(&R->notes[SEC_LENGTH],
+                              "One sequence length (n = %lld): no "
+                              "figure per length.",
+                              R->n_len ? (long long)R->len[0] : 0LL);
     if (!rc && (has_metric(R, 0, M_RETRIEVE) || has_metric(R, 0, M_AGGREGATE))) {
         rc = families_figure(R, task_k, 2, "frontier-families-tasks", SEC_TASKS);
         for (int f = 0; f < R->n_fam && !rc; f++)
@@ -833,7 +941,7 @@ int ab_rep_frontiers(struct rep *R)
                                "accuracy on retrieve and aggregate queries", SEC_TASKS);
     } else if (!rc) {
         rc = ab_rep_strv_push(&R->notes[SEC_TASKS], "The workloads have no retrieve or "
-                              "aggregate tasks: no per-task frontier.");
+                                                    "aggregate tasks: no per-task frontier.");
     }
     /* the KV cache: every family with decode cells */
     int pd = -1;
@@ -882,11 +990,11 @@ int ab_rep_isoflops(struct rep *R, double t)
     int n_pan = 0;
     struct ab_gp_hbar_panel panels[16];
     struct ab_gp_hbar *bars = calloc((size_t)(2 * R->n_p * (TOP_BARS + 2) + 1), sizeof *bars);
-    char (*text)[48] = calloc((size_t)(2 * R->n_p * (TOP_BARS + 2) + 1), sizeof *text);
-    char (*label)[64] = calloc((size_t)(2 * R->n_p * (TOP_BARS + 2) + 1), sizeof *label);
-    char (*ptitle)[96] = calloc(16, sizeof *ptitle);
+    char(*text)[48] = calloc((size_t)(2 * R->n_p * (TOP_BARS + 2) + 1), sizeof *text);
+    char(*label)[64] = calloc((size_t)(2 * R->n_p * (TOP_BARS + 2) + 1), sizeof *label);
+    char(*ptitle)[96] = calloc(16, sizeof *ptitle);
     struct bar_pick *pick = calloc((size_t)R->n_m + 1, sizeof *pick);
-    char (*footer)[300] = calloc((size_t)R->n_p + 2, sizeof *footer);
+    char(*footer)[300] = calloc((size_t)R->n_p + 2, sizeof *footer);
     const char **footp = calloc((size_t)R->n_p + 2, sizeof(char *));
     if (!bars || !text || !label || !ptitle || !pick || !footer || !footp) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
@@ -903,8 +1011,10 @@ int ab_rep_isoflops(struct rep *R, double t)
             int ti, s = ab_rep_group_at(R, mi, pi, t, &ti);
             if (ti < 0 && !R->m[mi].has_knob) continue; /* fixed cost above the budget */
             n_run++;
-            if (s >= 0 && R->r->summary[s].n_heads > 0) n_feas++;
-            else n_inf++;
+            if (s >= 0 && R->r->summary[s].n_heads > 0)
+                n_feas++;
+            else
+                n_inf++;
         }
         if (!n_run) continue;
         for (int kk = 0; kk < 2; kk++) {
@@ -918,7 +1028,9 @@ int ab_rep_isoflops(struct rep *R, double t)
                 if (!s || !isfinite(field(s, M[k].mean))) continue;
                 int ti;
                 ab_rep_group_at(R, mi, pi, t, &ti);
-                pick[n++] = (struct bar_pick){.mi = mi, .v = field(s, M[k].mean), .full = full,
+                pick[n++] = (struct bar_pick){.mi = mi,
+                                              .v = field(s, M[k].mean),
+                                              .full = full,
                                               .feas = s->n_heads,
                                               .all = R->grp_cells[ab_rep_gidx(R, mi, pi, ti)]};
             }
@@ -926,8 +1038,11 @@ int ab_rep_isoflops(struct rep *R, double t)
             struct ab_gp_hbar_panel *P = &panels[n_pan];
             snprintf(ptitle[n_pan], sizeof ptitle[0], "%s: %s%s", R->phase[pi], M[k].name,
                      hb ? " (higher is better)" : " (lower is better)");
-            *P = (struct ab_gp_hbar_panel){.title = ptitle[n_pan], .bars = &bars[nb],
-                                           .logx = M[k].logy, .xmin = lo, .xmax = hi};
+            *P = (struct ab_gp_hbar_panel){.title = ptitle[n_pan],
+                                           .bars = &bars[nb],
+                                           .logx = M[k].logy,
+                                           .xmin = lo,
+                                           .xmax = hi};
             if (k != M_REL_L2) P->xmin = 0, P->xmax = 1;
             P->xlabel = k == M_REL_L2 ? "mean rel_l2 over heads (log)" : "mean over heads";
             /* dense first, as the reference */
@@ -945,8 +1060,10 @@ int ab_rep_isoflops(struct rep *R, double t)
                 /* dense's error is rounding: draw its value as text only on the log axis */
                 int off_axis = M[k].logy && isfinite(lo) && v < lo;
                 snprintf(text[nb], sizeof text[0], "%.3g%s", v, off_axis ? " (reference)" : "");
-                bars[nb] = (struct ab_gp_hbar){.label = label[nb], .colour = AB_GP_COLOUR_BLACK,
-                                               .value = off_axis ? NAN : v, .text = text[nb]};
+                bars[nb] = (struct ab_gp_hbar){.label = label[nb],
+                                               .colour = AB_GP_COLOUR_BLACK,
+                                               .value = off_axis ? NAN : v,
+                                               .text = text[nb]};
                 nb++, P->n_bars++;
                 break;
             }
@@ -955,8 +1072,8 @@ int ab_rep_isoflops(struct rep *R, double t)
                 if (b->full)
                     snprintf(label[nb], sizeof label[0], "%s", R->m[b->mi].name);
                 else
-                    snprintf(label[nb], sizeof label[0], "%s (%lld/%lld heads)",
-                             R->m[b->mi].name, (long long)b->feas, (long long)b->all);
+                    snprintf(label[nb], sizeof label[0], "%s (%lld/%lld heads)", R->m[b->mi].name,
+                             (long long)b->feas, (long long)b->all);
                 int out = isfinite(hi) && b->v > hi, under = isfinite(lo) && b->v < lo;
                 if (out || under) {
                     snprintf(text[nb], sizeof text[0], "%s%.3g", out ? ">" : "<", b->v);
@@ -964,8 +1081,10 @@ int ab_rep_isoflops(struct rep *R, double t)
                 } else {
                     snprintf(text[nb], sizeof text[0], "%.3g", b->v);
                 }
-                bars[nb] = (struct ab_gp_hbar){.label = label[nb], .colour = R->m[b->mi].fam,
-                                               .value = under ? lo : b->v, .text = text[nb]};
+                bars[nb] = (struct ab_gp_hbar){.label = label[nb],
+                                               .colour = R->m[b->mi].fam,
+                                               .value = under ? lo : b->v,
+                                               .text = text[nb]};
                 nb++, P->n_bars++;
             }
             max_bars = AB_MAX(max_bars, P->n_bars);
@@ -986,12 +1105,20 @@ int ab_rep_isoflops(struct rep *R, double t)
     char name[160], title[200], rf[32];
     snprintf(rf, sizeof rf, "%g", t);
     snprintf(name, sizeof name, "isoflops-%s", rf);
-    snprintf(title, sizeof title, "Methods at FLOP ratio %s (%s compression): means over heads",
-             rl, cl);
+    snprintf(title, sizeof title, "Methods at FLOP ratio %s (%s compression): means over heads", rl,
+             cl);
     int rows = (n_pan + 1) / 2;
-    struct ab_gp_hbars pl = {.name = name, .title = title, .n_footer = n_foot, .footer = footp,
-                             .rows = rows, .cols = 2, .n_panels = n_pan, .panels = panels,
-                             .n_keys = n_keys, .key_colours = keys, .key_titles = key_t,
+    struct ab_gp_hbars pl = {.name = name,
+                             .title = title,
+                             .n_footer = n_foot,
+                             .footer = footp,
+                             .rows = rows,
+                             .cols = 2,
+                             .n_panels = n_pan,
+                             .panels = panels,
+                             .n_keys = n_keys,
+                             .key_colours = keys,
+                             .key_titles = key_t,
                              .width = 1200,
                              .height = 60 + 16 * n_foot + rows * (110 + 24 * max_bars)};
     if ((rc = ab_gp_hbars_write(R->o->dir, &pl)) != AB_OK) goto done;
