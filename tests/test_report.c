@@ -1166,3 +1166,41 @@ Test(report, unknown_family_or_method_is_a_usage_error_writing_nothing)
     free(out), free(err);
     cr_expect(!t_exists(dir), "a refused report wrote its folder");
 }
+
+Test(report, isoflops_bars_are_sorted_and_few)
+{
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("dynamic12-iso.h5"));
+    write_dynamic12(res, NAN);
+    const char *dir = report_dir("rep-dyn12-iso");
+    char *out, *err;
+    int st = t_run(&out, &err, "report '%s' -o '%s'", res, dir);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    char *tsv = slurp_in(dir, "isoflops-0.25.tsv");
+    cr_assert(tsv);
+    /* block 0: prefill rel_l2, ascending after dense; block 1: task_acc, descending */
+    for (int b = 0; b < 2; b++) {
+        char head[32];
+        snprintf(head, sizeof head, "# block %d: ", b);
+        const char *p = strstr(tsv, head);
+        cr_assert(p, "%s", tsv);
+        p = strchr(strstr(p, "# y\t"), '\n') + 1;
+        double last = b ? INFINITY : -INFINITY;
+        int n = 0;
+        while (*p && *p != '\n' && *p != '#') {
+            double y, v;
+            char label[64];
+            cr_assert_eq(sscanf(p, "%lf\t%lf\t%*d\t%63[^\t]", &y, &v, label), 3, "%.80s", p);
+            if (strncmp(label, "dense", 5)) {
+                cr_expect(b ? v <= last : v >= last, "%s (%g) out of order after %g", label, v,
+                          last);
+                last = v;
+            }
+            n++;
+            p = strchr(p, '\n') + 1;
+        }
+        cr_expect(n == 13, "12 best methods and dense, got %d bars", n);
+    }
+    free(tsv);
+}

@@ -1192,8 +1192,8 @@ static void rep_free(struct rep *R)
     memset(&R->all, 0, sizeof R->all);
 }
 
-/* The cells of d->merged that the filter of R->o keeps and that `keep` (when not NULL) accepts,
- * as shallow copies into R->all (R->r points at it). */
+/* The cells of src that the filter of R->o keeps (of one workload when `workload` is not
+ * NULL), as shallow copies into R->all (R->r points at it). */
 static int keep_cells(struct rep *R, const struct ab_results *src, const char *workload)
 {
     ab_results_init(&R->all);

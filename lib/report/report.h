@@ -3,22 +3,25 @@
  * kept-mask maps are the picture of kept_map.h (lib/io), shared with `attnbench render`.
  *
  * The folder holds, for a budget B (the target FLOP ratio nearest to opts.budget):
- *   frontier-<family>[-<k>].{png,gp,tsv}  rel_l2 and task_acc (mean over heads) against the
- *                                    achieved FLOP ratio, one panel per phase (and part k of a
- *                                    family with more than 10 methods in a phase: at most 10
- *                                    lines a panel), every method its own colour and marker,
- *                                    the best of all methods at each budget as a grey envelope,
- *                                    dense as the reference point;
+ *   frontier-<family>.{png,gp,tsv}   rel_l2 and task_acc (mean over heads) against the
+ *                                    achieved (amortised) FLOP ratio, one column of panels per
+ *                                    phase (two when the family runs more than 10 methods in
+ *                                    it: at most 10 lines a panel), every method its own
+ *                                    colour and marker, the best of all methods at each budget
+ *                                    as a grey envelope, dense as the reference point;
  *   frontier-families.{png,gp,tsv}   the best method of each family at each budget;
- *   frontier-<family>[-<k>]-recall   recall and cos_min in the same layout;
- *   frontier-<family>[-<k>]-n        rel_l2 with one panel per sequence length (several n);
+ *   frontier-<family>-recall         recall and cos_min in the same layout;
+ *   frontier-<family>-n              rel_l2, one panel per sequence length (several n);
  *   frontier-length                  the envelope of each length (several n);
- *   frontier-<family>[-<k>]-tasks    task accuracy on retrieve and on aggregate queries;
- *   kvcache-<family>[-<k>]           decode accuracy against the FLOP ratio and against the
- *                                    K/V bytes read (relative to dense);
+ *   frontier-families-tasks, frontier-<family>-tasks  accuracy on retrieve and on aggregate
+ *                                    queries;
+ *   kvcache-<family>[-<k>]           decode: rel_l2 and task_acc against the FLOP ratio and
+ *                                    against the K/V bytes read relative to dense (part k of a
+ *                                    family with more than 10 decode methods);
  *   isoflops-<ratio>.{png,gp,tsv}    methods at each target ratio: horizontal bars, sorted,
  *                                    the best ones of each phase and dense;
- *   heads-rel_l2-<B>[-<family>].{png,gp,tsv}  layer x head rel_l2 at B (gnuplot);
+ *   heads-rel_l2-<B>-<family>.{png,gp,tsv}  layer x head rel_l2 at B (gnuplot), one figure
+ *                                    per family on one clipped colour scale;
  *   heads-<method>-<phase>-<B>.{png,tsv}  the same grid per method as an 8-bit viridis PNG;
  *   heads-<stat>.{png,tsv}, heads-stats.{png,gp,tsv}  head statistics when the results carry
  *                                    a /heads table (sink, entropy, locality);
@@ -32,7 +35,8 @@
  *                                    everything else (report_md.c).
  * Axes and colour scales are robust: rel_l2 is drawn up to 2 at most (an output further from
  * the exact one than twice its norm is broken, not a trade-off) and within the 2nd..98th
- * percentile of the values; values outside are drawn at the edge and listed in report.md.
+ * percentile of the values (a factor 3 of room below); values outside are drawn at the edge
+ * and listed in report.md.
  * Every file is written to a temporary name and renamed when complete. gnuplot renders the
  * .gp scripts last; when it is missing everything else is still written and the call returns
  * AB_E_NOTOOL. No time stamps anywhere: the same inputs give the same bytes. */
