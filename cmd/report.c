@@ -1,7 +1,7 @@
 /* report.c - `attnbench report RESULTS.h5... -o DIR`: a self-contained report folder (figures
  * and attention maps through gnuplot, viridis heatmaps through libpng, CSV tables, report.md)
  * from one or more results files (outputs.md, "Reports"; the contents are listed in
- * lib/io/report.h). Prints the path of every file written. Exit 69 when gnuplot is missing: the
+ * lib/report/report.h). Prints the path of every file written. Exit 69 when gnuplot is missing: the
  * .gp/.tsv (.bin) files, heatmaps, tables and report.md are written all the same. */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,15 +10,35 @@
 
 #include "core/ab.h"
 #include "core/list.h"
-#include "io/report.h"
+#include "report/report.h"
 #include "methods/method.h"
 #include "opts.h"
 
 static const char *usage_text =
-    "attnbench report RESULTS.h5... -o DIR [--workload W.h5] [--maps L:H,L:H]\n"
-    "                 [--map-methods a,b] [--budget R] [--map-size N] [--gnuplot PROG]";
+    "attnbench report RESULTS.h5... -o DIR [--methods a,b,...] [--family static,kv,...]\n"
+    "                 [--workload W.h5] [--maps L:H,L:H] [--map-methods a,b] [--budget R]\n"
+    "                 [--map-size N] [--gnuplot PROG]";
 
-enum { MAX_INPUTS = 256, MAX_MAPS = 64, MAX_MAP_METHODS = 32 };
+enum { MAX_INPUTS = 256, MAX_MAPS = 64, MAX_MAP_METHODS = 32, MAX_FILTER = 128 };
+
+/* A comma list into names[0..*n) (at most MAX_FILTER). Returns 0 or an exit status (message
+ * printed). */
+static int parse_names(const char *s, const char *opt, char (*names)[64], const char **ptrs,
+                       int *n)
+{
+    int rc;
+    *n = 0;
+    while ((rc = ab_list_next(&s, 0, names[*n], sizeof names[0], NULL, opt)) == 1) {
+        if (*n == MAX_FILTER - 1)
+            return ab_cmd_error(EX_AB_USAGE, "report: at most %d names in %s", MAX_FILTER - 1,
+                                opt);
+        ptrs[*n] = names[*n];
+        (*n)++;
+    }
+    if (rc < 0) return ab_cmd_fail(rc);
+    if (!*n) return ab_cmd_error(EX_AB_USAGE, "report: %s is empty", opt);
+    return 0;
+}
 
 static void print_path(void *user, const char *path)
 {
@@ -52,16 +72,20 @@ int cmd_report(int argc, char **argv)
 {
     struct ab_report_opts ro;
     ab_report_defaults(&ro);
-    const char *maps = NULL, *map_methods = NULL;
+    const char *maps = NULL, *map_methods = NULL, *methods = NULL, *families = NULL;
     int64_t map_size = ro.map_size, cell = ro.cell_px;
     const struct ab_opt opts[] = {
         {"o", AB_OPT_STRING, &ro.dir, "DIR", "report folder to write (created when missing)"},
+        {"methods", AB_OPT_STRING, &methods, "LIST",
+         "report only these methods (and dense, the reference); with --family: either"},
+        {"family", AB_OPT_STRING, &families, "LIST",
+         "report only these families: static, dynamic, kv, linear, calibration"},
         {"workload", AB_OPT_STRING, &ro.workload, "W.h5",
          "workload of the attention maps (default: the first one the results record, if found)"},
         {"maps", AB_OPT_STRING, &maps, "L:H,...",
          "heads to draw (default: where the best methods fail worst, and a task head)"},
         {"by-workload", AB_OPT_FLAG, &ro.by_workload, NULL,
-         "also draw the frontiers of each workload alone (frontier-<metric>-<workload>.png)"},
+         "also draw the frontiers of each workload alone (frontier-<family>-<workload>.png)"},
         {"map-methods", AB_OPT_STRING, &map_methods, "LIST",
          "methods whose kept mask is drawn on the maps (default: the best of each phase)"},
         {"budget", AB_OPT_DOUBLE, &ro.budget, "R",
@@ -90,6 +114,17 @@ int cmd_report(int argc, char **argv)
     if (!(ro.map_floor > 0 && ro.map_floor < 1))
         return ab_cmd_error(EX_AB_USAGE, "report: --floor %g is not between 0 and 1", ro.map_floor);
     ro.map_size = map_size, ro.cell_px = cell;
+
+    static char method_names[MAX_FILTER][64], family_names[MAX_FILTER][64];
+    static const char *method_p[MAX_FILTER], *family_p[MAX_FILTER];
+    if (methods && (st = parse_names(methods, "--methods", method_names, method_p,
+                                     &ro.n_methods)))
+        return st;
+    if (families && (st = parse_names(families, "--family", family_names, family_p,
+                                      &ro.n_families)))
+        return st;
+    ro.methods = method_p, ro.families = family_p;
+    if (ab_report_check_filter(&ro) != AB_OK) return ab_cmd_fail(AB_E_USAGE);
 
     int64_t pairs[2 * MAX_MAPS];
     if (maps && (st = parse_maps(maps, pairs, &ro.n_maps))) return st;

@@ -347,6 +347,9 @@ static void build_report(struct cmdline *c, const struct ab_scenario *s, const c
     }
     if (s->n_map_methods) add_list(c, "--map-methods", s->map_methods, s->n_map_methods);
     if (s->report_by_workload) add(c, "--by-workload");
+    if (s->n_report_methods) add_list(c, "--methods", s->report_methods, s->n_report_methods);
+    if (s->n_report_families)
+        add_list(c, "--family", s->report_families, s->n_report_families);
     add_common(c, seed, threads);
 }
 

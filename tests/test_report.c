@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <hdf5.h>
 #include <math.h>
+#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -137,10 +138,12 @@ Test(report, every_script_renders_to_its_declared_size)
     free(out), free(err);
     static char gps[64][256];
     int n = list_dir(dir, ".gp", gps, 64);
-    cr_assert_geq(n, 4 + 3 + 1 + 1, "%d scripts", n); /* 4 frontiers, 3 isoflops, 1 heads, maps */
     int n_maps = 0;
     for (int i = 0; i < n; i++) n_maps += !strncmp(gps[i], "map-", 4);
     cr_expect_geq(n_maps, 1, "no map figure (the workload is recorded)");
+    /* frontiers: families, 3 families x (main, recall, tasks: no tasks of a kind here, none),
+     * kvcache of static and kv; 3 isoflops; 3 heads figures (one per family) */
+    cr_assert_geq(n, 1 + 3 * 2 + 2 + 3 + 3, "%d scripts", n);
     for (int i = 0; i < n; i++) {
         char stem[256], png[1300], mine[1300], cmd[3000];
         snprintf(stem, sizeof stem, "%.*s", (int)strlen(gps[i]) - 3, gps[i]);
@@ -159,10 +162,10 @@ Test(report, every_script_renders_to_its_declared_size)
         png_size(mine, &w2, &h2);
         cr_expect(w > 0 && h > 0, "%s: no PNG", png);
         cr_expect(w == w2 && h == h2, "%s: %ux%u by hand, %ux%u in the report", stem, w2, h2, w, h);
-        if (!strncmp(stem, "frontier-", 9))
-            cr_expect(w == 1200 && h == 500, "%s %ux%u", stem, w, h);
+        if (!strncmp(stem, "frontier-", 9) || !strncmp(stem, "kvcache-", 8))
+            cr_expect(w == 1200 && (h == 860 || h == 520), "%s %ux%u", stem, w, h);
         if (!strncmp(stem, "isoflops-", 9))
-            cr_expect(w == 1200 && h == 560, "%s %ux%u", stem, w, h);
+            cr_expect(w == 1200 && h > 300, "%s %ux%u", stem, w, h);
         if (!strncmp(stem, "heads-", 6)) cr_expect(w == 1200 && h > 100, "%s %ux%u", stem, w, h);
         if (!strncmp(stem, "map-", 4)) cr_expect(w == 900 && h == 800, "%s %ux%u", stem, w, h);
         size_t a = 0, b = 0;
@@ -171,10 +174,12 @@ Test(report, every_script_renders_to_its_declared_size)
                   stem);
         free(x), free(y);
     }
-    const char *expect[] = {"frontier-rel_l2.png", "frontier-recall.png", "frontier-task_acc.png",
-                            "frontier-cos_min.png", "isoflops-0.5.png", "isoflops-0.25.png",
-                            "isoflops-0.125.png", "heads-rel_l2-0.125.png", "cells.csv",
-                            "summary.csv", "report.md"};
+    const char *expect[] = {"frontier-families.png", "frontier-static.png",
+                            "frontier-dynamic.png", "frontier-kv.png", "frontier-kv-recall.png",
+                            "kvcache-kv.png", "kvcache-static.png", "isoflops-0.5.png",
+                            "isoflops-0.25.png", "isoflops-0.125.png",
+                            "heads-rel_l2-0.125-static.png", "heads-rel_l2-0.125-kv.png",
+                            "cells.csv", "summary.csv", "report.md"};
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
         cr_expect(exists_in(dir, expect[i]), "%s missing", expect[i]);
     static char tmps[8][256];
@@ -220,7 +225,7 @@ Test(report, heatmaps_are_viridis_pngs_of_the_grid)
     }
     cr_expect_geq(n_lib, 4, "only %d heatmaps", n_lib);
     /* the gnuplot figure uses the same table */
-    char *gp = slurp_in(dir, "heads-rel_l2-0.125.gp");
+    char *gp = slurp_in(dir, "heads-rel_l2-0.125-static.gp");
     cr_assert(gp);
     cr_expect(strstr(gp, "0 \"#440154\"") && strstr(gp, "255 \"#fde725\""));
     free(gp);
@@ -268,16 +273,16 @@ Test(report, report_md_names_the_best_method_of_the_data)
             snprintf(row, sizeof row, "| %s | %s | %s |", phases[p], labels[t], best);
             cr_expect(strstr(md, row) != NULL, "report.md lacks '%s'", row);
         }
-    /* the summary line of the headline budget, the failing heads, the infeasible counts, the
-     * sink ratio (not computed here), links to figures and tables, the inputs */
-    char best[64], line[160];
-    expected_best(&r, "prefill", 0.125, best, sizeof best);
-    snprintf(line, sizeof line, "- prefill at 1/8: **%s**", best);
-    cr_expect(strstr(md, line) != NULL, "missing '%s'", line);
+    /* it opens with the answers; the failing heads, the infeasible methods, the sink ratio
+     * (not computed here), links to figures and tables, the inputs */
+    const char *opening = "# attnbench report\n\n## Answers\n";
+    cr_expect(!strncmp(md, opening, strlen(opening)), "%.200s", md);
+    cr_expect(strstr(md, "one length only (n = 256)") != NULL, "the length question");
     cr_expect(strstr(md, "## Heads that break each method") && strstr(md, "L1 H") != NULL);
-    cr_expect(strstr(md, "## Infeasible cells") != NULL);
+    cr_expect(strstr(md, "## Infeasible methods") != NULL);
+    cr_expect(strstr(md, "G = 1024") != NULL, "the decode horizon");
     cr_expect(strstr(md, "Not computed: the results have no /heads table") != NULL);
-    cr_expect(strstr(md, "(frontier-rel_l2.png)") && strstr(md, "(isoflops-0.125.png)") &&
+    cr_expect(strstr(md, "(frontier-static.png)") && strstr(md, "(isoflops-0.125.png)") &&
               strstr(md, "(cells.csv)") && strstr(md, "(summary.csv)"));
     cr_expect(strstr(md, r.workload_sha256[0]) != NULL, "workload digest missing");
     cr_expect(strstr(md, "attnbench run ") != NULL, "the run's command line is missing");
@@ -462,11 +467,11 @@ Test(report, without_gnuplot_writes_scripts_and_exits_69)
     cr_expect_eq(t_count_lines(err), 1, "%s", err);
     cr_expect(strstr(err, "gnuplot") != NULL, "%s", err);
     free(out), free(err);
-    const char *expect[] = {"frontier-rel_l2.gp", "frontier-rel_l2.tsv", "isoflops-0.125.gp",
+    const char *expect[] = {"frontier-static.gp", "frontier-static.tsv", "isoflops-0.125.gp",
                             "isoflops-0.125.tsv", "report.md", "cells.csv", "summary.csv"};
     for (size_t i = 0; i < sizeof expect / sizeof expect[0]; i++)
         cr_expect(exists_in(dir, expect[i]), "%s missing", expect[i]);
-    cr_expect(!exists_in(dir, "frontier-rel_l2.png"));
+    cr_expect(!exists_in(dir, "frontier-static.png"));
     /* the maps' scripts and data, and no picture of them */
     static char gps[64][256];
     int n = list_dir(dir, ".gp", gps, 64), n_maps = 0;
@@ -510,7 +515,7 @@ Test(report, failed_gnuplot_leaves_no_picture)
         cr_expect(strncmp(names[i], "frontier", 8) && strncmp(names[i], "isoflops", 8) &&
                       strncmp(names[i], "map-", 4),
                   "%s left by a failed gnuplot", names[i]);
-    cr_expect(exists_in(dir, "report.md") && exists_in(dir, "frontier-rel_l2.gp"));
+    cr_expect(exists_in(dir, "report.md") && exists_in(dir, "frontier-static.gp"));
 }
 
 Test(report, bad_inputs_have_their_exit_statuses)
@@ -685,6 +690,52 @@ Test(report, head_statistics_and_sink_ratio)
     cr_expect_eq(px[0], 255, "head 0 (sink 0.6) should be brightest, got %d", px[0]);
     cr_expect_eq(px[24], 1, "head 1 (sink 0.1) should be darkest, got %d", px[24]);
     free(px);
+}
+
+/* Pixels of a PNG (any colour type, through libpng's simplified API) within 6 of rgb. */
+static int64_t count_rgb(const char *path, int r, int g, int b)
+{
+    png_image img;
+    memset(&img, 0, sizeof img);
+    img.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&img, path)) return -1;
+    img.format = PNG_FORMAT_RGB;
+    uint8_t *buf = malloc(PNG_IMAGE_SIZE(img));
+    if (!buf || !png_image_finish_read(&img, NULL, buf, 0, NULL)) {
+        free(buf);
+        png_image_free(&img);
+        return -1;
+    }
+    int64_t n = 0;
+    for (size_t i = 0; i < (size_t)img.width * img.height; i++)
+        n += abs(buf[3 * i] - r) <= 6 && abs(buf[3 * i + 1] - g) <= 6 &&
+             abs(buf[3 * i + 2] - b) <= 6;
+    free(buf);
+    return n;
+}
+
+Test(report, head_statistics_of_one_layer_are_drawn)
+{
+    if (!have_gnuplot()) cr_skip_test("gnuplot is not installed");
+    fixture();
+    const char *copy = t_path("one-layer-heads.h5");
+    char cmd[2400];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", fx_res, copy);
+    cr_assert_eq(system(cmd), 0);
+    double sink[64];
+    add_heads(copy, 1, 4, sink);
+    const char *dir = report_dir("rep-heads-one");
+    char *out, *err;
+    int st = t_run(&out, &err, "report '%s' -o '%s'", copy, dir);
+    cr_assert_eq(st, 0, "%d %s", st, err);
+    free(out), free(err);
+    /* each panel scales to its own range: the largest value's cell is the last viridis colour,
+     * a whole cell of it (the colour box alone holds a sliver) */
+    char p[2048];
+    snprintf(p, sizeof p, "%s/heads-stats.png", dir);
+    int64_t bright = count_rgb(p, 0xfd, 0xe7, 0x25);
+    cr_expect_gt(bright, 400, "%lld bright pixels: the one-layer grids are blank",
+                 (long long)bright);
 }
 
 /* ---------------------------------------------------------------- render --method */
@@ -881,4 +932,440 @@ Test(render, method_errors)
     char tmp[1300];
     snprintf(tmp, sizeof tmp, "%s.tmp", png);
     cr_expect(!t_exists(tmp));
+}
+
+/* ---------------------------------------------------------------- hand-built results */
+
+/* A results table built cell by cell: reproducible root attributes, G = 1024. */
+static void hb_init(struct ab_results *r)
+{
+    ab_results_init(r);
+    r->created_utc = strdup("2000-01-01T00:00:00Z");
+    r->hostname = strdup("h");
+    r->attnbench_version = strdup("0");
+    r->openblas_config = strdup("b");
+    r->decode_horizon = 1024;
+}
+
+/* `heads` cells (layer 0, heads 0..) of one group, every head with the same values: task_acc
+ * the mean of the retrieve and aggregate accuracies; infeasible cells (reason != NULL) carry
+ * no metrics. */
+static void hb_cells(struct ab_results *r, const char *workload, int64_t n, int heads,
+                     const char *method, const char *family, const char *phase, double target,
+                     double rel, double retrieve, double aggregate, const char *reason)
+{
+    int dense = !strcmp(family, "dense"), ok = reason == NULL;
+    double ratio = dense ? 1 : 0.95 * target;
+    for (int h = 0; h < heads; h++) {
+        struct ab_cell c = {
+            .workload = (char *)workload, .n = n, .layer = 0, .head = h, .kv_head = h,
+            .method = (char *)method, .family = (char *)family, .phase = (char *)phase,
+            .knob_name = dense ? "" : "k", .knob = dense ? NAN : 1, .target_ratio = target,
+            .flop_ratio = ratio, .flop_ratio_step = ratio, .flops_attend = 1e6 * ratio,
+            .bytes_kv = 1e6 * ratio, .density = ratio, .sparsity = 1 - ratio,
+            .compression = 1 / ratio, .rel_l2 = ok ? rel : NAN, .cos_mean = ok ? 1 - rel : NAN,
+            .cos_min = ok ? 1 - 2 * rel : NAN, .max_abs = ok ? rel : NAN,
+            .recall = ok ? 1 - rel : NAN, .topk_recall = ok ? 1 - rel : NAN,
+            .kl = ok ? rel : NAN, .task_kind = "retrieve+aggregate",
+            .task_acc = ok ? (retrieve + aggregate) / 2 : NAN,
+            .task_acc_retrieve = ok ? retrieve : NAN, .task_acc_multi_retrieve = NAN,
+            .task_acc_aggregate = ok ? aggregate : NAN, .n_eval_rows = 64, .time_s = 0,
+            .feasible = ok, .reason = ok ? "" : (char *)reason};
+        cr_assert_eq(ab_results_add(r, &c), 0);
+    }
+}
+
+static void hb_write(struct ab_results *r, const char *path)
+{
+    cr_assert_eq(ab_results_summarise(r), 0);
+    cr_assert_eq(ab_results_write_h5(path, r), 0);
+    ab_results_free(r);
+}
+
+/* The study the answers are checked on: static (window, streaming; prefill and decode) and kv
+ * (quest, snapkv; decode) at budgets 1/2 .. 1/20, two lengths (n = 1024 in a.h5, 2048 in
+ * b.h5), two heads each, dense at 1. rel_l2 per budget 0.5, 0.2, 0.1, 0.05; task accuracy
+ * 1 - rel_l2 for the static methods. */
+static void write_study(const char *path)
+{
+    struct ab_results r;
+    hb_init(&r);
+    const double b[4] = {0.5, 0.2, 0.1, 0.05};
+    const char *wl[2] = {"a.h5", "b.h5"};
+    const int64_t n[2] = {1024, 2048};
+    for (int w = 0; w < 2; w++) {
+        for (int p = 0; p < 2; p++)
+            hb_cells(&r, wl[w], n[w], 2, "dense", "dense", p ? "decode" : "prefill", 1, 1e-7, 1,
+                     1, NULL);
+        const double win_p[4] = {0.05, 0.08, 0.3, 0.6}, win_d[4] = {0.07, 0.2, 0.4, 0.8};
+        const double str_p[2][4] = {{0.06, 0.12, 0.2, 0.5}, {0.06, 0.12, 0.08, 0.3}};
+        const double str_d[4] = {0.08, 0.25, 0.5, 0.9};
+        const double quest[2][4] = {{0.01, 0.02, 0.04, 0.08}, {0.01, 0.02, 0.04, 0.04}};
+        const double quest_agg[4] = {1, 1, 0.9, 0.84}, snap[4] = {0.03, 0.06, 0.15, 0.3};
+        for (int i = 0; i < 4; i++) {
+            hb_cells(&r, wl[w], n[w], 2, "window", "static", "prefill", b[i], win_p[i],
+                     1 - win_p[i], 1 - win_p[i], NULL);
+            hb_cells(&r, wl[w], n[w], 2, "streaming", "static", "prefill", b[i], str_p[w][i],
+                     1 - str_p[w][i], 1 - str_p[w][i], NULL);
+            hb_cells(&r, wl[w], n[w], 2, "window", "static", "decode", b[i], win_d[i],
+                     1 - win_d[i], 1 - win_d[i], NULL);
+            hb_cells(&r, wl[w], n[w], 2, "streaming", "static", "decode", b[i], str_d[i],
+                     1 - str_d[i], 1 - str_d[i], NULL);
+            hb_cells(&r, wl[w], n[w], 2, "quest", "kv", "decode", b[i], quest[w][i], 1,
+                     quest_agg[i], NULL);
+            hb_cells(&r, wl[w], n[w], 2, "snapkv", "kv", "decode", b[i], snap[i], 0.9, 0.4,
+                     w == 0 && i == 3 ? "smallest knob (C = 1) 0.06" : NULL);
+        }
+    }
+    hb_write(&r, path);
+}
+
+/* The text of report.md for the results at path, with the given extra options. */
+static char *report_md_of(const char *path, const char *dir_name, const char *extra)
+{
+    const char *dir = report_dir(dir_name);
+    char *out, *err;
+    int st = t_run(&out, &err, "report '%s' -o '%s' %s", path, dir, extra);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    char *md = slurp_in(dir, "report.md");
+    cr_assert(md, "no report.md in %s", dir);
+    return md;
+}
+
+static void expect_in(const char *md, const char *want)
+{
+    cr_expect(strstr(md, want) != NULL, "report.md lacks\n  %s\nin:\n%.6000s", want, md);
+}
+
+Test(report, answers_follow_from_a_hand_built_study)
+{
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("study.h5"));
+    write_study(res);
+    char *md = report_md_of(res, "rep-study", "");
+    /* report.md opens with them */
+    const char *opening = "# attnbench report\n\n## Answers\n\n### Which family holds accuracy "
+                          "at 10x and 20x?\n";
+    cr_expect(!strncmp(md, opening, strlen(opening)), "%.300s", md);
+    /* 1. 10x and 20x: pooled over both lengths, only methods feasible on every head */
+    expect_in(md, "- **10x (budget 1/10), prefill:** no family holds accuracy. Closest of each: "
+                  "static (best rel_l2 0.14, streaming; best task_acc 0.86, streaming). Dense "
+                  "task_acc 1.00.\n");
+    expect_in(md, "- **10x (budget 1/10), decode:** one family holds accuracy: kv (quest: "
+                  "rel_l2 0.04, task_acc 0.95). Not within tolerance: static (best rel_l2 0.4, "
+                  "window; best task_acc 0.60, window). Dense task_acc 1.00.\n");
+    expect_in(md, "- **20x (budget 1/20), decode:** one family holds accuracy: kv (quest: "
+                  "rel_l2 0.06, task_acc 0.92).");
+    /* 2. decode against prefill */
+    expect_in(md, "Yes: decode tolerates more compression than prefill. Mean rel_l2 <= 0.1 "
+                  "holds up to 20x (quest, 0.06) in decode and up to 5x (window, 0.08) in "
+                  "prefill; task accuracy >= 90% of dense holds up to 20x (quest, 0.92) in "
+                  "decode and up to 5x (window, 0.92) in prefill");
+    /* 3. length: streaming reaches 10x at n = 2048 only; the best at 20x falls with n */
+    expect_in(md, "- **prefill:** mean rel_l2 <= 0.1 holds up to 5x (window, 0.08) at n = 1024, "
+                  "up to 10x (streaming, 0.08) at n = 2048: more compression with length. Task "
+                  "accuracy >= 90% of dense holds up to 5x (window, 0.92) at n = 1024, up to 10x "
+                  "(streaming, 0.92) at n = 2048: more compression with length. At 20x the best "
+                  "mean rel_l2 is 0.5 (streaming, n = 1024), 0.3 (streaming, n = 2048): better "
+                  "with length; the best task accuracy 0.50 (streaming, n = 1024), 0.70 "
+                  "(streaming, n = 2048): better with length.\n");
+    /* decode: quest reaches 20x at both lengths; its error halves, its accuracy does not move */
+    expect_in(md, "- **decode:** mean rel_l2 <= 0.1 holds up to 20x (quest, 0.08) at n = 1024, up "
+                  "to 20x (quest, 0.04) at n = 2048: the same at every length.");
+    expect_in(md, "At 20x the best mean rel_l2 is 0.08 (quest, n = 1024), 0.04 (quest, n = 2048): "
+                  "better with length; the best task accuracy 0.92 (quest, n = 1024), 0.92 "
+                  "(quest, n = 2048): about the same (within 0.05).\n");
+    /* 4. retrieval against aggregation at 10x in decode: snapkv, window, streaming, quest */
+    expect_in(md, "- **10x, decode:** retrieval holds up better than aggregation: the best "
+                  "method reaches 1.00 on retrieve queries (quest) and 0.90 on aggregate ones "
+                  "(quest); over the 4 methods feasible on every head the means are 0.75 and "
+                  "0.60.\n");
+    /* then G and the rule, the infeasible method with its reason, the figures */
+    const char *acc = strstr(md, "## Accounting\n\nDecode costs are amortised over a decode "
+                                 "horizon of G = 1024 generated tokens");
+    const char *inf = strstr(md, "## Infeasible methods\n\n- **snapkv** (kv; decode): 2 of 16 "
+                                 "cells infeasible. Reason: smallest knob (C = 1) 0.06.\n\n");
+    const char *figs = strstr(md, "## Figures");
+    cr_expect(acc && inf && figs && acc < inf && inf < figs, "order or text of the sections");
+    free(md);
+
+    /* one length: the length question cannot be answered, and says so */
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(res, &r), 0);
+    struct ab_results one;
+    hb_init(&one);
+    for (int64_t c = 0; c < r.n_cells; c++)
+        if (r.cells[c].n == 2048) cr_assert_eq(ab_results_add(&one, &r.cells[c]), 0);
+    ab_results_free(&r);
+    snprintf(res, sizeof res, "%s", t_path("study-one.h5"));
+    hb_write(&one, res);
+    md = report_md_of(res, "rep-study-one", "");
+    expect_in(md, "### How does sequence length change it?\n\nThe data cannot answer: one "
+                  "length only (n = 2048).\n");
+    free(md);
+}
+
+/* The 12 dynamic methods of the registry in prefill at three budgets, dense at 1: rel_l2 of
+ * method m at budget i is rel_of(m, i), so the best method changes with the budget. */
+static const char *const dynamic12[12] = {
+    "block-topk", "block-oracle", "vertical-slash", "flexprefill", "xattention", "hip",
+    "routing",    "hyper",        "sale",           "permuted-block", "biformer", "dhsa"};
+static double rel_of(int m, int i) { return 0.05 + 0.01 * ((m * 7 + i * 5) % 12); }
+static double ratio_of(int m, double t) { return t * (0.9 + 0.005 * m); }
+
+static void write_dynamic12(const char *path, double outlier)
+{
+    struct ab_results r;
+    hb_init(&r);
+    const double b[3] = {0.5, 0.25, 0.125};
+    hb_cells(&r, "w.h5", 512, 2, "dense", "dense", "prefill", 1, 1e-7, 1, 1, NULL);
+    for (int m = 0; m < 12; m++)
+        for (int i = 0; i < 3; i++) {
+            hb_cells(&r, "w.h5", 512, 2, dynamic12[m], "dynamic", "prefill", b[i], rel_of(m, i),
+                     1 - rel_of(m, i), 1 - rel_of(m, i), NULL);
+            for (int64_t c = r.n_cells - 2; c < r.n_cells; c++) {
+                r.cells[c].flop_ratio = r.cells[c].flop_ratio_step = ratio_of(m, b[i]);
+                /* one head of one method far off: an outlier */
+                if (isfinite(outlier) && m == 11 && i == 0 && c == r.n_cells - 1)
+                    r.cells[c].rel_l2 = outlier;
+            }
+        }
+    hb_write(&r, path);
+}
+
+/* The plot commands of a script (each with its continuation lines), into cmds (cap). */
+static int plot_commands(char *gp, char **cmds, int cap)
+{
+    int n = 0;
+    for (char *p = strstr(gp, "\nplot "); p && n < cap; p = strstr(p + 1, "\nplot ")) {
+        char *end = p + 1;
+        while ((end = strchr(end, '\n')) && end[-1] == '\\') end++;
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        cmds[n] = strndup(p + 1, len);
+        n++;
+    }
+    return n;
+}
+
+static int count_of(const char *s, const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(s, what); p; p = strstr(p + 1, what)) n++;
+    return n;
+}
+
+Test(report, a_family_panel_has_at_most_ten_distinct_lines)
+{
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("dynamic12.h5"));
+    write_dynamic12(res, NAN);
+    const char *dir = report_dir("rep-dyn12");
+    char *out, *err;
+    int st = t_run(&out, &err, "report '%s' -o '%s'", res, dir);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    char *gp = slurp_in(dir, "frontier-dynamic.gp");
+    cr_assert(gp);
+    char *cmds[32];
+    int n = plot_commands(gp, cmds, 32), panels = 0, lines = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strstr(cmds[i], ".tsv\" index")) { /* the key: every method once */
+            cr_expect_eq(count_of(cmds[i], "with linespoints"), 12, "%s", cmds[i]);
+            free(cmds[i]);
+            continue;
+        }
+        panels++;
+        int k = count_of(cmds[i], "with linespoints");
+        cr_expect(k >= 1 && k <= 10, "a panel with %d lines:\n%s", k, cmds[i]);
+        if (panels <= 2) lines += k; /* the rel_l2 row */
+        /* each line its own colour and marker */
+        char col[16][16], pt[16][8];
+        int m = 0;
+        for (char *p = strstr(cmds[i], "with linespoints lc rgb \""); p && m < 16;
+             p = strstr(p + 1, "with linespoints lc rgb \"")) {
+            sscanf(p, "with linespoints lc rgb \"%15[^\"]\" lw 2 pt %7s", col[m], pt[m]);
+            for (int j = 0; j < m; j++) {
+                cr_expect(strcmp(col[j], col[m]), "colour %s twice in a panel", col[m]);
+                cr_expect(strcmp(pt[j], pt[m]), "marker %s twice in a panel", pt[m]);
+            }
+            m++;
+        }
+        free(cmds[i]);
+    }
+    cr_expect_eq(panels, 4, "2 parts x (rel_l2, task_acc)");
+    cr_expect_eq(lines, 12, "the 12 methods, split over the two parts");
+    free(gp);
+}
+
+Test(report, the_envelope_is_the_best_method_at_each_budget)
+{
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("dynamic12-env.h5"));
+    write_dynamic12(res, NAN);
+    const char *dir = report_dir("rep-dyn12-env");
+    char *out, *err;
+    int st = t_run(&out, &err, "report '%s' -o '%s'", res, dir);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    char *tsv = slurp_in(dir, "frontier-dynamic.tsv");
+    cr_assert(tsv);
+    /* the first block is the envelope of the first panel (rel_l2, part 1): ascending ratio */
+    const char *blk = strstr(tsv, "# block 0: prefill, part 1 of 2 / best of all methods");
+    cr_assert(blk, "%.500s", tsv);
+    blk = strstr(blk, "# x\ty\n");
+    cr_assert(blk);
+    blk += 6;
+    const double b[3] = {0.125, 0.25, 0.5};
+    for (int i = 0; i < 3; i++) {
+        int bi = 2 - i; /* rel_of's budget index: 0 is 0.5 */
+        double best = INFINITY, x = NAN;
+        for (int m = 0; m < 12; m++)
+            if (rel_of(m, bi) < best) best = rel_of(m, bi), x = ratio_of(m, b[i]);
+        double gx, gy;
+        cr_assert_eq(sscanf(blk, "%lf\t%lf", &gx, &gy), 2, "%.200s", blk);
+        cr_expect(fabs(gx - x) < 1e-12 && fabs(gy - best) < 1e-12,
+                  "budget %g: envelope (%g, %g), the best method (%g, %g)", b[i], gx, gy, x,
+                  best);
+        blk = strchr(blk, '\n') + 1;
+    }
+    free(tsv);
+}
+
+Test(report, an_outlier_is_listed_not_stretching_the_axis)
+{
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("dynamic12-out.h5"));
+    write_dynamic12(res, 1e4); /* dhsa at 1/2: heads 0.07 and 1e4, mean 5000.035 */
+    char *md = report_md_of(res, "rep-dyn12-out", "--budget 0.5");
+    expect_in(md, "| rel_l2 | dhsa | prefill | all | 1/2: 5e+03 |");
+    free(md);
+    const char *dir = t_path("rep-dyn12-out");
+    char *gp = slurp_in(dir, "frontier-dynamic.gp");
+    cr_assert(gp);
+    /* every y range of the rel_l2 panels ends at 2 at most */
+    for (const char *p = strstr(gp, "\nset logscale y\n"); p;
+         p = strstr(p + 1, "\nset logscale y\n")) {
+        const char *yr = strstr(p, "set yrange [");
+        double lo, hi;
+        cr_assert(yr && sscanf(yr, "set yrange [%lf:%lf]", &lo, &hi) == 2);
+        cr_expect(hi <= 2 && lo > 0 && lo < hi, "rel_l2 range [%g, %g]", lo, hi);
+    }
+    free(gp);
+    /* the heatmap of dhsa at 1/2 crosses the far head (index 1 on its diagonal) */
+    char p[2048];
+    snprintf(p, sizeof p, "%s/heads-dhsa-prefill-0.5.png", dir);
+    uint8_t *px = NULL, pal[256][3];
+    int64_t w, h;
+    int n_col;
+    cr_assert_eq(ab_png_read_indexed(p, &px, &w, &h, pal, &n_col), 0, "%s", p);
+    cr_expect(w == 2 * 24 && h == 24, "%lldx%lld", (long long)w, (long long)h);
+    cr_expect_eq(px[24 + 12 * w + 12], 1, "the crossed head");
+    cr_expect_eq(px[24 + 1 * w + 22], 255, "the rest of that head: the top of the scale");
+    cr_expect(px[12 * w + 12] > 1 && px[12 * w + 12] < 255, "head 0 is within the scale");
+    free(px);
+}
+
+Test(report, filters_keep_only_the_named_methods)
+{
+    fixture();
+    const char *dir = report_dir("rep-filter");
+    char *out, *err;
+    int st = t_run(&out, &err, "report '%s' -o '%s' --methods window,quest", fx_res, dir);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    char *csv = slurp_in(dir, "cells.csv");
+    cr_assert(csv);
+    int seen[3] = {0};
+    const char *keep[3] = {"dense", "window", "quest"};
+    for (char *line = strchr(csv, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+        /* the method is the fifth column (workload,n,layer,head,kv_head,method,...) */
+        char *f = line + 1;
+        for (int k = 0; k < 5 && f; k++) f = strchr(f, ',') ? strchr(f, ',') + 1 : NULL;
+        cr_assert(f);
+        int which = -1;
+        for (int k = 0; k < 3; k++)
+            if (!strncmp(f, keep[k], strlen(keep[k])) && f[strlen(keep[k])] == ',') which = k;
+        cr_expect(which >= 0, "a cell of another method: %.80s", f);
+        if (which >= 0) seen[which]++;
+    }
+    cr_expect(seen[0] && seen[1] && seen[2], "%d %d %d", seen[0], seen[1], seen[2]);
+    free(csv);
+    cr_expect(exists_in(dir, "frontier-static.gp") && exists_in(dir, "frontier-kv.gp"));
+    cr_expect(!exists_in(dir, "frontier-dynamic.gp"), "vertical-slash was not asked for");
+    char *md = slurp_in(dir, "report.md");
+    cr_assert(md);
+    expect_in(md, "Kept by the filter: methods window, quest, with dense as the reference.");
+    free(md);
+    /* a family: its methods and dense */
+    dir = report_dir("rep-filter-fam");
+    st = t_run(&out, &err, "report '%s' -o '%s' --family kv", fx_res, dir);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    csv = slurp_in(dir, "cells.csv");
+    cr_assert(csv);
+    cr_expect(strstr(csv, ",h2o,") && strstr(csv, ",quest,") && strstr(csv, ",dense,"));
+    cr_expect(!strstr(csv, ",window,") && !strstr(csv, ",streaming,") &&
+              !strstr(csv, ",vertical-slash,"));
+    free(csv);
+}
+
+Test(report, unknown_family_or_method_is_a_usage_error_writing_nothing)
+{
+    fixture();
+    const char *dir = report_dir("rep-badfilter");
+    char *out, *err;
+    cr_expect_eq(t_run(&out, &err, "report '%s' -o '%s' --family static,foo", fx_res, dir), 64);
+    cr_expect_str_eq(err, "error: report: unknown family 'foo' (static, dynamic, kv, linear, "
+                          "calibration)\n");
+    cr_expect_str_eq(out, "");
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "report '%s' -o '%s' --methods window,nope", fx_res, dir), 64);
+    cr_expect_str_eq(err, "error: report: unknown method 'nope' (see 'attnbench methods')\n");
+    free(out), free(err);
+    /* known, but not in the results: nothing to report */
+    cr_expect_eq(t_run(&out, &err, "report '%s' -o '%s' --family linear", fx_res, dir), 64);
+    cr_expect(strstr(err, "no cell of the methods and families asked for") &&
+                  t_count_lines(err) == 1,
+              "%s", err);
+    free(out), free(err);
+    cr_expect(!t_exists(dir), "a refused report wrote its folder");
+}
+
+Test(report, isoflops_bars_are_sorted_and_few)
+{
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("dynamic12-iso.h5"));
+    write_dynamic12(res, NAN);
+    const char *dir = report_dir("rep-dyn12-iso");
+    char *out, *err;
+    int st = t_run(&out, &err, "report '%s' -o '%s'", res, dir);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    char *tsv = slurp_in(dir, "isoflops-0.25.tsv");
+    cr_assert(tsv);
+    /* block 0: prefill rel_l2, ascending after dense; block 1: task_acc, descending */
+    for (int b = 0; b < 2; b++) {
+        char head[32];
+        snprintf(head, sizeof head, "# block %d: ", b);
+        const char *p = strstr(tsv, head);
+        cr_assert(p, "%s", tsv);
+        p = strchr(strstr(p, "# y\t"), '\n') + 1;
+        double last = b ? INFINITY : -INFINITY;
+        int n = 0;
+        while (*p && *p != '\n' && *p != '#') {
+            double y, v;
+            char label[64];
+            cr_assert_eq(sscanf(p, "%lf\t%lf\t%*d\t%63[^\t]", &y, &v, label), 3, "%.80s", p);
+            if (strncmp(label, "dense", 5)) {
+                cr_expect(b ? v <= last : v >= last, "%s (%g) out of order after %g", label, v,
+                          last);
+                last = v;
+            }
+            n++;
+            p = strchr(p, '\n') + 1;
+        }
+        cr_expect(n == 13, "12 best methods and dense, got %d bars", n);
+    }
+    free(tsv);
 }

@@ -253,6 +253,27 @@ Test(scenario, methods_and_budgets_are_checked_before_anything_runs)
                  7, "unknown method 'nope'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "quick:\n  budgets: [2]\n", 65, 7,
                  "budget 2 in quick is not a FLOP ratio");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  family: [static,\n    foo]\n",
+                 65, 8, "unknown family 'foo' in 'family' in report (static, dynamic, kv, linear, "
+                        "calibration)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  methods: [windw]\n", 65,
+                 7, "unknown method 'windw' in 'methods' in report (did you mean 'window'?)");
+}
+
+Test(scenario, report_methods_and_family_reach_the_report_not_the_run)
+{
+    const char *path = write_yaml("filter.yaml", HEAD "workloads:\n  - name: w\n" TINY_GEN
+                                                      "run:\n  methods: [dense, window, quest, "
+                                                      "h2o]\n  budgets: [0.5]\nreport:\n  "
+                                                      "methods: [window]\n  family: [kv]\n");
+    const char *dir = t_path("filter-out");
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --dry-run", path, dir), 0, "%s", err);
+    cr_expect(strstr(out, "attnbench run ") && strstr(out, "--methods dense,window,quest,h2o "),
+              "run keeps its methods: %s", out);
+    const char *rep = strstr(out, "attnbench report ");
+    cr_expect(rep && strstr(rep, " --methods window --family kv "), "%s", out);
+    free(out), free(err);
 }
 
 Test(scenario, gen_options_are_checked_by_the_generator)

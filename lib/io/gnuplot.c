@@ -411,17 +411,307 @@ int ab_gp_lines_write(const char *dir, const struct ab_gp_lines *p)
     return commit_pair(&tsv, &gp);
 }
 
-/* ------------------------------------------------------------------ bar charts */
+/* ------------------------------------------------------------------ figures of panels */
 
-/* x position of bar b of group gi: bars one unit apart, 1.5 units between groups. */
-static double bar_x(const struct ab_gp_bar_panel *pan, int gi, int b)
+/* The style table of figures (gnuplot.h): ten colours that stay apart on a slide, and ten
+ * markers; the markers of styles 10.. are shifted so a colour never comes back with its
+ * marker. */
+static const char *const fig_colours[AB_GP_N_STYLES] = {
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#000080",
+};
+static const int fig_points[AB_GP_N_STYLES] = {7, 5, 9, 11, 13, 15, 4, 8, 10, 12};
+#define ENVELOPE_RGB "#c4c4c4"
+
+static const char *fig_colour(int s)
 {
-    double x = 0;
-    for (int i = 0; i < gi; i++) x += pan->groups[i].n_bars + 1.5;
-    return x + b;
+    return s < 0 ? "#000000" : fig_colours[s % AB_GP_N_STYLES];
 }
 
-int ab_gp_bars_write(const char *dir, const struct ab_gp_bars *p)
+/* `lc rgb ... pt ...` etc. of a curve's style, for `with linespoints` (or points). */
+static void put_curve_style(FILE *f, int style)
+{
+    if (style == AB_GP_ENVELOPE)
+        fputs("lc rgb \"" ENVELOPE_RGB "\" lw 7", f);
+    else if (style == AB_GP_REFERENCE)
+        fputs("lc rgb \"#000000\" pt 3 ps 2.2 lw 1.5", f);
+    else
+        fprintf(f, "lc rgb \"%s\" lw 2 pt %d ps 1.3", fig_colour(style),
+                fig_points[(style + 3 * (style / AB_GP_N_STYLES)) % AB_GP_N_STYLES]);
+}
+
+static const char *curve_with(int style)
+{
+    return style == AB_GP_ENVELOPE ? "lines" : style == AB_GP_REFERENCE ? "points" : "linespoints";
+}
+
+/* A double-quoted string in which "\n" stays a line break (tic labels on two lines). */
+static void put_str_nl(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; s && *s; s++) {
+        if (*s == '\n') {
+            fputs("\\n", f);
+            continue;
+        }
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s == '\t' ? ' ' : *s, f);
+    }
+    fputc('"', f);
+}
+
+/* Screen fractions of a panel cell: x0, x1 (left, right), y0, y1 (bottom, top). */
+struct box {
+    double x0, x1, y0, y1;
+};
+
+static void put_margins(FILE *g, struct box b)
+{
+    fprintf(g, "set lmargin at screen %.4f\nset rmargin at screen %.4f\n"
+               "set bmargin at screen %.4f\nset tmargin at screen %.4f\n",
+            b.x0, b.x1, b.y0, b.y1);
+}
+
+/* The width in pixels of a key entry's text at font size 10 (DejaVu Sans: about 6.6 px per
+ * character), with its sample. */
+static double key_px(const char *s) { return 62 + 6.6 * (double)(s ? strlen(s) : 0); }
+
+static int clipped(const struct ab_gp_axes *a)
+{
+    return isfinite(a->ymin) && isfinite(a->ymax) && a->ymin < a->ymax;
+}
+
+static int outside(const struct ab_gp_axes *a, double y)
+{
+    return clipped(a) && isfinite(y) && (y < a->ymin || y > a->ymax);
+}
+
+/* `set multiplot` with the figure's title. */
+static void put_fig_frame(FILE *g, const char *title)
+{
+    fputs("set multiplot title ", g);
+    put_str(g, title);
+    fputs(" font \",13\"\n", g);
+}
+
+/* The footer lines, as labels set just before the last plot of the figure (a label stays set
+ * for every later plot of a multiplot, and text drawn twice turns bold). */
+static void put_footer(FILE *g, int n_footer, const char *const *footer, int height)
+{
+    for (int i = 0; i < n_footer; i++) {
+        fprintf(g, "set label %d ", 900 + i);
+        put_str(g, footer[i]);
+        fprintf(g, " at screen 0.012, screen %.4f left font \",10\"\n",
+                (8.0 + 16.0 * (n_footer - 1 - i) + 4) / height);
+    }
+}
+
+/* The place of a curve's style in the key: the envelope first, the table's styles in order,
+ * the reference last. */
+enum { KEY_LAST = 4 * AB_GP_N_STYLES + 1 };
+static int key_rank(int style)
+{
+    return style == AB_GP_ENVELOPE ? -1 : style == AB_GP_REFERENCE ? KEY_LAST
+                                                                   : AB_MIN(style, KEY_LAST - 1);
+}
+
+/* Whether curve c of panel k has the title and style of an earlier curve of the figure. */
+static int key_seen(const struct ab_gp_figure *p, int k, int c)
+{
+    const struct ab_gp_curve *cu = &p->panels[k].curves[c];
+    for (int k2 = 0; k2 <= k; k2++)
+        for (int c2 = 0; c2 < (k2 == k ? c : p->panels[k2].n_curves); c2++) {
+            const struct ab_gp_curve *o = &p->panels[k2].curves[c2];
+            if (o->style == cu->style && o->title && !strcmp(o->title, cu->title)) return 1;
+        }
+    return 0;
+}
+
+int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
+{
+    struct ab_outfile tsv, gp;
+    int rc = open_pair(dir, p->name, &tsv, &gp);
+    if (rc != AB_OK) return rc;
+    FILE *t = tsv.f, *g = gp.f;
+
+    /* data: one block per curve with points */
+    fprintf(t, "# %s\n", p->title ? p->title : p->name);
+    int block = 0, any_out = 0;
+    for (int k = 0; k < p->n_panels; k++)
+        for (int c = 0; c < p->panels[k].n_curves; c++) {
+            const struct ab_gp_curve *cu = &p->panels[k].curves[c];
+            if (cu->n <= 0) continue;
+            fprintf(t, "%s# block %d: ", block ? "\n\n" : "", block);
+            put_field(t, p->panels[k].title);
+            fputs(" / ", t);
+            put_field(t, cu->title);
+            fputs("\n# x\ty\n", t);
+            for (int64_t i = 0; i < cu->n; i++) {
+                put_num(t, cu->x[i]);
+                fputc('\t', t);
+                put_num(t, cu->y[i]);
+                fputc('\n', t);
+                any_out |= cu->style != AB_GP_ENVELOPE && outside(&p->panels[k], cu->y[i]);
+            }
+            block++;
+        }
+
+    /* layout in pixels: title band, footer band, the key at the right, the panel grid */
+    double W = p->width, H = p->height, key_w = 0;
+    for (int k = 0; k < p->n_panels; k++)
+        for (int c = 0; c < p->panels[k].n_curves; c++)
+            key_w = fmax(key_w, key_px(p->panels[k].curves[c].title));
+    if (any_out) key_w = fmax(key_w, key_px("outside the range, drawn at the edge"));
+    key_w = fmin(key_w + 16, 0.34 * W);
+    double top = H - 44, bottom = 16.0 * p->n_footer + (p->n_footer ? 12 : 4);
+    int rows = AB_MAX(1, p->rows), cols = AB_MAX(1, p->cols);
+    double cell_w = (W - key_w) / cols, cell_h = (top - bottom) / rows;
+
+    put_head(g, p->name, p->title, p->width, p->height);
+    fputs("set grid lc rgb \"#dddddd\"\nunset key\nset tics font \",10\"\n", g);
+    put_fig_frame(g, p->title);
+    block = 0;
+    for (int k = 0; k < p->n_panels; k++) {
+        const struct ab_gp_axes *a = &p->panels[k];
+        int r = k / cols, c = k % cols;
+        /* two-line x tic labels need room: 74 px under the plot for them and the label */
+        int two_lines = 0;
+        for (int i = 0; i < a->n_xtics; i++) two_lines |= strchr(a->xtic_labels[i], '\n') != NULL;
+        struct box b = {(c * cell_w + 80) / W, ((c + 1) * cell_w - 16) / W,
+                        (top - (r + 1) * cell_h + (two_lines ? 76 : 58)) / H,
+                        (top - r * cell_h - 30) / H};
+        put_margins(g, b);
+        fputs("set title ", g);
+        put_str(g, a->title);
+        fputs(" font \",11\"\nset xlabel ", g);
+        put_str(g, a->xlabel);
+        fputs(two_lines ? " offset 0,-0.3\nset ylabel " : " offset 0,0.3\nset ylabel ", g);
+        put_str(g, a->ylabel);
+        fputc('\n', g);
+        fputs(a->logx ? "set logscale x\n" : "unset logscale x\n", g);
+        fputs(a->logy ? "set logscale y\nset format y \"%g\"\n" : "unset logscale y\n"
+                                                                  "set format y \"%g\"\n", g);
+        if (a->n_xtics > 0) {
+            fputs("set xtics font \",9\" (", g);
+            for (int i = 0; i < a->n_xtics; i++) {
+                put_str_nl(g, a->xtic_labels[i]);
+                fputc(' ', g);
+                put_g(g, a->xtics[i]);
+                fputs(i + 1 < a->n_xtics ? ", " : ")\n", g);
+            }
+        } else {
+            fputs("set xtics autofreq font \",10\"\n", g);
+        }
+        fputs("set xrange [", g);
+        if (isfinite(a->xmin)) put_g(g, a->xmin);
+        fputc(':', g);
+        if (isfinite(a->xmax)) put_g(g, a->xmax);
+        fputs("]\nset yrange [", g);
+        if (isfinite(a->ymin)) put_g(g, a->ymin);
+        fputc(':', g);
+        if (isfinite(a->ymax)) put_g(g, a->ymax);
+        fputs("]\n", g);
+        int clip = clipped(a);
+        if (clip) {
+            fputs("lo = ", g);
+            put_g(g, a->ymin);
+            fputs("; hi = ", g);
+            put_g(g, a->ymax);
+            fputs("\n", g);
+        }
+        int n_plotted = 0;
+        for (int i = 0; i < a->n_curves; i++) n_plotted += a->curves[i].n > 0;
+        if (!n_plotted) {
+            fputs("set label 1 \"no data\" at graph 0.5, graph 0.5 center\n"
+                  "plot NaN notitle\nunset label 1\n",
+                  g);
+            continue;
+        }
+        fputs("plot ", g);
+        int first = 1;
+        /* the envelope first, so the methods are drawn over it */
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0, b0 = block; i < a->n_curves; i++) {
+                const struct ab_gp_curve *cu = &a->curves[i];
+                if (cu->n <= 0) continue;
+                int bi = b0++;
+                if ((pass == 0) != (cu->style == AB_GP_ENVELOPE)) continue;
+                /* the envelope runs along the edge where it leaves the range */
+                const char *y = !clip ? "2"
+                                : cu->style == AB_GP_ENVELOPE ? "($2 < lo ? lo : ($2 > hi ? hi : $2))"
+                                                              : "($2 >= lo && $2 <= hi ? $2 : NaN)";
+                fprintf(g, "%s\"%s.tsv\" index %d using 1:%s with %s ", first ? "" : ", \\\n     ",
+                        p->name, bi, y, curve_with(cu->style));
+                put_curve_style(g, cu->style);
+                fputs(" notitle", g);
+                first = 0;
+                int outs = 0;
+                for (int64_t j = 0; j < cu->n && cu->style != AB_GP_ENVELOPE; j++)
+                    outs |= outside(a, cu->y[j]);
+                if (outs)
+                    fprintf(g, ", \\\n     \"%s.tsv\" index %d using 1:($2 < lo ? lo : ($2 > hi ? "
+                               "hi : NaN)) with points lc rgb \"%s\" pt 6 ps 2.4 lw 2 notitle",
+                            p->name, bi,
+                            cu->style == AB_GP_ENVELOPE ? "#888888" : fig_colour(cu->style));
+            }
+        for (int i = 0; i < a->n_curves; i++) block += a->curves[i].n > 0;
+        fputc('\n', g);
+    }
+
+    /* the key: an empty plot in the band at the right, one entry per (title, style) */
+    put_margins(g, (struct box){(W - key_w) / W, 0.995, bottom / H, (top - 30) / H});
+    fputs("unset border\nunset tics\nunset grid\nunset title\nunset xlabel\nunset ylabel\n"
+          "unset logscale\nset xrange [0:1]\nset yrange [0:1]\n",
+          g);
+    fprintf(g, "set key at screen %.4f, screen %.4f top left Left reverse samplen 2.2 "
+               "spacing 1.25 font \",10\" noautotitle\n",
+            (W - key_w + 6) / W, (top - 30) / H);
+    put_footer(g, p->n_footer, p->footer, p->height);
+    fputs("plot NaN notitle", g);
+    /* entries: the envelope, the styles of the table in order, the reference */
+    for (int rank = -1; rank <= KEY_LAST; rank++)
+        for (int k = 0; k < p->n_panels; k++)
+            for (int c = 0; c < p->panels[k].n_curves; c++) {
+                const struct ab_gp_curve *cu = &p->panels[k].curves[c];
+                if (!cu->title || !cu->title[0] || key_rank(cu->style) != rank ||
+                    key_seen(p, k, c))
+                    continue;
+                fprintf(g, ", \\\n     NaN with %s ", curve_with(cu->style));
+                put_curve_style(g, cu->style);
+                fputs(" title ", g);
+                put_str(g, cu->title);
+            }
+    if (any_out)
+        fputs(", \\\n     NaN with points lc rgb \"#555555\" pt 6 ps 2.4 lw 2 title "
+              "\"outside the range, drawn at the edge\"",
+              g);
+    fputs("\nunset multiplot\n", g);
+    return commit_pair(&tsv, &gp);
+}
+
+/* ------------------------------------------------------------------ horizontal bars */
+
+static long rgb_int(int colour)
+{
+    const char *hex = colour < 0 ? "#000000" : fig_colours[colour % AB_GP_N_STYLES];
+    return strtol(hex + 1, NULL, 16);
+}
+
+/* The x range of a bar panel: its own, or from its values (0 or half the smallest on a log
+ * axis, to the largest). */
+static void hbar_range(const struct ab_gp_hbar_panel *pan, double *lo, double *hi)
+{
+    double vmax = -INFINITY, vmin = INFINITY;
+    for (int b = 0; b < pan->n_bars; b++)
+        if (isfinite(pan->bars[b].value) && (!pan->logx || pan->bars[b].value > 0))
+            vmax = fmax(vmax, pan->bars[b].value), vmin = fmin(vmin, pan->bars[b].value);
+    *lo = pan->xmin, *hi = pan->xmax;
+    if (!isfinite(*hi)) *hi = isfinite(vmax) ? vmax : 1;
+    if (!isfinite(*lo)) *lo = pan->logx ? (isfinite(vmin) ? vmin / 2 : *hi / 10) : 0;
+    if (!(*hi > *lo)) *hi = pan->logx ? *lo * 10 : *lo + 1;
+}
+
+int ab_gp_hbars_write(const char *dir, const struct ab_gp_hbars *p)
 {
     struct ab_outfile tsv, gp;
     int rc = open_pair(dir, p->name, &tsv, &gp);
@@ -429,113 +719,113 @@ int ab_gp_bars_write(const char *dir, const struct ab_gp_bars *p)
     FILE *t = tsv.f, *g = gp.f;
 
     fprintf(t, "# %s\n", p->title ? p->title : p->name);
-    int max_style = 0;
     for (int k = 0; k < p->n_panels; k++) {
-        const struct ab_gp_bar_panel *pan = &p->panels[k];
+        const struct ab_gp_hbar_panel *pan = &p->panels[k];
         fprintf(t, "%s# block %d: ", k ? "\n\n" : "", k);
         put_field(t, pan->title);
-        fputs("\n# x\tvalue\tstyle\tlabel\tgroup\n", t);
-        for (int gi = 0; gi < pan->n_groups; gi++)
-            for (int b = 0; b < pan->groups[gi].n_bars; b++) {
-                const struct ab_gp_bar *bar = &pan->groups[gi].bars[b];
-                put_num(t, bar_x(pan, gi, b));
-                fputc('\t', t);
-                put_num(t, pan->logy && bar->value <= 0 ? NAN : bar->value);
-                fprintf(t, "\t%d\t", bar->style + 1);
-                put_field(t, bar->label);
-                fputc('\t', t);
-                put_field(t, pan->groups[gi].title);
-                fputc('\n', t);
-                max_style = AB_MAX(max_style, bar->style);
+        fputs("\n# y\tvalue\trgb\tlabel\ttext\ttext_x\n", t);
+        for (int b = 0; b < pan->n_bars; b++) {
+            const struct ab_gp_hbar *bar = &pan->bars[b];
+            fprintf(t, "%d\t", pan->n_bars - 1 - b);
+            put_num(t, bar->value);
+            fprintf(t, "\t%ld\t", rgb_int(bar->colour));
+            put_field(t, bar->label);
+            fputc('\t', t);
+            char buf[40];
+            const char *text = bar->text;
+            if (!text) {
+                snprintf(buf, sizeof buf, "%s%.3g",
+                         isfinite(pan->xmax) && bar->value > pan->xmax ? ">" : "", bar->value);
+                text = isfinite(bar->value) ? buf : "";
             }
+            put_field(t, text[0] ? text : " ");
+            fputc('\t', t);
+            /* the text starts where the bar ends (at the axis start without a bar) */
+            double lo, hi, tx = bar->value;
+            hbar_range(pan, &lo, &hi);
+            tx = !isfinite(tx) || tx < lo ? lo : tx > hi ? hi : tx;
+            put_num(t, tx);
+            fputc('\n', t);
+        }
     }
 
+    double W = p->width, H = p->height, key_w = 0;
+    for (int i = 0; i < p->n_keys; i++) key_w = fmax(key_w, key_px(p->key_titles[i]));
+    key_w = p->n_keys ? fmin(key_w + 10, 0.3 * W) : 8;
+    double top = H - 44, bottom = 16.0 * p->n_footer + (p->n_footer ? 12 : 4);
+    int rows = AB_MAX(1, p->rows), cols = AB_MAX(1, p->cols);
+    double cell_w = (W - key_w) / cols, cell_h = (top - bottom) / rows;
+    int label_chars = 4;
+    for (int k = 0; k < p->n_panels; k++)
+        for (int b = 0; b < p->panels[k].n_bars; b++)
+            label_chars = AB_MAX(label_chars, (int)strlen(p->panels[k].bars[b].label));
+    double left_px = 14 + 6.6 * label_chars;
+
     put_head(g, p->name, p->title, p->width, p->height);
-    for (int s = 0; s <= max_style; s++) put_style(g, s);
-    fprintf(g, "set multiplot layout 1,%d title ", AB_MAX(1, p->n_panels));
-    put_str(g, p->title);
-    fprintf(g, " font \",12\" margins 0.06,0.99,%s,0.86 spacing 0.07\n",
-            p->footer ? "0.26" : "0.22");
-    fputs("unset key\nset grid ytics lc rgb \"#dddddd\"\n"
-          "set style fill solid 0.85 border rgb \"#333333\"\nset boxwidth 0.8\n"
-          "set xtics rotate by 45 right scale 0 font \",9\"\nset format y \"%g\"\n",
+    fputs("unset key\nset grid xtics lc rgb \"#dddddd\"\nset tics font \",10\"\n"
+          "set style fill solid 0.85 border rgb \"#333333\"\nset ytics scale 0\n",
           g);
+    put_fig_frame(g, p->title);
     for (int k = 0; k < p->n_panels; k++) {
-        const struct ab_gp_bar_panel *pan = &p->panels[k];
-        double lo = INFINITY, hi = -INFINITY, xmax = 0;
-        for (int gi = 0; gi < pan->n_groups; gi++)
-            for (int b = 0; b < pan->groups[gi].n_bars; b++) {
-                double v = pan->groups[gi].bars[b].value;
-                xmax = bar_x(pan, gi, b);
-                if (isfinite(v) && (!pan->logy || v > 0)) lo = fmin(lo, v), hi = fmax(hi, v);
-            }
+        const struct ab_gp_hbar_panel *pan = &p->panels[k];
+        int r = k / cols, c = k % cols;
+        put_margins(g, (struct box){(c * cell_w + left_px) / W, ((c + 1) * cell_w - 14) / W,
+                                    (top - (r + 1) * cell_h + 52) / H,
+                                    (top - r * cell_h - 38) / H});
         fputs("set title ", g);
         put_str(g, pan->title);
-        fputs("\nset ylabel ", g);
-        put_str(g, pan->ylabel);
-        fputs("\nset xrange [", g);
-        put_g(g, -1);
+        fputs(" font \",11\"\nset xlabel ", g);
+        put_str(g, pan->xlabel);
+        fputs(" offset 0,0.3\n", g);
+        double lo, hi;
+        hbar_range(pan, &lo, &hi);
+        /* room right of the longest bar for its text */
+        double x_end = pan->logx ? hi * pow(hi / lo, 0.28) : hi + 0.28 * (hi - lo);
+        fputs(pan->logx ? "set logscale x\n" : "unset logscale x\n", g);
+        fputs("set format x \"%g\"\nset xrange [", g);
+        put_g(g, lo);
         fputc(':', g);
-        put_g(g, xmax + 1);
-        fputs("]\n", g);
-        /* ranges with room for the value written over each bar */
-        double y0 = pan->ymin, y1 = pan->ymax;
-        if (!(hi >= lo)) { /* nothing to draw */
-            fputs("unset logscale y\n", g);
-            y0 = 0, y1 = 1;
-        } else if (pan->logy) {
-            fputs("set logscale y\n", g);
-            if (!isfinite(y0))
-                y0 = pow(10, floor(log10(lo)) - (lo / pow(10, floor(log10(lo))) < 2));
-            if (!isfinite(y1)) y1 = hi * 3;
-        } else {
-            fputs("unset logscale y\n", g);
-            if (!isfinite(y0)) y0 = fmin(0, lo);
-            if (!isfinite(y1)) y1 = hi > 0 ? hi * 1.15 : 1;
+        put_g(g, x_end);
+        fprintf(g, "]\nset yrange [-0.7:%d.7]\n", AB_MAX(0, pan->n_bars - 1));
+        fputs("lo = ", g);
+        put_g(g, lo);
+        fputs("; hi = ", g);
+        put_g(g, hi);
+        fputs("\nclip(v) = v > hi ? hi : (v < lo ? lo : v)\n", g);
+        if (pan->n_bars == 0) {
+            fputs("set ytics ()\nset label 1 \"no data\" at graph 0.5, graph 0.5 center\n"
+                  "plot NaN notitle\nunset label 1\n",
+                  g);
+            continue;
         }
-        fputs("set yrange [", g);
-        put_g(g, y0);
-        fputc(':', g);
-        put_g(g, y1);
-        fputs("]\n", g);
-        int n_label = 0, n_arrow = 0;
-        for (int gi = 0; gi < pan->n_groups; gi++) {
-            const struct ab_gp_bar_group *gr = &pan->groups[gi];
-            if (gr->n_bars <= 0) continue;
-            double x0 = bar_x(pan, gi, 0), x1 = bar_x(pan, gi, gr->n_bars - 1);
-            fprintf(g, "set label %d ", ++n_label);
-            put_str(g, gr->title);
-            fputs(" at first ", g);
-            put_g(g, (x0 + x1) / 2);
-            fputs(", graph 0.95 center font \",10\" front\n", g);
-            if (gi > 0) {
-                fprintf(g, "set arrow %d from first ", ++n_arrow);
-                put_g(g, x0 - 1.25);
-                fputs(", graph 0 to first ", g);
-                put_g(g, x0 - 1.25);
-                fputs(", graph 1 nohead dt 2 lc rgb \"#999999\"\n", g);
-            }
-            for (int b = 0; b < gr->n_bars; b++)
-                if (!(isfinite(gr->bars[b].value) && (!pan->logy || gr->bars[b].value > 0))) {
-                    fprintf(g, "set label %d ", ++n_label);
-                    put_str(g, gr->bars[b].missing ? gr->bars[b].missing : "n/a");
-                    fputs(" at first ", g);
-                    put_g(g, bar_x(pan, gi, b));
-                    fputs(", graph 0.03 rotate by 90 left tc rgb \"#777777\" font \",8\"\n", g);
-                }
-        }
-        if (k == 0 && p->footer) {
-            fprintf(g, "set label %d ", ++n_label);
-            put_str(g, p->footer);
-            fputs(" at screen 0.01, screen 0.025 left font \",9\"\n", g);
+        fputs("set ytics (", g);
+        for (int b = 0; b < pan->n_bars; b++) {
+            put_str(g, pan->bars[b].label);
+            fprintf(g, " %d%s", pan->n_bars - 1 - b, b + 1 < pan->n_bars ? ", " : ")\n");
         }
         fprintf(g,
-                "plot \"%s.tsv\" index %d using 1:2:3:xtic(4) with boxes lc variable notitle, \\\n"
-                "     \"\" index %d using 1:2:(sprintf(\"%%.3g\", $2)) with labels offset 0,0.7 "
-                "font \",8\" notitle\n",
+                "plot \"%s.tsv\" index %d using (lo):1:(lo):(clip($2)):($1 - 0.36):($1 + 0.36):3 "
+                "with boxxyerror lc rgb variable notitle, \\\n"
+                "     \"\" index %d using 6:1:5 with labels left offset 0.5,0 font \",9\" "
+                "notitle\n",
                 p->name, k, k);
-        fputs("unset label\nunset arrow\n", g);
     }
+    /* the key (possibly empty) and the footer: one last plot in the band at the right */
+    put_margins(g, (struct box){(W - key_w) / W, 0.995, bottom / H, (top - 30) / H});
+    fputs("unset border\nunset tics\nunset grid\nunset title\nunset xlabel\nunset ylabel\n"
+          "unset logscale\nunset label\nset xrange [0:1]\nset yrange [0:1]\n",
+          g);
+    fprintf(g, "set key at screen %.4f, screen %.4f top left Left reverse samplen 1.5 "
+               "spacing 1.3 font \",10\" noautotitle\n",
+            (W - key_w + 4) / W, (top - 30) / H);
+    put_footer(g, p->n_footer, p->footer, p->height);
+    fputs("plot NaN notitle", g);
+    for (int i = 0; i < p->n_keys; i++) {
+        fprintf(g, ", \\\n     NaN with boxes lc rgb \"%s\" title ",
+                fig_colour(p->key_colours[i]));
+        put_str(g, p->key_titles[i]);
+    }
+    fputc('\n', g);
     fputs("unset multiplot\n", g);
     return commit_pair(&tsv, &gp);
 }
@@ -592,13 +882,18 @@ int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p)
     fputs(" offset 1,0\nset cblabel ", g);
     put_str(g, p->cblabel);
     fputc('\n', g);
+    fputs("set style fill solid 1.0 noborder\n", g);
     if (p->shared_scale) {
         if (p->logcb) fputs("set logscale cb\nset format cb \"%g\"\n", g);
         fputs("set cbrange [", g);
         put_g(g, p->lo);
         fputc(':', g);
         put_g(g, p->hi);
-        fputs("]\n", g);
+        fputs("]\nlo = ", g);
+        put_g(g, p->lo);
+        fputs("; hi = ", g);
+        put_g(g, p->hi);
+        fputs("\ncb(v) = v < lo ? lo : (v > hi ? hi : v)\n", g);
     }
     for (int k = 0; k < p->n_grids; k++) {
         const struct ab_gp_grid *gr = &p->grids[k];
@@ -617,7 +912,19 @@ int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p)
             fputs("unset colorbox\n", g);
         else
             fputs("set autoscale cb\nset colorbox default\n", g);
-        fprintf(g, "plot \"%s.tsv\" index %d matrix with image pixels notitle\n", p->name, k);
+        /* filled boxes, not `with image`: gnuplot draws no image of a single row */
+        if (p->shared_scale)
+            fprintf(g, "plot \"%s.tsv\" index %d matrix using 1:2:(0.5):(0.5):(cb($3)) with "
+                       "boxxyerror fc palette notitle, \\\n"
+                       "     \"\" index %d matrix using 1:($3 > hi ? $2 : NaN) with points pt 2 "
+                       "ps 1.4 lw 2 lc rgb \"#000000\" notitle, \\\n"
+                       "     \"\" index %d matrix using 1:($3 < lo ? $2 : NaN) with points pt 2 "
+                       "ps 1.4 lw 2 lc rgb \"#ffffff\" notitle\n",
+                    p->name, k, k, k);
+        else
+            fprintf(g, "plot \"%s.tsv\" index %d matrix using 1:2:(0.5):(0.5):3 with boxxyerror "
+                       "fc palette notitle\n",
+                    p->name, k);
     }
     fputs("unset multiplot\n", g);
     return commit_pair(&tsv, &gp);

@@ -101,40 +101,92 @@ struct ab_gp_lines {
  * ab_outfile_*; nothing is left on failure. */
 int ab_gp_lines_write(const char *dir, const struct ab_gp_lines *p);
 
-/* --- bar charts: groups of bars side by side, one panel per measure ----------------------- */
+/* --- figures of panels with one shared key (the report's frontiers) ------------------------ */
 
-struct ab_gp_bar {
-    const char *label; /* x tic text */
-    int style;
-    double value;      /* NaN: no bar, `missing` is written in its place */
-    const char *missing;
+/* The fixed style table of these figures: AB_GP_N_STYLES colours, each with its own marker, so
+ * the lines of a panel that uses styles 0 .. AB_GP_N_STYLES-1 differ in colour AND marker.
+ * Style s >= AB_GP_N_STYLES takes colour s % AB_GP_N_STYLES and another marker. Two special
+ * styles: the envelope (a thick light-grey line drawn behind the others) and the reference
+ * (black star markers, no line). AB_GP_COLOUR_BLACK is black for bars. */
+enum { AB_GP_N_STYLES = 10, AB_GP_ENVELOPE = -1, AB_GP_REFERENCE = -2, AB_GP_COLOUR_BLACK = -1 };
+
+/* One line of a panel: n points (x[i], y[i]) joined in order; NaN points are skipped and break
+ * the line. */
+struct ab_gp_curve {
+    const char *title; /* key text; curves of the figure with the same title and style share
+                          one key entry */
+    int style;         /* 0.. (the table), AB_GP_ENVELOPE or AB_GP_REFERENCE */
+    int64_t n;
+    const double *x, *y;
 };
 
-struct ab_gp_bar_group {
-    const char *title; /* written above the group */
-    int n_bars;
-    const struct ab_gp_bar *bars;
+/* One panel: its axes and curves. With a finite ymin < ymax, the y range is clipped there:
+ * points outside it are not joined but drawn on the nearest edge as a large open circle of the
+ * curve's colour (the caller lists them in words). */
+struct ab_gp_axes {
+    const char *title, *xlabel, *ylabel;
+    int logx, logy;
+    double xmin, xmax, ymin, ymax; /* NaN: automatic */
+    int n_xtics;                   /* explicit x tics (0: gnuplot's); labels may hold "\n" */
+    const double *xtics;
+    const char *const *xtic_labels;
+    int n_curves;
+    const struct ab_gp_curve *curves;
 };
 
-struct ab_gp_bar_panel {
-    const char *title, *ylabel;
-    int logy;            /* 1: log y axis (values <= 0 are not drawn) */
-    double ymin, ymax;   /* NaN: automatic */
-    int n_groups;
-    const struct ab_gp_bar_group *groups;
-};
-
-struct ab_gp_bars {
+/* A figure: panels on a rows x cols grid (filled row by row), one key for the whole figure at
+ * its right (outside every plot area; the envelope first, then the curves by style, then the
+ * reference; curves of one title and style share an entry), a title and footer lines under the
+ * panels. */
+struct ab_gp_figure {
     const char *name, *title;
-    const char *footer;  /* one line under the figure, or NULL */
+    int n_footer;                  /* lines of text under the panels */
+    const char *const *footer;
+    int rows, cols;
     int n_panels;
-    const struct ab_gp_bar_panel *panels;
+    const struct ab_gp_axes *panels;
+    int width, height;             /* pixels */
+};
+
+/* Writes dir/name.tsv (one block per (panel, curve) with columns x and y, headed by a comment
+ * naming them) and dir/name.gp. AB_OK or the error of ab_outfile_*; nothing left on failure. */
+int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p);
+
+/* --- horizontal bars: one panel per (phase, measure), method names on the y axis ---------- */
+
+struct ab_gp_hbar {
+    const char *label;  /* y tic text */
+    int colour;         /* style-table colour (0..AB_GP_N_STYLES-1) or AB_GP_COLOUR_BLACK */
+    double value;       /* NaN: no bar, `text` alone */
+    const char *text;   /* written right of the bar (or NULL: the value, %.3g) */
+};
+
+/* Bars top to bottom in the given order. With a finite xmax, a longer bar stops at the edge
+ * and its text starts with ">" (the caller lists the value). Log x: bars start at xmin. */
+struct ab_gp_hbar_panel {
+    const char *title, *xlabel;
+    int logx;
+    double xmin, xmax;  /* NaN: automatic (xmin must be finite and > 0 on a log axis) */
+    int n_bars;
+    const struct ab_gp_hbar *bars;
+};
+
+struct ab_gp_hbars {
+    const char *name, *title;
+    int n_footer;
+    const char *const *footer;
+    int rows, cols;
+    int n_panels;
+    const struct ab_gp_hbar_panel *panels;
+    int n_keys;                   /* colour key at the right: swatch and text */
+    const int *key_colours;
+    const char *const *key_titles;
     int width, height;
 };
 
-/* Writes dir/name.tsv (one block per panel: x, value, style, label, group) and dir/name.gp.
- * Errors as ab_gp_lines_write. */
-int ab_gp_bars_write(const char *dir, const struct ab_gp_bars *p);
+/* Writes dir/name.tsv (one block per panel: y, value, rgb, label, text, text_x) and
+ * dir/name.gp. Errors as ab_gp_figure_write. */
+int ab_gp_hbars_write(const char *dir, const struct ab_gp_hbars *p);
 
 /* --- heatmaps: small multiples of (rows x cols) grids with the viridis palette ------------ */
 
@@ -143,6 +195,9 @@ struct ab_gp_grid {
     int64_t rows, cols;
     const double *v; /* (rows, cols) row-major; NaN: no value (drawn white) */
 };
+/* Cells are drawn as filled boxes (any grid, one row included). With a shared scale, values
+ * outside [lo, hi] take the end colour and are marked with a cross (black above the range,
+ * white below it). */
 
 struct ab_gp_heatmaps {
     const char *name, *title;

@@ -20,7 +20,7 @@
 #include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/png_map.h"
-#include "io/report_internal.h"
+#include "report/report_internal.h"
 #include "methods/method.h"
 
 void ab_kept_map_defaults(struct ab_kept_map_opts *o)

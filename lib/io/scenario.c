@@ -75,7 +75,11 @@ static const char *const gen_keys[] = {
     "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", "full", NULL};
 static const char *const run_keys[] = {"methods", "budgets", "phases",         "decode_queries",
                                        "rows",    "topk",    "decode_horizon", NULL};
-static const char *const report_keys[] = {"maps", "map_methods", "by_workload", NULL};
+static const char *const report_keys[] = {"maps",    "map_methods", "by_workload",
+                                          "methods", "family",      NULL};
+/* the families `attnbench report --family` knows (report.h) */
+static const char *const family_names[] = {"static", "dynamic", "kv", "linear", "calibration",
+                                           NULL};
 static const char *const heads_keys[] = {"epsilon", "window", "top_fraction", NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
 static const char *const quick_keys[] = {
@@ -392,6 +396,10 @@ struct settings {
     int mm_set, n_mm;
     const char *mm[AB_SCENARIO_MAX_METHODS];
     int by_workload; /* report: per-workload frontiers */
+    int n_rm;        /* report: methods (the report's filter, not run's) */
+    const char *rm[AB_SCENARIO_MAX_METHODS];
+    int n_fam;       /* report: family */
+    const char *fam[AB_SCENARIO_MAX_FAMILIES];
 };
 
 static void settings_init(struct settings *s)
@@ -545,6 +553,26 @@ static int read_setting_as(struct ctx *c, const char *key, const char *shown, ya
         return AB_OK;
     }
     if (!strcmp(key, "by_workload")) return get_bool(c, v, what, &s->by_workload);
+    if (!strcmp(key, "report_methods")) return read_methods(c, v, what, s->rm, NULL, &s->n_rm);
+    if (!strcmp(key, "family")) {
+        if ((rc = want_list(c, v, what, 0))) return rc;
+        s->n_fam = 0;
+        FOR_ITEMS(c, v, it)
+        {
+            const char *name;
+            if ((rc = get_str(c, it, what, &name))) return rc;
+            int k = 0;
+            while (family_names[k] && strcmp(family_names[k], name)) k++;
+            if (!family_names[k])
+                return FAIL(c, it, "unknown family '%s' in %s (static, dynamic, kv, linear, "
+                            "calibration)", name, what);
+            for (int j = 0; j < s->n_fam; j++)
+                if (s->fam[j] == family_names[k])
+                    return FAIL(c, it, "family '%s' is listed twice in %s", name, what);
+            s->fam[s->n_fam++] = family_names[k];
+        }
+        return AB_OK;
+    }
     if (!strcmp(key, "map_methods")) {
         s->mm_set = 1;
         return read_methods(c, v, what, s->mm, NULL, &s->n_mm);
@@ -566,7 +594,10 @@ static int read_settings(struct ctx *c, yaml_node_t *map, const char *in, struct
          p++) {
         const char *key = scalar(node_at(c, p->key));
         if (!in_list(key, run_keys) && !in_list(key, report_keys)) continue;
-        int rc = read_setting(c, key, node_at(c, p->value), in, s);
+        /* report's methods choose what the report shows, not what run runs */
+        int rc = !strcmp(in, "report") && !strcmp(key, "methods")
+                     ? read_setting_as(c, "report_methods", key, node_at(c, p->value), in, s)
+                     : read_setting(c, key, node_at(c, p->value), in, s);
         if (rc) return rc;
     }
     return AB_OK;
@@ -1724,6 +1755,10 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     s->n_maps = st->n_maps;
     s->n_map_methods = st->n_mm;
     s->report_by_workload = st->by_workload;
+    s->n_report_methods = st->n_rm;
+    memcpy(s->report_methods, st->rm, sizeof s->report_methods);
+    s->n_report_families = st->n_fam;
+    memcpy(s->report_families, st->fam, sizeof s->report_families);
     memcpy(s->map_methods, st->mm, sizeof s->map_methods);
     rc = AB_OK;
 done:

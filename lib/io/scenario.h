@@ -24,6 +24,7 @@ enum {
     AB_SCENARIO_MAX_BUDGETS = 64,
     AB_SCENARIO_MAX_METHODS = 256,
     AB_SCENARIO_MAX_MAPS = 64,
+    AB_SCENARIO_MAX_FAMILIES = 8,
     AB_SCENARIO_NAME_CAP = 64, /* names are [A-Za-z0-9._-]+, at most 63 characters */
 };
 
@@ -145,6 +146,10 @@ struct ab_scenario {
     const char *map_methods[AB_SCENARIO_MAX_METHODS];
     int n_map_methods;
     int report_by_workload; /* report: by_workload: frontiers per workload too */
+    const char *report_methods[AB_SCENARIO_MAX_METHODS]; /* report: methods (its filter) */
+    int n_report_methods;
+    const char *report_families[AB_SCENARIO_MAX_FAMILIES]; /* report: family */
+    int n_report_families;
     /* steps: run when `run:` is given or `heads:` is not (a file with neither runs with run's
      * defaults, as before `heads:` existed); heads when `heads:` is given */
     int has_run, has_heads;

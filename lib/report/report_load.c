@@ -3,7 +3,7 @@
  * cell, and appends each file's optional /heads table (per-head statistics such as the sink
  * score, entropy and locality), matching its columns by name across files (NaN where a file
  * lacks one). The report (report.c) is drawn from the merged data alone. */
-#include "io/report.h"
+#include "report/report.h"
 
 #include <math.h>
 #include <stdint.h>

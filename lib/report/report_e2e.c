@@ -27,8 +27,8 @@
 #include "io/csv.h"
 #include "io/gnuplot.h"
 #include "io/h5_workload.h"
-#include "io/report_internal.h"
 #include "methods/method.h"
+#include "report/report_internal.h"
 
 /* A panel: one (input, phase); its series: one (method, heads) each. */
 struct e2e_series {
@@ -340,13 +340,19 @@ int ab_rep_e2e(struct rep *R)
     }
     for (int i = 0; i < R->d->n_inputs; i++)
         for (int64_t k = 0; k < R->d->inputs[i].n_model; k++) {
+            const struct ab_model_row *row = &R->d->inputs[i].model[k];
+            if (!ab_rep_keep(R, row->method, row->family)) continue;
             flat[R->n_e2e] = R->d->inputs[i].model[k];
             R->e2e[R->n_e2e++] = &R->d->inputs[i].model[k];
         }
+    if (!R->n_e2e) { /* the filter kept none */
+        free(flat);
+        return AB_OK;
+    }
     /* model.csv: the merged rows (a view of them: the strings stay the inputs') */
     struct ab_results view;
     ab_results_init(&view);
-    view.model = flat, view.n_model = n;
+    view.model = flat, view.n_model = R->n_e2e;
     char *path = ab_path_join(R->o->dir, "model", ".csv");
     int rc = path ? ab_results_write_model_csv(path, &view) : ab_fail(AB_E_NOMEM, "out of memory");
     free(path);

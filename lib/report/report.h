@@ -1,12 +1,27 @@
 /* report.h - `attnbench report` (outputs.md, "Reports"): from one or more results files, a
  * self-contained folder of figures, tables and a Markdown summary computed from the data. Its
- * kept-mask maps are the picture of kept_map.h, shared with `attnbench render`.
+ * kept-mask maps are the picture of kept_map.h (lib/io), shared with `attnbench render`.
  *
  * The folder holds, for a budget B (the target FLOP ratio nearest to opts.budget):
- *   frontier-<metric>.{png,gp,tsv}   mean (and weak tail) over heads against achieved FLOP ratio,
- *                                    one panel per phase, for rel_l2, recall, task_acc, cos_min;
- *   isoflops-<ratio>.{png,gp,tsv}    methods side by side at each target ratio;
- *   heads-rel_l2-<B>.{png,gp,tsv}    layer x head rel_l2 of every method at B (gnuplot);
+ *   frontier-<family>.{png,gp,tsv}   rel_l2 and task_acc (mean over heads) against the
+ *                                    achieved (amortised) FLOP ratio, one column of panels per
+ *                                    phase (two when the family runs more than 10 methods in
+ *                                    it: at most 10 lines a panel), every method its own
+ *                                    colour and marker, the best of all methods at each budget
+ *                                    as a grey envelope, dense as the reference point;
+ *   frontier-families.{png,gp,tsv}   the best method of each family at each budget;
+ *   frontier-<family>-recall         recall and cos_min in the same layout;
+ *   frontier-<family>-n              rel_l2, one panel per sequence length (several n);
+ *   frontier-length                  the envelope of each length (several n);
+ *   frontier-families-tasks, frontier-<family>-tasks  accuracy on retrieve and on aggregate
+ *                                    queries;
+ *   kvcache-<family>[-<k>]           decode: rel_l2 and task_acc against the FLOP ratio and
+ *                                    against the K/V bytes read relative to dense (part k of a
+ *                                    family with more than 10 decode methods);
+ *   isoflops-<ratio>.{png,gp,tsv}    methods at each target ratio: horizontal bars, sorted,
+ *                                    the best ones of each phase and dense;
+ *   heads-rel_l2-<B>-<family>.{png,gp,tsv}  layer x head rel_l2 at B (gnuplot), one figure
+ *                                    per family on one clipped colour scale;
  *   heads-<method>-<phase>-<B>.{png,tsv}  the same grid per method as an 8-bit viridis PNG;
  *   heads-<stat>.{png,tsv}, heads-stats.{png,gp,tsv}  head statistics when the results carry
  *                                    a /heads table (sink, entropy, locality);
@@ -16,13 +31,18 @@
  *   e2e-ppl.{png,gp,tsv}, e2e-acc.{png,gp,tsv}, model.csv  when an input has /model rows
  *                                    (eval-model): perplexity and accuracy inside the model
  *                                    against FLOP ratio per (input, phase), and the rows merged;
- *   cells.csv, summary.csv           the merged tables;
- *   report.md                        links everything, with the summary described there.
+ *   cells.csv, summary.csv           the kept cells and their per-workload summary;
+ *   report.md                        the study's answers computed from the data, then
+ *                                    everything else (report_md.c).
+ * Axes and colour scales are robust: rel_l2 is drawn up to 2 at most (an output further from
+ * the exact one than twice its norm is broken, not a trade-off) and within the 2nd..98th
+ * percentile of the values (a factor 3 of room below); values outside are drawn at the edge
+ * and listed in report.md.
  * Every file is written to a temporary name and renamed when complete. gnuplot renders the
  * .gp scripts last; when it is missing everything else is still written and the call returns
  * AB_E_NOTOOL. No time stamps anywhere: the same inputs give the same bytes. */
-#ifndef AB_IO_REPORT_H
-#define AB_IO_REPORT_H
+#ifndef AB_REPORT_REPORT_H
+#define AB_REPORT_REPORT_H
 
 #include <stdint.h>
 
@@ -57,7 +77,8 @@ void ab_report_data_free(struct ab_report_data *d);
 
 struct ab_report_opts {
     const char *dir;              /* output folder (created with its parents when missing) */
-    int by_workload;              /* 1: also frontier-<metric>-<workload>.png per workload (the
+    int by_workload;              /* 1: also frontier-families-<workload>.png and
+                                     frontier-<family>-<workload>.png per workload (the
                                      per-profile pictures of a study with one workload per
                                      profile), when the results hold more than one */
     const char *workload;         /* workload for the maps; NULL: the first workload the
@@ -72,17 +93,33 @@ struct ab_report_opts {
     int64_t cell_px;              /* heatmap pixels per (layer, head) cell (24) */
     const char *gnuplot;          /* program name or path ("gnuplot") */
     const char *command_line;     /* the report's own command line, for report.md (or NULL) */
+    /* which methods to report: a cell is kept when its method is one of methods[] or its
+     * family one of families[] (both empty: every method); dense, the reference, always */
+    const char *const *methods;
+    int n_methods;
+    const char *const *families;
+    int n_families;
     /* called with the path of every file written, in order (may be NULL) */
     void (*on_file)(void *user, const char *path);
     void *user;
 };
 void ab_report_defaults(struct ab_report_opts *o);
 
+/* The families a report knows, as --family takes them: "static, dynamic, kv, linear,
+ * calibration". */
+extern const char *const ab_report_families;
+/* Checks the filter of o: every family one of ab_report_families, every method a registry row.
+ * AB_OK, or AB_E_USAGE with "report: unknown family 'x' (static, dynamic, kv, linear,
+ * calibration)" or "report: unknown method 'x' (see 'attnbench methods')". */
+int ab_report_check_filter(const struct ab_report_opts *o);
+
 /* Writes the report of d into o->dir. AB_OK; AB_E_NOTOOL when gnuplot was not found (every
  * other file written); AB_E_INTERNAL when gnuplot failed on a script (the other figures and
  * report.md written, no PNG of the failed script left); AB_E_CREATE / AB_E_IO when the folder or
  * a file cannot be written (no temporary file left); AB_E_NOFILE / AB_E_DATA for a missing or
- * bad workload named in opts; AB_E_USAGE for a map head or method that does not apply. */
+ * bad workload named in opts; AB_E_USAGE for a map head or method that does not apply, for a
+ * filter that does not pass ab_report_check_filter, or one that keeps no cell of d (nothing is
+ * written then). */
 int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts *o);
 
 #endif

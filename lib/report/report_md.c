@@ -1,10 +1,11 @@
-/* report_md.c - report.md, the page of `attnbench report` (report.h) that links everything:
- * what the inputs hold, the headline (the best method of each phase at the report's budget, and
- * the sink ratio), the best method per phase and budget, the heads that break each method, the
- * infeasible cells, the head statistics, every figure by section with its caption and notes, the
- * tables, and the provenance of every input. It is written last, from the index, figures and
- * notes report.c built (report_internal.h), so it says which figures gnuplot rendered; every
- * number in it comes from the merged results. */
+/* report_md.c - report.md, the page of `attnbench report` (report.h) that links everything. It
+ * opens with the study's answers computed from the data (report_answers.c), the decode
+ * accounting rule and the infeasible methods with their reasons; then every figure by section
+ * with one line on what it shows, the values left outside the plotted ranges, what the inputs
+ * hold, the best method per phase and budget, the heads that break each method, the
+ * end-to-end rows, the head statistics, the tables, and the provenance of every input. It is
+ * written last, from the index, figures and notes report.c built (report_internal.h), so it
+ * says which figures gnuplot rendered; every number in it comes from the kept cells. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -13,11 +14,23 @@
 
 #include "core/ab.h"
 #include "io/gnuplot.h"
-#include "io/report_internal.h"
 #include "methods/method.h"
+#include "report/report_internal.h"
 
 static void md_figs(const struct rep *R, FILE *f, int section)
 {
+    if (section == SEC_HEADS_EACH) { /* many small pictures: one line of links */
+        int n = 0;
+        for (int i = 0; i < R->n_fig; i++) {
+            const struct fig *g = &R->fig[i];
+            if (g->section != section) continue;
+            fprintf(f, "%s[%s](%s)", n++ ? ", " : "Each method's grid on its own: ", g->caption,
+                    g->file);
+        }
+        if (n) fputs(".\n\n", f);
+        for (int i = 0; i < R->notes[section].n; i++) fprintf(f, "%s\n\n", R->notes[section].s[i]);
+        return;
+    }
     for (int i = 0; i < R->n_fig; i++) {
         const struct fig *g = &R->fig[i];
         if (g->section != section) continue;
@@ -167,39 +180,6 @@ static int md_failing(const struct rep *R, FILE *f)
     return AB_OK;
 }
 
-static void md_infeasible(const struct rep *R, FILE *f)
-{
-    fputs("## Infeasible cells\n\n", f);
-    fputs("A cell is infeasible when the method cannot reach the budget within the tolerance "
-          "(its smallest cost is above it): recorded, not moved to another budget.\n\n",
-          f);
-    fputs("| method | phase | cells | infeasible | budgets never met |\n|---|---|---|---|---|\n",
-          f);
-    for (int mi = 0; mi < R->n_m; mi++)
-        for (int pi = 0; pi < R->n_p; pi++) {
-            int64_t all = 0, inf = 0;
-            for (int ti = 0; ti < R->n_t; ti++) all += R->grp_cells[ab_rep_gidx(R, mi, pi, ti)];
-            if (!all) continue;
-            char never[400] = "";
-            size_t nl = 0;
-            for (int ti = 0; ti < R->n_t; ti++) {
-                int64_t g = R->grp_cells[ab_rep_gidx(R, mi, pi, ti)];
-                int s = R->grp[ab_rep_gidx(R, mi, pi, ti)];
-                int64_t feas = s >= 0 ? R->r->summary[s].n_heads : 0;
-                inf += g - feas;
-                if (g && !feas && nl < sizeof never - 20) {
-                    char rl[32];
-                    ab_rep_ratio_label(R->t[ti], rl, sizeof rl);
-                    nl +=
-                        (size_t)snprintf(never + nl, sizeof never - nl, "%s%s", nl ? ", " : "", rl);
-                }
-            }
-            fprintf(f, "| %s | %s | %lld | %lld | %s |\n", R->m[mi].name, R->phase[pi],
-                    (long long)all, (long long)inf, nl ? never : "-");
-        }
-    fputs("\n", f);
-}
-
 static void md_inputs(const struct rep *R, FILE *f)
 {
     fputs("## Inputs\n\n", f);
@@ -223,7 +203,6 @@ static void md_inputs(const struct rep *R, FILE *f)
     fputs("\n", f);
 }
 
-/* Writes report.md (the contract is in report_internal.h). */
 /* The rows that are different attention operators, not approximations of softmax: their
  * distance from dense is a property of the operator, and their conventions matter. */
 static void md_operators(const struct rep *R, FILE *f)
@@ -241,29 +220,88 @@ static void md_operators(const struct rep *R, FILE *f)
     if (any) fputs("\n", f);
 }
 
-int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_t n_sh)
+/* The "Values outside the plotted ranges" section: the outliers of every figure, one row per
+ * (metric, method, phase, length) with each budget's value. */
+static void md_outliers(const struct rep *R, FILE *f)
 {
-    char *path = ab_path_join(R->o->dir, "report", ".md");
-    if (!path) return ab_fail(AB_E_NOMEM, "out of memory");
-    struct ab_outfile out;
-    int rc = ab_outfile_open(&out, path);
-    free(path);
-    if (rc != AB_OK) return rc;
-    FILE *f = out.f;
+    fputs("## Values outside the plotted ranges\n\n", f);
+    if (!R->n_out) {
+        fputs("None: every plotted value lies within its axis.\n\n", f);
+        return;
+    }
+    fprintf(f, "Axes are robust (rel_l2 within the 2nd to 98th percentile of all plotted means "
+               "and at most 2; bars and points beyond are drawn at the edge). These values lie "
+               "outside (%d):\n\n| metric | method | phase | length | budget: value |\n"
+               "|---|---|---|---|---|\n",
+            R->n_out);
+    char *done = calloc((size_t)R->n_out, 1);
+    if (!done) return;
+    for (int k = 0; k < N_METRICS; k++)
+        for (int mi = 0; mi < R->n_m; mi++)
+            for (int pi = 0; pi < R->n_p; pi++)
+                for (int v = 0; v < R->n_v; v++) {
+                    int n = 0;
+                    for (int i = 0; i < R->n_out; i++) {
+                        const struct outlier *o = &R->out[i];
+                        if (done[i] || o->metric != k || o->mi != mi || o->pi != pi ||
+                            o->view != v)
+                            continue;
+                        if (!n++) {
+                            char len[32] = "all";
+                            if (v) snprintf(len, sizeof len, "%lld", (long long)R->v[v].n);
+                            fprintf(f, "| %s | %s | %s | %s | ", ab_rep_metrics[k].name,
+                                    R->m[mi].name, R->phase[pi], len);
+                        }
+                        /* this row's budgets, descending */
+                        done[i] = 1;
+                    }
+                    if (!n) continue;
+                    int first = 1;
+                    for (int ti = 0; ti < R->n_t; ti++)
+                        for (int i = 0; i < R->n_out; i++) {
+                            const struct outlier *o = &R->out[i];
+                            if (o->metric != k || o->mi != mi || o->pi != pi || o->view != v ||
+                                !(o->target == R->t[ti] || (isnan(o->target) && isnan(R->t[ti]))))
+                                continue;
+                            char rl[16];
+                            ab_rep_ratio_label(o->target, rl, sizeof rl);
+                            fprintf(f, "%s%s: %.3g", first ? "" : ", ", rl, o->value);
+                            first = 0;
+                        }
+                    fputs(" |\n", f);
+                }
+    free(done);
+    fputs("\n", f);
+}
+
+/* The "Data" section: what the kept cells hold. */
+static void md_data(const struct rep *R, FILE *f)
+{
     const struct ab_results *r = R->r;
     int64_t n_inf = 0;
     for (int64_t c = 0; c < r->n_cells; c++) n_inf += !r->cells[c].feasible;
-
-    fputs("# attnbench report\n\n", f);
+    fputs("## Data\n\n", f);
     if (R->o->command_line) fprintf(f, "Built by `%s`.\n\n", R->o->command_line);
-    fprintf(f, "%lld cells (%lld infeasible) from %d results file%s: %d method%s, phase%s ",
-            (long long)r->n_cells, (long long)n_inf, R->d->n_inputs, R->d->n_inputs == 1 ? "" : "s",
-            R->n_m, R->n_m == 1 ? "" : "s", R->n_p == 1 ? "" : "s");
+    fprintf(f, "%lld cells (%lld infeasible) from %d results file%s: %d method%s", (long long)r->n_cells,
+            (long long)n_inf, R->d->n_inputs, R->d->n_inputs == 1 ? "" : "s", R->n_m,
+            R->n_m == 1 ? "" : "s");
+    if (R->n_fam) {
+        fputs(" (families ", f);
+        for (int k = 0; k < R->n_fam; k++) {
+            int n = 0;
+            for (int mi = 0; mi < R->n_m; mi++) n += R->m[mi].fam == k;
+            fprintf(f, "%s%s %d", k ? ", " : "", R->fam[k], n);
+        }
+        fputs(")", f);
+    }
+    fprintf(f, ", phase%s ", R->n_p == 1 ? "" : "s");
     for (int pi = 0; pi < R->n_p; pi++)
         fprintf(f, "%s%s", pi ? (pi + 1 == R->n_p ? " and " : ", ") : "", R->phase[pi]);
-    fprintf(f, ", %lld layer%s x %lld head%s of %d workload%s", (long long)R->n_layer,
+    fprintf(f, ", %lld layer%s x %lld head%s of %d workload%s, length%s ", (long long)R->n_layer,
             R->n_layer == 1 ? "" : "s", (long long)R->n_head, R->n_head == 1 ? "" : "s", R->n_w,
-            R->n_w == 1 ? "" : "s");
+            R->n_w == 1 ? "" : "s", R->n_len == 1 ? "" : "s");
+    for (int k = 0; k < R->n_len; k++)
+        fprintf(f, "%s%lld", k ? ", " : "n = ", (long long)R->len[k]);
     if (R->n_b) {
         fputs("; budgets (target FLOP ratios) ", f);
         for (int i = 0; i < R->n_b; i++) {
@@ -272,41 +310,63 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
             fprintf(f, "%s%s", i ? ", " : "", rl);
         }
     }
-    fputs(".\n\n", f);
-    md_operators(R, f);
-
-    /* the headline: the best method of each phase at B */
-    if (!isnan(R->B)) {
-        char rl[32];
-        ab_rep_ratio_label(R->B, rl, sizeof rl);
-        fputs("## Summary\n\n", f);
-        for (int pi = 0; pi < R->n_p; pi++) {
-            int part, ti, b = ab_rep_best_at(R, pi, R->B, M_REL_L2, &part);
-            if (b < 0) continue;
-            const struct ab_summary_row *s = &r->summary[ab_rep_group_at(R, b, pi, R->B, &ti)];
-            fprintf(f, "- %s at %s: **%s** has the lowest mean rel_l2 (%.3g; p90 over heads %.3g, "
-                       "achieved ratio %.3g)",
-                    R->phase[pi], rl, R->m[b].name, s->rel_l2_mean, s->rel_l2_p90, s->flop_ratio);
-            int bt = ab_rep_best_at(R, pi, R->B, M_TASK_ACC, NULL);
-            if (bt >= 0 && r->summary[ab_rep_group_at(R, bt, pi, R->B, &ti)].task_acc_mean > 0) {
-                const struct ab_summary_row *st =
-                    &r->summary[ab_rep_group_at(R, bt, pi, R->B, &ti)];
-                fprintf(f, "; **%s** solves the most tasks (%.0f%%)", R->m[bt].name,
-                        100 * st->task_acc_mean);
-            }
-            fputs(".\n", f);
+    fputs(".", f);
+    if (R->o->n_methods || R->o->n_families) {
+        fputs(" Kept by the filter:", f);
+        if (R->o->n_families) {
+            fputs(" families ", f);
+            for (int i = 0; i < R->o->n_families; i++)
+                fprintf(f, "%s%s", i ? ", " : "", R->o->families[i]);
         }
-        if (!isnan(sink_ratio))
-            fprintf(f, "- Sink ratio: %.1f%% of heads (%lld of %lld) have alpha(0) > 0.3.\n",
-                    sink_ratio, (long long)sink_heads, (long long)n_sh);
-        fputs("\n", f);
+        if (R->o->n_methods) {
+            fprintf(f, "%s methods ", R->o->n_families ? " and" : "");
+            for (int i = 0; i < R->o->n_methods; i++)
+                fprintf(f, "%s%s", i ? ", " : "", R->o->methods[i]);
+        }
+        fputs(", with dense as the reference.", f);
     }
+    fputs("\n\n", f);
+    md_operators(R, f);
+}
+
+int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_t n_sh)
+{
+    (void)sink_heads;
+    char *path = ab_path_join(R->o->dir, "report", ".md");
+    if (!path) return ab_fail(AB_E_NOMEM, "out of memory");
+    struct ab_outfile out;
+    int rc = ab_outfile_open(&out, path);
+    free(path);
+    if (rc != AB_OK) return rc;
+    FILE *f = out.f;
+
+    fputs("# attnbench report\n\n", f);
+    ab_rep_answers_md(R, f);
+    ab_rep_accounting_md(R, f);
+    ab_rep_infeasible_md(R, f);
+
+    fputs("## Figures\n\n### Frontiers by family\n\n", f);
+    md_figs(R, f, SEC_FRONTIER);
+    fputs("### Sequence length\n\n", f);
+    md_figs(R, f, SEC_LENGTH);
+    fputs("### Retrieve and aggregate tasks\n\n", f);
+    md_figs(R, f, SEC_TASKS);
+    fputs("### Accuracy against the KV cache\n\n", f);
+    md_figs(R, f, SEC_KV);
+    fputs("### Methods at equal FLOPs\n\n", f);
+    md_figs(R, f, SEC_ISO);
+    fputs("### Error per head\n\n", f);
+    md_figs(R, f, SEC_HEADS);
+    md_figs(R, f, SEC_HEADS_EACH);
+    fputs("### Attention maps and kept masks\n\n", f);
+    md_figs(R, f, SEC_MAPS);
+    md_outliers(R, f);
+    md_data(R, f);
     md_best(R, f);
     if ((rc = md_failing(R, f)) != AB_OK) {
         ab_outfile_abort(&out);
         return rc;
     }
-    md_infeasible(R, f);
     if (R->n_e2e) {
         fputs("## End to end (eval-model)\n\n", f);
         ab_rep_e2e_md(R, f);
@@ -327,21 +387,12 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
                 sink_ratio, (long long)n_sh);
     md_figs(R, f, SEC_STATS);
 
-    fputs("## Figures\n\n### Accuracy against FLOP ratio\n\n", f);
-    md_figs(R, f, SEC_FRONTIER);
-    fputs("### Methods at equal FLOPs\n\n", f);
-    md_figs(R, f, SEC_ISO);
-    fputs("### Error per head\n\n", f);
-    md_figs(R, f, SEC_HEADS);
-    fputs("### Attention maps and kept masks\n\n", f);
-    md_figs(R, f, SEC_MAPS);
-
     fputs("## Tables and figure sources\n\n", f);
     if (R->n_e2e)
         fputs("- [model.csv](model.csv): every /model row (eval-model) of every results file\n", f);
-    fputs("- [cells.csv](cells.csv): every cell of every results file (the /cells table)\n"
-          "- [summary.csv](summary.csv): per method, phase and target, mean and weak tail over "
-          "heads (recomputed over all inputs)\n"
+    fputs("- [cells.csv](cells.csv): every kept cell of every results file (the /cells table)\n"
+          "- [summary.csv](summary.csv): per workload, method, phase and target, mean and weak "
+          "tail over heads (the /summary table, recomputed over the kept cells)\n"
           "- every figure drawn by gnuplot has its data (`NAME.tsv`) and script (`NAME.gp`) "
           "here; re-render one with `gnuplot -c NAME.gp` from this folder\n",
           f);

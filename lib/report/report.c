@@ -1,26 +1,33 @@
 /* report.c - `attnbench report`: results files in, a folder of figures, tables and report.md
- * out (see report.h). This file indexes the merged cells, draws the figures and maps and runs
- * the whole report; the inputs are loaded by report_load.c, the kept masks of the maps drawn by
- * kept_map.c, and report.md written by report_md.c.
+ * out (see report.h). This file keeps the cells the method and family filters select, indexes
+ * them, builds the summary views (every length pooled, and each length), draws the heatmaps,
+ * head statistics and maps and runs the whole report; the inputs are loaded by report_load.c,
+ * the frontier figures and isoFLOPS bars drawn by report_frontier.c, the kept masks of the maps
+ * by kept_map.c (lib/io), the answers of the study written by report_answers.c and report.md
+ * by report_md.c.
  *
- * The report reads everything it says from the data. Methods are ordered (and coloured) by their
- * row in the registry, so a method looks the same in every report. Means and tails over heads
- * are the /summary rows recomputed over the merged cells (ab_results_summarise); "best" at a
- * budget is chosen only among methods feasible on every head of the phase there, because a mean
- * over the heads a method happens to reach is not comparable with a mean over all of them (a
- * better-looking method with partial coverage is named beside it). A method without a knob
- * (fixed cost) competes at every budget its cost fits under.
+ * The report reads everything it says from the data. Methods are ordered by their row in the
+ * registry and grouped by family; a method's lines keep one style (colour and marker) in every
+ * figure of a report. Means and tails over heads are summary rows recomputed over the kept
+ * cells of every workload of a view (ab_results_summarise): a /summary row of the results is
+ * per workload, and the report pools the workloads of one length (a view per length) or of
+ * every length (the pooled view). "Best" at a budget is chosen only among methods feasible on
+ * every head of the view there, because a mean over the heads a method happens to reach is not
+ * comparable with a mean over all of them (a better-looking method with partial coverage is
+ * named beside it). A method without a knob (fixed cost) competes at every budget its cost
+ * fits under.
  *
  * Order of work: index the cells, write every .tsv/.gp, the libpng heatmaps, the maps' .bin/.gp
  * and the CSV tables, then run gnuplot on the scripts, then write report.md (which says what was rendered).
  * A failure to write stops the report at once; a gnuplot failure is remembered and returned
  * after report.md is written. */
-#include "io/report.h"
+#include "report/report.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,22 +40,15 @@
 #include "io/h5_workload.h"
 #include "io/kept_map.h"
 #include "io/png_map.h"
-#include "io/report_internal.h"
 #include "io/results_io.h"
 #include "methods/method.h"
+#include "report/report_internal.h"
 
 /* ================================================================== indexing the results */
 
-/* Accuracy columns the report plots: the summary's mean and weak tail, and the cell's value. */
-struct metric {
-    const char *name, *what;
-    int logy, higher_better;
-    size_t mean, tail, cell;
-    const char *tail_name;
-};
 #define SUMF(f) offsetof(struct ab_summary_row, f)
 #define CELLF(f) offsetof(struct ab_cell, f)
-static const struct metric metrics[] = {
+const struct metric ab_rep_metrics[N_METRICS] = {
     {"rel_l2", "relative L2 error of the output", 1, 0, SUMF(rel_l2_mean), SUMF(rel_l2_p90),
      CELLF(rel_l2), "p90"},
     {"recall", "attention mass kept (recall)", 0, 1, SUMF(recall_mean), SUMF(recall_p10),
@@ -57,12 +57,54 @@ static const struct metric metrics[] = {
      "p10"},
     {"cos_min", "worst-row cosine similarity", 0, 1, SUMF(cos_min_mean), SUMF(cos_min_p10),
      CELLF(cos_min), "p10"},
+    {"task_acc_retrieve", "accuracy on retrieve queries", 0, 1, SUMF(task_acc_retrieve_mean),
+     SIZE_MAX, CELLF(task_acc_retrieve), NULL},
+    {"task_acc_aggregate", "accuracy on aggregate queries", 0, 1, SUMF(task_acc_aggregate_mean),
+     SIZE_MAX, CELLF(task_acc_aggregate), NULL},
 };
-_Static_assert(sizeof metrics / sizeof metrics[0] == N_METRICS, "metrics[] and M_*");
+static const struct metric *const metrics = ab_rep_metrics;
 
-static double field(const void *row, size_t off)
+double ab_rep_field(const void *row, size_t off)
 {
     return *(const double *)((const char *)row + off);
+}
+static double field(const void *row, size_t off) { return ab_rep_field(row, off); }
+
+const char *const ab_report_families = "static, dynamic, kv, linear, calibration";
+static const char *const known_families[] = {"static", "dynamic", "kv", "linear", "calibration"};
+enum { N_KNOWN_FAMILIES = 5 };
+
+int ab_report_check_filter(const struct ab_report_opts *o)
+{
+    for (int i = 0; i < o->n_families; i++) {
+        int ok = 0;
+        for (int k = 0; k < N_KNOWN_FAMILIES; k++) ok |= !strcmp(o->families[i], known_families[k]);
+        if (!ok)
+            return ab_fail(AB_E_USAGE, "report: unknown family '%s' (%s)", o->families[i],
+                           ab_report_families);
+    }
+    for (int i = 0; i < o->n_methods; i++)
+        if (!ab_method_find(o->methods[i]))
+            return ab_fail(AB_E_USAGE, "report: unknown method '%s' (see 'attnbench methods')",
+                           o->methods[i]);
+    return AB_OK;
+}
+
+/* Whether the filter of o keeps the cells of a method (dense, the reference, always). */
+static int keeps(const struct ab_report_opts *o, const char *method, const char *family)
+{
+    if (!o->n_methods && !o->n_families) return 1;
+    if (family && !strcmp(family, "dense")) return 1;
+    for (int i = 0; i < o->n_methods; i++)
+        if (method && !strcmp(o->methods[i], method)) return 1;
+    for (int i = 0; i < o->n_families; i++)
+        if (family && !strcmp(o->families[i], family)) return 1;
+    return 0;
+}
+
+int ab_rep_keep(const struct rep *R, const char *method, const char *family)
+{
+    return keeps(R->o, method, family);
 }
 
 int ab_rep_strv_push(struct strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -109,6 +151,18 @@ void ab_rep_ratio_label(double t, char *buf, size_t cap)
     else snprintf(buf, cap, "%.3g", t);
 }
 
+/* The compression 1/t as "10x", "3.33x", "1.43x". */
+void ab_rep_compression_label(double t, char *buf, size_t cap)
+{
+    if (!(t > 0)) {
+        snprintf(buf, cap, "?");
+        return;
+    }
+    double k = 1 / t;
+    if (fabs(k - round(k)) < 1e-6 * k) snprintf(buf, cap, "%.0fx", round(k));
+    else snprintf(buf, cap, "%.3gx", k);
+}
+
 /* The ratio as it appears in file names: %g (0.125, 0.03125). */
 static void ratio_file(double t, char *buf, size_t cap) { snprintf(buf, cap, "%g", t); }
 
@@ -119,10 +173,19 @@ static int find_method(const struct rep *R, const char *name)
     return -1;
 }
 
+int ab_rep_find_method(const struct rep *R, const char *name) { return find_method(R, name); }
+
 static int find_target(const struct rep *R, double t)
 {
     for (int i = 0; i < R->n_t; i++)
         if (same(R->t[i], t)) return i;
+    return -1;
+}
+
+static int find_phase(const struct rep *R, const char *p)
+{
+    for (int i = 0; i < R->n_p; i++)
+        if (!strcmp(R->phase[i], p ? p : "")) return i;
     return -1;
 }
 
@@ -139,7 +202,100 @@ static int cmp_desc(const void *a, const void *b)
     return (x < y) - (x > y);
 }
 
-/* Builds the method, phase, target and workload indexes and the group table. */
+/* The families of the methods: the known ones in their order, then others as they come; each
+ * method's slot is its rank among its family's methods (registry order), so the lines of a
+ * family's panels differ in colour and marker. */
+static void index_families(struct rep *R)
+{
+    R->n_fam = 0;
+    for (int k = 0; k < N_KNOWN_FAMILIES; k++)
+        for (int mi = 0; mi < R->n_m; mi++)
+            if (!strcmp(R->m[mi].family, known_families[k])) {
+                R->fam[R->n_fam++] = known_families[k];
+                break;
+            }
+    for (int mi = 0; mi < R->n_m; mi++) {
+        const char *f = R->m[mi].family;
+        if (!strcmp(f, "dense")) continue;
+        int found = 0;
+        for (int k = 0; k < R->n_fam; k++) found |= !strcmp(R->fam[k], f);
+        if (!found && R->n_fam < AB_REP_MAX_FAMILIES) R->fam[R->n_fam++] = f;
+    }
+    int rank[AB_REP_MAX_FAMILIES] = {0};
+    for (int mi = 0; mi < R->n_m; mi++) {
+        R->m[mi].fam = -1;
+        for (int k = 0; k < R->n_fam; k++)
+            if (!strcmp(R->fam[k], R->m[mi].family)) R->m[mi].fam = k;
+        R->m[mi].slot = R->m[mi].fam >= 0 ? rank[R->m[mi].fam]++ : 0;
+        const struct ab_method *m = ab_method_find(R->m[mi].name);
+        R->m[mi].oracle = m && (m->flags & AB_METHOD_ORACLE);
+        R->m[mi].op = m && (m->flags & AB_METHOD_OPERATOR);
+    }
+}
+
+/* The summary view of the cells with length n (0: every length): its rows in res, summarised
+ * over copies of the cells whose workload is replaced by one label per length (so workloads of
+ * one length are pooled), and the group table. */
+static int build_view(struct rep *R, int vi, int64_t n, struct ab_results *res)
+{
+    struct view *V = &R->v[vi];
+    V->n = n;
+    size_t n_grp = (size_t)R->n_m * (size_t)R->n_p * (size_t)(R->n_t ? R->n_t : 1);
+    V->grp = malloc(sizeof(int) * n_grp);
+    V->cells = calloc(n_grp, sizeof(int64_t));
+    if (!V->grp || !V->cells) return ab_fail(AB_E_NOMEM, "out of memory");
+    for (size_t g = 0; g < n_grp; g++) V->grp[g] = -1;
+    for (int64_t c = 0; c < R->r->n_cells; c++)
+        if (!n || R->r->cells[c].n == n)
+            V->cells[ab_rep_gidx(R, R->cm[c], R->cp[c], R->ct[c])]++;
+    for (int64_t s = 0; s < res->n_summary; s++) {
+        const struct ab_summary_row *row = &res->summary[s];
+        if (n && row->n != n) continue;
+        int mi = find_method(R, row->method), pi = find_phase(R, row->phase);
+        int ti = find_target(R, row->target_ratio);
+        if (mi >= 0 && pi >= 0 && ti >= 0) V->grp[ab_rep_gidx(R, mi, pi, ti)] = (int)s;
+    }
+    V->sum = res->summary;
+    return AB_OK;
+}
+
+/* The pooled summary (by_length 0) or the summary per length (1) of R->r's cells into res:
+ * shallow copies of the cells with the workload replaced by "" or "n=<n>". */
+static int summarise_pooled(const struct rep *R, int by_length, struct ab_results *res)
+{
+    ab_results_init(res);
+    int64_t nc = R->r->n_cells;
+    char (*labels)[32] = calloc((size_t)R->n_len + 1, sizeof *labels);
+    res->cells = malloc(sizeof *res->cells * (size_t)(nc + 1));
+    if (!labels || !res->cells) {
+        free(labels), free(res->cells);
+        res->cells = NULL;
+        return ab_fail(AB_E_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < R->n_len; k++) snprintf(labels[k], sizeof labels[0], "n=%lld",
+                                                (long long)R->len[k]);
+    for (int64_t c = 0; c < nc; c++) {
+        res->cells[c] = R->r->cells[c];
+        res->cells[c].workload = "";
+        for (int k = 0; by_length && k < R->n_len; k++)
+            if (R->r->cells[c].n == R->len[k]) res->cells[c].workload = labels[k];
+    }
+    res->n_cells = res->cap_cells = nc;
+    int rc = ab_results_summarise(res);
+    free(res->cells); /* shallow copies: the strings belong to d->merged */
+    res->cells = NULL, res->n_cells = res->cap_cells = 0;
+    free(labels);
+    return rc;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Builds the method, family, phase, target, length and workload indexes, the views and the
+ * budgets, from the cells of R->r. */
 static int build_index(struct rep *R)
 {
     const struct ab_results *r = R->r;
@@ -169,12 +325,9 @@ static int build_index(struct rep *R)
                 if (!strcmp(ab_methods[i]->name, mn)) R->m[last_m].style = i;
         }
         if (cell->knob_name && cell->knob_name[0]) R->m[last_m].has_knob = 1;
-        int p = -1;
-        for (int i = 0; i < R->n_p; i++)
-            if (!strcmp(R->phase[i], pn)) p = i;
-        if (p < 0) {
+        if (find_phase(R, pn) < 0) {
             if (R->n_p == 8) return ab_fail(AB_E_DATA, "more than 8 phases in the results");
-            R->phase[p = R->n_p++] = pn;
+            R->phase[R->n_p++] = pn;
         }
         if (find_target(R, cell->target_ratio) < 0) R->t[R->n_t++] = cell->target_ratio;
         if (last_w < 0 || strcmp(R->wname[last_w], wn)) {
@@ -184,13 +337,18 @@ static int build_index(struct rep *R)
             if (last_w < 0) R->wname[last_w = R->n_w++] = wn;
         }
         R->cw[c] = last_w;
+        int have_len = 0;
+        for (int k = 0; k < R->n_len; k++) have_len |= R->len[k] == cell->n;
+        if (!have_len && R->n_len < 16) R->len[R->n_len++] = cell->n;
         R->n_layer = AB_MAX(R->n_layer, cell->layer + 1);
         R->n_head = AB_MAX(R->n_head, cell->head + 1);
     }
-    /* catalogue order: a method keeps its place (and colour) whatever the results hold */
+    qsort(R->len, (size_t)R->n_len, sizeof(int64_t), cmp_i64);
+    /* catalogue order: a method keeps its place whatever the results hold */
     qsort(R->m, (size_t)R->n_m, sizeof *R->m, cmp_meth);
     for (int i = 0; i < R->n_m; i++)
         if (R->m[i].style >= 1000) R->m[i].style = ab_n_methods + i;
+    index_families(R);
     /* prefill first, decode second, any other phase after them */
     const char *order[8];
     int n_o = 0;
@@ -210,31 +368,24 @@ static int build_index(struct rep *R)
     qsort(R->t, (size_t)n_fin, sizeof(double), cmp_desc);
     if (has_nan) R->t[n_fin] = NAN;
 
-    size_t n_grp = (size_t)R->n_m * (size_t)R->n_p * (size_t)(R->n_t ? R->n_t : 1);
-    R->grp = malloc(sizeof(int) * n_grp);
-    R->grp_cells = calloc(n_grp, sizeof(int64_t));
-    if (!R->grp || !R->grp_cells) return ab_fail(AB_E_NOMEM, "out of memory");
-    for (size_t g = 0; g < n_grp; g++) R->grp[g] = -1;
     for (int64_t c = 0; c < nc; c++) {
         const struct ab_cell *cell = &r->cells[c];
         R->cm[c] = find_method(R, cell->method ? cell->method : "");
-        R->cp[c] = 0;
-        for (int i = 0; i < R->n_p; i++)
-            if (!strcmp(R->phase[i], cell->phase ? cell->phase : "")) R->cp[c] = i;
+        R->cp[c] = AB_MAX(0, find_phase(R, cell->phase));
         R->ct[c] = find_target(R, cell->target_ratio);
-        R->grp_cells[((size_t)R->cm[c] * (size_t)R->n_p + (size_t)R->cp[c]) * (size_t)R->n_t +
-                     (size_t)R->ct[c]]++;
     }
-    for (int64_t s = 0; s < r->n_summary; s++) {
-        const struct ab_summary_row *row = &r->summary[s];
-        int mi = find_method(R, row->method ? row->method : ""), pi = -1;
-        for (int i = 0; i < R->n_p; i++)
-            if (!strcmp(R->phase[i], row->phase ? row->phase : "")) pi = i;
-        int ti = find_target(R, row->target_ratio);
-        if (mi >= 0 && pi >= 0 && ti >= 0)
-            R->grp[((size_t)mi * (size_t)R->n_p + (size_t)pi) * (size_t)R->n_t + (size_t)ti] =
-                (int)s;
+    /* the views: every length pooled, then each length when there are several */
+    int rc;
+    if ((rc = summarise_pooled(R, 0, &R->vres[0])) || (rc = build_view(R, 0, 0, &R->vres[0])))
+        return rc;
+    R->n_v = 1;
+    if (R->n_len > 1) {
+        if ((rc = summarise_pooled(R, 1, &R->vres[1]))) return rc;
+        for (int k = 0; k < R->n_len; k++, R->n_v++)
+            if ((rc = build_view(R, 1 + k, R->len[k], &R->vres[1]))) return rc;
     }
+    R->grp = R->v[0].grp, R->grp_cells = R->v[0].cells;
+    R->all.summary = R->vres[0].summary, R->all.n_summary = R->vres[0].n_summary;
     /* budgets */
     R->b = malloc(sizeof(double) * (size_t)(R->n_t + 1));
     if (!R->b) return ab_fail(AB_E_NOMEM, "out of memory");
@@ -243,10 +394,7 @@ static int build_index(struct rep *R)
         int knobbed = 0;
         for (int mi = 0; mi < R->n_m && !knobbed; mi++)
             for (int pi = 0; pi < R->n_p; pi++)
-                if (R->m[mi].has_knob &&
-                    R->grp_cells[((size_t)mi * (size_t)R->n_p + (size_t)pi) * (size_t)R->n_t +
-                                 (size_t)ti])
-                    knobbed = 1;
+                if (R->m[mi].has_knob && R->grp_cells[ab_rep_gidx(R, mi, pi, ti)]) knobbed = 1;
         if (knobbed) R->b[R->n_b++] = R->t[ti];
     }
     /* B: the budget nearest to the one asked for, on a log scale */
@@ -257,27 +405,47 @@ static int build_index(struct rep *R)
     return AB_OK;
 }
 
-/* The group of method mi in phase pi at budget t: its cells at target t, or for a method
- * without a knob its fixed-cost cells when their mean achieved ratio fits under t (t NaN: the
- * NaN-target group). *ti receives the target index; -1 when the method has none there. */
-int ab_rep_group_at(const struct rep *R, int mi, int pi, double t, int *ti)
+/* The group of method mi in phase pi at budget t in view v: its cells at target t, or for a
+ * method without a knob its fixed-cost cells when their mean achieved ratio fits under t (t
+ * NaN: the NaN-target group). *ti receives the target index; -1 when the method has none
+ * there. Returns the row index in the view's summary, or -1. */
+static int view_group_at(const struct rep *R, int v, int mi, int pi, double t, int *ti)
 {
+    const struct view *V = &R->v[v];
     int k = find_target(R, t);
     *ti = -1;
-    if (k >= 0 && R->grp_cells[ab_rep_gidx(R, mi, pi, k)]) {
+    if (k >= 0 && V->cells[ab_rep_gidx(R, mi, pi, k)]) {
         *ti = k;
-        return R->grp[ab_rep_gidx(R, mi, pi, k)];
+        return V->grp[ab_rep_gidx(R, mi, pi, k)];
     }
     if (R->m[mi].has_knob || isnan(t)) return -1;
     for (int j = 0; j < R->n_t; j++) {
-        int s = R->grp[ab_rep_gidx(R, mi, pi, j)];
-        if (s >= 0 && R->r->summary[s].n_heads > 0 &&
-            R->r->summary[s].flop_ratio <= t * (1 + 1e-9)) {
+        int s = V->grp[ab_rep_gidx(R, mi, pi, j)];
+        if (s >= 0 && V->sum[s].n_heads > 0 && V->sum[s].flop_ratio <= t * (1 + 1e-9)) {
             *ti = j;
             return s;
         }
     }
     return -1;
+}
+
+/* The group of method mi in phase pi at budget t in the pooled view (view_group_at): its row
+ * index in R->r->summary or -1, *ti the target index or -1. */
+int ab_rep_group_at(const struct rep *R, int mi, int pi, double t, int *ti)
+{
+    return view_group_at(R, 0, mi, pi, t, ti);
+}
+
+/* The summary row of method mi in phase pi at budget t in view v when some head of it is
+ * feasible (NULL otherwise); *full (may be NULL) is 1 when every head of the group is. */
+const struct ab_summary_row *ab_rep_row_at(const struct rep *R, int v, int mi, int pi, double t,
+                                           int *full)
+{
+    int ti, s = view_group_at(R, v, mi, pi, t, &ti);
+    if (full) *full = 0;
+    if (s < 0 || R->v[v].sum[s].n_heads <= 0) return NULL;
+    if (full) *full = R->v[v].sum[s].n_heads == R->v[v].cells[ab_rep_gidx(R, mi, pi, ti)];
+    return &R->v[v].sum[s];
 }
 
 /* Whether method mi runs in phase pi at all. */
@@ -288,31 +456,81 @@ static int runs_in(const struct rep *R, int mi, int pi)
     return 0;
 }
 
-/* Best method in phase pi at budget t by metric k among methods feasible on every head of the
- * group (ties: the lower rel_l2). Returns the method index or -1; *partial receives a method
- * with partial coverage whose mean is better still (or -1). */
+int ab_rep_runs_in(const struct rep *R, int mi, int pi) { return runs_in(R, mi, pi); }
+
+/* Whether value a of metric k is better than b. */
+static int better(int k, double a, double b)
+{
+    return metrics[k].higher_better ? a > b : a < b;
+}
+
+/* The best method of view v in phase pi at budget t by metric k among methods feasible on every
+ * head of the group, of family fam (-1: every method, dense included; -2: every family, dense
+ * aside), oracles included when
+ * `oracles` (ties: the lower rel_l2). Returns the method index or -1; *row (may be NULL) its
+ * summary row. */
+int ab_rep_best_in(const struct rep *R, int v, int pi, double t, int k, int fam, int oracles,
+                   const struct ab_summary_row **row)
+{
+    int best = -1;
+    const struct ab_summary_row *br = NULL;
+    for (int mi = 0; mi < R->n_m; mi++) {
+        if ((fam >= 0 && R->m[mi].fam != fam) || (fam == -2 && R->m[mi].fam < 0) ||
+            (!oracles && R->m[mi].oracle))
+            continue;
+        int full;
+        const struct ab_summary_row *s = ab_rep_row_at(R, v, mi, pi, t, &full);
+        if (!s || !full) continue;
+        double x = field(s, metrics[k].mean);
+        if (!isfinite(x)) continue;
+        double bx = br ? field(br, metrics[k].mean) : NAN;
+        if (!br || better(k, x, bx) || (x == bx && s->rel_l2_mean < br->rel_l2_mean))
+            best = mi, br = s;
+    }
+    if (row) *row = br;
+    return best;
+}
+
+/* Best method in phase pi at budget t by metric k in the pooled view among methods feasible on
+ * every head of the group (ties: the lower rel_l2). Returns the method index or -1; *partial
+ * receives a method with partial coverage whose mean is better still (or -1). */
 int ab_rep_best_at(const struct rep *R, int pi, double t, int k, int *partial)
 {
-    const struct metric *mt = &metrics[k];
-    int best = -1, part = -1;
-    double bv = NAN, br = NAN, pv = NAN;
-    for (int mi = 0; mi < R->n_m; mi++) {
-        int ti, s = ab_rep_group_at(R, mi, pi, t, &ti);
-        if (s < 0 || R->r->summary[s].n_heads <= 0) continue;
-        const struct ab_summary_row *row = &R->r->summary[s];
-        double v = field(row, mt->mean), rl = row->rel_l2_mean;
-        if (!isfinite(v)) continue;
-        int full = row->n_heads == R->grp_cells[ab_rep_gidx(R, mi, pi, ti)];
-        int better_than_best = best < 0 ||
-                               (mt->higher_better ? v > bv : v < bv) ||
-                               (v == bv && rl < br);
-        if (full && better_than_best) best = mi, bv = v, br = rl;
-        if (!full && (part < 0 || (mt->higher_better ? v > pv : v < pv))) part = mi, pv = v;
+    const struct ab_summary_row *br;
+    int best = ab_rep_best_in(R, 0, pi, t, k, -1, 1, &br), part = -1;
+    double pv = NAN;
+    for (int mi = 0; mi < R->n_m && partial; mi++) {
+        int full;
+        const struct ab_summary_row *s = ab_rep_row_at(R, 0, mi, pi, t, &full);
+        if (!s || full) continue;
+        double x = field(s, metrics[k].mean);
+        if (isfinite(x) && (part < 0 || better(k, x, pv))) part = mi, pv = x;
     }
-    if (partial) *partial = -1;
-    if (partial && part >= 0 && (best < 0 || (mt->higher_better ? pv > bv : pv < bv)))
-        *partial = part;
+    if (partial)
+        *partial = part >= 0 && (best < 0 || better(k, pv, field(br, metrics[k].mean))) ? part
+                                                                                         : -1;
     return best;
+}
+
+/* Records a value drawn at the edge of a figure (once per metric, method, phase, view and
+ * target). AB_OK or AB_E_NOMEM. */
+int ab_rep_add_outlier(struct rep *R, int metric, int mi, int pi, int view, double target,
+                       double value)
+{
+    for (int i = 0; i < R->n_out; i++) {
+        const struct outlier *o = &R->out[i];
+        if (o->metric == metric && o->mi == mi && o->pi == pi && o->view == view &&
+            same(o->target, target))
+            return AB_OK;
+    }
+    if (R->n_out == R->cap_out) {
+        int cap = R->cap_out ? 2 * R->cap_out : 32;
+        struct outlier *grown = realloc(R->out, sizeof *grown * (size_t)cap);
+        if (!grown) return ab_fail(AB_E_NOMEM, "out of memory");
+        R->out = grown, R->cap_out = cap;
+    }
+    R->out[R->n_out++] = (struct outlier){metric, mi, pi, view, target, value};
+    return AB_OK;
 }
 
 /* ================================================================== figures */
@@ -327,7 +545,7 @@ int ab_rep_add_fig(struct rep *R, int section, int gp, const char *file, const c
         if (!grown) return ab_fail(AB_E_NOMEM, "out of memory");
         R->fig = grown, R->cap_fig = cap;
     }
-    char cap_buf[600];
+    char cap_buf[1200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cap_buf, sizeof cap_buf, fmt, ap);
@@ -352,7 +570,7 @@ void ab_rep_announce(const struct rep *R, const char *name)
 }
 
 /* Announces name.tsv and name.gp. */
-static void announce_pair(const struct rep *R, const char *stem)
+void ab_rep_announce_pair(const struct rep *R, const char *stem)
 {
     char buf[300];
     snprintf(buf, sizeof buf, "%s.tsv", stem);
@@ -360,248 +578,7 @@ static void announce_pair(const struct rep *R, const char *stem)
     snprintf(buf, sizeof buf, "%s.gp", stem);
     ab_rep_announce(R, buf);
 }
-
-/* The explicit x tics of frontier plots: every budget, and 1. */
-struct tics {
-    int n;
-    double x[72];
-    char lab[72][16];
-    const char *labp[72];
-};
-
-static void make_tics(const struct rep *R, struct tics *t, int with_one)
-{
-    t->n = 0;
-    for (int i = 0; i < R->n_t && t->n < 71; i++)
-        if (!isnan(R->t[i])) {
-            t->x[t->n] = R->t[i];
-            ab_rep_ratio_label(R->t[i], t->lab[t->n], sizeof t->lab[0]);
-            t->n++;
-        }
-    int has1 = 0;
-    for (int i = 0; i < t->n; i++) has1 |= t->x[i] == 1;
-    if (has1 && !with_one) { /* 1 is only there for fixed-cost methods: drop it when unplotted */
-        int k = 0;
-        for (int i = 0; i < t->n; i++)
-            if (t->x[i] != 1) t->x[k] = t->x[i], memcpy(t->lab[k++], t->lab[i], sizeof t->lab[0]);
-        t->n = k;
-    }
-    if (!has1 && with_one) {
-        t->x[t->n] = 1;
-        snprintf(t->lab[t->n], sizeof t->lab[0], "1");
-        t->n++;
-    }
-    for (int i = 0; i < t->n; i++) t->labp[i] = t->lab[i];
-}
-
-/* frontier-<metric>: mean and tail over heads against the mean achieved ratio. */
-static int frontier(struct rep *R, int k)
-{
-    const struct metric *mt = &metrics[k];
-    int n_cols = 6, rc = AB_OK, any = 0;
-    static const char *const col_names[] = {"flop_ratio", "mean", "tail", "target_ratio",
-                                            "feasible_heads", "cells"};
-    struct ab_gp_panel *panels = calloc((size_t)R->n_p, sizeof *panels);
-    struct ab_gp_series *series = calloc((size_t)(R->n_p * R->n_m + 1), sizeof *series);
-    const double **colp = calloc((size_t)(R->n_p * R->n_m * n_cols + 1), sizeof(double *));
-    double *vals = calloc((size_t)(R->n_p * R->n_m * n_cols * (R->n_t + 1) + 1), sizeof(double));
-    char (*titles)[80] = calloc((size_t)(R->n_p * R->n_m + 1), sizeof *titles);
-    if (!panels || !series || !colp || !vals || !titles) {
-        rc = ab_fail(AB_E_NOMEM, "out of memory");
-        goto done;
-    }
-    int n_series = 0;
-    size_t nv = 0;
-    int omitted_dense = 0;
-    for (int pi = 0; pi < R->n_p; pi++) {
-        panels[pi].title = R->phase[pi];
-        panels[pi].series = &series[n_series];
-        for (int mi = 0; mi < R->n_m; mi++) {
-            /* the reference is exact up to rounding: it would only stretch a log error axis */
-            if (mt->logy && !strcmp(R->m[mi].family, "dense")) {
-                omitted_dense |= runs_in(R, mi, pi);
-                continue;
-            }
-            /* points: the method's summary rows in this phase, by achieved ratio */
-            int idx[72], n = 0;
-            for (int ti = 0; ti < R->n_t && n < 72; ti++) {
-                int s = R->grp[ab_rep_gidx(R, mi, pi, ti)];
-                if (s < 0 || R->r->summary[s].n_heads <= 0) continue;
-                if (!isfinite(field(&R->r->summary[s], mt->mean))) continue;
-                idx[n++] = s;
-            }
-            if (!n) continue;
-            for (int a = 1; a < n; a++) /* insertion sort by ratio */
-                for (int b = a; b > 0 && R->r->summary[idx[b]].flop_ratio <
-                                             R->r->summary[idx[b - 1]].flop_ratio; b--) {
-                    int tmp = idx[b];
-                    idx[b] = idx[b - 1], idx[b - 1] = tmp;
-                }
-            struct ab_gp_series *se = &series[n_series];
-            const double **cols = &colp[n_series * n_cols];
-            for (int c = 0; c < n_cols; c++) cols[c] = &vals[nv + (size_t)c * (size_t)n];
-            for (int i = 0; i < n; i++) {
-                const struct ab_summary_row *row = &R->r->summary[idx[i]];
-                int ti = find_target(R, row->target_ratio);
-                double *v = &vals[nv];
-                v[0 * n + i] = row->flop_ratio;
-                v[1 * n + i] = field(row, mt->mean);
-                v[2 * n + i] = field(row, mt->tail);
-                v[3 * n + i] = row->target_ratio;
-                v[4 * n + i] = (double)row->n_heads;
-                v[5 * n + i] = (double)R->grp_cells[ab_rep_gidx(R, mi, pi, ti)];
-            }
-            nv += (size_t)(n_cols * n);
-            snprintf(titles[n_series], sizeof titles[0], "%s", R->m[mi].name);
-            *se = (struct ab_gp_series){.title = titles[n_series], .style = R->m[mi].style,
-                                        .n = n, .cols = cols};
-            panels[pi].n_series++;
-            n_series++;
-            any = 1;
-        }
-    }
-    if (!any) {
-        rc = ab_rep_strv_push(&R->notes[SEC_FRONTIER], "No %s values in these results: frontier-%s "
-                       "not drawn.", mt->name, mt->name);
-        goto done;
-    }
-    double x_max = 0;
-    for (size_t i = 0; i < (size_t)n_series; i++)
-        for (int64_t j = 0; j < series[i].n; j++) x_max = fmax(x_max, series[i].cols[0][j]);
-    struct tics tics;
-    make_tics(R, &tics, x_max > 0.7);
-    char name[160], title[400], ylabel[120], tail_title[80];
-    snprintf(name, sizeof name, "frontier-%s%s", mt->name, R->suffix ? R->suffix : "");
-    if (R->subset)
-        snprintf(title, sizeof title, "%s against FLOP ratio on %s (mean over heads)", mt->name,
-                 R->subset);
-    else
-        snprintf(title, sizeof title, "%s against FLOP ratio (mean over heads)", mt->name);
-    snprintf(ylabel, sizeof ylabel, "%s%s", mt->name, mt->logy ? " (log)" : "");
-    snprintf(tail_title, sizeof tail_title, "%s over heads", mt->tail_name);
-    struct ab_gp_lines pl = {.name = name, .title = title,
-                             .xlabel = "achieved FLOP ratio (log)", .ylabel = ylabel,
-                             .logx = 1, .logy = mt->logy, .n_cols = n_cols,
-                             .col_names = col_names, .tail_col = 2, .tail_title = tail_title,
-                             .n_xtics = tics.n, .xtics = tics.x, .xtic_labels = tics.labp,
-                             .ymin = mt->logy ? NAN : (k == M_COS_MIN ? NAN : 0),
-                             .ymax = mt->logy ? NAN : (k == M_COS_MIN ? 1.02 : 1.05),
-                             .n_panels = R->n_p, .panels = panels, .width = 1200,
-                             .height = 500};
-    if ((rc = ab_gp_lines_write(R->o->dir, &pl)) != AB_OK) goto done;
-    announce_pair(R, name);
-    char png[200];
-    snprintf(png, sizeof png, "%s.png", name);
-    rc = ab_rep_add_fig(R, SEC_FRONTIER, 1, png,
-                 "%s (%s) against achieved FLOP ratio%s%s: mean over the feasible heads of each "
-                 "(method, budget), dotted line the %s over heads%s.",
-                 mt->name, mt->what, R->subset ? " on " : "", R->subset ? R->subset : "",
-                 mt->tail_name,
-                 omitted_dense ? "; dense, the reference, is left out (its error is rounding)"
-                               : "");
-done:
-    free(panels), free(series), free(colp), free(vals), free(titles);
-    return rc;
-}
-
-/* Cells of a (method, phase) group at budget t, counted feasible / all. */
-static void coverage(const struct rep *R, int mi, int pi, int ti, int s, int64_t *feas,
-                     int64_t *all)
-{
-    *all = ti >= 0 ? R->grp_cells[ab_rep_gidx(R, mi, pi, ti)] : 0;
-    *feas = s >= 0 ? R->r->summary[s].n_heads : 0;
-}
-
-/* isoflops-<ratio>: every method of each phase at budget t. */
-static int isoflops(struct rep *R, double t)
-{
-    int rc = AB_OK;
-    int second = M_TASK_ACC; /* task accuracy when there is any at t, else recall */
-    int any_task = 0;
-    for (int pi = 0; pi < R->n_p; pi++)
-        for (int mi = 0; mi < R->n_m; mi++) {
-            int ti, s = ab_rep_group_at(R, mi, pi, t, &ti);
-            if (s >= 0 && isfinite(R->r->summary[s].task_acc_mean)) any_task = 1;
-        }
-    if (!any_task) second = M_RECALL;
-    int ks[2] = {M_REL_L2, second};
-    struct ab_gp_bar *bars = calloc((size_t)(2 * R->n_p * R->n_m + 1), sizeof *bars);
-    struct ab_gp_bar_group *groups = calloc((size_t)(2 * R->n_p + 1), sizeof *groups);
-    char (*labels)[64] = calloc((size_t)(R->n_p * R->n_m + 1), sizeof *labels);
-    char (*gtitles)[64] = calloc((size_t)(R->n_p + 1), sizeof *gtitles);
-    char footer[1200] = "";
-    size_t fl = 0;
-    if (!bars || !groups || !labels || !gtitles) {
-        rc = ab_fail(AB_E_NOMEM, "out of memory");
-        goto done;
-    }
-    struct ab_gp_bar_panel panels[2];
-    int nb = 0, n_lab = 0;
-    for (int k = 0; k < 2; k++) {
-        const struct metric *mt = &metrics[ks[k]];
-        panels[k] = (struct ab_gp_bar_panel){.title = mt->name, .ylabel = mt->name,
-                                             .logy = mt->logy, .ymin = NAN,
-                                             .ymax = mt->logy ? NAN : 1.1,
-                                             .groups = &groups[k * R->n_p]};
-        for (int pi = 0; pi < R->n_p; pi++) {
-            struct ab_gp_bar_group *g = &groups[k * R->n_p + pi];
-            snprintf(gtitles[pi], sizeof gtitles[0], "%s", R->phase[pi]);
-            *g = (struct ab_gp_bar_group){.title = gtitles[pi], .bars = &bars[nb]};
-            for (int mi = 0; mi < R->n_m; mi++) {
-                if (!runs_in(R, mi, pi)) continue;
-                int ti, s = ab_rep_group_at(R, mi, pi, t, &ti);
-                if (ti < 0 && !R->m[mi].has_knob) continue; /* fixed cost above the budget */
-                int64_t feas, all;
-                coverage(R, mi, pi, ti, s, &feas, &all);
-                double v = s >= 0 && feas > 0 ? field(&R->r->summary[s], mt->mean) : NAN;
-                const char *lab = R->m[mi].name;
-                if (k == 0) {
-                    if (feas > 0 && feas < all)
-                        snprintf(labels[n_lab], sizeof labels[0], "%s (%lld/%lld)",
-                                 R->m[mi].name, (long long)feas, (long long)all);
-                    else
-                        snprintf(labels[n_lab], sizeof labels[0], "%s", R->m[mi].name);
-                    lab = labels[n_lab++];
-                    if (ti >= 0 && feas == 0 && fl < sizeof footer - 80)
-                        fl += (size_t)snprintf(footer + fl, sizeof footer - fl, "%s%s (%s)",
-                                               fl ? ", " : "infeasible at this budget: ",
-                                               R->m[mi].name, R->phase[pi]);
-                } else {
-                    /* the same labels as the first panel, in the same order */
-                    lab = groups[pi].bars[g->n_bars].label;
-                }
-                bars[nb++] = (struct ab_gp_bar){
-                    .label = lab, .style = R->m[mi].style, .value = v,
-                    .missing = ti < 0 ? "not run" : feas == 0 ? "infeasible" : "no value"};
-                g->n_bars++;
-            }
-            panels[k].n_groups++;
-        }
-    }
-    if (fl && fl < sizeof footer - 60)
-        snprintf(footer + fl, sizeof footer - fl, ". (k/n): feasible on k of n heads.");
-    else if (!fl)
-        snprintf(footer, sizeof footer, "Means over feasible heads; (k/n): feasible on k of n "
-                                        "heads.");
-    char rl[32], rf[32], name[64], title[200];
-    ab_rep_ratio_label(t, rl, sizeof rl);
-    ratio_file(t, rf, sizeof rf);
-    snprintf(name, sizeof name, "isoflops-%s", rf);
-    snprintf(title, sizeof title, "Methods at FLOP ratio %s (%g): mean over heads", rl, t);
-    struct ab_gp_bars pl = {.name = name, .title = title, .footer = footer, .n_panels = 2,
-                            .panels = panels, .width = 1200, .height = 560};
-    if ((rc = ab_gp_bars_write(R->o->dir, &pl)) != AB_OK) goto done;
-    announce_pair(R, name);
-    char png[80];
-    snprintf(png, sizeof png, "%s.png", name);
-    rc = ab_rep_add_fig(R, SEC_ISO, 1, png,
-                 "At FLOP ratio %s: mean rel_l2 (log scale) and mean %s of every method, one "
-                 "cluster per phase; infeasible methods are marked, not drawn.",
-                 rl, metrics[second].name);
-done:
-    free(bars), free(groups), free(labels), free(gtitles);
-    return rc;
-}
+static void announce_pair(const struct rep *R, const char *stem) { ab_rep_announce_pair(R, stem); }
 
 /* The (n_layer, n_head) grid of metric k of method mi in phase pi at budget t: the mean over
  * workloads of the feasible cells' values (NaN where there is none). */
@@ -654,7 +631,9 @@ static int write_grid_tsv(const struct rep *R, const char *name, const char *wha
     return rc;
 }
 
-/* Writes a grid as an indexed viridis PNG (and its .tsv). */
+/* Writes a grid as an indexed viridis PNG (and its .tsv). A cell whose value lies outside
+ * [lo, hi] keeps the end colour and gets a diagonal cross in the opposite end colour (dark on
+ * the bright end above the range, bright on the dark end below it). */
 static int write_grid_png(const struct rep *R, const char *name, const char *what,
                           const double *v, int64_t rows, int64_t cols, double lo, double hi,
                           int logscale)
@@ -662,10 +641,19 @@ static int write_grid_png(const struct rep *R, const char *name, const char *wha
     int rc = write_grid_tsv(R, name, what, v, rows, cols);
     if (rc != AB_OK) return rc;
     uint8_t *px = NULL;
-    int64_t w, h;
-    if ((rc = ab_grid_image(v, rows, cols, lo, hi, logscale, R->o->cell_px, &px, &w, &h)) !=
-        AB_OK)
+    int64_t w, h, cell = R->o->cell_px;
+    if ((rc = ab_grid_image(v, rows, cols, lo, hi, logscale, cell, &px, &w, &h)) != AB_OK)
         return rc;
+    for (int64_t r = 0; r < rows && cell >= 6; r++)
+        for (int64_t c = 0; c < cols; c++) {
+            double x = v[r * cols + c];
+            if (!isfinite(x) || (x >= lo && x <= hi)) continue;
+            uint8_t mark = x > hi ? 1 : 255;
+            for (int64_t i = cell / 5; i < cell - cell / 5; i++) {
+                px[(r * cell + i) * w + c * cell + i] = mark;
+                px[(r * cell + i) * w + c * cell + (cell - 1 - i)] = mark;
+            }
+        }
     char *path = ab_path_join(R->o->dir, name, ".png");
     rc = path ? ab_png_write_indexed(path, px, w, h, ab_viridis, 256)
               : ab_fail(AB_E_NOMEM, "out of memory");
@@ -678,7 +666,30 @@ static int write_grid_png(const struct rep *R, const char *name, const char *wha
     return rc;
 }
 
-/* heads-rel_l2-<B> (gnuplot, every method) and heads-<method>-<phase>-<B> (libpng, each). */
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile (0..1) of v[0..n) by linear interpolation (sorts v). */
+static double quantile(double *v, int64_t n, double q)
+{
+    if (n <= 0) return NAN;
+    qsort(v, (size_t)n, sizeof(double), cmp_dbl);
+    double at = q * (double)(n - 1);
+    int64_t i = (int64_t)floor(at);
+    if (i >= n - 1) return v[n - 1];
+    return v[i] + (at - (double)i) * (v[i + 1] - v[i]);
+}
+
+/* The largest rel_l2 any figure or colour scale shows: an output further from the exact one
+ * than twice its norm is broken, not a trade-off. */
+#define REL_L2_CEILING 2.0
+
+/* heads-rel_l2-<B>-<family> (gnuplot, the methods of one family) and
+ * heads-<method>-<phase>-<B> (libpng, each), on one log colour scale for every method: the 2nd
+ * to 98th percentile of the values, at most REL_L2_CEILING; cells outside it are crossed. */
 static int heatmaps(struct rep *R)
 {
     if (isnan(R->B) || R->n_layer < 1 || R->n_head < 1) return AB_OK;
@@ -686,53 +697,85 @@ static int heatmaps(struct rep *R)
     int n_g = 0, rc = AB_OK;
     struct ab_gp_grid *grids = calloc((size_t)(R->n_m * R->n_p + 1), sizeof *grids);
     double *vals = malloc(sizeof(double) * (size_t)(n * (R->n_m * R->n_p + 1)));
+    double *all = malloc(sizeof(double) * (size_t)(n * (R->n_m * R->n_p + 1)));
     char (*titles)[96] = calloc((size_t)(R->n_m * R->n_p + 1), sizeof *titles);
     int *gm = calloc((size_t)(R->n_m * R->n_p + 1), sizeof(int) * 2);
-    if (!grids || !vals || !titles || !gm) {
+    if (!grids || !vals || !all || !titles || !gm) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
         goto done;
     }
-    double lo = INFINITY, hi = -INFINITY;
-    for (int pi = 0; pi < R->n_p; pi++)
-        for (int mi = 0; mi < R->n_m; mi++) {
-            int ti, s = ab_rep_group_at(R, mi, pi, R->B, &ti);
-            if (s < 0 || R->r->summary[s].n_heads <= 0) continue;
-            double *v = &vals[n_g * n];
-            if ((rc = metric_grid(R, mi, pi, ti, M_REL_L2, v)) != AB_OK) goto done;
-            int finite = 0;
-            for (int64_t i = 0; i < n; i++)
-                if (isfinite(v[i]) && v[i] > 0)
-                    lo = fmin(lo, v[i]), hi = fmax(hi, v[i]), finite = 1;
-            if (!finite) continue;
-            snprintf(titles[n_g], sizeof titles[0], "%s (%s)", R->m[mi].name, R->phase[pi]);
-            grids[n_g] = (struct ab_gp_grid){.title = titles[n_g], .rows = R->n_layer,
-                                             .cols = R->n_head, .v = v};
-            gm[2 * n_g] = mi, gm[2 * n_g + 1] = pi;
-            n_g++;
-        }
+    int64_t n_all = 0;
+    for (int f = -1; f < R->n_fam; f++) /* dense first, then family by family */
+        for (int pi = 0; pi < R->n_p; pi++)
+            for (int mi = 0; mi < R->n_m; mi++) {
+                if (R->m[mi].fam != f) continue;
+                int ti, s = ab_rep_group_at(R, mi, pi, R->B, &ti);
+                if (s < 0 || R->r->summary[s].n_heads <= 0) continue;
+                double *v = &vals[n_g * n];
+                if ((rc = metric_grid(R, mi, pi, ti, M_REL_L2, v)) != AB_OK) goto done;
+                int finite = 0;
+                for (int64_t i = 0; i < n; i++)
+                    if (isfinite(v[i]) && v[i] > 0) all[n_all++] = log(v[i]), finite = 1;
+                if (!finite) continue;
+                snprintf(titles[n_g], sizeof titles[0], "%s (%s)", R->m[mi].name, R->phase[pi]);
+                grids[n_g] = (struct ab_gp_grid){.title = titles[n_g], .rows = R->n_layer,
+                                                 .cols = R->n_head, .v = v};
+                gm[2 * n_g] = mi, gm[2 * n_g + 1] = pi;
+                n_g++;
+            }
     if (!n_g) goto done;
-    /* one log scale for every method: colours compare across panels */
+    /* one robust log scale for every method: colours compare across panels and figures */
+    double lo = exp(quantile(all, n_all, 0.02)), hi = exp(quantile(all, n_all, 0.98));
     lo = pow(10, floor(log10(lo) * 4) / 4), hi = pow(10, ceil(log10(hi) * 4) / 4);
-    if (!(hi > lo)) hi = lo * 10;
-    char rl[32], rf[32], name[96], title[200], what[240];
+    hi = fmin(hi, REL_L2_CEILING);
+    if (!(hi > lo)) lo = hi / 10;
+    int64_t n_above = 0, n_below = 0;
+    for (int g = 0; g < n_g; g++)
+        for (int64_t i = 0; i < n; i++) {
+            n_above += grids[g].v[i] > hi;
+            n_below += grids[g].v[i] < lo;
+        }
+    char rl[32], rf[32], name[160], title[240], what[240], png[200];
     ab_rep_ratio_label(R->B, rl, sizeof rl);
     ratio_file(R->B, rf, sizeof rf);
-    snprintf(name, sizeof name, "heads-rel_l2-%s", rf);
-    snprintf(title, sizeof title, "rel_l2 per head at FLOP ratio %s (layers down, heads across)",
-             rl);
-    struct ab_gp_heatmaps pl = {.name = name, .title = title, .xlabel = "head", .ylabel = "layer",
-                                .cblabel = "rel_l2", .shared_scale = 1, .lo = lo, .hi = hi,
-                                .logcb = 1, .n_grids = n_g, .grids = grids, .width = 1200};
-    if ((rc = ab_gp_heatmaps_write(R->o->dir, &pl)) != AB_OK) goto done;
-    announce_pair(R, name);
-    char png[128];
-    snprintf(png, sizeof png, "%s.png", name);
-    if ((rc = ab_rep_add_fig(R, SEC_HEADS, 1, png,
-                      "rel_l2 of every head at FLOP ratio %s%s, one panel per method and phase, "
-                      "one log colour scale from %.3g (dark) to %.3g (bright); white: infeasible "
-                      "or not run.",
-                      rl, R->n_w > 1 ? " (mean over the workloads)" : "", lo, hi)))
-        goto done;
+    /* one gnuplot figure per family (dense goes with the first) */
+    for (int f = 0; f < R->n_fam; f++) {
+        int g0 = -1, g1 = 0;
+        for (int g = 0; g < n_g; g++)
+            if (R->m[gm[2 * g]].fam == f || (R->m[gm[2 * g]].fam < 0 && f == 0)) {
+                if (g0 < 0) g0 = g;
+                g1 = g + 1;
+            }
+        if (g0 < 0) continue;
+        /* the grids of family f are contiguous, after dense's */
+        if (f == 0) g0 = 0;
+        snprintf(name, sizeof name, "heads-rel_l2-%s-%s", rf, R->fam[f]);
+        snprintf(title, sizeof title, "rel_l2 per head at FLOP ratio %s, %s methods (layers "
+                 "down, heads across)", rl, R->fam[f]);
+        struct ab_gp_heatmaps pl = {.name = name, .title = title, .xlabel = "head",
+                                    .ylabel = "layer", .cblabel = "rel_l2", .shared_scale = 1,
+                                    .lo = lo, .hi = hi, .logcb = 1, .n_grids = g1 - g0,
+                                    .grids = grids + g0, .width = 1200};
+        if ((rc = ab_gp_heatmaps_write(R->o->dir, &pl)) != AB_OK) goto done;
+        announce_pair(R, name);
+        snprintf(png, sizeof png, "%s.png", name);
+        if ((rc = ab_rep_add_fig(R, SEC_HEADS, 1, png,
+                          "rel_l2 of every head of the %s methods at FLOP ratio %s%s, one panel "
+                          "per method and phase, on the log colour scale shared by every "
+                          "family: %.3g (dark) to %.3g (bright), the 2nd to 98th percentile "
+                          "of all heads (at most %g); crossed: outside it (black: above, white: "
+                          "below); white: infeasible or not run.",
+                          R->fam[f], rl, R->n_w > 1 ? " (mean over the workloads)" : "", lo, hi,
+                          REL_L2_CEILING)))
+            goto done;
+    }
+    if (n_above || n_below)
+        if ((rc = ab_rep_strv_push(&R->notes[SEC_HEADS],
+                            "Outside the colour scale at %s: %lld head cells above %.3g and %lld "
+                            "below %.3g (crossed in the pictures; their values are in the .tsv "
+                            "files).",
+                            rl, (long long)n_above, hi, (long long)n_below, lo)))
+            goto done;
     for (int g = 0; g < n_g; g++) {
         int mi = gm[2 * g], pi = gm[2 * g + 1];
         snprintf(name, sizeof name, "heads-%s-%s-%s", R->m[mi].name, R->phase[pi], rf);
@@ -742,17 +785,18 @@ static int heatmaps(struct rep *R)
             AB_OK)
             goto done;
         snprintf(png, sizeof png, "%s.png", name);
-        if ((rc = ab_rep_add_fig(R, SEC_HEADS, 0, png, "%s (%s)", R->m[mi].name, R->phase[pi])))
+        if ((rc = ab_rep_add_fig(R, SEC_HEADS_EACH, 0, png, "%s (%s)", R->m[mi].name,
+                                 R->phase[pi])))
             goto done;
     }
-    rc = ab_rep_strv_push(&R->notes[SEC_HEADS],
+    rc = ab_rep_strv_push(&R->notes[SEC_HEADS_EACH],
                    "Per-method pictures (8-bit viridis PNG, %lld px per head, layer 0 at the top, "
-                   "head 0 at the left) share the scale of the panel figure; the darkest colour "
-                   "also marks heads without a value. Their numbers are in the .tsv of the same "
-                   "name.",
+                   "head 0 at the left) share the scale of the panel figures, with the same "
+                   "crosses; the darkest colour also marks heads without a value. Their numbers "
+                   "are in the .tsv of the same name.",
                    (long long)R->o->cell_px);
 done:
-    free(grids), free(vals), free(titles), free(gm);
+    free(grids), free(vals), free(all), free(titles), free(gm);
     return rc;
 }
 
@@ -1127,30 +1171,49 @@ static void rep_free(struct rep *R)
 {
     free(R->m), free(R->t), free(R->b), free(R->wname);
     free(R->cm), free(R->cp), free(R->ct), free(R->cw);
-    free(R->grp), free(R->grp_cells);
+    for (int v = 0; v < R->n_v; v++) free(R->v[v].grp), free(R->v[v].cells);
+    for (int i = 0; i < 2; i++) ab_results_free(&R->vres[i]);
     free(R->gnuplot);
     for (int i = 0; i < R->n_fig; i++) free(R->fig[i].file), free(R->fig[i].caption);
     free(R->fig);
+    free(R->out);
     for (int i = 0; i <= N_SEC; i++) strv_free(&R->notes[i]);
     if (R->have_wl) ab_workload_free(&R->wl);
     free(R->wl_path);
     free(R->maps), free(R->mm);
     ab_rep_e2e_free(R);
+    /* the kept cells are shallow copies (the strings belong to d->merged); the pooled summary
+     * belongs to vres[0] */
+    free(R->all.cells);
+    R->tab.cells = NULL, R->tab.n_cells = 0;
+    ab_results_free(&R->tab);
+    memset(&R->all, 0, sizeof R->all);
+}
+
+/* The cells of src that the filter of R->o keeps (of one workload when `workload` is not
+ * NULL), as shallow copies into R->all (R->r points at it). */
+static int keep_cells(struct rep *R, const struct ab_results *src, const char *workload)
+{
+    ab_results_init(&R->all);
+    R->all.cells = malloc(sizeof *R->all.cells * (size_t)(src->n_cells + 1));
+    if (!R->all.cells) return ab_fail(AB_E_NOMEM, "out of memory");
+    for (int64_t c = 0; c < src->n_cells; c++) {
+        const struct ab_cell *cell = &src->cells[c];
+        if (!keeps(R->o, cell->method, cell->family)) continue;
+        if (workload && strcmp(cell->workload ? cell->workload : "", workload)) continue;
+        R->all.cells[R->all.n_cells++] = *cell;
+    }
+    R->all.cap_cells = R->all.n_cells;
+    R->r = &R->all;
+    return AB_OK;
 }
 
 /* The frontiers of each workload alone (opts.by_workload): the cells of one workload, their own
- * summary and index, the same plots named frontier-<metric>-<stem>; figures and notes go to R. */
+ * views and index, the same figures named <figure>-<stem>; figures and notes go to R. */
 static int frontiers_by_workload(struct rep *R)
 {
     int rc = AB_OK;
     for (int w = 0; w < R->n_w && !rc; w++) {
-        struct ab_results sub;
-        ab_results_init(&sub);
-        sub.cells = malloc(sizeof *sub.cells * (size_t)(R->r->n_cells + 1));
-        if (!sub.cells) return ab_fail(AB_E_NOMEM, "out of memory");
-        for (int64_t c = 0; c < R->r->n_cells; c++)
-            if (!strcmp(R->r->cells[c].workload, R->wname[w])) sub.cells[sub.n_cells++] = R->r->cells[c];
-        sub.cap_cells = sub.n_cells;
         /* "-<file name without .h5>", reduced to file-name-safe characters */
         const char *base = strrchr(R->wname[w], '/');
         base = base ? base + 1 : R->wname[w];
@@ -1160,17 +1223,20 @@ static int frontiers_by_workload(struct rep *R)
         snprintf(suffix, sizeof suffix, "-%.*s", (int)len, base);
         for (char *q = suffix; *q; q++)
             if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.", *q)) *q = '_';
-        struct rep S = {.d = R->d, .o = R->o, .r = &sub, .wl_cells = -1, .suffix = suffix,
-                        .subset = base};
-        rc = ab_results_summarise(&sub);
+        struct rep S = {.d = R->d, .o = R->o, .wl_cells = -1, .suffix = suffix, .subset = base};
+        rc = keep_cells(&S, R->r, R->wname[w]);
         if (!rc) rc = build_index(&S);
-        for (int k = 0; k < N_METRICS && !rc; k++) rc = frontier(&S, k);
+        if (!rc) rc = ab_rep_frontiers(&S);
         for (int i = 0; i < S.n_fig && !rc; i++) /* the figures join the report's */
-            rc = ab_rep_add_fig(R, S.fig[i].section, S.fig[i].gp, S.fig[i].file, "%s", S.fig[i].caption);
+            rc = ab_rep_add_fig(R, S.fig[i].section, S.fig[i].gp, S.fig[i].file, "%s",
+                                S.fig[i].caption);
+        for (int i = 0; i < S.n_out && !rc; i++) { /* outliers: under their method names */
+            const struct outlier *o = &S.out[i];
+            int mi = find_method(R, S.m[o->mi].name), pi = find_phase(R, S.phase[o->pi]);
+            if (mi >= 0 && pi >= 0)
+                rc = ab_rep_add_outlier(R, o->metric, mi, pi, 0, o->target, o->value);
+        }
         rep_free(&S);
-        free(sub.cells); /* shallow copies: the strings belong to R->r */
-        sub.cells = NULL, sub.n_cells = 0;
-        ab_results_free(&sub);
     }
     return rc;
 }
@@ -1183,15 +1249,30 @@ void ab_report_defaults(struct ab_report_opts *o)
 
 int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts *o)
 {
-    struct rep R = {.d = d, .o = o, .r = &d->merged, .wl_cells = -1};
+    struct rep R = {.d = d, .o = o, .wl_cells = -1};
     double sink_ratio = NAN;
     int64_t sink_heads = 0, n_sh = 0;
     int rc;
+    if ((rc = ab_report_check_filter(o)) != AB_OK) return rc;
     if (ab_gnuplot_find(o->gnuplot ? o->gnuplot : "gnuplot", &R.gnuplot) != AB_OK) {
         snprintf(R.gnuplot_err, sizeof R.gnuplot_err, "%s", ab_errmsg());
         R.gnuplot = NULL;
     }
+    if ((rc = keep_cells(&R, &d->merged, NULL)) != AB_OK) goto done;
+    if ((o->n_methods || o->n_families) && d->merged.n_cells) {
+        int64_t kept = 0;
+        for (int64_t c = 0; c < R.all.n_cells; c++)
+            kept += !R.all.cells[c].family || strcmp(R.all.cells[c].family, "dense");
+        if (!kept) {
+            rc = ab_fail(AB_E_USAGE, "report: the results hold no cell of the methods and "
+                         "families asked for");
+            goto done;
+        }
+    }
     if ((rc = build_index(&R)) != AB_OK) goto done;
+    /* the per-workload summary of the kept cells, for the CSV tables */
+    R.tab.cells = R.all.cells, R.tab.n_cells = R.tab.cap_cells = R.all.n_cells;
+    if ((rc = ab_results_summarise(&R.tab)) != AB_OK) goto done;
 
     /* the workload and the heads asked for first: bad ones fail before anything is written */
     if ((rc = open_workload(&R)) != AB_OK) goto done;
@@ -1211,11 +1292,10 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     }
     if ((rc = make_dir(o->dir)) != AB_OK) goto done;
 
-    for (int k = 0; k < N_METRICS; k++)
-        if ((rc = frontier(&R, k)) != AB_OK) goto done;
+    if ((rc = ab_rep_frontiers(&R)) != AB_OK) goto done;
     if (o->by_workload && R.n_w > 1 && (rc = frontiers_by_workload(&R)) != AB_OK) goto done;
     for (int i = 0; i < R.n_b; i++)
-        if ((rc = isoflops(&R, R.b[i])) != AB_OK) goto done;
+        if ((rc = ab_rep_isoflops(&R, R.b[i])) != AB_OK) goto done;
     if ((rc = heatmaps(&R)) != AB_OK) goto done;
     if ((rc = head_stats(&R, &sink_ratio, &sink_heads, &n_sh)) != AB_OK) goto done;
     if ((rc = maps(&R)) != AB_OK) goto done;
@@ -1223,7 +1303,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     {
         char *cells = ab_path_join(o->dir, "cells", ".csv"),
              *summary = ab_path_join(o->dir, "summary", ".csv");
-        rc = cells && summary ? ab_results_write_csv(cells, summary, R.r)
+        rc = cells && summary ? ab_results_write_csv(cells, summary, &R.tab)
                               : ab_fail(AB_E_NOMEM, "out of memory");
         free(cells), free(summary);
         if (rc != AB_OK) goto done;
