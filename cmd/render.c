@@ -6,8 +6,8 @@
  * Only the chosen head is read from the file (its query head, and the kv head serving it), and
  * the map is streamed row by row, so the command works on workloads too large to load. The
  * picture is log-scaled from --floor (darkest) to 1 (brightest), max-pooled down to --size
- * pixels per side; masked cells are index 0 (the darkest viridis colour). Prints the path
- * written. */
+ * pixels per side; masked cells are index 0 (the darkest viridis colour). Prints one line,
+ * "render: PATH". */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -115,7 +115,8 @@ int cmd_render(int argc, char **argv)
         struct ab_kept_map_info info;
         if ((rc = ab_kept_map_write(path, &meta, layer, head, &ko, out, &info)) != AB_OK)
             goto done;
-        printf("%s\n", out);
+        ab_out_file(out);
+        ab_out_main("render", out, NULL);
         if (!ab_common.quiet) {
             fprintf(stderr, "%s, %s, layer %lld head %lld: ", method,
                     info.phase == AB_PHASE_PREFILL ? "prefill" : "decode", (long long)layer,
@@ -154,7 +155,8 @@ int cmd_render(int argc, char **argv)
     if ((rc = ab_map_image(&h, size, floor_p, &pixels, &width, &height)) != AB_OK) goto done;
     if ((rc = ab_png_write_indexed(out, pixels, width, height, ab_viridis, 256)) != AB_OK)
         goto done;
-    printf("%s\n", out);
+    ab_out_file(out);
+    ab_out_main("render", out, "%lld x %lld", (long long)width, (long long)height);
 done:
     free(pixels);
     ab_free(q);
