@@ -401,7 +401,7 @@ int cmd_eval_model(int argc, char **argv)
     if (!rc)
         ab_progress_end(&prog);
     else
-        ab_progress_pause(&prog);
+        ab_progress_stop(&prog);
     char csv[4096];
     size_t len = strlen(out);
     if (len > 3 && !strcmp(out + len - 3, ".h5")) len -= 3;

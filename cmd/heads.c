@@ -354,7 +354,7 @@ int cmd_heads(int argc, char **argv)
     if (st == EX_AB_OK)
         ab_progress_end(&prog.bar);
     else
-        ab_progress_pause(&prog.bar);
+        ab_progress_stop(&prog.bar);
     if (st == EX_AB_OK) ab_heads_label(res.heads, res.n_heads, top_fraction);
     if (st == EX_AB_OK && (rc = ab_results_write_h5(out, &res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_heads_csv(csv, &res))) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/ab.h"
@@ -201,32 +202,9 @@ void ab_fmt_duration(char *buf, size_t cap, double seconds)
         snprintf(buf, cap, "%lldh%02lldm", s / 3600, s % 3600 / 60);
 }
 
-void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total)
-{
-    *p = (struct ab_progress){.label = label,
-                              .unit = unit,
-                              .total = total,
-                              .t0 = ab_now(),
-                              .mode = ab_common.progress,
-                              .line_done = -1};
-}
-
-static void draw(struct ab_progress *p)
-{
-    double f = p->total > 0 ? (double)p->done / (double)p->total : 1, el = ab_now() - p->t0;
-    int w = 30, fill = (int)(f * w + 0.5);
-    char bar[40];
-    for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
-    bar[w] = 0;
-    double eta = f > 0 ? el / f - el : 0;
-    int len = fprintf(stderr, "\r%-10s [%s] %3.0f%% %lld/%lld  %.0fs elapsed, %.0fs left ",
-                      p->label, bar, 100 * f, (long long)p->done, (long long)p->total, el, eta);
-    p->drawn = len > 1 ? len - 1 : 0;
-    fflush(stderr);
-}
-
 /* One complete line: "run: 40% (1234/3085 cells), 2m10s elapsed, about 3m15s left". The time
- * left is the rate so far carried over the rest: (total - done) x elapsed / done. */
+ * left is the rate so far carried over the rest: (total - done) x elapsed / done. Called with
+ * p->lock held when the ticker runs. */
 static void line(struct ab_progress *p, double now)
 {
     double f = p->total > 0 ? (double)p->done / (double)p->total : 1, el = now - p->t0;
@@ -245,24 +223,91 @@ static void line(struct ab_progress *p, double now)
     p->line_done = p->done;
 }
 
+/* The ticker: wakes every second; a line when AB_PROGRESS_LINE_S seconds passed without one. */
+static void *tick(void *arg)
+{
+    struct ab_progress *p = arg;
+    pthread_mutex_lock(&p->lock);
+    while (!p->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+        double t = ab_now();
+        if (!p->stopping && t - (p->line_done < 0 ? p->t0 : p->last) >= AB_PROGRESS_LINE_S)
+            line(p, t);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total)
+{
+    *p = (struct ab_progress){.label = label,
+                              .unit = unit,
+                              .total = total,
+                              .t0 = ab_now(),
+                              .mode = ab_common.progress,
+                              .line_done = -1};
+    if (p->mode != AB_PROGRESS_LINES) return;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->ticking = pthread_create(&p->ticker, NULL, tick, p) == 0; /* else: lines at tenths only */
+}
+
+/* Ends the ticker (lines mode). */
+static void ticker_end(struct ab_progress *p)
+{
+    if (p->mode != AB_PROGRESS_LINES) return;
+    if (p->ticking) {
+        pthread_mutex_lock(&p->lock);
+        p->stopping = 1;
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->ticker, NULL);
+        p->ticking = 0;
+    }
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    p->mode = AB_PROGRESS_OFF;
+}
+
+static void draw(struct ab_progress *p)
+{
+    double f = p->total > 0 ? (double)p->done / (double)p->total : 1, el = ab_now() - p->t0;
+    int w = 30, fill = (int)(f * w + 0.5);
+    char bar[40];
+    for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+    bar[w] = 0;
+    double eta = f > 0 ? el / f - el : 0;
+    int len = fprintf(stderr, "\r%-10s [%s] %3.0f%% %lld/%lld  %.0fs elapsed, %.0fs left ",
+                      p->label, bar, 100 * f, (long long)p->done, (long long)p->total, el, eta);
+    p->drawn = len > 1 ? len - 1 : 0;
+    fflush(stderr);
+}
+
 void ab_progress_step(struct ab_progress *p, int64_t n)
 {
-    p->done += n;
-    if (p->mode == AB_PROGRESS_OFF) return;
-    double t = ab_now();
-    if (p->mode == AB_PROGRESS_LINES) {
-        /* a line at each tenth of the work, and while a tenth takes longer, one a minute; none
-         * in the first seconds, so a short job prints only its 100% line */
-        int tenth =
-            p->total > 0 ? (int)(10 * (p->done < p->total ? p->done : p->total) / p->total) : 10;
-        if (t - p->t0 < AB_PROGRESS_QUIET_S && p->done < p->total) return;
-        if (tenth > p->tenth || (t - (p->line_done < 0 ? p->t0 : p->last) >= AB_PROGRESS_LINE_S &&
-                                 p->done != p->line_done)) {
-            if (tenth > p->tenth) p->tenth = tenth;
-            line(p, t);
-        }
+    if (p->mode == AB_PROGRESS_OFF) {
+        p->done += n;
         return;
     }
+    double t = ab_now();
+    if (p->mode == AB_PROGRESS_LINES) {
+        /* a line at each tenth of the work (the ticker adds one a minute while a tenth takes
+         * longer); none in the first seconds, so a short job prints only its 100% line */
+        pthread_mutex_lock(&p->lock);
+        p->done += n;
+        int tenth =
+            p->total > 0 ? (int)(10 * (p->done < p->total ? p->done : p->total) / p->total) : 10;
+        if (tenth > p->tenth && (t - p->t0 >= AB_PROGRESS_QUIET_S || p->done >= p->total)) {
+            p->tenth = tenth;
+            line(p, t);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return;
+    }
+    p->done += n;
     if (t - p->last < 0.1 && p->done < p->total) return;
     p->last = t;
     draw(p);
@@ -270,17 +315,17 @@ void ab_progress_step(struct ab_progress *p, int64_t n)
 
 void ab_progress_pause(struct ab_progress *p)
 {
-    if (p->mode != AB_PROGRESS_BAR) return;
-    if (!p->drawn) return;
+    if (p->mode != AB_PROGRESS_BAR || !p->drawn) return;
     fprintf(stderr, "\r%*s\r", p->drawn, "");
-    p->drawn = 0;
     fflush(stderr);
+    p->drawn = 0;
     p->last = 0; /* redrawn at the next step */
 }
 
 void ab_progress_end(struct ab_progress *p)
 {
     if (p->mode == AB_PROGRESS_LINES) {
+        ticker_end(p);
         if (p->total > 0 && p->done >= p->total && p->line_done != p->done) line(p, ab_now());
         return;
     }
@@ -288,6 +333,14 @@ void ab_progress_end(struct ab_progress *p)
     p->done = p->total;
     draw(p);
     fputc('\n', stderr);
+    p->mode = AB_PROGRESS_OFF;
+}
+
+void ab_progress_stop(struct ab_progress *p)
+{
+    ab_progress_pause(p);
+    ticker_end(p);
+    p->mode = AB_PROGRESS_OFF;
 }
 
 const char *ab_path_base(const char *path)

@@ -8,6 +8,7 @@
 #ifndef AB_CMD_OPTS_H
 #define AB_CMD_OPTS_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,10 +90,12 @@ int ab_opts_budgets(const char *cmd, const char *list, double *out, int cap, int
 
 /* Progress of one long command on stderr, in the mode of ab_common.progress. A bar is redrawn
  * at most every 0.1 s. Lines ("run: 40% (1234/3085 cells), 2m10s elapsed, about 3m15s left",
- * the time left estimated from the rate so far) come at every tenth of the work and at least
- * every AB_PROGRESS_LINE_S seconds while the work advances, none in the first
- * AB_PROGRESS_QUIET_S seconds, and always one at 100%. label and unit ("cells") are not
- * copied. */
+ * the time left estimated from the rate so far) come at every tenth of the work, none in the
+ * first AB_PROGRESS_QUIET_S seconds, always one at 100%, and, from a ticker thread, one whenever
+ * AB_PROGRESS_LINE_S seconds pass without a line, even when no step comes (a long head, a
+ * model-level fit). label and unit ("cells") are not copied; p must stay where it is until
+ * ab_progress_end or ab_progress_stop, one of which every started progress must reach. done is
+ * written by the calling thread only (through ab_progress_step). */
 enum { AB_PROGRESS_LINE_S = 60, AB_PROGRESS_QUIET_S = 5 };
 struct ab_progress {
     const char *label, *unit;
@@ -102,14 +105,20 @@ struct ab_progress {
     int tenth;         /* lines: the last tenth of the work a line was printed for */
     int64_t line_done; /* lines: done at the last line printed (-1: none yet) */
     int drawn;         /* bar: characters on the terminal line now (0: none) */
+    /* lines: the ticker thread and what it shares with the caller (under lock) */
+    pthread_t ticker;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int ticking, stopping;
 };
 void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total);
 void ab_progress_step(struct ab_progress *p, int64_t n);
-/* Erases the bar so a line can go to stdout or an error to stderr; the next step redraws it.
- * A command that fails calls this instead of ab_progress_end. */
+/* Erases the bar so a line can go to stdout; the next step redraws it. */
 void ab_progress_pause(struct ab_progress *p);
-/* The bar at 100% and a newline; lines: the 100% line when not printed yet. */
+/* Success: the bar at 100% and a newline; lines: the 100% line when not printed yet. */
 void ab_progress_end(struct ab_progress *p);
+/* Failure: erases the bar (the error goes on a clean line); lines: nothing more. */
+void ab_progress_stop(struct ab_progress *p);
 
 /* The last component of path (after its last '/'). */
 const char *ab_path_base(const char *path);

@@ -91,6 +91,11 @@ int cmd_report(int argc, char **argv)
     if (!n_pos) return ab_cmd_error(EX_AB_USAGE, "report: name at least one results file");
     if (!ro.dir || !*ro.dir)
         return ab_cmd_error(EX_AB_USAGE, "report: name the folder with -o DIR");
+    char dir[4096]; /* without trailing slashes: "-o report/" names report/report.md */
+    if (snprintf(dir, sizeof dir, "%s", ro.dir) >= (int)sizeof dir)
+        return ab_cmd_error(EX_AB_USAGE, "report: the folder name is too long");
+    for (size_t dl = strlen(dir); dl > 1 && dir[dl - 1] == '/';) dir[--dl] = 0;
+    ro.dir = dir;
     if (!(ro.budget > 0 && ro.budget <= 1))
         return ab_cmd_error(EX_AB_USAGE, "report: --budget %g is not a FLOP ratio in (0, 1]",
                             ro.budget);

@@ -188,12 +188,13 @@ int cmd_run(int argc, char **argv)
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
         prog.base = prog.bar.done;
         if ((rc = ab_sweep_workload(&w[i], pos[i], &so, &res))) st = ab_cmd_fail(rc);
-        prog.bar.done = prog.base + ab_sweep_count(&w[i], &so);
+        if (st == EX_AB_OK) /* the sweep reports its last cells: make sure of it */
+            ab_progress_step(&prog.bar, prog.base + ab_sweep_count(&w[i], &so) - prog.bar.done);
     }
     if (st == EX_AB_OK)
         ab_progress_end(&prog.bar);
     else
-        ab_progress_pause(&prog.bar);
+        ab_progress_stop(&prog.bar);
     if (st == EX_AB_OK && (rc = ab_results_summarise(&res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_h5(out, &res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_csv(csv_cells, csv_summary, &res))) {
