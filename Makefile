@@ -24,19 +24,22 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(BUILD)/build.ninja:
-	meson setup $(BUILD) --buildtype=release
-
-build: deps $(BUILD)/build.ninja
-	ninja -C $(BUILD)
+# meson setup (first time) and ninja, their output in $(BUILD)/build.log: one line when all is
+# well, the log's last lines when not.
+BUILD_LOG := $(BUILD)/build.log
+build: deps
+	@mkdir -p $(BUILD); echo "building attnbench (log: $(BUILD_LOG))"; \
+	{ [ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) --buildtype=release; } > $(BUILD_LOG) 2>&1 \
+	  && ninja -C $(BUILD) >> $(BUILD_LOG) 2>&1 \
+	  || { tail -n 40 $(BUILD_LOG); echo "error: the build failed (full log: $(BUILD_LOG))"; exit 1; }
 
 # The most complete end-to-end job that exists: the default scenario (scenarios/default.yaml:
 # the `model` preset with retrieve and aggregate tasks, every method of the registry over the
 # default budgets in prefill and decode, and its report in reports/default/), then the dense
 # kernel's speed against this machine's GEMM.
 run: build
-	$(AB) scenario scenarios/default.yaml
-	$(AB) bench dense --n 4096 --d 128
+	@$(AB) scenario scenarios/default.yaml
+	@$(AB) bench dense --n 4096 --d 128
 	@echo "report: reports/default/report/report.md"
 
 # The whole suite, the regression gate last (tests/test_baseline.c: the default scenario at its
@@ -44,7 +47,7 @@ run: build
 # tolerance; a change that moves a number on purpose updates the baseline with `make baseline` in
 # the same commit). --verbose shows each suite's Criterion synthesis; meson's summary ends the run.
 test: build
-	meson test -C $(BUILD) --verbose --num-processes 1
+	meson test -C $(BUILD) --no-rebuild --verbose --num-processes 1
 
 # Regenerates the committed baseline from the quick default scenario (see reports/README.md).
 baseline: build

@@ -8,8 +8,8 @@
  * whose attend hook copies Q, K and V of each layer into the workload and lets the model
  * compute attention as usual.
  *
- * stdout: the path written, then one line of shape and throughput for the capture pass (and
- * one for generation when there was any). Bad models, tokenizers, token ids or sequences
+ * stdout: one line, "capture: PATH (tokens, shape)"; the throughput of the capture pass (and of
+ * generation when there was any) goes to stderr. Bad models, tokenizers, token ids or sequences
  * longer than the model's context exit 65 and leave no output file. */
 #include <math.h>
 #include <stdio.h>
@@ -211,15 +211,17 @@ int cmd_capture(int argc, char **argv)
     w.rope_theta = c->rope_theta;
     if ((rc = ab_h5_workload_write(out, &w))) goto fail;
 
-    printf("%s\n", out);
-    if (n_gen > 0)
-        printf("generated %lld tokens in %.3f s (%.1f tokens/s)\n", (long long)(n_seq - n_ids),
-               t_gen, (double)(n_seq - n_ids) / t_gen);
-    printf("%lld tokens, %lld layers x %lld heads (%lld kv) x head_dim %lld captured in %.3f s "
-           "(%.1f tokens/s)%s\n",
-           (long long)n_seq, (long long)c->n_layer, (long long)c->n_head, (long long)c->n_kv_head,
-           (long long)c->head_dim, t_cap, (double)n_seq / t_cap,
-           hidden ? ", with hidden states" : "");
+    if (n_gen > 0 && !ab_common.quiet)
+        fprintf(stderr, "capture: generated %lld tokens in %.3f s (%.1f tokens/s)\n",
+                (long long)(n_seq - n_ids), t_gen, (double)(n_seq - n_ids) / t_gen);
+    if (!ab_common.quiet)
+        fprintf(stderr, "capture: %lld tokens captured in %.3f s (%.1f tokens/s)\n",
+                (long long)n_seq, t_cap, (double)n_seq / t_cap);
+    ab_out_file(out);
+    ab_out_main("capture", out, "%lld tokens, %lld layers x %lld heads (%lld kv) x head_dim %lld%s",
+                (long long)n_seq, (long long)c->n_layer, (long long)c->n_head,
+                (long long)c->n_kv_head, (long long)c->head_dim,
+                hidden ? ", with hidden states" : "");
 
 fail:
     ab_workload_free(&w);

@@ -2,8 +2,8 @@
  * F16, BF16 or Q8_0 (gguf.h), carrying the vocabulary along.
  * Any model ab_model_load reads (llama2.c checkpoints, GGUF) converts; the vocabulary is the
  * one ab_model_tokenizer_find finds (--tokenizer, the GGUF's own, or the llama2.c tokenizer
- * beside the model), and a model without one converts without a vocabulary. stdout: the path
- * written and one line describing the model read. */
+ * beside the model), and a model without one converts without a vocabulary. stdout: one line,
+ * "convert: PATH (the model read)". */
 #include <stdio.h>
 #include <string.h>
 
@@ -61,8 +61,9 @@ int cmd_convert(int argc, char **argv)
     }
     if (!rc) rc = ab_gguf_write_model(out, &m, have_tok ? &t : NULL, type);
     if (!rc) {
-        printf("%s\n", out);
-        printf("%s%s\n", m.description ? m.description : pos[0], have_tok ? "" : "; no vocabulary");
+        ab_out_file(out);
+        ab_out_main("convert", out, "%s%s", m.description ? m.description : pos[0],
+                    have_tok ? "" : "; no vocabulary");
     }
     if (have_tok) ab_tokenizer_free(&t);
     ab_model_free(&m);

@@ -329,11 +329,15 @@ int cmd_eval_model(int argc, char **argv)
     int n_cells = 0;
     for (int i = 0; i < n_list; i++) n_cells += list[i]->knob.name && !ao.has_knob && !(list[i]->flags & AB_METHOD_FIXED) ? n_t : 1;
     int n_phase = (phases & AB_PHASE_PREFILL ? 1 : 0) + (phases & AB_PHASE_DECODE ? 1 : 0);
-    int64_t per_sel = heads_select ? c->n_layer * c->n_head + 1 : 0;
+    int64_t per_sel = heads_select ? c->n_layer * c->n_head : 0;
     struct ab_progress prog;
-    ab_progress_start(&prog, "eval-model", (int64_t)n_phase * n_cells * (n_in + per_sel) + n_in * n_phase);
-    printf("%-14s %-16s %-8s %7s %7s %11s %9s %9s %7s %8s %9s\n", "input", "method", "phase",
-           "target", "ratio", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
+    /* model passes: per phase the dense pass of each input (and of the calibration input), then
+     * per cell the one-head calibration passes and one pass per input */
+    ab_progress_start(&prog, "eval-model", "passes",
+                      (int64_t)n_phase * (n_cells * (n_in + per_sel) + n_in + !!heads_select));
+    if (!ab_common.quiet)
+        printf("%-14s %-16s %-8s %7s %7s %11s %9s %9s %7s %8s %9s\n", "input", "method", "phase",
+               "target", "ratio", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
     for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE && !rc; ph <<= 1) {
         if (!(phases & (unsigned)ph)) continue;
         struct ab_e2e_opts eo = {.phase = ph, .decode_m = m, .horizon = horizon, .apply = ao,
@@ -343,8 +347,10 @@ int cmd_eval_model(int argc, char **argv)
             rc = ab_e2e_eval(&model, in[i].in.ids, in[i].in.n, in[i].in.copy_from, &eo, &dense[i]);
             ab_progress_step(&prog, 1);
         }
-        if (!rc && heads_select)
+        if (!rc && heads_select) {
             rc = ab_e2e_eval(&model, cal.in.ids, cal.in.n, cal.in.copy_from, &eo, &cal_dense);
+            ab_progress_step(&prog, 1);
+        }
         for (int mi = 0; mi < n_list && !rc; mi++) {
             const struct ab_method *me = list[mi];
             int fixed = !me->knob.name || ao.has_knob || (me->flags & AB_METHOD_FIXED);
@@ -405,16 +411,17 @@ int cmd_eval_model(int argc, char **argv)
                     }
                     row.reason = why;
                     if ((rc = ab_results_add_model(&res, &row))) break;
-                    int64_t done_so_far = prog.done; /* the row goes between two bars */
-                    ab_progress_end(&prog);
-                    print_row(&row);
-                    ab_progress_start(&prog, "eval-model", prog.total);
-                    prog.done = done_so_far;
+                    ab_progress_pause(&prog); /* the row takes the bar's place */
+                    if (!ab_common.quiet) print_row(&row);
+                    fflush(stdout);
                 }
             }
         }
     }
-    ab_progress_end(&prog);
+    if (!rc)
+        ab_progress_end(&prog);
+    else
+        ab_progress_stop(&prog);
     char csv[4096];
     size_t len = strlen(out);
     if (len > 3 && !strcmp(out + len - 3, ".h5")) len -= 3;
@@ -423,7 +430,11 @@ int cmd_eval_model(int argc, char **argv)
         (rc = ab_results_write_model_csv(csv, &res)))
         remove(out);
     if (rc) st = ab_cmd_fail(rc);
-    else printf("wrote %s and %s\n", out, csv);
+    else {
+        ab_out_file(out), ab_out_file(csv);
+        ab_out_main("eval-model", out, "%lld rows; %s beside it", (long long)res.n_model,
+                    ab_path_base(csv));
+    }
 done:
     for (int i = 0; i < n_in; i++) ab_model_input_free(&in[i].in);
     ab_model_input_free(&cal.in);

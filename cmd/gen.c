@@ -1,7 +1,7 @@
 /* gen.c - `attnbench gen`: writes a synthetic workload with planted head profiles and task
  * ground truth (workloads.md, "Synthetic generator"; outputs.md, command synopsis).
  *
- * stdout: the path written, then one summary line (shape, profile counts, tasks). Errors go to
+ * stdout: one line, "gen: PATH (shape, seed, profile counts, tasks)". Errors go to
  * stderr with the exit statuses of outputs.md (64 for bad options, 73 / 74 for output trouble). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,12 +122,13 @@ int cmd_gen(int argc, char **argv)
     int64_t planted = 0;
     for (int64_t s = 0; w.tasks.n && s < w.n_layer * w.n_kv_head; s++)
         planted += w.tasks.planted[s] != 0;
-    printf("%s\n", out);
-    printf("%lld layers x %lld heads (%lld kv) x n %lld x d %lld (dv %lld), seed %llu: %s; "
-           "%lld task queries in %lld kv heads\n",
-           (long long)w.n_layer, (long long)w.n_head, (long long)w.n_kv_head, (long long)w.n_seq,
-           (long long)w.d, (long long)w.d_v, (unsigned long long)w.seed, counts,
-           (long long)w.tasks.n, (long long)planted);
+    ab_out_file(out);
+    ab_out_main("gen", out,
+                "%lld layers x %lld heads (%lld kv) x n %lld x d %lld (dv %lld), seed %llu: %s; "
+                "%lld task queries in %lld kv heads",
+                (long long)w.n_layer, (long long)w.n_head, (long long)w.n_kv_head,
+                (long long)w.n_seq, (long long)w.d, (long long)w.d_v, (unsigned long long)w.seed,
+                counts, (long long)w.tasks.n, (long long)planted);
     if (ab_common.verbose) fprintf(stderr, "gen: generated in %.3f s\n", t_gen);
     ab_workload_free(&w);
     return EX_AB_OK;

@@ -227,6 +227,19 @@ static int append_rows(struct ab_results *r, struct ab_head_row *rows, int64_t n
     return AB_OK;
 }
 
+/* Progress over every workload: ab_heads_workload counts the heads of its own workload. */
+struct heads_progress {
+    struct ab_progress bar;
+    int64_t base; /* heads of the workloads before this one */
+};
+
+static void on_progress(void *user, int64_t done, int64_t total)
+{
+    struct heads_progress *p = user;
+    ab_progress_step(&p->bar, p->base + done - p->bar.done);
+    (void)total;
+}
+
 int cmd_heads(int argc, char **argv)
 {
     const char *out = NULL;
@@ -281,9 +294,11 @@ int cmd_heads(int argc, char **argv)
 
     /* every workload must be readable before any work starts */
     int rc;
+    int64_t total = 0;
     for (int i = 0; i < n_pos; i++) {
         struct ab_workload meta = {0};
         rc = ab_h5_workload_read_meta(pos[i], &meta);
+        total += meta.n_layer * meta.n_head;
         ab_workload_free(&meta);
         if (rc) return ab_cmd_fail(rc);
     }
@@ -316,7 +331,11 @@ int cmd_heads(int argc, char **argv)
     }
     double t0 = ab_now();
     char *hidden_text = NULL; /* the hidden-state summary lines of every workload */
+    struct heads_progress prog = {.base = 0};
+    ab_progress_start(&prog.bar, "heads", "heads", total);
+    ho.progress = on_progress, ho.progress_user = &prog;
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
+        prog.base = prog.bar.done;
         struct ab_workload w = {0};
         struct ab_head_row *rows = NULL;
         struct ab_hidden_stats hs = {0};
@@ -332,6 +351,10 @@ int cmd_heads(int argc, char **argv)
         ab_hidden_stats_free(&hs);
         ab_workload_free(&w);
     }
+    if (st == EX_AB_OK)
+        ab_progress_end(&prog.bar);
+    else
+        ab_progress_stop(&prog.bar);
     if (st == EX_AB_OK) ab_heads_label(res.heads, res.n_heads, top_fraction);
     if (st == EX_AB_OK && (rc = ab_results_write_h5(out, &res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_heads_csv(csv, &res))) {
@@ -349,9 +372,13 @@ int cmd_heads(int argc, char **argv)
             if (hidden_text) fputs(hidden_text, stdout);
         }
         fflush(stdout);
-        fprintf(stderr, "%lld heads in %.1f s\n", (long long)res.n_heads, ab_now() - t0);
-        printf("%s\n%s\n", out, csv);
-        if (res.n_layers > 0) printf("%s\n", layers_csv);
+        if (!ab_common.quiet)
+            fprintf(stderr, "%lld heads in %.1f s\n", (long long)res.n_heads, ab_now() - t0);
+        ab_out_file(out), ab_out_file(csv);
+        if (res.n_layers > 0) ab_out_file(layers_csv);
+        ab_out_main("heads", out, "%lld heads; %s%s%s beside it", (long long)res.n_heads,
+                    ab_path_base(csv), res.n_layers > 0 ? " and " : "",
+                    res.n_layers > 0 ? ab_path_base(layers_csv) : "");
     }
     free(hidden_text);
     ab_results_free(&res);

@@ -2,8 +2,8 @@
  * HDF5) into a workload file (workloads.md, "Import"; lib/io/import.h does the work).
  *
  * Inputs: one container holding q, k and v (`import dump.npz -o w.h5`), or three files in the
- * order q, k, v (`import q.npy k.npy v.npy`, or `--q F --k F --v F`). stdout: the path written,
- * one line per tensor read (where from, dtype, shape), then the workload's shape. Exit statuses
+ * order q, k, v (`import q.npy k.npy v.npy`, or `--q F --k F --v F`). stdout: "import: PATH
+ * (the workload's shape)", then one line per tensor read (where from, dtype, shape). Exit statuses
  * of outputs.md: 64 bad options, 65 bad input data, 66 a missing input, 73 / 74 output trouble;
  * on failure no output file is left. */
 #include <math.h>
@@ -144,8 +144,17 @@ int cmd_import(int argc, char **argv)
         ab_workload_free(&w);
         return ab_cmd_fail(rc);
     }
-    printf("%s\n", out);
-    for (int r = 0; r < 3; r++) {
+    ab_out_file(out);
+    ab_out_main(
+        "import", out,
+        "%lld layers x %lld heads (%lld kv) x n %lld x d %lld (dv %lld), %s, scale %g, %s%s",
+        (long long)w.n_layer, (long long)w.n_head, (long long)w.n_kv_head, (long long)w.n_seq,
+        (long long)w.d, (long long)w.d_v, w.causal ? "causal" : "full", w.scale,
+        !w.rope_applied  ? "no RoPE"
+        : o.rope_applied ? "RoPE applied before dump"
+                         : "RoPE applied on import",
+        w.tokens ? ", token ids" : "");
+    for (int r = 0; r < 3 && !ab_common.quiet; r++) {
         char shape[256];
         shape_text(&info.t[r], shape, sizeof shape);
         printf("%s: %s %s from %s\n",
@@ -154,14 +163,6 @@ int cmd_import(int argc, char **argv)
                         : "v",
                ab_dtype_name(info.t[r].dtype), shape, info.t[r].source);
     }
-    printf("%lld layers x %lld heads (%lld kv) x n %lld x d %lld (dv %lld), %s, scale %g, "
-           "%s%s\n",
-           (long long)w.n_layer, (long long)w.n_head, (long long)w.n_kv_head, (long long)w.n_seq,
-           (long long)w.d, (long long)w.d_v, w.causal ? "causal" : "full", w.scale,
-           !w.rope_applied  ? "no RoPE"
-           : o.rope_applied ? "RoPE applied before dump"
-                            : "RoPE applied on import",
-           w.tokens ? ", token ids" : "");
     ab_workload_free(&w);
     return EX_AB_OK;
 }

@@ -1,5 +1,5 @@
-/* opts.c - option parsing, error reporting, exit statuses and the progress bar shared by every
- * command (see opts.h). */
+/* opts.c - option parsing, error reporting, exit statuses, progress (a bar on a terminal, plain
+ * lines in a log) and the one-line output contract shared by every command (see opts.h). */
 #include "opts.h"
 
 #include <errno.h>
@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/ab.h"
@@ -19,10 +20,13 @@ struct ab_common ab_common = {.seed = 1, .threads = 0, .progress = -1};
 static const struct ab_opt common_opts[] = {
     {"seed", AB_OPT_INT, &ab_common.seed, "S", "random seed (default 1)"},
     {"threads", AB_OPT_INT, &ab_common.threads, "N", "threads for OpenMP and OpenBLAS (default: all cores)"},
-    {"quiet", AB_OPT_FLAG, &ab_common.quiet, NULL, "print only results and errors"},
-    {"verbose", AB_OPT_FLAG, &ab_common.verbose, NULL, "print more detail on stderr"},
-    {"progress", AB_OPT_FLAG, NULL, NULL, "show a progress bar even when stderr is not a terminal"},
-    {"no-progress", AB_OPT_FLAG, NULL, NULL, "never show a progress bar"},
+    {"quiet", AB_OPT_FLAG, &ab_common.quiet, NULL,
+     "no progress or chatter; a command that writes files prints only its main output's path"},
+    {"verbose", AB_OPT_FLAG, &ab_common.verbose, NULL,
+     "list every file written on stdout; more detail on stderr"},
+    {"progress", AB_OPT_FLAG, NULL, NULL,
+     "show the progress bar even when stderr is not a terminal (default there: a line every 10%)"},
+    {"no-progress", AB_OPT_FLAG, NULL, NULL, "show no progress"},
     {NULL, AB_OPT_END, NULL, NULL, NULL},
 };
 
@@ -115,7 +119,7 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
             return EX_AB_USAGE;
         }
         if (!strcmp(name, "progress") || !strcmp(name, "no-progress")) {
-            ab_common.progress = name[0] == 'p';
+            ab_common.progress = name[0] == 'p' ? AB_PROGRESS_BAR : AB_PROGRESS_OFF;
             continue;
         }
         const struct ab_opt *o = find(table, name);
@@ -147,7 +151,10 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
         return EX_AB_USAGE;
     }
     ab_threads_set((int)ab_common.threads);
-    if (ab_common.progress < 0) ab_common.progress = isatty(2) && !ab_common.quiet;
+    if (ab_common.progress < 0)
+        ab_common.progress = ab_common.quiet ? AB_PROGRESS_OFF
+                             : isatty(2)     ? AB_PROGRESS_BAR
+                                             : AB_PROGRESS_LINES;
     return -1;
 }
 
@@ -184,9 +191,85 @@ int ab_cmd_error(int status, const char *fmt, ...)
     return status;
 }
 
-void ab_progress_start(struct ab_progress *p, const char *label, int64_t total)
+void ab_fmt_duration(char *buf, size_t cap, double seconds)
 {
-    *p = (struct ab_progress){.label = label, .total = total, .t0 = ab_now(), .on = ab_common.progress};
+    long long s = seconds > 0 ? (long long)(seconds + 0.5) : 0;
+    if (s < 60)
+        snprintf(buf, cap, "%llds", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%lldm%02llds", s / 60, s % 60);
+    else
+        snprintf(buf, cap, "%lldh%02lldm", s / 3600, s % 3600 / 60);
+}
+
+/* One complete line: "run: 40% (1234/3085 cells), 2m10s elapsed, about 3m15s left". The time
+ * left is the rate so far carried over the rest: (total - done) x elapsed / done. Called with
+ * p->lock held when the ticker runs. */
+static void line(struct ab_progress *p, double now)
+{
+    double f = p->total > 0 ? (double)p->done / (double)p->total : 1, el = now - p->t0;
+    if (f > 1) f = 1;
+    char e[32], left[64] = "";
+    ab_fmt_duration(e, sizeof e, el);
+    if (p->done > 0 && f < 1) {
+        char t[32];
+        ab_fmt_duration(t, sizeof t, el * (1 - f) / f);
+        snprintf(left, sizeof left, ", about %s left", t);
+    }
+    fprintf(stderr, "%s: %d%% (%lld/%lld %s), %s elapsed%s\n", p->label, (int)(100 * f),
+            (long long)p->done, (long long)p->total, p->unit, e, left);
+    fflush(stderr);
+    p->last = now;
+    p->line_done = p->done;
+}
+
+/* The ticker: wakes every second; a line when AB_PROGRESS_LINE_S seconds passed without one. */
+static void *tick(void *arg)
+{
+    struct ab_progress *p = arg;
+    pthread_mutex_lock(&p->lock);
+    while (!p->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+        double t = ab_now();
+        if (!p->stopping && t - (p->line_done < 0 ? p->t0 : p->last) >= AB_PROGRESS_LINE_S)
+            line(p, t);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+}
+
+void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total)
+{
+    *p = (struct ab_progress){.label = label,
+                              .unit = unit,
+                              .total = total,
+                              .t0 = ab_now(),
+                              .mode = ab_common.progress,
+                              .line_done = -1};
+    if (p->mode != AB_PROGRESS_LINES) return;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    p->ticking = pthread_create(&p->ticker, NULL, tick, p) == 0; /* else: lines at tenths only */
+}
+
+/* Ends the ticker (lines mode). */
+static void ticker_end(struct ab_progress *p)
+{
+    if (p->mode != AB_PROGRESS_LINES) return;
+    if (p->ticking) {
+        pthread_mutex_lock(&p->lock);
+        p->stopping = 1;
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->ticker, NULL);
+        p->ticking = 0;
+    }
+    pthread_cond_destroy(&p->wake);
+    pthread_mutex_destroy(&p->lock);
+    p->mode = AB_PROGRESS_OFF;
 }
 
 static void draw(struct ab_progress *p)
@@ -197,27 +280,97 @@ static void draw(struct ab_progress *p)
     for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
     bar[w] = 0;
     double eta = f > 0 ? el / f - el : 0;
-    fprintf(stderr, "\r%-10s [%s] %3.0f%% %lld/%lld  %.0fs elapsed, %.0fs left ", p->label, bar,
-            100 * f, (long long)p->done, (long long)p->total, el, eta);
+    int len = fprintf(stderr, "\r%-10s [%s] %3.0f%% %lld/%lld  %.0fs elapsed, %.0fs left ",
+                      p->label, bar, 100 * f, (long long)p->done, (long long)p->total, el, eta);
+    p->drawn = len > 1 ? len - 1 : 0;
     fflush(stderr);
 }
 
 void ab_progress_step(struct ab_progress *p, int64_t n)
 {
-    p->done += n;
-    if (!p->on) return;
+    if (p->mode == AB_PROGRESS_OFF) {
+        p->done += n;
+        return;
+    }
     double t = ab_now();
+    if (p->mode == AB_PROGRESS_LINES) {
+        /* a line at each tenth of the work (the ticker adds one a minute while a tenth takes
+         * longer); none in the first seconds, so a short job prints only its 100% line */
+        pthread_mutex_lock(&p->lock);
+        p->done += n;
+        int tenth =
+            p->total > 0 ? (int)(10 * (p->done < p->total ? p->done : p->total) / p->total) : 10;
+        if (tenth > p->tenth && (t - p->t0 >= AB_PROGRESS_QUIET_S || p->done >= p->total)) {
+            p->tenth = tenth;
+            line(p, t);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return;
+    }
+    p->done += n;
     if (t - p->last < 0.1 && p->done < p->total) return;
     p->last = t;
     draw(p);
 }
 
+void ab_progress_pause(struct ab_progress *p)
+{
+    if (p->mode != AB_PROGRESS_BAR || !p->drawn) return;
+    fprintf(stderr, "\r%*s\r", p->drawn, "");
+    fflush(stderr);
+    p->drawn = 0;
+    p->last = 0; /* redrawn at the next step */
+}
+
 void ab_progress_end(struct ab_progress *p)
 {
-    if (!p->on) return;
+    if (p->mode == AB_PROGRESS_LINES) {
+        ticker_end(p);
+        if (p->total > 0 && p->done >= p->total && p->line_done != p->done) line(p, ab_now());
+        return;
+    }
+    if (p->mode != AB_PROGRESS_BAR) return;
     p->done = p->total;
     draw(p);
     fputc('\n', stderr);
+    p->mode = AB_PROGRESS_OFF;
+}
+
+void ab_progress_stop(struct ab_progress *p)
+{
+    ab_progress_pause(p);
+    ticker_end(p);
+    p->mode = AB_PROGRESS_OFF;
+}
+
+const char *ab_path_base(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+void ab_out_file(const char *path)
+{
+    if (ab_common.verbose && !ab_common.quiet) printf("%s\n", path);
+}
+
+void ab_out_main(const char *cmd, const char *main_path, const char *detail_fmt, ...)
+{
+    if (ab_common.quiet) {
+        if (!ab_common.nested) printf("%s\n", main_path);
+    } else {
+        printf("%s: %s", cmd, main_path);
+        if (detail_fmt) {
+            va_list ap;
+            va_start(ap, detail_fmt);
+            fputs(" (", stdout);
+            vprintf(detail_fmt, ap);
+            fputc(')', stdout);
+            va_end(ap);
+        }
+        fputc('\n', stdout);
+    }
+    fflush(stdout);
 }
 
 int ab_opts_methods(const char *cmd, const char *list, unsigned phases, int causal,

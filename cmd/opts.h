@@ -8,6 +8,8 @@
 #ifndef AB_CMD_OPTS_H
 #define AB_CMD_OPTS_H
 
+#include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* exit statuses (outputs.md); never 77 or 99 */
@@ -45,8 +47,13 @@ struct ab_common {
     uint64_t seed;
     int64_t threads;
     int quiet, verbose;
-    int progress; /* 1 on, 0 off, -1 auto (stderr is a terminal) */
+    int progress; /* enum ab_progress_mode; -1 auto until ab_opts_parse resolves it */
+    int nested;   /* a command run as a scenario step: under --quiet ab_out_main prints nothing */
 };
+
+/* How progress is shown on stderr: not at all (--no-progress, --quiet), as a bar redrawn in
+ * place with \r (a terminal, or --progress), or as plain complete lines (a log file, CI). */
+enum ab_progress_mode { AB_PROGRESS_OFF = 0, AB_PROGRESS_BAR = 1, AB_PROGRESS_LINES = 2 };
 extern struct ab_common ab_common;
 
 /* Parses argv[1..argc) of command `cmd` against table (terminated by {NULL, AB_OPT_END}).
@@ -81,16 +88,52 @@ int ab_opts_methods(const char *cmd, const char *list, unsigned phases, int caus
  * else the exit status after printing the error. */
 int ab_opts_budgets(const char *cmd, const char *list, double *out, int cap, int *n);
 
-/* A progress bar on stderr (only when progress is on). */
+/* Progress of one long command on stderr, in the mode of ab_common.progress. A bar is redrawn
+ * at most every 0.1 s. Lines ("run: 40% (1234/3085 cells), 2m10s elapsed, about 3m15s left",
+ * the time left estimated from the rate so far) come at every tenth of the work, none in the
+ * first AB_PROGRESS_QUIET_S seconds, always one at 100%, and, from a ticker thread, one whenever
+ * AB_PROGRESS_LINE_S seconds pass without a line, even when no step comes (a long head, a
+ * model-level fit). label and unit ("cells") are not copied; p must stay where it is until
+ * ab_progress_end or ab_progress_stop, one of which every started progress must reach. done is
+ * written by the calling thread only (through ab_progress_step). */
+enum { AB_PROGRESS_LINE_S = 60, AB_PROGRESS_QUIET_S = 5 };
 struct ab_progress {
-    const char *label;
+    const char *label, *unit;
     int64_t total, done;
     double t0, last;
-    int on;
+    int mode;
+    int tenth;         /* lines: the last tenth of the work a line was printed for */
+    int64_t line_done; /* lines: done at the last line printed (-1: none yet) */
+    int drawn;         /* bar: characters on the terminal line now (0: none) */
+    /* lines: the ticker thread and what it shares with the caller (under lock) */
+    pthread_t ticker;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int ticking, stopping;
 };
-void ab_progress_start(struct ab_progress *p, const char *label, int64_t total);
+void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total);
 void ab_progress_step(struct ab_progress *p, int64_t n);
+/* Erases the bar so a line can go to stdout; the next step redraws it. */
+void ab_progress_pause(struct ab_progress *p);
+/* Success: the bar at 100% and a newline; lines: the 100% line when not printed yet. */
 void ab_progress_end(struct ab_progress *p);
+/* Failure: erases the bar (the error goes on a clean line); lines: nothing more. */
+void ab_progress_stop(struct ab_progress *p);
+
+/* The last component of path (after its last '/'). */
+const char *ab_path_base(const char *path);
+
+/* "42s", "2m10s", "1h05m". */
+void ab_fmt_duration(char *buf, size_t cap, double seconds);
+
+/* The output contract of every command that writes files (README, "Output"): without
+ * --verbose and --quiet, one line "COMMAND: MAIN (detail)" on stdout; --verbose also lists
+ * every path written, one per line, before it; --quiet prints the bare main path only. Call
+ * ab_out_file for each file written (it prints it under --verbose) and ab_out_main once, at the
+ * end; detail may be NULL. */
+void ab_out_file(const char *path);
+void ab_out_main(const char *cmd, const char *main_path, const char *detail_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* command entry points: argc/argv start at the command name; return the exit status */
 int cmd_gen(int argc, char **argv);

@@ -9,7 +9,7 @@
  * is max-pooled down to --size pixels per side so sinks and needles stay visible. MAP.gp and
  * MAP.bin (the pooled map) go beside MAP.png, so `gnuplot -c MAP.gp` draws it again. gnuplot
  * is needed: without it the script and data are written and the exit status is 69, as for
- * `report`. Prints the path of every file written, the picture last. */
+ * `report`. Prints one line, "render: MAP.png" (every path written with --verbose). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -137,7 +137,8 @@ int cmd_render(int argc, char **argv)
     else
         rc = ab_map_figure_write(path, &meta, layer, head, size, floor_p, dir, name);
     if (rc != AB_OK) goto done;
-    printf("%s\n%s\n", bin, gp);
+    ab_out_file(bin);
+    ab_out_file(gp);
     if (notool) {
         rc = ab_fail(AB_E_NOTOOL,
                      "%s: wrote '%s' and '%s' but no picture (render it with "
@@ -146,16 +147,17 @@ int cmd_render(int argc, char **argv)
         goto done;
     }
     if ((rc = ab_gnuplot_render(prog, dir, name)) != AB_OK) goto done;
-    printf("%s\n", out);
+    ab_out_file(out);
+    ab_out_main("render", out, NULL);
     if (method && !ab_common.quiet) {
         fprintf(stderr, "%s, %s, layer %lld head %lld: ", method,
                 info.phase == AB_PHASE_PREFILL ? "prefill" : "decode", (long long)layer,
                 (long long)head);
         if (!isnan(info.knob)) fprintf(stderr, "knob %.6g, ", info.knob);
         fprintf(stderr,
-                "FLOP ratio %.4g (budget %g%s), recall %.4g, %.1f%% of visible cells "
+                "FLOP ratio %.4g (budget %g), recall %.4g, %.1f%% of visible cells "
                 "kept over %lld query rows\n",
-                info.ratio, budget, info.feasible ? "" : ", below the tolerance", info.recall,
+                info.ratio, budget, info.recall,
                 100 * info.kept_share, (long long)info.n_rows);
     }
 done:

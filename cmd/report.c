@@ -1,7 +1,8 @@
 /* report.c - `attnbench report RESULTS.h5... -o DIR`: a self-contained report folder (figures
  * and attention maps through gnuplot, viridis heatmaps through libpng, CSV tables, report.md)
  * from one or more results files (outputs.md, "Reports"; the contents are listed in
- * lib/report/report.h). Prints the path of every file written. Exit 69 when gnuplot is missing: the
+ * lib/report/report.h). Prints one line, "report: DIR/report.md (N figures, M files)"; --verbose
+ * lists the path of every file written. Exit 69 when gnuplot is missing: the
  * .gp/.tsv (.bin) files, heatmaps, tables and report.md are written all the same. */
 #include <stdint.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include "core/ab.h"
 #include "core/list.h"
+#include "io/gnuplot.h"
 #include "report/report.h"
 #include "methods/method.h"
 #include "opts.h"
@@ -40,10 +42,20 @@ static int parse_names(const char *s, const char *opt, char (*names)[64], const 
     return 0;
 }
 
-static void print_path(void *user, const char *path)
+/* The files the report wrote: listed under --verbose, counted for the one-line summary. */
+struct written {
+    int64_t files, figures;
+    int md; /* report.md was written */
+};
+
+static void on_file(void *user, const char *path)
 {
-    (void)user;
-    printf("%s\n", path);
+    struct written *w = user;
+    size_t len = strlen(path);
+    w->files++;
+    w->figures += len > 4 && !strcmp(path + len - 4, ".png");
+    w->md |= !strcmp(ab_path_base(path), "report.md");
+    ab_out_file(path);
 }
 
 /* "L:H,L:H" into pairs. Returns 0 or an exit status (message printed). */
@@ -103,6 +115,11 @@ int cmd_report(int argc, char **argv)
     if (!n_pos) return ab_cmd_error(EX_AB_USAGE, "report: name at least one results file");
     if (!ro.dir || !*ro.dir)
         return ab_cmd_error(EX_AB_USAGE, "report: name the folder with -o DIR");
+    char dir[4096]; /* without trailing slashes: "-o report/" names report/report.md */
+    if (snprintf(dir, sizeof dir, "%s", ro.dir) >= (int)sizeof dir)
+        return ab_cmd_error(EX_AB_USAGE, "report: the folder name is too long");
+    for (size_t dl = strlen(dir); dl > 1 && dir[dl - 1] == '/';) dir[--dl] = 0;
+    ro.dir = dir;
     if (!(ro.budget > 0 && ro.budget <= 1))
         return ab_cmd_error(EX_AB_USAGE, "report: --budget %g is not a FLOP ratio in (0, 1]",
                             ro.budget);
@@ -162,11 +179,19 @@ int cmd_report(int argc, char **argv)
     strcpy(cl, "attnbench");
     for (int a = 0; a < argc; a++) strcat(strcat(cl, " "), argv[a]);
     ro.command_line = cl;
-    ro.on_file = print_path;
+    struct written wr = {0};
+    ro.on_file = on_file, ro.user = &wr;
 
     struct ab_report_data d;
     int rc = ab_report_load((const char *const *)pos, n_pos, &d);
     if (rc == AB_OK) rc = ab_report_write(&d, &ro);
+    if (wr.md) { /* also after exit 69 or a failed plot: report.md is written */
+        char *md = ab_path_join(ro.dir, "report.md", "");
+        if (md)
+            ab_out_main("report", md, "%lld figures, %lld files", (long long)wr.figures,
+                        (long long)wr.files);
+        free(md);
+    }
     fflush(stdout);
     ab_report_data_free(&d);
     free(cl);

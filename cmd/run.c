@@ -22,10 +22,16 @@ static const char *usage_text =
 
 enum { MAX_WORKLOADS = 64, MAX_TARGETS = 64 };
 
+/* Progress over every workload: the sweep counts cells done within its own workload. */
+struct run_progress {
+    struct ab_progress bar;
+    int64_t base; /* cells of the workloads before this one */
+};
+
 static void on_progress(void *user, int64_t done, int64_t total)
 {
-    struct ab_progress *p = user;
-    ab_progress_step(p, done - p->done);
+    struct run_progress *p = user;
+    ab_progress_step(&p->bar, p->base + done - p->bar.done);
     (void)total;
 }
 
@@ -104,7 +110,10 @@ static void print_answer(const struct ab_results *r, const struct ab_sweep_opts 
                     !strcmp(x->phase, g[k].phase) && x->target_ratio == g[k].target)
                     g[k].reason = x->reason;
             }
-    printf("best per phase and budget (mean rel_l2 over every head; oracles and operators aside):\n");
+    printf("best per phase and budget (mean rel_l2 over every head; oracles and operators aside");
+    if (so->phases & AB_PHASE_DECODE)
+        printf("; decode one-off work spread over G = %lld generated tokens", (long long)so->horizon);
+    printf("):\n");
     printf("  %-8s %-7s %-16s %9s %8s   %-16s %9s\n", "phase", "budget", "best", "rel_l2",
            "task_acc", "runner-up", "rel_l2");
     static const char *const phases[] = {"prefill", "decode"};
@@ -276,15 +285,20 @@ int cmd_run(int argc, char **argv)
 
     int64_t total = 0;
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) total += ab_sweep_count(&w[i], &so);
-    struct ab_progress prog;
-    ab_progress_start(&prog, "run", total);
+    struct run_progress prog = {.base = 0};
+    ab_progress_start(&prog.bar, "run", "cells", total);
     so.progress = on_progress, so.progress_user = &prog;
     double t0 = ab_now();
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
-        prog.done = 0;
+        prog.base = prog.bar.done;
         if ((rc = ab_sweep_workload(&w[i], pos[i], &so, &res))) st = ab_cmd_fail(rc);
+        if (st == EX_AB_OK) /* the sweep reports its last cells: make sure of it */
+            ab_progress_step(&prog.bar, prog.base + ab_sweep_count(&w[i], &so) - prog.bar.done);
     }
-    ab_progress_end(&prog);
+    if (st == EX_AB_OK)
+        ab_progress_end(&prog.bar);
+    else
+        ab_progress_stop(&prog.bar);
     if (st == EX_AB_OK && (rc = ab_results_summarise(&res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_h5(out, &res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_csv(csv_cells, csv_summary, &res))) {
@@ -296,9 +310,12 @@ int cmd_run(int argc, char **argv)
         fflush(stdout);
         int64_t infeasible = 0;
         for (int64_t c = 0; c < res.n_cells; c++) infeasible += !res.cells[c].feasible;
-        fprintf(stderr, "%lld cells in %.1f s (%lld infeasible)\n", (long long)res.n_cells,
-                ab_now() - t0, (long long)infeasible);
-        printf("%s\n%s\n%s\n", out, csv_cells, csv_summary);
+        if (!ab_common.quiet)
+            fprintf(stderr, "%lld cells in %.1f s (%lld infeasible)\n", (long long)res.n_cells,
+                    ab_now() - t0, (long long)infeasible);
+        ab_out_file(out), ab_out_file(csv_cells), ab_out_file(csv_summary);
+        ab_out_main("run", out, "%lld cells; %s and %s beside it", (long long)res.n_cells,
+                    ab_path_base(csv_cells), ab_path_base(csv_summary));
     }
     for (int i = 0; i < n_pos; i++) ab_workload_free(&w[i]);
     free(w);

@@ -10,9 +10,11 @@
  * the file has `run:` or no `heads:`), one `heads` over every workload (DIR/heads.h5 and
  * DIR/heads-heads.csv; when the file has `heads:`), `eval-model` once per eval_model entry
  * (DIR/model.h5, DIR/model-2.h5, ...) and `report` over all those results files (DIR/report/). Each
- * step's command line is printed on stderr as it starts, so any step can be re-run by hand; paths
- * written go to stdout (the steps print their own). A failing step stops the scenario with that
- * step's exit status and one line naming the step. */
+ * step's command line is printed on stderr as it starts, so any step can be re-run by hand, and
+ * one line with its time when it ends; on stdout each step prints its one line (the commands'
+ * output contract, opts.h) and the scenario ends with "scenario: DIR/report/report.md (...)".
+ * A failing step stops the scenario with that step's exit status and one line naming the
+ * step. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -488,7 +490,7 @@ int cmd_scenario(int argc, char **argv)
     } else if ((rc = ab_scenario_save(&s, copy, sha))) {
         st = ab_cmd_fail(rc);
     } else {
-        printf("%s\n%s\n", copy, sha);
+        ab_out_file(copy), ab_out_file(sha);
         fflush(stdout);
         st = EX_AB_OK;
     }
@@ -503,6 +505,7 @@ int cmd_scenario(int argc, char **argv)
         }
         double ts = ab_now();
         int step_st;
+        ab_common.nested = 1; /* under --quiet the steps print no path: the scenario prints one */
         if (!strcmp(cmd, "gen"))
             step_st = cmd_gen(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "capture"))
@@ -517,6 +520,7 @@ int cmd_scenario(int argc, char **argv)
             step_st = cmd_heads(steps[i].argc, steps[i].argv);
         else
             step_st = cmd_report(steps[i].argc, steps[i].argv);
+        ab_common.nested = 0;
         fflush(stdout);
         if (step_st != EX_AB_OK) {
             st = ab_cmd_error(step_st,
@@ -526,12 +530,20 @@ int cmd_scenario(int argc, char **argv)
                               strcmp(cmd, labels[i]) ? labels[i] : "", step_st);
             break;
         }
-        if (ab_common.verbose)
-            fprintf(stderr, "scenario: step %d took %.1f s\n", i + 1, ab_now() - ts);
+        if (!ab_common.quiet) {
+            char took[32];
+            ab_fmt_duration(took, sizeof took, ab_now() - ts);
+            fprintf(stderr, "scenario: step %d/%d (%s%s%s) done in %s\n", i + 1, n_steps, cmd,
+                    strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "",
+                    took);
+        }
     }
-    if (st == EX_AB_OK && !ab_common.quiet)
-        fprintf(stderr, "scenario: '%s' done in %.1f s; outputs in %s/\n", s.name, ab_now() - t0,
-                dir);
+    if (st == EX_AB_OK) {
+        char took[32], md[4200];
+        ab_fmt_duration(took, sizeof took, ab_now() - t0);
+        snprintf(md, sizeof md, "%s/report/report.md", dir);
+        ab_out_main("scenario", md, "'%s' done in %s; outputs in %s/", s.name, took, dir);
+    }
     free(steps);
     free(labels);
     free(eval_labels);

@@ -119,10 +119,11 @@ static int dump_reference(const struct ab_workload *w, const char *wpath, int ma
     if (st == EX_AB_OK && (rc = ab_npy_write(out, dtype, 4, shape, AB_DT_F64, o)))
         st = ab_cmd_fail(rc);
     if (st == EX_AB_OK) {
-        fprintf(stderr, "reference of '%s': %lld x %lld x %lld x %lld %s (layer, head, seq, "
-                "dim)\n", wpath, (long long)w->n_layer, (long long)w->n_head,
-                (long long)w->n_seq, (long long)w->d_v, ab_dtype_name(dtype));
-        printf("%s\n", out);
+        ab_out_file(out);
+        ab_out_main("verify", out,
+                    "reference of '%s': %lld x %lld x %lld x %lld %s (layer, head, seq, dim)",
+                    wpath, (long long)w->n_layer, (long long)w->n_head, (long long)w->n_seq,
+                    (long long)w->d_v, ab_dtype_name(dtype));
     }
     ab_free(o);
     return st;

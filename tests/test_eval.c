@@ -203,6 +203,44 @@ static const char *cli_workload(void)
     return path;
 }
 
+/* Off a terminal (stderr is a file here) progress is plain lines over all workloads together,
+ * percentages never going back (a job this short prints its 100% line only); stdout names the
+ * results file on one line, and --quiet prints that path alone. */
+Test(run_cli, progress_lines_over_every_workload_and_one_output_line)
+{
+    const char *w = cli_workload(), *w2 = t_path("run-w2.h5"), *res = t_path("runp.h5");
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "gen --profile retrieval --layers 1 --heads 2 --kv-heads 1 "
+                                   "--n 256 --d 32 -o '%s'", w2), 0, "%s", err);
+    free(out), free(err);
+    int st = t_run(&out, &err, "run '%s' '%s' --methods dense,window --budgets 0.5,0.25 "
+                               "--decode-queries 16 --threads 2 -o '%s'", w, w2, res);
+    cr_assert_eq(st, 0, "%s", err);
+    /* 2 workloads x 2 heads x 2 phases x (dense + 2 budgets) */
+    cr_expect(strstr(err, "run: 100% (24/24 cells), ") != NULL, "%s", err);
+    cr_expect(strchr(err, '\r') == NULL, "%s", err);
+    int last = -1, n = 0;
+    for (const char *q = err; (q = strstr(q, "run: ")); q++) {
+        int pct = -1;
+        cr_expect(sscanf(q, "run: %d%%", &pct) == 1 && pct >= last, "%s", err);
+        last = pct, n++;
+    }
+    cr_expect(n >= 1 && last == 100, "%d lines: %s", n, err);
+    char want[3000];
+    const char *base = strrchr(res, '/') + 1;
+    int stem = (int)strlen(base) - 3; /* without .h5 */
+    snprintf(want, sizeof want, "\nrun: %s (24 cells; %.*s.csv and %.*s-summary.csv beside it)\n",
+             res, stem, base, stem, base);
+    cr_expect(strstr(out, want) != NULL, "%s", out);
+    free(out), free(err);
+    st = t_run(&out, &err, "run '%s' --methods dense --decode-queries 16 --quiet -o '%s'", w, res);
+    cr_assert_eq(st, 0, "%s", err);
+    snprintf(want, sizeof want, "%s\n", res);
+    cr_expect_str_eq(out, want);
+    cr_expect_str_eq(err, "");
+    free(out), free(err);
+}
+
 Test(run_cli, writes_results_and_csv_that_agree)
 {
     const char *w = cli_workload(), *res = t_path("run.h5"), *csv = t_path("run.csv"),

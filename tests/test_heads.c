@@ -887,7 +887,13 @@ Test(heads, cli_real_capture_hidden_layers, .timeout = 300)
     cr_expect(strstr(so, "entropy over heads: mean ") && strstr(so, "locality over heads: mean "));
     char csv[1200];
     snprintf(csv, sizeof csv, "%.*s-layers.csv", (int)(strlen(out) - 3), out);
-    cr_expect(strstr(so, csv) != NULL && t_exists(csv), "%s", so);
+    /* the one line names the results file and the CSV tables beside it */
+    cr_expect(strstr(so, strrchr(csv, '/') + 1) != NULL && t_exists(csv), "%s", so);
+    free(so), free(se);
+    cr_assert_eq(t_run(&so, &se, "heads %s -o %s --verbose", wl, out), 0, "%s", se ? se : "");
+    char line[1300];
+    snprintf(line, sizeof line, "\n%s\n", csv);
+    cr_expect(strstr(so, line) != NULL, "--verbose lists every file: %s", so);
     free(so), free(se);
 
     /* /layers against a brute force over the workload's hidden states */

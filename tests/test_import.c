@@ -431,7 +431,7 @@ Test(import, mixed_dtypes_through_the_cli_and_read_back_from_the_workload_file)
     npz_write(p, s.t, 3, 1, Z64_LOCAL);
     char *out, *err;
     cr_assert_eq(t_run(&out, &err, "import '%s' --full --scale 0.25 -o '%s'", p, o), 0, "%s", err);
-    cr_expect(strstr(out, o) == out, "%s", out);
+    cr_expect(strstr(out, "import: ") == out && strstr(out, o) == out + 8, "%s", out);
     cr_expect(strstr(out, "k: float16 (2, 2, 5, 6)") && strstr(out, "v: bfloat16 (2, 2, 5, 3)"),
               "%s", out);
     struct ab_workload w;

@@ -133,8 +133,13 @@ Test(report, every_script_renders_to_its_declared_size)
     fixture();
     const char *dir = report_dir("rep-all");
     char *out, *err;
-    cr_assert_eq(t_run(&out, &err, "report '%s' -o '%s'", fx_res, dir), 0, "%s", err);
-    cr_expect(strstr(out, "report.md") != NULL, "%s", out);
+    cr_assert_eq(t_run(&out, &err, "report '%s' -o '%s/'", fx_res, dir), 0, "%s", err);
+    /* one line on stdout, naming report.md (no "//" from the trailing slash) and the figures */
+    static char pngs[128][256];
+    char want[1400];
+    snprintf(want, sizeof want, "report: %s/report.md (%d figures, ", dir,
+             list_dir(dir, ".png", pngs, 128));
+    cr_expect(strstr(out, want) == out && t_count_lines(out) == 1, "want %s: %s", want, out);
     free(out), free(err);
     static char gps[64][256];
     int n = list_dir(dir, ".gp", gps, 64);

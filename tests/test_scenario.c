@@ -650,13 +650,21 @@ Test(scenario, tiny_scenario_runs_end_to_end)
     cr_expect(strstr(err, "step 1/3 (gen w): attnbench gen ") != NULL, "%s", err);
     cr_expect(strstr(err, "step 2/3 (run): attnbench run ") != NULL, "%s", err);
     cr_expect(strstr(err, "step 3/3 (report): attnbench report ") != NULL, "%s", err);
-    const char *files[] = {"scenario.yaml", "scenario.sha256", "w.h5",
-                           "results.h5",    "results.csv",     "report/report.md"};
+    cr_expect(strstr(err, "step 2/3 (run) done in ") != NULL, "%s", err);
+    /* stdout: one line per step naming its main output, then the scenario's line */
+    const char *files[] = {"w.h5",        "results.h5",    "report/report.md",
+                           "results.csv", "scenario.yaml", "scenario.sha256"};
+    const char *lines[] = {"gen: ", "\nrun: ", "\nreport: "};
     for (int i = 0; i < 6; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);
         cr_expect(t_exists(p), "%s missing", p);
-        if (i < 4) cr_expect(strstr(out, p) != NULL, "stdout does not name %s: %s", p, out);
+        if (i >= 3) continue;
+        char want[1300];
+        snprintf(want, sizeof want, "%s%s (", lines[i], p);
+        cr_expect(strstr(out, want) != NULL, "stdout does not name %s: %s", p, out);
     }
+    snprintf(p, sizeof p, "\nscenario: %s/report/report.md ('tiny' done in ", dir);
+    cr_expect(strstr(out, p) != NULL, "%s", out);
     /* the copy is byte-identical and its digest checks */
     snprintf(p, sizeof p, "%s/scenario.yaml", dir);
     unsigned char *copy = t_slurp(p, NULL);
@@ -671,6 +679,38 @@ Test(scenario, tiny_scenario_runs_end_to_end)
     cr_expect(sha && !strcmp((char *)sha, want), "%s", sha);
     ab_scenario_free(&s);
     free(sha);
+    free(out), free(err);
+}
+
+/* The output contract (README, "Output"): --verbose lists every file, --quiet prints only the
+ * report's path; off a terminal, progress is complete lines on stderr. */
+Test(scenario, verbose_lists_every_file_quiet_prints_one_path_progress_lines_off_a_terminal)
+{
+    const char *path = write_yaml("tinyv.yaml", tiny_scenario);
+    char dir[1024], p[1300];
+    snprintf(dir, sizeof dir, "%s", t_path("tinyv-out"));
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --verbose", path, dir), 0, "%s", err);
+    const char *files[] = {"scenario.yaml",    "scenario.sha256", "w.h5",
+                           "results.h5",       "results.csv",     "results-summary.csv",
+                           "report/report.md", "report/cells.csv"};
+    for (int i = 0; i < 8; i++) {
+        snprintf(p, sizeof p, "%s/%s\n", dir, files[i]);
+        cr_expect(strstr(out, p) != NULL, "--verbose does not list %s: %s", p, out);
+    }
+    /* stderr is a file here: a line at each tenth of the run, none drawn with \r */
+    cr_expect(strstr(err, "run: 100% (12/12 cells), ") != NULL, "%s", err);
+    cr_expect(strchr(err, '\r') == NULL, "%s", err);
+    free(out), free(err);
+
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --quiet", path, dir), 0, "%s", err);
+    snprintf(p, sizeof p, "%s/report/report.md\n", dir);
+    cr_expect_str_eq(out, p);
+    cr_expect_str_eq(err, "");
+    free(out), free(err);
+
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir), 0, "%s", err);
+    cr_expect(strstr(err, "% (") == NULL, "%s", err);
     free(out), free(err);
 }
 

@@ -913,6 +913,12 @@ Test(cli_io, render_writes_a_figure_with_its_script_and_data)
     char *out, *err;
     cr_assert_eq(t_run(&out, &err, "render '%s' --layer 1 --head 2 --size 32 -o '%s'", path, png),
                  0, "%s", err);
+    /* one line naming the picture; every path with --verbose */
+    cr_expect(strstr(out, png) && t_count_lines(out) == 1, "%s", out);
+    free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "render '%s' --layer 1 --head 2 --size 32 --verbose -o '%s'",
+                       path, png),
+                 0, "%s", err);
     cr_expect(strstr(out, png) && strstr(out, beside(png, ".gp")) &&
                   strstr(out, beside(png, ".bin")),
               "%s", out);

@@ -13,6 +13,7 @@
 #include "heads/stats.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,8 @@ void ab_heads_defaults(struct ab_heads_opts *o)
     o->massive_ratio = 1000;
     o->sink_norm_ratio = 2;
     o->sink_cos = 0.9;
+    o->progress = NULL;
+    o->progress_user = NULL;
 }
 
 struct pass2 {
@@ -278,6 +281,7 @@ int ab_heads_workload(const struct ab_workload *w, const char *name, const struc
     struct ab_head_row *r = calloc((size_t)(nh > 0 ? nh : 1), sizeof *r);
     if (!r) return ab_fail(AB_E_NOMEM, "cannot allocate %lld head rows", (long long)nh);
     int failed = 0;
+    int64_t done = 0;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t x = 0; x < nh; x++) {
         struct ab_head h;
@@ -288,7 +292,16 @@ int ab_heads_workload(const struct ab_workload *w, const char *name, const struc
 #pragma omp atomic write
             failed = 1;
         }
+#pragma omp atomic update
+        done++;
+        if (o->progress && omp_get_thread_num() == 0) {
+            int64_t d;
+#pragma omp atomic read
+            d = done;
+            o->progress(o->progress_user, d, nh);
+        }
     }
+    if (o->progress) o->progress(o->progress_user, nh, nh);
     /* strings and layer normalisation on the calling thread */
     for (int64_t x = 0; !failed && x < nh; x++) {
         const char *prof = w->profile ? w->profile[r[x].layer * w->n_kv_head + r[x].kv_head] : "";

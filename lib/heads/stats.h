@@ -28,6 +28,10 @@ struct ab_heads_opts {
     double massive_ratio;   /* ... and |x| > massive_ratio x the median |x| (1000) */
     double sink_norm_ratio; /* high-norm layer: sink norm > this x median token norm (2) */
     double sink_cos;        /* a token is a sink in a layer when |cos| to the sink > this (0.9) */
+    /* ab_heads_workload's progress (may be NULL, the default): called on the calling thread
+     * with the heads of the workload done so far and their total */
+    void (*progress)(void *user, int64_t done, int64_t total);
+    void *progress_user;
 };
 
 /* A copy inside a token sequence: tokens[a + x] == tokens[b + x] for 0 <= x < len, and
