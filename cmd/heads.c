@@ -227,19 +227,6 @@ static int append_rows(struct ab_results *r, struct ab_head_row *rows, int64_t n
     return AB_OK;
 }
 
-/* Progress over every workload: ab_heads_workload counts the heads of its own workload. */
-struct heads_progress {
-    struct ab_progress bar;
-    int64_t base; /* heads of the workloads before this one */
-};
-
-static void on_progress(void *user, int64_t done, int64_t total)
-{
-    struct heads_progress *p = user;
-    ab_progress_step(&p->bar, p->base + done - p->bar.done);
-    (void)total;
-}
-
 int cmd_heads(int argc, char **argv)
 {
     const char *out = NULL;
@@ -331,11 +318,11 @@ int cmd_heads(int argc, char **argv)
     }
     double t0 = ab_now();
     char *hidden_text = NULL; /* the hidden-state summary lines of every workload */
-    struct heads_progress prog = {.base = 0};
-    ab_progress_start(&prog.bar, "heads", "heads", total);
-    ho.progress = on_progress, ho.progress_user = &prog;
+    struct ab_progress prog;
+    ab_progress_start(&prog, "heads", "heads", total);
+    ho.progress = ab_progress_engine, ho.progress_user = &prog;
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
-        prog.base = prog.bar.done;
+        prog.base = prog.done;
         struct ab_workload w = {0};
         struct ab_head_row *rows = NULL;
         struct ab_hidden_stats hs = {0};
@@ -352,9 +339,9 @@ int cmd_heads(int argc, char **argv)
         ab_workload_free(&w);
     }
     if (st == EX_AB_OK)
-        ab_progress_end(&prog.bar);
+        ab_progress_end(&prog);
     else
-        ab_progress_stop(&prog.bar);
+        ab_progress_stop(&prog);
     if (st == EX_AB_OK) ab_heads_label(res.heads, res.n_heads, top_fraction);
     if (st == EX_AB_OK && (rc = ab_results_write_h5(out, &res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_heads_csv(csv, &res))) {

@@ -336,6 +336,13 @@ void ab_progress_end(struct ab_progress *p)
     p->mode = AB_PROGRESS_OFF;
 }
 
+void ab_progress_engine(void *user, int64_t done, int64_t total)
+{
+    struct ab_progress *p = user;
+    ab_progress_step(p, p->base + done - p->done);
+    (void)total;
+}
+
 void ab_progress_stop(struct ab_progress *p)
 {
     ab_progress_pause(p);

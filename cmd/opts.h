@@ -110,9 +110,14 @@ struct ab_progress {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     int ticking, stopping;
+    int64_t base;      /* ab_progress_engine: work of the parts before the current one */
 };
 void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total);
 void ab_progress_step(struct ab_progress *p, int64_t n);
+/* The progress callback of the engines (ab_sweep_opts, ab_heads_opts): user is a started
+ * struct ab_progress, done counts the work of the current part (one workload) and p->base the
+ * work of the parts before it; set p->base = p->done before each part. */
+void ab_progress_engine(void *user, int64_t done, int64_t total);
 /* Erases the bar so a line can go to stdout; the next step redraws it. */
 void ab_progress_pause(struct ab_progress *p);
 /* Success: the bar at 100% and a newline; lines: the 100% line when not printed yet. */

@@ -22,19 +22,6 @@ static const char *usage_text =
 
 enum { MAX_WORKLOADS = 64, MAX_TARGETS = 64 };
 
-/* Progress over every workload: the sweep counts cells done within its own workload. */
-struct run_progress {
-    struct ab_progress bar;
-    int64_t base; /* cells of the workloads before this one */
-};
-
-static void on_progress(void *user, int64_t done, int64_t total)
-{
-    struct run_progress *p = user;
-    ab_progress_step(&p->bar, p->base + done - p->bar.done);
-    (void)total;
-}
-
 /* The whole text of a small file (malloc'd, NUL-terminated), or NULL. */
 static char *read_text(const char *path, size_t *len)
 {
@@ -285,20 +272,20 @@ int cmd_run(int argc, char **argv)
 
     int64_t total = 0;
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) total += ab_sweep_count(&w[i], &so);
-    struct run_progress prog = {.base = 0};
-    ab_progress_start(&prog.bar, "run", "cells", total);
-    so.progress = on_progress, so.progress_user = &prog;
+    struct ab_progress prog;
+    ab_progress_start(&prog, "run", "cells", total);
+    so.progress = ab_progress_engine, so.progress_user = &prog;
     double t0 = ab_now();
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
-        prog.base = prog.bar.done;
+        prog.base = prog.done;
         if ((rc = ab_sweep_workload(&w[i], pos[i], &so, &res))) st = ab_cmd_fail(rc);
         if (st == EX_AB_OK) /* the sweep reports its last cells: make sure of it */
-            ab_progress_step(&prog.bar, prog.base + ab_sweep_count(&w[i], &so) - prog.bar.done);
+            ab_progress_step(&prog, prog.base + ab_sweep_count(&w[i], &so) - prog.done);
     }
     if (st == EX_AB_OK)
-        ab_progress_end(&prog.bar);
+        ab_progress_end(&prog);
     else
-        ab_progress_stop(&prog.bar);
+        ab_progress_stop(&prog);
     if (st == EX_AB_OK && (rc = ab_results_summarise(&res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_h5(out, &res))) st = ab_cmd_fail(rc);
     if (st == EX_AB_OK && (rc = ab_results_write_csv(csv_cells, csv_summary, &res))) {
