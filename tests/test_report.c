@@ -191,7 +191,7 @@ Test(report, every_script_renders_to_its_declared_size)
     cr_expect_eq(list_dir(dir, ".tmp", tmps, 8), 0, "temporary files left");
 }
 
-Test(report, heatmaps_are_viridis_pngs_of_the_grid)
+Test(report, per_head_grids_are_tables_and_the_panels_draw_them)
 {
     fixture();
     const char *dir = report_dir("rep-heat");
@@ -199,36 +199,30 @@ Test(report, heatmaps_are_viridis_pngs_of_the_grid)
     int st = t_run(&out, &err, "report '%s' -o '%s' --cell 24", fx_res, dir);
     cr_assert(st == 0 || st == 69, "%d %s", st, err);
     free(out), free(err);
-    static char pngs[64][256];
-    int n = list_dir(dir, "-0.125.png", pngs, 64), n_lib = 0;
+    static char tsvs[64][256];
+    int n = list_dir(dir, "-0.125.tsv", tsvs, 64), n_lib = 0;
     for (int i = 0; i < n; i++) {
-        if (strncmp(pngs[i], "heads-", 6) || !strncmp(pngs[i], "heads-rel_l2", 12))
-            continue; /* the gnuplot figures */
-        char p[2048];
-        snprintf(p, sizeof p, "%.1000s/%.255s", dir, pngs[i]);
-        uint8_t *px = NULL, pal[256][3];
-        int64_t w, h;
-        int n_col;
-        cr_assert_eq(ab_png_read_indexed(p, &px, &w, &h, pal, &n_col), 0, "%s", p);
-        cr_expect_eq(n_col, 256);
-        cr_expect(pal[0][0] == 0x44 && pal[0][1] == 0x01 && pal[0][2] == 0x54, "%s first", p);
-        cr_expect(pal[255][0] == 0xfd && pal[255][1] == 0xe7 && pal[255][2] == 0x25, "%s last", p);
-        cr_expect(w == 4 * 24 && h == 2 * 24, "%s: %lldx%lld for 2 layers x 4 heads", p,
-                  (long long)w, (long long)h);
-        free(px);
-        n_lib++;
-        /* its grid, one line per layer and one value per head */
-        char tsv[300];
-        snprintf(tsv, sizeof tsv, "%.*s.tsv", (int)strlen(pngs[i]) - 4, pngs[i]);
-        char *t = slurp_in(dir, tsv);
-        cr_assert(t, "%s missing", tsv);
+        if (strncmp(tsvs[i], "heads-", 6) || !strncmp(tsvs[i], "heads-rel_l2", 12))
+            continue; /* the gnuplot figures' tables */
+        /* one method's grid: one line per layer, one value per head, and no thumbnail */
+        char png[300];
+        snprintf(png, sizeof png, "%.*s.png", (int)strlen(tsvs[i]) - 4, tsvs[i]);
+        cr_expect(!exists_in(dir, png), "%s: a picture without axes", png);
+        char *t = slurp_in(dir, tsvs[i]);
+        cr_assert(t, "%s missing", tsvs[i]);
         int rows = 0;
         for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n"))
-            if (line[0] != '#') rows++;
-        cr_expect_eq(rows, 2, "%s", tsv);
+            if (line[0] != '#') {
+                rows++;
+                int cols = 1;
+                for (char *c = line; *c; c++) cols += *c == '\t';
+                cr_expect_eq(cols, 4, "%s: %s", tsvs[i], line);
+            }
+        cr_expect_eq(rows, 2, "%s", tsvs[i]);
         free(t);
+        n_lib++;
     }
-    cr_expect_geq(n_lib, 4, "only %d heatmaps", n_lib);
+    cr_expect_geq(n_lib, 4, "only %d per-method grids", n_lib);
     /* the gnuplot figure uses the same table */
     char *gp = slurp_in(dir, "heads-rel_l2-0.125-static.gp");
     cr_assert(gp);
@@ -1257,18 +1251,20 @@ Test(report, an_outlier_is_listed_not_stretching_the_axis)
         cr_expect(hi <= 2 && lo > 0 && lo < hi, "rel_l2 range [%g, %g]", lo, hi);
     }
     free(gp);
-    /* the heatmap of dhsa at 1/2 crosses the far head (index 1 on its diagonal) */
-    char p[2048];
-    snprintf(p, sizeof p, "%s/heads-dhsa-prefill-0.5.png", dir);
-    uint8_t *px = NULL, pal[256][3];
-    int64_t w, h;
-    int n_col;
-    cr_assert_eq(ab_png_read_indexed(p, &px, &w, &h, pal, &n_col), 0, "%s", p);
-    cr_expect(w == 2 * 24 && h == 24, "%lldx%lld", (long long)w, (long long)h);
-    cr_expect_eq(px[24 + 12 * w + 12], 1, "the crossed head");
-    cr_expect_eq(px[24 + 1 * w + 22], 255, "the rest of that head: the top of the scale");
-    cr_expect(px[12 * w + 12] > 1 && px[12 * w + 12] < 255, "head 0 is within the scale");
-    free(px);
+    /* dhsa's heads at 1/2 in its own table; the panel crosses the far head (above its scale,
+     * which ends at 2), and no axis-less thumbnail is written */
+    char *t = slurp_in(dir, "heads-dhsa-prefill-0.5.tsv");
+    cr_assert(t);
+    cr_expect(strstr(t, "\t10000\n") != NULL, "%s", t);
+    free(t);
+    cr_expect(!exists_in(dir, "heads-dhsa-prefill-0.5.png"));
+    char *hp = slurp_in(dir, "heads-rel_l2-0.5-dynamic.gp");
+    cr_assert(hp);
+    const char *q = strstr(hp, "; hi = ");
+    double hi = NAN;
+    cr_expect(q && sscanf(q, "; hi = %lf", &hi) == 1 && hi <= 2, "scale ends at %g", hi);
+    cr_expect(strstr(hp, "($3 > hi ? $2 : NaN) with points") != NULL, "no cross for outliers");
+    free(hp);
 }
 
 Test(report, filters_keep_only_the_named_methods)

@@ -781,20 +781,19 @@ static int heatmaps(struct rep *R)
         snprintf(name, sizeof name, "heads-%s-%s-%s", R->m[mi].name, R->phase[pi], rf);
         snprintf(what, sizeof what, "rel_l2 of %s (%s) at FLOP ratio %s, mean over workloads",
                  R->m[mi].name, R->phase[pi], rl);
-        if ((rc = write_grid_png(R, name, what, grids[g].v, R->n_layer, R->n_head, lo, hi, 1)) !=
-            AB_OK)
+        /* the panel figures above draw every method with axes; each method's numbers go
+         * to a .tsv of its own (a picture per method would be a thumbnail without axes) */
+        if ((rc = write_grid_tsv(R, name, what, grids[g].v, R->n_layer, R->n_head)) != AB_OK)
             goto done;
-        snprintf(png, sizeof png, "%s.png", name);
+        snprintf(png, sizeof png, "%s.tsv", name);
         if ((rc = ab_rep_add_fig(R, SEC_HEADS_EACH, 0, png, "%s (%s)", R->m[mi].name,
                                  R->phase[pi])))
             goto done;
     }
     rc = ab_rep_strv_push(&R->notes[SEC_HEADS_EACH],
-                   "Per-method pictures (8-bit viridis PNG, %lld px per head, layer 0 at the top, "
-                   "head 0 at the left) share the scale of the panel figures, with the same "
-                   "crosses; the darkest colour also marks heads without a value. Their numbers "
-                   "are in the .tsv of the same name.",
-                   (long long)R->o->cell_px);
+                   "Each .tsv holds one method's rel_l2 per head (layer 0 in the first row, head 0 "
+                   "in the first column; NaN: infeasible or not run), the numbers behind its panel "
+                   "above.");
 done:
     free(grids), free(vals), free(all), free(titles), free(gm);
     return rc;

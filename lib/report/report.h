@@ -22,7 +22,7 @@
  *                                    the best ones of each phase and dense;
  *   heads-rel_l2-<B>-<family>.{png,gp,tsv}  layer x head rel_l2 at B (gnuplot), one figure
  *                                    per family on one clipped colour scale;
- *   heads-<method>-<phase>-<B>.{png,tsv}  the same grid per method as an 8-bit viridis PNG;
+ *   heads-<method>-<phase>-<B>.tsv   the same grid per method, as numbers;
  *   heads-<stat>.{png,tsv}, heads-stats.{png,gp,tsv}  head statistics when the results carry
  *                                    a /heads table (sink, entropy, locality);
  *   map-L<l>-H<h>.{png,gp,bin}       the exact attention map of selected heads (gnuplot; .bin

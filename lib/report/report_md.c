@@ -19,12 +19,12 @@
 
 static void md_figs(const struct rep *R, FILE *f, int section)
 {
-    if (section == SEC_HEADS_EACH) { /* many small pictures: one line of links */
+    if (section == SEC_HEADS_EACH) { /* one data file per method: one line of links */
         int n = 0;
         for (int i = 0; i < R->n_fig; i++) {
             const struct fig *g = &R->fig[i];
             if (g->section != section) continue;
-            fprintf(f, "%s[%s](%s)", n++ ? ", " : "Each method's grid on its own: ", g->caption,
+            fprintf(f, "%s[%s](%s)", n++ ? ", " : "Each method's grid as numbers: ", g->caption,
                     g->file);
         }
         if (n) fputs(".\n\n", f);
