@@ -326,15 +326,19 @@ int cmd_eval_model(int argc, char **argv)
 
     /* passes: per input, dense then every (phase, method, target); --heads-select first runs
      * one pass per head on the calibration input for each (phase, method, target) */
-    int n_cells = 0;
-    for (int i = 0; i < n_list; i++) n_cells += list[i]->knob.name && !ao.has_knob && !(list[i]->flags & AB_METHOD_FIXED) ? n_t : 1;
+    /* a method runs in the phases it has (with --phase both, snapkv in decode only) */
+    int64_t n_cells = 0; /* (phase, method, target) cells over both phases */
+    for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE; ph <<= 1)
+        for (int i = 0; i < n_list; i++)
+            if ((phases & (unsigned)ph) && (list[i]->phases & (unsigned)ph))
+                n_cells += list[i]->knob.name && !ao.has_knob && !(list[i]->flags & AB_METHOD_FIXED) ? n_t : 1;
     int n_phase = (phases & AB_PHASE_PREFILL ? 1 : 0) + (phases & AB_PHASE_DECODE ? 1 : 0);
     int64_t per_sel = heads_select ? c->n_layer * c->n_head : 0;
     struct ab_progress prog;
     /* model passes: per phase the dense pass of each input (and of the calibration input), then
      * per cell the one-head calibration passes and one pass per input */
     ab_progress_start(&prog, "eval-model", "passes",
-                      (int64_t)n_phase * (n_cells * (n_in + per_sel) + n_in + !!heads_select));
+                      n_cells * (n_in + per_sel) + (int64_t)n_phase * (n_in + !!heads_select));
     if (!ab_common.quiet)
         printf("%-14s %-16s %-8s %7s %7s %11s %9s %9s %7s %8s %9s\n", "input", "method", "phase",
                "target", "ratio", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
@@ -353,6 +357,7 @@ int cmd_eval_model(int argc, char **argv)
         }
         for (int mi = 0; mi < n_list && !rc; mi++) {
             const struct ab_method *me = list[mi];
+            if (!(me->phases & (unsigned)ph)) continue;
             int fixed = !me->knob.name || ao.has_knob || (me->flags & AB_METHOD_FIXED);
             for (int t = 0; t < (fixed ? 1 : n_t) && !rc; t++) {
                 eo.method = me;

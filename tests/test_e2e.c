@@ -193,6 +193,26 @@ Test(e2e, a_pass_off_its_budget_has_no_score_and_says_why)
     ab_results_free(&r);
 }
 
+Test(e2e, phase_both_runs_each_method_in_the_phases_it_has)
+{
+    struct ab_model m;
+    load(&m);
+    ab_model_free(&m);
+    const char *out = t_path("both.h5");
+    char *err = NULL;
+    int st = t_run(NULL, &err, "eval-model --model '%s' --copy-task 50 --methods snapkv,streaming "
+                               "--phase both --budgets 0.5 -o '%s'", model_path, out);
+    cr_assert_eq(st, 0, "%s", err ? err : "");
+    free(err);
+    struct ab_results r;
+    ab_results_init(&r);
+    cr_assert_eq(ab_results_read_h5(out, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(r.n_model, 3); /* streaming in both phases, snapkv (decode only) in decode */
+    for (int64_t i = 0; i < r.n_model; i++)
+        if (!strcmp(r.model[i].method, "snapkv")) cr_expect_str_eq(r.model[i].phase, "decode");
+    ab_results_free(&r);
+}
+
 /* Writes the /heads table of a capture of the story and returns its path. */
 static const char *heads_of_story_capture(const char *text_path)
 {
