@@ -88,8 +88,8 @@ static int print_decode_split(const struct ab_method *m)
         if (led.flops_once > 0)
             printf("; one-off %.3g FLOPs at the end of prefill (%.3g of dense if spread over the "
                    "%d queries, %.3g over the default horizon G = %d)",
-                   led.flops_once, led.flops_once / dense, M, ab_once_weight(&x.p) * led.flops_once / dense,
-                   AB_DECODE_HORIZON);
+                   led.flops_once, led.flops_once / dense, M,
+                   ab_once_weight(&x.p) * led.flops_once / dense, AB_DECODE_HORIZON);
         else
             printf("; no one-off work");
         printf("\n");

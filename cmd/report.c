@@ -85,7 +85,7 @@ int cmd_report(int argc, char **argv)
     struct ab_report_opts ro;
     ab_report_defaults(&ro);
     const char *maps = NULL, *map_methods = NULL, *methods = NULL, *families = NULL;
-    int64_t map_size = ro.map_size, cell = ro.cell_px;
+    int64_t map_size = ro.map_size;
     const struct ab_opt opts[] = {
         {"o", AB_OPT_STRING, &ro.dir, "DIR", "report folder to write (created when missing)"},
         {"methods", AB_OPT_STRING, &methods, "LIST",
@@ -104,7 +104,6 @@ int cmd_report(int argc, char **argv)
          "FLOP ratio of heatmaps, maps and failing heads (default 0.125; the nearest run one)"},
         {"map-size", AB_OPT_INT, &map_size, "N", "largest map side in pixels (default 512)"},
         {"floor", AB_OPT_DOUBLE, &ro.map_floor, "P", "probability drawn darkest in maps (1e-6)"},
-        {"cell", AB_OPT_INT, &cell, "PX", "heatmap pixels per head (default 24)"},
         {"gnuplot", AB_OPT_STRING, &ro.gnuplot, "PROG",
          "gnuplot program (default: gnuplot on PATH)"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
@@ -126,11 +125,9 @@ int cmd_report(int argc, char **argv)
     if (map_size < 8 || map_size > 8192)
         return ab_cmd_error(EX_AB_USAGE, "report: --map-size %lld is outside 8..8192",
                             (long long)map_size);
-    if (cell < 1 || cell > 256)
-        return ab_cmd_error(EX_AB_USAGE, "report: --cell %lld is outside 1..256", (long long)cell);
     if (!(ro.map_floor > 0 && ro.map_floor < 1))
         return ab_cmd_error(EX_AB_USAGE, "report: --floor %g is not between 0 and 1", ro.map_floor);
-    ro.map_size = map_size, ro.cell_px = cell;
+    ro.map_size = map_size;
 
     static char method_names[MAX_FILTER][64], family_names[MAX_FILTER][64];
     static const char *method_p[MAX_FILTER], *family_p[MAX_FILTER];

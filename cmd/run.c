@@ -48,14 +48,6 @@ static void csv_paths(const char *out, char *cells, char *summary, size_t cap)
     snprintf(summary, cap, "%.*s-summary.csv", (int)len, out);
 }
 
-/* "1/8" for an exact reciprocal, else "0.3". */
-static void budget_label(double t, char *buf, size_t cap)
-{
-    double inv = 1 / t;
-    if (fabs(inv - round(inv)) < 1e-9 && inv >= 2) snprintf(buf, cap, "1/%.0f", inv);
-    else snprintf(buf, cap, "%g", t);
-}
-
 /* One (method, phase, target) over every workload of the run: feasible cells, all cells, and
  * the sums of their mean metrics weighted by feasible heads. */
 struct pooled {
@@ -63,6 +55,9 @@ struct pooled {
     double target, rel_l2, task_acc, n_task;
     int64_t n_heads, n_cells;
 };
+
+/* The mean rel_l2 over the feasible heads of a pooled group. */
+static double pooled_rel_l2(const struct pooled *p) { return p->rel_l2 / (double)p->n_heads; }
 
 /* The answer of the run, not its table (the table is RESULTS-summary.csv): per phase and
  * budget the method with the lowest mean rel_l2 among those feasible on every head (oracles
@@ -89,14 +84,6 @@ static void print_answer(const struct ab_results *r, const struct ab_sweep_opts 
             p->task_acc += s->task_acc_mean * (double)s->n_heads, p->n_task += (double)s->n_heads;
         if (!p->reason && s->reason && s->reason[0]) p->reason = s->reason;
     }
-    for (int64_t k = 0; k < n_g; k++) /* a reason from a partly feasible group: its first cell */
-        if (!g[k].reason && g[k].n_heads < g[k].n_cells)
-            for (int64_t c = 0; c < r->n_cells && !g[k].reason; c++) {
-                const struct ab_cell *x = &r->cells[c];
-                if (!x->feasible && !strcmp(x->method, g[k].method) &&
-                    !strcmp(x->phase, g[k].phase) && x->target_ratio == g[k].target)
-                    g[k].reason = x->reason;
-            }
     printf("best per phase and budget (mean rel_l2 over every head; oracles and operators aside");
     if (so->phases & AB_PHASE_DECODE)
         printf("; decode one-off work spread over G = %lld generated tokens", (long long)so->horizon);
@@ -114,21 +101,21 @@ static void print_answer(const struct ab_results *r, const struct ab_sweep_opts 
                     (m->flags & (AB_METHOD_ORACLE | AB_METHOD_OPERATOR)) ||
                     g[k].n_heads == 0 || g[k].n_heads < g[k].n_cells)
                     continue;
-                double v = g[k].rel_l2 / (double)g[k].n_heads;
-                if (best < 0 || v < g[best].rel_l2 / (double)g[best].n_heads) second = best, best = k;
-                else if (second < 0 || v < g[second].rel_l2 / (double)g[second].n_heads) second = k;
+                double v = pooled_rel_l2(&g[k]);
+                if (best < 0 || v < pooled_rel_l2(&g[best])) second = best, best = k;
+                else if (second < 0 || v < pooled_rel_l2(&g[second])) second = k;
             }
             char lab[32];
-            budget_label(so->targets[t], lab, sizeof lab);
+            ab_ratio_label(so->targets[t], lab, sizeof lab);
             if (best < 0) {
                 printf("  %-8s %-7s %s\n", phases[ph], lab, "(no method feasible on every head)");
                 continue;
             }
             printf("  %-8s %-7s %-16s %9.3g %8.3f   %-16s %9.3g\n", phases[ph], lab,
-                   g[best].method, g[best].rel_l2 / (double)g[best].n_heads,
+                   g[best].method, pooled_rel_l2(&g[best]),
                    g[best].n_task ? g[best].task_acc / g[best].n_task : NAN,
                    second < 0 ? "-" : g[second].method,
-                   second < 0 ? NAN : g[second].rel_l2 / (double)g[second].n_heads);
+                   second < 0 ? NAN : pooled_rel_l2(&g[second]));
         }
     }
     /* infeasible: once per method, its (phase, budget) list and the first reason */
@@ -144,7 +131,7 @@ static void print_answer(const struct ab_results *r, const struct ab_sweep_opts 
         for (int64_t j = k; j < n_g; j++) {
             if (strcmp(g[j].method, g[k].method) || g[j].n_heads == g[j].n_cells) continue;
             char lab[32];
-            budget_label(g[j].target, lab, sizeof lab);
+            ab_ratio_label(g[j].target, lab, sizeof lab);
             printf("%s%s %s", sep, g[j].phase, lab);
             if (g[j].n_heads) printf(" (%lld of %lld heads)", (long long)(g[j].n_cells - g[j].n_heads),
                                      (long long)g[j].n_cells);

@@ -322,6 +322,13 @@ Test(run_cli, methods_lists_the_registry)
     free(out), free(err);
     cr_assert_eq(t_run(&out, &err, "methods streaming"), 0);
     cr_expect(strstr(out, "2309.17453") && strstr(out, "family     static"), "%s", out);
+    cr_expect(strstr(out, "decode     ") && strstr(out, "no one-off work"), "%s", out);
+    free(out), free(err);
+    /* snapkv's window logits, 2 W n_ctx d = 2 x 64 x 4032 x 64 FLOPs, are its one-off work: 0.031
+     * of dense decode over the default horizon */
+    cr_assert_eq(t_run(&out, &err, "methods snapkv"), 0);
+    cr_expect(strstr(out, "one-off 3.3e+07 FLOPs") && strstr(out, "0.031 over the default horizon"),
+              "%s", out);
     free(out), free(err);
     cr_expect_eq(t_run(&out, &err, "methods nope"), 64);
     free(out), free(err);
@@ -498,6 +505,14 @@ Test(accounting, infeasible_cells_carry_no_metrics_and_say_why)
     }
     cr_expect(n_feasible > 0 && n_infeasible > 0, "%lld / %lld", (long long)n_feasible,
               (long long)n_infeasible);
+    /* the summary names a reason exactly where some head of the group is infeasible */
+    cr_assert_eq(ab_results_summarise(&r), AB_OK);
+    for (int64_t i = 0; i < r.n_summary; i++) {
+        const struct ab_summary_row *x = &r.summary[i];
+        cr_expect_eq(x->reason[0] != 0, x->n_heads < x->n_cells, "%s %s %g: '%s' %lld of %lld",
+                     x->method, x->phase, x->target_ratio, x->reason, (long long)x->n_heads,
+                     (long long)x->n_cells);
+    }
     /* window at 1/64 of a 512-token prefill: w = 1 costs 2/513 of dense, it fits; block-topk's
      * three forced blocks of 64 do not, and it says so */
     for (int64_t c = 0; c < r.n_cells; c++) {

@@ -16,12 +16,15 @@ double ab_once_weight(const struct ab_problem *p)
     return (double)(p->h->n_q - p->q0) / (double)ab_problem_horizon(p);
 }
 
+double ab_ledger_flops(const struct ab_ledger *l, double once_weight)
+{
+    return l->flops_attend + l->flops_select + once_weight * l->flops_once;
+}
+
 double ab_ledger_ratio(const struct ab_ledger *l, const struct ab_problem *p)
 {
     double dense = ab_problem_dense_flops(p);
-    return dense > 0 ? (l->flops_attend + l->flops_select + ab_once_weight(p) * l->flops_once) /
-                           dense
-                     : NAN;
+    return dense > 0 ? ab_ledger_flops(l, ab_once_weight(p)) / dense : NAN;
 }
 
 double ab_ledger_ratio_step(const struct ab_ledger *l, const struct ab_problem *p)
@@ -158,9 +161,7 @@ struct model_ctx {
 
 static double model_ratio(const struct model_ctx *c, const struct ab_ledger *total)
 {
-    return c->dense > 0 ? (total->flops_attend + total->flops_select +
-                           c->once_weight * total->flops_once) / c->dense
-                        : NAN;
+    return c->dense > 0 ? ab_ledger_flops(total, c->once_weight) / c->dense : NAN;
 }
 
 static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)

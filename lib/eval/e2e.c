@@ -124,9 +124,8 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
                     memcpy(o_h + c->q0 * hd, o_rows, sizeof(float) * (size_t)(n_rows * hd));
 #pragma omp critical(e2e_totals)
                     {
-                        double dense = ab_problem_dense_flops(&p);
-                        c->flops_method += ab_ledger_ratio(&ap.led, &p) * dense;
-                        c->flops_dense += dense;
+                        c->flops_method += ab_ledger_flops(&ap.led, ab_once_weight(&p));
+                        c->flops_dense += ab_problem_dense_flops(&p);
                         c->bytes_kv += ap.led.bytes_kv;
                         c->rel_sum += rel;
                         c->n_replaced++;

@@ -17,6 +17,10 @@
  * ab_problem_horizon(p); architecture.md, "Phases and the decode protocol"). */
 double ab_once_weight(const struct ab_problem *p);
 
+/* The FLOPs a ledger counts, one-off work weighted: flops_attend + flops_select +
+ * once_weight flops_once (once_weight from ab_once_weight). */
+double ab_ledger_flops(const struct ab_ledger *l, double once_weight);
+
 /* flop_ratio of a ledger on problem p, the headline ratio budgets are fitted to:
  * (flops_attend + flops_select + ab_once_weight(p) flops_once) / dense FLOPs of the phase. */
 double ab_ledger_ratio(const struct ab_ledger *l, const struct ab_problem *p);

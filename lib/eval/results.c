@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,11 +251,12 @@ int ab_results_summarise(struct ab_results *r)
     int rc = AB_OK;
     int64_t *group = malloc((size_t)(n > 0 ? n : 1) * sizeof *group);    /* (n) group of cell */
     int64_t *first = malloc((size_t)(n > 0 ? n : 1) * sizeof *first);    /* (n_group) first cell */
+    int64_t *bad = malloc((size_t)(n > 0 ? n : 1) * sizeof *bad); /* (n_group) first infeasible */
     int64_t *start = calloc((size_t)n + 2, sizeof *start);               /* (n_group + 1) */
     int64_t *idx = malloc((size_t)(n > 0 ? n : 1) * sizeof *idx);        /* feasible, by group */
     double *scratch = malloc((size_t)(n > 0 ? n : 1) * sizeof *scratch); /* (n) */
     struct ab_summary_row *sum = NULL;
-    if (!group || !first || !start || !idx || !scratch) goto nomem;
+    if (!group || !first || !bad || !start || !idx || !scratch) goto nomem;
 
     /* groups in order of first appearance; a linear search over the groups seen so far is
      * cheap next to the sweep that produced the cells */
@@ -267,7 +269,8 @@ int ab_results_summarise(struct ab_results *r)
                 ab_same_str(c->phase, f->phase) && ab_same_target(c->target_ratio, f->target_ratio))
                 break;
         }
-        if (g == n_group) first[n_group++] = i;
+        if (g == n_group) bad[n_group] = -1, first[n_group++] = i;
+        if (!c->feasible && bad[g] < 0) bad[g] = i;
         group[i] = g;
     }
     /* feasible cells bucketed by group (counting sort keeps cell order inside a group) */
@@ -287,11 +290,10 @@ int ab_results_summarise(struct ab_results *r)
     for (int64_t g = 0; g < n_group; g++) {
         const struct ab_cell *f = &r->cells[first[g]];
         struct ab_summary_row *s = &sum[g];
-        int none = start[g + 1] == start[g];
+        const char *why = bad[g] >= 0 ? r->cells[bad[g]].reason : NULL;
         if (ab_dup(f->workload ? f->workload : "", &s->workload) ||
             ab_dup(f->method ? f->method : "", &s->method) ||
-            ab_dup(f->phase ? f->phase : "", &s->phase) ||
-            ab_dup(none && f->reason ? f->reason : "", &s->reason)) {
+            ab_dup(f->phase ? f->phase : "", &s->phase) || ab_dup(why ? why : "", &s->reason)) {
             ab_summary_free(sum, n_group);
             sum = NULL;
             goto nomem;
@@ -309,8 +311,21 @@ nomem:
 done:
     free(group);
     free(first);
+    free(bad);
     free(start);
     free(idx);
     free(scratch);
     return rc;
+}
+
+void ab_ratio_label(double t, char *buf, size_t cap)
+{
+    if (isnan(t)) {
+        snprintf(buf, cap, "knob");
+        return;
+    }
+    double k = 1 / t;
+    if (t == 1) snprintf(buf, cap, "1");
+    else if (t > 0 && fabs(k - round(k)) < 1e-9 * k) snprintf(buf, cap, "1/%.0f", round(k));
+    else snprintf(buf, cap, "%.3g", t);
 }

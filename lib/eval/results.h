@@ -6,6 +6,7 @@
 #ifndef AB_EVAL_RESULTS_H
 #define AB_EVAL_RESULTS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define AB_RESULTS_SCHEMA "attnbench/results/2"
@@ -59,7 +60,8 @@ struct ab_summary_row {
     double recall_mean, recall_p10, topk_recall_mean, topk_recall_p10, kl_mean, kl_p90;
     double task_acc_mean, task_acc_p10;
     double task_acc_retrieve_mean, task_acc_aggregate_mean;
-    char *reason;          /* the first infeasible cell's reason when no cell is feasible, or "" */
+    char *reason;          /* the first infeasible cell's reason, or "" when every cell is
+                              feasible */
 };
 
 /* One row of /heads (metrics.md, "Head and sink statistics"): the statistics of one (workload,
@@ -207,5 +209,9 @@ int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row);
  * higher is worse (rel_l2, kl).
  * AB_OK or AB_E_NOMEM (the old summary is then kept). */
 int ab_results_summarise(struct ab_results *r);
+
+/* A target ratio as people write it: "1/8" for an exact reciprocal, "1", "0.3", or "knob" for
+ * NaN (a direct --knob run). */
+void ab_ratio_label(double t, char *buf, size_t cap);
 
 #endif

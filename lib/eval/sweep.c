@@ -152,19 +152,22 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         ao.has_knob = 1, ao.knob = fit->knob;
     }
     int rc = AB_OK;
-    if (fit && isnan(fit->knob)) {
+    if (fit && !fit->feasible) { /* not even the smallest knob fits the workload */
         ap = (struct ab_applied){.knob = NAN, .feasible = 0, .ran = 0};
-        double lo, hi;
-        ab_method_knob_range(m, p, &lo, &hi);
+        double lo = 0, hi;
+        if (m->knob.name) ab_method_knob_range(m, p, &lo, &hi);
         rc = ab_method_cost(m, p, lo, &ap.led); /* the smallest knob's cost, as budget_fit */
-        snprintf(ap.reason, sizeof ap.reason, "workload ratio %.3g at the smallest knob (%s = %g)",
-                 fit->ratio, m->knob.name, lo);
+        if (m->knob.name)
+            snprintf(ap.reason, sizeof ap.reason,
+                     "workload ratio %.3g at the smallest knob (%s = %g)", fit->ratio,
+                     m->knob.name, lo);
+        else
+            snprintf(ap.reason, sizeof ap.reason, "fixed workload ratio %.3g", fit->ratio);
     } else {
         /* a model-level knob is the workload's: a head may cost more than the target */
         rc = ab_method_apply(m, p, fit ? NAN : target, &ao, out, keep, dist, &ap);
     }
     if (rc) return rc;
-    if (fit) ap.feasible = fit->feasible && !isnan(fit->knob);
     *c = (struct ab_cell){
         .workload = (char *)name,
         .n = w->n_seq,

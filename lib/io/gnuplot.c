@@ -862,7 +862,7 @@ int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p)
     int n = AB_MAX(1, p->n_grids), per_row = AB_MIN(n, 4), n_rows = (n + per_row - 1) / per_row;
     int64_t gr_rows = p->n_grids ? p->grids[0].rows : 1;
     int64_t gr_cols = p->n_grids ? p->grids[0].cols : 1;
-    double left = 0.05, right = p->shared_scale ? 0.90 : 0.97, sx = p->shared_scale ? 0.04 : 0.11;
+    double left = 0.05, right = p->shared_scale ? 0.90 : 0.94, sx = p->shared_scale ? 0.04 : 0.11;
     double panel_w = p->width * ((right - left - (per_row - 1) * sx) / per_row) -
                      (p->shared_scale ? 0 : 60);
     double plot_h = fmin(fmax(panel_w * (double)gr_rows / (double)gr_cols, 60), 420);
@@ -910,8 +910,16 @@ int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p)
                   g);
         else if (p->shared_scale)
             fputs("unset colorbox\n", g);
-        else
-            fputs("set autoscale cb\nset colorbox default\n", g);
+        else { /* its own scale, labelled at its two ends only: a one-row grid's colour box
+                * is as short as the row, too short for more labels */
+            double vlo = INFINITY, vhi = -INFINITY;
+            for (int64_t i = 0; i < gr->rows * gr->cols; i++)
+                if (isfinite(gr->v[i])) vlo = fmin(vlo, gr->v[i]), vhi = fmax(vhi, gr->v[i]);
+            if (!(vhi > vlo)) vlo = isfinite(vlo) ? vlo - 0.5 : 0, vhi = vlo + 1;
+            fprintf(g, "set cbrange [%.6g:%.6g]\nset cbtics (\"%.3g\" %.6g, \"%.3g\" %.6g)\n"
+                       "set colorbox default\n",
+                    vlo, vhi, vlo, vlo, vhi, vhi);
+        }
         /* filled boxes, not `with image`: gnuplot draws no image of a single row */
         if (p->shared_scale)
             fprintf(g, "plot \"%s.tsv\" index %d matrix using 1:2:(0.5):(0.5):(cb($3)) with "

@@ -17,16 +17,27 @@
 #include "core/ab.h"
 #include "core/rng.h"
 #include "eval/eval.h"
+#include "eval/results.h"
 #include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/png_map.h"
-#include "report/report_internal.h"
 #include "methods/method.h"
 
 void ab_kept_map_defaults(struct ab_kept_map_opts *o)
 {
     *o = (struct ab_kept_map_opts){.budget = 0.125, .decode_m = 64, .seed = 1,
                                    .size = 512, .floor = 1e-6};
+}
+
+/* The head instance of (layer, query head) over buffers read from the file. */
+static struct ab_head make_head(const struct ab_workload *meta, const float *q, const float *k,
+                                const float *v)
+{
+    return (struct ab_head){.n_q = meta->n_seq, .n_k = meta->n_seq, .d = meta->d,
+                            .d_v = meta->d_v, .q = q, .k = k, .v = v,
+                            .q_pos = meta->positions, .k_pos = meta->positions,
+                            .mask = meta->causal ? AB_MASK_CAUSAL : AB_MASK_FULL,
+                            .scale = meta->scale, .rope_theta = 0};
 }
 
 /* "w.h5, layer 2, head 5 (planted profile: retrieval)": the file name, and the profile when the
@@ -50,7 +61,7 @@ static int read_head(const char *path, const struct ab_workload *meta, int64_t l
 {
     int rc = ab_h5_workload_read_head(path, meta, layer, head, q, k, v);
     if (rc != AB_OK) return rc;
-    *h = ab_rep_make_head(meta, *q, *k, *v);
+    *h = make_head(meta, *q, *k, *v);
     if ((rc = ab_head_validate(h)) != AB_OK) {
         char msg[400]; /* ab_errmsg() is the buffer ab_fail writes: copy it first */
         snprintf(msg, sizeof msg, "%s", ab_errmsg());
@@ -185,7 +196,7 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
                                   .recall = recall,
                                   .n_rows = n_rows};
     char title[400], sub[400], budget[32];
-    ab_rep_ratio_label(o->budget, budget, sizeof budget);
+    ab_ratio_label(o->budget, budget, sizeof budget);
     snprintf(title, sizeof title, "%s, %s, budget %s: FLOP ratio %.3g, recall %.3g", m->name,
              phase == AB_PHASE_PREFILL ? "prefill" : "decode", budget, in.ratio, in.recall);
     head_label(path, meta, layer, head, sub, sizeof sub);

@@ -1,8 +1,7 @@
 /* png_map.h - attention maps as data for pictures: the viridis palette, an 8-bit indexed PNG
  * writer (and reader), the pooled map of one head (exact attention, max-pooled when the map is
  * larger than the picture so sinks and needles stay visible), the kept mask of a method over
- * that map (both drawn by gnuplot: gnuplot.h, ab_gp_map_write), and layer x head grids of a
- * statistic as heatmaps. */
+ * that map (both drawn by gnuplot: gnuplot.h, ab_gp_map_write). */
 #ifndef AB_IO_PNG_MAP_H
 #define AB_IO_PNG_MAP_H
 
@@ -64,14 +63,5 @@ int ab_map_pool(const struct ab_head *h, int64_t max_size, struct ab_map_grid *g
 int ab_mask_pool(const struct ab_head *h, const int64_t *rows, int64_t n_rows,
                  const struct ab_keep *keep, int64_t max_width, struct ab_map_grid *g,
                  double *recall);
-
-/* A (rows, cols) grid of values (row-major) as a heatmap picture for the viridis palette: each
- * cell a block of cell x cell pixels, index 1 + round(254 t) where t in [0, 1] is the value's
- * position between lo and hi (clamped; on a log scale when logscale, which needs lo > 0), and
- * index 0 for a value that is NaN (or not positive on a log scale). *pixels is malloc'd,
- * (rows * cell, cols * cell). AB_OK, AB_E_USAGE (empty grid, cell outside 1..256, lo >= hi, a
- * log scale with lo <= 0), AB_E_NOMEM. */
-int ab_grid_image(const double *v, int64_t rows, int64_t cols, double lo, double hi,
-                  int logscale, int64_t cell, uint8_t **pixels, int64_t *width, int64_t *height);
 
 #endif

@@ -139,7 +139,7 @@ static const struct ab_column ab_summary_cols[] = {
     AB_SUM_COL(task_acc_aggregate_mean, AB_COL_F64, "1",
                "mean over the feasible heads of task_acc_aggregate (high dispersion)"),
     AB_SUM_COL(reason, AB_COL_STR, "",
-               "when no head is feasible, the first cell's reason (empty otherwise)"),
+               "the first infeasible cell's reason (empty when every head is feasible)"),
 };
 
 #define AB_HEAD_COL(field, type, units, long_name)                                                 \

@@ -138,19 +138,6 @@ static void strv_free(struct strv *v)
 
 static int same(double a, double b) { return a == b || (isnan(a) && isnan(b)); }
 
-/* "1/8" for reciprocals of integers, "1" for 1, else %.3g. */
-void ab_rep_ratio_label(double t, char *buf, size_t cap)
-{
-    if (isnan(t)) {
-        snprintf(buf, cap, "knob");
-        return;
-    }
-    double k = 1 / t;
-    if (t == 1) snprintf(buf, cap, "1");
-    else if (t > 0 && fabs(k - round(k)) < 1e-9 * k) snprintf(buf, cap, "1/%.0f", round(k));
-    else snprintf(buf, cap, "%.3g", t);
-}
-
 /* The compression 1/t as "10x", "3.33x", "1.43x". */
 void ab_rep_compression_label(double t, char *buf, size_t cap)
 {
@@ -631,41 +618,6 @@ static int write_grid_tsv(const struct rep *R, const char *name, const char *wha
     return rc;
 }
 
-/* Writes a grid as an indexed viridis PNG (and its .tsv). A cell whose value lies outside
- * [lo, hi] keeps the end colour and gets a diagonal cross in the opposite end colour (dark on
- * the bright end above the range, bright on the dark end below it). */
-static int write_grid_png(const struct rep *R, const char *name, const char *what,
-                          const double *v, int64_t rows, int64_t cols, double lo, double hi,
-                          int logscale)
-{
-    int rc = write_grid_tsv(R, name, what, v, rows, cols);
-    if (rc != AB_OK) return rc;
-    uint8_t *px = NULL;
-    int64_t w, h, cell = R->o->cell_px;
-    if ((rc = ab_grid_image(v, rows, cols, lo, hi, logscale, cell, &px, &w, &h)) != AB_OK)
-        return rc;
-    for (int64_t r = 0; r < rows && cell >= 6; r++)
-        for (int64_t c = 0; c < cols; c++) {
-            double x = v[r * cols + c];
-            if (!isfinite(x) || (x >= lo && x <= hi)) continue;
-            uint8_t mark = x > hi ? 1 : 255;
-            for (int64_t i = cell / 5; i < cell - cell / 5; i++) {
-                px[(r * cell + i) * w + c * cell + i] = mark;
-                px[(r * cell + i) * w + c * cell + (cell - 1 - i)] = mark;
-            }
-        }
-    char *path = ab_path_join(R->o->dir, name, ".png");
-    rc = path ? ab_png_write_indexed(path, px, w, h, ab_viridis, 256)
-              : ab_fail(AB_E_NOMEM, "out of memory");
-    free(path), free(px);
-    if (rc == AB_OK) {
-        char buf[300];
-        snprintf(buf, sizeof buf, "%s.png", name);
-        ab_rep_announce(R, buf);
-    }
-    return rc;
-}
-
 static int cmp_dbl(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -736,7 +688,7 @@ static int heatmaps(struct rep *R)
             n_below += grids[g].v[i] < lo;
         }
     char rl[32], rf[32], name[160], title[240], what[240], png[200];
-    ab_rep_ratio_label(R->B, rl, sizeof rl);
+    ab_ratio_label(R->B, rl, sizeof rl);
     ratio_file(R->B, rf, sizeof rf);
     /* one gnuplot figure per family (dense goes with the first) */
     for (int f = 0; f < R->n_fam; f++) {
@@ -786,11 +738,11 @@ static int heatmaps(struct rep *R)
         if ((rc = write_grid_tsv(R, name, what, grids[g].v, R->n_layer, R->n_head)) != AB_OK)
             goto done;
         snprintf(png, sizeof png, "%s.tsv", name);
-        if ((rc = ab_rep_add_fig(R, SEC_HEADS_EACH, 0, png, "%s (%s)", R->m[mi].name,
+        if ((rc = ab_rep_add_fig(R, SEC_HEADS, 0, png, "%s (%s)", R->m[mi].name,
                                  R->phase[pi])))
             goto done;
     }
-    rc = ab_rep_strv_push(&R->notes[SEC_HEADS_EACH],
+    rc = ab_rep_strv_push(&R->notes[SEC_HEADS],
                    "Each .tsv holds one method's rel_l2 per head (layer 0 in the first row, head 0 "
                    "in the first column; NaN: infeasible or not run), the numbers behind its panel "
                    "above.");
@@ -862,11 +814,11 @@ static int head_stats(struct rep *R, double *sink_ratio, int64_t *sink_heads, in
         snprintf(name, sizeof name, "heads-%s", stats[s]);
         snprintf(what, sizeof what, "%s (/heads column %s), mean over workloads", stats[s],
                  h->col_name[c]);
-        if ((rc = write_grid_png(R, name, what, v, L, H, lo, hi, 0)) != AB_OK) break;
-        char png[80];
-        snprintf(png, sizeof png, "%s.png", name);
-        if ((rc = ab_rep_add_fig(R, SEC_STATS, 0, png, "%s per head (column %s), linear scale %.3g "
-                          "(dark) to %.3g (bright)", stats[s], h->col_name[c], lo, hi)))
+        if ((rc = write_grid_tsv(R, name, what, v, L, H)) != AB_OK) break;
+        char tsv[80];
+        snprintf(tsv, sizeof tsv, "%s.tsv", name);
+        if ((rc = ab_rep_add_fig(R, SEC_STATS, 0, tsv, "%s (column %s)", stats[s],
+                                 h->col_name[c])))
             break;
         snprintf(titles[n_g], sizeof titles[0], "%s (%s)", stats[s], h->col_name[c]);
         grids[n_g] = (struct ab_gp_grid){.title = titles[n_g], .rows = L, .cols = H, .v = v};
@@ -1019,7 +971,7 @@ static int choose_maps(struct rep *R)
         if (c < 0) continue;
         const struct ab_cell *cell = &R->r->cells[c];
         char rl[32];
-        ab_rep_ratio_label(budget, rl, sizeof rl);
+        ab_ratio_label(budget, rl, sizeof rl);
         struct map_head *mh = &R->maps[R->n_maps++];
         *mh = (struct map_head){.layer = cell->layer, .head = cell->head};
         snprintf(mh->why, sizeof mh->why, "where %s, the best %s method at %s, fails worst "
@@ -1059,7 +1011,7 @@ static int maps(struct rep *R)
     const struct ab_report_opts *o = R->o;
     double budget = isnan(R->B) ? o->budget : R->B;
     char rl[32];
-    ab_rep_ratio_label(budget, rl, sizeof rl);
+    ab_ratio_label(budget, rl, sizeof rl);
     uint64_t seed = R->d->n_inputs ? R->d->inputs[0].seed : 1;
     for (int i = 0; i < R->n_maps; i++) {
         int64_t L = R->maps[i].layer, H = R->maps[i].head;
@@ -1243,7 +1195,7 @@ static int frontiers_by_workload(struct rep *R)
 void ab_report_defaults(struct ab_report_opts *o)
 {
     *o = (struct ab_report_opts){.budget = 0.125, .map_size = 512, .map_floor = 1e-6,
-                                 .cell_px = 24, .gnuplot = "gnuplot"};
+                                 .gnuplot = "gnuplot"};
 }
 
 int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts *o)

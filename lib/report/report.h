@@ -23,7 +23,7 @@
  *   heads-rel_l2-<B>-<family>.{png,gp,tsv}  layer x head rel_l2 at B (gnuplot), one figure
  *                                    per family on one clipped colour scale;
  *   heads-<method>-<phase>-<B>.tsv   the same grid per method, as numbers;
- *   heads-<stat>.{png,tsv}, heads-stats.{png,gp,tsv}  head statistics when the results carry
+ *   heads-<stat>.tsv, heads-stats.{png,gp,tsv}  head statistics when the results carry
  *                                    a /heads table (sink, entropy, locality);
  *   map-L<l>-H<h>.{png,gp,bin}       the exact attention map of selected heads (gnuplot; .bin
  *                                    the max-pooled map), and
@@ -90,7 +90,6 @@ struct ab_report_opts {
     double budget;                /* target ratio of heatmaps, maps and failing heads (0.125) */
     int64_t map_size;             /* largest map side in pixels (512) */
     double map_floor;             /* probability drawn darkest in maps (1e-6) */
-    int64_t cell_px;              /* heatmap pixels per (layer, head) cell (24) */
     const char *gnuplot;          /* program name or path ("gnuplot") */
     const char *command_line;     /* the report's own command line, for report.md (or NULL) */
     /* which methods to report: a cell is kept when its method is one of methods[] or its

@@ -166,7 +166,7 @@ static void answer_families(const struct rep *R, FILE *f)
             double t = hb[i], bar = acc_bar(R, 0, pi), dacc = dense_mean(R, 0, pi, M_TASK_ACC);
             char c[16], rl[16];
             comp(t, c, sizeof c);
-            ab_rep_ratio_label(t, rl, sizeof rl);
+            ab_ratio_label(t, rl, sizeof rl);
             fprintf(f, "- **%s (budget %s), %s:** ", c, rl, R->phase[pi]);
             char hold[600] = "", nohold[1600] = "";
             size_t lh = 0, ln = 0;
@@ -546,7 +546,7 @@ void ab_rep_infeasible_md(const struct rep *R, FILE *f)
             if (at_all) n_budgets++;
             if (at_all && at_inf == at_all) {
                 char rl[16];
-                ab_rep_ratio_label(R->t[ti], rl, sizeof rl);
+                ab_ratio_label(R->t[ti], rl, sizeof rl);
                 if (nl < sizeof never - 20)
                     nl +=
                         (size_t)snprintf(never + nl, sizeof never - nl, "%s%s", nl ? ", " : "", rl);

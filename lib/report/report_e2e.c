@@ -423,7 +423,7 @@ void ab_rep_e2e_md(const struct rep *R, FILE *f)
                 int64_t i = S->rows[k];
                 char tl[32], ratio[64], ppl[64], dppl[32], acc[32], dacc[32], cacc[32], dcacc[32],
                     rl[32], ra[40];
-                ab_rep_ratio_label(r->target_ratio, tl, sizeof tl);
+                ab_ratio_label(r->target_ratio, tl, sizeof tl);
                 fmt_num(ratio, sizeof ratio, "%.3f", r->flop_ratio);
                 if (!r->feasible) {
                     size_t len = strlen(ratio);

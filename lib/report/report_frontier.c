@@ -230,6 +230,22 @@ static int fb_write(struct fb *F, const struct rep *R, const char *name, const c
     return rc;
 }
 
+/* Draws a figure of rows x cols budget panels (the FLOP-ratio axis on each, 520 px tall for one
+ * row, 860 for more), frees F, and names its picture in png. rc is the error of building F:
+ * then nothing is written and rc is returned. */
+static int fb_finish_budget(struct fb *F, const struct rep *R, int rc, const char *name,
+                            const char *title, int rows, int cols, int width, char *png,
+                            size_t cap)
+{
+    if (!rc) {
+        fb_budget_axes(F, R);
+        rc = fb_write(F, R, name, title, rows, cols, 0, NULL, width, rows == 1 ? 520 : 860);
+    }
+    fb_free(F);
+    if (!rc) snprintf(png, cap, "%s.png", name);
+    return rc;
+}
+
 /* ================================================================== ranges */
 
 static int cmp_dbl(const void *a, const void *b)
@@ -364,7 +380,7 @@ static void note_left_out(const struct rep *R, struct fb *F, int v, int mi, int 
         if (s < 0 || R->v[v].sum[s].n_heads <= 0 || R->v[v].sum[s].n_heads == R->v[v].cells[g])
             continue;
         char rl[16];
-        ab_rep_ratio_label(R->t[ti], rl, sizeof rl);
+        ab_ratio_label(R->t[ti], rl, sizeof rl);
         size_t lb = strlen(budgets);
         snprintf(budgets + lb, sizeof budgets - lb, "%s%s", lb ? ", " : "", rl);
         lo = AB_MIN(lo, R->v[v].sum[s].n_heads), hi = AB_MAX(hi, R->v[v].sum[s].n_heads);
@@ -552,14 +568,9 @@ static int family_figure(struct rep *R, int f, const int *ks, int n_k, const cha
     fig_name(R, name, sizeof name, what, R->fam[f]);
     snprintf(title, sizeof title, "%s methods%s: %s against the achieved FLOP ratio", R->fam[f],
              sub, about);
-    if (!rc) {
-        fb_budget_axes(&F, R);
-        int width = n_cols > 2 ? 1500 : 1200, height = rows == 1 ? 520 : 860;
-        rc = fb_write(&F, R, name, title, rows, n_cols, 0, NULL, width, height);
-    }
-    fb_free(&F);
-    if (rc) return rc;
-    snprintf(png, sizeof png, "%s.png", name);
+    if ((rc = fb_finish_budget(&F, R, rc, name, title, rows, n_cols, n_cols > 2 ? 1500 : 1200,
+                               png, sizeof png)))
+        return rc;
     char metrics_s[120] = "";
     for (int r = 0; r < rows; r++)
         snprintf(metrics_s + strlen(metrics_s), sizeof metrics_s - strlen(metrics_s), "%s%s",
@@ -603,13 +614,8 @@ static int family_by_length(struct rep *R, int f)
     fig_name(R, name, sizeof name, "frontier-%s-n", R->fam[f]);
     snprintf(title, sizeof title, "%s methods%s: rel_l2 against the FLOP ratio at each length",
              R->fam[f], sub);
-    if (!rc) {
-        fb_budget_axes(&F, R);
-        rc = fb_write(&F, R, name, title, n_rows, n_len, 0, NULL, 1500, n_rows == 1 ? 520 : 860);
-    }
-    fb_free(&F);
-    if (rc) return rc;
-    snprintf(png, sizeof png, "%s.png", name);
+    if ((rc = fb_finish_budget(&F, R, rc, name, title, n_rows, n_len, 1500, png, sizeof png)))
+        return rc;
     return ab_rep_add_fig(R, SEC_LENGTH, 1, png,
                           "The %s family%s at each sequence length (columns): rel_l2 against "
                           "the FLOP ratio; grey: the best of all methods at that length.",
@@ -650,13 +656,8 @@ static int families_figure(struct rep *R, const int *ks, int n_k, const char *na
     on_subset(R, sub, sizeof sub);
     fig_name(R, name, sizeof name, "%s", name0);
     snprintf(title, sizeof title, "The best method of each family%s at each budget", sub);
-    if (!rc) {
-        fb_budget_axes(&F, R);
-        rc = fb_write(&F, R, name, title, rows, R->n_p, 0, NULL, 1200, rows == 1 ? 520 : 860);
-    }
-    fb_free(&F);
-    if (rc) return rc;
-    snprintf(png, sizeof png, "%s.png", name);
+    if ((rc = fb_finish_budget(&F, R, rc, name, title, rows, R->n_p, 1200, png, sizeof png)))
+        return rc;
     char ms[120] = "";
     for (int r = 0; r < rows; r++)
         snprintf(ms + strlen(ms), sizeof ms - strlen(ms), "%s%s", r ? " and " : "", M[use[r]].name);
@@ -699,13 +700,8 @@ static int length_figure(struct rep *R)
     fig_name(R, name, sizeof name, "%s", "frontier-length");
     snprintf(title, sizeof title, "The best of all methods at each budget, per sequence length%s",
              sub);
-    if (!rc) {
-        fb_budget_axes(&F, R);
-        rc = fb_write(&F, R, name, title, rows, R->n_p, 0, NULL, 1200, rows == 1 ? 520 : 860);
-    }
-    fb_free(&F);
-    if (rc) return rc;
-    snprintf(png, sizeof png, "%s.png", name);
+    if ((rc = fb_finish_budget(&F, R, rc, name, title, rows, R->n_p, 1200, png, sizeof png)))
+        return rc;
     return ab_rep_add_fig(R, SEC_LENGTH, 1, png,
                           "Length%s: at each budget the best mean of all methods feasible on "
                           "every head, one line per sequence length.",
@@ -1001,7 +997,7 @@ int ab_rep_isoflops(struct rep *R, double t)
         goto done;
     }
     char rl[32], cl[16];
-    ab_rep_ratio_label(t, rl, sizeof rl);
+    ab_ratio_label(t, rl, sizeof rl);
     ab_rep_compression_label(t, cl, sizeof cl);
     int nb = 0, n_foot = 0, max_bars = 1;
     for (int pi = 0; pi < R->n_p && n_pan < 16; pi++) {

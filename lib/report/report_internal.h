@@ -10,7 +10,7 @@
  *   report_answers.c   the study's answers at the top of report.md;
  *   report_md.c        report.md;
  *   report_e2e.c       the end-to-end part (eval-model rows).
- * report_load.c does not need it; kept_map.c (lib/io) uses ab_rep_make_head. */
+ * report_load.c does not need it. */
 #ifndef AB_REPORT_INTERNAL_H
 #define AB_REPORT_INTERNAL_H
 
@@ -58,9 +58,10 @@ struct fig {
     int gp;        /* 1: rendered by gnuplot (may have failed) */
     int rendered;
 };
-/* report.md sections of figures; SEC_HEADS_EACH figures are listed as links, not shown */
-enum { SEC_FRONTIER, SEC_LENGTH, SEC_TASKS, SEC_KV, SEC_ISO, SEC_HEADS, SEC_HEADS_EACH,
-       SEC_STATS, SEC_MAPS, SEC_E2E, N_SEC };
+/* report.md sections of figures; a .tsv entry (a table without a picture of its own) is
+ * listed as a link after the section's pictures */
+enum { SEC_FRONTIER, SEC_LENGTH, SEC_TASKS, SEC_KV, SEC_ISO, SEC_HEADS, SEC_STATS, SEC_MAPS,
+       SEC_E2E, N_SEC };
 
 struct strv {
     char **s;
@@ -152,22 +153,10 @@ static inline size_t ab_rep_gidx(const struct rep *R, int mi, int pi, int ti)
     return ((size_t)mi * (size_t)R->n_p + (size_t)pi) * (size_t)R->n_t + (size_t)ti;
 }
 
-/* The head instance of (layer, query head) over buffers read from the file. */
-static inline struct ab_head ab_rep_make_head(const struct ab_workload *meta, const float *q,
-                                              const float *k, const float *v)
-{
-    return (struct ab_head){.n_q = meta->n_seq, .n_k = meta->n_seq, .d = meta->d,
-                            .d_v = meta->d_v, .q = q, .k = k, .v = v,
-                            .q_pos = meta->positions, .k_pos = meta->positions,
-                            .mask = meta->causal ? AB_MASK_CAUSAL : AB_MASK_FULL,
-                            .scale = meta->scale, .rope_theta = 0};
-}
-
 /* report.c (contracts at the definitions) */
 int ab_rep_strv_push(struct strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ab_rep_add_fig(struct rep *R, int section, int gp, const char *file, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-void ab_rep_ratio_label(double t, char *buf, size_t cap);
 void ab_rep_compression_label(double t, char *buf, size_t cap);
 int ab_rep_group_at(const struct rep *R, int mi, int pi, double t, int *ti);
 const struct ab_summary_row *ab_rep_row_at(const struct rep *R, int v, int mi, int pi, double t,

@@ -17,23 +17,18 @@
 #include "methods/method.h"
 #include "report/report_internal.h"
 
+/* 1 when file is a table (.tsv): linked, not shown. */
+static int is_table(const char *file)
+{
+    size_t n = strlen(file);
+    return n > 4 && !strcmp(file + n - 4, ".tsv");
+}
+
 static void md_figs(const struct rep *R, FILE *f, int section)
 {
-    if (section == SEC_HEADS_EACH) { /* one data file per method: one line of links */
-        int n = 0;
-        for (int i = 0; i < R->n_fig; i++) {
-            const struct fig *g = &R->fig[i];
-            if (g->section != section) continue;
-            fprintf(f, "%s[%s](%s)", n++ ? ", " : "Each method's grid as numbers: ", g->caption,
-                    g->file);
-        }
-        if (n) fputs(".\n\n", f);
-        for (int i = 0; i < R->notes[section].n; i++) fprintf(f, "%s\n\n", R->notes[section].s[i]);
-        return;
-    }
     for (int i = 0; i < R->n_fig; i++) {
         const struct fig *g = &R->fig[i];
-        if (g->section != section) continue;
+        if (g->section != section || is_table(g->file)) continue;
         if (g->rendered)
             fprintf(f, "![%s](%s)\n\n", g->file, g->file);
         else
@@ -45,6 +40,13 @@ static void md_figs(const struct rep *R, FILE *f, int section)
         fputs(g->caption, f);
         fputs("\n\n", f);
     }
+    int n = 0;
+    for (int i = 0; i < R->n_fig; i++) {
+        const struct fig *g = &R->fig[i];
+        if (g->section == section && is_table(g->file))
+            fprintf(f, "%s[%s](%s)", n++ ? ", " : "Tables: ", g->caption, g->file);
+    }
+    if (n) fputs(".\n\n", f);
     for (int i = 0; i < R->notes[section].n; i++) fprintf(f, "%s\n\n", R->notes[section].s[i]);
 }
 
@@ -84,7 +86,7 @@ static void md_best(const struct rep *R, FILE *f)
         for (int bi = 0; bi < R->n_b; bi++) {
             double t = R->b[bi];
             char rl[32];
-            ab_rep_ratio_label(t, rl, sizeof rl);
+            ab_ratio_label(t, rl, sizeof rl);
             int part_r, part_t, ti;
             int br = ab_rep_best_at(R, pi, t, M_REL_L2, &part_r),
                 bt = ab_rep_best_at(R, pi, t, M_TASK_ACC, &part_t);
@@ -140,7 +142,7 @@ static int md_failing(const struct rep *R, FILE *f)
 {
     if (isnan(R->B)) return AB_OK;
     char rl[32];
-    ab_rep_ratio_label(R->B, rl, sizeof rl);
+    ab_ratio_label(R->B, rl, sizeof rl);
     fprintf(f, "## Heads that break each method (rel_l2 at %s)\n\n", rl);
     fprintf(f, "The three feasible heads with the largest rel_l2 of each method at FLOP ratio %s "
                "(layer, head%s, rel_l2), and the heads where it could not meet the budget.\n\n",
@@ -264,7 +266,7 @@ static void md_outliers(const struct rep *R, FILE *f)
                                 !(o->target == R->t[ti] || (isnan(o->target) && isnan(R->t[ti]))))
                                 continue;
                             char rl[16];
-                            ab_rep_ratio_label(o->target, rl, sizeof rl);
+                            ab_ratio_label(o->target, rl, sizeof rl);
                             fprintf(f, "%s%s: %.3g", first ? "" : ", ", rl, o->value);
                             first = 0;
                         }
@@ -306,7 +308,7 @@ static void md_data(const struct rep *R, FILE *f)
         fputs("; budgets (target FLOP ratios) ", f);
         for (int i = 0; i < R->n_b; i++) {
             char rl[32];
-            ab_rep_ratio_label(R->b[i], rl, sizeof rl);
+            ab_ratio_label(R->b[i], rl, sizeof rl);
             fprintf(f, "%s%s", i ? ", " : "", rl);
         }
     }
@@ -357,7 +359,6 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
     md_figs(R, f, SEC_ISO);
     fputs("### Error per head\n\n", f);
     md_figs(R, f, SEC_HEADS);
-    md_figs(R, f, SEC_HEADS_EACH);
     fputs("### Attention maps and kept masks\n\n", f);
     md_figs(R, f, SEC_MAPS);
     md_outliers(R, f);
