@@ -4,7 +4,10 @@
  *
  * The sequence is a text file, a prompt continued greedily by the model (--generate N, with
  * the KV-cache decoder), raw token ids, or the retrieval copy task (BOS, R seeded random ids,
- * the same R ids again). Capture itself is one batched forward pass over the whole sequence
+ * the same R ids again). A text or token list longer than the model's context is refused
+ * unless a window of it is named: --offset T --length N take tokens [T, T + N) of the encoded
+ * sequence (BOS counted as token 0; the window is the slice as it is, with no BOS inserted).
+ * Capture itself is one batched forward pass over the whole sequence
  * whose attend hook copies Q, K and V of each layer into the workload and lets the model
  * compute attention as usual.
  *
@@ -27,7 +30,8 @@
 static const char *usage_text =
     "attnbench capture --model FILE [--tokenizer FILE]\n"
     "                         (--text FILE | --prompt TEXT --generate N | --tokens 1,403,... |\n"
-    "                          --copy-task R) [--no-bos] [--hidden] [--seed S] -o WORKLOAD.h5";
+    "                          --copy-task R) [--offset T] [--length N] [--no-bos] [--hidden]\n"
+    "                         [--seed S] -o WORKLOAD.h5";
 
 /* What the attend and hidden hooks copy into. */
 struct capture {
@@ -60,6 +64,7 @@ int cmd_capture(int argc, char **argv)
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *prompt = NULL;
     const char *tokens_arg = NULL, *out = NULL;
     int64_t n_gen = 0, copy_r = -1; /* -1: no copy task */
+    int64_t offset = -1, length = -1; /* -1: not given */
     int no_bos = 0, hidden = 0;
     const struct ab_opt opts[] = {
         {"model", AB_OPT_STRING, &model_path, "FILE", "llama2.c checkpoint or GGUF model"},
@@ -73,6 +78,8 @@ int cmd_capture(int argc, char **argv)
         {"tokens", AB_OPT_STRING, &tokens_arg, "IDS", "run on raw token ids, e.g. 1,403,407"},
         {"copy-task", AB_OPT_INT, &copy_r, "R",
          "the retrieval copy task: BOS, R seeded random ids >= 3, the same R ids again"},
+        {"offset", AB_OPT_INT, &offset, "T", "--text / --tokens: the window starts at token T (BOS is token 0; default 0)"},
+        {"length", AB_OPT_INT, &length, "N", "--text / --tokens: the window has N tokens (default: to the end, at most the context)"},
         {"no-bos", AB_OPT_FLAG, &no_bos, NULL, "do not prepend BOS to text, prompt or copy task"},
         {"hidden", AB_OPT_FLAG, &hidden, NULL, "also store the hidden states (/hidden)"},
         {"o", AB_OPT_STRING, &out, "FILE", "workload file to write"},
@@ -92,6 +99,11 @@ int cmd_capture(int argc, char **argv)
         return ab_cmd_error(EX_AB_USAGE, "capture: --copy-task must be >= 1");
     if (copy_r != -1 && n_gen)
         return ab_cmd_error(EX_AB_USAGE, "capture: --generate does not go with --copy-task");
+    if ((offset != -1 || length != -1) && !text_path && !tokens_arg)
+        return ab_cmd_error(EX_AB_USAGE, "capture: --offset and --length take a window of --text "
+                                         "or --tokens");
+    if (offset < -1 || length == 0 || length < -1)
+        return ab_cmd_error(EX_AB_USAGE, "capture: --offset must be >= 0 and --length >= 1");
 
     struct ab_model m;
     struct ab_tokenizer tok;
@@ -120,8 +132,7 @@ int cmd_capture(int argc, char **argv)
     char desc[1024];
     if (text_path) {
         char *body;
-        if ((rc = ab_text_read(text_path, c->seq_len * (int64_t)(tok.max_len + 1) + 1, &body)))
-            goto fail;
+        if ((rc = ab_text_read(text_path, AB_TEXT_MAX_BYTES, &body))) goto fail;
         rc = ab_tokenizer_encode(&tok, body, !no_bos, &ids, &n_ids);
         free(body);
         if (rc) goto fail;
@@ -144,6 +155,37 @@ int cmd_capture(int argc, char **argv)
     }
     if (n_ids == 0) {
         rc = ab_fail(AB_E_DATA, "capture: the input is empty (nothing to run; drop --no-bos?)");
+        goto fail;
+    }
+    const char *src = text_path ? text_path : "--tokens";
+    if (offset >= 0 || length > 0) { /* a window [offset, offset + length) of the sequence */
+        int64_t t0 = offset >= 0 ? offset : 0;
+        int64_t len = length > 0 ? length : AB_MIN(n_ids - t0, c->seq_len - n_gen);
+        if (t0 >= n_ids) {
+            rc = ab_fail(AB_E_DATA, "capture: --offset %lld is past the end of '%s' (%lld tokens)",
+                         (long long)t0, src, (long long)n_ids);
+            goto fail;
+        }
+        if (len > n_ids - t0) {
+            rc = ab_fail(AB_E_DATA, "capture: the window [%lld, %lld) runs past the end of '%s' "
+                         "(%lld tokens)", (long long)t0, (long long)(t0 + len), src, (long long)n_ids);
+            goto fail;
+        }
+        if (len > c->seq_len - n_gen) {
+            rc = ab_fail(AB_E_DATA, "capture: a window of %lld tokens%s is longer than the context "
+                         "of '%s' (%lld tokens)", (long long)len, n_gen ? " + the generated ones" : "",
+                         model_path, (long long)c->seq_len);
+            goto fail;
+        }
+        memmove(ids, ids + t0, (size_t)len * sizeof *ids);
+        size_t dl = strlen(desc);
+        snprintf(desc + dl, sizeof desc - dl, ", tokens [%lld, %lld) of %lld", (long long)t0,
+                 (long long)(t0 + len), (long long)n_ids);
+        n_ids = len;
+    } else if (n_ids > c->seq_len && !n_gen && (text_path || tokens_arg)) {
+        rc = ab_fail(AB_E_DATA, "capture: '%s' has %lld tokens, more than the context of '%s' "
+                     "(%lld): take a window with --offset T --length N", src, (long long)n_ids,
+                     model_path, (long long)c->seq_len);
         goto fail;
     }
     if (n_ids + n_gen > c->seq_len) {

@@ -3,10 +3,16 @@
  * accuracy) and on a copy task (a random block repeated: the second copy's next-token accuracy
  * measures retrieval through attention), next to dense on the same input (lib/eval/e2e.h).
  *
- * Heads: every head by default; `--heads L:H,...` names them; `--heads-top K --heads-score COL
- * --heads-file HEADS.h5` takes the K heads with the largest COL in the /heads table of
- * `attnbench heads` on a capture of the same model (retrieval heads, induction heads); `--heads-
- * random K` takes K seeded random heads (the control); `--heads-select` follows ACT's protocol:
+ * Texts longer than the model's context are scored with sliding windows (lib/eval/e2e.h:
+ * windows of the context length every --stride tokens, default half the context, each target
+ * scored once with at least context - stride tokens before it); the note on stderr says so.
+ *
+ * Heads: every head by default; `--heads L:H,...` names them; `--heads-top K,... --heads-score
+ * COL --heads-file HEADS.h5` takes the K heads with the largest COL in the /heads table of
+ * `attnbench heads` on a capture of the same model (retrieval heads, induction heads),
+ * `--heads-bottom K,...` the K with the smallest, `--heads-random K,...` K seeded random heads
+ * (the control); the three take lists and combine, one set of rows per (choice, K), so the
+ * ablation of the retrieval-head papers is one command. `--heads-select` follows ACT's protocol:
  * on a calibration input (--calibrate FILE or --calibrate-copy R), replace one head at a time
  * and keep the heads where the method lowers the NLL by more than --select-min, then evaluate
  * with that set on the inputs. Rows go to the /model table of RESULTS.h5 and RESULTS-model.csv. */
@@ -29,11 +35,16 @@ static const char *usage_text =
     "attnbench eval-model --model FILE [--tokenizer FILE] [--text FILE] [--copy-task R]\n"
     "                     [--methods a,b,...] [--budgets 0.5,0.25,...] [--knob k=v]\n"
     "                     [--phase prefill|decode|both] [--decode-queries M]\n"
-    "                     [--heads L:H,... | --heads-top K --heads-score COL --heads-file H.h5 |\n"
-    "                      --heads-random K | --heads-select (--calibrate FILE | --calibrate-copy R)]\n"
+    "                     [--stride S]\n"
+    "                     [--heads L:H,... | [--heads-top K,...] [--heads-bottom K,...]\n"
+    "                      [--heads-random K,...] --heads-score COL --heads-file H.h5 |\n"
+    "                      --heads-select (--calibrate FILE | --calibrate-copy R)]\n"
     "                     -o RESULTS.h5";
 
-enum { MAX_INPUTS = 3, MAX_TARGETS = 32, MAX_METHODS = 256 };
+enum { MAX_INPUTS = 3, MAX_TARGETS = 32, MAX_METHODS = 256, MAX_SETS = 48 };
+
+/* Longest text eval-model reads (tokens), scored in windows of the context. */
+#define MAX_TEXT_TOKENS ((int64_t)1 << 24)
 
 /* Which heads a method replaces. */
 struct head_set {
@@ -90,9 +101,10 @@ static int head_col(const char *col, size_t *offset)
 }
 
 /* --heads-top K --heads-score COL --heads-file FILE: the K heads with the largest COL among the
- * rows of the file's first workload (ties to the lower layer, head). */
-static int heads_top(const char *file, const char *col, int64_t k, const struct ab_model_config *c,
-                     int8_t *replace)
+ * rows of the file's first workload (ties to the lower layer, head); bottom: the K with the
+ * smallest (heads whose COL is NaN are never chosen by either). */
+static int heads_top(const char *file, const char *col, int64_t k, int bottom,
+                     const struct ab_model_config *c, int8_t *replace)
 {
     size_t off = 0;
     int rc = head_col(col, &off);
@@ -113,7 +125,7 @@ static int heads_top(const char *file, const char *col, int64_t k, const struct 
                          (long long)c->n_head);
         else {
             double v = *(const double *)((const char *)h + off);
-            score[h->layer * c->n_head + h->head] = isnan(v) ? -INFINITY : v;
+            score[h->layer * c->n_head + h->head] = isnan(v) ? NAN : bottom ? -v : v;
             seen[h->layer * c->n_head + h->head] = 1;
         }
     }
@@ -121,12 +133,15 @@ static int heads_top(const char *file, const char *col, int64_t k, const struct 
         if (!seen[i])
             rc = ab_fail(AB_E_DATA, "'%s': no row for head %lld:%lld of the model", file,
                          (long long)(i / c->n_head), (long long)(i % c->n_head));
-    if (!rc && (k < 1 || k > total))
-        rc = ab_fail(AB_E_USAGE, "--heads-top %lld: the model has %lld heads", (long long)k, (long long)total);
+    int64_t n_num = 0;
+    for (int64_t i = 0; !rc && i < total; i++) n_num += !isnan(score[i]);
+    if (!rc && (k < 1 || k > n_num))
+        rc = ab_fail(AB_E_USAGE, "--heads-%s %lld: '%s' has %lld heads with a %s", bottom ? "bottom" : "top",
+                     (long long)k, file, (long long)n_num, col);
     for (int64_t t = 0; !rc && t < k; t++) {
         int64_t best = -1;
         for (int64_t i = 0; i < total; i++)
-            if (!replace[i] && (best < 0 || score[i] > score[best])) best = i;
+            if (!replace[i] && !isnan(score[i]) && (best < 0 || score[i] > score[best])) best = i;
         replace[best] = 1;
     }
     free(score);
@@ -151,28 +166,56 @@ static int heads_random(int64_t k, uint64_t seed, const struct ab_model_config *
     return AB_OK;
 }
 
+/* "1,2,4,8" of --heads-top / --heads-bottom / --heads-random into ks (at most cap). */
+static int k_list(const char *opt, const char *spec, int64_t *ks, int cap, int *n)
+{
+    const char *s = spec;
+    char item[32];
+    int rc;
+    *n = 0;
+    while ((rc = ab_list_next(&s, 0, item, sizeof item, NULL, opt)) == 1) {
+        char *end;
+        long long k = strtoll(item, &end, 10);
+        if (*end || k < 1) return ab_fail(AB_E_USAGE, "%s: '%s' is not a head count >= 1", opt, item);
+        if (*n == cap) return ab_fail(AB_E_USAGE, "%s: more than %d counts", opt, cap);
+        ks[(*n)++] = k;
+    }
+    return rc < 0 ? rc : AB_OK;
+}
+
 struct input {
     char name[512];
     struct ab_model_input in;
 };
+
+/* One scored input of a pass: in windows of the context when it is longer (a text). */
+static int eval_input(const struct ab_model *mo, const struct input *in, int64_t stride,
+                      const struct ab_e2e_opts *eo, struct ab_e2e_result *r)
+{
+    if (in->in.n <= mo->c.seq_len)
+        return ab_e2e_eval(mo, in->in.ids, in->in.n, in->in.copy_from, eo, r);
+    return ab_e2e_eval_windows(mo, in->in.ids, in->in.n, mo->c.seq_len, stride, eo, r);
+}
 
 static void print_row(const struct ab_model_row *r)
 {
     printf("%-14s %-16s %-8s %7.4g %7.4g %5lld/%-5lld ", r->workload, r->method, r->phase,
            r->target_ratio, r->flop_ratio, (long long)r->heads_feasible, (long long)r->n_heads);
     if (r->reason && r->reason[0])
-        printf("%9s %9.4f  %s\n", "-", r->dense_ppl, r->reason);
+        printf("%9s %9.4f  %s", "-", r->dense_ppl, r->reason);
     else
-        printf("%9.4f %9.4f %7.3f %8.3f %9.3g\n", r->ppl, r->dense_ppl, r->acc, r->copy_acc,
+        printf("%9.4f %9.4f %7.3f %8.3f %9.3g", r->ppl, r->dense_ppl, r->acc, r->copy_acc,
                r->rel_l2);
+    printf(strcmp(r->heads, "all") ? "  heads: %s\n" : "\n", r->heads);
 }
 
 int cmd_eval_model(int argc, char **argv)
 {
     const char *model_path = NULL, *tok_path = NULL, *text = NULL, *methods = NULL,
                *budgets = NULL, *knob = NULL, *phase = "prefill", *out = NULL, *heads = NULL,
-               *heads_score = NULL, *heads_file = NULL, *calibrate = NULL;
-    int64_t copy_r = 0, m = 64, heads_topk = 0, heads_rand = 0, calibrate_copy = 0;
+               *heads_score = NULL, *heads_file = NULL, *calibrate = NULL, *heads_topk = NULL,
+               *heads_bottomk = NULL, *heads_rand = NULL;
+    int64_t copy_r = 0, m = 64, calibrate_copy = 0, stride = 0;
     int64_t horizon = AB_DECODE_HORIZON;
     int heads_select = 0;
     double select_min = 0;
@@ -188,10 +231,12 @@ int cmd_eval_model(int argc, char **argv)
         {"decode-queries", AB_OPT_INT, &m, "M", "decode: rows served by the method at the end of the input (default 64)"},
         {"decode-horizon", AB_OPT_INT, &horizon, "G", "decode: generated tokens one-off work (cache compression, indexes) is amortised over, >= M (default 1024)"},
         {"heads", AB_OPT_STRING, &heads, "L:H,...", "replace only these heads (default: all)"},
-        {"heads-top", AB_OPT_INT, &heads_topk, "K", "replace the K heads with the largest --heads-score in --heads-file"},
+        {"stride", AB_OPT_INT, &stride, "S", "texts longer than the context: sliding windows of the context every S tokens (default half the context)"},
+        {"heads-top", AB_OPT_STRING, &heads_topk, "K,...", "replace the K heads with the largest --heads-score in --heads-file (a list: one set of rows per K)"},
+        {"heads-bottom", AB_OPT_STRING, &heads_bottomk, "K,...", "replace the K heads with the smallest --heads-score"},
         {"heads-score", AB_OPT_STRING, &heads_score, "COL", "column of the /heads table ranking heads (retrieval_score, induction_score, ...)"},
         {"heads-file", AB_OPT_STRING, &heads_file, "FILE", "results file of 'attnbench heads' on a capture of this model"},
-        {"heads-random", AB_OPT_INT, &heads_rand, "K", "replace K seeded random heads (the control for --heads-top)"},
+        {"heads-random", AB_OPT_STRING, &heads_rand, "K,...", "replace K seeded random heads (the control for --heads-top)"},
         {"heads-select", AB_OPT_FLAG, &heads_select, NULL, "ACT's protocol: keep the heads where the method alone lowers the calibration NLL"},
         {"calibrate", AB_OPT_STRING, &calibrate, "FILE", "--heads-select: the calibration text"},
         {"calibrate-copy", AB_OPT_INT, &calibrate_copy, "R", "--heads-select: calibrate on a copy task of R tokens (its own seed stream)"},
@@ -207,17 +252,18 @@ int cmd_eval_model(int argc, char **argv)
     if (!out) return ab_cmd_error(EX_AB_USAGE, "eval-model: name the results file with -o");
     if (!text && copy_r <= 0)
         return ab_cmd_error(EX_AB_USAGE, "eval-model: give an input: --text FILE and/or --copy-task R");
-    if (copy_r < 0 || m < 1 || heads_topk < 0 || heads_rand < 0 || calibrate_copy < 0)
-        return ab_cmd_error(EX_AB_USAGE, "eval-model: --copy-task, --decode-queries, --heads-top, --heads-random "
+    if (copy_r < 0 || m < 1 || calibrate_copy < 0 || stride < 0)
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: --copy-task, --decode-queries, --stride "
                             "and --calibrate-copy must be positive");
     if (horizon < m)
         return ab_cmd_error(EX_AB_USAGE, "eval-model: --decode-horizon %lld is below --decode-queries %lld",
                             (long long)horizon, (long long)m);
-    int n_sel = (heads != NULL) + (heads_topk > 0) + (heads_rand > 0) + heads_select;
+    int ranked = heads_topk || heads_bottomk || heads_rand;
+    int n_sel = (heads != NULL) + ranked + heads_select;
     if (n_sel > 1)
-        return ab_cmd_error(EX_AB_USAGE, "eval-model: choose one of --heads, --heads-top, --heads-random, --heads-select");
-    if (heads_topk && (!heads_score || !heads_file))
-        return ab_cmd_error(EX_AB_USAGE, "eval-model: --heads-top needs --heads-score COL and --heads-file FILE");
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: choose one of --heads, --heads-top/--heads-bottom/--heads-random, --heads-select");
+    if ((heads_topk || heads_bottomk) && (!heads_score || !heads_file))
+        return ab_cmd_error(EX_AB_USAGE, "eval-model: --heads-top and --heads-bottom need --heads-score COL and --heads-file FILE");
     if (heads_select && !calibrate == !calibrate_copy)
         return ab_cmd_error(EX_AB_USAGE, "eval-model: --heads-select needs one of --calibrate FILE or --calibrate-copy R");
     unsigned phases;
@@ -255,7 +301,10 @@ int cmd_eval_model(int argc, char **argv)
     int n_in = 0;
     memset(in, 0, sizeof in);
     memset(&cal, 0, sizeof cal);
-    struct head_set hs = {0};
+    struct head_set sets[MAX_SETS];
+    int n_sets = 1;
+    memset(sets, 0, sizeof sets);
+    struct head_set *hs = &sets[0];
     struct ab_results res;
     ab_results_init(&res);
     /* every pass runs BLAS single-threaded under OpenMP (forward.c): hold it so for the whole
@@ -269,7 +318,7 @@ int cmd_eval_model(int argc, char **argv)
     }
     if (!rc && text) {
         snprintf(in[n_in].name, sizeof in[n_in].name, "%s", text);
-        rc = ab_model_input_text(&model, &tok, text, &in[n_in++].in);
+        rc = ab_model_input_text(&model, &tok, text, MAX_TEXT_TOKENS, &in[n_in++].in);
     }
     if (!rc && copy_r > 0) {
         snprintf(in[n_in].name, sizeof in[n_in].name, "copy-%lld", (long long)copy_r);
@@ -277,34 +326,86 @@ int cmd_eval_model(int argc, char **argv)
     }
     if (!rc && calibrate) {
         snprintf(cal.name, sizeof cal.name, "%s", calibrate);
-        rc = ab_model_input_text(&model, &tok, calibrate, &cal.in);
+        rc = ab_model_input_text(&model, &tok, calibrate, MAX_TEXT_TOKENS, &cal.in);
     } else if (!rc && calibrate_copy) {
         snprintf(cal.name, sizeof cal.name, "copy-%lld", (long long)calibrate_copy);
         rc = ab_model_input_copy(&model, calibrate_copy, ab_stream(ab_common.seed, 0x63616c /* "cal" */, 0, 0),
                                  &cal.in);
     }
-    for (int i = 0; !rc && i < n_in; i++)
-        if ((phases & AB_PHASE_DECODE) && m >= in[i].in.n)
-            rc = ab_fail(AB_E_USAGE, "'%s': --decode-queries %lld must be below its %lld tokens",
-                         in[i].name, (long long)m, (long long)in[i].in.n);
-    if (!rc && n_sel) {
-        hs.replace = calloc((size_t)(c->n_layer * c->n_head), 1);
-        if (!hs.replace) rc = ab_fail(AB_E_NOMEM, "out of memory");
+    /* texts longer than the context: sliding windows (said on stderr, the default too) */
+    if (!rc && stride > c->seq_len)
+        rc = ab_fail(AB_E_USAGE, "eval-model: --stride %lld is larger than the context of '%s' "
+                     "(%lld tokens)", (long long)stride, model_path, (long long)c->seq_len);
+    int64_t stride_used = stride ? stride : c->seq_len / 2;
+    const struct input *all_in[MAX_INPUTS + 1];
+    int n_all = 0;
+    for (int i = 0; i < n_in; i++) all_in[n_all++] = &in[i];
+    if (calibrate) all_in[n_all++] = &cal;
+    int windowed = 0;
+    for (int i = 0; !rc && i < n_all; i++) {
+        const struct input *x = all_in[i];
+        int64_t len = AB_MIN(x->in.n, c->seq_len);
+        if ((phases & AB_PHASE_DECODE) && m >= len)
+            rc = ab_fail(AB_E_USAGE, "'%s': --decode-queries %lld must be below its %lld tokens%s",
+                         x->name, (long long)m, (long long)len,
+                         x->in.n > len ? " (a window of the context)" : "");
+        else if (x->in.n > c->seq_len) {
+            windowed = 1;
+            if (!ab_common.quiet)
+                fprintf(stderr, "eval-model: '%s' has %lld tokens, more than the context of %lld: "
+                        "scored in %lld sliding windows of %lld tokens, stride %lld%s (each target "
+                        "once, with at least %lld tokens of context after the first window)\n",
+                        x->name, (long long)x->in.n, (long long)c->seq_len,
+                        (long long)ab_e2e_n_windows(x->in.n, c->seq_len, stride_used),
+                        (long long)c->seq_len, (long long)stride_used,
+                        stride ? "" : " (the default, half the context; --stride S to change)",
+                        (long long)(c->seq_len - stride_used));
+        }
     }
-    if (!rc && heads) {
-        rc = heads_named(heads, c, hs.replace);
-        snprintf(hs.how, sizeof hs.how, "named");
-    } else if (!rc && heads_topk) {
-        rc = heads_top(heads_file, heads_score, heads_topk, c, hs.replace);
-        snprintf(hs.how, sizeof hs.how, "top %lld by %s", (long long)heads_topk, heads_score);
-    } else if (!rc && heads_rand) {
-        rc = heads_random(heads_rand, ab_common.seed, c, hs.replace);
-        snprintf(hs.how, sizeof hs.how, "random %lld (seed %llu)", (long long)heads_rand,
-                 (unsigned long long)ab_common.seed);
-    } else if (!rc && !heads_select) {
-        snprintf(hs.how, sizeof hs.how, "all");
+    /* the head sets: one, or one per (choice, K) of --heads-top / --heads-bottom / --heads-random */
+    int64_t total_heads = c->n_layer * c->n_head;
+    if (!rc && ranked) {
+        n_sets = 0;
+        const char *spec[3] = {heads_topk, heads_bottomk, heads_rand};
+        const char *optn[3] = {"--heads-top", "--heads-bottom", "--heads-random"};
+        for (int kind = 0; kind < 3 && !rc; kind++) {
+            int64_t ks[16];
+            int nk = 0;
+            if (!spec[kind]) continue;
+            if ((rc = k_list(optn[kind], spec[kind], ks, 16, &nk))) break;
+            for (int j = 0; j < nk && !rc; j++) {
+                if (n_sets == MAX_SETS) {
+                    rc = ab_fail(AB_E_USAGE, "eval-model: more than %d head sets", MAX_SETS);
+                    break;
+                }
+                struct head_set *x = &sets[n_sets++];
+                if (!(x->replace = calloc((size_t)total_heads, 1))) {
+                    rc = ab_fail(AB_E_NOMEM, "out of memory");
+                    break;
+                }
+                if (kind < 2) {
+                    rc = heads_top(heads_file, heads_score, ks[j], kind == 1, c, x->replace);
+                    snprintf(x->how, sizeof x->how, "%s %lld by %s", kind ? "bottom" : "top",
+                             (long long)ks[j], heads_score);
+                } else {
+                    rc = heads_random(ks[j], ab_common.seed, c, x->replace);
+                    snprintf(x->how, sizeof x->how, "random %lld (seed %llu)", (long long)ks[j],
+                             (unsigned long long)ab_common.seed);
+                }
+                if (!rc) rc = set_list(x, c->n_layer, c->n_head);
+            }
+        }
+    } else if (!rc) {
+        if (n_sel && !(hs->replace = calloc((size_t)total_heads, 1)))
+            rc = ab_fail(AB_E_NOMEM, "out of memory");
+        if (!rc && heads) {
+            rc = heads_named(heads, c, hs->replace);
+            snprintf(hs->how, sizeof hs->how, "named");
+        } else if (!rc && !heads_select) {
+            snprintf(hs->how, sizeof hs->how, "all");
+        }
+        if (!rc && !heads_select) rc = set_list(hs, c->n_layer, c->n_head);
     }
-    if (!rc && !heads_select) rc = set_list(&hs, c->n_layer, c->n_head);
     char *prov[MAX_INPUTS + 1];
     int n_prov = 0;
     prov[n_prov++] = (char *)model_path;
@@ -321,24 +422,31 @@ int cmd_eval_model(int argc, char **argv)
                        "the target); a head where no knob fits runs at its smallest knob and is "
                        "infeasible, and a pass with an infeasible head reports no nll, ppl, acc "
                        "or copy_acc (its reason says how many heads met the target); heads not "
-                       "replaced are exact");
+                       "replaced are exact; a text longer than the context is scored in sliding "
+                       "windows of the context (no BOS inserted) every `stride` tokens, each target "
+                       "once (decode: the new targets among each window's last rows)");
+    if (windowed) res.stride = stride_used;
     res.decode_horizon = phases & AB_PHASE_DECODE ? horizon : 0;
 
-    /* passes: per input, dense then every (phase, method, target); --heads-select first runs
-     * one pass per head on the calibration input for each (phase, method, target) */
-    /* a method runs in the phases it has (with --phase both, snapkv in decode only) */
+    /* passes: per input, dense then every (phase, method, target, head set); --heads-select
+     * first runs one pass per head on the calibration input for each (phase, method, target).
+     * A method runs in the phases it has (with --phase both, snapkv in decode only). */
     int64_t n_cells = 0; /* (phase, method, target) cells over both phases */
     for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE; ph <<= 1)
         for (int i = 0; i < n_list; i++)
             if ((phases & (unsigned)ph) && (list[i]->phases & (unsigned)ph))
                 n_cells += list[i]->knob.name && !ao.has_knob && !(list[i]->flags & AB_METHOD_FIXED) ? n_t : 1;
     int n_phase = (phases & AB_PHASE_PREFILL ? 1 : 0) + (phases & AB_PHASE_DECODE ? 1 : 0);
-    int64_t per_sel = heads_select ? c->n_layer * c->n_head : 0;
+    int64_t per_sel = heads_select ? total_heads : 0;
     struct ab_progress prog;
-    /* model passes: per phase the dense pass of each input (and of the calibration input), then
-     * per cell the one-head calibration passes and one pass per input */
+    /* model passes (a windowed text counts one per window): per phase the dense pass of each
+     * input (and of the calibration input), then per cell the one-head calibration passes and
+     * one pass per input and head set */
+    int64_t w_in = 0, w_cal = 0;
+    for (int i = 0; i < n_in; i++) w_in += ab_e2e_n_windows(in[i].in.n, c->seq_len, stride_used);
+    if (heads_select) w_cal = ab_e2e_n_windows(cal.in.n, c->seq_len, stride_used);
     ab_progress_start(&prog, "eval-model", "passes",
-                      n_cells * (n_in + per_sel) + (int64_t)n_phase * (n_in + !!heads_select));
+                      n_cells * (w_in * n_sets + per_sel * w_cal) + (int64_t)n_phase * (w_in + w_cal));
     if (!ab_common.quiet)
         printf("%-14s %-16s %-8s %7s %7s %11s %9s %9s %7s %8s %9s\n", "input", "method", "phase",
                "target", "ratio", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
@@ -348,12 +456,12 @@ int cmd_eval_model(int argc, char **argv)
                                  .seed = ab_common.seed};
         struct ab_e2e_result dense[MAX_INPUTS], cal_dense;
         for (int i = 0; i < n_in && !rc; i++) {
-            rc = ab_e2e_eval(&model, in[i].in.ids, in[i].in.n, in[i].in.copy_from, &eo, &dense[i]);
-            ab_progress_step(&prog, 1);
+            rc = eval_input(&model, &in[i], stride_used, &eo, &dense[i]);
+            ab_progress_step(&prog, ab_e2e_n_windows(in[i].in.n, c->seq_len, stride_used));
         }
         if (!rc && heads_select) {
-            rc = ab_e2e_eval(&model, cal.in.ids, cal.in.n, cal.in.copy_from, &eo, &cal_dense);
-            ab_progress_step(&prog, 1);
+            rc = eval_input(&model, &cal, stride_used, &eo, &cal_dense);
+            ab_progress_step(&prog, w_cal);
         }
         for (int mi = 0; mi < n_list && !rc; mi++) {
             const struct ab_method *me = list[mi];
@@ -363,62 +471,65 @@ int cmd_eval_model(int argc, char **argv)
                 eo.method = me;
                 eo.target = ao.has_knob ? NAN : !me->knob.name || (me->flags & AB_METHOD_FIXED) ? 1.0 : targets[t];
                 if (heads_select) { /* ACT: one head at a time on the calibration input */
-                    int64_t total = c->n_layer * c->n_head, n_keep = 0;
-                    int8_t *one = calloc((size_t)total, 1);
+                    int64_t n_keep = 0;
+                    int8_t *one = calloc((size_t)total_heads, 1);
                     if (!one) rc = ab_fail(AB_E_NOMEM, "out of memory");
-                    memset(hs.replace, 0, (size_t)total);
-                    for (int64_t hh = 0; hh < total && !rc; hh++) {
+                    memset(hs->replace, 0, (size_t)total_heads);
+                    for (int64_t hh = 0; hh < total_heads && !rc; hh++) {
                         struct ab_e2e_result r1;
                         one[hh] = 1;
                         eo.replace = one;
-                        rc = ab_e2e_eval(&model, cal.in.ids, cal.in.n, cal.in.copy_from, &eo, &r1);
+                        rc = eval_input(&model, &cal, stride_used, &eo, &r1);
                         one[hh] = 0;
-                        if (!rc && cal_dense.nll - r1.nll > select_min) hs.replace[hh] = 1, n_keep++;
-                        ab_progress_step(&prog, 1);
+                        if (!rc && cal_dense.nll - r1.nll > select_min) hs->replace[hh] = 1, n_keep++;
+                        ab_progress_step(&prog, w_cal);
                     }
                     free(one);
-                    free(hs.list);
-                    hs.list = NULL;
-                    if (!rc) rc = set_list(&hs, c->n_layer, c->n_head);
-                    snprintf(hs.how, sizeof hs.how, "selected on %.160s: %lld of %lld lower its nll by > %g",
-                             cal.name, (long long)n_keep, (long long)total, select_min);
+                    free(hs->list);
+                    hs->list = NULL;
+                    if (!rc) rc = set_list(hs, c->n_layer, c->n_head);
+                    snprintf(hs->how, sizeof hs->how, "selected on %.160s: %lld of %lld lower its nll by > %g",
+                             cal.name, (long long)n_keep, (long long)total_heads, select_min);
                     if (!rc && n_keep == 0) /* the rows below then replace no head: dense */
                         ab_log(AB_LOG_WARN, "eval-model: %s at %g lowers the calibration nll on no head",
                                me->name, eo.target);
                 }
-                eo.replace = hs.replace;
-                for (int i = 0; i < n_in && !rc; i++) {
-                    struct ab_e2e_result r;
-                    rc = ab_e2e_eval(&model, in[i].in.ids, in[i].in.n, in[i].in.copy_from, &eo, &r);
-                    ab_progress_step(&prog, 1);
-                    if (rc) break;
-                    struct ab_model_row row = {
-                        .workload = in[i].name, .model = (char *)model_path,
-                        .method = (char *)me->name, .family = (char *)ab_family_name(me->family),
-                        .phase = ph == AB_PHASE_PREFILL ? "prefill" : "decode",
-                        .knob_name = (char *)(me->knob.name ? me->knob.name : ""),
-                        .knob = ao.has_knob ? ao.knob : (me->flags & AB_METHOD_FIXED) ? me->knob.def : NAN,
-                        .target_ratio = eo.target,
-                        .flop_ratio = r.flops_dense > 0 ? r.flops_method / r.flops_dense : NAN,
-                        .bytes_kv = r.bytes_kv, .heads = hs.how, .head_list = hs.list,
-                        .n_heads = r.n_replaced, .heads_feasible = r.n_feasible,
-                        .feasible = r.n_feasible == r.n_replaced, .n_tokens = in[i].in.n,
-                        .n_scored = r.n_scored, .nll = r.nll, .ppl = r.ppl, .acc = r.acc,
-                        .copy_acc = r.copy_acc, .dense_nll = dense[i].nll,
-                        .dense_ppl = dense[i].ppl, .dense_acc = dense[i].acc,
-                        .dense_copy_acc = dense[i].copy_acc, .rel_l2 = r.rel_l2, .time_s = r.time_s};
-                    char why[128] = "";
-                    if (r.n_feasible < r.n_replaced) { /* no score for a pass off its budget */
-                        snprintf(why, sizeof why, "target met on %lld of %lld heads (the others "
-                                 "ran at their smallest knob, which costs more)", (long long)r.n_feasible,
-                                 (long long)r.n_replaced);
-                        row.nll = row.ppl = row.acc = row.copy_acc = NAN;
+                for (int si = 0; si < n_sets && !rc; si++) {
+                    const struct head_set *set = &sets[si];
+                    eo.replace = set->replace;
+                    for (int i = 0; i < n_in && !rc; i++) {
+                        struct ab_e2e_result r;
+                        rc = eval_input(&model, &in[i], stride_used, &eo, &r);
+                        ab_progress_step(&prog, ab_e2e_n_windows(in[i].in.n, c->seq_len, stride_used));
+                        if (rc) break;
+                        struct ab_model_row row = {
+                            .workload = in[i].name, .model = (char *)model_path,
+                            .method = (char *)me->name, .family = (char *)ab_family_name(me->family),
+                            .phase = ph == AB_PHASE_PREFILL ? "prefill" : "decode",
+                            .knob_name = (char *)(me->knob.name ? me->knob.name : ""),
+                            .knob = ao.has_knob ? ao.knob : (me->flags & AB_METHOD_FIXED) ? me->knob.def : NAN,
+                            .target_ratio = eo.target,
+                            .flop_ratio = r.flops_dense > 0 ? r.flops_method / r.flops_dense : NAN,
+                            .bytes_kv = r.bytes_kv, .heads = (char *)set->how, .head_list = set->list,
+                            .n_heads = r.n_replaced, .heads_feasible = r.n_feasible,
+                            .feasible = r.n_feasible == r.n_replaced, .n_tokens = in[i].in.n,
+                            .n_scored = r.n_scored, .nll = r.nll, .ppl = r.ppl, .acc = r.acc,
+                            .copy_acc = r.copy_acc, .dense_nll = dense[i].nll,
+                            .dense_ppl = dense[i].ppl, .dense_acc = dense[i].acc,
+                            .dense_copy_acc = dense[i].copy_acc, .rel_l2 = r.rel_l2, .time_s = r.time_s};
+                        char why[128] = "";
+                        if (r.n_feasible < r.n_replaced) { /* no score for a pass off its budget */
+                            snprintf(why, sizeof why, "target met on %lld of %lld heads (the others "
+                                     "ran at their smallest knob, which costs more)", (long long)r.n_feasible,
+                                     (long long)r.n_replaced);
+                            row.nll = row.ppl = row.acc = row.copy_acc = NAN;
+                        }
+                        row.reason = why;
+                        if ((rc = ab_results_add_model(&res, &row))) break;
+                        ab_progress_pause(&prog); /* the row takes the bar's place */
+                        if (!ab_common.quiet) print_row(&row);
+                        fflush(stdout);
                     }
-                    row.reason = why;
-                    if ((rc = ab_results_add_model(&res, &row))) break;
-                    ab_progress_pause(&prog); /* the row takes the bar's place */
-                    if (!ab_common.quiet) print_row(&row);
-                    fflush(stdout);
                 }
             }
         }
@@ -445,8 +556,7 @@ done:
     ab_model_input_free(&cal.in);
     if (have_tok) ab_tokenizer_free(&tok);
     ab_model_free(&model);
-    free(hs.replace);
-    free(hs.list);
+    for (int i = 0; i < MAX_SETS; i++) free(sets[i].replace), free(sets[i].list);
     ab_results_free(&res);
     ab_blas_serial_end();
     return st;

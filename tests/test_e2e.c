@@ -10,6 +10,10 @@
  * - head choice: --heads-top replaces exactly the K heads with the largest column value of the
  *   /heads table, --heads-random K seeded distinct heads, --heads-select (ACT's protocol) only
  *   heads that lower the calibration NLL on their own;
+ * - a text longer than the context is scored in sliding windows: every target once, each
+ *   window's new targets exactly as a forward pass over that window scores them by hand;
+ *   the CLI says so, and refuses a stride larger than the context;
+ * - --heads-top / --heads-bottom / --heads-random take lists and give one set of rows each;
  * - the /model table of the results file reads back; the CLI's errors are one line with the
  *   right exit status and leave no file. */
 #include <criterion/criterion.h>
@@ -368,6 +372,9 @@ Test(e2e, eval_model_cli_errors_are_one_line_and_leave_no_file)
         {"--copy-task 50 --methods streaming --phase decode --decode-queries 400", 64},
         {"--copy-task 50 --methods snapkv --phase decode --decode-horizon 32", 64},
         {"--text /nonexistent/story.txt --methods streaming", 66},
+        {"--copy-task 50 --methods streaming --stride 513", 64},
+        {"--copy-task 50 --methods streaming --heads-random 2,0", 64},
+        {"--copy-task 50 --methods streaming --heads-random 2 --heads L0:0", 64},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *err = NULL;
@@ -380,4 +387,147 @@ Test(e2e, eval_model_cli_errors_are_one_line_and_leave_no_file)
     char *err = NULL;
     cr_expect_eq(t_run(NULL, &err, "eval-model --model /nonexistent/m.bin --copy-task 5 -o '%s'", out), 66);
     free(err);
+}
+
+/* NLL of token t + 1 given the logits row z (vocab): by hand, in double. */
+static double nll_at(const float *z, int64_t vocab, int32_t next)
+{
+    double mx = z[0], sum = 0;
+    for (int64_t j = 1; j < vocab; j++) mx = fmax(mx, z[j]);
+    for (int64_t j = 0; j < vocab; j++) sum += exp((double)z[j] - mx);
+    return mx + log(sum) - (double)z[next];
+}
+
+Test(e2e, a_text_longer_than_the_context_is_scored_once_per_target_in_sliding_windows)
+{
+    struct ab_model m;
+    load(&m);
+    int64_t L = m.c.seq_len, n = 2 * L + 77, S = 200, V = m.c.vocab;
+    /* the story repeated: a sequence longer than the context that the model can predict */
+    struct ab_model_input st;
+    story_input(&m, &st);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) ids[i] = i ? st.ids[1 + (i - 1) % (st.n - 1)] : 1;
+    struct ab_e2e_opts o = {.phase = AB_PHASE_PREFILL, .seed = 1};
+    struct ab_e2e_result r;
+    cr_assert_eq(ab_e2e_eval_windows(&m, ids, n, L, S, &o, &r), AB_OK, "%s", ab_errmsg());
+    int64_t nw = ab_e2e_n_windows(n, L, S);
+    cr_expect_eq(nw, 1 + (n - L + S - 1) / S);
+    cr_expect_eq(r.n_windows, nw);
+    cr_expect_eq(r.n_scored, n - 1, "every target once: %lld of %lld", (long long)r.n_scored,
+                 (long long)(n - 1));
+    /* by hand: each window forwarded alone, its new targets' NLL summed */
+    float *logits = malloc(sizeof(float) * (size_t)(L * V));
+    double sum = 0;
+    int64_t count = 0, prev_end = 0, min_ctx = INT64_MAX;
+    for (int64_t k = 0; k < nw; k++) {
+        int64_t b, e, from;
+        ab_e2e_windows(n, L, S, k, &b, &e, &from);
+        cr_expect_eq(e - b, k ? L : AB_MIN(n, L), "window %lld has the context's length", (long long)k);
+        cr_expect_eq(b + from + 1, k ? prev_end : 1, "window %lld starts scoring at the first new target", (long long)k);
+        cr_assert_eq(ab_model_forward(&m, ids + b, e - b, NULL, logits), AB_OK);
+        for (int64_t t = from; t < e - b - 1; t++) {
+            sum += nll_at(logits + t * V, V, ids[b + t + 1]);
+            count++;
+            if (k) min_ctx = AB_MIN(min_ctx, t + 1);
+        }
+        prev_end = e;
+    }
+    cr_expect_eq(prev_end, n);
+    cr_expect_eq(count, n - 1);
+    cr_expect_geq(min_ctx, L - S, "context after the first window: %lld", (long long)min_ctx);
+    cr_expect(fabs(sum / (double)count - r.nll) < 1e-9 * r.nll, "windows %.12f, by hand %.12f",
+              r.nll, sum / (double)count);
+    /* decode: the new targets among each window's last m rows */
+    struct ab_e2e_opts od = {.phase = AB_PHASE_DECODE, .decode_m = 64, .seed = 1};
+    struct ab_e2e_result rd;
+    cr_assert_eq(ab_e2e_eval_windows(&m, ids, n, L, S, &od, &rd), AB_OK, "%s", ab_errmsg());
+    int64_t want = 0;
+    for (int64_t k = 0; k < nw; k++) {
+        int64_t b, e, from;
+        ab_e2e_windows(n, L, S, k, &b, &e, &from);
+        want += e - b - 1 - AB_MAX(from, e - b - 64);
+    }
+    cr_expect_eq(rd.n_scored, want);
+    /* a stride larger than the window is refused */
+    cr_expect_eq(ab_e2e_eval_windows(&m, ids, n, L, L + 1, &o, &r), AB_E_USAGE);
+    free(logits), free(ids);
+    ab_model_input_free(&st);
+    ab_model_free(&m);
+}
+
+Test(e2e, eval_model_says_it_uses_sliding_windows_on_a_long_text)
+{
+    struct ab_model m;
+    load(&m);
+    ab_model_free(&m);
+    const char *text = t_path("long.txt"), *out = t_path("long.h5");
+    FILE *f = fopen(text, "w");
+    cr_assert(f);
+    for (int i = 0; i < 16; i++) fputs(story, f), fputc('\n', f);
+    fclose(f);
+    char *o = NULL, *err = NULL;
+    cr_assert_eq(t_run(&o, &err, "eval-model --model '%s' --text '%s' --methods streaming "
+                       "--budgets 0.5 --no-progress -o '%s'", model_path, text, out), 0, "%s", err);
+    cr_expect(strstr(err, "sliding windows") && strstr(err, "the default"), "%s", err);
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(out, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(r.n_model, 1);
+    cr_expect_gt(r.model[0].n_tokens, 512);
+    cr_expect_eq(r.model[0].n_scored, r.model[0].n_tokens - 1);
+    cr_expect_eq(r.stride, 256, "the default stride is half the context");
+    ab_results_free(&r);
+    free(o), free(err);
+    /* a stride larger than the context: one line, no file */
+    remove(out);
+    cr_expect_eq(t_run(NULL, &err, "eval-model --model '%s' --text '%s' --stride 600 -o '%s'",
+                       model_path, text, out), 64);
+    cr_expect(strstr(err, "--stride 600") && t_count_lines(err) == 1, "%s", err);
+    cr_expect(!t_exists(out));
+    free(err);
+}
+
+Test(e2e, head_counts_take_lists_and_bottom_takes_the_smallest_scores)
+{
+    struct ab_model m;
+    load(&m);
+    int64_t H = m.c.n_head, total = m.c.n_layer * H;
+    ab_model_free(&m);
+    const char *text = t_path("story2.txt");
+    FILE *f = fopen(text, "w");
+    cr_assert(f);
+    fputs(story, f);
+    fclose(f);
+    const char *heads = heads_of_story_capture(text), *out = t_path("lists.h5");
+    char *err = NULL;
+    cr_assert_eq(t_run(NULL, &err, "eval-model --model '%s' --text '%s' --methods uniform-head "
+                       "--heads-top 1,3 --heads-bottom 2 --heads-random 1,4 --heads-score "
+                       "induction_score --heads-file '%s' --no-progress -o '%s'", model_path, text,
+                       heads, out), 0, "%s", err ? err : "");
+    free(err);
+    struct ab_results a, h;
+    cr_assert_eq(ab_results_read_h5(out, &a), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_results_read_h5(heads, &h), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(a.n_model, 5);
+    const char *how[5] = {"top 1 by induction_score", "top 3 by induction_score",
+                          "bottom 2 by induction_score", "random 1 (seed 1)", "random 4 (seed 1)"};
+    int64_t k[5] = {1, 3, 2, 1, 4};
+    for (int i = 0; i < 5; i++) {
+        cr_expect_str_eq(a.model[i].heads, how[i]);
+        cr_expect_eq(a.model[i].n_heads, k[i]);
+        cr_expect_eq(a.model[i].dense_nll, a.model[0].dense_nll, "one dense pass for every set");
+    }
+    /* bottom: every chosen head scores at most as high as every other head with a score */
+    int8_t *mask = malloc((size_t)total);
+    mask_of(a.model[2].head_list, H, mask, total);
+    double hi_in = -INFINITY, lo_out = INFINITY;
+    for (int64_t i = 0; i < h.n_heads; i++) {
+        double v = h.heads[i].induction_score;
+        if (isnan(v)) continue;
+        if (mask[h.heads[i].layer * H + h.heads[i].head]) hi_in = fmax(hi_in, v);
+        else lo_out = fmin(lo_out, v);
+    }
+    cr_expect(hi_in <= lo_out, "bottom heads' highest %g > %g of a head left out", hi_in, lo_out);
+    free(mask);
+    ab_results_free(&a), ab_results_free(&h);
 }

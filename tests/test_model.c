@@ -776,6 +776,10 @@ Test(model, capture_cli_refuses_bad_input_without_output)
         {"--prompt '' --no-bos", 65, "empty"},
         {"--copy-task 3 --generate 2", 64, "--generate"},
         {"--text /nonexistent/story.txt", 66, "cannot open"},
+        {"--tokens 1,403,407 --offset 3", 65, "past the end"},
+        {"--tokens 1,403,407 --offset 1 --length 5", 65, "runs past the end"},
+        {"--copy-task 3 --offset 1", 64, "--offset"},
+        {"--tokens 1,403,407 --length 0", 64, "--length"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int st = t_run(&o, &e, "capture --model '%s' %s -o '%s'", MODEL_BIN, cases[i].args, out);
@@ -878,5 +882,20 @@ Test(model, capture_finds_or_asks_for_the_tokenizer)
     cr_expect_eq(t_run(&o, &e, "capture --model '%s' --tokenizer '%s' --prompt hi -o '%s'",
                        MODEL_BIN, MODEL_BIN, out),
                  65, "%s", e);
+    free(o), free(e);
+}
+
+Test(model, capture_takes_a_window_of_the_sequence)
+{
+    const char *out = t_path("window.h5");
+    char *o = NULL, *e = NULL;
+    cr_assert_eq(t_run(&o, &e, "capture --model '%s' --tokens 1,403,407,300,12 --offset 1 "
+                       "--length 3 -o '%s'", MODEL_BIN, out), 0, "%s", e);
+    struct ab_workload w;
+    cr_assert_eq(ab_h5_workload_read(out, &w), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(w.n_seq, 3);
+    cr_expect(w.tokens[0] == 403 && w.tokens[1] == 407 && w.tokens[2] == 300);
+    cr_expect(strstr(w.description, "tokens [1, 4) of 5"), "%s", w.description);
+    ab_workload_free(&w);
     free(o), free(e);
 }

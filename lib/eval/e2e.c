@@ -151,12 +151,17 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
     return AB_OK;
 }
 
-/* Mean NLL, accuracy and copy accuracy of logits (n, vocab) over t in [t0, n - 1). */
+/* Sums of one pass's scored targets: position t predicts token t + 1. */
+struct tally {
+    double nll;
+    int64_t n, hits, copy_hits, copy_n;
+};
+
+/* Adds the predictions of logits (n, vocab) at t in [t0, n - 1) to s; copy hits from row
+ * copy_from on (copy_from > 0). */
 static void score(const float *logits, int64_t vocab, const int32_t *tokens, int64_t n,
-                  int64_t t0, int64_t copy_from, struct ab_e2e_result *r)
+                  int64_t t0, int64_t copy_from, struct tally *s)
 {
-    double nll = 0;
-    int64_t hits = 0, copy_hits = 0, copy_n = 0;
     for (int64_t t = t0; t < n - 1; t++) {
         const float *z = logits + t * vocab;
         int64_t best = 0;
@@ -165,29 +170,33 @@ static void score(const float *logits, int64_t vocab, const int32_t *tokens, int
         double mx = z[best];
         double sum = 0;
         for (int64_t j = 0; j < vocab; j++) sum += exp((double)z[j] - mx);
-        nll += mx + log(sum) - (double)z[tokens[t + 1]];
+        s->nll += mx + log(sum) - (double)z[tokens[t + 1]];
         int hit = best == tokens[t + 1];
-        hits += hit;
-        if (copy_from > 0 && t >= copy_from) copy_hits += hit, copy_n++;
+        s->hits += hit;
+        s->n++;
+        if (copy_from > 0 && t >= copy_from) s->copy_hits += hit, s->copy_n++;
     }
-    r->n_scored = n - 1 - t0;
-    r->nll = r->n_scored > 0 ? nll / (double)r->n_scored : NAN;
-    r->ppl = exp(r->nll);
-    r->acc = r->n_scored > 0 ? (double)hits / (double)r->n_scored : NAN;
-    r->copy_acc = copy_n > 0 ? (double)copy_hits / (double)copy_n : NAN;
 }
 
-int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int64_t copy_from,
-                const struct ab_e2e_opts *o, struct ab_e2e_result *r)
+static void tally_finish(const struct tally *s, struct ab_e2e_result *r)
 {
-    memset(r, 0, sizeof *r);
+    r->n_scored = s->n;
+    r->nll = s->n > 0 ? s->nll / (double)s->n : NAN;
+    r->ppl = exp(r->nll);
+    r->acc = s->n > 0 ? (double)s->hits / (double)s->n : NAN;
+    r->copy_acc = s->copy_n > 0 ? (double)s->copy_hits / (double)s->copy_n : NAN;
+}
+
+/* Checks o against the model and an input of n tokens; *q0 the first method row. */
+static int check_pass(const struct ab_e2e_opts *o, int64_t n, int64_t *q0)
+{
+    *q0 = 0;
     if (n < 2) return ab_fail(AB_E_USAGE, "the input has %lld tokens: nothing to score", (long long)n);
-    int64_t q0 = 0;
     if (o->phase == AB_PHASE_DECODE) {
         if (o->decode_m < 1 || o->decode_m >= n)
             return ab_fail(AB_E_USAGE, "decode queries m = %lld must be in [1, %lld]",
                            (long long)o->decode_m, (long long)(n - 1));
-        q0 = n - o->decode_m;
+        *q0 = n - o->decode_m;
     }
     if (o->method && !(o->method->phases & (unsigned)o->phase))
         return ab_fail(AB_E_USAGE, "method '%s' has no %s phase", o->method->name,
@@ -199,11 +208,22 @@ int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int6
     if (o->method && !(o->method->masks & AB_MASKS_CAUSAL))
         return ab_fail(AB_E_USAGE, "method '%s' does not support the causal mask a decoder needs",
                        o->method->name);
+    return AB_OK;
+}
+
+/* One forward pass over tokens[0 .. n): the method's totals into r (not the scores), the
+ * targets of rows t >= max(q0, score_from) added to s. */
+static int pass(const struct ab_model *m, const int32_t *tokens, int64_t n, int64_t copy_from,
+                const struct ab_e2e_opts *o, int64_t score_from, struct ab_e2e_result *r,
+                struct tally *s)
+{
+    int64_t q0;
+    int rc = check_pass(o, n, &q0);
+    if (rc) return rc;
     struct e2e_ctx c = {.m = m, .o = o, .q0 = q0};
     c.pos = malloc(sizeof(int32_t) * (size_t)n);
     c.rows = malloc(sizeof(int64_t) * (size_t)n);
     float *logits = ab_alloc(ab_size_mul((size_t)n, (size_t)m->c.vocab * sizeof(float)));
-    int rc = AB_OK;
     if (!c.pos || !c.rows || !logits) rc = ab_fail(AB_E_NOMEM, "cannot allocate the evaluation");
     for (int64_t i = 0; !rc && i < n; i++) c.pos[i] = (int32_t)i;
     for (int64_t i = q0; !rc && i < n; i++) c.rows[i - q0] = i;
@@ -214,7 +234,7 @@ int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int6
         r->time_s = ab_now() - t0;
     }
     if (!rc) {
-        score(logits, m->c.vocab, tokens, n, q0, copy_from, r);
+        score(logits, m->c.vocab, tokens, n, AB_MAX(q0, score_from), copy_from, s);
         r->flops_method = c.flops_method, r->flops_dense = c.flops_dense;
         r->bytes_kv = c.bytes_kv;
         r->n_replaced = c.n_replaced, r->n_feasible = c.n_feasible;
@@ -224,4 +244,67 @@ int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int6
     free(c.pos);
     free(c.rows);
     return rc;
+}
+
+int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int64_t copy_from,
+                const struct ab_e2e_opts *o, struct ab_e2e_result *r)
+{
+    memset(r, 0, sizeof *r);
+    struct tally s = {0};
+    int rc = pass(m, tokens, n, copy_from, o, 0, r, &s);
+    if (!rc) tally_finish(&s, r);
+    return rc;
+}
+
+void ab_e2e_windows(int64_t n, int64_t window, int64_t stride, int64_t k, int64_t *begin,
+                    int64_t *end, int64_t *score_from)
+{
+    int64_t e = AB_MIN(n, window + k * stride), prev = k ? AB_MIN(n, window + (k - 1) * stride) : 0;
+    *end = e;
+    *begin = AB_MAX(0, e - window);
+    *score_from = k ? prev - 1 - *begin : 0;
+}
+
+int64_t ab_e2e_n_windows(int64_t n, int64_t window, int64_t stride)
+{
+    if (n <= window) return 1;
+    return 1 + (n - window + stride - 1) / stride;
+}
+
+int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t n,
+                        int64_t window, int64_t stride, const struct ab_e2e_opts *o,
+                        struct ab_e2e_result *r)
+{
+    memset(r, 0, sizeof *r);
+    if (window < 2 || window > m->c.seq_len)
+        return ab_fail(AB_E_USAGE, "window %lld must be in [2, %lld] (the model's context)",
+                       (long long)window, (long long)m->c.seq_len);
+    if (stride < 1 || stride > window)
+        return ab_fail(AB_E_USAGE, "stride %lld must be in [1, %lld] (the window)",
+                       (long long)stride, (long long)window);
+    if (o->phase == AB_PHASE_DECODE && o->decode_m >= AB_MIN(n, window))
+        return ab_fail(AB_E_USAGE, "decode queries m = %lld must be below the window of %lld "
+                       "tokens", (long long)o->decode_m, (long long)AB_MIN(n, window));
+    struct tally s = {0};
+    int64_t nw = ab_e2e_n_windows(n, window, stride), n_feasible = INT64_MAX, n_replaced = 0;
+    double rel_sum = 0;
+    for (int64_t k = 0; k < nw; k++) {
+        int64_t b, e, from;
+        struct ab_e2e_result w;
+        ab_e2e_windows(n, window, stride, k, &b, &e, &from);
+        int rc = pass(m, tokens + b, e - b, 0, o, from, &w, &s);
+        if (rc) return rc;
+        r->flops_method += w.flops_method, r->flops_dense += w.flops_dense;
+        r->bytes_kv = AB_MAX(r->bytes_kv, w.bytes_kv);
+        r->time_s += w.time_s;
+        n_replaced = AB_MAX(n_replaced, w.n_replaced);
+        n_feasible = AB_MIN(n_feasible, w.n_feasible);
+        rel_sum += isnan(w.rel_l2) ? 0 : w.rel_l2;
+    }
+    tally_finish(&s, r);
+    r->n_replaced = n_replaced;
+    r->n_feasible = nw ? n_feasible : 0;
+    r->rel_l2 = n_replaced ? rel_sum / (double)nw : NAN;
+    r->n_windows = nw;
+    return AB_OK;
 }

@@ -47,6 +47,7 @@ struct ab_e2e_result {
     int64_t n_replaced, n_feasible;
     double rel_l2; /* mean over replaced heads */
     double time_s;
+    int64_t n_windows; /* ab_e2e_eval_windows: forward passes made (ab_e2e_eval: 0) */
 };
 
 /* Runs tokens[0 .. n) through m with o's method and scores it as above. AB_OK, AB_E_USAGE
@@ -54,5 +55,28 @@ struct ab_e2e_result {
  * or an error of the model or the method. */
 int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int64_t copy_from,
                 const struct ab_e2e_opts *o, struct ab_e2e_result *r);
+
+/* Sliding-window evaluation of a text longer than the model's context (the standard protocol
+ * of perplexity over long text): windows of `window` tokens (<= seq_len) ending at
+ * min(n, window + k stride), k = 0, 1, ..., each a fresh forward pass over its tokens at
+ * positions 0 .. window-1 (the slice as it is: no BOS is inserted). Window 0 scores its every
+ * target; window k > 0 only the targets after the previous window's end, so each target of
+ * the text is scored once, and every target after the first window with at least
+ * window - stride tokens of context. In decode each window's last m rows are the method's
+ * and only the new targets among them are scored (with stride <= m - 1 that is every target
+ * after the first window's last m). Totals: FLOPs summed over windows, bytes_kv their largest,
+ * n_replaced the heads replaced per window, n_feasible the fewest that met the target in any
+ * window, rel_l2 the mean over windows. 1 <= stride <= window <= seq_len (AB_E_USAGE), decode
+ * m below the window. With n <= window it is one pass, as ab_e2e_eval (copy_from not used:
+ * texts only). */
+int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t n,
+                        int64_t window, int64_t stride, const struct ab_e2e_opts *o,
+                        struct ab_e2e_result *r);
+
+/* The number of windows of ab_e2e_eval_windows, and window k's extent [*begin, *end) and its
+ * first scored row (relative to *begin). */
+int64_t ab_e2e_n_windows(int64_t n, int64_t window, int64_t stride);
+void ab_e2e_windows(int64_t n, int64_t window, int64_t stride, int64_t k, int64_t *begin,
+                    int64_t *end, int64_t *score_from);
 
 #endif

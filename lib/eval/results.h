@@ -169,6 +169,8 @@ struct ab_results {
     char *scenario;        /* scenario text or NULL */
     char *notes;           /* conventions recorded with the results (kl direction, sampling) */
     int64_t decode_horizon;/* G of the decode cells' amortised ratio (0: no decode cells) */
+    int64_t stride;        /* eval-model: stride of the sliding windows over texts longer than
+                              the context (0: every input fit in one pass) */
     /* root attributes a writer takes from the clock, the machine and the build when NULL (set
      * them for a reproducible file); a reader fills them from the file */
     char *created_utc;     /* "YYYY-MM-DDTHH:MM:SSZ" */

@@ -4,6 +4,7 @@
 #include "methods/method.h"
 
 extern const struct ab_method ab_method_dense, ab_method_window, ab_method_streaming,
+    ab_method_streaming1, ab_method_streaming16,
     ab_method_block_topk, ab_method_block_oracle, ab_method_vertical_slash,
     ab_method_flexprefill, ab_method_quest, ab_method_snapkv, ab_method_ada_snapkv, ab_method_pyramidkv,
     ab_method_h2o, ab_method_tova;
@@ -31,6 +32,8 @@ const struct ab_method *const ab_methods[] = {
     /* static */
     &ab_method_window,
     &ab_method_streaming,
+    &ab_method_streaming1,
+    &ab_method_streaming16,
     &ab_method_dilated,
     &ab_method_bigbird,
     &ab_method_power,

@@ -3,7 +3,10 @@
  *   mass on the first token, which it drops once the window has moved on);
  * - `streaming`: the same plus the first n_sink = 4 keys, StreamingLLM (Xiao et al., "Efficient
  *   Streaming Language Models with Attention Sinks", arXiv 2309.17453, section 3.2); the
- *   A-shape of MInference.
+ *   A-shape of MInference;
+ * - `streaming-1` and `streaming-16`: 1 and 16 sinks, the paper's sink-count ablation (its
+ *   Table 2 varies the initial tokens kept at equal cache size; `window` is 0 sinks). At an
+ *   equal budget the window shrinks by the extra sinks.
  * Both are static: selection costs 0, and the cost is analytic. In decode the same rule applies
  * to each decode query (the cache keeps the sinks and the last w tokens).
  * Deviations: positions are the head's absolute positions; sinks are the first n_sink keys of
@@ -87,6 +90,30 @@ static int streaming_run(const struct ab_problem *p, double knob, float *o, stru
     return run_with_sinks(p, knob, N_SINK, o, keep, led);
 }
 
+static int streaming1_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
+{
+    ab_ledger_attend(led, p->h, window_cells(p, (int64_t)knob, 1));
+    return AB_OK;
+}
+
+static int streaming1_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+                          struct ab_ledger *led)
+{
+    return run_with_sinks(p, knob, 1, o, keep, led);
+}
+
+static int streaming16_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
+{
+    ab_ledger_attend(led, p->h, window_cells(p, (int64_t)knob, 16));
+    return AB_OK;
+}
+
+static int streaming16_run(const struct ab_problem *p, double knob, float *o,
+                           struct ab_keep *keep, struct ab_ledger *led)
+{
+    return run_with_sinks(p, knob, 16, o, keep, led);
+}
+
 const struct ab_method ab_method_window = {
     .name = "window",
     .family = AB_FAMILY_STATIC,
@@ -113,4 +140,32 @@ const struct ab_method ab_method_streaming = {
     .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC,
     .cost = streaming_cost,
     .run = streaming_run,
+};
+
+const struct ab_method ab_method_streaming1 = {
+    .name = "streaming-1",
+    .family = AB_FAMILY_STATIC,
+    .summary = "one attention sink (the first key) plus a sliding window of w",
+    .citation = "StreamingLLM, Xiao et al. 2023, arXiv 2309.17453 (sink-count ablation)",
+    .cost_words = "4d per kept cell: min(i+1, w + 1) per query; no selection cost",
+    .phases = AB_PHASE_PREFILL | AB_PHASE_DECODE,
+    .masks = AB_MASKS_CAUSAL,
+    .knob = {.name = "w", .lo = 1, .hi = 0, .integer = 1, .def = 256, .unit = "tokens"},
+    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC,
+    .cost = streaming1_cost,
+    .run = streaming1_run,
+};
+
+const struct ab_method ab_method_streaming16 = {
+    .name = "streaming-16",
+    .family = AB_FAMILY_STATIC,
+    .summary = "16 attention sinks (the first 16 keys) plus a sliding window of w",
+    .citation = "StreamingLLM, Xiao et al. 2023, arXiv 2309.17453 (sink-count ablation)",
+    .cost_words = "4d per kept cell: min(i+1, w + 16) per query; no selection cost",
+    .phases = AB_PHASE_PREFILL | AB_PHASE_DECODE,
+    .masks = AB_MASKS_CAUSAL,
+    .knob = {.name = "w", .lo = 1, .hi = 0, .integer = 1, .def = 256, .unit = "tokens"},
+    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC,
+    .cost = streaming16_cost,
+    .run = streaming16_run,
 };

@@ -164,16 +164,21 @@ static int fits_context(const struct ab_model *m, const char *what, int64_t n)
 }
 
 int ab_model_input_text(const struct ab_model *m, const struct ab_tokenizer *t, const char *path,
-                        struct ab_model_input *in)
+                        int64_t max_tokens, struct ab_model_input *in)
 {
     memset(in, 0, sizeof *in);
     char *body;
-    int rc = ab_text_read(path, m->c.seq_len * (int64_t)(t->max_len + 1) + 1, &body);
+    int64_t limit = max_tokens > 0 ? max_tokens : m->c.seq_len;
+    int rc = ab_text_read(path, AB_MIN(limit * (int64_t)(t->max_len + 1) + 1, AB_TEXT_MAX_BYTES),
+                          &body);
     if (rc) return rc;
     rc = ab_tokenizer_encode(t, body, 1, &in->ids, &in->n);
     free(body);
     if (!rc && in->n < 2) rc = ab_fail(AB_E_DATA, "'%s': empty text", path);
-    if (!rc) rc = fits_context(m, path, in->n);
+    if (!rc && max_tokens <= 0) rc = fits_context(m, path, in->n);
+    if (!rc && max_tokens > 0 && in->n > max_tokens)
+        rc = ab_fail(AB_E_DATA, "'%s': %lld tokens, more than the %lld this reads", path,
+                     (long long)in->n, (long long)max_tokens);
     if (rc) ab_model_input_free(in);
     return rc;
 }

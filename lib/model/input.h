@@ -39,10 +39,13 @@ struct ab_model_input {
 
 void ab_model_input_free(struct ab_model_input *in);
 
-/* The text file at path encoded with BOS; it must fit the model's context (AB_E_DATA naming
- * the file, its token count and seq_len, otherwise). */
+/* The text file at path encoded with BOS. max_tokens <= 0: it must fit the model's context
+ * (AB_E_DATA naming the file, its token count and seq_len, otherwise); max_tokens > 0: any
+ * length up to max_tokens (a long text for sliding windows, lib/eval/e2e.h). Files larger
+ * than AB_TEXT_MAX_BYTES are refused either way. */
+#define AB_TEXT_MAX_BYTES ((int64_t)1 << 30)
 int ab_model_input_text(const struct ab_model *m, const struct ab_tokenizer *t, const char *path,
-                        struct ab_model_input *in);
+                        int64_t max_tokens, struct ab_model_input *in);
 
 /* The copy task with BOS (id 1) and copy_from = 1 + R, as ab_copy_task with this seed (the same
  * sequence `capture --copy-task R --seed S` captures). 2R + 1 must fit the context
