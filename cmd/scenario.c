@@ -166,13 +166,20 @@ static void build_capture(struct cmdline *c, const struct ab_scenario *s,
 {
     const struct ab_scenario_capture *k = &w->capture;
     add(c, "capture");
-    add_model(c, s);
+    if (k->model) {
+        add(c, "--model"), add(c, "%s", k->model);
+        if (k->tokenizer) add(c, "--tokenizer"), add(c, "%s", k->tokenizer);
+    } else {
+        add_model(c, s);
+    }
     if (k->text) add(c, "--text"), add(c, "%s", k->text);
     if (k->prompt) add(c, "--prompt"), add(c, "%s", k->prompt);
     if (k->tokens) add(c, "--tokens"), add(c, "%s", k->tokens);
     if (k->copy_task > 0) add(c, "--copy-task"), add(c, "%lld", (long long)k->copy_task);
     if (k->generate > 0) add(c, "--generate"), add(c, "%lld", (long long)k->generate);
     if (k->hidden) add(c, "--hidden");
+    if (k->offset >= 0) add(c, "--offset"), add(c, "%lld", (long long)k->offset);
+    if (k->length > 0) add(c, "--length"), add(c, "%lld", (long long)k->length);
     add_common(c, seed, threads);
     add(c, "-o");
     add(c, "%s/%s.h5", dir, w->name);
@@ -241,15 +248,17 @@ static void build_eval(struct cmdline *c, const struct ab_scenario *s, int i, co
         add(c, "--decode-queries"), add(c, "%lld", (long long)e->decode_queries);
     if (e->decode_horizon > 0)
         add(c, "--decode-horizon"), add(c, "%lld", (long long)e->decode_horizon);
+    if (e->stride > 0) add(c, "--stride"), add(c, "%lld", (long long)e->stride);
     switch (e->heads_kind) {
     case AB_SCENARIO_HEADS_LIST: add(c, "--heads"), add(c, "%s", e->heads); break;
-    case AB_SCENARIO_HEADS_TOP:
-        add(c, "--heads-top"), add(c, "%lld", (long long)e->heads_k);
-        add(c, "--heads-score"), add(c, "%s", e->heads_score);
-        add(c, "--heads-file"), add(c, "%s/heads.h5", dir);
-        break;
-    case AB_SCENARIO_HEADS_RANDOM:
-        add(c, "--heads-random"), add(c, "%lld", (long long)e->heads_k);
+    case AB_SCENARIO_HEADS_RANKED:
+        if (e->heads_top_k) add(c, "--heads-top"), add(c, "%s", e->heads_top_k);
+        if (e->heads_bottom_k) add(c, "--heads-bottom"), add(c, "%s", e->heads_bottom_k);
+        if (e->heads_random_k) add(c, "--heads-random"), add(c, "%s", e->heads_random_k);
+        if (e->heads_score) {
+            add(c, "--heads-score"), add(c, "%s", e->heads_score);
+            add(c, "--heads-file"), add(c, "%s/heads.h5", dir);
+        }
         break;
     case AB_SCENARIO_HEADS_SELECT:
         add(c, "--heads-select");
@@ -349,6 +358,7 @@ static void build_report(struct cmdline *c, const struct ab_scenario *s, const c
     }
     if (s->n_map_methods) add_list(c, "--map-methods", s->map_methods, s->n_map_methods);
     if (s->report_by_workload) add(c, "--by-workload");
+    if (s->report_study) add(c, "--study"), add(c, "%s", s->report_study);
     if (s->n_report_methods) add_list(c, "--methods", s->report_methods, s->n_report_methods);
     if (s->n_report_families)
         add_list(c, "--family", s->report_families, s->n_report_families);

@@ -371,17 +371,19 @@ Test(scenario, model_capture_import_and_eval_model_parse)
         "%sheads: {}\nworkloads:\n"
         "  - name: s\n    capture: {text: %s, hidden: true, generate: 4}\n"
         "  - name: c\n    capture: {copy_task: 40, seed: 3}\n"
-        "  - name: t\n    capture: {tokens: [1, 403, 407]}\n"
+        "  - name: t\n    capture: {tokens: [1, 403, 407], offset: 1, length: 2}\n"
         "  - name: i\n    import: {files: [%s], layout: [layer, head, seq, dim],\n"
         "              names: [q, k, v], causal: false, scale: 0.5}\n"
         "run: {methods: [dense], decode_queries: 2}\n"
         "eval_model:\n"
         "  - {text: %s, methods: [streaming], budgets: [0.5], phases: [prefill, decode],\n"
-        "     decode_queries: 16, heads_top: {k: 4, score: induction_score}}\n"
+        "     decode_queries: 16, heads_top: {k: [1, 4], score: induction_score},\n"
+        "     heads_bottom: {k: 2, score: induction_score}, stride: 100}\n"
         "  - {copy_task: 40, methods: [quest], phases: [decode], decode_queries: 8,\n"
         "     heads_random: 3}\n"
         "  - {copy_task: 40, methods: [act], heads_select: {calibrate_copy: 20, min: 0.01}}\n"
         "  - {copy_task: 40, heads: [\"0:1\", \"2:3\"]}\n"
+        "report: {study: retrieval-heads}\n"
         "quick: {copy_task: 20, generate: 2, eval_methods: [streaming], eval_budgets: [0.25]}\n",
         head, story_path(), npy, story_path());
     const char *path = write_yaml("real.yaml", text);
@@ -394,15 +396,20 @@ Test(scenario, model_capture_import_and_eval_model_parse)
     cr_expect(s.workloads[1].capture.copy_task == 40 && s.workloads[1].seed == 3 &&
               s.workloads[1].n == 81);
     cr_expect_str_eq(s.workloads[2].capture.tokens, "1,403,407");
+    cr_expect(s.workloads[2].capture.offset == 1 && s.workloads[2].capture.length == 2);
+    cr_expect_str_eq(s.report_study, "retrieval-heads");
     cr_expect_eq(s.workloads[3].source, AB_SCENARIO_IMPORT);
     cr_expect(s.workloads[3].import.causal == 0 && s.workloads[3].import.scale == 0.5);
     cr_expect_str_eq(s.workloads[3].import.layout, "layer,head,seq,dim");
     cr_expect_str_eq(s.workloads[3].import.names, "q,k,v");
     cr_assert_eq(s.n_evals, 4);
-    cr_expect(s.evals[0].heads_kind == AB_SCENARIO_HEADS_TOP && s.evals[0].heads_k == 4);
+    cr_expect(s.evals[0].heads_kind == AB_SCENARIO_HEADS_RANKED && s.evals[0].stride == 100);
+    cr_expect_str_eq(s.evals[0].heads_top_k, "1,4");
+    cr_expect_str_eq(s.evals[0].heads_bottom_k, "2");
     cr_expect_str_eq(s.evals[0].heads_score, "induction_score");
     cr_expect(s.evals[0].phases == (AB_PHASE_PREFILL | AB_PHASE_DECODE));
-    cr_expect(s.evals[1].heads_kind == AB_SCENARIO_HEADS_RANDOM && s.evals[1].heads_k == 3);
+    cr_expect(s.evals[1].heads_kind == AB_SCENARIO_HEADS_RANKED);
+    cr_expect_str_eq(s.evals[1].heads_random_k, "3");
     cr_expect(s.evals[2].heads_kind == AB_SCENARIO_HEADS_SELECT &&
               s.evals[2].calibrate_copy == 20 && s.evals[2].select_min == 0.01);
     cr_expect(s.evals[3].heads_kind == AB_SCENARIO_HEADS_LIST && s.evals[3].n_methods == 0);
@@ -426,7 +433,8 @@ Test(scenario, model_capture_import_and_eval_model_parse)
                                                               "--names q,k,v --full --scale 0.5 "),
               "%s", out);
     cr_expect(
-        strstr(out, " --heads-top 4 --heads-score induction_score --heads-file D/heads.h5 ") &&
+        strstr(out, " --stride 100 --heads-top 1,4 --heads-bottom 2 --heads-score induction_score "
+                    "--heads-file D/heads.h5 ") &&
             strstr(out, "--phase both --decode-queries 16 ") && strstr(out, "-o D/model.h5"),
         "%s", out);
     cr_expect(strstr(out, " --decode-queries 8 --heads-random 3 ") &&
@@ -435,6 +443,8 @@ Test(scenario, model_capture_import_and_eval_model_parse)
     cr_expect(strstr(out, " --heads-select --calibrate-copy 20 --select-min 0.01 ") != NULL, "%s",
               out);
     cr_expect(strstr(out, " --heads 0:1,2:3 ") != NULL, "%s", out);
+    cr_expect(strstr(out, " --tokens 1,403,407 --offset 1 --length 2 ") != NULL, "%s", out);
+    cr_expect(strstr(out, " --study retrieval-heads") != NULL, "%s", out);
     cr_expect(strstr(out, "D/heads.h5 D/model.h5 D/model-2.h5 D/model-3.h5 D/model-4.h5 -o "
                           "D/report") != NULL,
               "%s", out);
@@ -461,7 +471,7 @@ Test(scenario, real_model_keys_are_checked_with_their_line)
                        "does not exist");
     /* capture without a model; a model file that is missing (66) */
     expect_error(HEAD "workloads:\n  - name: w\n    capture: {copy_task: 9}\n", 65, 5,
-                 "needs the top-level 'model: {path: FILE}'");
+                 "needs a model: the top-level 'model: {path: FILE}' or its own");
     expect_error(HEAD "model: {path: no-such-model.bin}\nworkloads:\n  - name: w\n"
                       "    capture: {copy_task: 9}\n",
                  66, 3, "'path' in model: file '");

@@ -76,7 +76,10 @@ static const char *const gen_keys[] = {
 static const char *const run_keys[] = {"methods", "budgets", "phases",         "decode_queries",
                                        "rows",    "topk",    "decode_horizon", NULL};
 static const char *const report_keys[] = {"maps",    "map_methods", "by_workload",
-                                          "methods", "family",      NULL};
+                                          "methods", "family",      "study", NULL};
+/* the studies `attnbench report --study` states findings for (report.h) */
+static const char *const study_names[] = {"streaming-llm", "sink-emergence", "retrieval-heads",
+                                          "sparse-frontier", NULL};
 /* the families `attnbench report --family` knows (report.h) */
 static const char *const family_names[] = {"static", "dynamic", "kv", "linear", "calibration",
                                            NULL};
@@ -87,13 +90,15 @@ static const char *const quick_keys[] = {
     "methods",  "budgets",   "phases",       "decode_queries", "rows", "maps",    "map_methods",
     "generate", "copy_task", "eval_methods", "eval_budgets",   NULL};
 static const char *const model_keys[] = {"path", "tokenizer", NULL};
-static const char *const capture_keys[] = {"text",     "prompt", "tokens", "copy_task",
-                                           "generate", "hidden", "seed",   NULL};
+static const char *const capture_keys[] = {"text",   "prompt", "tokens", "copy_task", "generate",
+                                           "hidden", "seed",   "offset", "length",    "model",
+                                           "tokenizer", NULL};
 static const char *const import_keys[] = {"files",  "layout", "names", "dtype",
                                           "causal", "scale",  NULL};
 static const char *const eval_keys[] = {"text",      "copy_task",      "methods",      "budgets",
                                         "phases",    "decode_queries", "decode_horizon", "heads",
-                                        "heads_top", "heads_random",   "heads_select", NULL};
+                                        "heads_top", "heads_random",   "heads_select", "stride",
+                                        "heads_bottom", NULL};
 static const char *const heads_top_keys[] = {"k", "score", NULL};
 static const char *const heads_select_keys[] = {"calibrate", "calibrate_copy", "min", NULL};
 
@@ -400,6 +405,7 @@ struct settings {
     const char *rm[AB_SCENARIO_MAX_METHODS];
     int n_fam;       /* report: family */
     const char *fam[AB_SCENARIO_MAX_FAMILIES];
+    const char *study; /* report: study (a static name of study_names), or NULL */
 };
 
 static void settings_init(struct settings *s)
@@ -571,6 +577,20 @@ static int read_setting_as(struct ctx *c, const char *key, const char *shown, ya
                     return FAIL(c, it, "family '%s' is listed twice in %s", name, what);
             s->fam[s->n_fam++] = family_names[k];
         }
+        return AB_OK;
+    }
+    if (!strcmp(key, "study")) {
+        const char *name;
+        if ((rc = get_str(c, v, what, &name))) return rc;
+        int k = 0;
+        while (study_names[k] && strcmp(study_names[k], name)) k++;
+        if (!study_names[k]) {
+            const char *near = closest(name, study_names, -1);
+            return FAIL(c, v, "unknown study '%s' in %s (%s%s%s)", name, what,
+                        near ? "did you mean '" : "streaming-llm, sink-emergence, retrieval-heads, "
+                        "sparse-frontier", near ? near : "", near ? "'?" : "");
+        }
+        s->study = study_names[k];
         return AB_OK;
     }
     if (!strcmp(key, "map_methods")) {
@@ -782,7 +802,8 @@ static int read_sweep(struct ctx *c, yaml_node_t *sw, struct entry *e)
 
 static void entry_free(struct entry *e)
 {
-    free(e->cap.text), free(e->cap.prompt), free(e->cap.tokens);
+    free(e->cap.text), free(e->cap.prompt), free(e->cap.tokens), free(e->cap.model),
+        free(e->cap.tokenizer);
     for (int i = 0; i < e->imp.n_files; i++) free(e->imp.files[i]);
     free(e->imp.files), free(e->imp.layout), free(e->imp.names), free(e->imp.dtype);
     memset(&e->cap, 0, sizeof e->cap), memset(&e->imp, 0, sizeof e->imp);
@@ -804,9 +825,21 @@ static int read_capture(struct ctx *c, yaml_node_t *m, struct entry *e)
     int rc = check_map(c, m, in, capture_keys, NULL, NULL);
     if (rc) return rc;
     e->source = AB_SCENARIO_CAPTURE;
-    e->cap.copy_task = e->cap.generate = e->cap_seed = -1;
-    if (!c->has_model)
-        return FAIL(c, m, "%s needs the top-level 'model: {path: FILE}' to capture from", in);
+    e->cap.copy_task = e->cap.generate = e->cap_seed = e->cap.offset = e->cap.length = -1;
+    yaml_node_t *mv = lookup(c, m, "model");
+    if (!c->has_model && !mv)
+        return FAIL(c, m, "%s needs a model: the top-level 'model: {path: FILE}' or its own "
+                    "'model: FILE'", in);
+    if (mv) {
+        snprintf(what, sizeof what, "'model' in %s", in);
+        if ((rc = get_file(c, mv, what, &e->cap.model))) return rc;
+    }
+    if ((mv = lookup(c, m, "tokenizer"))) {
+        snprintf(what, sizeof what, "'tokenizer' in %s", in);
+        if (!lookup(c, m, "model"))
+            return FAIL(c, mv, "%s: 'tokenizer' goes with the workload's own 'model'", in);
+        if ((rc = get_file(c, mv, what, &e->cap.tokenizer))) return rc;
+    }
     static const char *const inputs[] = {"text", "prompt", "tokens", "copy_task"};
     yaml_node_t *given = NULL;
     const char *given_name = NULL;
@@ -882,6 +915,15 @@ static int read_capture(struct ctx *c, yaml_node_t *m, struct entry *e)
     if ((v = lookup(c, m, "seed"))) {
         snprintf(what, sizeof what, "'seed' in %s", in);
         if ((rc = get_int(c, v, what, 0, INT64_MAX, &e->cap_seed))) return rc;
+    }
+    static const char *const win[] = {"offset", "length"};
+    for (int i = 0; i < 2; i++) {
+        if (!(v = lookup(c, m, win[i]))) continue;
+        snprintf(what, sizeof what, "'%s' in %s", win[i], in);
+        if (!e->cap.text && !e->cap.tokens)
+            return FAIL(c, v, "%s: '%s' takes a window of 'text' or 'tokens'", in, win[i]);
+        if ((rc = get_int(c, v, what, i, INT32_MAX, i ? &e->cap.length : &e->cap.offset)))
+            return rc;
     }
     return AB_OK;
 }
@@ -1354,6 +1396,30 @@ struct eval_read {
     int line;
 };
 
+/* A head count or a list of them ("k: 4" or "k: [1, 2, 4, 8]") as "1,2,4,8" (malloc'd). */
+static int get_counts(struct ctx *c, yaml_node_t *v, const char *what, char **out)
+{
+    char list[512];
+    size_t used = 0;
+    int rc;
+    int64_t k;
+    if (v->type != YAML_SEQUENCE_NODE) {
+        if ((rc = get_int(c, v, what, 1, 100000, &k))) return rc;
+        snprintf(list, sizeof list, "%lld", (long long)k);
+    } else {
+        if ((rc = want_list(c, v, what, 1))) return rc;
+        if (n_items(v) > 16) return FAIL(c, v, "%s has more than 16 counts", what);
+        FOR_ITEMS(c, v, it)
+        {
+            if ((rc = get_int(c, it, what, 1, 100000, &k))) return rc;
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%lld", used ? "," : "",
+                                     (long long)k);
+        }
+    }
+    *out = dup_str(c, list, &rc);
+    return *out ? AB_OK : rc;
+}
+
 /* One eval_model entry: inputs, run settings, one head choice. */
 static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenario *s,
                      struct ab_scenario_eval *ev, struct eval_read *er)
@@ -1362,6 +1428,7 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
     snprintf(in, sizeof in, "eval_model entry %d", index + 1);
     ev->line = er->line = line_of(m);
     ev->copy_task = ev->decode_queries = ev->calibrate_copy = ev->decode_horizon = -1;
+    ev->stride = -1;
     ev->select_min = NAN;
     settings_init(&er->st);
     if (m->type != YAML_MAPPING_NODE)
@@ -1386,12 +1453,17 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
     for (int i = 0; i < 5; i++)
         if ((v = lookup(c, m, shared[i])) && (rc = read_setting(c, shared[i], v, in, &er->st)))
             return rc;
-    /* one head choice */
-    static const char *const choice[] = {"heads", "heads_top", "heads_random", "heads_select"};
+    if ((v = lookup(c, m, "stride"))) {
+        snprintf(what, sizeof what, "'stride' in %s", in);
+        if ((rc = get_int(c, v, what, 1, INT32_MAX, &ev->stride))) return rc;
+    }
+    /* one head choice: heads, heads_select, or any of heads_top / heads_bottom / heads_random */
+    static const char *const choice[] = {"heads", "heads_select", "heads_top", "heads_bottom",
+                                         "heads_random"};
     const char *chosen = NULL;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if (!(v = lookup(c, m, choice[i]))) continue;
-        if (chosen)
+        if (chosen && (i < 2 || strncmp(chosen, "heads_", 6) || !strcmp(chosen, "heads_select")))
             return FAIL(c, v, "%s has both '%s' and '%s': choose one way to pick heads", in, chosen,
                         choice[i]);
         chosen = choice[i];
@@ -1415,8 +1487,9 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
         ev->heads_kind = AB_SCENARIO_HEADS_LIST;
         if (!(ev->heads = dup_str(c, list, &rc))) return rc;
     }
-    if ((v = lookup(c, m, "heads_top"))) {
-        snprintf(what, sizeof what, "heads_top of %s", in);
+    for (int bottom = 0; bottom < 2; bottom++) {
+        if (!(v = lookup(c, m, bottom ? "heads_bottom" : "heads_top"))) continue;
+        snprintf(what, sizeof what, "%s of %s", bottom ? "heads_bottom" : "heads_top", in);
         if ((rc = check_map(c, v, what, heads_top_keys, NULL, NULL))) return rc;
         if (!s->has_heads)
             return FAIL(c, v,
@@ -1427,7 +1500,7 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
         if (!k || !sc) return FAIL(c, v, "%s needs 'k' and 'score'", what);
         char w2[224];
         snprintf(w2, sizeof w2, "'k' in %s", what);
-        if ((rc = get_int(c, k, w2, 1, 1000000, &ev->heads_k))) return rc;
+        if ((rc = get_counts(c, k, w2, bottom ? &ev->heads_bottom_k : &ev->heads_top_k))) return rc;
         snprintf(w2, sizeof w2, "'score' in %s", what);
         const char *col;
         if ((rc = get_str(c, sc, w2, &col))) return rc;
@@ -1446,13 +1519,16 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
                         col, near ? " (did you mean '" : " (e.g. induction_score, out_dev)",
                         near ? near : "", near ? "'?)" : "");
         }
-        ev->heads_kind = AB_SCENARIO_HEADS_TOP;
-        if (!(ev->heads_score = dup_str(c, col, &rc))) return rc;
+        if (ev->heads_score && strcmp(ev->heads_score, col))
+            return FAIL(c, sc, "%s: heads_top and heads_bottom of one entry rank by one score "
+                        "('%s' and '%s')", in, ev->heads_score, col);
+        ev->heads_kind = AB_SCENARIO_HEADS_RANKED;
+        if (!ev->heads_score && !(ev->heads_score = dup_str(c, col, &rc))) return rc;
     }
     if ((v = lookup(c, m, "heads_random"))) {
         snprintf(what, sizeof what, "'heads_random' in %s", in);
-        if ((rc = get_int(c, v, what, 1, 1000000, &ev->heads_k))) return rc;
-        ev->heads_kind = AB_SCENARIO_HEADS_RANDOM;
+        if ((rc = get_counts(c, v, what, &ev->heads_random_k))) return rc;
+        ev->heads_kind = AB_SCENARIO_HEADS_RANKED;
     }
     if ((v = lookup(c, m, "heads_select"))) {
         snprintf(what, sizeof what, "heads_select of %s", in);
@@ -1755,6 +1831,7 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     s->n_maps = st->n_maps;
     s->n_map_methods = st->n_mm;
     s->report_by_workload = st->by_workload;
+    s->report_study = st->study;
     s->n_report_methods = st->n_rm;
     memcpy(s->report_methods, st->rm, sizeof s->report_methods);
     s->n_report_families = st->n_fam;
@@ -1830,6 +1907,7 @@ void ab_scenario_free(struct ab_scenario *s)
         free(w->strength);
         free(w->probe);
         free(w->capture.text), free(w->capture.prompt), free(w->capture.tokens);
+        free(w->capture.model), free(w->capture.tokenizer);
         for (int k = 0; k < w->import.n_files; k++) free(w->import.files[k]);
         free(w->import.files), free(w->import.layout), free(w->import.names);
         free(w->import.dtype);
@@ -1838,6 +1916,7 @@ void ab_scenario_free(struct ab_scenario *s)
     for (int i = 0; s->evals && i < s->n_evals; i++) {
         struct ab_scenario_eval *ev = &s->evals[i];
         free(ev->text), free(ev->heads), free(ev->heads_score), free(ev->calibrate);
+        free(ev->heads_top_k), free(ev->heads_bottom_k), free(ev->heads_random_k);
     }
     free(s->evals);
     free(s->model);

@@ -48,6 +48,9 @@ struct ab_scenario_capture {
     int64_t copy_task; /* R of the copy task, or < 0 */
     int64_t generate;  /* tokens to generate greedily after the input, or < 0 */
     int hidden;        /* also store the hidden states */
+    int64_t offset, length; /* a window [offset, offset + length) of text / tokens, or < 0 */
+    char *model;       /* this workload's own model (resolved, exists), or NULL: the scenario's */
+    char *tokenizer;   /* its tokenizer, or NULL */
 };
 
 /* `import:` of a workload: the options of `attnbench import`. */
@@ -65,8 +68,8 @@ struct ab_scenario_import {
 enum ab_scenario_heads_kind {
     AB_SCENARIO_HEADS_ALL = 0, /* every head (eval-model's default) */
     AB_SCENARIO_HEADS_LIST,    /* heads: [L:H, ...] */
-    AB_SCENARIO_HEADS_TOP,     /* heads_top: {k, score} over DIR/heads.h5 */
-    AB_SCENARIO_HEADS_RANDOM,  /* heads_random: K */
+    AB_SCENARIO_HEADS_RANKED,  /* heads_top / heads_bottom: {k, score} over DIR/heads.h5 and / or
+                                  heads_random: K (each K a count or a list of counts) */
     AB_SCENARIO_HEADS_SELECT,  /* heads_select: {calibrate | calibrate_copy, min} */
 };
 
@@ -85,8 +88,9 @@ struct ab_scenario_eval {
     int64_t decode_horizon; /* < 0: eval-model's default (1024) */
     int heads_kind;         /* enum ab_scenario_heads_kind */
     char *heads;            /* LIST: "L:H,L:H" */
-    int64_t heads_k;        /* TOP, RANDOM: K */
-    char *heads_score;      /* TOP: column of /heads */
+    char *heads_top_k, *heads_bottom_k, *heads_random_k; /* RANKED: "1,2,4,8" or NULL */
+    char *heads_score;      /* RANKED with top / bottom: column of /heads */
+    int64_t stride;         /* < 0: eval-model's default (half the context) */
     char *calibrate;        /* SELECT: calibration text (resolved, exists) or NULL */
     int64_t calibrate_copy; /* SELECT: R, or < 0 */
     double select_min;      /* SELECT: NaN: eval-model's default 0 */
@@ -146,6 +150,7 @@ struct ab_scenario {
     const char *map_methods[AB_SCENARIO_MAX_METHODS];
     int n_map_methods;
     int report_by_workload; /* report: by_workload: frontiers per workload too */
+    const char *report_study; /* report: study: the findings `report --study` states, or NULL */
     const char *report_methods[AB_SCENARIO_MAX_METHODS]; /* report: methods (its filter) */
     int n_report_methods;
     const char *report_families[AB_SCENARIO_MAX_FAMILIES]; /* report: family */
