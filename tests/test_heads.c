@@ -145,6 +145,7 @@ Test(heads, uniform_map)
 {
     static struct built b;
     built_init(&b); /* q = 0: A[i,j] = 1/(i+1) */
+    for (int j = 0; j < N; j++) b.k[j * N] = (float)(j + 1); /* |k_j| = j + 1; q = 0 ignores it */
     struct ab_head_row r;
     const int w = 16;
     stats_of(&b, w, NULL, &r);
@@ -172,6 +173,8 @@ Test(heads, uniform_map)
     double vm = 0;
     for (int j = 1; j < N; j++) vm += sqrt(1.0 + (double)j * j);
     NEAR(r.value_drain, 1 / (vm / (N - 1)), 1e-9);
+    /* key ratio: |k_0| = 1 over the mean of j + 1, j = 1 .. N-1, which is (N + 2) / 2 */
+    NEAR(r.key_ratio, 2.0 / (N + 2), 1e-12);
     NEAR(r.out_dev, 0, 1e-12); /* N <= 64 + 256: the streaming head keeps every key */
     /* alpha(k) <= alpha(0) = H_N / N = 0.042 for every k: no sink */
     cr_expect_eq(r.n_sinks, 0);

@@ -83,6 +83,7 @@ struct ab_head_row {
     double entropy, entropy_norm, locality;
     double vertical_mass, slash_mass;
     double value_drain;         /* ||v_0|| / mean_{j>0} ||v_j|| */
+    double key_ratio;           /* ||k_0|| / mean_{j>0} ||k_j|| */
     double out_norm, out_norm_norm; /* mean_i ||O_i||; divided by the layer mean */
     double distant_mass;        /* mean_i share outside the first 4 and last 64 keys */
     double out_dev;             /* ||O_stream - O||_F / ||O||_F, sink 64 + recent 256 */

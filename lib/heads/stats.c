@@ -157,6 +157,19 @@ int ab_heads_copy_span(const int32_t *tokens, int64_t n, int64_t min_len, struct
     return 1;
 }
 
+/* ||x_0|| over the mean of ||x_j||, j > 0, for rows x (n, d); NaN when undefined. */
+static double norm_ratio(const float *x, int64_t n, int64_t d)
+{
+    double x0 = 0, rest = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double s2 = 0;
+        for (int64_t c = 0; c < d; c++) s2 += (double)x[j * d + c] * x[j * d + c];
+        if (j == 0) x0 = sqrt(s2);
+        else rest += sqrt(s2);
+    }
+    return n > 1 && rest > 0 ? x0 / (rest / (double)(n - 1)) : NAN;
+}
+
 int ab_heads_stats(const struct ab_head *h, const struct ab_tasks *tasks, const int32_t *tokens,
                    const struct ab_copy_span *copy, const struct ab_heads_opts *o,
                    struct ab_head_row *out)
@@ -198,18 +211,10 @@ int ab_heads_stats(const struct ab_head *h, const struct ab_tasks *tasks, const 
     out->slash_mass = ab_map_stats_slash_mass(&ms, top);
     ab_map_stats_free(&ms);
 
-    /* value drain: ||v_0|| over the mean norm of the other values */
-    double v0 = 0, rest = 0;
-    for (int64_t j = 0; j < h->n_k; j++) {
-        double s2 = 0;
-        const float *v = h->v + j * h->d_v;
-        for (int64_t c = 0; c < h->d_v; c++) s2 += (double)v[c] * v[c];
-        if (j == 0)
-            v0 = sqrt(s2);
-        else
-            rest += sqrt(s2);
-    }
-    out->value_drain = h->n_k > 1 && rest > 0 ? v0 / (rest / (double)(h->n_k - 1)) : NAN;
+    /* value drain and key ratio: ||v_0||, ||k_0|| over the mean norm of the other rows (Gu et
+     * al.: the sink token's value is small; its key is what every query matches) */
+    out->value_drain = norm_ratio(h->v, h->n_k, h->d_v);
+    out->key_ratio = norm_ratio(h->k, h->n_k, h->d);
 
     /* tokens index query and key rows alike: only for square heads */
     struct pass2 a = {.h = h, .tasks = tasks, .tokens = h->n_q == h->n_k ? tokens : NULL, .o = o};

@@ -177,6 +177,7 @@ static const struct ab_column ab_head_cols[] = {
     AB_HEAD_COL(vertical_mass, AB_COL_F64, "1", "share of the mass on the top 1% of columns"),
     AB_HEAD_COL(slash_mass, AB_COL_F64, "1", "share of the mass on the top 1% of diagonals"),
     AB_HEAD_COL(value_drain, AB_COL_F64, "1", "||v_0|| / mean over j > 0 of ||v_j||"),
+    AB_HEAD_COL(key_ratio, AB_COL_F64, "1", "||k_0|| / mean over j > 0 of ||k_j|| (keys after RoPE)"),
     AB_HEAD_COL(out_norm, AB_COL_F64, "1", "head output norm: mean over rows of ||O_i||"),
     AB_HEAD_COL(out_norm_norm, AB_COL_F64, "1",
                 "head output norm divided by its mean over the layer's heads"),
