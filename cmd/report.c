@@ -19,7 +19,7 @@
 static const char *usage_text =
     "attnbench report RESULTS.h5... -o DIR [--methods a,b,...] [--family static,kv,...]\n"
     "                 [--workload W.h5] [--maps L:H,L:H] [--map-methods a,b] [--budget R]\n"
-    "                 [--map-size N] [--gnuplot PROG]";
+    "                 [--map-size N] [--study NAME] [--gnuplot PROG]";
 
 enum { MAX_INPUTS = 256, MAX_MAPS = 64, MAX_MAP_METHODS = 32, MAX_FILTER = 128 };
 
@@ -104,6 +104,9 @@ int cmd_report(int argc, char **argv)
          "FLOP ratio of heatmaps, maps and failing heads (default 0.125; the nearest run one)"},
         {"map-size", AB_OPT_INT, &map_size, "N", "largest map side in pixels (default 512)"},
         {"floor", AB_OPT_DOUBLE, &ro.map_floor, "P", "probability drawn darkest in maps (1e-6)"},
+        {"study", AB_OPT_STRING, &ro.study, "NAME",
+         "open report.md with the findings of a study: streaming-llm, sink-emergence, "
+         "retrieval-heads, sparse-frontier"},
         {"gnuplot", AB_OPT_STRING, &ro.gnuplot, "PROG",
          "gnuplot program (default: gnuplot on PATH)"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
@@ -128,6 +131,13 @@ int cmd_report(int argc, char **argv)
     if (!(ro.map_floor > 0 && ro.map_floor < 1))
         return ab_cmd_error(EX_AB_USAGE, "report: --floor %g is not between 0 and 1", ro.map_floor);
     ro.map_size = map_size;
+    if (ro.study) {
+        int k = 0;
+        while (ab_report_studies[k] && strcmp(ab_report_studies[k], ro.study)) k++;
+        if (!ab_report_studies[k])
+            return ab_cmd_error(EX_AB_USAGE, "report: unknown study '%s' (streaming-llm, "
+                                "sink-emergence, retrieval-heads, sparse-frontier)", ro.study);
+    }
 
     static char method_names[MAX_FILTER][64], family_names[MAX_FILTER][64];
     static const char *method_p[MAX_FILTER], *family_p[MAX_FILTER];

@@ -1132,6 +1132,7 @@ static void rep_free(struct rep *R)
     if (R->have_wl) ab_workload_free(&R->wl);
     free(R->wl_path);
     free(R->maps), free(R->mm);
+    free(R->study_md);
     ab_rep_e2e_free(R);
     /* the kept cells are shallow copies (the strings belong to d->merged); the pooled summary
      * belongs to vres[0] */
@@ -1251,6 +1252,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     if ((rc = head_stats(&R, &sink_ratio, &sink_heads, &n_sh)) != AB_OK) goto done;
     if ((rc = maps(&R)) != AB_OK) goto done;
     if ((rc = ab_rep_e2e(&R)) != AB_OK) goto done;
+    if ((rc = ab_rep_study(&R)) != AB_OK) goto done;
     {
         char *cells = ab_path_join(o->dir, "cells", ".csv"),
              *summary = ab_path_join(o->dir, "summary", ".csv");

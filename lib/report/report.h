@@ -98,11 +98,22 @@ struct ab_report_opts {
     int n_methods;
     const char *const *families;
     int n_families;
+    /* a study whose findings open report.md (one of ab_report_studies), or NULL */
+    const char *study;
     /* called with the path of every file written, in order (may be NULL) */
     void (*on_file)(void *user, const char *path);
     void *user;
 };
 void ab_report_defaults(struct ab_report_opts *o);
+
+/* The studies --study knows, NULL-terminated: "streaming-llm" (StreamingLLM: perplexity of
+ * dense, window and sink + window against budget, the sink-count ablation), "sink-emergence"
+ * (Gu et al.: sink ratio per layer and epsilon, first-token weight per head, key and value
+ * norms of the sink token, secondary sinks, per model), "retrieval-heads" (retrieval scores,
+ * the top / random / bottom-K ablation, DuoAttention's split), "sparse-frontier" (The Sparse
+ * Frontier on real attention: attention level against end to end). Each states its finding
+ * with its numbers, computed from the data, or says plainly that it does not hold. */
+extern const char *const ab_report_studies[];
 
 /* The families a report knows, as --family takes them: "static, dynamic, kv, linear,
  * calibration". */

@@ -9,7 +9,9 @@
  *                      the isoFLOPS bars;
  *   report_answers.c   the study's answers at the top of report.md;
  *   report_md.c        report.md;
- *   report_e2e.c       the end-to-end part (eval-model rows).
+ *   report_e2e.c       the end-to-end part (eval-model rows);
+ *   report_study.c     --study: the findings of a seed paper's study, one file per study
+ *                      (report_study_<name>.c) behind one table.
  * report_load.c does not need it. */
 #ifndef AB_REPORT_INTERNAL_H
 #define AB_REPORT_INTERNAL_H
@@ -61,7 +63,7 @@ struct fig {
 /* report.md sections of figures; a .tsv entry (a table without a picture of its own) is
  * listed as a link after the section's pictures */
 enum { SEC_FRONTIER, SEC_LENGTH, SEC_TASKS, SEC_KV, SEC_ISO, SEC_HEADS, SEC_STATS, SEC_MAPS,
-       SEC_E2E, N_SEC };
+       SEC_E2E, SEC_STUDY, N_SEC };
 
 struct strv {
     char **s;
@@ -145,6 +147,8 @@ struct rep {
     const struct ab_model_row **e2e;  /* (n_e2e) rows owned by R->d->inputs */
     double *e2e_attn;                 /* (n_e2e) attention-level mean rel_l2 of `run`, or NaN */
     int8_t *e2e_attn_all;             /* (n_e2e) 1: over every run workload (no capture matched) */
+    /* --study: the findings' Markdown (malloc'd, NULL without a study), written first */
+    char *study_md;
 };
 
 /* The group table index of (method mi, phase pi, target ti): view grp and cells arrays. */
@@ -206,5 +210,17 @@ void ab_rep_e2e_free(struct rep *R);
  * sink ratio of head_stats (NaN: none) over n_sh heads; announces it. AB_OK or the error of
  * writing it (nothing left behind). */
 int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_t n_sh);
+
+/* report_study.c: runs the study of R->o->study (none: nothing): its figures are added to
+ * SEC_STUDY and its Markdown (a "## Findings" section with one table and one plain sentence per
+ * finding, and the command lines that reproduce it) goes to R->study_md. AB_OK or the error of
+ * writing a file. A study function gets the Markdown stream f and returns AB_OK or an error;
+ * it writes what it cannot find in the data as such (never a number it did not compute). */
+int ab_rep_study(struct rep *R);
+typedef int (*ab_rep_study_fn)(struct rep *R, FILE *f);
+int ab_rep_study_streaming_llm(struct rep *R, FILE *f);  /* report_study_streaming.c */
+int ab_rep_study_sink_emergence(struct rep *R, FILE *f); /* report_study_sinks.c */
+int ab_rep_study_retrieval_heads(struct rep *R, FILE *f); /* report_study_retrieval.c */
+int ab_rep_study_sparse_frontier(struct rep *R, FILE *f); /* report_study_frontier.c */
 
 #endif

@@ -343,6 +343,10 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
     FILE *f = out.f;
 
     fputs("# attnbench report\n\n", f);
+    if (R->study_md) {
+        fputs(R->study_md, f);
+        md_figs(R, f, SEC_STUDY);
+    }
     ab_rep_answers_md(R, f);
     ab_rep_accounting_md(R, f);
     ab_rep_infeasible_md(R, f);
