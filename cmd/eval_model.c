@@ -199,7 +199,7 @@ static int eval_input(const struct ab_model *mo, const struct input *in, int64_t
 
 static void print_row(const struct ab_model_row *r)
 {
-    printf("%-14s %-16s %-8s %7.4g %7.4g %5lld/%-5lld ", r->workload, r->method, r->phase,
+    printf("%-14s %-16s %-8s %7.4g %7.4g %5lld/%-5lld ", ab_path_base(r->workload), r->method, r->phase,
            r->target_ratio, r->flop_ratio, (long long)r->heads_feasible, (long long)r->n_heads);
     if (r->reason && r->reason[0])
         printf("%9s %9.4f  %s", "-", r->dense_ppl, r->reason);
