@@ -190,11 +190,11 @@ struct input {
 
 /* One scored input of a pass: in windows of the context when it is longer (a text). */
 static int eval_input(const struct ab_model *mo, const struct input *in, int64_t stride,
-                      const struct ab_e2e_opts *eo, struct ab_e2e_result *r)
+                      int32_t bos, const struct ab_e2e_opts *eo, struct ab_e2e_result *r)
 {
     if (in->in.n <= mo->c.seq_len)
         return ab_e2e_eval(mo, in->in.ids, in->in.n, in->in.copy_from, eo, r);
-    return ab_e2e_eval_windows(mo, in->in.ids, in->in.n, mo->c.seq_len, stride, eo, r);
+    return ab_e2e_eval_windows(mo, in->in.ids, in->in.n, mo->c.seq_len, stride, bos, eo, r);
 }
 
 static void print_row(const struct ab_model_row *r)
@@ -216,6 +216,7 @@ int cmd_eval_model(int argc, char **argv)
                *heads_score = NULL, *heads_file = NULL, *calibrate = NULL, *heads_topk = NULL,
                *heads_bottomk = NULL, *heads_rand = NULL;
     int64_t copy_r = 0, m = 64, calibrate_copy = 0, stride = 0;
+    int window_bos = 0;
     int64_t horizon = AB_DECODE_HORIZON;
     int heads_select = 0;
     double select_min = 0;
@@ -232,6 +233,7 @@ int cmd_eval_model(int argc, char **argv)
         {"decode-horizon", AB_OPT_INT, &horizon, "G", "decode: generated tokens one-off work (cache compression, indexes) is amortised over, >= M (default 1024)"},
         {"heads", AB_OPT_STRING, &heads, "L:H,...", "replace only these heads (default: all)"},
         {"stride", AB_OPT_INT, &stride, "S", "texts longer than the context: sliding windows of the context every S tokens (default half the context)"},
+        {"window-bos", AB_OPT_FLAG, &window_bos, NULL, "sliding windows after the first start with BOS (in place of their first token), as the model was trained"},
         {"heads-top", AB_OPT_STRING, &heads_topk, "K,...", "replace the K heads with the largest --heads-score in --heads-file (a list: one set of rows per K)"},
         {"heads-bottom", AB_OPT_STRING, &heads_bottomk, "K,...", "replace the K heads with the smallest --heads-score"},
         {"heads-score", AB_OPT_STRING, &heads_score, "COL", "column of the /heads table ranking heads (retrieval_score, induction_score, ...)"},
@@ -333,10 +335,12 @@ int cmd_eval_model(int argc, char **argv)
                                  &cal.in);
     }
     /* texts longer than the context: sliding windows (said on stderr, the default too) */
-    if (!rc && stride > c->seq_len)
-        rc = ab_fail(AB_E_USAGE, "eval-model: --stride %lld is larger than the context of '%s' "
-                     "(%lld tokens)", (long long)stride, model_path, (long long)c->seq_len);
+    if (!rc && stride > c->seq_len - (window_bos ? 2 : 1))
+        rc = ab_fail(AB_E_USAGE, "eval-model: --stride %lld must be below the context of '%s' "
+                     "(%lld tokens%s)", (long long)stride, model_path, (long long)c->seq_len,
+                     window_bos ? "; with --window-bos at most the context - 2" : "");
     int64_t stride_used = stride ? stride : c->seq_len / 2;
+    int32_t bos = window_bos ? (have_tok ? tok.bos : 1) : -1;
     const struct input *all_in[MAX_INPUTS + 1];
     int n_all = 0;
     for (int i = 0; i < n_in; i++) all_in[n_all++] = &in[i];
@@ -354,12 +358,14 @@ int cmd_eval_model(int argc, char **argv)
             if (!ab_common.quiet)
                 fprintf(stderr, "eval-model: '%s' has %lld tokens, more than the context of %lld: "
                         "scored in %lld sliding windows of %lld tokens, stride %lld%s (each target "
-                        "once, with at least %lld tokens of context after the first window)\n",
+                        "once, with at least %lld tokens of context after the first window%s)\n",
                         x->name, (long long)x->in.n, (long long)c->seq_len,
                         (long long)ab_e2e_n_windows(x->in.n, c->seq_len, stride_used),
                         (long long)c->seq_len, (long long)stride_used,
                         stride ? "" : " (the default, half the context; --stride S to change)",
-                        (long long)(c->seq_len - stride_used));
+                        (long long)(c->seq_len - stride_used - (bos >= 0)),
+                        bos >= 0 ? "; each window starts with BOS" : "; windows after the first "
+                        "start mid-text, without BOS (--window-bos to put it there)");
         }
     }
     /* the head sets: one, or one per (choice, K) of --heads-top / --heads-bottom / --heads-random */
@@ -423,9 +429,10 @@ int cmd_eval_model(int argc, char **argv)
                        "infeasible, and a pass with an infeasible head reports no nll, ppl, acc "
                        "or copy_acc (its reason says how many heads met the target); heads not "
                        "replaced are exact; a text longer than the context is scored in sliding "
-                       "windows of the context (no BOS inserted) every `stride` tokens, each target "
-                       "once (decode: the new targets among each window's last rows)");
-    if (windowed) res.stride = stride_used;
+                       "windows of the context every `stride` tokens, each target once (decode: the "
+                       "new targets among each window's last rows); windows after the first start "
+                       "mid-text, or with BOS in place of their first token when window_bos is 1");
+    if (windowed) res.stride = stride_used, res.window_bos = bos >= 0;
     res.decode_horizon = phases & AB_PHASE_DECODE ? horizon : 0;
 
     /* passes: per input, dense then every (phase, method, target, head set); --heads-select
@@ -456,11 +463,11 @@ int cmd_eval_model(int argc, char **argv)
                                  .seed = ab_common.seed};
         struct ab_e2e_result dense[MAX_INPUTS], cal_dense;
         for (int i = 0; i < n_in && !rc; i++) {
-            rc = eval_input(&model, &in[i], stride_used, &eo, &dense[i]);
+            rc = eval_input(&model, &in[i], stride_used, bos, &eo, &dense[i]);
             ab_progress_step(&prog, ab_e2e_n_windows(in[i].in.n, c->seq_len, stride_used));
         }
         if (!rc && heads_select) {
-            rc = eval_input(&model, &cal, stride_used, &eo, &cal_dense);
+            rc = eval_input(&model, &cal, stride_used, bos, &eo, &cal_dense);
             ab_progress_step(&prog, w_cal);
         }
         for (int mi = 0; mi < n_list && !rc; mi++) {
@@ -479,7 +486,7 @@ int cmd_eval_model(int argc, char **argv)
                         struct ab_e2e_result r1;
                         one[hh] = 1;
                         eo.replace = one;
-                        rc = eval_input(&model, &cal, stride_used, &eo, &r1);
+                        rc = eval_input(&model, &cal, stride_used, bos, &eo, &r1);
                         one[hh] = 0;
                         if (!rc && cal_dense.nll - r1.nll > select_min) hs->replace[hh] = 1, n_keep++;
                         ab_progress_step(&prog, w_cal);
@@ -499,7 +506,7 @@ int cmd_eval_model(int argc, char **argv)
                     eo.replace = set->replace;
                     for (int i = 0; i < n_in && !rc; i++) {
                         struct ab_e2e_result r;
-                        rc = eval_input(&model, &in[i], stride_used, &eo, &r);
+                        rc = eval_input(&model, &in[i], stride_used, bos, &eo, &r);
                         ab_progress_step(&prog, ab_e2e_n_windows(in[i].in.n, c->seq_len, stride_used));
                         if (rc) break;
                         struct ab_model_row row = {

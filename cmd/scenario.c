@@ -249,6 +249,7 @@ static void build_eval(struct cmdline *c, const struct ab_scenario *s, int i, co
     if (e->decode_horizon > 0)
         add(c, "--decode-horizon"), add(c, "%lld", (long long)e->decode_horizon);
     if (e->stride > 0) add(c, "--stride"), add(c, "%lld", (long long)e->stride);
+    if (e->window_bos) add(c, "--window-bos");
     switch (e->heads_kind) {
     case AB_SCENARIO_HEADS_LIST: add(c, "--heads"), add(c, "%s", e->heads); break;
     case AB_SCENARIO_HEADS_RANKED:

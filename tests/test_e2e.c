@@ -410,7 +410,7 @@ Test(e2e, a_text_longer_than_the_context_is_scored_once_per_target_in_sliding_wi
     for (int64_t i = 0; i < n; i++) ids[i] = i ? st.ids[1 + (i - 1) % (st.n - 1)] : 1;
     struct ab_e2e_opts o = {.phase = AB_PHASE_PREFILL, .seed = 1};
     struct ab_e2e_result r;
-    cr_assert_eq(ab_e2e_eval_windows(&m, ids, n, L, S, &o, &r), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_e2e_eval_windows(&m, ids, n, L, S, -1, &o, &r), AB_OK, "%s", ab_errmsg());
     int64_t nw = ab_e2e_n_windows(n, L, S);
     cr_expect_eq(nw, 1 + (n - L + S - 1) / S);
     cr_expect_eq(r.n_windows, nw);
@@ -441,7 +441,7 @@ Test(e2e, a_text_longer_than_the_context_is_scored_once_per_target_in_sliding_wi
     /* decode: the new targets among each window's last m rows */
     struct ab_e2e_opts od = {.phase = AB_PHASE_DECODE, .decode_m = 64, .seed = 1};
     struct ab_e2e_result rd;
-    cr_assert_eq(ab_e2e_eval_windows(&m, ids, n, L, S, &od, &rd), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(ab_e2e_eval_windows(&m, ids, n, L, S, -1, &od, &rd), AB_OK, "%s", ab_errmsg());
     int64_t want = 0;
     for (int64_t k = 0; k < nw; k++) {
         int64_t b, e, from;
@@ -449,8 +449,32 @@ Test(e2e, a_text_longer_than_the_context_is_scored_once_per_target_in_sliding_wi
         want += e - b - 1 - AB_MAX(from, e - b - 64);
     }
     cr_expect_eq(rd.n_scored, want);
-    /* a stride larger than the window is refused */
-    cr_expect_eq(ab_e2e_eval_windows(&m, ids, n, L, L + 1, &o, &r), AB_E_USAGE);
+    /* with BOS in place of each later window's first token: the same targets, the first window
+     * unchanged, and each later window's part exactly a pass over it with BOS first, by hand */
+    struct ab_e2e_result rb;
+    cr_assert_eq(ab_e2e_eval_windows(&m, ids, n, L, S, 1, &o, &rb), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(rb.n_scored, n - 1);
+    int32_t *win = malloc(sizeof(int32_t) * (size_t)L);
+    double delta = 0; /* sum over windows k >= 1 of (NLL with BOS - NLL without) */
+    for (int64_t k = 1; k < nw; k++) {
+        int64_t b, e, from;
+        ab_e2e_windows(n, L, S, k, &b, &e, &from);
+        cr_expect_geq(from, 1, "no scored row predicts from BOS alone");
+        memcpy(win, ids + b, sizeof(int32_t) * (size_t)L);
+        win[0] = 1;
+        cr_assert_eq(ab_model_forward(&m, win, e - b, NULL, logits), AB_OK);
+        for (int64_t t = from; t < e - b - 1; t++) delta += nll_at(logits + t * V, V, win[t + 1]);
+        cr_assert_eq(ab_model_forward(&m, ids + b, e - b, NULL, logits), AB_OK);
+        for (int64_t t = from; t < e - b - 1; t++) delta -= nll_at(logits + t * V, V, ids[b + t + 1]);
+    }
+    double got = (rb.nll - r.nll) * (double)(n - 1);
+    cr_expect(fabs(got - delta) < 1e-6 * (double)(n - 1), "BOS windows change the NLL sum by "
+              "%.9f, by hand %.9f", got, delta);
+    free(win);
+    /* a stride of the whole window (a target with no context) is refused, and so is one
+     * window - 1 with BOS */
+    cr_expect_eq(ab_e2e_eval_windows(&m, ids, n, L, L, -1, &o, &r), AB_E_USAGE);
+    cr_expect_eq(ab_e2e_eval_windows(&m, ids, n, L, L - 1, 1, &o, &r), AB_E_USAGE);
     free(logits), free(ids);
     ab_model_input_free(&st);
     ab_model_free(&m);
@@ -483,6 +507,10 @@ Test(e2e, eval_model_says_it_uses_sliding_windows_on_a_long_text)
     cr_expect_eq(t_run(NULL, &err, "eval-model --model '%s' --text '%s' --stride 600 -o '%s'",
                        model_path, text, out), 64);
     cr_expect(strstr(err, "--stride 600") && t_count_lines(err) == 1, "%s", err);
+    cr_expect(!t_exists(out));
+    free(err);
+    cr_expect_eq(t_run(NULL, &err, "eval-model --model '%s' --text '%s' --stride 512 -o '%s'",
+                       model_path, text, out), 64);
     cr_expect(!t_exists(out));
     free(err);
 }

@@ -378,7 +378,7 @@ Test(scenario, model_capture_import_and_eval_model_parse)
         "eval_model:\n"
         "  - {text: %s, methods: [streaming], budgets: [0.5], phases: [prefill, decode],\n"
         "     decode_queries: 16, heads_top: {k: [1, 4], score: induction_score},\n"
-        "     heads_bottom: {k: 2, score: induction_score}, stride: 100}\n"
+        "     heads_bottom: {k: 2, score: induction_score}, stride: 100, window_bos: true}\n"
         "  - {copy_task: 40, methods: [quest], phases: [decode], decode_queries: 8,\n"
         "     heads_random: 3}\n"
         "  - {copy_task: 40, methods: [act], heads_select: {calibrate_copy: 20, min: 0.01}}\n"
@@ -433,7 +433,7 @@ Test(scenario, model_capture_import_and_eval_model_parse)
                                                               "--names q,k,v --full --scale 0.5 "),
               "%s", out);
     cr_expect(
-        strstr(out, " --stride 100 --heads-top 1,4 --heads-bottom 2 --heads-score induction_score "
+        strstr(out, " --stride 100 --window-bos --heads-top 1,4 --heads-bottom 2 --heads-score induction_score "
                     "--heads-file D/heads.h5 ") &&
             strstr(out, "--phase both --decode-queries 16 ") && strstr(out, "-o D/model.h5"),
         "%s", out);

@@ -272,28 +272,41 @@ int64_t ab_e2e_n_windows(int64_t n, int64_t window, int64_t stride)
 }
 
 int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t n,
-                        int64_t window, int64_t stride, const struct ab_e2e_opts *o,
+                        int64_t window, int64_t stride, int32_t bos, const struct ab_e2e_opts *o,
                         struct ab_e2e_result *r)
 {
     memset(r, 0, sizeof *r);
     if (window < 2 || window > m->c.seq_len)
         return ab_fail(AB_E_USAGE, "window %lld must be in [2, %lld] (the model's context)",
                        (long long)window, (long long)m->c.seq_len);
-    if (stride < 1 || stride > window)
-        return ab_fail(AB_E_USAGE, "stride %lld must be in [1, %lld] (the window)",
-                       (long long)stride, (long long)window);
+    int64_t most = window - (bos >= 0 ? 2 : 1); /* every scored row has a context token */
+    if (stride < 1 || stride > most)
+        return ab_fail(AB_E_USAGE, "stride %lld must be in [1, %lld] (the window of %lld%s, less "
+                       "one token of context)", (long long)stride, (long long)most,
+                       (long long)window, bos >= 0 ? " with BOS first" : "");
     if (o->phase == AB_PHASE_DECODE && o->decode_m >= AB_MIN(n, window))
         return ab_fail(AB_E_USAGE, "decode queries m = %lld must be below the window of %lld "
                        "tokens", (long long)o->decode_m, (long long)AB_MIN(n, window));
     struct tally s = {0};
     int64_t nw = ab_e2e_n_windows(n, window, stride), n_feasible = INT64_MAX, n_replaced = 0;
     double rel_sum = 0;
+    int32_t *buf = bos >= 0 && nw > 1 ? malloc(sizeof(int32_t) * (size_t)window) : NULL;
+    if (bos >= 0 && nw > 1 && !buf) return ab_fail(AB_E_NOMEM, "out of memory");
     for (int64_t k = 0; k < nw; k++) {
         int64_t b, e, from;
         struct ab_e2e_result w;
         ab_e2e_windows(n, window, stride, k, &b, &e, &from);
-        int rc = pass(m, tokens + b, e - b, 0, o, from, &w, &s);
-        if (rc) return rc;
+        const int32_t *win = tokens + b;
+        if (k && buf) { /* BOS in place of the window's first token (context only) */
+            memcpy(buf, tokens + b, sizeof(int32_t) * (size_t)(e - b));
+            buf[0] = bos;
+            win = buf;
+        }
+        int rc = pass(m, win, e - b, 0, o, from, &w, &s);
+        if (rc) {
+            free(buf);
+            return rc;
+        }
         r->flops_method += w.flops_method, r->flops_dense += w.flops_dense;
         r->bytes_kv = AB_MAX(r->bytes_kv, w.bytes_kv);
         r->time_s += w.time_s;
@@ -301,6 +314,7 @@ int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t
         n_feasible = AB_MIN(n_feasible, w.n_feasible);
         rel_sum += isnan(w.rel_l2) ? 0 : w.rel_l2;
     }
+    free(buf);
     tally_finish(&s, r);
     r->n_replaced = n_replaced;
     r->n_feasible = nw ? n_feasible : 0;

@@ -59,18 +59,22 @@ int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int6
 /* Sliding-window evaluation of a text longer than the model's context (the standard protocol
  * of perplexity over long text): windows of `window` tokens (<= seq_len) ending at
  * min(n, window + k stride), k = 0, 1, ..., each a fresh forward pass over its tokens at
- * positions 0 .. window-1 (the slice as it is: no BOS is inserted). Window 0 scores its every
- * target; window k > 0 only the targets after the previous window's end, so each target of
- * the text is scored once, and every target after the first window with at least
- * window - stride tokens of context. In decode each window's last m rows are the method's
- * and only the new targets among them are scored (with stride <= m - 1 that is every target
- * after the first window's last m). Totals: FLOPs summed over windows, bytes_kv their largest,
+ * positions 0 .. window-1: the slice as it is when bos < 0 (the convention of Hugging Face's
+ * perplexity guide), else with token bos in place of its first token in every window after
+ * the first (for models trained with BOS at position 0, whose sink is that token: the window
+ * keeps its sink; the replaced token was context only). Window 0 scores its every target;
+ * window k > 0 only the targets after the previous window's end, so each target of the text
+ * is scored once, every one after the first window with at least window - stride tokens of
+ * context (one fewer with bos). In decode each window's last m rows are the method's and only
+ * the new targets among them are scored (with stride <= m - 1 that is every target after the
+ * first window's last m). Totals: FLOPs summed over windows, bytes_kv their largest,
  * n_replaced the heads replaced per window, n_feasible the fewest that met the target in any
- * window, rel_l2 the mean over windows. 1 <= stride <= window <= seq_len (AB_E_USAGE), decode
- * m below the window. With n <= window it is one pass, as ab_e2e_eval (copy_from not used:
- * texts only). */
+ * window, rel_l2 the mean over windows. 2 <= window <= seq_len, 1 <= stride <= window - 1
+ * (window - 2 with bos: every scored row has a token of the text before it), decode m below
+ * the window (AB_E_USAGE otherwise). With n <= window it is one pass, as ab_e2e_eval
+ * (copy_from not used: texts only). */
 int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t n,
-                        int64_t window, int64_t stride, const struct ab_e2e_opts *o,
+                        int64_t window, int64_t stride, int32_t bos, const struct ab_e2e_opts *o,
                         struct ab_e2e_result *r);
 
 /* The number of windows of ab_e2e_eval_windows, and window k's extent [*begin, *end) and its

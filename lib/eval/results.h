@@ -172,6 +172,7 @@ struct ab_results {
     int64_t decode_horizon;/* G of the decode cells' amortised ratio (0: no decode cells) */
     int64_t stride;        /* eval-model: stride of the sliding windows over texts longer than
                               the context (0: every input fit in one pass) */
+    int64_t window_bos;    /* 1: those windows after the first start with BOS */
     /* root attributes a writer takes from the clock, the machine and the build when NULL (set
      * them for a reproducible file); a reader fills them from the file */
     char *created_utc;     /* "YYYY-MM-DDTHH:MM:SSZ" */

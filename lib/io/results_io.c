@@ -357,6 +357,7 @@ static int ab_res_put_root_attrs(struct ab_h5 *f, const struct ab_results *r)
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "notes", r->notes);
     if (!rc) rc = ab_h5_attr_put_int(f, "/", "decode_horizon", (int)r->decode_horizon);
     if (!rc && r->stride) rc = ab_h5_attr_put_int(f, "/", "stride", (int)r->stride);
+    if (!rc && r->stride) rc = ab_h5_attr_put_int(f, "/", "window_bos", (int)r->window_bos);
     free(sha);
     return rc;
 }
@@ -455,6 +456,7 @@ static int ab_res_read_attrs(struct ab_h5 *f, struct ab_results *r)
         (rc = ab_h5_attr_get_i64(f, "/", "threads", &r->threads, &found)) ||
         (rc = ab_h5_attr_get_i64(f, "/", "decode_horizon", &r->decode_horizon, &found)) ||
         (rc = ab_h5_attr_get_i64(f, "/", "stride", &r->stride, &found)) ||
+        (rc = ab_h5_attr_get_i64(f, "/", "window_bos", &r->window_bos, &found)) ||
         (rc = ab_h5_attr_get_strs(f, "/", "workloads", &r->n_workloads, &r->workloads, &found)) ||
         (rc = ab_h5_attr_get_strs(f, "/", "workload_sha256", &n_sha, &r->workload_sha256, &found)))
         return rc;

@@ -98,7 +98,7 @@ static const char *const import_keys[] = {"files",  "layout", "names", "dtype",
 static const char *const eval_keys[] = {"text",      "copy_task",      "methods",      "budgets",
                                         "phases",    "decode_queries", "decode_horizon", "heads",
                                         "heads_top", "heads_random",   "heads_select", "stride",
-                                        "heads_bottom", NULL};
+                                        "heads_bottom", "window_bos", NULL};
 static const char *const heads_top_keys[] = {"k", "score", NULL};
 static const char *const heads_select_keys[] = {"calibrate", "calibrate_copy", "min", NULL};
 
@@ -1456,6 +1456,10 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
     if ((v = lookup(c, m, "stride"))) {
         snprintf(what, sizeof what, "'stride' in %s", in);
         if ((rc = get_int(c, v, what, 1, INT32_MAX, &ev->stride))) return rc;
+    }
+    if ((v = lookup(c, m, "window_bos"))) {
+        snprintf(what, sizeof what, "'window_bos' in %s", in);
+        if ((rc = get_bool(c, v, what, &ev->window_bos))) return rc;
     }
     /* one head choice: heads, heads_select, or any of heads_top / heads_bottom / heads_random */
     static const char *const choice[] = {"heads", "heads_select", "heads_top", "heads_bottom",

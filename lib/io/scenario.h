@@ -91,6 +91,7 @@ struct ab_scenario_eval {
     char *heads_top_k, *heads_bottom_k, *heads_random_k; /* RANKED: "1,2,4,8" or NULL */
     char *heads_score;      /* RANKED with top / bottom: column of /heads */
     int64_t stride;         /* < 0: eval-model's default (half the context) */
+    int window_bos;         /* 1: sliding windows after the first start with BOS */
     char *calibrate;        /* SELECT: calibration text (resolved, exists) or NULL */
     int64_t calibrate_copy; /* SELECT: R, or < 0 */
     double select_min;      /* SELECT: NaN: eval-model's default 0 */
