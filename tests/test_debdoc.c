@@ -25,6 +25,7 @@
 #include "core/workload.h"
 #include "heads/stats.h"
 #include "helpers.h"
+#include "ref_llama.h"
 #include "io/h5_workload.h"
 #include "io/results_io.h"
 #include "model/gguf.h"
@@ -309,29 +310,28 @@ static double *gg_tensor(struct gg *g, const char *name, uint64_t ne0, uint64_t 
 
 /* ------------------------------------------------------------------ independent forward pass */
 
-/* The README's architecture in double precision: RMSNorm eps 1e-5, RoPE theta 10000 on
- * interleaved pairs (2i, 2i+1) of each head, query head h on kv head h / 3, SwiGLU, shared
- * classifier. GGUF stores a linear map (out, in) with ne0 = in, row-major; `attnbench convert`
+/* The README's architecture in double precision (tests/ref_llama.c: RMSNorm eps 1e-5, RoPE
+ * theta 10000 on interleaved pairs (2i, 2i+1) of each head, query head h on kv head h / 3,
+ * SwiGLU), the weights read here with the GGUF reader above; shared classifier. GGUF stores a linear map (out, in) with ne0 = in, row-major; `attnbench convert`
  * writes Q and K rows as the llama2.c checkpoint had them (no llama.cpp-style permutation of
  * the rotary halves: lib/model/gguf.c neither permutes on write nor on read), so RoPE turns
  * the stored rows' pairs (2i, 2i+1) directly. */
 struct ref {
-    double *emb, *rms_final, *cls;
-    double *attn_norm[NL], *wq[NL], *wk[NL], *wv[NL], *wo[NL], *ffn_norm[NL], *w1[NL], *w2[NL],
-        *w3[NL];
+    struct t_llama w;
+    double *cls;
+    double *own[2 + 9 * NL]; /* every tensor read (freed by ref_free) */
+    int n_own;
     uint64_t n_params;
-    /* outputs for n rows */
-    double *q, *k, *v; /* (NL, NH | NKV, n, HD) after RoPE; k_raw before it */
-    double *k_raw;
-    double *logits; /* (n, VOCAB) */
+    struct t_llama_out o;
 };
 
-static double *need_tensor(struct gg *g, struct ref *r, const char *name, uint64_t ne0,
-                           uint64_t ne1)
+static const double *need_tensor(struct gg *g, struct ref *r, const char *name, uint64_t ne0,
+                                 uint64_t ne1)
 {
     double *x = gg_tensor(g, name, ne0, ne1);
     cr_assert(x, "tensor %s is missing", name);
     r->n_params += ne0 * (ne1 ? ne1 : 1);
+    r->own[r->n_own++] = x;
     return x;
 }
 
@@ -345,138 +345,47 @@ static void ref_load(struct ref *r, const char *path)
               "metadata: dim %lld hidden %lld layers %lld heads %lld kv %lld ctx %lld vocab %llu",
               (long long)g.dim, (long long)g.hidden, (long long)g.layers, (long long)g.heads,
               (long long)g.kv_heads, (long long)g.ctx, (unsigned long long)g.n_tokens);
-    r->emb = need_tensor(&g, r, "token_embd.weight", DIM, VOCAB);
+    struct t_llama *w = &r->w;
+    *w = (struct t_llama){.D = DIM, .F = HID, .L = NL, .H = NH, .G = NKV, .V = VOCAB, .hd = HD};
+    w->emb = need_tensor(&g, r, "token_embd.weight", DIM, VOCAB);
     char name[64];
     for (int l = 0; l < NL; l++) {
 #define T(field, suffix, ne0, ne1)                                                                 \
     (snprintf(name, sizeof name, "blk.%d.%s.weight", l, suffix),                                   \
-     r->field[l] = need_tensor(&g, r, name, ne0, ne1))
-        T(attn_norm, "attn_norm", DIM, 0);
+     w->field[l] = need_tensor(&g, r, name, ne0, ne1))
+        T(rms_att, "attn_norm", DIM, 0);
         T(wq, "attn_q", DIM, NH * HD);
         T(wk, "attn_k", DIM, NKV * HD);
         T(wv, "attn_v", DIM, NKV * HD);
         T(wo, "attn_output", NH * HD, DIM);
-        T(ffn_norm, "ffn_norm", DIM, 0);
+        T(rms_ffn, "ffn_norm", DIM, 0);
         T(w1, "ffn_gate", DIM, HID);
         T(w2, "ffn_down", HID, DIM);
         T(w3, "ffn_up", DIM, HID);
 #undef T
     }
-    r->rms_final = need_tensor(&g, r, "output_norm.weight", DIM, 0);
+    w->rms_final = need_tensor(&g, r, "output_norm.weight", DIM, 0);
     r->cls = gg_tensor(&g, "output.weight", DIM, VOCAB);
     cr_expect(r->cls == NULL, "README: the classifier is shared with the embedding");
-    if (!r->cls) r->cls = r->emb;
+    w->cls = r->cls ? r->cls : w->emb;
     cr_expect_eq(g.n_tensor, 2 + 9 * NL);
     fclose(g.f);
     free(g.t);
 }
 
-static void rms(double *out, const double *x, const double *g)
-{
-    double ss = 0;
-    for (int j = 0; j < DIM; j++) ss += x[j] * x[j];
-    double s = 1 / sqrt(ss / DIM + 1e-5);
-    for (int j = 0; j < DIM; j++) out[j] = x[j] * s * g[j];
-}
-
-/* y (rows) = W (rows, cols) x (cols) */
-static void mv(double *y, const double *w, const double *x, int rows, int cols)
-{
-    for (int i = 0; i < rows; i++) {
-        double s = 0;
-        for (int j = 0; j < cols; j++) s += w[(long)i * cols + j] * x[j];
-        y[i] = s;
-    }
-}
-
 static void ref_forward(struct ref *r, const int32_t *tok, int n)
 {
-    const int QD = NH * HD, KVD = NKV * HD;
-    r->q = calloc((size_t)NL * QD * n, sizeof(double));
-    r->k = calloc((size_t)NL * KVD * n, sizeof(double));
-    r->k_raw = calloc((size_t)NL * KVD * n, sizeof(double));
-    r->v = calloc((size_t)NL * KVD * n, sizeof(double));
-    r->logits = calloc((size_t)n * VOCAB, sizeof(double));
-    double *x = calloc((size_t)n * DIM, sizeof(double)), xb[DIM], tmp[HID], h1[HID], h3[HID];
-    double *att = calloc((size_t)n * QD, sizeof(double)), *p = calloc((size_t)n, sizeof(double));
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < DIM; j++) x[i * DIM + j] = r->emb[(long)tok[i] * DIM + j];
-    for (int l = 0; l < NL; l++) {
-        double *Q = r->q + (long)l * QD * n, *K = r->k + (long)l * KVD * n;
-        double *Kr = r->k_raw + (long)l * KVD * n, *V = r->v + (long)l * KVD * n;
-        for (int i = 0; i < n; i++) {
-            rms(xb, x + i * DIM, r->attn_norm[l]);
-            mv(tmp, r->wq[l], xb, QD, DIM);
-            for (int h = 0; h < NH; h++)
-                for (int e = 0; e < HD; e++) Q[((long)h * n + i) * HD + e] = tmp[h * HD + e];
-            mv(tmp, r->wk[l], xb, KVD, DIM);
-            for (int g = 0; g < NKV; g++)
-                for (int e = 0; e < HD; e++)
-                    K[((long)g * n + i) * HD + e] = Kr[((long)g * n + i) * HD + e] =
-                        tmp[g * HD + e];
-            mv(tmp, r->wv[l], xb, KVD, DIM);
-            for (int g = 0; g < NKV; g++)
-                for (int e = 0; e < HD; e++) V[((long)g * n + i) * HD + e] = tmp[g * HD + e];
-            /* RoPE: pair (2p, 2p+1) of each head turns by i * 10000^(-2p / HD) */
-            for (int h = 0; h < NH + NKV; h++) {
-                double *row =
-                    h < NH ? Q + ((long)h * n + i) * HD : K + ((long)(h - NH) * n + i) * HD;
-                for (int pr = 0; pr < HD / 2; pr++) {
-                    double a = i * pow(10000.0, -2.0 * pr / HD), c = cos(a), s = sin(a);
-                    double x0 = row[2 * pr], x1 = row[2 * pr + 1];
-                    row[2 * pr] = x0 * c - x1 * s;
-                    row[2 * pr + 1] = x0 * s + x1 * c;
-                }
-            }
-        }
-        /* causal softmax attention, scale 1/8, query head h on kv head h / 3 */
-        for (int h = 0; h < NH; h++) {
-            int g = h / (NH / NKV);
-            for (int i = 0; i < n; i++) {
-                double mx = -INFINITY, sum = 0;
-                for (int j = 0; j <= i; j++) {
-                    double s = 0;
-                    for (int e = 0; e < HD; e++)
-                        s += Q[((long)h * n + i) * HD + e] * K[((long)g * n + j) * HD + e];
-                    p[j] = s / sqrt((double)HD);
-                    mx = p[j] > mx ? p[j] : mx;
-                }
-                for (int j = 0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
-                for (int e = 0; e < HD; e++) {
-                    double o = 0;
-                    for (int j = 0; j <= i; j++) o += p[j] * V[((long)g * n + j) * HD + e];
-                    att[(long)i * QD + h * HD + e] = o / sum;
-                }
-            }
-        }
-        for (int i = 0; i < n; i++) {
-            mv(tmp, r->wo[l], att + (long)i * QD, DIM, QD);
-            for (int j = 0; j < DIM; j++) x[i * DIM + j] += tmp[j];
-            rms(xb, x + i * DIM, r->ffn_norm[l]);
-            mv(h1, r->w1[l], xb, HID, DIM);
-            mv(h3, r->w3[l], xb, HID, DIM);
-            for (int j = 0; j < HID; j++) h1[j] = h1[j] / (1 + exp(-h1[j])) * h3[j];
-            mv(tmp, r->w2[l], h1, DIM, HID);
-            for (int j = 0; j < DIM; j++) x[i * DIM + j] += tmp[j];
-        }
-    }
-    for (int i = 0; i < n; i++) {
-        rms(xb, x + i * DIM, r->rms_final);
-        mv(r->logits + (long)i * VOCAB, r->cls, xb, VOCAB, DIM);
-    }
-    free(x), free(att), free(p);
+    t_llama_forward(&r->w, tok, n, &r->o);
 }
 
 static void ref_free(struct ref *r)
 {
-    if (r->cls != r->emb) free(r->cls);
-    free(r->emb), free(r->rms_final);
-    for (int l = 0; l < NL; l++) {
-        free(r->attn_norm[l]), free(r->wq[l]), free(r->wk[l]), free(r->wv[l]), free(r->wo[l]);
-        free(r->ffn_norm[l]), free(r->w1[l]), free(r->w2[l]), free(r->w3[l]);
-    }
-    free(r->q), free(r->k), free(r->k_raw), free(r->v), free(r->logits);
+    free(r->cls);
+    for (int i = 0; i < r->n_own; i++) free(r->own[i]);
+    t_llama_out_free(&r->o);
 }
+
+/* ------------------------------------------------------------------ double pass */
 
 Test(debdoc, capture_matches_an_independent_double_forward_pass)
 {
@@ -516,21 +425,21 @@ Test(debdoc, capture_matches_an_independent_double_forward_pass)
     for (int l = 0; l < NL; l++) {
         for (int h = 0; h < NH; h++) {
             double e =
-                rel_l2(ab_workload_q(&w, l, h), r.q + ((long)l * NH + h) * n * HD, (int64_t)n * HD);
+                rel_l2(ab_workload_q(&w, l, h), r.o.q + ((long)l * NH + h) * n * HD, (int64_t)n * HD);
             cr_expect(e < 1e-4, "q L%d.H%d: rel L2 %g", l, h, e);
             worst_q = fmax(worst_q, e);
         }
         for (int g = 0; g < NKV; g++) {
-            double ek = rel_l2(ab_workload_k(&w, l, g), r.k + ((long)l * NKV + g) * n * HD,
+            double ek = rel_l2(ab_workload_k(&w, l, g), r.o.k + ((long)l * NKV + g) * n * HD,
                                (int64_t)n * HD);
-            double ev = rel_l2(ab_workload_v(&w, l, g), r.v + ((long)l * NKV + g) * n * HD,
+            double ev = rel_l2(ab_workload_v(&w, l, g), r.o.v + ((long)l * NKV + g) * n * HD,
                                (int64_t)n * HD);
             cr_expect(ek < 1e-4 && ev < 1e-4, "k/v L%d kv %d: %g %g", l, g, ek, ev);
             worst_k = fmax(worst_k, ek), worst_v = fmax(worst_v, ev);
         }
     }
     /* the comparison sees RoPE: the captured keys are far from the unrotated ones */
-    double unrot = rel_l2(ab_workload_k(&w, 0, 0), r.k_raw, (int64_t)n * HD);
+    double unrot = rel_l2(ab_workload_k(&w, 0, 0), r.o.k_raw, (int64_t)n * HD);
     cr_expect(unrot > 0.1, "layer 0 keys match the unrotated reference (%g)", unrot);
 
     /* the logits of the library's batched pass */
@@ -541,7 +450,7 @@ Test(debdoc, capture_matches_an_independent_double_forward_pass)
     double worst_l = 0;
     int argmax_differ = 0;
     for (int i = 0; i < n; i++) {
-        const double *rl = r.logits + (long)i * VOCAB;
+        const double *rl = r.o.logits + (long)i * VOCAB;
         double e = rel_l2(logits + (long)i * VOCAB, rl, VOCAB);
         worst_l = fmax(worst_l, e);
         int a = 0, b = 0;

@@ -12,6 +12,7 @@
 #include "core/rng.h"
 #include "core/workload.h"
 #include "helpers.h"
+#include "ref_llama.h"
 #include "io/h5_workload.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -285,15 +286,12 @@ Test(model, tokenizer_rejects_truncated_and_lying_files)
 
 /* ------------------------------------------------------------------ independent reference */
 
-/* The checkpoint read with fread into doubles, and a plain-loop forward pass over all rows. */
+/* The checkpoint read with fread into doubles (its layout facts alone), for the double pass of
+ * ref_llama.c. */
 struct ref {
-    int D, F, L, H, G, V, T, hd;
+    struct t_llama w;
     double *all; /* every float after the header */
-    const double *emb, *rms_att, *wq, *wk, *wv, *wo, *rms_ffn, *w1, *w2, *w3, *rms_final;
-    /* outputs for n rows */
-    double *q, *k, *v; /* (L, H|G, n, hd) post-RoPE */
-    double *hidden;    /* (L + 1, n, D) */
-    double *logits;    /* (n, V) */
+    struct t_llama_out o;
 };
 
 static void ref_load(struct ref *r, const char *path)
@@ -302,8 +300,12 @@ static void ref_load(struct ref *r, const char *path)
     cr_assert(f != NULL);
     int32_t h[7];
     cr_assert_eq(fread(h, 4, 7, f), 7);
-    r->D = h[0], r->F = h[1], r->L = h[2], r->H = h[3], r->G = h[4], r->V = h[5], r->T = h[6];
-    r->hd = r->D / r->H;
+    struct t_llama *w = &r->w;
+    memset(r, 0, sizeof *r);
+    w->D = h[0], w->F = h[1], w->L = h[2], w->H = h[3], w->G = h[4], w->V = h[5];
+    int T = h[6];
+    w->hd = w->D / w->H;
+    cr_assert(w->L <= T_LLAMA_MAX_LAYERS);
     fseek(f, 0, SEEK_END);
     long floats = (ftell(f) - 28) / 4;
     fseek(f, 28, SEEK_SET);
@@ -313,123 +315,34 @@ static void ref_load(struct ref *r, const char *path)
     r->all = malloc((size_t)floats * sizeof(double));
     for (long i = 0; i < floats; i++) r->all[i] = raw[i];
     free(raw);
-    long D = r->D, F = r->F, L = r->L, qd = r->H * r->hd, kvd = r->G * r->hd, at = 0;
-    r->emb = r->all + at, at += r->V * D;
-    r->rms_att = r->all + at, at += L * D;
-    r->wq = r->all + at, at += L * qd * D;
-    r->wk = r->all + at, at += L * kvd * D;
-    r->wv = r->all + at, at += L * kvd * D;
-    r->wo = r->all + at, at += L * D * qd;
-    r->rms_ffn = r->all + at, at += L * D;
-    r->w1 = r->all + at, at += L * F * D;
-    r->w2 = r->all + at, at += L * D * F;
-    r->w3 = r->all + at, at += L * F * D;
-    r->rms_final = r->all + at, at += D;
-    at += (long)r->T * r->hd; /* freq_cis_real and _imag, (T, hd / 2) each */
+    long D = w->D, F = w->F, L = w->L, qd = w->H * w->hd, kvd = w->G * w->hd, at = 0;
+    /* each tensor holds every layer, one after the other */
+#define TENSOR(field, per_layer)                                                                       for (long l = 0; l < L; l++) w->field[l] = r->all + at + l * (per_layer);                         at += L * (per_layer)
+    w->emb = w->cls = r->all + at, at += w->V * D; /* shared classifier */
+    TENSOR(rms_att, D);
+    TENSOR(wq, qd * D);
+    TENSOR(wk, kvd * D);
+    TENSOR(wv, kvd * D);
+    TENSOR(wo, D * qd);
+    TENSOR(rms_ffn, D);
+    TENSOR(w1, F * D);
+    TENSOR(w2, D * F);
+    TENSOR(w3, F * D);
+#undef TENSOR
+    w->rms_final = r->all + at, at += D;
+    at += (long)T * w->hd; /* freq_cis_real and _imag, (T, hd / 2) each */
     cr_assert_eq(at, floats, "layout facts disagree with the file length");
-}
-
-static void ref_rms(double *out, const double *x, const double *g, int D)
-{
-    double ss = 0;
-    for (int j = 0; j < D; j++) ss += x[j] * x[j];
-    double s = 1 / sqrt(ss / D + 1e-5);
-    for (int j = 0; j < D; j++) out[j] = x[j] * s * g[j];
-}
-
-/* y (rows) = W (rows, cols) x (cols) */
-static void ref_mv(double *y, const double *w, const double *x, int rows, int cols)
-{
-    for (int i = 0; i < rows; i++) {
-        double s = 0;
-        for (int j = 0; j < cols; j++) s += w[(long)i * cols + j] * x[j];
-        y[i] = s;
-    }
 }
 
 static void ref_forward(struct ref *r, const int32_t *tok, int n)
 {
-    int D = r->D, F = r->F, L = r->L, H = r->H, G = r->G, hd = r->hd, V = r->V;
-    int qd = H * hd, kvd = G * hd;
-    r->q = calloc((size_t)L * qd * n, sizeof(double));
-    r->k = calloc((size_t)L * kvd * n, sizeof(double));
-    r->v = calloc((size_t)L * kvd * n, sizeof(double));
-    r->hidden = calloc((size_t)(L + 1) * n * D, sizeof(double));
-    r->logits = calloc((size_t)n * V, sizeof(double));
-    double *x = calloc((size_t)n * D, sizeof(double)), *xb = calloc((size_t)D, sizeof(double));
-    double *tmp = calloc((size_t)(qd > F ? qd : F), sizeof(double));
-    double *h1 = calloc((size_t)F, sizeof(double)), *h3 = calloc((size_t)F, sizeof(double));
-    double *att = calloc((size_t)n * qd, sizeof(double)), *p = calloc((size_t)n, sizeof(double));
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < D; j++) x[i * D + j] = r->emb[(long)tok[i] * D + j];
-    for (int l = 0; l < L; l++) {
-        memcpy(r->hidden + (long)l * n * D, x, sizeof(double) * n * D);
-        double *Q = r->q + (long)l * H * n * hd, *K = r->k + (long)l * G * n * hd;
-        double *Vv = r->v + (long)l * G * n * hd;
-        for (int i = 0; i < n; i++) {
-            ref_rms(xb, x + i * D, r->rms_att + l * D, D);
-            ref_mv(tmp, r->wq + (long)l * qd * D, xb, qd, D);
-            for (int h = 0; h < H; h++)
-                for (int e = 0; e < hd; e++) Q[((long)h * n + i) * hd + e] = tmp[h * hd + e];
-            ref_mv(tmp, r->wk + (long)l * kvd * D, xb, kvd, D);
-            for (int g = 0; g < G; g++)
-                for (int e = 0; e < hd; e++) K[((long)g * n + i) * hd + e] = tmp[g * hd + e];
-            ref_mv(tmp, r->wv + (long)l * kvd * D, xb, kvd, D);
-            for (int g = 0; g < G; g++)
-                for (int e = 0; e < hd; e++) Vv[((long)g * n + i) * hd + e] = tmp[g * hd + e];
-            /* RoPE: pair (2p, 2p+1) of each head turns by i * 10000^(-2p / hd) */
-            for (int h = 0; h < H + G; h++) {
-                double *row = h < H ? Q + ((long)h * n + i) * hd : K + ((long)(h - H) * n + i) * hd;
-                for (int pr = 0; pr < hd / 2; pr++) {
-                    double a = i * pow(10000.0, -2.0 * pr / hd), c = cos(a), s = sin(a);
-                    double x0 = row[2 * pr], x1 = row[2 * pr + 1];
-                    row[2 * pr] = x0 * c - x1 * s;
-                    row[2 * pr + 1] = x0 * s + x1 * c;
-                }
-            }
-        }
-        /* causal softmax attention, query head h on kv head h / (H / G) */
-        for (int h = 0; h < H; h++) {
-            int g = h / (H / G);
-            for (int i = 0; i < n; i++) {
-                double mx = -INFINITY, sum = 0;
-                for (int j = 0; j <= i; j++) {
-                    double s = 0;
-                    for (int e = 0; e < hd; e++)
-                        s += Q[((long)h * n + i) * hd + e] * K[((long)g * n + j) * hd + e];
-                    p[j] = s / sqrt((double)hd);
-                    mx = p[j] > mx ? p[j] : mx;
-                }
-                for (int j = 0; j <= i; j++) sum += p[j] = exp(p[j] - mx);
-                for (int e = 0; e < hd; e++) {
-                    double o = 0;
-                    for (int j = 0; j <= i; j++) o += p[j] * Vv[((long)g * n + j) * hd + e];
-                    att[(long)i * qd + h * hd + e] = o / sum;
-                }
-            }
-        }
-        for (int i = 0; i < n; i++) {
-            ref_mv(tmp, r->wo + (long)l * D * qd, att + (long)i * qd, D, qd);
-            for (int j = 0; j < D; j++) x[i * D + j] += tmp[j];
-            ref_rms(xb, x + i * D, r->rms_ffn + l * D, D);
-            ref_mv(h1, r->w1 + (long)l * F * D, xb, F, D);
-            ref_mv(h3, r->w3 + (long)l * F * D, xb, F, D);
-            for (int j = 0; j < F; j++) h1[j] = h1[j] / (1 + exp(-h1[j])) * h3[j];
-            ref_mv(tmp, r->w2 + (long)l * D * F, h1, D, F);
-            for (int j = 0; j < D; j++) x[i * D + j] += tmp[j];
-        }
-    }
-    memcpy(r->hidden + (long)L * n * D, x, sizeof(double) * n * D);
-    for (int i = 0; i < n; i++) {
-        ref_rms(xb, x + i * D, r->rms_final, D);
-        ref_mv(r->logits + (long)i * V, r->emb, xb, V, D); /* shared classifier */
-    }
-    free(x), free(xb), free(tmp), free(h1), free(h3), free(att), free(p);
+    t_llama_forward(&r->w, tok, n, &r->o);
 }
 
 static void ref_free(struct ref *r)
 {
-    free(r->all), free(r->q), free(r->k), free(r->v), free(r->hidden), free(r->logits);
+    free(r->all);
+    t_llama_out_free(&r->o);
 }
 
 Test(model, capture_matches_independent_double_forward)
@@ -453,28 +366,28 @@ Test(model, capture_matches_independent_double_forward)
     free(o), free(e);
     struct ab_workload w;
     cr_assert_eq(ab_h5_workload_read(out, &w), AB_OK, "%s", ab_errmsg());
-    cr_assert(w.n_seq == N && w.d == r.hd && w.hidden && w.d_model == r.D);
+    cr_assert(w.n_seq == N && w.d == r.w.hd && w.hidden && w.d_model == r.w.D);
     for (int i = 0; i < N; i++) cr_expect_eq(w.tokens[i], tok[i]);
     double worst = 0;
-    for (int l = 0; l < r.L; l++) {
-        for (int h = 0; h < r.H; h++) {
-            double e_q = rel_l2(ab_workload_q(&w, l, h), r.q + ((long)l * r.H + h) * N * r.hd,
-                                (int64_t)N * r.hd);
+    for (int l = 0; l < r.w.L; l++) {
+        for (int h = 0; h < r.w.H; h++) {
+            double e_q = rel_l2(ab_workload_q(&w, l, h), r.o.q + ((long)l * r.w.H + h) * N * r.w.hd,
+                                (int64_t)N * r.w.hd);
             cr_expect(e_q < 1e-4, "q layer %d head %d: rel L2 %g", l, h, e_q);
             worst = fmax(worst, e_q);
         }
-        for (int g = 0; g < r.G; g++) {
-            double e_k = rel_l2(ab_workload_k(&w, l, g), r.k + ((long)l * r.G + g) * N * r.hd,
-                                (int64_t)N * r.hd);
-            double e_v = rel_l2(ab_workload_v(&w, l, g), r.v + ((long)l * r.G + g) * N * r.hd,
-                                (int64_t)N * r.hd);
+        for (int g = 0; g < r.w.G; g++) {
+            double e_k = rel_l2(ab_workload_k(&w, l, g), r.o.k + ((long)l * r.w.G + g) * N * r.w.hd,
+                                (int64_t)N * r.w.hd);
+            double e_v = rel_l2(ab_workload_v(&w, l, g), r.o.v + ((long)l * r.w.G + g) * N * r.w.hd,
+                                (int64_t)N * r.w.hd);
             cr_expect(e_k < 1e-4 && e_v < 1e-4, "k/v layer %d kv %d: %g %g", l, g, e_k, e_v);
             worst = fmax(worst, fmax(e_k, e_v));
         }
     }
-    for (int l = 0; l <= r.L; l++) {
+    for (int l = 0; l <= r.w.L; l++) {
         double e_h =
-            rel_l2(w.hidden + (long)l * N * r.D, r.hidden + (long)l * N * r.D, (int64_t)N * r.D);
+            rel_l2(w.hidden + (long)l * N * r.w.D, r.o.hidden + (long)l * N * r.w.D, (int64_t)N * r.w.D);
         cr_expect(e_h < 1e-4, "hidden %d: rel L2 %g", l, e_h);
     }
     /* the RoPE matters: an unrotated reference would not match layer 0's keys past row 0 */
@@ -487,7 +400,7 @@ Test(model, capture_matches_independent_double_forward)
     float *logits = malloc(sizeof(float) * N * 512);
     cr_assert_eq(ab_model_forward(&m, tok, N, NULL, logits), AB_OK, "%s", ab_errmsg());
     for (int i = 0; i < N; i++) {
-        double e_l = rel_l2(logits + i * 512, r.logits + (long)i * 512, 512);
+        double e_l = rel_l2(logits + i * 512, r.o.logits + (long)i * 512, 512);
         cr_expect(e_l < 1e-4, "logits row %d: rel L2 %g", i, e_l);
     }
     free(logits);
