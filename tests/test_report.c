@@ -1630,7 +1630,8 @@ Test(report, retrieval_heads_study_states_its_finding_from_the_rows)
                   "0.3 at the smallest knob (f = 0.001)).\n");
     /* the maps of the strongest retrieval and sink heads of the ranked workload */
     expect_in(md, "The exact attention of the strongest retrieval head, L1.H2, on w.h5, and of "
-                  "the strongest sink head, L0.H3 (first-token weight 0.600)");
+                  "the strongest sink head, L0.H3 (first-token weight 0.600), are drawn after the "
+                  "findings.");
     const char *dir = t_path("rep-rh");
     cr_expect(exists_in(dir, "retrieval-map-L1-H2.gp") && exists_in(dir, "sink-map-L0-H3.gp"));
     /* the figures' data */

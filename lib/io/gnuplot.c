@@ -577,6 +577,7 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
     fputs("set grid lc rgb \"#dddddd\"\nunset key\nset tics font \",10\"\n", g);
     put_fig_frame(g, p->title);
     block = 0;
+    int ytics_set = 0;
     for (int k = 0; k < p->n_panels; k++) {
         const struct ab_gp_axes *a = &p->panels[k];
         int r = k / cols, c = k % cols;
@@ -607,6 +608,18 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
             }
         } else {
             fputs("set xtics autofreq font \",10\"\n", g);
+        }
+        if (a->n_ytics > 0) {
+            fputs("set ytics (", g);
+            for (int i = 0; i < a->n_ytics; i++) {
+                fprintf(g, "\"%g\" ", a->ytics[i]);
+                put_g(g, a->ytics[i]);
+                fputs(i + 1 < a->n_ytics ? ", " : ")\n", g);
+            }
+            ytics_set = 1;
+        } else if (ytics_set) { /* an earlier panel's tics stay set otherwise */
+            fputs("set ytics autofreq\n", g);
+            ytics_set = 0;
         }
         fputs("set xrange [", g);
         if (isfinite(a->xmin)) put_g(g, a->xmin);

@@ -132,6 +132,9 @@ struct ab_gp_axes {
     int n_xtics;                   /* explicit x tics (0: gnuplot's); labels may hold "\n" */
     const double *xtics;
     const char *const *xtic_labels;
+    int n_ytics;                   /* explicit y tics, labelled %g (0: gnuplot's): a log axis
+                                      within a decade or two gets more than one label */
+    const double *ytics;
     int n_curves;
     const struct ab_gp_curve *curves;
 };

@@ -732,9 +732,17 @@ static int maps_md(struct rep *R, const struct rh_heads *h, FILE *f)
     fprintf(f, "The exact attention of the strongest retrieval head, L%lld.H%lld, on %s",
             (long long)(top / h->H), (long long)(top % h->H), base_name(R->wl_path));
     if (sink >= 0 && sink != top)
-        fprintf(f, ", and of the strongest sink head, L%lld.H%lld (first-token weight %.3f)",
+        fprintf(f,
+                ", and of the strongest sink head, L%lld.H%lld (first-token weight %.3f), "
+                "are drawn after the findings.\n\n",
                 (long long)(sink / h->H), (long long)(sink % h->H), h->first_weight[sink]);
-    fputs(", follow the findings.\n\n", f);
+    else if (sink == top)
+        fprintf(f,
+                ", also the strongest sink head (first-token weight %.3f), is drawn after "
+                "the findings.\n\n",
+                h->first_weight[sink]);
+    else
+        fputs(" is drawn after the findings.\n\n", f);
     int rc = isfinite(h->score[top]) ? one_map(R, h, top, "retrieval-map", why) : AB_OK;
     if (rc == AB_OK && sink >= 0 && sink != top) {
         snprintf(why, sizeof why, "the strongest sink head (first-token weight %.3f)",

@@ -403,7 +403,7 @@ static void finding_overall(const struct sl *S, FILE *f)
 static void sink_heads(const struct rep *R, FILE *f)
 {
     const struct ab_report_heads *h = &R->d->heads;
-    fputs("**Which heads sink.** ", f);
+    fputs("### Which heads sink\n\n", f);
     if (!h->n) {
         fputs("Not known: no input has a /heads table (`attnbench heads` writes it).\n\n", f);
         return;
@@ -434,12 +434,23 @@ static void sink_heads(const struct rep *R, FILE *f)
             if (!strcmp(h->workload ? h->workload[j] : "", w) && h->col[c][j] > SINK_MIN)
                 fprintf(f, "%sL%lld.H%lld (%.3f)", k++ ? ", " : "", (long long)h->layer[j],
                         (long long)h->head[j], h->col[c][j]);
-        fputs(k ? ". " : " ", f);
+        fputs(k ? ".\n\n" : "\n\n", f);
     }
-    fputs("\n\n", f);
 }
 
 /* ------------------------------------------------------------------ the figure */
+
+/* Tics 1, 2, 5 x 10^e within [lo, hi] (at most cap) for a log axis; their count. */
+static int log_tics(double lo, double hi, double *t, int cap)
+{
+    static const double m[3] = {1, 2, 5};
+    int n = 0;
+    if (!(lo > 0) || !(hi > lo)) return 0;
+    for (double e = pow(10, floor(log10(lo))); e <= hi && n < cap; e *= 10)
+        for (int i = 0; i < 3 && n < cap; i++)
+            if (m[i] * e >= lo && m[i] * e <= hi) t[n++] = m[i] * e;
+    return n;
+}
 
 /* streaming-llm-ppl.{tsv,gp}: a panel per (input, phase), perplexity against the achieved FLOP
  * ratio of each arm, dense dashed across; added to SEC_STUDY. */
@@ -450,11 +461,12 @@ static int ppl_figure(struct rep *R, const struct sl *S)
     struct ab_gp_curve *cu = calloc((size_t)n * (N_ARMS + 1), sizeof *cu);
     double *vals = calloc((size_t)n * (N_ARMS + 1) * 2 * MAX_BUDGETS, sizeof(double));
     double *tics = calloc((size_t)n * MAX_BUDGETS, sizeof(double));
+    double *yt = calloc((size_t)n * MAX_BUDGETS, sizeof(double)); /* log y tics */
     char(*labels)[32] = calloc((size_t)n * MAX_BUDGETS, sizeof *labels);
     const char **tlab = calloc((size_t)n * MAX_BUDGETS, sizeof(char *));
     char(*titles)[160] = calloc((size_t)n, sizeof *titles);
     static char arm_titles[N_ARMS][48];
-    if (!ax || !cu || !vals || !tics || !labels || !tlab || !titles) {
+    if (!ax || !cu || !vals || !tics || !yt || !labels || !tlab || !titles) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
         goto done;
     }
@@ -512,20 +524,23 @@ static int ppl_figure(struct rep *R, const struct sl *S)
         int logy = ylo > 0 && yhi / ylo > 5;
         double pad = 0.08 * (yhi - ylo) + 1e-9 * fabs(yhi); /* room around the lines */
         double ymin = logy ? ylo / 1.25 : ylo - pad, ymax = logy ? yhi * 1.25 : yhi + pad;
-        ax[p] = (struct ab_gp_axes){.title = titles[p],
-                                    .xlabel = "achieved FLOP ratio of attention (log)",
-                                    .ylabel = logy ? "perplexity (log)" : "perplexity",
-                                    .logx = 1,
-                                    .logy = logy,
-                                    .xmin = xmin,
-                                    .xmax = xmax,
-                                    .ymin = ymin,
-                                    .ymax = ymax,
-                                    .n_xtics = P->n_b,
-                                    .xtics = tc,
-                                    .xtic_labels = &tlab[p * MAX_BUDGETS],
-                                    .n_curves = nc,
-                                    .curves = pc};
+        ax[p] = (struct ab_gp_axes){
+            .title = titles[p],
+            .xlabel = "achieved FLOP ratio of attention (log)",
+            .ylabel = logy ? "perplexity (log)" : "perplexity",
+            .logx = 1,
+            .logy = logy,
+            .xmin = xmin,
+            .xmax = xmax,
+            .ymin = ymin,
+            .ymax = ymax,
+            .n_xtics = P->n_b,
+            .xtics = tc,
+            .xtic_labels = &tlab[p * MAX_BUDGETS],
+            .n_ytics = logy ? log_tics(ymin, ymax, &yt[p * MAX_BUDGETS], MAX_BUDGETS) : 0,
+            .ytics = &yt[p * MAX_BUDGETS],
+            .n_curves = nc,
+            .curves = pc};
     }
     int cols = n > 1 ? 2 : 1, rows = (n + cols - 1) / cols;
     char ftitle[200];
@@ -549,7 +564,7 @@ static int ppl_figure(struct rep *R, const struct sl *S)
                         "sinks) and sink + window with 1, 4 and 16 sinks at the same budgets; "
                         "the dashed line is dense. Infeasible points are left out.");
 done:
-    free(ax), free(cu), free(vals), free(tics), free(labels), free(tlab), free(titles);
+    free(ax), free(cu), free(vals), free(tics), free(yt), free(labels), free(tlab), free(titles);
     return rc;
 }
 
@@ -588,6 +603,7 @@ int ab_rep_study_streaming_llm(struct rep *R, FILE *f)
               "with a target budget, so the perplexity findings cannot be stated.\n\n",
               f);
     else {
+        fputs("### Sink + window against the window alone\n\n", f);
         finding_overall(S, f);
         for (int p = 0; p < S->n_panels; p++) {
             finding_window(R, &S->p[p], f);
@@ -598,6 +614,7 @@ int ab_rep_study_streaming_llm(struct rep *R, FILE *f)
         if (S->dropped)
             fprintf(f, "(%d rows beyond %d inputs x phases or %d budgets are left out.)\n\n",
                     S->dropped, MAX_PANELS, MAX_BUDGETS);
+        fputs("### Perplexity by budget\n\n", f);
         for (int p = 0; p < S->n_panels; p++) panel_table(R, &S->p[p], f);
         rc = ppl_figure(R, S);
     }
