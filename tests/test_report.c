@@ -1375,3 +1375,296 @@ Test(report, isoflops_bars_are_sorted_and_few)
     }
     free(tsv);
 }
+
+/* ---------------------------------------------------------------- --study */
+
+/* A /model row as eval-model writes it, for the studies: ppl (and copy_acc when the input is a
+ * copy task, copy_acc finite); an infeasible row when reason is not NULL (no scores). */
+static struct ab_model_row study_row(const char *input, const char *method, const char *phase,
+                                     double target, const char *heads, const char *head_list,
+                                     double ppl, double dense_ppl, double copy_acc,
+                                     double dense_copy_acc, const char *reason)
+{
+    int ok = reason == NULL;
+    return (struct ab_model_row){
+        .workload = (char *)input, .model = "m/tiny.gguf", .method = (char *)method,
+        .family = !strcmp(method, "uniform-head") ? "calibration" : "static",
+        .phase = (char *)phase, .knob_name = "", .knob = NAN, .target_ratio = target,
+        .flop_ratio = target * 0.99, .bytes_kv = 1, .heads = (char *)heads,
+        .head_list = (char *)head_list, .n_heads = 8, .heads_feasible = ok ? 8 : 0,
+        .feasible = ok, .reason = ok ? "" : (char *)reason, .n_tokens = 101, .n_scored = 100,
+        .nll = ok ? log(ppl) : NAN, .ppl = ok ? ppl : NAN, .acc = ok ? 0.5 : NAN,
+        .copy_acc = ok ? copy_acc : NAN, .dense_nll = log(dense_ppl), .dense_ppl = dense_ppl,
+        .dense_acc = 0.6, .dense_copy_acc = dense_copy_acc, .rel_l2 = 0.1, .time_s = 0};
+}
+
+/* A /heads row with the columns the studies read (every other statistic 0 or NaN). */
+static struct ab_head_row study_head(const char *workload, int64_t layer, int64_t head,
+                                     double first_weight, double score, double induction,
+                                     int64_t like)
+{
+    return (struct ab_head_row){
+        .workload = (char *)workload, .layer = layer, .head = head, .kv_head = head / 2,
+        .profile = "", .sink_score = first_weight, .alpha0 = first_weight, .n_sinks = 0,
+        .sink_pos = -1, .sec_pos1 = -1, .sec_pos2 = -1, .sec_pos3 = -1, .sec_pos4 = -1,
+        .sec_alpha1 = NAN, .sec_alpha2 = NAN, .sec_alpha3 = NAN, .sec_alpha4 = NAN,
+        .first_weight = first_weight, .first_weight_norm = 1, .entropy = 1, .out_dev = 0.1,
+        .retrieval_like = like, .retrieval_score = score, .retrieval_head = score > 0.1,
+        .echo_score = 0, .induction_score = induction, .echo_group = 0,
+        .induction_group = induction, .sec_lifetime = -1, .sec_lifetime_pos = -1,
+        .sec_secondary = -1};
+}
+
+static void study_add_heads(struct ab_results *r, struct ab_head_row *rows, int n)
+{
+    r->heads = calloc((size_t)n, sizeof *r->heads);
+    cr_assert(r->heads);
+    for (int i = 0; i < n; i++) {
+        r->heads[i] = rows[i];
+        r->heads[i].workload = strdup(rows[i].workload);
+        r->heads[i].profile = strdup("");
+    }
+    r->n_heads = n;
+}
+
+/* The streaming-llm inputs: a.h5 (a.txt in one pass: streaming beats the window at both
+ * budgets, 16 sinks infeasible at 1/2, best at 1/8; a /heads table with two sinking heads) and
+ * b.h5 (b.txt in sliding windows of stride 1024: the window alone is better). Dense 10. */
+static void write_streaming_study(const char *a, const char *b)
+{
+    static const char *const arms[4] = {"window", "streaming-1", "streaming", "streaming-16"};
+    const double pa[2][4] = {{12, 11, 10.5, NAN}, {20, 14, 12, 11.5}};
+    const double pb[2][4] = {{10.2, 10.3, 10.4, 10.5}, {13, 13.2, 13.5, 14}};
+    const double t[2] = {0.5, 0.125};
+    for (int f = 0; f < 2; f++) {
+        struct ab_results r;
+        hb_init(&r);
+        r.stride = f ? 1024 : 0;
+        for (int i = 0; i < 2; i++)
+            for (int m = 0; m < 4; m++) {
+                double ppl = f ? pb[i][m] : pa[i][m];
+                struct ab_model_row row =
+                    study_row(f ? "data/b.txt" : "data/a.txt", arms[m], "decode", t[i], "all", "",
+                              ppl, 10, NAN, NAN, isnan(ppl) ? "smallest knob (w = 1) 0.6" : NULL);
+                cr_assert_eq(ab_results_add_model(&r, &row), 0);
+            }
+        if (!f) {
+            struct ab_head_row h[4] = {study_head("w.h5", 0, 0, 0.5, NAN, NAN, 0),
+                                       study_head("w.h5", 0, 1, 0.1, NAN, NAN, 0),
+                                       study_head("w.h5", 1, 0, 0.05, NAN, NAN, 0),
+                                       study_head("w.h5", 1, 1, 0.35, NAN, NAN, 0)};
+            study_add_heads(&r, h, 4);
+        }
+        cr_assert_eq(ab_results_write_h5(f ? b : a, &r), 0);
+        ab_results_free(&r);
+    }
+}
+
+Test(report, streaming_llm_study_states_its_finding_from_the_rows)
+{
+    char a[1200], b[1200];
+    snprintf(a, sizeof a, "%s", t_path("sl-a.h5"));
+    snprintf(b, sizeof b, "%s", t_path("sl-b.h5"));
+    write_streaming_study(a, b);
+    char paths[2500];
+    snprintf(paths, sizeof paths, "'%s' '%s'", a, b);
+    const char *dir = report_dir("rep-sl");
+    char *out, *err;
+    int st = t_run(&out, &err, "report %s -o '%s' --study streaming-llm", paths, dir);
+    cr_assert(st == 0 || st == 69, "exit %d: %s", st, err);
+    free(out), free(err);
+    char *md = slurp_in(dir, "report.md");
+    cr_assert(md);
+    const char *open = "# attnbench report\n\n## Findings: StreamingLLM (attention sinks)\n\n";
+    cr_expect(!strncmp(md, open, strlen(open)), "%.200s", md);
+    expect_in(md, "arXiv 2309.17453");
+    /* the tables: hand-set perplexities, the best in bold, an infeasible row footnoted */
+    expect_in(md, "| 1/2 (2x) | 10 | 12 | 11 | **10.5** | - (a) |\n");
+    expect_in(md, "| 1/8 (8x) | 10 | 20 | 14 | 12 | **11.5** |\n");
+    expect_in(md, "(a) infeasible: smallest knob (w = 1) 0.6.");
+    /* streaming beats the window on a.txt, as ratios to dense */
+    expect_in(md, "- **a.txt, decode:** sink + window (streaming, 4 sinks) keeps perplexity lower "
+                  "than the window alone (dense 10) at every budget scored (2): 1/2 streaming "
+                  "1.05x dense, window 1.2x (ppl 10.5, 12); 1/8 streaming 1.2x dense, window 2x "
+                  "(ppl 12, 20).\n");
+    expect_in(md, "  - Best sink count: 4 at 1/2 (streaming, 10.5); 16 at 1/8 (streaming-16, "
+                  "11.5).\n");
+    /* and does not on b.txt, which says so with its numbers and the sliding windows */
+    expect_in(md, "- **b.txt, decode:** the finding does not hold: sink + window (streaming, 4 "
+                  "sinks) keeps perplexity no lower than the window alone (dense 10) at any of 2 "
+                  "budgets. It does not hold where the window alone is lower: 1/2 streaming 1.04x "
+                  "dense, window 1.02x (ppl 10.4, 10.2); 1/8 streaming 1.35x dense, window 1.3x "
+                  "(ppl 13.5, 13). This input was scored in sliding windows (stride 1024");
+    expect_in(md, "  - Best sink count: 0 (window) at every budget scored: 1/2 10.2, 1/8 13.\n");
+    expect_in(md, "Over 4 (input, phase, budget) points, sink + window beats the window alone at "
+                  "2, is the same (within 1% of dense) at 0 and is worse at 2.");
+    cr_expect(!strstr(md, "Below dense"), "no row is below dense");
+    /* the heads that sink, from /heads first_weight */
+    expect_in(md, "On w.h5, 2 of 4 heads sink (mean first-token weight, /heads column "
+                  "first_weight, above 0.3): L0.H0 (0.500), L1.H1 (0.350).");
+    expect_in(md, "Reproduce: `attnbench scenario scenarios/streaming-llm.yaml`");
+    /* the figure: a panel per input, a line per sink count, dense dashed */
+    char *gp = slurp_in(dir, "streaming-llm-ppl.gp");
+    cr_assert(gp, "no streaming-llm-ppl.gp");
+    cr_expect(strstr(gp, "a.txt - decode") && strstr(gp, "b.txt - decode (sliding windows)") &&
+                  strstr(gp, "\"streaming-16 (16 sinks)\"") && strstr(gp, "dt 2 title \"dense\""),
+              "%s", gp);
+    free(gp);
+    if (st == 0) cr_expect(exists_in(dir, "streaming-llm-ppl.png"));
+    cr_expect(strstr(md, "(streaming-llm-ppl.png)") != NULL);
+    free(md);
+
+    /* without /model rows: one sentence saying so, not an error */
+    char heads_only[1200];
+    snprintf(heads_only, sizeof heads_only, "%s", t_path("sl-heads.h5"));
+    struct ab_results r;
+    hb_init(&r);
+    struct ab_head_row h = study_head("w.h5", 0, 0, 0.5, NAN, NAN, 0);
+    study_add_heads(&r, &h, 1);
+    cr_assert_eq(ab_results_write_h5(heads_only, &r), 0);
+    ab_results_free(&r);
+    md = report_md_of(heads_only, "rep-sl-none", "--study streaming-llm");
+    expect_in(md, "The inputs have no /model rows (`attnbench eval-model` writes them), so the "
+                  "perplexity findings cannot be stated.");
+    free(md);
+}
+
+/* The retrieval-heads inputs in one file: /heads of the ranked workload `w` (2 layers x 4
+ * heads: L1.H2 0.9 and L1.H0 0.5 retrieve, L0.H3 sinks most; a second workload that must not
+ * count), uniform-head rows on copy-100 and t.txt for K = 1, 2, 4, and duo's decode cells on
+ * w: at 1/2 the kv group of layer 1 heads 0-1 and head 2 whole, at 1/4 and 1/8 infeasible. */
+static void write_retrieval_study(const char *path, const char *w)
+{
+    struct ab_results r;
+    hb_init(&r);
+    const double score[8] = {0, 0.05, 0, 0, 0.5, 0, 0.9, 0};
+    const double fw[8] = {0.2, 0.1, 0.1, 0.6, 0.1, 0.1, 0.1, 0.1};
+    struct ab_head_row h[16];
+    for (int i = 0; i < 8; i++) {
+        h[i] = study_head(w, i / 4, i % 4, fw[i], score[i], score[i] * 8 / 9, score[i] > 0.01);
+        h[8 + i] = study_head("other.h5", i / 4, i % 4, 0.1, i == 0 ? 0.99 : 0, 0, 0);
+    }
+    study_add_heads(&r, h, 16);
+    static const char *const ks[3] = {"1", "2", "4"};
+    static const char *const top_l[3] = {"1:2", "1:2 1:0", "1:2 1:0 0:1 0:0"};
+    static const char *const low_l[3] = {"0:0", "0:0 0:2", "0:0 0:2 0:3 1:1"};
+    const double acc[3][3] = {{0.5, 0.98, 0.99}, {0.02, 0.97, 0.99}, {0.97, 0.96, 0.99}};
+    const double ppl[3][3] = {{9, 8.5, 8.1}, {12, 8.6, 7.5}, {14, 8.7, 8.2}};
+    for (int k = 0; k < 3; k++)
+        for (int c = 0; c < 3; c++) {
+            char heads[64];
+            if (c == 0) snprintf(heads, sizeof heads, "top %s by retrieval_score", ks[k]);
+            if (c == 1) snprintf(heads, sizeof heads, "random %s (seed 7)", ks[k]);
+            if (c == 2) snprintf(heads, sizeof heads, "bottom %s by retrieval_score", ks[k]);
+            const char *list = c == 0 ? top_l[k] : c == 2 ? low_l[k] : "0:1";
+            struct ab_model_row t = study_row("copy-100", "uniform-head", "prefill", 1, heads,
+                                              list, 1000, 900, acc[k][c], 0.99, NULL);
+            struct ab_model_row x = study_row("data/t.txt", "uniform-head", "prefill", 1, heads,
+                                              list, ppl[k][c], 8, NAN, NAN, NULL);
+            cr_assert_eq(ab_results_add_model(&r, &t), 0);
+            cr_assert_eq(ab_results_add_model(&r, &x), 0);
+        }
+    const double t[3] = {0.5, 0.25, 0.125};
+    for (int b = 0; b < 3; b++)
+        for (int i = 0; i < 8; i++) {
+            int whole = b == 0 && i >= 4 && i <= 6, ok = b == 0;
+            double ratio = whole ? 1.0 : 0.3;
+            struct ab_cell c = {
+                .workload = (char *)w, .n = 256, .layer = i / 4, .head = i % 4, .kv_head = i / 2,
+                .method = "duo", .family = "kv", .phase = "decode", .knob_name = "f",
+                .knob = ok ? 0.25 : NAN, .target_ratio = t[b], .flop_ratio = ratio,
+                .flop_ratio_step = ratio, .flops_attend = 1e6 * ratio, .bytes_kv = 1,
+                .density = ratio, .sparsity = 1 - ratio, .compression = 1 / ratio,
+                .rel_l2 = ok ? 0.05 : NAN, .cos_mean = NAN, .cos_min = NAN, .max_abs = NAN,
+                .recall = NAN, .topk_recall = NAN, .kl = NAN, .task_kind = "", .task_acc = NAN,
+                .task_acc_retrieve = NAN, .task_acc_multi_retrieve = NAN,
+                .task_acc_aggregate = NAN, .n_eval_rows = 64, .time_s = 0, .feasible = ok,
+                .reason = ok ? "" : "workload ratio 0.3 at the smallest knob (f = 0.001)"};
+            cr_assert_eq(ab_results_add(&r, &c), 0);
+        }
+    hb_write(&r, path);
+}
+
+Test(report, retrieval_heads_study_states_its_finding_from_the_rows)
+{
+    fixture(); /* its workload (2 layers x 4 heads) is the ranked one: the maps draw on it */
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("rh.h5"));
+    write_retrieval_study(res, fx_work);
+    char extra[1300];
+    snprintf(extra, sizeof extra, "--study retrieval-heads --workload '%s'", fx_work);
+    char *md = report_md_of(res, "rep-rh", extra);
+    const char *open = "# attnbench report\n\n## Findings: retrieval heads and DuoAttention's "
+                       "split\n\n";
+    cr_expect(!strncmp(md, open, strlen(open)), "%.200s", md);
+    expect_in(md, "arXiv 2404.15574");
+    expect_in(md, "arXiv 2410.10819");
+    /* the heads of the first workload, by score */
+    expect_in(md, "On w.h5 (the first workload of the /heads table, the one the ablation ranks), "
+                  "2 of 8 heads have a retrieval score above 0.1");
+    expect_in(md, ": L1.H2 (0.900, induction 0.800), L1.H0 (0.500, induction 0.444).\n");
+    expect_in(md, "| 1 | L1.H2 | 0.900 | 0.800 | 0.100 | yes |\n| 2 | L1.H0 | 0.500 | 0.444 | "
+                  "0.100 | yes |\n| 3 | L0.H1 | 0.050 | 0.044 | 0.100 | yes |\n");
+    /* the ablation table shows the hand-set values */
+    expect_in(md, "| none (dense) | 0.990 | | | 8 | | |\n| 1 | 0.500 | 0.980 | 0.990 | 9 | 8.5 | "
+                  "8.1 |\n| 2 | 0.020 | 0.970 | 0.990 | 12 | 8.6 | 7.5 |\n| 4 | 0.970 | 0.960 | "
+                  "0.990 | 14 | 8.7 | 8.2 |\n");
+    expect_in(md, "- K = 1: masking the top-1 retrieval head drops copy accuracy from 0.990 to "
+                  "0.500 while 1 random head leaves 0.980 (the 1 lowest: 0.990).\n");
+    expect_in(md, "- K = 2: masking the top-2 retrieval heads drops copy accuracy from 0.990 to "
+                  "0.020 while 2 random heads leave 0.970 (the 2 lowest: 0.990).\n");
+    expect_in(md, "- K = 4: masking the top-4 retrieval heads changes copy accuracy from 0.990 to "
+                  "0.970 while 4 random heads leave 0.960 (the 4 lowest: 0.990): no drop of more "
+                  "than 0.05 below dense and random, so the finding does not hold at K = 4.\n");
+    expect_in(md, "The finding holds at 2 of 3 K.");
+    expect_in(md, "On t.txt perplexity (dense 8) is 9, 12, 14 with the top K masked; with K "
+                  "random heads masked 8.5, 8.6, 8.7; with the K lowest 8.1, 7.5, 8.2 (K = 1, 2, "
+                  "4). Masking lowers perplexity below dense at lowest 2 (7.5).");
+    expect_in(md, "The lowest retrieval scores tie: 5 of 8 heads score 0.000 on w.h5, so the K "
+                  "lowest are a pick among equals (for K = 4 the rows mask L0.H0, L0.H2, L0.H3, "
+                  "L1.H1).");
+    /* DuoAttention: the proxy label and the heads duo keeps whole */
+    expect_in(md, "marks 3 heads on w.h5 (L0.H1, L1.H0, L1.H2): 2 of the 2 retrieval heads.");
+    expect_in(md, "- **w.h5, decode:** at 1/2 it keeps 3 of 8 heads whole (L1.H0, L1.H1, L1.H2): "
+                  "2 of the 2 retrieval heads; at 1/4 and 1/8 duo is infeasible (workload ratio "
+                  "0.3 at the smallest knob (f = 0.001)).\n");
+    /* the maps of the strongest retrieval and sink heads of the ranked workload */
+    expect_in(md, "The exact attention of the strongest retrieval head, L1.H2, on w.h5, and of "
+                  "the strongest sink head, L0.H3 (first-token weight 0.600), are drawn after the "
+                  "findings.");
+    const char *dir = t_path("rep-rh");
+    cr_expect(exists_in(dir, "retrieval-map-L1-H2.gp") && exists_in(dir, "sink-map-L0-H3.gp"));
+    /* the figures' data */
+    char *tsv = slurp_in(dir, "retrieval-ablation.tsv");
+    cr_assert(tsv, "no retrieval-ablation.tsv");
+    cr_expect(strstr(tsv, "0\tK = 1\t0.5\t0.98\t0.99\n") && strstr(tsv, "2\tK = 4\t14\t8.7\t8.2\n"),
+              "%s", tsv);
+    free(tsv);
+    char *gp = slurp_in(dir, "retrieval-heads.gp");
+    cr_assert(gp, "no retrieval-heads.gp");
+    cr_expect(strstr(gp, "set xlabel \"head\"") && strstr(gp, "set ylabel \"layer\""), "%s", gp);
+    free(gp);
+    if (have_gnuplot())
+        cr_expect(exists_in(dir, "retrieval-ablation.png") &&
+                  exists_in(dir, "retrieval-heads.png") &&
+                  exists_in(dir, "retrieval-map-L1-H2.png"));
+    free(md);
+
+    /* another workload given: no map of the wrong one, and the report says so */
+    snprintf(extra, sizeof extra, "--study retrieval-heads --workload '%s'", fx_work);
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(res, &r), 0);
+    for (int64_t i = 0; i < r.n_heads; i++)
+        if (!strcmp(r.heads[i].workload, fx_work)) {
+            free(r.heads[i].workload);
+            r.heads[i].workload = strdup("elsewhere/copy.h5");
+        }
+    char res2[1200];
+    snprintf(res2, sizeof res2, "%s", t_path("rh-other.h5"));
+    cr_assert_eq(ab_results_write_h5(res2, &r), 0);
+    ab_results_free(&r);
+    md = report_md_of(res2, "rep-rh-other", extra);
+    expect_in(md, "No map: the report's workload (w.h5) is not elsewhere/copy.h5, whose heads "
+                  "are ranked here; give that one with --workload.");
+    free(md);
+}

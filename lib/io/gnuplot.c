@@ -435,6 +435,8 @@ static void put_curve_style(FILE *f, int style)
         fputs("lc rgb \"" ENVELOPE_RGB "\" lw 7", f);
     else if (style == AB_GP_REFERENCE)
         fputs("lc rgb \"#000000\" pt 3 ps 2.2 lw 1.5", f);
+    else if (style == AB_GP_REFLINE)
+        fputs("lc rgb \"#000000\" lw 2 dt 2", f);
     else
         fprintf(f, "lc rgb \"%s\" lw 2 pt %d ps 1.3", fig_colour(style),
                 fig_points[(style + 3 * (style / AB_GP_N_STYLES)) % AB_GP_N_STYLES]);
@@ -442,7 +444,9 @@ static void put_curve_style(FILE *f, int style)
 
 static const char *curve_with(int style)
 {
-    return style == AB_GP_ENVELOPE ? "lines" : style == AB_GP_REFERENCE ? "points" : "linespoints";
+    return style == AB_GP_ENVELOPE || style == AB_GP_REFLINE ? "lines"
+           : style == AB_GP_REFERENCE                        ? "points"
+                                                             : "linespoints";
 }
 
 /* A double-quoted string in which "\n" stays a line break (tic labels on two lines). */
@@ -507,12 +511,14 @@ static void put_footer(FILE *g, int n_footer, const char *const *footer, int hei
 }
 
 /* The place of a curve's style in the key: the envelope first, the table's styles in order,
- * the reference last. */
-enum { KEY_LAST = 4 * AB_GP_N_STYLES + 1 };
+ * the reference line, the reference last. */
+enum { KEY_LAST = 4 * AB_GP_N_STYLES + 2 };
 static int key_rank(int style)
 {
-    return style == AB_GP_ENVELOPE ? -1 : style == AB_GP_REFERENCE ? KEY_LAST
-                                                                   : AB_MIN(style, KEY_LAST - 1);
+    return style == AB_GP_ENVELOPE    ? -1
+           : style == AB_GP_REFERENCE ? KEY_LAST
+           : style == AB_GP_REFLINE   ? KEY_LAST - 1
+                                      : AB_MIN(style, KEY_LAST - 2);
 }
 
 /* Whether curve c of panel k has the title and style of an earlier curve of the figure. */
@@ -571,6 +577,7 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
     fputs("set grid lc rgb \"#dddddd\"\nunset key\nset tics font \",10\"\n", g);
     put_fig_frame(g, p->title);
     block = 0;
+    int ytics_set = 0;
     for (int k = 0; k < p->n_panels; k++) {
         const struct ab_gp_axes *a = &p->panels[k];
         int r = k / cols, c = k % cols;
@@ -601,6 +608,18 @@ int ab_gp_figure_write(const char *dir, const struct ab_gp_figure *p)
             }
         } else {
             fputs("set xtics autofreq font \",10\"\n", g);
+        }
+        if (a->n_ytics > 0) {
+            fputs("set ytics (", g);
+            for (int i = 0; i < a->n_ytics; i++) {
+                fprintf(g, "\"%g\" ", a->ytics[i]);
+                put_g(g, a->ytics[i]);
+                fputs(i + 1 < a->n_ytics ? ", " : ")\n", g);
+            }
+            ytics_set = 1;
+        } else if (ytics_set) { /* an earlier panel's tics stay set otherwise */
+            fputs("set ytics autofreq\n", g);
+            ytics_set = 0;
         }
         fputs("set xrange [", g);
         if (isfinite(a->xmin)) put_g(g, a->xmin);
@@ -827,6 +846,150 @@ int ab_gp_hbars_write(const char *dir, const struct ab_gp_hbars *p)
     }
     fputc('\n', g);
     fputs("unset multiplot\n", g);
+    return commit_pair(&tsv, &gp);
+}
+
+/* ------------------------------------------------------------------ grouped vertical bars */
+
+/* The y range of a bar panel: its own, or from its values and reference (gnuplot.h). */
+static void vbar_range(const struct ab_gp_bar_panel *pan, int n_series, double *lo, double *hi)
+{
+    double vmax = -INFINITY, vmin = INFINITY;
+    for (int i = 0; i < pan->n_groups * n_series; i++)
+        if (isfinite(pan->v[i]) && (!pan->logy || pan->v[i] > 0))
+            vmax = fmax(vmax, pan->v[i]), vmin = fmin(vmin, pan->v[i]);
+    if (isfinite(pan->ref) && (!pan->logy || pan->ref > 0))
+        vmax = fmax(vmax, pan->ref), vmin = fmin(vmin, pan->ref);
+    if (!isfinite(vmax)) vmax = 1, vmin = pan->logy ? 0.1 : 0;
+    *lo = isfinite(pan->ymin) ? pan->ymin : pan->logy ? vmin / 2 : fmin(0, vmin);
+    if (pan->logy && !(*lo > 0)) *lo = vmax / 10;
+    /* room above the tallest bar for its value */
+    *hi = isfinite(pan->ymax) ? pan->ymax
+          : pan->logy         ? vmax * pow(vmax / *lo, 0.2)
+                              : vmax + 0.2 * (vmax - *lo);
+    if (!(*hi > *lo)) *hi = pan->logy ? *lo * 10 : *lo + 1;
+}
+
+int ab_gp_bars_write(const char *dir, const struct ab_gp_bars *p)
+{
+    struct ab_outfile tsv, gp;
+    int rc = open_pair(dir, p->name, &tsv, &gp);
+    if (rc != AB_OK) return rc;
+    FILE *t = tsv.f, *g = gp.f;
+    int S = AB_MAX(1, p->n_series);
+
+    fprintf(t, "# %s\n", p->title ? p->title : p->name);
+    for (int k = 0; k < p->n_panels; k++) {
+        const struct ab_gp_bar_panel *pan = &p->panels[k];
+        fprintf(t, "%s# block %d: ", k ? "\n\n" : "", k);
+        put_field(t, pan->title);
+        fputs("\n# x\tgroup", t);
+        for (int s = 0; s < p->n_series; s++) {
+            fputc('\t', t);
+            put_field(t, p->series_titles[s]);
+        }
+        fputc('\n', t);
+        for (int gi = 0; gi < pan->n_groups; gi++) {
+            fprintf(t, "%d\t", gi);
+            put_field(t, pan->group_labels[gi]);
+            for (int s = 0; s < p->n_series; s++) {
+                fputc('\t', t);
+                put_num(t, pan->v[gi * p->n_series + s]);
+            }
+            fputc('\n', t);
+        }
+    }
+
+    double W = p->width, H = p->height, key_w = 0;
+    int any_ref = 0;
+    for (int k = 0; k < p->n_panels; k++) any_ref |= isfinite(p->panels[k].ref);
+    for (int s = 0; s < p->n_series; s++) key_w = fmax(key_w, key_px(p->series_titles[s]));
+    if (any_ref) key_w = fmax(key_w, key_px(p->ref_title ? p->ref_title : "reference"));
+    key_w = fmin(key_w + 10, 0.3 * W);
+    double top = H - 44, bottom = 4;
+    int rows = AB_MAX(1, p->rows), cols = AB_MAX(1, p->cols);
+    double cell_w = (W - key_w) / cols, cell_h = (top - bottom) / rows;
+    double bw = 0.8 / S; /* a group is 0.8 wide; its bars touch */
+
+    put_head(g, p->name, p->title, p->width, p->height);
+    fputs("unset key\nset grid ytics lc rgb \"#dddddd\"\nset tics font \",10\"\n"
+          "set style fill solid 0.85 border rgb \"#333333\"\nset xtics scale 0\n",
+          g);
+    put_fig_frame(g, p->title);
+    for (int k = 0; k < p->n_panels; k++) {
+        const struct ab_gp_bar_panel *pan = &p->panels[k];
+        int r = k / cols, c = k % cols;
+        put_margins(g, (struct box){(c * cell_w + 80) / W, ((c + 1) * cell_w - 16) / W,
+                                    (top - (r + 1) * cell_h + 58) / H,
+                                    (top - r * cell_h - 30) / H});
+        fputs("set title ", g);
+        put_str(g, pan->title);
+        fputs(" font \",11\"\nset xlabel ", g);
+        put_str(g, pan->xlabel);
+        fputs(" offset 0,0.3\nset ylabel ", g);
+        put_str(g, pan->ylabel);
+        fputc('\n', g);
+        fputs(pan->logy ? "set logscale y\n" : "unset logscale y\n", g);
+        double lo, hi;
+        vbar_range(pan, p->n_series, &lo, &hi);
+        fputs("set format y \"%g\"\nset yrange [", g);
+        put_g(g, lo);
+        fputc(':', g);
+        put_g(g, hi);
+        fprintf(g, "]\nset xrange [-0.6:%.1f]\nbase = ", pan->n_groups - 0.4);
+        put_g(g, pan->logy ? lo : fmax(lo, 0));
+        fputc('\n', g);
+        if (pan->n_groups == 0) {
+            fputs("set xtics ()\nset label 1 \"no data\" at graph 0.5, graph 0.5 center\n"
+                  "plot NaN notitle\nunset label 1\n",
+                  g);
+            continue;
+        }
+        fputs("set xtics (", g);
+        for (int gi = 0; gi < pan->n_groups; gi++) {
+            put_str(g, pan->group_labels[gi]);
+            fprintf(g, " %d%s", gi, gi + 1 < pan->n_groups ? ", " : ")\n");
+        }
+        fputs("plot ", g);
+        for (int s = 0; s < p->n_series; s++) {
+            double off = (s - (S - 1) / 2.0) * bw;
+            int col = 3 + s;
+            fprintf(g, "%s\"%s.tsv\" index %d using ($1 + %.4f):%d:($1 + %.4f):($1 + %.4f):"
+                       "(base):%d with boxxyerror lc rgb \"%s\" notitle, \\\n",
+                    s ? ", \\\n     " : "", p->name, k, off, col, off - bw / 2, off + bw / 2, col,
+                    fig_colour(p->series_colours[s]));
+            fprintf(g, "     \"\" index %d using ($1 + %.4f):%d:(sprintf(", k, off, col);
+            put_str(g, pan->fmt ? pan->fmt : "%.3g");
+            fprintf(g, ", $%d)) with labels center offset 0,0.7 font \",8\" notitle, \\\n", col);
+            fprintf(g, "     \"\" index %d using ($1 + %.4f):($%d == $%d ? NaN : base):(\"-\") "
+                       "with labels center offset 0,0.7 font \",9\" notitle",
+                    k, off, col, col);
+        }
+        if (isfinite(pan->ref)) {
+            fputs(", \\\n     ", g);
+            put_g(g, pan->ref);
+            fputs(" with lines lc rgb \"#000000\" lw 2 dt 2 notitle", g);
+        }
+        fputc('\n', g);
+    }
+    put_margins(g, (struct box){(W - key_w) / W, 0.995, bottom / H, (top - 30) / H});
+    fputs("unset border\nunset tics\nunset grid\nunset title\nunset xlabel\nunset ylabel\n"
+          "unset logscale\nunset label\nset xrange [0:1]\nset yrange [0:1]\n",
+          g);
+    fprintf(g, "set key at screen %.4f, screen %.4f top left Left reverse samplen 1.5 "
+               "spacing 1.3 font \",10\" noautotitle\n",
+            (W - key_w + 4) / W, (top - 30) / H);
+    fputs("plot NaN notitle", g);
+    for (int s = 0; s < p->n_series; s++) {
+        fprintf(g, ", \\\n     NaN with boxes lc rgb \"%s\" title ",
+                fig_colour(p->series_colours[s]));
+        put_str(g, p->series_titles[s]);
+    }
+    if (any_ref) {
+        fputs(", \\\n     NaN with lines lc rgb \"#000000\" lw 2 dt 2 title ", g);
+        put_str(g, p->ref_title ? p->ref_title : "reference");
+    }
+    fputs("\nunset multiplot\n", g);
     return commit_pair(&tsv, &gp);
 }
 

@@ -105,10 +105,12 @@ int ab_gp_lines_write(const char *dir, const struct ab_gp_lines *p);
 
 /* The fixed style table of these figures: AB_GP_N_STYLES colours, each with its own marker, so
  * the lines of a panel that uses styles 0 .. AB_GP_N_STYLES-1 differ in colour AND marker.
- * Style s >= AB_GP_N_STYLES takes colour s % AB_GP_N_STYLES and another marker. Two special
- * styles: the envelope (a thick light-grey line drawn behind the others) and the reference
- * (black star markers, no line). AB_GP_COLOUR_BLACK is black for bars. */
-enum { AB_GP_N_STYLES = 10, AB_GP_ENVELOPE = -1, AB_GP_REFERENCE = -2, AB_GP_COLOUR_BLACK = -1 };
+ * Style s >= AB_GP_N_STYLES takes colour s % AB_GP_N_STYLES and another marker. Three special
+ * styles: the envelope (a thick light-grey line drawn behind the others), the reference
+ * (black star markers, no line) and the reference line (a black dashed line, no markers: a
+ * level such as dense's across the x range). AB_GP_COLOUR_BLACK is black for bars. */
+enum { AB_GP_N_STYLES = 10, AB_GP_ENVELOPE = -1, AB_GP_REFERENCE = -2, AB_GP_REFLINE = -3,
+       AB_GP_COLOUR_BLACK = -1 };
 
 /* One line of a panel: n points (x[i], y[i]) joined in order; NaN points are skipped and break
  * the line. */
@@ -130,6 +132,9 @@ struct ab_gp_axes {
     int n_xtics;                   /* explicit x tics (0: gnuplot's); labels may hold "\n" */
     const double *xtics;
     const char *const *xtic_labels;
+    int n_ytics;                   /* explicit y tics, labelled %g (0: gnuplot's): a log axis
+                                      within a decade or two gets more than one label */
+    const double *ytics;
     int n_curves;
     const struct ab_gp_curve *curves;
 };
@@ -187,6 +192,42 @@ struct ab_gp_hbars {
 /* Writes dir/name.tsv (one block per panel: y, value, rgb, label, text, text_x) and
  * dir/name.gp. Errors as ab_gp_figure_write. */
 int ab_gp_hbars_write(const char *dir, const struct ab_gp_hbars *p);
+
+/* --- grouped vertical bars: groups along x, one bar per series in each, a reference level - */
+
+/* One panel: n_groups groups (x tic labels), each with one bar per series of the figure, v
+ * (n_groups, n_series) row-major (NaN: no bar, "-" written where it would stand); the value is
+ * written above each bar (in fmt). A finite ref draws a black dashed line across the panel (the
+ * figure's ref_title in the key). The y range is [ymin, ymax] when finite, else from 0 (a log
+ * axis: from half the smallest value) to a fifth above the largest value or ref. */
+struct ab_gp_bar_panel {
+    const char *title, *xlabel, *ylabel;
+    int logy;
+    double ymin, ymax;
+    int n_groups;
+    const char *const *group_labels; /* (n_groups) */
+    const double *v;                 /* (n_groups, n_series) */
+    double ref;                      /* NaN: none */
+    const char *fmt;                 /* printf format of the values above the bars (NULL:
+                                        "%.3g") */
+};
+
+struct ab_gp_bars {
+    const char *name, *title;
+    int n_series;
+    const char *const *series_titles; /* (n_series) key text */
+    const int *series_colours;        /* (n_series) style-table colours or AB_GP_COLOUR_BLACK */
+    const char *ref_title;            /* key text of the reference lines (NULL: "reference") */
+    int rows, cols;
+    int n_panels;
+    const struct ab_gp_bar_panel *panels;
+    int width, height;
+};
+
+/* Writes dir/name.tsv (one block per panel: x, group label, then one value column per series)
+ * and dir/name.gp: the panels on a rows x cols grid, one key for the figure at its right.
+ * Errors as ab_gp_figure_write. */
+int ab_gp_bars_write(const char *dir, const struct ab_gp_bars *p);
 
 /* --- heatmaps: small multiples of (rows x cols) grids with the viridis palette ------------ */
 
