@@ -1506,7 +1506,7 @@ Test(report, streaming_llm_study_states_its_finding_from_the_rows)
     /* the figure: a panel per input, a line per sink count, dense dashed */
     char *gp = slurp_in(dir, "streaming-llm-ppl.gp");
     cr_assert(gp, "no streaming-llm-ppl.gp");
-    cr_expect(strstr(gp, "a.txt - decode") && strstr(gp, "b.txt - decode (sliding windows)") &&
+    cr_expect(strstr(gp, "a.txt - decode") && strstr(gp, "b.txt - decode (windows, no BOS)") &&
                   strstr(gp, "\"streaming-16 (16 sinks)\"") && strstr(gp, "dt 2 title \"dense\""),
               "%s", gp);
     free(gp);

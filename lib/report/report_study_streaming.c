@@ -41,6 +41,8 @@ enum { N_ARMS = 4, ARM_WINDOW = 0, ARM_STREAMING = 2, MAX_BUDGETS = 16, MAX_PANE
 struct sl_panel {
     const char *input, *phase;
     int file; /* the results file of its first row (R->d->inputs) */
+    int64_t stride, bos; /* that file's sliding-window protocol (results attributes stride,
+                            window_bos): one panel per protocol */
     double dense_ppl;
     int n_b;
     double b[MAX_BUDGETS];                               /* target ratios, descending */
@@ -72,24 +74,28 @@ static int phase_rank(const char *p)
 }
 
 /* The panel of (input, phase), created in S when new (NULL when S is full). */
-static struct sl_panel *panel_of(struct sl *S, const struct ab_model_row *r, int file)
+static struct sl_panel *panel_of(struct sl *S, const struct ab_model_row *r, int file,
+                                 int64_t stride, int64_t bos)
 {
     for (int i = 0; i < S->n_panels; i++)
-        if (!strcmp(S->p[i].input, r->workload) && !strcmp(S->p[i].phase, r->phase))
+        if (!strcmp(S->p[i].input, r->workload) && !strcmp(S->p[i].phase, r->phase) &&
+            S->p[i].stride == stride && S->p[i].bos == bos)
             return &S->p[i];
     if (S->n_panels == MAX_PANELS) return NULL;
     struct sl_panel *P = &S->p[S->n_panels++];
     memset(P, 0, sizeof *P);
-    *P = (struct sl_panel){.input = r->workload, .phase = r->phase, .file = file, .dense_ppl = NAN};
+    *P = (struct sl_panel){.input = r->workload, .phase = r->phase, .file = file,
+                           .stride = stride, .bos = bos, .dense_ppl = NAN};
     return P;
 }
 
 /* Files row r of results file `file` under its panel and budget. */
-static void add_row(struct sl *S, const struct ab_model_row *r, int file)
+static void add_row(struct sl *S, const struct ab_model_row *r, int file, int64_t stride,
+                    int64_t bos)
 {
     int a = arm_of(r->method);
     if (a < 0 || !isfinite(r->target_ratio)) return;
-    struct sl_panel *P = panel_of(S, r, file);
+    struct sl_panel *P = panel_of(S, r, file, stride, bos);
     if (!P) {
         S->dropped++;
         return;
@@ -124,14 +130,16 @@ static void collect(const struct rep *R, struct sl *S)
     for (int i = 0; i < R->d->n_inputs; i++)
         for (int64_t k = 0; k < R->d->inputs[i].n_model; k++) {
             const struct ab_model_row *r = &R->d->inputs[i].model[k];
-            if (ab_rep_keep(R, r->method, r->family)) add_row(S, r, i);
+            if (ab_rep_keep(R, r->method, r->family))
+                add_row(S, r, i, R->d->inputs[i].stride, R->d->inputs[i].stride ? R->d->inputs[i].window_bos : 0);
         }
     /* stable insertion sort: input order of first appearance, then phase */
     int order[MAX_PANELS];
     for (int i = 0; i < S->n_panels; i++) {
         order[i] = i;
         for (int j = 0; j < i; j++)
-            if (!strcmp(S->p[j].input, S->p[i].input)) {
+            if (!strcmp(S->p[j].input, S->p[i].input) && S->p[j].stride == S->p[i].stride &&
+                S->p[j].bos == S->p[i].bos) {
                 order[i] = order[j];
                 break;
             }
@@ -167,7 +175,7 @@ static void budget_words(double t, char *buf, size_t cap)
 
 /* The table of panel P: a row per budget, "-" and a footnote letter for infeasible rows (one
  * letter per distinct reason), the lowest perplexity of a row in bold. */
-static void panel_table(const struct rep *R, const struct sl_panel *P, FILE *f)
+static void panel_table(const struct sl_panel *P, FILE *f)
 {
     const char *notes[26];
     int n_notes = 0;
@@ -176,9 +184,8 @@ static void panel_table(const struct rep *R, const struct sl_panel *P, FILE *f)
         snprintf(dense, sizeof dense, "%.4g", P->dense_ppl);
     else
         snprintf(dense, sizeof dense, "-");
-    int stride = (int)R->d->inputs[P->file].stride;
     fprintf(f, "**%s, %s**%s\n\n", base_name(P->input), P->phase,
-            stride > 0 ? " (sliding windows)" : "");
+            P->stride > 0 ? P->bos ? " (sliding windows, BOS first)" : " (sliding windows)" : "");
     fputs("| budget (FLOP ratio) | dense |", f);
     for (int a = 0; a < N_ARMS; a++)
         fprintf(f, " %s (%d sink%s) |", arms[a].method, arms[a].sinks,
@@ -251,7 +258,7 @@ static int count_verdict(const struct sl_panel *P, int v)
 }
 
 /* Streaming against window in panel P, one sentence (two where it does not hold). */
-static void finding_window(const struct rep *R, const struct sl_panel *P, FILE *f)
+static void finding_window(const struct sl_panel *P, FILE *f)
 {
     int n_win = count_verdict(P, 1), n_tie = count_verdict(P, 0), n_lose = count_verdict(P, -1);
     int n_cmp = n_win + n_tie + n_lose;
@@ -294,13 +301,18 @@ static void finding_window(const struct rep *R, const struct sl_panel *P, FILE *
         ratio_list(P, -1, f);
         fputc('.', f);
     }
-    int64_t stride = R->d->inputs[P->file].stride;
-    if (stride > 0)
+    if (P->stride > 0 && !P->bos)
         fprintf(f,
                 " This input was scored in sliding windows (stride %lld, the results "
                 "attribute `stride`): every window after the first starts mid-text without "
                 "BOS, so the first tokens kept as sinks there are ordinary tokens%s.",
-                (long long)stride, n_win < n_cmp ? ", and the sinks do not help everywhere" : "");
+                (long long)P->stride, n_win < n_cmp ? ", and the sinks do not help everywhere" : "");
+    else if (P->stride > 0)
+        fprintf(f,
+                " This input was scored in sliding windows (stride %lld) with BOS in place of "
+                "the first token of every window after the first (results attribute "
+                "`window_bos`), so the first token kept as a sink is BOS in every window.",
+                (long long)P->stride);
     fputc('\n', f);
 }
 
@@ -517,9 +529,8 @@ static int ppl_figure(struct rep *R, const struct sl *S)
             pc[nc++] = (struct ab_gp_curve){
                 .title = "dense", .style = AB_GP_REFLINE, .n = 2, .x = x, .y = y};
         }
-        int64_t stride = R->d->inputs[P->file].stride;
         snprintf(titles[p], sizeof titles[0], "%.80s - %s%s", base_name(P->input), P->phase,
-                 stride > 0 ? " (sliding windows)" : "");
+                 P->stride > 0 ? P->bos ? " (windows, BOS first)" : " (windows, no BOS)" : "");
         /* a wide range reads better on a log axis */
         int logy = ylo > 0 && yhi / ylo > 5;
         double pad = 0.08 * (yhi - ylo) + 1e-9 * fabs(yhi); /* room around the lines */
@@ -606,7 +617,7 @@ int ab_rep_study_streaming_llm(struct rep *R, FILE *f)
         fputs("### Sink + window against the window alone\n\n", f);
         finding_overall(S, f);
         for (int p = 0; p < S->n_panels; p++) {
-            finding_window(R, &S->p[p], f);
+            finding_window(&S->p[p], f);
             finding_best(&S->p[p], f);
             finding_below(&S->p[p], f);
         }
@@ -615,7 +626,7 @@ int ab_rep_study_streaming_llm(struct rep *R, FILE *f)
             fprintf(f, "(%d rows beyond %d inputs x phases or %d budgets are left out.)\n\n",
                     S->dropped, MAX_PANELS, MAX_BUDGETS);
         fputs("### Perplexity by budget\n\n", f);
-        for (int p = 0; p < S->n_panels; p++) panel_table(R, &S->p[p], f);
+        for (int p = 0; p < S->n_panels; p++) panel_table(&S->p[p], f);
         rc = ppl_figure(R, S);
     }
     sink_heads(R, f);
