@@ -10,6 +10,4 @@ static int pending(const char *name)
 }
 
 int ab_rep_study_streaming_llm(struct rep *R, FILE *f) { (void)R, (void)f; return pending("streaming-llm"); }
-int ab_rep_study_sink_emergence(struct rep *R, FILE *f) { (void)R, (void)f; return pending("sink-emergence"); }
 int ab_rep_study_retrieval_heads(struct rep *R, FILE *f) { (void)R, (void)f; return pending("retrieval-heads"); }
-int ab_rep_study_sparse_frontier(struct rep *R, FILE *f) { (void)R, (void)f; return pending("sparse-frontier"); }
