@@ -246,10 +246,13 @@ static double v_copy(const struct fphase *P, int bi, int k) { return copy_acc(P-
 static void phase_table(const struct fphase *P, FILE *f)
 {
     fprintf(f, "#### %s\n\n", P->name);
-    fprintf(f, "Each cell: attention-level mean rel_l2 · perplexity over dense on %s · copy "
-               "accuracy on %s (\"-\": not run; \"inf.\": no knob meets the budget).",
-            P->text_input ? base_name(P->text_input) : "(no text input)",
-            P->copy_input ? P->copy_input : "(no copy input)");
+    fputs("Each cell: attention-level mean rel_l2 · perplexity over dense", f);
+    if (P->text_input) fprintf(f, " on %s", base_name(P->text_input));
+    else fputs(" (no text input here)", f);
+    fputs(" · copy accuracy", f);
+    if (P->copy_input) fprintf(f, " on %s", P->copy_input);
+    else fputs(" (no copy task here)", f);
+    fputs(" (\"-\": not measured; \"inf.\": no knob meets the budget).", f);
     if (isfinite(P->dense_ppl) || isfinite(P->dense_copy)) {
         fputs(" Dense:", f);
         if (isfinite(P->dense_ppl)) fprintf(f, " perplexity %.4g", P->dense_ppl);
@@ -589,6 +592,13 @@ static void calibration_md(const struct rep *R, FILE *f)
         if (!(r->feasible && isfinite(r->ppl) && r->dense_ppl > 0)) {
             fprintf(f, "- **%s**: no score (%s).\n", r->method,
                     r->reason && r->reason[0] ? r->reason : "no reason recorded");
+            continue;
+        }
+        if (r->n_heads == 0) {
+            fprintf(f, "- **%s**: no head passed the selection (%s), so it replaces no head and "
+                       "scores as dense (%.4g): calibration cannot help on this model by this "
+                       "rule.\n",
+                    r->method, r->heads, r->ppl);
             continue;
         }
         double d = r->ppl / r->dense_ppl - 1;

@@ -652,16 +652,19 @@ static void section_bos(const struct sdata *S, FILE *f)
         fprintf(f, "The model's sink heads (%s) put a mean first-token weight of %.3f on "
                    "position 0 there against %.3f from the start (%.0f%% of it): ",
                 list, f2, f1, 100 * keep);
+        char first[64] = "the token that starts the text";
+        if (start->has_tok0)
+            snprintf(first, sizeof first, "the token that starts the text (id %d)",
+                     (int)start->tok0);
         if (keep >= 0.8)
-            fputs("**the sink follows position 0**, whatever token is there.", f);
+            fputs("**the sink follows position 0**, whatever token stands there.", f);
         else if (keep >= 0.2)
-            fputs("**the sink follows position 0 only in part**: weaker without the text's "
-                  "first token.",
-                  f);
+            fprintf(f, "**the sink follows position 0 only in part**: weaker without %s.",
+                    first);
         else
-            fputs("**the sink does not follow position 0**: without the text's first token "
-                  "(BOS) at position 0 these heads do not sink there.",
-                  f);
+            fprintf(f, "**the sink does not follow position 0**: these heads sink on %s, not "
+                       "on whatever token stands first.",
+                    first);
         /* where their weight goes instead: their first key with alpha > 0.1 */
         if (S->c_sink_pos >= 0) {
             int64_t at0 = 0, none = 0, later = 0, n = 0;
