@@ -33,6 +33,7 @@
 
 #define PPL_TOL  1.05 /* holds perplexity: ppl at most this times dense's */
 #define COPY_TOL 0.95 /* holds copy accuracy: at least this times dense's */
+#define BELOW    0.02 /* a perplexity this far below dense's is named */
 #define MAX_M    24   /* methods in one phase */
 #define MAX_B    24   /* budgets */
 
@@ -46,6 +47,7 @@ struct fphase {
     double b[MAX_B];              /* target ratios below 1, descending */
     double rel[MAX_B][MAX_M];     /* attention level: pooled mean rel_l2 (NaN: none) */
     int rel_full[MAX_B][MAX_M];   /* 1: feasible on every head */
+    int rel_inf[MAX_B][MAX_M];    /* 1: run at this budget, feasible on no head */
     const struct ab_model_row *text[MAX_B][MAX_M], *copy[MAX_B][MAX_M];
     const char *text_input, *copy_input;
     double dense_ppl, dense_copy;
@@ -172,7 +174,9 @@ static void gather(const struct rep *R, struct fstudy *S)
                 int mi = ab_rep_find_method(R, P->m[k]), full = 0;
                 if (mi < 0 || P->pi < 0) continue;
                 const struct ab_summary_row *s = ab_rep_row_at(R, 0, mi, P->pi, P->b[bi], &full);
+                int ti;
                 if (s) P->rel[bi][k] = s->rel_l2_mean, P->rel_full[bi][k] = full;
+                else P->rel_inf[bi][k] = ab_rep_group_at(R, mi, P->pi, P->b[bi], &ti) >= 0;
             }
         /* the first text and the first copy input of the phase's rows */
         for (int64_t i = 0; i < R->n_e2e; i++) {
@@ -274,7 +278,7 @@ static void phase_table(const struct fphase *P, FILE *f)
             const struct ab_model_row *t = P->text[bi][k], *cp = P->copy[bi][k];
             double rel = P->rel[bi][k];
             if (isfinite(rel)) fprintf(f, " %.3g%s", rel, P->rel_full[bi][k] ? "" : "*");
-            else fputs(" -", f);
+            else fputs(P->rel_inf[bi][k] ? " inf." : " -", f);
             if (!t) fputs(" · -", f);
             else if (isfinite(ppl_ratio(t))) fprintf(f, " · %.2fx", ppl_ratio(t));
             else fputs(" · inf.", f);
@@ -370,6 +374,26 @@ static void holds_md(const struct fstudy *S, FILE *f)
             fputs(".\n", f);
         }
     }
+    /* rows better than exact attention: worth a look, they are not a trade-off */
+    for (int p = 0; p < S->n_p; p++) {
+        const struct fphase *P = &S->p[p];
+        int n = 0, bb = -1, bk = -1;
+        for (int bi = 0; bi < P->n_b; bi++)
+            for (int k = 0; k < P->n_m; k++) {
+                double x = v_ppl(P, bi, k);
+                if (!(x < 1 - BELOW)) continue;
+                n++;
+                if (bb < 0 || x < v_ppl(P, bb, bk)) bb = bi, bk = k;
+            }
+        if (!n) continue;
+        char c[16];
+        comp(P->b[bb], c, sizeof c);
+        fprintf(f, "- **%s:** %d row%s score%s a perplexity more than %.0f%% below dense's "
+                   "(lowest: %s at %s, %.4g against %.4g, %.2fx): sparse attention beating "
+                   "exact attention on this text.\n",
+                P->name, n, n > 1 ? "s" : "", n > 1 ? "" : "s", 100 * BELOW, P->m[bk], c,
+                P->text[bb][bk]->ppl, P->dense_ppl, v_ppl(P, bb, bk));
+    }
     fputc('\n', f);
 }
 
@@ -462,9 +486,12 @@ static void ranking_md(const struct fstudy *S, FILE *f)
             if (n_rho)
                 fprintf(f, "; rank correlation %s (mean %.2f over %d compressions): %s.\n",
                         cells, sum / n_rho, n_rho,
-                        sum / n_rho >= 0.7   ? "the attention level predicts the order well"
-                        : sum / n_rho >= 0.3 ? "it predicts the order in part"
-                                             : "it does not predict the order");
+                        sum / n_rho >= 0.7    ? "the attention level predicts the order well"
+                        : sum / n_rho >= 0.3  ? "it predicts the order in part"
+                        : sum / n_rho > -0.5  ? "it does not predict the order"
+                                              : "it does not predict the order: the order is "
+                                                "mostly reversed, the methods closer to exact "
+                                                "attention doing worse end to end");
             else
                 fputs(" (fewer than 3 methods with both numbers: no rank correlation).\n", f);
         }
@@ -560,6 +587,20 @@ static void infeasible_md(const struct rep *R, FILE *f)
 
 /* ------------------------------------------------------------------ ACT / ZeroTuning */
 
+/* r->heads with the folders of the calibration file dropped ("selected on heldout-2.txt: ..."). */
+static void heads_words(const struct ab_model_row *r, char *buf, size_t cap)
+{
+    const char *h = r->heads ? r->heads : "", *colon = strchr(h, ':');
+    if (strncmp(h, "selected on ", 12) || !colon) {
+        snprintf(buf, cap, "%s", h);
+        return;
+    }
+    const char *p = h + 12, *slash = NULL;
+    for (const char *q = p; q < colon; q++)
+        if (*q == '/') slash = q;
+    snprintf(buf, cap, "selected on %s", slash ? slash + 1 : p);
+}
+
 static void calibration_md(const struct rep *R, FILE *f)
 {
     fputs("### Calibration in the heads chosen on another text (ACT, ZeroTuning)\n\n", f);
@@ -571,8 +612,10 @@ static void calibration_md(const struct rep *R, FILE *f)
             fputs("| method | phase | input | heads | heads kept | ppl (dense) | ppl / dense "
                   "| acc (dense) |\n|---|---|---|---|---|---|---|---|\n",
                   f);
+        char hw[400];
+        heads_words(r, hw, sizeof hw);
         fprintf(f, "| %s | %s | %s | %s | %lld | ", r->method, r->phase, base_name(r->workload),
-                r->heads, (long long)r->n_heads);
+                hw, (long long)r->n_heads);
         if (r->feasible && isfinite(r->ppl))
             fprintf(f, "%.4g (%.4g) | %.4fx | %.3f (%.3f) |\n", r->ppl, r->dense_ppl,
                     r->ppl / r->dense_ppl, r->acc, r->dense_acc);
@@ -594,21 +637,25 @@ static void calibration_md(const struct rep *R, FILE *f)
                     r->reason && r->reason[0] ? r->reason : "no reason recorded");
             continue;
         }
+        char hw[400];
+        heads_words(r, hw, sizeof hw);
         if (r->n_heads == 0) {
             fprintf(f, "- **%s**: no head passed the selection (%s), so it replaces no head and "
                        "scores as dense (%.4g): calibration cannot help on this model by this "
                        "rule.\n",
-                    r->method, r->heads, r->ppl);
+                    r->method, hw, r->ppl);
             continue;
         }
         double d = r->ppl / r->dense_ppl - 1;
-        fprintf(f, "- **%s** in %lld heads (%s): perplexity %.4g against dense %.4g on %s, %s%.2f%%: "
-                   "%s.\n",
-                r->method, (long long)r->n_heads, r->heads, r->ppl, r->dense_ppl,
+        fprintf(f, "- **%s** in %lld heads (%s): perplexity %.4g against dense %.4g on %s, "
+                   "%s%.2f%%: %s.\n",
+                r->method, (long long)r->n_heads, hw, r->ppl, r->dense_ppl,
                 base_name(r->workload), d >= 0 ? "+" : "", 100 * d,
-                d < -0.01   ? "calibration helps on this model"
-                : d > 0.01  ? "calibration hurts on this model"
-                            : "no effect on this model (within 1% of dense)");
+                d < -0.01  ? "calibration helps on this model"
+                : d > 0.01 ? "calibration hurts on this model"
+                           : "no measurable effect (within 1% of dense): the heads chosen on one "
+                             "text do not carry a gain to another, calibration does not help on "
+                             "this model");
     }
     fputc('\n', f);
 }
