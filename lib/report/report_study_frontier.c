@@ -40,14 +40,14 @@
 /* One phase of the study: its methods, budgets and, per (budget, method), the numbers. */
 struct fphase {
     const char *name;
-    int pi;                       /* index in R->phase, or -1 (no attention-level cells) */
+    int pi; /* index in R->phase, or -1 (no attention-level cells) */
     int n_m;
-    const char *m[MAX_M];         /* method names, registry order */
+    const char *m[MAX_M]; /* method names, registry order */
     int n_b;
-    double b[MAX_B];              /* target ratios below 1, descending */
-    double rel[MAX_B][MAX_M];     /* attention level: pooled mean rel_l2 (NaN: none) */
-    int rel_full[MAX_B][MAX_M];   /* 1: feasible on every head */
-    int rel_inf[MAX_B][MAX_M];    /* 1: run at this budget, feasible on no head */
+    double b[MAX_B];            /* target ratios below 1, descending */
+    double rel[MAX_B][MAX_M];   /* attention level: pooled mean rel_l2 (NaN: none) */
+    int rel_full[MAX_B][MAX_M]; /* 1: feasible on every head */
+    int rel_inf[MAX_B][MAX_M];  /* 1: run at this budget, feasible on no head */
     const struct ab_model_row *text[MAX_B][MAX_M], *copy[MAX_B][MAX_M];
     const char *text_input, *copy_input;
     double dense_ppl, dense_copy;
@@ -56,7 +56,7 @@ struct fphase {
 struct fstudy {
     int n_p;
     struct fphase p[4];
-    int n_all;                    /* every method of every phase, for one style each */
+    int n_all; /* every method of every phase, for one style each */
     const char *all[2 * MAX_M];
 };
 
@@ -175,8 +175,10 @@ static void gather(const struct rep *R, struct fstudy *S)
                 if (mi < 0 || P->pi < 0) continue;
                 const struct ab_summary_row *s = ab_rep_row_at(R, 0, mi, P->pi, P->b[bi], &full);
                 int ti;
-                if (s) P->rel[bi][k] = s->rel_l2_mean, P->rel_full[bi][k] = full;
-                else P->rel_inf[bi][k] = ab_rep_group_at(R, mi, P->pi, P->b[bi], &ti) >= 0;
+                if (s)
+                    P->rel[bi][k] = s->rel_l2_mean, P->rel_full[bi][k] = full;
+                else
+                    P->rel_inf[bi][k] = ab_rep_group_at(R, mi, P->pi, P->b[bi], &ti) >= 0;
             }
         /* the first text and the first copy input of the phase's rows */
         for (int64_t i = 0; i < R->n_e2e; i++) {
@@ -185,14 +187,15 @@ static void gather(const struct rep *R, struct fstudy *S)
             int copy = is_copy_row(r);
             if (copy && !P->copy_input)
                 P->copy_input = r->workload, P->dense_copy = r->dense_copy_acc;
-            if (!copy && !P->text_input)
-                P->text_input = r->workload, P->dense_ppl = r->dense_ppl;
+            if (!copy && !P->text_input) P->text_input = r->workload, P->dense_ppl = r->dense_ppl;
             const char *in = copy ? P->copy_input : P->text_input;
             if (strcmp(r->workload, in)) continue;
             int bi = budget_of(P, r->target_ratio), k = method_of(P, r->method);
             if (bi < 0 || k < 0) continue;
-            if (copy) P->copy[bi][k] = r;
-            else P->text[bi][k] = r;
+            if (copy)
+                P->copy[bi][k] = r;
+            else
+                P->text[bi][k] = r;
         }
     }
     for (int p = 0; p < S->n_p; p++)
@@ -218,7 +221,10 @@ static double rel_of(const struct fphase *P, int bi, int k)
     return P->rel_full[bi][k] ? P->rel[bi][k] : NAN;
 }
 
-static void comp(double t, char *buf, size_t cap) { ab_rep_compression_label(t, buf, cap); }
+static void comp(double t, char *buf, size_t cap)
+{
+    ab_rep_compression_label(t, buf, cap);
+}
 
 static const char *base_name(const char *p)
 {
@@ -241,9 +247,18 @@ static int best_by(const struct fphase *P, int bi, double (*v)(const struct fpha
     return best;
 }
 
-static double v_rel(const struct fphase *P, int bi, int k) { return rel_of(P, bi, k); }
-static double v_ppl(const struct fphase *P, int bi, int k) { return ppl_ratio(P->text[bi][k]); }
-static double v_copy(const struct fphase *P, int bi, int k) { return copy_acc(P->copy[bi][k]); }
+static double v_rel(const struct fphase *P, int bi, int k)
+{
+    return rel_of(P, bi, k);
+}
+static double v_ppl(const struct fphase *P, int bi, int k)
+{
+    return ppl_ratio(P->text[bi][k]);
+}
+static double v_copy(const struct fphase *P, int bi, int k)
+{
+    return copy_acc(P->copy[bi][k]);
+}
 
 /* ------------------------------------------------------------------ the tables */
 
@@ -251,11 +266,15 @@ static void phase_table(const struct fphase *P, FILE *f)
 {
     fprintf(f, "#### %s\n\n", P->name);
     fputs("Each cell: attention-level mean rel_l2 · perplexity over dense", f);
-    if (P->text_input) fprintf(f, " on %s", base_name(P->text_input));
-    else fputs(" (no text input here)", f);
+    if (P->text_input)
+        fprintf(f, " on %s", base_name(P->text_input));
+    else
+        fputs(" (no text input here)", f);
     fputs(" · copy accuracy", f);
-    if (P->copy_input) fprintf(f, " on %s", P->copy_input);
-    else fputs(" (no copy task here)", f);
+    if (P->copy_input)
+        fprintf(f, " on %s", P->copy_input);
+    else
+        fputs(" (no copy task here)", f);
     fputs(" (\"-\": not measured; \"inf.\": no knob meets the budget).", f);
     if (isfinite(P->dense_ppl) || isfinite(P->dense_copy)) {
         fputs(" Dense:", f);
@@ -277,29 +296,42 @@ static void phase_table(const struct fphase *P, FILE *f)
         for (int k = 0; k < P->n_m; k++) {
             const struct ab_model_row *t = P->text[bi][k], *cp = P->copy[bi][k];
             double rel = P->rel[bi][k];
-            if (isfinite(rel)) fprintf(f, " %.3g%s", rel, P->rel_full[bi][k] ? "" : "*");
-            else fputs(P->rel_inf[bi][k] ? " inf." : " -", f);
-            if (!t) fputs(" · -", f);
-            else if (isfinite(ppl_ratio(t))) fprintf(f, " · %.2fx", ppl_ratio(t));
-            else fputs(" · inf.", f);
-            if (!cp) fputs(" · -", f);
-            else if (isfinite(copy_acc(cp))) fprintf(f, " · %.2f", copy_acc(cp));
-            else fputs(" · inf.", f);
+            if (isfinite(rel))
+                fprintf(f, " %.3g%s", rel, P->rel_full[bi][k] ? "" : "*");
+            else
+                fputs(P->rel_inf[bi][k] ? " inf." : " -", f);
+            if (!t)
+                fputs(" · -", f);
+            else if (isfinite(ppl_ratio(t)))
+                fprintf(f, " · %.2fx", ppl_ratio(t));
+            else
+                fputs(" · inf.", f);
+            if (!cp)
+                fputs(" · -", f);
+            else if (isfinite(copy_acc(cp)))
+                fprintf(f, " · %.2f", copy_acc(cp));
+            else
+                fputs(" · inf.", f);
             fputs(" |", f);
         }
         int br = best_by(P, bi, v_rel, 1), bp = best_by(P, bi, v_ppl, 1),
             bc = best_by(P, bi, v_copy, 0);
-        if (br >= 0) fprintf(f, " %s %.3g |", P->m[br], rel_of(P, bi, br));
-        else fputs(" - |", f);
-        if (bp >= 0) fprintf(f, " %s %.2fx |", P->m[bp], v_ppl(P, bi, bp));
-        else fputs(" - |", f);
-        if (bc >= 0) fprintf(f, " %s %.2f |\n", P->m[bc], v_copy(P, bi, bc));
-        else fputs(" - |\n", f);
+        if (br >= 0)
+            fprintf(f, " %s %.3g |", P->m[br], rel_of(P, bi, br));
+        else
+            fputs(" - |", f);
+        if (bp >= 0)
+            fprintf(f, " %s %.2fx |", P->m[bp], v_ppl(P, bi, bp));
+        else
+            fputs(" - |", f);
+        if (bc >= 0)
+            fprintf(f, " %s %.2f |\n", P->m[bc], v_copy(P, bi, bc));
+        else
+            fputs(" - |\n", f);
     }
     int partial = 0;
     for (int bi = 0; bi < P->n_b; bi++)
-        for (int k = 0; k < P->n_m; k++)
-            partial |= isfinite(P->rel[bi][k]) && !P->rel_full[bi][k];
+        for (int k = 0; k < P->n_m; k++) partial |= isfinite(P->rel[bi][k]) && !P->rel_full[bi][k];
     if (partial)
         fputs("\n\\* rel_l2 over the heads where the method meets the budget only (not every "
               "head): left out of the rankings.\n",
@@ -332,8 +364,10 @@ static void list_holders(const struct fphase *P, int bi, int copy, FILE *f)
         if (!isfinite(x)) continue;
         int ok = copy ? x >= COPY_TOL * P->dense_copy : x <= PPL_TOL;
         if (!ok) continue;
-        if (copy) fprintf(f, "%s%s (%.2f)", n++ ? ", " : "", P->m[k], x);
-        else fprintf(f, "%s%s (%.4g, %.2fx)", n++ ? ", " : "", P->m[k], r->ppl, x);
+        if (copy)
+            fprintf(f, "%s%s (%.2f)", n++ ? ", " : "", P->m[k], x);
+        else
+            fprintf(f, "%s%s (%.4g, %.2fx)", n++ ? ", " : "", P->m[k], r->ppl, x);
     }
     if (n) return;
     int b = copy ? best_by(P, bi, v_copy, 0) : best_by(P, bi, v_ppl, 1);
@@ -341,15 +375,18 @@ static void list_holders(const struct fphase *P, int bi, int copy, FILE *f)
         fputs("none (no method has a score here)", f);
         return;
     }
-    if (copy) fprintf(f, "none (best: %s, %.2f)", P->m[b], v_copy(P, bi, b));
-    else fprintf(f, "none (best: %s, %.4g, %.2fx)", P->m[b], P->text[bi][b]->ppl, v_ppl(P, bi, b));
+    if (copy)
+        fprintf(f, "none (best: %s, %.2f)", P->m[b], v_copy(P, bi, b));
+    else
+        fprintf(f, "none (best: %s, %.4g, %.2fx)", P->m[b], P->text[bi][b]->ppl, v_ppl(P, bi, b));
 }
 
 static void holds_md(const struct fstudy *S, FILE *f)
 {
-    fprintf(f, "### Which method holds perplexity and copy accuracy at 10x and 20x?\n\n"
-               "Perplexity holds when it is within %.0f%% of dense's, copy accuracy when it is "
-               "at least %.0f%% of dense's.\n\n",
+    fprintf(f,
+            "### Which method holds perplexity and copy accuracy at 10x and 20x?\n\n"
+            "Perplexity holds when it is within %.0f%% of dense's, copy accuracy when it is "
+            "at least %.0f%% of dense's.\n\n",
             100 * (PPL_TOL - 1), 100 * COPY_TOL);
     for (int p = 0; p < S->n_p; p++) {
         const struct fphase *P = &S->p[p];
@@ -359,18 +396,23 @@ static void holds_md(const struct fstudy *S, FILE *f)
             continue;
         }
         if (!exact)
-            fprintf(f, "- **%s:** the grid has no 10x and 20x budgets; its highest "
-                       "compressions stand in.\n",
+            fprintf(f,
+                    "- **%s:** the grid has no 10x and 20x budgets; its highest "
+                    "compressions stand in.\n",
                     P->name);
         for (int i = 0; i < n; i++) {
             char c[16];
             comp(P->b[bi[i]], c, sizeof c);
             fprintf(f, "- **%s, %s:** perplexity ", c, P->name);
-            if (P->text_input) list_holders(P, bi[i], 0, f);
-            else fputs("not measured (no text input)", f);
+            if (P->text_input)
+                list_holders(P, bi[i], 0, f);
+            else
+                fputs("not measured (no text input)", f);
             fputs("; copy accuracy ", f);
-            if (P->copy_input && isfinite(P->dense_copy)) list_holders(P, bi[i], 1, f);
-            else fputs("not measured (no copy input)", f);
+            if (P->copy_input && isfinite(P->dense_copy))
+                list_holders(P, bi[i], 1, f);
+            else
+                fputs("not measured (no copy input)", f);
             fputs(".\n", f);
         }
     }
@@ -388,9 +430,10 @@ static void holds_md(const struct fstudy *S, FILE *f)
         if (!n) continue;
         char c[16];
         comp(P->b[bb], c, sizeof c);
-        fprintf(f, "- **%s:** %d row%s score%s a perplexity more than %.0f%% below dense's "
-                   "(lowest: %s at %s, %.4g against %.4g, %.2fx): sparse attention beating "
-                   "exact attention on this text.\n",
+        fprintf(f,
+                "- **%s:** %d row%s score%s a perplexity more than %.0f%% below dense's "
+                "(lowest: %s at %s, %.4g against %.4g, %.2fx): sparse attention beating "
+                "exact attention on this text.\n",
                 P->name, n, n > 1 ? "s" : "", n > 1 ? "" : "s", 100 * BELOW, P->m[bk], c,
                 P->text[bb][bk]->ppl, P->dense_ppl, v_ppl(P, bb, bk));
     }
@@ -480,18 +523,19 @@ static void ranking_md(const struct fstudy *S, FILE *f)
             }
             if (!n_b) continue;
             any = 1;
-            fprintf(f, "- **%s, %s:** the best method by rel_l2 is the best end to end at %d of "
-                       "%d compressions",
+            fprintf(f,
+                    "- **%s, %s:** the best method by rel_l2 is the best end to end at %d of "
+                    "%d compressions",
                     P->name, copy ? "copy accuracy" : "perplexity", n_same, n_b);
             if (n_rho)
-                fprintf(f, "; rank correlation %s (mean %.2f over %d compressions): %s.\n",
-                        cells, sum / n_rho, n_rho,
-                        sum / n_rho >= 0.7    ? "the attention level predicts the order well"
-                        : sum / n_rho >= 0.3  ? "it predicts the order in part"
-                        : sum / n_rho > -0.5  ? "it does not predict the order"
-                                              : "it does not predict the order: the order is "
-                                                "mostly reversed, the methods closer to exact "
-                                                "attention doing worse end to end");
+                fprintf(f, "; rank correlation %s (mean %.2f over %d compressions): %s.\n", cells,
+                        sum / n_rho, n_rho,
+                        sum / n_rho >= 0.7   ? "the attention level predicts the order well"
+                        : sum / n_rho >= 0.3 ? "it predicts the order in part"
+                        : sum / n_rho > -0.5 ? "it does not predict the order"
+                                             : "it does not predict the order: the order is "
+                                               "mostly reversed, the methods closer to exact "
+                                               "attention doing worse end to end");
             else
                 fputs(" (fewer than 3 methods with both numbers: no rank correlation).\n", f);
         }
@@ -547,10 +591,14 @@ static void tolerance_md(const struct fstudy *S, FILE *f)
         if (bp >= 0) comp(pre->b[bp], cp, sizeof cp);
         if (bd >= 0) comp(dec->b[bd], cd, sizeof cd);
         fprintf(f, "- **%s:** ", what);
-        if (bd >= 0) fprintf(f, "holds up to %s in decode (%s)", cd, dec->m[md]);
-        else fputs("holds at no compression in decode", f);
-        if (bp >= 0) fprintf(f, ", up to %s in prefill (%s)", cp, pre->m[mp]);
-        else fputs(", at no compression in prefill", f);
+        if (bd >= 0)
+            fprintf(f, "holds up to %s in decode (%s)", cd, dec->m[md]);
+        else
+            fputs("holds at no compression in decode", f);
+        if (bp >= 0)
+            fprintf(f, ", up to %s in prefill (%s)", cp, pre->m[mp]);
+        else
+            fputs(", at no compression in prefill", f);
         double kd = bd >= 0 ? 1 / dec->b[bd] : 0, kp = bp >= 0 ? 1 / pre->b[bp] : 0;
         fprintf(f, ": %s.\n",
                 kd > kp * (1 + 1e-9)   ? "decode tolerates more compression"
@@ -614,8 +662,8 @@ static void calibration_md(const struct rep *R, FILE *f)
                   f);
         char hw[400];
         heads_words(r, hw, sizeof hw);
-        fprintf(f, "| %s | %s | %s | %s | %lld | ", r->method, r->phase, base_name(r->workload),
-                hw, (long long)r->n_heads);
+        fprintf(f, "| %s | %s | %s | %s | %lld | ", r->method, r->phase, base_name(r->workload), hw,
+                (long long)r->n_heads);
         if (r->feasible && isfinite(r->ppl))
             fprintf(f, "%.4g (%.4g) | %.4fx | %.3f (%.3f) |\n", r->ppl, r->dense_ppl,
                     r->ppl / r->dense_ppl, r->acc, r->dense_acc);
@@ -640,17 +688,19 @@ static void calibration_md(const struct rep *R, FILE *f)
         char hw[400];
         heads_words(r, hw, sizeof hw);
         if (r->n_heads == 0) {
-            fprintf(f, "- **%s**: no head passed the selection (%s), so it replaces no head and "
-                       "scores as dense (%.4g): calibration cannot help on this model by this "
-                       "rule.\n",
+            fprintf(f,
+                    "- **%s**: no head passed the selection (%s), so it replaces no head and "
+                    "scores as dense (%.4g): calibration cannot help on this model by this "
+                    "rule.\n",
                     r->method, hw, r->ppl);
             continue;
         }
         double d = r->ppl / r->dense_ppl - 1;
-        fprintf(f, "- **%s** in %lld heads (%s): perplexity %.4g against dense %.4g on %s, "
-                   "%s%.2f%%: %s.\n",
-                r->method, (long long)r->n_heads, hw, r->ppl, r->dense_ppl,
-                base_name(r->workload), d >= 0 ? "+" : "", 100 * d,
+        fprintf(f,
+                "- **%s** in %lld heads (%s): perplexity %.4g against dense %.4g on %s, "
+                "%s%.2f%%: %s.\n",
+                r->method, (long long)r->n_heads, hw, r->ppl, r->dense_ppl, base_name(r->workload),
+                d >= 0 ? "+" : "", 100 * d,
                 d < -0.01  ? "calibration helps on this model"
                 : d > 0.01 ? "calibration hurts on this model"
                            : "no measurable effect (within 1% of dense): the heads chosen on one "
@@ -707,9 +757,15 @@ static int figure(struct rep *R, const struct fstudy *S)
             *a = (struct ab_gp_axes){.title = titles[row * S->n_p + p],
                                      .xlabel = "compression (1 / target FLOP ratio)",
                                      .ylabel = copy ? "copy accuracy" : "perplexity / dense (log)",
-                                     .logx = 1, .logy = !copy, .xmin = 0.9, .xmax = xmax * 1.15,
-                                     .ymin = copy ? 0 : NAN, .ymax = copy ? 1.05 : NAN,
-                                     .n_xtics = n_t, .xtics = tics, .xtic_labels = tlp,
+                                     .logx = 1,
+                                     .logy = !copy,
+                                     .xmin = 0.9,
+                                     .xmax = xmax * 1.15,
+                                     .ymin = copy ? 0 : NAN,
+                                     .ymax = copy ? 1.05 : NAN,
+                                     .n_xtics = n_t,
+                                     .xtics = tics,
+                                     .xtic_labels = tlp,
                                      .curves = &cu[nc]};
             /* the tolerance, a grey band behind the lines; dense */
             double *x = &xy[nv], *y = x + 2;
@@ -717,15 +773,15 @@ static int figure(struct rep *R, const struct fstudy *S)
             y[0] = y[1] = copy ? COPY_TOL * P->dense_copy : PPL_TOL;
             nv += 4;
             if (isfinite(y[0])) {
-                cu[nc++] = (struct ab_gp_curve){.title = tol_title, .style = AB_GP_ENVELOPE,
-                                                .n = 2, .x = x, .y = y};
+                cu[nc++] = (struct ab_gp_curve){
+                    .title = tol_title, .style = AB_GP_ENVELOPE, .n = 2, .x = x, .y = y};
                 a->n_curves++;
             }
             x = &xy[nv], y = x + 1;
             x[0] = 1, y[0] = copy ? P->dense_copy : (isfinite(P->dense_ppl) ? 1 : NAN);
             nv += 2;
-            cu[nc++] = (struct ab_gp_curve){.title = "dense", .style = AB_GP_REFERENCE, .n = 1,
-                                            .x = x, .y = y};
+            cu[nc++] = (struct ab_gp_curve){
+                .title = "dense", .style = AB_GP_REFERENCE, .n = 1, .x = x, .y = y};
             a->n_curves++;
             for (int k = 0; k < P->n_m; k++) {
                 x = &xy[nv], y = x + P->n_b;
@@ -744,8 +800,8 @@ static int figure(struct rep *R, const struct fstudy *S)
                 int style = 0;
                 for (int s = 0; s < S->n_all; s++)
                     if (!strcmp(S->all[s], P->m[k])) style = s;
-                cu[nc++] = (struct ab_gp_curve){.title = P->m[k], .style = style, .n = P->n_b,
-                                                .x = x, .y = y};
+                cu[nc++] = (struct ab_gp_curve){
+                    .title = P->m[k], .style = style, .n = P->n_b, .x = x, .y = y};
                 a->n_curves++;
             }
         }
@@ -753,8 +809,8 @@ static int figure(struct rep *R, const struct fstudy *S)
      * and tics a reader can read off (a log axis within a decade has only one of its own) */
     static const double fine[] = {0.8, 0.9, 1, 1.1, 1.2, 1.5, 2, 3, 4};
     static const double mid[] = {0.5, 1, 1.2, 1.5, 2, 3, 5, 10, 20, 30, 50};
-    static const double wide[] = {0.1, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3,
-                                  1e4, 1e5, 1e6};
+    static const double wide[] = {0.1, 1,   2,   5,   10,  20,  50,  100,
+                                  200, 500, 1e3, 2e3, 5e3, 1e4, 1e5, 1e6};
     double yt[16];
     int n_yt = 0;
     if (isfinite(ylo)) {
@@ -768,8 +824,12 @@ static int figure(struct rep *R, const struct fstudy *S)
     }
     struct ab_gp_figure fig = {.name = "frontier-e2e",
                                .title = "End to end against compression (The Sparse Frontier)",
-                               .rows = 2, .cols = S->n_p, .n_panels = n_pan, .panels = ax,
-                               .width = 520 * S->n_p + 260, .height = 900};
+                               .rows = 2,
+                               .cols = S->n_p,
+                               .n_panels = n_pan,
+                               .panels = ax,
+                               .width = 520 * S->n_p + 260,
+                               .height = 900};
     if ((rc = ab_gp_figure_write(R->o->dir, &fig)) != AB_OK) goto done;
     ab_rep_announce_pair(R, "frontier-e2e");
     rc = ab_rep_add_fig(R, SEC_STUDY, 1, "frontier-e2e.png",

@@ -31,34 +31,34 @@
 #include "io/kept_map.h"
 #include "report/report_internal.h"
 
-#define EPS 0.3          /* the sink ratio's epsilon (metrics.md) */
-#define N_SWEEP 9        /* epsilon 0.1 .. 0.9 */
-#define RECENT 64        /* a secondary sink this close to the end is seen by few query rows */
-#define N_SEC_ROWS 8     /* rows of the secondary-sink table */
-#define SAME_BAND 0.1    /* "about the same": within 10% */
+#define EPS        0.3 /* the sink ratio's epsilon (metrics.md) */
+#define N_SWEEP    9   /* epsilon 0.1 .. 0.9 */
+#define RECENT     64  /* a secondary sink this close to the end is seen by few query rows */
+#define N_SEC_ROWS 8   /* rows of the secondary-sink table */
+#define SAME_BAND  0.1 /* "about the same": within 10% */
 
 /* A workload of the /heads table. */
 struct swl {
-    const char *name;     /* as recorded in /heads */
-    char label[80];       /* its file name without .h5 */
-    char model[160];      /* model name (description before ':', extension dropped), or shape */
-    char input[600];      /* "text 'PATH'" etc. from the description, or "" */
-    int mi;               /* index in the model list */
-    int64_t n_seq;        /* tokens (0: unknown) */
+    const char *name; /* as recorded in /heads */
+    char label[80];   /* its file name without .h5 */
+    char model[160];  /* model name (description before ':', extension dropped), or shape */
+    char input[600];  /* "text 'PATH'" etc. from the description, or "" */
+    int mi;           /* index in the model list */
+    int64_t n_seq;    /* tokens (0: unknown) */
     int64_t win0, win1, win_of; /* the capture's window [win0, win1) of win_of tokens; -1 */
-    int from_start;       /* 1: its position 0 is the start of its input */
+    int from_start;             /* 1: its position 0 is the start of its input */
     int has_tok0;
-    int32_t tok0;         /* token at position 0 */
-    int64_t L, H;         /* layers and heads of its rows */
+    int32_t tok0; /* token at position 0 */
+    int64_t L, H; /* layers and heads of its rows */
     int64_t n_rows;
-    int64_t *rows;        /* indices into the /heads table */
+    int64_t *rows; /* indices into the /heads table */
 };
 
 struct smodel {
     const char *name;
     int n_w;
     int64_t L, H;
-    uint8_t *sink;        /* (L, H): a sink head (alpha(0) > EPS in a workload from the start) */
+    uint8_t *sink; /* (L, H): a sink head (alpha(0) > EPS in a workload from the start) */
     int n_sink;
 };
 
@@ -247,7 +247,10 @@ static void count_sinks(const struct sdata *S, const struct swl *w, double eps, 
     }
 }
 
-static double pct(int64_t a, int64_t b) { return b ? 100.0 * (double)a / (double)b : NAN; }
+static double pct(int64_t a, int64_t b)
+{
+    return b ? 100.0 * (double)a / (double)b : NAN;
+}
 
 /* The mean first-token weight of w over its model's sink heads (NaN: none). */
 static double sink_heads_first(const struct sdata *S, const struct swl *w)
@@ -315,15 +318,19 @@ static int section_ratio(struct rep *R, const struct sdata *S, FILE *f)
     for (int j = 0; j < S->n_w; j++) {
         const struct swl *w = &S->w[j];
         fprintf(f, "| %s | %s | ", w->label, w->model);
-        if (w->n_seq) fprintf(f, "%lld", (long long)w->n_seq);
-        else fputs("-", f);
+        if (w->n_seq)
+            fprintf(f, "%lld", (long long)w->n_seq);
+        else
+            fputs("-", f);
         if (w->win0 > 0) fprintf(f, " (from %lld, no BOS)", (long long)w->win0);
         fputs(" |", f);
         for (int64_t l = 0; l < Lmax; l++) {
             int64_t a, n;
             count_sinks(S, w, EPS, l, &a, &n);
-            if (n) fprintf(f, " %.0f%% |", pct(a, n));
-            else fputs(" |", f);
+            if (n)
+                fprintf(f, " %.0f%% |", pct(a, n));
+            else
+                fputs(" |", f);
         }
         int64_t a, n;
         count_sinks(S, w, EPS, -1, &a, &n);
@@ -350,8 +357,9 @@ static int section_ratio(struct rep *R, const struct sdata *S, FILE *f)
             free(per_layer);
             continue;
         }
-        fprintf(f, "- **%s**: %.1f%% of the heads are sinks at epsilon %g (%lld of %lld heads "
-                   "over its %lld workload%s from the start of a text)",
+        fprintf(f,
+                "- **%s**: %.1f%% of the heads are sinks at epsilon %g (%lld of %lld heads "
+                "over its %lld workload%s from the start of a text)",
                 S->m[m].name, pct(a, n), EPS, (long long)a, (long long)n, (long long)n_w,
                 n_w > 1 ? "s" : "");
         if (a) {
@@ -406,8 +414,8 @@ static int section_sweep(struct rep *R, const struct sdata *S, FILE *f)
         }
         fputc('\n', f);
         snprintf(titles[j], sizeof titles[0], "%s (%s)", w->label, w->model);
-        cu[j] = (struct ab_gp_curve){.title = titles[j], .style = j, .n = N_SWEEP, .x = eps,
-                                     .y = &y[j * N_SWEEP]};
+        cu[j] = (struct ab_gp_curve){
+            .title = titles[j], .style = j, .n = N_SWEEP, .x = eps, .y = &y[j * N_SWEEP]};
     }
     fputc('\n', f);
     /* per model: from the smallest epsilon to the strongest head */
@@ -443,15 +451,17 @@ static int section_sweep(struct rep *R, const struct sdata *S, FILE *f)
             }
             if (at) last = eps[e];
         }
-        fprintf(f, "- **%s** (workloads from the start of a text): %.1f%% at epsilon %.1f, "
-                   "%.1f%% at %.1f",
+        fprintf(f,
+                "- **%s** (workloads from the start of a text): %.1f%% at epsilon %.1f, "
+                "%.1f%% at %.1f",
                 S->m[m].name, pct(a0, n0), eps[0], pct(a9, n9), eps[N_SWEEP - 1]);
         if (isnan(last))
             fprintf(f, "; no head exceeds %.1f (largest alpha(0) %.3f, L%lld.H%lld on %s).\n",
                     eps[0], top, (long long)top_l, (long long)top_h, top_w);
         else
-            fprintf(f, "; the last sink heads go above epsilon %.1f (the strongest: alpha(0) "
-                       "%.3f, L%lld.H%lld on %s).\n",
+            fprintf(f,
+                    "; the last sink heads go above epsilon %.1f (the strongest: alpha(0) "
+                    "%.3f, L%lld.H%lld on %s).\n",
                     last, top, (long long)top_l, (long long)top_h, top_w);
     }
     fputc('\n', f);
@@ -473,18 +483,29 @@ static int section_sweep(struct rep *R, const struct sdata *S, FILE *f)
         int all0 = 1;
         for (int e = 0; e < N_SWEEP; e++) all0 &= y[j * N_SWEEP + e] == 0;
         if (all0 && zl < sizeof zeros)
-            n_zero++, zl += (size_t)snprintf(zeros + zl, sizeof zeros - zl, "%s%s",
-                                             zl ? ", " : "", S->w[j].label);
+            n_zero++, zl += (size_t)snprintf(zeros + zl, sizeof zeros - zl, "%s%s", zl ? ", " : "",
+                                             S->w[j].label);
     }
     struct ab_gp_axes ax = {.title = "sink ratio: share of heads with alpha(0) > epsilon",
-                            .xlabel = "epsilon", .ylabel = "sink ratio (% of heads)",
-                            .xmin = 0.05, .xmax = 0.95, .ymin = -0.02 * top, .ymax = top,
-                            .n_xtics = N_SWEEP, .xtics = tics, .xtic_labels = tlp,
-                            .n_curves = S->n_w, .curves = cu};
+                            .xlabel = "epsilon",
+                            .ylabel = "sink ratio (% of heads)",
+                            .xmin = 0.05,
+                            .xmax = 0.95,
+                            .ymin = -0.02 * top,
+                            .ymax = top,
+                            .n_xtics = N_SWEEP,
+                            .xtics = tics,
+                            .xtic_labels = tlp,
+                            .n_curves = S->n_w,
+                            .curves = cu};
     struct ab_gp_figure fig = {.name = "sinks-epsilon",
                                .title = "Sink ratio against epsilon, per workload (Gu et al.)",
-                               .rows = 1, .cols = 1, .n_panels = 1, .panels = &ax,
-                               .width = 1100, .height = 560};
+                               .rows = 1,
+                               .cols = 1,
+                               .n_panels = 1,
+                               .panels = &ax,
+                               .width = 1100,
+                               .height = 560};
     if ((rc = ab_gp_figure_write(R->o->dir, &fig)) != AB_OK) goto done;
     ab_rep_announce_pair(R, "sinks-epsilon");
     rc = ab_rep_add_fig(R, SEC_STUDY, 1, "sinks-epsilon.png",
@@ -537,8 +558,10 @@ static int section_first(struct rep *R, const struct sdata *S, FILE *f)
         double sh = sink_heads_first(S, w);
         fprintf(f, "| %s | %s | %.1f%% | %.3f | ", w->label, w->model, pct(a, n),
                 cnt ? sum / (double)cnt : NAN);
-        if (isfinite(sh)) fprintf(f, "%.3f", sh);
-        else fputs("- (no sink heads)", f);
+        if (isfinite(sh))
+            fprintf(f, "%.3f", sh);
+        else
+            fputs("- (no sink heads)", f);
         fputs(" |", f);
         for (int k = 0; k < 3 && top[k] >= 0; k++)
             fprintf(f, "%s L%lld.H%lld %.3f", k ? "," : "", (long long)S->h->layer[top[k]],
@@ -552,8 +575,9 @@ static int section_first(struct rep *R, const struct sdata *S, FILE *f)
         if (S->m[m].n_sink)
             fprintf(f, "- %s's sink heads: %s.\n", S->m[m].name, list);
         else
-            fprintf(f, "- %s has no sink head (no alpha(0) above %g in a workload from the "
-                       "start of a text).\n",
+            fprintf(f,
+                    "- %s has no sink head (no alpha(0) above %g in a workload from the "
+                    "start of a text).\n",
                     S->m[m].name, EPS);
     }
     fputc('\n', f);
@@ -584,9 +608,14 @@ static int section_first(struct rep *R, const struct sdata *S, FILE *f)
     struct ab_gp_heatmaps pl = {.name = "sinks-first-weight",
                                 .title = "First-token weight per head (layers down, heads "
                                          "across), one panel per workload",
-                                .xlabel = "head", .ylabel = "layer",
-                                .cblabel = "first-token weight", .shared_scale = 1, .lo = 0,
-                                .hi = top, .n_grids = S->n_w, .grids = grids,
+                                .xlabel = "head",
+                                .ylabel = "layer",
+                                .cblabel = "first-token weight",
+                                .shared_scale = 1,
+                                .lo = 0,
+                                .hi = top,
+                                .n_grids = S->n_w,
+                                .grids = grids,
                                 /* every workload in one row up to 6, else rows of four */
                                 .per_row = S->n_w <= 6 ? S->n_w : 4,
                                 .width = S->n_w <= 6 ? 260 * S->n_w + 300 : 1400};
@@ -614,24 +643,27 @@ static void section_bos(const struct sdata *S, FILE *f)
         /* its partner: a workload of the same model and input from the start */
         const struct swl *start = NULL;
         for (int k = 0; k < S->n_w && !start; k++)
-            if (S->w[k].mi == late->mi && S->w[k].from_start &&
-                !strcmp(S->w[k].input, late->input))
+            if (S->w[k].mi == late->mi && S->w[k].from_start && !strcmp(S->w[k].input, late->input))
                 start = &S->w[k];
         for (int k = 0; k < S->n_w && !start; k++)
             if (S->w[k].mi == late->mi && S->w[k].from_start) start = &S->w[k];
         said = 1;
-        fprintf(f, "- %s starts at token %lld of its text (tokens [%lld, %lld) of %lld), so "
-                   "position 0 holds ",
-                late->label, (long long)late->win0, (long long)late->win0,
-                (long long)late->win1, (long long)late->win_of);
-        if (late->has_tok0) fprintf(f, "token id %d", (int)late->tok0);
-        else fputs("a token of the text", f);
+        fprintf(f,
+                "- %s starts at token %lld of its text (tokens [%lld, %lld) of %lld), so "
+                "position 0 holds ",
+                late->label, (long long)late->win0, (long long)late->win0, (long long)late->win1,
+                (long long)late->win_of);
+        if (late->has_tok0)
+            fprintf(f, "token id %d", (int)late->tok0);
+        else
+            fputs("a token of the text", f);
         if (start && start->has_tok0 && late->has_tok0)
             fprintf(f, " where %s has token id %d (%s)", start->label, (int)start->tok0,
                     start->tok0 == late->tok0 ? "the same token" : "its first token");
         if (!start) {
-            fprintf(f, ". No workload of %s starts at the start of a text: nothing to compare "
-                       "it with.\n",
+            fprintf(f,
+                    ". No workload of %s starts at the start of a text: nothing to compare "
+                    "it with.\n",
                     S->m[late->mi].name);
             continue;
         }
@@ -649,8 +681,9 @@ static void section_bos(const struct sdata *S, FILE *f)
         double keep = f2 / f1;
         char list[600];
         sink_list(M, list, sizeof list);
-        fprintf(f, "The model's sink heads (%s) put a mean first-token weight of %.3f on "
-                   "position 0 there against %.3f from the start (%.0f%% of it): ",
+        fprintf(f,
+                "The model's sink heads (%s) put a mean first-token weight of %.3f on "
+                "position 0 there against %.3f from the start (%.0f%% of it): ",
                 list, f2, f1, 100 * keep);
         char first[64] = "the token that starts the text";
         if (start->has_tok0)
@@ -659,11 +692,11 @@ static void section_bos(const struct sdata *S, FILE *f)
         if (keep >= 0.8)
             fputs("**the sink follows position 0**, whatever token stands there.", f);
         else if (keep >= 0.2)
-            fprintf(f, "**the sink follows position 0 only in part**: weaker without %s.",
-                    first);
+            fprintf(f, "**the sink follows position 0 only in part**: weaker without %s.", first);
         else
-            fprintf(f, "**the sink does not follow position 0**: these heads sink on %s, not "
-                       "on whatever token stands first.",
+            fprintf(f,
+                    "**the sink does not follow position 0**: these heads sink on %s, not "
+                    "on whatever token stands first.",
                     first);
         /* where their weight goes instead: their first key with alpha > 0.1 */
         if (S->c_sink_pos >= 0) {
@@ -675,15 +708,16 @@ static void section_bos(const struct sdata *S, FILE *f)
                     continue;
                 double p = val(S, S->c_sink_pos, i);
                 n++;
-                at0 += p == 0, none += p < 0, later += p > 0;
+                at0 += p == 0, none += p<0, later += p> 0;
             }
             if (none == n)
                 fputs(" No other key takes the sink's place: none of these heads has a key with "
                       "alpha(k) > 0.1 there.",
                       f);
             else
-                fprintf(f, " Their first key with alpha(k) > 0.1 there: position 0 in %lld, a "
-                           "later position in %lld, none in %lld of %lld heads.",
+                fprintf(f,
+                        " Their first key with alpha(k) > 0.1 there: position 0 in %lld, a "
+                        "later position in %lld, none in %lld of %lld heads.",
                         (long long)at0, (long long)later, (long long)none, (long long)n);
         }
         fputc('\n', f);
@@ -736,13 +770,25 @@ static void section_norms(const struct sdata *S, FILE *f)
         double mk = median(ks, nks), mo = median(ko, nko), mv = median(vs, nvs),
                mvo = median(vo, nvo);
         fprintf(f, "| %s | %lld | ", w->label, (long long)n_s);
-        if (nks) fprintf(f, "%.3f", mk); else fputs("-", f);
+        if (nks)
+            fprintf(f, "%.3f", mk);
+        else
+            fputs("-", f);
         fputs(" | ", f);
-        if (nko) fprintf(f, "%.3f", mo); else fputs("-", f);
+        if (nko)
+            fprintf(f, "%.3f", mo);
+        else
+            fputs("-", f);
         fputs(" | ", f);
-        if (nvs) fprintf(f, "%.3f", mv); else fputs("-", f);
+        if (nvs)
+            fprintf(f, "%.3f", mv);
+        else
+            fputs("-", f);
         fputs(" | ", f);
-        if (nvo) fprintf(f, "%.3f", mvo); else fputs("-", f);
+        if (nvo)
+            fprintf(f, "%.3f", mvo);
+        else
+            fputs("-", f);
         fputs(" |\n", f);
     }
     fputc('\n', f);
@@ -768,22 +814,23 @@ static void section_norms(const struct sdata *S, FILE *f)
         }
         double mk = median(ks, nks), mo = median(ko, nko), mv = median(vs, nvs),
                mvo = median(vo, nvo);
-        fprintf(f, "- **%s** (%lld sink-head rows over %lld workload%s from the start of a "
-                   "text): ",
+        fprintf(f,
+                "- **%s** (%lld sink-head rows over %lld workload%s from the start of a "
+                "text): ",
                 S->m[m].name, (long long)AB_MAX(nks, nvs), (long long)n_w, n_w > 1 ? "s" : "");
         if (nvs && nvo) {
             const char *word = compare_word(mv, mvo);
             int same = !strcmp(word, "about the same");
-            fprintf(f, "in the sink heads the sink token's value norm is %.3f of the other "
-                       "tokens' mean (median value_drain), %s %s the other heads' %.3f",
+            fprintf(f,
+                    "in the sink heads the sink token's value norm is %.3f of the other "
+                    "tokens' mean (median value_drain), %s %s the other heads' %.3f",
                     mv, word, same ? "as" : "than", mvo);
             if (mv < 1 && !strcmp(word, "smaller"))
                 fputs(": a small value, as Gu et al. find (attending to the sink adds little "
                       "to the output)",
                       f);
             else if (mv < 1)
-                fputs(": small, as Gu et al. find, but no smaller than where heads do not sink",
-                      f);
+                fputs(": small, as Gu et al. find, but no smaller than where heads do not sink", f);
             else
                 fputs(": not small, unlike Gu et al.'s finding", f);
         } else {
@@ -854,34 +901,40 @@ static int section_secondary(const struct sdata *S, FILE *f)
         return AB_OK;
     }
     qsort(e, (size_t)n, sizeof *e, cmp_sec);
-    fprintf(f, "Keys other than a head's first sink with alpha(k) > 0.1 (over at least 16 query "
-               "rows); the strongest %d of %lld, with the number of query rows that see each "
-               "(alpha(k) averages the n - k rows at or after k).\n\n"
-               "| workload | head | first sink at | secondary at | alpha | rows seeing it |\n"
-               "|---|---|---|---|---|---|\n",
+    fprintf(f,
+            "Keys other than a head's first sink with alpha(k) > 0.1 (over at least 16 query "
+            "rows); the strongest %d of %lld, with the number of query rows that see each "
+            "(alpha(k) averages the n - k rows at or after k).\n\n"
+            "| workload | head | first sink at | secondary at | alpha | rows seeing it |\n"
+            "|---|---|---|---|---|---|\n",
             (int)AB_MIN(n, N_SEC_ROWS), (long long)n);
     for (int64_t k = 0; k < n && k < N_SEC_ROWS; k++) {
         const struct swl *w = &S->w[e[k].w];
         double first = val(S, S->c_sink_pos, e[k].row);
         fprintf(f, "| %s | L%lld.H%lld | ", w->label, (long long)S->h->layer[e[k].row],
                 (long long)S->h->head[e[k].row]);
-        if (first >= 0) fprintf(f, "%.0f", first);
-        else fputs("-", f);
+        if (first >= 0)
+            fprintf(f, "%.0f", first);
+        else
+            fputs("-", f);
         fprintf(f, " | %lld | %.3f | ", (long long)e[k].pos, e[k].alpha);
-        if (w->n_seq) fprintf(f, "%lld of %lld |\n", (long long)(w->n_seq - e[k].pos),
-                              (long long)w->n_seq);
-        else fputs("- |\n", f);
+        if (w->n_seq)
+            fprintf(f, "%lld of %lld |\n", (long long)(w->n_seq - e[k].pos), (long long)w->n_seq);
+        else
+            fputs("- |\n", f);
     }
-    fprintf(f, "\n%lld heads over %d workload%s have a secondary sink (%lld of them with their "
-               "first sink at position 0), %lld secondary sinks in all. ",
+    fprintf(f,
+            "\n%lld heads over %d workload%s have a secondary sink (%lld of them with their "
+            "first sink at position 0), %lld secondary sinks in all. ",
             (long long)heads, n_wl, n_wl > 1 ? "s" : "", (long long)heads0, (long long)n);
     if (known)
-        fprintf(f, "%lld of the %lld whose workload length is known lie in the last %d "
-                   "positions, where at most %d query rows see the key: alpha(k) there "
-                   "averages a few rows of local attention, so %s.",
+        fprintf(f,
+                "%lld of the %lld whose workload length is known lie in the last %d "
+                "positions, where at most %d query rows see the key: alpha(k) there "
+                "averages a few rows of local attention, so %s.",
                 (long long)recent, (long long)known, RECENT, RECENT,
-                recent == known  ? "none of them is a sink in Gu et al.'s sense (a key many "
-                                   "queries attend to)"
+                recent == known      ? "none of them is a sink in Gu et al.'s sense (a key many "
+                                       "queries attend to)"
                 : recent * 2 > known ? "most of them are recency, not sinks"
                 : recent             ? "those are recency; the others are keys many queries "
                                        "attend to"
@@ -896,15 +949,17 @@ static int section_secondary(const struct sdata *S, FILE *f)
                 with++, longest = AB_MAX(longest, (int64_t)lt);
             }
         if (with && longest == 0)
-            fprintf(f, " With hidden states (%lld of these heads), none of their strongest "
-                       "secondary sinks is parallel to the first sink in any high-norm layer "
-                       "(lifetime 0): no secondary sink of Gu et al.'s kind in the residual "
-                       "stream.",
+            fprintf(f,
+                    " With hidden states (%lld of these heads), none of their strongest "
+                    "secondary sinks is parallel to the first sink in any high-norm layer "
+                    "(lifetime 0): no secondary sink of Gu et al.'s kind in the residual "
+                    "stream.",
                     (long long)with);
         else if (with)
-            fprintf(f, " With hidden states (%lld of these heads), the longest lifetime of a "
-                       "strongest secondary sink is %lld layer%s (high-norm layers where its "
-                       "hidden state is parallel to the first sink's).",
+            fprintf(f,
+                    " With hidden states (%lld of these heads), the longest lifetime of a "
+                    "strongest secondary sink is %lld layer%s (high-norm layers where its "
+                    "hidden state is parallel to the first sink's).",
                     (long long)with, (long long)longest, longest == 1 ? "" : "s");
     }
     fputs("\n\n", f);
@@ -937,15 +992,17 @@ static void section_contrast(const struct sdata *S, FILE *f)
         }
         if (a || !n || top < 0) continue;
         said = 1;
-        fprintf(f, "No sink on %s: its largest first-token weight is %.3f (L%lld.H%lld on %s), "
-                   "and the sink ratio at epsilon %g is %.1f%% (0 of %lld heads).\n",
+        fprintf(f,
+                "No sink on %s: its largest first-token weight is %.3f (L%lld.H%lld on %s), "
+                "and the sink ratio at epsilon %g is %.1f%% (0 of %lld heads).\n",
                 S->m[m].name, val(S, S->c_first >= 0 ? S->c_first : S->c_sink, top),
                 (long long)S->h->layer[top], (long long)S->h->head[top], top_w, EPS, 0.0,
                 (long long)n);
     }
     if (!said)
-        fprintf(f, "Every model here has heads with alpha(0) > %g: the data hold no sink-free "
-                   "model to contrast.\n",
+        fprintf(f,
+                "Every model here has heads with alpha(0) > %g: the data hold no sink-free "
+                "model to contrast.\n",
                 EPS);
     fputc('\n', f);
 }
@@ -973,7 +1030,8 @@ static void section_massive(const struct rep *R, const struct sdata *S, FILE *f)
                 names[w = n_w++] = wn;
                 for (int q = 0; q < 64; q++) rows[w][q] = NULL;
             }
-            if (l->layer >= 0 && l->layer < 64) rows[w][l->layer] = l, max_l = AB_MAX(max_l, l->layer);
+            if (l->layer >= 0 && l->layer < 64)
+                rows[w][l->layer] = l, max_l = AB_MAX(max_l, l->layer);
         }
     if (!n_w) {
         fputs("The results have no /layers rows (run `heads` on workloads captured with hidden "
@@ -985,13 +1043,15 @@ static void section_massive(const struct rep *R, const struct sdata *S, FILE *f)
     for (int w = 0; w < n_w; w++) {
         snprintf(label[w], sizeof label[w], "%s", names[w]);
         for (int j = 0; j < S->n_w; j++)
-            if (!strcmp(S->w[j].name, names[w])) snprintf(label[w], sizeof label[w], "%s", S->w[j].label);
+            if (!strcmp(S->w[j].name, names[w]))
+                snprintf(label[w], sizeof label[w], "%s", S->w[j].label);
     }
     fputs("Per hidden state (the residual stream entering layer l; the last is the output of the "
           "last layer): the largest |x| with its dimension and position, and the sink token's "
           "norm over the median token norm.\n\n| hidden state |",
           f);
-    for (int w = 0; w < n_w; w++) fprintf(f, " %s: largest abs (dim, pos) | sink norm ratio |", label[w]);
+    for (int w = 0; w < n_w; w++)
+        fprintf(f, " %s: largest abs (dim, pos) | sink norm ratio |", label[w]);
     fputs("\n|---|", f);
     for (int w = 0; w < n_w; w++) fputs("---|---|", f);
     fputc('\n', f);
@@ -1025,23 +1085,26 @@ static void section_massive(const struct rep *R, const struct sdata *S, FILE *f)
             if (!best || fabs(x->top1) > fabs(best->top1)) best = x;
         }
         if (!best) continue;
-        fprintf(f, "- **%s**: the largest activation is %.3g (hidden state %lld, dim %lld, "
-                   "position %lld), %.0fx the median |x| of that state; the largest |x| sits at "
-                   "the sink position (%lld) in %lld of %lld hidden states. %lld activation%s "
-                   "pass%s metrics.md's bar for massive (|x| > 100 and > 1000 x the median). ",
+        fprintf(f,
+                "- **%s**: the largest activation is %.3g (hidden state %lld, dim %lld, "
+                "position %lld), %.0fx the median |x| of that state; the largest |x| sits at "
+                "the sink position (%lld) in %lld of %lld hidden states. %lld activation%s "
+                "pass%s metrics.md's bar for massive (|x| > 100 and > 1000 x the median). ",
                 label[w], fabs(best->top1), (long long)best->layer, (long long)best->top1_dim,
                 (long long)best->top1_pos,
                 best->median_abs > 0 ? fabs(best->top1) / best->median_abs : NAN,
                 (long long)best->sink_pos, (long long)at_sink, (long long)n, (long long)massive,
                 massive == 1 ? "" : "s", massive == 1 ? "es" : "");
         if (first_high >= 0)
-            fprintf(f, "The sink token's norm is high (above the high-norm ratio of `heads`) in "
-                       "%lld of %lld hidden states, the first at %lld, up to %.1fx the median "
-                       "token norm.\n",
+            fprintf(f,
+                    "The sink token's norm is high (above the high-norm ratio of `heads`) in "
+                    "%lld of %lld hidden states, the first at %lld, up to %.1fx the median "
+                    "token norm.\n",
                     (long long)n_high, (long long)n, (long long)first_high, max_ratio);
         else
-            fprintf(f, "The sink token's norm is never high: at most %.1fx the median token "
-                       "norm.\n",
+            fprintf(f,
+                    "The sink token's norm is never high: at most %.1fx the median token "
+                    "norm.\n",
                     max_ratio);
     }
     fputc('\n', f);
@@ -1100,8 +1163,9 @@ static int section_map(struct rep *R, const struct sdata *S, FILE *f)
     ab_rep_announce(R, buf);
     snprintf(buf, sizeof buf, "%s.gp", name);
     ab_rep_announce(R, buf);
-    fprintf(f, "The strongest sink head of %s (the report's workload, on %s) is L%lld.H%lld "
-               "with alpha(0) %.3f%s; its exact attention map is below (%s.png).\n\n",
+    fprintf(f,
+            "The strongest sink head of %s (the report's workload, on %s) is L%lld.H%lld "
+            "with alpha(0) %.3f%s; its exact attention map is below (%s.png).\n\n",
             w->label, w->model, (long long)L, (long long)H, s,
             s > EPS ? "" : " (below epsilon 0.3: no head of this workload is a sink)", name);
     snprintf(buf, sizeof buf, "%s.png", name);
