@@ -1110,6 +1110,313 @@ Test(report, answers_follow_from_a_hand_built_study)
     free(md);
 }
 
+/* ---------------------------------------------------------------- --study sink-emergence */
+
+/* A workload as capture writes one (2 layers x 3 heads, 1 kv head, 256 tokens, head dim 8;
+ * q, k and v zero: uniform attention), with its description and token 0. */
+static void write_capture(const char *path, const char *desc, int32_t tok0)
+{
+    struct ab_workload w;
+    cr_assert_eq(ab_workload_alloc(&w, 2, 3, 1, 256, 8, 8), 0);
+    w.tokens = ab_alloc(sizeof(int32_t) * 256);
+    cr_assert(w.tokens);
+    for (int i = 0; i < 256; i++) w.tokens[i] = i ? 100 + i % 50 : tok0;
+    w.source = strdup("capture");
+    w.description = strdup(desc);
+    w.created_utc = strdup("2000-01-01T00:00:00Z");
+    w.version = strdup("0");
+    w.causal = 1;
+    w.scale = 1 / sqrt(8.0);
+    w.seed = 1;
+    cr_assert_eq(ab_h5_workload_write(path, &w), 0, "%s", ab_errmsg());
+    ab_workload_free(&w);
+}
+
+/* One /heads row with sink score and first-token weight `sink`; key and value ratios given;
+ * no secondary sink. */
+static struct ab_head_row head_row(const char *wl, int64_t l, int64_t h, double sink, double key,
+                                   double value)
+{
+    return (struct ab_head_row){
+        .workload = strdup(wl), .layer = l, .head = h, .kv_head = 0, .profile = strdup(""),
+        .sink_score = sink, .alpha0 = sink, .alpha1 = 0.01, .alpha2 = 0.01, .alpha3 = 0.01,
+        .alpha4 = 0.01, .alpha5 = 0.01, .alpha6 = 0.01, .alpha7 = 0.01, .alpha8 = 0.01,
+        .alpha9 = 0.01, .n_sinks = sink > 0.1, .sink_pos = sink > 0.1 ? 0 : -1, .sec_pos1 = -1,
+        .sec_pos2 = -1, .sec_pos3 = -1, .sec_pos4 = -1, .sec_alpha1 = NAN, .sec_alpha2 = NAN,
+        .sec_alpha3 = NAN, .sec_alpha4 = NAN, .first_weight = sink, .first_weight_norm = 1,
+        .entropy = 2, .entropy_norm = 0.5, .locality = 0.5, .vertical_mass = 0.1,
+        .slash_mass = 0.1, .value_drain = value, .key_ratio = key, .out_norm = 1,
+        .out_norm_norm = 1, .distant_mass = 0.1, .out_dev = 0.1, .retrieval_like = 0,
+        .retrieval_score = NAN, .retrieval_head = 0, .echo_score = NAN, .induction_score = NAN,
+        .echo_group = NAN, .induction_group = NAN, .sec_lifetime = -1, .sec_lifetime_pos = -1,
+        .sec_secondary = -1};
+}
+
+/* The sink study's inputs in dir: three captures (start.h5 and late.h5 of one text of model
+ * toy, the second a window from token 128 without BOS; other.h5 of model flat) and heads.h5
+ * with their /heads rows (sink scores of start: L0 0.45 0.1 0.25, L1 0.35 0.05 0.85; late:
+ * 0.01 everywhere; other, 1 x 2 heads: 0.02 0.04), two secondary sinks in start (L0.H2 at
+ * 10, L1.H1 at 250) and /layers rows of start. With `sinks` 0 the toy heads are low too. */
+static void write_sink_study(const char *dir, int sinks)
+{
+    char start[1200], late[1200], other[1200], res[1200];
+    snprintf(start, sizeof start, "%s/start.h5", dir);
+    snprintf(late, sizeof late, "%s/late.h5", dir);
+    snprintf(other, sizeof other, "%s/other.h5", dir);
+    snprintf(res, sizeof res, "%s/heads.h5", dir);
+    write_capture(start, "toy.bin: test model; input: text 'doc.txt', tokens [0, 256) of 384", 1);
+    write_capture(late, "toy.bin: test model; input: text 'doc.txt', tokens [128, 384) of 384",
+                  77);
+    write_capture(other, "flat.gguf: contrast; input: text 'x.txt', 256 tokens", 1);
+    struct ab_results r;
+    hb_init(&r);
+    r.decode_horizon = 0;
+    const double s[6] = {0.45, 0.1, 0.25, 0.35, 0.05, 0.85};
+    r.heads = calloc(14, sizeof *r.heads);
+    cr_assert(r.heads);
+    for (int i = 0; i < 6; i++) {
+        double x = sinks ? s[i] : 0.01 * (i + 1);
+        r.heads[r.n_heads++] = head_row(start, i / 3, i % 3, x, x > 0.3 ? 0.2 : 1.0,
+                                        x > 0.3 ? 0.1 : 0.5);
+    }
+    r.heads[2].sec_pos1 = 10, r.heads[2].sec_alpha1 = 0.15;
+    r.heads[4].sec_pos1 = 250, r.heads[4].sec_alpha1 = 0.2;
+    r.heads[4].sink_pos = 240, r.heads[4].n_sinks = 2;
+    for (int i = 0; i < 6; i++) r.heads[r.n_heads++] = head_row(late, i / 3, i % 3, 0.01, 1, 0.9);
+    r.heads[r.n_heads++] = head_row(other, 0, 0, 0.02, 1, 1);
+    r.heads[r.n_heads++] = head_row(other, 0, 1, 0.04, 1, 1);
+    r.layers = calloc(3, sizeof *r.layers);
+    cr_assert(r.layers);
+    const double top[3] = {0.5, 40, 500};
+    for (int l = 0; l < 3; l++)
+        r.layers[r.n_layers++] = (struct ab_layer_row){
+            .workload = strdup(start), .layer = l, .top1 = -top[l], .top2 = 0.1, .top3 = 0.1,
+            .top1_pos = l ? 0 : 9, .top1_dim = 3, .top2_pos = 1, .top2_dim = 1, .top3_pos = 2,
+            .top3_dim = 2, .median_abs = 0.5, .n_massive = 0, .n_massive_dims = 0,
+            .massive = strdup(""), .sink_pos = 0, .sink_norm = 1, .median_norm = 1,
+            .sink_norm_ratio = l ? 6 : 1, .sink_high = l > 0};
+    cr_assert_eq(ab_results_write_h5(res, &r), 0);
+    ab_results_free(&r);
+}
+
+Test(report, sink_emergence_study_from_hand_built_heads)
+{
+    const char *dir = report_dir("sinks-in");
+    mkdir(dir, 0777);
+    char in[1200];
+    snprintf(in, sizeof in, "%s", dir);
+    write_sink_study(in, 1);
+    char res[1300], wl[1300];
+    snprintf(res, sizeof res, "%s/heads.h5", in);
+    snprintf(wl, sizeof wl, "--study sink-emergence --workload '%s/start.h5'", in);
+    char *md = report_md_of(res, "rep-sinks", wl);
+    expect_in(md, "# attnbench report\n\n## Findings: When Attention Sink Emerges\n\n");
+    expect_in(md, "3 workloads of 2 models: toy (start, late); flat (other).");
+    /* per layer at 0.3: L0 1 of 3, L1 2 of 3 */
+    expect_in(md, "| start | toy | 256 | 33% | 67% | 50.0% (3/6) |\n");
+    expect_in(md, "| late | toy | 256 (from 128, no BOS) | 0% | 0% | 0.0% (0/6) |\n");
+    expect_in(md, "| other | flat | 256 | 0% | | 0.0% (0/2) |\n");
+    expect_in(md, "- **toy**: 50.0% of the heads are sinks at epsilon 0.3 (3 of 6 heads over its "
+                  "1 workload from the start of a text), in layers 0 and 1 only (sink heads in "
+                  "some workload: L0.H0, L1.H0, L1.H2).");
+    /* the sweep: > 0.1 and > 0.2: 4 heads; 0.4: 2; 0.5 .. 0.8: 1; 0.9: none */
+    expect_in(md, "| start | 66.7% | 66.7% | 50.0% | 33.3% | 16.7% | 16.7% | 16.7% | 16.7% | "
+                  "0.0% |\n");
+    expect_in(md, "the last sink heads go above epsilon 0.8 (the strongest: alpha(0) 0.850, "
+                  "L1.H2 on start)");
+    /* first-token weight: the sink heads' mean from the start and in the late window */
+    expect_in(md, "| start | toy | 50.0% | 0.342 | 0.550 | L1.H2 0.850, L0.H0 0.450, L1.H0 "
+                  "0.350 |\n");
+    expect_in(md, "position 0 holds token id 77 where start has token id 1 (its first token)");
+    expect_in(md, "put a mean first-token weight of 0.010 on position 0 there against 0.550 "
+                  "from the start (2% of it): **the sink does not follow position 0**");
+    /* norms: medians of the hand-set ratios */
+    expect_in(md, "| start | 3 | 0.200 | 1.000 | 0.100 | 0.500 |\n");
+    expect_in(md, "in the sink heads the sink token's value norm is 0.100 of the other tokens' "
+                  "mean (median value_drain), smaller than the other heads' 0.500: a small "
+                  "value, as Gu et al. find");
+    /* secondary sinks: the later one is seen by 6 rows */
+    expect_in(md, "| start | L1.H1 | 240 | 250 | 0.200 | 6 of 256 |\n");
+    expect_in(md, "| start | L0.H2 | 0 | 10 | 0.150 | 246 of 256 |\n");
+    expect_in(md, "1 of the 2 whose workload length is known lie in the last 64 positions");
+    /* the contrast and the hidden states */
+    expect_in(md, "No sink on flat: its largest first-token weight is 0.040 (L0.H1 on other), "
+                  "and the sink ratio at epsilon 0.3 is 0.0% (0 of 2 heads).");
+    expect_in(md, "- **start**: the largest activation is 500 (hidden state 2, dim 3, position "
+                  "0), 1000x the median |x| of that state; the largest |x| sits at the sink "
+                  "position (0) in 2 of 3 hidden states.");
+    expect_in(md, "The strongest sink head of start (the report's workload, on toy) is L1.H2 "
+                  "with alpha(0) 0.850");
+    expect_in(md, "Reproduce: `attnbench scenario scenarios/sinks.yaml`");
+    /* the figures follow the findings, before the Answers */
+    const char *fig = strstr(md, "](sinks-epsilon.png)"), *ans = strstr(md, "## Answers");
+    cr_expect(fig && ans && fig < ans, "sinks-epsilon.png not between the findings and Answers");
+    free(md);
+    const char *out = t_path("rep-sinks");
+    char *tsv = slurp_in(out, "sinks-first-weight.tsv");
+    cr_assert(tsv, "no sinks-first-weight.tsv");
+    cr_expect(strstr(tsv, "0.45\t0.1\t0.25\n0.35\t0.05\t0.85\n") != NULL, "%s", tsv);
+    free(tsv);
+    char *gp = slurp_in(out, "sinks-first-weight.gp");
+    cr_assert(gp);
+    cr_expect(strstr(gp, "set xlabel \"head\"") && strstr(gp, "set ylabel \"layer\"") &&
+                  strstr(gp, "set cbrange [0:0.9]") && strstr(gp, "set xtics 0,1,2"),
+              "%.2000s", gp);
+    free(gp);
+    cr_expect(exists_in(out, "sinks-epsilon.gp") && exists_in(out, "sinks-map-L1-H2.gp"));
+
+    /* no sink anywhere: the study says so instead of inventing one */
+    const char *dir2 = report_dir("sinks-none-in");
+    mkdir(dir2, 0777);
+    snprintf(in, sizeof in, "%s", dir2);
+    write_sink_study(in, 0);
+    snprintf(res, sizeof res, "%s/heads.h5", in);
+    md = report_md_of(res, "rep-sinks-none", "--study sink-emergence");
+    expect_in(md, "- toy has no sink head (no alpha(0) above 0.3 in a workload from the start "
+                  "of a text).");
+    expect_in(md, "No sink on toy: its largest first-token weight is 0.060 (L1.H2 on start)");
+    expect_in(md, "- **toy**: no sink heads, so no sink token to measure.");
+    expect_in(md, "The model has no sink heads to follow.");
+    free(md);
+}
+
+/* ---------------------------------------------------------------- --study sparse-frontier */
+
+/* One /model row of the frontier: ppl (NaN: infeasible) on `input` next to dense's. */
+static void fr_row(struct ab_results *r, const char *input, const char *method,
+                   const char *family, const char *phase, double target, double ppl,
+                   double dense_ppl, double copy, double dense_copy, const char *heads)
+{
+    int ok = isfinite(ppl);
+    struct ab_model_row row = {
+        .workload = (char *)input, .model = "m.gguf", .method = (char *)method,
+        .family = (char *)family, .phase = (char *)phase, .knob_name = "", .knob = NAN,
+        .target_ratio = target, .flop_ratio = target * 0.98, .bytes_kv = 1,
+        .heads = (char *)heads, .head_list = "", .n_heads = 48, .heads_feasible = ok ? 48 : 40,
+        .feasible = ok, .reason = ok ? "" : "smallest knob (C = 1) 0.06", .n_tokens = 101,
+        .n_scored = 100, .nll = ok ? log(ppl) : NAN, .ppl = ppl, .acc = ok ? 0.5 : NAN,
+        .copy_acc = ok ? copy : NAN, .dense_nll = log(dense_ppl), .dense_ppl = dense_ppl,
+        .dense_acc = 0.6, .dense_copy_acc = dense_copy, .rel_l2 = 0.1, .time_s = 0};
+    cr_assert_eq(ab_results_add_model(r, &row), 0);
+}
+
+/* The frontier study: attention-level cells (prefill: streaming, block-topk, vertical-slash;
+ * decode: streaming, quest) at 1/2, 1/10, 1/20 and /model rows of the same methods on a text
+ * (dense ppl 10 in prefill, 8 in decode) and a copy task (dense 1), an infeasible snapkv row,
+ * and act / zerotuning in heads selected on another text. */
+static void write_frontier_study(const char *path, int with_model)
+{
+    struct ab_results r;
+    hb_init(&r);
+    const double b[3] = {0.5, 0.1, 0.05};
+    const char *pm[3] = {"streaming", "block-topk", "vertical-slash"};
+    const char *pf[3] = {"static", "dynamic", "dynamic"};
+    const double rel_p[3][3] = {{0.05, 0.2, 0.4}, {0.03, 0.1, 0.3}, {0.02, 0.08, 0.15}};
+    const double ppl_p[3][3] = {{10.2, 12, 15}, {10.15, 11, 10.9}, {10.1, 10.4, 11}};
+    const double copy_p[3][3] = {{0.9, 0.3, 0.1}, {0.99, 0.9, 0.85}, {1.0, 0.97, 0.8}};
+    const char *dm[2] = {"streaming", "quest"};
+    const char *df[2] = {"static", "kv"};
+    const double rel_d[2][3] = {{0.1, 0.4, 0.6}, {0.01, 0.03, 0.05}};
+    const double ppl_d[2][3] = {{7.6, 12, 16}, {8.0, 8.1, 8.3}};
+    const double copy_d[2][3] = {{0.5, 0.1, 0.05}, {1, 0.98, 0.96}};
+    for (int p = 0; p < 2; p++)
+        hb_cells(&r, "a.h5", 1024, 2, "dense", "dense", p ? "decode" : "prefill", 1, 1e-7, 1, 1,
+                 NULL);
+    for (int i = 0; i < 3; i++) {
+        for (int m = 0; m < 3; m++)
+            hb_cells(&r, "a.h5", 1024, 2, pm[m], pf[m], "prefill", b[i], rel_p[m][i], 1, 1, NULL);
+        for (int m = 0; m < 2; m++)
+            hb_cells(&r, "a.h5", 1024, 2, dm[m], df[m], "decode", b[i], rel_d[m][i], 1, 1, NULL);
+    }
+    if (with_model) {
+        for (int i = 0; i < 3; i++) {
+            for (int m = 0; m < 3; m++) {
+                fr_row(&r, "doc.txt", pm[m], pf[m], "prefill", b[i], ppl_p[m][i], 10, NAN, NAN,
+                       "all");
+                fr_row(&r, "copy-50", pm[m], pf[m], "prefill", b[i], 20, 19, copy_p[m][i], 1,
+                       "all");
+            }
+            for (int m = 0; m < 2; m++) {
+                fr_row(&r, "doc.txt", dm[m], df[m], "decode", b[i], ppl_d[m][i], 8, NAN, NAN,
+                       "all");
+                fr_row(&r, "copy-50", dm[m], df[m], "decode", b[i], 20, 19, copy_d[m][i], 1,
+                       "all");
+            }
+        }
+        fr_row(&r, "doc.txt", "snapkv", "kv", "decode", 0.05, NAN, 8, NAN, NAN, "all");
+        fr_row(&r, "doc.txt", "act", "calibration", "prefill", 1, 10.05, 10, NAN, NAN,
+               "selected on some/dir/cal.txt: 6 heads");
+        fr_row(&r, "doc.txt", "zerotuning", "calibration", "prefill", 1, 9.8, 10, NAN, NAN,
+               "selected on cal.txt: 6 heads");
+    }
+    hb_write(&r, path);
+}
+
+Test(report, sparse_frontier_study_from_hand_built_rows)
+{
+    char res[1200];
+    snprintf(res, sizeof res, "%s", t_path("frontier-study.h5"));
+    write_frontier_study(res, 1);
+    char *md = report_md_of(res, "rep-frontier", "--study sparse-frontier");
+    expect_in(md, "# attnbench report\n\n## Findings: The Sparse Frontier\n\n");
+    /* the prefill table: every method's three numbers, the best at each level */
+    expect_in(md, "| compression | streaming | block-topk | vertical-slash | best rel_l2 | best "
+                  "perplexity | best copy_acc |\n");
+    expect_in(md, "| 10x (1/10) | 0.2 · 1.20x · 0.30 | 0.1 · 1.10x · 0.90 | 0.08 · 1.04x · 0.97 | "
+                  "vertical-slash 0.08 | vertical-slash 1.04x | vertical-slash 0.97 |\n");
+    expect_in(md, "| 20x (1/20) | 0.4 · 1.50x · 0.10 | 0.3 · 1.09x · 0.85 | 0.15 · 1.10x · 0.80 | "
+                  "vertical-slash 0.15 | block-topk 1.09x | block-topk 0.85 |\n");
+    /* decode: snapkv has an end-to-end row only, without a score */
+    expect_in(md, "| 20x (1/20) | 0.6 · 2.00x · 0.05 | 0.05 · 1.04x · 0.96 | - · inf. · - | quest "
+                  "0.05 | quest 1.04x | quest 0.96 |\n");
+    /* who holds at 10x and 20x */
+    expect_in(md, "- **10x, prefill:** perplexity vertical-slash (10.4, 1.04x); copy accuracy "
+                  "vertical-slash (0.97).\n");
+    expect_in(md, "- **20x, prefill:** perplexity none (best: block-topk, 10.9, 1.09x); copy "
+                  "accuracy none (best: block-topk, 0.85).\n");
+    expect_in(md, "- **20x, decode:** perplexity quest (8.3, 1.04x); copy accuracy quest "
+                  "(0.96).\n");
+    /* rankings: the same order at 2x and 10x, two methods swapped at 20x */
+    expect_in(md, "- **prefill, perplexity:** the best method by rel_l2 is the best end to end "
+                  "at 2 of 3 compressions; rank correlation 2x 1.00, 10x 1.00, 20x 0.50 (mean "
+                  "0.83 over 3 compressions): the attention level predicts the order well.\n");
+    expect_in(md, "- **decode, perplexity:** the best method by rel_l2 is the best end to end "
+                  "at 2 of 3 compressions (fewer than 3 methods with both numbers: no rank "
+                  "correlation).\n");
+    /* a perplexity below dense's is named */
+    expect_in(md, "- **decode:** 1 row scores a perplexity more than 2% below dense's (lowest: "
+                  "streaming at 2x, 7.6 against 8, 0.95x)");
+    /* decode against prefill */
+    expect_in(md, "- **perplexity:** holds up to 20x in decode (quest), up to 10x in prefill "
+                  "(vertical-slash): decode tolerates more compression.\n");
+    /* the row without a score, and the calibration rows */
+    expect_in(md, "| snapkv | decode | doc.txt | 20x | 40 of 48 | smallest knob (C = 1) 0.06 |\n");
+    /* the calibration text by its file name */
+    expect_in(md, "- **act** in 48 heads (selected on cal.txt: 6 heads): perplexity 10.05 "
+                  "against dense 10 on doc.txt, +0.50%: no measurable effect (within 1% of "
+                  "dense): the heads chosen on one text do not carry a gain to another, "
+                  "calibration does not help on this model.\n");
+    expect_in(md, "- **zerotuning** in 48 heads (selected on cal.txt: 6 heads): perplexity 9.8 "
+                  "against dense 10 on doc.txt, -2.00%: calibration helps on this model.\n");
+    expect_in(md, "Reproduce: `attnbench scenario scenarios/real-model.yaml`");
+    free(md);
+    const char *out = t_path("rep-frontier");
+    char *gp = slurp_in(out, "frontier-e2e.gp");
+    cr_assert(gp, "no frontier-e2e.gp");
+    cr_expect(strstr(gp, "set logscale y") && strstr(gp, "\"20x\" 20"), "%.3000s", gp);
+    free(gp);
+
+    /* attention level only: the end-to-end questions are not answered, and it says so */
+    snprintf(res, sizeof res, "%s", t_path("frontier-attn.h5"));
+    write_frontier_study(res, 0);
+    md = report_md_of(res, "rep-frontier-attn", "--study sparse-frontier");
+    expect_in(md, "The results have no end-to-end rows at a budget below 1 (`eval-model`)");
+    expect_in(md, "| 10x (1/10) | 0.2 · - · - | 0.1 · - · - | 0.08 · - · - | vertical-slash "
+                  "0.08 | - | - |\n");
+    expect_in(md, "The data has no such rows (eval-model with heads_select");
+    free(md);
+}
+
 /* The 12 dynamic methods of the registry in prefill at three budgets, dense at 1: rel_l2 of
  * method m at budget i is rel_of(m, i), so the best method changes with the budget. */
 static const char *const dynamic12[12] = {

@@ -1019,10 +1019,11 @@ int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p)
             }
     }
 
-    /* layout: up to four panels per row, each as wide as the row allows (less the room of a
-     * colour box when every panel has its own), as tall as its grid's aspect wants (clamped),
-     * plus room for its title and axis labels; the figure's height follows */
-    int n = AB_MAX(1, p->n_grids), per_row = AB_MIN(n, 4), n_rows = (n + per_row - 1) / per_row;
+    /* layout: up to four panels per row (or per_row), each as wide as the row allows (less
+     * the room of a colour box when every panel has its own), as tall as its grid's aspect
+     * wants (clamped), plus room for its title and axis labels; the figure's height follows */
+    int n = AB_MAX(1, p->n_grids), per_row = AB_MIN(n, p->per_row > 0 ? p->per_row : 4);
+    int n_rows = (n + per_row - 1) / per_row;
     int64_t gr_rows = p->n_grids ? p->grids[0].rows : 1;
     int64_t gr_cols = p->n_grids ? p->grids[0].cols : 1;
     double left = 0.05, right = p->shared_scale ? 0.90 : 0.94, sx = p->shared_scale ? 0.04 : 0.11;

@@ -249,11 +249,12 @@ struct ab_gp_heatmaps {
     int n_grids;
     const struct ab_gp_grid *grids;
     int width;         /* pixels; the height follows from the layout */
+    int per_row;       /* panels per row (0: up to four) */
 };
 
 /* Writes dir/name.tsv (one matrix block per grid, row 0 first) and dir/name.gp: up to four
- * panels per row, row 0 drawn at the top, one colour box for a shared scale. Errors as
- * ab_gp_lines_write. */
+ * panels per row (per_row when set), row 0 drawn at the top, one colour box for a shared
+ * scale. Errors as ab_gp_lines_write. */
 int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p);
 
 /* --- attention maps: one head's pooled map, or a method's kept mask over it --------------- */

@@ -49,7 +49,7 @@
 #include "eval/results.h"
 
 /* A per-head statistics table (/heads of a results file): one row per (workload, layer, head)
- * and every floating-point column found there. */
+ * and every numeric column found there (integer columns such as sec_pos1 as doubles). */
 struct ab_report_heads {
     int64_t n;          /* rows */
     char **workload;    /* (n) or NULL when the table has no workload column */

@@ -2,7 +2,8 @@
  * moves the cells of all of them into one merged table whose summary is recomputed over every
  * cell, and appends each file's optional /heads table (per-head statistics such as the sink
  * score, entropy and locality), matching its columns by name across files (NaN where a file
- * lacks one). The report (report.c) is drawn from the merged data alone. */
+ * lacks one; integer columns such as sec_pos1 are held as doubles beside the float ones). The
+ * report (report.c) is drawn from the merged data alone. */
 #include "report/report.h"
 
 #include <math.h>
@@ -65,7 +66,8 @@ static H5T_class_t column_class(struct ab_h5 *f, const char *obj, int64_t n)
 }
 
 /* Appends the /heads table of path (when it has one) to h: integer columns layer and head, an
- * optional string column workload (else the file's first workload), every float column. */
+ * optional string column workload (else the file's first workload), every numeric column
+ * (integers as doubles). */
 static int read_heads(const char *path, const char *first_workload, struct ab_report_heads *h)
 {
     struct ab_h5 f = {0};
@@ -116,7 +118,12 @@ static int read_heads(const char *path, const char *first_workload, struct ab_re
     }
     for (int i = 0; i < names.n && add.n; i++) {
         snprintf(obj, sizeof obj, "/heads/%s", names.names[i]);
-        if (column_class(&f, obj, add.n) != H5T_FLOAT) continue;
+        /* numbers: float columns, and integer ones (positions such as sec_pos1, labels) as
+         * doubles, layer and head aside */
+        H5T_class_t cls = column_class(&f, obj, add.n);
+        if (cls != H5T_FLOAT && (cls != H5T_INTEGER || !strcmp(names.names[i], "layer") ||
+                                 !strcmp(names.names[i], "head")))
+            continue;
         double *v = malloc(sizeof(double) * (size_t)add.n);
         char *nm = strdup(names.names[i]);
         if (!v || !nm) {
