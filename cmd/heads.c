@@ -119,10 +119,16 @@ static void print_summary(const struct ab_results *r, double epsilon)
         }
         top[n_top] = best;
     }
+    /* with several workloads each head is named with its workload's file */
+    int several = 0;
+    for (int64_t i = 1; i < r->n_heads && !several; i++)
+        several = strcmp(r->heads[i].workload, r->heads[0].workload) != 0;
     printf("most dormant heads (first-token weight):");
-    for (int k = 0; k < n_top; k++)
-        printf(" L%lld.H%lld %.3f", (long long)r->heads[top[k]].layer,
-               (long long)r->heads[top[k]].head, r->heads[top[k]].first_weight);
+    for (int k = 0; k < n_top; k++) {
+        const struct ab_head_row *h = &r->heads[top[k]];
+        printf(" L%lld.H%lld %.3f", (long long)h->layer, (long long)h->head, h->first_weight);
+        if (several) printf(" (%s)", ab_path_base(h->workload));
+    }
     printf("\n");
     /* with tokens (gen --probe repeat): the strongest echo and induction heads */
     int64_t echo = -1, ind = -1;
@@ -134,11 +140,15 @@ static void print_summary(const struct ab_results *r, double epsilon)
             (ind < 0 || h->induction_score > r->heads[ind].induction_score))
             ind = i;
     }
-    if (echo >= 0 && ind >= 0)
-        printf("strongest echo head L%lld.H%lld %.3f, induction head L%lld.H%lld %.3f\n",
-               (long long)r->heads[echo].layer, (long long)r->heads[echo].head,
-               r->heads[echo].echo_score, (long long)r->heads[ind].layer,
+    if (echo >= 0 && ind >= 0) {
+        printf("strongest echo head L%lld.H%lld %.3f", (long long)r->heads[echo].layer,
+               (long long)r->heads[echo].head, r->heads[echo].echo_score);
+        if (several) printf(" (%s)", ab_path_base(r->heads[echo].workload));
+        printf(", induction head L%lld.H%lld %.3f", (long long)r->heads[ind].layer,
                (long long)r->heads[ind].head, r->heads[ind].induction_score);
+        if (several) printf(" (%s)", ab_path_base(r->heads[ind].workload));
+        printf("\n");
+    }
     print_confusion(r);
 }
 
