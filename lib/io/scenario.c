@@ -353,6 +353,27 @@ static int get_bool(struct ctx *c, yaml_node_t *n, const char *what, int *out)
 
 /* The file named by the string node n (relative paths are relative to the scenario's folder),
  * malloc'd into *out; it must exist (AB_E_NOFILE naming the line otherwise). */
+/* Collapses "name/../" pairs of a relative or absolute path in place ("scenarios/../../shared/x"
+ * -> "../shared/x"), so commands and results name files as a person would write them. */
+static void tidy_path(char *p)
+{
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (char *seg = p; *seg;) {
+            char *slash = strchr(seg, '/');
+            if (!slash) break;
+            size_t len = (size_t)(slash - seg);
+            int name = len && !(len == 1 && seg[0] == '.') && !(len == 2 && !strncmp(seg, "..", 2));
+            if (name && !strncmp(slash, "/../", 4)) {
+                memmove(seg, slash + 4, strlen(slash + 4) + 1);
+                changed = 1;
+                break;
+            }
+            seg = slash + 1;
+        }
+    }
+}
+
 static int get_file(struct ctx *c, yaml_node_t *n, const char *what, char **out)
 {
     const char *rel = NULL;
@@ -375,6 +396,15 @@ static int get_file(struct ctx *c, yaml_node_t *n, const char *what, char **out)
         rc = FAIL(c, n, "%s: '%s' is a folder, not a file", what, p);
         free(p);
         return rc;
+    }
+    /* the tidy name when it names the same file (no symbolic link in the collapsed part) */
+    char *tidy = strdup(p);
+    struct stat st2;
+    if (tidy) {
+        tidy_path(tidy);
+        if (*tidy && !stat(tidy, &st2) && st2.st_ino == st.st_ino && st2.st_dev == st.st_dev)
+            strcpy(p, tidy);
+        free(tidy);
     }
     *out = p;
     return AB_OK;

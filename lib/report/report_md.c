@@ -347,9 +347,15 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
         fputs(R->study_md, f);
         md_figs(R, f, SEC_STUDY);
     }
-    ab_rep_answers_md(R, f);
-    ab_rep_accounting_md(R, f);
-    ab_rep_infeasible_md(R, f);
+    if (R->r->n_cells) {
+        ab_rep_answers_md(R, f);
+        ab_rep_accounting_md(R, f);
+        ab_rep_infeasible_md(R, f);
+    } else {
+        fputs("## Answers\n\nThe results hold no attention-level cells (no `attnbench run` among "
+              "them): the questions of the sparse-attention study, its accounting and its "
+              "frontier figures need them.\n\n", f);
+    }
 
     fputs("## Figures\n\n### Frontiers by family\n\n", f);
     md_figs(R, f, SEC_FRONTIER);

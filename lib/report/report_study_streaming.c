@@ -165,7 +165,7 @@ static double ppl_at(const struct sl_panel *P, int bi, int a)
 
 static void budget_words(double t, char *buf, size_t cap)
 {
-    char rl[32], c[32];
+    char rl[24], c[24];
     ab_ratio_label(t, rl, sizeof rl);
     ab_rep_compression_label(t, c, sizeof c);
     snprintf(buf, cap, "%s (%s)", rl, c);
@@ -597,6 +597,56 @@ static void intro(const struct sl *S, FILE *f)
           f);
 }
 
+/* The panel of the same input and phase as P scored in sliding windows with BOS first (P
+ * without), or NULL. */
+static const struct sl_panel *bos_twin(const struct sl *S, const struct sl_panel *P)
+{
+    if (P->stride <= 0 || P->bos) return NULL;
+    for (int i = 0; i < S->n_panels; i++) {
+        const struct sl_panel *Q = &S->p[i];
+        if (Q->bos && Q->stride > 0 && !strcmp(Q->input, P->input) && !strcmp(Q->phase, P->phase))
+            return Q;
+    }
+    return NULL;
+}
+
+/* Where one input was scored in sliding windows with and without BOS first: what the BOS
+ * token does to dense, to the window alone and to sink + window, one sentence per phase at
+ * the lowest budget both scored. */
+static void finding_bos(const struct sl *S, FILE *f)
+{
+    int any = 0;
+    for (int p = 0; p < S->n_panels; p++) {
+        const struct sl_panel *P = &S->p[p], *Q = bos_twin(S, P);
+        if (!Q) continue;
+        int bp = -1, bq = -1; /* the lowest budget with both arms in both panels */
+        for (int i = 0; i < P->n_b; i++)
+            for (int j = 0; j < Q->n_b; j++)
+                if (P->b[i] == Q->b[j] && isfinite(ppl_at(P, i, ARM_WINDOW)) &&
+                    isfinite(ppl_at(P, i, ARM_STREAMING)) && isfinite(ppl_at(Q, j, ARM_WINDOW)) &&
+                    isfinite(ppl_at(Q, j, ARM_STREAMING)))
+                    bp = i, bq = j;
+        if (bp < 0) continue;
+        if (!any++) fputs("### Windows with and without BOS first\n\n", f);
+        char bw[80];
+        budget_words(P->b[bp], bw, sizeof bw);
+        double sp = ppl_at(P, bp, ARM_STREAMING), sq = ppl_at(Q, bq, ARM_STREAMING);
+        double wp = ppl_at(P, bp, ARM_WINDOW), wq = ppl_at(Q, bq, ARM_WINDOW);
+        fprintf(f, "- **%s, %s:** with BOS in place of each later window's first token, dense "
+                "goes from %.4g to %.4g and sink + window (4 sinks) at %s from %.4g to %.4g, "
+                "%.2fx the window alone's perplexity where it was %.2fx; the window alone %s "
+                "(%.4g, %.4g). ",
+                base_name(P->input), P->phase, P->dense_ppl, Q->dense_ppl, bw, sp, sq, sq / wq,
+                sp / wp, fabs(wq - wp) <= 1e-3 * wp ? "does not change: its scored rows never "
+                "reach the first token" : "changes little", wp, wq);
+        fprintf(f, "%s\n", sq < sp && Q->dense_ppl <= P->dense_ppl
+                               ? "The sinks help most when the first token is the one the model "
+                                 "sinks on."
+                               : "BOS first does not make the sinks more useful here.");
+    }
+    if (any) fputc('\n', f);
+}
+
 int ab_rep_study_streaming_llm(struct rep *R, FILE *f)
 {
     struct sl *S = malloc(sizeof *S);
@@ -622,6 +672,7 @@ int ab_rep_study_streaming_llm(struct rep *R, FILE *f)
             finding_below(&S->p[p], f);
         }
         fputc('\n', f);
+        finding_bos(S, f);
         if (S->dropped)
             fprintf(f, "(%d rows beyond %d inputs x phases or %d budgets are left out.)\n\n",
                     S->dropped, MAX_PANELS, MAX_BUDGETS);
