@@ -120,3 +120,13 @@ void t_llama_out_free(struct t_llama_out *o)
     free(o->q), free(o->k), free(o->k_raw), free(o->v), free(o->hidden), free(o->logits);
     memset(o, 0, sizeof *o);
 }
+
+double t_rel_l2(const float *a, const double *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}

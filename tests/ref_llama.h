@@ -35,4 +35,7 @@ struct t_llama_out {
 void t_llama_forward(const struct t_llama *w, const int32_t *tok, int n, struct t_llama_out *o);
 void t_llama_out_free(struct t_llama_out *o);
 
+/* ||a - b|| / ||b|| of a float result against its double reference (b = 0: ||a||). */
+double t_rel_l2(const float *a, const double *b, int64_t n);
+
 #endif

@@ -64,16 +64,6 @@ static void load_tok(const struct ab_model *m, struct ab_tokenizer *t)
     cr_assert_eq(ab_model_tokenizer_find(m, NULL, t), AB_OK, "%s", ab_errmsg());
 }
 
-/* ||a - b|| / ||b|| */
-static double rel_l2(const float *a, const double *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 /* Runs `attnbench ...` and fails the test with its stderr unless it exits 0. */
 #define RUN_OK(...)                                                                                \
@@ -425,21 +415,21 @@ Test(debdoc, capture_matches_an_independent_double_forward_pass)
     for (int l = 0; l < NL; l++) {
         for (int h = 0; h < NH; h++) {
             double e =
-                rel_l2(ab_workload_q(&w, l, h), r.o.q + ((long)l * NH + h) * n * HD, (int64_t)n * HD);
+                t_rel_l2(ab_workload_q(&w, l, h), r.o.q + ((long)l * NH + h) * n * HD, (int64_t)n * HD);
             cr_expect(e < 1e-4, "q L%d.H%d: rel L2 %g", l, h, e);
             worst_q = fmax(worst_q, e);
         }
         for (int g = 0; g < NKV; g++) {
-            double ek = rel_l2(ab_workload_k(&w, l, g), r.o.k + ((long)l * NKV + g) * n * HD,
+            double ek = t_rel_l2(ab_workload_k(&w, l, g), r.o.k + ((long)l * NKV + g) * n * HD,
                                (int64_t)n * HD);
-            double ev = rel_l2(ab_workload_v(&w, l, g), r.o.v + ((long)l * NKV + g) * n * HD,
+            double ev = t_rel_l2(ab_workload_v(&w, l, g), r.o.v + ((long)l * NKV + g) * n * HD,
                                (int64_t)n * HD);
             cr_expect(ek < 1e-4 && ev < 1e-4, "k/v L%d kv %d: %g %g", l, g, ek, ev);
             worst_k = fmax(worst_k, ek), worst_v = fmax(worst_v, ev);
         }
     }
     /* the comparison sees RoPE: the captured keys are far from the unrotated ones */
-    double unrot = rel_l2(ab_workload_k(&w, 0, 0), r.o.k_raw, (int64_t)n * HD);
+    double unrot = t_rel_l2(ab_workload_k(&w, 0, 0), r.o.k_raw, (int64_t)n * HD);
     cr_expect(unrot > 0.1, "layer 0 keys match the unrotated reference (%g)", unrot);
 
     /* the logits of the library's batched pass */
@@ -451,7 +441,7 @@ Test(debdoc, capture_matches_an_independent_double_forward_pass)
     int argmax_differ = 0;
     for (int i = 0; i < n; i++) {
         const double *rl = r.o.logits + (long)i * VOCAB;
-        double e = rel_l2(logits + (long)i * VOCAB, rl, VOCAB);
+        double e = t_rel_l2(logits + (long)i * VOCAB, rl, VOCAB);
         worst_l = fmax(worst_l, e);
         int a = 0, b = 0;
         for (int v = 1; v < VOCAB; v++) {

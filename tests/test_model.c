@@ -46,16 +46,6 @@ static void load_tok(struct ab_tokenizer *t)
     cr_assert_eq(rc, AB_OK, "%s", ab_errmsg());
 }
 
-/* ||a - b|| / ||b|| */
-static double rel_l2(const float *a, const double *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
 
 static double rel_l2_ff(const float *a, const float *b, int64_t n)
 {
@@ -371,15 +361,15 @@ Test(model, capture_matches_independent_double_forward)
     double worst = 0;
     for (int l = 0; l < r.w.L; l++) {
         for (int h = 0; h < r.w.H; h++) {
-            double e_q = rel_l2(ab_workload_q(&w, l, h), r.o.q + ((long)l * r.w.H + h) * N * r.w.hd,
+            double e_q = t_rel_l2(ab_workload_q(&w, l, h), r.o.q + ((long)l * r.w.H + h) * N * r.w.hd,
                                 (int64_t)N * r.w.hd);
             cr_expect(e_q < 1e-4, "q layer %d head %d: rel L2 %g", l, h, e_q);
             worst = fmax(worst, e_q);
         }
         for (int g = 0; g < r.w.G; g++) {
-            double e_k = rel_l2(ab_workload_k(&w, l, g), r.o.k + ((long)l * r.w.G + g) * N * r.w.hd,
+            double e_k = t_rel_l2(ab_workload_k(&w, l, g), r.o.k + ((long)l * r.w.G + g) * N * r.w.hd,
                                 (int64_t)N * r.w.hd);
-            double e_v = rel_l2(ab_workload_v(&w, l, g), r.o.v + ((long)l * r.w.G + g) * N * r.w.hd,
+            double e_v = t_rel_l2(ab_workload_v(&w, l, g), r.o.v + ((long)l * r.w.G + g) * N * r.w.hd,
                                 (int64_t)N * r.w.hd);
             cr_expect(e_k < 1e-4 && e_v < 1e-4, "k/v layer %d kv %d: %g %g", l, g, e_k, e_v);
             worst = fmax(worst, fmax(e_k, e_v));
@@ -387,7 +377,7 @@ Test(model, capture_matches_independent_double_forward)
     }
     for (int l = 0; l <= r.w.L; l++) {
         double e_h =
-            rel_l2(w.hidden + (long)l * N * r.w.D, r.o.hidden + (long)l * N * r.w.D, (int64_t)N * r.w.D);
+            t_rel_l2(w.hidden + (long)l * N * r.w.D, r.o.hidden + (long)l * N * r.w.D, (int64_t)N * r.w.D);
         cr_expect(e_h < 1e-4, "hidden %d: rel L2 %g", l, e_h);
     }
     /* the RoPE matters: an unrotated reference would not match layer 0's keys past row 0 */
@@ -400,7 +390,7 @@ Test(model, capture_matches_independent_double_forward)
     float *logits = malloc(sizeof(float) * N * 512);
     cr_assert_eq(ab_model_forward(&m, tok, N, NULL, logits), AB_OK, "%s", ab_errmsg());
     for (int i = 0; i < N; i++) {
-        double e_l = rel_l2(logits + i * 512, r.o.logits + (long)i * 512, 512);
+        double e_l = t_rel_l2(logits + i * 512, r.o.logits + (long)i * 512, 512);
         cr_expect(e_l < 1e-4, "logits row %d: rel L2 %g", i, e_l);
     }
     free(logits);
