@@ -816,3 +816,51 @@ Test(kv, edge_problems)
             }
     fx_layer_free(&L);
 }
+
+/* ---- cache-compressed decode (lib/attn/compact.c) ---- */
+
+/* SnapKV's kept cache compacted once and read by the blocked dense kernel gives the accuracy
+ * path's output (ab_attend_kept over the same kept sets): the fast decode kernel realises the
+ * selection it is charged for. The kept set of every decode row is the compacted cache cut at
+ * the row's position (the prefix compressed once, the decode keys up to the row). */
+Test(snapkv, compacted_cache_decode_equals_the_accuracy_path)
+{
+    enum { N = 2048, D = 64, M = 16, C = 256 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 1.0, 47);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep keep;
+    fx_run_checked(fx_method("snapkv"), &p, C, &led, &keep);
+    /* the cache: every key the last decode row keeps */
+    int64_t *idx = malloc(sizeof(int64_t) * N), n_keep = 0, last = p.n_rows - 1;
+    for (int64_t j = 0; j < N; j++)
+        if (ab_keep_has(&keep, last, j)) idx[n_keep++] = j;
+    cr_assert(n_keep > C && n_keep < N / 2, "%lld kept", (long long)n_keep);
+    for (int64_t r = 0; r < p.n_rows; r++)
+        for (int64_t t = 0; t < n_keep; t++)
+            cr_assert_eq(ab_keep_has(&keep, r, idx[t]), idx[t] <= p.rows[r],
+                         "row %lld, key %lld", (long long)p.rows[r], (long long)idx[t]);
+    /* the accuracy path */
+    float *o_ref = calloc((size_t)(M * D), sizeof(float)), *o = calloc((size_t)(M * D), sizeof(float));
+    ab_attend_kept(&p, &keep, o_ref, NULL);
+    /* the fast path: compact once, then the decode rows against the compacted cache */
+    struct ab_compact cc;
+    cr_assert_eq(ab_attn_compact(p.h, idx, n_keep, &cc), AB_OK, "%s", ab_errmsg());
+    struct ab_head dec = cc.h;
+    dec.n_q = M, dec.q = p.h->q + p.q0 * D, dec.q_pos = p.h->q_pos + p.q0;
+    cr_assert_eq(ab_attn_fast(&dec, o, NULL), AB_OK);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < M * D; i++)
+        num += (o[i] - o_ref[i]) * (o[i] - o_ref[i]), den += o_ref[i] * o_ref[i];
+    cr_expect(sqrt(num / den) < 1e-5, "compacted decode vs accuracy path: rel L2 %g",
+              sqrt(num / den));
+    /* bad indices are refused */
+    int64_t bad[2] = {5, 5};
+    struct ab_compact cb;
+    cr_expect_eq(ab_attn_compact(p.h, bad, 2, &cb), AB_E_USAGE);
+    ab_attn_compact_free(&cc);
+    free(idx), free(o_ref), free(o);
+    ab_keep_free(&keep);
+    fx_layer_free(&L);
+}

@@ -74,6 +74,22 @@ int ab_attn_ref_visit(const struct ab_head *h, const int64_t *rows, int64_t n_ro
  * Returns AB_OK or AB_E_NOMEM. */
 int ab_attn_fast(const struct ab_head *h, float *o, float *lse);
 
+/* A head whose cache holds only kept keys, compacted (compact.c): h is the original head with
+ * n_k, k, v and k_pos pointing at the owned copies. */
+struct ab_compact {
+    struct ab_head h;
+    float *k, *v;  /* (n_keep, d), (n_keep, d_v) */
+    int32_t *pos;  /* (n_keep) */
+};
+
+/* Gathers keys keep[0 .. n_keep) (strictly increasing indices of h's keys) of h into c once;
+ * attention over c->h (ab_attn_fast) then reads them contiguously: cache-compressed decode. Its
+ * output equals the accuracy path over the same kept set. AB_OK, AB_E_USAGE (bad indices),
+ * AB_E_NOMEM. Free with ab_attn_compact_free. */
+int ab_attn_compact(const struct ab_head *h, const int64_t *keep, int64_t n_keep,
+                    struct ab_compact *c);
+void ab_attn_compact_free(struct ab_compact *c);
+
 /* The FLOPs of dense attention on h: (2d + 2d_v) per allowed cell (architecture.md). */
 double ab_attn_dense_flops(const struct ab_head *h);
 
