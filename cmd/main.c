@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "core/machine.h"
 #include "opts.h"
 
 struct cmd {
@@ -47,6 +48,10 @@ static void version(void)
     H5get_libversion(&maj, &min, &rel);
     printf("attnbench %s\n", ab_version());
     printf("blas: %s\n", ab_blas_config());
+    const char *fix = ab_machine_blas_fix();
+    printf("cpu: %s; BLAS kernel set %s%s%s%s\n", ab_machine_isa(), ab_machine_blas_core(),
+           fix ? " (for an older CPU: set OPENBLAS_CORETYPE=" : "", fix ? fix : "",
+           fix ? " to use this CPU's vector width; `attnbench bench machine` measures both)" : "");
     printf("hdf5: %u.%u.%u\n", maj, min, rel);
     printf("openmp: %d (max threads %d)\n", ab_openmp_version(), ab_threads_get());
 }

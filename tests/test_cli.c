@@ -13,6 +13,7 @@ Test(cli, version_names_build_facts)
     cr_assert_eq(t_run(&out, &err, "--version"), 0);
     cr_expect(strstr(out, "attnbench ") == out, "%s", out);
     cr_expect(strstr(out, "blas: ") && strstr(out, "hdf5: 1.") && strstr(out, "openmp: "), "%s", out);
+    cr_expect(strstr(out, "cpu: ") && strstr(out, "BLAS kernel set "), "%s", out);
     free(out), free(err);
 }
 
@@ -77,6 +78,41 @@ Test(cli, bench_reports_rates_and_ratio)
     cr_expect_eq(t_run(&out, &err, "bench dense --n 100000000000 --d 128"), 65);
     cr_expect(strstr(err, "memory") != NULL, "%s", err);
     free(out), free(err);
+}
+
+/* bench machine: the limits, each a positive rate; sgemm's share of the FMA peak is the ratio of
+ * the two numbers printed. bench decode: dense and compacted caches in one table, the kept
+ * share as asked, time ratios against the same run's dense decode. Speeds are not asserted. */
+Test(cli, bench_machine_and_decode_report_the_limits_and_the_table)
+{
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "bench machine --gemm-n 256 --reps 3 --triad-mb 8"), 0, "%s", err);
+    double peak = 0, med = 0, best = 0, share = 0, triad = 0;
+    const char *p = strstr(out, "fma peak"), *g = strstr(out, "sgemm"), *t = strstr(out, "triad");
+    cr_assert(strstr(out, "isa ") && p && g && t, "%s", out);
+    sscanf(p, "fma peak %lf", &peak);
+    sscanf(g, "sgemm %lf GFLOP/s median, %lf best (256^3, %*d runs) = %lf", &med, &best, &share);
+    sscanf(t, "triad %lf", &triad);
+    cr_expect(peak > 0 && med > 0 && best >= med && triad > 0, "%s", out);
+    cr_expect(fabs(share - med / peak) <= 0.01, "share %g vs %g / %g", share, med, peak);
+    free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "bench decode --n 4096 --d 64 --heads 2 --keep 0.25,0.125 "
+                       "--reps 3 --triad-mb 8"), 0, "%s", err);
+    cr_expect(strstr(out, "decode       2 heads, cache n 4096, d 64, dv 64, 1 query") != NULL, "%s", out);
+    double kept = 0, ratio = 0;
+    const char *k = strstr(out, "keep 0.25 ");
+    cr_assert(strstr(out, "\ndense ") && k && strstr(out, "keep 0.125 "), "%s", out);
+    sscanf(k, "keep 0.25 %*f %*f %*f %lf %lf", &ratio, &kept);
+    cr_expect(fabs(kept - 0.25) < 0.01 && ratio > 0, "%s", out);
+    free(out), free(err);
+    /* bad input: one line, exit 64 */
+    const char *bad[] = {"bench decode --keep 2", "bench decode --keep 0.5,x", "bench sideways",
+                         "bench decode --n 64 --queries 64", "bench dense --keep 0.5"};
+    for (int i = 0; i < 5; i++) {
+        cr_expect_eq(t_run(&out, &err, "%s", bad[i]), 64, "%s", bad[i]);
+        cr_expect_eq(t_count_lines(err), 1, "%s: %s", bad[i], err);
+        free(out), free(err);
+    }
 }
 
 /* issue 8: the decode crossover comes from each row's own ledger. linear-elu's decode costs

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "core/ab.h"
 
@@ -29,6 +30,22 @@ const char *ab_machine_blas_core(void)
 {
     const char *c = openblas_get_corename();
     return c && *c ? c : "unknown";
+}
+
+const char *ab_machine_blas_fix(void)
+{
+    /* OpenBLAS kernel sets without FMA (x86-64 generations before Haswell / Piledriver) */
+    static const char *const old[] = {"Prescott", "Core2", "Penryn", "Dunnington", "Nehalem",
+                                       "Atom", "Katmai", "Coppermine", "Northwood", "Banias",
+                                       "Opteron", "Opteron_SSE3", "Barcelona", "Bobcat",
+                                       "Sandybridge", "Bulldozer", "Nano", NULL};
+    int lanes = ab_machine_lanes();
+    const char *core = ab_machine_blas_core();
+    if (lanes < 8) return NULL;
+    for (int i = 0; old[i]; i++)
+        if (!strcasecmp(core, old[i])) return lanes == 16 ? "SkylakeX" : "Haswell";
+    if (lanes == 16 && !strcasecmp(core, "Haswell")) return "SkylakeX"; /* AVX-512 unused */
+    return NULL;
 }
 
 /* Each loop runs `iters` rounds of CHAINS independent FMAs (enough chains to cover the FMA
@@ -140,13 +157,17 @@ int ab_machine_sgemm(int64_t n, int reps, double seconds, struct ab_rate *r)
     for (int64_t i = 0; i < n * n; i++)
         a[i] = (float)((i * 37) % 101) / 101.0f - 0.5f, b[i] = (float)((i * 53) % 97) / 97.0f - 0.5f;
     int runs = 0;
-    double total = 0, flops = 2.0 * (double)n * (double)n * (double)n;
-    for (int t = -1; runs < MAX_RUNS && (runs < reps || total < seconds); t++) {
+    double total = 0, warm = 0, flops = 2.0 * (double)n * (double)n * (double)n;
+    /* warm-up of a quarter of the timed budget (clocks ramp up, pages fault in), then runs */
+    while (runs < MAX_RUNS && (runs < reps || total < seconds)) {
         double t0 = ab_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a,
                     (int)n, b, (int)n, 0.0f, c, (int)n);
         double dt = ab_now() - t0;
-        if (t < 0) continue; /* warm-up */
+        if (warm < seconds / 4) {
+            warm += dt;
+            continue;
+        }
         rate[runs++] = flops / dt / 1e9;
         total += dt;
     }

@@ -42,4 +42,10 @@ int ab_machine_triad(int64_t bytes, int reps, struct ab_rate *r);
  * "Prescott"), or "unknown". */
 const char *ab_machine_blas_core(void);
 
+/* The OPENBLAS_CORETYPE that would use this CPU's FMA width ("SkylakeX" for AVX-512, "Haswell"
+ * for AVX2) when the BLAS kernel set in use is one for an older CPU without it (OpenBLAS's
+ * DYNAMIC_ARCH fell back, e.g. to "Prescott", on a CPU it did not recognise); NULL when the
+ * kernel set fits the CPU or is unknown. */
+const char *ab_machine_blas_fix(void);
+
 #endif
