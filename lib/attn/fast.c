@@ -9,7 +9,8 @@
  *     P      = exp(S - m'),  P = 0 on masked keys
  *     l      = l * exp(m - m') + rowsum P
  *     O_acc  = O_acc * exp(m - m') + P V_c             (sgemm)
- * and finally O = O_acc / l, lse = m + ln l. */
+ * and finally O = O_acc / l, lse = m + ln l. A decode call (at most DECODE_ROWS query rows)
+ * instead streams the cache once per row through two matrix-vector products. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -105,6 +106,40 @@ static float *rotated_copy(const float *x, int64_t n, int64_t d, const int32_t *
     return y;
 }
 
+/* Decode: rows with few queries (n_q <= DECODE_ROWS) stream the cache once per row, as two
+ * matrix-vector products (memory-bound, at the speed the cache can be read) and one softmax
+ * over the row's scores, instead of BK-wide blocks of one-row GEMMs. */
+enum { DECODE_ROWS = 4 };
+
+/* Row i: s (n_k) workspace. */
+__attribute__((target_clones("avx2", "default")))
+static void decode_row(const struct ab_head *h, const float *q, const float *k, int64_t i, float *s,
+                       float *o, float *lse)
+{
+    int64_t nv = ab_head_visible(h, i), d = h->d, dv = h->d_v;
+    float *orow = o + i * dv;
+    if (nv == 0) {
+        memset(orow, 0, sizeof(float) * (size_t)dv);
+        if (lse) lse[i] = -INFINITY;
+        return;
+    }
+    /* s = scale * K[0..nv) q_i: (nv, d) x (d) */
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nv, (int)d, (float)h->scale, k, (int)d,
+                q + i * d, 1, 0.0f, s, 1);
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < nv; j++) mx = s[j] > mx ? s[j] : mx;
+    float part[8] = {0}, sum = 0;
+    int64_t j8 = nv / 8 * 8;
+    for (int64_t j = 0; j < j8; j += 8)
+        for (int t = 0; t < 8; t++) part[t] += s[j + t] = ab_expf_nonpos(s[j + t] - mx);
+    for (int64_t j = j8; j < nv; j++) part[0] += s[j] = ab_expf_nonpos(s[j] - mx);
+    for (int t = 0; t < 8; t++) sum += part[t];
+    /* o_i = V[0..nv)^T s / sum: (nv, dv)^T x (nv) */
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)nv, (int)dv, 1.0f / sum, h->v, (int)dv, s, 1,
+                0.0f, orow, 1);
+    if (lse) lse[i] = mx + logf(sum);
+}
+
 int ab_attn_fast(const struct ab_head *h, float *o, float *lse)
 {
     int fail = 0;
@@ -113,6 +148,17 @@ int ab_attn_fast(const struct ab_head *h, float *o, float *lse)
     const float *q = qr ? qr : h->q, *k = kr ? kr : h->k;
     int64_t n_blocks = (h->n_q + BQ - 1) / BQ;
     int outer = omp_in_parallel();
+    if (h->n_q <= DECODE_ROWS && !fail) { /* decode: stream the cache */
+        float *s = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(float)));
+        if (!s) fail = 1;
+        if (!outer) ab_blas_serial_begin();
+        for (int64_t i = 0; s && i < h->n_q; i++) decode_row(h, q, k, i, s, o, lse);
+        if (!outer) ab_blas_serial_end();
+        ab_free(s);
+        ab_free(qr);
+        ab_free(kr);
+        return fail ? ab_fail(AB_E_NOMEM, "cannot allocate attention workspace") : AB_OK;
+    }
     if (!outer) ab_blas_serial_begin();
 #pragma omp parallel if (!outer && n_blocks > 1 && !fail)
     {
