@@ -864,3 +864,37 @@ Test(snapkv, compacted_cache_decode_equals_the_accuracy_path)
     ab_keep_free(&keep);
     fx_layer_free(&L);
 }
+
+/* ---- token-sparse attention (lib/attn/sparse.c) ---- */
+
+/* The token-sparse kernel over a method's kept sets equals the accuracy path (ab_attend_kept)
+ * on the same sets: vertical-slash and block-topk in prefill, quest and h2o in decode. */
+Test(sparse_kernel, equals_the_accuracy_path_on_real_selections)
+{
+    enum { N = 1536, D = 64, M = 32 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 1.5, 53);
+    const char *names[4] = {"vertical-slash", "block-topk", "quest", "h2o"};
+    const double knobs[4] = {64, 4, 8, 200};
+    for (int t = 0; t < 4; t++) {
+        const struct ab_method *me = fx_method(names[t]);
+        struct ab_problem p = fx_problem(&L, 0, (me->phases & AB_PHASE_PREFILL) ? 0 : M);
+        struct ab_ledger led;
+        struct ab_keep keep;
+        fx_run_checked(me, &p, knobs[t], &led, &keep);
+        float *o_ref = calloc((size_t)(p.n_rows * D), sizeof(float));
+        float *o = calloc((size_t)(p.n_rows * D), sizeof(float));
+        ab_attend_kept(&p, &keep, o_ref, NULL);
+        ab_attn_sparse(p.h, p.rows, p.n_rows, keep.bits, keep.words, o);
+        double num = 0, den = 0, kept = 0;
+        for (int64_t i = 0; i < p.n_rows * D; i++)
+            num += (o[i] - o_ref[i]) * (o[i] - o_ref[i]), den += o_ref[i] * o_ref[i];
+        for (int64_t r = 0; r < p.n_rows; r++) kept += (double)ab_keep_count(&keep, r);
+        cr_expect(sqrt(num / den) < 1e-5, "%s: token-sparse vs accuracy path rel L2 %g", names[t],
+                  sqrt(num / den));
+        cr_expect(kept < 0.5 * (double)p.n_rows * (double)N, "%s keeps %g cells", names[t], kept);
+        free(o_ref), free(o);
+        ab_keep_free(&keep);
+    }
+    fx_layer_free(&L);
+}

@@ -90,6 +90,14 @@ int ab_attn_compact(const struct ab_head *h, const int64_t *keep, int64_t n_keep
                     struct ab_compact *c);
 void ab_attn_compact_free(struct ab_compact *c);
 
+/* Token-sparse attention (sparse.c): row r of o (n_rows, d_v) is query rows[r] of h attending
+ * only to the keys set in bitset row r (bits + r * words, bit j of word j / 64 for key j) that
+ * it can see, by gathered index with a one-pass online softmax: work proportional to the kept
+ * cells. Rows keeping no visible key are 0. OpenMP over rows (serial inside a parallel
+ * region). The output equals the accuracy path's over the same kept set. */
+void ab_attn_sparse(const struct ab_head *h, const int64_t *rows, int64_t n_rows,
+                    const uint64_t *bits, int64_t words, float *o);
+
 /* The FLOPs of dense attention on h: (2d + 2d_v) per allowed cell (architecture.md). */
 double ab_attn_dense_flops(const struct ab_head *h);
 
