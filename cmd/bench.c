@@ -8,7 +8,9 @@
  *   bench reference  the double-precision reference, for scale;
  *   bench decode     one or a few queries against a long cache on many heads: dense decode and
  *                    cache-compressed decode (the kept keys compacted once, lib/attn/compact.c)
- *                    in GB/s against the same run's triad bandwidth. */
+ *                    in GB/s against the same run's triad bandwidth;
+ *   bench methods    selection methods at fitted knobs: selection and token-sparse attention
+ *                    time against dense in the same run (bench_methods.c). */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 
 static const char *usage_text =
     "attnbench bench machine|dense|reference|decode [--n N] [--d D] [--dv DV]\n"
+    "                (bench methods --help: the methods' measured speed)\n"
     "                [--mask causal|full] [--reps R] [--gemm-n N] [--heads H] [--queries M]\n"
     "                [--keep 0.25,0.125,...] [--triad-mb MB] [--threads T]";
 
@@ -188,6 +191,7 @@ done:
 
 int cmd_bench(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "methods")) return cmd_bench_methods(argc - 1, argv + 1);
     int64_t n = -1, d = 128, dv = 0, reps = -1, gemm_n = 2048, heads = 8, queries = 1, triad_mb = 128;
     const char *mask = "causal", *keep = NULL;
     const struct ab_opt opts[] = {
@@ -211,8 +215,8 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; n_pos == 1 && i < 4; i++)
         if (!strcmp(pos[0], kernels[i])) kind = i;
     if (kind < 0)
-        return ab_cmd_error(EX_AB_USAGE, "bench: name what to measure: machine, dense, reference or "
-                            "decode (see 'attnbench bench --help')");
+        return ab_cmd_error(EX_AB_USAGE, "bench: name what to measure: machine, dense, reference, "
+                            "decode or methods (see 'attnbench bench --help')");
     int ref = kind == 2;
     if (dv == 0) dv = d;
     if (n == -1) n = kind == 3 ? 65536 : 8192; /* not given */

@@ -148,6 +148,7 @@ int cmd_info(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_methods(int argc, char **argv); /* `bench methods` (bench_methods.c) */
 int cmd_methods(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);

@@ -868,7 +868,8 @@ Test(snapkv, compacted_cache_decode_equals_the_accuracy_path)
 /* ---- token-sparse attention (lib/attn/sparse.c) ---- */
 
 /* The token-sparse kernel over a method's kept sets equals the accuracy path (ab_attend_kept)
- * on the same sets: vertical-slash and block-topk in prefill, quest and h2o in decode. */
+ * on the same sets: vertical-slash and block-topk in prefill, quest and h2o in decode; so does
+ * the block-sparse kernel in prefill (tiles skipped or masked, never approximated). */
 Test(sparse_kernel, equals_the_accuracy_path_on_real_selections)
 {
     enum { N = 1536, D = 64, M = 32 };
@@ -893,6 +894,15 @@ Test(sparse_kernel, equals_the_accuracy_path_on_real_selections)
         cr_expect(sqrt(num / den) < 1e-5, "%s: token-sparse vs accuracy path rel L2 %g", names[t],
                   sqrt(num / den));
         cr_expect(kept < 0.5 * (double)p.n_rows * (double)N, "%s keeps %g cells", names[t], kept);
+        if (p.q0 == 0) { /* prefill: the block-sparse kernel over every row, too */
+            memset(o, 0, sizeof(float) * (size_t)(p.n_rows * D));
+            cr_assert_eq(ab_attn_block_sparse(p.h, keep.bits, keep.words, o), AB_OK);
+            num = den = 0;
+            for (int64_t i = 0; i < p.n_rows * D; i++)
+                num += (o[i] - o_ref[i]) * (o[i] - o_ref[i]), den += o_ref[i] * o_ref[i];
+            cr_expect(sqrt(num / den) < 1e-5, "%s: block-sparse vs accuracy path rel L2 %g",
+                      names[t], sqrt(num / den));
+        }
         free(o_ref), free(o);
         ab_keep_free(&keep);
     }

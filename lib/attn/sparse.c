@@ -1,8 +1,15 @@
-/* sparse.c - token-sparse attention over a kept set (issue 14): each query row reads only the
- * keys its selection kept (a bitset row, as lib/methods' struct ab_keep holds it), gathered by
- * index, with a one-pass online softmax, so the work is proportional to the kept cells. The
- * output equals the accuracy path's (ab_attend_kept) within float rounding. */
+/* sparse.c - attention over a kept set (issue 14), two kernels whose work follows the kept set:
+ * - token-sparse: each query row reads only the keys its selection kept (a bitset row, as
+ *   lib/methods' struct ab_keep holds it), gathered by index, with a one-pass online softmax:
+ *   work proportional to the kept cells, at the speed of gathered dot products;
+ * - block-sparse (prefill): 64 x 64 tiles, skipped when no row of the query block keeps a key
+ *   of the tile, the kept ones through the same sgemm blocking and online softmax as dense
+ *   (fast.c), the cells of a kept tile that a row does not keep masked: work proportional to
+ *   the kept tiles, at GEMM speed.
+ * Both equal the accuracy path's output (ab_attend_kept) within float rounding. */
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,4 +71,88 @@ void ab_attn_sparse(const struct ab_head *h, const int64_t *rows, int64_t n_rows
 #pragma omp parallel for schedule(dynamic, 16) if (n_rows > 16)
     for (int64_t r = 0; r < n_rows; r++)
         sparse_row(h, rows[r], bits + r * words, words, o + r * h->d_v);
+}
+
+/* ------------------------------------------------------------------ block-sparse */
+
+enum { SB = 64 }; /* query rows and keys per block: a kept block is one SB x SB tile */
+
+/* Query block [i0, i0 + bq) of rows (rows[r] = r here: every row of the head, in order): for
+ * each key tile any of its rows keeps, S = scale Q_b K_t^T through sgemm, the kept cells of each
+ * row in the online softmax (the others -inf), then O_acc += P V_t through sgemm. */
+static void block_rows(const struct ab_head *h, int64_t i0, int64_t bq, const uint64_t *bits,
+                       int64_t words, float *s /* (SB, SB) */, float *acc /* (SB, d_v) */,
+                       float *m, float *l, float *o)
+{
+    int64_t d = h->d, dv = h->d_v, kend = 0;
+    for (int64_t r = 0; r < bq; r++) {
+        m[r] = -INFINITY, l[r] = 0;
+        int64_t v = ab_head_visible(h, i0 + r);
+        kend = v > kend ? v : kend;
+    }
+    memset(acc, 0, sizeof(float) * (size_t)(bq * dv));
+    for (int64_t j0 = 0; j0 < kend; j0 += SB) {
+        /* the tile's word (SB = 64 keys: one word per row) */
+        int64_t w = j0 / 64, bk = AB_MIN(SB, kend - j0);
+        uint64_t any = 0;
+        for (int64_t r = 0; r < bq; r++) any |= bits[(i0 + r) * words + w];
+        if (!any) continue;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)bk, (int)d,
+                    (float)h->scale, h->q + i0 * d, (int)d, h->k + j0 * d, (int)d, 0.0f, s, SB);
+        for (int64_t r = 0; r < bq; r++) {
+            uint64_t row = bits[(i0 + r) * words + w];
+            int64_t nv = AB_MAX(0, AB_MIN(bk, ab_head_visible(h, i0 + r) - j0));
+            float *sr = s + r * SB, mx = m[r];
+            for (int64_t j = 0; j < bk; j++) {
+                int keep = j < nv && (row >> j & 1);
+                sr[j] = keep ? sr[j] : -INFINITY;
+                mx = sr[j] > mx ? sr[j] : mx;
+            }
+            if (mx == -INFINITY) { /* nothing kept in this tile or before */
+                memset(sr, 0, sizeof(float) * SB);
+                continue;
+            }
+            float corr = m[r] == -INFINITY ? 0.0f : ab_expf_nonpos(m[r] - mx), sum = 0;
+            for (int64_t j = 0; j < bk; j++) {
+                sr[j] = sr[j] == -INFINITY ? 0.0f : ab_expf_nonpos(sr[j] - mx);
+                sum += sr[j];
+            }
+            for (int64_t j = bk; j < SB; j++) sr[j] = 0;
+            l[r] = l[r] * corr + sum;
+            m[r] = mx;
+            if (corr != 1.0f)
+                for (int64_t c = 0; c < dv; c++) acc[r * dv + c] *= corr;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bq, (int)dv, (int)bk, 1.0f, s,
+                    SB, h->v + j0 * dv, (int)dv, 1.0f, acc, (int)dv);
+    }
+    for (int64_t r = 0; r < bq; r++) {
+        float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
+        for (int64_t c = 0; c < dv; c++) o[(i0 + r) * dv + c] = acc[r * dv + c] * inv;
+    }
+}
+
+int ab_attn_block_sparse(const struct ab_head *h, const uint64_t *bits, int64_t words, float *o)
+{
+    int64_t n_blocks = (h->n_q + SB - 1) / SB;
+    int fail = 0, outer = omp_in_parallel();
+    if (!outer) ab_blas_serial_begin();
+#pragma omp parallel if (!outer && n_blocks > 1)
+    {
+        float *s = ab_alloc(sizeof(float) * SB * SB);
+        float *acc = ab_alloc(ab_size_mul((size_t)(SB * h->d_v), sizeof(float)));
+        float *ml = ab_alloc(sizeof(float) * 2 * SB);
+        if (!s || !acc || !ml) {
+#pragma omp atomic write
+            fail = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t b = n_blocks - 1; b >= 0; b--) {
+            if (fail) continue;
+            block_rows(h, b * SB, AB_MIN(SB, h->n_q - b * SB), bits, words, s, acc, ml, ml + SB, o);
+        }
+        ab_free(s), ab_free(acc), ab_free(ml);
+    }
+    if (!outer) ab_blas_serial_end();
+    return fail ? ab_fail(AB_E_NOMEM, "cannot allocate the block-sparse workspace") : AB_OK;
 }

@@ -1,0 +1,305 @@
+/* bench_methods.c - `attnbench bench methods`: does a method's FLOP saving become wall time? For
+ * each selection method at the knob fitted to each budget on one head, the time of its
+ * selection (the kept set) and of its attention are measured separately, through both kernels
+ * of lib/attn/sparse.c (token-sparse: work proportional to the kept cells; block-sparse, in
+ * prefill: proportional to the kept 64 x 64 tiles, at GEMM speed), the faster one counted, next
+ * to the dense blocked kernel on the same rows in the same run; time_ratio = (select + attend)
+ * / dense sits beside flop_ratio. Medians of --reps runs after a warm-up. Rows go to B.h5 (/bench) and
+ * B.csv. Methods without a kept set (linear operators, calibration) and those that plan over a
+ * whole model have no sparse kernel here: their row says so and the table goes on. */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attn/attn.h"
+#include "core/ab.h"
+#include "core/machine.h"
+#include "core/rng.h"
+#include "core/workload.h"
+#include "eval/eval.h"
+#include "io/csv.h"
+#include "io/h5_util.h"
+#include "io/h5_workload.h"
+#include "methods/method.h"
+#include "opts.h"
+
+static const char *usage_text =
+    "attnbench bench methods --methods LIST (--workload W.h5 [--head L:H] | --n N --d D)\n"
+    "                        [--budgets 0.5,0.25,...] [--phase prefill|decode|both]\n"
+    "                        [--decode-queries M] [--reps R] -o B.h5";
+
+enum { MAX_METHODS = 256, MAX_TARGETS = 32 };
+
+/* One row of the /bench table. */
+struct bench_row {
+    char *method, *family, *phase, *kernel, *reason;
+    double target_ratio, knob, flop_ratio, kept_share;
+    double select_s, token_s, block_s, attend_s, time_s, dense_time_s, time_ratio;
+    int64_t n, rows;
+};
+
+#define COL(f, t, u, l) {#f, t, offsetof(struct bench_row, f), u, l}
+static const struct ab_column cols[] = {
+    COL(method, AB_COL_STR, "", "registry method"),
+    COL(family, AB_COL_STR, "", "method family"),
+    COL(phase, AB_COL_STR, "", "prefill (every row) or decode (the last rows)"),
+    COL(target_ratio, AB_COL_F64, "1", "target FLOP ratio the knob was fitted to"),
+    COL(knob, AB_COL_F64, "1", "the fitted knob (NaN: none fits)"),
+    COL(flop_ratio, AB_COL_F64, "1", "counted FLOPs over dense (amortised as in run)"),
+    COL(kept_share, AB_COL_F64, "1", "kept (row, key) cells over the visible ones"),
+    COL(select_s, AB_COL_F64, "s", "median time of the selection (the kept set; one-off work "
+        "such as SnapKV's window scores counted in full, not amortised)"),
+    COL(token_s, AB_COL_F64, "s", "median time of token-sparse attention over the kept set"),
+    COL(block_s, AB_COL_F64, "s", "prefill: median time of block-sparse attention (64 x 64 tiles)"),
+    COL(kernel, AB_COL_STR, "", "the faster kernel: token or block"),
+    COL(attend_s, AB_COL_F64, "s", "the faster kernel's time"),
+    COL(time_s, AB_COL_F64, "s", "select_s + attend_s"),
+    COL(dense_time_s, AB_COL_F64, "s", "median time of the dense kernel on the same rows, same run"),
+    COL(time_ratio, AB_COL_F64, "1", "time_s / dense_time_s"),
+    COL(n, AB_COL_I64, "1", "keys of the head"),
+    COL(rows, AB_COL_I64, "1", "query rows timed"),
+    COL(reason, AB_COL_STR, "", "why the row has no time (empty when it has)"),
+};
+#undef COL
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_d);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+/* Times one (method, phase, target) on problem p into row. */
+static int time_cell(const struct ab_method *me, const struct ab_problem *p, double target,
+                     int reps, double dense_s, struct bench_row *row)
+{
+    struct ab_apply_opts ao = {0};
+    struct ab_applied ap;
+    struct ab_keep keep = {0};
+    int rc = ab_keep_alloc(&keep, p->n_rows, p->h->n_k);
+    float *o = ab_alloc(ab_size_mul((size_t)(p->n_rows * p->h->d_v), sizeof(float)));
+    if (!rc && !o) rc = ab_fail(AB_E_NOMEM, "out of memory");
+    if (!rc) rc = ab_method_apply(me, p, target, &ao, NULL, &keep, NULL, &ap);
+    row->knob = ap.knob;
+    if (!rc && !ap.ran) {
+        row->reason = strdup(ap.reason[0] ? ap.reason : "no knob meets the budget");
+        row->flop_ratio = ab_ledger_ratio(&ap.led, p);
+    } else if (!rc) {
+        row->flop_ratio = ab_ledger_ratio(&ap.led, p);
+        double t_sel[64], t_tok[64], t_blk[64], kept = 0, vis = 0;
+        int prefill = p->q0 == 0;
+        for (int r = -1; r < reps && !rc; r++) {
+            struct ab_ledger led;
+            ab_keep_clear(&keep);
+            double t0 = ab_now();
+            rc = me->run(p, ap.knob, NULL, &keep, &led);
+            double t1 = ab_now();
+            ab_attn_sparse(p->h, p->rows, p->n_rows, keep.bits, keep.words, o);
+            double t2 = ab_now();
+            if (!rc && prefill) rc = ab_attn_block_sparse(p->h, keep.bits, keep.words, o);
+            double t3 = ab_now();
+            if (r >= 0) t_sel[r] = t1 - t0, t_tok[r] = t2 - t1, t_blk[r] = t3 - t2;
+        }
+        for (int64_t r = 0; r < p->n_rows; r++)
+            kept += (double)ab_keep_count(&keep, r), vis += (double)ab_head_visible(p->h, p->rows[r]);
+        row->kept_share = vis > 0 ? kept / vis : NAN;
+        row->select_s = median(t_sel, reps), row->token_s = median(t_tok, reps);
+        row->block_s = prefill ? median(t_blk, reps) : NAN;
+        int block = prefill && row->block_s < row->token_s;
+        row->attend_s = block ? row->block_s : row->token_s;
+        row->kernel = strdup(block ? "block" : "token");
+        row->time_s = row->select_s + row->attend_s;
+        row->time_ratio = row->time_s / dense_s;
+    }
+    ab_free(o);
+    ab_keep_free(&keep);
+    return rc;
+}
+
+int cmd_bench_methods(int argc, char **argv)
+{
+    const char *methods = NULL, *workload = NULL, *head = "0:0", *budgets = NULL,
+               *phase = "prefill", *out = NULL;
+    int64_t n = 0, d = 64, m = 64, reps = 5;
+    const struct ab_opt opts[] = {
+        {"methods", AB_OPT_STRING, &methods, "LIST", "methods to time (default: every selection method of the phase)"},
+        {"workload", AB_OPT_STRING, &workload, "W.h5", "a workload file: time one of its heads"},
+        {"head", AB_OPT_STRING, &head, "L:H", "--workload: the head (default 0:0)"},
+        {"n", AB_OPT_INT, &n, "N", "without --workload: a seeded Gaussian head of N keys"},
+        {"d", AB_OPT_INT, &d, "D", "without --workload: its head dimension (default 64)"},
+        {"budgets", AB_OPT_STRING, &budgets, "LIST", "target FLOP ratios (default 0.25,0.125,0.0625)"},
+        {"phase", AB_OPT_STRING, &phase, "P", "prefill, decode or both (default prefill)"},
+        {"decode-queries", AB_OPT_INT, &m, "M", "decode: the last M rows (default 64)"},
+        {"reps", AB_OPT_INT, &reps, "R", "timed runs per cell after a warm-up, median kept (default 5, at most 64)"},
+        {"o", AB_OPT_STRING, &out, "B.h5", "table to write (B.csv beside it)"},
+        {NULL, AB_OPT_END, NULL, NULL, NULL},
+    };
+    char *pos[1];
+    int n_pos, st = ab_opts_parse("bench methods", usage_text, opts, argc, argv, pos, 0, &n_pos);
+    if (st >= 0) return st;
+    if (!out) return ab_cmd_error(EX_AB_USAGE, "bench methods: name the table with -o B.h5");
+    if (!workload == !n)
+        return ab_cmd_error(EX_AB_USAGE, "bench methods: give --workload W.h5 or --n N (one of them)");
+    if (n < 0 || d < 1 || m < 1 || reps < 1 || reps > 64)
+        return ab_cmd_error(EX_AB_USAGE, "bench methods: --n, --d, --decode-queries must be "
+                            "positive and --reps in 1..64");
+    unsigned phases = !strcmp(phase, "prefill") ? AB_PHASE_PREFILL
+                      : !strcmp(phase, "decode") ? AB_PHASE_DECODE
+                      : !strcmp(phase, "both")   ? AB_PHASE_PREFILL | AB_PHASE_DECODE : 0;
+    if (!phases)
+        return ab_cmd_error(EX_AB_USAGE, "bench methods: --phase must be prefill, decode or both, "
+                            "got '%s'", phase);
+    const struct ab_method *list[MAX_METHODS];
+    int n_list;
+    if ((st = ab_opts_methods("bench methods", methods, phases, 1, list, MAX_METHODS, &n_list)) >= 0)
+        return st;
+    double targets[MAX_TARGETS] = {0.25, 0.125, 0.0625};
+    int n_t = 3;
+    if (budgets && (st = ab_opts_budgets("bench methods", budgets, targets, MAX_TARGETS, &n_t)) >= 0)
+        return st;
+
+    /* the head: one of a workload's, or seeded Gaussian rows (logits of unit variance) */
+    struct ab_workload w = {0};
+    float *q = NULL, *k = NULL, *v = NULL;
+    int32_t *ps = NULL;
+    struct ab_head h;
+    int64_t L = 0, H = 0;
+    int rc;
+    if (workload) {
+        char tail;
+        long long l, hh;
+        if (sscanf(head, "%lld:%lld%c", &l, &hh, &tail) != 2)
+            return ab_cmd_error(EX_AB_USAGE, "bench methods: --head wants LAYER:HEAD, got '%s'", head);
+        if ((rc = ab_h5_workload_read(workload, &w))) return ab_cmd_fail(rc);
+        if (l < 0 || l >= w.n_layer || hh < 0 || hh >= w.n_head) {
+            ab_workload_free(&w);
+            return ab_cmd_error(EX_AB_USAGE, "bench methods: --head %s is outside '%s' (%lld layers "
+                                "x %lld heads)", head, workload, (long long)w.n_layer,
+                                (long long)w.n_head);
+        }
+        L = l, H = hh;
+        ab_workload_head(&w, L, H, &h);
+    } else {
+        if ((rc = ab_check_fits("the benchmark head", 12.0 * (double)n * (double)d))) return ab_cmd_fail(rc);
+        q = ab_alloc((size_t)(n * d) * sizeof(float)), k = ab_alloc((size_t)(n * d) * sizeof(float));
+        v = ab_alloc((size_t)(n * d) * sizeof(float)), ps = ab_alloc((size_t)n * sizeof(int32_t));
+        if (!q || !k || !v || !ps) {
+            ab_free(q), ab_free(k), ab_free(v), ab_free(ps);
+            return ab_cmd_error(EX_AB_SOFTWARE, "bench methods: out of memory");
+        }
+        for (int64_t i = 0; i < n; i++) {
+            struct ab_rng r;
+            ab_rng_init(&r, ab_common.seed, ab_stream(31, (uint64_t)i, 0, 0));
+            for (int64_t c = 0; c < d; c++)
+                q[i * d + c] = (float)ab_rng_normal(&r), k[i * d + c] = (float)ab_rng_normal(&r),
+                v[i * d + c] = (float)ab_rng_normal(&r);
+            ps[i] = (int32_t)i;
+        }
+        h = (struct ab_head){.n_q = n, .n_k = n, .d = d, .d_v = d, .q = q, .k = k, .v = v,
+                             .q_pos = ps, .k_pos = ps, .mask = AB_MASK_CAUSAL,
+                             .scale = 1.0 / sqrt((double)d)};
+    }
+    int64_t N = h.n_k;
+    if ((phases & AB_PHASE_DECODE) && m >= N) {
+        st = ab_cmd_error(EX_AB_USAGE, "bench methods: --decode-queries %lld must be below the %lld "
+                          "keys", (long long)m, (long long)N);
+        goto done;
+    }
+    struct bench_row *rows = calloc((size_t)(2 * n_list * n_t), sizeof *rows);
+    int64_t *all_rows = malloc(sizeof(int64_t) * (size_t)N);
+    float *o = ab_alloc(ab_size_mul((size_t)(N * h.d_v), sizeof(float)));
+    int n_rows = 0;
+    rc = rows && all_rows && o ? AB_OK : ab_fail(AB_E_NOMEM, "out of memory");
+    for (int64_t i = 0; i < N && all_rows; i++) all_rows[i] = i;
+    printf("%-16s %-8s %7s %8s %8s %8s %10s %10s %6s %10s %9s\n", "method", "phase", "target",
+           "flops", "kept", "knob", "select_s", "attend_s", "kernel", "dense_s", "time_ratio");
+    for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE && !rc; ph <<= 1) {
+        if (!(phases & (unsigned)ph)) continue;
+        int64_t q0 = ph == AB_PHASE_DECODE ? N - m : 0;
+        struct ab_problem p = {.h = &h, .phase = ph, .q0 = q0, .rows = all_rows + q0,
+                               .n_rows = N - q0, .layer = &h, .n_layer_heads = 1, .self = 0,
+                               .group = 1, .seed = ab_common.seed, .layer_index = L, .n_layer = 1};
+        /* dense on the same rows: the blocked kernel over the phase's query rows */
+        struct ab_head dh = h;
+        dh.n_q = N - q0, dh.q = h.q + q0 * h.d, dh.q_pos = h.q_pos + q0;
+        double t_dense[64];
+        for (int r = -1; r < reps && !rc; r++) {
+            double t0 = ab_now();
+            rc = ab_attn_fast(&dh, o, NULL);
+            if (r >= 0) t_dense[r] = ab_now() - t0;
+        }
+        double dense_s = rc ? NAN : median(t_dense, (int)reps);
+        for (int mi = 0; mi < n_list && !rc; mi++) {
+            const struct ab_method *me = list[mi];
+            if (!(me->phases & (unsigned)ph)) continue;
+            int fixed = !me->knob.name || (me->flags & AB_METHOD_FIXED);
+            for (int t = 0; t < (fixed ? 1 : n_t) && !rc; t++) {
+                struct bench_row *row = &rows[n_rows++];
+                *row = (struct bench_row){.method = strdup(me->name),
+                                          .family = strdup(ab_family_name(me->family)),
+                                          .phase = strdup(ph == AB_PHASE_PREFILL ? "prefill" : "decode"),
+                                          .target_ratio = fixed ? 1.0 : targets[t], .knob = NAN,
+                                          .flop_ratio = NAN, .kept_share = NAN, .select_s = NAN,
+                                          .token_s = NAN, .block_s = NAN,
+                                          .attend_s = NAN, .time_s = NAN, .dense_time_s = dense_s,
+                                          .time_ratio = NAN, .n = N, .rows = N - q0};
+                if (!(me->flags & AB_METHOD_SELECTS) || (me->flags & AB_METHOD_MODEL) ||
+                    (me->flags & AB_METHOD_OPERATOR))
+                    row->reason = strdup((me->flags & AB_METHOD_MODEL)
+                                             ? "plans over a whole model: not timed on one head"
+                                             : "no kept set: computes attention its own way (an "
+                                               "operator or a calibration), no sparse kernel");
+                else
+                    rc = time_cell(me, &p, row->target_ratio, (int)reps, dense_s, row);
+                if (rc) break;
+                printf("%-16s %-8s %7.4g %8.4f %8.4f %8.4g %10.3g %10.3g %6s %10.3g %9.3f%s%s\n",
+                       row->method, row->phase, row->target_ratio, row->flop_ratio,
+                       row->kept_share, row->knob, row->select_s, row->attend_s,
+                       row->kernel ? row->kernel : "-", row->dense_time_s, row->time_ratio,
+                       row->reason ? "  " : "", row->reason ? row->reason : "");
+                if (!row->reason) row->reason = strdup("");
+                if (!row->kernel) row->kernel = strdup("");
+            }
+        }
+    }
+    if (!rc) { /* the table: HDF5 then CSV, both or neither */
+        char csv[4096];
+        size_t len = strlen(out);
+        if (len > 3 && !strcmp(out + len - 3, ".h5")) len -= 3;
+        snprintf(csv, sizeof csv, "%.*s.csv", (int)len, out);
+        struct ab_h5 f = {0};
+        int nc = (int)(sizeof cols / sizeof cols[0]);
+        if (!(rc = ab_h5_create(&f, out))) {
+            if ((rc = ab_h5_attr_put_str(&f, "/", "isa", ab_machine_isa())) ||
+                (rc = ab_h5_attr_put_str(&f, "/", "blas_core", ab_machine_blas_core())) ||
+                (rc = ab_h5_attr_put_int(&f, "/", "threads", ab_threads_get())) ||
+                (rc = ab_h5_put_table(&f, "/bench", rows, n_rows, sizeof *rows, cols, nc)))
+                ab_h5_abort(&f);
+            else
+                rc = ab_h5_commit(&f);
+        }
+        if (!rc && (rc = ab_csv_write_table(csv, rows, n_rows, sizeof *rows, cols, nc))) remove(out);
+        if (!rc) {
+            ab_out_file(out), ab_out_file(csv);
+            ab_out_main("bench", out, "%d rows; %s beside it", n_rows, ab_path_base(csv));
+        }
+    }
+    if (rc) st = ab_cmd_fail(rc);
+    else st = EX_AB_OK;
+    for (int i = 0; rows && i < n_rows; i++)
+        free(rows[i].method), free(rows[i].family), free(rows[i].phase), free(rows[i].reason),
+            free(rows[i].kernel);
+    free(rows), free(all_rows);
+    ab_free(o);
+done:
+    ab_workload_free(&w);
+    ab_free(q), ab_free(k), ab_free(v), ab_free(ps);
+    return st;
+}
