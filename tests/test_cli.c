@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ab.h"
 #include "helpers.h"
+#include "io/h5_util.h"
 
 Test(cli, version_names_build_facts)
 {
@@ -113,6 +115,69 @@ Test(cli, bench_machine_and_decode_report_the_limits_and_the_table)
         cr_expect_eq(t_count_lines(err), 1, "%s: %s", bad[i], err);
         free(out), free(err);
     }
+}
+
+/* bench methods: one row per (method, phase, budget) with the columns scripts rely on, the
+ * times measured in the same run (time_ratio = time_s / dense_time_s, time_s = select_s +
+ * attend_s), an infeasible budget and methods without a sparse kernel as rows with a reason;
+ * the HDF5 table reads back with the same rows as the CSV. Speeds are not asserted. */
+Test(cli, bench_methods_writes_its_table)
+{
+    const char *out_h5 = t_path("bm.h5");
+    char csv[1100];
+    snprintf(csv, sizeof csv, "%.*s.csv", (int)(strlen(out_h5) - 3), out_h5);
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "bench methods --n 2048 --d 32 --methods streaming,block-topk,"
+                       "quest,linear-elu --budgets 0.25,0.001 --phase both --reps 1 -o '%s'",
+                       out_h5), 0, "%s", err);
+    free(out), free(err);
+    char *text = (char *)t_slurp(csv, NULL);
+    cr_assert(text, "no %s", csv);
+    cr_expect(!strncmp(text, "method,family,phase,target_ratio,knob,flop_ratio,kept_share,"
+                       "select_s,token_s,block_s,kernel,attend_s,time_s,dense_time_s,time_ratio,",
+                       strlen("method,family,phase,target_ratio,knob,flop_ratio,kept_share,"
+                              "select_s,token_s,block_s,kernel,attend_s,time_s,dense_time_s,"
+                              "time_ratio,")), "%.200s", text);
+    /* two budgets: streaming in both phases, block-topk in prefill, quest in decode, and
+       linear-elu (no knob) once per phase */
+    int lines = t_count_lines(text) - 1;
+    cr_expect_eq(lines, 2 * 2 + 2 + 2 + 2, "%d rows:\n%s", lines, text);
+    cr_expect(strstr(text, "no kept set") != NULL, "linear-elu has no sparse kernel: %s", text);
+    free(text);
+    /* the HDF5 table: time_ratio is time_s / dense_time_s, time_s is select + attend */
+    struct ab_h5 f;
+    cr_assert_eq(ab_h5_open(&f, out_h5), AB_OK, "%s", ab_errmsg());
+    int64_t dims[1];
+    cr_assert_eq(ab_h5_shape(&f, "/bench/time_ratio", 1, H5T_FLOAT, dims, NULL), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(dims[0], lines);
+    double *tr = malloc(sizeof(double) * dims[0]), *ts = malloc(sizeof(double) * dims[0]);
+    double *ds = malloc(sizeof(double) * dims[0]), *se = malloc(sizeof(double) * dims[0]);
+    double *at = malloc(sizeof(double) * dims[0]);
+    cr_assert_eq(ab_h5_get(&f, "/bench/time_ratio", H5T_NATIVE_DOUBLE, tr), AB_OK);
+    cr_assert_eq(ab_h5_get(&f, "/bench/time_s", H5T_NATIVE_DOUBLE, ts), AB_OK);
+    cr_assert_eq(ab_h5_get(&f, "/bench/dense_time_s", H5T_NATIVE_DOUBLE, ds), AB_OK);
+    cr_assert_eq(ab_h5_get(&f, "/bench/select_s", H5T_NATIVE_DOUBLE, se), AB_OK);
+    cr_assert_eq(ab_h5_get(&f, "/bench/attend_s", H5T_NATIVE_DOUBLE, at), AB_OK);
+    int timed = 0;
+    for (int64_t i = 0; i < dims[0]; i++) {
+        if (isnan(tr[i])) continue;
+        timed++;
+        cr_expect(ds[i] > 0 && fabs(ts[i] - (se[i] + at[i])) <= 1e-12 * ts[i] &&
+                      fabs(tr[i] - ts[i] / ds[i]) <= 1e-9 * tr[i],
+                  "row %lld: %g %g %g %g", (long long)i, tr[i], ts[i], ds[i], se[i]);
+    }
+    cr_expect_geq(timed, 4, "%d rows timed", timed);
+    free(tr), free(ts), free(ds), free(se), free(at);
+    ab_h5_close(&f);
+    /* bad input: one line each */
+    cr_expect_eq(t_run(&out, &err, "bench methods --n 256 --methods no-such -o '%s'", out_h5), 64);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench methods --n 256 --methods streaming"), 64);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "bench methods --workload /nonexistent/w.h5 -o '%s'", out_h5), 66);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
 }
 
 /* issue 8: the decode crossover comes from each row's own ledger. linear-elu's decode costs
