@@ -99,8 +99,9 @@ void ab_attn_sparse(const struct ab_head *h, const int64_t *rows, int64_t n_rows
                     const uint64_t *bits, int64_t words, float *o);
 
 /* Block-sparse attention over every query row of h (sparse.c): row i of the bitset (bits +
- * i * words) keeps keys; 64 x 64 tiles no row of a 64-row query block keeps are skipped, the
- * others computed through sgemm with the cells a row does not keep masked. o is (n_q, d_v).
+ * i * words) keeps keys; 64-key tiles no row of a 128-row query block keeps are skipped, runs
+ * of kept tiles computed through sgemm with the cells a row does not keep masked. o is
+ * (n_q, d_v).
  * OpenMP over query blocks (BLAS serial inside). AB_OK or AB_E_NOMEM. */
 int ab_attn_block_sparse(const struct ab_head *h, const uint64_t *bits, int64_t words, float *o);
 

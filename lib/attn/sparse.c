@@ -2,10 +2,10 @@
  * - token-sparse: each query row reads only the keys its selection kept (a bitset row, as
  *   lib/methods' struct ab_keep holds it), gathered by index, with a one-pass online softmax:
  *   work proportional to the kept cells, at the speed of gathered dot products;
- * - block-sparse (prefill): 64 x 64 tiles, skipped when no row of the query block keeps a key
- *   of the tile, the kept ones through the same sgemm blocking and online softmax as dense
- *   (fast.c), the cells of a kept tile that a row does not keep masked: work proportional to
- *   the kept tiles, at GEMM speed.
+ * - block-sparse (prefill): 128-row query blocks over 64-key tiles, a tile skipped when no row
+ *   of the block keeps a key of it, runs of up to 8 consecutive kept tiles through one sgemm and
+ *   the online softmax as in dense (fast.c), the cells a row does not keep masked: work
+ *   proportional to the kept tiles, at GEMM speed.
  * Both equal the accuracy path's output (ab_attend_kept) within float rounding. */
 #include <cblas.h>
 #include <math.h>
@@ -75,41 +75,54 @@ void ab_attn_sparse(const struct ab_head *h, const int64_t *rows, int64_t n_rows
 
 /* ------------------------------------------------------------------ block-sparse */
 
-enum { SB = 64 }; /* query rows and keys per block: a kept block is one SB x SB tile */
+enum { SB = 64, SQ = 64, RUN = 8 }; /* 64-key tiles, 64-row query blocks, runs of up to 8
+                                        consecutive kept tiles (512 keys) per product */
 
-/* Query block [i0, i0 + bq) of rows (rows[r] = r here: every row of the head, in order): for
- * each key tile any of its rows keeps, S = scale Q_b K_t^T through sgemm, the kept cells of each
- * row in the online softmax (the others -inf), then O_acc += P V_t through sgemm. */
+/* Query block [i0, i0 + bq) (rows of the head in order): the key tiles any of its rows keeps are
+ * grouped in runs of consecutive tiles; per run, S = scale Q_b K_run^T through sgemm, the kept
+ * cells of each row in the online softmax (the others -inf), then O_acc += P V_run. */
 static void block_rows(const struct ab_head *h, int64_t i0, int64_t bq, const uint64_t *bits,
-                       int64_t words, float *s /* (SB, SB) */, float *acc /* (SB, d_v) */,
+                       int64_t words, float *s /* (SQ, RUN SB) */, float *acc /* (SQ, d_v) */,
                        float *m, float *l, float *o)
 {
-    int64_t d = h->d, dv = h->d_v, kend = 0;
+    int64_t d = h->d, dv = h->d_v, kend = 0, ld = RUN * SB;
     for (int64_t r = 0; r < bq; r++) {
         m[r] = -INFINITY, l[r] = 0;
         int64_t v = ab_head_visible(h, i0 + r);
         kend = v > kend ? v : kend;
     }
     memset(acc, 0, sizeof(float) * (size_t)(bq * dv));
-    for (int64_t j0 = 0; j0 < kend; j0 += SB) {
-        /* the tile's word (SB = 64 keys: one word per row) */
-        int64_t w = j0 / 64, bk = AB_MIN(SB, kend - j0);
+    int64_t n_tiles = (kend + SB - 1) / SB;
+    for (int64_t t0 = 0; t0 < n_tiles;) {
+        /* the next run of kept tiles */
+        int64_t t1 = t0;
         uint64_t any = 0;
-        for (int64_t r = 0; r < bq; r++) any |= bits[(i0 + r) * words + w];
-        if (!any) continue;
+        while (t0 < n_tiles) {
+            any = 0;
+            for (int64_t r = 0; r < bq && !any; r++) any |= bits[(i0 + r) * words + t0];
+            if (any) break;
+            t0++;
+        }
+        if (t0 >= n_tiles) break;
+        for (t1 = t0 + 1; t1 < n_tiles && t1 - t0 < RUN; t1++) {
+            any = 0;
+            for (int64_t r = 0; r < bq && !any; r++) any |= bits[(i0 + r) * words + t1];
+            if (!any) break;
+        }
+        int64_t j0 = t0 * SB, bk = AB_MIN(t1 * SB, kend) - j0;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)bk, (int)d,
-                    (float)h->scale, h->q + i0 * d, (int)d, h->k + j0 * d, (int)d, 0.0f, s, SB);
+                    (float)h->scale, h->q + i0 * d, (int)d, h->k + j0 * d, (int)d, 0.0f, s, (int)ld);
         for (int64_t r = 0; r < bq; r++) {
-            uint64_t row = bits[(i0 + r) * words + w];
+            const uint64_t *row = bits + (i0 + r) * words + t0;
             int64_t nv = AB_MAX(0, AB_MIN(bk, ab_head_visible(h, i0 + r) - j0));
-            float *sr = s + r * SB, mx = m[r];
+            float *sr = s + r * ld, mx = m[r];
             for (int64_t j = 0; j < bk; j++) {
-                int keep = j < nv && (row >> j & 1);
+                int keep = j < nv && (row[j >> 6] >> (j & 63) & 1);
                 sr[j] = keep ? sr[j] : -INFINITY;
                 mx = sr[j] > mx ? sr[j] : mx;
             }
-            if (mx == -INFINITY) { /* nothing kept in this tile or before */
-                memset(sr, 0, sizeof(float) * SB);
+            if (mx == -INFINITY) { /* nothing kept in this run or before */
+                memset(sr, 0, sizeof(float) * (size_t)bk);
                 continue;
             }
             float corr = m[r] == -INFINITY ? 0.0f : ab_expf_nonpos(m[r] - mx), sum = 0;
@@ -117,14 +130,14 @@ static void block_rows(const struct ab_head *h, int64_t i0, int64_t bq, const ui
                 sr[j] = sr[j] == -INFINITY ? 0.0f : ab_expf_nonpos(sr[j] - mx);
                 sum += sr[j];
             }
-            for (int64_t j = bk; j < SB; j++) sr[j] = 0;
             l[r] = l[r] * corr + sum;
             m[r] = mx;
             if (corr != 1.0f)
                 for (int64_t c = 0; c < dv; c++) acc[r * dv + c] *= corr;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bq, (int)dv, (int)bk, 1.0f, s,
-                    SB, h->v + j0 * dv, (int)dv, 1.0f, acc, (int)dv);
+                    (int)ld, h->v + j0 * dv, (int)dv, 1.0f, acc, (int)dv);
+        t0 = t1;
     }
     for (int64_t r = 0; r < bq; r++) {
         float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
@@ -134,14 +147,14 @@ static void block_rows(const struct ab_head *h, int64_t i0, int64_t bq, const ui
 
 int ab_attn_block_sparse(const struct ab_head *h, const uint64_t *bits, int64_t words, float *o)
 {
-    int64_t n_blocks = (h->n_q + SB - 1) / SB;
+    int64_t n_blocks = (h->n_q + SQ - 1) / SQ;
     int fail = 0, outer = omp_in_parallel();
     if (!outer) ab_blas_serial_begin();
 #pragma omp parallel if (!outer && n_blocks > 1)
     {
-        float *s = ab_alloc(sizeof(float) * SB * SB);
-        float *acc = ab_alloc(ab_size_mul((size_t)(SB * h->d_v), sizeof(float)));
-        float *ml = ab_alloc(sizeof(float) * 2 * SB);
+        float *s = ab_alloc(sizeof(float) * SQ * RUN * SB);
+        float *acc = ab_alloc(ab_size_mul((size_t)(SQ * h->d_v), sizeof(float)));
+        float *ml = ab_alloc(sizeof(float) * 2 * SQ);
         if (!s || !acc || !ml) {
 #pragma omp atomic write
             fail = 1;
@@ -149,7 +162,7 @@ int ab_attn_block_sparse(const struct ab_head *h, const uint64_t *bits, int64_t 
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = n_blocks - 1; b >= 0; b--) {
             if (fail) continue;
-            block_rows(h, b * SB, AB_MIN(SB, h->n_q - b * SB), bits, words, s, acc, ml, ml + SB, o);
+            block_rows(h, b * SQ, AB_MIN(SQ, h->n_q - b * SQ), bits, words, s, acc, ml, ml + SQ, o);
         }
         ab_free(s), ab_free(acc), ab_free(ml);
     }
