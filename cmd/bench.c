@@ -68,12 +68,6 @@ static void fill(float *x, int64_t n, int64_t d, uint64_t tag)
     }
 }
 
-static int cmp_time(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Median wall time of `reps` decode steps over H heads (one head per thread at a time; BLAS
  * serial inside), after one warm-up. */
 static double decode_time(const struct ab_head *heads, int64_t H, float *o, int reps, int *fail)
@@ -92,8 +86,7 @@ static double decode_time(const struct ab_head *heads, int64_t H, float *o, int 
         ab_blas_serial_end();
         if (r >= 0) t[r] = ab_now() - t0;
     }
-    qsort(t, (size_t)reps, sizeof t[0], cmp_time);
-    return t[reps / 2];
+    return ab_median(t, reps);
 }
 
 /* `bench decode`: M queries at the end of a cache of n keys on H heads, dense and compacted. */

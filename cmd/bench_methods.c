@@ -64,18 +64,6 @@ static const struct ab_column cols[] = {
 };
 #undef COL
 
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp_d);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
 /* Times one (method, phase, target) on problem p into row. */
 static int time_cell(const struct ab_method *me, const struct ab_problem *p, double target,
                      int reps, double dense_s, struct bench_row *row)
@@ -110,8 +98,8 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
         for (int64_t r = 0; r < p->n_rows; r++)
             kept += (double)ab_keep_count(&keep, r), vis += (double)ab_head_visible(p->h, p->rows[r]);
         row->kept_share = vis > 0 ? kept / vis : NAN;
-        row->select_s = median(t_sel, reps), row->token_s = median(t_tok, reps);
-        row->block_s = prefill ? median(t_blk, reps) : NAN;
+        row->select_s = ab_median(t_sel, reps), row->token_s = ab_median(t_tok, reps);
+        row->block_s = prefill ? ab_median(t_blk, reps) : NAN;
         int block = prefill && row->block_s < row->token_s;
         row->attend_s = block ? row->block_s : row->token_s;
         row->kernel = strdup(block ? "block" : "token");
@@ -235,7 +223,7 @@ int cmd_bench_methods(int argc, char **argv)
             rc = ab_attn_fast(&dh, o, NULL);
             if (r >= 0) t_dense[r] = ab_now() - t0;
         }
-        double dense_s = rc ? NAN : median(t_dense, (int)reps);
+        double dense_s = rc ? NAN : ab_median(t_dense, (int)reps);
         for (int mi = 0; mi < n_list && !rc; mi++) {
             const struct ab_method *me = list[mi];
             if (!(me->phases & (unsigned)ph)) continue;

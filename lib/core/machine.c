@@ -135,12 +135,17 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+double ab_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 /* best and median of v[0..n) (sorted in place) */
 static void rate_of(double *v, int n, struct ab_rate *r)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    r->median = ab_median(v, n);
     r->best = v[n - 1];
-    r->median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
     r->reps = n;
 }
 

@@ -21,6 +21,9 @@ int ab_machine_lanes(void);
  * per FMA). */
 double ab_machine_fma_peak(int threads, double seconds);
 
+/* The median of v[0..n) (n >= 1), which is sorted in place: benchmarks quote medians. */
+double ab_median(double *v, int n);
+
 /* A rate measured several times: the best and the median of the repetitions. */
 struct ab_rate {
     double best, median; /* GFLOP/s or GB/s */
