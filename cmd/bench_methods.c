@@ -6,7 +6,10 @@
  * to the dense blocked kernel on the same rows in the same run; time_ratio = (select + attend)
  * / dense sits beside flop_ratio. Medians of --reps runs after a warm-up. Rows go to B.h5 (/bench) and
  * B.csv. Methods without a kept set (linear operators, calibration) and those that plan over a
- * whole model have no sparse kernel here: their row says so and the table goes on. */
+ * whole model have no sparse kernel here: their row says so and the table goes on. The figure
+ * B.png (gnuplot; B.gp and B.tsv beside it) plots time_ratio against flop_ratio, log-log, one
+ * panel per phase, one line per method, with y = x: a point below the line saves more time
+ * than FLOPs, above it the kernel does not realise its counted saving. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -20,6 +23,7 @@
 #include "core/workload.h"
 #include "eval/eval.h"
 #include "io/csv.h"
+#include "io/gnuplot.h"
 #include "io/h5_util.h"
 #include "io/h5_workload.h"
 #include "methods/method.h"
@@ -108,6 +112,75 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
     }
     ab_free(o);
     ab_keep_free(&keep);
+    return rc;
+}
+
+/* B.gp / B.tsv (and B.png when gnuplot is there): measured time ratio against FLOP ratio. */
+static int speed_figure(const char *out, const struct bench_row *rows, int n_rows)
+{
+    char dir[4096], stem[1024];
+    const char *slash = strrchr(out, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - out) : 1, slash ? out : ".");
+    const char *base = slash ? slash + 1 : out;
+    size_t len = strlen(base);
+    if (len > 3 && !strcmp(base + len - 3, ".h5")) len -= 3;
+    snprintf(stem, sizeof stem, "%.*s", (int)len, base);
+    enum { MAXC = 64 };
+    struct ab_gp_axes pan[2];
+    struct ab_gp_curve cur[2][MAXC];
+    double *x = malloc(sizeof(double) * (size_t)(2 * n_rows + 8)), *y = x ? x + n_rows + 4 : NULL;
+    static const double ref[2] = {1e-3, 1};
+    if (!x) return ab_fail(AB_E_NOMEM, "out of memory");
+    int n_pan = 0, at = 0;
+    double lo = 1;
+    for (int i = 0; i < n_rows; i++)
+        if (isfinite(rows[i].time_ratio) && rows[i].time_ratio > 0)
+            lo = fmin(lo, fmin(rows[i].time_ratio, rows[i].flop_ratio));
+    for (int ph = 0; ph < 2; ph++) {
+        const char *phase = ph ? "decode" : "prefill";
+        int nc = 0;
+        for (int i = 0; i < n_rows && nc < MAXC - 1; i++) {
+            if (strcmp(rows[i].phase, phase) || !isfinite(rows[i].time_ratio)) continue;
+            int c = 0; /* the method's curve: its rows are consecutive */
+            while (c < nc && strcmp(cur[ph][c].title, rows[i].method)) c++;
+            if (c == nc) { /* one style per method across both panels: its rank of appearance */
+                int first = 0, style = 0;
+                while (strcmp(rows[first].method, rows[i].method)) first++;
+                for (int j = 0; j < first; j++) {
+                    int seen = 0;
+                    for (int k2 = 0; k2 < j; k2++) seen |= !strcmp(rows[k2].method, rows[j].method);
+                    style += !seen;
+                }
+                cur[ph][nc++] = (struct ab_gp_curve){.title = rows[i].method, .style = style,
+                                                     .n = 0, .x = x + at, .y = y + at};
+            }
+            if (cur[ph][c].x + cur[ph][c].n != x + at) continue; /* not consecutive: skipped */
+            x[at] = rows[i].flop_ratio, y[at] = rows[i].time_ratio, at++;
+            cur[ph][c].n++;
+        }
+        if (!nc) continue;
+        cur[ph][nc++] = (struct ab_gp_curve){.title = "y = x (time saved = FLOPs saved)",
+                                             .style = AB_GP_REFLINE, .n = 2, .x = ref, .y = ref};
+        pan[n_pan++] = (struct ab_gp_axes){
+            .title = phase, .xlabel = "counted FLOP ratio (log)",
+            .ylabel = "measured time ratio to dense, same run (log)", .logx = 1, .logy = 1,
+            .xmin = lo / 1.5, .xmax = 1.2, .ymin = NAN, .ymax = NAN, .n_curves = nc,
+            .curves = cur[ph]};
+    }
+    int rc = AB_OK;
+    if (n_pan) {
+        struct ab_gp_figure fig = {.name = stem, .title = "Measured speed against counted FLOPs "
+                                   "(selection + sparse attention over dense)", .rows = 1,
+                                   .cols = n_pan, .n_panels = n_pan, .panels = pan,
+                                   .width = 560 * n_pan + 260, .height = 520};
+        rc = ab_gp_figure_write(dir, &fig);
+        char *gp = NULL;
+        if (!rc && ab_gnuplot_find("gnuplot", &gp) == AB_OK) {
+            rc = ab_gnuplot_render(gp, dir, stem);
+            free(gp);
+        }
+    }
+    free(x);
     return rc;
 }
 
@@ -274,6 +347,7 @@ int cmd_bench_methods(int argc, char **argv)
                 rc = ab_h5_commit(&f);
         }
         if (!rc && (rc = ab_csv_write_table(csv, rows, n_rows, sizeof *rows, cols, nc))) remove(out);
+        if (!rc && (rc = speed_figure(out, rows, n_rows))) remove(out), remove(csv);
         if (!rc) {
             ab_out_file(out), ab_out_file(csv);
             ab_out_main("bench", out, "%d rows; %s beside it", n_rows, ab_path_base(csv));

@@ -144,6 +144,13 @@ Test(cli, bench_methods_writes_its_table)
     cr_expect_eq(lines, 2 * 2 + 2 + 2 + 2, "%d rows:\n%s", lines, text);
     cr_expect(strstr(text, "no kept set") != NULL, "linear-elu has no sparse kernel: %s", text);
     free(text);
+    /* the figure: time ratio against FLOP ratio with y = x */
+    char gp[1100];
+    snprintf(gp, sizeof gp, "%.*s.gp", (int)(strlen(out_h5) - 3), out_h5);
+    char *script = (char *)t_slurp(gp, NULL);
+    cr_expect(script && strstr(script, "y = x") && strstr(script, "\"streaming\""), "%s",
+              script ? script : gp);
+    free(script);
     /* the HDF5 table: time_ratio is time_s / dense_time_s, time_s is select + attend */
     struct ab_h5 f;
     cr_assert_eq(ab_h5_open(&f, out_h5), AB_OK, "%s", ab_errmsg());
