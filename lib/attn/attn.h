@@ -58,6 +58,12 @@ void ab_rope_apply_half(float *x, int64_t n, int64_t d, const int32_t *pos, doub
 int ab_attn_ref(const struct ab_head *h, const int64_t *rows, int64_t n_rows, double *o,
                 double *lse);
 
+/* ab_attn_ref that also writes each row's distribution, in float, into dist (n_rows, n_k): the
+ * row's probabilities on its visible keys, 0 past them (dist may be NULL). One pass: the sweep
+ * needs O and the map of the same rows (lib/eval/metrics.c). */
+int ab_attn_ref_dist(const struct ab_head *h, const int64_t *rows, int64_t n_rows, double *o,
+                     double *lse, float *dist);
+
 /* Visits the exact attention distribution of each listed row in order (rows == NULL: all rows).
  * fn receives the row index, the probabilities p[0..n_vis) over the visible keys (double, sums
  * to 1) and the row's lse; it returns 0 to go on or nonzero to stop (returned as is). Runs in

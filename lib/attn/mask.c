@@ -11,6 +11,9 @@ int64_t ab_head_visible(const struct ab_head *h, int64_t i)
 {
     if (h->mask == AB_MASK_FULL) return h->n_k;
     int32_t p = h->q_pos[i];
+    /* the common case, positions 0 .. n_k - 1: key p is the last one row i sees (keys sorted) */
+    if (p >= 0 && p < h->n_k && h->k_pos[p] == p && (p + 1 == h->n_k || h->k_pos[p + 1] > p))
+        return (int64_t)p + 1;
     int64_t lo = 0, hi = h->n_k;
     while (lo < hi) {
         int64_t mid = lo + (hi - lo) / 2;

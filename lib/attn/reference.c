@@ -71,6 +71,12 @@ static int64_t ref_row(const struct ab_head *h, const double *kr, int64_t i, dou
 int ab_attn_ref(const struct ab_head *h, const int64_t *rows, int64_t n_rows, double *o,
                 double *lse)
 {
+    return ab_attn_ref_dist(h, rows, n_rows, o, lse, NULL);
+}
+
+int ab_attn_ref_dist(const struct ab_head *h, const int64_t *rows, int64_t n_rows, double *o,
+                     double *lse, float *dist)
+{
     if (!rows) n_rows = h->n_q;
     double *kr;
     int rc = rotated_keys(h, &kr);
@@ -91,6 +97,11 @@ int ab_attn_ref(const struct ab_head *h, const int64_t *rows, int64_t n_rows, do
             double l;
             int64_t n_vis = ref_row(h, kr, i, qd, p, &l);
             if (lse) lse[r] = l;
+            if (dist) { /* (n_k) row of the map */
+                float *a = dist + r * h->n_k;
+                for (int64_t j = 0; j < n_vis; j++) a[j] = (float)p[j];
+                memset(a + n_vis, 0, sizeof(float) * (size_t)(h->n_k - n_vis));
+            }
             if (!o) continue;
             double *orow = o + r * h->d_v; /* (d_v) */
             memset(orow, 0, (size_t)h->d_v * sizeof(double));

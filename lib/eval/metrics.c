@@ -9,21 +9,6 @@
 #include "core/ab.h"
 #include "eval/eval.h"
 
-struct fill_ctx {
-    struct ab_exact *ex;
-    int64_t r;
-};
-
-static int fill_row(int64_t i, const double *p, int64_t n_vis, double lse, void *user)
-{
-    (void)i, (void)lse;
-    struct fill_ctx *c = user;
-    float *a = c->ex->a + c->r * c->ex->n_k; /* (n_k) */
-    for (int64_t j = 0; j < n_vis; j++) a[j] = (float)p[j];
-    c->r++;
-    return 0;
-}
-
 int ab_exact_compute(const struct ab_problem *p, struct ab_exact *ex)
 {
     const struct ab_head *h = p->h;
@@ -35,9 +20,7 @@ int ab_exact_compute(const struct ab_problem *p, struct ab_exact *ex)
         return ab_fail(AB_E_NOMEM, "cannot allocate the exact attention of %lld rows",
                        (long long)p->n_rows);
     }
-    int rc = ab_attn_ref(h, p->rows, p->n_rows, ex->o, NULL);
-    struct fill_ctx c = {.ex = ex};
-    if (!rc) rc = ab_attn_ref_visit(h, p->rows, p->n_rows, fill_row, &c);
+    int rc = ab_attn_ref_dist(h, p->rows, p->n_rows, ex->o, NULL, ex->a); /* one pass */
     if (rc) ab_exact_free(ex);
     return rc;
 }

@@ -36,10 +36,12 @@
  *   default here is 0.5 (the QA direction, our tasks being retrieval-like), knob range
  *   [0.01, 10]; token 0 is key 0 of the head. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
 #include "methods/calibration.h"
+#include "methods/memo.h"
 #include "methods/method.h"
 
 static const double SINK_THR = 0.1; /* alpha(k) above which k is a sink (ACT, metrics.md) */
@@ -147,6 +149,36 @@ static void colmean_span(const struct ab_problem *p, int64_t *q_end, int64_t *k_
     *k_end = prefill ? p->h->n_k : p->q0;
 }
 
+/* The column means of a problem's phase, kept per thread for the last head seen: the five
+ * sink-finding kinds, their dist() and run(), and the solver all ask for the same head's means
+ * (an O(n^2 d) pass in double), so each head computes them once. The ledger still counts the
+ * pass in every run (calib_ledger): the memo saves wall time only. */
+static _Thread_local struct {
+    struct ab_memo_key key;
+    int64_t q_end, k_end, n_k;
+    double *alpha; /* (n_k) */
+} colmean_memo;
+
+static int column_means_of(const struct ab_problem *p, int64_t q_end, int64_t k_end,
+                           double *alpha)
+{
+    struct ab_memo_key key = ab_memo_key_of(p);
+    if (colmean_memo.alpha && ab_memo_key_eq(&key, &colmean_memo.key) &&
+        colmean_memo.q_end == q_end && colmean_memo.k_end == k_end && colmean_memo.n_k == p->h->n_k) {
+        memcpy(alpha, colmean_memo.alpha, sizeof(double) * (size_t)p->h->n_k);
+        return AB_OK;
+    }
+    int rc = ab_calib_column_means(p->h, q_end, k_end, alpha);
+    if (rc) return rc;
+    double *keep = realloc(colmean_memo.alpha, sizeof(double) * (size_t)p->h->n_k);
+    if (keep) { /* without memory for the memo the means are simply not kept */
+        memcpy(keep, alpha, sizeof(double) * (size_t)p->h->n_k);
+        colmean_memo.alpha = keep, colmean_memo.key = key;
+        colmean_memo.q_end = q_end, colmean_memo.k_end = k_end, colmean_memo.n_k = p->h->n_k;
+    }
+    return AB_OK;
+}
+
 /* The ledger of a phase: dense attention over its allowed cells, plus one add per cell of the
  * column-mean pass (ops_other) for the kinds that find sinks. Pure and independent of knob. */
 static void calib_ledger(const struct ab_problem *p, int kind, struct ab_ledger *led)
@@ -228,7 +260,7 @@ static int calib_apply(const struct ab_problem *p, int kind, double knob, float 
         }
         int64_t q_end, k_end;
         colmean_span(p, &q_end, &k_end);
-        rc = ab_calib_column_means(h, q_end, k_end, alpha);
+        rc = column_means_of(p, q_end, k_end, alpha);
         if (rc) goto done;
         ab_calib_sink_set(alpha, h->n_k, SINK_THR, kind == CAL_ACT, in_s);
     }
