@@ -2,7 +2,9 @@
  * each selection method at the knob fitted to each budget on one head, the time of its
  * selection (the kept set) and of its attention are measured separately, through both kernels
  * of lib/attn/sparse.c (token-sparse: work proportional to the kept cells; block-sparse, in
- * prefill: proportional to the kept 64 x 64 tiles, at GEMM speed), the faster one counted, next
+ * prefill: proportional to the kept 64 x 64 tiles, at GEMM speed) and, in decode when every
+ * row keeps one cache, the compacted cache read by the dense kernel (lib/attn/compact.c,
+ * compaction timed with it), the fastest counted, next
  * to the dense blocked kernel on the same rows in the same run; time_ratio = (select + attend)
  * / dense sits beside flop_ratio. Medians of --reps runs after a warm-up. Rows go to B.h5 (/bench) and
  * B.csv. Methods without a kept set (linear operators, calibration) and those that plan over a
@@ -40,7 +42,7 @@ enum { MAX_METHODS = 256, MAX_TARGETS = 32 };
 struct bench_row {
     char *method, *family, *phase, *kernel, *reason;
     double target_ratio, knob, flop_ratio, kept_share;
-    double select_s, token_s, block_s, attend_s, time_s, dense_time_s, time_ratio;
+    double select_s, token_s, block_s, compact_s, attend_s, time_s, dense_time_s, time_ratio;
     int64_t n, rows;
 };
 
@@ -57,7 +59,9 @@ static const struct ab_column cols[] = {
         "such as SnapKV's window scores counted in full, not amortised)"),
     COL(token_s, AB_COL_F64, "s", "median time of token-sparse attention over the kept set"),
     COL(block_s, AB_COL_F64, "s", "prefill: median time of block-sparse attention (64 x 64 tiles)"),
-    COL(kernel, AB_COL_STR, "", "the faster kernel: token or block"),
+    COL(compact_s, AB_COL_F64, "s", "decode, when every row keeps one cache: median time of "
+        "compacting it and reading it with the dense kernel"),
+    COL(kernel, AB_COL_STR, "", "the fastest kernel: token, block or compact"),
     COL(attend_s, AB_COL_F64, "s", "the faster kernel's time"),
     COL(time_s, AB_COL_F64, "s", "select_s + attend_s"),
     COL(dense_time_s, AB_COL_F64, "s", "median time of the dense kernel on the same rows, same run"),
@@ -67,6 +71,29 @@ static const struct ab_column cols[] = {
     COL(reason, AB_COL_STR, "", "why the row has no time (empty when it has)"),
 };
 #undef COL
+
+/* The kept cache of a decode problem when every row keeps the same one (the last row's kept
+ * keys cut at the row's position, as a compressed KV cache is): its key indices into idx
+ * (malloc'd), their count returned; 0 when the rows keep different sets. */
+static int64_t shared_cache(const struct ab_problem *p, const struct ab_keep *keep, int64_t **idx)
+{
+    int64_t n = p->h->n_k, last = p->n_rows - 1, c = 0;
+    int64_t *x = malloc(sizeof(int64_t) * (size_t)n);
+    if (!x) return 0;
+    for (int64_t j = 0; j < n; j++)
+        if (ab_keep_has(keep, last, j)) x[c++] = j;
+    for (int64_t r = 0; r < last && c; r++) {
+        int64_t want = 0;
+        for (int64_t t = 0; t < c && x[t] <= p->h->q_pos[p->rows[r]]; t++) {
+            if (!ab_keep_has(keep, r, x[t])) c = 0;
+            want++;
+        }
+        if (c && ab_keep_count(keep, r) != want) c = 0;
+    }
+    if (!c) free(x), x = NULL;
+    *idx = x;
+    return c;
+}
 
 /* Times one (method, phase, target) on problem p into row. */
 static int time_cell(const struct ab_method *me, const struct ab_problem *p, double target,
@@ -104,9 +131,29 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
         row->kept_share = vis > 0 ? kept / vis : NAN;
         row->select_s = ab_median(t_sel, reps), row->token_s = ab_median(t_tok, reps);
         row->block_s = prefill ? ab_median(t_blk, reps) : NAN;
-        int block = prefill && row->block_s < row->token_s;
-        row->attend_s = block ? row->block_s : row->token_s;
-        row->kernel = strdup(block ? "block" : "token");
+        row->compact_s = NAN;
+        int64_t *idx = NULL, n_idx = prefill || rc ? 0 : shared_cache(p, &keep, &idx);
+        double t_cmp[64];
+        for (int r = -1; n_idx && r < reps && !rc; r++) { /* compaction counted in every step */
+            struct ab_compact cc;
+            double t0 = ab_now();
+            rc = ab_attn_compact(p->h, idx, n_idx, &cc);
+            if (!rc) {
+                struct ab_head dec = cc.h;
+                dec.n_q = p->n_rows, dec.q = p->h->q + p->q0 * p->h->d;
+                dec.q_pos = p->h->q_pos + p->q0;
+                rc = ab_attn_fast(&dec, o, NULL);
+                ab_attn_compact_free(&cc);
+            }
+            if (r >= 0) t_cmp[r] = ab_now() - t0;
+        }
+        if (n_idx && !rc) row->compact_s = ab_median(t_cmp, reps);
+        free(idx);
+        const char *kern = "token";
+        row->attend_s = row->token_s;
+        if (prefill && row->block_s < row->attend_s) row->attend_s = row->block_s, kern = "block";
+        if (row->compact_s < row->attend_s) row->attend_s = row->compact_s, kern = "compact";
+        row->kernel = strdup(kern);
         row->time_s = row->select_s + row->attend_s;
         row->time_ratio = row->time_s / dense_s;
     }
@@ -308,7 +355,7 @@ int cmd_bench_methods(int argc, char **argv)
                                           .phase = strdup(ph == AB_PHASE_PREFILL ? "prefill" : "decode"),
                                           .target_ratio = fixed ? 1.0 : targets[t], .knob = NAN,
                                           .flop_ratio = NAN, .kept_share = NAN, .select_s = NAN,
-                                          .token_s = NAN, .block_s = NAN,
+                                          .token_s = NAN, .block_s = NAN, .compact_s = NAN,
                                           .attend_s = NAN, .time_s = NAN, .dense_time_s = dense_s,
                                           .time_ratio = NAN, .n = N, .rows = N - q0};
                 if (!(me->flags & AB_METHOD_SELECTS) || (me->flags & AB_METHOD_MODEL) ||
