@@ -57,8 +57,8 @@ static int print_machine(int64_t gemm_n, int reps, int64_t triad_mb, struct ab_r
     return AB_OK;
 }
 
-/* Seeded Gaussian rows: x (n, d) for stream `tag`. */
-static void fill(float *x, int64_t n, int64_t d, uint64_t tag)
+/* Seeded Gaussian rows: x (n, d) for stream `tag` (opts.h). */
+void ab_bench_fill(float *x, int64_t n, int64_t d, uint64_t tag)
 {
 #pragma omp parallel for
     for (int64_t i = 0; i < n; i++) {
@@ -125,7 +125,7 @@ static int bench_decode(int64_t n, int64_t d, int64_t dv, int64_t H, int64_t m, 
         st = ab_cmd_error(EX_AB_SOFTWARE, "bench: out of memory for the decode cache");
         goto done;
     }
-    fill(q, H * m, d, 21), fill(k, H * n, d, 22), fill(v, H * n, dv, 23);
+    ab_bench_fill(q, H * m, d, 21), ab_bench_fill(k, H * n, d, 22), ab_bench_fill(v, H * n, dv, 23);
     for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)i;
     for (int64_t h = 0; h < H; h++) /* (m, d) queries at the last m positions, (n, d) cache */
         heads[h] = (struct ab_head){.n_q = m, .n_k = n, .d = d, .d_v = dv, .q = q + h * m * d,
@@ -254,14 +254,8 @@ int cmd_bench(int argc, char **argv)
         st = ab_cmd_error(EX_AB_SOFTWARE, "bench: out of memory for n = %lld, d = %lld", (long long)n, (long long)d);
         goto done;
     }
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; i++) {
-        struct ab_rng r;
-        ab_rng_init(&r, ab_common.seed, ab_stream(11, (uint64_t)i, 0, 0));
-        for (int64_t c = 0; c < d; c++) q[i * d + c] = (float)ab_rng_normal(&r), k[i * d + c] = (float)ab_rng_normal(&r);
-        for (int64_t c = 0; c < dv; c++) v[i * dv + c] = (float)ab_rng_normal(&r);
-        p[i] = (int32_t)i;
-    }
+    ab_bench_fill(q, n, d, 11), ab_bench_fill(k, n, d, 12), ab_bench_fill(v, n, dv, 13);
+    for (int64_t i = 0; i < n; i++) p[i] = (int32_t)i;
     struct ab_head h = {.n_q = n, .n_k = n, .d = d, .d_v = dv, .q = q, .k = k, .v = v, .q_pos = p,
                         .k_pos = p, .mask = strcmp(mask, "full") ? AB_MASK_CAUSAL : AB_MASK_FULL,
                         .scale = 1.0 / sqrt((double)d)};

@@ -21,7 +21,6 @@
 #include "attn/attn.h"
 #include "core/ab.h"
 #include "core/machine.h"
-#include "core/rng.h"
 #include "core/workload.h"
 #include "eval/eval.h"
 #include "io/csv.h"
@@ -183,24 +182,23 @@ static int speed_figure(const char *out, const struct bench_row *rows, int n_row
     for (int i = 0; i < n_rows; i++)
         if (isfinite(rows[i].time_ratio) && rows[i].time_ratio > 0)
             lo = fmin(lo, fmin(rows[i].time_ratio, rows[i].flop_ratio));
-    for (int ph = 0; ph < 2; ph++) {
+    /* one style per method across both panels: its rank of first appearance */
+    int *style = malloc(sizeof(int) * (size_t)(n_rows + 1)), n_styles = 0;
+    for (int i = 0; style && i < n_rows; i++) {
+        int j = 0;
+        while (j < i && strcmp(rows[j].method, rows[i].method)) j++;
+        style[i] = j < i ? style[j] : n_styles++;
+    }
+    for (int ph = 0; ph < 2 && style; ph++) {
         const char *phase = ph ? "decode" : "prefill";
         int nc = 0;
         for (int i = 0; i < n_rows && nc < MAXC - 1; i++) {
             if (strcmp(rows[i].phase, phase) || !isfinite(rows[i].time_ratio)) continue;
             int c = 0; /* the method's curve: its rows are consecutive */
             while (c < nc && strcmp(cur[ph][c].title, rows[i].method)) c++;
-            if (c == nc) { /* one style per method across both panels: its rank of appearance */
-                int first = 0, style = 0;
-                while (strcmp(rows[first].method, rows[i].method)) first++;
-                for (int j = 0; j < first; j++) {
-                    int seen = 0;
-                    for (int k2 = 0; k2 < j; k2++) seen |= !strcmp(rows[k2].method, rows[j].method);
-                    style += !seen;
-                }
-                cur[ph][nc++] = (struct ab_gp_curve){.title = rows[i].method, .style = style,
+            if (c == nc)
+                cur[ph][nc++] = (struct ab_gp_curve){.title = rows[i].method, .style = style[i],
                                                      .n = 0, .x = x + at, .y = y + at};
-            }
             if (cur[ph][c].x + cur[ph][c].n != x + at) continue; /* not consecutive: skipped */
             x[at] = rows[i].flop_ratio, y[at] = rows[i].time_ratio, at++;
             cur[ph][c].n++;
@@ -214,8 +212,9 @@ static int speed_figure(const char *out, const struct bench_row *rows, int n_row
             .xmin = lo / 1.5, .xmax = 1.2, .ymin = NAN, .ymax = NAN, .n_curves = nc,
             .curves = cur[ph]};
     }
-    int rc = AB_OK;
-    if (n_pan) {
+    int rc = style ? AB_OK : ab_fail(AB_E_NOMEM, "out of memory");
+    free(style);
+    if (!rc && n_pan) {
         struct ab_gp_figure fig = {.name = stem, .title = "Measured speed against counted FLOPs "
                                    "(selection + sparse attention over dense)", .rows = 1,
                                    .cols = n_pan, .n_panels = n_pan, .panels = pan,
@@ -302,14 +301,8 @@ int cmd_bench_methods(int argc, char **argv)
             ab_free(q), ab_free(k), ab_free(v), ab_free(ps);
             return ab_cmd_error(EX_AB_SOFTWARE, "bench methods: out of memory");
         }
-        for (int64_t i = 0; i < n; i++) {
-            struct ab_rng r;
-            ab_rng_init(&r, ab_common.seed, ab_stream(31, (uint64_t)i, 0, 0));
-            for (int64_t c = 0; c < d; c++)
-                q[i * d + c] = (float)ab_rng_normal(&r), k[i * d + c] = (float)ab_rng_normal(&r),
-                v[i * d + c] = (float)ab_rng_normal(&r);
-            ps[i] = (int32_t)i;
-        }
+        ab_bench_fill(q, n, d, 31), ab_bench_fill(k, n, d, 32), ab_bench_fill(v, n, d, 33);
+        for (int64_t i = 0; i < n; i++) ps[i] = (int32_t)i;
         h = (struct ab_head){.n_q = n, .n_k = n, .d = d, .d_v = d, .q = q, .k = k, .v = v,
                              .q_pos = ps, .k_pos = ps, .mask = AB_MASK_CAUSAL,
                              .scale = 1.0 / sqrt((double)d)};

@@ -149,6 +149,8 @@ int cmd_import(int argc, char **argv);
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_bench_methods(int argc, char **argv); /* `bench methods` (bench_methods.c) */
+/* Seeded Gaussian rows x (n, d) of stream `tag` under --seed: the benchmarks' inputs (bench.c). */
+void ab_bench_fill(float *x, int64_t n, int64_t d, uint64_t tag);
 int cmd_methods(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);

@@ -543,7 +543,7 @@ Test(e2e, head_counts_take_lists_and_bottom_takes_the_smallest_scores)
     for (int i = 0; i < 5; i++) {
         cr_expect_str_eq(a.model[i].heads, how[i]);
         cr_expect_eq(a.model[i].n_heads, k[i]);
-        cr_expect_eq(a.model[i].dense_nll, a.model[0].dense_nll, "one dense pass for every set");
+        cr_expect_eq(a.model[i].dense_nll, a.model[0].dense_nll, "every set beside the same dense");
     }
     /* bottom: every chosen head scores at most as high as every other head with a score */
     int8_t *mask = malloc((size_t)total);

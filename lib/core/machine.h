@@ -21,8 +21,9 @@ int ab_machine_lanes(void);
  * per FMA). */
 double ab_machine_fma_peak(int threads, double seconds);
 
-/* The median of v[0..n) (n >= 1), which is sorted in place: benchmarks quote medians. */
-double ab_median(double *v, int n);
+/* The median of v[0..n), which is sorted in place (NaN when n < 1): benchmarks quote medians,
+ * and so do the report's tables. */
+double ab_median(double *v, int64_t n);
 
 /* A rate measured several times: the best and the median of the repetitions. */
 struct ab_rate {

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 
 #include "core/ab.h"
+#include "core/machine.h"
 #include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/kept_map.h"
@@ -279,17 +280,13 @@ static void sink_list(const struct smodel *M, char *buf, size_t cap)
                                       (long long)l, (long long)hh);
 }
 
-static int cmp_dbl(const void *a, const void *b)
+/* "| " then v as %.3f, or "-" when v is NaN (no heads to take a median over). */
+static void put_cell(FILE *f, double v)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int64_t n)
-{
-    if (!n) return NAN;
-    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    if (isnan(v))
+        fputs("| - ", f);
+    else
+        fprintf(f, "| %.3f ", v);
 }
 
 /* "smaller" / "larger" / "about the same" for a against b. */
@@ -767,29 +764,11 @@ static void section_norms(const struct sdata *S, FILE *f)
             if (isfinite(k)) (sink ? ks : ko)[sink ? nks++ : nko++] = k;
             if (isfinite(v)) (sink ? vs : vo)[sink ? nvs++ : nvo++] = v;
         }
-        double mk = median(ks, nks), mo = median(ko, nko), mv = median(vs, nvs),
-               mvo = median(vo, nvo);
-        fprintf(f, "| %s | %lld | ", w->label, (long long)n_s);
-        if (nks)
-            fprintf(f, "%.3f", mk);
-        else
-            fputs("-", f);
-        fputs(" | ", f);
-        if (nko)
-            fprintf(f, "%.3f", mo);
-        else
-            fputs("-", f);
-        fputs(" | ", f);
-        if (nvs)
-            fprintf(f, "%.3f", mv);
-        else
-            fputs("-", f);
-        fputs(" | ", f);
-        if (nvo)
-            fprintf(f, "%.3f", mvo);
-        else
-            fputs("-", f);
-        fputs(" |\n", f);
+        double mk = ab_median(ks, nks), mo = ab_median(ko, nko), mv = ab_median(vs, nvs),
+               mvo = ab_median(vo, nvo);
+        fprintf(f, "| %s | %lld ", w->label, (long long)n_s);
+        put_cell(f, mk), put_cell(f, mo), put_cell(f, mv), put_cell(f, mvo);
+        fputs("|\n", f);
     }
     fputc('\n', f);
     /* per model, pooled over its workloads from the start of a text */
@@ -812,8 +791,8 @@ static void section_norms(const struct sdata *S, FILE *f)
             fprintf(f, "- **%s**: no sink heads, so no sink token to measure.\n", S->m[m].name);
             continue;
         }
-        double mk = median(ks, nks), mo = median(ko, nko), mv = median(vs, nvs),
-               mvo = median(vo, nvo);
+        double mk = ab_median(ks, nks), mo = ab_median(ko, nko), mv = ab_median(vs, nvs),
+               mvo = ab_median(vo, nvo);
         fprintf(f,
                 "- **%s** (%lld sink-head rows over %lld workload%s from the start of a "
                 "text): ",
