@@ -41,7 +41,8 @@ enum { MAX_METHODS = 256, MAX_TARGETS = 32 };
 struct bench_row {
     char *method, *family, *phase, *kernel, *reason;
     double target_ratio, knob, flop_ratio, kept_share;
-    double select_s, token_s, block_s, compact_s, attend_s, time_s, dense_time_s, time_ratio;
+    double select_s, select_step_s, token_s, block_s, compact_s, attend_s, time_s, dense_time_s;
+    double time_ratio;
     int64_t n, rows;
 };
 
@@ -56,13 +57,16 @@ static const struct ab_column cols[] = {
     COL(kept_share, AB_COL_F64, "1", "kept (row, key) cells over the visible ones"),
     COL(select_s, AB_COL_F64, "s", "median time of the selection (the kept set; one-off work "
         "such as SnapKV's window scores counted in full, not amortised)"),
+    COL(select_step_s, AB_COL_F64, "s", "select_s with its one-off part spread over the decode "
+        "horizon G as flop_ratio spreads it (the part split by the ledger's FLOP shares); = "
+        "select_s in prefill"),
     COL(token_s, AB_COL_F64, "s", "median time of token-sparse attention over the kept set"),
     COL(block_s, AB_COL_F64, "s", "prefill: median time of block-sparse attention (64 x 64 tiles)"),
     COL(compact_s, AB_COL_F64, "s", "decode, when every row keeps one cache: median time of "
         "compacting it and reading it with the dense kernel"),
     COL(kernel, AB_COL_STR, "", "the fastest kernel: token, block or compact"),
     COL(attend_s, AB_COL_F64, "s", "the faster kernel's time"),
-    COL(time_s, AB_COL_F64, "s", "select_s + attend_s"),
+    COL(time_s, AB_COL_F64, "s", "select_step_s + attend_s"),
     COL(dense_time_s, AB_COL_F64, "s", "median time of the dense kernel on the same rows, same run"),
     COL(time_ratio, AB_COL_F64, "1", "time_s / dense_time_s"),
     COL(n, AB_COL_I64, "1", "keys of the head"),
@@ -119,7 +123,7 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
             double t0 = ab_now();
             rc = me->run(p, ap.knob, NULL, &keep, &led);
             double t1 = ab_now();
-            ab_attn_sparse(p->h, p->rows, p->n_rows, keep.bits, keep.words, o);
+            if (!rc) rc = ab_attn_sparse(p->h, p->rows, p->n_rows, keep.bits, keep.words, o);
             double t2 = ab_now();
             if (!rc && prefill) rc = ab_attn_block_sparse(p->h, keep.bits, keep.words, o);
             double t3 = ab_now();
@@ -153,7 +157,11 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
         if (prefill && row->block_s < row->attend_s) row->attend_s = row->block_s, kern = "block";
         if (row->compact_s < row->attend_s) row->attend_s = row->compact_s, kern = "compact";
         row->kernel = strdup(kern);
-        row->time_s = row->select_s + row->attend_s;
+        /* one-off selection work counts as the FLOP ratio counts it: weight m / G (budget.c) */
+        double once = ap.led.flops_once, step = ap.led.flops_select, w = ab_once_weight(p);
+        double share = once + step > 0 ? (step + w * once) / (step + once) : 1.0;
+        row->select_step_s = row->select_s * share;
+        row->time_s = row->select_step_s + row->attend_s;
         row->time_ratio = row->time_s / dense_s;
     }
     ab_free(o);
@@ -320,7 +328,7 @@ int cmd_bench_methods(int argc, char **argv)
     rc = rows && all_rows && o ? AB_OK : ab_fail(AB_E_NOMEM, "out of memory");
     for (int64_t i = 0; i < N && all_rows; i++) all_rows[i] = i;
     printf("%-16s %-8s %7s %8s %8s %8s %10s %10s %6s %10s %9s\n", "method", "phase", "target",
-           "flops", "kept", "knob", "select_s", "attend_s", "kernel", "dense_s", "time_ratio");
+           "flops", "kept", "knob", "sel_step_s", "attend_s", "kernel", "dense_s", "time_ratio");
     for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE && !rc; ph <<= 1) {
         if (!(phases & (unsigned)ph)) continue;
         int64_t q0 = ph == AB_PHASE_DECODE ? N - m : 0;
@@ -348,6 +356,7 @@ int cmd_bench_methods(int argc, char **argv)
                                           .phase = strdup(ph == AB_PHASE_PREFILL ? "prefill" : "decode"),
                                           .target_ratio = fixed ? 1.0 : targets[t], .knob = NAN,
                                           .flop_ratio = NAN, .kept_share = NAN, .select_s = NAN,
+                                          .select_step_s = NAN,
                                           .token_s = NAN, .block_s = NAN, .compact_s = NAN,
                                           .attend_s = NAN, .time_s = NAN, .dense_time_s = dense_s,
                                           .time_ratio = NAN, .n = N, .rows = N - q0};
@@ -362,7 +371,7 @@ int cmd_bench_methods(int argc, char **argv)
                 if (rc) break;
                 printf("%-16s %-8s %7.4g %8.4f %8.4f %8.4g %10.3g %10.3g %6s %10.3g %9.3f%s%s\n",
                        row->method, row->phase, row->target_ratio, row->flop_ratio,
-                       row->kept_share, row->knob, row->select_s, row->attend_s,
+                       row->kept_share, row->knob, row->select_step_s, row->attend_s,
                        row->kernel ? row->kernel : "-", row->dense_time_s, row->time_ratio,
                        row->reason ? "  " : "", row->reason ? row->reason : "");
                 if (!row->reason) row->reason = strdup("");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "attn/attn.h"
+#include "attn/vec.h"
 #include "core/ab.h"
 #include "core/rng.h"
 #include "core/workload.h"
@@ -32,8 +33,16 @@ static void thead_make(struct thead *t, int64_t n_q, int64_t n_k, int64_t d, int
     for (int64_t j = 0; j < n_k; j++) t->kp[j] = (int32_t)j;
     /* queries are the last n_q positions (prefill when n_q == n_k, decode rows otherwise) */
     for (int64_t i = 0; i < n_q; i++) t->qp[i] = (int32_t)(n_k - n_q + i);
-    t->h = (struct ab_head){.n_q = n_q, .n_k = n_k, .d = d, .d_v = dv, .q = t->q, .k = t->k,
-                            .v = t->v, .q_pos = t->qp, .k_pos = t->kp, .mask = mask,
+    t->h = (struct ab_head){.n_q = n_q,
+                            .n_k = n_k,
+                            .d = d,
+                            .d_v = dv,
+                            .q = t->q,
+                            .k = t->k,
+                            .v = t->v,
+                            .q_pos = t->qp,
+                            .k_pos = t->kp,
+                            .mask = mask,
                             .scale = 1.0 / sqrt((double)d)};
 }
 
@@ -71,12 +80,14 @@ static void check_ref_vs_naive(int64_t n_q, int64_t n_k, int64_t d, int64_t dv, 
 {
     struct thead t;
     thead_make(&t, n_q, n_k, d, dv, mask, 4.0, 1000 + n_q + d + mask);
-    long double *on = malloc(sizeof(long double) * n_q * dv), *ln = malloc(sizeof(long double) * n_q);
+    long double *on = malloc(sizeof(long double) * n_q * dv),
+                *ln = malloc(sizeof(long double) * n_q);
     double *o = malloc(sizeof(double) * n_q * dv), *l = malloc(sizeof(double) * n_q);
     naive(&t.h, on, ln);
     cr_assert_eq(ab_attn_ref(&t.h, NULL, 0, o, l), AB_OK);
     for (int64_t i = 0; i < n_q * dv; i++)
-        cr_assert(fabsl(o[i] - on[i]) <= 1e-12L * (1 + fabsl(on[i])), "o[%ld] %g vs %Lg", (long)i, o[i], on[i]);
+        cr_assert(fabsl(o[i] - on[i]) <= 1e-12L * (1 + fabsl(on[i])), "o[%ld] %g vs %Lg", (long)i,
+                  o[i], on[i]);
     for (int64_t i = 0; i < n_q; i++) cr_assert(fabsl(l[i] - ln[i]) <= 1e-12L * (1 + fabsl(ln[i])));
     free(on), free(ln), free(o), free(l);
     thead_free(&t);
@@ -114,7 +125,8 @@ Test(reference, grouped_query_mapping)
     struct ab_rng r;
     ab_rng_init(&r, 5, 5);
     for (int64_t i = 0; i < 4 * 20 * 8; i++) w.q[i] = (float)ab_rng_normal(&r);
-    for (int64_t i = 0; i < 2 * 20 * 8; i++) w.k[i] = (float)ab_rng_normal(&r), w.v[i] = (float)ab_rng_normal(&r);
+    for (int64_t i = 0; i < 2 * 20 * 8; i++)
+        w.k[i] = (float)ab_rng_normal(&r), w.v[i] = (float)ab_rng_normal(&r);
     for (int64_t hd = 0; hd < 4; hd++) {
         struct ab_head h;
         ab_workload_head(&w, 0, hd, &h);
@@ -141,7 +153,8 @@ Test(reference, rope_on_the_fly_equals_prerotated_inputs)
     ab_rope_apply(t.k, 40, 16, t.kp, 10000);
     t.h.rope_theta = 0;
     cr_assert_eq(ab_attn_ref(&t.h, NULL, 0, o2, NULL), AB_OK);
-    for (int i = 0; i < 40 * 16; i++) cr_assert(fabs(o1[i] - o2[i]) < 1e-5, "%d: %g %g", i, o1[i], o2[i]);
+    for (int i = 0; i < 40 * 16; i++)
+        cr_assert(fabs(o1[i] - o2[i]) < 1e-5, "%d: %g %g", i, o1[i], o2[i]);
     thead_free(&t);
 }
 
@@ -170,7 +183,8 @@ Test(rope, preserves_norms_and_depends_on_distance_only)
             double dot = 0;
             for (int c = 0; c < D; c++) dot += x[c] * y[c];
             if (isnan(ref)) ref = dot;
-            cr_expect(fabs(dot - ref) < 1e-9 * (1 + fabs(ref)), "delta %d shift %d: %g vs %g", delta, shift, dot, ref);
+            cr_expect(fabs(dot - ref) < 1e-9 * (1 + fabs(ref)), "delta %d shift %d: %g vs %g",
+                      delta, shift, dot, ref);
         }
     }
     /* the float version agrees with the double one */
@@ -220,8 +234,10 @@ Test(fast, matches_reference_up_to_4096, .timeout = 300)
                 struct thead t;
                 thead_make(&t, ns[a], ns[a], ds[b], ds[b], mask, 6.0, 31 * a + b);
                 double lse_err, e = fast_vs_ref(&t.h, ns[a] > 1000 ? 257 : 0, &lse_err);
-                cr_expect(e <= 1e-5, "n %ld d %ld mask %d: rel_l2 %g", (long)ns[a], (long)ds[b], mask, e);
-                cr_expect(lse_err <= 1e-4, "n %ld d %ld: lse error %g", (long)ns[a], (long)ds[b], lse_err);
+                cr_expect(e <= 1e-5, "n %ld d %ld mask %d: rel_l2 %g", (long)ns[a], (long)ds[b],
+                          mask, e);
+                cr_expect(lse_err <= 1e-4, "n %ld d %ld: lse error %g", (long)ns[a], (long)ds[b],
+                          lse_err);
                 thead_free(&t);
             }
 }
@@ -251,9 +267,11 @@ Test(fast, decode_path_matches_reference)
         for (int b = 0; b < 3; b++) {
             if (nq[a] > nk[b]) continue;
             struct thead t;
-            thead_make(&t, nq[a], nk[b], 64, 48, AB_MASK_CAUSAL, b == 2 ? 40.0 : 2.0, 70 + 3 * a + b);
+            thead_make(&t, nq[a], nk[b], 64, 48, AB_MASK_CAUSAL, b == 2 ? 40.0 : 2.0,
+                       70 + 3 * a + b);
             double lse_err, e = fast_vs_ref(&t.h, 0, &lse_err);
-            cr_expect(e <= 1e-5, "n_q %lld n_k %lld: rel_l2 %g", (long long)nq[a], (long long)nk[b], e);
+            cr_expect(e <= 1e-5, "n_q %lld n_k %lld: rel_l2 %g", (long long)nq[a], (long long)nk[b],
+                      e);
             cr_expect(lse_err <= 1e-4, "lse error %g", lse_err);
             thead_free(&t);
         }
@@ -290,6 +308,72 @@ Test(fast, masked_keys_have_no_influence)
     cr_expect_eq(memcmp(o1, o2, sizeof(float) * 400 * 32), 0);
     free(o1), free(o2);
     thead_free(&t);
+}
+
+/* The loops outside BLAS (lib/attn/vec.c): every version this CPU runs against double precision
+ * on rows of every length mod 32, with -inf (masked) cells, arguments below the -87 clamp and a
+ * row maximum; the vector version against the portable one within float rounding. */
+Test(vec, versions_agree_with_double_precision)
+{
+    const char *names[] = {"portable", "avx2+fma"};
+    struct ab_rng rng;
+    ab_rng_init(&rng, 44, 0);
+    int64_t lens[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 100, 513};
+    float s[513], p[513], p2[513], y[513], y0[513], x[513];
+    int ran = 0;
+    for (int v = 0; v < 2; v++) {
+        const struct ab_vec *V = ab_vec_named(names[v]);
+        if (!V) continue; /* this CPU has no AVX2 */
+        ran++;
+        cr_expect_str_eq(V->isa, names[v]);
+        for (int a = 0; a < 12; a++) {
+            int64_t n = lens[a];
+            double mx = -INFINITY, sum = 0, dot = 0;
+            for (int64_t j = 0; j < n; j++) {
+                int kind = (int)(ab_rng_u64(&rng) % 10);
+                s[j] = kind == 0   ? -INFINITY
+                       : kind == 1 ? -100.0f - (float)j
+                                   : (float)(20 * ab_rng_normal(&rng));
+                x[j] = (float)ab_rng_normal(&rng), y0[j] = y[j] = (float)ab_rng_normal(&rng);
+                mx = s[j] > mx ? s[j] : mx;
+            }
+            cr_expect_eq(V->max(s, n, -INFINITY), (float)mx, "%s n %lld: max", V->isa,
+                         (long long)n);
+            cr_expect_eq(V->max(s, n, 1e6f), 1e6f);
+            if (n == 0 || mx == -INFINITY) continue;
+            float m = (float)mx;
+            for (int64_t j = 0; j < n; j++) sum += s[j] == -INFINITY ? 0 : exp((double)s[j] - m);
+            float got = V->exp_sum(s, p, n, m);
+            cr_expect(fabs(got - sum) <= 1e-6 * sum, "%s n %lld: sum %g vs %g", V->isa,
+                      (long long)n, got, sum);
+            for (int64_t j = 0; j < n; j++) {
+                double e = s[j] == -INFINITY ? 0 : exp((double)s[j] - m);
+                /* a few ulp, plus the rounding of the float argument s - m (half an ulp of
+                 * |s - m| is 6e-8 |s - m| relative); below e^-87 the clamp returns e^-87 */
+                double x_arg = s[j] == -INFINITY ? 0 : fabs((double)s[j] - m);
+                cr_expect(fabs(p[j] - e) <= (4e-7 + 6e-8 * x_arg) * e + 2e-38,
+                          "%s: exp(%g) = %g, not %g", V->isa, (double)s[j] - m, p[j], e);
+                if (s[j] == -INFINITY) cr_expect_eq(p[j], 0.0f, "a masked cell weighs exactly 0");
+            }
+            memcpy(p2, s, sizeof(float) * n);
+            float moved = V->exp_move(p2, y, n, m);
+            cr_expect_eq(moved, got, "exp_move sums as exp_sum does");
+            for (int64_t j = 0; j < n; j++) cr_expect(y[j] == p[j] && p2[j] == 0.0f);
+            for (int64_t j = 0; j < n; j++) dot += (double)x[j] * y0[j];
+            float dt = V->dot(x, y0, n);
+            cr_expect(fabs(dt - dot) <= 1e-5 * (1 + fabs(dot)), "%s: dot %g vs %g", V->isa, dt,
+                      dot);
+            memcpy(y, y0, sizeof(float) * n);
+            V->axpby(y, 0.5f, -2.0f, x, n);
+            for (int64_t j = 0; j < n; j++)
+                cr_expect(fabs(y[j] - (0.5 * y0[j] - 2.0 * x[j])) <= 1e-6 * (1 + fabs(y[j])));
+            V->scale(y, n, 4.0f);
+            for (int64_t j = 0; j < n; j++)
+                cr_expect(fabs(y[j] - 4 * (0.5 * y0[j] - 2.0 * x[j])) <= 4e-6 * (1 + fabs(y[j])));
+        }
+    }
+    cr_expect(ran >= 1 && ab_vec() != NULL);
+    cr_expect_null(ab_vec_named("avx1024"));
 }
 
 Test(mask, allowed_cells_and_validation)

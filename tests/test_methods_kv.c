@@ -20,9 +20,8 @@
 
 enum { P = 16, W = 64 };
 
-static const char *const kv_names[] = {"quest",     "snapkv",   "ada-snapkv",
-                                       "h2o",       "tova",     "a2sf",
-                                       "keyformer", "recycled", "retrieval-attn"};
+static const char *const kv_names[] = {"quest", "snapkv",    "ada-snapkv", "h2o",           "tova",
+                                       "a2sf",  "keyformer", "recycled",   "retrieval-attn"};
 enum { N_KV = sizeof kv_names / sizeof kv_names[0] };
 
 /* Keys < k_end kept in row r. */
@@ -156,8 +155,8 @@ Test(ada_snapkv, flatter_head_gets_more_budget)
         for (int64_t c = 0; c < D; c++) L.k[hot[t] * D + c] = 16.0f * u[c];
     for (int64_t i = q0 - W; i < q0; i++)
         for (int64_t c = 0; c < D; c++) {
-            L.q[i * D + c] = 16.0f * u[c];       /* head 0: peaked on the planted keys */
-            L.q[(N + i) * D + c] = 0.0f;         /* head 1: uniform */
+            L.q[i * D + c] = 16.0f * u[c]; /* head 0: peaked on the planted keys */
+            L.q[(N + i) * D + c] = 0.0f;   /* head 1: uniform */
         }
     int64_t kept[2];
     for (int64_t h = 0; h < 2; h++) {
@@ -248,7 +247,10 @@ static void check_one_eviction_per_step(const char *name)
     fx_layer_free(&L);
 }
 
-Test(h2o, evicts_one_key_per_step) { check_one_eviction_per_step("h2o"); }
+Test(h2o, evicts_one_key_per_step)
+{
+    check_one_eviction_per_step("h2o");
+}
 
 /* ---- tova ---- */
 
@@ -277,7 +279,10 @@ Test(tova, kept_set_shared_across_heads)
     fx_layer_free(&L);
 }
 
-Test(tova, evicts_one_key_per_step) { check_one_eviction_per_step("tova"); }
+Test(tova, evicts_one_key_per_step)
+{
+    check_one_eviction_per_step("tova");
+}
 
 /* ---- a2sf ---- */
 
@@ -286,8 +291,8 @@ Test(tova, evicts_one_key_per_step) { check_one_eviction_per_step("tova"); }
 typedef int (*kv_run_fn)(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                          struct ab_ledger *led, const void *arg);
 
-static void expect_same_run(const struct ab_problem *p, int64_t C, const char *what,
-                            kv_run_fn f, const void *arg)
+static void expect_same_run(const struct ab_problem *p, int64_t C, const char *what, kv_run_fn f,
+                            const void *arg)
 {
     int64_t D = p->h->d;
     float *o1 = malloc(sizeof(float) * p->n_rows * D), *o2 = malloc(sizeof(float) * p->n_rows * D);
@@ -369,8 +374,8 @@ Test(a2sf, forgetting_keeps_the_young_key)
 
 /* ---- keyformer ---- */
 
-static int keyformer_plain(const struct ab_problem *p, double knob, float *o,
-                           struct ab_keep *keep, struct ab_ledger *led, const void *arg)
+static int keyformer_plain(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+                           struct ab_ledger *led, const void *arg)
 {
     (void)arg;
     return ab_keyformer_run(p, knob, 0, 1.0, 1.0, o, keep, led);
@@ -541,8 +546,8 @@ Test(retrieval_attn, all_cells_probed_is_exact_top_k)
         double sel = M * 2.0 * c * D + 2.0 * D * q0 * M;
         cr_expect_float_eq(led.flops_once, once, 1e-12, "once %g, formula %g", led.flops_once,
                            once);
-        cr_expect_float_eq(led.flops_select, sel, 1e-12, "select %g, formula %g",
-                           led.flops_select, sel);
+        cr_expect_float_eq(led.flops_select, sel, 1e-12, "select %g, formula %g", led.flops_select,
+                           sel);
         ab_keep_free(&keep);
     }
     fx_layer_free(&L);
@@ -719,7 +724,8 @@ Test(kv, decode_queries_do_not_change_context_selection)
             for (int64_t h = 0; h < H; h++) {
                 struct ab_problem p = fx_problem(&L, h, M);
                 struct ab_ledger led;
-                fx_run_checked(fx_method(names[k]), &p, C, &led, pass ? &after[k][h] : &before[k][h]);
+                fx_run_checked(fx_method(names[k]), &p, C, &led,
+                               pass ? &after[k][h] : &before[k][h]);
             }
     }
     for (int k = 0; k < 4; k++)
@@ -802,8 +808,7 @@ Test(kv, edge_problems)
                 struct ab_ledger led, led2 = {0};
                 struct ab_keep keep;
                 double err = fx_run_checked(m, &p, knobs[b], &led, &keep);
-                cr_expect(isfinite(err), "%s m %lld knob %g", m->name, (long long)ms[a],
-                          knobs[b]);
+                cr_expect(isfinite(err), "%s m %lld knob %g", m->name, (long long)ms[a], knobs[b]);
                 if (knobs[b] == N) cr_expect_leq(err, 1e-5, "%s m %lld", m->name, (long long)ms[a]);
                 float *o1 = malloc(sizeof(float) * p.n_rows * D);
                 float *o2 = malloc(sizeof(float) * p.n_rows * D);
@@ -839,10 +844,11 @@ Test(snapkv, compacted_cache_decode_equals_the_accuracy_path)
     cr_assert(n_keep > C && n_keep < N / 2, "%lld kept", (long long)n_keep);
     for (int64_t r = 0; r < p.n_rows; r++)
         for (int64_t t = 0; t < n_keep; t++)
-            cr_assert_eq(ab_keep_has(&keep, r, idx[t]), idx[t] <= p.rows[r],
-                         "row %lld, key %lld", (long long)p.rows[r], (long long)idx[t]);
+            cr_assert_eq(ab_keep_has(&keep, r, idx[t]), idx[t] <= p.rows[r], "row %lld, key %lld",
+                         (long long)p.rows[r], (long long)idx[t]);
     /* the accuracy path */
-    float *o_ref = calloc((size_t)(M * D), sizeof(float)), *o = calloc((size_t)(M * D), sizeof(float));
+    float *o_ref = calloc((size_t)(M * D), sizeof(float)),
+          *o = calloc((size_t)(M * D), sizeof(float));
     ab_attend_kept(&p, &keep, o_ref, NULL);
     /* the fast path: compact once, then the decode rows against the compacted cache */
     struct ab_compact cc;
@@ -869,42 +875,46 @@ Test(snapkv, compacted_cache_decode_equals_the_accuracy_path)
 
 /* The token-sparse kernel over a method's kept sets equals the accuracy path (ab_attend_kept)
  * on the same sets: vertical-slash and block-topk in prefill, quest and h2o in decode; so does
- * the block-sparse kernel in prefill (tiles skipped or masked, never approximated). */
+ * the block-sparse kernel in prefill (tiles skipped or masked, never approximated); with and
+ * without a partial last tile. */
 Test(sparse_kernel, equals_the_accuracy_path_on_real_selections)
 {
-    enum { N = 1536, D = 64, M = 32 };
-    struct fx_layer L;
-    fx_layer_make(&L, 1, 1, N, D, 1.5, 53);
-    const char *names[4] = {"vertical-slash", "block-topk", "quest", "h2o"};
-    const double knobs[4] = {64, 4, 8, 200};
-    for (int t = 0; t < 4; t++) {
-        const struct ab_method *me = fx_method(names[t]);
-        struct ab_problem p = fx_problem(&L, 0, (me->phases & AB_PHASE_PREFILL) ? 0 : M);
-        struct ab_ledger led;
-        struct ab_keep keep;
-        fx_run_checked(me, &p, knobs[t], &led, &keep);
-        float *o_ref = calloc((size_t)(p.n_rows * D), sizeof(float));
-        float *o = calloc((size_t)(p.n_rows * D), sizeof(float));
-        ab_attend_kept(&p, &keep, o_ref, NULL);
-        ab_attn_sparse(p.h, p.rows, p.n_rows, keep.bits, keep.words, o);
-        double num = 0, den = 0, kept = 0;
-        for (int64_t i = 0; i < p.n_rows * D; i++)
-            num += (o[i] - o_ref[i]) * (o[i] - o_ref[i]), den += o_ref[i] * o_ref[i];
-        for (int64_t r = 0; r < p.n_rows; r++) kept += (double)ab_keep_count(&keep, r);
-        cr_expect(sqrt(num / den) < 1e-5, "%s: token-sparse vs accuracy path rel L2 %g", names[t],
-                  sqrt(num / den));
-        cr_expect(kept < 0.5 * (double)p.n_rows * (double)N, "%s keeps %g cells", names[t], kept);
-        if (p.q0 == 0) { /* prefill: the block-sparse kernel over every row, too */
-            memset(o, 0, sizeof(float) * (size_t)(p.n_rows * D));
-            cr_assert_eq(ab_attn_block_sparse(p.h, keep.bits, keep.words, o), AB_OK);
-            num = den = 0;
+    enum { D = 64, M = 32 };
+    for (int64_t N = 1000; N <= 1536; N += 536) { /* a partial last tile, then whole tiles */
+        struct fx_layer L;
+        fx_layer_make(&L, 1, 1, N, D, 1.5, 53 + (int)N);
+        const char *names[4] = {"vertical-slash", "block-topk", "quest", "h2o"};
+        const double knobs[4] = {64, 4, 8, 200};
+        for (int t = 0; t < 4; t++) {
+            const struct ab_method *me = fx_method(names[t]);
+            struct ab_problem p = fx_problem(&L, 0, (me->phases & AB_PHASE_PREFILL) ? 0 : M);
+            struct ab_ledger led;
+            struct ab_keep keep;
+            fx_run_checked(me, &p, knobs[t], &led, &keep);
+            float *o_ref = calloc((size_t)(p.n_rows * D), sizeof(float));
+            float *o = calloc((size_t)(p.n_rows * D), sizeof(float));
+            ab_attend_kept(&p, &keep, o_ref, NULL);
+            cr_assert_eq(ab_attn_sparse(p.h, p.rows, p.n_rows, keep.bits, keep.words, o), AB_OK);
+            double num = 0, den = 0, kept = 0;
             for (int64_t i = 0; i < p.n_rows * D; i++)
                 num += (o[i] - o_ref[i]) * (o[i] - o_ref[i]), den += o_ref[i] * o_ref[i];
-            cr_expect(sqrt(num / den) < 1e-5, "%s: block-sparse vs accuracy path rel L2 %g",
+            for (int64_t r = 0; r < p.n_rows; r++) kept += (double)ab_keep_count(&keep, r);
+            cr_expect(sqrt(num / den) < 1e-5, "%s: token-sparse vs accuracy path rel L2 %g",
                       names[t], sqrt(num / den));
+            cr_expect(kept < 0.5 * (double)p.n_rows * (double)N, "%s keeps %g cells", names[t],
+                      kept);
+            if (p.q0 == 0) { /* prefill: the block-sparse kernel over every row, too */
+                memset(o, 0, sizeof(float) * (size_t)(p.n_rows * D));
+                cr_assert_eq(ab_attn_block_sparse(p.h, keep.bits, keep.words, o), AB_OK);
+                num = den = 0;
+                for (int64_t i = 0; i < p.n_rows * D; i++)
+                    num += (o[i] - o_ref[i]) * (o[i] - o_ref[i]), den += o_ref[i] * o_ref[i];
+                cr_expect(sqrt(num / den) < 1e-5, "%s: block-sparse vs accuracy path rel L2 %g",
+                          names[t], sqrt(num / den));
+            }
+            free(o_ref), free(o);
+            ab_keep_free(&keep);
         }
-        free(o_ref), free(o);
-        ab_keep_free(&keep);
+        fx_layer_free(&L);
     }
-    fx_layer_free(&L);
 }

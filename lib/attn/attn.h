@@ -98,14 +98,15 @@ void ab_attn_compact_free(struct ab_compact *c);
 
 /* Token-sparse attention (sparse.c): row r of o (n_rows, d_v) is query rows[r] of h attending
  * only to the keys set in bitset row r (bits + r * words, bit j of word j / 64 for key j) that
- * it can see, by gathered index with a one-pass online softmax: work proportional to the kept
- * cells. Rows keeping no visible key are 0. OpenMP over rows (serial inside a parallel
- * region). The output equals the accuracy path's over the same kept set. */
-void ab_attn_sparse(const struct ab_head *h, const int64_t *rows, int64_t n_rows,
+ * it can see, by gathered index (their scores, one softmax, the weighted sum of their values):
+ * work proportional to the kept cells. Rows keeping no visible key are 0. OpenMP over rows
+ * (serial inside a parallel region); O(n_k) workspace per thread. The output equals the
+ * accuracy path's over the same kept set. AB_OK or AB_E_NOMEM. */
+int ab_attn_sparse(const struct ab_head *h, const int64_t *rows, int64_t n_rows,
                     const uint64_t *bits, int64_t words, float *o);
 
 /* Block-sparse attention over every query row of h (sparse.c): row i of the bitset (bits +
- * i * words) keeps keys; 64-key tiles no row of a 128-row query block keeps are skipped, runs
+ * i * words) keeps keys; 64-key tiles no row of a 64-row query block keeps are skipped, runs
  * of kept tiles computed through sgemm with the cells a row does not keep masked. o is
  * (n_q, d_v).
  * OpenMP over query blocks (BLAS serial inside). AB_OK or AB_E_NOMEM. */

@@ -19,6 +19,7 @@
 
 #include "attn/attn.h"
 #include "attn/expf.h"
+#include "attn/vec.h"
 #include "core/ab.h"
 
 #ifndef AB_FAST_BQ
@@ -31,25 +32,19 @@ enum { BQ = AB_FAST_BQ, BK = AB_FAST_BK };
  * them visible. Updates *m and *l, turns s into the chunk's unnormalised probabilities (zero past
  * n_vis, and for the whole chunk when nothing is visible) and returns exp(m_old - m_new), the
  * factor by which the row's accumulator must be rescaled. */
-__attribute__((target_clones("avx2", "default")))
-static float softmax_chunk(float *s, int64_t n_vis, int64_t bk, float *m, float *l)
+static float softmax_chunk(const struct ab_vec *V, float *s, float *p, int64_t n_vis, int64_t bk,
+                           float *m, float *l)
 {
-    float mx = *m;
-    for (int64_t j = 0; j < n_vis; j++) mx = s[j] > mx ? s[j] : mx;
-    float corr = *m == -INFINITY ? 0.0f : ab_expf_nonpos(*m - mx), sum = 0;
+    float mx = V->max(s, n_vis, *m);
     if (mx == -INFINITY) { /* nothing visible yet */
         memset(s, 0, (size_t)bk * sizeof(float));
+        memset(p, 0, (size_t)bk * sizeof(float));
         return 1.0f;
     }
-    for (int64_t j = 0; j < n_vis; j++) s[j] = ab_expf_nonpos(s[j] - mx);
-    /* eight partial sums: a fixed order the compiler may keep in vector lanes */
-    float part[8] = {0};
-    int64_t j8 = n_vis / 8 * 8;
-    for (int64_t j = 0; j < j8; j += 8)
-        for (int t = 0; t < 8; t++) part[t] += s[j + t];
-    for (int64_t j = j8; j < n_vis; j++) part[0] += s[j];
-    for (int t = 0; t < 8; t++) sum += part[t];
-    for (int64_t j = n_vis; j < bk; j++) s[j] = 0;
+    float corr = *m == -INFINITY ? 0.0f : ab_expf_nonpos(*m - mx);
+    float sum = V->exp_move(s, p, n_vis, mx);
+    if (n_vis < bk) memset(s + n_vis, 0, (size_t)(bk - n_vis) * sizeof(float));
+    if (n_vis < bk) memset(p + n_vis, 0, (size_t)(bk - n_vis) * sizeof(float));
     *l = *l * corr + sum;
     *m = mx;
     return corr;
@@ -58,9 +53,10 @@ static float softmax_chunk(float *s, int64_t n_vis, int64_t bk, float *m, float 
 /* Query block [i0, i0+bq): all of the block's work, using the caller's workspace. */
 static void fast_block(const struct ab_head *h, const float *q, const float *k, int64_t i0,
                        int64_t bq, float *s /* (BQ, BK) */, float *acc /* (BQ, d_v) */,
-                       float *m /* (BQ) */, float *l /* (BQ) */, int64_t *vis /* (BQ) */,
-                       float *o, float *lse)
+                       float *m /* (BQ) */, float *l /* (BQ) */, int64_t *vis /* (BQ) */, float *o,
+                       float *lse)
 {
+    const struct ab_vec *V = ab_vec();
     int64_t d = h->d, dv = h->d_v, kend = 0;
     for (int64_t r = 0; r < bq; r++) {
         vis[r] = ab_head_visible(h, i0 + r);
@@ -73,16 +69,16 @@ static void fast_block(const struct ab_head *h, const float *q, const float *k, 
         int64_t bk = AB_MIN(BK, kend - j0);
         /* S = scale * Q_b K_c^T: (bq, d) x (d, bk) */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)bq, (int)bk, (int)d,
-                    (float)h->scale, q + i0 * d, (int)d, k + j0 * d, (int)d, 0.0f, s, BK);
+                    (float)h->scale, q + i0 * d, (int)d, k + j0 * d, (int)d, 1.0f, s, BK);
         for (int64_t r = 0; r < bq; r++) {
             int64_t n_vis = AB_MAX(0, AB_MIN(bk, vis[r] - j0));
-            float corr = softmax_chunk(s + r * BK, n_vis, bk, &m[r], &l[r]);
-            if (corr != 1.0f)
-                for (int64_t c = 0; c < dv; c++) acc[r * dv + c] *= corr;
+            float corr =
+                softmax_chunk(V, s + r * BK, s + BQ * BK + r * BK, n_vis, bk, &m[r], &l[r]);
+            if (corr != 1.0f) V->scale(acc + r * dv, dv, corr);
         }
         /* O_acc += P V_c: (bq, bk) x (bk, dv) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bq, (int)dv, (int)bk, 1.0f, s,
-                    BK, h->v + j0 * dv, (int)dv, 1.0f, acc, (int)dv);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)bq, (int)dv, (int)bk, 1.0f,
+                    s + BQ * BK, BK, h->v + j0 * dv, (int)dv, 1.0f, acc, (int)dv);
     }
     for (int64_t r = 0; r < bq; r++) {
         float inv = l[r] > 0 ? 1.0f / l[r] : 0.0f;
@@ -112,10 +108,10 @@ static float *rotated_copy(const float *x, int64_t n, int64_t d, const int32_t *
 enum { DECODE_ROWS = 4 };
 
 /* Row i: s (n_k) workspace. */
-__attribute__((target_clones("avx2", "default")))
 static void decode_row(const struct ab_head *h, const float *q, const float *k, int64_t i, float *s,
                        float *o, float *lse)
 {
+    const struct ab_vec *V = ab_vec();
     int64_t nv = ab_head_visible(h, i), d = h->d, dv = h->d_v;
     float *orow = o + i * dv;
     if (nv == 0) {
@@ -124,19 +120,13 @@ static void decode_row(const struct ab_head *h, const float *q, const float *k, 
         return;
     }
     /* s = scale * K[0..nv) q_i: (nv, d) x (d) */
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nv, (int)d, (float)h->scale, k, (int)d,
-                q + i * d, 1, 0.0f, s, 1);
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < nv; j++) mx = s[j] > mx ? s[j] : mx;
-    float part[8] = {0}, sum = 0;
-    int64_t j8 = nv / 8 * 8;
-    for (int64_t j = 0; j < j8; j += 8)
-        for (int t = 0; t < 8; t++) part[t] += s[j + t] = ab_expf_nonpos(s[j + t] - mx);
-    for (int64_t j = j8; j < nv; j++) part[0] += s[j] = ab_expf_nonpos(s[j] - mx);
-    for (int t = 0; t < 8; t++) sum += part[t];
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nv, (int)d, (float)h->scale, k, (int)d, q + i * d,
+                1, 0.0f, s, 1);
+    float mx = V->max(s, nv, -INFINITY);
+    float sum = V->exp_sum(s, s, nv, mx);
     /* o_i = V[0..nv)^T s / sum: (nv, dv)^T x (nv) */
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)nv, (int)dv, 1.0f / sum, h->v, (int)dv, s, 1,
-                0.0f, orow, 1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)nv, (int)dv, 1.0f / sum, h->v, (int)dv, s, 1, 0.0f,
+                orow, 1);
     if (lse) lse[i] = mx + logf(sum);
 }
 
@@ -162,7 +152,8 @@ int ab_attn_fast(const struct ab_head *h, float *o, float *lse)
     if (!outer) ab_blas_serial_begin();
 #pragma omp parallel if (!outer && n_blocks > 1 && !fail)
     {
-        float *s = ab_alloc(sizeof(float) * BQ * BK);
+        float *s = ab_alloc(sizeof(float) * 2 * BQ * BK);
+        if (s) memset(s, 0, sizeof(float) * BQ * BK);
         float *acc = ab_alloc(ab_size_mul((size_t)(BQ * h->d_v), sizeof(float)));
         float *ml = ab_alloc(sizeof(float) * 2 * BQ);
         int64_t *vis = ab_alloc(sizeof(int64_t) * BQ);
