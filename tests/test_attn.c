@@ -109,8 +109,14 @@ Test(reference, decode_rows_and_row_subsets)
     int64_t rows[3] = {0, 17, 49};
     cr_assert_eq(ab_attn_ref(&t.h, NULL, 0, all, NULL), AB_OK);
     cr_assert_eq(ab_attn_ref(&t.h, rows, 3, sub, lse), AB_OK);
+    /* a row's value does not depend on which rows are computed with it, up to double rounding
+       (its scores come from a dgemm over a block of rows) */
     for (int r = 0; r < 3; r++)
-        for (int c = 0; c < 16; c++) cr_assert_eq(sub[r * 16 + c], all[rows[r] * 16 + c]);
+        for (int c = 0; c < 16; c++)
+            cr_assert(fabs(sub[r * 16 + c] - all[rows[r] * 16 + c]) <=
+                          1e-14 * (1 + fabs(all[rows[r] * 16 + c])),
+                      "row %lld: %.17g vs %.17g", (long long)rows[r], sub[r * 16 + c],
+                      all[rows[r] * 16 + c]);
     /* row 0 sees only key 0: O = v_0 exactly, lse = its logit */
     for (int c = 0; c < 16; c++) cr_expect(fabs(sub[c] - t.v[c]) < 1e-15);
     free(all);

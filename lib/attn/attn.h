@@ -53,8 +53,9 @@ void ab_rope_apply_half(float *x, int64_t n, int64_t d, const int32_t *pos, doub
 
 /* Reference attention, double precision, exact. Computes rows rows[0..n_rows) of the head
  * (rows == NULL: all n_q rows, n_rows ignored). o is (n_rows, d_v), lse is (n_rows); either may
- * be NULL. Streams row by row: memory O(n_k) per thread beyond the inputs. OpenMP over rows.
- * Returns AB_OK or AB_E_NOMEM. */
+ * be NULL. Blocks of 32 rows, their scores through one dgemm against a double copy of the
+ * keys: memory O(n_k d) for the copy plus O(32 n_k) per thread, never n_q x n_k. OpenMP over
+ * row blocks (BLAS serial inside). Returns AB_OK or AB_E_NOMEM. */
 int ab_attn_ref(const struct ab_head *h, const int64_t *rows, int64_t n_rows, double *o,
                 double *lse);
 
@@ -64,11 +65,17 @@ int ab_attn_ref(const struct ab_head *h, const int64_t *rows, int64_t n_rows, do
 int ab_attn_ref_dist(const struct ab_head *h, const int64_t *rows, int64_t n_rows, double *o,
                      double *lse, float *dist);
 
+/* The reference's arithmetic, for other exact paths (lib/methods' ab_attend_kept): the double
+ * dot product of q (double, d) with k (float, d) in four interleaved partial sums, and
+ * y[0..n) += a x[0..n) in double. */
+double ab_dot_df(const double *q, const float *k, int64_t d);
+void ab_axpy_df(double *y, double a, const float *x, int64_t n);
+
 /* Visits the exact attention distribution of each listed row in order (rows == NULL: all rows).
  * fn receives the row index, the probabilities p[0..n_vis) over the visible keys (double, sums
  * to 1) and the row's lse; it returns 0 to go on or nonzero to stop (returned as is). Runs in
- * the calling thread with one O(n_k) buffer: this is how statistics and renderers read an
- * n x n map without holding it. */
+ * the calling thread, 32 rows' scores at a time (O(n_k d + 32 n_k) memory): this is how
+ * statistics and renderers read an n x n map without holding it. */
 typedef int (*ab_row_fn)(int64_t i, const double *p, int64_t n_vis, double lse, void *user);
 int ab_attn_ref_visit(const struct ab_head *h, const int64_t *rows, int64_t n_rows, ab_row_fn fn,
                       void *user);

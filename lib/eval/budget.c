@@ -75,6 +75,52 @@ struct fit_eval {
     void *ctx;
 };
 
+/* The largest integer knob x in (a, b) with ratio(x) <= target, given ratio(a) = ra <= target <
+ * ratio(b) = rb: *x and its ledger into *best (left as they are when x = a). The cost grows with
+ * the knob, so that knob is unique and any search that keeps the bracket finds the one
+ * bisection finds. Most costs are close to linear in the knob (kept cells), so each step guesses
+ * by linear interpolation and probes the guess's neighbour across the target, which closes the
+ * bracket in one or two steps; a guess that does not halve the bracket is followed by a
+ * bisection step, so a curved cost costs at most three evaluations per halving. Each
+ * evaluation of a data-dependent method runs its selection: this is where fitting spends. */
+static int integer_search(const struct fit_eval *e, int64_t a, int64_t b, double ra, double rb,
+                          double target, struct ab_ledger *best, double *x)
+{
+    const double tol = target * (1 + 1e-12);
+    struct ab_ledger cur;
+    double r;
+    int rc, bisect_next = 0;
+    *x = (double)a;
+    while (b - a > 1) {
+        int64_t width = b - a, mid = a + width / 2;
+        int guessed = !bisect_next && isfinite(ra) && isfinite(rb) && rb > ra;
+        if (guessed) mid = a + (int64_t)floor((target - ra) / (rb - ra) * (double)width);
+        mid = AB_MAX(a + 1, AB_MIN(b - 1, mid));
+        if ((rc = e->at(e->ctx, (double)mid, &cur, &r))) return rc;
+        if (r <= tol) {
+            a = mid, ra = r, *best = cur, *x = (double)a;
+            if (guessed && b - a > 1) { /* the neighbour above: does the bracket close? */
+                if ((rc = e->at(e->ctx, (double)(a + 1), &cur, &r))) return rc;
+                if (r <= tol)
+                    a++, ra = r, *best = cur, *x = (double)a;
+                else
+                    b = a + 1, rb = r;
+            }
+        } else {
+            b = mid, rb = r;
+            if (guessed && b - a > 1) { /* the neighbour below */
+                if ((rc = e->at(e->ctx, (double)(b - 1), &cur, &r))) return rc;
+                if (r <= tol)
+                    a = b - 1, ra = r, *best = cur, *x = (double)a;
+                else
+                    b--, rb = r;
+            }
+        }
+        bisect_next = guessed && 2 * (b - a) > width;
+    }
+    return AB_OK;
+}
+
 /* The largest knob in [lo, hi] whose ratio is not above target, by bisection (cost grows with
  * the knob): *x and its ledger *led, or *x = NaN with the smallest knob's ledger. */
 static int bisect(const struct ab_method *m, double lo, double hi, double target,
@@ -91,24 +137,18 @@ static int bisect(const struct ab_method *m, double lo, double hi, double target
     if (r_hi <= target * (1 + 1e-12)) {
         best = cur, best_x = hi;
     } else if (m->knob.integer) {
-        /* invariant: cost(a) <= target < cost(b) */
-        int64_t a = (int64_t)lo, b = (int64_t)hi;
-        int steps = (m->flags & AB_METHOD_ANALYTIC) ? 64 : 24;
-        while (b - a > 1 && steps-- > 0) {
-            int64_t mid = a + (b - a) / 2;
-            if ((rc = e->at(e->ctx, (double)mid, &cur, &r))) return rc;
-            if (r <= target * (1 + 1e-12)) a = mid, best = cur;
-            else b = mid;
-        }
-        best_x = (double)a;
+        rc = integer_search(e, (int64_t)lo, (int64_t)hi, r_lo, r_hi, target, &best, &best_x);
+        if (rc) return rc;
     } else {
         double a = lo, b = hi;
         int steps = (m->flags & AB_METHOD_ANALYTIC) ? 40 : 24;
         while (b - a > 1e-4 * (hi - lo) && steps-- > 0) {
             double mid = 0.5 * (a + b);
             if ((rc = e->at(e->ctx, mid, &cur, &r))) return rc;
-            if (r <= target * (1 + 1e-12)) a = mid, best = cur;
-            else b = mid;
+            if (r <= target * (1 + 1e-12))
+                a = mid, best = cur;
+            else
+                b = mid;
         }
         best_x = a;
     }
@@ -201,8 +241,8 @@ static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
     return rc;
 }
 
-int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
-                        double target, double *knob, void **plan, double *ratio, int *feasible)
+int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv, double target,
+                        double *knob, void **plan, double *ratio, int *feasible)
 {
     *knob = NAN, *plan = NULL, *ratio = NAN, *feasible = 0;
     int64_t n = mv->n_layer * mv->n_head;

@@ -9,44 +9,11 @@
 #include "core/ab.h"
 #include "eval/eval.h"
 
-int ab_exact_compute(const struct ab_problem *p, struct ab_exact *ex)
+/* The (at most) k largest positive entries of row a (n), largest first, into top; their count. */
+static int64_t row_top(const float *a, int64_t n, int64_t k, int64_t *top)
 {
-    const struct ab_head *h = p->h;
-    *ex = (struct ab_exact){.n_rows = p->n_rows, .n_k = h->n_k, .d_v = h->d_v};
-    ex->o = ab_alloc(ab_size_mul((size_t)(p->n_rows * h->d_v), sizeof(double)));
-    ex->a = ab_alloc(ab_size_mul((size_t)p->n_rows * (size_t)h->n_k, sizeof(float)));
-    if (!ex->o || !ex->a) {
-        ab_exact_free(ex);
-        return ab_fail(AB_E_NOMEM, "cannot allocate the exact attention of %lld rows",
-                       (long long)p->n_rows);
-    }
-    int rc = ab_attn_ref_dist(h, p->rows, p->n_rows, ex->o, NULL, ex->a); /* one pass */
-    if (rc) ab_exact_free(ex);
-    return rc;
-}
-
-void ab_exact_free(struct ab_exact *ex)
-{
-    ab_free(ex->o);
-    ab_free(ex->a);
-    ex->o = NULL;
-    ex->a = NULL;
-}
-
-/* Sum of the exact mass of row r on kept keys, and how many of the row's k largest entries are
- * kept (the k largest found by a partial selection over the row). */
-static void row_recall(const struct ab_exact *ex, const struct ab_keep *keep, int64_t r,
-                       int64_t k, double *mass, double *topk_frac)
-{
-    const float *a = ex->a + r * ex->n_k;
-    double s = 0;
-    for (int64_t j = 0; j < ex->n_k; j++)
-        if (a[j] > 0 && ab_keep_has(keep, r, j)) s += a[j];
-    *mass = s;
-    /* top-k by repeated selection into a small sorted buffer (k is small) */
-    int64_t top[64], n_top = 0;
-    k = AB_MIN(k, 64);
-    for (int64_t j = 0; j < ex->n_k; j++) {
+    int64_t n_top = 0; /* repeated selection into a small sorted buffer (k is small) */
+    for (int64_t j = 0; j < n; j++) {
         if (!(a[j] > 0)) continue;
         if (n_top == k && a[j] <= a[top[n_top - 1]]) continue;
         int64_t t = n_top < k ? n_top++ : k - 1;
@@ -56,6 +23,64 @@ static void row_recall(const struct ab_exact *ex, const struct ab_keep *keep, in
         }
         top[t] = j;
     }
+    return n_top;
+}
+
+int ab_exact_compute(const struct ab_problem *p, int64_t topk, struct ab_exact *ex)
+{
+    const struct ab_head *h = p->h;
+    topk = AB_MAX(0, AB_MIN(topk, 64));
+    *ex = (struct ab_exact){.n_rows = p->n_rows, .n_k = h->n_k, .d_v = h->d_v, .top_k = topk};
+    ex->o = ab_alloc(ab_size_mul((size_t)(p->n_rows * h->d_v), sizeof(double)));
+    ex->a = ab_alloc(ab_size_mul((size_t)p->n_rows * (size_t)h->n_k, sizeof(float)));
+    ex->top = ab_alloc(ab_size_mul((size_t)(p->n_rows * AB_MAX(topk, 1)), sizeof(int64_t)));
+    ex->n_top = ab_alloc(ab_size_mul((size_t)p->n_rows, sizeof(int64_t)));
+    if (!ex->o || !ex->a || !ex->top || !ex->n_top) {
+        ab_exact_free(ex);
+        return ab_fail(AB_E_NOMEM, "cannot allocate the exact attention of %lld rows",
+                       (long long)p->n_rows);
+    }
+    int rc = ab_attn_ref_dist(h, p->rows, p->n_rows, ex->o, NULL, ex->a); /* one pass */
+    if (rc) {
+        ab_exact_free(ex);
+        return rc;
+    }
+    for (int64_t r = 0; r < p->n_rows; r++)
+        ex->n_top[r] = row_top(ex->a + r * ex->n_k, ex->n_k, topk, ex->top + r * AB_MAX(topk, 1));
+    return AB_OK;
+}
+
+void ab_exact_free(struct ab_exact *ex)
+{
+    ab_free(ex->o);
+    ab_free(ex->a);
+    ab_free(ex->top);
+    ab_free(ex->n_top);
+    ex->o = NULL;
+    ex->a = NULL;
+    ex->top = ex->n_top = NULL;
+}
+
+/* Sum of the exact mass of row r on kept keys (visited in key order through the row's bitset),
+ * and how many of the row's k largest entries are kept. */
+static void row_recall(const struct ab_exact *ex, const struct ab_keep *keep, int64_t r, int64_t k,
+                       double *mass, double *topk_frac)
+{
+    const float *a = ex->a + r * ex->n_k;
+    const uint64_t *bits = keep->bits + r * keep->words;
+    double s = 0;
+    for (int64_t w = 0; w < keep->words; w++)
+        for (uint64_t x = bits[w]; x; x &= x - 1) {
+            int64_t j = w * 64 + __builtin_ctzll(x);
+            if (j < ex->n_k && a[j] > 0) s += a[j];
+        }
+    *mass = s;
+    int64_t buf[64], *top = buf, n_top;
+    k = AB_MIN(k, 64);
+    if (ex->top && ex->top_k == k)
+        top = ex->top + r * AB_MAX(k, 1), n_top = ex->n_top[r];
+    else
+        n_top = row_top(a, ex->n_k, k, buf);
     int64_t hit = 0;
     for (int64_t t = 0; t < n_top; t++) hit += ab_keep_has(keep, r, top[t]);
     *topk_frac = n_top ? (double)hit / (double)n_top : NAN;
@@ -114,8 +139,8 @@ double ab_metrics_kl(const struct ab_exact *ex, const float *dist)
     return kl / (double)ex->n_rows;
 }
 
-void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head,
-                      const int64_t *rows, int64_t n_rows, const float *o, struct ab_task_acc *out)
+void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head, const int64_t *rows,
+                      int64_t n_rows, const float *o, struct ab_task_acc *out)
 {
     memset(out, 0, sizeof *out);
     const struct ab_tasks *t = &w->tasks;
@@ -127,8 +152,10 @@ void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head,
         int64_t a = 0, b = n_rows;
         while (a < b) {
             int64_t mid = a + (b - a) / 2;
-            if (rows[mid] < t->row[k]) a = mid + 1;
-            else b = mid;
+            if (rows[mid] < t->row[k])
+                a = mid + 1;
+            else
+                b = mid;
         }
         if (a == n_rows || rows[a] != t->row[k]) continue;
         const float *y = o + a * dv;

@@ -258,7 +258,7 @@ static void run_head(const struct ab_workload *w, const char *name,
             rc = rc ? rc : ab_fail(AB_E_NOMEM, "cannot allocate method outputs");
             break;
         }
-        if ((rc = ab_exact_compute(&p, &ex))) break;
+        if ((rc = ab_exact_compute(&p, o->topk, &ex))) break;
         for (int i = 0; i < o->n_methods && !rc; i++) {
             const struct ab_method *m = o->methods[i];
             if (!method_applies(m, w, phase)) continue;

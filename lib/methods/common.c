@@ -90,34 +90,36 @@ void ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, floa
     const struct ab_head *h = p->h;
     int64_t d = h->d, dv = h->d_v;
     double cells = 0;
-    double *s = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double)));    /* (n_k) logits */
+    double *s = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double)));     /* (n_k) logits */
     int64_t *idx = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(int64_t))); /* (n_k) kept keys */
     double *acc = ab_alloc(ab_size_mul((size_t)dv, sizeof(double)));       /* (d_v) */
-    if (!s || !idx || !acc) {
+    double *qd = ab_alloc(ab_size_mul((size_t)d, sizeof(double)));         /* (d) */
+    if (!s || !idx || !acc || !qd) {
         /* no memory for one row's scratch: report NaN output rather than a wrong number */
         for (int64_t i = 0; i < p->n_rows * dv; i++) o[i] = NAN;
         goto done;
     }
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t i = p->rows[r], n_vis = ab_head_visible(h, i), m = 0;
-        const float *q = h->q + i * d;
+        const uint64_t *bits = keep->bits + r * keep->words;
+        for (int64_t c = 0; c < d; c++) qd[c] = h->q[i * d + c];
         double mx = -INFINITY;
-        for (int64_t j = 0; j < n_vis; j++) {
-            if (!ab_keep_has(keep, r, j)) continue;
-            double dot = 0;
-            for (int64_t c = 0; c < d; c++) dot += (double)q[c] * h->k[j * d + c];
-            s[m] = h->scale * dot;
-            idx[m++] = j;
-            if (s[m - 1] > mx) mx = s[m - 1];
-        }
+        /* the kept visible keys, word by word of the row's bitset */
+        for (int64_t wd = 0; wd * 64 < n_vis; wd++)
+            for (uint64_t x = bits[wd]; x; x &= x - 1) {
+                int64_t j = wd * 64 + __builtin_ctzll(x);
+                if (j >= n_vis) break;
+                s[m] = h->scale * ab_dot_df(qd, h->k + j * d, d);
+                if (s[m] > mx) mx = s[m];
+                idx[m++] = j;
+            }
         cells += (double)m;
         memset(acc, 0, (size_t)dv * sizeof(double));
         double z = 0;
         for (int64_t t = 0; t < m; t++) {
             double w = exp(s[t] - mx);
             z += w;
-            const float *v = h->v + idx[t] * dv;
-            for (int64_t c = 0; c < dv; c++) acc[c] += w * v[c];
+            ab_axpy_df(acc, w, h->v + idx[t] * dv, dv);
         }
         for (int64_t c = 0; c < dv; c++) o[r * dv + c] = m ? (float)(acc[c] / z) : 0.0f;
     }
@@ -127,11 +129,15 @@ done:
     ab_free(s);
     ab_free(idx);
     ab_free(acc);
+    ab_free(qd);
 }
 
 static _Thread_local double attend_counter;
 
-void ab_attend_counter_add(double cells) { attend_counter += cells; }
+void ab_attend_counter_add(double cells)
+{
+    attend_counter += cells;
+}
 
 double ab_attend_counter_take(void)
 {
@@ -142,8 +148,8 @@ double ab_attend_counter_take(void)
 
 const char *ab_family_name(int family)
 {
-    static const char *const names[] = {"dense", "static", "dynamic", "kv", "linear",
-                                        "calibration"};
+    static const char *const names[] = {"dense", "static", "dynamic",
+                                        "kv",    "linear", "calibration"};
     return family >= 0 && family <= AB_FAMILY_CALIBRATION ? names[family] : "unknown";
 }
 

@@ -38,9 +38,13 @@
  * - the accumulation is per query head, even under GQA;
  * - ties go to the earlier key. */
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "core/ab.h"
 #include "core/rng.h"
 #include "methods/kv.h"
+#include "methods/memo.h"
 #include "methods/method.h"
 
 /* Query rows per logits block (context and decode): 64, fewer when a block of 64 x n floats
@@ -77,7 +81,10 @@ double ab_kv_accum_ledger(const struct ab_problem *p, int64_t C, struct ab_ledge
     return cells;
 }
 
-static int64_t h2o_budget(double knob) { return knob < 1 ? 1 : (int64_t)knob; }
+static int64_t h2o_budget(double knob)
+{
+    return knob < 1 ? 1 : (int64_t)knob;
+}
 
 static int h2o_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
 {
@@ -91,8 +98,8 @@ static int h2o_cost(const struct ab_problem *p, double knob, struct ab_ledger *l
  * `base` (a row's 32 random bits from Philox): u_j is a 32-bit integer hash of (base, key)
  * (lowbias32), the logarithm a fast one (ln m = 2 atanh((m-1)/(m+1)), 4 odd terms, absolute
  * error < 1.3e-5 over the mantissa). Vectorises: the context's noise is q0^2/2 draws. */
-__attribute__((target_clones("avx2", "default")))
-static void accum_exp_noise(uint32_t base, const int64_t *idx, float *e, int64_t n)
+__attribute__((target_clones("avx2", "default"))) static void
+accum_exp_noise(uint32_t base, const int64_t *idx, float *e, int64_t n)
 {
     for (int64_t j = 0; j < n; j++) {
         uint32_t x = base ^ ((uint32_t)(idx ? idx[j] : j) * 0x9e3779b9u);
@@ -165,6 +172,38 @@ static void accum_context(const struct ab_problem *p, const struct kv_accum *a, 
     }
 }
 
+/* The context's accumulated scores of a problem under a rule (they depend on lambda, the noise
+ * and its seed, and tau_ctx: the decode temperatures come later), kept per thread for the last
+ * (head, rule): they do not depend on C, and the sweep runs each rule at every budget of a head
+ * in a row (five context passes of O(q0 n_ctx d) became one). The ledger still counts the pass
+ * in every run (ab_kv_accum_ledger): the memo saves wall time only. */
+static _Thread_local struct {
+    struct ab_memo_key key;
+    struct kv_accum rule;
+    int64_t n_ctx, n;
+    double *acc; /* (n) */
+} ctx_memo;
+
+static void accum_context_memo(const struct ab_problem *p, const struct kv_accum *a, int64_t n_ctx,
+                               int64_t chunk, float *s, float *e, double *acc)
+{
+    struct ab_memo_key key = ab_memo_key_of(p);
+    int64_t n = p->h->n_k;
+    if (ctx_memo.acc && ab_memo_key_eq(&key, &ctx_memo.key) && ctx_memo.n_ctx == n_ctx &&
+        ctx_memo.n == n && ctx_memo.rule.lambda == a->lambda && ctx_memo.rule.gumbel == a->gumbel &&
+        ctx_memo.rule.tau_ctx == a->tau_ctx && ctx_memo.rule.seed == a->seed) {
+        memcpy(acc, ctx_memo.acc, sizeof(double) * (size_t)n);
+        return;
+    }
+    accum_context(p, a, n_ctx, chunk, s, e, acc);
+    double *keep = realloc(ctx_memo.acc, sizeof(double) * (size_t)n);
+    if (keep) { /* without memory for the memo the scores are simply not kept */
+        memcpy(keep, acc, sizeof(double) * (size_t)n);
+        ctx_memo.acc = keep, ctx_memo.key = key, ctx_memo.rule = *a;
+        ctx_memo.n_ctx = n_ctx, ctx_memo.n = n;
+    }
+}
+
 /* The step-by-step schedule at cache size C (file comment): the context scores (O(q0 n_ctx d)
  * in sgemms), then per decode query a gather and score over its cache and a top-k over the
  * heavy candidates (O(C)). */
@@ -175,19 +214,19 @@ int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
     const struct ab_head *h = p->h;
     int64_t n = h->n_k, hh = C / 2, rec = C - hh, chunk = h2o_chunk(n), m = h->n_q - p->q0;
     int rc = AB_OK;
-    double *acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));      /* (n) */
+    double *acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));       /* (n) */
     float *s = ab_alloc(ab_size_mul((size_t)(chunk * n), sizeof(float))); /* (chunk, n) */
-    int64_t *heavy = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) ascending keys */
-    int64_t *cache = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) keys read */
-    float *pr = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) scores */
-    float *sc = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) candidate acc */
-    float *tmp = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));       /* (n) */
-    uint8_t *mark = ab_alloc((size_t)n);                                /* (n) */
+    int64_t *heavy = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t)));   /* (n) ascending keys */
+    int64_t *cache = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t)));   /* (n) keys read */
+    float *pr = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));          /* (n) scores */
+    float *sc = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));          /* (n) candidate acc */
+    float *tmp = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));         /* (n) */
+    uint8_t *mark = ab_alloc((size_t)n);                                  /* (n) */
     if (!acc || !s || !heavy || !cache || !pr || !sc || !tmp || !mark) {
         rc = ab_fail(AB_E_NOMEM, "h2o: cannot allocate scratch for %lld keys", (long long)n);
         goto done;
     }
-    accum_context(p, a, kv_n_ctx(p), chunk, s, tmp, acc);
+    accum_context_memo(p, a, kv_n_ctx(p), chunk, s, tmp, acc);
     int64_t n_heavy = 0, lo_prev = 0, r = 0;
     for (int64_t i0 = p->q0; i0 < h->n_q; i0 += chunk) {
         int64_t nr = AB_MIN(chunk, h->n_q - i0), nk = ab_head_visible(h, i0 + nr - 1);
@@ -211,9 +250,9 @@ int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
             for (int64_t j = lo; j < v; j++) cache[n_read++] = j;
             const float *row = s + (i - i0) * nk;
             for (int64_t t = 0; t < n_read; t++) pr[t] = row[cache[t]];
-            double tau = m > 1 ? a->tau0 + (a->tau1 - a->tau0) * (double)(i - p->q0) /
-                                               (double)(m - 1)
-                               : a->tau0;
+            double tau = m > 1
+                             ? a->tau0 + (a->tau1 - a->tau0) * (double)(i - p->q0) / (double)(m - 1)
+                             : a->tau0;
             accum_scores(a, tau, i, cache, pr, tmp, n_read);
             if (a->lambda == 1.0) {
                 for (int64_t t = 0; t < n_read; t++) acc[cache[t]] += pr[t];

@@ -22,6 +22,11 @@ struct ab_memo_key {
 /* The key of problem p. */
 struct ab_memo_key ab_memo_key_of(const struct ab_problem *p);
 
+/* The key of p's whole layer (p->layer's n_layer_heads heads, or p->h alone): what a selection
+ * shared by the heads of a layer (Ada-KV's budget split) was computed from, the same for every
+ * head of it. O(heads n d). */
+struct ab_memo_key ab_memo_layer_key_of(const struct ab_problem *p);
+
 /* 1 when two keys are equal. */
 int ab_memo_key_eq(const struct ab_memo_key *a, const struct ab_memo_key *b);
 

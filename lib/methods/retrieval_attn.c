@@ -37,10 +37,13 @@
  * - one index per query head (seeded by the head), even under GQA; ties go to the earlier key
  *   (and the lower cell). */
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/ab.h"
 #include "core/rng.h"
 #include "methods/kv.h"
+#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { IVF_LLOYD = 4, IVF_SAMPLE_PER_CELL = 32 };
@@ -115,6 +118,50 @@ static void ivf_build(const struct ivf_geom *g, const float *k, int64_t d, uint6
     for (int64_t j = 0; j < n; j++) list[cnt[cell[j]]++] = j;
 }
 
+/* The index of the last problem, kept per thread: it does not depend on K, and every budget and
+ * every step of the solver's bisection (the scanned count makes the cost data-dependent) build
+ * the same one. The ledger counts the build in every run (flops_once): the memo saves wall time
+ * only. */
+static _Thread_local struct {
+    struct ab_memo_key key;
+    int64_t n_ctx, c, s, d;
+    float *cent, *hn;     /* (c, d), (c) */
+    int64_t *cell, *list; /* (n_ctx), (n_ctx) */
+    int64_t *off;         /* (c + 1) */
+} ivf_memo;
+
+static void ivf_build_memo(const struct ab_problem *p, const struct ivf_geom *g, float *cent,
+                           int64_t *cell, int64_t *list, int64_t *off, float *hn, double *sum,
+                           int64_t *cnt, int64_t *samp)
+{
+    int64_t n = g->n_ctx, c = g->c, d = p->h->d;
+    size_t bc = sizeof(float) * (size_t)(c * d), bh = sizeof(float) * (size_t)c;
+    size_t bn = sizeof(int64_t) * (size_t)n, bo = sizeof(int64_t) * (size_t)(c + 1);
+    struct ab_memo_key key = ab_memo_key_of(p);
+    if (ivf_memo.cent && ab_memo_key_eq(&key, &ivf_memo.key) && ivf_memo.n_ctx == n &&
+        ivf_memo.c == c && ivf_memo.s == g->s && ivf_memo.d == d) {
+        memcpy(cent, ivf_memo.cent, bc), memcpy(hn, ivf_memo.hn, bh);
+        memcpy(cell, ivf_memo.cell, bn), memcpy(list, ivf_memo.list, bn);
+        memcpy(off, ivf_memo.off, bo);
+        return;
+    }
+    ivf_build(g, p->h->k, d, p->seed, cent, cell, list, off, hn, sum, cnt, samp);
+    free(ivf_memo.cent), free(ivf_memo.hn), free(ivf_memo.cell), free(ivf_memo.list);
+    free(ivf_memo.off);
+    ivf_memo.cent = malloc(bc), ivf_memo.hn = malloc(bh), ivf_memo.cell = malloc(bn);
+    ivf_memo.list = malloc(bn), ivf_memo.off = malloc(bo);
+    if (!ivf_memo.cent || !ivf_memo.hn || !ivf_memo.cell || !ivf_memo.list || !ivf_memo.off) {
+        free(ivf_memo.cent), free(ivf_memo.hn), free(ivf_memo.cell), free(ivf_memo.list);
+        free(ivf_memo.off); /* without memory for the memo the index is simply not kept */
+        ivf_memo.cent = ivf_memo.hn = NULL, ivf_memo.cell = ivf_memo.list = ivf_memo.off = NULL;
+        return;
+    }
+    memcpy(ivf_memo.cent, cent, bc), memcpy(ivf_memo.hn, hn, bh);
+    memcpy(ivf_memo.cell, cell, bn), memcpy(ivf_memo.list, list, bn);
+    memcpy(ivf_memo.off, off, bo);
+    ivf_memo.key = key, ivf_memo.n_ctx = n, ivf_memo.c = c, ivf_memo.s = g->s, ivf_memo.d = d;
+}
+
 /* order (c): the cells by q.centroid, descending (ties: lower cell first). sc (c) scratch. */
 static void ivf_rank(const float *q, const float *cent, int64_t c, int64_t d, float *sc,
                      int64_t *order)
@@ -168,7 +215,7 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
         if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) goto done;
         keep = &local;
     }
-    if (n_ctx > 0) ivf_build(&g, h->k, d, p->seed, cent, cell, list, off, hn, sum, cnt, samp);
+    if (n_ctx > 0) ivf_build_memo(p, &g, cent, cell, list, off, hn, sum, cnt, samp);
     double cells = 0, scanned = 0;
     int64_t r = 0;
     for (int64_t i = p->q0; i < h->n_q; i++) {

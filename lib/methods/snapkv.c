@@ -47,8 +47,12 @@
  * - ties go to the earlier key (and for ada-snapkv, the lower kv head);
  * - pyramidkv: a workload of one layer gets C; capacities are floored, so the layers' total
  *   can fall a few tokens short of L x C. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "core/ab.h"
 #include "methods/kv.h"
+#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { SNAP_W = 64, SNAP_KERNEL = 5 };
@@ -72,8 +76,8 @@ static struct snap_geom snap_geom_of(const struct ab_problem *p)
 /* SnapKV's prefix scores of head h (file comment): score (n_pre). s is (w, n_ctx) scratch,
  * agg (n_pre) scratch. use_max: max over the window instead of the sum. One sgemm of
  * (w, d) x (d, n_ctx), w softmax rows, O(n_pre) pooling. */
-static void snap_scores(const struct ab_head *h, int64_t q0, const struct snap_geom *g,
-                        int use_max, float *s, float *agg, float *score)
+static void snap_scores(const struct ab_head *h, int64_t q0, const struct snap_geom *g, int use_max,
+                        float *s, float *agg, float *score)
 {
     int64_t n_ctx = g->n_ctx, n_pre = g->n_pre, half = SNAP_KERNEL / 2;
     kv_logits(h, q0 - g->w, g->w, n_ctx, s, n_ctx);
@@ -132,7 +136,10 @@ static int snap_emit(const struct ab_problem *p, const struct snap_geom *g, cons
     return AB_OK;
 }
 
-static int64_t snap_budget(double knob) { return knob < 0 ? 0 : (int64_t)knob; }
+static int64_t snap_budget(double knob)
+{
+    return knob < 0 ? 0 : (int64_t)knob;
+}
 
 static int snapkv_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
 {
@@ -153,11 +160,11 @@ static int snapkv_run(const struct ab_problem *p, double knob, float *o, struct 
     struct snap_geom g = snap_geom_of(p);
     int64_t C = snap_budget(knob), n_ctx = g.n_ctx;
     size_t nc = (size_t)AB_MAX(n_ctx, 1);
-    uint8_t *ctx = ab_alloc(nc);                                              /* (n_ctx) kept */
+    uint8_t *ctx = ab_alloc(nc);                                                  /* (n_ctx) kept */
     float *s = ab_alloc(ab_size_mul((size_t)AB_MAX(g.w, 1) * nc, sizeof(float))); /* (w, n_ctx) */
-    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));                    /* (n_pre) */
-    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));                  /* (n_pre) */
-    float *tmp = ab_alloc(ab_size_mul(nc, sizeof(float)));                    /* (n_pre) */
+    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));                        /* (n_pre) */
+    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));                      /* (n_pre) */
+    float *tmp = ab_alloc(ab_size_mul(nc, sizeof(float)));                        /* (n_pre) */
     if (!ctx || !s || !agg || !score || !tmp) {
         rc = ab_fail(AB_E_NOMEM, "snapkv: cannot allocate scratch for %lld context keys",
                      (long long)n_ctx);
@@ -186,6 +193,44 @@ done:
  * data-dependent (how many keys this head's kv head won), so even o == NULL runs the scoring
  * of every head of the layer: (n_layer_heads) sgemms of (W, d) x (d, n_ctx) plus a top-k over
  * n_kv_heads x n_pre scores. Scratch O(n_kv_heads n_pre + W n_ctx). */
+/* Per kv head u of the layer: all[u][j] = max over its query heads of score_j (n_units, n_pre).
+ * Kept per thread for the last layer: every head of a layer, every budget and every step of
+ * the solver's bisection ask for the same scores (the ledger counts them in every run:
+ * snap_ledger; the memo saves wall time only). */
+static _Thread_local struct {
+    struct ab_memo_key key;
+    int64_t n_units, group, n_pre, w;
+    float *all;
+} ada_memo;
+
+static void layer_scores(const struct ab_problem *p, const struct snap_geom *g,
+                         const struct ab_head *layer, int64_t n_units, int64_t group, float *s,
+                         float *agg, float *score, float *all)
+{
+    int64_t n_pre = g->n_pre;
+    size_t bytes = sizeof(float) * (size_t)(n_units * n_pre);
+    struct ab_memo_key key = ab_memo_layer_key_of(p);
+    if (ada_memo.all && ab_memo_key_eq(&key, &ada_memo.key) && ada_memo.n_units == n_units &&
+        ada_memo.group == group && ada_memo.n_pre == n_pre && ada_memo.w == g->w) {
+        memcpy(all, ada_memo.all, bytes);
+        return;
+    }
+    for (int64_t u = 0; u < n_units; u++) {
+        float *au = all + u * n_pre;
+        for (int64_t j = 0; j < n_pre; j++) au[j] = 0;
+        for (int64_t e = 0; e < group; e++) {
+            snap_scores(&layer[u * group + e], p->q0, g, 1, s, agg, score);
+            for (int64_t j = 0; j < n_pre; j++) au[j] = score[j] > au[j] ? score[j] : au[j];
+        }
+    }
+    float *keep = realloc(ada_memo.all, bytes);
+    if (keep) { /* without memory for the memo the scores are simply not kept */
+        memcpy(keep, all, bytes);
+        ada_memo.all = keep, ada_memo.key = key, ada_memo.n_units = n_units;
+        ada_memo.group = group, ada_memo.n_pre = n_pre, ada_memo.w = g->w;
+    }
+}
+
 static int ada_snapkv_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                           struct ab_ledger *led)
 {
@@ -198,13 +243,13 @@ static int ada_snapkv_run(const struct ab_problem *p, double knob, float *o, str
     int64_t unit = AB_MIN(self / group, n_units - 1), C = snap_budget(knob), n_ctx = g.n_ctx;
     int64_t n_pre = g.n_pre;
     size_t nc = (size_t)AB_MAX(n_ctx, 1), nu = (size_t)n_units;
-    uint8_t *ctx = ab_alloc(nc);                                     /* (n_ctx) this head keeps */
-    uint8_t *mark = ab_alloc(ab_size_mul(nu, nc));                   /* (n_units, n_pre) */
-    float *all = ab_alloc(ab_size_mul(nu * nc, sizeof(float)));      /* (n_units, n_pre) scores */
-    float *tmp = ab_alloc(ab_size_mul(nu * nc, sizeof(float)));      /* (n_units * n_pre) */
+    uint8_t *ctx = ab_alloc(nc);                                /* (n_ctx) this head keeps */
+    uint8_t *mark = ab_alloc(ab_size_mul(nu, nc));              /* (n_units, n_pre) */
+    float *all = ab_alloc(ab_size_mul(nu * nc, sizeof(float))); /* (n_units, n_pre) scores */
+    float *tmp = ab_alloc(ab_size_mul(nu * nc, sizeof(float))); /* (n_units * n_pre) */
     float *s = ab_alloc(ab_size_mul((size_t)AB_MAX(g.w, 1) * nc, sizeof(float))); /* (w, n_ctx) */
-    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));           /* (n_pre) */
-    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));         /* (n_pre) */
+    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));                        /* (n_pre) */
+    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));                      /* (n_pre) */
     if (!ctx || !mark || !all || !tmp || !s || !agg || !score) {
         rc = ab_fail(AB_E_NOMEM, "ada-snapkv: cannot allocate scratch for %lld heads x %lld keys",
                      (long long)n_units, (long long)n_ctx);
@@ -215,15 +260,7 @@ static int ada_snapkv_run(const struct ab_problem *p, double knob, float *o, str
     } else if (C <= g.wk) {
         memset(ctx + n_ctx - C, 1, (size_t)C);
     } else {
-        /* per kv head u: all[u][j] = max over its query heads of score_j */
-        for (int64_t u = 0; u < n_units; u++) {
-            float *au = all + u * n_pre;
-            for (int64_t j = 0; j < n_pre; j++) au[j] = 0;
-            for (int64_t e = 0; e < group; e++) {
-                snap_scores(&layer[u * group + e], p->q0, &g, 1, s, agg, score);
-                for (int64_t j = 0; j < n_pre; j++) au[j] = score[j] > au[j] ? score[j] : au[j];
-            }
-        }
+        layer_scores(p, &g, layer, n_units, group, s, agg, score, all);
         /* B = C - W prefix keys per kv head on average; each keeps its top floor(alpha B),
          * then the layer's remaining n_units (B - floor) go to the highest scores left */
         int64_t B = C - g.wk, floor_b = (int64_t)(ADA_ALPHA * (double)B);
@@ -316,7 +353,8 @@ const struct ab_method ab_method_pyramidkv = {
                   "whole workload's cost (model-level budget)",
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
-    .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens/head (mean)"},
+    .knob =
+        {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens/head (mean)"},
     .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC | AB_METHOD_MODEL,
     .cost = pyramidkv_cost,
     .run = pyramidkv_run,
