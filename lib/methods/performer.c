@@ -118,12 +118,12 @@ static int performer_run(const struct ab_problem *p, double knob, float *o, stru
     /* queries: each row's own max; keys: the running (causal) or global (full) max */
     for (int64_t i = 0; i < n; i++) {
         float mx = -INFINITY;
-        for (int64_t r = 0; r < m; r++) mx = fmaxf(mx, qf[i * m + r]);
+        for (int64_t r = 0; r < m; r++) mx = qf[i * m + r] > mx ? qf[i * m + r] : mx;
         for (int64_t r = 0; r < m; r++) qf[i * m + r] = expf(qf[i * m + r] - mx);
     }
     double run = -INFINITY;
     for (int64_t j = 0; j < n; j++) {
-        for (int64_t r = 0; r < m; r++) run = fmax(run, kf[j * m + r]);
+        for (int64_t r = 0; r < m; r++) run = kf[j * m + r] > run ? kf[j * m + r] : run;
         g[j] = run;
     }
     int causal = h->mask == AB_MASK_CAUSAL;

@@ -35,6 +35,7 @@
 
 #include "core/ab.h"
 #include "methods/dynamic.h"
+#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { L_PROBE = 64, N_SINK = 30, N_LOCAL = 100 };
@@ -91,17 +92,60 @@ int64_t ab_dyn_cover(const double *v, int64_t n, double gamma)
 
 /* One probe row i with unnormalised probabilities e[0..v): col[j] += e[j] inv, and
  * diag[i - j] += e[j] inv for the keys j <= i. */
-__attribute__((target_clones("avx2", "default")))
-static void probe_accumulate(const float *e, int64_t v, int64_t i, double inv,
-                             double *restrict col, double *restrict diag)
+__attribute__((target_clones("avx2", "default"))) static void
+probe_accumulate(const float *e, int64_t v, int64_t i, double inv, double *restrict col,
+                 double *restrict diag)
 {
     for (int64_t j = 0; j < v; j++) col[j] += inv * e[j];
     double *dg = diag + i; /* dg[-j] = diag[i - j] */
     for (int64_t j = 0; j < AB_MIN(v, i + 1); j++) dg[-j] += inv * e[j];
 }
 
+/* The probe of the last problem, kept per thread: vertical-slash and flexprefill probe the same
+ * head at every budget and every step of the solver's bisection (their knobs do not change the
+ * probe). The ledger still counts the probe in every run: the memo saves wall time only. */
+static _Thread_local struct {
+    struct ab_memo_key key;
+    int64_t L, n, n_k;
+    double *col, *diag; /* (n_k), (n) */
+    double flops_select, ops_other;
+} probe_memo;
+
+static int probe_compute(const struct ab_problem *p, const struct ab_dyn_qk *x, int64_t L,
+                         double *col, double *diag, struct ab_ledger *led);
+
 int ab_dyn_probe(const struct ab_problem *p, const struct ab_dyn_qk *x, int64_t L, double *col,
                  double *diag, struct ab_ledger *led)
+{
+    const struct ab_head *h = p->h;
+    int64_t n = h->n_q, nk = h->n_k;
+    struct ab_memo_key key = ab_memo_key_of(p);
+    if (probe_memo.col && ab_memo_key_eq(&key, &probe_memo.key) && probe_memo.L == L &&
+        probe_memo.n == n && probe_memo.n_k == nk) {
+        memcpy(col, probe_memo.col, sizeof(double) * (size_t)nk);
+        memcpy(diag, probe_memo.diag, sizeof(double) * (size_t)n);
+        led->flops_select += probe_memo.flops_select;
+        led->ops_other += probe_memo.ops_other;
+        return AB_OK;
+    }
+    struct ab_ledger mine = {0};
+    int rc = probe_compute(p, x, L, col, diag, &mine);
+    if (rc) return rc;
+    led->flops_select += mine.flops_select;
+    led->ops_other += mine.ops_other;
+    double *keep = realloc(probe_memo.col, sizeof(double) * (size_t)(nk + n));
+    if (keep) { /* without memory for the memo the probe is simply not kept */
+        probe_memo.col = keep, probe_memo.diag = keep + nk;
+        memcpy(probe_memo.col, col, sizeof(double) * (size_t)nk);
+        memcpy(probe_memo.diag, diag, sizeof(double) * (size_t)n);
+        probe_memo.key = key, probe_memo.L = L, probe_memo.n = n, probe_memo.n_k = nk;
+        probe_memo.flops_select = mine.flops_select, probe_memo.ops_other = mine.ops_other;
+    }
+    return AB_OK;
+}
+
+static int probe_compute(const struct ab_problem *p, const struct ab_dyn_qk *x, int64_t L,
+                         double *col, double *diag, struct ab_ledger *led)
 {
     const struct ab_head *h = p->h;
     int64_t n = h->n_q, d = h->d, i0 = n - L;
@@ -194,8 +238,8 @@ static void lines_row(const struct ab_problem *p, const struct ab_dyn_lines *l, 
 }
 
 /* Kept keys of rows [q0, n): popcounts (hardware popcnt where the CPU has it). */
-__attribute__((target_clones("popcnt", "default")))
-static double lines_cells_impl(const struct ab_problem *p, const struct ab_dyn_lines *l)
+__attribute__((target_clones("popcnt", "default"))) static double
+lines_cells_impl(const struct ab_problem *p, const struct ab_dyn_lines *l)
 {
     double cells = 0;
     for (int64_t i = p->q0; i < l->n; i++) {
@@ -233,6 +277,40 @@ static int64_t vs_locals(int64_t n)
     return AB_MIN(n, ab_dyn_scaled(N_LOCAL, n));
 }
 
+/* The columns and slashes of the last problem in rank order (sinks and local offsets first), kept
+ * per thread beside the probe: k only cuts these lists. */
+static _Thread_local struct {
+    struct ab_memo_key key;
+    int64_t n, L;
+    int64_t *cols, *slashes; /* (n), (n) */
+    double ops[2];           /* the two sorts' element operations */
+} rank_memo;
+
+/* col and diag's rank orders into cols and slashes (n each), the sorts' operations into ops. */
+static void vs_rank(const struct ab_problem *p, int64_t L, const double *col, const double *diag,
+                    int64_t *cols, int64_t *slashes, double ops[2])
+{
+    int64_t n = p->h->n_q;
+    struct ab_memo_key key = ab_memo_key_of(p);
+    if (rank_memo.cols && ab_memo_key_eq(&key, &rank_memo.key) && rank_memo.n == n &&
+        rank_memo.L == L) {
+        memcpy(cols, rank_memo.cols, sizeof(int64_t) * (size_t)n);
+        memcpy(slashes, rank_memo.slashes, sizeof(int64_t) * (size_t)n);
+        ops[0] = rank_memo.ops[0], ops[1] = rank_memo.ops[1];
+        return;
+    }
+    ops[0] = ab_dyn_rank(col, n, vs_sinks(n), cols);
+    ops[1] = ab_dyn_rank(diag, n, vs_locals(n), slashes);
+    int64_t *keep = realloc(rank_memo.cols, sizeof(int64_t) * (size_t)(2 * n));
+    if (keep) { /* without memory for the memo the ranks are simply not kept */
+        rank_memo.cols = keep, rank_memo.slashes = keep + n;
+        memcpy(rank_memo.cols, cols, sizeof(int64_t) * (size_t)n);
+        memcpy(rank_memo.slashes, slashes, sizeof(int64_t) * (size_t)n);
+        rank_memo.key = key, rank_memo.n = n, rank_memo.L = L;
+        rank_memo.ops[0] = ops[0], rank_memo.ops[1] = ops[1];
+    }
+}
+
 /* The selection at k lines per kind into l (allocated here), and the phase's ledger into led. */
 static int vs_select(const struct ab_problem *p, double knob, struct ab_dyn_lines *l,
                      struct ab_ledger *led)
@@ -246,17 +324,19 @@ static int vs_select(const struct ab_problem *p, double knob, struct ab_dyn_line
     struct ab_dyn_qk x = {0};
     double *col = ab_alloc(ab_size_mul((size_t)(2 * n), sizeof(double))); /* (n) + (n) */
     double *diag = col ? col + n : NULL;
-    int64_t *idx = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) */
+    int64_t *idx = ab_alloc(ab_size_mul((size_t)(2 * n), sizeof(int64_t))); /* (n) + (n) */
     int rc = ab_dyn_lines_alloc(l, n);
     if (!rc && (!col || !idx)) rc = ab_fail(AB_E_NOMEM, "vertical-slash: cannot allocate scores");
     if (!rc) rc = ab_dyn_qk_get(h, &x);
     if (!rc) rc = ab_dyn_probe(p, &x, L, col, diag, led);
     if (!rc) {
         /* top k_v columns, sinks first; top k_s slashes, local offsets first */
-        led->ops_other += ab_dyn_rank(col, n, n_sink, idx);
+        double sort_ops[2];
+        vs_rank(p, L, col, diag, idx, idx + n, sort_ops);
+        led->ops_other += sort_ops[0];
+        led->ops_other += sort_ops[1];
         for (int64_t t = 0; t < kv; t++) ab_dyn_lines_add_col(l, idx[t]);
-        led->ops_other += ab_dyn_rank(diag, n, n_local, idx);
-        for (int64_t t = 0; t < ks; t++) ab_dyn_lines_add_slash(l, idx[t]);
+        for (int64_t t = 0; t < ks; t++) ab_dyn_lines_add_slash(l, idx[n + t]);
         ab_ledger_attend(led, h, ab_dyn_lines_cells(p, l));
     }
     ab_dyn_qk_free(&x);
