@@ -28,6 +28,7 @@
 #include "io/h5_util.h"
 #include "io/h5_workload.h"
 #include "methods/method.h"
+#include "report/bench.h"
 #include "opts.h"
 
 static const char *usage_text =
@@ -37,43 +38,6 @@ static const char *usage_text =
 
 enum { MAX_METHODS = 256, MAX_TARGETS = 32 };
 
-/* One row of the /bench table. */
-struct bench_row {
-    char *method, *family, *phase, *kernel, *reason;
-    double target_ratio, knob, flop_ratio, kept_share;
-    double select_s, select_step_s, token_s, block_s, compact_s, attend_s, time_s, dense_time_s;
-    double time_ratio;
-    int64_t n, rows;
-};
-
-#define COL(f, t, u, l) {#f, t, offsetof(struct bench_row, f), u, l}
-static const struct ab_column cols[] = {
-    COL(method, AB_COL_STR, "", "registry method"),
-    COL(family, AB_COL_STR, "", "method family"),
-    COL(phase, AB_COL_STR, "", "prefill (every row) or decode (the last rows)"),
-    COL(target_ratio, AB_COL_F64, "1", "target FLOP ratio the knob was fitted to"),
-    COL(knob, AB_COL_F64, "1", "the fitted knob (NaN: none fits)"),
-    COL(flop_ratio, AB_COL_F64, "1", "counted FLOPs over dense (amortised as in run)"),
-    COL(kept_share, AB_COL_F64, "1", "kept (row, key) cells over the visible ones"),
-    COL(select_s, AB_COL_F64, "s", "median time of the selection (the kept set; one-off work "
-        "such as SnapKV's window scores counted in full, not amortised)"),
-    COL(select_step_s, AB_COL_F64, "s", "select_s with its one-off part spread over the decode "
-        "horizon G as flop_ratio spreads it (the part split by the ledger's FLOP shares); = "
-        "select_s in prefill"),
-    COL(token_s, AB_COL_F64, "s", "median time of token-sparse attention over the kept set"),
-    COL(block_s, AB_COL_F64, "s", "prefill: median time of block-sparse attention (64 x 64 tiles)"),
-    COL(compact_s, AB_COL_F64, "s", "decode, when every row keeps one cache: median time of "
-        "compacting it and reading it with the dense kernel"),
-    COL(kernel, AB_COL_STR, "", "the fastest kernel: token, block or compact"),
-    COL(attend_s, AB_COL_F64, "s", "the faster kernel's time"),
-    COL(time_s, AB_COL_F64, "s", "select_step_s + attend_s"),
-    COL(dense_time_s, AB_COL_F64, "s", "median time of the dense kernel on the same rows, same run"),
-    COL(time_ratio, AB_COL_F64, "1", "time_s / dense_time_s"),
-    COL(n, AB_COL_I64, "1", "keys of the head"),
-    COL(rows, AB_COL_I64, "1", "query rows timed"),
-    COL(reason, AB_COL_STR, "", "why the row has no time (empty when it has)"),
-};
-#undef COL
 
 /* The kept cache of a decode problem when every row keeps the same one (the last row's kept
  * keys cut at the row's position, as a compressed KV cache is): its key indices into idx
@@ -100,7 +64,7 @@ static int64_t shared_cache(const struct ab_problem *p, const struct ab_keep *ke
 
 /* Times one (method, phase, target) on problem p into row. */
 static int time_cell(const struct ab_method *me, const struct ab_problem *p, double target,
-                     int reps, double dense_s, struct bench_row *row)
+                     int reps, double dense_s, struct ab_bench_row *row)
 {
     struct ab_apply_opts ao = {0};
     struct ab_applied ap;
@@ -170,7 +134,7 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
 }
 
 /* B.gp / B.tsv (and B.png when gnuplot is there): measured time ratio against FLOP ratio. */
-static int speed_figure(const char *out, const struct bench_row *rows, int n_rows)
+static int speed_figure(const char *out, const struct ab_bench_row *rows, int n_rows)
 {
     char dir[4096], stem[1024];
     const char *slash = strrchr(out, '/');
@@ -179,62 +143,10 @@ static int speed_figure(const char *out, const struct bench_row *rows, int n_row
     size_t len = strlen(base);
     if (len > 3 && !strcmp(base + len - 3, ".h5")) len -= 3;
     snprintf(stem, sizeof stem, "%.*s", (int)len, base);
-    enum { MAXC = 64 };
-    struct ab_gp_axes pan[2];
-    struct ab_gp_curve cur[2][MAXC];
-    double *x = malloc(sizeof(double) * (size_t)(2 * n_rows + 8)), *y = x ? x + n_rows + 4 : NULL;
-    static const double ref[2] = {1e-3, 1};
-    if (!x) return ab_fail(AB_E_NOMEM, "out of memory");
-    int n_pan = 0, at = 0;
-    double lo = 1;
-    for (int i = 0; i < n_rows; i++)
-        if (isfinite(rows[i].time_ratio) && rows[i].time_ratio > 0)
-            lo = fmin(lo, fmin(rows[i].time_ratio, rows[i].flop_ratio));
-    /* one style per method across both panels: its rank of first appearance */
-    int *style = malloc(sizeof(int) * (size_t)(n_rows + 1)), n_styles = 0;
-    for (int i = 0; style && i < n_rows; i++) {
-        int j = 0;
-        while (j < i && strcmp(rows[j].method, rows[i].method)) j++;
-        style[i] = j < i ? style[j] : n_styles++;
-    }
-    for (int ph = 0; ph < 2 && style; ph++) {
-        const char *phase = ph ? "decode" : "prefill";
-        int nc = 0;
-        for (int i = 0; i < n_rows && nc < MAXC - 1; i++) {
-            if (strcmp(rows[i].phase, phase) || !isfinite(rows[i].time_ratio)) continue;
-            int c = 0; /* the method's curve: its rows are consecutive */
-            while (c < nc && strcmp(cur[ph][c].title, rows[i].method)) c++;
-            if (c == nc)
-                cur[ph][nc++] = (struct ab_gp_curve){.title = rows[i].method, .style = style[i],
-                                                     .n = 0, .x = x + at, .y = y + at};
-            if (cur[ph][c].x + cur[ph][c].n != x + at) continue; /* not consecutive: skipped */
-            x[at] = rows[i].flop_ratio, y[at] = rows[i].time_ratio, at++;
-            cur[ph][c].n++;
-        }
-        if (!nc) continue;
-        cur[ph][nc++] = (struct ab_gp_curve){.title = "y = x (time saved = FLOPs saved)",
-                                             .style = AB_GP_REFLINE, .n = 2, .x = ref, .y = ref};
-        pan[n_pan++] = (struct ab_gp_axes){
-            .title = phase, .xlabel = "counted FLOP ratio (log)",
-            .ylabel = "measured time ratio to dense, same run (log)", .logx = 1, .logy = 1,
-            .xmin = lo / 1.5, .xmax = 1.2, .ymin = NAN, .ymax = NAN, .n_curves = nc,
-            .curves = cur[ph]};
-    }
-    int rc = style ? AB_OK : ab_fail(AB_E_NOMEM, "out of memory");
-    free(style);
-    if (!rc && n_pan) {
-        struct ab_gp_figure fig = {.name = stem, .title = "Measured speed against counted FLOPs "
-                                   "(selection + sparse attention over dense)", .rows = 1,
-                                   .cols = n_pan, .n_panels = n_pan, .panels = pan,
-                                   .width = 560 * n_pan + 260, .height = 520};
-        rc = ab_gp_figure_write(dir, &fig);
-        char *gp = NULL;
-        if (!rc && ab_gnuplot_find("gnuplot", &gp) == AB_OK) {
-            rc = ab_gnuplot_render(gp, dir, stem);
-            free(gp);
-        }
-    }
-    free(x);
+    char *gp = NULL;
+    if (ab_gnuplot_find("gnuplot", &gp) != AB_OK) gp = NULL;
+    int drawn, rc = ab_bench_figure(dir, stem, gp, rows, n_rows, &drawn);
+    free(gp);
     return rc;
 }
 
@@ -321,7 +233,7 @@ int cmd_bench_methods(int argc, char **argv)
                           "keys", (long long)m, (long long)N);
         goto done;
     }
-    struct bench_row *rows = calloc((size_t)(2 * n_list * n_t), sizeof *rows);
+    struct ab_bench_row *rows = calloc((size_t)(2 * n_list * n_t), sizeof *rows);
     int64_t *all_rows = malloc(sizeof(int64_t) * (size_t)N);
     float *o = ab_alloc(ab_size_mul((size_t)(N * h.d_v), sizeof(float)));
     int n_rows = 0;
@@ -350,8 +262,8 @@ int cmd_bench_methods(int argc, char **argv)
             if (!(me->phases & (unsigned)ph)) continue;
             int fixed = !me->knob.name || (me->flags & AB_METHOD_FIXED);
             for (int t = 0; t < (fixed ? 1 : n_t) && !rc; t++) {
-                struct bench_row *row = &rows[n_rows++];
-                *row = (struct bench_row){.method = strdup(me->name),
+                struct ab_bench_row *row = &rows[n_rows++];
+                *row = (struct ab_bench_row){.method = strdup(me->name),
                                           .family = strdup(ab_family_name(me->family)),
                                           .phase = strdup(ph == AB_PHASE_PREFILL ? "prefill" : "decode"),
                                           .target_ratio = fixed ? 1.0 : targets[t], .knob = NAN,
@@ -385,17 +297,17 @@ int cmd_bench_methods(int argc, char **argv)
         if (len > 3 && !strcmp(out + len - 3, ".h5")) len -= 3;
         snprintf(csv, sizeof csv, "%.*s.csv", (int)len, out);
         struct ab_h5 f = {0};
-        int nc = (int)(sizeof cols / sizeof cols[0]);
+        int nc = ab_bench_n_cols;
         if (!(rc = ab_h5_create(&f, out))) {
             if ((rc = ab_h5_attr_put_str(&f, "/", "isa", ab_machine_isa())) ||
                 (rc = ab_h5_attr_put_str(&f, "/", "blas_core", ab_machine_blas_core())) ||
                 (rc = ab_h5_attr_put_int(&f, "/", "threads", ab_threads_get())) ||
-                (rc = ab_h5_put_table(&f, "/bench", rows, n_rows, sizeof *rows, cols, nc)))
+                (rc = ab_h5_put_table(&f, "/bench", rows, n_rows, sizeof *rows, ab_bench_cols, nc)))
                 ab_h5_abort(&f);
             else
                 rc = ab_h5_commit(&f);
         }
-        if (!rc && (rc = ab_csv_write_table(csv, rows, n_rows, sizeof *rows, cols, nc))) remove(out);
+        if (!rc && (rc = ab_csv_write_table(csv, rows, n_rows, sizeof *rows, ab_bench_cols, nc))) remove(out);
         if (!rc && (rc = speed_figure(out, rows, n_rows))) remove(out), remove(csv);
         if (!rc) {
             ab_out_file(out), ab_out_file(csv);

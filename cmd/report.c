@@ -19,7 +19,7 @@
 static const char *usage_text =
     "attnbench report RESULTS.h5... -o DIR [--methods a,b,...] [--family static,kv,...]\n"
     "                 [--workload W.h5] [--maps L:H,L:H] [--map-methods a,b] [--budget R]\n"
-    "                 [--map-size N] [--study NAME] [--gnuplot PROG]";
+    "                 [--map-size N] [--study NAME] [--bench B.h5] [--gnuplot PROG]";
 
 enum { MAX_INPUTS = 256, MAX_MAPS = 64, MAX_MAP_METHODS = 32, MAX_FILTER = 128 };
 
@@ -107,6 +107,8 @@ int cmd_report(int argc, char **argv)
         {"study", AB_OPT_STRING, &ro.study, "NAME",
          "open report.md with the findings of a study: streaming-llm, sink-emergence, "
          "retrieval-heads, sparse-frontier"},
+        {"bench", AB_OPT_STRING, &ro.bench, "B.h5",
+         "a table of `bench methods`: its measured speed against FLOPs in report.md (speed.png)"},
         {"gnuplot", AB_OPT_STRING, &ro.gnuplot, "PROG",
          "gnuplot program (default: gnuplot on PATH)"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},

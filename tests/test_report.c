@@ -2020,3 +2020,49 @@ Test(report, retrieval_heads_study_states_its_finding_from_the_rows)
                   "are ranked here; give that one with --workload.");
     free(md);
 }
+
+/* report --bench: the table of `bench methods` becomes report.md's "Measured speed" section,
+ * its figure speed.png (script and data beside it) and one table line per row, timed or not;
+ * a file without /bench is refused before anything is written. */
+Test(report, measured_speed_section_from_a_bench_table)
+{
+    fixture();
+    const char *bench = t_path("speed-bench.h5"), *dir = report_dir("rep-speed");
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err,
+                       "bench methods --n 1024 --d 32 --methods streaming,quest,"
+                       "linear-elu --budgets 0.25 --phase both --reps 1 -o '%s'",
+                       bench),
+                 0, "%s", err);
+    free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "report '%s' --bench '%s' -o '%s'", fx_res, bench, dir), 0, "%s",
+                 err);
+    free(out), free(err);
+    char md[1300], gp[1300];
+    snprintf(md, sizeof md, "%s/report.md", dir);
+    snprintf(gp, sizeof gp, "%s/speed.gp", dir);
+    char *text = (char *)t_slurp(md, NULL);
+    cr_assert(text);
+    const char *sec = strstr(text, "## Measured speed (bench methods)");
+    cr_assert(sec, "no speed section");
+    cr_expect(strstr(sec, "![speed.png](speed.png)") != NULL);
+    /* streaming in both phases, quest in decode, linear-elu untimed in both */
+    cr_expect(strstr(sec, "| streaming | prefill | 0.25 |") &&
+                  strstr(sec, "| streaming | decode | 0.25 |"),
+              "%.2000s", sec);
+    cr_expect(strstr(sec, "| quest | decode | 0.25 |") != NULL);
+    cr_expect(strstr(sec, "| linear-elu | prefill | 1 | nan | - |") != NULL, "%.3000s", sec);
+    cr_expect(strstr(sec, "of the 3 timed rows realise their counted saving") != NULL, "%.600s",
+              sec);
+    free(text);
+    char *script = (char *)t_slurp(gp, NULL);
+    cr_expect(script && strstr(script, "y = x") && strstr(script, "\"quest\""));
+    free(script);
+    /* a results file is not a bench table: exit 65 naming it, no folder */
+    const char *dir2 = report_dir("rep-speed-bad");
+    cr_expect_eq(t_run(&out, &err, "report '%s' --bench '%s' -o '%s'", fx_res, fx_res, dir2), 65,
+                 "%s", err);
+    cr_expect(strstr(err, "no /bench table") && t_count_lines(err) == 1, "%s", err);
+    free(out), free(err);
+    cr_expect(!t_exists(dir2), "a refused --bench left a folder behind");
+}

@@ -1133,6 +1133,7 @@ static void rep_free(struct rep *R)
     free(R->wl_path);
     free(R->maps), free(R->mm);
     free(R->study_md);
+    ab_bench_rows_free(R->bench, R->n_bench);
     ab_rep_e2e_free(R);
     /* the kept cells are shallow copies (the strings belong to d->merged); the pooled summary
      * belongs to vres[0] */
@@ -1242,6 +1243,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
             goto done;
         }
     }
+    if ((rc = ab_rep_bench_load(&R)) != AB_OK) goto done;
     if ((rc = make_dir(o->dir)) != AB_OK) goto done;
 
     if ((rc = ab_rep_frontiers(&R)) != AB_OK) goto done;
@@ -1253,6 +1255,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     if ((rc = maps(&R)) != AB_OK) goto done;
     if ((rc = ab_rep_e2e(&R)) != AB_OK) goto done;
     if ((rc = ab_rep_study(&R)) != AB_OK) goto done;
+    if ((rc = ab_rep_bench(&R)) != AB_OK) goto done;
     {
         char *cells = ab_path_join(o->dir, "cells", ".csv"),
              *summary = ab_path_join(o->dir, "summary", ".csv");

@@ -100,6 +100,9 @@ struct ab_report_opts {
     int n_families;
     /* a study whose findings open report.md (one of ab_report_studies), or NULL */
     const char *study;
+    /* a table of `attnbench bench methods` (B.h5) drawn and tabulated in report.md's
+       "Measured speed" section, or NULL */
+    const char *bench;
     /* called with the path of every file written, in order (may be NULL) */
     void (*on_file)(void *user, const char *path);
     void *user;

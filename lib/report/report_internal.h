@@ -23,6 +23,7 @@
 #include "attn/attn.h"
 #include "core/workload.h"
 #include "eval/results.h"
+#include "report/bench.h"
 #include "report/report.h"
 
 /* The accuracy columns the report plots: rows of ab_rep_metrics[] in report.c. */
@@ -63,7 +64,7 @@ struct fig {
 /* report.md sections of figures; a .tsv entry (a table without a picture of its own) is
  * listed as a link after the section's pictures */
 enum { SEC_FRONTIER, SEC_LENGTH, SEC_TASKS, SEC_KV, SEC_ISO, SEC_HEADS, SEC_STATS, SEC_MAPS,
-       SEC_E2E, SEC_STUDY, N_SEC };
+       SEC_E2E, SEC_STUDY, SEC_SPEED, N_SEC };
 
 struct strv {
     char **s;
@@ -149,6 +150,10 @@ struct rep {
     int8_t *e2e_attn_all;             /* (n_e2e) 1: over every run workload (no capture matched) */
     /* --study: the findings' Markdown (malloc'd, NULL without a study), written first */
     char *study_md;
+    /* --bench: the /bench table of `bench methods` (report_bench.c), read before anything is
+       written */
+    struct ab_bench_row *bench;
+    int64_t n_bench;
 };
 
 /* The group table index of (method mi, phase pi, target ti): view grp and cells arrays. */
@@ -156,6 +161,10 @@ static inline size_t ab_rep_gidx(const struct rep *R, int mi, int pi, int ti)
 {
     return ((size_t)mi * (size_t)R->n_p + (size_t)pi) * (size_t)R->n_t + (size_t)ti;
 }
+
+/* report_bench.c: the /bench table read (--bench), and its section: speed.png and a table */
+int ab_rep_bench_load(struct rep *R);
+int ab_rep_bench(struct rep *R);
 
 /* report.c (contracts at the definitions) */
 int ab_rep_strv_push(struct strv *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

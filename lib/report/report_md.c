@@ -384,6 +384,11 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
         md_figs(R, f, SEC_E2E);
     }
 
+    if (R->o->bench) {
+        fputs("## Measured speed (bench methods)\n\n", f);
+        md_figs(R, f, SEC_SPEED);
+    }
+
     fputs("## Head statistics and the sink ratio\n\n", f);
     if (!R->d->heads.n)
         fputs("Not computed: the results have no /heads table (run `attnbench heads` on the "
