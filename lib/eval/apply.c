@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "attn/attn.h"
 #include "core/ab.h"
 #include "eval/eval.h"
 
@@ -18,9 +19,7 @@ static void apply_dist(const struct ab_problem *p, const float *dist, float *out
         const float *a = dist + r * h->n_k;
         for (int64_t c = 0; c < h->d_v; c++) acc[c] = 0;
         for (int64_t j = 0; j < h->n_k; j++) {
-            if (a[j] == 0) continue;
-            const float *v = h->v + j * h->d_v;
-            for (int64_t c = 0; c < h->d_v; c++) acc[c] += (double)a[j] * v[c];
+            if (a[j] != 0) ab_axpy_df(acc, (double)a[j], h->v + j * h->d_v, h->d_v);
         }
         for (int64_t c = 0; c < h->d_v; c++) out[r * h->d_v + c] = (float)acc[c];
     }

@@ -224,10 +224,7 @@ static int calib_row(int64_t i, const double *pr, int64_t n_vis, double lse, voi
         /* O_i = A'_i V, accumulated in double */
         double *acc = c->acc;
         memset(acc, 0, (size_t)dv * sizeof(double));
-        for (int64_t j = 0; j < n_vis; j++) {
-            const float *v = h->v + j * dv;
-            for (int64_t t = 0; t < dv; t++) acc[t] += a[j] * v[t];
-        }
+        for (int64_t j = 0; j < n_vis; j++) ab_axpy_df(acc, a[j], h->v + j * dv, dv);
         for (int64_t t = 0; t < dv; t++) c->o[r * dv + t] = (float)acc[t];
     }
     if (c->a) {
