@@ -27,6 +27,7 @@
 #include "io/gnuplot.h"
 #include "io/h5_util.h"
 #include "io/h5_workload.h"
+#include "methods/memo.h"
 #include "methods/method.h"
 #include "report/bench.h"
 #include "opts.h"
@@ -81,6 +82,7 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
         row->flop_ratio = ab_ledger_ratio(&ap.led, p);
         double t_sel[64], t_tok[64], t_blk[64], kept = 0, vis = 0;
         int prefill = p->q0 == 0;
+        ab_memo_bypass(1); /* every repetition computes the selection in full */
         for (int r = -1; r < reps && !rc; r++) {
             struct ab_ledger led;
             ab_keep_clear(&keep);
@@ -93,6 +95,7 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *p, dou
             double t3 = ab_now();
             if (r >= 0) t_sel[r] = t1 - t0, t_tok[r] = t2 - t1, t_blk[r] = t3 - t2;
         }
+        ab_memo_bypass(0);
         for (int64_t r = 0; r < p->n_rows; r++)
             kept += (double)ab_keep_count(&keep, r), vis += (double)ab_head_visible(p->h, p->rows[r]);
         row->kept_share = vis > 0 ? kept / vis : NAN;

@@ -175,8 +175,9 @@ static void accum_context(const struct ab_problem *p, const struct kv_accum *a, 
 /* The context's accumulated scores of a problem under a rule (they depend on lambda, the noise
  * and its seed, and tau_ctx: the decode temperatures come later), kept per thread for the last
  * (head, rule): they do not depend on C, and the sweep runs each rule at every budget of a head
- * in a row (five context passes of O(q0 n_ctx d) became one). The ledger still counts the pass
- * in every run (ab_kv_accum_ledger): the memo saves wall time only. */
+ * in a row (five context passes of O(q0 n_ctx d) became one). The ledger counts these scores as
+ * prefill's own probabilities, additions only (ab_kv_accum_ledger), so the memo is one that
+ * `bench methods` keeps (ab_memo_key_eq_free): a model has them from its prefill. */
 static _Thread_local struct {
     struct ab_memo_key key;
     struct kv_accum rule;
@@ -189,7 +190,7 @@ static void accum_context_memo(const struct ab_problem *p, const struct kv_accum
 {
     struct ab_memo_key key = ab_memo_key_of(p);
     int64_t n = p->h->n_k;
-    if (ctx_memo.acc && ab_memo_key_eq(&key, &ctx_memo.key) && ctx_memo.n_ctx == n_ctx &&
+    if (ctx_memo.acc && ab_memo_key_eq_free(&key, &ctx_memo.key) && ctx_memo.n_ctx == n_ctx &&
         ctx_memo.n == n && ctx_memo.rule.lambda == a->lambda && ctx_memo.rule.gumbel == a->gumbel &&
         ctx_memo.rule.tau_ctx == a->tau_ctx && ctx_memo.rule.seed == a->seed) {
         memcpy(acc, ctx_memo.acc, sizeof(double) * (size_t)n);

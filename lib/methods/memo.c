@@ -69,7 +69,16 @@ struct ab_memo_key ab_memo_layer_key_of(const struct ab_problem *p)
     return key;
 }
 
+static int memo_off;
+
+void ab_memo_bypass(int on) { memo_off = on != 0; }
+
 int ab_memo_key_eq(const struct ab_memo_key *a, const struct ab_memo_key *b)
+{
+    return !memo_off && ab_memo_key_eq_free(a, b);
+}
+
+int ab_memo_key_eq_free(const struct ab_memo_key *a, const struct ab_memo_key *b)
 {
     return a->q == b->q && a->k == b->k && a->n_q == b->n_q && a->n_k == b->n_k && a->d == b->d &&
            a->q0 == b->q0 && a->self == b->self && a->seed == b->seed && a->hash == b->hash &&

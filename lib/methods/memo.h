@@ -27,7 +27,18 @@ struct ab_memo_key ab_memo_key_of(const struct ab_problem *p);
  * head of it. O(heads n d). */
 struct ab_memo_key ab_memo_layer_key_of(const struct ab_problem *p);
 
-/* 1 when two keys are equal. */
+/* Turns every memo off (on != 0) or back on: while off, ab_memo_key_eq answers 0, so each
+ * selection is computed in full. For benchmarks that time a selection (`bench methods`):
+ * the memo would otherwise answer every repetition after the first. Not thread-safe to flip
+ * while selections run. */
+void ab_memo_bypass(int on);
+
+/* 1 when two keys are equal (always 0 while the memos are bypassed). */
 int ab_memo_key_eq(const struct ab_memo_key *a, const struct ab_memo_key *b);
+
+/* 1 when two keys are equal, bypass or not: for a memo of work the ledger counts as free, a
+ * by-product the model has anyway (H2O's context scores are prefill's own probabilities), so a
+ * benchmark of decode steps finds it done as a model would. */
+int ab_memo_key_eq_free(const struct ab_memo_key *a, const struct ab_memo_key *b);
 
 #endif
