@@ -122,52 +122,42 @@ AVX2 static float max_avx2(const float *x, int64_t n, float m)
     return m;
 }
 
-AVX2 static float exp_sum_avx2(const float *s, float *p, int64_t n, float mx)
+/* p = exp(s - mx) (0 where s = -inf) and its sum; clear: s = 0 behind the read (exp_move).
+ * Inlined into both callers with clear a constant. */
+AVX2 static inline float exp_pass_avx2(float *s, float *p, int64_t n, float mx, int clear)
 {
-    const __m256 ninf = _mm256_set1_ps(-INFINITY), vmx = _mm256_set1_ps(mx);
-    __m256 a = _mm256_setzero_ps(), b = a;
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        __m256 x0 = _mm256_loadu_ps(s + j), x1 = _mm256_loadu_ps(s + j + 8);
-        __m256 e0 =
-            _mm256_andnot_ps(_mm256_cmp_ps(x0, ninf, _CMP_EQ_OQ), exp8(_mm256_sub_ps(x0, vmx)));
-        __m256 e1 =
-            _mm256_andnot_ps(_mm256_cmp_ps(x1, ninf, _CMP_EQ_OQ), exp8(_mm256_sub_ps(x1, vmx)));
-        _mm256_storeu_ps(p + j, e0);
-        _mm256_storeu_ps(p + j + 8, e1);
-        a = _mm256_add_ps(a, e0);
-        b = _mm256_add_ps(b, e1);
-    }
-    float sum = hsum8(_mm256_add_ps(a, b));
-    for (; j < n; j++) sum += p[j] = s[j] == -INFINITY ? 0.0f : ab_expf_nonpos(s[j] - mx);
-    return sum;
-}
-
-AVX2 static float exp_move_avx2(float *s, float *p, int64_t n, float mx)
-{
-    const __m256 ninf = _mm256_set1_ps(-INFINITY), vmx = _mm256_set1_ps(mx),
-                 zero = _mm256_setzero_ps();
+    const __m256 ninf = _mm256_set1_ps(-INFINITY), vmx = _mm256_set1_ps(mx), zero = _mm256_setzero_ps();
     __m256 a = zero, b = zero;
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
         __m256 x0 = _mm256_loadu_ps(s + j), x1 = _mm256_loadu_ps(s + j + 8);
-        __m256 e0 =
-            _mm256_andnot_ps(_mm256_cmp_ps(x0, ninf, _CMP_EQ_OQ), exp8(_mm256_sub_ps(x0, vmx)));
-        __m256 e1 =
-            _mm256_andnot_ps(_mm256_cmp_ps(x1, ninf, _CMP_EQ_OQ), exp8(_mm256_sub_ps(x1, vmx)));
+        __m256 e0 = _mm256_andnot_ps(_mm256_cmp_ps(x0, ninf, _CMP_EQ_OQ), exp8(_mm256_sub_ps(x0, vmx)));
+        __m256 e1 = _mm256_andnot_ps(_mm256_cmp_ps(x1, ninf, _CMP_EQ_OQ), exp8(_mm256_sub_ps(x1, vmx)));
         _mm256_storeu_ps(p + j, e0);
         _mm256_storeu_ps(p + j + 8, e1);
-        _mm256_storeu_ps(s + j, zero);
-        _mm256_storeu_ps(s + j + 8, zero);
+        if (clear) {
+            _mm256_storeu_ps(s + j, zero);
+            _mm256_storeu_ps(s + j + 8, zero);
+        }
         a = _mm256_add_ps(a, e0);
         b = _mm256_add_ps(b, e1);
     }
     float sum = hsum8(_mm256_add_ps(a, b));
     for (; j < n; j++) {
         sum += p[j] = s[j] == -INFINITY ? 0.0f : ab_expf_nonpos(s[j] - mx);
-        s[j] = 0;
+        if (clear) s[j] = 0;
     }
     return sum;
+}
+
+AVX2 static float exp_sum_avx2(const float *s, float *p, int64_t n, float mx)
+{
+    return exp_pass_avx2((float *)s, p, n, mx, 0); /* clear = 0: s is only read */
+}
+
+AVX2 static float exp_move_avx2(float *s, float *p, int64_t n, float mx)
+{
+    return exp_pass_avx2(s, p, n, mx, 1);
 }
 
 AVX2 static void scale_avx2(float *x, int64_t n, float f)
