@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -83,6 +84,42 @@ static int store(const char *cmd, const struct ab_opt *o, const char *val)
     return -1;
 }
 
+/* 1 when a and b name the same existing file (same device and inode). */
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a && b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && S_ISREG(sa.st_mode) &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* The output (-o) may not be one of the command's inputs: writing it would replace an input
+ * that the command reads (`run x.h5 -o x.h5`, `convert m.bin -o m.bin`). Inputs are the
+ * positional arguments and every other file-valued option. Prints the error and returns 64,
+ * or -1 when the output is no input. */
+static int output_not_input(const char *cmd, const struct ab_opt *table, char **pos, int n_pos)
+{
+    const char *out = NULL;
+    for (const struct ab_opt *o = table; o->name; o++)
+        if (!strcmp(o->name, "o") && o->kind == AB_OPT_STRING) out = *(const char **)o->ptr;
+    if (!out) return -1;
+    for (int i = 0; i < n_pos; i++)
+        if (same_file(out, pos[i])) {
+            fprintf(stderr, "error: %s: the output '%s' is also an input ('%s'): name another "
+                    "file with -o\n", cmd, out, pos[i]);
+            return EX_AB_USAGE;
+        }
+    for (const struct ab_opt *o = table; o->name; o++) {
+        if (o->kind != AB_OPT_STRING || !strcmp(o->name, "o")) continue;
+        const char *v = *(const char **)o->ptr;
+        if (same_file(out, v)) {
+            fprintf(stderr, "error: %s: the output '%s' is also the input of --%s: name another "
+                    "file with -o\n", cmd, out, o->name);
+            return EX_AB_USAGE;
+        }
+    }
+    return -1;
+}
+
 int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table, int argc,
                   char **argv, char **pos, int max_pos, int *n_pos)
 {
@@ -150,6 +187,8 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
         fprintf(stderr, "error: %s: --threads must be between 0 and 4096\n", cmd);
         return EX_AB_USAGE;
     }
+    int st = output_not_input(cmd, table, pos, *n_pos);
+    if (st >= 0) return st;
     ab_threads_set((int)ab_common.threads);
     if (ab_common.progress < 0)
         ab_common.progress = ab_common.quiet ? AB_PROGRESS_OFF

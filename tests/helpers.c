@@ -1,6 +1,7 @@
 /* helpers.c - see helpers.h. */
 #include "helpers.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,25 @@ int t_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+int t_tmp_left(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    const char *base = slash ? slash + 1 : path;
+    size_t nb = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int found = 0;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        size_t n = strlen(e->d_name);
+        found = n > nb + 4 && !strncmp(e->d_name, base, nb) && e->d_name[nb] == '.' &&
+                !strcmp(e->d_name + n - 4, ".tmp");
+    }
+    closedir(d);
+    return found;
 }
 
 unsigned char *t_slurp(const char *path, size_t *len)

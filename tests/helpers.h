@@ -15,6 +15,8 @@ int t_run(char **out, char **err, const char *fmt, ...) __attribute__((format(pr
 
 /* 1 if path exists. */
 int t_exists(const char *path);
+/* 1 when a writer of path left a temporary beside it ("path.<...>.tmp", ab_tmp_path). */
+int t_tmp_left(const char *path);
 
 /* Whole file into memory (malloc'd, with a NUL after the last byte); *len its size. NULL if
  * unreadable. */

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/ab.h"
 #include "helpers.h"
@@ -239,4 +241,68 @@ Test(cli, gen_full_mask_runs_full_mask_only_rows)
     cr_assert_eq(t_run(&out, &err, "run '%s' --methods key-pooling,nystrom --budgets 0.5 --phase prefill -o '%s'", w, r), 0, "%s", err ? err : "");
     cr_expect(strstr(out, "key-pooling") && strstr(out, "nystrom"), "%s", out);
     free(out), free(err);
+}
+
+/* Two processes writing the same -o at the same time: each writes its own temporary and renames
+ * it, so both succeed and the file is whole (one of the two) every time, with no temporary left
+ * (issue 15: they shared NAME.tmp, and both failed). */
+Test(cli, concurrent_writers_to_one_output)
+{
+    const char *bin = getenv("AB_BIN");
+    cr_assert(bin != NULL, "AB_BIN is not set");
+    const char *out = t_path("race.h5");
+    for (int round = 0; round < 6; round++) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd,
+                 "'%s' gen --layers 1 --heads 2 --kv-heads 1 --n 512 --d 16 --seed 1 -o '%s' "
+                 "--quiet >/dev/null 2>&1 & p1=$!; '%s' gen --layers 1 --heads 2 --kv-heads 1 "
+                 "--n 512 --d 16 --seed 2 -o '%s' --quiet >/dev/null 2>&1 & p2=$!; "
+                 "wait $p1; a=$?; wait $p2; b=$?; exit $((a * 16 + b))",
+                 bin, out, bin, out);
+        int st = system(cmd);
+        cr_assert(st != -1 && WIFEXITED(st), "round %d: the shell failed", round);
+        cr_expect_eq(WEXITSTATUS(st), 0, "round %d: exit statuses %d and %d", round,
+                     WEXITSTATUS(st) / 16, WEXITSTATUS(st) % 16);
+        char *o, *e;
+        cr_expect_eq(t_run(&o, &e, "info '%s'", out), 0, "round %d: %s", round, e);
+        free(o), free(e);
+        cr_expect(!t_tmp_left(out), "round %d: a temporary was left", round);
+    }
+}
+
+/* -o naming one of the inputs (itself, by another spelling, through a symbolic link, or as the
+ * file of an option) is refused before anything is read or written: exit 64, one line, the
+ * input byte for byte as it was (issue 15: `run x.h5 -o x.h5` replaced the workload). */
+Test(cli, output_that_is_an_input_is_refused)
+{
+    const char *w = t_path("self.h5");
+    char *o, *e;
+    cr_assert_eq(t_run(&o, &e, "gen --layers 1 --heads 2 --kv-heads 1 --n 256 --d 16 -o '%s'", w),
+                 0, "%s", e);
+    free(o), free(e);
+    size_t n0, n1;
+    unsigned char *before = t_slurp(w, &n0);
+    char link[1100], dotted[1100];
+    snprintf(link, sizeof link, "%s.link.h5", w);
+    remove(link);
+    cr_assert_eq(symlink(w, link), 0);
+    const char *slash = strrchr(w, '/');
+    snprintf(dotted, sizeof dotted, "%.*s/./%s", (int)(slash - w), w, slash + 1);
+    const char *cases[][2] = {
+        {"run '%s' -o '%s'", "also an input"},
+        {"heads '%s' -o '%s'", "also an input"},
+        {"bench methods --workload '%s' -o '%s'", "also the input of --workload"},
+    };
+    for (int c = 0; c < 3; c++)
+        for (int spelling = 0; spelling < 3; spelling++) {
+            const char *out = spelling == 0 ? w : spelling == 1 ? link : dotted;
+            cr_expect_eq(t_run(&o, &e, cases[c][0], w, out), 64, "%s: %s", cases[c][0], e);
+            cr_expect(strstr(e, cases[c][1]) && t_count_lines(e) == 1, "%s", e);
+            free(o), free(e);
+        }
+    unsigned char *after = t_slurp(w, &n1);
+    cr_expect(n0 == n1 && !memcmp(before, after, n0), "the input changed");
+    cr_expect(!t_tmp_left(w));
+    free(before), free(after);
+    remove(link);
 }

@@ -182,7 +182,7 @@ Test(gguf, f32_round_trip_is_bitwise_with_its_vocabulary)
         cr_expect(!memcmp(pa[i], pb[i], na[i] * sizeof(float)), "buffer %d differs", i);
     }
     cr_expect(strstr(b.description, "F32 x20"), "%s", b.description);
-    cr_expect(!t_exists(t_path("f32.gguf.tmp")));
+    cr_expect(!t_tmp_left(t_path("f32.gguf")));
 
     /* the vocabulary: pieces, scores, ids and token types */
     struct ab_gguf_vocab v;
@@ -358,7 +358,7 @@ Test(gguf, writer_refuses_what_it_cannot_store_and_leaves_nothing)
     cr_expect_eq(ab_gguf_write_model(path, &a, NULL, AB_GGML_Q8_0), AB_E_DATA);
     cr_expect(strstr(ab_errmsg(), "blk.0.ffn_up.weight"), "%s", ab_errmsg());
     cr_expect(!t_exists(path));
-    cr_expect(!t_exists(t_path("nan.gguf.tmp")));
+    cr_expect(!t_tmp_left(t_path("nan.gguf")));
     a.w3[100] = 0;
     cr_expect_eq(ab_gguf_write_model(t_path("no/such/dir.gguf"), &a, NULL, AB_GGML_F32),
                  AB_E_CREATE);
@@ -854,7 +854,7 @@ Test(gguf, convert_command_rewrites_gguf_as_q8_0)
     spit(bad, raw, len / 2);
     cr_expect_eq(t_run(NULL, &se, "convert '%s' --type f16 -o '%s'", bad, none), 65);
     cr_expect(strstr(se, bad), "%s", se);
-    cr_expect(!t_exists(none) && !t_exists(t_path("conv-none.gguf.tmp")));
+    cr_expect(!t_exists(none) && !t_tmp_left(t_path("conv-none.gguf")));
     free(se);
     free(raw);
     free_owned(owned);

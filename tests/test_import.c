@@ -709,8 +709,7 @@ Test(import, numpy_savez_files_read_by_us)
 static void expect_refused(const char *args, int status, const char *file, const char *what)
 {
     const char *o = t_path("refused.h5");
-    char tmp[1100], *out, *err;
-    snprintf(tmp, sizeof tmp, "%s.tmp", o);
+    char *out, *err;
     remove(o);
     int st = t_run(&out, &err, "import %s -o '%s'", args, o);
     cr_expect_eq(st, status, "%s: exit %d, want %d: %s", what, st, status, err);
@@ -718,7 +717,7 @@ static void expect_refused(const char *args, int status, const char *file, const
     cr_expect(strncmp(err, "error: ", 7) == 0, "%s: %s", what, err);
     cr_expect(strstr(err, file) != NULL, "%s: the message does not name '%s': %s", what, file, err);
     cr_expect(strstr(err, what) != NULL, "%s: %s", what, err);
-    cr_expect(!t_exists(o) && !t_exists(tmp), "%s: output left behind", what);
+    cr_expect(!t_exists(o) && !t_tmp_left(o), "%s: output left behind", what);
     free(out), free(err);
 }
 

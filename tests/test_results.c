@@ -32,13 +32,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char *tmp_of(const char *path)
-{
-    static char buf[1200];
-    snprintf(buf, sizeof buf, "%s.tmp", path);
-    return buf;
-}
-
 /* The whole file as a NUL-terminated string (malloc'd), or NULL. */
 static char *slurp_text(const char *path)
 {
@@ -509,7 +502,7 @@ Test(results, h5_round_trip_is_bit_exact)
     struct ab_results a, b;
     make_table(&a, 200, 3);
     cr_assert_eq(ab_results_write_h5(path, &a), AB_OK, "%s", ab_errmsg());
-    cr_expect(!t_exists(tmp_of(path)));
+    cr_expect(!t_tmp_left(path));
     cr_assert_eq(ab_results_read_h5(path, &b), AB_OK, "%s", ab_errmsg());
     expect_same_results(&a, &b);
     cr_expect(isnan(b.cells[9].max_abs) && same_bits(b.cells[9].max_abs, nan_payload(0x123)),
@@ -862,7 +855,7 @@ Test(results, csv_round_trip_matches_the_table)
     struct ab_results r;
     make_table(&r, 150, 4);
     cr_assert_eq(ab_results_write_csv(cells, summary, &r), AB_OK, "%s", ab_errmsg());
-    cr_expect(!t_exists(tmp_of(cells)) && !t_exists(tmp_of(summary)));
+    cr_expect(!t_tmp_left(cells) && !t_tmp_left(summary));
     int nc, ns;
     const struct ab_column *cc = ab_results_cell_columns(&nc);
     const struct ab_column *sc = ab_results_summary_columns(&ns);
@@ -1104,21 +1097,21 @@ Test(results, unwritable_output_is_create_error_and_leaves_nothing)
     const char *nodir = t_path("no-such-dir/r.h5");
     cr_expect_eq(ab_results_write_h5(nodir, &r), AB_E_CREATE);
     cr_expect(strstr(ab_errmsg(), "r.h5") != NULL, "%s", ab_errmsg());
-    cr_expect(!t_exists(nodir) && !t_exists(tmp_of(nodir)));
+    cr_expect(!t_exists(nodir) && !t_tmp_left(nodir));
     const char *nocsv = t_path("no-such-dir/c.csv");
     cr_expect_eq(ab_results_write_csv(nocsv, NULL, &r), AB_E_CREATE);
     cr_expect(strstr(ab_errmsg(), "c.csv") != NULL, "%s", ab_errmsg());
-    cr_expect(!t_exists(nocsv) && !t_exists(tmp_of(nocsv)));
+    cr_expect(!t_exists(nocsv) && !t_tmp_left(nocsv));
 
     /* the target is a directory: everything is written, the rename fails, the tmp goes */
     const char *dir = t_path("a-dir.h5");
     cr_assert_eq(mkdir(dir, 0777), 0);
     cr_expect_eq(ab_results_write_h5(dir, &r), AB_E_CREATE, "%s", ab_errmsg());
-    cr_expect(!t_exists(tmp_of(dir)), "temporary file left behind");
+    cr_expect(!t_tmp_left(dir), "temporary file left behind");
     /* CSV: the cells file cannot be published, the summary is complete: neither appears */
     const char *good = t_path("good-summary.csv");
     cr_expect_eq(ab_results_write_csv(dir, good, &r), AB_E_CREATE, "%s", ab_errmsg());
-    cr_expect(!t_exists(good) && !t_exists(tmp_of(good)) && !t_exists(tmp_of(dir)));
+    cr_expect(!t_exists(good) && !t_tmp_left(good) && !t_tmp_left(dir));
     rmdir(dir);
 
     /* a read-only directory (meaningless as root, who may write anywhere) */
@@ -1128,7 +1121,7 @@ Test(results, unwritable_output_is_create_error_and_leaves_nothing)
         char p[1100];
         snprintf(p, sizeof p, "%s/r.h5", ro);
         cr_expect_eq(ab_results_write_h5(p, &r), AB_E_CREATE);
-        cr_expect(!t_exists(p) && !t_exists(tmp_of(p)));
+        cr_expect(!t_exists(p) && !t_tmp_left(p));
         rmdir(ro);
     }
     ab_results_free(&r);

@@ -162,13 +162,6 @@ static void write_bytes(const char *path, const void *data, size_t n)
     fclose(f);
 }
 
-static char *tmp_of(const char *path)
-{
-    static char buf[1200];
-    snprintf(buf, sizeof buf, "%s.tmp", path);
-    return buf;
-}
-
 /* ---------------------------------------------------------------- round trip, bytes, layout */
 
 Test(workload_io, round_trip_full_is_bit_exact)
@@ -177,7 +170,7 @@ Test(workload_io, round_trip_full_is_bit_exact)
     struct ab_workload w, r;
     make_default(&w, 1);
     cr_assert_eq(ab_h5_workload_write(path, &w), AB_OK, "%s", ab_errmsg());
-    cr_expect(!t_exists(tmp_of(path)), "temporary file left behind");
+    cr_expect(!t_tmp_left(path), "temporary file left behind");
     cr_assert_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
     expect_same(&w, &r);
     ab_workload_free(&w);
@@ -509,7 +502,7 @@ Test(workload_io, nan_in_q_is_data_error)
     w.q[17] = NAN;
     const char *out = t_path("nan-out.h5");
     cr_expect_eq(ab_h5_workload_write(out, &w), AB_E_DATA);
-    cr_expect(!t_exists(out) && !t_exists(tmp_of(out)));
+    cr_expect(!t_exists(out) && !t_tmp_left(out));
     ab_workload_free(&w);
 }
 
@@ -580,13 +573,13 @@ Test(workload_io, failed_write_is_create_error_and_leaves_nothing)
     const char *nodir = t_path("no-such-dir/w.h5");
     cr_expect_eq(ab_h5_workload_write(nodir, &w), AB_E_CREATE);
     cr_expect(strstr(ab_errmsg(), "w.h5") != NULL, "%s", ab_errmsg());
-    cr_expect(!t_exists(nodir) && !t_exists(tmp_of(nodir)));
+    cr_expect(!t_exists(nodir) && !t_tmp_left(nodir));
 
     /* the target is a directory: everything is written, the rename fails, the tmp goes */
     const char *dir = t_path("a-dir.h5");
     cr_assert_eq(mkdir(dir, 0777), 0);
     cr_expect_eq(ab_h5_workload_write(dir, &w), AB_E_CREATE, "%s", ab_errmsg());
-    cr_expect(!t_exists(tmp_of(dir)), "temporary file left behind");
+    cr_expect(!t_tmp_left(dir), "temporary file left behind");
     rmdir(dir);
 
     /* a read-only directory (meaningless as root, who may write anywhere) */
@@ -596,7 +589,7 @@ Test(workload_io, failed_write_is_create_error_and_leaves_nothing)
         char p[1100];
         snprintf(p, sizeof p, "%s/w.h5", ro);
         cr_expect_eq(ab_h5_workload_write(p, &w), AB_E_CREATE);
-        cr_expect(!t_exists(p) && !t_exists(tmp_of(p)));
+        cr_expect(!t_exists(p) && !t_tmp_left(p));
         rmdir(ro);
     }
     ab_workload_free(&w);
@@ -636,7 +629,7 @@ Test(png_map, png_round_trip_and_reproducible)
     for (int64_t i = 0; i < w * h; i++) px[i] = (uint8_t)((i * 7) % 256);
     cr_assert_eq(ab_png_write_indexed(a, px, w, h, ab_viridis, 256), AB_OK, "%s", ab_errmsg());
     cr_assert_eq(ab_png_write_indexed(b, px, w, h, ab_viridis, 256), AB_OK, "%s", ab_errmsg());
-    cr_expect(!t_exists(tmp_of(a)));
+    cr_expect(!t_tmp_left(a));
     uint8_t *back, pal[256][3];
     int64_t bw, bh;
     int nc;
@@ -662,7 +655,7 @@ Test(png_map, png_errors)
     int nc;
     const char *bad = t_path("no-dir/x.png");
     cr_expect_eq(ab_png_write_indexed(bad, px, 2, 2, ab_viridis, 256), AB_E_CREATE);
-    cr_expect(!t_exists(tmp_of(bad)));
+    cr_expect(!t_tmp_left(bad));
     cr_expect_eq(ab_png_read_indexed(t_path("none.png"), &back, &w, &h, pal, &nc), AB_E_NOFILE);
     const char *txt = t_path("txt.png");
     write_bytes(txt, "hello, not a png", 16);
@@ -926,7 +919,7 @@ Test(cli_io, render_writes_a_figure_with_its_script_and_data)
     uint32_t w, h;
     t_png_size(png, &w, &h);
     cr_expect(w == 900 && h == 800, "%ux%u", w, h);
-    cr_expect(!t_exists(tmp_of(png)));
+    cr_expect(!t_tmp_left(png));
     /* the data: 48 tokens max-pooled to 32 x 32, in token coordinates */
     struct t_matrix m;
     cr_assert_eq(t_matrix_read(beside(png, ".bin"), &m), 0);
@@ -1000,13 +993,13 @@ Test(cli_io, render_errors_leave_no_output)
         t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, t_path("rerr.jpg")), 64);
     cr_expect(strstr(err, ".png") != NULL && t_count_lines(err) == 1, "%s", err);
     free(out), free(err);
-    cr_expect(!t_exists(png) && !t_exists(tmp_of(png)), "output left after failures");
+    cr_expect(!t_exists(png) && !t_tmp_left(png), "output left after failures");
     cr_expect(!t_exists(beside(png, ".gp")) && !t_exists(beside(png, ".bin")),
               "script or data left after failures");
     /* an output that cannot be created */
     const char *nodir = t_path("no-dir/map.png");
     cr_expect_eq(t_run(&out, &err, "render '%s' --layer 0 --head 0 -o '%s'", path, nodir), 73);
-    cr_expect(!t_exists(tmp_of(nodir)));
+    cr_expect(!t_tmp_left(nodir));
     free(out), free(err);
 }
 
@@ -1021,7 +1014,7 @@ Test(cli_io, render_without_gnuplot_writes_the_script_and_exits_69)
     cr_expect(strstr(err, "error: gnuplot not found") == err && t_count_lines(err) == 1, "%s", err);
     free(out), free(err);
     cr_expect(t_exists(beside(png, ".gp")) && t_exists(beside(png, ".bin")));
-    cr_expect(!t_exists(png) && !t_exists(tmp_of(png)));
+    cr_expect(!t_exists(png) && !t_tmp_left(png));
 }
 
 Test(cli_io, render_with_a_failing_gnuplot_leaves_no_picture)
@@ -1042,5 +1035,5 @@ Test(cli_io, render_with_a_failing_gnuplot_leaves_no_picture)
                  70, "%s", err);
     cr_expect(strstr(err, "boom") != NULL && t_count_lines(err) == 1, "%s", err);
     free(out), free(err);
-    cr_expect(!t_exists(png) && !t_exists(tmp_of(png)), "a picture left by a failed gnuplot");
+    cr_expect(!t_exists(png) && !t_tmp_left(png), "a picture left by a failed gnuplot");
 }

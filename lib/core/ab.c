@@ -85,6 +85,16 @@ void *ab_alloc(size_t n)
 
 void ab_free(void *p) { free(p); }
 
+char *ab_tmp_path(const char *path)
+{
+    static unsigned long counter;
+    unsigned long k = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+    size_t n = strlen(path) + 64;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s.%ld.%lu.tmp", path, (long)getpid(), k);
+    return s;
+}
+
 size_t ab_size_mul(size_t n_items, size_t size)
 {
     if (n_items && size > SIZE_MAX / n_items) return 0;

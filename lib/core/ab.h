@@ -48,6 +48,11 @@ void *ab_alloc(size_t n);
 void ab_free(void *p);
 
 /* Size in bytes of n_items items of size `size`, or 0 if the product overflows size_t. */
+/* The temporary name a writer of path uses before rename(): "path.<pid>.<k>.tmp", unique per
+ * process and call, so two processes writing the same output never share one (the last rename
+ * wins and the file is whole either way). malloc'd; NULL when out of memory. */
+char *ab_tmp_path(const char *path);
+
 size_t ab_size_mul(size_t n_items, size_t size);
 
 /* Bytes of physical memory on this machine (0 if unknown). */

@@ -96,14 +96,13 @@ static void ab_csv_put_rows(FILE *fp, const void *rows, int64_t n_rows, size_t r
     }
 }
 
-/* Writes the table to "path.tmp" (*tmp receives the malloc'd name; the file is removed and
+/* Writes the table to a temporary beside path (ab_tmp_path; *tmp receives the malloc'd name; the file is removed and
  * *tmp freed on failure). */
 static int ab_csv_write_tmp(const char *path, const void *rows, int64_t n_rows, size_t row_size,
                             const struct ab_column *cols, int n_cols, char **tmp)
 {
-    *tmp = malloc(strlen(path) + 5);
+    *tmp = ab_tmp_path(path);
     if (!*tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-    sprintf(*tmp, "%s.tmp", path);
     FILE *fp = fopen(*tmp, "wb");
     if (!fp) {
         int e = errno;

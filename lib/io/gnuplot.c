@@ -27,15 +27,12 @@
 int ab_outfile_open(struct ab_outfile *o, const char *path)
 {
     *o = (struct ab_outfile){0};
-    size_t len = strlen(path);
     o->path = strdup(path);
-    o->tmp = malloc(len + 5);
+    o->tmp = ab_tmp_path(path);
     if (!o->path || !o->tmp) {
         ab_outfile_abort(o);
         return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
     }
-    memcpy(o->tmp, path, len);
-    memcpy(o->tmp + len, ".tmp", 5);
     o->f = fopen(o->tmp, "w");
     if (!o->f) {
         int rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
@@ -129,8 +126,10 @@ static void last_line(const char *text, char *out, size_t cap)
 int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
 {
     int rc = AB_OK;
-    char *script = ab_path_join(".", name, ".gp"), *tmp_rel = ab_path_join(".", name, ".png.tmp");
-    char *tmp = ab_path_join(dir, name, ".png.tmp"), *png = ab_path_join(dir, name, ".png");
+    char *script = ab_path_join(".", name, ".gp"), *png_rel = ab_path_join(".", name, ".png");
+    char *tmp_rel = png_rel ? ab_tmp_path(png_rel) : NULL, *png = ab_path_join(dir, name, ".png");
+    char *tmp = tmp_rel ? ab_path_join(dir, tmp_rel + 2, "") : NULL;
+    free(png_rel);
     char diag[8192];
     size_t n_diag = 0;
     int fd[2] = {-1, -1};

@@ -84,9 +84,8 @@ int ab_h5_create(struct ab_h5 *f, const char *path)
     ab_h5_quiet();
     f->id = H5I_INVALID_HID;
     f->path = path;
-    f->tmp = malloc(strlen(path) + 5);
+    f->tmp = ab_tmp_path(path);
     if (!f->tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-    sprintf(f->tmp, "%s.tmp", path);
 
     /* Ask the system first: its errno names the reason (no directory, no permission). */
     int fd = open(f->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);

@@ -558,7 +558,7 @@ int ab_npy_write(const char *path, int dtype, int rank, const int64_t *shape, in
     memset(head + len, ' ', (size_t)(hlen - len));
     head[hlen - 1] = '\n';
 
-    char *tmp = malloc(strlen(path) + 5);
+    char *tmp = ab_tmp_path(path);
     unsigned char *buf = malloc((size_t)BLOCK * 8);
     FILE *f = NULL;
     int rc = AB_OK;
@@ -566,7 +566,6 @@ int ab_npy_write(const char *path, int dtype, int rank, const int64_t *shape, in
         rc = ab_fail(AB_E_NOMEM, "'%s': cannot allocate write buffers", path);
         goto done;
     }
-    sprintf(tmp, "%s.tmp", path);
     f = fopen(tmp, "wb");
     if (!f) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));

@@ -83,11 +83,8 @@ int ab_png_write_indexed(const char *path, const uint8_t *pixels, int64_t width,
                        (long long)height);
     if (n_colors < 1 || n_colors > 256)
         return ab_fail(AB_E_USAGE, "'%s': a palette has 1 to 256 colours, not %d", path, n_colors);
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 5);
+    char *tmp = ab_tmp_path(path);
     if (!tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
 
     int rc = AB_OK;
     FILE *fp = fopen(tmp, "wb");

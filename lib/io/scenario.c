@@ -1961,26 +1961,29 @@ void ab_scenario_free(struct ab_scenario *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Writes len bytes to path through path.tmp and rename(). */
+/* Writes len bytes to path through a temporary beside it (ab_tmp_path) and rename(). */
 static int write_atomic(const char *path, const void *data, size_t len)
 {
-    char tmp[4200];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return ab_fail(AB_E_CREATE, "'%s': path too long", path);
+    char *tmp = ab_tmp_path(path);
+    if (!tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+    int rc = AB_OK;
     FILE *f = fopen(tmp, "wb");
-    if (!f) return ab_fail(AB_E_CREATE, "cannot create '%s': %s", tmp, strerror(errno));
-    int ok = fwrite(data, 1, len, f) == len;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok) {
-        unlink(tmp);
-        return ab_fail(AB_E_IO, "cannot write '%s'", tmp);
+    if (!f) {
+        rc = ab_fail(AB_E_CREATE, "cannot create '%s': %s", tmp, strerror(errno));
+    } else {
+        int ok = fwrite(data, 1, len, f) == len;
+        ok = (fclose(f) == 0) && ok;
+        if (!ok) {
+            unlink(tmp);
+            rc = ab_fail(AB_E_IO, "cannot write '%s'", tmp);
+        } else if (rename(tmp, path)) {
+            int e = errno;
+            unlink(tmp);
+            rc = ab_fail(AB_E_CREATE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
+        }
     }
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return ab_fail(AB_E_CREATE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
-    }
-    return AB_OK;
+    free(tmp);
+    return rc;
 }
 
 int ab_scenario_save(const struct ab_scenario *s, const char *path, const char *sha_path)

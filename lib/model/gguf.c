@@ -1110,7 +1110,7 @@ int ab_gguf_write_model(const char *path, const struct ab_model *m, const struct
     int *ttype = calloc((size_t)n_lt, sizeof *ttype);
     uint64_t *toff = calloc((size_t)n_lt, sizeof *toff);
     unsigned char *row = malloc((size_t)AB_MAX(c->dim, c->hidden_dim) * 4 + 64);
-    char *tmp = malloc(strlen(path) + 5);
+    char *tmp = ab_tmp_path(path);
     FILE *f = NULL;
     int rc = AB_OK;
     if (!lt || !ttype || !toff || !row || !tmp) {
@@ -1142,7 +1142,6 @@ int ab_gguf_write_model(const char *path, const struct ab_model *m, const struct
     struct out count = {0};
     write_meta(&count, m, t, name, type);
 
-    sprintf(tmp, "%s.tmp", path);
     f = fopen(tmp, "wb");
     if (!f) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
