@@ -306,3 +306,28 @@ Test(cli, output_that_is_an_input_is_refused)
     free(before), free(after);
     remove(link);
 }
+
+/* The memory check counts the limits a process really has, not only physical memory: under
+ * `ulimit -v` a workload that needs more is refused before anything is allocated (exit 65,
+ * naming the limit), one that fits still runs (issue 15). */
+Test(cli, memory_check_counts_the_address_space_limit)
+{
+    const char *bin = getenv("AB_BIN");
+    cr_assert(bin != NULL, "AB_BIN is not set");
+    const char *out = t_path("ulimit.h5"), *log = t_path("ulimit.err");
+    char cmd[4096];
+    /* 4 layers x 16 heads' Q, K, V at n = 131072, d = 64: 2.15 GB against 1.5 GB of address space */
+    snprintf(cmd, sizeof cmd, "ulimit -v 1500000; '%s' gen --n 131072 --layers 4 -o '%s' "
+             ">/dev/null 2>'%s'", bin, out, log);
+    int st = system(cmd);
+    cr_assert(st != -1 && WIFEXITED(st));
+    cr_expect_eq(WEXITSTATUS(st), 65);
+    char *err = (char *)t_slurp(log, NULL);
+    cr_expect(err && strstr(err, "ulimit -v") && t_count_lines(err) == 1, "%s", err ? err : "");
+    free(err);
+    cr_expect(!t_exists(out) && !t_tmp_left(out));
+    snprintf(cmd, sizeof cmd, "ulimit -v 1500000; '%s' gen --n 4096 --layers 1 -o '%s' "
+             ">/dev/null 2>'%s'", bin, out, log);
+    st = system(cmd);
+    cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "a small workload fits");
+}

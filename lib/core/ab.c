@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,13 +108,64 @@ uint64_t ab_phys_mem(void)
     return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
 }
 
+/* The first number after `key` in file path (a /proc or /sys file), or -1. */
+static double read_number(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[256];
+    double v = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (key && strncmp(line, key, strlen(key))) continue;
+        char *p = line + (key ? strlen(key) : 0), *end;
+        double x = strtod(p, &end);
+        if (end != p) v = x;
+        break;
+    }
+    fclose(f);
+    return v;
+}
+
+/* The memory this process can still take, and which limit binds: 80% of physical memory, what
+ * the kernel reports available (MemAvailable), the cgroup's limit less its use (v2 memory.max,
+ * v1 memory.limit_in_bytes), and the address-space and data limits (ulimit -v, -d) less what
+ * the process has mapped. */
+static double memory_room(const char **which)
+{
+    double room = 0.8 * (double)ab_phys_mem();
+    *which = "this machine's memory";
+    if (room <= 0) room = 1e18;
+    double avail = read_number("/proc/meminfo", "MemAvailable:");
+    if (avail > 0 && avail * 1024 < room) room = avail * 1024, *which = "the memory free now";
+    double cg = read_number("/sys/fs/cgroup/memory.max", NULL); /* "max" reads as none */
+    double cg_use = read_number("/sys/fs/cgroup/memory.current", NULL);
+    if (cg <= 0) {
+        cg = read_number("/sys/fs/cgroup/memory/memory.limit_in_bytes", NULL);
+        cg_use = read_number("/sys/fs/cgroup/memory/memory.usage_in_bytes", NULL);
+    }
+    if (cg > 0 && cg < 1e18 && cg - AB_MAX(cg_use, 0) < room)
+        room = cg - AB_MAX(cg_use, 0), *which = "the cgroup's memory limit";
+    double mapped = read_number("/proc/self/statm", NULL) * (double)sysconf(_SC_PAGESIZE);
+    struct rlimit rl;
+    int kinds[2] = {RLIMIT_AS, RLIMIT_DATA};
+    const char *names[2] = {"the address-space limit (ulimit -v)", "the data limit (ulimit -d)"};
+    for (int k = 0; k < 2; k++)
+        if (getrlimit(kinds[k], &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            (double)rl.rlim_cur - AB_MAX(mapped, 0) < room)
+            room = (double)rl.rlim_cur - AB_MAX(mapped, 0), *which = names[k];
+    return room;
+}
+
 int ab_check_fits(const char *what, double bytes)
 {
-    double limit = 0.8 * (double)ab_phys_mem();
-    if (limit <= 0) limit = 1e18;
-    if (!(bytes >= 0) || bytes > limit)
-        return ab_fail(AB_E_TOOBIG, "%s needs %.3g GB, more than this machine's memory (%.3g GB)",
-                       what, bytes / 1e9, limit / 0.8 / 1e9);
+    const char *which;
+    if (!(bytes >= 0))
+        return ab_fail(AB_E_TOOBIG, "%s needs an impossible amount of memory", what);
+    if (bytes < (double)(64 << 20)) return AB_OK; /* small: not worth reading /proc */
+    double room = memory_room(&which);
+    if (bytes > room)
+        return ab_fail(AB_E_TOOBIG, "%s needs %.3g GB, more than %s (%.3g GB)", what, bytes / 1e9,
+                       which, AB_MAX(room, 0) / 1e9);
     return AB_OK;
 }
 

@@ -58,8 +58,10 @@ size_t ab_size_mul(size_t n_items, size_t size);
 /* Bytes of physical memory on this machine (0 if unknown). */
 uint64_t ab_phys_mem(void);
 
-/* Fails with AB_E_TOOBIG (naming `what`) when `bytes` cannot reasonably fit in memory
- * (more than 80% of physical memory) or overflowed (bytes == 0 with nonzero items). */
+/* Fails with AB_E_TOOBIG (naming `what` and the limit) when `bytes` cannot fit in the memory
+ * this process can still take: the least of 80% of physical memory, the memory available now
+ * (MemAvailable), the cgroup's limit less its use, and ulimit -v / -d less what is mapped; or
+ * when bytes is negative or NaN (an overflowed size). Under 64 MB always fits. */
 int ab_check_fits(const char *what, double bytes);
 
 /* Threads. ab_threads_set(n) sets the OpenMP team size and OpenBLAS's thread count (n <= 0:

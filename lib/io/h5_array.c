@@ -127,6 +127,7 @@ int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int a
         out->n *= out->shape[i];
     }
     if (out->n > 0) {
+        if ((rc = ab_h5_check_stored(d, path, name, (double)out->n * (double)item))) goto done;
         if ((rc = ab_check_fits(path, (double)out->n * as))) goto done;
         out->data = ab_alloc(ab_size_mul((size_t)out->n, (size_t)as));
         if (!out->data) {

@@ -507,6 +507,17 @@ static const char *ab_h5_class_name(H5T_class_t c)
     }
 }
 
+int ab_h5_check_stored(hid_t d, const char *path, const char *name, double declared)
+{
+    /* deflate's largest ratio is 1032:1; HDF5's chunk and shuffle overheads add a little */
+    const double max_ratio = 1100.0;
+    double stored = (double)H5Dget_storage_size(d);
+    if (declared > (double)(1 << 20) && stored * max_ratio < declared)
+        return ab_fail(AB_E_DATA, "'%s': %s declares %.3g MB but stores %.3g KB: its shape is "
+                       "not its data", path, name, declared / 1e6, stored / 1e3);
+    return AB_OK;
+}
+
 int ab_h5_shape(struct ab_h5 *f, const char *name, int rank, H5T_class_t cls, int64_t *dims,
                 int *found)
 {
@@ -545,13 +556,16 @@ int ab_h5_shape(struct ab_h5 *f, const char *name, int rank, H5T_class_t cls, in
         rc = ab_h5_fail(AB_E_DATA, f, "cannot read the shape of %s", name);
         goto done;
     }
+    double declared = (double)H5Tget_size(t);
     for (int i = 0; i < rank; i++) {
         if (h[i] > (hsize_t)INT64_MAX / 2) {
             rc = ab_fail(AB_E_DATA, "'%s': %s has an impossible size", f->path, name);
             goto done;
         }
         dims[i] = (int64_t)h[i];
+        declared *= (double)h[i];
     }
+    if ((rc = ab_h5_check_stored(d, f->path, name, declared))) goto done;
     if (found) *found = 1;
 done:
     if (t >= 0) H5Tclose(t);

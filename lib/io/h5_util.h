@@ -98,9 +98,16 @@ int ab_h5_put(struct ab_h5 *f, const char *name, hid_t file_type, hid_t mem_type
 int ab_h5_put_strings(struct ab_h5 *f, const char *name, int rank, const int64_t *dims,
                       const char *const *strs, const char *const *scales);
 
+/* Sizes are checked before anyone allocates them: a dataset (d, of path) whose stored bytes could
+ * not hold its declared size (elements x element bytes) even under deflate's best ratio (1032:1)
+ * lies about its shape (unwritten chunks read back as fill values: a 70 KB file declaring 8 GB).
+ * AB_E_DATA naming the dataset, else AB_OK. Datasets under 1 MB are not judged. ab_h5_shape
+ * applies it to every dataset it sizes. */
+int ab_h5_check_stored(hid_t d, const char *path, const char *name, double declared);
+
 /* The shape of dataset `name`: checks it exists (else *found = 0, or AB_E_DATA "missing
- * dataset" when found is NULL), has the expected rank and type class (H5T_NO_CLASS: any), and
- * stores its dims (up to 8). */
+ * dataset" when found is NULL), has the expected rank and type class (H5T_NO_CLASS: any), that
+ * its storage can hold what it declares (ab_h5_check_stored), and stores its dims (up to 8). */
 int ab_h5_shape(struct ab_h5 *f, const char *name, int rank, H5T_class_t cls, int64_t *dims,
                 int *found);
 
