@@ -394,6 +394,8 @@ struct craft {
     int64_t seq;        /* sequence length of /q and /v (16) */
     int64_t d;          /* head dimension (4) */
     int empty_space;    /* /q exists but has no data written (chunked, never allocated) */
+    int pos_i64;        /* store /positions as int64, the last one past INT32_MAX */
+    double q_mul;       /* nonzero: /q values multiplied by it */
 };
 
 /* Writes a workload-like file with raw HDF5 calls, deliberately wrong in the ways c says. */
@@ -428,6 +430,7 @@ static void craft_file(const char *path, const struct craft *c)
             double *x = malloc(n * sizeof *x);
             for (hsize_t j = 0; j < n; j++) x[j] = 0.25 * (double)(j % 13) - 1.0;
             if (i == 0 && c->nan) x[n / 2] = NAN;
+            for (hsize_t j = 0; i == 0 && c->q_mul != 0 && j < n; j++) x[j] *= c->q_mul;
             H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x);
             free(x);
         }
@@ -439,18 +442,52 @@ static void craft_file(const char *path, const struct craft *c)
         hsize_t chunk = 1 << 16;
         H5Pset_chunk(p, 1, &chunk);
     }
-    hid_t d = H5Dcreate2(f, "positions", H5T_STD_I32LE, s, H5P_DEFAULT, p, H5P_DEFAULT);
+    hid_t d = H5Dcreate2(f, "positions", c->pos_i64 ? H5T_STD_I64LE : H5T_STD_I32LE, s,
+                         H5P_DEFAULT, p, H5P_DEFAULT);
     if (n > 0 && n <= ((hsize_t)1 << 20)) {
-        int32_t *pos = malloc(n * sizeof *pos);
-        for (hsize_t j = 0; j < n; j++) pos[j] = (int32_t)j;
-        H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, pos);
+        int64_t *pos = malloc(n * sizeof *pos);
+        for (hsize_t j = 0; j < n; j++) pos[j] = (int64_t)j;
+        if (c->pos_i64) pos[n - 1] = (int64_t)INT32_MAX + 5;
+        H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, pos);
         free(pos);
     }
     H5Dclose(d), H5Pclose(p), H5Sclose(s);
     cr_assert_geq(H5Fclose(f), 0);
 }
 
-static const struct craft craft_ok = {AB_WORKLOAD_SCHEMA, 0, 0, 16, 16, 4, 0};
+static const struct craft craft_ok = {AB_WORKLOAD_SCHEMA, 0, 0, 16, 16, 4, 0, 0, 0};
+
+/* Values that would silently change meaning are refused (issue 15): int64 positions past 2^31
+ * were clipped to INT32_MAX by the conversion, and |q| = 1e30 gave logits single precision
+ * cannot hold (NaN metrics, dense marked feasible with rel_l2 1). */
+Test(workload_io, values_that_would_change_meaning_are_refused)
+{
+    const char *path = t_path("meaning.h5");
+    struct craft c = craft_ok;
+    c.pos_i64 = 1;
+    craft_file(path, &c);
+    struct ab_workload r;
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "/positions[15] = 2147483652 does not fit 32 bits") &&
+                  strstr(ab_errmsg(), "meaning.h5"),
+              "%s", ab_errmsg());
+    c = craft_ok;
+    c.q_mul = 1e30;
+    craft_file(path, &c);
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_E_DATA);
+    cr_expect(strstr(ab_errmsg(), "logits can reach") && strstr(ab_errmsg(), "meaning.h5"), "%s",
+              ab_errmsg());
+    char *o, *e;
+    cr_expect_eq(t_run(&o, &e, "run '%s' -o '%s'", path, t_path("meaning-r.h5")), 65, "%s", e);
+    cr_expect(t_count_lines(e) == 1 && !t_exists(t_path("meaning-r.h5")), "%s", e);
+    free(o), free(e);
+    /* an ordinary scale and wide int64 positions that fit are accepted */
+    c = craft_ok;
+    c.q_mul = 1e3;
+    craft_file(path, &c);
+    cr_expect_eq(ab_h5_workload_read(path, &r), AB_OK, "%s", ab_errmsg());
+    ab_workload_free(&r);
+}
 
 Test(workload_io, crafted_file_reads_and_float64_is_converted)
 {

@@ -42,8 +42,8 @@ int ab_head_validate(const struct ab_head *h)
                        (long long)h->n_q, (long long)h->n_k, (long long)h->d);
     if (h->mask != AB_MASK_CAUSAL && h->mask != AB_MASK_FULL)
         return ab_fail(AB_E_DATA, "unknown mask kind %d", h->mask);
-    if (!(h->scale > 0) || !isfinite(h->scale))
-        return ab_fail(AB_E_DATA, "scale must be positive and finite (got %g)", h->scale);
+    if (!(h->scale > 0) || !(h->scale <= 1e30))
+        return ab_fail(AB_E_DATA, "scale must be positive and at most 1e30 (got %g)", h->scale);
     if (h->rope_theta < 0 || (h->rope_theta > 0 && h->d % 2))
         return ab_fail(AB_E_DATA, "RoPE needs an even head dimension (d = %lld)", (long long)h->d);
     for (int64_t i = 1; i < h->n_q; i++)

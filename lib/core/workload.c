@@ -166,6 +166,18 @@ static int64_t first_nonfinite(const float *x, int64_t n)
     return -1;
 }
 
+/* The largest Euclidean norm of the n rows of x (n, d), in double. */
+static double max_row_norm(const float *x, int64_t n, int64_t d)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int64_t c = 0; c < d; c++) s += (double)x[i * d + c] * x[i * d + c];
+        m = s > m ? s : m;
+    }
+    return sqrt(m);
+}
+
 int ab_workload_validate(const struct ab_workload *w)
 {
     if (w->n_layer <= 0 || w->n_head <= 0 || w->n_kv_head <= 0 || w->n_seq <= 0 || w->d <= 0 ||
@@ -196,6 +208,15 @@ int ab_workload_validate(const struct ab_workload *w)
         if (w->positions[i] < w->positions[i - 1])
             return ab_fail(AB_E_DATA, "/positions must be non-decreasing (row %lld)",
                            (long long)i);
+    /* every logit scale q.k is bounded by scale |q|max |k|max: keep it where single precision
+     * computes it (float holds 3.4e38; products of components are bounded the same way) */
+    double qmax = max_row_norm(w->q, w->n_layer * w->n_head * w->n_seq, w->d);
+    double kmax = max_row_norm(w->k, w->n_layer * w->n_kv_head * w->n_seq, w->d);
+    double bound = w->scale * qmax * kmax;
+    if (!(w->scale <= AB_LOGIT_MAX) || !(bound <= AB_LOGIT_MAX))
+        return ab_fail(AB_E_DATA, "logits can reach %.3g (scale %.3g x largest |q| %.3g x largest "
+                       "|k| %.3g), beyond what single precision computes (%.0e)", bound, w->scale,
+                       qmax, kmax, AB_LOGIT_MAX);
     const struct ab_tasks *t = &w->tasks;
     for (int64_t i = 0; i < t->n; i++) {
         if (t->kind[i] < 0 || t->kind[i] > 2)

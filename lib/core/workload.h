@@ -80,8 +80,12 @@ float *ab_workload_v(const struct ab_workload *w, int64_t layer, int64_t kv);   
 void ab_workload_head(const struct ab_workload *w, int64_t layer, int64_t head,
                       struct ab_head *out);
 
-/* Checks internal consistency (shapes, positions, finite values, task rows and keys in range).
- * AB_E_DATA with a message. */
+/* The largest logit magnitude a workload may reach (scale x largest |q| x largest |k|): beyond
+ * it single precision overflows and metrics turn NaN. Real and synthetic heads stay below 1e4. */
+#define AB_LOGIT_MAX 1e30
+
+/* Checks internal consistency (shapes, positions, finite values, logits within AB_LOGIT_MAX,
+ * task rows and keys in range). AB_E_DATA with a message. */
 int ab_workload_validate(const struct ab_workload *w);
 
 /* Allocates the task arrays for n tasks with n_keys keys in all, P codewords (zeroed). */

@@ -280,6 +280,24 @@ static int ab_wl_read_shapes(struct ab_h5 *f, struct ab_wl_shape *s)
     return AB_OK;
 }
 
+/* /positions into w->positions (n_seq int32): read as int64 first, so that a file storing wider
+ * integers is refused when one does not fit int32 instead of being clipped by the conversion. */
+static int ab_wl_read_positions(struct ab_h5 *f, struct ab_workload *w)
+{
+    int64_t *wide = malloc(sizeof(int64_t) * (size_t)w->n_seq);
+    if (!wide) return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+    int rc = ab_h5_get(f, "/positions", H5T_NATIVE_INT64, wide);
+    for (int64_t i = 0; !rc && i < w->n_seq; i++) {
+        if (wide[i] < INT32_MIN || wide[i] > INT32_MAX)
+            rc = ab_fail(AB_E_DATA, "'%s': /positions[%lld] = %lld does not fit 32 bits",
+                         f->path, (long long)i, (long long)wide[i]);
+        else
+            w->positions[i] = (int32_t)wide[i];
+    }
+    free(wide);
+    return rc;
+}
+
 /* Refuses files whose arrays cannot fit in memory (bulk: q, k, v and hidden too). */
 static int ab_wl_check_fits(const struct ab_h5 *f, const struct ab_wl_shape *s, int bulk)
 {
@@ -465,8 +483,7 @@ static int ab_wl_read(const char *path, struct ab_workload *w, int bulk)
         }
     }
     if (s.has_hid) w->d_model = s.hid[2];
-    if ((rc = ab_wl_read_attrs(&f, w)) ||
-        (rc = ab_h5_get(&f, "/positions", H5T_NATIVE_INT32, w->positions)) ||
+    if ((rc = ab_wl_read_attrs(&f, w)) || (rc = ab_wl_read_positions(&f, w)) ||
         (rc = ab_wl_read_extras(&f, &s, w)) || (s.has_tasks && (rc = ab_wl_read_tasks(&f, &s, w))))
         goto done;
     for (int64_t i = 1; i < w->n_seq; i++)
