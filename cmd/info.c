@@ -1,5 +1,6 @@
 /* info.c - `attnbench info FILE`: what a workload file holds, read without loading the bulk
- * tensors (metadata, shapes, the small datasets), so it answers at once on files of any size.
+ * tensors (metadata, shapes, the small datasets), so it answers at once on files of any size;
+ * for a results file (run, heads, eval-model), what it was made from and the tables it holds.
  *
  * Output (stdout) is one "key  value" line per fact, then the profile table with a compact
  * layer x kv-head grid of one-letter codes, the task summary and the storage figures. */
@@ -11,7 +12,10 @@
 
 #include "core/ab.h"
 #include "core/workload.h"
+#include "eval/results.h"
+#include "io/h5_util.h"
 #include "io/h5_workload.h"
+#include "io/results_io.h"
 #include "opts.h"
 
 static const char *usage_text = "attnbench info FILE";
@@ -28,6 +32,61 @@ static void print_bytes(int64_t b)
     int u = 0;
     while (x >= 1024 && u < 3) x /= 1024, u++;
     printf("%.1f %s", x, unit[u]);
+}
+
+/* The number of distinct strings among n at stride bytes apart starting at first (a field of an
+ * array of structs), O(n^2) worst case: results hold at most a few hundred distinct names. */
+static int64_t distinct(const void *first, size_t stride, int64_t n)
+{
+    int64_t k = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const char *a = *(char *const *)((const char *)first + (size_t)i * stride);
+        int64_t j = 0;
+        while (j < i && strcmp(a, *(char *const *)((const char *)first + (size_t)j * stride)))
+            j++;
+        k += j == i;
+    }
+    return k;
+}
+
+/* `info` of a results file (run, heads, eval-model): what it was made from and what it holds. */
+static int info_results(const char *path, const struct ab_h5_storage *sto)
+{
+    struct ab_results r;
+    ab_results_init(&r);
+    int rc = ab_results_read_h5(path, &r);
+    if (rc != AB_OK) return ab_cmd_fail(rc);
+    printf("file         %s\n", path);
+    printf("schema       %s\n", AB_RESULTS_SCHEMA);
+    printf("created      %s by attnbench %s on %s\n", r.created_utc ? r.created_utc : "(unknown)",
+           r.attnbench_version ? r.attnbench_version : "(unknown)",
+           r.hostname ? r.hostname : "(unknown host)");
+    if (r.command_line) printf("command      %s\n", r.command_line);
+    printf("workloads    %lld\n", (long long)r.n_workloads);
+    for (int64_t i = 0; i < r.n_workloads; i++)
+        printf("  %s (sha256 %.12s)\n", r.workloads[i],
+               r.workload_sha256 && r.workload_sha256[i] ? r.workload_sha256[i] : "?");
+    int64_t infeasible = 0, decode = 0;
+    for (int64_t i = 0; i < r.n_cells; i++) {
+        infeasible += !r.cells[i].feasible;
+        decode += !strcmp(r.cells[i].phase, "decode");
+    }
+    printf("cells        %lld (%lld methods, %lld prefill, %lld decode, %lld infeasible)\n",
+           (long long)r.n_cells,
+           (long long)(r.n_cells ? distinct(&r.cells[0].method, sizeof r.cells[0], r.n_cells) : 0),
+           (long long)(r.n_cells - decode), (long long)decode, (long long)infeasible);
+    if (r.decode_horizon > 0)
+        printf("decode       one-off work amortised over G = %lld tokens\n",
+               (long long)r.decode_horizon);
+    printf("tables       summary %lld rows, heads %lld, layers %lld, model %lld\n",
+           (long long)r.n_summary, (long long)r.n_heads, (long long)r.n_layers,
+           (long long)r.n_model);
+    printf("scenario     %s\n", r.scenario ? "recorded" : "none");
+    printf("storage      ");
+    print_bytes(sto->file_bytes);
+    printf(" on disk\n");
+    ab_results_free(&r);
+    return EX_AB_OK;
 }
 
 /* One distinct profile name, its head count and its grid letter. */
@@ -153,15 +212,22 @@ int cmd_info(int argc, char **argv)
         return ab_cmd_error(EX_AB_USAGE, "info: name one FILE (see 'attnbench info --help')");
     const char *path = pos[0];
 
+    /* which kind of attnbench file: its schema attribute */
+    struct ab_h5 f;
+    char *schema = NULL;
+    int rc = ab_h5_open(&f, path);
+    if (rc != AB_OK) return ab_cmd_fail(rc);
+    rc = ab_h5_attr_get_str(&f, "/", "schema", &schema);
+    ab_h5_close(&f);
+    if (rc != AB_OK) return ab_cmd_fail(rc);
+    int results = schema && !strcmp(schema, AB_RESULTS_SCHEMA);
+    free(schema);
     struct ab_workload w;
     struct ab_h5_storage sto;
-    int rc = ab_h5_workload_read_meta(path, &w);
+    if ((rc = ab_h5_file_storage(path, &sto)) != AB_OK) return ab_cmd_fail(rc);
+    if (results) return info_results(path, &sto);
+    rc = ab_h5_workload_read_meta(path, &w);
     if (rc != AB_OK) return ab_cmd_fail(rc);
-    rc = ab_h5_file_storage(path, &sto);
-    if (rc != AB_OK) {
-        ab_workload_free(&w);
-        return ab_cmd_fail(rc);
-    }
 
     printf("file         %s\n", path);
     printf("schema       %s\n", AB_WORKLOAD_SCHEMA);

@@ -331,3 +331,17 @@ Test(cli, memory_check_counts_the_address_space_limit)
     st = system(cmd);
     cr_expect(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "a small workload fits");
 }
+
+/* info reads results files too (issue 15: it refused them though its help says any attnbench
+ * file): what made them and what they hold, at once. */
+Test(cli, info_reads_a_results_file)
+{
+    const char *src = getenv("AB_SRC");
+    cr_assert(src != NULL, "AB_SRC is not set");
+    char *o, *e;
+    cr_assert_eq(t_run(&o, &e, "info '%s/reports/baseline/default.h5'", src), 0, "%s", e);
+    cr_expect(strstr(o, "schema       attnbench/results/2") && strstr(o, "cells        1888 (") &&
+                  strstr(o, "workloads    1") && strstr(o, "G = 1024"),
+              "%s", o);
+    free(o), free(e);
+}
