@@ -2063,3 +2063,29 @@ Test(report, measured_speed_section_from_a_bench_table)
     free(out), free(err);
     cr_expect(!t_exists(dir2), "a refused --bench left a folder behind");
 }
+
+/* Results no writer produces (an infinite flop ratio, a zero target, a layer index of 2^40) are
+ * refused when read: report exits 65 naming the file and the row, and writes nothing (issue 15:
+ * it left report.md and PNGs and exited 70 with "out of memory"). */
+Test(report, impossible_cells_are_refused_before_anything_is_written)
+{
+    for (int k = 0; k < 3; k++) {
+        struct ab_results r;
+        hb_init(&r);
+        hb_cells(&r, "w.h5", 1024, 2, "dense", "dense", "prefill", 1, 1e-7, 1, 1, NULL);
+        hb_cells(&r, "w.h5", 1024, 2, "window", "static", "prefill", 0.25, 0.1, 1, 1, NULL);
+        struct ab_cell *c = &r.cells[r.n_cells - 1];
+        if (k == 0) c->flop_ratio = INFINITY;
+        if (k == 1) c->target_ratio = 0;
+        if (k == 2) c->layer = (int64_t)1 << 40;
+        const char *path = t_path("impossible.h5"), *dir = report_dir("rep-impossible");
+        cr_assert_eq(ab_results_write_h5(path, &r), AB_OK, "%s", ab_errmsg());
+        ab_results_free(&r);
+        char *out, *err;
+        cr_expect_eq(t_run(&out, &err, "report '%s' -o '%s'", path, dir), 65, "case %d: %s", k, err);
+        cr_expect(strstr(err, "impossible.h5") && strstr(err, "row 3") && t_count_lines(err) == 1,
+                  "case %d: %s", k, err);
+        cr_expect(!t_exists(dir), "case %d: the report folder was made", k);
+        free(out), free(err);
+    }
+}

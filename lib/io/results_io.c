@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -480,6 +481,7 @@ static int ab_res_read_attrs(struct ab_h5 *f, struct ab_results *r)
 }
 
 /* Reads /cells and /summary into r and checks the values read. */
+
 static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
 {
     int n_cell_cols, n_sum_cols;
@@ -639,6 +641,37 @@ int ab_results_provenance(struct ab_results *r, int argc, char *const *argv,
         r->workload_sha256[i] = strdup(hex);
         if (!r->workloads[i] || !r->workload_sha256[i])
             return ab_fail(AB_E_NOMEM, "cannot allocate the results attributes");
+    }
+    return AB_OK;
+}
+
+static int cell_in_range(const char *path, const struct ab_cell *c, int64_t row)
+{
+    const int64_t lim = (int64_t)1 << 24;
+    if (c->layer < 0 || c->layer >= lim || c->head < 0 || c->head >= lim || c->kv_head < 0 ||
+        c->kv_head >= lim)
+        return ab_fail(AB_E_DATA, "'%s': /cells row %lld: layer %lld, head %lld, kv head %lld "
+                       "out of range", path, (long long)row, (long long)c->layer,
+                       (long long)c->head, (long long)c->kv_head);
+    if (c->n < 0 || c->n > INT32_MAX)
+        return ab_fail(AB_E_DATA, "'%s': /cells row %lld: sequence length %lld out of range",
+                       path, (long long)row, (long long)c->n);
+    if (!isnan(c->target_ratio) && !(c->target_ratio > 0 && c->target_ratio <= 1))
+        return ab_fail(AB_E_DATA, "'%s': /cells row %lld: target ratio %g is not in (0, 1]", path,
+                       (long long)row, c->target_ratio);
+    const double r[2] = {c->flop_ratio, c->flop_ratio_step};
+    for (int k = 0; k < 2; k++)
+        if (!isnan(r[k]) && !(isfinite(r[k]) && r[k] >= 0))
+            return ab_fail(AB_E_DATA, "'%s': /cells row %lld: %s %g is not a ratio", path,
+                           (long long)row, k ? "flop_ratio_step" : "flop_ratio", r[k]);
+    return AB_OK;
+}
+
+int ab_results_check_cells(const char *path, const struct ab_results *r)
+{
+    for (int64_t i = 0; i < r->n_cells; i++) {
+        int rc = cell_in_range(path, &r->cells[i], i);
+        if (rc) return rc;
     }
     return AB_OK;
 }

@@ -42,6 +42,12 @@ const struct ab_column *ab_results_layer_columns(int *n); /* /layers: struct ab_
  * with a one-line message naming the file; on failure nothing is left at path or path.tmp. */
 int ab_results_write_h5(const char *path, const struct ab_results *r);
 
+/* Refuses cells no writer produces, before a report lays out figures by them (AB_E_DATA naming
+ * path and the row): layer, head and kv head in [0, 2^24), n in [0, 2^31) (0: unrecorded),
+ * target NaN (a direct knob) or in (0, 1], flop ratios NaN (infeasible) or finite and >= 0.
+ * The reader itself keeps any value, so files round-trip exactly. */
+int ab_results_check_cells(const char *path, const struct ab_results *r);
+
 /* Reads a results file into out (initialised here; the caller frees it with ab_results_free,
  * also after a failure). Checks the schema attribute, that every column of both tables is
  * present, 1-D, of the right class (string / float / integer) and of one common length, and

@@ -192,6 +192,7 @@ int ab_report_load(const char *const *paths, int n, struct ab_report_data *d)
         d->n_inputs = i + 1;
         if (!(d->paths[i] = strdup(paths[i]))) return ab_fail(AB_E_NOMEM, "out of memory");
         int rc = ab_results_read_h5(paths[i], in);
+        if (rc == AB_OK) rc = ab_results_check_cells(paths[i], in);
         if (rc != AB_OK) return rc;
         if ((rc = read_heads(paths[i], in->n_workloads ? in->workloads[0] : NULL, &d->heads)))
             return rc;
