@@ -175,6 +175,27 @@ Test(scenario, malformed_yaml_names_libyaml_problem_and_line)
     expect_error("", 65, -1, "empty file");
 }
 
+/* Deep flow nesting is refused from the raw text at once: libyaml's scanner is quadratic in it
+ * (issue 15: a 200 KB file of nested lists took 43 s before its type error). Brackets inside
+ * quotes and comments do not count; 64 levels still reach the schema's own error. */
+Test(scenario, deep_flow_nesting_is_refused_at_once)
+{
+    enum { DEPTH = 100000 };
+    char *text = malloc(2 * DEPTH + 256);
+    cr_assert(text);
+    int n = sprintf(text, HEAD "workloads: ");
+    memset(text + n, '[', DEPTH), memset(text + n + DEPTH, ']', DEPTH);
+    strcpy(text + n + 2 * DEPTH, "\n");
+    double t0 = ab_now();
+    expect_error(text, 65, 3, "nested more than 64 deep");
+    cr_expect_lt(ab_now() - t0, 2.0, "took %.1f s", ab_now() - t0);
+    n = sprintf(text, HEAD "description: \"[[[[[[[[[[\"  # [[[[[[[[[[[[[[[\nworkloads: ");
+    memset(text + n, '[', 64), memset(text + n + 64, ']', 64);
+    strcpy(text + n + 128, "\n");
+    expect_error(text, 65, 4, "workloads entry 1 wants a map");
+    free(text);
+}
+
 Test(scenario, unknown_keys_name_the_key_and_line)
 {
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budget: [0.5]\n", 65, 7,

@@ -1882,6 +1882,39 @@ done:
     return rc;
 }
 
+/* libyaml's scanner keeps a possible simple key per flow level and revisits them all at every
+ * token, so [[[[...]]]] costs time quadratic in its depth (a 100 KB file: 8 s, 200 KB: half a
+ * minute) before our schema sees it. A scenario nests a few levels; deeper flow nesting is
+ * refused from the raw text first. Returns the line where the depth passes MAX_FLOW_DEPTH, or
+ * 0. Quoted scalars and comments are skipped. */
+enum { MAX_FLOW_DEPTH = 64 };
+static int64_t flow_too_deep(const char *t, size_t n)
+{
+    int depth = 0;
+    int64_t line = 1;
+    char quote = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = t[i];
+        if (ch == '\n') line++;
+        if (quote) { /* inside '...' ('' escapes) or "..." (backslash escapes) */
+            if (quote == '"' && ch == '\\') i++;
+            else if (ch == quote) quote = 0;
+            continue;
+        }
+        if (ch == '#' && (i == 0 || t[i - 1] == ' ' || t[i - 1] == '\t' || t[i - 1] == '\n')) {
+            while (i < n && t[i] != '\n') i++;
+            if (i < n) line++;
+            continue;
+        }
+        if ((ch == '"' || ch == '\'') && (i == 0 || strchr(" \t\n[{,:-", t[i - 1]))) quote = ch;
+        else if (ch == '[' || ch == '{') {
+            if (++depth > MAX_FLOW_DEPTH) return line;
+        } else if ((ch == ']' || ch == '}') && depth > 0)
+            depth--;
+    }
+    return 0;
+}
+
 int ab_scenario_load(const char *path, int quick, struct ab_scenario *out)
 {
     memset(out, 0, sizeof *out);
@@ -1899,6 +1932,12 @@ int ab_scenario_load(const char *path, int quick, struct ab_scenario *out)
     const char *slash = strrchr(path, '/');
     if (slash) snprintf(c->dir, sizeof c->dir, "%.*s", (int)(slash - path + (slash == path)), path);
 
+    int64_t deep_line = flow_too_deep(out->text, out->text_len);
+    if (deep_line) {
+        free(c);
+        return ab_fail(AB_E_DATA, "'%s' line %lld: lists or maps nested more than %d deep in [ ] "
+                       "or { }: not a scenario", path, (long long)deep_line, MAX_FLOW_DEPTH);
+    }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
         free(c);
