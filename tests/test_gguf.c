@@ -725,6 +725,10 @@ Test(gguf, bad_metadata_and_tensors_are_refused)
     size_t at = (size_t)((unsigned char *)memmem(raw, len, "llama.block_count", 17) - raw);
     memcpy(p, raw, len), p[at + 12] = 'X'; /* llama.block_Xount */
     expect_refused("no-blocks.gguf", p, len, MODEL, "'llama.block_count' is missing");
+    /* block_count 1 of the file's 2 layers: blk.1 would be dropped in silence (issue 15) */
+    memcpy(p, raw, len), put_le(p + at + 17 + 4, 1, 4); /* written as uint32 */
+    expect_refused("few-blocks.gguf", p, len, MODEL,
+                   "tensor 'blk.1.attn_norm.weight' belongs to no layer: llama.block_count is 1");
     at = (size_t)((unsigned char *)memmem(raw, len, "general.architecture", 20) - raw) + 32;
     memcpy(p, raw, len), memcpy(p + at, "gpt2x", 5);
     expect_refused("arch.gguf", p, len, MODEL, "architecture 'gpt2x'");

@@ -768,6 +768,16 @@ int ab_gguf_load_model(const char *path, struct ab_model *m)
     llama_tensors(&c, separate, lt);
     for (int64_t i = 0; i < n_lt; i++)
         if ((rc = check_tensor(&g, &lt[i], &ti[i]))) goto done;
+    /* a layer's tensors past llama.block_count: the count lies, and the model would silently
+     * lose layers (other extra tensors, such as rope_freqs, are llama.cpp's and left alone) */
+    for (uint64_t j = 0; j < g.n_tensor; j++) {
+        long long blk;
+        if (sscanf(g.tensor[j].name, "blk.%lld.", &blk) == 1 && (blk < 0 || blk >= c.n_layer)) {
+            rc = ab_fail(AB_E_DATA, "'%s': tensor '%s' belongs to no layer: llama.block_count "
+                         "is %lld", path, g.tensor[j].name, (long long)c.n_layer);
+            goto done;
+        }
+    }
 
     if ((rc = ab_model_alloc(m, &c, !separate))) goto done;
     for (uint32_t h = 0; h < 65536; h++) f16[h] = (float)ab_f16_to_double((uint16_t)h);
