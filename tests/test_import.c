@@ -837,6 +837,20 @@ Test(import, npz_damage)
     snprintf(args, sizeof args, "'%s'", disk);
     expect_refused(args, 65, "disk.npz", "several disks");
     free(b);
+    /* sizes deferred to the local ZIP64 field, which lies (issue 15: it was not read) */
+    const char *z64 = t_path("z64.npz"), *liar = t_path("z64-liar.npz");
+    npz_write(z64, s.t, 3, 0, Z64_CENTRAL);
+    b = t_slurp(z64, &n);
+    snprintf(args, sizeof args, "'%s'", z64);
+    char *o, *e;
+    cr_assert_eq(t_run(&o, &e, "import %s -o '%s'", args, t_path("z64.h5")), 0, "%s", e);
+    free(o), free(e);
+    size_t x = 30 + strlen("q.npy") + 4; /* the local extra's uncompressed size */
+    b[x] ^= 0x10;
+    write_file(liar, b, n);
+    snprintf(args, sizeof args, "'%s'", liar);
+    expect_refused(args, 65, "z64-liar.npz", "sizes differ from the central directory");
+    free(b);
 }
 
 Test(import, safetensors_damage)

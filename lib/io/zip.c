@@ -394,10 +394,23 @@ int ab_zip_read(struct ab_zip *z, int64_t i, unsigned char **data, size_t *len)
     if (!same)
         return ab_fail(AB_E_DATA, "'%s': member '%s': the local header names another file", z->path,
                        e->name);
-    /* without a data descriptor (flag bit 3) the local header repeats CRC and sizes */
+    /* without a data descriptor (flag bit 3) the local header repeats CRC and sizes: all ones
+     * in a 32-bit field sends to the local ZIP64 extra field, which must agree as well */
+    if (!(flags & 8) && (lcsize == U32_MAX_FIELD || lusize == U32_MAX_FIELD)) {
+        unsigned char *x = malloc((size_t)lxlen + 1);
+        if (!x) return ab_fail(AB_E_NOMEM, "'%s': out of memory", z->path);
+        uint64_t lo = 0;
+        uint32_t ld = 0;
+        rc = read_at(z, e->local_off + LOCAL_LEN + (int64_t)nlen, x, lxlen);
+        if (!rc) rc = apply_zip64(z->path, x, lxlen, &lusize, &lcsize, &lo, &ld);
+        free(x);
+        if (rc) return rc;
+        if (lcsize == U32_MAX_FIELD || lusize == U32_MAX_FIELD)
+            return ab_fail(AB_E_DATA, "'%s': member '%s': the local header defers its sizes to a "
+                           "ZIP64 field it does not have", z->path, e->name);
+    }
     if (!(flags & 8) &&
-        (lcrc != e->crc || (lcsize != U32_MAX_FIELD && lcsize != (uint64_t)e->csize) ||
-         (lusize != U32_MAX_FIELD && lusize != (uint64_t)e->usize)))
+        (lcrc != e->crc || lcsize != (uint64_t)e->csize || lusize != (uint64_t)e->usize))
         return ab_fail(AB_E_DATA,
                        "'%s': member '%s': the local header's CRC or sizes differ "
                        "from the central directory's",
