@@ -1126,3 +1126,29 @@ Test(results, unwritable_output_is_create_error_and_leaves_nothing)
     }
     ab_results_free(&r);
 }
+
+/* Results files damaged by bit flips that crash libhdf5 1.10 (found by a mutation loop over a
+ * small `run` output; committed in tests/data/): every reader refuses them with exit 65 and
+ * one line naming the file, never a signal, and leaves nothing behind (issue 15). One is caught
+ * by the probe's child before the file is read, the other by the guard while it is read. */
+Test(results, files_that_crash_the_hdf5_library_exit_65)
+{
+    const char *src = getenv("AB_SRC");
+    cr_assert(src != NULL, "AB_SRC is not set");
+    const char *dir = t_path("damaged-report");
+    for (int k = 1; k <= 2; k++) {
+        char f[1200];
+        snprintf(f, sizeof f, "%s/tests/data/damaged-results-%d.h5", src, k);
+        const char *cmds[] = {"info '%s'", "check '%s' --baseline '%s'", "report '%s' -o '%s'"};
+        for (int c = 0; c < 3; c++) {
+            char *o, *e;
+            int st = c == 0   ? t_run(&o, &e, cmds[c], f)
+                     : c == 1 ? t_run(&o, &e, cmds[c], f, f)
+                              : t_run(&o, &e, cmds[c], f, dir);
+            cr_expect_eq(st, 65, "%s on %s: exit %d: %s", cmds[c], f, st, e);
+            cr_expect(t_count_lines(e) == 1 && strstr(e, f), "%s: %s", cmds[c], e);
+            free(o), free(e);
+        }
+        cr_expect(!t_exists(dir), "a report folder was made from a damaged file");
+    }
+}
