@@ -98,7 +98,9 @@ Test(cli, bench_machine_and_decode_report_the_limits_and_the_table)
     sscanf(g, "sgemm %lf GFLOP/s median, %lf best (256^3, %*d runs) = %lf", &med, &best, &share);
     sscanf(t, "triad %lf", &triad);
     cr_expect(peak > 0 && med > 0 && best >= med && triad > 0, "%s", out);
-    cr_expect(fabs(share - med / peak) <= 0.01, "share %g vs %g / %g", share, med, peak);
+    /* the printed numbers are rounded: a relative tolerance (a debug build's peak is ~2) */
+    cr_expect(fabs(share - med / peak) <= 0.03 * share + 0.01, "share %g vs %g / %g", share, med,
+              peak);
     free(out), free(err);
     cr_assert_eq(t_run(&out, &err, "bench decode --n 4096 --d 64 --heads 2 --keep 0.25,0.125 "
                        "--reps 3 --triad-mb 8"), 0, "%s", err);
@@ -238,6 +240,7 @@ Test(cli, gen_full_mask_runs_full_mask_only_rows)
     cr_assert_eq(t_run(&out, &err, "info '%s'", w), 0);
     cr_expect(strstr(out, "full") != NULL, "%s", out);
     free(out), out = NULL;
+    free(err), err = NULL;
     cr_assert_eq(t_run(&out, &err, "run '%s' --methods key-pooling,nystrom --budgets 0.5 --phase prefill -o '%s'", w, r), 0, "%s", err ? err : "");
     cr_expect(strstr(out, "key-pooling") && strstr(out, "nystrom"), "%s", out);
     free(out), free(err);
@@ -316,6 +319,11 @@ Test(cli, memory_check_counts_the_address_space_limit)
     cr_assert(bin != NULL, "AB_BIN is not set");
     const char *out = t_path("ulimit.h5"), *log = t_path("ulimit.err");
     char cmd[4096];
+    /* a sanitizer build reserves terabytes of shadow memory and cannot start under ulimit -v */
+    snprintf(cmd, sizeof cmd, "ulimit -v 1500000; '%s' --version >/dev/null 2>&1", bin);
+    int can = system(cmd);
+    if (!(can != -1 && WIFEXITED(can) && WEXITSTATUS(can) == 0))
+        cr_skip_test("this build cannot start under ulimit -v (a sanitizer build)");
     /* 4 layers x 16 heads' Q, K, V at n = 131072, d = 64: 2.15 GB against 1.5 GB of address space */
     snprintf(cmd, sizeof cmd, "ulimit -v 1500000; '%s' gen --n 131072 --layers 4 -o '%s' "
              ">/dev/null 2>'%s'", bin, out, log);

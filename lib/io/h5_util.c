@@ -265,6 +265,9 @@ static int ab_h5_probe(const char *path, hid_t fapl, int64_t size)
     if (WIFSIGNALED(status))
         return ab_fail(AB_E_DATA, "'%s': damaged HDF5 file: the HDF5 library crashed reading it "
                        "(signal %d)", path, WTERMSIG(status));
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) /* a sanitizer's report, for one */
+        return ab_fail(AB_E_DATA, "'%s': damaged HDF5 file: reading it failed (exit %d of the "
+                       "reading process)", path, WEXITSTATUS(status));
     return AB_OK;
 }
 
