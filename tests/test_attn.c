@@ -33,16 +33,8 @@ static void thead_make(struct thead *t, int64_t n_q, int64_t n_k, int64_t d, int
     for (int64_t j = 0; j < n_k; j++) t->kp[j] = (int32_t)j;
     /* queries are the last n_q positions (prefill when n_q == n_k, decode rows otherwise) */
     for (int64_t i = 0; i < n_q; i++) t->qp[i] = (int32_t)(n_k - n_q + i);
-    t->h = (struct ab_head){.n_q = n_q,
-                            .n_k = n_k,
-                            .d = d,
-                            .d_v = dv,
-                            .q = t->q,
-                            .k = t->k,
-                            .v = t->v,
-                            .q_pos = t->qp,
-                            .k_pos = t->kp,
-                            .mask = mask,
+    t->h = (struct ab_head){.n_q = n_q, .n_k = n_k, .d = d, .d_v = dv, .q = t->q, .k = t->k,
+                            .v = t->v, .q_pos = t->qp, .k_pos = t->kp, .mask = mask,
                             .scale = 1.0 / sqrt((double)d)};
 }
 
@@ -80,14 +72,12 @@ static void check_ref_vs_naive(int64_t n_q, int64_t n_k, int64_t d, int64_t dv, 
 {
     struct thead t;
     thead_make(&t, n_q, n_k, d, dv, mask, 4.0, 1000 + n_q + d + mask);
-    long double *on = malloc(sizeof(long double) * n_q * dv),
-                *ln = malloc(sizeof(long double) * n_q);
+    long double *on = malloc(sizeof(long double) * n_q * dv), *ln = malloc(sizeof(long double) * n_q);
     double *o = malloc(sizeof(double) * n_q * dv), *l = malloc(sizeof(double) * n_q);
     naive(&t.h, on, ln);
     cr_assert_eq(ab_attn_ref(&t.h, NULL, 0, o, l), AB_OK);
     for (int64_t i = 0; i < n_q * dv; i++)
-        cr_assert(fabsl(o[i] - on[i]) <= 1e-12L * (1 + fabsl(on[i])), "o[%ld] %g vs %Lg", (long)i,
-                  o[i], on[i]);
+        cr_assert(fabsl(o[i] - on[i]) <= 1e-12L * (1 + fabsl(on[i])), "o[%ld] %g vs %Lg", (long)i, o[i], on[i]);
     for (int64_t i = 0; i < n_q; i++) cr_assert(fabsl(l[i] - ln[i]) <= 1e-12L * (1 + fabsl(ln[i])));
     free(on), free(ln), free(o), free(l);
     thead_free(&t);
@@ -131,8 +121,7 @@ Test(reference, grouped_query_mapping)
     struct ab_rng r;
     ab_rng_init(&r, 5, 5);
     for (int64_t i = 0; i < 4 * 20 * 8; i++) w.q[i] = (float)ab_rng_normal(&r);
-    for (int64_t i = 0; i < 2 * 20 * 8; i++)
-        w.k[i] = (float)ab_rng_normal(&r), w.v[i] = (float)ab_rng_normal(&r);
+    for (int64_t i = 0; i < 2 * 20 * 8; i++) w.k[i] = (float)ab_rng_normal(&r), w.v[i] = (float)ab_rng_normal(&r);
     for (int64_t hd = 0; hd < 4; hd++) {
         struct ab_head h;
         ab_workload_head(&w, 0, hd, &h);
@@ -159,8 +148,7 @@ Test(reference, rope_on_the_fly_equals_prerotated_inputs)
     ab_rope_apply(t.k, 40, 16, t.kp, 10000);
     t.h.rope_theta = 0;
     cr_assert_eq(ab_attn_ref(&t.h, NULL, 0, o2, NULL), AB_OK);
-    for (int i = 0; i < 40 * 16; i++)
-        cr_assert(fabs(o1[i] - o2[i]) < 1e-5, "%d: %g %g", i, o1[i], o2[i]);
+    for (int i = 0; i < 40 * 16; i++) cr_assert(fabs(o1[i] - o2[i]) < 1e-5, "%d: %g %g", i, o1[i], o2[i]);
     thead_free(&t);
 }
 
@@ -189,8 +177,7 @@ Test(rope, preserves_norms_and_depends_on_distance_only)
             double dot = 0;
             for (int c = 0; c < D; c++) dot += x[c] * y[c];
             if (isnan(ref)) ref = dot;
-            cr_expect(fabs(dot - ref) < 1e-9 * (1 + fabs(ref)), "delta %d shift %d: %g vs %g",
-                      delta, shift, dot, ref);
+            cr_expect(fabs(dot - ref) < 1e-9 * (1 + fabs(ref)), "delta %d shift %d: %g vs %g", delta, shift, dot, ref);
         }
     }
     /* the float version agrees with the double one */
@@ -240,10 +227,8 @@ Test(fast, matches_reference_up_to_4096, .timeout = 300)
                 struct thead t;
                 thead_make(&t, ns[a], ns[a], ds[b], ds[b], mask, 6.0, 31 * a + b);
                 double lse_err, e = fast_vs_ref(&t.h, ns[a] > 1000 ? 257 : 0, &lse_err);
-                cr_expect(e <= 1e-5, "n %ld d %ld mask %d: rel_l2 %g", (long)ns[a], (long)ds[b],
-                          mask, e);
-                cr_expect(lse_err <= 1e-4, "n %ld d %ld: lse error %g", (long)ns[a], (long)ds[b],
-                          lse_err);
+                cr_expect(e <= 1e-5, "n %ld d %ld mask %d: rel_l2 %g", (long)ns[a], (long)ds[b], mask, e);
+                cr_expect(lse_err <= 1e-4, "n %ld d %ld: lse error %g", (long)ns[a], (long)ds[b], lse_err);
                 thead_free(&t);
             }
 }
@@ -273,11 +258,9 @@ Test(fast, decode_path_matches_reference)
         for (int b = 0; b < 3; b++) {
             if (nq[a] > nk[b]) continue;
             struct thead t;
-            thead_make(&t, nq[a], nk[b], 64, 48, AB_MASK_CAUSAL, b == 2 ? 40.0 : 2.0,
-                       70 + 3 * a + b);
+            thead_make(&t, nq[a], nk[b], 64, 48, AB_MASK_CAUSAL, b == 2 ? 40.0 : 2.0, 70 + 3 * a + b);
             double lse_err, e = fast_vs_ref(&t.h, 0, &lse_err);
-            cr_expect(e <= 1e-5, "n_q %lld n_k %lld: rel_l2 %g", (long long)nq[a], (long long)nk[b],
-                      e);
+            cr_expect(e <= 1e-5, "n_q %lld n_k %lld: rel_l2 %g", (long long)nq[a], (long long)nk[b], e);
             cr_expect(lse_err <= 1e-4, "lse error %g", lse_err);
             thead_free(&t);
         }

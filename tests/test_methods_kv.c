@@ -20,8 +20,9 @@
 
 enum { P = 16, W = 64 };
 
-static const char *const kv_names[] = {"quest", "snapkv",    "ada-snapkv", "h2o",           "tova",
-                                       "a2sf",  "keyformer", "recycled",   "retrieval-attn"};
+static const char *const kv_names[] = {"quest",     "snapkv",   "ada-snapkv",
+                                       "h2o",       "tova",     "a2sf",
+                                       "keyformer", "recycled", "retrieval-attn"};
 enum { N_KV = sizeof kv_names / sizeof kv_names[0] };
 
 /* Keys < k_end kept in row r. */
@@ -155,8 +156,8 @@ Test(ada_snapkv, flatter_head_gets_more_budget)
         for (int64_t c = 0; c < D; c++) L.k[hot[t] * D + c] = 16.0f * u[c];
     for (int64_t i = q0 - W; i < q0; i++)
         for (int64_t c = 0; c < D; c++) {
-            L.q[i * D + c] = 16.0f * u[c]; /* head 0: peaked on the planted keys */
-            L.q[(N + i) * D + c] = 0.0f;   /* head 1: uniform */
+            L.q[i * D + c] = 16.0f * u[c];       /* head 0: peaked on the planted keys */
+            L.q[(N + i) * D + c] = 0.0f;         /* head 1: uniform */
         }
     int64_t kept[2];
     for (int64_t h = 0; h < 2; h++) {
@@ -247,10 +248,7 @@ static void check_one_eviction_per_step(const char *name)
     fx_layer_free(&L);
 }
 
-Test(h2o, evicts_one_key_per_step)
-{
-    check_one_eviction_per_step("h2o");
-}
+Test(h2o, evicts_one_key_per_step) { check_one_eviction_per_step("h2o"); }
 
 /* ---- tova ---- */
 
@@ -279,10 +277,7 @@ Test(tova, kept_set_shared_across_heads)
     fx_layer_free(&L);
 }
 
-Test(tova, evicts_one_key_per_step)
-{
-    check_one_eviction_per_step("tova");
-}
+Test(tova, evicts_one_key_per_step) { check_one_eviction_per_step("tova"); }
 
 /* ---- a2sf ---- */
 
@@ -291,8 +286,8 @@ Test(tova, evicts_one_key_per_step)
 typedef int (*kv_run_fn)(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                          struct ab_ledger *led, const void *arg);
 
-static void expect_same_run(const struct ab_problem *p, int64_t C, const char *what, kv_run_fn f,
-                            const void *arg)
+static void expect_same_run(const struct ab_problem *p, int64_t C, const char *what,
+                            kv_run_fn f, const void *arg)
 {
     int64_t D = p->h->d;
     float *o1 = malloc(sizeof(float) * p->n_rows * D), *o2 = malloc(sizeof(float) * p->n_rows * D);
@@ -374,8 +369,8 @@ Test(a2sf, forgetting_keeps_the_young_key)
 
 /* ---- keyformer ---- */
 
-static int keyformer_plain(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
-                           struct ab_ledger *led, const void *arg)
+static int keyformer_plain(const struct ab_problem *p, double knob, float *o,
+                           struct ab_keep *keep, struct ab_ledger *led, const void *arg)
 {
     (void)arg;
     return ab_keyformer_run(p, knob, 0, 1.0, 1.0, o, keep, led);
@@ -546,8 +541,8 @@ Test(retrieval_attn, all_cells_probed_is_exact_top_k)
         double sel = M * 2.0 * c * D + 2.0 * D * q0 * M;
         cr_expect_float_eq(led.flops_once, once, 1e-12, "once %g, formula %g", led.flops_once,
                            once);
-        cr_expect_float_eq(led.flops_select, sel, 1e-12, "select %g, formula %g", led.flops_select,
-                           sel);
+        cr_expect_float_eq(led.flops_select, sel, 1e-12, "select %g, formula %g",
+                           led.flops_select, sel);
         ab_keep_free(&keep);
     }
     fx_layer_free(&L);
@@ -724,8 +719,7 @@ Test(kv, decode_queries_do_not_change_context_selection)
             for (int64_t h = 0; h < H; h++) {
                 struct ab_problem p = fx_problem(&L, h, M);
                 struct ab_ledger led;
-                fx_run_checked(fx_method(names[k]), &p, C, &led,
-                               pass ? &after[k][h] : &before[k][h]);
+                fx_run_checked(fx_method(names[k]), &p, C, &led, pass ? &after[k][h] : &before[k][h]);
             }
     }
     for (int k = 0; k < 4; k++)
@@ -808,7 +802,8 @@ Test(kv, edge_problems)
                 struct ab_ledger led, led2 = {0};
                 struct ab_keep keep;
                 double err = fx_run_checked(m, &p, knobs[b], &led, &keep);
-                cr_expect(isfinite(err), "%s m %lld knob %g", m->name, (long long)ms[a], knobs[b]);
+                cr_expect(isfinite(err), "%s m %lld knob %g", m->name, (long long)ms[a],
+                          knobs[b]);
                 if (knobs[b] == N) cr_expect_leq(err, 1e-5, "%s m %lld", m->name, (long long)ms[a]);
                 float *o1 = malloc(sizeof(float) * p.n_rows * D);
                 float *o2 = malloc(sizeof(float) * p.n_rows * D);
@@ -844,11 +839,10 @@ Test(snapkv, compacted_cache_decode_equals_the_accuracy_path)
     cr_assert(n_keep > C && n_keep < N / 2, "%lld kept", (long long)n_keep);
     for (int64_t r = 0; r < p.n_rows; r++)
         for (int64_t t = 0; t < n_keep; t++)
-            cr_assert_eq(ab_keep_has(&keep, r, idx[t]), idx[t] <= p.rows[r], "row %lld, key %lld",
-                         (long long)p.rows[r], (long long)idx[t]);
+            cr_assert_eq(ab_keep_has(&keep, r, idx[t]), idx[t] <= p.rows[r],
+                         "row %lld, key %lld", (long long)p.rows[r], (long long)idx[t]);
     /* the accuracy path */
-    float *o_ref = calloc((size_t)(M * D), sizeof(float)),
-          *o = calloc((size_t)(M * D), sizeof(float));
+    float *o_ref = calloc((size_t)(M * D), sizeof(float)), *o = calloc((size_t)(M * D), sizeof(float));
     ab_attend_kept(&p, &keep, o_ref, NULL);
     /* the fast path: compact once, then the decode rows against the compacted cache */
     struct ab_compact cc;

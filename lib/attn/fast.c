@@ -53,8 +53,8 @@ static float softmax_chunk(const struct ab_vec *V, float *s, float *p, int64_t n
 /* Query block [i0, i0+bq): all of the block's work, using the caller's workspace. */
 static void fast_block(const struct ab_head *h, const float *q, const float *k, int64_t i0,
                        int64_t bq, float *s /* (BQ, BK) */, float *acc /* (BQ, d_v) */,
-                       float *m /* (BQ) */, float *l /* (BQ) */, int64_t *vis /* (BQ) */, float *o,
-                       float *lse)
+                       float *m /* (BQ) */, float *l /* (BQ) */, int64_t *vis /* (BQ) */,
+                       float *o, float *lse)
 {
     const struct ab_vec *V = ab_vec();
     int64_t d = h->d, dv = h->d_v, kend = 0;
@@ -125,8 +125,8 @@ static void decode_row(const struct ab_head *h, const float *q, const float *k, 
     float mx = V->max(s, nv, -INFINITY);
     float sum = V->exp_sum(s, s, nv, mx);
     /* o_i = V[0..nv)^T s / sum: (nv, dv)^T x (nv) */
-    cblas_sgemv(CblasRowMajor, CblasTrans, (int)nv, (int)dv, 1.0f / sum, h->v, (int)dv, s, 1, 0.0f,
-                orow, 1);
+    cblas_sgemv(CblasRowMajor, CblasTrans, (int)nv, (int)dv, 1.0f / sum, h->v, (int)dv, s, 1,
+                0.0f, orow, 1);
     if (lse) lse[i] = mx + logf(sum);
 }
 

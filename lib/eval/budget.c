@@ -145,10 +145,8 @@ static int bisect(const struct ab_method *m, double lo, double hi, double target
         while (b - a > 1e-4 * (hi - lo) && steps-- > 0) {
             double mid = 0.5 * (a + b);
             if ((rc = e->at(e->ctx, mid, &cur, &r))) return rc;
-            if (r <= target * (1 + 1e-12))
-                a = mid, best = cur;
-            else
-                b = mid;
+            if (r <= target * (1 + 1e-12)) a = mid, best = cur;
+            else b = mid;
         }
         best_x = a;
     }
@@ -241,8 +239,8 @@ static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
     return rc;
 }
 
-int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv, double target,
-                        double *knob, void **plan, double *ratio, int *feasible)
+int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
+                        double target, double *knob, void **plan, double *ratio, int *feasible)
 {
     *knob = NAN, *plan = NULL, *ratio = NAN, *feasible = 0;
     int64_t n = mv->n_layer * mv->n_head;

@@ -54,7 +54,7 @@ int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double 
 
 /* How ab_method_apply picks the knob: a direct knob, or the budget solver. */
 struct ab_apply_opts {
-    int has_knob; /* 1: run at `knob` instead of fitting a budget */
+    int has_knob;  /* 1: run at `knob` instead of fitting a budget */
     double knob;
 };
 
@@ -71,10 +71,10 @@ struct ab_applied {
 /* Applies m to p at a target FLOP ratio (NaN: no budget, as a direct --knob run): fits the knob
  * with ab_budget_fit (methods flagged AB_METHOD_FIXED, and direct knobs, run at their knob
  * without fitting), then runs it when the cell is feasible (an infeasible cell runs nothing and
- * carries no output: res->ran = 0 and res->reason says why), writing O of the evaluated rows to out
- * (n_rows, d_v), the kept set to keep (selection methods; keep may be NULL otherwise) and, when m
- * has a distribution, that distribution to dist (n_rows, n_k), which must then be non-NULL. A
- * method that exports its distribution and an analytic cost is evaluated as O = Ã V. The sweep and
+ * carries no output: res->ran = 0 and res->reason says why), writing O of the evaluated rows to out (n_rows, d_v), the
+ * kept set to keep (selection methods; keep may be NULL otherwise) and, when m has a
+ * distribution, that distribution to dist (n_rows, n_k), which must then be non-NULL. A method
+ * that exports its distribution and an analytic cost is evaluated as O = Ã V. The sweep and
  * eval-model both apply methods through here. AB_OK or the method's error. */
 int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, double target,
                     const struct ab_apply_opts *o, float *out, struct ab_keep *keep, float *dist,
@@ -87,15 +87,15 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
  * plan_free), *ratio the workload ratio reached, *feasible 1 when a knob fits. *knob is NaN
  * (and *plan NULL) when even the smallest knob costs too much; *ratio is then the smallest
  * knob's. Heads are costed in parallel (OpenMP, BLAS serial inside). */
-int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv, double target,
-                        double *knob, void **plan, double *ratio, int *feasible);
+int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
+                        double target, double *knob, void **plan, double *ratio, int *feasible);
 
 /* The exact side of one (head, phase): evaluated rows, their reference outputs and their exact
  * attention rows, computed once and shared by every method and budget. */
 struct ab_exact {
     int64_t n_rows, n_k, d_v;
-    double *o; /* (n_rows, d_v) exact outputs */
-    float *a;  /* (n_rows, n_k) exact attention rows (zero past each row's visible keys) */
+    double *o;   /* (n_rows, d_v) exact outputs */
+    float *a;    /* (n_rows, n_k) exact attention rows (zero past each row's visible keys) */
     /* the top_k largest entries of each row, largest first (n_top[r] <= top_k of them), found
      * once for every method's topk_recall; NULL in a hand-built ab_exact: found per call */
     int64_t top_k, *top, *n_top; /* (n_rows, top_k), (n_rows) */
@@ -127,22 +127,22 @@ struct ab_task_acc {
     double all, by_kind[3];
     int64_t n, n_kind[3];
 };
-void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head, const int64_t *rows,
-                      int64_t n_rows, const float *o, struct ab_task_acc *out);
+void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head,
+                      const int64_t *rows, int64_t n_rows, const float *o, struct ab_task_acc *out);
 
 struct ab_sweep_opts {
     const struct ab_method **methods; /* (n_methods) */
     int n_methods;
-    const double *targets; /* (n_targets) target FLOP ratios in (0, 1] */
+    const double *targets;  /* (n_targets) target FLOP ratios in (0, 1] */
     int n_targets;
-    unsigned phases;  /* AB_PHASE_* bits */
-    int64_t decode_m; /* decode queries m (default 64) */
-    int64_t horizon;  /* decode horizon G >= m: one-off work is amortised over G steps
-                         (default AB_DECODE_HORIZON) */
-    int64_t max_rows; /* prefill: evaluate all rows up to this many, else a seeded sample
-                         of this many plus every task row (default 256) */
-    int64_t topk;     /* k of topk_recall (16) */
-    int has_knob;     /* 1: run every method at knob_value instead of solving budgets */
+    unsigned phases;        /* AB_PHASE_* bits */
+    int64_t decode_m;       /* decode queries m (default 64) */
+    int64_t horizon;        /* decode horizon G >= m: one-off work is amortised over G steps
+                               (default AB_DECODE_HORIZON) */
+    int64_t max_rows;       /* prefill: evaluate all rows up to this many, else a seeded sample
+                               of this many plus every task row (default 256) */
+    int64_t topk;           /* k of topk_recall (16) */
+    int has_knob;           /* 1: run every method at knob_value instead of solving budgets */
     double knob_value;
     uint64_t seed;
     /* progress: called from the calling thread with cells done / total */
@@ -157,7 +157,7 @@ int64_t ab_sweep_count(const struct ab_workload *w, const struct ab_sweep_opts *
 /* Runs the sweep on workload w (named `name` in the table) and appends its cells to res, in a
  * fixed order (layer, head, phase, method, target) whatever the thread count. Parallel over
  * heads with OpenMP (BLAS serial inside). AB_OK or the first error. */
-int ab_sweep_workload(const struct ab_workload *w, const char *name, const struct ab_sweep_opts *o,
-                      struct ab_results *res);
+int ab_sweep_workload(const struct ab_workload *w, const char *name,
+                      const struct ab_sweep_opts *o, struct ab_results *res);
 
 #endif

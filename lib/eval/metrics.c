@@ -139,8 +139,8 @@ double ab_metrics_kl(const struct ab_exact *ex, const float *dist)
     return kl / (double)ex->n_rows;
 }
 
-void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head, const int64_t *rows,
-                      int64_t n_rows, const float *o, struct ab_task_acc *out)
+void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head,
+                      const int64_t *rows, int64_t n_rows, const float *o, struct ab_task_acc *out)
 {
     memset(out, 0, sizeof *out);
     const struct ab_tasks *t = &w->tasks;
@@ -152,10 +152,8 @@ void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head, 
         int64_t a = 0, b = n_rows;
         while (a < b) {
             int64_t mid = a + (b - a) / 2;
-            if (rows[mid] < t->row[k])
-                a = mid + 1;
-            else
-                b = mid;
+            if (rows[mid] < t->row[k]) a = mid + 1;
+            else b = mid;
         }
         if (a == n_rows || rows[a] != t->row[k]) continue;
         const float *y = o + a * dv;

@@ -90,7 +90,7 @@ void ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, floa
     const struct ab_head *h = p->h;
     int64_t d = h->d, dv = h->d_v;
     double cells = 0;
-    double *s = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double)));     /* (n_k) logits */
+    double *s = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double)));    /* (n_k) logits */
     int64_t *idx = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(int64_t))); /* (n_k) kept keys */
     double *acc = ab_alloc(ab_size_mul((size_t)dv, sizeof(double)));       /* (d_v) */
     double *qd = ab_alloc(ab_size_mul((size_t)d, sizeof(double)));         /* (d) */
@@ -134,10 +134,7 @@ done:
 
 static _Thread_local double attend_counter;
 
-void ab_attend_counter_add(double cells)
-{
-    attend_counter += cells;
-}
+void ab_attend_counter_add(double cells) { attend_counter += cells; }
 
 double ab_attend_counter_take(void)
 {
@@ -148,8 +145,8 @@ double ab_attend_counter_take(void)
 
 const char *ab_family_name(int family)
 {
-    static const char *const names[] = {"dense", "static", "dynamic",
-                                        "kv",    "linear", "calibration"};
+    static const char *const names[] = {"dense", "static", "dynamic", "kv", "linear",
+                                        "calibration"};
     return family >= 0 && family <= AB_FAMILY_CALIBRATION ? names[family] : "unknown";
 }
 

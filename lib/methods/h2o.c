@@ -81,10 +81,7 @@ double ab_kv_accum_ledger(const struct ab_problem *p, int64_t C, struct ab_ledge
     return cells;
 }
 
-static int64_t h2o_budget(double knob)
-{
-    return knob < 1 ? 1 : (int64_t)knob;
-}
+static int64_t h2o_budget(double knob) { return knob < 1 ? 1 : (int64_t)knob; }
 
 static int h2o_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
 {
@@ -98,8 +95,8 @@ static int h2o_cost(const struct ab_problem *p, double knob, struct ab_ledger *l
  * `base` (a row's 32 random bits from Philox): u_j is a 32-bit integer hash of (base, key)
  * (lowbias32), the logarithm a fast one (ln m = 2 atanh((m-1)/(m+1)), 4 odd terms, absolute
  * error < 1.3e-5 over the mantissa). Vectorises: the context's noise is q0^2/2 draws. */
-__attribute__((target_clones("avx2", "default"))) static void
-accum_exp_noise(uint32_t base, const int64_t *idx, float *e, int64_t n)
+__attribute__((target_clones("avx2", "default")))
+static void accum_exp_noise(uint32_t base, const int64_t *idx, float *e, int64_t n)
 {
     for (int64_t j = 0; j < n; j++) {
         uint32_t x = base ^ ((uint32_t)(idx ? idx[j] : j) * 0x9e3779b9u);
@@ -215,14 +212,14 @@ int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
     const struct ab_head *h = p->h;
     int64_t n = h->n_k, hh = C / 2, rec = C - hh, chunk = h2o_chunk(n), m = h->n_q - p->q0;
     int rc = AB_OK;
-    double *acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));       /* (n) */
+    double *acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));      /* (n) */
     float *s = ab_alloc(ab_size_mul((size_t)(chunk * n), sizeof(float))); /* (chunk, n) */
-    int64_t *heavy = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t)));   /* (n) ascending keys */
-    int64_t *cache = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t)));   /* (n) keys read */
-    float *pr = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));          /* (n) scores */
-    float *sc = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));          /* (n) candidate acc */
-    float *tmp = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));         /* (n) */
-    uint8_t *mark = ab_alloc((size_t)n);                                  /* (n) */
+    int64_t *heavy = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) ascending keys */
+    int64_t *cache = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t))); /* (n) keys read */
+    float *pr = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) scores */
+    float *sc = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));        /* (n) candidate acc */
+    float *tmp = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));       /* (n) */
+    uint8_t *mark = ab_alloc((size_t)n);                                /* (n) */
     if (!acc || !s || !heavy || !cache || !pr || !sc || !tmp || !mark) {
         rc = ab_fail(AB_E_NOMEM, "h2o: cannot allocate scratch for %lld keys", (long long)n);
         goto done;
@@ -251,9 +248,9 @@ int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
             for (int64_t j = lo; j < v; j++) cache[n_read++] = j;
             const float *row = s + (i - i0) * nk;
             for (int64_t t = 0; t < n_read; t++) pr[t] = row[cache[t]];
-            double tau = m > 1
-                             ? a->tau0 + (a->tau1 - a->tau0) * (double)(i - p->q0) / (double)(m - 1)
-                             : a->tau0;
+            double tau = m > 1 ? a->tau0 + (a->tau1 - a->tau0) * (double)(i - p->q0) /
+                                               (double)(m - 1)
+                               : a->tau0;
             accum_scores(a, tau, i, cache, pr, tmp, n_read);
             if (a->lambda == 1.0) {
                 for (int64_t t = 0; t < n_read; t++) acc[cache[t]] += pr[t];

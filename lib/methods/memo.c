@@ -30,43 +30,39 @@ static uint64_t hash_floats(uint64_t h, const float *x, int64_t n)
     return l[0];
 }
 
-struct ab_memo_key ab_memo_key_of(const struct ab_problem *p)
+/* The key of heads h[0 .. n_heads) of problem p, self being the key's place: the first head's
+ * arrays and shapes and a hash over every head's Q and K. */
+static struct ab_memo_key key_of_heads(const struct ab_problem *p, const struct ab_head *h,
+                                       int64_t n_heads, int64_t self)
 {
-    const struct ab_head *h = p->h;
     struct ab_memo_key key = {.q = h->q,
                               .k = h->k,
                               .n_q = h->n_q,
                               .n_k = h->n_k,
                               .d = h->d,
                               .q0 = p->q0,
-                              .self = p->self,
+                              .self = self,
                               .seed = p->seed,
                               .scale = h->scale};
-    uint64_t x = hash_floats(0xcbf29ce484222325ULL, h->q, h->n_q * h->d);
-    key.hash = hash_floats(x, h->k, h->n_k * h->d);
+    uint64_t x = 0xcbf29ce484222325ULL;
+    for (int64_t e = 0; e < n_heads; e++) {
+        x = hash_floats(x, h[e].q, h[e].n_q * h[e].d);
+        x = hash_floats(x, h[e].k, h[e].n_k * h[e].d);
+    }
+    key.hash = x;
     return key;
+}
+
+struct ab_memo_key ab_memo_key_of(const struct ab_problem *p)
+{
+    return key_of_heads(p, p->h, 1, p->self);
 }
 
 struct ab_memo_key ab_memo_layer_key_of(const struct ab_problem *p)
 {
-    const struct ab_head *L = p->layer ? p->layer : p->h;
     int64_t n_heads = p->layer ? p->n_layer_heads : 1;
-    struct ab_memo_key key = {.q = L->q,
-                              .k = L->k,
-                              .n_q = L->n_q,
-                              .n_k = L->n_k,
-                              .d = L->d,
-                              .q0 = p->q0,
-                              .self = -n_heads, /* never equal to a head key's self */
-                              .seed = p->seed,
-                              .scale = L->scale};
-    uint64_t x = 0xcbf29ce484222325ULL;
-    for (int64_t e = 0; e < n_heads; e++) {
-        x = hash_floats(x, L[e].q, L[e].n_q * L[e].d);
-        x = hash_floats(x, L[e].k, L[e].n_k * L[e].d);
-    }
-    key.hash = x;
-    return key;
+    /* self = -n_heads: never equal to a head key's self */
+    return key_of_heads(p, p->layer ? p->layer : p->h, n_heads, -n_heads);
 }
 
 static int memo_off;

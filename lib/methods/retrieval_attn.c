@@ -146,16 +146,13 @@ static void ivf_build_memo(const struct ab_problem *p, const struct ivf_geom *g,
         return;
     }
     ivf_build(g, p->h->k, d, p->seed, cent, cell, list, off, hn, sum, cnt, samp);
-    free(ivf_memo.cent), free(ivf_memo.hn), free(ivf_memo.cell), free(ivf_memo.list);
-    free(ivf_memo.off);
-    ivf_memo.cent = malloc(bc), ivf_memo.hn = malloc(bh), ivf_memo.cell = malloc(bn);
-    ivf_memo.list = malloc(bn), ivf_memo.off = malloc(bo);
-    if (!ivf_memo.cent || !ivf_memo.hn || !ivf_memo.cell || !ivf_memo.list || !ivf_memo.off) {
-        free(ivf_memo.cent), free(ivf_memo.hn), free(ivf_memo.cell), free(ivf_memo.list);
-        free(ivf_memo.off); /* without memory for the memo the index is simply not kept */
-        ivf_memo.cent = ivf_memo.hn = NULL, ivf_memo.cell = ivf_memo.list = ivf_memo.off = NULL;
-        return;
-    }
+    /* one block: cent, hn, then the three index arrays (8-byte aligned after the floats) */
+    size_t bf = (bc + bh + 7) / 8 * 8;
+    char *block = realloc(ivf_memo.cent, bf + 2 * bn + bo);
+    if (!block) return; /* without memory for the memo the index is simply not kept */
+    ivf_memo.cent = (float *)block, ivf_memo.hn = (float *)(block + bc);
+    ivf_memo.cell = (int64_t *)(block + bf), ivf_memo.list = (int64_t *)(block + bf + bn);
+    ivf_memo.off = (int64_t *)(block + bf + 2 * bn);
     memcpy(ivf_memo.cent, cent, bc), memcpy(ivf_memo.hn, hn, bh);
     memcpy(ivf_memo.cell, cell, bn), memcpy(ivf_memo.list, list, bn);
     memcpy(ivf_memo.off, off, bo);

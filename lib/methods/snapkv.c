@@ -76,8 +76,8 @@ static struct snap_geom snap_geom_of(const struct ab_problem *p)
 /* SnapKV's prefix scores of head h (file comment): score (n_pre). s is (w, n_ctx) scratch,
  * agg (n_pre) scratch. use_max: max over the window instead of the sum. One sgemm of
  * (w, d) x (d, n_ctx), w softmax rows, O(n_pre) pooling. */
-static void snap_scores(const struct ab_head *h, int64_t q0, const struct snap_geom *g, int use_max,
-                        float *s, float *agg, float *score)
+static void snap_scores(const struct ab_head *h, int64_t q0, const struct snap_geom *g,
+                        int use_max, float *s, float *agg, float *score)
 {
     int64_t n_ctx = g->n_ctx, n_pre = g->n_pre, half = SNAP_KERNEL / 2;
     kv_logits(h, q0 - g->w, g->w, n_ctx, s, n_ctx);
@@ -136,10 +136,7 @@ static int snap_emit(const struct ab_problem *p, const struct snap_geom *g, cons
     return AB_OK;
 }
 
-static int64_t snap_budget(double knob)
-{
-    return knob < 0 ? 0 : (int64_t)knob;
-}
+static int64_t snap_budget(double knob) { return knob < 0 ? 0 : (int64_t)knob; }
 
 static int snapkv_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
 {
@@ -160,11 +157,11 @@ static int snapkv_run(const struct ab_problem *p, double knob, float *o, struct 
     struct snap_geom g = snap_geom_of(p);
     int64_t C = snap_budget(knob), n_ctx = g.n_ctx;
     size_t nc = (size_t)AB_MAX(n_ctx, 1);
-    uint8_t *ctx = ab_alloc(nc);                                                  /* (n_ctx) kept */
+    uint8_t *ctx = ab_alloc(nc);                                              /* (n_ctx) kept */
     float *s = ab_alloc(ab_size_mul((size_t)AB_MAX(g.w, 1) * nc, sizeof(float))); /* (w, n_ctx) */
-    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));                        /* (n_pre) */
-    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));                      /* (n_pre) */
-    float *tmp = ab_alloc(ab_size_mul(nc, sizeof(float)));                        /* (n_pre) */
+    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));                    /* (n_pre) */
+    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));                  /* (n_pre) */
+    float *tmp = ab_alloc(ab_size_mul(nc, sizeof(float)));                    /* (n_pre) */
     if (!ctx || !s || !agg || !score || !tmp) {
         rc = ab_fail(AB_E_NOMEM, "snapkv: cannot allocate scratch for %lld context keys",
                      (long long)n_ctx);
@@ -243,13 +240,13 @@ static int ada_snapkv_run(const struct ab_problem *p, double knob, float *o, str
     int64_t unit = AB_MIN(self / group, n_units - 1), C = snap_budget(knob), n_ctx = g.n_ctx;
     int64_t n_pre = g.n_pre;
     size_t nc = (size_t)AB_MAX(n_ctx, 1), nu = (size_t)n_units;
-    uint8_t *ctx = ab_alloc(nc);                                /* (n_ctx) this head keeps */
-    uint8_t *mark = ab_alloc(ab_size_mul(nu, nc));              /* (n_units, n_pre) */
-    float *all = ab_alloc(ab_size_mul(nu * nc, sizeof(float))); /* (n_units, n_pre) scores */
-    float *tmp = ab_alloc(ab_size_mul(nu * nc, sizeof(float))); /* (n_units * n_pre) */
+    uint8_t *ctx = ab_alloc(nc);                                     /* (n_ctx) this head keeps */
+    uint8_t *mark = ab_alloc(ab_size_mul(nu, nc));                   /* (n_units, n_pre) */
+    float *all = ab_alloc(ab_size_mul(nu * nc, sizeof(float)));      /* (n_units, n_pre) scores */
+    float *tmp = ab_alloc(ab_size_mul(nu * nc, sizeof(float)));      /* (n_units * n_pre) */
     float *s = ab_alloc(ab_size_mul((size_t)AB_MAX(g.w, 1) * nc, sizeof(float))); /* (w, n_ctx) */
-    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));                        /* (n_pre) */
-    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));                      /* (n_pre) */
+    float *agg = ab_alloc(ab_size_mul(nc, sizeof(float)));           /* (n_pre) */
+    float *score = ab_alloc(ab_size_mul(nc, sizeof(float)));         /* (n_pre) */
     if (!ctx || !mark || !all || !tmp || !s || !agg || !score) {
         rc = ab_fail(AB_E_NOMEM, "ada-snapkv: cannot allocate scratch for %lld heads x %lld keys",
                      (long long)n_units, (long long)n_ctx);
@@ -353,8 +350,7 @@ const struct ab_method ab_method_pyramidkv = {
                   "whole workload's cost (model-level budget)",
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
-    .knob =
-        {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens/head (mean)"},
+    .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens/head (mean)"},
     .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC | AB_METHOD_MODEL,
     .cost = pyramidkv_cost,
     .run = pyramidkv_run,

@@ -92,9 +92,9 @@ int64_t ab_dyn_cover(const double *v, int64_t n, double gamma)
 
 /* One probe row i with unnormalised probabilities e[0..v): col[j] += e[j] inv, and
  * diag[i - j] += e[j] inv for the keys j <= i. */
-__attribute__((target_clones("avx2", "default"))) static void
-probe_accumulate(const float *e, int64_t v, int64_t i, double inv, double *restrict col,
-                 double *restrict diag)
+__attribute__((target_clones("avx2", "default")))
+static void probe_accumulate(const float *e, int64_t v, int64_t i, double inv,
+                             double *restrict col, double *restrict diag)
 {
     for (int64_t j = 0; j < v; j++) col[j] += inv * e[j];
     double *dg = diag + i; /* dg[-j] = diag[i - j] */
@@ -238,8 +238,8 @@ static void lines_row(const struct ab_problem *p, const struct ab_dyn_lines *l, 
 }
 
 /* Kept keys of rows [q0, n): popcounts (hardware popcnt where the CPU has it). */
-__attribute__((target_clones("popcnt", "default"))) static double
-lines_cells_impl(const struct ab_problem *p, const struct ab_dyn_lines *l)
+__attribute__((target_clones("popcnt", "default")))
+static double lines_cells_impl(const struct ab_problem *p, const struct ab_dyn_lines *l)
 {
     double cells = 0;
     for (int64_t i = p->q0; i < l->n; i++) {
