@@ -9,7 +9,7 @@ BUILD ?= build
 AB := $(BUILD)/cmd/attnbench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build run test baseline asan clean format
+.PHONY: all deps build run test baseline asan fuzz clean format
 
 all: build
 
@@ -62,8 +62,23 @@ asan: deps
 	[ -f build-asan/build.ninja ] || meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined
 	ninja -C build-asan && meson test -C build-asan --print-errorlogs --num-processes 1
 
+# The fuzzers (tests/fuzz/README.md): clang's libFuzzer with ASan + UBSan (no recovery) over
+# every file reader, FUZZ_SECONDS each (default 60; FUZZ_RUNS caps executions), from the seeds
+# the release build writes and the corpus earlier runs grew in build-fuzz/corpus; the table of
+# executions and crashes ends the run (and is in build-fuzz/fuzz-report.md).
+FUZZ_DEBS := clang libclang-rt-14-dev libomp-dev
+FUZZ_TARGETS := $(addprefix tests/fuzz/fuzz_,npy npz safetensors gguf llama2c tokenizer scenario h5_workload h5_results)
+fuzz: build
+	@$(MAKE) --no-print-directory deps DEBS="$(FUZZ_DEBS)"
+	@mkdir -p build-fuzz; [ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz --buildtype=debugoptimized \
+	  -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+	  -Dc_args=-fno-sanitize-recover=all > build-fuzz/setup.log 2>&1 || { tail -n 20 build-fuzz/setup.log; exit 1; }
+	@ninja -C build-fuzz $(FUZZ_TARGETS) > build-fuzz/build.log 2>&1 || { tail -n 40 build-fuzz/build.log; exit 1; }
+	@tests/fuzz/seeds.sh $(AB) $(BUILD)/tests/fuzz/fuzz_seeds . build-fuzz/seeds ../shared
+	@tests/fuzz/run.sh build-fuzz build-fuzz/seeds $(FUZZ)
+
 format:
 	clang-format -i cmd/*.c cmd/*.h lib/*/*.c lib/*/*.h tests/*.c tests/*.h
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-fuzz

@@ -18,8 +18,7 @@
 /* q (double, d) . k (float, d), four partial sums so the loop vectorises without reassociating
  * one chain (the AVX2 clone keeps the four sums in the four lanes of one register: the same
  * additions in the same order, so both clones give the same bits). */
-__attribute__((target_clones("avx2", "default"))) double ab_dot_df(const double *q, const float *k,
-                                                                   int64_t d)
+AB_CLONES("avx2", "default") double ab_dot_df(const double *q, const float *k, int64_t d)
 {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t c = 0;
@@ -33,8 +32,7 @@ __attribute__((target_clones("avx2", "default"))) double ab_dot_df(const double 
     return (s0 + s1) + (s2 + s3);
 }
 
-__attribute__((target_clones("avx2", "default"))) void ab_axpy_df(double *y, double a,
-                                                                  const float *x, int64_t n)
+AB_CLONES("avx2", "default") void ab_axpy_df(double *y, double a, const float *x, int64_t n)
 {
     for (int64_t c = 0; c < n; c++) y[c] += a * x[c];
 }

@@ -80,6 +80,16 @@ int ab_openmp_version(void); /* _OPENMP, e.g. 201511 */
 /* Seconds on a monotonic clock. */
 double ab_now(void);
 
+/* A function compiled for each listed target ("avx2", "default") and picked at load time (GCC's
+ * target_clones). clang 14 emits broken dispatchers for it (an undefined symbol for an external
+ * function, a resolver defined in every unit for a static one in a header), so a clang build
+ * (`make fuzz`) compiles the one baseline version. */
+#ifdef __clang__
+#define AB_CLONES(...)
+#else
+#define AB_CLONES(...) __attribute__((target_clones(__VA_ARGS__)))
+#endif
+
 #define AB_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define AB_MAX(a, b) ((a) > (b) ? (a) : (b))
 

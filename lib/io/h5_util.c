@@ -231,14 +231,20 @@ static herr_t probe_object(hid_t root, const char *name, const H5O_info_t *info,
     return 0;
 }
 
+/* The files probed so far in this process (commands open the same input several times). */
+enum { SEEN_MAX = 32 };
+static struct { dev_t dev; ino_t ino; off_t size; struct timespec mtime; } seen[SEEN_MAX];
+static int n_seen;
+static int64_t n_contained; /* probes whose child crashed, failed or hung */
+
+void ab_h5_probe_forget(void) { n_seen = 0; }
+int64_t ab_h5_contained(void) { return n_contained; }
+
 /* AB_OK when a child process read the file's attributes and strings and exited cleanly within
  * the time limit; AB_E_DATA naming what happened otherwise. A file (device, inode, size and
- * modification time) is probed once per process: commands open the same input several times. */
+ * modification time) is probed once per process. */
 static int ab_h5_probe(const char *path, hid_t fapl, const struct stat *st)
 {
-    enum { SEEN_MAX = 32 };
-    static struct { dev_t dev; ino_t ino; off_t size; struct timespec mtime; } seen[SEEN_MAX];
-    static int n_seen;
     for (int i = 0; i < n_seen; i++)
         if (seen[i].dev == st->st_dev && seen[i].ino == st->st_ino &&
             seen[i].size == st->st_size && seen[i].mtime.tv_sec == st->st_mtim.tv_sec &&
@@ -269,11 +275,13 @@ static int ab_h5_probe(const char *path, hid_t fapl, const struct stat *st)
         if (ab_now() - t0 > limit) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
+            n_contained++;
             return ab_fail(AB_E_DATA, "'%s': damaged HDF5 file: reading it did not finish in %.0f "
                            "s", path, limit);
         }
         nanosleep(&(struct timespec){0, 2000000}, NULL);
     }
+    if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0)) n_contained++;
     if (WIFSIGNALED(status))
         return ab_fail(AB_E_DATA, "'%s': damaged HDF5 file: the HDF5 library crashed reading it "
                        "(signal %d)", path, WTERMSIG(status));

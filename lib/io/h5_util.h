@@ -58,6 +58,13 @@ int ab_h5_open(struct ab_h5 *f, const char *path);
 /* Closes a file opened with ab_h5_open (and every object still open in it). Safe twice. */
 void ab_h5_close(struct ab_h5 *f);
 
+/* For the fuzz harnesses (tests/fuzz): ab_h5_open probes each file once per process, keyed by
+ * device, inode, size and modification time; ab_h5_probe_forget makes it probe every file
+ * again (a harness rewrites one path faster than the clock's resolution). ab_h5_contained is
+ * the number of probes so far whose reading child crashed, failed or hung. */
+void ab_h5_probe_forget(void);
+int64_t ab_h5_contained(void);
+
 /* 1 if the link `name` exists (intermediate groups included), 0 if not. */
 int ab_h5_exists(const struct ab_h5 *f, const char *name);
 

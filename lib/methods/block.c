@@ -45,7 +45,7 @@ enum { B = AB_DYN_B, N_FORCED = 3 };
 /* ---- row kernels ---- */
 
 /* Eight running maxima, then the largest. */
-__attribute__((target_clones("avx2", "default")))
+AB_CLONES("avx2", "default")
 static float ab_dyn_row_max_impl(const float *x, int64_t n)
 {
     float lane[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
@@ -60,7 +60,7 @@ static float ab_dyn_row_max_impl(const float *x, int64_t n)
 }
 
 /* x[j] = e^(x[j] - mx) for j < n (n <= B), and their sum over eight float lanes. */
-__attribute__((target_clones("avx2", "default")))
+AB_CLONES("avx2", "default")
 static double exp_run(float *x, int64_t n, float mx)
 {
     for (int64_t j = 0; j < n; j++) x[j] = ab_expf_nonpos(x[j] - mx);

@@ -95,7 +95,7 @@ static int h2o_cost(const struct ab_problem *p, double knob, struct ab_ledger *l
  * `base` (a row's 32 random bits from Philox): u_j is a 32-bit integer hash of (base, key)
  * (lowbias32), the logarithm a fast one (ln m = 2 atanh((m-1)/(m+1)), 4 odd terms, absolute
  * error < 1.3e-5 over the mantissa). Vectorises: the context's noise is q0^2/2 draws. */
-__attribute__((target_clones("avx2", "default")))
+AB_CLONES("avx2", "default")
 static void accum_exp_noise(uint32_t base, const int64_t *idx, float *e, int64_t n)
 {
     for (int64_t j = 0; j < n; j++) {

@@ -47,8 +47,8 @@ static inline void kv_logits(const struct ab_head *h, int64_t i0, int64_t nr, in
  * Max and sum run over 8 interleaved partial results so that the loops vectorise (the sum in
  * float: relative error ~1e-6 at n = 4096; these probabilities rank keys, they never become
  * outputs). Compiled for AVX2 and baseline x86-64, picked at load time. n == 0 does nothing. */
-__attribute__((target_clones("avx2", "default"), unused))
-static void kv_softmax(float *s, int64_t n)
+AB_CLONES("avx2", "default")
+static inline void kv_softmax(float *s, int64_t n)
 {
     if (n <= 0) return;
     float part[8], mx = s[0];

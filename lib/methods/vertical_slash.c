@@ -92,7 +92,7 @@ int64_t ab_dyn_cover(const double *v, int64_t n, double gamma)
 
 /* One probe row i with unnormalised probabilities e[0..v): col[j] += e[j] inv, and
  * diag[i - j] += e[j] inv for the keys j <= i. */
-__attribute__((target_clones("avx2", "default")))
+AB_CLONES("avx2", "default")
 static void probe_accumulate(const float *e, int64_t v, int64_t i, double inv,
                              double *restrict col, double *restrict diag)
 {
@@ -238,7 +238,7 @@ static void lines_row(const struct ab_problem *p, const struct ab_dyn_lines *l, 
 }
 
 /* Kept keys of rows [q0, n): popcounts (hardware popcnt where the CPU has it). */
-__attribute__((target_clones("popcnt", "default")))
+AB_CLONES("popcnt", "default")
 static double lines_cells_impl(const struct ab_problem *p, const struct ab_dyn_lines *l)
 {
     double cells = 0;
