@@ -184,7 +184,7 @@ int cmd_report(int argc, char **argv)
     size_t len = 16;
     for (int a = 0; a < argc; a++) len += strlen(argv[a]) + 1;
     char *cl = malloc(len);
-    if (!cl) return ab_cmd_error(EX_AB_SOFTWARE, "report: out of memory");
+    if (!cl) return ab_cmd_error(EX_AB_DATA, "report: out of memory");
     strcpy(cl, "attnbench");
     for (int a = 0; a < argc; a++) strcat(strcat(cl, " "), argv[a]);
     ro.command_line = cl;

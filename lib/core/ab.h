@@ -18,7 +18,7 @@ enum ab_status {
     AB_E_DATA = -2,     /* bad input data: malformed, wrong schema, wrong shape, NaN (exit 65) */
     AB_E_NOFILE = -3,   /* input file missing (exit 66) */
     AB_E_TOOBIG = -4,   /* the request cannot fit in this machine's memory (exit 65) */
-    AB_E_NOMEM = -5,    /* an allocation failed (exit 70) */
+    AB_E_NOMEM = -5,    /* an allocation failed: like TOOBIG, the input asks too much (exit 65) */
     AB_E_INTERNAL = -6, /* a bug or a library failure we cannot attribute to input (exit 70) */
     AB_E_CREATE = -7,   /* cannot create an output file (exit 73) */
     AB_E_IO = -8,       /* read or write failed (exit 74) */
