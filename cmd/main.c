@@ -72,6 +72,12 @@ static const struct cmd *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    /* No HDF5 clean-up at exit: libhdf5 1.10 cannot close a file whose writes failed (a full
+     * disk): its close fails halfway and its exit handler then crashes on the half-closed file
+     * (SIGSEGV in H5F__close_cb) after the one-line error. Every file is closed or committed
+     * explicitly before a command returns, so the handler has nothing else to do. Before any
+     * other HDF5 call: the handler is installed when the library starts. */
+    H5dont_atexit();
     /* verbosity is fixed once the command has parsed its options; until then, warnings */
     ab_log_set(log_stderr, NULL, AB_LOG_WARN);
     for (int a = 1; a < argc; a++) {
