@@ -50,7 +50,7 @@ int ab_outfile_commit(struct ab_outfile *o)
     if (fclose(o->f) != 0 && rc == AB_OK)
         rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", o->path, strerror(errno));
     o->f = NULL;
-    if (rc == AB_OK && rename(o->tmp, o->path) != 0)
+    if (rc == AB_OK && ab_tmp_commit(o->tmp, o->path) != 0)
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", o->path, strerror(errno));
     if (rc != AB_OK) remove(o->tmp);
     free(o->path), free(o->tmp);
@@ -126,15 +126,15 @@ static void last_line(const char *text, char *out, size_t cap)
 int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
 {
     int rc = AB_OK;
-    char *script = ab_path_join(".", name, ".gp"), *png_rel = ab_path_join(".", name, ".png");
-    char *tmp_rel = png_rel ? ab_tmp_path(png_rel) : NULL, *png = ab_path_join(dir, name, ".png");
-    char *tmp = tmp_rel ? ab_path_join(dir, tmp_rel + 2, "") : NULL;
-    free(png_rel);
+    char *script = ab_path_join(".", name, ".gp"), *png = ab_path_join(dir, name, ".png");
+    char *tmp = png ? ab_tmp_path(png) : NULL;
+    /* the temporary's name in dir, where gnuplot runs: "name.png.<pid>.<k>.tmp" */
+    const char *tmp_rel = tmp ? tmp + strlen(dir) + 1 : NULL;
     char diag[8192];
     size_t n_diag = 0;
     int fd[2] = {-1, -1};
     diag[0] = 0;
-    if (!script || !tmp_rel || !tmp || !png) {
+    if (!script || !tmp || !png) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
         goto done;
     }
@@ -144,7 +144,7 @@ int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
     }
     /* argv: script and output relative to dir ("./name.gp"), so the script reads its data by
      * relative path exactly as it does when a person runs it there */
-    char *argv[] = {(char *)gnuplot, "-d", "-c", script + 2, tmp_rel + 2, NULL};
+    char *argv[] = {(char *)gnuplot, "-d", "-c", script + 2, (char *)tmp_rel, NULL};
     pid_t pid = fork();
     if (pid < 0) {
         rc = ab_fail(AB_E_INTERNAL, "cannot start gnuplot: %s", strerror(errno));
@@ -189,14 +189,14 @@ int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
         last_line(diag, line, sizeof line);
         rc = ab_fail(AB_E_INTERNAL, "'%s/%s.gp': gnuplot failed%s%s", dir, name,
                      line[0] ? ": " : (wrote ? "" : ": it wrote no picture"), line);
-    } else if (rename(tmp, png) != 0) {
+    } else if (ab_tmp_commit(tmp, png) != 0) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", png, strerror(errno));
     }
     if (rc != AB_OK && tmp) remove(tmp);
 done:
     if (fd[0] >= 0) close(fd[0]);
     if (fd[1] >= 0) close(fd[1]);
-    free(script), free(tmp_rel), free(tmp), free(png);
+    free(script), free(tmp), free(png);
     return rc;
 }
 
