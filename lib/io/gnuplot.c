@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -123,6 +125,19 @@ static void last_line(const char *text, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)(end - start), start);
 }
 
+/* 1 when the PNG at path ends with its IEND chunk. gnuplot exits 0 when its writes fail (a
+ * full disk), leaving the picture cut short or empty. */
+static int png_complete(const char *path)
+{
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    unsigned char tail[12];
+    FILE *f = fopen(path, "rb");
+    int ok =
+        f && fseek(f, -12, SEEK_END) == 0 && fread(tail, 1, 12, f) == 12 && !memcmp(tail, iend, 12);
+    if (f) fclose(f);
+    return ok;
+}
+
 int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
 {
     int rc = AB_OK;
@@ -184,11 +199,16 @@ int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
         rc = ab_fail(AB_E_NOTOOL, "cannot run '%s'", gnuplot);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 126) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot enter the folder to run gnuplot", dir);
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !wrote) {
+    } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) {
+        rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", png, strerror(EFBIG));
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char line[400];
         last_line(diag, line, sizeof line);
         rc = ab_fail(AB_E_INTERNAL, "'%s/%s.gp': gnuplot failed%s%s", dir, name,
                      line[0] ? ": " : (wrote ? "" : ": it wrote no picture"), line);
+    } else if (!wrote || !png_complete(tmp)) {
+        rc = ab_fail(AB_E_IO, "'%s': cannot write: gnuplot left the picture incomplete (%lld "
+                     "bytes; is the disk full?)", png, wrote ? (long long)st.st_size : 0LL);
     } else if (ab_tmp_commit(tmp, png) != 0) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", png, strerror(errno));
     }
