@@ -871,7 +871,7 @@ static int open_workload(struct rep *R)
     int rc = ab_h5_workload_read_meta(cand, &R->wl);
     if (rc != AB_OK) {
         ab_workload_free(&R->wl);
-        if (given) return rc;
+        if (given || rc == AB_E_NOMEM) return rc; /* else: no maps, and a note says why */
         char msg[400];
         snprintf(msg, sizeof msg, "%s", ab_errmsg());
         return ab_rep_strv_push(&R->notes[SEC_MAPS], "No attention maps: %s.", msg);
@@ -1210,7 +1210,8 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     int rc, made = 0, writing = 0, keep = 0;
     size_t mark = 0;
     if ((rc = ab_report_check_filter(o)) != AB_OK) return rc;
-    if (ab_gnuplot_find(o->gnuplot ? o->gnuplot : "gnuplot", &R.gnuplot) != AB_OK) {
+    if ((rc = ab_gnuplot_find(o->gnuplot ? o->gnuplot : "gnuplot", &R.gnuplot)) != AB_OK) {
+        if (rc != AB_E_NOTOOL) goto done; /* out of memory */
         snprintf(R.gnuplot_err, sizeof R.gnuplot_err, "%s", ab_errmsg());
         R.gnuplot = NULL;
     }
