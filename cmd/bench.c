@@ -122,7 +122,7 @@ static int bench_decode(int64_t n, int64_t d, int64_t dv, int64_t H, int64_t m, 
     struct ab_head *heads = calloc((size_t)H, sizeof *heads);
     int st = EX_AB_OK, fail = 0;
     if (!q || !k || !v || !o || !pos || !heads) {
-        st = ab_cmd_error(EX_AB_SOFTWARE, "bench: out of memory for the decode cache");
+        st = ab_cmd_error(EX_AB_DATA, "bench: out of memory for the decode cache");
         goto done;
     }
     ab_bench_fill(q, H * m, d, 21), ab_bench_fill(k, H * n, d, 22), ab_bench_fill(v, H * n, dv, 23);
@@ -150,7 +150,7 @@ static int bench_decode(int64_t n, int64_t d, int64_t dv, int64_t H, int64_t m, 
         struct ab_head *ch = calloc((size_t)H, sizeof *ch);
         if (!idx || !cc || !ch) {
             free(idx), free(cc), free(ch);
-            st = ab_cmd_error(EX_AB_SOFTWARE, "bench: out of memory");
+            st = ab_cmd_error(EX_AB_DATA, "bench: out of memory");
             goto done;
         }
         for (int64_t j = 0; j < n; j++)
@@ -173,7 +173,7 @@ static int bench_decode(int64_t n, int64_t d, int64_t dv, int64_t H, int64_t m, 
             goto done;
         }
     }
-    if (fail) st = ab_cmd_error(EX_AB_SOFTWARE, "bench: out of memory in the decode kernel");
+    if (fail) st = ab_cmd_error(EX_AB_DATA, "bench: out of memory in the decode kernel");
     else
         printf("(bytes: K and V of the cache read once per step, 4 (d + dv) per key per head; "
                "time: median of %d steps; kept caches compacted before timing)\n", reps);
@@ -251,7 +251,7 @@ int cmd_bench(int argc, char **argv)
     float *o = ref ? NULL : ab_alloc((size_t)(n * dv) * sizeof(float));
     double *od = ref ? ab_alloc((size_t)(n * dv) * sizeof(double)) : NULL;
     if (!q || !k || !v || !p || (!o && !od)) {
-        st = ab_cmd_error(EX_AB_SOFTWARE, "bench: out of memory for n = %lld, d = %lld", (long long)n, (long long)d);
+        st = ab_cmd_error(EX_AB_DATA, "bench: out of memory for n = %lld, d = %lld", (long long)n, (long long)d);
         goto done;
     }
     ab_bench_fill(q, n, d, 11), ab_bench_fill(k, n, d, 12), ab_bench_fill(v, n, dv, 13);

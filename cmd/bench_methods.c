@@ -222,7 +222,7 @@ int cmd_bench_methods(int argc, char **argv)
         v = ab_alloc((size_t)(n * d) * sizeof(float)), ps = ab_alloc((size_t)n * sizeof(int32_t));
         if (!q || !k || !v || !ps) {
             ab_free(q), ab_free(k), ab_free(v), ab_free(ps);
-            return ab_cmd_error(EX_AB_SOFTWARE, "bench methods: out of memory");
+            return ab_cmd_error(EX_AB_DATA, "bench methods: out of memory");
         }
         ab_bench_fill(q, n, d, 31), ab_bench_fill(k, n, d, 32), ab_bench_fill(v, n, d, 33);
         for (int64_t i = 0; i < n; i++) ps[i] = (int32_t)i;

@@ -1,6 +1,7 @@
 /* main.c - the attnbench command table (git.c's idea: one table, one file per command).
  * Only cmd/ parses argv, prints for people, or exits. */
 #include <H5public.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,7 +71,31 @@ static const struct cmd *find(const char *name)
     return NULL;
 }
 
+/* The exit status once stdout is flushed: output that could not be written (stdout on a full
+ * disk) fails a command that had no error of its own with exit 74 and one line. */
+static int flush_stdout(int status)
+{
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    if (!bad || status != EX_AB_OK) return status;
+    return ab_cmd_error(EX_AB_IOERR, "cannot write to standard output: %s",
+                        errno ? strerror(errno) : "write error");
+}
+
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+    /* No HDF5 clean-up at exit: libhdf5 1.10 cannot close a file whose writes failed (a full
+     * disk): its close fails halfway and its exit handler then crashes on the half-closed file
+     * (SIGSEGV in H5F__close_cb) after the one-line error. Every file is closed or committed
+     * explicitly before a command returns, so the handler has nothing else to do. Before any
+     * other HDF5 call: the handler is installed when the library starts. */
+    H5dont_atexit();
+    return flush_stdout(run(argc, argv));
+}
+
+static int run(int argc, char **argv)
 {
     /* verbosity is fixed once the command has parsed its options; until then, warnings */
     ab_log_set(log_stderr, NULL, AB_LOG_WARN);

@@ -203,7 +203,8 @@ int ab_exit_status(int code)
     case AB_OK: return EX_AB_OK;
     case AB_E_USAGE: return EX_AB_USAGE;
     case AB_E_DATA:
-    case AB_E_TOOBIG: return EX_AB_DATA;
+    case AB_E_TOOBIG:
+    case AB_E_NOMEM: return EX_AB_DATA;
     case AB_E_NOFILE: return EX_AB_NOINPUT;
     case AB_E_CREATE: return EX_AB_CANTCREAT;
     case AB_E_IO: return EX_AB_IOERR;

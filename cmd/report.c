@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/ab.h"
 #include "core/list.h"
@@ -184,7 +185,7 @@ int cmd_report(int argc, char **argv)
     size_t len = 16;
     for (int a = 0; a < argc; a++) len += strlen(argv[a]) + 1;
     char *cl = malloc(len);
-    if (!cl) return ab_cmd_error(EX_AB_SOFTWARE, "report: out of memory");
+    if (!cl) return ab_cmd_error(EX_AB_DATA, "report: out of memory");
     strcpy(cl, "attnbench");
     for (int a = 0; a < argc; a++) strcat(strcat(cl, " "), argv[a]);
     ro.command_line = cl;
@@ -194,9 +195,9 @@ int cmd_report(int argc, char **argv)
     struct ab_report_data d;
     int rc = ab_report_load((const char *const *)pos, n_pos, &d);
     if (rc == AB_OK) rc = ab_report_write(&d, &ro);
-    if (wr.md) { /* also after exit 69 or a failed plot: report.md is written */
+    if (wr.md) { /* also after exit 69 or a failed plot: report.md is written (and kept) */
         char *md = ab_path_join(ro.dir, "report.md", "");
-        if (md)
+        if (md && access(md, F_OK) == 0)
             ab_out_main("report", md, "%lld figures, %lld files", (long long)wr.figures,
                         (long long)wr.files);
         free(md);

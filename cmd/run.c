@@ -208,7 +208,7 @@ int cmd_run(int argc, char **argv)
     struct ab_workload *w = calloc((size_t)n_pos, sizeof *w);
     char csv_cells[4096], csv_summary[4096];
     csv_paths(out, csv_cells, csv_summary, sizeof csv_cells);
-    if (!w) return ab_cmd_error(EX_AB_SOFTWARE, "run: out of memory");
+    if (!w) return ab_cmd_error(EX_AB_DATA, "run: out of memory");
     st = EX_AB_OK;
     for (int i = 0; i < n_pos && st == EX_AB_OK; i++)
         if ((rc = ab_h5_workload_read(pos[i], &w[i]))) st = ab_cmd_fail(rc);

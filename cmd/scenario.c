@@ -446,7 +446,7 @@ int cmd_scenario(int argc, char **argv)
     char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
     if (!steps || !labels || !eval_labels) {
         free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
-        return ab_cmd_error(EX_AB_SOFTWARE, "scenario: out of memory");
+        return ab_cmd_error(EX_AB_DATA, "scenario: out of memory");
     }
     for (int i = 0; i < s.n_workloads; i++) {
         const struct ab_scenario_workload *w = &s.workloads[i];

@@ -110,7 +110,7 @@ static int dump_reference(const struct ab_workload *w, const char *wpath, int ma
     int rc, st = EX_AB_OK;
     if ((rc = ab_check_fits("the reference outputs", (double)n * 8))) return ab_cmd_fail(rc);
     double *o = ab_alloc(ab_size_mul((size_t)n, sizeof *o)); /* (n_layer, n_head, n_seq, d_v) */
-    if (!o) return ab_cmd_error(EX_AB_SOFTWARE, "verify: out of memory");
+    if (!o) return ab_cmd_error(EX_AB_DATA, "verify: out of memory");
     for (int64_t l = 0; l < w->n_layer && st == EX_AB_OK; l++)
         for (int64_t h = 0; h < w->n_head && st == EX_AB_OK; h++)
             if ((rc = head_reference(w, l, h, mask, o + (l * w->n_head + h) * per)))
@@ -228,7 +228,7 @@ int cmd_verify(int argc, char **argv)
 
     ref = ab_alloc(ab_size_mul((size_t)(w.n_seq * w.d_v), sizeof *ref)); /* (n_seq, d_v) */
     if (!ref) {
-        st = ab_cmd_error(EX_AB_SOFTWARE, "verify: out of memory");
+        st = ab_cmd_error(EX_AB_DATA, "verify: out of memory");
         goto done;
     }
     printf("%5s %4s %12s %12s %14s  %s\n", "layer", "head", "rel_l2", "max_abs", "cos_min",

@@ -4,6 +4,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,14 +87,104 @@ void *ab_alloc(size_t n)
 
 void ab_free(void *p) { free(p); }
 
+/* The outputs being written as a unit: one entry per temporary named while open (its name, of
+ * which the first path_len characters are the final path), marked once committed. */
+struct out_entry {
+    size_t path_len;
+    int committed;
+    char tmp[];
+};
+static struct {
+    pthread_mutex_t lock;
+    int depth;
+    size_t n, cap;
+    struct out_entry **e;
+} outs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Remembers tmp (the temporary of a path of path_len characters). 0, or -1 out of memory. */
+static int outs_add(const char *tmp, size_t path_len)
+{
+    int rc = 0;
+    pthread_mutex_lock(&outs.lock);
+    if (outs.depth > 0) {
+        struct out_entry *e = malloc(sizeof *e + strlen(tmp) + 1);
+        if (e && outs.n == outs.cap) {
+            size_t cap = outs.cap ? 2 * outs.cap : 64;
+            struct out_entry **grown = realloc(outs.e, cap * sizeof *grown);
+            if (grown) outs.e = grown, outs.cap = cap;
+        }
+        if (e && outs.n < outs.cap) {
+            *e = (struct out_entry){.path_len = path_len};
+            strcpy(e->tmp, tmp);
+            outs.e[outs.n++] = e;
+        } else {
+            free(e);
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&outs.lock);
+    return rc;
+}
+
 char *ab_tmp_path(const char *path)
 {
     static unsigned long counter;
     unsigned long k = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-    size_t n = strlen(path) + 64;
+    size_t len = strlen(path), n = len + 64;
     char *s = malloc(n);
     if (s) snprintf(s, n, "%s.%ld.%lu.tmp", path, (long)getpid(), k);
+    if (s && outs_add(s, len)) {
+        free(s);
+        s = NULL;
+    }
     return s;
+}
+
+int ab_tmp_commit(const char *tmp, const char *path)
+{
+    int rc = rename(tmp, path);
+    if (rc == 0) {
+        pthread_mutex_lock(&outs.lock);
+        for (size_t i = outs.n; i-- > 0;)
+            if (!strcmp(outs.e[i]->tmp, tmp)) {
+                outs.e[i]->committed = 1;
+                break;
+            }
+        pthread_mutex_unlock(&outs.lock);
+    }
+    return rc;
+}
+
+size_t ab_outputs_begin(void)
+{
+    pthread_mutex_lock(&outs.lock);
+    outs.depth++;
+    size_t mark = outs.n;
+    pthread_mutex_unlock(&outs.lock);
+    return mark;
+}
+
+void ab_outputs_end(size_t mark, int remove_them)
+{
+    pthread_mutex_lock(&outs.lock);
+    if (--outs.depth > 0 && !remove_them) { /* the outer unit keeps them */
+        pthread_mutex_unlock(&outs.lock);
+        return;
+    }
+    for (size_t i = mark; i < outs.n; i++) {
+        struct out_entry *e = outs.e[i];
+        if (remove_them && e->committed) {
+            e->tmp[e->path_len] = 0;
+            remove(e->tmp);
+        }
+        free(e);
+    }
+    outs.n = mark;
+    if (outs.depth == 0) {
+        free(outs.e);
+        outs.e = NULL, outs.cap = 0;
+    }
+    pthread_mutex_unlock(&outs.lock);
 }
 
 size_t ab_size_mul(size_t n_items, size_t size)

@@ -18,7 +18,7 @@ enum ab_status {
     AB_E_DATA = -2,     /* bad input data: malformed, wrong schema, wrong shape, NaN (exit 65) */
     AB_E_NOFILE = -3,   /* input file missing (exit 66) */
     AB_E_TOOBIG = -4,   /* the request cannot fit in this machine's memory (exit 65) */
-    AB_E_NOMEM = -5,    /* an allocation failed (exit 70) */
+    AB_E_NOMEM = -5,    /* an allocation failed: like TOOBIG, the input asks too much (exit 65) */
     AB_E_INTERNAL = -6, /* a bug or a library failure we cannot attribute to input (exit 70) */
     AB_E_CREATE = -7,   /* cannot create an output file (exit 73) */
     AB_E_IO = -8,       /* read or write failed (exit 74) */
@@ -47,12 +47,24 @@ void ab_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 void *ab_alloc(size_t n);
 void ab_free(void *p);
 
-/* Size in bytes of n_items items of size `size`, or 0 if the product overflows size_t. */
 /* The temporary name a writer of path uses before rename(): "path.<pid>.<k>.tmp", unique per
  * process and call, so two processes writing the same output never share one (the last rename
  * wins and the file is whole either way). malloc'd; NULL when out of memory. */
 char *ab_tmp_path(const char *path);
 
+/* Renames tmp, a name from ab_tmp_path(path), to path: rename()'s result (0, or -1 with errno).
+ * Within ab_outputs_begin / _end the file is remembered as written. */
+int ab_tmp_commit(const char *tmp, const char *path);
+
+/* Outputs as one unit (a report's folder): between mark = ab_outputs_begin() and
+ * ab_outputs_end(mark, remove_them), every file put in place by ab_tmp_commit is remembered,
+ * and remove_them = 1 deletes them again, so a command that fails after writing some of its
+ * files leaves none of them. Units nest: an inner unit kept stays part of the outer one. Costs
+ * one small allocation per ab_tmp_path while open (its failure is ab_tmp_path's). */
+size_t ab_outputs_begin(void);
+void ab_outputs_end(size_t mark, int remove_them);
+
+/* Size in bytes of n_items items of size `size`, or 0 if the product overflows size_t. */
 size_t ab_size_mul(size_t n_items, size_t size);
 
 /* Bytes of physical memory on this machine (0 if unknown). */

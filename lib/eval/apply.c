@@ -10,12 +10,16 @@
 #include "eval/eval.h"
 
 /* O = Ã V for the evaluated rows: dist (n_rows, n_k), out (n_rows, d_v); accumulated in
- * double. The battery checks that every method's dist and run agree on this. */
-static void apply_dist(const struct ab_problem *p, const float *dist, float *out)
+ * double. The battery checks that every method's dist and run agree on this. AB_OK or
+ * AB_E_NOMEM. */
+static int apply_dist(const struct ab_problem *p, const float *dist, float *out)
 {
     const struct ab_head *h = p->h;
     double *acc = malloc(sizeof(double) * (size_t)h->d_v);
-    for (int64_t r = 0; acc && r < p->n_rows; r++) {
+    if (!acc)
+        return ab_fail(AB_E_NOMEM, "out of memory for one output row (d_v %lld)",
+                       (long long)h->d_v);
+    for (int64_t r = 0; r < p->n_rows; r++) {
         const float *a = dist + r * h->n_k;
         for (int64_t c = 0; c < h->d_v; c++) acc[c] = 0;
         for (int64_t j = 0; j < h->n_k; j++) {
@@ -23,9 +27,8 @@ static void apply_dist(const struct ab_problem *p, const float *dist, float *out
         }
         for (int64_t c = 0; c < h->d_v; c++) out[r * h->d_v + c] = (float)acc[c];
     }
-    if (!acc) /* no memory for d_v doubles: say so through the metrics, not a wrong number */
-        for (int64_t i = 0; i < p->n_rows * h->d_v; i++) out[i] = NAN;
     free(acc);
+    return AB_OK;
 }
 
 int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, double target,
@@ -64,7 +67,7 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
     if (m->dist && m->cost && (m->flags & AB_METHOD_ANALYTIC)) {
         /* its distribution is its definition: O = Ã V, the ledger from cost() */
         if (!(rc = m->cost(p, knob, &led)) && !(rc = m->dist(p, knob, dist)))
-            apply_dist(p, dist, out);
+            rc = apply_dist(p, dist, out);
     } else {
         rc = m->run(p, knob, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, &led);
         if (!rc && m->dist && dist) rc = m->dist(p, knob, dist);

@@ -250,7 +250,9 @@ static void write_vertical(struct ab_gen_ctx *c)
     }
 }
 
-static void write_slash(struct ab_gen_ctx *c)
+/* AB_E_NOMEM (no detail: the caller names the head) when its code or phase table cannot be
+ * allocated: the head would lose the component. */
+static int write_slash(struct ab_gen_ctx *c)
 {
     const struct ab_gen_head *hd = c->hd;
     int64_t per = hd->slash_period;
@@ -261,13 +263,12 @@ static void write_slash(struct ab_gen_ctx *c)
     int64_t m = ab_gen_pairs_of(hd, c->n_pair, AB_COMP_SLASH, c->pairs);
     double *code = ab_alloc(ab_size_mul((size_t)(per * 2 * m), sizeof(double)));
     double amp = ab_gen_amp(SLASH_CONTENT * str, c->scale);
-    if (code) {
-        for (int64_t t = 0; t < per; t++) ab_gen_rand_unit(&r, code + t * 2 * m, 2 * m);
-        for (int64_t i = 0; i < c->n; i++) {
-            const double *x = code + (i % per) * 2 * m;
-            add_dir(c->q_post + i * c->d, c->pairs, m, x, amp);
-            add_dir(c->k_post + i * c->d, c->pairs, m, x, amp);
-        }
+    if (!code) return AB_E_NOMEM;
+    for (int64_t t = 0; t < per; t++) ab_gen_rand_unit(&r, code + t * 2 * m, 2 * m);
+    for (int64_t i = 0; i < c->n; i++) {
+        const double *x = code + (i % per) * 2 * m;
+        add_dir(c->q_post + i * c->d, c->pairs, m, x, amp);
+        add_dir(c->k_post + i * c->d, c->pairs, m, x, amp);
     }
     ab_free(code);
     /* look-back: per pair k a random phase phi_k(t) per content t; q_i = b e^{i phi_k(t_i)},
@@ -277,7 +278,7 @@ static void write_slash(struct ab_gen_ctx *c)
     m = ab_gen_pairs_of(hd, c->n_pair, AB_GEN_SLASH_LOOKBACK, c->pairs);
     amp = ab_gen_amp((1 - SLASH_CONTENT) * str / (double)m, c->scale);
     double *phase = ab_alloc(ab_size_mul((size_t)(per * m), sizeof(double)));
-    if (!phase) return;
+    if (!phase) return AB_E_NOMEM;
     for (int64_t e = 0; e < per * m; e++) phase[e] = 2 * M_PI * ab_rng_uniform(&r);
     for (int64_t k = 0; k < m; k++) {
         int64_t p = c->pairs[k];
@@ -291,6 +292,7 @@ static void write_slash(struct ab_gen_ctx *c)
         }
     }
     ab_free(phase);
+    return AB_OK;
 }
 
 static void write_topic(struct ab_gen_ctx *c)
@@ -355,7 +357,7 @@ static void write_diffuse(struct ab_gen_ctx *c)
             }
 }
 
-void ab_gen_component(struct ab_gen_ctx *c, int comp)
+int ab_gen_component(struct ab_gen_ctx *c, int comp)
 {
     static const int32_t zero = 0;
     switch (comp) {
@@ -363,10 +365,11 @@ void ab_gen_component(struct ab_gen_ctx *c, int comp)
     case AB_COMP_SINK: write_sink(c, comp, &zero, 1); break;
     case AB_COMP_SECONDARY_SINK: write_sink(c, comp, c->hd->sec, c->hd->n_sec); break;
     case AB_COMP_VERTICAL: write_vertical(c); break;
-    case AB_COMP_SLASH: write_slash(c); break;
+    case AB_COMP_SLASH: return write_slash(c);
     case AB_COMP_TOPIC: write_topic(c); break;
     case AB_COMP_NEEDLE: write_needle(c); break;
     case AB_COMP_DIFFUSE: write_diffuse(c); break;
     default: break;
     }
+    return AB_OK;
 }

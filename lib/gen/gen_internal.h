@@ -59,8 +59,9 @@ struct ab_gen_ctx {
     int64_t *pairs;         /* (n_pair) scratch for ab_gen_pairs_of */
 };
 
-/* Writes component comp of the head (strength hd->strength[comp] > 0). */
-void ab_gen_component(struct ab_gen_ctx *c, int comp);
+/* Writes component comp of the head (strength hd->strength[comp] > 0). AB_OK, or AB_E_NOMEM
+ * without a detail when its scratch cannot be allocated (the head is then incomplete). */
+int ab_gen_component(struct ab_gen_ctx *c, int comp);
 
 /* Task layout of the plan (rows, keys, answers, codebook); planted[] is filled by the caller.
  * AB_E_USAGE when the tasks do not fit the sequence. */

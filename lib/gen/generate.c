@@ -262,10 +262,11 @@ static int scratch_alloc(struct scratch *s, int64_t n, int64_t d)
                    (long long)d);
 }
 
-/* Generates one (layer, kv head): its K, V and the Q of its query heads, using scratch sc. */
-static void gen_head(const struct ab_gen_opts *o, const struct ab_gen_plan *plan,
-                     struct ab_workload *w, int64_t l, int64_t kv, const double *freq,
-                     const uint8_t *task_pos, struct scratch *sc)
+/* Generates one (layer, kv head): its K, V and the Q of its query heads, using scratch sc.
+ * AB_E_NOMEM (no detail) when a component's own scratch cannot be allocated. */
+static int gen_head(const struct ab_gen_opts *o, const struct ab_gen_plan *plan,
+                    struct ab_workload *w, int64_t l, int64_t kv, const double *freq,
+                    const uint8_t *task_pos, struct scratch *sc)
 {
     int64_t n = w->n_seq, d = w->d, d_v = w->d_v, n_pair = d / 2;
     size_t nd = (size_t)(n * d) * sizeof(double);
@@ -296,7 +297,7 @@ static void gen_head(const struct ab_gen_opts *o, const struct ab_gen_plan *plan
     ab_rng_init(&r, o->seed, ab_stream(AB_GEN_TAG_VALUE, (uint64_t)l, (uint64_t)kv, 0));
     for (int64_t e = 0; e < n * d_v; e++) c.v[e] = (float)ab_rng_normal(&r);
     for (int comp = 0; comp < AB_COMP_COUNT; comp++)
-        if (c.hd->strength[comp] > 0) ab_gen_component(&c, comp);
+        if (c.hd->strength[comp] > 0 && ab_gen_component(&c, comp)) return AB_E_NOMEM;
     if (c.hd->planted) ab_gen_tasks_plant(&c);
     add_counter_rotated(c.q_pre, c.q_post, n, d, freq);
     add_counter_rotated(c.k_pre, c.k_post, n, d, freq);
@@ -323,6 +324,7 @@ static void gen_head(const struct ab_gen_opts *o, const struct ab_gen_plan *plan
             }
         ab_rope_apply(q, n, d, w->positions, o->rope_theta);
     }
+    return AB_OK;
 }
 
 static char *str_dup(const char *s)
@@ -377,20 +379,22 @@ int ab_gen_workload(const struct ab_gen_opts *opts, struct ab_workload *out)
     out->rope_theta = o.rope_theta;
 
     /* heads in parallel; ab_rope_apply's own parallel region stays serial inside */
-    int failed = 0;
-#pragma omp parallel reduction(| : failed)
+    int failed = 0, head_failed = 0;
+#pragma omp parallel reduction(| : failed, head_failed)
     {
         struct scratch sc;
         int e = scratch_alloc(&sc, o.n_seq, o.d);
         failed |= e != AB_OK;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t s = 0; s < n_slot; s++)
-            if (!e) gen_head(&o, &plan, out, s / o.n_kv_head, s % o.n_kv_head, freq, task_pos, &sc);
+            if (!e &&
+                gen_head(&o, &plan, out, s / o.n_kv_head, s % o.n_kv_head, freq, task_pos, &sc))
+                head_failed = 1;
         if (!e) scratch_free(&sc);
     }
-    if (failed) {
-        rc = ab_fail(AB_E_NOMEM, "cannot allocate generator buffers (n %lld, d %lld)",
-                     (long long)o.n_seq, (long long)o.d);
+    if (failed || head_failed) {
+        rc = ab_fail(AB_E_NOMEM, "cannot allocate generator %s (n %lld, d %lld)",
+                     failed ? "buffers" : "component tables", (long long)o.n_seq, (long long)o.d);
         goto done;
     }
     /* hand the task layout over to the workload */

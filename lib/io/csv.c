@@ -128,7 +128,7 @@ static int ab_csv_write_tmp(const char *path, const void *rows, int64_t n_rows, 
 static int ab_csv_commit(const char *path, char *tmp)
 {
     int rc = AB_OK;
-    if (rename(tmp, path) != 0) {
+    if (ab_tmp_commit(tmp, path) != 0) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
         remove(tmp);
     }

@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,7 +52,7 @@ int ab_outfile_commit(struct ab_outfile *o)
     if (fclose(o->f) != 0 && rc == AB_OK)
         rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", o->path, strerror(errno));
     o->f = NULL;
-    if (rc == AB_OK && rename(o->tmp, o->path) != 0)
+    if (rc == AB_OK && ab_tmp_commit(o->tmp, o->path) != 0)
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", o->path, strerror(errno));
     if (rc != AB_OK) remove(o->tmp);
     free(o->path), free(o->tmp);
@@ -123,18 +125,31 @@ static void last_line(const char *text, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)(end - start), start);
 }
 
+/* 1 when the PNG at path ends with its IEND chunk. gnuplot exits 0 when its writes fail (a
+ * full disk), leaving the picture cut short or empty. */
+static int png_complete(const char *path)
+{
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+    unsigned char tail[12];
+    FILE *f = fopen(path, "rb");
+    int ok =
+        f && fseek(f, -12, SEEK_END) == 0 && fread(tail, 1, 12, f) == 12 && !memcmp(tail, iend, 12);
+    if (f) fclose(f);
+    return ok;
+}
+
 int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
 {
     int rc = AB_OK;
-    char *script = ab_path_join(".", name, ".gp"), *png_rel = ab_path_join(".", name, ".png");
-    char *tmp_rel = png_rel ? ab_tmp_path(png_rel) : NULL, *png = ab_path_join(dir, name, ".png");
-    char *tmp = tmp_rel ? ab_path_join(dir, tmp_rel + 2, "") : NULL;
-    free(png_rel);
+    char *script = ab_path_join(".", name, ".gp"), *png = ab_path_join(dir, name, ".png");
+    char *tmp = png ? ab_tmp_path(png) : NULL;
+    /* the temporary's name in dir, where gnuplot runs: "name.png.<pid>.<k>.tmp" */
+    const char *tmp_rel = tmp ? tmp + strlen(dir) + 1 : NULL;
     char diag[8192];
     size_t n_diag = 0;
     int fd[2] = {-1, -1};
     diag[0] = 0;
-    if (!script || !tmp_rel || !tmp || !png) {
+    if (!script || !tmp || !png) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
         goto done;
     }
@@ -144,7 +159,7 @@ int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
     }
     /* argv: script and output relative to dir ("./name.gp"), so the script reads its data by
      * relative path exactly as it does when a person runs it there */
-    char *argv[] = {(char *)gnuplot, "-d", "-c", script + 2, tmp_rel + 2, NULL};
+    char *argv[] = {(char *)gnuplot, "-d", "-c", script + 2, (char *)tmp_rel, NULL};
     pid_t pid = fork();
     if (pid < 0) {
         rc = ab_fail(AB_E_INTERNAL, "cannot start gnuplot: %s", strerror(errno));
@@ -184,19 +199,24 @@ int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name)
         rc = ab_fail(AB_E_NOTOOL, "cannot run '%s'", gnuplot);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 126) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot enter the folder to run gnuplot", dir);
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !wrote) {
+    } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) {
+        rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", png, strerror(EFBIG));
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         char line[400];
         last_line(diag, line, sizeof line);
         rc = ab_fail(AB_E_INTERNAL, "'%s/%s.gp': gnuplot failed%s%s", dir, name,
                      line[0] ? ": " : (wrote ? "" : ": it wrote no picture"), line);
-    } else if (rename(tmp, png) != 0) {
+    } else if (!wrote || !png_complete(tmp)) {
+        rc = ab_fail(AB_E_IO, "'%s': cannot write: gnuplot left the picture incomplete (%lld "
+                     "bytes; is the disk full?)", png, wrote ? (long long)st.st_size : 0LL);
+    } else if (ab_tmp_commit(tmp, png) != 0) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", png, strerror(errno));
     }
     if (rc != AB_OK && tmp) remove(tmp);
 done:
     if (fd[0] >= 0) close(fd[0]);
     if (fd[1] >= 0) close(fd[1]);
-    free(script), free(tmp_rel), free(tmp), free(png);
+    free(script), free(tmp), free(png);
     return rc;
 }
 

@@ -50,6 +50,10 @@ int ab_h5_fail(int code, const struct ab_h5 *f, const char *fmt, ...)
     va_end(ap);
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, ab_h5_walk_first, detail);
     H5Eclear2(H5E_DEFAULT);
+    /* a failed system call: HDF5's description lists the call's arguments, buffer addresses
+     * and a time stamp around "errno = N"; the system's reason alone says what happened */
+    const char *en = strstr(detail, "errno = ");
+    if (en && atoi(en + 8) > 0) snprintf(detail, sizeof detail, "%s", strerror(atoi(en + 8)));
     for (char *c = detail; *c; c++)
         if (*c == '\n' || *c == '\r') *c = ' ';
     return ab_fail(code, "'%s': %s%s%s", f->path, what, detail[0] ? ": " : "", detail);
@@ -113,7 +117,8 @@ int ab_h5_create(struct ab_h5 *f, const char *path)
         goto done;
     }
     f->id = H5Fcreate(f->tmp, H5F_ACC_TRUNC, fcpl, fapl);
-    if (f->id < 0) rc = ab_h5_fail(AB_E_CREATE, f, "cannot create HDF5 file");
+    /* the file exists (open above): what fails is writing its superblock (a full disk) */
+    if (f->id < 0) rc = ab_h5_fail(AB_E_IO, f, "cannot write");
 done:
     if (fcpl >= 0) H5Pclose(fcpl);
     if (fapl >= 0) H5Pclose(fapl);
@@ -128,7 +133,7 @@ int ab_h5_commit(struct ab_h5 *f)
     herr_t closed = H5Fclose(f->id);
     f->id = H5I_INVALID_HID;
     if (rc == AB_OK && closed < 0) rc = ab_h5_fail(AB_E_IO, f, "cannot write");
-    if (rc == AB_OK && rename(f->tmp, f->path) != 0)
+    if (rc == AB_OK && ab_tmp_commit(f->tmp, f->path) != 0)
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", f->path, strerror(errno));
     if (rc != AB_OK) remove(f->tmp);
     free(f->tmp);

@@ -39,7 +39,8 @@ int ab_h5_fail(int code, const struct ab_h5 *f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Creates path.tmp for writing (truncating a stale one). f->id is valid on success; the caller
- * ends with ab_h5_commit or ab_h5_abort. AB_E_CREATE (with the system's reason) or AB_E_NOMEM. */
+ * ends with ab_h5_commit or ab_h5_abort. AB_E_CREATE (with the system's reason), AB_E_IO (its
+ * first bytes cannot be written: a full disk) or AB_E_NOMEM. */
 int ab_h5_create(struct ab_h5 *f, const char *path);
 
 /* Flushes and closes the file (closing any object still open in it) and renames path.tmp to

@@ -588,7 +588,7 @@ int ab_npy_write(const char *path, int dtype, int rank, const int64_t *shape, in
         rc = ab_fail(AB_E_IO, "'%s': write failed: %s", path, strerror(errno));
         goto done;
     }
-    if (rename(tmp, path) != 0) {
+    if (ab_tmp_commit(tmp, path) != 0) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
         goto done;
     }

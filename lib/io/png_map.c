@@ -100,7 +100,7 @@ int ab_png_write_indexed(const char *path, const uint8_t *pixels, int64_t width,
         rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", path, strerror(errno));
     if (fclose(fp) != 0 && rc == AB_OK)
         rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", path, strerror(errno));
-    if (rc == AB_OK && rename(tmp, path) != 0)
+    if (rc == AB_OK && ab_tmp_commit(tmp, path) != 0)
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
     if (rc != AB_OK) remove(tmp);
     free(tmp);

@@ -2015,7 +2015,7 @@ static int write_atomic(const char *path, const void *data, size_t len)
         if (!ok) {
             unlink(tmp);
             rc = ab_fail(AB_E_IO, "cannot write '%s'", tmp);
-        } else if (rename(tmp, path)) {
+        } else if (ab_tmp_commit(tmp, path)) {
             int e = errno;
             unlink(tmp);
             rc = ab_fail(AB_E_CREATE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(e));

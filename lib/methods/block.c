@@ -213,9 +213,9 @@ int ab_dyn_attend(const struct ab_problem *p, ab_dyn_fill_fn fill, const void *s
         keep = &local;
     }
     fill(p, sel, keep);
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
     ab_keep_free(&local);
-    return AB_OK;
+    return rc;
 }
 
 /* ---- block-topk and block-oracle ---- */

@@ -84,19 +84,20 @@ double ab_problem_dense_flops(const struct ab_problem *p)
     return (double)(2 * p->h->d + 2 * p->h->d_v) * ab_problem_allowed_cells(p);
 }
 
-void ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, float *o,
-                    double *computed)
+int ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, float *o,
+                   double *computed)
 {
     const struct ab_head *h = p->h;
     int64_t d = h->d, dv = h->d_v;
     double cells = 0;
+    int rc = AB_OK;
     double *s = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double)));    /* (n_k) logits */
     int64_t *idx = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(int64_t))); /* (n_k) kept keys */
     double *acc = ab_alloc(ab_size_mul((size_t)dv, sizeof(double)));       /* (d_v) */
     double *qd = ab_alloc(ab_size_mul((size_t)d, sizeof(double)));         /* (d) */
     if (!s || !idx || !acc || !qd) {
-        /* no memory for one row's scratch: report NaN output rather than a wrong number */
-        for (int64_t i = 0; i < p->n_rows * dv; i++) o[i] = NAN;
+        rc = ab_fail(AB_E_NOMEM, "out of memory for one row of attention over %lld keys",
+                     (long long)h->n_k);
         goto done;
     }
     for (int64_t r = 0; r < p->n_rows; r++) {
@@ -130,6 +131,7 @@ done:
     ab_free(idx);
     ab_free(acc);
     ab_free(qd);
+    return rc;
 }
 
 static _Thread_local double attend_counter;

@@ -333,9 +333,9 @@ int ab_duo_run(const struct ab_problem *p, double knob, int64_t probe, float *o,
                 if (duo_streams(h, i, j)) ab_keep_set(keep, r, j);
         }
     }
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
     ab_keep_free(&local);
-    return AB_OK;
+    return rc;
 }
 
 static int duo_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,

@@ -183,7 +183,7 @@ static int hip_run(const struct ab_problem *p, double knob, float *o, struct ab_
         keep = &local;
     }
     int rc = hip_keep(p, k, keep);
-    if (!rc && o) ab_attend_kept(p, keep, o, NULL);
+    if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
     ab_keep_free(&local);
     return rc;
 }

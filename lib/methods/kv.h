@@ -166,7 +166,7 @@ static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double 
         assert(rc || cells == expected); /* the ledger counts exactly this schedule */
     }
     (void)expected;
-    if (!rc && o) ab_attend_kept(p, keep, o, NULL);
+    if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
     ab_keep_free(&local);
     return rc;
 }

@@ -114,9 +114,10 @@ double ab_problem_allowed_cells(const struct ab_problem *p);
 /* Exact attention of each evaluated row restricted to its kept keys (and to the mask), in float
  * with a double accumulator: o is (n_rows, d_v). Rows with nothing kept get O = 0. Adds the
  * number of cells it computed to *computed (the test battery checks the ledger against it).
- * Does not touch the ledger: methods count the whole phase themselves. */
-void ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, float *o,
-                    double *computed);
+ * Does not touch the ledger: methods count the whole phase themselves. AB_OK, or AB_E_NOMEM
+ * when one row's scratch (O(n_k)) cannot be allocated (o is then left unwritten). */
+int ab_attend_kept(const struct ab_problem *p, const struct ab_keep *keep, float *o,
+                   double *computed);
 
 /* Cells of attention actually computed by the calling thread since the last take: added by
  * ab_attend_kept and by methods that compute attention their own way (dense's fast path), so

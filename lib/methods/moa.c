@@ -164,9 +164,9 @@ static int moa_run(const struct ab_problem *p, double knob, float *o, struct ab_
         ab_keep_range(keep, r, 0, ns);
         ab_keep_range(keep, r, lo, v);
     }
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
     ab_keep_free(&local);
-    return AB_OK;
+    return rc;
 }
 
 const struct ab_method ab_method_moa = {

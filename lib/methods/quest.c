@@ -142,7 +142,7 @@ static int quest_run(const struct ab_problem *p, double knob, float *o, struct a
             if (mark[t]) ab_keep_range(keep, r, t * QUEST_P, (t + 1) * QUEST_P);
         ab_keep_range(keep, r, c * QUEST_P, v);
     }
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    if (o) rc = ab_attend_kept(p, keep, o, NULL);
 done:
     ab_keep_free(&local);
     ab_free(kmin);

@@ -248,7 +248,7 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
     led->flops_select += m * 2.0 * cd * d + 2.0 * d * scanned;
     led->ops_other += (IVF_LLOYD * s + nx) * cd + IVF_LLOYD * s * d +
                       m * cd * ceil(log2(cd > 1 ? cd : 1)) + scanned;
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    if (o) rc = ab_attend_kept(p, keep, o, NULL);
 done:
     ab_keep_free(&local);
     ab_free(cent);

@@ -238,7 +238,7 @@ static int rt_run(const struct ab_problem *p, double knob, float *o, struct ab_k
                 for (int64_t t = 0; t < w && list[t] < lo; t++) ab_keep_set(kp, r, list[t]);
                 ab_keep_range(kp, r, lo, v);
             }
-            if (o) ab_attend_kept(p, kp, o, NULL);
+            if (o) rc = ab_attend_kept(p, kp, o, NULL);
         }
         ab_keep_free(&local);
     }

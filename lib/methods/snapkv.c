@@ -131,9 +131,9 @@ static int snap_emit(const struct ab_problem *p, const struct snap_geom *g, cons
             if (ctx[j]) ab_keep_set(keep, r, j);
         ab_keep_range(keep, r, g->n_ctx, v);
     }
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
     ab_keep_free(&local);
-    return AB_OK;
+    return rc;
 }
 
 static int64_t snap_budget(double knob) { return knob < 0 ? 0 : (int64_t)knob; }

@@ -107,9 +107,9 @@ static int pattern_run(const struct pattern *pt, const struct ab_problem *p, dou
     }
     ab_keep_clear(keep);
     for (int64_t r = 0; r < p->n_rows; r++) pt->fill(p, k, p->rows[r], keep, r);
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
     ab_keep_free(&local);
-    return AB_OK;
+    return rc;
 }
 
 /* ---- dilated ---- */

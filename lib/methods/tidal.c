@@ -331,7 +331,7 @@ static int tidal_run(const struct ab_problem *p, double knob, float *o, struct a
             }
         }
     }
-    if (!rc && o) ab_attend_kept(p, keep, o, NULL);
+    if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
     ab_keep_free(&local);
     return rc;
 }

@@ -55,6 +55,15 @@ static int scored_cmp(const void *a, const void *b)
     return (x->i > y->i) - (x->i < y->i);
 }
 
+/* The same order on indices into score (qsort_r's argument), for the sort without a copy. */
+static int index_cmp(const void *a, const void *b, void *score)
+{
+    const int64_t *x = a, *y = b;
+    const double *s = score;
+    if (s[*x] != s[*y]) return s[*x] > s[*y] ? -1 : 1;
+    return (*x > *y) - (*x < *y);
+}
+
 double ab_dyn_rank(const double *score, int64_t n, int64_t n_forced, int64_t *idx)
 {
     n_forced = AB_MAX(0, AB_MIN(n, n_forced));
@@ -63,8 +72,10 @@ double ab_dyn_rank(const double *score, int64_t n, int64_t n_forced, int64_t *id
     if (c == 0) return 0;
     struct scored *tmp = ab_alloc(ab_size_mul((size_t)c, sizeof(struct scored))); /* (c) */
     if (!tmp) {
-        /* no memory to sort: fall back to index order, which is still a valid selection order */
+        /* no memory for the copy (faster: its scores sit beside their indices): the same order
+         * sorting the indices themselves */
         for (int64_t t = n_forced; t < n; t++) idx[t] = t;
+        qsort_r(idx + n_forced, (size_t)c, sizeof(int64_t), index_cmp, (void *)score);
         return ab_dyn_sort_ops(c);
     }
     for (int64_t t = 0; t < c; t++) tmp[t] = (struct scored){score[n_forced + t], n_forced + t};

@@ -61,9 +61,9 @@ static int run_with_sinks(const struct ab_problem *p, double knob, int64_t sinks
         ab_keep_range(keep, r, 0, ns);
         ab_keep_range(keep, r, lo, n_vis);
     }
-    if (o) ab_attend_kept(p, keep, o, NULL);
+    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
     ab_keep_free(&local);
-    return AB_OK;
+    return rc;
 }
 
 static int window_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)

@@ -1189,7 +1189,7 @@ int ab_gguf_write_model(const char *path, const struct ab_model *m, const struct
         rc = ab_fail(AB_E_IO, "'%s': write failed: %s", path, strerror(errno));
         goto done;
     }
-    if (rename(tmp, path) != 0) {
+    if (ab_tmp_commit(tmp, path) != 0) {
         rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
         goto done;
     }

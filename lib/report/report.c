@@ -19,8 +19,9 @@
  *
  * Order of work: index the cells, write every .tsv/.gp, the libpng heatmaps, the maps' .bin/.gp
  * and the CSV tables, then run gnuplot on the scripts, then write report.md (which says what was rendered).
- * A failure to write stops the report at once; a gnuplot failure is remembered and returned
- * after report.md is written. */
+ * A failure to write (or to allocate) stops the report at once and takes back every file it
+ * wrote (ab_outputs_begin / _end), so nothing partial is left; gnuplot missing, or failing on a
+ * script, is remembered and returned after report.md is written, and the report stays. */
 #include "report/report.h"
 
 #include <errno.h>
@@ -870,7 +871,7 @@ static int open_workload(struct rep *R)
     int rc = ab_h5_workload_read_meta(cand, &R->wl);
     if (rc != AB_OK) {
         ab_workload_free(&R->wl);
-        if (given) return rc;
+        if (given || rc == AB_E_NOMEM) return rc; /* else: no maps, and a note says why */
         char msg[400];
         snprintf(msg, sizeof msg, "%s", ab_errmsg());
         return ab_rep_strv_push(&R->notes[SEC_MAPS], "No attention maps: %s.", msg);
@@ -1088,8 +1089,8 @@ static int maps(struct rep *R)
 
 /* ================================================================== the whole report */
 
-/* mkdir -p. AB_E_CREATE naming dir. */
-static int make_dir(const char *dir)
+/* mkdir -p; *made = 1 when dir itself did not exist. AB_E_CREATE naming dir. */
+static int make_dir(const char *dir, int *made)
 {
     char *p = strdup(dir);
     if (!p) return ab_fail(AB_E_NOMEM, "out of memory");
@@ -1104,6 +1105,7 @@ static int make_dir(const char *dir)
                     rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", dir, strerror(errno));
                     break;
                 }
+                *made = !c;
             } else if (!S_ISDIR(st.st_mode)) {
                 rc = ab_fail(AB_E_CREATE, "'%s': cannot create: '%s' is not a folder", dir, p);
                 break;
@@ -1205,9 +1207,11 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     struct rep R = {.d = d, .o = o, .wl_cells = -1};
     double sink_ratio = NAN;
     int64_t sink_heads = 0, n_sh = 0;
-    int rc;
+    int rc, made = 0, writing = 0, keep = 0;
+    size_t mark = 0;
     if ((rc = ab_report_check_filter(o)) != AB_OK) return rc;
-    if (ab_gnuplot_find(o->gnuplot ? o->gnuplot : "gnuplot", &R.gnuplot) != AB_OK) {
+    if ((rc = ab_gnuplot_find(o->gnuplot ? o->gnuplot : "gnuplot", &R.gnuplot)) != AB_OK) {
+        if (rc != AB_E_NOTOOL) goto done; /* out of memory */
         snprintf(R.gnuplot_err, sizeof R.gnuplot_err, "%s", ab_errmsg());
         R.gnuplot = NULL;
     }
@@ -1244,7 +1248,9 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
         }
     }
     if ((rc = ab_rep_bench_load(&R)) != AB_OK) goto done;
-    if ((rc = make_dir(o->dir)) != AB_OK) goto done;
+    if ((rc = make_dir(o->dir, &made)) != AB_OK) goto done;
+    mark = ab_outputs_begin();
+    writing = 1;
 
     if ((rc = ab_rep_frontiers(&R)) != AB_OK) goto done;
     if (o->by_workload && R.n_w > 1 && (rc = frontiers_by_workload(&R)) != AB_OK) goto done;
@@ -1277,12 +1283,18 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
         if (r2 == AB_OK) {
             g->rendered = 1;
             ab_rep_announce(&R, g->file);
+        } else if (r2 != AB_E_INTERNAL && r2 != AB_E_NOTOOL) { /* out of memory, a full disk */
+            rc = r2;
+            goto done;
         } else if (!R.plot_failed++) {
             R.first_plot_rc = r2;
             snprintf(R.plot_err, sizeof R.plot_err, "%s", ab_errmsg());
         }
     }
     if ((rc = ab_rep_write_md(&R, sink_ratio, sink_heads, n_sh)) != AB_OK) goto done;
+    /* without gnuplot, or with a script it fails on, the report stays: its .gp and .tsv are to
+     * be rendered (or mended) by hand */
+    keep = 1;
     if (!R.gnuplot)
         rc = ab_fail(AB_E_NOTOOL, "%s: wrote the .gp and .tsv files but no plot (render them "
                      "with 'gnuplot -c NAME.gp' in '%s')", R.gnuplot_err, o->dir);
@@ -1290,6 +1302,10 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
         rc = ab_fail(R.first_plot_rc, "%s%s", R.plot_err,
                      R.plot_failed > 1 ? " (and other plots)" : "");
 done:
+    if (writing) { /* nothing partial: a failed report takes back the files it wrote */
+        ab_outputs_end(mark, rc != AB_OK && !keep);
+        if (rc != AB_OK && !keep && made) rmdir(o->dir);
+    }
     rep_free(&R);
     return rc;
 }

@@ -281,17 +281,17 @@ static double nice(double x, int up)
 /* The y range of metric k over the means of every (method but dense, phase, target) group of
  * views [v0, v1): rel_l2 (log) from a third of the 2nd percentile to the 98th, widened to 1-2-5
  * steps, at most REL_L2_CEILING; cos_min the 2nd percentile (less a margin) to 1; the other
- * accuracies (in [0, 1]) 0 to 1.05, never clipped. */
-static void robust_range(const struct rep *R, int k, int v0, int v1, double *lo, double *hi)
+ * accuracies (in [0, 1]) 0 to 1.05, never clipped. AB_OK or AB_E_NOMEM. */
+static int robust_range(const struct rep *R, int k, int v0, int v1, double *lo, double *hi)
 {
     if (k != M_REL_L2 && k != M_COS_MIN) {
         *lo = -0.02, *hi = 1.05;
-        return;
+        return AB_OK;
     }
     int64_t n = 0, cap = (int64_t)(v1 - v0) * R->n_m * R->n_p * R->n_t + 1;
     double *v = malloc(sizeof(double) * (size_t)cap);
     *lo = NAN, *hi = NAN;
-    if (!v) return; /* automatic ranges: ugly, not wrong */
+    if (!v) return ab_fail(AB_E_NOMEM, "out of memory for the axis range of %s", M[k].name);
     for (int vi = v0; vi < v1; vi++)
         for (int mi = 0; mi < R->n_m; mi++) {
             if (R->m[mi].fam < 0) continue;
@@ -315,6 +315,7 @@ static void robust_range(const struct rep *R, int k, int v0, int v1, double *lo,
         *lo = fmax(-1.05, floor((a - 0.05) * 10) / 10), *hi = 1.02;
     }
     free(v);
+    return AB_OK;
 }
 
 static void set_range(struct ab_gp_axes *a, int k, double lo, double hi)
@@ -547,7 +548,7 @@ static int family_figure(struct rep *R, int f, const int *ks, int n_k, const cha
     for (int r = 0; r < rows && !rc; r++) {
         int k = use[r];
         double lo, hi;
-        robust_range(R, k, 0, 1, &lo, &hi);
+        rc = robust_range(R, k, 0, 1, &lo, &hi);
         for (int c = 0; c < n_cols && !rc; c++) {
             const struct col *C = &cols[c];
             char t[128];
@@ -593,7 +594,7 @@ static int family_by_length(struct rep *R, int f)
     if (!n_rows) return AB_OK;
     n_rows = AB_MIN(n_rows, MAX_PANELS / n_len);
     double lo, hi;
-    robust_range(R, M_REL_L2, 1, R->n_v, &lo, &hi);
+    if ((rc = robust_range(R, M_REL_L2, 1, R->n_v, &lo, &hi))) return rc;
     struct fb F = {0};
     for (int r = 0; r < n_rows && !rc; r++)
         for (int k = 0; k < n_len && !rc; k++) {
@@ -634,7 +635,7 @@ static int families_figure(struct rep *R, const int *ks, int n_k, const char *na
     for (int r = 0; r < rows && !rc; r++) {
         int k = use[r];
         double lo, hi;
-        robust_range(R, k, 0, 1, &lo, &hi);
+        rc = robust_range(R, k, 0, 1, &lo, &hi);
         for (int pi = 0; pi < R->n_p && !rc; pi++) {
             char ylab[64];
             snprintf(ylab, sizeof ylab, "%s (mean over heads)", M[k].name);
@@ -681,7 +682,7 @@ static int length_figure(struct rep *R)
     for (int r = 0; r < rows && !rc; r++) {
         int k = use[r];
         double lo, hi;
-        robust_range(R, k, 1, R->n_v, &lo, &hi);
+        rc = robust_range(R, k, 1, R->n_v, &lo, &hi);
         for (int pi = 0; pi < R->n_p && !rc; pi++) {
             char ylab[64];
             snprintf(ylab, sizeof ylab, "best %s (mean over heads)", M[k].name);
@@ -752,7 +753,7 @@ static int kv_points(const struct rep *R, int mi, int pi, int k, double dense, d
 }
 
 /* The Pareto front of every method's fully feasible points in phase pi on the K/V axis: the
- * points better than every point of smaller or equal size. */
+ * points better than every point of smaller or equal size. Their number, or AB_E_NOMEM. */
 static int kv_front(const struct rep *R, int pi, int k, double dense, double *x, double *y, int cap)
 {
     int n = 0;
@@ -760,7 +761,7 @@ static int kv_front(const struct rep *R, int pi, int k, double dense, double *x,
     double *py = malloc(sizeof(double) * (size_t)(R->n_m * R->n_t + 1));
     if (!px || !py) {
         free(px), free(py);
-        return 0;
+        return ab_fail(AB_E_NOMEM, "out of memory for the K/V frontier");
     }
     for (int mi = 0; mi < R->n_m; mi++)
         for (int ti = 0; ti < R->n_t; ti++) {
@@ -805,7 +806,7 @@ static int kv_figure(struct rep *R, int f, const struct col *C)
     for (int r = 0; r < rows && !rc; r++) {
         int k = use[r];
         double lo, hi;
-        robust_range(R, k, 0, 1, &lo, &hi);
+        if ((rc = robust_range(R, k, 0, 1, &lo, &hi))) break;
         char ylab[64];
         snprintf(ylab, sizeof ylab, "%s (mean over heads)", M[k].name);
         /* against FLOPs */
@@ -826,8 +827,9 @@ static int kv_figure(struct rep *R, int f, const struct col *C)
         a->xlabel = kv_label;
         double x[256], y[256], t[72];
         int n = kv_front(R, C->pi, k, dense, x, y, 256);
-        if (n && (rc = fb_curve(&F, "best of all methods at that size or less", AB_GP_ENVELOPE, n,
-                                x, y)))
+        if (n < 0) rc = n;
+        if (n > 0 && (rc = fb_curve(&F, "best of all methods at that size or less", AB_GP_ENVELOPE,
+                                    n, x, y)))
             break;
         for (int i = 0; i < C->n && !rc; i++) {
             int mi = C->mi[i];
@@ -1016,7 +1018,7 @@ int ab_rep_isoflops(struct rep *R, double t)
         for (int kk = 0; kk < 2; kk++) {
             int k = ks[kk], hb = M[k].higher_better, n = 0;
             double lo = NAN, hi = NAN;
-            if (k == M_REL_L2) robust_range(R, k, 0, 1, &lo, &hi);
+            if (k == M_REL_L2 && (rc = robust_range(R, k, 0, 1, &lo, &hi))) goto done;
             for (int mi = 0; mi < R->n_m; mi++) {
                 if (R->m[mi].fam < 0) continue;
                 int full;
