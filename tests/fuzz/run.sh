@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # run.sh - `make fuzz`: every libFuzzer harness in turn, each for SECONDS or RUNS executions,
 # from its seeds and the corpus earlier runs grew (kept in DIR/corpus/NAME); then a table of
 # executions and crashes per harness on stdout and in DIR/fuzz-report.md. A crash, a leak, a
@@ -33,7 +33,7 @@ for h in $harnesses; do
     echo "fuzz_$h: running (log: $dir/logs/$h.log)" >&2
     one "$h" &
     running=$((running + 1))
-    if [ "$running" -ge "$jobs" ]; then wait; running=0; fi
+    if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
 done
 wait
 
