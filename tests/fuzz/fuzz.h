@@ -25,4 +25,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * harness cannot go on without it. */
 const char *fz_file(const uint8_t *data, size_t size, const char *suffix);
 
+/* Imports the container at path as q, k, v (with a tokens tensor when tokens is not NULL)
+ * when ab_array_sniff finds it is of `format` (enum ab_array_format): import sniffs, and the
+ * other formats have their own harnesses. */
+void fz_import(const char *path, int format, const char *tokens);
+
+/* For the HDF5 harnesses, on every input: makes ab_h5_open probe the rewritten file again, and
+ * the first time, registers a line at exit on stderr with the number of libhdf5 crashes the
+ * probe contained (make fuzz's table reads it). */
+void fz_h5_input(void);
+
 #endif

@@ -1,4 +1,5 @@
-/* fuzz_file.c - fz_file: a harness's input as a file on a RAM-backed file system. */
+/* fuzz_file.c - what the harnesses share: fz_file (an input as a file on a RAM-backed file
+ * system), fz_import, fz_h5_input. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -7,7 +8,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/ab.h"
+#include "core/workload.h"
 #include "fuzz.h"
+#include "io/h5_util.h"
+#include "io/import.h"
+#include "io/npy.h"
 
 static char dir[512], path[600];
 
@@ -48,4 +54,29 @@ const char *fz_file(const uint8_t *data, size_t size, const char *suffix)
     }
     if (close(fd) != 0) die("cannot write");
     return path;
+}
+
+void fz_import(const char *path, int format, const char *tokens)
+{
+    int found;
+    if (ab_array_sniff(path, &found) != AB_OK || found != format) return;
+    struct ab_import_opts o;
+    ab_import_defaults(&o);
+    o.files[0] = path, o.n_files = 1, o.tokens = tokens;
+    struct ab_workload w = {0};
+    ab_import(&o, &w, NULL);
+    ab_workload_free(&w);
+}
+
+static void report_contained(void)
+{
+    fprintf(stderr, "fuzz_h5: crashes of libhdf5 contained by the probe: %lld\n",
+            (long long)ab_h5_contained());
+}
+
+void fz_h5_input(void)
+{
+    static int registered;
+    if (!registered++) atexit(report_contained);
+    ab_h5_probe_forget(); /* the same path holds new bytes */
 }

@@ -1,13 +1,11 @@
 /* fuzz_npz.c - the ZIP reader (lib/io/zip.c) and what import does with a .npz: every member
  * read (inflated, CRC checked) and parsed as .npy, then the archive imported as q, k, v. */
+#include <stdlib.h>
+
 #include "core/ab.h"
-#include "core/workload.h"
 #include "fuzz.h"
-#include "io/import.h"
 #include "io/npy.h"
 #include "io/zip.h"
-
-#include <stdlib.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,13 +25,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     ab_zip_close(&z);
-    int format; /* import sniffs: other formats have their own harnesses */
-    if (ab_array_sniff(path, &format) != AB_OK || format != AB_FMT_NPZ) return 0;
-    struct ab_import_opts o;
-    ab_import_defaults(&o);
-    o.files[0] = path, o.n_files = 1;
-    struct ab_workload w = {0};
-    ab_import(&o, &w, NULL);
-    ab_workload_free(&w);
+    fz_import(path, AB_FMT_NPZ, NULL);
     return 0;
 }

@@ -1,9 +1,7 @@
 /* fuzz_safetensors.c - the safetensors reader (lib/io/safetensors.c): the header, every tensor
  * read as floats and as integers, then the file imported as q, k, v with a tokens tensor. */
 #include "core/ab.h"
-#include "core/workload.h"
 #include "fuzz.h"
-#include "io/import.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 
@@ -23,13 +21,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     ab_safetensors_close(&st);
-    int format; /* import sniffs: other formats have their own harnesses */
-    if (ab_array_sniff(path, &format) != AB_OK || format != AB_FMT_SAFETENSORS) return 0;
-    struct ab_import_opts o;
-    ab_import_defaults(&o);
-    o.files[0] = path, o.n_files = 1, o.tokens = "tokens";
-    struct ab_workload w = {0};
-    ab_import(&o, &w, NULL);
-    ab_workload_free(&w);
+    fz_import(path, AB_FMT_SAFETENSORS, "tokens");
     return 0;
 }
