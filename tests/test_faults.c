@@ -575,6 +575,41 @@ Test(faults, report_write_failures)
     sweep_fsize(&t, in_dir(t.dir, "rep/"));
 }
 
+/* A report that fails over an earlier report leaves that report as it was: the files it had
+ * already replaced come back (ab_outputs_end), nothing new stays, no ".old" or ".tmp". */
+Test(faults, a_failed_report_restores_the_report_it_replaced)
+{
+    struct target t;
+    report_target(&t, scratch("faults-report-replace"), NULL);
+    char *out, *err;
+    int st = run_faulted(0, NULL, -1, &out, &err, t.args);
+    cr_assert_eq(st, 0, "%s", err);
+    free(out), free(err);
+    FILE *f = fopen(in_dir(t.outs[0], "report.md"), "a"); /* the old report, told apart */
+    cr_assert(f && fputs("an earlier report\n", f) >= 0 && fclose(f) == 0);
+    struct snap before = {0}, after = {0};
+    snap_take(&before, t.outs[0]);
+    struct stat rs;
+    cr_assert_eq(stat(in_dir(t.outs[0], "report.md"), &rs), 0);
+    long limits[] = {(long)rs.st_size + 64, 40000}; /* after report.md; among the pictures */
+    for (int i = 0; i < 2; i++) {
+        st = run_faulted(0, NULL, limits[i], &out, &err, t.args);
+        cr_expect_eq(st, 74, "limit %ld: exit %d: %s", limits[i], st, err);
+        snap_take(&after, t.outs[0]);
+        const char *why = snap_diff(&before, &after, 0);
+        cr_expect(why == NULL, "limit %ld: %s", limits[i], why ? why : "");
+        for (int k = 0; k < after.n; k++) {
+            size_t n = strlen(after.name[k]);
+            cr_expect(n < 4 || strcmp(after.name[k] + n - 4, ".old"), "%s left", after.name[k]);
+        }
+        cr_expect(!tmp_left_in(t.dir), "limit %ld: a temporary was left", limits[i]);
+        snap_free(&after);
+        free(out), free(err);
+    }
+    snap_free(&before);
+    remove_tree(t.dir);
+}
+
 Test(faults, capture_write_failures)
 {
     struct target t;

@@ -88,10 +88,12 @@ void *ab_alloc(size_t n)
 void ab_free(void *p) { free(p); }
 
 /* The outputs being written as a unit: one entry per temporary named while open (its name, of
- * which the first path_len characters are the final path), marked once committed. */
+ * which the first path_len characters are the final path), marked once committed; a file it
+ * replaced is kept under the temporary's name with ".old" for ".tmp" (backed_up) until the
+ * unit ends, so taking the unit back puts the old file back. */
 struct out_entry {
     size_t path_len;
-    int committed;
+    int committed, backed_up;
     char tmp[];
 };
 static struct {
@@ -140,18 +142,29 @@ char *ab_tmp_path(const char *path)
     return s;
 }
 
+/* e's backup name into buf (the temporary's name, ".tmp" -> ".old"); NULL if it has none. */
+static const char *backup_name(const struct out_entry *e, char *buf, size_t cap)
+{
+    size_t n = strlen(e->tmp);
+    if (n < 4 || n >= cap || strcmp(e->tmp + n - 4, ".tmp")) return NULL;
+    memcpy(buf, e->tmp, n - 4);
+    memcpy(buf + n - 4, ".old", 5);
+    return buf;
+}
+
 int ab_tmp_commit(const char *tmp, const char *path)
 {
+    pthread_mutex_lock(&outs.lock);
+    struct out_entry *e = NULL;
+    for (size_t i = outs.n; i-- > 0 && !e;)
+        if (!strcmp(outs.e[i]->tmp, tmp)) e = outs.e[i];
+    char old[4096];
+    const char *bak = e ? backup_name(e, old, sizeof old) : NULL;
+    if (bak && link(path, bak) == 0) e->backed_up = 1; /* no file there (or no hard links): none */
     int rc = rename(tmp, path);
-    if (rc == 0) {
-        pthread_mutex_lock(&outs.lock);
-        for (size_t i = outs.n; i-- > 0;)
-            if (!strcmp(outs.e[i]->tmp, tmp)) {
-                outs.e[i]->committed = 1;
-                break;
-            }
-        pthread_mutex_unlock(&outs.lock);
-    }
+    if (e && rc == 0) e->committed = 1;
+    if (e && rc != 0 && e->backed_up) unlink(bak), e->backed_up = 0;
+    pthread_mutex_unlock(&outs.lock);
     return rc;
 }
 
@@ -173,10 +186,15 @@ void ab_outputs_end(size_t mark, int remove_them)
     }
     for (size_t i = mark; i < outs.n; i++) {
         struct out_entry *e = outs.e[i];
-        if (remove_them && e->committed) {
-            e->tmp[e->path_len] = 0;
+        char old[4096];
+        const char *bak = e->backed_up ? backup_name(e, old, sizeof old) : NULL;
+        e->tmp[e->path_len] = 0; /* the final path */
+        if (remove_them && e->committed && bak)
+            rename(bak, e->tmp); /* the file it replaced comes back */
+        else if (remove_them && e->committed)
             remove(e->tmp);
-        }
+        else if (bak)
+            unlink(bak);
         free(e);
     }
     outs.n = mark;

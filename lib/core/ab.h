@@ -58,9 +58,11 @@ int ab_tmp_commit(const char *tmp, const char *path);
 
 /* Outputs as one unit (a report's folder): between mark = ab_outputs_begin() and
  * ab_outputs_end(mark, remove_them), every file put in place by ab_tmp_commit is remembered,
- * and remove_them = 1 deletes them again, so a command that fails after writing some of its
- * files leaves none of them. Units nest: an inner unit kept stays part of the outer one. Costs
- * one small allocation per ab_tmp_path while open (its failure is ab_tmp_path's). */
+ * and remove_them = 1 takes them back, so a command that fails after writing some of its files
+ * leaves the folder as it found it: a new file is deleted, a file it replaced is restored (kept
+ * meanwhile as a hard link "path.<pid>.<k>.old"; where hard links are not possible, deleted).
+ * Units nest: an inner unit kept stays part of the outer one. Costs one small allocation per
+ * ab_tmp_path while open (its failure is ab_tmp_path's). */
 size_t ab_outputs_begin(void);
 void ab_outputs_end(size_t mark, int remove_them);
 
