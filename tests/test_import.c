@@ -584,6 +584,19 @@ Test(import, npz_damage)
     snprintf(args, sizeof args, "'%s'", liar);
     expect_refused(args, 65, "z64-liar.npz", "sizes differ from the central directory");
     free(b);
+    /* a deflated member claiming more than deflate can make of its bytes (2 GB from a few
+     * hundred): refused from the central directory, before anything is allocated for it */
+    const char *bomb = t_path("claims.npz");
+    npz_write(bomb, s.t, 3, 1, Z64_NONE);
+    b = t_slurp(bomb, &n);
+    c = memmem(b, n, "PK\1\2", 4);
+    cr_assert(c);
+    memcpy(c + 24, "\xff\xff\xff\x7f", 4); /* q's uncompressed size, in the directory */
+    memcpy(b + 22, "\xff\xff\xff\x7f", 4);  /* and in its local header */
+    write_file(bomb, b, n);
+    snprintf(args, sizeof args, "'%s'", bomb);
+    expect_refused(args, 65, "claims.npz", "more than deflate can produce");
+    free(b);
 }
 
 Test(import, safetensors_damage)

@@ -253,9 +253,12 @@ static int read_central(struct ab_zip *z, const struct zip_dir *dir, const unsig
         if (method == 0 && csize != usize)
             return ab_fail(AB_E_DATA, "'%s': stored member '%s' has sizes %llu and %llu", z->path,
                            e->name, (unsigned long long)csize, (unsigned long long)usize);
-        if (usize > (uint64_t)INT64_MAX / 2)
-            return ab_fail(AB_E_DATA, "'%s': member '%s' claims an impossible size", z->path,
-                           e->name);
+        /* deflate turns a byte into at most 1032 (258 per 2-bit code, rounded up), so a
+         * larger claim is a lie, refused before anything is allocated for it */
+        if (usize > (uint64_t)INT64_MAX / 2 || (double)usize > 1032.0 * (double)csize + 64)
+            return ab_fail(AB_E_DATA, "'%s': member '%s' claims %llu bytes from %llu stored: more "
+                           "than deflate can produce", z->path, e->name,
+                           (unsigned long long)usize, (unsigned long long)csize);
         e->method = (int)method;
         e->crc = rd32(c + 16);
         e->csize = (int64_t)csize, e->usize = (int64_t)usize, e->local_off = (int64_t)local;
