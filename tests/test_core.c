@@ -1,5 +1,6 @@
 /* test_core.c - the core: status messages, allocation, the Philox generator (known answers from
  * the Random123 distribution's kat vectors), replayable streams and draw distributions. */
+#include <cblas.h>
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -114,4 +115,20 @@ Test(core, fail_can_prefix_its_own_detail)
     ab_fail(AB_E_DATA, "truncated file");
     cr_expect_eq(ab_fail(AB_E_DATA, "'%s': %s", "w.h5", ab_errmsg()), AB_E_DATA);
     cr_expect_str_eq(ab_errmsg(), "'w.h5': truncated file");
+}
+
+/* BLAS holds nest: BLAS stays serial until the outermost hold ends (eval-model holds around
+ * e2e's own hold; the inner end used to give BLAS its threads back inside the outer hold). */
+Test(core, blas_serial_holds_nest)
+{
+    ab_threads_set(2);
+    cr_assert_eq(openblas_get_num_threads(), 2);
+    ab_blas_serial_begin();
+    ab_blas_serial_begin();
+    ab_blas_serial_end();
+    cr_expect_eq(openblas_get_num_threads(), 1, "an inner end released the outer hold");
+    ab_threads_set(2); /* during a hold: takes effect at its end */
+    cr_expect_eq(openblas_get_num_threads(), 1);
+    ab_blas_serial_end();
+    cr_expect_eq(openblas_get_num_threads(), 2);
 }

@@ -279,21 +279,31 @@ int ab_check_fits(const char *what, double bytes)
 }
 
 static int n_threads;
+static int serial_holds; /* ab_blas_serial_begin calls not yet ended */
 
 void ab_threads_set(int n)
 {
     if (n <= 0) n = omp_get_num_procs();
     n_threads = n;
     omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+    if (__atomic_load_n(&serial_holds, __ATOMIC_ACQUIRE) == 0) openblas_set_num_threads(n);
 }
 
 int ab_threads_get(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
 
 /* OpenBLAS's pthread build keeps one global thread count: parallel regions over heads set it to 1
- * so each OpenMP thread runs its BLAS calls alone, and restore it afterwards. */
-void ab_blas_serial_begin(void) { openblas_set_num_threads(1); }
-void ab_blas_serial_end(void) { openblas_set_num_threads(ab_threads_get()); }
+ * so each OpenMP thread runs its BLAS calls alone, and restore it afterwards. Holds nest: the
+ * count comes back when the outermost one ends (eval-model holds across e2e's own hold). */
+void ab_blas_serial_begin(void)
+{
+    if (__atomic_fetch_add(&serial_holds, 1, __ATOMIC_ACQ_REL) == 0) openblas_set_num_threads(1);
+}
+
+void ab_blas_serial_end(void)
+{
+    if (__atomic_sub_fetch(&serial_holds, 1, __ATOMIC_ACQ_REL) == 0)
+        openblas_set_num_threads(ab_threads_get());
+}
 
 const char *ab_version(void) { return AB_VERSION; }
 

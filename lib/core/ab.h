@@ -79,8 +79,10 @@ uint64_t ab_phys_mem(void);
 int ab_check_fits(const char *what, double bytes);
 
 /* Threads. ab_threads_set(n) sets the OpenMP team size and OpenBLAS's thread count (n <= 0:
- * the number of cores). ab_threads_get() returns the current setting. Inside a parallel region
- * over heads, wrap BLAS use with ab_blas_serial_begin / _end so threads never oversubscribe. */
+ * the number of cores). ab_threads_get() returns the current setting. Around a parallel region
+ * over heads, hold BLAS serial with ab_blas_serial_begin / _end so threads never oversubscribe.
+ * Holds nest (each begin needs its end; BLAS gets its threads back at the outermost end, and
+ * ab_threads_set during a hold takes effect then); call them outside parallel regions. */
 void ab_threads_set(int n);
 int ab_threads_get(void);
 void ab_blas_serial_begin(void);
