@@ -22,6 +22,7 @@
 #include "attn/attn.h"
 #include "core/ab.h"
 #include "core/workload.h"
+#include "eval/eval.h"
 #include "io/h5_workload.h"
 #include "io/npy.h"
 #include "opts.h"
@@ -87,8 +88,7 @@ static void head_accuracy(const double *x, const int64_t stride[N_AX], int64_t l
         double cs = nx == 0 && nr == 0 ? 1 : nx == 0 || nr == 0 ? 0 : dot / sqrt(nx * nr);
         if (!(cs >= cos_min)) cos_min = cs;
     }
-    out->rel_l2 = den > 0 ? sqrt(num / den) : num == 0 ? 0 : INFINITY;
-    if (isnan(num)) out->rel_l2 = NAN;
+    out->rel_l2 = ab_rel_l2(num, den);
     out->max_abs = max_abs;
     out->cos_min = n_seq ? cos_min : 1;
 }

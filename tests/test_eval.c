@@ -93,6 +93,25 @@ Test(metrics, hand_built_rows)
     ab_keep_free(&keep);
 }
 
+/* One rel_l2 (metrics.md): ||O~ - O|| / ||O||; a vanishing reference gives 0 for an exact
+ * output and +inf otherwise (it gave the absolute error in run and +inf in verify). */
+Test(metrics, rel_l2_with_a_vanishing_reference)
+{
+    cr_expect_eq(ab_rel_l2(0, 0), 0);
+    cr_expect(isinf(ab_rel_l2(1e-12, 0)));
+    cr_expect(isnan(ab_rel_l2(NAN, 1)) && isnan(ab_rel_l2(1, NAN)));
+    cr_expect(fabs(ab_rel_l2(1, 4) - 0.5) < 1e-15);
+    double zero[4] = {0, 0, 0, 0};
+    float a[8] = {0.5f, 0.5f, 0, 0, 0.25f, 0.25f, 0.25f, 0.25f};
+    struct ab_exact ex = {.n_rows = 2, .n_k = 4, .d_v = 2, .o = zero, .a = a};
+    float exact[4] = {0, 0, 0, 0}, off[4] = {0, 0.001f, 0, 0};
+    struct ab_metrics mt;
+    ab_metrics_compute(&ex, exact, NULL, 1, &mt);
+    cr_expect_eq(mt.rel_l2, 0);
+    ab_metrics_compute(&ex, off, NULL, 1, &mt);
+    cr_expect(isinf(mt.rel_l2), "rel_l2 %g against a zero reference", mt.rel_l2);
+}
+
 Test(metrics, task_accuracy_on_a_hand_built_workload)
 {
     struct ab_workload w;

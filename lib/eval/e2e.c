@@ -31,7 +31,7 @@ static double rel_l2(const float *a, const double *ref, int64_t n)
         num += e * e;
         den += ref[i] * ref[i];
     }
-    return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
+    return ab_rel_l2(num, den);
 }
 
 /* One replaced head: the method's output for rows q0..n-1 into o_rows (n_rows, hd). */

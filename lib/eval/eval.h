@@ -111,6 +111,11 @@ struct ab_metrics {
     double recall, topk_recall, kl; /* NaN without a keep set */
 };
 
+/* rel_l2 = ||O~ - O||_F / ||O||_F from its two sums, err2 = sum (o~ - o)^2 and ref2 = sum o^2
+ * (metrics.md). When the reference vanishes: 0 if the error does too, +inf otherwise; NaN in
+ * either sum gives NaN. The one definition `run`, `eval-model` and `verify` report. */
+double ab_rel_l2(double err2, double ref2);
+
 /* o is the method's (n_rows, d_v) output; keep may be NULL (no selection). kl is KL(Ã ‖ A) =
  * -ln(recall) per row for a renormalised selection (KL(A ‖ Ã) is infinite whenever a key with
  * mass is dropped), averaged over rows. topk: k of topk_recall (16). */

@@ -86,6 +86,12 @@ static void row_recall(const struct ab_exact *ex, const struct ab_keep *keep, in
     *topk_frac = n_top ? (double)hit / (double)n_top : NAN;
 }
 
+double ab_rel_l2(double err2, double ref2)
+{
+    if (isnan(err2) || isnan(ref2)) return NAN;
+    return ref2 > 0 ? sqrt(err2 / ref2) : err2 > 0 ? INFINITY : 0;
+}
+
 void ab_metrics_compute(const struct ab_exact *ex, const float *o, const struct ab_keep *keep,
                         int64_t topk, struct ab_metrics *out)
 {
@@ -117,7 +123,7 @@ void ab_metrics_compute(const struct ab_exact *ex, const float *o, const struct 
         }
     }
     double n = (double)ex->n_rows;
-    out->rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+    out->rel_l2 = ab_rel_l2(num, den);
     out->cos_mean = cos_sum / n;
     out->cos_min = cos_min;
     out->max_abs = max_abs;
