@@ -1,11 +1,5 @@
-/* attn.h - dense attention on one head instance: the double-precision reference, the fast
- * single-precision blocked path, masks and RoPE.
- *
- * A head instance (architecture.md) is Q (n_q x d), K (n_k x d), V (n_k x d_v) with the absolute
- * position of every query and key row and a mask kind. Under the causal mask query i sees key j
- * iff k_pos[j] <= q_pos[i]; under the full mask it sees every key. Positions make decode rows
- * (the last m queries of a sequence against its whole cache) the same call as prefill.
- * Positions must be non-decreasing (both paths rely on it to skip masked blocks).
+/* attn.h - dense attention on one head instance (core/head.h): the double-precision
+ * reference, the fast single-precision blocked path, and RoPE.
  *
  * Both paths return O and the per-row natural log-sum-exp of the scaled logits,
  * lse_i = log sum_{j visible} exp(scale * q_i.k_j), so outputs of disjoint key sets can be
@@ -15,30 +9,7 @@
 
 #include <stdint.h>
 
-enum ab_mask { AB_MASK_CAUSAL = 0, AB_MASK_FULL = 1 };
-
-struct ab_head {
-    int64_t n_q, n_k, d, d_v;
-    const float *q;       /* (n_q, d) row-major, row stride d */
-    const float *k;       /* (n_k, d) */
-    const float *v;       /* (n_k, d_v) */
-    const int32_t *q_pos; /* (n_q) absolute position of each query row */
-    const int32_t *k_pos; /* (n_k) absolute position of each key row */
-    int mask;             /* enum ab_mask */
-    double scale;         /* logit scale, usually 1/sqrt(d) */
-    double rope_theta;    /* > 0: apply RoPE to q and k at their positions first; 0: inputs are
-                             already rotated (workload files store post-RoPE Q and K) */
-};
-
-/* Number of keys query row i can see (the keys are 0 .. count-1, positions being sorted). */
-int64_t ab_head_visible(const struct ab_head *h, int64_t i);
-
-/* Number of (query, key) cells the mask allows, summed over all query rows. */
-int64_t ab_head_allowed_cells(const struct ab_head *h);
-
-/* Checks shapes, positions (sorted), scale and that inputs are finite. AB_E_DATA with a
- * message naming the problem. O(n d). */
-int ab_head_validate(const struct ab_head *h);
+#include "core/head.h"
 
 /* RoPE, Llama / llama2.c convention: dimension pairs (2p, 2p+1) rotate by angle
  * pos * theta^(-2p/d). x is (n, d) rotated in place; d must be even. */

@@ -178,3 +178,8 @@ int ab_attn_fast(const struct ab_head *h, float *o, float *lse)
     ab_free(kr);
     return fail ? ab_fail(AB_E_NOMEM, "cannot allocate attention workspace") : AB_OK;
 }
+
+double ab_attn_dense_flops(const struct ab_head *h)
+{
+    return (double)(2 * h->d + 2 * h->d_v) * (double)ab_head_allowed_cells(h);
+}

@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "attn/attn.h"
+#include "core/head.h"
 
 #define AB_WORKLOAD_SCHEMA "attnbench/workload/1"
 

@@ -1,9 +1,9 @@
-/* mask.c - which keys each query row sees, the cell count the mask allows, and validation of a
- * head instance (see attn.h). */
+/* head.c - which keys each query row sees, the cell count the mask allows, and validation of a
+ * head instance (see head.h). */
 #include <math.h>
 
-#include "attn/attn.h"
 #include "core/ab.h"
+#include "core/head.h"
 
 /* Keys are sorted by position, so the visible keys of row i are a prefix: binary search for the
  * first key whose position exceeds q_pos[i]. O(log n_k). */
@@ -28,11 +28,6 @@ int64_t ab_head_allowed_cells(const struct ab_head *h)
     int64_t cells = 0;
     for (int64_t i = 0; i < h->n_q; i++) cells += ab_head_visible(h, i);
     return cells;
-}
-
-double ab_attn_dense_flops(const struct ab_head *h)
-{
-    return (double)(2 * h->d + 2 * h->d_v) * (double)ab_head_allowed_cells(h);
 }
 
 int ab_head_validate(const struct ab_head *h)
