@@ -1,12 +1,12 @@
 /* main.c - the attnbench command table (git.c's idea: one table, one file per command).
  * Only cmd/ parses argv, prints for people, or exits. */
-#include <H5public.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/ab.h"
 #include "core/machine.h"
+#include "io/io.h"
 #include "opts.h"
 
 struct cmd {
@@ -45,15 +45,13 @@ static void usage(FILE *f)
 
 static void version(void)
 {
-    unsigned maj, min, rel;
-    H5get_libversion(&maj, &min, &rel);
     printf("attnbench %s\n", ab_version());
     printf("blas: %s\n", ab_blas_config());
     const char *fix = ab_machine_blas_fix();
     printf("cpu: %s; BLAS kernel set %s%s%s%s\n", ab_machine_isa(), ab_machine_blas_core(),
            fix ? " (for an older CPU: set OPENBLAS_CORETYPE=" : "", fix ? fix : "",
            fix ? " to use this CPU's vector width; `attnbench bench machine` measures both)" : "");
-    printf("hdf5: %u.%u.%u\n", maj, min, rel);
+    printf("hdf5: %s\n", ab_io_hdf5_version());
     printf("openmp: %d (max threads %d)\n", ab_openmp_version(), ab_threads_get());
 }
 
@@ -86,12 +84,7 @@ static int run(int argc, char **argv);
 
 int main(int argc, char **argv)
 {
-    /* No HDF5 clean-up at exit: libhdf5 1.10 cannot close a file whose writes failed (a full
-     * disk): its close fails halfway and its exit handler then crashes on the half-closed file
-     * (SIGSEGV in H5F__close_cb) after the one-line error. Every file is closed or committed
-     * explicitly before a command returns, so the handler has nothing else to do. Before any
-     * other HDF5 call: the handler is installed when the library starts. */
-    H5dont_atexit();
+    ab_io_start(); /* libhdf5 without its exit handler (io.h says why) */
     return flush_stdout(run(argc, argv));
 }
 

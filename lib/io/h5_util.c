@@ -1,6 +1,7 @@
 /* h5_util.c - HDF5 plumbing shared by the workload and results files; see h5_util.h for the
  * rules it carries (quiet errors, no time stamps, tmp + rename, checks before bulk reads). */
 #include "io/h5_util.h"
+#include "io/io.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,21 @@
 void ab_h5_quiet(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+void ab_io_start(void)
+{
+    H5dont_atexit(); /* before the library starts: that is when it installs the handler */
+    ab_h5_quiet();
+}
+
+const char *ab_io_hdf5_version(void)
+{
+    static char v[48];
+    unsigned maj, min, rel;
+    H5get_libversion(&maj, &min, &rel);
+    snprintf(v, sizeof v, "%u.%u.%u", maj, min, rel);
+    return v;
 }
 
 /* H5Ewalk2 callback: keeps the description of the innermost error (the first one walking
