@@ -3,6 +3,7 @@
 #include "core/ab.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -166,6 +167,53 @@ int ab_tmp_commit(const char *tmp, const char *path)
     if (e && rc != 0 && e->backed_up) unlink(bak), e->backed_up = 0;
     pthread_mutex_unlock(&outs.lock);
     return rc;
+}
+
+int ab_outfile_open(struct ab_outfile *o, const char *path)
+{
+    *o = (struct ab_outfile){0};
+    o->path = strdup(path);
+    o->tmp = ab_tmp_path(path);
+    if (!o->path || !o->tmp) {
+        ab_outfile_abort(o);
+        return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
+    }
+    o->f = fopen(o->tmp, "wb");
+    if (!o->f) {
+        int rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
+        free(o->path), free(o->tmp);
+        *o = (struct ab_outfile){0};
+        return rc;
+    }
+    return AB_OK;
+}
+
+int ab_outfile_commit(struct ab_outfile *o)
+{
+    int rc = AB_OK;
+    errno = 0;
+    if (fflush(o->f) != 0 || ferror(o->f)) /* a failed write fails its flush again: the reason */
+        rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", o->path,
+                     errno ? strerror(errno) : "write error");
+    if (fclose(o->f) != 0 && rc == AB_OK)
+        rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", o->path, strerror(errno));
+    o->f = NULL;
+    if (rc == AB_OK && ab_tmp_commit(o->tmp, o->path) != 0)
+        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", o->path, strerror(errno));
+    if (rc != AB_OK) remove(o->tmp);
+    free(o->path), free(o->tmp);
+    *o = (struct ab_outfile){0};
+    return rc;
+}
+
+void ab_outfile_abort(struct ab_outfile *o)
+{
+    if (o->f) {
+        fclose(o->f);
+        remove(o->tmp);
+    }
+    free(o->path), free(o->tmp);
+    *o = (struct ab_outfile){0};
 }
 
 size_t ab_outputs_begin(void)

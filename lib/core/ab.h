@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum ab_status {
     AB_OK = 0,
@@ -55,6 +56,23 @@ char *ab_tmp_path(const char *path);
 /* Renames tmp, a name from ab_tmp_path(path), to path: rename()'s result (0, or -1 with errno).
  * Within ab_outputs_begin / _end the file is remembered as written. */
 int ab_tmp_commit(const char *tmp, const char *path);
+
+/* The one way a file is written: to a temporary beside it (ab_tmp_path) and renamed into
+ * place on commit (ab_tmp_commit), so a reader never sees half a file and a failure leaves
+ * nothing behind. Text or binary (the stream is opened "wb"). */
+struct ab_outfile {
+    FILE *f;
+    char *path, *tmp; /* malloc'd */
+};
+
+/* Opens path.tmp for writing. AB_OK, AB_E_CREATE (with the system's reason) or AB_E_NOMEM. */
+int ab_outfile_open(struct ab_outfile *o, const char *path);
+/* Flushes and closes the file and renames it into place. AB_E_IO "'path': cannot write:
+ * <reason>" when a write failed (the stream's error flag or the flush), AB_E_CREATE when the
+ * rename fails; on failure the temporary file is removed. Always releases o. */
+int ab_outfile_commit(struct ab_outfile *o);
+/* Closes and removes the temporary file. Safe on a zeroed or released struct. */
+void ab_outfile_abort(struct ab_outfile *o);
 
 /* Outputs as one unit (a report's folder): between mark = ab_outputs_begin() and
  * ab_outputs_end(mark, remove_them), every file put in place by ab_tmp_commit is remembered,

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn/attn.h"
 #include "core/ab.h"
 #include "gen/gen_internal.h"
 

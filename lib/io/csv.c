@@ -96,52 +96,14 @@ static void ab_csv_put_rows(FILE *fp, const void *rows, int64_t n_rows, size_t r
     }
 }
 
-/* Writes the table to a temporary beside path (ab_tmp_path; *tmp receives the malloc'd name; the file is removed and
- * *tmp freed on failure). */
-static int ab_csv_write_tmp(const char *path, const void *rows, int64_t n_rows, size_t row_size,
-                            const struct ab_column *cols, int n_cols, char **tmp)
-{
-    *tmp = ab_tmp_path(path);
-    if (!*tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-    FILE *fp = fopen(*tmp, "wb");
-    if (!fp) {
-        int e = errno;
-        free(*tmp);
-        *tmp = NULL;
-        return ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(e));
-    }
-    ab_csv_put_rows(fp, rows, n_rows, row_size, cols, n_cols);
-    int bad = ferror(fp);
-    int e = errno;
-    if (fclose(fp) != 0 && !bad) {
-        bad = 1;
-        e = errno;
-    }
-    if (!bad) return AB_OK;
-    remove(*tmp);
-    free(*tmp);
-    *tmp = NULL;
-    return ab_fail(AB_E_IO, "'%s': cannot write: %s", path, strerror(e));
-}
-
-/* Renames tmp to path (removing tmp if that fails) and frees tmp. */
-static int ab_csv_commit(const char *path, char *tmp)
-{
-    int rc = AB_OK;
-    if (ab_tmp_commit(tmp, path) != 0) {
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-        remove(tmp);
-    }
-    free(tmp);
-    return rc;
-}
-
 int ab_csv_write_table(const char *path, const void *rows, int64_t n_rows, size_t row_size,
                        const struct ab_column *cols, int n_cols)
 {
-    char *tmp;
-    int rc = ab_csv_write_tmp(path, rows, n_rows, row_size, cols, n_cols, &tmp);
-    return rc != AB_OK ? rc : ab_csv_commit(path, tmp);
+    struct ab_outfile out;
+    int rc = ab_outfile_open(&out, path);
+    if (rc) return rc;
+    ab_csv_put_rows(out.f, rows, n_rows, row_size, cols, n_cols);
+    return ab_outfile_commit(&out);
 }
 
 int ab_results_write_csv(const char *cells_path, const char *summary_path,
@@ -150,25 +112,16 @@ int ab_results_write_csv(const char *cells_path, const char *summary_path,
     int n_cell_cols, n_sum_cols;
     const struct ab_column *cell_cols = ab_results_cell_columns(&n_cell_cols);
     const struct ab_column *sum_cols = ab_results_summary_columns(&n_sum_cols);
-    char *cells_tmp = NULL, *sum_tmp = NULL;
+    size_t mark = ab_outputs_begin(); /* both tables or neither */
     int rc = AB_OK;
-    if (cells_path && (rc = ab_csv_write_tmp(cells_path, r->cells, r->n_cells, sizeof *r->cells,
-                                             cell_cols, n_cell_cols, &cells_tmp)))
-        return rc;
-    if (summary_path &&
-        (rc = ab_csv_write_tmp(summary_path, r->summary, r->n_summary, sizeof *r->summary, sum_cols,
-                               n_sum_cols, &sum_tmp))) {
-        if (cells_tmp) remove(cells_tmp);
-        free(cells_tmp);
-        return rc;
-    }
-    /* both complete: publish them (a failed first rename withdraws the second file too) */
-    if (cells_tmp && (rc = ab_csv_commit(cells_path, cells_tmp))) {
-        if (sum_tmp) remove(sum_tmp);
-        free(sum_tmp);
-        return rc;
-    }
-    return sum_tmp ? ab_csv_commit(summary_path, sum_tmp) : AB_OK;
+    if (cells_path)
+        rc = ab_csv_write_table(cells_path, r->cells, r->n_cells, sizeof *r->cells, cell_cols,
+                                n_cell_cols);
+    if (rc == AB_OK && summary_path)
+        rc = ab_csv_write_table(summary_path, r->summary, r->n_summary, sizeof *r->summary,
+                                sum_cols, n_sum_cols);
+    ab_outputs_end(mark, rc != AB_OK);
+    return rc;
 }
 
 int ab_results_write_heads_csv(const char *path, const struct ab_results *r)

@@ -33,8 +33,9 @@ int ab_csv_write_table(const char *path, const void *rows, int64_t n_rows, size_
                        const struct ab_column *cols, int n_cols);
 
 /* Writes the /cells table of r to cells_path and the /summary table to summary_path (either
- * may be NULL to skip it), with the columns of results_io.h. Both are written to temporary
- * files first and renamed only when both are complete. Errors as ab_csv_write_table. */
+ * may be NULL to skip it), with the columns of results_io.h. Both or neither: when the second
+ * fails the first is taken back (a unit of outputs, core/ab.h), a file it replaced restored.
+ * Errors as ab_csv_write_table. */
 int ab_results_write_csv(const char *cells_path, const char *summary_path,
                          const struct ab_results *r);
 

@@ -24,52 +24,6 @@
 #include "io/csv.h"
 #include "io/png_map.h"
 
-/* ------------------------------------------------------------------ atomic text output */
-
-int ab_outfile_open(struct ab_outfile *o, const char *path)
-{
-    *o = (struct ab_outfile){0};
-    o->path = strdup(path);
-    o->tmp = ab_tmp_path(path);
-    if (!o->path || !o->tmp) {
-        ab_outfile_abort(o);
-        return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-    }
-    o->f = fopen(o->tmp, "w");
-    if (!o->f) {
-        int rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-        free(o->path), free(o->tmp);
-        *o = (struct ab_outfile){0};
-        return rc;
-    }
-    return AB_OK;
-}
-
-int ab_outfile_commit(struct ab_outfile *o)
-{
-    int rc = AB_OK;
-    if (ferror(o->f)) rc = ab_fail(AB_E_IO, "'%s': cannot write", o->path);
-    if (fclose(o->f) != 0 && rc == AB_OK)
-        rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", o->path, strerror(errno));
-    o->f = NULL;
-    if (rc == AB_OK && ab_tmp_commit(o->tmp, o->path) != 0)
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", o->path, strerror(errno));
-    if (rc != AB_OK) remove(o->tmp);
-    free(o->path), free(o->tmp);
-    *o = (struct ab_outfile){0};
-    return rc;
-}
-
-void ab_outfile_abort(struct ab_outfile *o)
-{
-    if (o->f) {
-        fclose(o->f);
-        remove(o->tmp);
-    }
-    free(o->path), free(o->tmp);
-    *o = (struct ab_outfile){0};
-}
-
 char *ab_path_join(const char *dir, const char *name, const char *ext)
 {
     size_t n = strlen(dir) + strlen(name) + strlen(ext) + 2;

@@ -23,22 +23,6 @@
 
 #include "io/png_map.h"
 
-/* A text file written to PATH.tmp and renamed to PATH on commit: a reader never sees half a
- * file, and a failure leaves nothing behind. */
-struct ab_outfile {
-    FILE *f;
-    char *path, *tmp; /* malloc'd */
-};
-
-/* Opens path.tmp for writing. AB_OK, AB_E_CREATE (with the system's reason) or AB_E_NOMEM. */
-int ab_outfile_open(struct ab_outfile *o, const char *path);
-/* Closes the file and renames it into place. AB_E_IO when a write had failed (the stream's
- * error flag), AB_E_CREATE when the rename fails; on failure the temporary file is removed.
- * Always releases o. */
-int ab_outfile_commit(struct ab_outfile *o);
-/* Closes and removes the temporary file. Safe on a zeroed or released struct. */
-void ab_outfile_abort(struct ab_outfile *o);
-
 /* dir + "/" + name + ext into a malloc'd string (NULL when out of memory). */
 char *ab_path_join(const char *dir, const char *name, const char *ext);
 

@@ -558,46 +558,28 @@ int ab_npy_write(const char *path, int dtype, int rank, const int64_t *shape, in
     memset(head + len, ' ', (size_t)(hlen - len));
     head[hlen - 1] = '\n';
 
-    char *tmp = ab_tmp_path(path);
     unsigned char *buf = malloc((size_t)BLOCK * 8);
-    FILE *f = NULL;
-    int rc = AB_OK;
-    if (!tmp || !buf) {
-        rc = ab_fail(AB_E_NOMEM, "'%s': cannot allocate write buffers", path);
-        goto done;
-    }
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-        goto done;
+    if (!buf) return ab_fail(AB_E_NOMEM, "'%s': cannot allocate write buffers", path);
+    struct ab_outfile out;
+    int rc = ab_outfile_open(&out, path);
+    if (rc) {
+        free(buf);
+        return rc;
     }
     unsigned char preamble[10];
     memcpy(preamble, npy_magic, 6);
     preamble[6] = 1, preamble[7] = 0;
     preamble[8] = (unsigned char)(hlen & 0xff), preamble[9] = (unsigned char)(hlen >> 8);
-    int ok = fwrite(preamble, 1, 10, f) == 10 && fwrite(head, 1, (size_t)hlen, f) == (size_t)hlen;
+    int ok = fwrite(preamble, 1, 10, out.f) == 10 &&
+             fwrite(head, 1, (size_t)hlen, out.f) == (size_t)hlen;
     int little = host_is_little();
     for (int64_t i = 0; ok && i < n; i += BLOCK) {
         int64_t k = AB_MIN((int64_t)BLOCK, n - i);
         convert_out((const char *)data + i * as, as, k, dtype, buf, little);
-        ok = fwrite(buf, (size_t)dtype, (size_t)k, f) == (size_t)k;
+        ok = fwrite(buf, (size_t)dtype, (size_t)k, out.f) == (size_t)k;
     }
-    if (fclose(f) != 0) ok = 0;
-    f = NULL;
-    if (!ok) {
-        rc = ab_fail(AB_E_IO, "'%s': write failed: %s", path, strerror(errno));
-        goto done;
-    }
-    if (ab_tmp_commit(tmp, path) != 0) {
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-        goto done;
-    }
-done:
-    if (f) fclose(f);
-    if (rc && tmp) unlink(tmp);
-    free(tmp);
     free(buf);
-    return rc;
+    return ab_outfile_commit(&out); /* a failed fwrite left the stream's error flag */
 }
 
 /* ------------------------------------------------------------------ sniffing */

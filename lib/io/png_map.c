@@ -83,28 +83,15 @@ int ab_png_write_indexed(const char *path, const uint8_t *pixels, int64_t width,
                        (long long)height);
     if (n_colors < 1 || n_colors > 256)
         return ab_fail(AB_E_USAGE, "'%s': a palette has 1 to 256 colours, not %d", path, n_colors);
-    char *tmp = ab_tmp_path(path);
-    if (!tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-
-    int rc = AB_OK;
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-        free(tmp);
-        return rc;
-    }
+    struct ab_outfile out;
+    int rc = ab_outfile_open(&out, path);
+    if (rc) return rc;
     struct ab_png_err e = {""};
-    if (ab_png_encode(fp, pixels, width, height, palette, n_colors, &e) != 0)
-        rc = ab_fail(AB_E_IO, "'%s': cannot write PNG: %s", path, e.msg);
-    if (fflush(fp) != 0 && rc == AB_OK)
-        rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", path, strerror(errno));
-    if (fclose(fp) != 0 && rc == AB_OK)
-        rc = ab_fail(AB_E_IO, "'%s': cannot write: %s", path, strerror(errno));
-    if (rc == AB_OK && ab_tmp_commit(tmp, path) != 0)
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-    if (rc != AB_OK) remove(tmp);
-    free(tmp);
-    return rc;
+    if (ab_png_encode(out.f, pixels, width, height, palette, n_colors, &e) != 0) {
+        ab_outfile_abort(&out);
+        return ab_fail(AB_E_IO, "'%s': cannot write PNG: %s", path, e.msg);
+    }
+    return ab_outfile_commit(&out);
 }
 
 /* Decodes an 8-bit (or packed 1/2/4-bit) palette PNG from an open stream into *pixels. 0 on

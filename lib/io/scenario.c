@@ -2000,29 +2000,14 @@ void ab_scenario_free(struct ab_scenario *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Writes len bytes to path through a temporary beside it (ab_tmp_path) and rename(). */
+/* Writes len bytes to path through a temporary beside it (ab_outfile). */
 static int write_atomic(const char *path, const void *data, size_t len)
 {
-    char *tmp = ab_tmp_path(path);
-    if (!tmp) return ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
-    int rc = AB_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        rc = ab_fail(AB_E_CREATE, "cannot create '%s': %s", tmp, strerror(errno));
-    } else {
-        int ok = fwrite(data, 1, len, f) == len;
-        ok = (fclose(f) == 0) && ok;
-        if (!ok) {
-            unlink(tmp);
-            rc = ab_fail(AB_E_IO, "cannot write '%s'", tmp);
-        } else if (ab_tmp_commit(tmp, path)) {
-            int e = errno;
-            unlink(tmp);
-            rc = ab_fail(AB_E_CREATE, "cannot rename '%s' to '%s': %s", tmp, path, strerror(e));
-        }
-    }
-    free(tmp);
-    return rc;
+    struct ab_outfile out;
+    int rc = ab_outfile_open(&out, path);
+    if (rc) return rc;
+    if (len) fwrite(data, 1, len, out.f); /* a short write leaves the stream's error flag */
+    return ab_outfile_commit(&out);
 }
 
 int ab_scenario_save(const struct ab_scenario *s, const char *path, const char *sha_path)

@@ -1120,10 +1120,9 @@ int ab_gguf_write_model(const char *path, const struct ab_model *m, const struct
     int *ttype = calloc((size_t)n_lt, sizeof *ttype);
     uint64_t *toff = calloc((size_t)n_lt, sizeof *toff);
     unsigned char *row = malloc((size_t)AB_MAX(c->dim, c->hidden_dim) * 4 + 64);
-    char *tmp = ab_tmp_path(path);
-    FILE *f = NULL;
+    struct ab_outfile out = {0};
     int rc = AB_OK;
-    if (!lt || !ttype || !toff || !row || !tmp) {
+    if (!lt || !ttype || !toff || !row) {
         rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", path);
         goto done;
     }
@@ -1152,12 +1151,8 @@ int ab_gguf_write_model(const char *path, const struct ab_model *m, const struct
     struct out count = {0};
     write_meta(&count, m, t, name, type);
 
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-        goto done;
-    }
-    struct out o = {f, 0, 0, 0};
+    if ((rc = ab_outfile_open(&out, path))) goto done;
+    struct out o = {out.f, 0, 0, 0};
     put(&o, "GGUF", 4);
     put_le(&o, 3, 4);
     put_le(&o, (uint64_t)n_lt, 8);
@@ -1183,20 +1178,9 @@ int ab_gguf_write_model(const char *path, const struct ab_model *m, const struct
         }
     }
     put_pad(&o, data_start + data_bytes);
-    if (fclose(f) != 0) o.err = 1;
-    f = NULL;
-    if (o.err) {
-        rc = ab_fail(AB_E_IO, "'%s': write failed: %s", path, strerror(errno));
-        goto done;
-    }
-    if (ab_tmp_commit(tmp, path) != 0) {
-        rc = ab_fail(AB_E_CREATE, "'%s': cannot create: %s", path, strerror(errno));
-        goto done;
-    }
+    rc = ab_outfile_commit(&out); /* a failed write left the stream's error flag */
 done:
-    if (f) fclose(f);
-    if (rc && tmp) unlink(tmp);
-    free(tmp);
+    ab_outfile_abort(&out); /* after a failure; nothing after the commit */
     free(row);
     free(toff);
     free(ttype);
