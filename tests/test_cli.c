@@ -98,9 +98,10 @@ Test(cli, bench_machine_and_decode_report_the_limits_and_the_table)
     sscanf(g, "sgemm %lf GFLOP/s median, %lf best (256^3, %*d runs) = %lf", &med, &best, &share);
     sscanf(t, "triad %lf", &triad);
     cr_expect(peak > 0 && med > 0 && best >= med && triad > 0, "%s", out);
-    /* the printed numbers are rounded: a relative tolerance (a debug build's peak is ~2) */
-    cr_expect(fabs(share - med / peak) <= 0.03 * share + 0.01, "share %g vs %g / %g", share, med,
-              peak);
+    /* the printed numbers are rounded to 0.1: each carries up to 0.05 / value of relative error
+     * (a sanitizer build's peak is ~1.6, so 3%) */
+    cr_expect(fabs(share - med / peak) <= share * (0.06 / med + 0.06 / peak) + 0.01,
+              "share %g vs %g / %g", share, med, peak);
     free(out), free(err);
     cr_assert_eq(t_run(&out, &err, "bench decode --n 4096 --d 64 --heads 2 --keep 0.25,0.125 "
                        "--reps 3 --triad-mb 8"), 0, "%s", err);
