@@ -11,7 +11,9 @@
  * calls (wrong schema, a column missing, too short, of the wrong type). SHA-256 is checked
  * against the FIPS 180-2 examples. */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <locale.h>
+#include <signal.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,7 @@
 #include "eval/results.h"
 #include "helpers.h"
 #include "io/csv.h"
+#include "io/h5_util.h"
 #include "io/results_io.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -1151,4 +1154,39 @@ Test(results, files_that_crash_the_hdf5_library_exit_65)
         }
         cr_expect(!t_exists(dir), "a report folder was made from a damaged file");
     }
+}
+
+/* The probe's reading child dies by the signal of a crash, whatever handlers the process had
+ * (a sanitizer's or a fuzzer's would report the crash as theirs or save the input): here a
+ * handler that leaves a mark, which the child must not run. */
+static const char *crash_mark;
+static void leave_mark(int sig)
+{
+    int fd = open(crash_mark, O_WRONLY | O_CREAT, 0644);
+    if (fd >= 0) close(fd);
+    _exit(100 + sig);
+}
+
+Test(results, the_probe_child_dies_by_the_signal_not_by_inherited_handlers)
+{
+    const char *src = getenv("AB_SRC");
+    cr_assert(src != NULL, "AB_SRC is not set");
+    crash_mark = t_path("crash-mark");
+    remove(crash_mark);
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = leave_mark;
+    cr_assert_eq(sigaction(SIGSEGV, &sa, &old), 0);
+    int64_t contained = ab_h5_contained();
+    for (int k = 1; k <= 2; k++) {
+        char f[1200];
+        snprintf(f, sizeof f, "%s/tests/data/damaged-results-%d.h5", src, k);
+        struct ab_results r;
+        ab_results_init(&r);
+        cr_expect_eq(ab_results_read_h5(f, &r), AB_E_DATA, "%s", ab_errmsg());
+        cr_expect(strstr(ab_errmsg(), "crashed reading it (signal 11)"), "%s", ab_errmsg());
+        ab_results_free(&r);
+    }
+    sigaction(SIGSEGV, &old, NULL);
+    cr_expect_gt(ab_h5_contained(), contained, "no reading child crashed: the test shows nothing");
+    cr_expect(!t_exists(crash_mark), "a reading child ran the process's SIGSEGV handler");
 }
