@@ -1139,7 +1139,11 @@ Test(results, files_that_crash_the_hdf5_library_exit_65)
     const char *src = getenv("AB_SRC");
     cr_assert(src != NULL, "AB_SRC is not set");
     const char *dir = t_path("damaged-report");
-    for (int k = 1; k <= 2; k++) {
+    /* 3: libhdf5 corrupts the heap there without crashing a plain probe; glibc then aborted
+     * the command itself, its own "munmap_chunk(): invalid pointer" line before ours. meson's
+     * MALLOC_PERTURB_ would hide that (it perturbs every process): run without it, as users do */
+    unsetenv("MALLOC_PERTURB_");
+    for (int k = 1; k <= 3; k++) {
         char f[1200];
         snprintf(f, sizeof f, "%s/tests/data/damaged-results-%d.h5", src, k);
         const char *cmds[] = {"info '%s'", "check '%s' --baseline '%s'", "report '%s' -o '%s'"};
