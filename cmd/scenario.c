@@ -1,5 +1,6 @@
 /* scenario.c - `attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run]`: runs a declared
- * study end to end (issue 4; the file format is scenarios/README.md, its reader lib/io/scenario.c).
+ * study end to end (issue 4; the file format is scenarios/README.md, its reader
+ * lib/scenario/scenario.c).
  *
  * The whole file is read and validated first (keys, types, values, methods, budgets, gen
  * options, workload files); a bad scenario writes nothing. Then the runner makes DIR (default
@@ -24,7 +25,7 @@
 #include <sys/stat.h>
 
 #include "core/ab.h"
-#include "io/scenario.h"
+#include "scenario/scenario.h"
 #include "methods/method.h"
 #include "opts.h"
 

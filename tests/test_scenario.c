@@ -15,7 +15,7 @@
 
 #include "core/ab.h"
 #include "helpers.h"
-#include "io/scenario.h"
+#include "scenario/scenario.h"
 #include "methods/method.h"
 
 static const char *src_dir(void)

@@ -1,8 +1,8 @@
-/* fuzz_scenario.c - the scenario reader (lib/io/scenario.c, libyaml underneath): the document
+/* fuzz_scenario.c - the scenario reader (lib/scenario/scenario.c, libyaml underneath): the document
  * as it is and with its quick: overrides. Files the scenario names are looked for beside the
  * input, in the harness's private directory, where there are none. */
 #include "fuzz.h"
-#include "io/scenario.h"
+#include "scenario/scenario.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

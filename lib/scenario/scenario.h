@@ -11,8 +11,8 @@
  * import / run / heads / eval-model / report command lines.
  * Errors are one line naming the file and the line: "'x.yaml' line 12: unknown key 'budget' in
  * run (did you mean 'budgets'?)". */
-#ifndef AB_IO_SCENARIO_H
-#define AB_IO_SCENARIO_H
+#ifndef AB_SCENARIO_SCENARIO_H
+#define AB_SCENARIO_SCENARIO_H
 
 #include <stddef.h>
 #include <stdint.h>

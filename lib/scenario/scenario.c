@@ -10,7 +10,7 @@
  * defaults filled in, and the cross-checks run: gen options through the generator's own
  * validation, methods against the phases, decode_queries against every length, maps against
  * the first workload. Nothing here writes outside ab_scenario_save. */
-#include "io/scenario.h"
+#include "scenario/scenario.h"
 
 #include <assert.h>
 #include <errno.h>
