@@ -55,40 +55,38 @@ static double now(void)
 
 /* ---- what happens when an input crashes or hangs (async-signal-safe) ---------------------- */
 
-static void put_s(int fd, const char *s) { (void)!write(fd, s, strlen(s)); }
-static void put_u(int fd, unsigned long long v)
+/* Appends the decimal digits of v to dst at *k (at most 20). */
+static void add_u(char *dst, size_t *k, unsigned long long v)
 {
     char b[24];
     int i = (int)sizeof b;
     do b[--i] = (char)('0' + v % 10), v /= 10;
     while (v);
-    (void)!write(fd, b + i, sizeof b - (size_t)i);
+    while (i < (int)sizeof b) dst[(*k)++] = b[i++];
+}
+
+/* Appends s to dst at *k, up to 200 characters in all. */
+static void add_s(char *dst, size_t *k, const char *s)
+{
+    while (*s && *k < 200) dst[(*k)++] = *s++;
 }
 
 static void save_input(const char *kind)
 {
-    char file[256];
-    size_t k = 0;
-    for (const char *parts[] = {kind, "-", name, "-", NULL}, **q = parts; *q; q++)
-        for (const char *c = *q; *c && k < 200; c++) file[k++] = *c;
-    unsigned long long v[2] = {rng_seed, run};
-    for (int j = 0; j < 2; j++) {
-        char b[24];
-        int i = (int)sizeof b;
-        unsigned long long x = v[j];
-        do b[--i] = (char)('0' + x % 10), x /= 10;
-        while (x);
-        while (i < (int)sizeof b) file[k++] = b[i++];
-        if (j == 0) file[k++] = '-';
-    }
+    char file[256], msg[512];
+    size_t k = 0, m = 0;
+    add_s(file, &k, kind), add_s(file, &k, "-"), add_s(file, &k, name), add_s(file, &k, "-");
+    add_u(file, &k, rng_seed), file[k++] = '-', add_u(file, &k, run);
     file[k] = 0;
     int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
         if (cur_n) (void)!write(fd, cur, cur_n);
         close(fd);
     }
-    put_s(2, name), put_s(2, ": "), put_s(2, kind), put_s(2, " at run "), put_u(2, run);
-    put_s(2, ": the input is in "), put_s(2, file), put_s(2, "\n");
+    add_s(msg, &m, name), add_s(msg, &m, ": "), add_s(msg, &m, kind);
+    add_s(msg, &m, " at run "), add_u(msg, &m, run), add_s(msg, &m, ": the input is in ");
+    memcpy(msg + m, file, k), m += k, msg[m++] = '\n';
+    (void)!write(2, msg, m);
 }
 
 static void on_crash(int sig)
