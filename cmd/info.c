@@ -62,6 +62,7 @@ static int info_results(const char *path, const struct ab_h5_storage *sto)
            r.attnbench_version ? r.attnbench_version : "(unknown)",
            r.hostname ? r.hostname : "(unknown host)");
     if (r.command_line) printf("command      %s\n", r.command_line);
+    if (r.options) printf("options      %s\n", r.options);
     printf("workloads    %lld\n", (long long)r.n_workloads);
     for (int64_t i = 0; i < r.n_workloads; i++)
         printf("  %s (sha256 %.12s)\n", r.workloads[i],

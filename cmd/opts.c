@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/ab.h"
+#include "core/decl.h"
 #include "core/list.h"
 #include "methods/method.h"
 
@@ -41,14 +42,42 @@ static void print_table(const struct ab_opt *t)
     }
 }
 
-void ab_opts_help(const char *cmd, const char *usage, const struct ab_opt *table)
+/* A declared table's rows, each with its default */
+static void print_decl(const struct ab_decl *t)
+{
+    for (; t->name; t++) {
+        char lhs[64], def[256] = "";
+        snprintf(lhs, sizeof lhs, "%s%s%s%s", strcmp(t->name, "o") ? "--" : "-", t->name,
+                 t->arg ? " " : "", t->arg ? t->arg : "");
+        const char *shown = t->def;
+        for (int i = 0; shown && t->aliases && t->aliases[i]; i += 2)
+            if (!strcmp(t->aliases[i], shown) && t->aliases[i + 1] && !strcmp(shown, "default"))
+                shown = t->aliases[i + 1]; /* the list a "default" alias stands for */
+        if (shown && t->type != AB_DECL_FLAG) snprintf(def, sizeof def, " (default %s)", shown);
+        printf("  %-24s %s%s\n", lhs, t->help, def);
+    }
+}
+
+static void help_any(const char *cmd, const char *usage, const struct ab_opt *table,
+                     const struct ab_decl *decl)
 {
     printf("usage: %s\n\n", usage);
     printf("options of '%s':\n", cmd);
-    print_table(table);
+    if (table) print_table(table);
+    if (decl) print_decl(decl);
     printf("  %-24s %s\n", "-h, --help", "show this help");
     printf("\ncommon options:\n");
     print_table(common_opts);
+}
+
+void ab_opts_help(const char *cmd, const char *usage, const struct ab_opt *table)
+{
+    help_any(cmd, usage, table, NULL);
+}
+
+void ab_opts_help_decl(const char *cmd, const char *usage, const struct ab_decl *decl)
+{
+    help_any(cmd, usage, NULL, decl);
 }
 
 static const struct ab_opt *find(const struct ab_opt *t, const char *name)
@@ -77,6 +106,16 @@ static int store(const char *cmd, const struct ab_opt *o, const char *val)
         return 0;
     }
     case AB_OPT_STRING: *(const char **)o->ptr = val; return 0;
+    case AB_OPT_MANY: {
+        struct ab_opt_many *m = o->ptr;
+        if (m->n == (int)(sizeof m->v / sizeof m->v[0])) {
+            fprintf(stderr, "error: %s: option '--%s' given more than %d times\n", cmd, o->name,
+                    m->n);
+            return -1;
+        }
+        m->v[m->n++] = val;
+        return 0;
+    }
     default: break;
     }
     fprintf(stderr, "error: %s: option '--%s' wants %s, got '%s'\n", cmd, o->name,
@@ -96,11 +135,14 @@ static int same_file(const char *a, const char *b)
  * that the command reads (`run x.h5 -o x.h5`, `convert m.bin -o m.bin`). Inputs are the
  * positional arguments and every other file-valued option. Prints the error and returns 64,
  * or -1 when the output is no input. */
-static int output_not_input(const char *cmd, const struct ab_opt *table, char **pos, int n_pos)
+static int output_not_input(const char *cmd, const struct ab_opt *table,
+                            const struct ab_decl *decl, const void *o, char **pos, int n_pos)
 {
     const char *out = NULL;
-    for (const struct ab_opt *o = table; o->name; o++)
-        if (!strcmp(o->name, "o") && o->kind == AB_OPT_STRING) out = *(const char **)o->ptr;
+    for (const struct ab_opt *t = table; t && t->name; t++)
+        if (!strcmp(t->name, "o") && t->kind == AB_OPT_STRING) out = *(const char **)t->ptr;
+    for (const struct ab_decl *d = decl; d && d->name; d++)
+        if (d->flags & AB_DECL_OUTPUT) out = *(char *const *)(const void *)((const char *)o + d->offset);
     if (!out) return -1;
     for (int i = 0; i < n_pos; i++)
         if (same_file(out, pos[i])) {
@@ -108,20 +150,48 @@ static int output_not_input(const char *cmd, const struct ab_opt *table, char **
                     "file with -o\n", cmd, out, pos[i]);
             return EX_AB_USAGE;
         }
-    for (const struct ab_opt *o = table; o->name; o++) {
-        if (o->kind != AB_OPT_STRING || !strcmp(o->name, "o")) continue;
-        const char *v = *(const char **)o->ptr;
-        if (same_file(out, v)) {
+    for (const struct ab_opt *t = table; t && t->name; t++) {
+        if (t->kind != AB_OPT_STRING || !strcmp(t->name, "o")) continue;
+        if (same_file(out, *(const char **)t->ptr)) {
             fprintf(stderr, "error: %s: the output '%s' is also the input of --%s: name another "
-                    "file with -o\n", cmd, out, o->name);
+                    "file with -o\n", cmd, out, t->name);
+            return EX_AB_USAGE;
+        }
+    }
+    for (const struct ab_decl *d = decl; d && d->name; d++) {
+        if (d->type != AB_DECL_STR || (d->flags & AB_DECL_OUTPUT)) continue;
+        if (same_file(out, *(char *const *)(const void *)((const char *)o + d->offset))) {
+            fprintf(stderr, "error: %s: the output '%s' is also the input of --%s: name another "
+                    "file with -o\n", cmd, out, d->name);
             return EX_AB_USAGE;
         }
     }
     return -1;
 }
 
-int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table, int argc,
-                  char **argv, char **pos, int max_pos, int *n_pos)
+/* "error: run: unknown option '--budget' (did you mean '--budgets'?)" */
+static int unknown_option(const char *cmd, const char *arg, const char *name,
+                          const struct ab_opt *table, const struct ab_decl *decl)
+{
+    const char *words[256];
+    int n = 0;
+    for (const struct ab_opt *t = table; t && t->name && n < 255; t++) words[n++] = t->name;
+    for (const struct ab_decl *d = decl; d && d->name && n < 255; d++) words[n++] = d->name;
+    for (const struct ab_opt *t = common_opts; t->name && n < 255; t++) words[n++] = t->name;
+    words[n++] = "help";
+    const char *near = ab_word_closest(name, words, n);
+    if (near)
+        fprintf(stderr, "error: %s: unknown option '%s' (did you mean '%s%s'?)\n", cmd, arg,
+                strcmp(near, "o") ? "--" : "-", near);
+    else
+        fprintf(stderr, "error: %s: unknown option '%s' (see '%s --help')\n", cmd, arg, cmd);
+    return EX_AB_USAGE;
+}
+
+/* The parser behind ab_opts_parse (table) and ab_opts_parse_decl (decl and its struct o). */
+static int parse_any(const char *cmd, const char *usage, const struct ab_opt *table,
+                     const struct ab_decl *decl, void *o, int argc, char **argv, char **pos,
+                     int max_pos, int *n_pos)
 {
     *n_pos = 0;
     int only_pos = 0;
@@ -141,7 +211,7 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
             continue;
         }
         if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-            ab_opts_help(cmd, usage, table);
+            help_any(cmd, usage, table, decl);
             return EX_AB_OK;
         }
         /* --name, --name=value, -o value */
@@ -151,26 +221,41 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
         if (len >= sizeof name) len = sizeof name - 1;
         memcpy(name, body, len);
         name[len] = 0;
-        if (arg[1] != '-' && len != 1) {
-            fprintf(stderr, "error: %s: unknown option '%s' (see '%s --help')\n", cmd, arg, cmd);
-            return EX_AB_USAGE;
-        }
+        if (arg[1] != '-' && len != 1) return unknown_option(cmd, arg, name, table, decl);
         if (!strcmp(name, "progress") || !strcmp(name, "no-progress")) {
             ab_common.progress = name[0] == 'p' ? AB_PROGRESS_BAR : AB_PROGRESS_OFF;
             continue;
         }
-        const struct ab_opt *o = find(table, name);
-        if (!o) o = find(common_opts, name);
-        if (!o) {
-            fprintf(stderr, "error: %s: unknown option '%s' (see '%s --help')\n", cmd, arg, cmd);
-            return EX_AB_USAGE;
-        }
-        if (o->kind == AB_OPT_FLAG) {
-            if (eq) {
-                fprintf(stderr, "error: %s: option '--%s' takes no value\n", cmd, o->name);
+        const struct ab_decl *d = NULL;
+        for (d = decl; d && d->name && strcmp(d->name, name); d++) continue;
+        if (d && d->name) {
+            const char *val = eq ? eq + 1 : NULL;
+            if (d->type == AB_DECL_FLAG && val) {
+                fprintf(stderr, "error: %s: option '--%s' takes no value\n", cmd, d->name);
                 return EX_AB_USAGE;
             }
-            *(int *)o->ptr = 1;
+            if (d->type == AB_DECL_FLAG) val = "true";
+            if (!val && a + 1 >= argc) {
+                fprintf(stderr, "error: %s: option '%s' needs a value\n", cmd, arg);
+                return EX_AB_USAGE;
+            }
+            if (!val) val = argv[++a];
+            if (ab_decl_set(d, o, val)) {
+                fprintf(stderr, "error: %s: option '%s%s' %s\n", cmd, strcmp(d->name, "o") ? "--" : "-",
+                        d->name, ab_errmsg());
+                return EX_AB_USAGE;
+            }
+            continue;
+        }
+        const struct ab_opt *t = table ? find(table, name) : NULL;
+        if (!t) t = find(common_opts, name);
+        if (!t) return unknown_option(cmd, arg, name, table, decl);
+        if (t->kind == AB_OPT_FLAG) {
+            if (eq) {
+                fprintf(stderr, "error: %s: option '--%s' takes no value\n", cmd, t->name);
+                return EX_AB_USAGE;
+            }
+            *(int *)t->ptr = 1;
             continue;
         }
         const char *val = eq ? eq + 1 : NULL;
@@ -181,13 +266,13 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
             }
             val = argv[++a];
         }
-        if (store(cmd, o, val)) return EX_AB_USAGE;
+        if (store(cmd, t, val)) return EX_AB_USAGE;
     }
     if (ab_common.threads < 0 || ab_common.threads > 4096) {
         fprintf(stderr, "error: %s: --threads must be between 0 and 4096\n", cmd);
         return EX_AB_USAGE;
     }
-    int st = output_not_input(cmd, table, pos, *n_pos);
+    int st = output_not_input(cmd, table, decl, o, pos, *n_pos);
     if (st >= 0) return st;
     ab_threads_set((int)ab_common.threads);
     if (ab_common.progress < 0)
@@ -195,6 +280,18 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
                              : isatty(2)     ? AB_PROGRESS_BAR
                                              : AB_PROGRESS_LINES;
     return -1;
+}
+
+int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table, int argc,
+                  char **argv, char **pos, int max_pos, int *n_pos)
+{
+    return parse_any(cmd, usage, table, NULL, NULL, argc, argv, pos, max_pos, n_pos);
+}
+
+int ab_opts_parse_decl(const char *cmd, const char *usage, const struct ab_decl *decl, void *o,
+                       int argc, char **argv, char **pos, int max_pos, int *n_pos)
+{
+    return parse_any(cmd, usage, NULL, decl, o, argc, argv, pos, max_pos, n_pos);
 }
 
 int ab_exit_status(int code)
@@ -383,6 +480,17 @@ void ab_progress_engine(void *user, int64_t done, int64_t total)
     (void)total;
 }
 
+void ab_progress_engine_total(void *user, int64_t done, int64_t total)
+{
+    struct ab_progress *p = user;
+    if (p->total != total) {
+        if (p->ticking) pthread_mutex_lock(&p->lock);
+        p->total = total;
+        if (p->ticking) pthread_mutex_unlock(&p->lock);
+    }
+    ab_progress_step(p, done - p->done);
+}
+
 void ab_progress_stop(struct ab_progress *p)
 {
     ab_progress_pause(p);
@@ -423,31 +531,8 @@ void ab_out_main(const char *cmd, const char *main_path, const char *detail_fmt,
 int ab_opts_methods(const char *cmd, const char *list, unsigned phases, int causal,
                     const struct ab_method **out, int cap, int *n)
 {
-    const char *ph = phases == AB_PHASE_PREFILL  ? "prefill"
-                     : phases == AB_PHASE_DECODE ? "decode"
-                                                 : "such";
-    *n = 0;
-    if (!list) {
-        for (int i = 0; i < ab_n_methods && *n < cap; i++)
-            if ((ab_methods[i]->phases & phases) && (!causal || (ab_methods[i]->masks & AB_MASKS_CAUSAL)))
-                out[(*n)++] = ab_methods[i];
-        return -1;
-    }
-    const char *s = list;
-    char name[64];
-    double unused;
-    int rc;
-    while ((rc = ab_list_next(&s, 0, name, sizeof name, &unused, "--methods")) == 1) {
-        const struct ab_method *m = ab_method_find(name);
-        if (!m) return ab_cmd_error(EX_AB_USAGE, "%s: unknown method '%s' (see 'attnbench methods')", cmd, name);
-        if (!(m->phases & phases)) return ab_cmd_error(EX_AB_USAGE, "%s: method '%s' has no %s phase", cmd, name, ph);
-        if (causal && !(m->masks & AB_MASKS_CAUSAL))
-            return ab_cmd_error(EX_AB_USAGE, "%s: method '%s' does not support the causal mask", cmd, name);
-        if (*n == cap) return ab_cmd_error(EX_AB_USAGE, "%s: at most %d methods", cmd, cap);
-        out[(*n)++] = m;
-    }
-    if (rc < 0) return ab_cmd_fail(rc);
-    if (*n == 0) return ab_cmd_error(EX_AB_USAGE, "%s: --methods is empty", cmd);
+    if (ab_methods_resolve(list, phases, causal, out, cap, n))
+        return ab_cmd_error(EX_AB_USAGE, "%s: %s", cmd, ab_errmsg());
     return -1;
 }
 

@@ -31,6 +31,7 @@ enum ab_opt_kind {
     AB_OPT_INT,    /* int64_t* */
     AB_OPT_DOUBLE, /* double* */
     AB_OPT_STRING, /* const char** */
+    AB_OPT_MANY,   /* struct ab_opt_many*: the option may repeat; each value is kept */
     AB_OPT_END
 };
 
@@ -40,6 +41,12 @@ struct ab_opt {
     void *ptr;
     const char *arg;  /* placeholder in help ("N"), NULL for flags */
     const char *help;
+};
+
+/* The values of a repeatable option (AB_OPT_MANY), in the order given. */
+struct ab_opt_many {
+    const char *v[64];
+    int n;
 };
 
 /* Options every command accepts. */
@@ -65,6 +72,15 @@ int ab_opts_parse(const char *cmd, const char *usage, const struct ab_opt *table
 
 /* Prints the command's usage and option table to stdout. */
 void ab_opts_help(const char *cmd, const char *usage, const struct ab_opt *table);
+
+/* The same for a command declared with a table (core/decl.h): each option is parsed into its
+ * field of o with ab_decl_set (o holds its defaults: ab_decl_defaults first); a bad value is
+ * "error: CMD: option '--rows' wants an integer in [1, 2147483647], got 'x'" and 64; --help
+ * shows each row's default. An unknown option gets a did-you-mean in either parser. */
+struct ab_decl;
+int ab_opts_parse_decl(const char *cmd, const char *usage, const struct ab_decl *decl, void *o,
+                       int argc, char **argv, char **pos, int max_pos, int *n_pos);
+void ab_opts_help_decl(const char *cmd, const char *usage, const struct ab_decl *decl);
 
 /* Prints "error: <detail>" to stderr (detail = ab_errmsg() or the code's text) and returns the
  * exit status for library status code `code`. */
@@ -118,6 +134,9 @@ void ab_progress_step(struct ab_progress *p, int64_t n);
  * struct ab_progress, done counts the work of the current part (one workload) and p->base the
  * work of the parts before it; set p->base = p->done before each part. */
 void ab_progress_engine(void *user, int64_t done, int64_t total);
+/* The same for an engine that reports work done over all its parts and the total, known
+ * once it has started (ab_run): the total is taken from the call. */
+void ab_progress_engine_total(void *user, int64_t done, int64_t total);
 /* Erases the bar so a line can go to stdout; the next step redraws it. */
 void ab_progress_pause(struct ab_progress *p);
 /* Success: the bar at 100% and a newline; lines: the 100% line when not printed yet. */
@@ -153,6 +172,10 @@ int cmd_bench_methods(int argc, char **argv); /* `bench methods` (bench_methods.
 void ab_bench_fill(float *x, int64_t n, int64_t d, uint64_t tag);
 int cmd_methods(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+/* `run` from its options (cmd/run.c): the scenario runner's entry, the same as the command
+ * line's after parsing. Returns the exit status. */
+struct ab_run_opts;
+int cmd_run_opts(const struct ab_run_opts *o);
 int cmd_report(int argc, char **argv);
 int cmd_scenario(int argc, char **argv);
 int cmd_check(int argc, char **argv);

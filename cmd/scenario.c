@@ -25,12 +25,14 @@
 #include <sys/stat.h>
 
 #include "core/ab.h"
+#include "core/decl.h"
 #include "scenario/scenario.h"
 #include "methods/method.h"
 #include "opts.h"
+#include "run/run.h"
 
 static const char *usage_text =
-    "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run]\n"
+    "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run] [--set KEY.PATH=VALUE]...\n"
     "       runs gen / capture / import for each workload, run and/or heads over all of them,\n"
     "       eval-model for each eval_model entry, and report, into DIR\n"
     "       (default reports/NAME/, reports/NAME-quick/ with --quick)";
@@ -204,17 +206,24 @@ static void build_import(struct cmdline *c, const struct ab_scenario_workload *w
     add(c, "%s/%s.h5", dir, w->name);
 }
 
-/* "--budgets a,b,c" in the shortest exact form. */
-static void add_budgets(struct cmdline *c, const double *b, int n)
+/* "0.5,0.25" of the budgets in their shortest exact form */
+static void budget_list(char *buf, size_t cap, const double *b, int n)
 {
-    char buf[4200], item[64];
+    char item[64];
     size_t used = 0;
     buf[0] = 0;
-    for (int i = 0; i < n && used < sizeof buf; i++) {
+    for (int i = 0; i < n && used < cap; i++) {
         fmt_real(item, sizeof item, b[i]);
-        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "", item);
+        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? "," : "", item);
     }
-    if (used >= sizeof buf) c->overflow = 1;
+}
+
+/* "--budgets a,b,c" */
+static void add_budgets(struct cmdline *c, const double *b, int n)
+{
+    char buf[4200];
+    budget_list(buf, sizeof buf, b, n);
+    if (strlen(buf) >= sizeof buf - 1) c->overflow = 1;
     add(c, "--budgets");
     add(c, "%s", buf);
 }
@@ -288,29 +297,49 @@ static void workload_path(char *buf, size_t cap, const struct ab_scenario_worklo
         snprintf(buf, cap, "%s/%s.h5", dir, w->name);
 }
 
-static void build_run(struct cmdline *c, const struct ab_scenario *s, const char *dir,
-                      uint64_t seed, int64_t threads)
+/* Sets option `name` of a declared command's struct o from text, through its row. */
+static int put(const struct ab_decl *t, void *o, const char *cmd, const char *name,
+               const char *text)
 {
-    char buf[4200];
-    add(c, "run");
+    int rc = ab_decl_set(ab_decl_find(t, name), o, text);
+    return rc ? ab_fail(rc, "%s: option '--%s': %s", cmd, name, ab_errmsg()) : AB_OK;
+}
+
+/* The run step's options from the scenario, set through run's own rows (ab_run_decl) so every
+ * value passes run's checks; no command line is built or parsed. paths holds the workload
+ * files. AB_OK, AB_E_NOMEM, or the error of a value (the scenario reader checked them all). */
+static int fill_run(struct ab_run_opts *o, const struct ab_scenario *s, const char *dir,
+                    uint64_t seed, char (*paths)[4200], const char **path_ptrs)
+{
+    int rc = ab_decl_defaults(ab_run_decl, o);
     for (int i = 0; i < s->n_workloads; i++) {
-        workload_path(buf, sizeof buf, &s->workloads[i], dir);
-        add(c, "%s", buf);
+        workload_path(paths[i], sizeof paths[i], &s->workloads[i], dir);
+        path_ptrs[i] = paths[i];
     }
-    if (s->n_methods) add_list(c, "--methods", s->methods, s->n_methods);
-    if (s->n_budgets) add_budgets(c, s->budgets, s->n_budgets);
-    add(c, "--phase");
-    add(c, "%s", phase_word(s->phases));
-    add(c, "--decode-queries"), add(c, "%lld", (long long)s->decode_queries);
-    add(c, "--rows"), add(c, "%lld", (long long)s->rows);
-    if (s->topk > 0) add(c, "--topk"), add(c, "%lld", (long long)s->topk);
-    if (s->decode_horizon > 0)
-        add(c, "--decode-horizon"), add(c, "%lld", (long long)s->decode_horizon);
-    add(c, "--scenario");
-    add(c, "%s/scenario.yaml", dir);
-    add_common(c, seed, threads);
-    add(c, "-o");
-    add(c, "%s/results.h5", dir);
+    o->workloads = path_ptrs, o->n_workloads = s->n_workloads, o->seed = seed;
+    char buf[8192];
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < s->n_methods && used < sizeof buf; i++)
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "",
+                                 s->methods[i]);
+    if (!rc && s->n_methods) rc = put(ab_run_decl, o, "run", "methods", buf);
+    budget_list(buf, sizeof buf, s->budgets, s->n_budgets);
+    if (!rc && s->n_budgets) rc = put(ab_run_decl, o, "run", "budgets", buf);
+    if (!rc) rc = put(ab_run_decl, o, "run", "phase", phase_word(s->phases));
+    snprintf(buf, sizeof buf, "%lld", (long long)s->decode_queries);
+    if (!rc) rc = put(ab_run_decl, o, "run", "decode-queries", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)s->rows);
+    if (!rc) rc = put(ab_run_decl, o, "run", "rows", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)s->topk);
+    if (!rc && s->topk > 0) rc = put(ab_run_decl, o, "run", "topk", buf);
+    snprintf(buf, sizeof buf, "%lld", (long long)s->decode_horizon);
+    if (!rc && s->decode_horizon > 0) rc = put(ab_run_decl, o, "run", "decode-horizon", buf);
+    snprintf(buf, sizeof buf, "%s/scenario.yaml", dir);
+    if (!rc) rc = put(ab_run_decl, o, "run", "scenario", buf);
+    snprintf(buf, sizeof buf, "%s/results.h5", dir);
+    if (!rc) rc = put(ab_run_decl, o, "run", "o", buf);
+    return rc;
 }
 
 static void build_heads(struct cmdline *c, const struct ab_scenario *s, const char *dir,
@@ -406,7 +435,10 @@ int cmd_scenario(int argc, char **argv)
 {
     const char *out = NULL;
     int quick = 0, dry = 0;
+    struct ab_opt_many sets = {0};
     const struct ab_opt opts[] = {
+        {"set", AB_OPT_MANY, &sets, "KEY=V",
+         "override a key of the file (repeatable): run.budgets=0.5,0.1, workloads.NAME.gen.n=8192"},
         {"o", AB_OPT_STRING, &out, "DIR", "output folder (default reports/NAME/)"},
         {"quick", AB_OPT_FLAG, &quick, NULL,
          "apply the scenario's quick: overrides (small sizes for CI and make test)"},
@@ -422,7 +454,7 @@ int cmd_scenario(int argc, char **argv)
     const char *file = pos[0];
 
     struct ab_scenario s;
-    int rc = ab_scenario_load(file, quick, &s);
+    int rc = ab_scenario_load_set(file, quick, sets.v, sets.n, &s);
     if (rc) {
         ab_scenario_free(&s);
         return ab_cmd_fail(rc);
@@ -461,9 +493,28 @@ int cmd_scenario(int argc, char **argv)
         else
             build_import(&steps[n_steps++], w, dir, ws, threads);
     }
-    if (s.has_run) {
+    /* the run step is called with its options struct (no command line) */
+    struct ab_run_opts run = {0};
+    int run_step = -1;
+    char(*run_paths)[4200] = calloc(AB_SCENARIO_MAX_WORKLOADS, sizeof *run_paths);
+    const char *run_ptrs[AB_SCENARIO_MAX_WORKLOADS];
+    char *run_line = NULL, tail[96];
+    snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
+             (long long)threads);
+    if (!run_paths) rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
+    if (!rc && s.has_run) {
         labels[n_steps] = "run";
-        build_run(&steps[n_steps++], &s, dir, seed, threads);
+        add(&steps[n_steps], "run"); /* the step's name; its options are in `run` */
+        run_step = n_steps++;
+        if (!(rc = fill_run(&run, &s, dir, seed, run_paths, run_ptrs)) &&
+            !(run_line = ab_decl_command("run", ab_run_decl, &run, run.workloads,
+                                         run.n_workloads, tail)))
+            rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
+    }
+    if (rc) {
+        free(steps), free(labels), free(eval_labels), free(run_paths), ab_scenario_free(&s);
+        ab_decl_free(ab_run_decl, &run);
+        return ab_cmd_fail(rc);
     }
     if (s.has_heads) {
         labels[n_steps] = "heads";
@@ -481,16 +532,20 @@ int cmd_scenario(int argc, char **argv)
     build_report(&steps[n_steps++], &s, dir, seed, threads);
     for (int i = 0; i < n_steps; i++)
         if (steps[i].overflow) {
-            free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
-            return ab_cmd_error(EX_AB_USAGE, "scenario: '%s': a command line is too long", file);
+            st = ab_cmd_error(EX_AB_USAGE, "scenario: '%s': a command line is too long", file);
+            goto done;
         }
 
     if (dry) {
         printf("# scenario '%s' (%s), sha256 %s%s\n", s.name, file, s.sha256,
                quick ? ", quick" : "");
-        for (int i = 0; i < n_steps; i++) print_cmdline(stdout, "", &steps[i]);
-        free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
-        return EX_AB_OK;
+        for (int i = 0; i < n_steps; i++)
+            if (i == run_step)
+                printf("%s\n", run_line);
+            else
+                print_cmdline(stdout, "", &steps[i]);
+        st = EX_AB_OK;
+        goto done;
     }
 
     char copy[4200], sha[4200];
@@ -513,7 +568,10 @@ int cmd_scenario(int argc, char **argv)
             char prefix[160];
             snprintf(prefix, sizeof prefix, "scenario: step %d/%d (%s%s%s): ", i + 1, n_steps, cmd,
                      strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "");
-            print_cmdline(stderr, prefix, &steps[i]);
+            if (i == run_step)
+                fprintf(stderr, "%s%s\n", prefix, run_line);
+            else
+                print_cmdline(stderr, prefix, &steps[i]);
         }
         double ts = ab_now();
         int step_st;
@@ -526,8 +584,8 @@ int cmd_scenario(int argc, char **argv)
             step_st = cmd_import(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "eval-model"))
             step_st = cmd_eval_model(steps[i].argc, steps[i].argv);
-        else if (!strcmp(cmd, "run"))
-            step_st = cmd_run(steps[i].argc, steps[i].argv);
+        else if (i == run_step)
+            ab_threads_set((int)threads), step_st = cmd_run_opts(&run);
         else if (!strcmp(cmd, "heads"))
             step_st = cmd_heads(steps[i].argc, steps[i].argv);
         else
@@ -556,6 +614,10 @@ int cmd_scenario(int argc, char **argv)
         snprintf(md, sizeof md, "%s/report/report.md", dir);
         ab_out_main("scenario", md, "'%s' done in %s; outputs in %s/", s.name, took, dir);
     }
+done:
+    ab_decl_free(ab_run_decl, &run);
+    free(run_line);
+    free(run_paths);
     free(steps);
     free(labels);
     free(eval_labels);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "core/decl.h"
 #include "core/list.h"
 #include "core/rng.h"
 
@@ -131,4 +132,121 @@ Test(core, blas_serial_holds_nest)
     cr_expect_eq(openblas_get_num_threads(), 1);
     ab_blas_serial_end();
     cr_expect_eq(openblas_get_num_threads(), 2);
+}
+
+/* ---- declared options (core/decl.h) ------------------------------------------------------- */
+
+struct toy_opts {
+    int64_t n;
+    double eps;
+    int flag, mode;
+    char *name, *list, *reals, *out;
+};
+static const char *const toy_modes[] = {"fast", "exact", NULL};
+static const char *const toy_words[] = {"prefill", "decode", NULL};
+static const char *const toy_aliases[] = {"both", "prefill,decode", NULL};
+static const char *const toy_real_aliases[] = {"paper", "0.7,0.5", "none", NULL, NULL};
+#define TOY(f) AB_DECL_ROW(struct toy_opts, f)
+static const struct ab_decl toy_decl[] = {
+    {"n-items", AB_DECL_INT, TOY(n), "64", 1, 1000, "N", "items"},
+    {"eps", AB_DECL_REAL, TOY(eps), "0.5", 0, 1, "E", "epsilon", .lo_open = 1},
+    {"flag", AB_DECL_FLAG, TOY(flag), NULL, 0, 0, NULL, "a flag"},
+    {"mode", AB_DECL_WORD, TOY(mode), "exact", 0, 0, "M", "mode", .choices = toy_modes},
+    {"name", AB_DECL_STR, TOY(name), NULL, 0, 0, "S", "a name"},
+    {"phase", AB_DECL_LIST, TOY(list), "both", 0, 2, "P", "phases", .key = "phases",
+     .choices = toy_words, .aliases = toy_aliases},
+    {"budgets", AB_DECL_LIST, TOY(reals), NULL, 0, 1, "B", "ratios", .item_real = 1,
+     .lo_open = 1, .aliases = toy_real_aliases},
+    {"o", AB_DECL_STR, TOY(out), NULL, 0, 0, "F", "output", .flags = AB_DECL_CLI | AB_DECL_OUTPUT},
+    {0},
+};
+
+/* Every default reads back through its own row, and the defaults of the tables the commands
+ * declare are valid (a typo in a default would otherwise fail only when the command runs). */
+Test(core, decl_defaults_parse)
+{
+    struct toy_opts o;
+    cr_assert_eq(ab_decl_defaults(toy_decl, &o), AB_OK);
+    cr_expect_eq(o.n, 64);
+    cr_expect_eq(o.eps, 0.5);
+    cr_expect_eq(o.mode, 1);
+    cr_expect_str_eq(o.list, "prefill,decode");
+    cr_expect_null(o.name);
+    cr_expect_null(o.reals);
+    for (const struct ab_decl *d = toy_decl; d->name; d++)
+        cr_expect(ab_decl_is_default(d, &o), "row %s holds its default", d->name);
+    ab_decl_free(toy_decl, &o);
+}
+
+/* Values of each type: parsed, range-checked, refused with a message naming the expected type
+ * and the value, and the field left as it was. */
+Test(core, decl_set_checks_type_and_range)
+{
+    struct toy_opts o;
+    ab_decl_defaults(toy_decl, &o);
+    const struct ab_decl *n = ab_decl_find(toy_decl, "n_items"), *e = ab_decl_find(toy_decl, "eps");
+    cr_assert(n && n == ab_decl_find(toy_decl, "n-items"), "- and _ alike");
+    cr_expect_eq(ab_decl_set(n, &o, "12"), AB_OK);
+    cr_expect_eq(o.n, 12);
+    cr_expect_eq(ab_decl_set(n, &o, "abc"), AB_E_USAGE);
+    cr_expect_str_eq(ab_errmsg(), "wants an integer in [1, 1000], got 'abc'");
+    cr_expect_eq(ab_decl_set(n, &o, "1001"), AB_E_USAGE);
+    cr_expect_eq(ab_decl_set(n, &o, "12.5"), AB_E_USAGE);
+    cr_expect_eq(o.n, 12, "unchanged after a refused value");
+    cr_expect_eq(ab_decl_set(e, &o, "0"), AB_E_USAGE, "(0, 1]: 0 is out");
+    cr_expect_str_eq(ab_errmsg(), "wants a number in (0, 1], got '0'");
+    cr_expect_eq(ab_decl_set(e, &o, "nan"), AB_E_USAGE);
+    cr_expect_eq(ab_decl_set(e, &o, "1"), AB_OK);
+    const struct ab_decl *m = ab_decl_find(toy_decl, "mode");
+    cr_expect_eq(ab_decl_set(m, &o, "fats"), AB_E_USAGE);
+    cr_expect_str_eq(ab_errmsg(), "wants fast or exact, got 'fats' (did you mean 'fast'?)");
+    cr_expect_eq(ab_decl_set(ab_decl_find(toy_decl, "flag"), &o, "yes"), AB_OK);
+    cr_expect_eq(o.flag, 1);
+    cr_expect_eq(ab_decl_set(ab_decl_find(toy_decl, "flag"), &o, "maybe"), AB_E_USAGE);
+    /* lists: words, aliases, duplicates, empty items, reals */
+    const struct ab_decl *p = ab_decl_find(toy_decl, "phases"), *b = ab_decl_find(toy_decl, "budgets");
+    cr_assert(p && p == ab_decl_find(toy_decl, "phase"), "the YAML key finds the row");
+    cr_expect_eq(ab_decl_set(p, &o, "decode"), AB_OK);
+    cr_expect_str_eq(o.list, "decode");
+    cr_expect_eq(ab_decl_set(p, &o, "bth"), AB_E_USAGE);
+    cr_expect_str_eq(ab_errmsg(), "has an unknown item 'bth' (did you mean 'both'?)");
+    cr_expect_eq(ab_decl_set(p, &o, "decode,decode"), AB_E_USAGE);
+    cr_expect_str_eq(ab_errmsg(), "lists 'decode' twice");
+    cr_expect_eq(ab_decl_set(p, &o, "prefill,,decode"), AB_E_USAGE);
+    cr_expect_str_eq(o.list, "decode", "unchanged");
+    cr_expect_eq(ab_decl_set(b, &o, "0.5,1.5"), AB_E_USAGE);
+    cr_expect_str_eq(ab_errmsg(), "wants a number in (0, 1], got '1.5'");
+    cr_expect_eq(ab_decl_set(b, &o, "paper"), AB_OK);
+    cr_expect_str_eq(o.reals, "0.7,0.5");
+    char buf[64];
+    cr_expect_str_eq(ab_decl_format(b, &o, buf, sizeof buf), "paper", "the alias prints back");
+    cr_expect_eq(ab_decl_set(b, &o, "none"), AB_OK);
+    cr_expect_null(o.reals, "an alias for not given");
+    ab_decl_free(toy_decl, &o);
+}
+
+/* The command line and the JSON echo: non-defaults only, in table order, output last, quoted
+ * where a shell would split; JSON typed (numbers, booleans, arrays, null). */
+Test(core, decl_command_and_json)
+{
+    struct toy_opts o;
+    ab_decl_defaults(toy_decl, &o);
+    ab_decl_set(ab_decl_find(toy_decl, "o"), &o, "out dir/r.h5");
+    ab_decl_set(ab_decl_find(toy_decl, "budgets"), &o, "0.25,1e-1");
+    ab_decl_set(ab_decl_find(toy_decl, "flag"), &o, "true");
+    const char *pos[] = {"w.h5"};
+    char *line = ab_decl_command("toy", toy_decl, &o, pos, 1, "--seed 1");
+    cr_assert_not_null(line);
+    cr_expect_str_eq(line, "attnbench toy w.h5 --flag --budgets 0.25,1e-1 --seed 1 -o 'out dir/r.h5'");
+    free(line);
+    char *j = ab_decl_json(toy_decl, &o);
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"n_items\": 64, \"eps\": 0.5, \"flag\": true, \"mode\": \"exact\", "
+                        "\"name\": null, \"phases\": [\"prefill\", \"decode\"], "
+                        "\"budgets\": [0.25, 0.1], \"o\": \"out dir/r.h5\"}");
+    free(j);
+    cr_expect_str_eq(ab_decl_closest(toy_decl, "budget", 1), "budgets");
+    cr_expect_str_eq(ab_decl_closest(toy_decl, "n_itms", 0), "n_items");
+    cr_expect_null(ab_decl_closest(toy_decl, "o", 0), "CLI rows are no scenario keys");
+    ab_decl_free(toy_decl, &o);
 }

@@ -1,6 +1,7 @@
 /* test_eval.c - the engine: the budget solver, the accuracy metrics on hand-built cases, task
  * accuracy, and `attnbench run` end to end (files, CSV, errors). */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,12 +308,12 @@ Test(run_cli, bad_requests_fail_cleanly_and_write_nothing)
         const char *says;
     } cases[] = {
         {"--methods dense,nope", 64, "unknown method 'nope'"},
-        {"--budgets 0.5,1.5", 64, "not a FLOP ratio"},
-        {"--budgets 0", 64, "not a FLOP ratio"},
+        {"--budgets 0.5,1.5", 64, "option '--budgets' wants a number in (0, 1], got '1.5'"},
+        {"--budgets 0", 64, "wants a number in (0, 1], got '0'"},
         {"--phase sideways", 64, "--phase"},
         {"--methods window --knob k=3", 64, "does not apply"},
         {"--decode-queries 999", 64, "below its length"},
-        {"--decode-horizon 0", 64, "--decode-horizon 0 is below --decode-queries 64"},
+        {"--decode-horizon 0", 64, "option '--decode-horizon' wants an integer in [1, "},
         {"--decode-queries 16 --decode-horizon 8", 64, "--decode-horizon 8 is below"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -575,4 +576,43 @@ Test(accounting, summary_is_per_workload_with_its_length)
     }
     ab_results_free(&r);
     ab_workload_free(&a), ab_workload_free(&b);
+}
+
+/* `run --json`: one JSON document on stdout that parses, with the cell count of the results
+ * file, a best row per (phase, budget) and the options as recorded in the file; the human
+ * answer is not printed. An unknown option gets a did-you-mean. */
+Test(run_cli, json_answer_and_did_you_mean)
+{
+    const char *w = cli_workload(), *res = t_path("json.h5");
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "run '%s' --methods dense,streaming,quest --budgets 0.5,0.25 "
+                       "--json -o '%s'", w, res), 0, "%s", err);
+    json_error_t je;
+    json_t *doc = json_loads(out, 0, &je);
+    cr_assert_not_null(doc, "not JSON (%s): %s", je.text, out);
+    cr_expect_str_eq(json_string_value(json_object_get(doc, "schema")), "attnbench/run/1");
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(res, &r), AB_OK, "%s", ab_errmsg());
+    cr_expect_eq(json_integer_value(json_object_get(doc, "cells")), r.n_cells);
+    json_t *best = json_object_get(doc, "best");
+    cr_expect_eq(json_array_size(best), 4, "2 phases x 2 budgets");
+    for (size_t i = 0; i < json_array_size(best); i++) {
+        json_t *b = json_array_get(best, i);
+        const char *m = json_string_value(json_object_get(b, "method"));
+        cr_expect(m && (!strcmp(m, "dense") || !strcmp(m, "streaming") || !strcmp(m, "quest")),
+                  "best %s", m ? m : "(null)");
+        cr_expect(json_real_value(json_object_get(b, "rel_l2")) >= 0);
+    }
+    json_t *opts = json_object_get(doc, "options");
+    cr_expect_eq(json_array_size(json_object_get(opts, "budgets")), 2);
+    cr_expect_eq(json_integer_value(json_object_get(opts, "rows")), 256, "the default recorded");
+    cr_expect(r.options && strstr(r.options, "\"methods\": [\"dense\", \"streaming\", \"quest\"]"),
+              "%s", r.options ? r.options : "(none)");
+    cr_expect(!strstr(out, "best per phase"), "no human text on stdout with --json");
+    ab_results_free(&r);
+    json_decref(doc);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "run '%s' --budget 0.5 -o '%s'", w, res), 64);
+    cr_expect(strstr(err, "unknown option '--budget' (did you mean '--budgets'?)"), "%s", err);
+    free(out), free(err);
 }

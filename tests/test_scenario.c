@@ -631,9 +631,8 @@ Test(scenario, dry_run_prints_the_commands_and_writes_nothing)
              dir);
     cr_expect(strstr(out, want) != NULL, "want %s in %s", want, out);
     snprintf(want, sizeof want,
-             "attnbench run %s/w.h5 --methods dense --budgets 0.5 --phase both "
-             "--decode-queries 64 --rows 256 --scenario %s/scenario.yaml --seed 9 --threads 0 "
-             "-o %s/results.h5\n",
+             "attnbench run %s/w.h5 --methods dense --budgets 0.5 --scenario %s/scenario.yaml "
+             "--seed 9 --threads 0 -o %s/results.h5\n",
              dir, dir, dir);
     cr_expect(strstr(out, want) != NULL, "want %s in %s", want, out);
     snprintf(want, sizeof want, "attnbench report %s/results.h5 -o %s/report --workload %s/w.h5",
@@ -941,5 +940,62 @@ Test(scenario, real_model_quick_runs_end_to_end, .timeout = 120)
                   "%.2000s", e2e);
     }
     free(md);
+    free(out), free(err);
+}
+
+/* `--set KEY.PATH=VALUE` overrides any key the reader knows, by the same checks: the dry run
+ * shows the overridden values; a bad override is one line naming it (did-you-mean for a key or a
+ * workload, the expected type for a value), exit 64, nothing written; a real run records the
+ * overrides in its copy of the scenario, and run's options in the results as JSON. */
+Test(scenario, set_overrides_keys_checked_like_the_file)
+{
+    const char *path = write_yaml("set.yaml", HEAD "workloads:\n  - name: w\n" TINY_GEN
+                                              "run:\n  methods: [dense]\n  budgets: [0.5]\n");
+    const char *dir = t_path("set-out");
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --dry-run --set run.budgets=0.25,0.125 "
+                       "--set workloads.w.n=256 --set 'run.methods=[dense, streaming]'", path, dir),
+                 0, "%s", err);
+    cr_expect(strstr(out, "--n 256 ") && strstr(out, "--methods dense,streaming --budgets "
+                                                     "0.25,0.125 "), "%s", out);
+    free(out), free(err);
+    struct {
+        const char *set, *says;
+    } bad[] = {
+        {"run.budgts=0.5", "--set run.budgts=0.5: unknown key 'budgts' in run (did you mean "
+                           "'budgets'?)"},
+        {"run.rows=many", "--set run.rows=many: 'rows' in run wants an integer, got 'many'"},
+        {"run.budgets=0.5,2", "budget 2 in run is not a FLOP ratio in (0, 1]"},
+        {"workloads.ww.n=64", "--set workloads.ww.n=64: no entry 'ww' in 'workloads' (did you "
+                              "mean 'w'?)"},
+        {"workloads.3.n=64", "'workloads' has 1 entries, not 3"},
+        {"rnu.rows=8", "unknown key 'rnu' in the top level (did you mean 'run'?)"},
+        {"run.rows", "want KEY.PATH=VALUE"},
+        {"run.rows.x=1", "'rows' in run wants an integer, got a map"},
+        {"workloads.w.name.x=1", "'name' is a value, not a map with a key 'x'"},
+        {"run.budgets=0.25", "wants 'default', 'paper' or a list of FLOP ratios, got '0.25'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int st = t_run(&out, &err, "scenario '%s' -o '%s' --set '%s'", path, dir, bad[i].set);
+        cr_expect_eq(st, 64, "%s: exit %d (%s)", bad[i].set, st, err);
+        cr_expect(strstr(err, bad[i].says) != NULL, "%s: %s", bad[i].set, err);
+        cr_expect_eq(t_count_lines(err), 1, "%s: %s", bad[i].set, err);
+        cr_expect(!t_exists(dir), "%s wrote %s", bad[i].set, dir);
+        free(out), free(err);
+    }
+    /* a real run: the copy records the override; the results hold run's options as JSON */
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --set 'run.budgets=[0.25]'", path, dir), 0,
+                 "%s", err);
+    char copy[4200];
+    snprintf(copy, sizeof copy, "%s/scenario.yaml", dir);
+    size_t len;
+    char *text = (char *)t_slurp(copy, &len);
+    cr_assert_not_null(text);
+    cr_expect(strstr(text, "budgets: [0.5]\n") && strstr(text, "# --set run.budgets=[0.25]\n"),
+              "%s", text);
+    free(text), free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "info '%s/results.h5'", dir), 0, "%s", err);
+    cr_expect(strstr(out, "\"budgets\": [0.25]") && strstr(out, "\"methods\": [\"dense\"]"), "%s",
+              out);
     free(out), free(err);
 }

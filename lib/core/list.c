@@ -34,3 +34,48 @@ int ab_list_next(const char **s, char sep, char *name, size_t cap, double *value
     }
     return 1;
 }
+
+/* Edit distance of two short words (for did-you-mean), capped at 9. */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40) return 9;
+    int row[41];
+    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best) best = row[j] + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb] > 9 ? 9 : row[lb];
+}
+
+/* The closest of words[] (NULL-terminated when n_words < 0) to w when it is a plausible typo:
+ * at most max(2, len / 3) edits away from a word of length len, and fewer edits than w has
+ * letters; or the only word that starts with w (at least 3 letters). Else NULL. */
+const char *ab_word_closest(const char *w, const char *const *words, int n_words)
+{
+    const char *best = NULL;
+    int bd = 10;
+    for (int i = 0; n_words < 0 ? words[i] != NULL : i < n_words; i++) {
+        int d = distance(w, words[i]), len = (int)strlen(words[i]);
+        if (d < bd && d <= (len / 3 > 2 ? len / 3 : 2) && d < (int)strlen(w))
+            bd = d, best = words[i];
+    }
+    /* or a cut-off word: the only one that starts with w */
+    size_t lw = strlen(w);
+    for (int i = 0; !best && lw >= 3 && (n_words < 0 ? words[i] != NULL : i < n_words); i++)
+        if (!strncmp(words[i], w, lw)) {
+            for (int j = i + 1; n_words < 0 ? words[j] != NULL : j < n_words; j++)
+                if (!strncmp(words[j], w, lw)) return NULL;
+            return words[i];
+        }
+    return best;
+}

@@ -14,4 +14,10 @@
 int ab_list_next(const char **s, char sep, char *name, size_t cap, double *value,
                  const char *what);
 
+/* The closest of words[] (NULL-terminated when n_words < 0) to w when it is a plausible typo
+ * (for "did you mean"): at most max(2, len / 3) edits away from a word of length len, and fewer
+ * edits than w has letters; or the only word that starts with w (at least 3 letters). Else
+ * NULL. */
+const char *ab_word_closest(const char *w, const char *const *words, int n_words);
+
 #endif

@@ -99,6 +99,7 @@ void ab_results_free(struct ab_results *r)
     ab_strv_free(r->workload_sha256, r->n_workloads);
     free(r->scenario);
     free(r->notes);
+    free(r->options);
     free(r->created_utc);
     free(r->hostname);
     free(r->attnbench_version);

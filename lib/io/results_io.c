@@ -356,6 +356,7 @@ static int ab_res_put_root_attrs(struct ab_h5 *f, const struct ab_results *r)
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "openblas_config", blas);
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "hostname", hostname);
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "notes", r->notes);
+    if (!rc && r->options) rc = ab_h5_attr_put_str(f, "/", "options", r->options);
     if (!rc) rc = ab_h5_attr_put_int(f, "/", "decode_horizon", (int)r->decode_horizon);
     if (!rc && r->stride) rc = ab_h5_attr_put_int(f, "/", "stride", (int)r->stride);
     if (!rc && r->stride) rc = ab_h5_attr_put_int(f, "/", "window_bos", (int)r->window_bos);
@@ -453,6 +454,7 @@ static int ab_res_read_attrs(struct ab_h5 *f, struct ab_results *r)
         (rc = ab_h5_attr_get_str(f, "/", "openblas_config", &r->openblas_config)) ||
         (rc = ab_h5_attr_get_str(f, "/", "hostname", &r->hostname)) ||
         (rc = ab_h5_attr_get_str(f, "/", "notes", &r->notes)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "options", &r->options)) ||
         (rc = ab_h5_attr_get_u64(f, "/", "seed", &r->seed, &found)) ||
         (rc = ab_h5_attr_get_i64(f, "/", "threads", &r->threads, &found)) ||
         (rc = ab_h5_attr_get_i64(f, "/", "decode_horizon", &r->decode_horizon, &found)) ||
@@ -623,13 +625,23 @@ int ab_results_provenance(struct ab_results *r, int argc, char *const *argv,
 {
     size_t len = sizeof "attnbench";
     for (int a = 0; a < argc; a++) len += strlen(argv[a]) + 1;
-    r->command_line = malloc(len);
+    char *line = malloc(len);
+    if (!line) return ab_fail(AB_E_NOMEM, "cannot allocate the results attributes");
+    strcpy(line, "attnbench");
+    for (int a = 0; a < argc; a++) strcat(strcat(line, " "), argv[a]);
+    int rc = ab_results_provenance_line(r, line, (const char *const *)paths, n, seed);
+    free(line);
+    return rc;
+}
+
+int ab_results_provenance_line(struct ab_results *r, const char *command_line,
+                               const char *const *paths, int n, uint64_t seed)
+{
+    r->command_line = strdup(command_line);
     r->workloads = calloc((size_t)n + 1, sizeof(char *));
     r->workload_sha256 = calloc((size_t)n + 1, sizeof(char *));
     if (!r->command_line || !r->workloads || !r->workload_sha256)
         return ab_fail(AB_E_NOMEM, "cannot allocate the results attributes");
-    strcpy(r->command_line, "attnbench");
-    for (int a = 0; a < argc; a++) strcat(strcat(r->command_line, " "), argv[a]);
     r->n_workloads = n;
     r->seed = seed;
     r->threads = ab_threads_get();

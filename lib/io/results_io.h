@@ -68,5 +68,9 @@ int ab_results_sha256_file(const char *path, char hex[65]);
  * of hashing a workload (AB_E_NOFILE, AB_E_IO); the caller frees r as usual either way. */
 int ab_results_provenance(struct ab_results *r, int argc, char *const *argv,
                           char *const *paths, int n, uint64_t seed);
+/* The same with the command line given whole (a command called as a library, whose line is
+ * rendered from its options: ab_decl_command). */
+int ab_results_provenance_line(struct ab_results *r, const char *command_line,
+                               const char *const *paths, int n, uint64_t seed);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "core/list.h"
 #include "methods/method.h"
 
 void ab_ledger_add(struct ab_ledger *to, const struct ab_ledger *x)
@@ -157,6 +158,46 @@ const struct ab_method *ab_method_find(const char *name)
     for (int i = 0; i < ab_n_methods; i++)
         if (!strcmp(ab_methods[i]->name, name)) return ab_methods[i];
     return NULL;
+}
+
+int ab_methods_resolve(const char *list, unsigned phases, int causal,
+                       const struct ab_method **out, int cap, int *n)
+{
+    const char *ph = phases == AB_PHASE_PREFILL  ? "prefill"
+                     : phases == AB_PHASE_DECODE ? "decode"
+                                                 : "such";
+    *n = 0;
+    if (!list) {
+        for (int i = 0; i < ab_n_methods && *n < cap; i++)
+            if ((ab_methods[i]->phases & phases) &&
+                (!causal || (ab_methods[i]->masks & AB_MASKS_CAUSAL)))
+                out[(*n)++] = ab_methods[i];
+        return AB_OK;
+    }
+    const char *names[512];
+    for (int i = 0; i < ab_n_methods && i < 512; i++) names[i] = ab_methods[i]->name;
+    const char *s = list;
+    char name[64];
+    int rc;
+    while ((rc = ab_list_next(&s, 0, name, sizeof name, NULL, "--methods")) == 1) {
+        const struct ab_method *m = ab_method_find(name);
+        if (!m) {
+            const char *near = ab_word_closest(name, names, ab_n_methods < 512 ? ab_n_methods : 512);
+            if (near) return ab_fail(AB_E_USAGE, "unknown method '%s' (did you mean '%s'?)", name, near);
+            return ab_fail(AB_E_USAGE, "unknown method '%s' (see 'attnbench methods')", name);
+        }
+        if (!(m->phases & phases))
+            return ab_fail(AB_E_USAGE, "method '%s' has no %s phase", name, ph);
+        if (causal && !(m->masks & AB_MASKS_CAUSAL))
+            return ab_fail(AB_E_USAGE, "method '%s' does not support the causal mask", name);
+        for (int j = 0; j < *n; j++)
+            if (out[j] == m) return ab_fail(AB_E_USAGE, "method '%s' is listed twice", name);
+        if (*n == cap) return ab_fail(AB_E_USAGE, "at most %d methods", cap);
+        out[(*n)++] = m;
+    }
+    if (rc < 0) return rc;
+    if (*n == 0) return ab_fail(AB_E_USAGE, "--methods is empty");
+    return AB_OK;
 }
 
 void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,

@@ -203,6 +203,13 @@ extern const struct ab_method *const ab_methods[];
 extern const int ab_n_methods;
 const struct ab_method *ab_method_find(const char *name); /* NULL if unknown */
 
+/* The rows named by the comma list (registry names, each once), each checked to have one of
+ * the phases (and, with causal, the causal mask), into out[0..*n); list NULL means every row
+ * with one of the phases (and the mask). AB_OK, or AB_E_USAGE naming the first bad name (with
+ * a did-you-mean for a typo). */
+int ab_methods_resolve(const char *list, unsigned phases, int causal,
+                       const struct ab_method **out, int cap, int *n);
+
 /* The knob range on problem p (resolving hi <= 0 to n). */
 void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,
                           double *hi);

@@ -11,6 +11,7 @@
  * validation, methods against the phases, decode_queries against every length, maps against
  * the first workload. Nothing here writes outside ab_scenario_save. */
 #include "scenario/scenario.h"
+#include "scenario/set.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <yaml.h>
 
 #include "core/ab.h"
+#include "core/list.h"
 #include "core/sha256.h"
 #include "core/workload.h"
 #include "gen/gen.h"
@@ -109,6 +111,8 @@ struct ctx {
     char dir[4096];   /* its folder, for workload files named relative to it */
     yaml_document_t doc;
     int has_model; /* the file has a top-level `model:` */
+    const char *const *sets; /* the --set overrides applied to doc (set.h) */
+    int n_sets;
 };
 
 static int line_of(const yaml_node_t *n)
@@ -126,6 +130,10 @@ static int fail_line(const struct ctx *c, int code, int line, const char *fmt, .
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (line > AB_SCENARIO_SET_LINE && line - AB_SCENARIO_SET_LINE <= c->n_sets)
+        /* a bad override is a bad command line (64), not a bad file */
+        return ab_fail(code == AB_E_DATA ? AB_E_USAGE : code, "'%s' --set %s: %s", c->path,
+                       c->sets[line - AB_SCENARIO_SET_LINE - 1], msg);
     return ab_fail(code, "'%s' line %d: %s", c->path, line, msg);
 }
 #define FAIL(c, node, ...) fail_line((c), AB_E_DATA, line_of(node), __VA_ARGS__)
@@ -160,51 +168,6 @@ static const char *describe(const yaml_node_t *n, char *buf, size_t cap)
     return buf;
 }
 
-/* Edit distance of two short words (for did-you-mean), capped at 9. */
-static int distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40) return 9;
-    int row[41];
-    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best) best = row[j] + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb] > 9 ? 9 : row[lb];
-}
-
-/* The closest of words[] (NULL-terminated when n_words < 0) to w when it is a plausible typo:
- * at most max(2, len / 3) edits away from a word of length len, and fewer edits than w has
- * letters; or the only word that starts with w (at least 3 letters). Else NULL. */
-static const char *closest(const char *w, const char *const *words, int n_words)
-{
-    const char *best = NULL;
-    int bd = 10;
-    for (int i = 0; n_words < 0 ? words[i] != NULL : i < n_words; i++) {
-        int d = distance(w, words[i]), len = (int)strlen(words[i]);
-        if (d < bd && d <= (len / 3 > 2 ? len / 3 : 2) && d < (int)strlen(w))
-            bd = d, best = words[i];
-    }
-    /* or a cut-off word: the only one that starts with w */
-    size_t lw = strlen(w);
-    for (int i = 0; !best && lw >= 3 && (n_words < 0 ? words[i] != NULL : i < n_words); i++)
-        if (!strncmp(words[i], w, lw)) {
-            for (int j = i + 1; n_words < 0 ? words[j] != NULL : j < n_words; j++)
-                if (!strncmp(words[j], w, lw)) return NULL;
-            return words[i];
-        }
-    return best;
-}
-
 static int in_list(const char *w, const char *const *words)
 {
     for (int i = 0; words[i]; i++)
@@ -227,7 +190,7 @@ static int check_map(struct ctx *c, yaml_node_t *map, const char *in, const char
             return FAIL(c, k, "keys of %s must be words, got %s", in, describe(k, buf, sizeof buf));
         const char *ks = scalar(k);
         if (!in_list(ks, keys)) {
-            const char *near = closest(ks, keys, -1);
+            const char *near = ab_word_closest(ks, keys, -1);
             if (near)
                 return FAIL(c, k, "unknown key '%s' in %s (did you mean '%s'?)", ks, in, near);
             if (other_keys && in_list(ks, other_keys))
@@ -461,7 +424,7 @@ static int read_methods(struct ctx *c, yaml_node_t *v, const char *what, const c
         if ((rc = get_str(c, it, what, &name))) return rc;
         const struct ab_method *m = ab_method_find(name);
         if (!m) {
-            const char *near = closest(name, all_names, n_all);
+            const char *near = ab_word_closest(name, all_names, n_all);
             if (near)
                 return FAIL(c, it, "unknown method '%s' in %s (did you mean '%s'?)", name, what,
                             near);
@@ -615,7 +578,7 @@ static int read_setting_as(struct ctx *c, const char *key, const char *shown, ya
         int k = 0;
         while (study_names[k] && strcmp(study_names[k], name)) k++;
         if (!study_names[k]) {
-            const char *near = closest(name, study_names, -1);
+            const char *near = ab_word_closest(name, study_names, -1);
             return FAIL(c, v, "unknown study '%s' in %s (%s%s%s)", name, what,
                         near ? "did you mean '" : "streaming-llm, sink-emergence, retrieval-heads, "
                         "sparse-frontier", near ? near : "", near ? "'?" : "");
@@ -744,7 +707,7 @@ static int read_gen(struct ctx *c, yaml_node_t *g, struct entry *e)
                 const char *names[64];
                 int np = ab_n_profiles < 64 ? ab_n_profiles : 64;
                 for (int i = 0; i < np; i++) names[i] = ab_profiles[i].name;
-                const char *near = closest(s, names, np);
+                const char *near = ab_word_closest(s, names, np);
                 return FAIL(c, v, "unknown profile '%s' in %s%s%s%s", s, in,
                             near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
             }
@@ -1548,7 +1511,7 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
             }
         num[n_num] = NULL;
         if (!found) {
-            const char *near = closest(col, num, -1);
+            const char *near = ab_word_closest(col, num, -1);
             return FAIL(c, sc, "%s: '%s' is not a numeric column of the /heads table%s%s%s", w2,
                         col, near ? " (did you mean '" : " (e.g. induction_score, out_dev)",
                         near ? near : "", near ? "'?)" : "");
@@ -1917,6 +1880,34 @@ static int64_t flow_too_deep(const char *t, size_t n)
 
 int ab_scenario_load(const char *path, int quick, struct ab_scenario *out)
 {
+    return ab_scenario_load_set(path, quick, NULL, 0, out);
+}
+
+/* Appends the overrides to the scenario's text as comments, so the copy saved with the
+ * outputs (and recorded in the results) says what was run; the digest follows. */
+static int note_sets(struct ab_scenario *s, const char *const *sets, int n_sets)
+{
+    size_t len = s->text_len + 128;
+    for (int i = 0; i < n_sets; i++) len += strlen(sets[i]) + 16;
+    char *t = malloc(len);
+    if (!t) return ab_fail(AB_E_NOMEM, "out of memory");
+    size_t used = (size_t)snprintf(t, len, "%s%s# overridden on the command line (scenario --set):\n",
+                                   s->text, s->text_len && s->text[s->text_len - 1] != '\n' ? "\n" : "");
+    for (int i = 0; i < n_sets; i++) {
+        used += (size_t)snprintf(t + used, len - used, "# --set ");
+        for (const char *p = sets[i]; *p; p++) t[used++] = *p == '\n' ? ' ' : *p;
+        t[used++] = '\n';
+        t[used] = 0;
+    }
+    free(s->text);
+    s->text = t, s->text_len = used;
+    ab_sha256_hex(s->text, s->text_len, s->sha256);
+    return AB_OK;
+}
+
+int ab_scenario_load_set(const char *path, int quick, const char *const *sets, int n_sets,
+                         struct ab_scenario *out)
+{
     memset(out, 0, sizeof *out);
     out->topk = -1, out->decode_horizon = -1;
     out->heads_epsilon = out->heads_top_fraction = NAN, out->heads_window = -1;
@@ -1961,7 +1952,10 @@ int ab_scenario_load(const char *path, int quick, struct ab_scenario *out)
                            "a second YAML document ('---'): a scenario is one document");
         yaml_document_delete(&next);
     }
+    c->sets = sets, c->n_sets = n_sets;
+    if (!rc && n_sets) rc = ab_scenario_apply_sets(&c->doc, path, sets, n_sets);
     if (!rc) rc = read_document(c, quick, out);
+    if (!rc && n_sets) rc = note_sets(out, sets, n_sets);
     yaml_document_delete(&c->doc);
     yaml_parser_delete(&parser);
     free(c);

@@ -180,6 +180,15 @@ struct ab_scenario {
  * and the line. */
 int ab_scenario_load(const char *path, int quick, struct ab_scenario *out);
 
+/* The same with overrides: sets[0..n_sets) ("run.budgets=0.5,0.1", scenario/set.h) applied
+ * to the file's keys before they are checked, each checked like the key it sets, its messages
+ * naming the override ("'x.yaml' --set run.budgt=0.5: unknown key 'budgt' in run (did you
+ * mean 'budgets'?)"). The overrides are appended to s->text as comments (and its digest
+ * follows), so the saved copy records them. AB_E_USAGE for an override that names no place in
+ * the file; otherwise as ab_scenario_load. */
+int ab_scenario_load_set(const char *path, int quick, const char *const *sets, int n_sets,
+                         struct ab_scenario *out);
+
 void ab_scenario_free(struct ab_scenario *s);
 
 /* Writes the scenario's text to path (path.tmp, then rename) and, when sha_path is not NULL,
