@@ -305,36 +305,20 @@ static int put(const struct ab_decl *t, void *o, const char *cmd, const char *na
     return rc ? ab_fail(rc, "%s: option '--%s': %s", cmd, name, ab_errmsg()) : AB_OK;
 }
 
-/* The run step's options from the scenario, set through run's own rows (ab_run_decl) so every
- * value passes run's checks; no command line is built or parsed. paths holds the workload
- * files. AB_OK, AB_E_NOMEM, or the error of a value (the scenario reader checked them all). */
+/* The run step's options: the scenario's (read through run's own table), then the runner's
+ * workloads, seed, scenario copy and output, set through the same rows. paths holds the
+ * workload files. AB_OK or AB_E_NOMEM. */
 static int fill_run(struct ab_run_opts *o, const struct ab_scenario *s, const char *dir,
                     uint64_t seed, char (*paths)[4200], const char **path_ptrs)
 {
     int rc = ab_decl_defaults(ab_run_decl, o);
+    if (!rc) rc = ab_decl_copy(ab_run_decl, o, &s->run);
     for (int i = 0; i < s->n_workloads; i++) {
         workload_path(paths[i], sizeof paths[i], &s->workloads[i], dir);
         path_ptrs[i] = paths[i];
     }
     o->workloads = path_ptrs, o->n_workloads = s->n_workloads, o->seed = seed;
-    char buf[8192];
-    size_t used = 0;
-    buf[0] = 0;
-    for (int i = 0; i < s->n_methods && used < sizeof buf; i++)
-        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "",
-                                 s->methods[i]);
-    if (!rc && s->n_methods) rc = put(ab_run_decl, o, "run", "methods", buf);
-    budget_list(buf, sizeof buf, s->budgets, s->n_budgets);
-    if (!rc && s->n_budgets) rc = put(ab_run_decl, o, "run", "budgets", buf);
-    if (!rc) rc = put(ab_run_decl, o, "run", "phase", phase_word(s->phases));
-    snprintf(buf, sizeof buf, "%lld", (long long)s->decode_queries);
-    if (!rc) rc = put(ab_run_decl, o, "run", "decode-queries", buf);
-    snprintf(buf, sizeof buf, "%lld", (long long)s->rows);
-    if (!rc) rc = put(ab_run_decl, o, "run", "rows", buf);
-    snprintf(buf, sizeof buf, "%lld", (long long)s->topk);
-    if (!rc && s->topk > 0) rc = put(ab_run_decl, o, "run", "topk", buf);
-    snprintf(buf, sizeof buf, "%lld", (long long)s->decode_horizon);
-    if (!rc && s->decode_horizon > 0) rc = put(ab_run_decl, o, "run", "decode-horizon", buf);
+    char buf[4200];
     snprintf(buf, sizeof buf, "%s/scenario.yaml", dir);
     if (!rc) rc = put(ab_run_decl, o, "run", "scenario", buf);
     snprintf(buf, sizeof buf, "%s/results.h5", dir);

@@ -128,10 +128,10 @@ Test(scenario, default_is_the_quick_tour)
     cr_expect_eq(s.workloads[0].n, 4096);
     cr_expect_str_eq(s.workloads[0].preset, "model");
     cr_expect_str_eq(s.workloads[0].tasks, "retrieve,aggregate");
-    cr_expect_eq(s.n_methods, 0, "all methods");
-    cr_expect_eq(s.n_budgets, 0, "the default grid");
-    cr_expect_eq(s.phases, AB_PHASE_PREFILL | AB_PHASE_DECODE);
-    cr_expect_eq(s.decode_queries, 64);
+    cr_expect_null(s.run.methods, "all methods");
+    cr_expect_str_eq(s.run.budgets, "0.5,0.25,0.125,0.0625,0.03125", "run's default grid");
+    cr_expect_eq(s.run_phases, AB_PHASE_PREFILL | AB_PHASE_DECODE);
+    cr_expect_eq(s.run.decode_queries, 64);
     cr_expect(s.n_maps >= 1 && s.n_map_methods >= 1);
     ab_scenario_free(&s);
     cr_assert_eq(ab_scenario_load(path, 1, &s), AB_OK, "%s", ab_errmsg());
@@ -152,13 +152,18 @@ Test(scenario, sparse_frontier_is_the_paper_grid)
         cr_expect_eq(s.workloads[i].n, want_n[i]);
         cr_expect_str_eq(s.workloads[i].tasks, "retrieve,aggregate");
     }
-    cr_expect_eq(s.n_methods, 0, "every method");
-    cr_expect_eq(s.phases, AB_PHASE_PREFILL | AB_PHASE_DECODE);
+    cr_expect_null(s.run.methods, "every method");
+    cr_expect_eq(s.run_phases, AB_PHASE_PREFILL | AB_PHASE_DECODE);
     /* compression 1.43, 2, 3.33, 5, 10, 20 */
     double compression[6] = {1 / 0.7, 2, 1 / 0.3, 5, 10, 20};
-    cr_assert_eq(s.n_budgets, 6);
-    for (int i = 0; i < 6; i++)
-        cr_expect(fabs(1 / s.budgets[i] - compression[i]) < 0.01, "budget %g", s.budgets[i]);
+    const char *b = s.run.budgets;
+    for (int i = 0; i < 6; i++) {
+        cr_assert(b && *b, "6 budgets: %s", s.run.budgets);
+        double x = strtod(b, (char **)&b);
+        cr_expect(fabs(1 / x - compression[i]) < 0.01, "budget %g", x);
+        b += *b == ',';
+    }
+    cr_expect(!*b, "6 budgets: %s", s.run.budgets);
     ab_scenario_free(&s);
 }
 
@@ -226,9 +231,16 @@ Test(scenario, wrong_types_name_the_line)
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run: [methods, all]\n", 65, 6,
                  "run wants a map of keys, got a list");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budgets: {a: 1}\n", 65, 7,
-                 "'budgets' in run wants 'default', 'paper' or a list of FLOP ratios, got a map");
-    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  phases: prefill\n", 65, 7,
-                 "'phases' in run wants a list");
+                 "'budgets' in run wants a list, got a map");
+    /* run's keys read through run's table: a word where a list goes is a one-item list */
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  phases: sideways\n", 65, 7,
+                 "'phases' in run has an unknown item 'sideways' (prefill, decode or both)");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  phases: [prefill, [decode]]\n",
+                 65, 7, "'phases' in run wants a list of words, got a list");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  rows: [1, 2]\n", 65, 7,
+                 "'rows' in run wants one value, got a list");
+    expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  topk: \"16\"\n", 65, 7,
+                 "'topk' in run wants a number, got the string '16'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "seed: [1]\n", 65, 6,
                  "'seed' wants an integer, got a list");
     expect_error(HEAD "workloads: w\n", 65, 3, "'workloads' wants a list, got 'w'");
@@ -260,9 +272,9 @@ Test(scenario, methods_and_budgets_are_checked_before_anything_runs)
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  methods: [frobnicate]\n", 65, 7,
                  "unknown method 'frobnicate'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budgets: [0.5,\n    1.5]\n", 65,
-                 8, "budget 1.5 in run is not a FLOP ratio in (0, 1]");
+                 8, "'budgets' in run wants a number in (0, 1], got '1.5'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "run:\n  budgets: [0]\n", 65, 7,
-                 "budget 0 in run is not a FLOP ratio");
+                 "'budgets' in run wants a number in (0, 1], got '0'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN
                       "run:\n  phases: [prefill]\n  methods: [dense, quest]\n",
                  65, 8, "method 'quest' has no prefill phase");
@@ -273,7 +285,7 @@ Test(scenario, methods_and_budgets_are_checked_before_anything_runs)
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  map_methods: [nope]\n", 65,
                  7, "unknown method 'nope'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "quick:\n  budgets: [2]\n", 65, 7,
-                 "budget 2 in quick is not a FLOP ratio");
+                 "'budgets' in quick wants a number in (0, 1], got '2'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  family: [static,\n    foo]\n",
                  65, 8, "unknown family 'foo' in 'family' in report (static, dynamic, kv, linear, "
                         "calibration)");
@@ -599,10 +611,10 @@ Test(scenario, sweeps_expand_and_quick_overrides_them)
         cr_expect_eq(s.workloads[i].n, ns[i], "%s", names[i]);
         cr_expect_eq(s.workloads[i].seed, seeds[i], "%s", names[i]);
     }
-    cr_expect_eq(s.n_budgets, 6);
-    cr_expect_eq(s.n_methods, 2);
-    cr_expect_eq(s.rows, 256, "default");
-    cr_expect_eq(s.decode_queries, 64, "default");
+    cr_expect_str_eq(s.run.budgets, "0.7,0.5,0.3,0.2,0.1,0.05", "paper");
+    cr_expect_str_eq(s.run.methods, "dense,streaming");
+    cr_expect_eq(s.run.rows, 256, "default");
+    cr_expect_eq(s.run.decode_queries, 64, "default");
     ab_scenario_free(&s);
 
     cr_assert_eq(ab_scenario_load(path, 1, &s), AB_OK, "%s", ab_errmsg());
@@ -610,8 +622,8 @@ Test(scenario, sweeps_expand_and_quick_overrides_them)
     cr_expect_str_eq(s.workloads[0].name, "ctx-seed1");
     cr_expect_str_eq(s.workloads[2].name, "plain");
     for (int i = 0; i < 3; i++) cr_expect_eq(s.workloads[i].n, 192);
-    cr_expect(s.n_budgets == 1 && s.budgets[0] == 0.5);
-    cr_expect_eq(s.n_methods, 0, "quick methods: all");
+    cr_expect_str_eq(s.run.budgets, "0.5");
+    cr_expect_null(s.run.methods, "quick methods: all");
     ab_scenario_free(&s);
 }
 
@@ -964,16 +976,16 @@ Test(scenario, set_overrides_keys_checked_like_the_file)
     } bad[] = {
         {"run.budgts=0.5", "--set run.budgts=0.5: unknown key 'budgts' in run (did you mean "
                            "'budgets'?)"},
-        {"run.rows=many", "--set run.rows=many: 'rows' in run wants an integer, got 'many'"},
-        {"run.budgets=0.5,2", "budget 2 in run is not a FLOP ratio in (0, 1]"},
+        {"run.rows=many", "--set run.rows=many: 'rows' in run wants an integer in [1, "
+                          "2147483647], got 'many'"},
+        {"run.budgets=0.5,2", "'budgets' in run wants a number in (0, 1], got '2'"},
         {"workloads.ww.n=64", "--set workloads.ww.n=64: no entry 'ww' in 'workloads' (did you "
                               "mean 'w'?)"},
         {"workloads.3.n=64", "'workloads' has 1 entries, not 3"},
         {"rnu.rows=8", "unknown key 'rnu' in the top level (did you mean 'run'?)"},
         {"run.rows", "want KEY.PATH=VALUE"},
-        {"run.rows.x=1", "'rows' in run wants an integer, got a map"},
+        {"run.rows.x=1", "'rows' in run wants a value, got a map"},
         {"workloads.w.name.x=1", "'name' is a value, not a map with a key 'x'"},
-        {"run.budgets=0.25", "wants 'default', 'paper' or a list of FLOP ratios, got '0.25'"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int st = t_run(&out, &err, "scenario '%s' -o '%s' --set '%s'", path, dir, bad[i].set);
@@ -984,14 +996,14 @@ Test(scenario, set_overrides_keys_checked_like_the_file)
         free(out), free(err);
     }
     /* a real run: the copy records the override; the results hold run's options as JSON */
-    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --set 'run.budgets=[0.25]'", path, dir), 0,
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --set run.budgets=0.25", path, dir), 0,
                  "%s", err);
     char copy[4200];
     snprintf(copy, sizeof copy, "%s/scenario.yaml", dir);
     size_t len;
     char *text = (char *)t_slurp(copy, &len);
     cr_assert_not_null(text);
-    cr_expect(strstr(text, "budgets: [0.5]\n") && strstr(text, "# --set run.budgets=[0.25]\n"),
+    cr_expect(strstr(text, "budgets: [0.5]\n") && strstr(text, "# --set run.budgets=0.25\n"),
               "%s", text);
     free(text), free(out), free(err);
     cr_assert_eq(t_run(&out, &err, "info '%s/results.h5'", dir), 0, "%s", err);

@@ -219,6 +219,43 @@ int ab_decl_set(const struct ab_decl *d, void *o, const char *text)
     return ab_fail(AB_E_INTERNAL, "option row '%s' has no type", d->name);
 }
 
+/* A field of its own for row d (offset 0), to parse into without touching the caller's. */
+union scratch {
+    int i;
+    int64_t l;
+    double x;
+    char *s;
+};
+
+int ab_decl_check(const struct ab_decl *d, const char *text)
+{
+    union scratch f = {0};
+    struct ab_decl at0 = *d;
+    at0.offset = 0;
+    int rc = ab_decl_set(&at0, &f, text);
+    if ((d->type == AB_DECL_STR || d->type == AB_DECL_LIST)) free(f.s);
+    return rc;
+}
+
+int ab_decl_copy(const struct ab_decl *t, void *dst, const void *src)
+{
+    for (; t->name; t++) {
+        if (t->type != AB_DECL_STR && t->type != AB_DECL_LIST) {
+            size_t size = t->type == AB_DECL_INT    ? sizeof(int64_t)
+                          : t->type == AB_DECL_REAL ? sizeof(double)
+                                                    : sizeof(int);
+            memcpy((char *)dst + t->offset, (const char *)src + t->offset, size);
+            continue;
+        }
+        const char *from = *CFIELD(src, t, char *);
+        char *copy = from ? strdup(from) : NULL;
+        if (from && !copy) return ab_fail(AB_E_NOMEM, "out of memory");
+        free(*FIELD(dst, t, char *));
+        *FIELD(dst, t, char *) = copy;
+    }
+    return AB_OK;
+}
+
 int ab_decl_defaults(const struct ab_decl *t, void *o)
 {
     for (; t->name; t++) {
@@ -273,13 +310,8 @@ const char *ab_decl_format(const struct ab_decl *d, const void *o, char *buf, si
 
 int ab_decl_is_default(const struct ab_decl *d, const void *o)
 {
-    /* the default parsed into a field of its own (offset 0), then both printed */
-    union {
-        int i;
-        int64_t l;
-        double x;
-        char *s;
-    } def = {0};
+    /* the default parsed into a field of its own, then both printed */
+    union scratch def = {0};
     struct ab_decl at0 = *d;
     at0.offset = 0;
     if (d->def && ab_decl_set(&at0, &def, d->def)) return 0;

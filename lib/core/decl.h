@@ -77,6 +77,14 @@ int ab_decl_defaults(const struct ab_decl *t, void *o);
  * or AB_E_NOMEM. On failure the field is unchanged. */
 int ab_decl_set(const struct ab_decl *d, void *o, const char *text);
 
+/* Whether text would set row d (ab_decl_set's checks and message), without touching any
+ * struct: one item of a list read item by item, say. AB_OK, AB_E_USAGE or AB_E_NOMEM. */
+int ab_decl_check(const struct ab_decl *d, const char *text);
+
+/* Copies every field of table t from src to dst (strings duplicated; dst freed first). AB_OK
+ * or AB_E_NOMEM. */
+int ab_decl_copy(const struct ab_decl *t, void *dst, const void *src);
+
 /* The field of row d as it would be typed ("64", "prefill", "0.5,0.25") into buf; "" for a NULL
  * string or list. Returns buf. */
 const char *ab_decl_format(const struct ab_decl *d, const void *o, char *buf, size_t cap);

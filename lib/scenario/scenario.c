@@ -14,6 +14,7 @@
 #include "scenario/set.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #include <yaml.h>
 
 #include "core/ab.h"
+#include "core/decl.h"
 #include "core/list.h"
 #include "core/sha256.h"
 #include "core/workload.h"
@@ -75,8 +77,19 @@ static const char *const gen_keys[] = {
     "preset",       "profile", "mix",       "tasks",    "strength", "theta", "depth_min",
     "depth_max",    "layers",  "heads",     "kv_heads", "n",        "d",     "dv",
     "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", "full", NULL};
-static const char *const run_keys[] = {"methods", "budgets", "phases",         "decode_queries",
-                                       "rows",    "topk",    "decode_horizon", NULL};
+/* run's keys are the YAML keys of its declared options (ab_run_decl), the command line's own
+ * rows aside: filled once by run_keys_init */
+static const char *run_keys[32];
+static char run_key_text[32][64];
+static pthread_once_t run_keys_once = PTHREAD_ONCE_INIT;
+static void run_keys_init(void)
+{
+    int n = 0;
+    for (const struct ab_decl *d = ab_run_decl; d->name && n < 31; d++)
+        if (!(d->flags & AB_DECL_CLI))
+            run_keys[n] = ab_decl_key(d, run_key_text[n], sizeof run_key_text[n]), n++;
+    run_keys[n] = NULL;
+}
 static const char *const report_keys[] = {"maps",    "map_methods", "by_workload",
                                           "methods", "family",      "study", NULL};
 /* the studies `attnbench report --study` states findings for (report.h) */
@@ -600,12 +613,109 @@ static int read_setting(struct ctx *c, const char *key, yaml_node_t *v, const ch
     return read_setting_as(c, key, key, v, in, s);
 }
 
-/* Every key of map (already checked) that is a run / report setting. */
-static int read_settings(struct ctx *c, yaml_node_t *map, const char *in, struct settings *s)
+/* ---- keys read through a command's declared options (core/decl.h) ------------------------ */
+
+/* Reads v, the value of `key` in section `in`, into o through row d of a command's table: a
+ * scalar is the value's text and a list its items joined with commas, each item checked on its
+ * own first so that a message names the item's line. Numbers must be plain scalars (quoted
+ * "4096" is a string). *line (may be NULL) gets v's line. */
+static int read_decl(struct ctx *c, const struct ab_decl *d, void *o, const char *key,
+                     yaml_node_t *v, const char *in, int *line)
+{
+    char what[128], buf[64];
+    snprintf(what, sizeof what, "'%s' in %s", key, in);
+    if (line) *line = line_of(v);
+    int number = d->type == AB_DECL_INT || d->type == AB_DECL_REAL ||
+                 (d->type == AB_DECL_LIST && d->item_real);
+    if (v->type == YAML_MAPPING_NODE || is_null(v))
+        return FAIL(c, v, "%s wants %s, got %s", what, d->type == AB_DECL_LIST ? "a list" : "a value",
+                    describe(v, buf, sizeof buf));
+    if (v->type == YAML_SCALAR_NODE) {
+        if (strlen(scalar(v)) != v->data.scalar.length)
+            return FAIL(c, v, "%s contains a NUL character", what);
+        if (d->type != AB_DECL_LIST && number && v->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+            return FAIL(c, v, "%s wants a number, got %s", what, describe(v, buf, sizeof buf));
+        if (ab_decl_set(d, o, scalar(v))) return FAIL(c, v, "%s %s", what, ab_errmsg());
+        return AB_OK;
+    }
+    if (d->type != AB_DECL_LIST) return FAIL(c, v, "%s wants one value, got a list", what);
+    int rc = want_list(c, v, what, 0);
+    if (rc) return rc;
+    size_t len = 1;
+    FOR_ITEMS(c, v, it)
+    {
+        if (it->type != YAML_SCALAR_NODE || is_null(it) || strchr(scalar(it), ',') ||
+            strlen(scalar(it)) != it->data.scalar.length ||
+            (number && it->data.scalar.style != YAML_PLAIN_SCALAR_STYLE))
+            return FAIL(c, it, "%s wants a list of %s, got %s", what,
+                        number ? "numbers" : "words", describe(it, buf, sizeof buf));
+        if (ab_decl_check(d, scalar(it))) return FAIL(c, it, "%s %s", what, ab_errmsg());
+        for (yaml_node_item_t *j = v->data.sequence.items.start; j < it_i; j++)
+            if (!strcmp(scalar(node_at(c, *j)), scalar(it)))
+                return FAIL(c, it, "%s lists '%s' twice", what, scalar(it));
+        len += strlen(scalar(it)) + 1;
+    }
+    char *joined = malloc(len);
+    if (!joined) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+    joined[0] = 0;
+    FOR_ITEMS(c, v, it)
+    {
+        if (joined[0]) strcat(joined, ",");
+        strcat(joined, scalar(it));
+    }
+    rc = ab_decl_set(d, o, joined);
+    free(joined);
+    return rc ? FAIL(c, v, "%s %s", what, ab_errmsg()) : AB_OK;
+}
+
+/* run's options read from a section (run: or quick:), with the line each came from. */
+struct run_read {
+    struct ab_run_opts *o;
+    unsigned given;           /* rows of ab_run_decl given, bit per row */
+    int line[32];             /* their lines */
+    int method_line[AB_SCENARIO_MAX_METHODS]; /* the line of each method named */
+};
+
+/* Reads run's key `key` (a row of ab_run_decl) into r. Methods are also looked up in the
+ * registry here, each with its line, with a did-you-mean for a typo. */
+static int read_run_key(struct ctx *c, const char *key, yaml_node_t *v, const char *in,
+                        struct run_read *r)
+{
+    const struct ab_decl *d = ab_decl_find(ab_run_decl, key);
+    int row = (int)(d - ab_run_decl), rc;
+    if (!strcmp(d->name, "methods") && v->type == YAML_SEQUENCE_NODE) {
+        char what[128];
+        const char *names[AB_SCENARIO_MAX_METHODS];
+        int n;
+        snprintf(what, sizeof what, "'%s' in %s", key, in);
+        if ((rc = read_methods(c, v, what, names, r->method_line, &n))) return rc;
+    }
+    if ((rc = read_decl(c, d, r->o, key, v, in, &r->line[row]))) return rc;
+    if (!strcmp(d->name, "methods") && v->type == YAML_SCALAR_NODE && r->o->methods) {
+        const struct ab_method *m[AB_SCENARIO_MAX_METHODS];
+        int n;
+        if (ab_methods_resolve(r->o->methods, AB_PHASE_PREFILL | AB_PHASE_DECODE, 0, m,
+                               AB_SCENARIO_MAX_METHODS, &n))
+            return FAIL(c, v, "'%s' in %s: %s", key, in, ab_errmsg());
+        for (int i = 0; i < n; i++) r->method_line[i] = line_of(v);
+    }
+    r->given |= 1u << row;
+    return AB_OK;
+}
+
+/* Every key of map (already checked) that is a run / report setting: run's keys into run (NULL
+ * for the report: section, whose methods are the report's filter), the report's into s. */
+static int read_settings(struct ctx *c, yaml_node_t *map, const char *in, struct settings *s,
+                         struct run_read *run)
 {
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         const char *key = scalar(node_at(c, p->key));
+        if (run && in_list(key, run_keys)) {
+            int rc = read_run_key(c, key, node_at(c, p->value), in, run);
+            if (rc) return rc;
+            continue;
+        }
         if (!in_list(key, run_keys) && !in_list(key, report_keys)) continue;
         /* report's methods choose what the report shows, not what run runs */
         int rc = !strcmp(in, "report") && !strcmp(key, "methods")
@@ -1663,14 +1773,17 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
 
     /* settings: run and report, then quick (always checked, applied when asked) */
     struct settings *st = malloc(sizeof *st), *qs = malloc(sizeof *qs), *qe = malloc(sizeof *qe);
+    struct run_read *rr = calloc(1, sizeof *rr), *qr = calloc(1, sizeof *qr);
+    struct ab_run_opts *qrun = calloc(1, sizeof *qrun);
     struct entry *entries = NULL;
     struct eval_read *ers = NULL;
     int n_entries = 0;
     int64_t q_generate = -1, q_copy = -1;
-    if (!st || !qs || !qe) {
+    if (!st || !qs || !qe || !rr || !qr || !qrun || ab_decl_defaults(ab_run_decl, qrun)) {
         rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
         goto done;
     }
+    rr->o = &s->run, qr->o = qrun;
     settings_init(st);
     settings_init(qs);
     settings_init(qe);
@@ -1678,17 +1791,17 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     int q_iset[GI_COUNT] = {0};
     if ((v = lookup(c, root, "run")) &&
         ((rc = check_map(c, v, "run", run_keys, "report", report_keys)) ||
-         (rc = read_settings(c, v, "run", st))))
+         (rc = read_settings(c, v, "run", st, rr))))
         goto done;
     if ((v = lookup(c, root, "heads")) && (rc = read_heads(c, v, s))) goto done;
     s->has_run = lookup(c, root, "run") != NULL || !s->has_heads;
     if ((v = lookup(c, root, "report")) &&
         ((rc = check_map(c, v, "report", report_keys, "run", run_keys)) ||
-         (rc = read_settings(c, v, "report", st))))
+         (rc = read_settings(c, v, "report", st, NULL))))
         goto done;
     if ((v = lookup(c, root, "quick"))) {
         if ((rc = check_map(c, v, "quick", quick_keys, NULL, NULL)) ||
-            (rc = read_settings(c, v, "quick", qs)))
+            (rc = read_settings(c, v, "quick", qs, qr)))
             goto done;
         for (int k = 0; k < GI_COUNT; k++) {
             yaml_node_t *qv = lookup(c, v, gen_int_keys[k]);
@@ -1718,6 +1831,18 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         q_generate = q_copy = -1;
     } else {
         settings_overlay(st, qs);
+        /* quick's run keys replace the file's, through the same rows */
+        for (const struct ab_decl *d = ab_run_decl; d->name; d++) {
+            int row = (int)(d - ab_run_decl);
+            if (!(qr->given >> row & 1)) continue;
+            char text[8192];
+            if ((rc = ab_decl_set(d, &s->run, ab_decl_format(d, qrun, text, sizeof text))))
+                goto done;
+            rr->line[row] = qr->line[row];
+            rr->given |= 1u << row;
+            if (!strcmp(d->name, "methods"))
+                memcpy(rr->method_line, qr->method_line, sizeof rr->method_line);
+        }
     }
 
     /* workloads */
@@ -1780,36 +1905,43 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     }
 
     /* resolved settings, defaults filled in, and the cross-checks */
-    s->phases = st->phases ? st->phases : AB_PHASE_PREFILL | AB_PHASE_DECODE;
-    s->n_methods = st->n_methods;
-    memcpy(s->methods, st->methods, sizeof s->methods);
-    for (int m = 0; m < s->n_methods; m++) {
-        const struct ab_method *mm = ab_method_find(s->methods[m]);
-        if (!(mm->phases & s->phases)) {
-            rc = fail_line(c, AB_E_DATA, st->methods_line[m], "method '%s' has no %s phase",
-                           mm->name, s->phases == AB_PHASE_PREFILL ? "prefill" : "decode");
+    /* run's options: its own checks ran as each key was read; here the ones across keys */
+    const int row_methods = (int)(ab_decl_find(ab_run_decl, "methods") - ab_run_decl),
+              row_dq = (int)(ab_decl_find(ab_run_decl, "decode-queries") - ab_run_decl),
+              row_dh = (int)(ab_decl_find(ab_run_decl, "decode-horizon") - ab_run_decl);
+    const struct ab_run_opts *ro = &s->run;
+    s->run_phases = 0;
+    for (const char *p = ro->phases; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        s->run_phases |= !strncmp(p, "prefill", 7) ? AB_PHASE_PREFILL : AB_PHASE_DECODE;
+    if (ro->methods) {
+        const struct ab_method *all[AB_SCENARIO_MAX_METHODS];
+        int n_all = 0;
+        if (ab_methods_resolve(ro->methods, AB_PHASE_PREFILL | AB_PHASE_DECODE, 0, all,
+                               AB_SCENARIO_MAX_METHODS, &n_all)) {
+            rc = fail_line(c, AB_E_DATA, rr->line[row_methods], "%s", ab_errmsg());
             goto done;
         }
+        for (int m = 0; m < n_all; m++)
+            if (!(all[m]->phases & s->run_phases)) {
+                rc = fail_line(c, AB_E_DATA, rr->method_line[m] ? rr->method_line[m] : rr->line[row_methods],
+                               "method '%s' has no %s phase", all[m]->name,
+                               s->run_phases == AB_PHASE_PREFILL ? "prefill" : "decode");
+                goto done;
+            }
     }
-    s->n_budgets = st->n_budgets;
-    memcpy(s->budgets, st->budgets, sizeof s->budgets);
-    s->decode_queries = st->decode_queries > 0 ? st->decode_queries : 64;
-    s->rows = st->rows > 0 ? st->rows : 256;
-    s->topk = st->topk;
-    s->decode_horizon = st->decode_horizon;
-    if (s->decode_horizon > 0 && s->decode_horizon < s->decode_queries) {
-        rc = fail_line(c, AB_E_DATA, st->dh_line,
+    if (ro->decode_horizon < ro->decode_queries) {
+        rc = fail_line(c, AB_E_DATA, rr->line[row_dh] ? rr->line[row_dh] : rr->line[row_dq],
                        "decode_horizon %lld is below the %lld decode queries it stands for",
-                       (long long)s->decode_horizon, (long long)s->decode_queries);
+                       (long long)ro->decode_horizon, (long long)ro->decode_queries);
         goto done;
     }
-    if (s->has_run && (s->phases & AB_PHASE_DECODE))
+    if (s->has_run && (s->run_phases & AB_PHASE_DECODE))
         for (int w = 0; w < s->n_workloads; w++)
-            if (s->workloads[w].n > 0 && s->decode_queries >= s->workloads[w].n) {
-                rc = fail_line(c, AB_E_DATA, st->dq_line ? st->dq_line : s->workloads[w].line,
+            if (s->workloads[w].n > 0 && ro->decode_queries >= s->workloads[w].n) {
+                rc = fail_line(c, AB_E_DATA, rr->line[row_dq] ? rr->line[row_dq] : s->workloads[w].line,
                                "decode_queries %lld must be below the length %lld of workload "
                                "'%s'",
-                               (long long)s->decode_queries, (long long)s->workloads[w].n,
+                               (long long)ro->decode_queries, (long long)s->workloads[w].n,
                                s->workloads[w].name);
                 goto done;
             }
@@ -1839,6 +1971,10 @@ done:
     free(st);
     free(qs);
     free(qe);
+    free(rr);
+    free(qr);
+    if (qrun) ab_decl_free(ab_run_decl, qrun);
+    free(qrun);
     free(ers);
     for (int k = 0; entries && k < n_entries; k++) entry_free(&entries[k]);
     free(entries);
@@ -1909,7 +2045,8 @@ int ab_scenario_load_set(const char *path, int quick, const char *const *sets, i
                          struct ab_scenario *out)
 {
     memset(out, 0, sizeof *out);
-    out->topk = -1, out->decode_horizon = -1;
+    pthread_once(&run_keys_once, run_keys_init);
+    if (ab_decl_defaults(ab_run_decl, &out->run)) return ab_fail(AB_E_NOMEM, "out of memory");
     out->heads_epsilon = out->heads_top_fraction = NAN, out->heads_window = -1;
     out->path = strdup(path);
     if (!out->path) return ab_fail(AB_E_NOMEM, "out of memory");
@@ -1964,6 +2101,7 @@ int ab_scenario_load_set(const char *path, int quick, const char *const *sets, i
 
 void ab_scenario_free(struct ab_scenario *s)
 {
+    ab_decl_free(ab_run_decl, &s->run);
     for (int i = 0; s->workloads && i < s->n_workloads; i++) {
         struct ab_scenario_workload *w = &s->workloads[i];
         free(w->path);

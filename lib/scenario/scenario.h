@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "run/run.h"
+
 #define AB_SCENARIO_SCHEMA "attnbench/scenario/1"
 
 enum {
@@ -135,16 +137,11 @@ struct ab_scenario {
     int quick;         /* the quick overrides were applied */
     struct ab_scenario_workload *workloads;
     int n_workloads;
-    /* run */
-    const char *methods[AB_SCENARIO_MAX_METHODS]; /* registry names; n_methods 0 = all */
-    int n_methods;
-    double budgets[AB_SCENARIO_MAX_BUDGETS]; /* target FLOP ratios; n_budgets 0 = run's default */
-    int n_budgets;
-    unsigned phases;        /* AB_PHASE_* bits; default both */
-    int64_t decode_queries; /* default 64 */
-    int64_t rows;           /* default 256 */
-    int64_t topk;           /* < 0: run's default */
-    int64_t decode_horizon; /* < 0: run's default (1024) */
+    /* run: its options as `attnbench run` declares them (lib/run/run.h), read from the file's
+     * run: keys (and quick:'s) through run's own table, so defaults and checks are run's;
+     * workloads, scenario and output are the runner's to set */
+    struct ab_run_opts run;
+    unsigned run_phases; /* AB_PHASE_* bits of run.phases */
     /* report */
     int64_t maps[AB_SCENARIO_MAX_MAPS][2]; /* (layer, head) of the first workload */
     int n_maps;
