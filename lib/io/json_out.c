@@ -1,5 +1,8 @@
 /* json_out.c - the --json documents (json_out.h): jansson values with NaN as null, strings made
- * valid UTF-8, and allocation failures remembered by the document. */
+ * valid UTF-8, allocation failures remembered by the document, and a printer of our own, so
+ * reals are written as the CSV files write them (the shortest of %.15g / %.16g / %.17g that
+ * reads back to the same double: jansson's fixed precision prints 0.9 as 0.90000000000000002)
+ * and arrays of plain values stay on one line. */
 #include "io/json_out.h"
 
 #include <assert.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "io/csv.h"
 #include "io/utf8.h"
 
 /* struct ab_json is never defined: a pointer to one is a json_t. */
@@ -101,13 +105,94 @@ void ab_json_null(struct ab_json_doc *d, struct ab_json *parent, const char *key
     put(d, parent, key, json_null());
 }
 
+/* A JSON string: quote, backslash and the C0 controls escaped, the rest (valid UTF-8, as
+ * utf8_string made it) as it is. */
+static void put_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *u = (const unsigned char *)s; *u; u++) {
+        if (*u == '"' || *u == '\\') fprintf(f, "\\%c", *u);
+        else if (*u == '\n') fputs("\\n", f);
+        else if (*u == '\t') fputs("\\t", f);
+        else if (*u == '\r') fputs("\\r", f);
+        else if (*u < 0x20) fprintf(f, "\\u%04x", *u);
+        else fputc(*u, f);
+    }
+    fputc('"', f);
+}
+
+static int is_container(const json_t *v) { return json_is_object(v) || json_is_array(v); }
+
+/* Writes v at nesting depth (indentation 2 per level). */
+static void put_value(FILE *f, const json_t *v, int depth)
+{
+    char num[AB_CSV_F64_MAX + 2];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        const char *key;
+        json_t *m;
+        size_t i = 0;
+        if (json_object_size(v) == 0) {
+            fputs("{}", f);
+            break;
+        }
+        fputs("{\n", f);
+        json_object_foreach((json_t *)v, key, m)
+        {
+            fprintf(f, "%s%*s", i++ ? ",\n" : "", 2 * (depth + 1), "");
+            put_string(f, key);
+            fputs(": ", f);
+            put_value(f, m, depth + 1);
+        }
+        fprintf(f, "\n%*s}", 2 * depth, "");
+        break;
+    }
+    case JSON_ARRAY: {
+        size_t n = json_array_size(v), flat = 1;
+        for (size_t i = 0; i < n; i++) flat &= !is_container(json_array_get(v, i));
+        if (n == 0 || flat) { /* plain values on one line */
+            fputc('[', f);
+            for (size_t i = 0; i < n; i++) {
+                if (i) fputs(", ", f);
+                put_value(f, json_array_get(v, i), depth + 1);
+            }
+            fputc(']', f);
+            break;
+        }
+        fputs("[\n", f);
+        for (size_t i = 0; i < n; i++) {
+            fprintf(f, "%s%*s", i ? ",\n" : "", 2 * (depth + 1), "");
+            put_value(f, json_array_get(v, i), depth + 1);
+        }
+        fprintf(f, "\n%*s]", 2 * depth, "");
+        break;
+    }
+    case JSON_STRING: put_string(f, json_string_value(v)); break;
+    case JSON_INTEGER: fprintf(f, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); break;
+    case JSON_REAL:
+        /* finite (ab_json_num made the others null); a real keeps a fraction or an exponent */
+        ab_csv_format_f64(json_real_value(v), num);
+        if (!strpbrk(num, ".e")) strcat(num, ".0");
+        fputs(num, f);
+        break;
+    case JSON_TRUE: fputs("true", f); break;
+    case JSON_FALSE: fputs("false", f); break;
+    case JSON_NULL: fputs("null", f); break;
+    }
+}
+
 int ab_json_print(struct ab_json_doc *d, FILE *f)
 {
     int rc = AB_OK;
-    if (d->failed) rc = ab_fail(AB_E_NOMEM, "out of memory");
-    else if ((errno = 0, json_dumpf(J(d->root), f, JSON_INDENT(2)) != 0) || fputc('\n', f) == EOF)
-        rc = ab_fail(AB_E_IO, "cannot write the JSON document: %s",
-                     errno ? strerror(errno) : "write error");
+    if (d->failed) {
+        rc = ab_fail(AB_E_NOMEM, "out of memory");
+    } else {
+        errno = 0;
+        put_value(f, J(d->root), 0);
+        if (fputc('\n', f) == EOF || ferror(f))
+            rc = ab_fail(AB_E_IO, "cannot write the JSON document: %s",
+                         errno ? strerror(errno) : "write error");
+    }
     ab_json_end(d);
     return rc;
 }

@@ -1,12 +1,14 @@
 /* json_out.h - the JSON documents commands print with --json (README, "Machine-readable
  * output"): a small builder over jansson, so cmd/ includes no format library's header and
  * every document follows the same rules:
- * - numbers are JSON numbers (integers as integers; reals with 17 significant digits, which
- *   read back to the same double); NaN and the infinities, which JSON cannot hold, are null;
+ * - numbers are JSON numbers: integers as integers, reals as the CSV files write them (the
+ *   shortest of %.15g / %.16g / %.17g that reads back to the same double, '.' whatever the
+ *   locale) and always with a fraction or an exponent ("256.0"); NaN and the infinities, which
+ *   JSON cannot hold, are null;
  * - strings are valid UTF-8 whatever their source: a byte that is not part of a well-formed
  *   UTF-8 character (a path, an attribute of a foreign file) becomes U+FFFD; NULL is null;
- * - members keep the order they were added in; the document is indented by 2 and ends with a
- *   newline;
+ * - members keep the order they were added in; the document is indented by 2, an array of
+ *   plain values (no object or array inside) on one line, and ends with a newline;
  * - a failed allocation anywhere while building is remembered by the document and reported by
  *   ab_json_print, so building needs no checks: every adder accepts a NULL parent (a container
  *   whose creation failed) and then does nothing. */
