@@ -320,7 +320,9 @@ static int print_json(const char *new_path, const char *base_path, const struct 
         ab_json_num(&d, m, "baseline", valued ? f->base_value : NAN);
         ab_json_num(&d, m, "new", valued ? f->new_value : NAN);
         ab_json_num(&d, m, "delta", valued ? delta : NAN);
-        ab_json_str(&d, m, "direction", !valued || !(delta != 0) ? NULL : delta > 0 ? "up" : "down");
+        ab_json_str(&d, m, "direction", !valued || isnan(delta) || delta == 0 ? NULL
+                                        : delta > 0                           ? "up"
+                                                                              : "down");
         const struct ab_cell *nc = f->new_row >= 0 ? &now->cells[f->new_row] : NULL;
         ab_json_str(&d, m, "reason",
                     f->kind == AB_FIND_FEASIBLE && nc && !nc->feasible && nc->reason ? nc->reason
