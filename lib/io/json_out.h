@@ -40,8 +40,10 @@ void ab_json_int(struct ab_json_doc *d, struct ab_json *parent, const char *key,
 void ab_json_bool(struct ab_json_doc *d, struct ab_json *parent, const char *key, int x);
 void ab_json_null(struct ab_json_doc *d, struct ab_json *parent, const char *key);
 
-/* Writes the document to f and releases it. AB_OK; AB_E_NOMEM "out of memory" when building
- * failed (nothing is written); AB_E_IO when the write failed. */
+/* Writes the document to f and releases it. AB_OK, or AB_E_NOMEM "out of memory" when building
+ * failed (nothing is written). A failed write is left in f's error flag, as printf leaves it:
+ * the caller sees it when it flushes (main does for stdout, so a command's exit status is the
+ * same with --json as without). */
 int ab_json_print(struct ab_json_doc *d, FILE *f);
 
 /* Releases the document without writing it. Safe after ab_json_print. */
