@@ -11,6 +11,10 @@
  * alone gives about 3e-4; 1e-2 for bfloat16, about 2e-3 from storage), or when max_abs > --atol
  * if given. Exit 1 if any head fails.
  *
+ * --json prints the verdict as one JSON document instead of the table (attnbench/verify/1: the
+ * inputs, tolerances, status and each head's errors); --junit FILE writes it as a JUnit XML
+ * report, one test case per head, for CI dashboards. Both leave the exit status as it is.
+ *
  * `verify WORKLOAD.h5 --dump-reference OUT.npy [--dtype f32|f64|f16]` writes the reference
  * outputs themselves in the default layout, so a kernel author (and the tests) can start from
  * a file that passes. */
@@ -24,12 +28,15 @@
 #include "core/workload.h"
 #include "eval/eval.h"
 #include "io/h5_workload.h"
+#include "io/json_out.h"
+#include "io/junit.h"
 #include "io/npy.h"
 #include "opts.h"
 
 static const char *usage_text =
     "attnbench verify WORKLOAD.h5 OUTPUTS.(npy|h5) [--rtol R] [--atol A]\n"
     "                 [--layout layer,head,seq,dim] [--dataset NAME] [--mask causal|full]\n"
+    "                 [--json] [--junit FILE]\n"
     "       attnbench verify WORKLOAD.h5 --dump-reference OUT.npy [--dtype f32|f64|f16]";
 
 #define RTOL_DEFAULT 1e-4     /* float32 and float64 outputs */
@@ -66,6 +73,7 @@ static int parse_layout(const char *s, int axis_of[N_AX])
 /* Accuracy of one head's outputs x (strided view) against the reference r (n_seq, d_v). */
 struct head_acc {
     double rel_l2, max_abs, cos_min;
+    int pass; /* within rtol (and atol when given) */
 };
 
 static void head_accuracy(const double *x, const int64_t stride[N_AX], int64_t layer,
@@ -145,11 +153,118 @@ static int read_outputs(const char *path, const char *dataset, struct ab_array *
     return rc ? ab_cmd_fail(rc) : -1;
 }
 
+/* The verdict of one run over every head, for --json and --junit. */
+struct verdict {
+    const char *workload, *outputs, *dataset, *layout;
+    int dtype, mask;
+    int64_t n_layer, n_head, n_seq, d_v;
+    double rtol, atol;       /* atol NaN: not checked */
+    const struct head_acc *acc; /* (n_layer, n_head) */
+    int64_t n_fail, worst_l, worst_h;
+    double worst;
+};
+
+/* Why a head failed, one line ("rel_l2 0.0123 > rtol 0.0001"), or "" when it passed. */
+static void fail_text(const struct verdict *v, const struct head_acc *a, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (a->pass) return;
+    if (!(a->rel_l2 <= v->rtol))
+        snprintf(buf, cap, "rel_l2 %.4g > rtol %g", a->rel_l2, v->rtol);
+    if (!isnan(v->atol) && !(a->max_abs <= v->atol))
+        snprintf(buf + strlen(buf), cap - strlen(buf), "%smax_abs %.4g > atol %g",
+                 buf[0] ? ", " : "", a->max_abs, v->atol);
+}
+
+/* --json: {schema, workload, outputs, dataset, dtype, layout, mask, shape, tolerances, status,
+ * heads, failed, worst, cases: [{layer, head, rel_l2, max_abs, cos_min, pass, reason}]}. */
+static int print_json(const struct verdict *v)
+{
+    struct ab_json_doc d;
+    ab_json_begin(&d);
+    struct ab_json *o = d.root, *x;
+    ab_json_str(&d, o, "schema", "attnbench/verify/1");
+    ab_json_str(&d, o, "workload", v->workload);
+    ab_json_str(&d, o, "outputs", v->outputs);
+    ab_json_str(&d, o, "dataset", v->dataset);
+    ab_json_str(&d, o, "dtype", ab_dtype_name(v->dtype));
+    x = ab_json_arr(&d, o, "layout");
+    char axes[64];
+    snprintf(axes, sizeof axes, "%s", v->layout);
+    for (char *t = strtok(axes, ","); t; t = strtok(NULL, ",")) ab_json_str(&d, x, NULL, t);
+    ab_json_str(&d, o, "mask", v->mask == AB_MASK_CAUSAL ? "causal" : "full");
+    x = ab_json_obj(&d, o, "shape");
+    ab_json_int(&d, x, "layers", v->n_layer);
+    ab_json_int(&d, x, "heads", v->n_head);
+    ab_json_int(&d, x, "seq", v->n_seq);
+    ab_json_int(&d, x, "dim", v->d_v);
+    x = ab_json_obj(&d, o, "tolerances");
+    ab_json_num(&d, x, "rtol", v->rtol);
+    ab_json_num(&d, x, "atol", v->atol); /* null: not checked */
+    ab_json_str(&d, o, "status", v->n_fail ? "fail" : "pass");
+    ab_json_int(&d, o, "heads", v->n_layer * v->n_head);
+    ab_json_int(&d, o, "failed", v->n_fail);
+    x = ab_json_obj(&d, o, "worst");
+    ab_json_int(&d, x, "layer", v->worst_l);
+    ab_json_int(&d, x, "head", v->worst_h);
+    ab_json_num(&d, x, "rel_l2", v->worst);
+    x = ab_json_arr(&d, o, "cases");
+    for (int64_t l = 0; l < v->n_layer; l++)
+        for (int64_t h = 0; h < v->n_head; h++) {
+            const struct head_acc *a = &v->acc[l * v->n_head + h];
+            struct ab_json *c = ab_json_obj(&d, x, NULL);
+            char why[128];
+            fail_text(v, a, why, sizeof why);
+            ab_json_int(&d, c, "layer", l);
+            ab_json_int(&d, c, "head", h);
+            ab_json_num(&d, c, "rel_l2", a->rel_l2);
+            ab_json_num(&d, c, "max_abs", a->max_abs);
+            ab_json_num(&d, c, "cos_min", a->cos_min);
+            ab_json_bool(&d, c, "pass", a->pass);
+            ab_json_str(&d, c, "reason", a->pass ? NULL : why);
+        }
+    int rc = ab_json_print(&d, stdout);
+    return rc ? ab_cmd_fail(rc) : -1;
+}
+
+/* --junit FILE: one test case per head ("layer L head H" of class attnbench.verify), a failure
+ * naming the tolerance it broke. Exit status, or -1 when written. */
+static int write_junit(const char *path, const struct verdict *v)
+{
+    struct ab_junit j;
+    char buf[256], why[128];
+    int rc = ab_junit_begin(&j, path, "attnbench verify", v->n_layer * v->n_head, v->n_fail);
+    if (rc) return ab_cmd_fail(rc);
+    ab_junit_property(&j, "workload", v->workload);
+    ab_junit_property(&j, "outputs", v->outputs);
+    snprintf(buf, sizeof buf, "%g", v->rtol);
+    ab_junit_property(&j, "rtol", buf);
+    if (!isnan(v->atol)) {
+        snprintf(buf, sizeof buf, "%g", v->atol);
+        ab_junit_property(&j, "atol", buf);
+    }
+    for (int64_t l = 0; l < v->n_layer; l++)
+        for (int64_t h = 0; h < v->n_head; h++) {
+            const struct head_acc *a = &v->acc[l * v->n_head + h];
+            char name[64], details[256];
+            snprintf(name, sizeof name, "layer %lld head %lld", (long long)l, (long long)h);
+            fail_text(v, a, why, sizeof why);
+            snprintf(details, sizeof details, "rel_l2 %.6g, max_abs %.6g, cos_min %.10f", a->rel_l2,
+                     a->max_abs, a->cos_min);
+            ab_junit_case(&j, "attnbench.verify", name, a->pass ? NULL : "tolerance", why,
+                          details);
+        }
+    rc = ab_junit_commit(&j);
+    return rc ? ab_cmd_fail(rc) : -1;
+}
+
 int cmd_verify(int argc, char **argv)
 {
     const char *layout = "layer,head,seq,dim", *dataset = NULL, *mask_name = NULL;
     const char *dump = NULL, *dtype = "f32";
+    const char *junit = NULL;
     double rtol = NAN, atol = NAN;
+    int json = 0;
     const struct ab_opt opts[] = {
         {"rtol", AB_OPT_DOUBLE, &rtol, "R", "a head fails when rel_l2 > R (default 1e-4; 2e-3 for float16, 1e-2 for bfloat16 outputs)"},
         {"atol", AB_OPT_DOUBLE, &atol, "A", "a head also fails when max_abs > A (default: not checked)"},
@@ -158,6 +273,8 @@ int cmd_verify(int argc, char **argv)
         {"mask", AB_OPT_STRING, &mask_name, "M", "causal or full (default: the workload's)"},
         {"dump-reference", AB_OPT_STRING, &dump, "OUT", "write the reference outputs (default layout) and exit"},
         {"dtype", AB_OPT_STRING, &dtype, "T", "element type of --dump-reference: f32 (default), f64 or f16"},
+        {"json", AB_OPT_FLAG, &json, NULL, "print the verdict as one JSON document instead of the table (README, \"Machine-readable output\")"},
+        {"junit", AB_OPT_STRING, &junit, "FILE", "also write a JUnit XML report, one test case per head"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
     };
     char *pos[2];
@@ -166,6 +283,9 @@ int cmd_verify(int argc, char **argv)
     if (dump ? n_pos != 1 : n_pos != 2)
         return ab_cmd_error(EX_AB_USAGE, dump ? "verify: --dump-reference takes one workload file"
                                               : "verify: name the workload and the outputs file");
+    if (dump && (json || junit))
+        return ab_cmd_error(EX_AB_USAGE, "verify: --json and --junit do not apply to "
+                            "--dump-reference");
     if (!isnan(rtol) && !(rtol >= 0))
         return ab_cmd_error(EX_AB_USAGE, "verify: --rtol must be >= 0");
     if (!isnan(atol) && !(atol >= 0))
@@ -186,6 +306,7 @@ int cmd_verify(int argc, char **argv)
     struct ab_workload w = {0};
     struct ab_array out = {0};
     double *ref = NULL;
+    struct head_acc *accs = NULL; /* (n_layer, n_head) */
     int rc = ab_h5_workload_read(pos[0], &w);
     if (rc) {
         st = ab_cmd_fail(rc);
@@ -227,12 +348,14 @@ int cmd_verify(int argc, char **argv)
                                          : RTOL_DEFAULT;
 
     ref = ab_alloc(ab_size_mul((size_t)(w.n_seq * w.d_v), sizeof *ref)); /* (n_seq, d_v) */
-    if (!ref) {
+    accs = calloc((size_t)(w.n_layer * w.n_head), sizeof *accs);
+    if (!ref || !accs) {
         st = ab_cmd_error(EX_AB_DATA, "verify: out of memory");
         goto done;
     }
-    printf("%5s %4s %12s %12s %14s  %s\n", "layer", "head", "rel_l2", "max_abs", "cos_min",
-           "result");
+    if (!json)
+        printf("%5s %4s %12s %12s %14s  %s\n", "layer", "head", "rel_l2", "max_abs", "cos_min",
+               "result");
     int64_t n_fail = 0, worst_l = 0, worst_h = 0;
     double worst = -1;
     for (int64_t l = 0; l < w.n_layer; l++)
@@ -241,20 +364,31 @@ int cmd_verify(int argc, char **argv)
                 st = ab_cmd_fail(rc);
                 goto done;
             }
-            struct head_acc a;
-            head_accuracy(out.data, stride, l, h, ref, w.n_seq, w.d_v, &a);
-            int pass = a.rel_l2 <= rtol && (isnan(atol) || a.max_abs <= atol);
-            n_fail += !pass;
-            if (!(a.rel_l2 <= worst)) worst = a.rel_l2, worst_l = l, worst_h = h;
-            printf("%5lld %4lld %12.4g %12.4g %14.10f  %s\n", (long long)l, (long long)h,
-                   a.rel_l2, a.max_abs, a.cos_min, pass ? "ok" : "FAIL");
+            struct head_acc *a = &accs[l * w.n_head + h];
+            head_accuracy(out.data, stride, l, h, ref, w.n_seq, w.d_v, a);
+            a->pass = a->rel_l2 <= rtol && (isnan(atol) || a->max_abs <= atol);
+            n_fail += !a->pass;
+            if (!(a->rel_l2 <= worst)) worst = a->rel_l2, worst_l = l, worst_h = h;
+            if (!json)
+                printf("%5lld %4lld %12.4g %12.4g %14.10f  %s\n", (long long)l, (long long)h,
+                       a->rel_l2, a->max_abs, a->cos_min, a->pass ? "ok" : "FAIL");
         }
-    printf("verify: %lld heads, %lld failed (rel_l2 > %g%s); worst rel_l2 %.4g at layer %lld "
-           "head %lld\n", (long long)(w.n_layer * w.n_head), (long long)n_fail, rtol,
-           isnan(atol) ? "" : " or max_abs above --atol", worst, (long long)worst_l,
-           (long long)worst_h);
+    struct verdict v = {pos[0], pos[1], dataset, layout, out.dtype, mask, w.n_layer, w.n_head,
+                        w.n_seq, w.d_v, rtol, atol, accs, n_fail, worst_l, worst_h, worst};
+    if (junit && (st = write_junit(junit, &v)) >= 0) goto done;
+    st = EX_AB_OK;
+    if (json) {
+        if ((st = print_json(&v)) >= 0) goto done;
+        st = EX_AB_OK;
+    } else {
+        printf("verify: %lld heads, %lld failed (rel_l2 > %g%s); worst rel_l2 %.4g at layer %lld "
+               "head %lld\n", (long long)(w.n_layer * w.n_head), (long long)n_fail, rtol,
+               isnan(atol) ? "" : " or max_abs above --atol", worst, (long long)worst_l,
+               (long long)worst_h);
+    }
     if (n_fail) st = EX_AB_REGRESSION;
 done:
+    free(accs);
     ab_free(ref);
     ab_array_free(&out);
     ab_workload_free(&w);

@@ -11,9 +11,13 @@
  * verify: the reference's own dump passes; a copy with one head perturbed fails naming that
  * head; permuted layouts, HDF5 outputs and float16 outputs are read; wrong shapes and damaged
  * .npy files (truncated, big-endian, Fortran order, bad headers) give exit 65 with a message.
+ * For machines: check --json and verify --json parsed back (the moved cell, the failing head,
+ * each value against the table), their --junit reports (a case per row or head, one failure,
+ * escaping of a hostile path) and the XML escaping itself.
  * npy: round trips in f16 / f32 / f64 and binary16 conversions on known values (subnormals,
  * infinities, ties) and on all 65536 bit patterns. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +30,7 @@
 #include "eval/check.h"
 #include "eval/results.h"
 #include "helpers.h"
+#include "io/junit.h"
 #include "io/npy.h"
 #include "io/results_io.h"
 
@@ -736,6 +741,320 @@ Test(verify, damaged_npy_files_exit_65)
     cr_expect_eq(t_run(&out, &err, "verify '%s' '%s'", f.w, bad), 65);
     free(out), free(err);
     free(b);
+}
+
+/* ---------------------------------------------------------------- --json and --junit */
+
+/* stdout of a --json run parsed strictly (one document, valid UTF-8), or a failed test. */
+static json_t *parse_json(const char *out)
+{
+    json_error_t e;
+    json_t *j = json_loads(out ? out : "", JSON_REJECT_DUPLICATES, &e);
+    cr_assert(j, "not JSON (%s at line %d): %s", e.text, e.line, out ? out : "");
+    return j;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    cr_assert(s, "no string '%s'", key);
+    return s;
+}
+
+static double jnum(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    cr_assert(json_is_number(v), "no number '%s'", key);
+    return json_number_value(v);
+}
+
+/* Occurrences of needle in s. */
+static int count_of(const char *s, const char *needle)
+{
+    int n = 0;
+    for (const char *p = s; p && (p = strstr(p, needle)); p += strlen(needle)) n++;
+    return n;
+}
+
+/* 1 when every '&' of xml starts an entity or a character reference. */
+static int ampersands_escaped(const char *xml)
+{
+    for (const char *p = strchr(xml, '&'); p; p = strchr(p + 1, '&'))
+        if (strncmp(p, "&amp;", 5) && strncmp(p, "&lt;", 4) && strncmp(p, "&gt;", 4) &&
+            strncmp(p, "&quot;", 6) && strncmp(p, "&apos;", 6) && strncmp(p, "&#", 2))
+            return 0;
+    return 1;
+}
+
+/* The test case element of the JUnit report xml named name: from its start to the next case
+ * (malloc'd), or NULL. */
+static char *junit_case(const char *xml, const char *classname, const char *name)
+{
+    char head[1024];
+    snprintf(head, sizeof head, "<testcase classname=\"%s\" name=\"%s\"", classname, name);
+    const char *a = strstr(xml, head);
+    if (!a) return NULL;
+    const char *b = strstr(a + 1, "<testcase ");
+    return b ? strndup(a, (size_t)(b - a)) : strdup(a);
+}
+
+Test(check, json_lists_the_moved_cell_and_exits_as_the_table_does)
+{
+    struct files f;
+    make_files(&f);
+    struct ab_results r;
+    read_results(f.r, &r);
+    int64_t i = find_row(&r, "window", "prefill", offsetof(struct ab_cell, rel_l2), 1e-4, 1);
+    const struct ab_cell *c = &r.cells[i];
+    double was = c->rel_l2;
+    r.cells[i].rel_l2 *= 1.5;
+    const char *bad = t_path("worse.h5");
+    write_results(bad, &r);
+    char *txt = NULL, *out = NULL, *err = NULL;
+    cr_expect_eq(check(&txt, bad, f.r, ""), 1);
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s' --json", bad, f.r), 1, "%s", err);
+    cr_expect_str_eq(err, "");
+    json_t *j = parse_json(out);
+    cr_expect_str_eq(jstr(j, "schema"), "attnbench/check/1");
+    cr_expect_str_eq(jstr(j, "status"), "regression");
+    cr_expect_str_eq(jstr(j, "new"), bad);
+    cr_expect_str_eq(jstr(j, "baseline"), f.r);
+    cr_expect_eq(jnum(j, "compared"), r.n_cells);
+    const json_t *rows = json_object_get(j, "rows"), *tol = json_object_get(j, "tolerances");
+    cr_expect(jnum(rows, "regressions") == 1 && jnum(rows, "missing") == 0 &&
+              jnum(rows, "added") == 0 && jnum(rows, "matched") == r.n_cells);
+    cr_expect(strstr(txt, ", 1 regressions, 0 missing, 0 added\n"), "%s", txt);
+    const json_t *t = json_object_get(tol, "rel_l2");
+    cr_expect(jnum(t, "rtol") == 1e-3 && jnum(t, "atol") == 1e-6 &&
+              json_is_true(json_object_get(t, "checked")));
+    cr_expect_str_eq(jstr(t, "sense"), "higher-is-worse");
+    cr_expect(json_is_false(json_object_get(json_object_get(tol, "knob"), "checked")));
+    /* the one failing finding is the doctored cell, with its exact values */
+    const json_t *moved = json_object_get(j, "moved"), *m = NULL;
+    int n_fail = 0;
+    for (size_t k = 0; k < json_array_size(moved); k++)
+        if (json_is_true(json_object_get(json_array_get(moved, k), "fails")))
+            n_fail++, m = json_array_get(moved, k);
+    cr_assert_eq(n_fail, 1, "%s", out);
+    cr_expect_str_eq(jstr(m, "kind"), "worse");
+    cr_expect_str_eq(jstr(m, "workload"), ab_check_basename(c->workload));
+    cr_expect_str_eq(jstr(m, "method"), "window");
+    cr_expect_str_eq(jstr(m, "phase"), "prefill");
+    cr_expect_str_eq(jstr(m, "metric"), "rel_l2");
+    cr_expect_str_eq(jstr(m, "direction"), "up");
+    cr_expect(jnum(m, "layer") == c->layer && jnum(m, "head") == c->head);
+    cr_expect_eq(jnum(m, "target"), c->target_ratio);
+    cr_expect_eq(jnum(m, "knob"), c->knob);
+    cr_expect_eq(jnum(m, "baseline"), was, "%.17g", jnum(m, "baseline"));
+    cr_expect_eq(jnum(m, "new"), c->rel_l2, "%.17g", jnum(m, "new"));
+    cr_expect(names_row(txt, "worse", c, "rel_l2"), "%s", txt);
+    json_decref(j);
+    free(txt), free(out), free(err);
+
+    /* a tolerance that covers it: pass, exit 0, the tolerance reported */
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s' --rtol 1e-3,rel_l2=0.6 --json",
+                       bad, f.r), 0, "%s", err);
+    j = parse_json(out);
+    cr_expect_str_eq(jstr(j, "status"), "pass");
+    cr_expect_eq(jnum(json_object_get(json_object_get(j, "tolerances"), "rel_l2"), "rtol"), 0.6);
+    json_decref(j);
+    free(out), free(err);
+
+    /* the file against itself: nothing moved */
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s' --any-change --json", f.r, f.r), 0);
+    j = parse_json(out);
+    cr_expect_str_eq(jstr(j, "status"), "pass");
+    cr_expect_eq(json_array_size(json_object_get(j, "moved")), 0);
+    cr_expect_eq(jnum(j, "compared"), r.n_cells);
+    json_decref(j);
+    free(out), free(err);
+
+    /* NaN is null in JSON: the value that became NaN, its delta and direction */
+    r.cells[i].rel_l2 = NAN;
+    write_results(bad, &r);
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s' --metric rel_l2 --json", bad, f.r),
+                 1, "%s", err);
+    j = parse_json(out);
+    moved = json_object_get(j, "moved");
+    cr_assert_eq(json_array_size(moved), 1, "%s", out);
+    m = json_array_get(moved, 0);
+    cr_expect_str_eq(jstr(m, "kind"), "nan");
+    cr_expect_eq(jnum(m, "baseline"), was);
+    cr_expect(json_is_null(json_object_get(m, "new")) &&
+              json_is_null(json_object_get(m, "delta")) &&
+              json_is_null(json_object_get(m, "direction")), "%s", out);
+    json_decref(j);
+    free(out), free(err);
+
+    /* errors: one line on stderr, nothing on stdout */
+    cr_expect_eq(t_run(&out, &err, "check /nonexistent/r.h5 --baseline '%s' --json", f.r), 66);
+    cr_expect_str_eq(out, "");
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+    ab_results_free(&r);
+}
+
+Test(check, junit_has_a_case_per_row_and_one_failure)
+{
+    struct files f;
+    make_files(&f);
+    struct ab_results r;
+    read_results(f.r, &r);
+    int64_t i = find_row(&r, "h2o", "decode", offsetof(struct ab_cell, recall), 0.05, 1);
+    r.cells[i].recall -= 0.01;
+    /* the new file in a folder whose name XML must escape */
+    char dir[1024], bad[1200], cmd[2600];
+    snprintf(dir, sizeof dir, "%s", t_path("x&<y>\"z"));
+    snprintf(bad, sizeof bad, "%s/recall.h5", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+    write_results(bad, &r);
+    const char *xml_path = t_path("check.xml");
+    char *txt = NULL, *out = NULL, *err = NULL;
+    cr_expect_eq(check(&txt, bad, f.r, ""), 1);
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s' --junit '%s'", bad, f.r, xml_path),
+                 1, "%s", err);
+    cr_expect_str_eq(out, txt); /* the text is the same with --junit */
+    cr_expect(!t_tmp_left(xml_path));
+    char *xml = (char *)t_slurp(xml_path, NULL);
+    cr_assert(xml, "no report");
+    char want[256];
+    snprintf(want, sizeof want, "<testsuite name=\"attnbench check\" tests=\"%lld\" failures=\"1\"",
+             (long long)r.n_cells);
+    cr_expect(strstr(xml, want), "%s", xml);
+    cr_expect_eq(count_of(xml, "<testcase "), r.n_cells);
+    cr_expect_eq(count_of(xml, "<failure "), 1);
+    cr_expect(!strncmp(xml, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites ", 50));
+    cr_expect(strstr(xml, "</testsuite>\n</testsuites>\n"));
+    /* the failure is in the doctored row's case and names the metric */
+    const struct ab_cell *c = &r.cells[i];
+    char name[256];
+    snprintf(name, sizeof name, "decode %.6g %s layer %lld head %lld", c->target_ratio,
+             ab_check_basename(c->workload), (long long)c->layer, (long long)c->head);
+    char *el = junit_case(xml, "attnbench.check.h2o", name);
+    cr_assert(el, "no case '%s':\n%s", name, xml);
+    cr_expect(strstr(el, "<failure type=\"worse\" message=\"worse recall: baseline "), "%s", el);
+    free(el);
+    /* the hostile path is escaped, every '&' starts an entity */
+    cr_expect(strstr(xml, "x&amp;&lt;y&gt;&quot;z/recall.h5\"/>"), "%s", xml);
+    cr_expect(!strstr(xml, "x&<y>"));
+    cr_expect(ampersands_escaped(xml));
+    free(xml), free(txt), free(out), free(err);
+
+    /* a clean check: every case passes */
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s' --junit '%s' --json", f.r, f.r,
+                       xml_path), 0, "%s", err);
+    xml = (char *)t_slurp(xml_path, NULL);
+    cr_assert(xml);
+    cr_expect_eq(count_of(xml, "<testcase "), r.n_cells);
+    cr_expect_eq(count_of(xml, "<failure "), 0);
+    json_decref(parse_json(out)); /* --json and --junit together */
+    free(xml), free(out), free(err);
+
+    /* a report that cannot be written: exit 73, one line, nothing on stdout */
+    cr_expect_eq(t_run(&out, &err, "check '%s' --baseline '%s' --junit /nonexistent/j.xml", bad,
+                       f.r), 73);
+    cr_expect_str_eq(out, "");
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+    ab_results_free(&r);
+}
+
+Test(verify, json_and_junit_name_the_perturbed_head)
+{
+    struct files f;
+    make_files(&f);
+    const char *ref = t_path("ref.npy"), *bad = t_path("bad.npy"), *xml_path = t_path("v.xml");
+    dump(&f, ref, "f32");
+    struct ab_array a;
+    cr_assert_eq(ab_npy_read(ref, AB_DT_F32, &a), AB_OK, "%s", ab_errmsg());
+    float *x = a.data;
+    int64_t per = N_SEQ * D_V;
+    for (int64_t k = 0; k < per; k++) x[(1 * N_HEAD + 2) * per + k] += 1e-2f;
+    cr_assert_eq(ab_npy_write(bad, AB_DT_F32, 4, a.shape, AB_DT_F32, a.data), AB_OK);
+    ab_array_free(&a);
+    char *txt = NULL, *out = NULL, *err = NULL;
+    cr_expect_eq(t_run(&txt, &err, "verify '%s' '%s'", f.w, bad), 1, "%s", err);
+    free(err);
+    cr_expect_eq(t_run(&out, &err, "verify '%s' '%s' --json --junit '%s'", f.w, bad, xml_path), 1,
+                 "%s", err);
+    json_t *j = parse_json(out);
+    cr_expect_str_eq(jstr(j, "schema"), "attnbench/verify/1");
+    cr_expect_str_eq(jstr(j, "status"), "fail");
+    cr_expect_str_eq(jstr(j, "dtype"), "float32");
+    cr_expect(jnum(j, "heads") == N_LAYER * N_HEAD && jnum(j, "failed") == 1);
+    const json_t *tol = json_object_get(j, "tolerances"), *worst = json_object_get(j, "worst");
+    cr_expect(jnum(tol, "rtol") == 1e-4 && json_is_null(json_object_get(tol, "atol")));
+    cr_expect(jnum(worst, "layer") == 1 && jnum(worst, "head") == 2);
+    /* each case is the table's line, value for value */
+    const json_t *cases = json_object_get(j, "cases");
+    cr_assert_eq(json_array_size(cases), N_LAYER * N_HEAD);
+    for (size_t k = 0; k < json_array_size(cases); k++) {
+        const json_t *cs = json_array_get(cases, k);
+        int fail = jnum(cs, "layer") == 1 && jnum(cs, "head") == 2;
+        cr_expect_eq(json_is_true(json_object_get(cs, "pass")), !fail, "case %zu", k);
+        char line[256];
+        snprintf(line, sizeof line, "%5lld %4lld %12.4g %12.4g %14.10f  %s\n",
+                 (long long)jnum(cs, "layer"), (long long)jnum(cs, "head"), jnum(cs, "rel_l2"),
+                 jnum(cs, "max_abs"), jnum(cs, "cos_min"), fail ? "FAIL" : "ok");
+        cr_expect(strstr(txt, line), "'%s' not in:\n%s", line, txt);
+        if (fail) cr_expect(strstr(jstr(cs, "reason"), "rel_l2 "), "%s", out);
+        else cr_expect(json_is_null(json_object_get(cs, "reason")));
+    }
+    json_decref(j);
+    char *xml = (char *)t_slurp(xml_path, NULL);
+    cr_assert(xml, "no report");
+    cr_expect(strstr(xml, "<testsuite name=\"attnbench verify\" tests=\"8\" failures=\"1\""),
+              "%s", xml);
+    cr_expect_eq(count_of(xml, "<testcase "), N_LAYER * N_HEAD);
+    cr_expect_eq(count_of(xml, "<failure "), 1);
+    char *el = junit_case(xml, "attnbench.verify", "layer 1 head 2");
+    cr_expect(el && strstr(el, "<failure type=\"tolerance\" message=\"rel_l2 "), "%s", xml);
+    free(el), free(xml), free(txt), free(out), free(err);
+
+    /* the reference itself passes; --dump-reference takes neither flag */
+    cr_expect_eq(t_run(&out, &err, "verify '%s' '%s' --json", f.w, ref), 0, "%s", err);
+    j = parse_json(out);
+    cr_expect_str_eq(jstr(j, "status"), "pass");
+    cr_expect_eq(jnum(j, "failed"), 0);
+    json_decref(j);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "verify '%s' --dump-reference '%s' --json", f.w,
+                       t_path("r2.npy")), 64);
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+}
+
+/* XML escaping: the five entities, whitespace kept in text and referenced in attributes, what
+ * XML 1.0 cannot hold (C0 controls, U+FFFE, bytes outside UTF-8) as U+FFFD, UTF-8 kept. */
+Test(junit, xml_escaping)
+{
+    static const struct {
+        const char *in;
+        int attr;
+        const char *want;
+    } cases[] = {
+        {"a&b<c>d\"e'f", 1, "a&amp;b&lt;c&gt;d&quot;e&apos;f"},
+        {"t\tn\nr\r.", 1, "t&#9;n&#10;r&#13;."},
+        {"t\tn\nr\r.", 0, "t\tn\nr&#13;."},
+        {"c\001d\037e\x7f", 0, "c\xEF\xBF\xBD" "d\xEF\xBF\xBD" "e\x7f"},
+        {"u\xEF\xBF\xBEv", 1, "u\xEF\xBF\xBDv"},                 /* U+FFFE */
+        {"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80", 1, "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"},
+        {"x\xFFy\xC0\xAFz", 1, "x\xEF\xBF\xBDy\xEF\xBF\xBD\xEF\xBF\xBDz"}, /* overlong '/' */
+        {"\xED\xA0\x80", 1, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"},      /* a surrogate */
+        {"end\xE2\x82", 1, "end\xEF\xBF\xBD\xEF\xBF\xBD"},                /* truncated */
+        {"", 1, ""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *fp = open_memstream(&buf, &len);
+        cr_assert(fp);
+        ab_xml_escape(fp, cases[k].in, cases[k].attr);
+        fclose(fp);
+        cr_expect_str_eq(buf, cases[k].want, "case %zu", k);
+        free(buf);
+    }
 }
 
 /* ---------------------------------------------------------------- npy */

@@ -1,7 +1,9 @@
 /* test_cli.c - the command-line conventions every command shares (outputs.md, "Command line"):
  * the command table, help, version, usage errors and their exit statuses, and `bench`. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -10,6 +12,7 @@
 #include "core/ab.h"
 #include "helpers.h"
 #include "io/h5_util.h"
+#include "io/json_out.h"
 
 Test(cli, version_names_build_facts)
 {
@@ -229,6 +232,283 @@ Test(cli, methods_crossover_is_computed_from_the_ledgers)
     cr_expect(strstr(out, "sigmoid") && strstr(out, "grows with n"), "%s", out);
     free(out), free(err);
     cr_expect_eq(t_run(NULL, NULL, "methods --crossover --d 1"), 64);
+}
+
+/* ---- --json (README, "Machine-readable output"): each document parsed back and held against
+ * the text output of the same command */
+
+/* stdout of a --json run parsed strictly (one document, valid UTF-8), or a failed test. */
+static json_t *parse_json(const char *out)
+{
+    json_error_t e;
+    json_t *j = json_loads(out ? out : "", JSON_REJECT_DUPLICATES, &e);
+    cr_assert(j, "not JSON (%s at line %d): %s", e.text, e.line, out ? out : "");
+    return j;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    cr_assert(s, "no string '%s'", key);
+    return s;
+}
+
+static double jnum(const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    cr_assert(json_is_number(v), "no number '%s'", key);
+    return json_number_value(v);
+}
+
+/* methods --json holds the table's rows, in its order, with the same names, families and
+ * phases; methods NAME --json the row with its decode split as the text prints it. */
+Test(cli, methods_json_holds_the_rows_of_the_table)
+{
+    char *out = NULL, *err = NULL, *txt = NULL;
+    cr_assert_eq(t_run(&txt, &err, "methods"), 0, "%s", err);
+    free(err);
+    cr_assert_eq(t_run(&out, &err, "methods --json"), 0, "%s", err);
+    cr_expect_str_eq(err, "");
+    json_t *j = parse_json(out), *rows = json_object_get(j, "methods");
+    cr_expect_str_eq(jstr(j, "schema"), "attnbench/methods/1");
+    /* the text: a header line, one line per row, a blank line, the count line */
+    int n_txt = 0;
+    const char *s = strchr(txt, '\n') + 1;
+    for (; *s && *s != '\n'; s = strchr(s, '\n') + 1, n_txt++) {
+        char name[64], family[64], phases[64];
+        cr_assert_eq(sscanf(s, "%63s %63s %63s", name, family, phases), 3, "%s", s);
+        const json_t *row = json_array_get(rows, (size_t)n_txt);
+        cr_assert(row, "row %d (%s) missing", n_txt, name);
+        cr_expect_str_eq(jstr(row, "name"), name);
+        cr_expect_str_eq(jstr(row, "family"), family);
+        const json_t *ph = json_object_get(row, "phases");
+        char joined[64] = "";
+        for (size_t k = 0; k < json_array_size(ph); k++)
+            snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%s",
+                     k ? "," : "", json_string_value(json_array_get(ph, k)));
+        cr_expect_str_eq(joined, phases, "%s", name);
+    }
+    cr_expect_gt(n_txt, 40);
+    cr_expect_eq(json_array_size(rows), (size_t)n_txt);
+    cr_expect_eq(jnum(j, "count"), n_txt);
+    char count_line[64];
+    snprintf(count_line, sizeof count_line, "\n%d methods;", n_txt);
+    cr_expect(strstr(txt, count_line), "%s", txt);
+    /* a knob whose top is n, and a real-valued one */
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        const json_t *row = json_array_get(rows, i), *k = json_object_get(row, "knob");
+        if (!strcmp(jstr(row, "name"), "window")) {
+            cr_expect_str_eq(jstr(k, "name"), "w");
+            cr_expect_eq(jnum(k, "lo"), 1);
+            cr_expect(json_is_null(json_object_get(k, "hi")) &&
+                      json_is_true(json_object_get(k, "hi_is_n")) &&
+                      json_is_true(json_object_get(k, "integer")));
+        }
+        if (!strcmp(jstr(row, "name"), "flexprefill")) {
+            cr_expect_eq(jnum(k, "hi"), 1);
+            cr_expect(json_is_false(json_object_get(k, "integer")));
+        }
+        if (!strcmp(jstr(row, "name"), "dense")) cr_expect(json_is_null(k));
+    }
+    json_decref(j);
+    free(out), free(err), free(txt);
+
+    /* one row: the decode split and the citation as the text says them */
+    cr_assert_eq(t_run(&txt, &err, "methods h2o"), 0, "%s", err);
+    free(err);
+    cr_assert_eq(t_run(&out, &err, "methods h2o --json"), 0, "%s", err);
+    j = parse_json(out);
+    cr_expect_str_eq(jstr(j, "schema"), "attnbench/method/1");
+    const json_t *m = json_object_get(j, "method"), *dc = json_object_get(m, "decode");
+    cr_expect_str_eq(jstr(m, "name"), "h2o");
+    cr_expect_str_eq(jstr(m, "family"), "kv");
+    cr_expect_str_eq(jstr(m, "solver"), "analytic");
+    char want[512];
+    snprintf(want, sizeof want, ": per step %.3g of dense; no one-off work\n",
+             jnum(dc, "ratio_step"));
+    cr_expect(strstr(txt, want), "'%s' not in:\n%s", want, txt);
+    cr_expect_eq(jnum(dc, "flops_once"), 0);
+    snprintf(want, sizeof want, "citation   %s\n", jstr(m, "citation"));
+    cr_expect(strstr(txt, want), "%s", txt);
+    json_decref(j);
+    free(out), free(err), free(txt);
+
+    /* the crossover: linear-elu's n* is d, sigmoid's cost grows with n (null) */
+    cr_assert_eq(t_run(&out, &err, "methods --crossover --d 32 --json"), 0, "%s", err);
+    j = parse_json(out);
+    rows = json_object_get(j, "rows");
+    int seen = 0;
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        const json_t *row = json_array_get(rows, i);
+        if (!strcmp(jstr(row, "method"), "linear-elu")) {
+            cr_expect_eq(jnum(row, "n_flops"), 32);
+            cr_expect_eq(jnum(row, "flops_per_query"), 4.0 * 32 * 32);
+            seen++;
+        }
+        if (!strcmp(jstr(row, "method"), "sigmoid")) {
+            cr_expect(json_is_true(json_object_get(row, "grows")) &&
+                      json_is_null(json_object_get(row, "n_flops")));
+            seen++;
+        }
+    }
+    cr_expect_eq(seen, 2);
+    json_decref(j);
+    free(out), free(err);
+
+    /* errors stay one line on stderr, nothing on stdout */
+    cr_expect_eq(t_run(&out, &err, "methods no-such --json"), 64);
+    cr_expect_str_eq(out, "");
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+}
+
+/* info --json on a workload and on a results file: the facts of the text, as numbers. */
+Test(cli, info_json_agrees_with_the_text)
+{
+    const char *w = t_path("info-w.h5");
+    char *out = NULL, *err = NULL, *txt = NULL;
+    cr_assert_eq(t_run(NULL, &err, "gen --n 512 --layers 3 --heads 4 --kv-heads 2 --d 32 "
+                       "--tasks retrieve,aggregate --seed 5 -o '%s'", w), 0, "%s", err);
+    free(err);
+    cr_assert_eq(t_run(&txt, &err, "info '%s'", w), 0, "%s", err);
+    free(err);
+    cr_assert_eq(t_run(&out, &err, "info '%s' --json", w), 0, "%s", err);
+    json_t *j = parse_json(out);
+    cr_expect_str_eq(jstr(j, "schema"), "attnbench/info/1");
+    cr_expect_str_eq(jstr(j, "kind"), "workload");
+    cr_expect_str_eq(jstr(j, "file"), w);
+    cr_expect_str_eq(jstr(j, "file_schema"), "attnbench/workload/1");
+    cr_expect_eq(jnum(j, "seed"), 5);
+    const json_t *sh = json_object_get(j, "shape");
+    cr_expect(jnum(sh, "layers") == 3 && jnum(sh, "heads") == 4 && jnum(sh, "kv_heads") == 2 &&
+              jnum(sh, "group") == 2 && jnum(sh, "seq") == 512 && jnum(sh, "d") == 32);
+    cr_expect(json_is_null(json_object_get(sh, "d_model")));
+    cr_expect_eq(jnum(json_object_get(j, "positions"), "last"), 511);
+    cr_expect_str_eq(jstr(j, "mask"), "causal");
+    const json_t *q = json_object_get(json_object_get(j, "datasets"), "q");
+    cr_expect(json_array_size(q) == 4 && json_integer_value(json_array_get(q, 2)) == 512);
+    /* tasks: the count of the text, split by kind */
+    const json_t *tk = json_object_get(j, "tasks"), *bk = json_object_get(tk, "by_kind");
+    long long n_tasks = -1;
+    const char *at = strstr(txt, "\ntasks ");
+    cr_assert(at && sscanf(at, "\ntasks %lld queries", &n_tasks) == 1, "%s", txt);
+    cr_expect_eq(jnum(tk, "count"), n_tasks);
+    cr_expect_eq(jnum(bk, "retrieve") + jnum(bk, "aggregate"), n_tasks);
+    cr_expect(jnum(bk, "retrieve") > 0 && jnum(bk, "aggregate") > 0);
+    /* the profile grid: each layer's names, through the kinds' letters, is the text's line */
+    const json_t *pr = json_object_get(j, "profiles"), *kinds = json_object_get(pr, "kinds");
+    const json_t *grid = json_object_get(pr, "grid");
+    cr_assert_eq(json_array_size(grid), 3);
+    for (size_t l = 0; l < 3; l++) {
+        char letters[8] = "", line[64];
+        const json_t *row = json_array_get(grid, l);
+        cr_assert_eq(json_array_size(row), 2);
+        for (size_t g = 0; g < 2; g++)
+            for (size_t k = 0; k < json_array_size(kinds); k++)
+                if (!strcmp(jstr(json_array_get(kinds, k), "name"),
+                            json_string_value(json_array_get(row, g))))
+                    strcat(letters, jstr(json_array_get(kinds, k), "code"));
+        snprintf(line, sizeof line, "\n  %10zu %s\n", l, letters);
+        cr_expect(strlen(letters) == 2 && strstr(txt, line), "'%s' not in:\n%s", line, txt);
+    }
+    size_t len = 0;
+    free(t_slurp(w, &len));
+    cr_expect_eq(jnum(json_object_get(j, "storage"), "file_bytes"), (double)len);
+    json_decref(j);
+    free(out), free(err), free(txt);
+
+    /* a results file: the cell counts of the text */
+    const char *src = getenv("AB_SRC");
+    cr_assert(src != NULL, "AB_SRC is not set");
+    cr_assert_eq(t_run(&txt, &err, "info '%s/reports/baseline/default.h5'", src), 0, "%s", err);
+    free(err);
+    cr_assert_eq(t_run(&out, &err, "info '%s/reports/baseline/default.h5' --json", src), 0);
+    j = parse_json(out);
+    long long n, me, pf, dc, inf, g;
+    at = strstr(txt, "\ncells ");
+    cr_assert(at && sscanf(at, "\ncells %lld (%lld methods, %lld prefill, %lld decode, %lld "
+                           "infeasible)", &n, &me, &pf, &dc, &inf) == 5, "%s", txt);
+    const json_t *c = json_object_get(j, "cells");
+    cr_expect_str_eq(jstr(j, "kind"), "results");
+    cr_expect(jnum(c, "rows") == n && jnum(c, "methods") == me && jnum(c, "prefill") == pf &&
+              jnum(c, "decode") == dc && jnum(c, "infeasible") == inf, "%s", out);
+    cr_expect_eq(jnum(json_object_get(j, "tables"), "cells"), n);
+    at = strstr(txt, "G = ");
+    cr_assert(at && sscanf(at, "G = %lld", &g) == 1);
+    cr_expect_eq(jnum(j, "decode_horizon"), g);
+    cr_expect_eq(json_array_size(json_object_get(j, "workloads")), 1);
+    json_decref(j);
+    free(out), free(err), free(txt);
+
+    /* a path that is not UTF-8 and holds a control character still gives valid JSON */
+    char odd[1100], cmd[2400];
+    snprintf(odd, sizeof odd, "%s", t_path("we\001ird\377&.h5"));
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", w, odd);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(t_run(&out, &err, "info '%s' --json", odd), 0, "%s", err);
+    j = parse_json(out);
+    const char *f = jstr(j, "file"), tail[] = "-we\001ird\xEF\xBF\xBD&.h5";
+    cr_expect(strlen(f) > sizeof tail && !strcmp(f + strlen(f) - (sizeof tail - 1), tail), "%s", f);
+    cr_expect(strstr(out, "we\\u0001ird"), "%s", out);
+    json_decref(j);
+    free(out), free(err);
+    cr_expect_eq(t_run(&out, &err, "info /nonexistent/w.h5 --json"), 66);
+    cr_expect_str_eq(out, "");
+    cr_expect_eq(t_count_lines(err), 1, "%s", err);
+    free(out), free(err);
+}
+
+/* The document printer itself: NaN and infinities null, reals shortest and still reals,
+ * integers exact, strings escaped and made UTF-8, plain arrays on one line. */
+Test(cli, json_printer_writes_what_json_holds)
+{
+    struct ab_json_doc d;
+    ab_json_begin(&d);
+    ab_json_num(&d, d.root, "nan", NAN);
+    ab_json_num(&d, d.root, "inf", -INFINITY);
+    ab_json_num(&d, d.root, "x", 0.9);
+    ab_json_num(&d, d.root, "tiny", 1e-300);
+    ab_json_num(&d, d.root, "whole", 256);
+    ab_json_int(&d, d.root, "big", INT64_MAX);
+    ab_json_str(&d, d.root, "s", "a\"b\\c\n\001\377z");
+    ab_json_str(&d, d.root, "none", NULL);
+    struct ab_json *a = ab_json_arr(&d, d.root, "arr");
+    ab_json_int(&d, a, NULL, 1);
+    ab_json_num(&d, a, NULL, 2.5);
+    ab_json_bool(&d, a, NULL, 1);
+    ab_json_bool(&d, a, NULL, 0);
+    ab_json_null(&d, a, NULL);
+    ab_json_obj(&d, d.root, "empty");
+    struct ab_json *o = ab_json_obj(&d, ab_json_arr(&d, d.root, "objs"), NULL);
+    ab_json_int(&d, o, "k", -1);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert(f);
+    cr_assert_eq(ab_json_print(&d, f), AB_OK);
+    fclose(f);
+    cr_expect_str_eq(buf, "{\n"
+                          "  \"nan\": null,\n"
+                          "  \"inf\": null,\n"
+                          "  \"x\": 0.9,\n"
+                          "  \"tiny\": 1e-300,\n"
+                          "  \"whole\": 256.0,\n"
+                          "  \"big\": 9223372036854775807,\n"
+                          "  \"s\": \"a\\\"b\\\\c\\n\\u0001\xEF\xBF\xBDz\",\n"
+                          "  \"none\": null,\n"
+                          "  \"arr\": [1, 2.5, true, false, null],\n"
+                          "  \"empty\": {},\n"
+                          "  \"objs\": [\n"
+                          "    {\n"
+                          "      \"k\": -1\n"
+                          "    }\n"
+                          "  ]\n"
+                          "}\n");
+    json_t *j = parse_json(buf);
+    cr_expect_eq(json_real_value(json_object_get(j, "x")), 0.9);
+    cr_expect_eq(json_integer_value(json_object_get(j, "big")), INT64_MAX);
+    json_decref(j);
+    free(buf);
 }
 
 /* gen --full writes a full-mask workload on which full-mask-only rows run. */
