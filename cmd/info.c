@@ -305,6 +305,7 @@ static int json_results(const char *path, const struct ab_results *r,
     ab_json_int(&d, x, "model", r->n_model);
     ab_json_str(&d, o, "scenario", r->scenario);
     ab_json_str(&d, o, "notes", r->notes);
+    ab_json_text(&d, o, "options", r->options);
     x = ab_json_obj(&d, o, "storage");
     ab_json_int(&d, x, "file_bytes", sto->file_bytes);
     int rc = ab_json_print(&d, stdout);

@@ -7,11 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "core/ab.h"
 #include "core/decl.h"
 #include "eval/eval.h"
+#include "io/json_out.h"
 #include "methods/method.h"
 #include "opts.h"
 #include "run/run.h"
@@ -135,55 +134,56 @@ static void print_answer(const struct ab_results *r, const struct ab_sweep_opts 
     free(g);
 }
 
-/* A number, or null for NaN and infinities (JSON has neither). */
-static json_t *num(double x) { return isfinite(x) ? json_real(x) : json_null(); }
-
 /* The answer as one JSON document (schema attnbench/run/1) on stdout: the outputs, the options
  * as recorded, per phase and budget the best method and the runner-up, and every (method,
  * phase, budget) with infeasible cells. */
-static void print_json(const struct ab_run_out *out)
+static int print_json(const struct ab_run_out *out)
 {
     const struct ab_sweep_opts *so = &out->sweep;
     int64_t n_g;
     struct pooled *g = pool(&out->res, &n_g);
-    json_t *doc = json_object(), *best = json_array(), *inf = json_array();
-    json_object_set_new(doc, "schema", json_string("attnbench/run/1"));
-    json_object_set_new(doc, "results", json_string(out->res_path));
-    json_object_set_new(doc, "csv", json_pack("[s, s]", out->csv_cells, out->csv_summary));
-    json_object_set_new(doc, "cells", json_integer(out->res.n_cells));
-    json_object_set_new(doc, "infeasible_cells", json_integer(out->infeasible));
-    json_object_set_new(doc, "seconds", json_real(out->seconds));
-    json_object_set_new(doc, "options", json_loads(out->res.options, 0, NULL));
+    struct ab_json_doc d;
+    ab_json_begin(&d);
+    struct ab_json *o = d.root, *csv, *best, *inf;
+    ab_json_str(&d, o, "schema", "attnbench/run/1");
+    ab_json_str(&d, o, "results", out->res_path);
+    if ((csv = ab_json_arr(&d, o, "csv")))
+        ab_json_str(&d, csv, NULL, out->csv_cells), ab_json_str(&d, csv, NULL, out->csv_summary);
+    ab_json_int(&d, o, "cells", out->res.n_cells);
+    ab_json_int(&d, o, "infeasible_cells", out->infeasible);
+    ab_json_num(&d, o, "seconds", out->seconds);
+    ab_json_text(&d, o, "options", out->res.options);
+    best = ab_json_arr(&d, o, "best");
     for (int ph = 0; g && ph < 2; ph++) {
         if (!(so->phases & (1u << ph))) continue;
         for (int t = 0; t < (so->has_knob ? 0 : so->n_targets); t++) {
             int64_t b, r;
             best_two(g, n_g, phase_names[ph], so->targets[t], &b, &r);
-            json_array_append_new(
-                best, json_pack("{s:s, s:f, s:o, s:o, s:o, s:o, s:o}", "phase", phase_names[ph],
-                                "budget", so->targets[t], "method",
-                                b < 0 ? json_null() : json_string(g[b].method), "rel_l2",
-                                b < 0 ? json_null() : num(pooled_rel_l2(&g[b])), "task_acc",
-                                b < 0 || !g[b].n_task ? json_null()
-                                                      : num(g[b].task_acc / g[b].n_task),
-                                "runner_up", r < 0 ? json_null() : json_string(g[r].method),
-                                "runner_up_rel_l2", r < 0 ? json_null() : num(pooled_rel_l2(&g[r]))));
+            struct ab_json *row = ab_json_obj(&d, best, NULL);
+            ab_json_str(&d, row, "phase", phase_names[ph]);
+            ab_json_num(&d, row, "budget", so->targets[t]);
+            ab_json_str(&d, row, "method", b < 0 ? NULL : g[b].method);
+            ab_json_num(&d, row, "rel_l2", b < 0 ? NAN : pooled_rel_l2(&g[b]));
+            ab_json_num(&d, row, "task_acc",
+                        b < 0 || !g[b].n_task ? NAN : g[b].task_acc / g[b].n_task);
+            ab_json_str(&d, row, "runner_up", r < 0 ? NULL : g[r].method);
+            ab_json_num(&d, row, "runner_up_rel_l2", r < 0 ? NAN : pooled_rel_l2(&g[r]));
         }
     }
-    for (int64_t k = 0; g && k < n_g; k++)
-        if (g[k].n_heads < g[k].n_cells)
-            json_array_append_new(inf, json_pack("{s:s, s:s, s:o, s:I, s:I, s:s}", "method",
-                                                 g[k].method, "phase", g[k].phase, "budget",
-                                                 num(g[k].target), "infeasible_heads",
-                                                 (json_int_t)(g[k].n_cells - g[k].n_heads),
-                                                 "heads", (json_int_t)g[k].n_cells, "reason",
-                                                 g[k].reason ? g[k].reason : ""));
-    json_object_set_new(doc, "best", best);
-    json_object_set_new(doc, "infeasible", inf);
-    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
-    fputc('\n', stdout);
-    json_decref(doc);
+    inf = ab_json_arr(&d, o, "infeasible");
+    for (int64_t k = 0; g && k < n_g; k++) {
+        if (g[k].n_heads >= g[k].n_cells) continue;
+        struct ab_json *row = ab_json_obj(&d, inf, NULL);
+        ab_json_str(&d, row, "method", g[k].method);
+        ab_json_str(&d, row, "phase", g[k].phase);
+        ab_json_num(&d, row, "budget", g[k].target);
+        ab_json_int(&d, row, "infeasible_heads", g[k].n_cells - g[k].n_heads);
+        ab_json_int(&d, row, "heads", g[k].n_cells);
+        ab_json_str(&d, row, "reason", g[k].reason ? g[k].reason : "");
+    }
+    if (!g) d.failed = 1;
     free(g);
+    return ab_json_print(&d, stdout);
 }
 
 int cmd_run_opts(const struct ab_run_opts *o)
@@ -200,7 +200,10 @@ int cmd_run_opts(const struct ab_run_opts *o)
     }
     ab_progress_end(&prog);
     if (json) {
-        print_json(&out);
+        if ((rc = print_json(&out))) {
+            ab_run_out_free(&out);
+            return ab_cmd_fail(rc);
+        }
     } else if (!ab_common.quiet) {
         print_answer(&out.res, &out.sweep);
         fflush(stdout);

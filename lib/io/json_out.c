@@ -104,6 +104,17 @@ void ab_json_null(struct ab_json_doc *d, struct ab_json *parent, const char *key
     put(d, parent, key, json_null());
 }
 
+void ab_json_text(struct ab_json_doc *d, struct ab_json *parent, const char *key,
+                  const char *text)
+{
+    if (!text) {
+        put(d, parent, key, json_null());
+        return;
+    }
+    json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+    put(d, parent, key, v ? v : json_string("(not JSON)"));
+}
+
 /* A JSON string: quote, backslash and the C0 controls escaped, the rest (valid UTF-8, as
  * utf8_string made it) as it is. */
 static void put_string(FILE *f, const char *s)

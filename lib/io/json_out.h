@@ -39,6 +39,10 @@ void ab_json_num(struct ab_json_doc *d, struct ab_json *parent, const char *key,
 void ab_json_int(struct ab_json_doc *d, struct ab_json *parent, const char *key, int64_t x);
 void ab_json_bool(struct ab_json_doc *d, struct ab_json *parent, const char *key, int x);
 void ab_json_null(struct ab_json_doc *d, struct ab_json *parent, const char *key);
+/* A value given as JSON text (the options a results file records), parsed and put as it is;
+ * NULL text is null, text that does not parse the string "(not JSON)". */
+void ab_json_text(struct ab_json_doc *d, struct ab_json *parent, const char *key,
+                  const char *text);
 
 /* Writes the document to f and releases it. AB_OK, or AB_E_NOMEM "out of memory" when building
  * failed (nothing is written). A failed write is left in f's error flag, as printf leaves it:
