@@ -6,8 +6,9 @@
  * heads, retrieval-like heads, the most dormant heads, per workload with hidden states the
  * massive activations and the tokens with the longest secondary-sink lifetimes, and, when
  * profiles were planted, the confusion table of planted profile against the strongest of
- * retrieval score, first-token weight and locality). Workloads are checked before any work
- * starts and read one at a time. */
+ * retrieval score, first-token weight and locality), or with --json one JSON document. The
+ * work is ab_heads_run (lib/run/heads.c), declared by ab_heads_run_decl: this file is argv ->
+ * struct -> call -> print. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,17 +16,17 @@
 #include <unistd.h>
 
 #include "core/ab.h"
+#include "core/decl.h"
 #include "heads/hidden.h"
 #include "heads/stats.h"
-#include "io/csv.h"
-#include "io/h5_workload.h"
-#include "io/results_io.h"
+#include "io/json_out.h"
 #include "opts.h"
+#include "run/heads.h"
 
 static const char *usage_text =
     "attnbench heads WORKLOAD.h5... [--epsilon 0.3] [--window 64] [--top-fraction 0.1]\n"
     "                [--sink-min-rows 16] [--massive-abs 100] [--massive-ratio 1000]\n"
-    "                -o RESULTS.h5";
+    "                [--json] -o RESULTS.h5";
 
 enum { MAX_WORKLOADS = 64 };
 
@@ -206,178 +207,108 @@ static void hidden_lines(char **text, const char *name, const struct ab_workload
 #undef PUT
 }
 
-/* Moves the /layers rows of hs into r (hs->layers becomes NULL). */
-static int append_layers(struct ab_results *r, struct ab_hidden_stats *hs)
+/* ab_heads_run's hidden-state callback: the summary lines into the text user points to. */
+static void on_hidden(void *user, const char *name, const struct ab_workload *w,
+                      const struct ab_hidden_stats *hs, const struct ab_heads_opts *ho)
 {
-    struct ab_layer_row *grown =
-        realloc(r->layers, sizeof *r->layers * (size_t)(r->n_layers + hs->n_states));
-    if (!grown) return ab_fail(AB_E_NOMEM, "out of memory");
-    memcpy(grown + r->n_layers, hs->layers, sizeof *hs->layers * (size_t)hs->n_states);
-    r->layers = grown;
-    r->n_layers += hs->n_states;
-    free(hs->layers);
-    hs->layers = NULL;
-    return AB_OK;
+    hidden_lines(user, name, w, hs, ho);
 }
 
-/* Appends rows[0..n) to r->heads (taking ownership of their strings; rows freed). */
-static int append_rows(struct ab_results *r, struct ab_head_row *rows, int64_t n)
+/* The summary as one JSON document (schema attnbench/heads/1): the outputs, the options as
+ * recorded, the summary counts, and one row per head with its main statistics (the CSV beside
+ * the results has every column). */
+static int print_json(const struct ab_heads_run_out *out, double epsilon)
 {
-    struct ab_head_row *grown =
-        realloc(r->heads, sizeof *r->heads * (size_t)(r->n_heads + n > 0 ? r->n_heads + n : 1));
-    if (!grown) {
-        for (int64_t i = 0; i < n; i++) free(rows[i].workload), free(rows[i].profile);
-        free(rows);
-        return ab_fail(AB_E_NOMEM, "out of memory");
+    const struct ab_results *r = &out->res;
+    struct ab_json_doc d;
+    ab_json_begin(&d);
+    struct ab_json *o = d.root, *csv, *heads;
+    ab_json_str(&d, o, "schema", "attnbench/heads/1");
+    ab_json_str(&d, o, "results", out->res_path);
+    if ((csv = ab_json_arr(&d, o, "csv"))) {
+        ab_json_str(&d, csv, NULL, out->csv);
+        if (r->n_layers > 0) ab_json_str(&d, csv, NULL, out->layers_csv);
     }
-    memcpy(grown + r->n_heads, rows, sizeof *rows * (size_t)n);
-    r->heads = grown;
-    r->n_heads += n;
-    free(rows);
-    return AB_OK;
+    ab_json_text(&d, o, "options", r->options);
+    int64_t like = 0, ret = 0, sinks = 0;
+    for (int64_t i = 0; i < r->n_heads; i++) {
+        like += r->heads[i].retrieval_like;
+        ret += r->heads[i].retrieval_head;
+        sinks += r->heads[i].sink_score > epsilon;
+    }
+    ab_json_int(&d, o, "heads", r->n_heads);
+    ab_json_num(&d, o, "sink_ratio", ab_heads_sink_ratio(r->heads, r->n_heads, epsilon) / 100);
+    ab_json_int(&d, o, "sink_heads", sinks);
+    ab_json_int(&d, o, "retrieval_like_heads", like);
+    ab_json_int(&d, o, "retrieval_heads", ret);
+    ab_json_int(&d, o, "hidden_states", r->n_layers);
+    heads = ab_json_arr(&d, o, "rows");
+    for (int64_t i = 0; i < r->n_heads; i++) {
+        const struct ab_head_row *h = &r->heads[i];
+        struct ab_json *row = ab_json_obj(&d, heads, NULL);
+        ab_json_str(&d, row, "workload", h->workload);
+        ab_json_int(&d, row, "layer", h->layer);
+        ab_json_int(&d, row, "head", h->head);
+        ab_json_int(&d, row, "kv_head", h->kv_head);
+        ab_json_str(&d, row, "profile", h->profile);
+        ab_json_num(&d, row, "sink_score", h->sink_score);
+        ab_json_num(&d, row, "first_weight", h->first_weight);
+        ab_json_num(&d, row, "entropy", h->entropy);
+        ab_json_num(&d, row, "locality", h->locality);
+        ab_json_num(&d, row, "out_dev", h->out_dev);
+        ab_json_bool(&d, row, "retrieval_like", (int)h->retrieval_like);
+        ab_json_num(&d, row, "retrieval_score", h->retrieval_score);
+    }
+    return ab_json_print(&d, stdout);
+}
+
+int cmd_heads_opts(const struct ab_heads_run_opts *o)
+{
+    struct ab_heads_run_out out;
+    struct ab_progress prog;
+    char *hidden_text = NULL; /* the hidden-state summary lines of every workload */
+    ab_progress_start(&prog, "heads", "heads", 0);
+    int rc = ab_heads_run(o, ab_progress_engine_total, &prog, on_hidden, &hidden_text, &out);
+    if (rc) {
+        ab_progress_stop(&prog);
+        ab_heads_run_out_free(&out);
+        free(hidden_text);
+        return ab_cmd_error(ab_exit_status(rc), "heads: %s", ab_errmsg());
+    }
+    ab_progress_end(&prog);
+    const struct ab_results *res = &out.res;
+    int st = EX_AB_OK;
+    if (o->json) {
+        if ((rc = print_json(&out, o->epsilon))) st = ab_cmd_fail(rc);
+    } else if (!ab_common.quiet) {
+        print_summary(res, o->epsilon);
+        if (hidden_text) fputs(hidden_text, stdout);
+        fflush(stdout);
+        fprintf(stderr, "%lld heads in %.1f s\n", (long long)res->n_heads, out.seconds);
+    }
+    ab_out_file(o->out), ab_out_file(out.csv);
+    if (res->n_layers > 0) ab_out_file(out.layers_csv);
+    if (!o->json)
+        ab_out_main("heads", o->out, "%lld heads; %s%s%s beside it", (long long)res->n_heads,
+                    ab_path_base(out.csv), res->n_layers > 0 ? " and " : "",
+                    res->n_layers > 0 ? ab_path_base(out.layers_csv) : "");
+    free(hidden_text);
+    ab_heads_run_out_free(&out);
+    return st;
 }
 
 int cmd_heads(int argc, char **argv)
 {
-    const char *out = NULL;
-    double epsilon = 0.3, top_fraction = 0.1;
-    struct ab_heads_opts ho;
-    ab_heads_defaults(&ho);
-    int64_t window = ho.window, sink_min_rows = ho.sink_min_rows;
-    const struct ab_opt opts[] = {
-        {"epsilon", AB_OPT_DOUBLE, &epsilon, "E",
-         "sink ratio threshold on alpha(0), in [0, 1) (default 0.3)"},
-        {"window", AB_OPT_INT, &window, "W", "locality window w in positions (default 64)"},
-        {"top-fraction", AB_OPT_DOUBLE, &top_fraction, "F",
-         "share of heads labelled retrieval-like, in [0, 1] (default 0.1)"},
-        {"sink-min-rows", AB_OPT_INT, &sink_min_rows, "R",
-         "a sink key must be seen by at least R query rows (default 16)"},
-        {"massive-abs", AB_OPT_DOUBLE, &ho.massive_abs, "A",
-         "massive activation: |x| above A ... (default 100)"},
-        {"massive-ratio", AB_OPT_DOUBLE, &ho.massive_ratio, "M",
-         "... and above M x the layer's median |x| (default 1000)"},
-        {"o", AB_OPT_STRING, &out, "FILE",
-         "results file to write (.h5; RESULTS-heads.csv goes next to it)"},
-        {NULL, AB_OPT_END, NULL, NULL, NULL},
-    };
+    struct ab_heads_run_opts o = {0};
+    if (ab_decl_defaults(ab_heads_run_decl, &o)) return ab_cmd_fail(AB_E_NOMEM);
     char *pos[MAX_WORKLOADS];
-    int n_pos,
-        st = ab_opts_parse("heads", usage_text, opts, argc, argv, pos, MAX_WORKLOADS, &n_pos);
-    if (st >= 0) return st;
-    if (n_pos == 0) return ab_cmd_error(EX_AB_USAGE, "heads: name at least one workload file");
-    if (!out) return ab_cmd_error(EX_AB_USAGE, "heads: name the results file with -o");
-    if (!(epsilon >= 0 && epsilon < 1))
-        return ab_cmd_error(EX_AB_USAGE, "heads: --epsilon must be in [0, 1), got %g", epsilon);
-    if (window < 1) return ab_cmd_error(EX_AB_USAGE, "heads: --window must be positive");
-    if (!(top_fraction >= 0 && top_fraction <= 1))
-        return ab_cmd_error(EX_AB_USAGE, "heads: --top-fraction must be in [0, 1], got %g",
-                            top_fraction);
-    if (sink_min_rows < 1)
-        return ab_cmd_error(EX_AB_USAGE, "heads: --sink-min-rows must be positive");
-    if (!(ho.massive_abs >= 0 && isfinite(ho.massive_abs)))
-        return ab_cmd_error(EX_AB_USAGE, "heads: --massive-abs must be finite and >= 0, got %g",
-                            ho.massive_abs);
-    if (!(ho.massive_ratio >= 0 && isfinite(ho.massive_ratio)))
-        return ab_cmd_error(EX_AB_USAGE, "heads: --massive-ratio must be finite and >= 0, got %g",
-                            ho.massive_ratio);
-    ho.window = window;
-    ho.sink_min_rows = sink_min_rows;
-
-    char csv[4096], layers_csv[4096];
-    size_t len = strlen(out);
-    if (len > 3 && !strcmp(out + len - 3, ".h5")) len -= 3;
-    snprintf(csv, sizeof csv, "%.*s-heads.csv", (int)len, out);
-    snprintf(layers_csv, sizeof layers_csv, "%.*s-layers.csv", (int)len, out);
-
-    /* every workload must be readable before any work starts */
-    int rc;
-    int64_t total = 0;
-    for (int i = 0; i < n_pos; i++) {
-        struct ab_workload meta = {0};
-        rc = ab_h5_workload_read_meta(pos[i], &meta);
-        total += meta.n_layer * meta.n_head;
-        ab_workload_free(&meta);
-        if (rc) return ab_cmd_fail(rc);
+    int n_pos, st = ab_opts_parse_decl("heads", usage_text, ab_heads_run_decl, &o, argc, argv,
+                                       pos, MAX_WORKLOADS, &n_pos);
+    if (st < 0) {
+        o.workloads = (const char *const *)pos, o.n_workloads = n_pos;
+        o.seed = ab_common.seed;
+        st = cmd_heads_opts(&o);
     }
-
-    struct ab_results res;
-    ab_results_init(&res);
-    st = EX_AB_OK;
-    if ((rc = ab_results_provenance(&res, argc, argv, pos, n_pos, ab_common.seed)))
-        st = ab_cmd_fail(rc);
-    if (st == EX_AB_OK) {
-        char notes[2048];
-        snprintf(notes, sizeof notes,
-                 "heads: exact attention; locality w %lld; sinks alpha > %g seen by >= %lld "
-                 "query rows; out_dev under sink %lld + recent %lld; distant mass outside the "
-                 "first %lld and last %lld keys; retrieval_like: top %g of heads by out_dev; "
-                 "sink ratio epsilon %g; retrieval_score on real text (tokens, no tasks): the "
-                 "copy task BOS+X+X or the longest repeated span of >= %lld tokens, rows of the "
-                 "second copy scoring when their top-1 key in the first copy holds their next "
-                 "token; /layers (hidden states H_l, l = 0..n_layer, entering layer l): massive "
-                 "activations |x| > %g and > %g x median |x|; primary sink = position 0; "
-                 "high-norm layer: sink norm > %g x median "
-                 "token norm; lifetime = high-norm layers with |cos(H_l[t], H_l[sink])| > %g; "
-                 "sec_secondary: max(1, n_layer/8) < lifetime < n_layer - max(1, 15 n_layer/32)",
-                 (long long)ho.window, ho.sink_threshold, (long long)ho.sink_min_rows,
-                 (long long)ho.stream_sink, (long long)ho.stream_recent,
-                 (long long)ho.distant_first, (long long)ho.distant_last, top_fraction, epsilon,
-                 (long long)ho.copy_min_len, ho.massive_abs, ho.massive_ratio, ho.sink_norm_ratio,
-                 ho.sink_cos);
-        res.notes = strdup(notes);
-    }
-    double t0 = ab_now();
-    char *hidden_text = NULL; /* the hidden-state summary lines of every workload */
-    struct ab_progress prog;
-    ab_progress_start(&prog, "heads", "heads", total);
-    ho.progress = ab_progress_engine, ho.progress_user = &prog;
-    for (int i = 0; i < n_pos && st == EX_AB_OK; i++) {
-        prog.base = prog.done;
-        struct ab_workload w = {0};
-        struct ab_head_row *rows = NULL;
-        struct ab_hidden_stats hs = {0};
-        int64_t n = 0;
-        if ((rc = ab_h5_workload_read(pos[i], &w)) ||
-            (rc = ab_heads_workload(&w, pos[i], &ho, &rows, &n, &hs)) ||
-            (rc = append_rows(&res, rows, n)))
-            st = ab_cmd_fail(rc);
-        if (st == EX_AB_OK && hs.layers) {
-            hidden_lines(&hidden_text, pos[i], &w, &hs, &ho);
-            if ((rc = append_layers(&res, &hs))) st = ab_cmd_fail(rc);
-        }
-        ab_hidden_stats_free(&hs);
-        ab_workload_free(&w);
-    }
-    if (st == EX_AB_OK)
-        ab_progress_end(&prog);
-    else
-        ab_progress_stop(&prog);
-    if (st == EX_AB_OK) ab_heads_label(res.heads, res.n_heads, top_fraction);
-    if (st == EX_AB_OK && (rc = ab_results_write_h5(out, &res))) st = ab_cmd_fail(rc);
-    if (st == EX_AB_OK && (rc = ab_results_write_heads_csv(csv, &res))) {
-        st = ab_cmd_fail(rc);
-        unlink(out); /* all or nothing */
-    }
-    if (st == EX_AB_OK && res.n_layers > 0 &&
-        (rc = ab_results_write_layers_csv(layers_csv, &res))) {
-        st = ab_cmd_fail(rc);
-        unlink(out), unlink(csv);
-    }
-    if (st == EX_AB_OK) {
-        if (!ab_common.quiet) {
-            print_summary(&res, epsilon);
-            if (hidden_text) fputs(hidden_text, stdout);
-        }
-        fflush(stdout);
-        if (!ab_common.quiet)
-            fprintf(stderr, "%lld heads in %.1f s\n", (long long)res.n_heads, ab_now() - t0);
-        ab_out_file(out), ab_out_file(csv);
-        if (res.n_layers > 0) ab_out_file(layers_csv);
-        ab_out_main("heads", out, "%lld heads; %s%s%s beside it", (long long)res.n_heads,
-                    ab_path_base(csv), res.n_layers > 0 ? " and " : "",
-                    res.n_layers > 0 ? ab_path_base(layers_csv) : "");
-    }
-    free(hidden_text);
-    ab_results_free(&res);
+    ab_decl_free(ab_heads_run_decl, &o);
     return st;
 }

@@ -181,6 +181,8 @@ int cmd_scenario(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_heads(int argc, char **argv);
+struct ab_heads_run_opts;
+int cmd_heads_opts(const struct ab_heads_run_opts *o); /* `heads` from its options (scenario) */
 int cmd_convert(int argc, char **argv);
 
 #endif

@@ -29,6 +29,7 @@
 #include "scenario/scenario.h"
 #include "methods/method.h"
 #include "opts.h"
+#include "run/heads.h"
 #include "run/run.h"
 
 static const char *usage_text =
@@ -326,25 +327,18 @@ static int fill_run(struct ab_run_opts *o, const struct ab_scenario *s, const ch
     return rc;
 }
 
-static void build_heads(struct cmdline *c, const struct ab_scenario *s, const char *dir,
-                        uint64_t seed, int64_t threads)
+/* The heads step's options: the scenario's (read through heads' own table), then the
+ * workloads, seed and output. AB_OK or AB_E_NOMEM. */
+static int fill_heads(struct ab_heads_run_opts *o, const struct ab_scenario *s, const char *dir,
+                      uint64_t seed, const char **path_ptrs)
 {
+    int rc = ab_decl_defaults(ab_heads_run_decl, o);
+    if (!rc) rc = ab_decl_copy(ab_heads_run_decl, o, &s->heads);
+    o->workloads = path_ptrs, o->n_workloads = s->n_workloads, o->seed = seed;
     char buf[4200];
-    add(c, "heads");
-    for (int i = 0; i < s->n_workloads; i++) {
-        workload_path(buf, sizeof buf, &s->workloads[i], dir);
-        add(c, "%s", buf);
-    }
-    if (!isnan(s->heads_epsilon))
-        fmt_real(buf, sizeof buf, s->heads_epsilon), add(c, "--epsilon"), add(c, "%s", buf);
-    if (s->heads_window > 0) add(c, "--window"), add(c, "%lld", (long long)s->heads_window);
-    if (!isnan(s->heads_top_fraction)) {
-        fmt_real(buf, sizeof buf, s->heads_top_fraction);
-        add(c, "--top-fraction"), add(c, "%s", buf);
-    }
-    add_common(c, seed, threads);
-    add(c, "-o");
-    add(c, "%s/heads.h5", dir);
+    snprintf(buf, sizeof buf, "%s/heads.h5", dir);
+    if (!rc) rc = put(ab_heads_run_decl, o, "heads", "o", buf);
+    return rc;
 }
 
 static void build_report(struct cmdline *c, const struct ab_scenario *s, const char *dir,
@@ -477,32 +471,41 @@ int cmd_scenario(int argc, char **argv)
         else
             build_import(&steps[n_steps++], w, dir, ws, threads);
     }
-    /* the run step is called with its options struct (no command line) */
+    /* run and heads are called with their options structs (no command line is built) */
     struct ab_run_opts run = {0};
-    int run_step = -1;
-    char(*run_paths)[4200] = calloc(AB_SCENARIO_MAX_WORKLOADS, sizeof *run_paths);
-    const char *run_ptrs[AB_SCENARIO_MAX_WORKLOADS];
-    char *run_line = NULL, tail[96];
+    struct ab_heads_run_opts heads = {0};
+    int run_step = -1, heads_step = -1;
+    char(*paths)[4200] = calloc(AB_SCENARIO_MAX_WORKLOADS, sizeof *paths);
+    const char *path_ptrs[AB_SCENARIO_MAX_WORKLOADS];
+    char *run_line = NULL, *heads_line = NULL, tail[96];
     snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
              (long long)threads);
-    if (!run_paths) rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
+    if (!paths) rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
     if (!rc && s.has_run) {
         labels[n_steps] = "run";
         add(&steps[n_steps], "run"); /* the step's name; its options are in `run` */
         run_step = n_steps++;
-        if (!(rc = fill_run(&run, &s, dir, seed, run_paths, run_ptrs)) &&
+        if (!(rc = fill_run(&run, &s, dir, seed, paths, path_ptrs)) &&
             !(run_line = ab_decl_command("run", ab_run_decl, &run, run.workloads,
                                          run.n_workloads, tail)))
             rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
     }
-    if (rc) {
-        free(steps), free(labels), free(eval_labels), free(run_paths), ab_scenario_free(&s);
-        ab_decl_free(ab_run_decl, &run);
-        return ab_cmd_fail(rc);
-    }
-    if (s.has_heads) {
+    if (!rc && s.has_heads) {
+        for (int i = 0; i < s.n_workloads; i++) {
+            workload_path(paths[i], sizeof paths[i], &s.workloads[i], dir);
+            path_ptrs[i] = paths[i];
+        }
         labels[n_steps] = "heads";
-        build_heads(&steps[n_steps++], &s, dir, seed, threads);
+        add(&steps[n_steps], "heads");
+        heads_step = n_steps++;
+        if (!(rc = fill_heads(&heads, &s, dir, seed, path_ptrs)) &&
+            !(heads_line = ab_decl_command("heads", ab_heads_run_decl, &heads, heads.workloads,
+                                           heads.n_workloads, tail)))
+            rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
+    }
+    if (rc) {
+        st = ab_cmd_fail(rc);
+        goto done;
     }
     for (int i = 0; i < s.n_evals; i++) {
         if (i)
@@ -524,8 +527,8 @@ int cmd_scenario(int argc, char **argv)
         printf("# scenario '%s' (%s), sha256 %s%s\n", s.name, file, s.sha256,
                quick ? ", quick" : "");
         for (int i = 0; i < n_steps; i++)
-            if (i == run_step)
-                printf("%s\n", run_line);
+            if (i == run_step || i == heads_step)
+                printf("%s\n", i == run_step ? run_line : heads_line);
             else
                 print_cmdline(stdout, "", &steps[i]);
         st = EX_AB_OK;
@@ -552,8 +555,8 @@ int cmd_scenario(int argc, char **argv)
             char prefix[160];
             snprintf(prefix, sizeof prefix, "scenario: step %d/%d (%s%s%s): ", i + 1, n_steps, cmd,
                      strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "");
-            if (i == run_step)
-                fprintf(stderr, "%s%s\n", prefix, run_line);
+            if (i == run_step || i == heads_step)
+                fprintf(stderr, "%s%s\n", prefix, i == run_step ? run_line : heads_line);
             else
                 print_cmdline(stderr, prefix, &steps[i]);
         }
@@ -570,8 +573,8 @@ int cmd_scenario(int argc, char **argv)
             step_st = cmd_eval_model(steps[i].argc, steps[i].argv);
         else if (i == run_step)
             ab_threads_set((int)threads), step_st = cmd_run_opts(&run);
-        else if (!strcmp(cmd, "heads"))
-            step_st = cmd_heads(steps[i].argc, steps[i].argv);
+        else if (i == heads_step)
+            ab_threads_set((int)threads), step_st = cmd_heads_opts(&heads);
         else
             step_st = cmd_report(steps[i].argc, steps[i].argv);
         ab_common.nested = 0;
@@ -600,8 +603,10 @@ int cmd_scenario(int argc, char **argv)
     }
 done:
     ab_decl_free(ab_run_decl, &run);
+    ab_decl_free(ab_heads_run_decl, &heads);
     free(run_line);
-    free(run_paths);
+    free(heads_line);
+    free(paths);
     free(steps);
     free(labels);
     free(eval_labels);

@@ -16,6 +16,7 @@
  * the next token of the previous copy and 0 for a sink head; /layers survives the file; the CLI
  * on a stories260K capture with hidden states writes /layers matching a brute force. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -957,4 +958,35 @@ Test(heads, cli_real_capture_hidden_layers, .timeout = 300)
     cr_expect_eq(t_run(NULL, NULL, "heads %s --massive-ratio nan -o %s", cw, bad), 64);
     cr_expect_eq(t_run(NULL, NULL, "heads %s --sink-min-rows 0 -o %s", cw, bad), 64);
     cr_expect(!t_exists(bad));
+}
+
+/* `heads --json`: one document that parses, a row per head of the results file, the summary
+ * counts agreeing with the rows, the options as recorded (a non-default epsilon). */
+Test(heads, json_summary_matches_the_file, .timeout = 300)
+{
+    const char *wl = model_path(), *out = t_path("json-heads.h5");
+    char *so = NULL, *se = NULL;
+    cr_assert_eq(t_run(&so, &se, "heads %s --epsilon 0.25 --json -o %s", wl, out), 0, "%s", se);
+    json_error_t je;
+    json_t *doc = json_loads(so, 0, &je);
+    cr_assert_not_null(doc, "not JSON (%s): %s", je.text, so);
+    struct ab_results r;
+    cr_assert_eq(ab_results_read_h5(out, &r), AB_OK, "%s", ab_errmsg());
+    json_t *rows = json_object_get(doc, "rows");
+    cr_expect_eq((int64_t)json_array_size(rows), r.n_heads);
+    cr_expect_eq(json_integer_value(json_object_get(doc, "heads")), r.n_heads);
+    int64_t like = 0, sinks = 0;
+    for (size_t i = 0; i < json_array_size(rows); i++) {
+        json_t *h = json_array_get(rows, i);
+        like += json_is_true(json_object_get(h, "retrieval_like"));
+        sinks += json_real_value(json_object_get(h, "sink_score")) > 0.25;
+        cr_expect_eq(json_integer_value(json_object_get(h, "layer")), r.heads[i].layer);
+    }
+    cr_expect_eq(json_integer_value(json_object_get(doc, "retrieval_like_heads")), like);
+    cr_expect_eq(json_integer_value(json_object_get(doc, "sink_heads")), sinks);
+    cr_expect_eq(json_real_value(json_object_get(json_object_get(doc, "options"), "epsilon")), 0.25);
+    cr_expect(!strstr(so, "sink ratio at epsilon"), "no human text with --json");
+    ab_results_free(&r);
+    json_decref(doc);
+    free(so), free(se);
 }

@@ -792,14 +792,15 @@ Test(scenario, heads_section_is_read_and_checked)
     struct ab_scenario s;
     cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
     cr_expect(s.has_heads && s.has_run);
-    cr_expect(isnan(s.heads_epsilon) && s.heads_window < 0 && isnan(s.heads_top_fraction));
+    cr_expect(s.heads.epsilon == 0.3 && s.heads.window == 64 && s.heads.top_fraction == 0.1,
+              "heads' own defaults");
     ab_scenario_free(&s);
     path =
         write_yaml("h2.yaml", HEAD "workloads:\n  - name: w\n" TINY_GEN
                                    "heads:\n  epsilon: 0.2\n  window: 16\n  top_fraction: 0.5\n");
     cr_assert_eq(ab_scenario_load(path, 0, &s), AB_OK, "%s", ab_errmsg());
     cr_expect(s.has_heads && !s.has_run, "no run: with heads: means no run step");
-    cr_expect(s.heads_epsilon == 0.2 && s.heads_window == 16 && s.heads_top_fraction == 0.5);
+    cr_expect(s.heads.epsilon == 0.2 && s.heads.window == 16 && s.heads.top_fraction == 0.5);
     ab_scenario_free(&s);
     char *out, *err;
     cr_expect_eq(t_run(&out, &err, "scenario '%s' --dry-run", path), 0, "%s", err);
@@ -825,9 +826,9 @@ Test(scenario, heads_section_is_read_and_checked)
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads: true\n", 65, 6,
                  "heads wants a map of keys ('heads: {}' for the defaults)");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  epsilon: 1.5\n", 65, 7,
-                 "'epsilon' in heads must be in [0, 1)");
+                 "'epsilon' in heads wants a number in [0, 1), got '1.5'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  window: 0\n", 65, 7,
-                 "'window' in heads must be in [1, ");
+                 "'window' in heads wants an integer in [1, 2147483647], got '0'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "heads:\n  top_fraction: \"0.1\"\n", 65,
                  7, "'top_fraction' in heads wants a number");
 }

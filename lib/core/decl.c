@@ -64,7 +64,8 @@ static const char *range_words(const struct ab_decl *d, char *buf, size_t cap)
     else if (d->hi == INFINITY)
         snprintf(buf, cap, "%s >= %.17g", what, d->lo);
     else
-        snprintf(buf, cap, "%s in %c%.17g, %.17g]", what, d->lo_open ? '(' : '[', d->lo, d->hi);
+        snprintf(buf, cap, "%s in %c%.17g, %.17g%c", what, d->lo_open ? '(' : '[', d->lo, d->hi,
+                 d->hi_open ? ')' : ']');
     return buf;
 }
 
@@ -86,7 +87,7 @@ static int parse_real(const struct ab_decl *d, double lo, double hi, const char 
     errno = 0;
     double x = strtod(text, &end);
     if (errno || end == text || *end || !isfinite(x) || x < lo || x > hi ||
-        (d->lo_open && x == lo)) {
+        (d->lo_open && x == lo) || (d->hi_open && x == hi)) {
         struct ab_decl r = *d;
         r.type = AB_DECL_REAL, r.lo = lo, r.hi = hi;
         return ab_fail(AB_E_USAGE, "wants %s, got '%s'", range_words(&r, w, sizeof w), text);

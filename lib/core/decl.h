@@ -47,6 +47,7 @@ struct ab_decl {
     int item_real;              /* LIST: items are reals */
     unsigned flags;             /* enum ab_decl_flags */
     int lo_open;                /* REAL, LIST of reals: lo itself is excluded: (lo, hi] */
+    int hi_open;                /* REAL: hi itself is excluded: [lo, hi) */
     /* words standing for a value, pairs {word, value, ..., NULL}: "both" for
      * "prefill,decode", "paper" for a budget grid; a NULL value resets a STR or LIST to not
      * given ("all" methods). ab_decl_format prints the word back for its value. */

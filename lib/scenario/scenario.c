@@ -77,18 +77,23 @@ static const char *const gen_keys[] = {
     "preset",       "profile", "mix",       "tasks",    "strength", "theta", "depth_min",
     "depth_max",    "layers",  "heads",     "kv_heads", "n",        "d",     "dv",
     "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", "full", NULL};
-/* run's keys are the YAML keys of its declared options (ab_run_decl), the command line's own
- * rows aside: filled once by run_keys_init */
-static const char *run_keys[32];
-static char run_key_text[32][64];
+/* run's and heads' keys are the YAML keys of their declared options (ab_run_decl,
+ * ab_heads_run_decl), the command line's own rows aside: filled once by run_keys_init */
+static const char *run_keys[32], *heads_keys[32];
+static char run_key_text[32][64], heads_key_text[32][64];
 static pthread_once_t run_keys_once = PTHREAD_ONCE_INIT;
-static void run_keys_init(void)
+/* The YAML keys of table t (the command line's own rows aside) into keys[] (NULL-ended). */
+static void keys_of(const struct ab_decl *t, const char **keys, char (*text)[64])
 {
     int n = 0;
-    for (const struct ab_decl *d = ab_run_decl; d->name && n < 31; d++)
-        if (!(d->flags & AB_DECL_CLI))
-            run_keys[n] = ab_decl_key(d, run_key_text[n], sizeof run_key_text[n]), n++;
-    run_keys[n] = NULL;
+    for (const struct ab_decl *d = t; d->name && n < 31; d++)
+        if (!(d->flags & AB_DECL_CLI)) keys[n] = ab_decl_key(d, text[n], sizeof text[n]), n++;
+    keys[n] = NULL;
+}
+static void run_keys_init(void)
+{
+    keys_of(ab_run_decl, run_keys, run_key_text);
+    keys_of(ab_heads_run_decl, heads_keys, heads_key_text);
 }
 static const char *const report_keys[] = {"maps",    "map_methods", "by_workload",
                                           "methods", "family",      "study", NULL};
@@ -98,7 +103,6 @@ static const char *const study_names[] = {"streaming-llm", "sink-emergence", "re
 /* the families `attnbench report --family` knows (report.h) */
 static const char *const family_names[] = {"static", "dynamic", "kv", "linear", "calibration",
                                            NULL};
-static const char *const heads_keys[] = {"epsilon", "window", "top_fraction", NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
 static const char *const quick_keys[] = {
     "n",        "layers",    "heads",        "kv_heads",       "d",    "n_tasks", "task_rows",
@@ -1460,19 +1464,11 @@ static int read_heads(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
     int rc = check_map(c, v, "heads", heads_keys, "run", run_keys);
     if (rc) return rc;
     s->has_heads = 1;
-    yaml_node_t *x;
-    if ((x = lookup(c, v, "epsilon"))) {
-        if ((rc = get_real(c, x, "'epsilon' in heads", &s->heads_epsilon))) return rc;
-        if (!(s->heads_epsilon >= 0 && s->heads_epsilon < 1))
-            return FAIL(c, x, "'epsilon' in heads must be in [0, 1), got %s", scalar(x));
-    }
-    if ((x = lookup(c, v, "window")) &&
-        (rc = get_int(c, x, "'window' in heads", 1, INT32_MAX, &s->heads_window)))
-        return rc;
-    if ((x = lookup(c, v, "top_fraction"))) {
-        if ((rc = get_real(c, x, "'top_fraction' in heads", &s->heads_top_fraction))) return rc;
-        if (!(s->heads_top_fraction >= 0 && s->heads_top_fraction <= 1))
-            return FAIL(c, x, "'top_fraction' in heads must be in [0, 1], got %s", scalar(x));
+    for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+        const char *key = scalar(node_at(c, p->key));
+        if ((rc = read_decl(c, ab_decl_find(ab_heads_run_decl, key), &s->heads, key,
+                            node_at(c, p->value), "heads", NULL)))
+            return rc;
     }
     return AB_OK;
 }
@@ -2047,7 +2043,8 @@ int ab_scenario_load_set(const char *path, int quick, const char *const *sets, i
     memset(out, 0, sizeof *out);
     pthread_once(&run_keys_once, run_keys_init);
     if (ab_decl_defaults(ab_run_decl, &out->run)) return ab_fail(AB_E_NOMEM, "out of memory");
-    out->heads_epsilon = out->heads_top_fraction = NAN, out->heads_window = -1;
+    if (ab_decl_defaults(ab_heads_run_decl, &out->heads))
+        return ab_fail(AB_E_NOMEM, "out of memory");
     out->path = strdup(path);
     if (!out->path) return ab_fail(AB_E_NOMEM, "out of memory");
     int rc = read_text(path, &out->text, &out->text_len);
@@ -2102,6 +2099,7 @@ int ab_scenario_load_set(const char *path, int quick, const char *const *sets, i
 void ab_scenario_free(struct ab_scenario *s)
 {
     ab_decl_free(ab_run_decl, &s->run);
+    ab_decl_free(ab_heads_run_decl, &s->heads);
     for (int i = 0; s->workloads && i < s->n_workloads; i++) {
         struct ab_scenario_workload *w = &s->workloads[i];
         free(w->path);

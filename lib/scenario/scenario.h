@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "run/heads.h"
 #include "run/run.h"
 
 #define AB_SCENARIO_SCHEMA "attnbench/scenario/1"
@@ -156,10 +157,8 @@ struct ab_scenario {
     /* steps: run when `run:` is given or `heads:` is not (a file with neither runs with run's
      * defaults, as before `heads:` existed); heads when `heads:` is given */
     int has_run, has_heads;
-    /* heads: the options of `attnbench heads` */
-    double heads_epsilon;      /* NaN: heads' default (0.3) */
-    int64_t heads_window;      /* < 0: heads' default (64) */
-    double heads_top_fraction; /* NaN: heads' default (0.1) */
+    /* heads: the options of `attnbench heads`, read through its table (lib/run/heads.h) */
+    struct ab_heads_run_opts heads;
     /* model: the model of capture workloads and eval_model steps */
     char *model;     /* resolved against the scenario's folder (exists), or NULL */
     char *tokenizer; /* the same, or NULL: capture / eval-model find it beside the model */
