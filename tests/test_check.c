@@ -28,6 +28,7 @@
 
 #include "core/ab.h"
 #include "eval/check.h"
+#include "eval/metric.h"
 #include "eval/results.h"
 #include "helpers.h"
 #include "io/junit.h"
@@ -525,6 +526,45 @@ Test(check_compare, directions_infinities_and_restrictions)
     cr_expect_eq(ab_check_column_find("time_s"), -1);
     ab_results_free(&a);
     ab_results_free(&b);
+}
+
+/* check's columns are the metric table's checked rows, each judged by the table's direction:
+ * accuracy first, then cost, then the knob, each group in table order; the rows not checked
+ * (flop_ratio_step, flops_once, time_s) are unknown to it. */
+Test(check, columns_are_the_checked_rows_of_the_metric_table)
+{
+    int n_col, n_checked = 0;
+    const struct ab_check_column *cols = ab_check_columns(&n_col);
+    for (int k = 0; k < AB_N_METRIC; k++) {
+        const struct ab_metric *m = &ab_metrics[k];
+        int c = ab_check_column_find(m->name);
+        if (!m->checked) {
+            cr_expect_eq(c, -1, "%s is not checked but check compares it", m->name);
+            continue;
+        }
+        n_checked++;
+        cr_assert_geq(c, 0, "%s is checked but unknown to check", m->name);
+        cr_expect_eq(cols[c].sense, m->sense, "%s", m->name);
+        cr_expect_eq(cols[c].offset, m->offset, "%s", m->name);
+        cr_expect_eq(cols[c].is_int, m->is_int, "%s", m->name);
+    }
+    cr_expect_eq(n_col, n_checked);
+    cr_expect_eq(n_checked, 21); /* as before the table: 11 accuracy, 9 cost, the knob */
+    static const char *const unchecked[] = {"flop_ratio_step", "flops_once", "time_s"};
+    for (int i = 0; i < 3; i++) cr_expect_eq(ab_check_column_find(unchecked[i]), -1);
+    /* groups in order, each in table order */
+    int group = 0;
+    size_t prev = 0;
+    for (int c = 0; c < n_col; c++) {
+        int g = cols[c].sense == AB_SENSE_COST ? 1 : cols[c].sense == AB_SENSE_SETTING ? 2 : 0;
+        cr_expect_geq(g, group, "%s out of its group", cols[c].name);
+        if (g == group && c > 0) cr_expect_gt(cols[c].offset, prev, "%s", cols[c].name);
+        group = g;
+        prev = cols[c].offset;
+    }
+    cr_expect_eq(cols[ab_check_column_find("rel_l2")].sense, AB_SENSE_HIGH_WORSE);
+    cr_expect_eq(cols[ab_check_column_find("recall")].sense, AB_SENSE_LOW_WORSE);
+    cr_expect_eq(cols[ab_check_column_find("n_eval_rows")].is_int, 1);
 }
 
 /* ---------------------------------------------------------------- verify */

@@ -23,6 +23,7 @@
 #include "io/h5_workload.h"
 #include "io/png_map.h"
 #include "io/results_io.h"
+#include "report/report_internal.h"
 
 /* ---------------------------------------------------------------- shared inputs */
 
@@ -126,6 +127,35 @@ static int exists_in(const char *dir, const char *name)
 }
 
 /* ---------------------------------------------------------------- report */
+
+/* The report plots the rows of the metric table with plot set and no others: the metrics its
+ * figures and answers are built around (report_internal.h) are exactly those rows, read with the
+ * table's direction and axis. */
+Test(report, metrics_the_report_plots)
+{
+    static const int used[] = {M_REL_L2, M_RECALL, M_TASK_ACC, M_COS_MIN, M_RETRIEVE, M_AGGREGATE};
+    enum { N_USED = sizeof used / sizeof used[0] };
+    int n_plot = 0;
+    for (int k = 0; k < AB_N_METRIC; k++) {
+        const struct ab_metric *m = &ab_metrics[k];
+        int in_use = 0;
+        for (int i = 0; i < N_USED; i++) in_use |= used[i] == k;
+        cr_expect_eq(!!m->plot, in_use, "%s: plotted %d, used by the report %d", m->name, m->plot,
+                     in_use);
+        if (!m->plot) continue;
+        n_plot++;
+        cr_expect(ab_metric_is_accuracy(m) && m->mean.name, "%s", m->name);
+        cr_expect_eq(ab_rep_higher_better(k), m->sense == AB_SENSE_LOW_WORSE, "%s", m->name);
+        cr_expect_eq(ab_rep_logy(k), m->plot == AB_PLOT_LOG, "%s", m->name);
+    }
+    cr_expect_eq(n_plot, N_USED);
+    /* as the report drew them before the table: rel_l2 on a log axis, lower better; the
+     * others linear, higher better */
+    cr_expect(ab_rep_logy(M_REL_L2) && !ab_rep_higher_better(M_REL_L2));
+    for (int i = 1; i < N_USED; i++)
+        cr_expect(!ab_rep_logy(used[i]) && ab_rep_higher_better(used[i]), "%s",
+                  ab_metrics[used[i]].name);
+}
 
 Test(report, every_script_renders_to_its_declared_size)
 {

@@ -27,6 +27,7 @@
 #include "core/ab.h"
 #include "core/rng.h"
 #include "core/sha256.h"
+#include "eval/metric.h"
 #include "eval/results.h"
 #include "helpers.h"
 #include "io/csv.h"
@@ -775,6 +776,180 @@ Test(results, python_xarray_opens_tables_with_dimension_row)
                  col_names(1));
         run_python("check_xarray.py", py_xarray, args);
     }
+}
+
+/* ---------------------------------------------------------------- the metric table */
+
+/* The string attribute attr of object obj in f (malloc'd), or NULL. */
+static char *h5_attr_str(hid_t f, const char *obj, const char *attr)
+{
+    if (H5Aexists_by_name(f, obj, attr, H5P_DEFAULT) <= 0) return NULL;
+    hid_t a = H5Aopen_by_name(f, obj, attr, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    char *v = NULL, *copy = NULL;
+    if (a >= 0 && H5Aread(a, t, &v) >= 0 && v) {
+        copy = strdup(v);
+        H5free_memory(v);
+    }
+    H5Tclose(t);
+    if (a >= 0) H5Aclose(a);
+    return copy;
+}
+
+/* An existing dataset obj of f carries units and long_name as given. */
+static void expect_h5_column(hid_t f, const char *obj, const char *units, const char *long_name)
+{
+    cr_assert_gt(H5Lexists(f, obj, H5P_DEFAULT), 0, "%s is not in the results file", obj);
+    char *u = h5_attr_str(f, obj, "units"), *l = h5_attr_str(f, obj, "long_name");
+    cr_expect(u && !strcmp(u, units), "%s: units '%s', table '%s'", obj, u ? u : "(none)", units);
+    cr_expect(l && !strcmp(l, long_name), "%s: long_name '%s', table '%s'", obj, l ? l : "(none)",
+              long_name);
+    free(u);
+    free(l);
+}
+
+/* The column called name in cols[0..n), or NULL. */
+static const struct ab_column *find_col(const struct ab_column *cols, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(cols[i].name, name)) return &cols[i];
+    return NULL;
+}
+
+/* Every row of the metric table is a column of /cells (same field, type, units and long name),
+ * in the file the writer makes too, with its /summary columns; their names say what they hold;
+ * and every field of struct ab_cell that is not a row is one of the cell's known key or status
+ * columns: a new measured field without a row fails here (and at compile time, results_io.c). */
+Test(results, metric_table_is_consistent)
+{
+    int nc, ns;
+    const struct ab_column *cc = ab_results_cell_columns(&nc);
+    const struct ab_column *sc = ab_results_summary_columns(&ns);
+    size_t prev = 0;
+    int n_sum = 0;
+    for (int k = 0; k < AB_N_METRIC; k++) {
+        const struct ab_metric *m = &ab_metrics[k];
+        cr_assert(m->name && m->units && m->long_name && m->long_name[0], "row %d is empty", k);
+        cr_expect(k == 0 || m->offset > prev, "%s: rows not in /cells order", m->name);
+        prev = m->offset;
+        cr_expect_eq(ab_metric_find(m->name), m, "%s", m->name);
+        const struct ab_column *c = find_col(cc, nc, m->name);
+        cr_assert_not_null(c, "%s is not a /cells column", m->name);
+        cr_expect_eq(c->offset, m->offset, "%s", m->name);
+        cr_expect_eq(c->type, m->is_int ? AB_COL_I64 : AB_COL_F64, "%s", m->name);
+        cr_expect_str_eq(c->units, m->units, "%s", m->name);
+        cr_expect_str_eq(c->long_name, m->long_name, "%s", m->name);
+        /* what check does with it: every accuracy and cost row is compared but the two
+         * derived ledger ratios; time_s never */
+        cr_expect(m->sense >= AB_SENSE_HIGH_WORSE && m->sense <= AB_SENSE_INFO, "%s", m->name);
+        cr_expect(!(m->checked && m->sense == AB_SENSE_INFO), "%s", m->name);
+        /* summary columns: a mean (named NAME_mean for accuracy, NAME for cost), and a weak tail
+         * for accuracy only, named and described for its percentile */
+        cr_expect(!m->tail.name || m->mean.name, "%s: a tail without a mean", m->name);
+        cr_expect(!m->plot || (ab_metric_is_accuracy(m) && m->mean.name), "%s", m->name);
+        if (m->mean.name) {
+            char want[64];
+            snprintf(want, sizeof want, "%s%s", m->name, ab_metric_is_accuracy(m) ? "_mean" : "");
+            cr_expect_str_eq(m->mean.name, want);
+            cr_expect(strstr(m->mean.long_name, "mean over the feasible heads of ") ==
+                          m->mean.long_name,
+                      "%s", m->mean.name);
+            cr_expect_not_null(strstr(m->mean.long_name, m->name), "%s", m->mean.name);
+            const struct ab_column *s = find_col(sc, ns, m->mean.name);
+            cr_assert_not_null(s, "%s is not a /summary column", m->mean.name);
+            cr_expect(s->offset == m->mean.offset && s->type == AB_COL_F64 &&
+                          !strcmp(s->units, m->units) && !strcmp(s->long_name, m->mean.long_name),
+                      "%s", m->mean.name);
+            n_sum++;
+        }
+        if (m->tail.name) {
+            cr_assert(ab_metric_is_accuracy(m), "%s: a tail on a column without a direction",
+                      m->name);
+            int p90 = m->sense == AB_SENSE_HIGH_WORSE;
+            char want[64];
+            snprintf(want, sizeof want, "%s_%s", m->name, p90 ? "p90" : "p10");
+            cr_expect_str_eq(m->tail.name, want);
+            cr_expect_float_eq(ab_metric_tail_p(m), p90 ? 0.9 : 0.1, 0);
+            snprintf(want, sizeof want, "%s percentile over the feasible heads of %s",
+                     p90 ? "90th" : "10th", m->name);
+            cr_expect(strstr(m->tail.long_name, want) == m->tail.long_name, "%s", m->tail.name);
+            const struct ab_column *s = find_col(sc, ns, m->tail.name);
+            cr_assert_not_null(s, "%s is not a /summary column", m->tail.name);
+            cr_expect(s->offset == m->tail.offset && !strcmp(s->long_name, m->tail.long_name), "%s",
+                      m->tail.name);
+            n_sum++;
+        }
+    }
+    /* the cell's columns that are not rows: its key and status, nothing measured */
+    static const char *const keys[] = {
+        "workload", "n",         "layer",        "head",      "kv_head",  "method", "family",
+        "phase",    "knob_name", "target_ratio", "task_kind", "feasible", "reason"};
+    int n_keys = (int)(sizeof keys / sizeof keys[0]);
+    cr_expect_eq(nc, AB_N_METRIC + n_keys);
+    for (int i = 0; i < nc; i++) {
+        if (ab_metric_find(cc[i].name)) continue;
+        int known = 0;
+        for (int j = 0; j < n_keys; j++) known |= !strcmp(keys[j], cc[i].name);
+        cr_expect(known, "/cells column %s is neither a row of the metric table nor a key",
+                  cc[i].name);
+    }
+    /* /summary: its group columns and the table's summaries, nothing else */
+    cr_expect_eq(ns, 8 + n_sum);
+
+    /* the file the writer makes holds every row's column and summaries, with the table's
+     * attributes */
+    const char *path = t_path("metric-table.h5");
+    write_table(path, 8);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    char obj[128];
+    for (int k = 0; k < AB_N_METRIC; k++) {
+        const struct ab_metric *m = &ab_metrics[k];
+        snprintf(obj, sizeof obj, "/cells/%s", m->name);
+        expect_h5_column(f, obj, m->units, m->long_name);
+        const struct ab_metric_sum *sum[2] = {&m->mean, &m->tail};
+        for (int i = 0; i < 2; i++) {
+            if (!sum[i]->name) continue;
+            snprintf(obj, sizeof obj, "/summary/%s", sum[i]->name);
+            expect_h5_column(f, obj, m->units, sum[i]->long_name);
+        }
+    }
+    H5Fclose(f);
+}
+
+/* SHA-256 of "name\tunits\tlong_name\n" over the columns (hex into hex). */
+static void columns_digest(const struct ab_column *c, int n, char hex[65])
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++)
+        len += strlen(c[i].name) + strlen(c[i].units) + strlen(c[i].long_name) + 3;
+    char *buf = malloc(len), *p = buf;
+    cr_assert_not_null(buf);
+    for (int i = 0; i < n; i++)
+        p += sprintf(p, "%s\t%s\t%s\n", c[i].name, c[i].units, c[i].long_name);
+    ab_sha256_hex(buf, strlen(buf), hex);
+    free(buf);
+}
+
+/* The names, units and long names of /cells and /summary are those files have carried since
+ * before the metric table: digests of the attributes of a results file written by 6dd08d1
+ * (h5dump -A of the default scenario's results.h5, columns in file order), so a table edit that
+ * changes a file is seen. */
+Test(results, column_attributes_are_unchanged)
+{
+    int n;
+    char hex[65];
+    const struct ab_column *c = ab_results_cell_columns(&n);
+    columns_digest(c, n, hex);
+    cr_expect_eq(n, 37);
+    cr_expect_str_eq(hex, "99657238b9f1d873db9a80ee69ea0b346759752d9d0bab704b937a8783f4ad42");
+    c = ab_results_summary_columns(&n);
+    columns_digest(c, n, hex);
+    cr_expect_eq(n, 27);
+    cr_expect_str_eq(hex, "b244fc816e92ae33fee0281ffb0a127d3d7c24ef3534337757c0afdb2032ff07");
 }
 
 /* ---------------------------------------------------------------- CSV */

@@ -1,54 +1,54 @@
 /* check.c - the regression gate's comparison (see check.h): match the rows of two /cells tables
  * on their key columns, then judge each compared column of every matched pair.
  *
- * Matching sorts a key view of each table (stable on the row index, so repeated keys pair in
- * table order) and merges the two sorted lists; nothing is quadratic in the row count. */
+ * The compared columns and their sense are the metric table's (eval/metric.h). Matching sorts a
+ * key view of each table (stable on the row index, so repeated keys pair in table order) and
+ * merges the two sorted lists; nothing is quadratic in the row count. */
 #include "eval/check.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
 
-#define COL(name, sense) {#name, sense, offsetof(struct ab_cell, name), 0}
+/* The compared columns, taken once from the metric table (build_columns). */
+static struct ab_check_column columns[AB_N_METRIC];
+static int n_columns;
+static pthread_once_t columns_once = PTHREAD_ONCE_INIT;
+_Static_assert((int)AB_N_METRIC <= (int)AB_CHECK_MAX_COLUMNS, "raise AB_CHECK_MAX_COLUMNS");
 
-static const struct ab_check_column columns[] = {
-    COL(rel_l2, AB_SENSE_HIGH_WORSE),
-    COL(cos_mean, AB_SENSE_LOW_WORSE),
-    COL(cos_min, AB_SENSE_LOW_WORSE),
-    COL(max_abs, AB_SENSE_HIGH_WORSE),
-    COL(recall, AB_SENSE_LOW_WORSE),
-    COL(topk_recall, AB_SENSE_LOW_WORSE),
-    COL(kl, AB_SENSE_HIGH_WORSE),
-    COL(task_acc, AB_SENSE_LOW_WORSE),
-    COL(task_acc_retrieve, AB_SENSE_LOW_WORSE),
-    COL(task_acc_multi_retrieve, AB_SENSE_LOW_WORSE),
-    COL(task_acc_aggregate, AB_SENSE_LOW_WORSE),
-    COL(flop_ratio, AB_SENSE_COST),
-    COL(density, AB_SENSE_COST),
-    COL(flops_attend, AB_SENSE_COST),
-    COL(flops_select, AB_SENSE_COST),
-    COL(ops_other, AB_SENSE_COST),
-    COL(bytes_kv, AB_SENSE_COST),
-    COL(sparsity, AB_SENSE_COST),
-    COL(compression, AB_SENSE_COST),
-    {"n_eval_rows", AB_SENSE_COST, offsetof(struct ab_cell, n_eval_rows), 1},
-    COL(knob, AB_SENSE_SETTING),
-};
-#define N_COLUMNS ((int)(sizeof columns / sizeof columns[0]))
-_Static_assert(N_COLUMNS <= AB_CHECK_MAX_COLUMNS, "raise AB_CHECK_MAX_COLUMNS");
+/* The checked rows of the metric table: accuracy, then cost, then the knob, each in table
+ * order. */
+static void build_columns(void)
+{
+    static const int groups[][2] = {{AB_SENSE_HIGH_WORSE, AB_SENSE_LOW_WORSE},
+                                    {AB_SENSE_COST, AB_SENSE_COST},
+                                    {AB_SENSE_SETTING, AB_SENSE_SETTING}};
+    int n = 0;
+    for (int g = 0; g < 3; g++)
+        for (int k = 0; k < AB_N_METRIC; k++) {
+            const struct ab_metric *m = &ab_metrics[k];
+            if (m->checked && (m->sense == groups[g][0] || m->sense == groups[g][1]))
+                columns[n++] = (struct ab_check_column){m->name, m->sense, m->offset, m->is_int};
+        }
+    n_columns = n;
+}
 
 const struct ab_check_column *ab_check_columns(int *n)
 {
-    *n = N_COLUMNS;
+    pthread_once(&columns_once, build_columns);
+    *n = n_columns;
     return columns;
 }
 
 int ab_check_column_find(const char *name)
 {
-    for (int c = 0; c < N_COLUMNS; c++)
+    int n;
+    ab_check_columns(&n);
+    for (int c = 0; c < n; c++)
         if (!strcmp(columns[c].name, name)) return c;
     return -1;
 }
@@ -194,7 +194,9 @@ static int judge_pair(const struct ab_cell *b, const struct ab_cell *n, int64_t 
                                      (double)(n->feasible != 0)};
         return add_finding(r, &f);
     }
-    for (int c = 0; c < N_COLUMNS; c++) {
+    int n_col;
+    ab_check_columns(&n_col);
+    for (int c = 0; c < n_col; c++) {
         const struct ab_check_column *col = &columns[c];
         int accuracy = col->sense == AB_SENSE_HIGH_WORSE || col->sense == AB_SENSE_LOW_WORSE;
         if (accuracy && !o->use[c]) continue;

@@ -5,40 +5,36 @@
  * folders match), layer, head, method, phase, target_ratio (NaN matches NaN), knob_name, and
  * the knob when target_ratio is NaN (a direct --knob run). When a key occurs several times in a
  * table (two workloads with one base name) its rows are paired in table order. The accuracy
- * and cost columns (ab_check_columns; never time_s) are compared under a tolerance: a value moved
- * beyond tolerance when |new - baseline| > atol + rtol * |baseline|. Accuracy columns have a
- * bad direction (rel_l2 up, recall down); cost columns fail on a move either way; a change of
- * NaN-ness, of feasibility, or a baseline row that disappears fails too. Pure: no I/O, no
- * printing; cmd/check.c reads the files and prints the findings. */
+ * and cost columns (ab_check_columns, from the metric table; never time_s) are compared under a
+ * tolerance: a value moved beyond tolerance when |new - baseline| > atol + rtol * |baseline|.
+ * Accuracy columns have a bad direction (rel_l2 up, recall down); cost columns fail on a move
+ * either way; a change of NaN-ness, of feasibility, or a baseline row that disappears fails too.
+ * Pure: no I/O, no printing; cmd/check.c reads the files and prints the findings. */
 #ifndef AB_EVAL_CHECK_H
 #define AB_EVAL_CHECK_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "eval/metric.h"
 #include "eval/results.h"
 
-/* How a compared column is judged. */
-enum ab_check_sense {
-    AB_SENSE_HIGH_WORSE, /* accuracy, larger is worse: rel_l2, max_abs, kl */
-    AB_SENSE_LOW_WORSE,  /* accuracy, smaller is worse: cos_*, recall, topk_recall, task_acc* */
-    AB_SENSE_COST,       /* cost: any move beyond tolerance fails (flop_ratio, density, ...) */
-    AB_SENSE_SETTING,    /* the solved knob: compared only with any_change (and not when it is
-                            part of the key) */
-};
-
-/* A compared column of /cells: a double field, or an int64_t field when is_int. */
+/* A compared column of /cells: a double field, or an int64_t field when is_int. Judged by its
+ * sense (eval/metric.h): an accuracy column fails when it moves its bad way (AB_SENSE_HIGH_WORSE,
+ * AB_SENSE_LOW_WORSE), a cost column when it moves either way (AB_SENSE_COST), the solved knob
+ * (AB_SENSE_SETTING) only with any_change, and not when it is part of the key. */
 struct ab_check_column {
     const char *name;
-    int sense; /* enum ab_check_sense */
+    int sense; /* enum ab_sense */
     size_t offset;
     int is_int;
 };
 
 enum { AB_CHECK_MAX_COLUMNS = 32 };
 
-/* The compared columns in a fixed order (accuracy first, then cost, then the knob); *n gets the
- * count. Static table, never freed. time_s is not among them. */
+/* The compared columns: the rows of the metric table (eval/metric.h) marked checked, accuracy
+ * first, then cost, then the knob, each group in table (/cells) order; *n gets the count.
+ * Static table, never freed. time_s is not among them. */
 const struct ab_check_column *ab_check_columns(int *n);
 
 /* Index of the column called name in ab_check_columns(), or -1. */

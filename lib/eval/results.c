@@ -1,9 +1,10 @@
 /* results.c - the results of a sweep in memory (see results.h): building the /cells table row
  * by row and aggregating it into /summary (per method, phase and target: the feasible heads'
- * mean and weak tail of each accuracy column). No file formats here: lib/io/results_io.c and
- * lib/io/csv.c write and read it. */
+ * mean and weak tail of the columns the metric table of eval/metric.h summarises). No file
+ * formats here: lib/io/results_io.c and lib/io/csv.c write and read it. */
 #include "eval/results.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "eval/metric.h"
 
 void ab_results_init(struct ab_results *r)
 {
@@ -213,37 +215,21 @@ static void ab_column_stats(const struct ab_cell *cells, const int64_t *idx, int
     *q = ab_quantile_sorted(scratch, m, p);
 }
 
-/* Fills the aggregates of summary row s from the feasible cells idx[0..n). */
+/* Fills the aggregates of summary row s from the feasible cells idx[0..n): the mean of every
+ * metric the table summarises, and its weak tail where it has one. */
 static void ab_summary_fill(struct ab_summary_row *s, const struct ab_cell *cells,
                             const int64_t *idx, int64_t n, double *scratch)
 {
     s->n_heads = n;
-    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, flop_ratio), 0, scratch, &s->flop_ratio,
-                    NULL);
-    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, flop_ratio_step), 0, scratch,
-                    &s->flop_ratio_step, NULL);
-    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, bytes_kv), 0, scratch, &s->bytes_kv,
-                    NULL);
-    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, task_acc_retrieve), 0, scratch,
-                    &s->task_acc_retrieve_mean, NULL);
-    ab_column_stats(cells, idx, n, offsetof(struct ab_cell, task_acc_aggregate), 0, scratch,
-                    &s->task_acc_aggregate_mean, NULL);
-    /* the weak tail: low quantile where higher is better, high quantile where higher is worse */
-    const struct {
-        size_t col;
-        double p;
-        double *mean, *tail;
-    } acc[] = {
-        {offsetof(struct ab_cell, rel_l2), 0.9, &s->rel_l2_mean, &s->rel_l2_p90},
-        {offsetof(struct ab_cell, cos_mean), 0.1, &s->cos_mean_mean, &s->cos_mean_p10},
-        {offsetof(struct ab_cell, cos_min), 0.1, &s->cos_min_mean, &s->cos_min_p10},
-        {offsetof(struct ab_cell, recall), 0.1, &s->recall_mean, &s->recall_p10},
-        {offsetof(struct ab_cell, topk_recall), 0.1, &s->topk_recall_mean, &s->topk_recall_p10},
-        {offsetof(struct ab_cell, kl), 0.9, &s->kl_mean, &s->kl_p90},
-        {offsetof(struct ab_cell, task_acc), 0.1, &s->task_acc_mean, &s->task_acc_p10},
-    };
-    for (size_t k = 0; k < sizeof acc / sizeof acc[0]; k++)
-        ab_column_stats(cells, idx, n, acc[k].col, acc[k].p, scratch, acc[k].mean, acc[k].tail);
+    for (int k = 0; k < AB_N_METRIC; k++) {
+        const struct ab_metric *m = &ab_metrics[k];
+        if (!m->mean.name) continue;
+        assert(!m->is_int);
+        double *mean = (double *)((char *)s + m->mean.offset);
+        double *tail = m->tail.name ? (double *)((char *)s + m->tail.offset) : NULL;
+        ab_column_stats(cells, idx, n, m->offset, tail ? ab_metric_tail_p(m) : 0, scratch, mean,
+                        tail);
+    }
 }
 
 int ab_results_summarise(struct ab_results *r)

@@ -16,8 +16,10 @@
  * its length n; weak-tail columns named for their percentile (rel_l2_p90, kl_p90). */
 
 /* One row of /cells. Strings are owned by the results (malloc'd). NaN marks "not defined"
- * (recall of a method without a selection, task_acc without tasks, every metric of an
- * infeasible cell). */
+ * (recall of a method without a selection, task_acc without tasks, every accuracy metric of an
+ * infeasible cell). Every field is a column: the measured ones (knob, the ledger, the accuracy
+ * metrics, n_eval_rows, time_s) are rows of the metric table (eval/metric.h), the others the key
+ * and status columns of lib/io/results_io.c; a field that is neither does not compile. */
 struct ab_cell {
     char *workload;        /* workload path as given */
     int64_t n;             /* the workload's sequence length */
@@ -209,9 +211,9 @@ int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row);
  * target_ratio) in order of first appearance in the cells (a NaN target groups with NaN).
  * n_heads counts the feasible cells; every mean and percentile runs over the feasible cells
  * whose value is not NaN (NaN when there is none). Percentiles by linear interpolation between
- * sorted values (numpy's default): *_p10 the 10th percentile for columns where higher is
- * better (cos_mean, cos_min, recall, topk_recall, task_acc), *_p90 the 90th for those where
- * higher is worse (rel_l2, kl).
+ * sorted values (numpy's default). Which columns get a mean and a tail is the metric table's
+ * (eval/metric.h): *_p10 the 10th percentile where higher is better (cos_mean, cos_min, recall,
+ * topk_recall, task_acc), *_p90 the 90th where higher is worse (rel_l2, kl).
  * AB_OK or AB_E_NOMEM (the old summary is then kept). */
 int ab_results_summarise(struct ab_results *r);
 

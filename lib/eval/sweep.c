@@ -12,6 +12,7 @@
 #include "core/ab.h"
 #include "core/rng.h"
 #include "eval/eval.h"
+#include "eval/metric.h"
 
 static const double default_targets[] = {1.0 / 2, 1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32};
 
@@ -191,9 +192,12 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         if (!why) return ab_fail(AB_E_NOMEM, "cannot record why a cell is infeasible");
         c->reason = why;
     }
-    double nan = NAN;
-    c->rel_l2 = c->cos_mean = c->cos_min = c->max_abs = c->recall = c->topk_recall = c->kl = nan;
-    c->task_acc = c->task_acc_retrieve = c->task_acc_multi_retrieve = c->task_acc_aggregate = nan;
+    /* accuracy not measured is NaN: every accuracy metric of a cell that did not run */
+    for (int k = 0; k < AB_N_METRIC; k++)
+        if (ab_metric_is_accuracy(&ab_metrics[k])) {
+            assert(!ab_metrics[k].is_int);
+            *(double *)((char *)c + ab_metrics[k].offset) = NAN;
+        }
     if (ap.ran) {
         struct ab_metrics mt;
         ab_metrics_compute(ex, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, o->topk, &mt);

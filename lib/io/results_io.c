@@ -1,5 +1,6 @@
 /* results_io.c - the results file in HDF5 (layout in results_io.h, outputs.md "Results file"):
- * the column tables of /cells and /summary with their units and long names, writing struct
+ * the column tables of /cells and /summary with their units and long names (the key columns
+ * here, the measured ones and their summaries from the metric table), writing struct
  * ab_results through the table writer of h5_util, reading it back with every check done before
  * bulk reads, and the SHA-256 of the workload files a run records. */
 #include "io/results_io.h"
@@ -7,6 +8,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 
 #include "core/ab.h"
 #include "core/sha256.h"
+#include "eval/metric.h"
 #include "io/h5_util.h"
 
 /* ---------------------------------------------------------------- column tables */
@@ -31,7 +34,10 @@
     }
 
 /* Units follow UDUNITS: "1" for dimensionless numbers and counts, "" for labels. */
-static const struct ab_column ab_cell_cols[] = {
+
+/* The columns of /cells that name a cell and say whether it ran; its measured columns (knob,
+ * cost, accuracy, n_eval_rows, time_s) are the rows of the metric table (eval/metric.h). */
+static const struct ab_column ab_cell_keys[] = {
     AB_CELL_COL(workload, AB_COL_STR, "", "workload file path as given"),
     AB_CELL_COL(n, AB_COL_I64, "1", "the workload's sequence length"),
     AB_CELL_COL(layer, AB_COL_I64, "1", "layer index (0-based)"),
@@ -41,57 +47,10 @@ static const struct ab_column ab_cell_cols[] = {
     AB_CELL_COL(family, AB_COL_STR, "", "method family"),
     AB_CELL_COL(phase, AB_COL_STR, "", "phase: prefill or decode"),
     AB_CELL_COL(knob_name, AB_COL_STR, "", "name of the method's knob (empty when it has none)"),
-    AB_CELL_COL(knob, AB_COL_F64, "",
-                "knob value, in the knob's own unit (NaN when the method has none)"),
     AB_CELL_COL(target_ratio, AB_COL_F64, "1",
                 "target FLOP ratio asked for (NaN for a direct --knob run)"),
-    AB_CELL_COL(flop_ratio, AB_COL_F64, "1",
-                "(flops_attend + flops_select + w flops_once) / dense FLOPs of the phase, w = 1 "
-                "in prefill, m / decode_horizon in decode (one-off work amortised over the "
-                "horizon): the ratio budgets are fitted to"),
-    AB_CELL_COL(flop_ratio_step, AB_COL_F64, "1",
-                "(flops_attend + flops_select) / dense FLOPs: the per-step ratio, without the "
-                "one-off work"),
-    AB_CELL_COL(flops_attend, AB_COL_F64, "1",
-                "FLOPs of the attention computed (multiply-add = 2 FLOPs)"),
-    AB_CELL_COL(flops_select, AB_COL_F64, "1",
-                "FLOPs spent deciding what to keep, per query (estimation, pooling, scoring)"),
-    AB_CELL_COL(flops_once, AB_COL_F64, "1",
-                "decode: FLOPs done once on the context at the end of prefill (observation "
-                "window, index, probe), amortised over decode_horizon in flop_ratio"),
-    AB_CELL_COL(ops_other, AB_COL_F64, "1",
-                "exp, compare and sort/top-k element operations, not folded into FLOPs"),
-    AB_CELL_COL(bytes_kv, AB_COL_F64, "byte", "bytes of K and V read"),
-    AB_CELL_COL(density, AB_COL_F64, "1", "kept query-key cells / cells the mask allows"),
-    AB_CELL_COL(sparsity, AB_COL_F64, "1", "1 - density"),
-    AB_CELL_COL(compression, AB_COL_F64, "1", "1 / flop_ratio"),
-    AB_CELL_COL(rel_l2, AB_COL_F64, "1",
-                "||O_method - O||_F / ||O||_F over the evaluated rows (higher is worse)"),
-    AB_CELL_COL(cos_mean, AB_COL_F64, "1",
-                "mean over evaluated rows of cos(O_method_i, O_i) (higher is better)"),
-    AB_CELL_COL(cos_min, AB_COL_F64, "1",
-                "minimum over evaluated rows of cos(O_method_i, O_i) (higher is better)"),
-    AB_CELL_COL(max_abs, AB_COL_F64, "1", "max |O_method - O| over the evaluated rows"),
-    AB_CELL_COL(recall, AB_COL_F64, "1",
-                "mean over rows of the exact attention mass on the kept keys (NaN without a "
-                "selection)"),
-    AB_CELL_COL(topk_recall, AB_COL_F64, "1",
-                "mean over rows of |kept keys & exact top-k keys| / k"),
-    AB_CELL_COL(kl, AB_COL_F64, "nat",
-                "mean over rows of KL(A_i || A_method_i), natural log (NaN when the method has "
-                "no distribution; higher is worse)"),
     AB_CELL_COL(task_kind, AB_COL_STR, "",
                 "task kinds present in this head, '+'-joined (empty without tasks)"),
-    AB_CELL_COL(task_acc, AB_COL_F64, "1",
-                "fraction of the head's task queries solved, all kinds (NaN without tasks)"),
-    AB_CELL_COL(task_acc_retrieve, AB_COL_F64, "1",
-                "fraction of retrieve task queries solved (NaN without such tasks)"),
-    AB_CELL_COL(task_acc_multi_retrieve, AB_COL_F64, "1",
-                "fraction of multi-retrieve task queries solved (NaN without such tasks)"),
-    AB_CELL_COL(task_acc_aggregate, AB_COL_F64, "1",
-                "fraction of aggregate task queries solved (NaN without such tasks)"),
-    AB_CELL_COL(n_eval_rows, AB_COL_I64, "1", "number of query rows evaluated"),
-    AB_CELL_COL(time_s, AB_COL_F64, "s", "wall time of the method on this cell (informational)"),
     AB_CELL_COL(feasible, AB_COL_I64, "1",
                 "1 when the achieved flop_ratio is at most the target, 0 when even the smallest "
                 "knob costs more (every metric then NaN)"),
@@ -99,8 +58,15 @@ static const struct ab_column ab_cell_cols[] = {
                 "why the cell is infeasible: the cost term that exceeds the target (empty when "
                 "feasible)"),
 };
+#define N_CELL_KEYS ((int)(sizeof ab_cell_keys / sizeof ab_cell_keys[0]))
+/* every field of struct ab_cell (8 bytes each: double, int64_t, char *) is a column: a key
+ * above or a row of the metric table */
+_Static_assert(sizeof(struct ab_cell) == 8 * (N_CELL_KEYS + AB_N_METRIC),
+               "a field of struct ab_cell is neither a key column here nor a row of ab_metrics");
 
-static const struct ab_column ab_summary_cols[] = {
+/* The columns of /summary that name a group and count its heads; the means and tails are the
+ * metric table's. */
+static const struct ab_column ab_summary_keys[] = {
     AB_SUM_COL(workload, AB_COL_STR, "", "workload file path as given"),
     AB_SUM_COL(n, AB_COL_I64, "1", "the workload's sequence length"),
     AB_SUM_COL(method, AB_COL_STR, "", "method name (registry row)"),
@@ -109,39 +75,56 @@ static const struct ab_column ab_summary_cols[] = {
                "target FLOP ratio asked for (NaN for a direct --knob run)"),
     AB_SUM_COL(n_cells, AB_COL_I64, "1", "number of cells (heads) of the group"),
     AB_SUM_COL(n_heads, AB_COL_I64, "1", "number of feasible cells (heads) aggregated"),
-    AB_SUM_COL(flop_ratio, AB_COL_F64, "1", "mean over the feasible heads of achieved flop_ratio"),
-    AB_SUM_COL(flop_ratio_step, AB_COL_F64, "1",
-               "mean over the feasible heads of the per-step flop_ratio_step"),
-    AB_SUM_COL(bytes_kv, AB_COL_F64, "byte", "mean over the feasible heads of bytes_kv"),
-    AB_SUM_COL(rel_l2_mean, AB_COL_F64, "1", "mean over the feasible heads of rel_l2"),
-    AB_SUM_COL(rel_l2_p90, AB_COL_F64, "1",
-               "90th percentile over the feasible heads of rel_l2 (the weak tail: higher is "
-               "worse)"),
-    AB_SUM_COL(cos_mean_mean, AB_COL_F64, "1", "mean over the feasible heads of cos_mean"),
-    AB_SUM_COL(cos_mean_p10, AB_COL_F64, "1",
-               "10th percentile over the feasible heads of cos_mean (the weak tail)"),
-    AB_SUM_COL(cos_min_mean, AB_COL_F64, "1", "mean over the feasible heads of cos_min"),
-    AB_SUM_COL(cos_min_p10, AB_COL_F64, "1",
-               "10th percentile over the feasible heads of cos_min (the weak tail)"),
-    AB_SUM_COL(recall_mean, AB_COL_F64, "1", "mean over the feasible heads of recall"),
-    AB_SUM_COL(recall_p10, AB_COL_F64, "1",
-               "10th percentile over the feasible heads of recall (the weak tail)"),
-    AB_SUM_COL(topk_recall_mean, AB_COL_F64, "1", "mean over the feasible heads of topk_recall"),
-    AB_SUM_COL(topk_recall_p10, AB_COL_F64, "1",
-               "10th percentile over the feasible heads of topk_recall (the weak tail)"),
-    AB_SUM_COL(kl_mean, AB_COL_F64, "nat", "mean over the feasible heads of kl"),
-    AB_SUM_COL(kl_p90, AB_COL_F64, "nat",
-               "90th percentile over the feasible heads of kl (the weak tail: higher is worse)"),
-    AB_SUM_COL(task_acc_mean, AB_COL_F64, "1", "mean over the feasible heads of task_acc"),
-    AB_SUM_COL(task_acc_p10, AB_COL_F64, "1",
-               "10th percentile over the feasible heads of task_acc (the weak tail)"),
-    AB_SUM_COL(task_acc_retrieve_mean, AB_COL_F64, "1",
-               "mean over the feasible heads of task_acc_retrieve (low dispersion)"),
-    AB_SUM_COL(task_acc_aggregate_mean, AB_COL_F64, "1",
-               "mean over the feasible heads of task_acc_aggregate (high dispersion)"),
     AB_SUM_COL(reason, AB_COL_STR, "",
                "the first infeasible cell's reason (empty when every head is feasible)"),
 };
+#define N_SUM_KEYS ((int)(sizeof ab_summary_keys / sizeof ab_summary_keys[0]))
+enum { N_SUM_MAX = N_SUM_KEYS + 2 * AB_N_METRIC };
+
+/* The full tables, assembled once from the key columns and the metric table (ab_cols_build). */
+static struct ab_column ab_cell_cols[N_CELL_KEYS + AB_N_METRIC];
+static struct ab_column ab_summary_cols[N_SUM_MAX];
+static int ab_n_summary_cols;
+static pthread_once_t ab_cols_once = PTHREAD_ONCE_INIT;
+
+/* Inserts col into cols[0..*n) keeping the offsets ascending (declaration order). */
+static void ab_cols_insert(struct ab_column *cols, int *n, struct ab_column col)
+{
+    int i = *n;
+    for (; i > 0 && cols[i - 1].offset > col.offset; i--) cols[i] = cols[i - 1];
+    cols[i] = col;
+    (*n)++;
+}
+
+/* A summary column of metric m. */
+static struct ab_column ab_sum_col(const struct ab_metric *m, const struct ab_metric_sum *s)
+{
+    return (struct ab_column){s->name, AB_COL_F64, s->offset, m->units, s->long_name};
+}
+
+/* Builds ab_cell_cols and ab_summary_cols: the key columns and the metric table merged in the
+ * declaration order of their fields, each field once (asserted: a struct field without a
+ * column is our bug). */
+static void ab_cols_build(void)
+{
+    int nc = 0, ns = 0;
+    for (int i = 0; i < N_CELL_KEYS; i++) ab_cols_insert(ab_cell_cols, &nc, ab_cell_keys[i]);
+    for (int i = 0; i < N_SUM_KEYS; i++) ab_cols_insert(ab_summary_cols, &ns, ab_summary_keys[i]);
+    for (int k = 0; k < AB_N_METRIC; k++) {
+        const struct ab_metric *m = &ab_metrics[k];
+        struct ab_column c = {m->name, m->is_int ? AB_COL_I64 : AB_COL_F64, m->offset, m->units,
+                              m->long_name};
+        ab_cols_insert(ab_cell_cols, &nc, c);
+        if (m->mean.name) ab_cols_insert(ab_summary_cols, &ns, ab_sum_col(m, &m->mean));
+        if (m->tail.name) ab_cols_insert(ab_summary_cols, &ns, ab_sum_col(m, &m->tail));
+    }
+    /* every field of both structs, 8 bytes each, in order and once */
+    assert(nc == N_CELL_KEYS + AB_N_METRIC);
+    for (int i = 0; i < nc; i++) assert(ab_cell_cols[i].offset == (size_t)i * 8);
+    assert((size_t)ns * 8 == sizeof(struct ab_summary_row));
+    for (int i = 0; i < ns; i++) assert(ab_summary_cols[i].offset == (size_t)i * 8);
+    ab_n_summary_cols = ns;
+}
 
 #define AB_HEAD_COL(field, type, units, long_name)                                                 \
     {                                                                                              \
@@ -306,13 +289,15 @@ const struct ab_column *ab_results_head_columns(int *n)
 
 const struct ab_column *ab_results_cell_columns(int *n)
 {
-    *n = (int)(sizeof ab_cell_cols / sizeof ab_cell_cols[0]);
+    pthread_once(&ab_cols_once, ab_cols_build);
+    *n = N_CELL_KEYS + AB_N_METRIC;
     return ab_cell_cols;
 }
 
 const struct ab_column *ab_results_summary_columns(int *n)
 {
-    *n = (int)(sizeof ab_summary_cols / sizeof ab_summary_cols[0]);
+    pthread_once(&ab_cols_once, ab_cols_build);
+    *n = ab_n_summary_cols;
     return ab_summary_cols;
 }
 

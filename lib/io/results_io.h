@@ -23,8 +23,10 @@
 #include "io/table.h"
 
 /* The columns of /cells (every field of struct ab_cell, in declaration order) and of /summary
- * (every field of struct ab_summary_row), with units and long names. *n receives the count.
- * Static tables: never freed. */
+ * (every field of struct ab_summary_row, likewise), with units and long names: the key columns
+ * of results_io.c merged with the rows of the metric table (eval/metric.h) and their summary
+ * columns, assembled once on the first call (thread-safe). *n receives the count. Static
+ * tables: never freed. */
 const struct ab_column *ab_results_cell_columns(int *n);
 const struct ab_column *ab_results_summary_columns(int *n);
 const struct ab_column *ab_results_head_columns(int *n); /* /heads: struct ab_head_row */

@@ -24,6 +24,7 @@
  * script, is remembered and returned after report.md is written, and the report stays. */
 #include "report/report.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -47,23 +48,21 @@
 
 /* ================================================================== indexing the results */
 
-#define SUMF(f) offsetof(struct ab_summary_row, f)
-#define CELLF(f) offsetof(struct ab_cell, f)
-const struct metric ab_rep_metrics[N_METRICS] = {
-    {"rel_l2", "relative L2 error of the output", 1, 0, SUMF(rel_l2_mean), SUMF(rel_l2_p90),
-     CELLF(rel_l2), "p90"},
-    {"recall", "attention mass kept (recall)", 0, 1, SUMF(recall_mean), SUMF(recall_p10),
-     CELLF(recall), "p10"},
-    {"task_acc", "task accuracy", 0, 1, SUMF(task_acc_mean), SUMF(task_acc_p10), CELLF(task_acc),
-     "p10"},
-    {"cos_min", "worst-row cosine similarity", 0, 1, SUMF(cos_min_mean), SUMF(cos_min_p10),
-     CELLF(cos_min), "p10"},
-    {"task_acc_retrieve", "accuracy on retrieve queries", 0, 1, SUMF(task_acc_retrieve_mean),
-     SIZE_MAX, CELLF(task_acc_retrieve), NULL},
-    {"task_acc_aggregate", "accuracy on aggregate queries", 0, 1, SUMF(task_acc_aggregate_mean),
-     SIZE_MAX, CELLF(task_acc_aggregate), NULL},
-};
-static const struct metric *const metrics = ab_rep_metrics;
+/* The metrics are the rows of the metric table (eval/metric.h); the report reads the plotted
+ * ones (asserted where a metric enters a figure). */
+static const struct ab_metric *const metrics = ab_metrics;
+
+int ab_rep_higher_better(int k)
+{
+    assert(k >= 0 && k < AB_N_METRIC && ab_metrics[k].plot);
+    return ab_metrics[k].sense == AB_SENSE_LOW_WORSE;
+}
+
+int ab_rep_logy(int k)
+{
+    assert(k >= 0 && k < AB_N_METRIC && ab_metrics[k].plot);
+    return ab_metrics[k].plot == AB_PLOT_LOG;
+}
 
 double ab_rep_field(const void *row, size_t off)
 {
@@ -449,7 +448,7 @@ int ab_rep_runs_in(const struct rep *R, int mi, int pi) { return runs_in(R, mi, 
 /* Whether value a of metric k is better than b. */
 static int better(int k, double a, double b)
 {
-    return metrics[k].higher_better ? a > b : a < b;
+    return ab_rep_higher_better(k) ? a > b : a < b;
 }
 
 /* The best method of view v in phase pi at budget t by metric k among methods feasible on every
@@ -469,9 +468,9 @@ int ab_rep_best_in(const struct rep *R, int v, int pi, double t, int k, int fam,
         int full;
         const struct ab_summary_row *s = ab_rep_row_at(R, v, mi, pi, t, &full);
         if (!s || !full) continue;
-        double x = field(s, metrics[k].mean);
+        double x = field(s, metrics[k].mean.offset);
         if (!isfinite(x)) continue;
-        double bx = br ? field(br, metrics[k].mean) : NAN;
+        double bx = br ? field(br, metrics[k].mean.offset) : NAN;
         if (!br || better(k, x, bx) || (x == bx && s->rel_l2_mean < br->rel_l2_mean))
             best = mi, br = s;
     }
@@ -491,12 +490,12 @@ int ab_rep_best_at(const struct rep *R, int pi, double t, int k, int *partial)
         int full;
         const struct ab_summary_row *s = ab_rep_row_at(R, 0, mi, pi, t, &full);
         if (!s || full) continue;
-        double x = field(s, metrics[k].mean);
+        double x = field(s, metrics[k].mean.offset);
         if (isfinite(x) && (part < 0 || better(k, x, pv))) part = mi, pv = x;
     }
     if (partial)
-        *partial = part >= 0 && (best < 0 || better(k, pv, field(br, metrics[k].mean))) ? part
-                                                                                         : -1;
+        *partial =
+            part >= 0 && (best < 0 || better(k, pv, field(br, metrics[k].mean.offset))) ? part : -1;
     return best;
 }
 
@@ -505,6 +504,7 @@ int ab_rep_best_at(const struct rep *R, int pi, double t, int k, int *partial)
 int ab_rep_add_outlier(struct rep *R, int metric, int mi, int pi, int view, double target,
                        double value)
 {
+    assert(metric >= 0 && metric < AB_N_METRIC && ab_metrics[metric].plot);
     for (int i = 0; i < R->n_out; i++) {
         const struct outlier *o = &R->out[i];
         if (o->metric == metric && o->mi == mi && o->pi == pi && o->view == view &&
@@ -579,7 +579,7 @@ static int metric_grid(const struct rep *R, int mi, int pi, int ti, int k, doubl
     for (int64_t c = 0; c < R->r->n_cells; c++) {
         const struct ab_cell *cell = &R->r->cells[c];
         if (R->cm[c] != mi || R->cp[c] != pi || R->ct[c] != ti || !cell->feasible) continue;
-        double x = field(cell, metrics[k].cell);
+        double x = field(cell, metrics[k].offset);
         if (isnan(x) || cell->layer < 0 || cell->head < 0) continue;
         int64_t at = cell->layer * R->n_head + cell->head;
         v[at] += x;

@@ -31,7 +31,7 @@
 #define TOL_REL_L2 0.1 /* mean rel_l2 at most this: the output keeps its fidelity */
 #define TOL_ACC    0.9 /* mean task accuracy at least this times dense's */
 
-static const struct metric *const M = ab_rep_metrics;
+static const struct ab_metric *const M = ab_metrics;
 
 /* Dense's mean of metric k in view v, phase pi (NaN: dense not run or no value). */
 static double dense_mean(const struct rep *R, int v, int pi, int k)
@@ -41,7 +41,7 @@ static double dense_mean(const struct rep *R, int v, int pi, int k)
         for (int ti = 0; ti < R->n_t; ti++) {
             int s = R->v[v].grp[ab_rep_gidx(R, mi, pi, ti)];
             if (s >= 0 && R->v[v].sum[s].n_heads > 0)
-                return ab_rep_field(&R->v[v].sum[s], M[k].mean);
+                return ab_rep_field(&R->v[v].sum[s], M[k].mean.offset);
         }
     }
     return NAN;
@@ -99,8 +99,9 @@ static int best_method(const struct rep *R, int v, int pi, double t, int k, int 
         const struct ab_summary_row *s;
         int mi = ab_rep_best_in(R, v, pi, t, k, f, 0, &s);
         if (mi < 0) continue;
-        double x = ab_rep_field(s, M[k].mean), bx = *row ? ab_rep_field(*row, M[k].mean) : NAN;
-        if (!*row || (M[k].higher_better ? x > bx : x < bx)) best = mi, *row = s;
+        double x = ab_rep_field(s, M[k].mean.offset);
+        double bx = *row ? ab_rep_field(*row, M[k].mean.offset) : NAN;
+        if (!*row || (ab_rep_higher_better(k) ? x > bx : x < bx)) best = mi, *row = s;
     }
     return best;
 }
@@ -401,7 +402,7 @@ static void answer_length(const struct rep *R, FILE *f)
                 for (int k = 0; k < R->n_len; k++) {
                     const struct ab_summary_row *s;
                     int mi = best_method(R, 1 + k, pi, t_hi, k_m, -1, &s);
-                    best[k] = mi >= 0 ? ab_rep_field(s, M[k_m].mean) : NAN;
+                    best[k] = mi >= 0 ? ab_rep_field(s, M[k_m].mean.offset) : NAN;
                     if (mi >= 0)
                         fprintf(f, acc ? "%s %.2f (%s, n = %lld)" : "%s %.3g (%s, n = %lld)",
                                 k ? "," : "", best[k], R->m[mi].name, (long long)R->len[k]);

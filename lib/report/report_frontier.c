@@ -39,7 +39,7 @@ enum { MAX_LINES = 10 };   /* lines of one family in a panel */
 enum { TOP_BARS = 12 };    /* bars of one isoFLOPS panel besides dense */
 enum { MAX_PANELS = 24, MAX_COLS = 8 };
 
-static const struct metric *const M = ab_rep_metrics;
+static const struct ab_metric *const M = ab_metrics;
 static double field(const void *row, size_t off)
 {
     return ab_rep_field(row, off);
@@ -299,7 +299,7 @@ static int robust_range(const struct rep *R, int k, int v0, int v1, double *lo, 
                 for (int ti = 0; ti < R->n_t; ti++) {
                     int s = R->v[vi].grp[ab_rep_gidx(R, mi, pi, ti)];
                     if (s < 0 || R->v[vi].sum[s].n_heads <= 0) continue;
-                    double x = field(&R->v[vi].sum[s], M[k].mean);
+                    double x = field(&R->v[vi].sum[s], M[k].mean.offset);
                     if (isfinite(x) && (k != M_REL_L2 || x > 0)) v[n++] = x;
                 }
         }
@@ -320,7 +320,7 @@ static int robust_range(const struct rep *R, int k, int v0, int v1, double *lo, 
 
 static void set_range(struct ab_gp_axes *a, int k, double lo, double hi)
 {
-    a->logy = M[k].logy;
+    a->logy = ab_rep_logy(k);
     a->ymin = lo, a->ymax = hi;
 }
 
@@ -337,7 +337,7 @@ static int method_points(const struct rep *R, int v, int mi, int pi, int k, doub
         int s = R->v[v].grp[g];
         if (s < 0 || R->v[v].sum[s].n_heads <= 0 || R->v[v].sum[s].n_heads != R->v[v].cells[g])
             continue;
-        double val = field(&R->v[v].sum[s], M[k].mean);
+        double val = field(&R->v[v].sum[s], M[k].mean.offset);
         if (!isfinite(val) || !isfinite(R->v[v].sum[s].flop_ratio)) continue;
         x[n] = R->v[v].sum[s].flop_ratio, y[n] = val, tgt[n] = R->t[ti];
         n++;
@@ -429,7 +429,7 @@ static int best_points(const struct rep *R, int v, int pi, int k, int fam, int o
     for (int bi = 0; bi < R->n_b; bi++) {
         const struct ab_summary_row *row;
         if (ab_rep_best_in(R, v, pi, R->b[bi], k, fam, oracles, &row) < 0) continue;
-        x[n] = row->flop_ratio, y[n] = field(row, M[k].mean);
+        x[n] = row->flop_ratio, y[n] = field(row, M[k].mean.offset);
         n++;
     }
     for (int a = 1; a < n; a++)
@@ -453,7 +453,7 @@ static int add_envelope(struct rep *R, struct fb *F, int v, int pi, int k, const
 /* Dense's point(s) in view v, phase pi (a reference where higher is better). */
 static int add_dense(struct rep *R, struct fb *F, int v, int pi, int k)
 {
-    if (!M[k].higher_better) return AB_OK;
+    if (!ab_rep_higher_better(k)) return AB_OK;
     for (int mi = 0; mi < R->n_m; mi++) {
         if (strcmp(R->m[mi].family, "dense")) continue;
         double x[72], y[72], t[72];
@@ -512,7 +512,7 @@ static int has_metric(const struct rep *R, int v, int k)
             for (int ti = 0; ti < R->n_t; ti++) {
                 int s = R->v[v].grp[ab_rep_gidx(R, mi, pi, ti)];
                 if (s >= 0 && R->v[v].sum[s].n_heads > 0 &&
-                    isfinite(field(&R->v[v].sum[s], M[k].mean)))
+                    isfinite(field(&R->v[v].sum[s], M[k].mean.offset)))
                     return 1;
             }
     return 0;
@@ -581,7 +581,7 @@ static int family_figure(struct rep *R, int f, const int *ks, int n_k, const cha
                           "ratio, one line per method; grey: the best of all methods at each "
                           "budget%s.",
                           R->fam[f], sub, metrics_s,
-                          M[use[rows - 1]].higher_better ? "; star: dense" : "");
+                          ab_rep_higher_better(use[rows - 1]) ? "; star: dense" : "");
 }
 
 /* frontier-<family>-n: rel_l2 with one row per column of the family and one column per
@@ -737,7 +737,7 @@ static int kv_points(const struct rep *R, int mi, int pi, int k, double dense, d
             R->r->summary[s].n_heads != R->grp_cells[ab_rep_gidx(R, mi, pi, ti)])
             continue;
         const struct ab_summary_row *row = &R->r->summary[s];
-        double val = field(row, M[k].mean);
+        double val = field(row, M[k].mean.offset);
         if (!isfinite(val) || !(row->bytes_kv > 0)) continue;
         x[n] = isfinite(dense) ? row->bytes_kv / dense : row->bytes_kv / 1048576.0;
         y[n] = val, tgt[n] = R->t[ti];
@@ -768,7 +768,7 @@ static int kv_front(const struct rep *R, int pi, int k, double dense, double *x,
             int s = R->grp[ab_rep_gidx(R, mi, pi, ti)];
             if (s < 0) continue;
             const struct ab_summary_row *row = &R->r->summary[s];
-            double val = field(row, M[k].mean);
+            double val = field(row, M[k].mean.offset);
             if (row->n_heads != R->grp_cells[ab_rep_gidx(R, mi, pi, ti)] || !isfinite(val) ||
                 !(row->bytes_kv > 0))
                 continue;
@@ -776,16 +776,17 @@ static int kv_front(const struct rep *R, int pi, int k, double dense, double *x,
             py[n++] = val;
         }
     for (int a = 1; a < n; a++) /* by size, the better value first on ties */
-        for (int b = a; b > 0 && (px[b] < px[b - 1] ||
-                                  (px[b] == px[b - 1] &&
-                                   (M[k].higher_better ? py[b] > py[b - 1] : py[b] < py[b - 1])));
+        for (int b = a;
+             b > 0 && (px[b] < px[b - 1] ||
+                       (px[b] == px[b - 1] &&
+                        (ab_rep_higher_better(k) ? py[b] > py[b - 1] : py[b] < py[b - 1])));
              b--) {
             double t0 = px[b], t1 = py[b];
             px[b] = px[b - 1], py[b] = py[b - 1], px[b - 1] = t0, py[b - 1] = t1;
         }
     int m = 0;
     for (int i = 0; i < n && m < cap; i++)
-        if (!m || (M[k].higher_better ? py[i] > y[m - 1] : py[i] < y[m - 1]))
+        if (!m || (ab_rep_higher_better(k) ? py[i] > y[m - 1] : py[i] < y[m - 1]))
             x[m] = px[i], y[m++] = py[i];
     free(px), free(py);
     return m;
@@ -842,7 +843,7 @@ static int kv_figure(struct rep *R, int f, const struct col *C)
                      R->m[mi].oracle ? " (oracle)" : "");
             if (n && !rc) rc = fb_curve(&F, title, R->m[mi].slot, n, x, y);
         }
-        if (!rc && M[k].higher_better && isfinite(dense))
+        if (!rc && ab_rep_higher_better(k) && isfinite(dense))
             for (int mi = 0; mi < R->n_m && !rc; mi++)
                 if (!strcmp(R->m[mi].family, "dense")) {
                     n = kv_points(R, mi, C->pi, k, dense, x, y, t);
@@ -1016,18 +1017,18 @@ int ab_rep_isoflops(struct rep *R, double t)
         }
         if (!n_run) continue;
         for (int kk = 0; kk < 2; kk++) {
-            int k = ks[kk], hb = M[k].higher_better, n = 0;
+            int k = ks[kk], hb = ab_rep_higher_better(k), n = 0;
             double lo = NAN, hi = NAN;
             if (k == M_REL_L2 && (rc = robust_range(R, k, 0, 1, &lo, &hi))) goto done;
             for (int mi = 0; mi < R->n_m; mi++) {
                 if (R->m[mi].fam < 0) continue;
                 int full;
                 const struct ab_summary_row *s = ab_rep_row_at(R, 0, mi, pi, t, &full);
-                if (!s || !isfinite(field(s, M[k].mean))) continue;
+                if (!s || !isfinite(field(s, M[k].mean.offset))) continue;
                 int ti;
                 ab_rep_group_at(R, mi, pi, t, &ti);
                 pick[n++] = (struct bar_pick){.mi = mi,
-                                              .v = field(s, M[k].mean),
+                                              .v = field(s, M[k].mean.offset),
                                               .full = full,
                                               .feas = s->n_heads,
                                               .all = R->grp_cells[ab_rep_gidx(R, mi, pi, ti)]};
@@ -1038,7 +1039,7 @@ int ab_rep_isoflops(struct rep *R, double t)
                      hb ? " (higher is better)" : " (lower is better)");
             *P = (struct ab_gp_hbar_panel){.title = ptitle[n_pan],
                                            .bars = &bars[nb],
-                                           .logx = M[k].logy,
+                                           .logx = ab_rep_logy(k),
                                            .xmin = lo,
                                            .xmax = hi};
             if (k != M_REL_L2) P->xmin = 0, P->xmax = 1;
@@ -1051,12 +1052,12 @@ int ab_rep_isoflops(struct rep *R, double t)
                     int g = R->grp[ab_rep_gidx(R, mi, pi, ti)];
                     if (g >= 0 && R->r->summary[g].n_heads > 0) s = &R->r->summary[g];
                 }
-                if (!s || !isfinite(field(s, M[k].mean))) break;
-                double v = field(s, M[k].mean);
-                if (M[k].logy && !(v > 0)) break;
+                if (!s || !isfinite(field(s, M[k].mean.offset))) break;
+                double v = field(s, M[k].mean.offset);
+                if (ab_rep_logy(k) && !(v > 0)) break;
                 snprintf(label[nb], sizeof label[0], "dense (ratio %.2g)", s->flop_ratio);
                 /* dense's error is rounding: draw its value as text only on the log axis */
-                int off_axis = M[k].logy && isfinite(lo) && v < lo;
+                int off_axis = ab_rep_logy(k) && isfinite(lo) && v < lo;
                 snprintf(text[nb], sizeof text[0], "%.3g%s", v, off_axis ? " (reference)" : "");
                 bars[nb] = (struct ab_gp_hbar){.label = label[nb],
                                                .colour = AB_GP_COLOUR_BLACK,

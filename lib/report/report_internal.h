@@ -22,21 +22,26 @@
 
 #include "attn/attn.h"
 #include "core/workload.h"
+#include "eval/metric.h"
 #include "eval/results.h"
 #include "report/bench.h"
 #include "report/report.h"
 
-/* The accuracy columns the report plots: rows of ab_rep_metrics[] in report.c. */
-enum { M_REL_L2, M_RECALL, M_TASK_ACC, M_COS_MIN, M_RETRIEVE, M_AGGREGATE, N_METRICS };
-
-struct metric {
-    const char *name, *what;
-    int logy, higher_better;
-    size_t mean, tail, cell; /* offsets in struct ab_summary_row (mean, tail) and ab_cell; tail
-                                SIZE_MAX when the summary has none */
-    const char *tail_name;
+/* The accuracy columns the report plots are the rows of the metric table (eval/metric.h) with
+ * plot set; a metric k is its enum ab_metric_id. The figures and answers are built around these
+ * (each a plotted row, test report metrics_the_report_plots): */
+enum {
+    M_REL_L2 = AB_MET_REL_L2,
+    M_RECALL = AB_MET_RECALL,
+    M_TASK_ACC = AB_MET_TASK_ACC,
+    M_COS_MIN = AB_MET_COS_MIN,
+    M_RETRIEVE = AB_MET_TASK_ACC_RETRIEVE,
+    M_AGGREGATE = AB_MET_TASK_ACC_AGGREGATE,
 };
-extern const struct metric ab_rep_metrics[N_METRICS];
+/* 1 when higher values of metric k are better (its sense is AB_SENSE_LOW_WORSE). */
+int ab_rep_higher_better(int k);
+/* 1 when the report draws metric k on a log axis. */
+int ab_rep_logy(int k);
 /* The double at byte offset off of a summary row or cell. */
 double ab_rep_field(const void *row, size_t off);
 

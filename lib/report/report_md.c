@@ -238,8 +238,8 @@ static void md_outliers(const struct rep *R, FILE *f)
             R->n_out);
     char *done = calloc((size_t)R->n_out, 1);
     if (!done) return;
-    for (int k = 0; k < N_METRICS; k++)
-        for (int mi = 0; mi < R->n_m; mi++)
+    for (int k = 0; k < AB_N_METRIC; k++)
+        for (int mi = 0; mi < R->n_m && ab_metrics[k].plot; mi++)
             for (int pi = 0; pi < R->n_p; pi++)
                 for (int v = 0; v < R->n_v; v++) {
                     int n = 0;
@@ -251,8 +251,8 @@ static void md_outliers(const struct rep *R, FILE *f)
                         if (!n++) {
                             char len[32] = "all";
                             if (v) snprintf(len, sizeof len, "%lld", (long long)R->v[v].n);
-                            fprintf(f, "| %s | %s | %s | %s | ", ab_rep_metrics[k].name,
-                                    R->m[mi].name, R->phase[pi], len);
+                            fprintf(f, "| %s | %s | %s | %s | ", ab_metrics[k].name, R->m[mi].name,
+                                    R->phase[pi], len);
                         }
                         /* this row's budgets, descending */
                         done[i] = 1;
