@@ -161,6 +161,8 @@ void ab_out_main(const char *cmd, const char *main_path, const char *detail_fmt,
 
 /* command entry points: argc/argv start at the command name; return the exit status */
 int cmd_gen(int argc, char **argv);
+struct ab_gen_run_opts;
+int cmd_gen_opts(const struct ab_gen_run_opts *o); /* `gen` from its options (scenario) */
 int cmd_capture(int argc, char **argv);
 int cmd_eval_model(int argc, char **argv);
 int cmd_info(int argc, char **argv);

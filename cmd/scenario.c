@@ -29,6 +29,7 @@
 #include "scenario/scenario.h"
 #include "methods/method.h"
 #include "opts.h"
+#include "run/gen.h"
 #include "run/heads.h"
 #include "run/run.h"
 
@@ -125,36 +126,59 @@ static void add_common(struct cmdline *c, uint64_t seed, int64_t threads)
     add(c, "%lld", (long long)threads);
 }
 
-static void build_gen(struct cmdline *c, const struct ab_scenario_workload *w, const char *dir,
-                      uint64_t seed, int64_t threads)
+/* Sets option `name` of a declared command's struct o from text, through its row. */
+static int put(const struct ab_decl *t, void *o, const char *cmd, const char *name,
+               const char *text)
 {
-    char r[64];
-    add(c, "gen");
-    if (w->preset) add(c, "--preset"), add(c, "%s", w->preset);
-    if (w->profile) add(c, "--profile"), add(c, "%s", w->profile);
-    if (w->mix) add(c, "--mix"), add(c, "%s", w->mix);
-    add(c, "--layers"), add(c, "%lld", (long long)w->layers);
-    add(c, "--heads"), add(c, "%lld", (long long)w->heads);
-    add(c, "--kv-heads"), add(c, "%lld", (long long)w->kv_heads);
-    add(c, "--n"), add(c, "%lld", (long long)w->n);
-    add(c, "--d"), add(c, "%lld", (long long)w->d);
-    if (w->dv != w->d) add(c, "--dv"), add(c, "%lld", (long long)w->dv);
-    if (w->tasks) add(c, "--tasks"), add(c, "%s", w->tasks);
-    if (w->strength) add(c, "--strength"), add(c, "%s", w->strength);
-    if (w->slash_period > 0) add(c, "--slash-period"), add(c, "%lld", (long long)w->slash_period);
-    if (w->n_tasks > 0) add(c, "--n-tasks"), add(c, "%lld", (long long)w->n_tasks);
-    if (w->task_rows > 0) add(c, "--task-rows"), add(c, "%lld", (long long)w->task_rows);
-    if (w->codes > 0) add(c, "--codes"), add(c, "%lld", (long long)w->codes);
-    if (!isnan(w->theta)) fmt_real(r, sizeof r, w->theta), add(c, "--theta"), add(c, "%s", r);
-    if (!isnan(w->depth_min))
-        fmt_real(r, sizeof r, w->depth_min), add(c, "--depth-min"), add(c, "%s", r);
-    if (!isnan(w->depth_max))
-        fmt_real(r, sizeof r, w->depth_max), add(c, "--depth-max"), add(c, "%s", r);
-    if (w->probe) add(c, "--probe"), add(c, "%s", w->probe);
-    if (w->full_mask) add(c, "--full");
-    add_common(c, seed, threads);
-    add(c, "-o");
-    add(c, "%s/%s.h5", dir, w->name);
+    int rc = ab_decl_set(ab_decl_find(t, name), o, text);
+    return rc ? ab_fail(rc, "%s: option '--%s': %s", cmd, name, ab_errmsg()) : AB_OK;
+}
+
+/* put for an integer / a real */
+static int put_int(struct ab_gen_run_opts *o, const char *name, int64_t x)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%lld", (long long)x);
+    return put(ab_gen_run_decl, o, "gen", name, buf);
+}
+static int put_real(struct ab_gen_run_opts *o, const char *name, double x)
+{
+    char buf[64];
+    fmt_real(buf, sizeof buf, x);
+    return put(ab_gen_run_decl, o, "gen", name, buf);
+}
+
+/* A gen step's options from a generated workload of the scenario (the given values; gen's own
+ * defaults for the rest), set through gen's rows. AB_OK, AB_E_NOMEM, or a value's error. */
+static int fill_gen(struct ab_gen_run_opts *o, const struct ab_scenario_workload *w,
+                    const char *dir, uint64_t seed)
+{
+    int rc = ab_decl_defaults(ab_gen_run_decl, o);
+    char buf[4200];
+    o->seed = seed;
+    if (!rc && w->preset) rc = put(ab_gen_run_decl, o, "gen", "preset", w->preset);
+    if (!rc && w->profile) rc = put(ab_gen_run_decl, o, "gen", "profile", w->profile);
+    if (!rc && w->mix) rc = put(ab_gen_run_decl, o, "gen", "mix", w->mix);
+    if (!rc) rc = put_int(o, "layers", w->layers);
+    if (!rc) rc = put_int(o, "heads", w->heads);
+    if (!rc) rc = put_int(o, "kv-heads", w->kv_heads);
+    if (!rc) rc = put_int(o, "n", w->n);
+    if (!rc) rc = put_int(o, "d", w->d);
+    if (!rc && w->dv != w->d) rc = put_int(o, "dv", w->dv);
+    if (!rc && w->tasks) rc = put(ab_gen_run_decl, o, "gen", "tasks", w->tasks);
+    if (!rc && w->strength) rc = put(ab_gen_run_decl, o, "gen", "strength", w->strength);
+    if (!rc && w->slash_period > 0) rc = put_int(o, "slash-period", w->slash_period);
+    if (!rc && w->n_tasks > 0) rc = put_int(o, "n-tasks", w->n_tasks);
+    if (!rc && w->task_rows > 0) rc = put_int(o, "task-rows", w->task_rows);
+    if (!rc && w->codes > 0) rc = put_int(o, "codes", w->codes);
+    if (!rc && !isnan(w->theta)) rc = put_real(o, "theta", w->theta);
+    if (!rc && !isnan(w->depth_min)) rc = put_real(o, "depth-min", w->depth_min);
+    if (!rc && !isnan(w->depth_max)) rc = put_real(o, "depth-max", w->depth_max);
+    if (!rc && w->probe) rc = put(ab_gen_run_decl, o, "gen", "probe", w->probe);
+    if (!rc && w->full_mask) rc = put(ab_gen_run_decl, o, "gen", "full", "true");
+    snprintf(buf, sizeof buf, "%s/%s.h5", dir, w->name);
+    if (!rc) rc = put(ab_gen_run_decl, o, "gen", "o", buf);
+    return rc;
 }
 
 /* --model FILE [--tokenizer FILE] of the scenario's model. */
@@ -298,26 +322,36 @@ static void workload_path(char *buf, size_t cap, const struct ab_scenario_worklo
         snprintf(buf, cap, "%s/%s.h5", dir, w->name);
 }
 
-/* Sets option `name` of a declared command's struct o from text, through its row. */
-static int put(const struct ab_decl *t, void *o, const char *cmd, const char *name,
-               const char *text)
+
+/* A step called with its declared options struct o (table t), and the command line that
+ * gives the same options (printed as the step starts, so it can be re-run by hand). */
+struct call {
+    const struct ab_decl *t; /* NULL: a step run from its command line */
+    void *o;
+    char *line;
+    int (*fn)(const void *o);
+};
+
+static int call_gen(const void *o) { return cmd_gen_opts(o); }
+static int call_run(const void *o) { return cmd_run_opts(o); }
+static int call_heads(const void *o) { return cmd_heads_opts(o); }
+
+/* c->line from c's options. AB_OK or AB_E_NOMEM. */
+static int call_line(struct call *c, const char *cmd, const char *const *pos, int n_pos,
+                     const char *tail)
 {
-    int rc = ab_decl_set(ab_decl_find(t, name), o, text);
-    return rc ? ab_fail(rc, "%s: option '--%s': %s", cmd, name, ab_errmsg()) : AB_OK;
+    c->line = ab_decl_command(cmd, c->t, c->o, pos, n_pos, tail);
+    return c->line ? AB_OK : ab_fail(AB_E_NOMEM, "scenario: out of memory");
 }
 
 /* The run step's options: the scenario's (read through run's own table), then the runner's
  * workloads, seed, scenario copy and output, set through the same rows. paths holds the
  * workload files. AB_OK or AB_E_NOMEM. */
 static int fill_run(struct ab_run_opts *o, const struct ab_scenario *s, const char *dir,
-                    uint64_t seed, char (*paths)[4200], const char **path_ptrs)
+                    uint64_t seed, const char **path_ptrs)
 {
     int rc = ab_decl_defaults(ab_run_decl, o);
     if (!rc) rc = ab_decl_copy(ab_run_decl, o, &s->run);
-    for (int i = 0; i < s->n_workloads; i++) {
-        workload_path(paths[i], sizeof paths[i], &s->workloads[i], dir);
-        path_ptrs[i] = paths[i];
-    }
     o->workloads = path_ptrs, o->n_workloads = s->n_workloads, o->seed = seed;
     char buf[4200];
     snprintf(buf, sizeof buf, "%s/scenario.yaml", dir);
@@ -449,59 +483,65 @@ int cmd_scenario(int argc, char **argv)
     size_t dl = strlen(dir);
     while (dl > 1 && dir[dl - 1] == '/') dir[--dl] = 0;
 
-    /* every step's command line, built before anything runs */
+    /* every step, built before anything runs: the declared commands (gen, run, heads) as
+     * their options structs, called with them; the others as command lines */
     int n_steps = 0, n_gen = 0;
     for (int i = 0; i < s.n_workloads; i++) n_gen += s.workloads[i].source != AB_SCENARIO_FILE;
-    struct cmdline *steps = calloc((size_t)(n_gen + s.n_evals) + 3, sizeof *steps);
-    const char **labels = calloc((size_t)(n_gen + s.n_evals) + 3, sizeof *labels);
+    size_t cap = (size_t)(n_gen + s.n_evals) + 3;
+    struct cmdline *steps = calloc(cap, sizeof *steps);
+    struct call *calls = calloc(cap, sizeof *calls);
+    struct ab_gen_run_opts *gens = calloc((size_t)n_gen + 1, sizeof *gens);
+    const char **labels = calloc(cap, sizeof *labels);
     char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
-    if (!steps || !labels || !eval_labels) {
-        free(steps), free(labels), free(eval_labels), ab_scenario_free(&s);
-        return ab_cmd_error(EX_AB_DATA, "scenario: out of memory");
+    struct ab_run_opts run = {0};
+    struct ab_heads_run_opts heads = {0};
+    char(*paths)[4200] = calloc(AB_SCENARIO_MAX_WORKLOADS, sizeof *paths);
+    const char *path_ptrs[AB_SCENARIO_MAX_WORKLOADS];
+    char tail[96];
+    snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
+             (long long)threads);
+    if (!steps || !calls || !gens || !labels || !eval_labels || !paths) {
+        st = ab_cmd_error(EX_AB_DATA, "scenario: out of memory");
+        goto done;
     }
-    for (int i = 0; i < s.n_workloads; i++) {
+    for (int i = 0, g = 0; i < s.n_workloads && !rc; i++) {
         const struct ab_scenario_workload *w = &s.workloads[i];
+        workload_path(paths[i], sizeof paths[i], w, dir);
+        path_ptrs[i] = paths[i];
         if (w->source == AB_SCENARIO_FILE) continue;
         labels[n_steps] = w->name;
         uint64_t ws = w->seed == s.seed ? seed : w->seed;
-        if (w->source == AB_SCENARIO_GEN)
-            build_gen(&steps[n_steps++], w, dir, ws, threads);
-        else if (w->source == AB_SCENARIO_CAPTURE)
+        char wtail[96];
+        snprintf(wtail, sizeof wtail, "--seed %llu --threads %lld", (unsigned long long)ws,
+                 (long long)threads);
+        if (w->source == AB_SCENARIO_GEN) {
+            struct ab_gen_run_opts *o = &gens[g++];
+            add(&steps[n_steps], "gen");
+            calls[n_steps] = (struct call){ab_gen_run_decl, o, NULL, call_gen};
+            if (!(rc = fill_gen(o, w, dir, ws)))
+                rc = call_line(&calls[n_steps], "gen", NULL, 0, wtail);
+            n_steps++;
+        } else if (w->source == AB_SCENARIO_CAPTURE) {
             build_capture(&steps[n_steps++], &s, w, dir, ws, threads);
-        else
+        } else {
             build_import(&steps[n_steps++], w, dir, ws, threads);
+        }
     }
-    /* run and heads are called with their options structs (no command line is built) */
-    struct ab_run_opts run = {0};
-    struct ab_heads_run_opts heads = {0};
-    int run_step = -1, heads_step = -1;
-    char(*paths)[4200] = calloc(AB_SCENARIO_MAX_WORKLOADS, sizeof *paths);
-    const char *path_ptrs[AB_SCENARIO_MAX_WORKLOADS];
-    char *run_line = NULL, *heads_line = NULL, tail[96];
-    snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
-             (long long)threads);
-    if (!paths) rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
     if (!rc && s.has_run) {
         labels[n_steps] = "run";
-        add(&steps[n_steps], "run"); /* the step's name; its options are in `run` */
-        run_step = n_steps++;
-        if (!(rc = fill_run(&run, &s, dir, seed, paths, path_ptrs)) &&
-            !(run_line = ab_decl_command("run", ab_run_decl, &run, run.workloads,
-                                         run.n_workloads, tail)))
-            rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
+        add(&steps[n_steps], "run");
+        calls[n_steps] = (struct call){ab_run_decl, &run, NULL, call_run};
+        if (!(rc = fill_run(&run, &s, dir, seed, path_ptrs)))
+            rc = call_line(&calls[n_steps], "run", run.workloads, run.n_workloads, tail);
+        n_steps++;
     }
     if (!rc && s.has_heads) {
-        for (int i = 0; i < s.n_workloads; i++) {
-            workload_path(paths[i], sizeof paths[i], &s.workloads[i], dir);
-            path_ptrs[i] = paths[i];
-        }
         labels[n_steps] = "heads";
         add(&steps[n_steps], "heads");
-        heads_step = n_steps++;
-        if (!(rc = fill_heads(&heads, &s, dir, seed, path_ptrs)) &&
-            !(heads_line = ab_decl_command("heads", ab_heads_run_decl, &heads, heads.workloads,
-                                           heads.n_workloads, tail)))
-            rc = ab_fail(AB_E_NOMEM, "scenario: out of memory");
+        calls[n_steps] = (struct call){ab_heads_run_decl, &heads, NULL, call_heads};
+        if (!(rc = fill_heads(&heads, &s, dir, seed, path_ptrs)))
+            rc = call_line(&calls[n_steps], "heads", heads.workloads, heads.n_workloads, tail);
+        n_steps++;
     }
     if (rc) {
         st = ab_cmd_fail(rc);
@@ -527,8 +567,8 @@ int cmd_scenario(int argc, char **argv)
         printf("# scenario '%s' (%s), sha256 %s%s\n", s.name, file, s.sha256,
                quick ? ", quick" : "");
         for (int i = 0; i < n_steps; i++)
-            if (i == run_step || i == heads_step)
-                printf("%s\n", i == run_step ? run_line : heads_line);
+            if (calls[i].t)
+                printf("%s\n", calls[i].line);
             else
                 print_cmdline(stdout, "", &steps[i]);
         st = EX_AB_OK;
@@ -555,26 +595,22 @@ int cmd_scenario(int argc, char **argv)
             char prefix[160];
             snprintf(prefix, sizeof prefix, "scenario: step %d/%d (%s%s%s): ", i + 1, n_steps, cmd,
                      strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "");
-            if (i == run_step || i == heads_step)
-                fprintf(stderr, "%s%s\n", prefix, i == run_step ? run_line : heads_line);
+            if (calls[i].t)
+                fprintf(stderr, "%s%s\n", prefix, calls[i].line);
             else
                 print_cmdline(stderr, prefix, &steps[i]);
         }
         double ts = ab_now();
         int step_st;
         ab_common.nested = 1; /* under --quiet the steps print no path: the scenario prints one */
-        if (!strcmp(cmd, "gen"))
-            step_st = cmd_gen(steps[i].argc, steps[i].argv);
+        if (calls[i].t)
+            ab_threads_set((int)threads), step_st = calls[i].fn(calls[i].o);
         else if (!strcmp(cmd, "capture"))
             step_st = cmd_capture(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "import"))
             step_st = cmd_import(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "eval-model"))
             step_st = cmd_eval_model(steps[i].argc, steps[i].argv);
-        else if (i == run_step)
-            ab_threads_set((int)threads), step_st = cmd_run_opts(&run);
-        else if (i == heads_step)
-            ab_threads_set((int)threads), step_st = cmd_heads_opts(&heads);
         else
             step_st = cmd_report(steps[i].argc, steps[i].argv);
         ab_common.nested = 0;
@@ -602,10 +638,10 @@ int cmd_scenario(int argc, char **argv)
         ab_out_main("scenario", md, "'%s' done in %s; outputs in %s/", s.name, took, dir);
     }
 done:
-    ab_decl_free(ab_run_decl, &run);
-    ab_decl_free(ab_heads_run_decl, &heads);
-    free(run_line);
-    free(heads_line);
+    for (int i = 0; calls && i < n_steps; i++)
+        if (calls[i].t) ab_decl_free(calls[i].t, calls[i].o), free(calls[i].line);
+    free(calls);
+    free(gens);
     free(paths);
     free(steps);
     free(labels);

@@ -12,6 +12,7 @@
  * the first workload. Nothing here writes outside ab_scenario_save. */
 #include "scenario/scenario.h"
 #include "scenario/set.h"
+#include "run/gen.h"
 
 #include <assert.h>
 #include <pthread.h>
@@ -59,11 +60,18 @@ enum {
 static const char *const gen_int_keys[GI_COUNT + 1] = {
     "layers",       "heads",   "kv_heads",  "n",     "d",    "dv",
     "slash_period", "n_tasks", "task_rows", "codes", "seed", NULL};
-static const int64_t gen_int_lo[GI_COUNT] = {1, 1, 1, 2, 2, 1, 1, 1, 1, 2, 0};
-static const int64_t gen_int_hi[GI_COUNT] = {
-    4096, 65536, 65536, INT32_MAX, 4096, 4096, INT32_MAX, 1000000, INT32_MAX, 1000000, INT64_MAX};
-/* defaults (those of `attnbench gen`) for the shape; -1: gen's own default applies */
-static const int64_t gen_int_def[GI_COUNT] = {4, 8, 4, 2048, 64, -1, -1, -1, -1, -1, -1};
+/* The range of integer key k, from gen's own table (ab_gen_run_decl; the seed is a common
+ * option: any value), and its default when a workload does not give it: gen's for the shape
+ * (layers .. d, known at load for the checks that need it), -1 for the rest (gen's default then
+ * applies when it runs). */
+static void gen_int_spec(int k, int64_t *lo, int64_t *hi, int64_t *def)
+{
+    const struct ab_decl *d = k == GI_SEED ? NULL : ab_decl_find(ab_gen_run_decl, gen_int_keys[k]);
+    assert(k == GI_SEED || (d && d->type == AB_DECL_INT));
+    if (lo) *lo = d ? (int64_t)d->lo : 0;
+    if (hi) *hi = d ? (int64_t)d->hi : INT64_MAX;
+    if (def) *def = k <= GI_D ? strtoll(d->def, NULL, 10) : -1;
+}
 
 enum { GR_THETA, GR_DEPTH_MIN, GR_DEPTH_MAX, GR_COUNT };
 static const char *const gen_real_keys[GR_COUNT] = {"theta", "depth_min", "depth_max"};
@@ -268,6 +276,14 @@ static int get_int(struct ctx *c, yaml_node_t *n, const char *what, int64_t lo, 
                     (long long)hi, x);
     *out = x;
     return AB_OK;
+}
+
+/* get_int within the range of gen's integer key k (gen_int_spec) */
+static int get_gen_int(struct ctx *c, yaml_node_t *n, const char *what, int k, int64_t *out)
+{
+    int64_t lo, hi;
+    gen_int_spec(k, &lo, &hi, NULL);
+    return get_int(c, n, what, lo, hi, out);
 }
 
 static int get_real(struct ctx *c, yaml_node_t *n, const char *what, double *out)
@@ -794,7 +810,7 @@ static int read_gen(struct ctx *c, yaml_node_t *g, struct entry *e)
         int done = 0;
         for (int i = 0; i < GI_COUNT && !done; i++)
             if (!strcmp(key, gen_int_keys[i])) {
-                if ((rc = get_int(c, v, what, gen_int_lo[i], gen_int_hi[i], &e->iv[i]))) return rc;
+                if ((rc = get_gen_int(c, v, what, i, &e->iv[i]))) return rc;
                 e->iset[i] = done = 1;
             }
         for (int i = 0; i < GR_COUNT && !done; i++)
@@ -896,7 +912,7 @@ static int read_sweep(struct ctx *c, yaml_node_t *sw, struct entry *e)
         FOR_ITEMS(c, v, it)
         {
             int64_t x;
-            if ((rc = get_int(c, it, what, gen_int_lo[k], gen_int_hi[k], &x))) return rc;
+            if ((rc = get_gen_int(c, it, what, k, &x))) return rc;
             for (int j = 0; j < nv; j++)
                 if (e->sweep_val[s][j] == x)
                     return FAIL(c, it, "%s lists %lld twice", what, (long long)x);
@@ -1216,7 +1232,11 @@ static int make_gen(struct ctx *c, const struct entry *e, const int64_t *iv, con
     w->source = AB_SCENARIO_GEN;
     w->line = e->line;
     int64_t v[GI_COUNT];
-    for (int i = 0; i < GI_COUNT; i++) v[i] = iset[i] ? iv[i] : gen_int_def[i];
+    for (int i = 0; i < GI_COUNT; i++)
+        if (iset[i])
+            v[i] = iv[i];
+        else
+            gen_int_spec(i, NULL, NULL, &v[i]);
     w->layers = v[GI_LAYERS], w->heads = v[GI_HEADS], w->kv_heads = v[GI_KV_HEADS];
     w->n = v[GI_N], w->d = v[GI_D], w->dv = v[GI_DV] > 0 ? v[GI_DV] : w->d;
     w->slash_period = v[GI_SLASH], w->n_tasks = v[GI_NTASKS], w->task_rows = v[GI_TASKROWS];
@@ -1803,8 +1823,7 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
             yaml_node_t *qv = lookup(c, v, gen_int_keys[k]);
             char what[64];
             snprintf(what, sizeof what, "'%s' in quick", gen_int_keys[k]);
-            if (qv && (rc = get_int(c, qv, what, gen_int_lo[k], gen_int_hi[k], &q_iv[k])))
-                goto done;
+            if (qv && (rc = get_gen_int(c, qv, what, k, &q_iv[k]))) goto done;
             q_iset[k] = qv != NULL;
         }
         yaml_node_t *qv;
