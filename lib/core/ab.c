@@ -365,3 +365,10 @@ double ab_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+void ab_progress_relay(void *relay, int64_t done, int64_t total)
+{
+    struct ab_progress_relay *r = relay;
+    (void)total;
+    r->fn(r->user, r->base + done, r->total);
+}

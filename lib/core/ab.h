@@ -114,6 +114,16 @@ int ab_openmp_version(void); /* _OPENMP, e.g. 201511 */
 /* Seconds on a monotonic clock. */
 double ab_now(void);
 
+/* An engine's progress over one part of a longer job (one workload of several) passed on as
+ * progress over the whole: fn(user, base + done, total). Set base before each part; give
+ * ab_progress_relay and the relay as the engine's progress callback and user. */
+struct ab_progress_relay {
+    void (*fn)(void *user, int64_t done, int64_t total);
+    void *user;
+    int64_t base, total;
+};
+void ab_progress_relay(void *relay, int64_t done, int64_t total);
+
 /* A function compiled for each listed target ("avx2", "default") and picked at load time (GCC's
  * target_clones). clang 14 emits broken dispatchers for it (an undefined symbol for an external
  * function, a resolver defined in every unit for a static one in a header), so a clang build

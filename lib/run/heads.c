@@ -91,20 +91,6 @@ static char *heads_notes(const struct ab_heads_opts *ho, const struct ab_heads_r
     return strdup(notes);
 }
 
-/* The statistics' progress over one workload, passed on as progress over all of them. */
-struct relay {
-    void (*fn)(void *user, int64_t done, int64_t total);
-    void *user;
-    int64_t base, total;
-};
-
-static void relay(void *user, int64_t done, int64_t total)
-{
-    struct relay *r = user;
-    (void)total;
-    r->fn(r->user, r->base + done, r->total);
-}
-
 int ab_heads_run(const struct ab_heads_run_opts *o,
                  void (*progress)(void *user, int64_t done, int64_t total), void *progress_user,
                  ab_heads_hidden_fn hidden, void *hidden_user, struct ab_heads_run_out *out)
@@ -125,7 +111,7 @@ int ab_heads_run(const struct ab_heads_run_opts *o,
 
     /* every workload must be readable before any work starts */
     int rc = AB_OK;
-    struct relay pr = {progress, progress_user, 0, 0};
+    struct ab_progress_relay pr = {progress, progress_user, 0, 0};
     for (int i = 0; i < o->n_workloads && !rc; i++) {
         struct ab_workload meta = {0};
         rc = ab_h5_workload_read_meta(o->workloads[i], &meta);
@@ -148,7 +134,7 @@ int ab_heads_run(const struct ab_heads_run_opts *o,
     if (!rc && !(res->notes = heads_notes(ho, o))) rc = ab_fail(AB_E_NOMEM, "out of memory");
 
     double t0 = ab_now();
-    if (progress) ho->progress = relay, ho->progress_user = &pr;
+    if (progress) ho->progress = ab_progress_relay, ho->progress_user = &pr;
     for (int i = 0; i < o->n_workloads && !rc; i++) {
         struct ab_workload w = {0};
         struct ab_head_row *rows = NULL;

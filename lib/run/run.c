@@ -159,20 +159,6 @@ static int resolve(const struct ab_run_opts *o, struct ab_run_out *out)
     return AB_OK;
 }
 
-/* The sweep's progress over one workload, passed on as progress over all of them. */
-struct progress_relay {
-    void (*fn)(void *user, int64_t done, int64_t total);
-    void *user;
-    int64_t base, total;
-};
-
-static void relay(void *user, int64_t done, int64_t total)
-{
-    struct progress_relay *r = user;
-    (void)total;
-    r->fn(r->user, r->base + done, r->total);
-}
-
 int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t done, int64_t total),
            void *progress_user, struct ab_run_out *out)
 {
@@ -215,9 +201,9 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
     if (!rc && o->scenario && !(res->scenario = read_text(o->scenario)))
         rc = ab_fail(AB_E_NOFILE, "cannot read scenario '%s'", o->scenario);
 
-    struct progress_relay pr = {progress, progress_user, 0, 0};
+    struct ab_progress_relay pr = {progress, progress_user, 0, 0};
     for (int i = 0; i < o->n_workloads && !rc; i++) pr.total += ab_sweep_count(&w[i], so);
-    if (progress) so->progress = relay, so->progress_user = &pr;
+    if (progress) so->progress = ab_progress_relay, so->progress_user = &pr;
     double t0 = ab_now();
     for (int i = 0; i < o->n_workloads && !rc; i++) {
         rc = ab_sweep_workload(&w[i], o->workloads[i], so, res);
