@@ -19,10 +19,10 @@
 #include "attn/attn.h"
 #include "core/ab.h"
 #include "core/workload.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/kept_map.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
 #include "opts.h"
 
 static const char *usage_text =

@@ -18,10 +18,10 @@
 #include "core/rng.h"
 #include "eval/eval.h"
 #include "eval/results.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/png_map.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
 
 void ab_kept_map_defaults(struct ab_kept_map_opts *o)
 {

@@ -37,12 +37,12 @@
 
 #include "core/ab.h"
 #include "io/csv.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "io/kept_map.h"
 #include "io/png_map.h"
 #include "io/results_io.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
 #include "report/report_internal.h"
 
 /* ================================================================== indexing the results */

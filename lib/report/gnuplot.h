@@ -11,12 +11,13 @@
  * every report. Heatmap and map scripts carry the viridis table of png_map.h as a gnuplot
  * palette, so their colours match the libpng pictures.
  *
- * Only this file starts gnuplot (architecture.md: only lib/io starts external programs). It runs
+ * Only this file starts gnuplot (the one external program the library starts; it is figure
+ * rendering, so it lives with the report, over lib/io's CSV number format). It runs
  * `gnuplot -d -c NAME.gp TMP` (-d: no initialisation files, so a user's ~/.gnuplot cannot change
  * the pictures) in the figure's folder with fork and exec, no shell. pngcairo writes no time
  * stamp, so the same script gives the same bytes on the same machine. */
-#ifndef AB_IO_GNUPLOT_H
-#define AB_IO_GNUPLOT_H
+#ifndef AB_REPORT_GNUPLOT_H
+#define AB_REPORT_GNUPLOT_H
 
 #include <stdint.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * folder, exec; only async-signal-safe calls between fork and exec, since OpenMP threads may
  * exist); its diagnostics come back through a pipe and the last line of them becomes the error
  * message when it fails. */
-#include "io/gnuplot.h"
+#include "report/gnuplot.h"
 
 #include <errno.h>
 #include <fcntl.h>
