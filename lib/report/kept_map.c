@@ -5,7 +5,7 @@
  * seed stream), fits the knob to the budget as `run` does, runs the method once and draws what
  * it kept; only the heads a figure needs are loaded from the file. Both pool the map here
  * (png_map.h) and leave the drawing to gnuplot (gnuplot.h, ab_gp_map_write). */
-#include "io/kept_map.h"
+#include "report/kept_map.h"
 
 #include <math.h>
 #include <stdint.h>
