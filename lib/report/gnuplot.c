@@ -22,7 +22,7 @@
 
 #include "core/ab.h"
 #include "io/csv.h"
-#include "io/png_map.h"
+#include "report/map_pool.h"
 
 char *ab_path_join(const char *dir, const char *name, const char *ext)
 {

@@ -38,7 +38,6 @@
 #include "core/ab.h"
 #include "io/csv.h"
 #include "io/h5_workload.h"
-#include "io/png_map.h"
 #include "io/results_io.h"
 #include "methods/method.h"
 #include "report/gnuplot.h"
