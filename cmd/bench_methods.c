@@ -24,12 +24,12 @@
 #include "core/workload.h"
 #include "eval/eval.h"
 #include "io/csv.h"
-#include "io/gnuplot.h"
 #include "io/h5_util.h"
 #include "io/h5_workload.h"
 #include "methods/memo.h"
 #include "methods/method.h"
 #include "report/bench.h"
+#include "report/gnuplot.h"
 #include "opts.h"
 
 static const char *usage_text =

@@ -2,7 +2,7 @@
  * MAP.png`: one head's exact attention map as a gnuplot figure (outputs.md, "Reports"): axes in
  * token positions, a title naming the workload, layer, head and planted profile, a log colour
  * bar from --floor to 1; or with --method the kept mask of that method at that FLOP budget
- * drawn over the map (the pictures of `report`'s maps: lib/io/kept_map.h).
+ * drawn over the map (the pictures of `report`'s maps: lib/report/kept_map.h).
  *
  * Only the chosen head is read from the file (its query head, and the kv head serving it), and
  * the map is streamed row by row, so the command works on workloads too large to load. The map
@@ -19,10 +19,10 @@
 #include "attn/attn.h"
 #include "core/ab.h"
 #include "core/workload.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
-#include "io/kept_map.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
+#include "report/kept_map.h"
 #include "opts.h"
 
 static const char *usage_text =

@@ -12,7 +12,7 @@
 
 #include "core/ab.h"
 #include "core/list.h"
-#include "io/gnuplot.h"
+#include "report/gnuplot.h"
 #include "report/report.h"
 #include "methods/method.h"
 #include "opts.h"

@@ -431,6 +431,59 @@ Test(heads, heads_table_round_trip)
     ab_results_free(&r);
 }
 
+/* ab_results_read_heads: every numeric column by name (integers as doubles, layer and head
+ * aside), or the columns asked for with NaN for one the table lacks */
+Test(heads, heads_table_read_by_column_name)
+{
+    struct ab_results r;
+    ab_results_init(&r);
+    r.n_heads = 2;
+    r.heads = calloc(2, sizeof *r.heads);
+    for (int i = 0; i < 2; i++) {
+        struct ab_head_row *h = &r.heads[i];
+        h->workload = strdup(i ? "b.h5" : "a.h5");
+        h->profile = strdup("");
+        h->layer = i, h->head = 3 - i, h->sink_score = 0.5 + i, h->sec_pos1 = 7 * i - 1;
+    }
+    const char *path = t_path("by-name.h5");
+    cr_assert_eq(ab_results_write_h5(path, &r), AB_OK, "%s", ab_errmsg());
+    struct ab_heads_table t;
+    cr_assert_eq(ab_results_read_heads(path, NULL, 0, NULL, &t), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(t.n, 2);
+    cr_expect_str_eq(t.workload[1], "b.h5");
+    cr_expect(t.layer[1] == 1 && t.head[1] == 2);
+    int n_num = 0, n_cols, sink = -1, sec = -1;
+    const struct ab_column *cols = ab_results_head_columns(&n_cols);
+    for (int c = 0; c < n_cols; c++)
+        n_num += cols[c].type != AB_COL_STR && strcmp(cols[c].name, "layer") &&
+                 strcmp(cols[c].name, "head");
+    cr_expect_eq(t.n_cols, n_num + 1, "%d columns", t.n_cols); /* and the row scale */
+    for (int c = 0; c < t.n_cols; c++) {
+        if (!strcmp(t.col_name[c], "sink_score")) sink = c;
+        if (!strcmp(t.col_name[c], "sec_pos1")) sec = c;
+        cr_expect(strcmp(t.col_name[c], "layer") && strcmp(t.col_name[c], "workload"));
+    }
+    cr_assert(sink >= 0 && sec >= 0);
+    cr_expect(t.col[sink][0] == 0.5 && t.col[sink][1] == 1.5);
+    cr_expect(t.col[sec][0] == -1 && t.col[sec][1] == 6);
+    ab_heads_table_free(&t);
+    cr_expect(t.n == 0 && !t.col);
+    const char *names[] = {"nope", "sink_score", "profile"};
+    cr_assert_eq(ab_results_read_heads(path, names, 3, NULL, &t), AB_OK, "%s", ab_errmsg());
+    cr_assert_eq(t.n_cols, 3);
+    cr_expect_str_eq(t.col_name[0], "nope");
+    cr_expect(isnan(t.col[0][0]) && isnan(t.col[0][1]) && t.col[1][1] == 1.5);
+    cr_expect(isnan(t.col[2][0]), "a string column is not a number");
+    ab_heads_table_free(&t);
+    /* no /heads: no rows, and the workload defaults to the one given */
+    ab_results_heads_free(&r);
+    cr_assert_eq(ab_results_write_h5(path, &r), AB_OK);
+    cr_assert_eq(ab_results_read_heads(path, NULL, 0, "w.h5", &t), AB_OK, "%s", ab_errmsg());
+    cr_expect(t.n == 0 && !t.layer);
+    cr_expect_eq(ab_results_read_heads(t_path("absent.h5"), NULL, 0, NULL, &t), AB_E_NOFILE);
+    ab_results_free(&r);
+}
+
 /* ---------------------------------------------------------------- command line */
 
 Test(heads, cli_errors)

@@ -21,7 +21,6 @@
 #include "eval/results.h"
 #include "helpers.h"
 #include "io/h5_workload.h"
-#include "io/png_map.h"
 #include "io/results_io.h"
 #include "report/report_internal.h"
 

@@ -22,7 +22,9 @@
 #include "core/workload.h"
 #include "helpers.h"
 #include "io/h5_workload.h"
-#include "io/png_map.h"
+#include "io/png_io.h"
+#include "report/gnuplot.h"
+#include "report/map_pool.h"
 
 static const char *const profile_names[] = {"streaming", "retrieval", "induction", "dormant"};
 

@@ -1,7 +1,8 @@
 /* e2e.h - end-to-end evaluation (`attnbench eval-model`, architecture.md): a registry method
  * replaces attention inside a real model's forward pass, in every layer (or on chosen heads),
  * and the model's next-token predictions are scored: perplexity on a text, accuracy on a copy
- * task, next to dense on the same input.
+ * task, next to dense on the same input. ab_e2e_eval and ab_e2e_eval_windows make one pass;
+ * ab_eval_model (eval_model.c) is the command's engine over methods x budgets x head sets.
  *
  * Protocol. The model runs the whole input in one batched pass. In each layer, once Q, K, V of
  * every row are known, every replaced head is a problem (lib/methods/method.h) whose rows are
@@ -82,5 +83,66 @@ int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t
 int64_t ab_e2e_n_windows(int64_t n, int64_t window, int64_t stride);
 void ab_e2e_windows(int64_t n, int64_t window, int64_t stride, int64_t k, int64_t *begin,
                     int64_t *end, int64_t *score_from);
+
+/* A column of a /heads table for --heads-top / --heads-bottom, one value per row of the file's
+ * first workload: the rows' layer and head and the column's value (NaN: that head has no
+ * score). Three malloc'd arrays; ab_eval_model frees them. */
+struct ab_head_scores {
+    int64_t n;
+    int64_t *layer, *head; /* (n) */
+    double *score;         /* (n) */
+};
+
+/* `attnbench eval-model`'s options, typed (the command checks the combinations first: an input,
+ * at most one way of choosing heads, the methods against the phases, the knob against the
+ * methods, decode_m >= 1 and horizon >= decode_m). Strings are not copied. */
+struct ab_eval_model_opts {
+    const char *model;     /* llama2.c checkpoint or GGUF file */
+    const char *tokenizer; /* NULL: the GGUF's own, or tok<vocab>.bin / tokenizer.bin beside it */
+    const char *text;      /* a text to score (perplexity, next-token accuracy), or NULL */
+    int64_t copy_task;     /* R > 0: also score BOS + R seeded random tokens + the same R again */
+    const struct ab_method *const *methods; /* (n_methods) causal rows with one of the phases */
+    int n_methods;
+    const double *targets; /* (n_targets) per-head target FLOP ratios in (0, 1] */
+    int n_targets;
+    struct ab_apply_opts apply; /* a direct knob for every method instead of the targets */
+    unsigned phases;            /* AB_PHASE_* bits */
+    int64_t decode_m;           /* decode: rows served by the method at the end of the input */
+    int64_t horizon;            /* decode horizon G >= decode_m */
+    int64_t stride;             /* texts longer than the context: windows every stride tokens
+                                   (0: half the context) */
+    int window_bos;             /* windows after the first start with BOS */
+    /* the heads replaced: every head, or one of these */
+    const char *heads;          /* "L:H,..." */
+    const char *heads_top, *heads_bottom, *heads_random; /* "K,..." lists: a head set per K */
+    const char *heads_score, *heads_file; /* top / bottom: the ranking column and its file */
+    /* top / bottom: reads column col of file's /heads table (the file is read per K, when the
+     * head sets are built: lib/eval reads no results files); AB_OK or the error to stop with */
+    int (*heads_read)(void *user, const char *file, const char *col, struct ab_head_scores *out);
+    int heads_select;        /* ACT: keep the heads where the method alone lowers the NLL of ... */
+    const char *calibrate;   /* ... this text, or ... */
+    int64_t calibrate_copy;  /* ... a copy task of R tokens (its own seed stream) */
+    double select_min;       /* ... by more than this (nats/token) */
+    uint64_t seed;
+    /* what the caller hears, on the calling thread; each may be NULL */
+    int (*begin)(void *user, int64_t total);    /* every check passed, total model passes to
+                                                   come (a windowed text: one per window); a
+                                                   nonzero return stops with that status */
+    void (*progress)(void *user, int64_t done, int64_t total); /* passes done so far */
+    void (*row)(void *user, const struct ab_model_row *row);  /* a row was added to the table */
+    void (*note)(void *user, const char *msg);  /* for people: how a long text is windowed */
+    void *user;
+};
+
+/* The engine of `attnbench eval-model`: loads o->model and its inputs (the text, the copy task,
+ * the calibration input), checks them against the model (stride, decode_m, head choice), then
+ * per phase runs the dense pass of each input and, per (method, target, head set), one pass per
+ * input, appending a /model row to res (the caller initialises it; its provenance is the
+ * caller's) with res->notes, stride, window_bos and decode_horizon set. A pass where a
+ * replaced head cannot reach the target carries no score and a reason. BLAS is held serial
+ * throughout. AB_OK, or the first error (with its message; res then holds the rows made so
+ * far): AB_E_USAGE for options the model or the inputs refuse, an error of the model, the
+ * inputs, heads_read, begin or a method. */
+int ab_eval_model(const struct ab_eval_model_opts *o, struct ab_results *res);
 
 #endif

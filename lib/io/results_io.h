@@ -1,6 +1,7 @@
 /* results_io.h - the results file (outputs.md, "Results file"): struct ab_results written as
- * HDF5 and read back, the column tables shared with the CSV writer, and the SHA-256 of input
- * files recorded with the results. No HDF5 types here: cmd/ includes this header.
+ * HDF5 and read back, a /heads table read by column name (results_heads.c), the column tables
+ * shared with the CSV writer, and the SHA-256 of input files recorded with the results. No HDF5
+ * types here: cmd/ includes this header.
  *
  * Layout (schema "attnbench/results/1"):
  *   /           attributes: schema, attnbench_version, created_utc, command_line, workloads
@@ -60,6 +61,31 @@ int ab_results_check_cells(const char *path, const struct ab_results *r);
  * are optional too, but when present every column is required (AB_E_DATA otherwise); /layers
  * rows with negative indices or counts are rejected. */
 int ab_results_read_h5(const char *path, struct ab_results *out);
+
+/* A /heads table read by column name (ab_results_read_heads): the rows' workload, layer and
+ * head, and numeric columns as doubles. Every array is malloc'd; ab_heads_table_free frees
+ * them and zeroes the table. */
+struct ab_heads_table {
+    int64_t n;             /* rows */
+    char **workload;       /* (n) */
+    int64_t *layer, *head; /* (n) */
+    int n_cols;
+    char **col_name;       /* (n_cols) */
+    double **col;          /* (n_cols) arrays of n values */
+};
+void ab_heads_table_free(struct ab_heads_table *t);
+
+/* Reads the /heads table of path by column name, whatever columns it holds (where
+ * ab_results_read_h5 wants every column of struct ab_head_row). names NULL: every numeric
+ * column of the table (float ones, and integer ones such as sec_pos1 and the `row` scale as
+ * doubles; layer and head are out->layer and out->head), in name order; else the columns names[0..n_names), in that
+ * order, a column the table lacks (or that is not a numeric 1-D column of n values) as NaN.
+ * A table of no rows has no columns. workload is the table's string column of that name, else
+ * default_workload ("" when NULL) on every row. A file without /heads gives n = 0. AB_OK,
+ * AB_E_NOFILE, AB_E_DATA (not HDF5; layer or head missing, not integers, or of different
+ * lengths; a column that cannot be read), AB_E_NOMEM; out is empty after a failure. */
+int ab_results_read_heads(const char *path, const char *const *names, int n_names,
+                          const char *default_workload, struct ab_heads_table *out);
 
 /* The SHA-256 of the bytes of the file at path as 64 lowercase hex digits (hex[0] = '\0' on
  * failure). AB_E_NOFILE (missing), AB_E_DATA (a directory), AB_E_IO (unreadable). */

@@ -3,7 +3,7 @@
  * them, builds the summary views (every length pooled, and each length), draws the heatmaps,
  * head statistics and maps and runs the whole report; the inputs are loaded by report_load.c,
  * the frontier figures and isoFLOPS bars drawn by report_frontier.c, the kept masks of the maps
- * by kept_map.c (lib/io), the answers of the study written by report_answers.c and report.md
+ * by kept_map.c, the answers of the study written by report_answers.c and report.md
  * by report_md.c.
  *
  * The report reads everything it says from the data. Methods are ordered by their row in the
@@ -38,12 +38,11 @@
 
 #include "core/ab.h"
 #include "io/csv.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
-#include "io/kept_map.h"
-#include "io/png_map.h"
 #include "io/results_io.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
+#include "report/kept_map.h"
 #include "report/report_internal.h"
 
 /* ================================================================== indexing the results */

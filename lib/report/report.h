@@ -1,6 +1,6 @@
 /* report.h - `attnbench report` (outputs.md, "Reports"): from one or more results files, a
  * self-contained folder of figures, tables and a Markdown summary computed from the data. Its
- * kept-mask maps are the picture of kept_map.h (lib/io), shared with `attnbench render`.
+ * kept-mask maps are the picture of kept_map.h, shared with `attnbench render`.
  *
  * The folder holds, for a budget B (the target FLOP ratio nearest to opts.budget):
  *   frontier-<family>.{png,gp,tsv}   rel_l2 and task_acc (mean over heads) against the

@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "core/ab.h"
-#include "io/gnuplot.h"
 #include "io/h5_util.h"
 #include "report/bench.h"
+#include "report/gnuplot.h"
 #include "report/report_internal.h"
 
 #define COL(f, t, u, l)                                                                            \

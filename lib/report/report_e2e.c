@@ -25,9 +25,9 @@
 
 #include "core/ab.h"
 #include "io/csv.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
 #include "report/report_internal.h"
 
 /* A panel: one (input, phase); its series: one (method, heads) each. */

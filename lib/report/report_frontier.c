@@ -31,7 +31,7 @@
 #include <string.h>
 
 #include "core/ab.h"
-#include "io/gnuplot.h"
+#include "report/gnuplot.h"
 #include "report/report_internal.h"
 
 #define REL_L2_CEILING 2.0 /* as report.c: above it an output is broken, not a trade-off */

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "core/ab.h"
-#include "io/gnuplot.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
 #include "report/report_internal.h"
 
 /* 1 when file is a table (.tsv): linked, not shown. */

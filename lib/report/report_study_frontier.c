@@ -27,8 +27,8 @@
 #include <string.h>
 
 #include "core/ab.h"
-#include "io/gnuplot.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
 #include "report/report_internal.h"
 
 #define PPL_TOL  1.05 /* holds perplexity: ppl at most this times dense's */

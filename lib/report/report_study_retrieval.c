@@ -26,8 +26,8 @@
 #include <string.h>
 
 #include "core/ab.h"
-#include "io/gnuplot.h"
-#include "io/kept_map.h"
+#include "report/gnuplot.h"
+#include "report/kept_map.h"
 #include "report/report_internal.h"
 
 #define RETRIEVAL_MIN 0.1  /* a retrieval head: retrieval score above this (Wu et al.) */

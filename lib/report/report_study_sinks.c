@@ -27,9 +27,9 @@
 
 #include "core/ab.h"
 #include "core/machine.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
-#include "io/kept_map.h"
+#include "report/gnuplot.h"
+#include "report/kept_map.h"
 #include "report/report_internal.h"
 
 #define EPS        0.3 /* the sink ratio's epsilon (metrics.md) */

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "core/ab.h"
-#include "io/gnuplot.h"
+#include "report/gnuplot.h"
 #include "report/report_internal.h"
 
 #define TIE_REL  0.01 /* |ppl_streaming - ppl_window| below this x dense: the same */

@@ -1,28 +1,14 @@
-/* png_map.h - attention maps as data for pictures: the viridis palette, an 8-bit indexed PNG
- * writer (and reader), the pooled map of one head (exact attention, max-pooled when the map is
- * larger than the picture so sinks and needles stay visible), the kept mask of a method over
- * that map (both drawn by gnuplot: gnuplot.h, ab_gp_map_write). */
-#ifndef AB_IO_PNG_MAP_H
-#define AB_IO_PNG_MAP_H
+/* map_pool.h - attention maps as data for pictures: the pooled map of one head (exact
+ * attention, max-pooled when the map is larger than the picture so sinks and needles stay
+ * visible) and the kept mask of a method over that map, both drawn by gnuplot (gnuplot.h,
+ * ab_gp_map_write). */
+#ifndef AB_REPORT_MAP_POOL_H
+#define AB_REPORT_MAP_POOL_H
 
 #include <stdint.h>
 
 #include "attn/attn.h"
 #include "methods/method.h"
-
-/* The 256-entry viridis table (CC0), RGB: first #440154, last #FDE725. */
-extern const uint8_t ab_viridis[256][3];
-
-/* Writes a width x height 8-bit indexed PNG with the given palette (n_colors entries) and no
- * time chunk (same pixels, same bytes). pixels is (height, width) row-major. Atomic (path.tmp
- * then rename). AB_OK, AB_E_CREATE, AB_E_IO. */
-int ab_png_write_indexed(const char *path, const uint8_t *pixels, int64_t width, int64_t height,
-                         const uint8_t (*palette)[3], int n_colors);
-
-/* Reads an 8-bit indexed PNG back (for tests and `report`): *pixels (caller frees with free()),
- * size and palette (up to 256 entries). AB_E_NOFILE, AB_E_DATA. */
-int ab_png_read_indexed(const char *path, uint8_t **pixels, int64_t *width, int64_t *height,
-                        uint8_t palette[256][3], int *n_colors);
 
 /* A pooled attention map, the data of a map figure (gnuplot.h, ab_gp_map_write): v holds one
  * value per pixel, (height, width) row-major; column x is centred on key position x0 + x dx,

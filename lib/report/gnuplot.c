@@ -7,7 +7,7 @@
  * folder, exec; only async-signal-safe calls between fork and exec, since OpenMP threads may
  * exist); its diagnostics come back through a pipe and the last line of them becomes the error
  * message when it fails. */
-#include "io/gnuplot.h"
+#include "report/gnuplot.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +22,7 @@
 
 #include "core/ab.h"
 #include "io/csv.h"
-#include "io/png_map.h"
+#include "report/map_pool.h"
 
 char *ab_path_join(const char *dir, const char *name, const char *ext)
 {

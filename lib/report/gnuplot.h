@@ -8,20 +8,21 @@
  * use the pngcairo terminal with font "DejaVu Sans,10" (14 for the maps, which go on slides) and
  * no enhanced-text markup (method and metric names print as they are), and define the colour of
  * every series through a fixed style table, so a method keeps its colour in every figure of
- * every report. Heatmap and map scripts carry the viridis table of png_map.h as a gnuplot
- * palette, so their colours match the libpng pictures.
+ * every report. Heatmap and map scripts carry the viridis table (ab_viridis) as a gnuplot
+ * palette, so their colours match the PNG pictures written with it (io/png_io.h).
  *
- * Only this file starts gnuplot (architecture.md: only lib/io starts external programs). It runs
+ * Only this file starts gnuplot (the one external program the library starts; it is figure
+ * rendering, so it lives with the report, over lib/io's CSV number format). It runs
  * `gnuplot -d -c NAME.gp TMP` (-d: no initialisation files, so a user's ~/.gnuplot cannot change
  * the pictures) in the figure's folder with fork and exec, no shell. pngcairo writes no time
  * stamp, so the same script gives the same bytes on the same machine. */
-#ifndef AB_IO_GNUPLOT_H
-#define AB_IO_GNUPLOT_H
+#ifndef AB_REPORT_GNUPLOT_H
+#define AB_REPORT_GNUPLOT_H
 
 #include <stdint.h>
 #include <stdio.h>
 
-#include "io/png_map.h"
+#include "report/map_pool.h"
 
 /* dir + "/" + name + ext into a malloc'd string (NULL when out of memory). */
 char *ab_path_join(const char *dir, const char *name, const char *ext);
@@ -37,6 +38,9 @@ int ab_gnuplot_find(const char *prog, char **path);
  * which no name.png.tmp is left and an existing name.png is untouched; AB_E_CREATE when the
  * rename fails. */
 int ab_gnuplot_render(const char *gnuplot, const char *dir, const char *name);
+
+/* The 256-entry viridis table (CC0), RGB: first #440154, last #FDE725 (viridis.c). */
+extern const uint8_t ab_viridis[256][3];
 
 /* Writes `set palette defined (...)` with the 256 viridis entries of ab_viridis (index i at
  * position i / 255), then `set palette maxcolors 256`. */
@@ -243,7 +247,7 @@ int ab_gp_heatmaps_write(const char *dir, const struct ab_gp_heatmaps *p);
 
 /* --- attention maps: one head's pooled map, or a method's kept mask over it --------------- */
 
-/* The figure of a pooled map (png_map.h): the image in token coordinates (x "key position",
+/* The figure of a pooled map (map_pool.h): the image in token coordinates (x "key position",
  * y "query position" increasing downward), colour on a log scale from floor to 1 with viridis
  * ("attention probability"), cells with no visible key in neutral light grey. A kept mask
  * (kept = 1, values +p kept, -p dropped) draws kept cells in viridis and dropped ones in a red

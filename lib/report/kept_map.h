@@ -4,8 +4,8 @@
  * `attnbench report` (report.h). Each writes NAME.bin (the pooled map) and NAME.gp beside
  * where NAME.png goes; the caller renders the script (ab_gnuplot_render). The kept mask's
  * problem is built as `run` builds it, so the picture shows what the sweep measured. */
-#ifndef AB_IO_KEPT_MAP_H
-#define AB_IO_KEPT_MAP_H
+#ifndef AB_REPORT_KEPT_MAP_H
+#define AB_REPORT_KEPT_MAP_H
 
 #include <stdint.h>
 

@@ -4,8 +4,8 @@
  * builds for that head (rows, decode queries, the layer's heads for layer-wide methods, the
  * seed stream), fits the knob to the budget as `run` does, runs the method once and draws what
  * it kept; only the heads a figure needs are loaded from the file. Both pool the map here
- * (png_map.h) and leave the drawing to gnuplot (gnuplot.h, ab_gp_map_write). */
-#include "io/kept_map.h"
+ * (map_pool.h) and leave the drawing to gnuplot (gnuplot.h, ab_gp_map_write). */
+#include "report/kept_map.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -18,10 +18,10 @@
 #include "core/rng.h"
 #include "eval/eval.h"
 #include "eval/results.h"
-#include "io/gnuplot.h"
 #include "io/h5_workload.h"
-#include "io/png_map.h"
 #include "methods/method.h"
+#include "report/gnuplot.h"
+#include "report/map_pool.h"
 
 void ab_kept_map_defaults(struct ab_kept_map_opts *o)
 {

@@ -5,7 +5,7 @@
  * nearest of 0..255 (entry 0 #440154, entry 255 #FDE725). It is perceptually uniform and reads
  * in grey scale, which is why attention maps (log scale) use it. The same table is emitted as a
  * gnuplot palette by the report writer so figures and PNG maps agree. */
-#include "io/png_map.h"
+#include "report/gnuplot.h"
 
 const uint8_t ab_viridis[256][3] = {
     {0x44, 0x01, 0x54}, {0x44, 0x02, 0x56}, {0x45, 0x04, 0x57}, {0x45, 0x05, 0x59}, /*   0 */
