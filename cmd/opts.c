@@ -240,10 +240,12 @@ static int parse_any(const char *cmd, const char *usage, const struct ab_opt *ta
                 return EX_AB_USAGE;
             }
             if (!val) val = argv[++a];
-            if (ab_decl_set(d, o, val)) {
-                fprintf(stderr, "error: %s: option '%s%s' %s\n", cmd, strcmp(d->name, "o") ? "--" : "-",
-                        d->name, ab_errmsg());
-                return EX_AB_USAGE;
+            int rc = ab_decl_set(d, o, val);
+            if (rc) { /* a bad value (64), or no memory to keep it (65) */
+                fprintf(stderr, "error: %s: option '%s%s'%s %s\n", cmd,
+                        strcmp(d->name, "o") ? "--" : "-", d->name, rc == AB_E_USAGE ? "" : ":",
+                        ab_errmsg());
+                return ab_exit_status(rc);
             }
             continue;
         }
