@@ -63,8 +63,10 @@ static int xo_cost(const struct ab_method *me, int64_t n_ctx, int64_t d, int64_t
     struct xo_head x;
     int rc = xo_make(&x, n_ctx, M, d, dv);
     struct ab_ledger led;
+    if (!rc) rc = ab_problem_prepare(me, &x.p);
     if (!rc) rc = ab_method_cost(me, &x.p, me->knob.name ? me->knob.def : 0, &led);
     if (!rc) *flops = (led.flops_attend + led.flops_select) / M, *bytes = led.bytes_kv / M;
+    ab_problem_unprepare(me, &x.p);
     xo_free(&x);
     return rc;
 }
@@ -79,6 +81,7 @@ static int print_decode_split(const struct ab_method *m)
     int rc = xo_make(&x, N - M, M, D, D);
     struct ab_ledger led;
     double knob = m->knob.name ? m->knob.def : 0;
+    if (!rc) rc = ab_problem_prepare(m, &x.p);
     if (!rc) rc = ab_method_cost(m, &x.p, knob, &led);
     if (!rc) {
         double dense = ab_problem_dense_flops(&x.p);
@@ -94,6 +97,7 @@ static int print_decode_split(const struct ab_method *m)
             printf("; no one-off work");
         printf("\n");
     }
+    ab_problem_unprepare(m, &x.p);
     xo_free(&x);
     return rc;
 }

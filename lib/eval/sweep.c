@@ -221,10 +221,14 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
     return AB_OK;
 }
 
+/* The cells of head (layer, head) in every phase. Each row is prepared once per phase: here,
+ * or, for the AB_METHOD_MODEL rows that have a prepare, by prefit, which made their states for
+ * the model-level fit: preps[(phase == decode) * n_methods + i] is (n_layer * n_head) states
+ * (head h of layer l at l * n_head + h), or NULL. */
 static void run_head(const struct ab_workload *w, const char *name,
                      const struct ab_sweep_opts *o, int64_t layer, int64_t head,
                      struct ab_head *layer_heads, int64_t *rows, const struct model_fit *fits,
-                     struct head_job *job, int64_t *done)
+                     void **const *preps, struct head_job *job, int64_t *done)
 {
     char *kinds = job->kinds;
     task_kinds(w, layer, head, kinds, sizeof job->kinds);
@@ -262,7 +266,14 @@ static void run_head(const struct ab_workload *w, const char *name,
         for (int i = 0; i < o->n_methods && !rc; i++) {
             const struct ab_method *m = o->methods[i];
             if (!method_applies(m, w, phase)) continue;
-            int n_t = cells_of(m, o);
+            /* p prepared for m: in prefit, or here */
+            struct ab_problem pm = p;
+            void **mp = preps[(phase == AB_PHASE_DECODE) * o->n_methods + i];
+            if (mp)
+                pm.prep = mp[layer * w->n_head + head];
+            else
+                rc = ab_problem_prepare(m, &pm);
+            int n_t = rc ? 0 : cells_of(m, o);
             for (int t = 0; t < n_t && !rc; t++) {
                 /* a budget per target; knob-less methods at their fixed cost (target 1); a
                  * direct --knob run has no target */
@@ -274,7 +285,7 @@ static void run_head(const struct ab_workload *w, const char *name,
                         ? &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) * o->n_targets + t]
                         : NULL;
                 struct ab_cell c;
-                rc = run_cell(w, name, m, &p, &ex, target, o, layer, head, kinds, out, &keep,
+                rc = run_cell(w, name, m, &pm, &ex, target, o, layer, head, kinds, out, &keep,
                               dist, fit, &c);
                 if (rc) break;
                 /* strings are copied into the table later, on the main thread */
@@ -289,6 +300,7 @@ static void run_head(const struct ab_workload *w, const char *name,
 #pragma omp atomic
                 (*done)++;
             }
+            if (!mp) ab_problem_unprepare(m, &pm);
             if (rc) {
                 char detail[400];
                 snprintf(detail, sizeof detail, "%s", ab_errmsg());
@@ -306,10 +318,11 @@ static void run_head(const struct ab_workload *w, const char *name,
 }
 
 /* The model-level fits of every AB_METHOD_MODEL method, per (phase, method, target), into fits
- * ((2, n_methods, n_targets), zeroed by the caller): made on the main thread before the heads
- * run, each over every head of the workload (costs in parallel inside). */
+ * ((2, n_methods, n_targets), zeroed by the caller), and the states of those with a prepare into
+ * preps ((2, n_methods), zeroed by the caller): made on the main thread before the heads run,
+ * each over every head of the workload (costs in parallel inside). */
 static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
-                  struct model_fit *fits)
+                  struct model_fit *fits, void ***preps)
 {
     int any = 0;
     for (int i = 0; i < o->n_methods; i++) any |= (o->methods[i]->flags & AB_METHOD_MODEL) != 0;
@@ -338,6 +351,13 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
         for (int i = 0; i < o->n_methods && !rc; i++) {
             const struct ab_method *m = o->methods[i];
             if (!(m->flags & AB_METHOD_MODEL) || !method_applies(m, w, phase)) continue;
+            if (m->prepare) { /* every head, once: the fit, plan() and the heads' cells read it */
+                void **st = calloc((size_t)n, sizeof *st);
+                preps[(phase == AB_PHASE_DECODE) * o->n_methods + i] = st;
+                if (!st) rc = ab_fail(AB_E_NOMEM, "cannot allocate the model fit");
+                for (int64_t j = 0; j < n && !rc; j++)
+                    if (!(rc = ab_problem_prepare(m, &probs[j]))) st[j] = (void *)probs[j].prep;
+            }
             for (int t = 0; t < cells_of(m, o) && !rc; t++) {
                 struct model_fit *f = &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) *
                                                 o->n_targets + t];
@@ -349,12 +369,25 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
                     rc = ab_budget_fit_model(m, &mv, target, &f->knob, &f->plan, &f->ratio,
                                              &f->feasible);
                 }
-                if (rc) rc = ab_fail(rc, "%s (model-level fit): %s", m->name, ab_errmsg());
             }
+            for (int64_t j = 0; j < n; j++) probs[j].prep = NULL; /* kept in preps */
+            if (rc) rc = ab_fail(rc, "%s (model-level fit): %s", m->name, ab_errmsg());
         }
     }
     free(heads), free(probs), free(rows);
     return rc;
+}
+
+/* Frees prefit's prepared states (n per (phase, method)) and preps itself. */
+static void preps_free(const struct ab_sweep_opts *o, int64_t n, void ***preps)
+{
+    for (int k = 0; preps && k < 2 * o->n_methods; k++) {
+        const struct ab_method *m = o->methods[k % o->n_methods];
+        for (int64_t j = 0; preps[k] && j < n; j++)
+            if (preps[k][j] && m->prepare_free) m->prepare_free(preps[k][j]);
+        free(preps[k]);
+    }
+    free(preps);
 }
 
 static void fits_free(const struct ab_sweep_opts *o, struct model_fit *fits)
@@ -378,16 +411,22 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
                        (long long)o->horizon, (long long)o->decode_m);
     int64_t n_jobs = w->n_layer * w->n_head, total = ab_sweep_count(w, o), done = 0;
     struct model_fit *fits = calloc((size_t)(2 * o->n_methods * o->n_targets), sizeof *fits);
-    if (!fits) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
-    int rc = prefit(w, o, fits);
+    void ***preps = calloc((size_t)(2 * o->n_methods), sizeof *preps); /* (2, n_methods) */
+    if (!fits || !preps) {
+        free(fits), free(preps);
+        return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
+    }
+    int rc = prefit(w, o, fits, preps);
     if (rc) {
         rc = ab_fail(rc, "'%s': %s", name, ab_errmsg()); /* before plan_free can touch it */
         fits_free(o, fits);
+        preps_free(o, n_jobs, preps);
         return rc;
     }
     struct head_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
     if (!jobs) {
         fits_free(o, fits);
+        preps_free(o, n_jobs, preps);
         return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
     }
     int threads = ab_threads_get();
@@ -403,8 +442,8 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
                 snprintf(jobs[j].msg, sizeof jobs[j].msg, "cannot allocate head scratch");
                 continue;
             }
-            run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, fits, &jobs[j],
-                     &done);
+            run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, fits, preps,
+                     &jobs[j], &done);
             if (o->progress && omp_get_thread_num() == 0) {
                 int64_t d;
 #pragma omp atomic read
@@ -417,6 +456,7 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     }
     ab_blas_serial_end();
     fits_free(o, fits);
+    preps_free(o, n_jobs, preps);
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
         for (int64_t c = 0; c < jobs[j].n; c++) {

@@ -1,5 +1,7 @@
 /* common.c - what every method shares: the ledger, kept-key bitsets, the phase's dense cost,
- * exact attention restricted to a kept set, and family names (see method.h). */
+ * exact attention restricted to a kept set, family names, and the engine's prepare step (see
+ * method.h). */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -157,6 +159,27 @@ const struct ab_method *ab_method_find(const char *name)
     for (int i = 0; i < ab_n_methods; i++)
         if (!strcmp(ab_methods[i]->name, name)) return ab_methods[i];
     return NULL;
+}
+
+int ab_problem_prepare(const struct ab_method *m, struct ab_problem *p)
+{
+    p->prep = NULL;
+    if (!m->prepare) return AB_OK;
+    void *state = NULL;
+    int rc = m->prepare(p, &state);
+    if (rc) {
+        if (state && m->prepare_free) m->prepare_free(state);
+        return rc;
+    }
+    assert(state); /* method.h: never NULL on AB_OK */
+    p->prep = state;
+    return AB_OK;
+}
+
+void ab_problem_unprepare(const struct ab_method *m, struct ab_problem *p)
+{
+    if (p->prep && m->prepare_free) m->prepare_free((void *)p->prep);
+    p->prep = NULL;
 }
 
 void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,
