@@ -74,6 +74,7 @@ Test(battery, cost_is_pure_and_monotone)
     {
         if (!m->knob.name) continue;
         struct ab_problem p = problem(&L, m, phase, 1);
+        fx_prepare(m, &p); /* as the solver's caller does: once for every knob */
         double lo, hi, prev = -1;
         ab_method_knob_range(m, &p, &lo, &hi);
         for (int s = 0; s <= 12; s++) {
@@ -90,13 +91,14 @@ Test(battery, cost_is_pure_and_monotone)
             if (m->cost && (m->flags & AB_METHOD_ANALYTIC)) {
                 /* the analytic cost is the ledger a real run fills */
                 struct ab_ledger c = {0};
-                cr_assert_eq(m->run(&p, x, NULL, NULL, &c), AB_OK);
+                cr_assert_eq(fx_method_run(m, &p, x, NULL, NULL, &c), AB_OK);
                 cr_expect(fabs(c.cells - a.cells) <= 1e-9 * (1 + a.cells) &&
                               fabs(c.flops_select - a.flops_select) <= 1e-9 * (1 + a.flops_select),
                           "%s: cost() and run() disagree at knob %g (%g vs %g cells)", m->name, x,
                           a.cells, c.cells);
             }
         }
+        fx_unprepare(m, &p);
     }
     fx_layer_free(&L);
 }
@@ -127,7 +129,7 @@ static float *run_out(const struct ab_method *m, const struct ab_problem *p, dou
 {
     float *o = malloc(sizeof(float) * p->n_rows * D);
     struct ab_ledger led = {0};
-    cr_assert_eq(m->run(p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
     return o;
 }
 
@@ -265,7 +267,7 @@ Test(battery, exported_distribution_is_the_one_used)
         struct ab_problem p = problem(&L, m, phase, 1);
         double knob = m->knob.name ? m->knob.def : 0;
         float *o = run_out(m, &p, knob), *a = calloc((size_t)(p.n_rows * N), sizeof(float));
-        cr_assert_eq(m->dist(&p, knob, a), AB_OK, "%s: %s", m->name, ab_errmsg());
+        cr_assert_eq(fx_method_dist(m, &p, knob, a), AB_OK, "%s: %s", m->name, ab_errmsg());
         for (int64_t r = 0; r < p.n_rows; r++) {
             int64_t vis = ab_head_visible(p.h, p.rows[r]);
             double sum = 0, av[D] = {0};
@@ -308,8 +310,10 @@ Test(battery, evaluated_subset_matches_full)
         cr_assert_eq(ab_keep_alloc(&k_full, full.n_rows, N), AB_OK);
         cr_assert_eq(ab_keep_alloc(&k_sub, n_sub, N), AB_OK);
         int sel = (m->flags & AB_METHOD_SELECTS) != 0;
-        cr_assert_eq(m->run(&full, knob, o_full, sel ? &k_full : NULL, &l_full), AB_OK, "%s", m->name);
-        cr_assert_eq(m->run(&sub, knob, o_sub, sel ? &k_sub : NULL, &l_sub), AB_OK, "%s", m->name);
+        cr_assert_eq(fx_method_run(m, &full, knob, o_full, sel ? &k_full : NULL, &l_full), AB_OK,
+                     "%s", m->name);
+        cr_assert_eq(fx_method_run(m, &sub, knob, o_sub, sel ? &k_sub : NULL, &l_sub), AB_OK,
+                     "%s", m->name);
         const char *ph = phase == AB_PHASE_PREFILL ? "prefill" : "decode";
         cr_expect(!memcmp(&l_full, &l_sub, sizeof l_full), "%s (%s): the ledger depends on the rows", m->name, ph);
         for (int64_t s = 0; s < n_sub; s++) {
