@@ -317,13 +317,7 @@ int ab_duo_run(const struct ab_problem *p, double knob, int64_t probe, float *o,
     int64_t n_units = 0;
     if ((rc = duo_is_retrieval(p, knob, probe, &retrieval, &n_units))) return rc;
     duo_ledger(p, retrieval, probe, n_units, led);
-    if (!o && !keep) return AB_OK;
     const struct ab_head *h = p->h;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t i = p->rows[r], v = ab_head_visible(h, i);
         if (retrieval) {
@@ -333,9 +327,7 @@ int ab_duo_run(const struct ab_problem *p, double knob, int64_t probe, float *o,
                 if (duo_streams(h, i, j)) ab_keep_set(keep, r, j);
         }
     }
-    rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
-    ab_keep_free(&local);
-    return rc;
+    return o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
 }
 
 static int duo_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,

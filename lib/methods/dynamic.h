@@ -162,9 +162,8 @@ void ab_dyn_flex_free(struct ab_dyn_flex *f);
 
 /* ---- the common tail (block.c) ---- */
 
-/* Fills keep (the caller's, or a local one when keep == NULL and o != NULL) with `fill`, then
- * computes O of the evaluated rows by exact attention restricted to it. Nothing when both are
- * NULL. */
+/* Fills keep (run()'s, never NULL: method.h) with `fill`, then, when o != NULL, computes O of
+ * the evaluated rows by exact attention restricted to it. */
 typedef void (*ab_dyn_fill_fn)(const struct ab_problem *p, const void *sel, struct ab_keep *keep);
 int ab_dyn_attend(const struct ab_problem *p, ab_dyn_fill_fn fill, const void *sel, float *o,
                   struct ab_keep *keep);

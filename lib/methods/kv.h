@@ -152,12 +152,7 @@ static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double 
     const struct ab_head *h = p->h;
     double cells = 0;
     int rc = AB_OK;
-    if ((!o && !keep) || p->n_rows == 0) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
+    if (p->n_rows == 0) return AB_OK;
     if (C >= ab_head_visible(h, h->n_q - 1)) {
         for (int64_t r = 0; r < p->n_rows; r++)
             ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
@@ -167,7 +162,6 @@ static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double 
     }
     (void)expected;
     if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
-    ab_keep_free(&local);
     return rc;
 }
 

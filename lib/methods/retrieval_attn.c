@@ -188,7 +188,6 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
     int64_t K = ivf_budget(knob), d = h->d, n_ctx = g.n_ctx, c = g.c;
     int64_t L = AB_MIN(n_ctx, AB_MAX(max_scan > 0 ? max_scan : 2 * K, K));
     size_t nc = (size_t)AB_MAX(n_ctx, 1), cc = (size_t)AB_MAX(c, 1);
-    struct ab_keep local = {0};
     float *cent = ab_alloc(ab_size_mul(cc * (size_t)d, sizeof(float)));  /* (c, d) */
     double *sum = ab_alloc(ab_size_mul(cc * (size_t)d, sizeof(double))); /* (c, d) */
     float *hn = ab_alloc(ab_size_mul(cc, sizeof(float)));                /* (c) */
@@ -208,10 +207,6 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
                      (long long)n_ctx);
         goto done;
     }
-    if ((o || keep) && !keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) goto done;
-        keep = &local;
-    }
     if (n_ctx > 0) ivf_build_memo(p, &g, cent, cell, list, off, hn, sum, cnt, samp);
     double cells = 0, scanned = 0;
     int64_t r = 0;
@@ -224,22 +219,21 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
         }
         scanned += (double)n_scan;
         if (!(r < p->n_rows && p->rows[r] == i)) continue;
-        if (keep) { /* score the scanned cells' keys, read their top K and the decode keys */
-            const float *q = h->q + i * d;
-            for (int64_t j = 0; j < n_ctx; j++) ks[j] = -INFINITY;
-            for (int64_t t = 0; t < n_cells; t++)
-                for (int64_t u = off[order[t]]; u < off[order[t] + 1]; u++) {
-                    const float *kj = h->k + list[u] * d;
-                    float dot = 0;
-                    for (int64_t e = 0; e < d; e++) dot += q[e] * kj[e];
-                    ks[list[u]] = dot;
-                }
-            memset(mark, 0, nc);
-            kv_top_k(ks, n_ctx, K, mark, tmp);
-            for (int64_t j = 0; j < n_ctx; j++)
-                if (mark[j]) ab_keep_set(keep, r, j);
-            ab_keep_range(keep, r, n_ctx, v);
-        }
+        /* score the scanned cells' keys, read their top K and the decode keys */
+        const float *q = h->q + i * d;
+        for (int64_t j = 0; j < n_ctx; j++) ks[j] = -INFINITY;
+        for (int64_t t = 0; t < n_cells; t++)
+            for (int64_t u = off[order[t]]; u < off[order[t] + 1]; u++) {
+                const float *kj = h->k + list[u] * d;
+                float dot = 0;
+                for (int64_t e = 0; e < d; e++) dot += q[e] * kj[e];
+                ks[list[u]] = dot;
+            }
+        memset(mark, 0, nc);
+        kv_top_k(ks, n_ctx, K, mark, tmp);
+        for (int64_t j = 0; j < n_ctx; j++)
+            if (mark[j]) ab_keep_set(keep, r, j);
+        ab_keep_range(keep, r, n_ctx, v);
         r++;
     }
     double s = (double)g.s, nx = (double)n_ctx, cd = (double)c, m = (double)(h->n_q - p->q0);
@@ -250,7 +244,6 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
                       m * cd * ceil(log2(cd > 1 ? cd : 1)) + scanned;
     if (o) rc = ab_attend_kept(p, keep, o, NULL);
 done:
-    ab_keep_free(&local);
     ab_free(cent);
     ab_free(sum);
     ab_free(hn);

@@ -226,22 +226,14 @@ static int rt_run(const struct ab_problem *p, double knob, float *o, struct ab_k
     led->flops_select += 3.0 * np * (double)d + (STEPS + 1) * 2.0 * np * (double)c * (double)d +
                          STEPS * (np * (double)d + 3.0 * (double)c * (double)d);
     led->ops_other += (STEPS + 1) * np * (double)c + (double)C * ab_dyn_sort_ops(n);
-    if (o || keep) {
-        struct ab_keep local = {0};
-        if (!keep) rc = ab_keep_alloc(&local, p->n_rows, h->n_k);
-        struct ab_keep *kp = keep ? keep : &local;
-        if (!rc) {
-            ab_keep_clear(kp);
-            for (int64_t r = 0; r < p->n_rows; r++) {
-                int64_t i = p->rows[r], v = ab_head_visible(h, i), lo = AB_MAX(0, v - wl);
-                const int32_t *list = top + cl->qc[i] * w;
-                for (int64_t t = 0; t < w && list[t] < lo; t++) ab_keep_set(kp, r, list[t]);
-                ab_keep_range(kp, r, lo, v);
-            }
-            if (o) rc = ab_attend_kept(p, kp, o, NULL);
-        }
-        ab_keep_free(&local);
+    ab_keep_clear(keep);
+    for (int64_t r = 0; r < p->n_rows; r++) {
+        int64_t i = p->rows[r], v = ab_head_visible(h, i), lo = AB_MAX(0, v - wl);
+        const int32_t *list = top + cl->qc[i] * w;
+        for (int64_t t = 0; t < w && list[t] < lo; t++) ab_keep_set(keep, r, list[t]);
+        ab_keep_range(keep, r, lo, v);
     }
+    if (o) rc = ab_attend_kept(p, keep, o, NULL);
     ab_free(top);
     return rc;
 }

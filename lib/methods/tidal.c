@@ -298,18 +298,13 @@ static int tidal_run(const struct ab_problem *p, double knob, float *o, struct a
                      struct ab_ledger *led)
 {
     int rc = tidal_cost(p, knob, led);
-    if (rc || (!o && !keep)) return rc;
+    if (rc) return rc;
     const struct ab_head *h = p->h;
     const struct tidal_plan *t = p->plan;
     int64_t K = tidal_budget(knob), source;
     int role = tidal_role_of(p, &source);
     if (t && (t->q0 != p->q0 || t->n_k != h->n_k || t->K != K))
         return ab_fail(AB_E_USAGE, "tidal: the plan was made for another problem or knob");
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
     if (role != TIDAL_ROLE_REUSE) {
         for (int64_t r = 0; r < p->n_rows; r++)
             ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
@@ -332,7 +327,6 @@ static int tidal_run(const struct ab_problem *p, double knob, float *o, struct a
         }
     }
     if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
-    ab_keep_free(&local);
     return rc;
 }
 
