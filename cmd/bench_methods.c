@@ -73,7 +73,8 @@ static int time_cell(const struct ab_method *me, const struct ab_problem *head, 
     struct ab_problem prepared = *head, *p = &prepared;
     int rc = ab_problem_prepare(me, p);
     if (rc) return rc;
-    int timed_prep = me->prepare != NULL; /* prepare()'s work is part of each timed selection */
+    /* prepare()'s work is part of each timed selection, unless it is the model's own (method.h) */
+    int timed_prep = me->prepare && !(me->flags & AB_METHOD_PREP_FREE);
     rc = ab_keep_alloc(&keep, p->n_rows, p->h->n_k);
     float *o = ab_alloc(ab_size_mul((size_t)(p->n_rows * p->h->d_v), sizeof(float)));
     if (!rc && !o) rc = ab_fail(AB_E_NOMEM, "out of memory");

@@ -180,10 +180,16 @@ struct kv_accum {
     double tau_ctx, tau0, tau1; /* temperatures (> 0) */
     uint64_t seed;              /* noise stream (problem seed) */
 };
+/* The prepare() of a row of this schedule (h2o, a2sf, keyformer): the context's accumulated
+ * scores of p under rule a, O(q0 n_ctx d); free with ab_kv_accum_prepare_free. */
+int ab_kv_accum_prepare(const struct ab_problem *p, const struct kv_accum *a, void **state);
+void ab_kv_accum_prepare_free(void *state);
 /* h2o's step schedule at cache size C (h2o.c's file comment) under the scoring rule `arg` (a
  * const struct kv_accum *): C / 2 heavy hitters by acc plus C - C / 2 recent keys, evicting step
- * by step. Sets what each evaluated row read in keep, adds the cells read to *cells. AB_OK or
- * AB_E_NOMEM. Scratch O(n) plus a block of at most 64 x n logits. */
+ * by step. The context scores come from p->prep when it holds them for this rule (the row's own,
+ * ab_kv_accum_prepare), else (the test hooks at other parameters) are computed here. Sets what
+ * each evaluated row read in keep, adds the cells read to *cells. AB_OK or AB_E_NOMEM. Scratch
+ * O(n) plus a block of at most 64 x n logits. */
 int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
                          struct ab_keep *keep, double *cells);
 /* h2o's ledger at cache size C (cells, attention FLOPs and h2o's ops_other); returns the cells.

@@ -182,6 +182,10 @@ enum ab_method_flags {
                                  is from softmax, and `methods` and the report say so; its
                                  convention (decay, bias, temperature) is in `convention` and
                                  recorded with the results */
+    AB_METHOD_PREP_FREE = 256, /* prepare()'s work is what the model computes anyway (H2O's
+                                  context scores are prefill's own probabilities): `bench
+                                  methods` prepares once and times run() alone; without this
+                                  flag each timed selection includes a fresh prepare() */
 };
 
 struct ab_method {
