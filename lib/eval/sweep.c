@@ -221,10 +221,35 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
     return AB_OK;
 }
 
+/* 1 when a row after row i of the sweep reads the state row i prepared on this phase's problem:
+ * a row of the same prepare function (a state depends on the problem alone, method.h, so act
+ * and redistribute share their column means). Model-level rows are prepared in prefit. */
+static int prep_shared_later(const struct ab_workload *w, const struct ab_sweep_opts *o,
+                             int phase, int i)
+{
+    const struct ab_method *m = o->methods[i];
+    for (int k = i + 1; k < o->n_methods; k++) {
+        const struct ab_method *x = o->methods[k];
+        if (x->prepare == m->prepare && !(x->flags & AB_METHOD_MODEL) &&
+            method_applies(x, w, phase))
+            return 1;
+    }
+    return 0;
+}
+
+/* The row before row i holding a state of row i's prepare function, or -1. */
+static int held_by(const struct ab_sweep_opts *o, void *const *held, int i)
+{
+    for (int j = i - 1; j >= 0; j--)
+        if (held[j] && o->methods[j]->prepare == o->methods[i]->prepare) return j;
+    return -1;
+}
+
 /* The cells of head (layer, head) in every phase. Each row is prepared once per phase: here,
- * or, for the AB_METHOD_MODEL rows that have a prepare, by prefit, which made their states for
- * the model-level fit: preps[(phase == decode) * n_methods + i] is (n_layer * n_head) states
- * (head h of layer l at l * n_head + h), or NULL. */
+ * by the first row of its prepare function (the state is kept in held[] until the last such row
+ * has run), or, for the AB_METHOD_MODEL rows that have a prepare, by prefit, which made their
+ * states for the model-level fit: preps[(phase == decode) * n_methods + i] is (n_layer * n_head)
+ * states (head h of layer l at l * n_head + h), or NULL. */
 static void run_head(const struct ab_workload *w, const char *name,
                      const struct ab_sweep_opts *o, int64_t layer, int64_t head,
                      struct ab_head *layer_heads, int64_t *rows, const struct model_fit *fits,
@@ -241,7 +266,8 @@ static void run_head(const struct ab_workload *w, const char *name,
     for (int i = 0; i < o->n_methods; i++) want_dist |= o->methods[i]->dist != NULL;
     struct ab_keep keep = {0};
     struct ab_exact ex = {0};
-    int rc = AB_OK;
+    void **held = calloc((size_t)o->n_methods, sizeof *held); /* (n_methods) kept states */
+    int rc = held ? AB_OK : ab_fail(AB_E_NOMEM, "cannot allocate the head's states");
     for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE && !rc; phase <<= 1) {
         if (!(o->phases & (unsigned)phase)) continue;
         int64_t q0 = phase == AB_PHASE_DECODE ? w->n_seq - o->decode_m : 0;
@@ -266,11 +292,14 @@ static void run_head(const struct ab_workload *w, const char *name,
         for (int i = 0; i < o->n_methods && !rc; i++) {
             const struct ab_method *m = o->methods[i];
             if (!method_applies(m, w, phase)) continue;
-            /* p prepared for m: in prefit, or here */
+            /* p prepared for m: in prefit, by an earlier row of the same prepare, or here */
             struct ab_problem pm = p;
             void **mp = preps[(phase == AB_PHASE_DECODE) * o->n_methods + i];
+            int j = mp || !m->prepare ? -1 : held_by(o, held, i);
             if (mp)
                 pm.prep = mp[layer * w->n_head + head];
+            else if (j >= 0)
+                pm.prep = held[j], held[j] = NULL; /* now row i's to keep or free */
             else
                 rc = ab_problem_prepare(m, &pm);
             int n_t = rc ? 0 : cells_of(m, o);
@@ -300,7 +329,10 @@ static void run_head(const struct ab_workload *w, const char *name,
 #pragma omp atomic
                 (*done)++;
             }
-            if (!mp) ab_problem_unprepare(m, &pm);
+            if (!mp && pm.prep && !rc && prep_shared_later(w, o, phase, i))
+                held[i] = (void *)pm.prep;
+            else if (!mp)
+                ab_problem_unprepare(m, &pm);
             if (rc) {
                 char detail[400];
                 snprintf(detail, sizeof detail, "%s", ab_errmsg());
@@ -308,7 +340,12 @@ static void run_head(const struct ab_workload *w, const char *name,
                         (long long)head, detail);
             }
         }
+        for (int i = 0; held && i < o->n_methods; i++) { /* left by a failed row */
+            if (held[i]) o->methods[i]->prepare_free(held[i]);
+            held[i] = NULL;
+        }
     }
+    free(held);
     ab_free(out);
     ab_free(dist);
     ab_keep_free(&keep);

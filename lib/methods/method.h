@@ -223,9 +223,10 @@ struct ab_method {
      * AB_METHOD_MODEL rows on every problem of the view before plan(), which may read them.
      * Its state into *state: never NULL on AB_OK (an empty state is a state), owned by the
      * engine from then on and freed with prepare_free after the last call on p. It depends on
-     * the problem alone (not on the knob, the plan or the call order); memory O(what the
-     * method would recompute per call). AB_OK or an AB_E_* code (*state NULL then). Both NULL
-     * when the method has nothing to prepare. */
+     * the problem alone (not on the knob, the plan or the call order), so rows with the same
+     * prepare (and prepare_free) may share one state per problem, as the sweep does for act and
+     * redistribute; memory O(what the method would recompute per call). AB_OK or an AB_E_*
+     * code (*state NULL then). Both NULL when the method has nothing to prepare. */
     int (*prepare)(const struct ab_problem *p, void **state);
     void (*prepare_free)(void *state);
 };
