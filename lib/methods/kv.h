@@ -210,8 +210,9 @@ int ab_recycled_run(const struct ab_problem *p, double knob, int64_t stride, flo
 int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, float *o,
                      struct ab_keep *keep, struct ab_ledger *led);
 /* duo.c at `probe` probe rows (the last probe context rows; probe >= q0: every context row,
- * metrics.md's proxy): the plan over view mv at fraction knob (free with the row's plan_free),
- * and run() (its probe applies when p->plan is NULL; a plan carries its own). */
+ * metrics.md's proxy): the plan over view mv at fraction knob (free with the row's plan_free;
+ * it computes every head's score itself, where the row's plan reads the prepared ones), and
+ * run() (its probe applies when p->plan is NULL; a plan carries its own). */
 int ab_duo_plan_probe(const struct ab_model_view *mv, double knob, int64_t probe, void **plan);
 int ab_duo_run(const struct ab_problem *p, double knob, int64_t probe, float *o,
                struct ab_keep *keep, struct ab_ledger *led);
