@@ -65,8 +65,10 @@ static int xo_cost(const struct ab_method *me, int64_t n_ctx, int64_t d, int64_t
     struct xo_head x;
     int rc = xo_make(&x, n_ctx, M, d, dv);
     struct ab_ledger led;
+    if (!rc) rc = ab_problem_prepare(me, &x.p);
     if (!rc) rc = ab_method_cost(me, &x.p, me->knob.name ? me->knob.def : 0, &led);
     if (!rc) *flops = (led.flops_attend + led.flops_select) / M, *bytes = led.bytes_kv / M;
+    ab_problem_unprepare(me, &x.p);
     xo_free(&x);
     return rc;
 }
@@ -88,6 +90,7 @@ static int decode_split(const struct ab_method *m, struct decode_split *s)
     int rc = xo_make(&x, SPLIT_N - SPLIT_M, SPLIT_M, SPLIT_D, SPLIT_D);
     struct ab_ledger led;
     *s = (struct decode_split){.knob = m->knob.name ? m->knob.def : 0};
+    if (!rc) rc = ab_problem_prepare(m, &x.p);
     if (!rc) rc = ab_method_cost(m, &x.p, s->knob, &led);
     if (!rc) {
         double dense = ab_problem_dense_flops(&x.p);
@@ -96,6 +99,7 @@ static int decode_split(const struct ab_method *m, struct decode_split *s)
         s->once_m = led.flops_once / dense;
         s->once_g = ab_once_weight(&x.p) * led.flops_once / dense;
     }
+    ab_problem_unprepare(m, &x.p);
     xo_free(&x);
     return rc;
 }

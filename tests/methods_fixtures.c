@@ -57,6 +57,44 @@ struct ab_problem fx_problem(struct fx_layer *L, int64_t head, int64_t m)
                                .seed = 1};
 }
 
+void fx_prepare(const struct ab_method *m, struct ab_problem *p)
+{
+    cr_assert_eq(ab_problem_prepare(m, p), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert(!m->prepare || p->prep, "%s: prepare() gave no state", m->name);
+}
+
+void fx_unprepare(const struct ab_method *m, struct ab_problem *p)
+{
+    ab_problem_unprepare(m, p);
+}
+
+int fx_method_run(const struct ab_method *m, const struct ab_problem *p, double knob, float *o,
+                  struct ab_keep *keep, struct ab_ledger *led)
+{
+    struct ab_problem q = *p;
+    int own = m->prepare && !q.prep;
+    if (own) fx_prepare(m, &q);
+    struct ab_keep local = {0};
+    if (keep)
+        ab_keep_clear(keep);
+    else
+        cr_assert_eq(ab_keep_alloc(keep = &local, p->n_rows, p->h->n_k), AB_OK);
+    int rc = m->run(&q, knob, o, keep, led);
+    ab_keep_free(&local);
+    if (own) fx_unprepare(m, &q);
+    return rc;
+}
+
+int fx_method_dist(const struct ab_method *m, const struct ab_problem *p, double knob, float *a)
+{
+    struct ab_problem q = *p;
+    int own = m->prepare && !q.prep;
+    if (own) fx_prepare(m, &q);
+    int rc = m->dist(&q, knob, a);
+    if (own) fx_unprepare(m, &q);
+    return rc;
+}
+
 double fx_rel_l2(const struct ab_method *m, const struct ab_problem *p, double knob,
                  struct ab_ledger *led, struct ab_keep *keep)
 {
@@ -65,7 +103,7 @@ double fx_rel_l2(const struct ab_method *m, const struct ab_problem *p, double k
     double *ref = malloc(sizeof(double) * p->n_rows * dv);
     *led = (struct ab_ledger){0};
     if (keep) cr_assert_eq(ab_keep_alloc(keep, p->n_rows, p->h->n_k), AB_OK);
-    cr_assert_eq(m->run(p, knob, o, keep, led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(fx_method_run(m, p, knob, o, keep, led), AB_OK, "%s: %s", m->name, ab_errmsg());
     cr_assert_eq(ab_attn_ref(p->h, p->rows, p->n_rows, ref, NULL), AB_OK);
     double num = 0, den = 0;
     for (int64_t i = 0; i < p->n_rows * dv; i++) {
@@ -142,7 +180,7 @@ double fx_run_checked(const struct ab_method *m, const struct ab_problem *p, dou
     cr_expect_eq(fx_keep_cells(keep), led->cells, "%s at %g: keep holds %.0f cells, ledger %.0f",
                  m->name, knob, fx_keep_cells(keep), led->cells);
     struct ab_ledger bare = {0};
-    cr_assert_eq(m->run(p, knob, NULL, NULL, &bare), AB_OK);
+    cr_assert_eq(fx_method_run(m, p, knob, NULL, NULL, &bare), AB_OK);
     cr_expect(!memcmp(&bare, led, sizeof bare), "%s at %g: the o == NULL ledger differs",
               m->name, knob);
     if (m->flags & AB_METHOD_ANALYTIC) {

@@ -27,6 +27,19 @@ void fx_layer_free(struct fx_layer *L);
  * queries; evaluated rows: all rows of the phase. */
 struct ab_problem fx_problem(struct fx_layer *L, int64_t head, int64_t m);
 
+/* m->run as the engine calls it (method.h): on p prepared for m (a prepared copy when p->prep is
+ * NULL and m has a prepare, freed after the call) with a keep set (keep, cleared here, or one
+ * allocated for the call when keep is NULL). Returns run()'s code. */
+int fx_method_run(const struct ab_method *m, const struct ab_problem *p, double knob, float *o,
+                  struct ab_keep *keep, struct ab_ledger *led);
+
+/* m->dist on p prepared for m, as fx_method_run. */
+int fx_method_dist(const struct ab_method *m, const struct ab_problem *p, double knob, float *a);
+
+/* Prepares p for m (asserts it succeeds); fx_unprepare frees it. */
+void fx_prepare(const struct ab_method *m, struct ab_problem *p);
+void fx_unprepare(const struct ab_method *m, struct ab_problem *p);
+
 /* Runs m at knob on p and returns rel_l2 of its output against the double reference over the
  * evaluated rows; fills *led and, when keep != NULL, the keep set (allocated here; free with
  * ab_keep_free). Asserts the run succeeded. */

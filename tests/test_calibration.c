@@ -86,9 +86,9 @@ static float *hand_dist(struct hand *t, const char *name, double knob, float *o)
     struct ab_problem p = hand_problem(t);
     const struct ab_method *m = fx_method(name);
     float *a = malloc(sizeof(float) * N * N);
-    cr_assert_eq(m->dist(&p, knob, a), AB_OK, "%s: %s", name, ab_errmsg());
+    cr_assert_eq(fx_method_dist(m, &p, knob, a), AB_OK, "%s: %s", name, ab_errmsg());
     struct ab_ledger led = {0};
-    if (o) cr_assert_eq(m->run(&p, knob, o, NULL, &led), AB_OK);
+    if (o) cr_assert_eq(fx_method_run(m, &p, knob, o, NULL, &led), AB_OK);
     return a;
 }
 
@@ -234,10 +234,10 @@ Test(calibration, off_by_one_equals_sink_logit_at_zero)
         float *a1 = malloc(sizeof(float) * nr * n), *a2 = malloc(sizeof(float) * nr * n);
         float *o1 = malloc(sizeof(float) * nr * 16), *o2 = malloc(sizeof(float) * nr * 16);
         struct ab_ledger l1 = {0}, l2 = {0};
-        cr_assert_eq(fx_method("off-by-one")->dist(&p, 0, a1), AB_OK);
-        cr_assert_eq(fx_method("sink-logit")->dist(&p, 1.0, a2), AB_OK);
-        cr_assert_eq(fx_method("off-by-one")->run(&p, 0, o1, NULL, &l1), AB_OK);
-        cr_assert_eq(fx_method("sink-logit")->run(&p, 1.0, o2, NULL, &l2), AB_OK);
+        cr_assert_eq(fx_method_dist(fx_method("off-by-one"), &p, 0, a1), AB_OK);
+        cr_assert_eq(fx_method_dist(fx_method("sink-logit"), &p, 1.0, a2), AB_OK);
+        cr_assert_eq(fx_method_run(fx_method("off-by-one"), &p, 0, o1, NULL, &l1), AB_OK);
+        cr_assert_eq(fx_method_run(fx_method("sink-logit"), &p, 1.0, o2, NULL, &l2), AB_OK);
         cr_assert(!memcmp(a1, a2, sizeof(float) * nr * n));
         cr_assert(!memcmp(o1, o2, sizeof(float) * nr * 16));
         cr_assert(!memcmp(&l1, &l2, sizeof l1));
@@ -318,7 +318,7 @@ Test(calibration, act_decode_reads_sinks_from_the_context)
     for (int64_t k = p.q0; k < n; k++) cr_assert_eq(in_s[k], 0);
     cr_assert(ns >= 1 && in_s[40] && !in_s[5], "%ld hidden sinks", (long)ns);
     float *a = malloc(sizeof(float) * p.n_rows * n);
-    cr_assert_eq(fx_method("act")->dist(&p, 0.4, a), AB_OK);
+    cr_assert_eq(fx_method_dist(fx_method("act"), &p, 0.4, a), AB_OK);
     double *o = malloc(sizeof(double) * p.n_rows * 16), *lse = malloc(sizeof(double) * p.n_rows);
     cr_assert_eq(ab_attn_ref(p.h, p.rows, p.n_rows, o, lse), AB_OK);
     double worst = 0, moved = 0;

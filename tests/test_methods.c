@@ -7,15 +7,20 @@
  * - no attention outside the mask: huge values on keys a row must not see change nothing (and,
  *   for static and kv methods, which must not even read them, huge keys too);
  * - constant V is a fixed point (normalised methods);
- * - the ledger's cells equal the cells actually computed and the cells of the keep sets.
+ * - the ledger's cells equal the cells actually computed and the cells of the keep sets;
+ * - prepare (method.h): a prepared state belongs to its problem (A, B, A interleaved gives A
+ *   alone), the engine prepares each (head, phase) once and gives run() a keep set always, and
+ *   rows swept together (sharing a prepare) give the cells they give swept alone.
  * Method-specific properties live in test_methods_dynamic.c and test_methods_kv.c. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
 #include "eval/eval.h"
+#include "gen/gen.h"
 #include "methods_fixtures.h"
 
 enum { N = 320, D = 32, M = 32, HEADS = 4, KV = 2 };
@@ -74,6 +79,7 @@ Test(battery, cost_is_pure_and_monotone)
     {
         if (!m->knob.name) continue;
         struct ab_problem p = problem(&L, m, phase, 1);
+        fx_prepare(m, &p); /* as the solver's caller does: once for every knob */
         double lo, hi, prev = -1;
         ab_method_knob_range(m, &p, &lo, &hi);
         for (int s = 0; s <= 12; s++) {
@@ -90,13 +96,14 @@ Test(battery, cost_is_pure_and_monotone)
             if (m->cost && (m->flags & AB_METHOD_ANALYTIC)) {
                 /* the analytic cost is the ledger a real run fills */
                 struct ab_ledger c = {0};
-                cr_assert_eq(m->run(&p, x, NULL, NULL, &c), AB_OK);
+                cr_assert_eq(fx_method_run(m, &p, x, NULL, NULL, &c), AB_OK);
                 cr_expect(fabs(c.cells - a.cells) <= 1e-9 * (1 + a.cells) &&
                               fabs(c.flops_select - a.flops_select) <= 1e-9 * (1 + a.flops_select),
                           "%s: cost() and run() disagree at knob %g (%g vs %g cells)", m->name, x,
                           a.cells, c.cells);
             }
         }
+        fx_unprepare(m, &p);
     }
     fx_layer_free(&L);
 }
@@ -127,7 +134,7 @@ static float *run_out(const struct ab_method *m, const struct ab_problem *p, dou
 {
     float *o = malloc(sizeof(float) * p->n_rows * D);
     struct ab_ledger led = {0};
-    cr_assert_eq(m->run(p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
     return o;
 }
 
@@ -265,7 +272,7 @@ Test(battery, exported_distribution_is_the_one_used)
         struct ab_problem p = problem(&L, m, phase, 1);
         double knob = m->knob.name ? m->knob.def : 0;
         float *o = run_out(m, &p, knob), *a = calloc((size_t)(p.n_rows * N), sizeof(float));
-        cr_assert_eq(m->dist(&p, knob, a), AB_OK, "%s: %s", m->name, ab_errmsg());
+        cr_assert_eq(fx_method_dist(m, &p, knob, a), AB_OK, "%s: %s", m->name, ab_errmsg());
         for (int64_t r = 0; r < p.n_rows; r++) {
             int64_t vis = ab_head_visible(p.h, p.rows[r]);
             double sum = 0, av[D] = {0};
@@ -308,8 +315,10 @@ Test(battery, evaluated_subset_matches_full)
         cr_assert_eq(ab_keep_alloc(&k_full, full.n_rows, N), AB_OK);
         cr_assert_eq(ab_keep_alloc(&k_sub, n_sub, N), AB_OK);
         int sel = (m->flags & AB_METHOD_SELECTS) != 0;
-        cr_assert_eq(m->run(&full, knob, o_full, sel ? &k_full : NULL, &l_full), AB_OK, "%s", m->name);
-        cr_assert_eq(m->run(&sub, knob, o_sub, sel ? &k_sub : NULL, &l_sub), AB_OK, "%s", m->name);
+        cr_assert_eq(fx_method_run(m, &full, knob, o_full, sel ? &k_full : NULL, &l_full), AB_OK,
+                     "%s", m->name);
+        cr_assert_eq(fx_method_run(m, &sub, knob, o_sub, sel ? &k_sub : NULL, &l_sub), AB_OK,
+                     "%s", m->name);
         const char *ph = phase == AB_PHASE_PREFILL ? "prefill" : "decode";
         cr_expect(!memcmp(&l_full, &l_sub, sizeof l_full), "%s (%s): the ledger depends on the rows", m->name, ph);
         for (int64_t s = 0; s < n_sub; s++) {
@@ -324,4 +333,281 @@ Test(battery, evaluated_subset_matches_full)
         free(o_full), free(o_sub);
     }
     fx_layer_free(&L);
+}
+
+/* ---- the prepare step (method.h) ---- */
+
+/* Every row with a prepare keeps its state per problem: runs on two different problems A and B
+ * interleaved in one thread (A, B, A, each prepared once) give A's result alone (A prepared and
+ * run by itself), bit for bit: O, keep set and ledger. */
+Test(battery, prepared_state_belongs_to_its_problem)
+{
+    struct fx_layer LA, LB;
+    fx_layer_make(&LA, HEADS, KV, N, D, 4.0, 19);
+    fx_layer_make(&LB, HEADS, KV, N, D, 2.0, 20);
+    int rows_with_prepare = 0;
+    FOR_EACH_METHOD_PHASE(m, phase)
+    {
+        if (!m->prepare) continue;
+        rows_with_prepare++;
+        cr_expect_not_null(m->prepare_free, "%s: prepare without prepare_free", m->name);
+        struct ab_problem a = problem(&LA, m, phase, 1), b = problem(&LB, m, phase, 2);
+        double lo, hi;
+        ab_method_knob_range(m, &a, &lo, &hi);
+        double knob =
+            m->knob.name ? (m->knob.integer ? floor((lo + hi) / 3) : lo + (hi - lo) / 3) : 0;
+        if (m->knob.name && knob < lo) knob = lo;
+        size_t bo = sizeof(float) * (size_t)(a.n_rows * D);
+        float *o_alone = malloc(bo), *o_a = malloc(bo), *o_b = malloc(bo);
+        struct ab_keep k_alone, k_a, k_b;
+        cr_assert_eq(ab_keep_alloc(&k_alone, a.n_rows, N), AB_OK);
+        cr_assert_eq(ab_keep_alloc(&k_a, a.n_rows, N), AB_OK);
+        cr_assert_eq(ab_keep_alloc(&k_b, b.n_rows, N), AB_OK);
+        struct ab_ledger l_alone = {0}, l_a = {0}, l_b = {0};
+        /* A alone */
+        struct ab_problem alone = a;
+        fx_prepare(m, &alone);
+        cr_assert_eq(m->run(&alone, knob, o_alone, &k_alone, &l_alone), AB_OK, "%s", m->name);
+        fx_unprepare(m, &alone);
+        /* A and B prepared side by side, run A, B, A */
+        fx_prepare(m, &a), fx_prepare(m, &b);
+        cr_assert_eq(m->run(&a, knob, o_a, &k_a, &l_a), AB_OK, "%s", m->name);
+        cr_assert_eq(m->run(&b, knob, o_b, &k_b, &l_b), AB_OK, "%s", m->name);
+        const char *ph = phase == AB_PHASE_PREFILL ? "prefill" : "decode";
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass) { /* A again after B */
+                ab_keep_clear(&k_a), l_a = (struct ab_ledger){0};
+                cr_assert_eq(m->run(&a, knob, o_a, &k_a, &l_a), AB_OK, "%s", m->name);
+            }
+            cr_expect(!memcmp(o_alone, o_a, bo), "%s (%s, pass %d): O of A differs", m->name, ph,
+                      pass);
+            cr_expect(!memcmp(k_alone.bits, k_a.bits,
+                              sizeof(uint64_t) * (size_t)(k_a.n_rows * k_a.words)),
+                      "%s (%s, pass %d): A keeps other keys", m->name, ph, pass);
+            cr_expect(!memcmp(&l_alone, &l_a, sizeof l_a), "%s (%s, pass %d): A's ledger differs",
+                      m->name, ph, pass);
+        }
+        cr_expect(memcmp(o_a, o_b, bo), "%s (%s): A and B are not different problems", m->name, ph);
+        fx_unprepare(m, &a), fx_unprepare(m, &b);
+        ab_keep_free(&k_alone), ab_keep_free(&k_a), ab_keep_free(&k_b);
+        free(o_alone), free(o_a), free(o_b);
+    }
+    cr_expect_geq(rows_with_prepare, 10, "only %d rows have a prepare", rows_with_prepare);
+    fx_layer_free(&LA), fx_layer_free(&LB);
+}
+
+/* What the engine does to one row, seen from inside: the row is wrapped (prepare counts each
+ * problem it prepares and tags its state; run, cost, dist and plan check they get the state of
+ * their own problem, and run that it gets a keep set of the problem's shape) and swept over a
+ * small workload of 4 layers, both phases and two budgets. Counters are updated from the
+ * sweep's threads. */
+enum { W_LAYERS = 4, W_HEADS = 4 };
+static const struct ab_method *wrapped; /* the registry row the trampolines forward to */
+static struct {
+    int prepares[2][W_LAYERS][W_HEADS]; /* prepare() calls per (phase, layer, head) */
+    int live;                           /* states prepared and not yet freed */
+    int wrong_state;                    /* calls whose p->prep was not their problem's */
+    int no_keep;                        /* run() calls without a keep set of p's shape */
+    int calls;                          /* cost, run, dist and plan calls */
+} seen;
+
+struct tagged { /* a prepared state and the problem it was made for */
+    void *inner;
+    int phase;
+    int64_t layer, self;
+};
+
+static void count(int *x)
+{
+    __atomic_fetch_add(x, 1, __ATOMIC_RELAXED);
+}
+
+/* p as the row sees it: its own state in prep, after checking the tag. */
+static struct ab_problem untag(const struct ab_problem *p)
+{
+    struct ab_problem q = *p;
+    count(&seen.calls);
+    if (!wrapped->prepare) return q;
+    const struct tagged *t = p->prep;
+    if (!t || t->phase != p->phase || t->layer != p->layer_index || t->self != p->self)
+        count(&seen.wrong_state);
+    q.prep = t ? t->inner : NULL;
+    return q;
+}
+
+static int w_prepare(const struct ab_problem *p, void **state)
+{
+    struct tagged *t = malloc(sizeof *t);
+    if (!t) return AB_E_NOMEM;
+    int rc = wrapped->prepare(p, &t->inner);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->phase = p->phase, t->layer = p->layer_index, t->self = p->self;
+    if (p->phase >= 1 && p->phase <= 2 && p->layer_index >= 0 && p->layer_index < W_LAYERS &&
+        p->self >= 0 && p->self < W_HEADS)
+        count(&seen.prepares[p->phase - 1][p->layer_index][p->self]);
+    count(&seen.live);
+    *state = t;
+    return AB_OK;
+}
+
+static void w_prepare_free(void *state)
+{
+    struct tagged *t = state;
+    wrapped->prepare_free(t->inner);
+    free(t);
+    __atomic_fetch_sub(&seen.live, 1, __ATOMIC_RELAXED);
+}
+
+static int w_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)
+{
+    struct ab_problem q = untag(p);
+    return wrapped->cost(&q, knob, led);
+}
+
+static int w_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
+                 struct ab_ledger *led)
+{
+    if (!keep || !keep->bits || keep->n_rows != p->n_rows || keep->n_k != p->h->n_k) {
+        count(&seen.no_keep);
+        return ab_fail(AB_E_USAGE, "%s: run() without a keep set", wrapped->name);
+    }
+    struct ab_problem q = untag(p);
+    return wrapped->run(&q, knob, o, keep, led);
+}
+
+static int w_dist(const struct ab_problem *p, double knob, float *a)
+{
+    struct ab_problem q = untag(p);
+    return wrapped->dist(&q, knob, a);
+}
+
+static int w_plan(const struct ab_model_view *mv, double knob, void **plan)
+{
+    int64_t n = mv->n_layer * mv->n_head;
+    struct ab_problem *ps = malloc(sizeof *ps * (size_t)n);
+    if (!ps) return AB_E_NOMEM;
+    for (int64_t x = 0; x < n; x++) ps[x] = untag(&mv->problems[x]);
+    struct ab_model_view v = *mv;
+    v.problems = ps;
+    int rc = wrapped->plan(&v, knob, plan);
+    free(ps);
+    return rc;
+}
+
+Test(battery, the_engine_prepares_each_problem_once_and_always_passes_a_keep_set)
+{
+    for (int full = 0; full <= 1; full++) {
+        struct ab_workload w;
+        struct ab_gen_opts g;
+        ab_gen_defaults(&g);
+        g.n_layer = W_LAYERS, g.n_head = W_HEADS, g.n_kv_head = 2, g.n_seq = 256, g.d = 32;
+        g.d_v = 32, g.full_mask = full;
+        cr_assert_eq(ab_gen_workload(&g, &w), AB_OK, "%s", ab_errmsg());
+        const double targets[] = {0.5, 0.125};
+        for (int i = 0; i < ab_n_methods; i++) {
+            const struct ab_method *m = ab_methods[i];
+            if (!(m->masks & (full ? AB_MASKS_FULL : AB_MASKS_CAUSAL))) continue;
+            struct ab_method wm = *m;
+            wrapped = m;
+            wm.run = w_run;
+            if (m->prepare) wm.prepare = w_prepare, wm.prepare_free = w_prepare_free;
+            if (m->cost) wm.cost = w_cost;
+            if (m->dist) wm.dist = w_dist;
+            if (m->plan) wm.plan = w_plan;
+            memset(&seen, 0, sizeof seen);
+            const struct ab_method *ms[] = {&wm};
+            struct ab_sweep_opts o;
+            ab_sweep_defaults(&o);
+            o.methods = ms, o.n_methods = 1, o.decode_m = 32, o.max_rows = 64;
+            o.targets = targets, o.n_targets = 2;
+            struct ab_results r;
+            ab_results_init(&r);
+            int rc = ab_sweep_workload(&w, "w.h5", &o, &r);
+            cr_expect_eq(rc, AB_OK, "%s: %s", m->name, ab_errmsg());
+            ab_results_free(&r);
+            cr_expect_eq(seen.no_keep, 0, "%s: %d runs without a keep set", m->name, seen.no_keep);
+            cr_expect_eq(seen.wrong_state, 0, "%s: %d calls with another problem's state",
+                         m->name, seen.wrong_state);
+            cr_expect_eq(seen.live, 0, "%s: %d prepared states not freed", m->name, seen.live);
+            cr_expect_gt(seen.calls, 0, "%s was never called", m->name);
+            for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1)
+                for (int64_t l = 0; l < W_LAYERS; l++)
+                    for (int64_t h = 0; h < W_HEADS; h++) {
+                        int want = m->prepare && (m->phases & (unsigned)phase) ? 1 : 0;
+                        cr_expect_eq(seen.prepares[phase - 1][l][h], want,
+                                     "%s (%s): layer %ld head %ld prepared %d times", m->name,
+                                     phase == AB_PHASE_PREFILL ? "prefill" : "decode", (long)l,
+                                     (long)h, seen.prepares[phase - 1][l][h]);
+                    }
+        }
+        ab_workload_free(&w);
+    }
+}
+
+/* The numbers of a cell that a method decides (not its timing). */
+static int cells_equal(const struct ab_cell *a, const struct ab_cell *b)
+{
+    static const size_t at[] = {
+        offsetof(struct ab_cell, knob),         offsetof(struct ab_cell, flop_ratio),
+        offsetof(struct ab_cell, flops_attend), offsetof(struct ab_cell, flops_select),
+        offsetof(struct ab_cell, flops_once),   offsetof(struct ab_cell, ops_other),
+        offsetof(struct ab_cell, bytes_kv),     offsetof(struct ab_cell, density),
+        offsetof(struct ab_cell, rel_l2),       offsetof(struct ab_cell, cos_min),
+        offsetof(struct ab_cell, max_abs),      offsetof(struct ab_cell, recall),
+        offsetof(struct ab_cell, topk_recall),  offsetof(struct ab_cell, kl),
+        offsetof(struct ab_cell, task_acc)};
+    for (size_t f = 0; f < sizeof at / sizeof at[0]; f++)
+        if (memcmp((const char *)a + at[f], (const char *)b + at[f], sizeof(double))) return 0;
+    return a->feasible == b->feasible;
+}
+
+/* A sweep of every row that has a prepare, together (rows of one prepare function share its
+ * state: act and redistribute), gives each row's cells as a sweep of that row alone does. */
+Test(battery, rows_swept_together_equal_rows_swept_alone)
+{
+    struct ab_workload w;
+    struct ab_gen_opts g;
+    ab_gen_defaults(&g);
+    g.n_layer = W_LAYERS, g.n_head = W_HEADS, g.n_kv_head = 2, g.n_seq = 256, g.d = 32;
+    g.d_v = 32;
+    cr_assert_eq(ab_gen_workload(&g, &w), AB_OK, "%s", ab_errmsg());
+    const struct ab_method *ms[64];
+    int n_ms = 0;
+    for (int i = 0; i < ab_n_methods && n_ms < 64; i++)
+        if (ab_methods[i]->prepare && (ab_methods[i]->masks & AB_MASKS_CAUSAL))
+            ms[n_ms++] = ab_methods[i];
+    const double targets[] = {0.25};
+    struct ab_sweep_opts o;
+    ab_sweep_defaults(&o);
+    o.decode_m = 32, o.max_rows = 64, o.targets = targets, o.n_targets = 1;
+    o.methods = ms, o.n_methods = n_ms;
+    struct ab_results all;
+    ab_results_init(&all);
+    cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &all), AB_OK, "%s", ab_errmsg());
+    int64_t matched = 0;
+    for (int k = 0; k < n_ms; k++) {
+        struct ab_results one;
+        ab_results_init(&one);
+        o.methods = &ms[k], o.n_methods = 1;
+        cr_assert_eq(ab_sweep_workload(&w, "w.h5", &o, &one), AB_OK, "%s", ab_errmsg());
+        for (int64_t c = 0; c < one.n_cells; c++) {
+            const struct ab_cell *x = &one.cells[c];
+            int64_t y = 0;
+            while (y < all.n_cells &&
+                   (strcmp(all.cells[y].method, x->method) || all.cells[y].layer != x->layer ||
+                    all.cells[y].head != x->head || strcmp(all.cells[y].phase, x->phase)))
+                y++;
+            cr_assert_lt(y, all.n_cells, "%s: no cell in the joint sweep", x->method);
+            cr_expect(cells_equal(x, &all.cells[y]), "%s (%s, layer %ld head %ld): cells differ",
+                      x->method, x->phase, (long)x->layer, (long)x->head);
+            matched++;
+        }
+        ab_results_free(&one);
+    }
+    cr_expect_gt(matched, 0);
+    ab_results_free(&all);
+    ab_workload_free(&w);
 }

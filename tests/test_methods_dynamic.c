@@ -263,6 +263,8 @@ Test(flexprefill, fewer_lines_on_peaked_head)
     fx_layer_make(&flat, 1, 1, N, D, 0.01, 19);
     plant_column_and_diagonal(&peak, 500, 1, 10.0, 0.0);
     struct ab_problem pp = fx_problem(&peak, 0, 0), pf = fx_problem(&flat, 0, 0);
+    const struct ab_method *m = fx_method("flexprefill");
+    fx_prepare(m, &pp), fx_prepare(m, &pf); /* the probe */
     struct ab_dyn_flex fp, ff;
     struct ab_ledger lp = {0}, lf = {0};
     cr_assert_eq(ab_dyn_flex_select(&pp, 0.9, 0.0, &fp, &lp), AB_OK);
@@ -275,7 +277,6 @@ Test(flexprefill, fewer_lines_on_peaked_head)
     ab_dyn_flex_free(&fp);
     ab_dyn_flex_free(&ff);
 
-    const struct ab_method *m = fx_method("flexprefill");
     struct ab_keep kp, kf;
     fx_run_checked(m, &pp, 0.9, &lp, &kp);
     fx_run_checked(m, &pf, 0.9, &lf, &kf);
@@ -286,6 +287,7 @@ Test(flexprefill, fewer_lines_on_peaked_head)
     for (int64_t i = 500; i < N; i++) cr_assert(ab_keep_has(&kp, i, 500));
     ab_keep_free(&kp);
     ab_keep_free(&kf);
+    fx_unprepare(m, &pp), fx_unprepare(m, &pf);
     fx_layer_free(&peak);
     fx_layer_free(&flat);
 }
@@ -312,6 +314,7 @@ Test(flexprefill, ledger_follows_formula)
     int seen[2] = {0, 0};
     for (int t = 0; t < 2; t++) {
         struct ab_problem p = fx_problem(layers[t], 0, 0);
+        fx_prepare(m, &p);
         double prev = 0;
         for (double g = 0; g <= 1.0001; g += 0.125) {
             struct ab_dyn_flex f;
@@ -328,6 +331,7 @@ Test(flexprefill, ledger_follows_formula)
             ab_dyn_flex_free(&f);
             ab_keep_free(&keep);
         }
+        fx_unprepare(m, &p);
     }
     cr_expect(seen[0] && seen[1], "both patterns exercised (peaked: lines, diffuse: blocks)");
     fx_layer_free(&peak);

@@ -63,9 +63,12 @@ Test(razor, compensation_token_is_the_mean_of_the_dropped_keys_and_values)
     fx_layer_make(&L, 2, 1, N, D, 4.0, 71);
     struct ab_problem p = fx_problem(&L, 1, M); /* plan NULL: a compressed head */
     float o[M * D], os[M * D];
+    struct ab_keep keep;
+    cr_assert_eq(ab_keep_alloc(&keep, p.n_rows, N), AB_OK);
     for (int raise = 0; raise <= 1; raise++) {
         struct ab_ledger led = {0};
-        cr_assert_eq(ab_razor_run(&p, W, raise, o, NULL, &led), AB_OK, "%s", ab_errmsg());
+        ab_keep_clear(&keep);
+        cr_assert_eq(ab_razor_run(&p, W, raise, o, &keep, &led), AB_OK, "%s", ab_errmsg());
         double worst = 0;
         for (int64_t r = 0; r < p.n_rows; r++) {
             double want[D];
@@ -80,10 +83,11 @@ Test(razor, compensation_token_is_the_mean_of_the_dropped_keys_and_values)
     }
     /* the token matters: the same cache without it (streaming) gives another output */
     struct ab_ledger led = {0};
-    cr_assert_eq(fx_method("streaming")->run(&p, W, os, NULL, &led), AB_OK);
+    cr_assert_eq(fx_method_run(fx_method("streaming"), &p, W, os, NULL, &led), AB_OK);
     double diff = 0;
     for (int64_t x = 0; x < M * D; x++) diff = fmax(diff, fabs(os[x] - o[x]));
     cr_expect(diff > 1e-3, "razor equals streaming (max diff %g)", diff);
+    ab_keep_free(&keep);
     fx_layer_free(&L);
 }
 
@@ -105,7 +109,10 @@ Test(razor, raised_token_is_exact_when_the_dropped_keys_are_identical)
     double *ref = malloc(sizeof(double) * M * D), num = 0, den = 0;
     cr_assert_eq(ab_attn_ref(p.h, p.rows, p.n_rows, ref, NULL), AB_OK);
     led = (struct ab_ledger){0};
-    cr_assert_eq(ab_razor_run(&p, W, 0, o, NULL, &led), AB_OK);
+    struct ab_keep keep;
+    cr_assert_eq(ab_keep_alloc(&keep, p.n_rows, N), AB_OK);
+    cr_assert_eq(ab_razor_run(&p, W, 0, o, &keep, &led), AB_OK);
+    ab_keep_free(&keep);
     for (int64_t x = 0; x < M * D; x++) num += (o[x] - ref[x]) * (o[x] - ref[x]), den += ref[x] * ref[x];
     cr_expect(sqrt(num / den) > 1e-3, "plain mean is exact too (%g): the test cannot tell them apart",
               sqrt(num / den));

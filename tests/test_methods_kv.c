@@ -295,7 +295,7 @@ static void expect_same_run(const struct ab_problem *p, int64_t C, const char *w
     struct ab_ledger l1 = {0}, l2 = {0};
     cr_assert_eq(ab_keep_alloc(&k1, p->n_rows, p->h->n_k), AB_OK);
     cr_assert_eq(ab_keep_alloc(&k2, p->n_rows, p->h->n_k), AB_OK);
-    cr_assert_eq(fx_method("h2o")->run(p, (double)C, o1, &k1, &l1), AB_OK);
+    cr_assert_eq(fx_method_run(fx_method("h2o"), p, (double)C, o1, &k1, &l1), AB_OK);
     cr_assert_eq(f(p, (double)C, o2, &k2, &l2, arg), AB_OK, "%s", ab_errmsg());
     cr_expect(!memcmp(k1.bits, k2.bits, sizeof(uint64_t) * (size_t)(k1.n_rows * k1.words)),
               "%s at C = %lld keeps other keys than h2o", what, (long long)C);
@@ -491,10 +491,14 @@ Test(recycled, stride_one_is_dense)
     struct ab_problem p = fx_problem(&L, 0, M);
     float *o = malloc(sizeof(float) * M * D), *o4 = malloc(sizeof(float) * M * D);
     struct ab_ledger led = {0}, led4 = {0}, dl = {0};
-    cr_assert_eq(ab_recycled_run(&p, 4, 1, o, NULL, &led), AB_OK);
-    cr_assert_eq(ab_recycled_run(&p, 4, 4, o4, NULL, &led4), AB_OK);
+    struct ab_keep keep;
+    cr_assert_eq(ab_keep_alloc(&keep, p.n_rows, N), AB_OK);
+    cr_assert_eq(ab_recycled_run(&p, 4, 1, o, &keep, &led), AB_OK);
+    ab_keep_clear(&keep);
+    cr_assert_eq(ab_recycled_run(&p, 4, 4, o4, &keep, &led4), AB_OK);
+    ab_keep_free(&keep);
     float *od = malloc(sizeof(float) * M * D);
-    cr_assert_eq(fx_method("dense")->run(&p, 0, od, NULL, &dl), AB_OK);
+    cr_assert_eq(fx_method_run(fx_method("dense"), &p, 0, od, NULL, &dl), AB_OK);
     double e = 0, e4 = 0, z = 0;
     for (int64_t x = 0; x < M * D; x++) {
         e += ((double)o[x] - od[x]) * ((double)o[x] - od[x]);
@@ -519,6 +523,7 @@ Test(retrieval_attn, all_cells_probed_is_exact_top_k)
     struct fx_layer L;
     fx_layer_make(&L, 1, 1, N, D, 3.0, 131);
     struct ab_problem p = fx_problem(&L, 0, M);
+    fx_prepare(fx_method("retrieval-attn"), &p); /* the index, once for every K */
     int64_t q0 = p.q0;
     uint8_t top[N];
     const int64_t Ks[] = {1, 9, 60, 250};
@@ -545,6 +550,7 @@ Test(retrieval_attn, all_cells_probed_is_exact_top_k)
                            led.flops_select, sel);
         ab_keep_free(&keep);
     }
+    fx_unprepare(fx_method("retrieval-attn"), &p);
     fx_layer_free(&L);
 }
 
@@ -680,7 +686,7 @@ Test(kv, cost_monotone_in_knob)
         for (int64_t K = 1; K <= N; K += (K < 80 ? 1 : 7)) {
             struct ab_ledger led = {0};
             cr_assert_eq(m->cost ? m->cost(&p, (double)K, &led)
-                                 : m->run(&p, (double)K, NULL, NULL, &led),
+                                 : fx_method_run(m, &p, (double)K, NULL, NULL, &led),
                          AB_OK);
             cr_expect_geq(led.flops_attend + led.flops_select,
                           prev.flops_attend + prev.flops_select, "%s at %lld", m->name,
@@ -753,7 +759,7 @@ Test(kv, prefill_is_refused)
         cr_expect_eq(m->phases, (unsigned)AB_PHASE_DECODE);
         cr_expect_eq(m->masks, (unsigned)AB_MASKS_CAUSAL);
         struct ab_ledger led = {0};
-        cr_expect_eq(m->run(&p, 8, NULL, NULL, &led), AB_E_USAGE, "%s", m->name);
+        cr_expect_eq(fx_method_run(m, &p, 8, NULL, NULL, &led), AB_E_USAGE, "%s", m->name);
     }
     fx_layer_free(&L);
 }
@@ -808,7 +814,7 @@ Test(kv, edge_problems)
                 float *o1 = malloc(sizeof(float) * p.n_rows * D);
                 float *o2 = malloc(sizeof(float) * p.n_rows * D);
                 ab_attend_kept(&p, &keep, o1, NULL);
-                cr_assert_eq(m->run(&p, knobs[b], o2, NULL, &led2), AB_OK);
+                cr_assert_eq(fx_method_run(m, &p, knobs[b], o2, NULL, &led2), AB_OK);
                 cr_expect(!memcmp(o1, o2, sizeof(float) * p.n_rows * D), "%s m %lld knob %g",
                           m->name, (long long)ms[a], knobs[b]);
                 free(o1), free(o2);

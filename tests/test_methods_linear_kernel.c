@@ -21,7 +21,7 @@ static float *run_out(const struct ab_method *m, const struct ab_problem *p, dou
 {
     float *o = calloc((size_t)(p->n_rows * p->h->d_v), sizeof(float));
     struct ab_ledger led = {0};
-    cr_assert_eq(m->run(p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
     return o;
 }
 
@@ -345,7 +345,7 @@ Test(lightning, no_future_leak_and_full_mask_refused)
     struct ab_problem p = fx_problem(&L, 0, 0);
     float *o = calloc(N * D, sizeof(float));
     struct ab_ledger led = {0};
-    cr_expect_eq(fx_method("lightning")->run(&p, 16, o, NULL, &led), AB_E_USAGE);
+    cr_expect_eq(fx_method_run(fx_method("lightning"), &p, 16, o, NULL, &led), AB_E_USAGE);
     cr_expect(strstr(ab_errmsg(), "full") != NULL, "message: %s", ab_errmsg());
     free(o);
     fx_layer_free(&L);

@@ -70,7 +70,7 @@ static double rel_to(const struct ab_method *m, const struct ab_problem *p, doub
     int64_t len = p->n_rows * p->h->d_v;
     float *o = malloc(sizeof(float) * (size_t)len);
     struct ab_ledger led = {0};
-    cr_assert_eq(m->run(p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
     double num = 0, den = 0;
     for (int64_t i = 0; i < len; i++)
         num += (o[i] - ref[i]) * (o[i] - ref[i]), den += ref[i] * ref[i];
@@ -259,12 +259,14 @@ Test(landmark, refuse_causal_and_decode)
         cr_expect_eq(m->masks, (unsigned)AB_MASKS_FULL, "%s", names[t]);
         struct ab_problem p = fx_problem(&L, 0, 0); /* causal */
         struct ab_ledger led = {0};
-        cr_expect_eq(m->run(&p, 8, o, NULL, &led), AB_E_USAGE, "%s ran on a causal head", names[t]);
+        cr_expect_eq(fx_method_run(m, &p, 8, o, NULL, &led), AB_E_USAGE,
+                     "%s ran on a causal head", names[t]);
         cr_expect(strstr(ab_errmsg(), names[t]) && strstr(ab_errmsg(), "full mask"), "%s",
                   ab_errmsg());
         L.heads[0].mask = AB_MASK_FULL;
         p = fx_problem(&L, 0, 16);
-        cr_expect_eq(m->run(&p, 8, o, NULL, &led), AB_E_USAGE, "%s ran in decode", names[t]);
+        cr_expect_eq(fx_method_run(m, &p, 8, o, NULL, &led), AB_E_USAGE, "%s ran in decode",
+                     names[t]);
         L.heads[0].mask = AB_MASK_CAUSAL;
     }
     fx_layer_free(&L);

@@ -25,7 +25,7 @@ static float *run_out(const struct ab_method *m, const struct ab_problem *p, dou
 {
     float *o = malloc(sizeof(float) * (size_t)(p->n_rows * p->h->d_v));
     struct ab_ledger led = {0};
-    cr_assert_eq(m->run(p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
     return o;
 }
 
@@ -413,7 +413,7 @@ Test(delta_const, full_mask_is_refused)
     struct ab_problem p = fx_problem(&L, 0, 0);
     float o[16 * D];
     struct ab_ledger led = {0};
-    cr_expect_eq(fx_method("delta-const")->run(&p, 0.5, o, NULL, &led), AB_E_USAGE);
+    cr_expect_eq(fx_method_run(fx_method("delta-const"), &p, 0.5, o, NULL, &led), AB_E_USAGE);
     cr_expect(strstr(ab_errmsg(), "full") != NULL, "message: %s", ab_errmsg());
     fx_layer_free(&L);
 }

@@ -116,14 +116,14 @@ Test(window_linear, no_future_leak)
             float *a = malloc(sizeof(float) * p.n_rows * D),
                   *b = malloc(sizeof(float) * p.n_rows * D);
             struct ab_ledger led = {0};
-            cr_assert_eq(m->run(&p, (double)w, a, NULL, &led), AB_OK, "%s", ab_errmsg());
+            cr_assert_eq(fx_method_run(m, &p, (double)w, a, NULL, &led), AB_OK, "%s", ab_errmsg());
             int64_t cut = dec ? N - M / 2 : N / 2 + 7;
             for (int64_t j = cut + 1; j < N; j++)
                 for (int64_t c = 0; c < D; c++) {
                     L.k[j * D + c] = c % 2 ? 30.0f : -30.0f;
                     L.v[j * D + c] = 1e6f;
                 }
-            cr_assert_eq(m->run(&p, (double)w, b, NULL, &led), AB_OK);
+            cr_assert_eq(fx_method_run(m, &p, (double)w, b, NULL, &led), AB_OK);
             int64_t changed = 0;
             for (int64_t r = 0; r < p.n_rows; r++)
                 for (int64_t c = 0; c < D; c++) {

@@ -53,6 +53,18 @@ static void model_view(struct model *M)
         .problems = M->problems, .n_layer = M->nl, .n_head = HEADS, .seed = 1};
 }
 
+/* Prepares every problem of the view for m, as the sweep does before the model-level fit
+ * (plan() reads the states); model_unprepare frees them. */
+static void model_prepare(struct model *M, const struct ab_method *m)
+{
+    for (int64_t x = 0; x < M->nl * HEADS; x++) fx_prepare(m, &M->problems[x]);
+}
+
+static void model_unprepare(struct model *M, const struct ab_method *m)
+{
+    for (int64_t x = 0; x < M->nl * HEADS; x++) fx_unprepare(m, &M->problems[x]);
+}
+
 static void model_free(struct model *M)
 {
     for (int64_t l = 0; l < M->nl; l++) fx_layer_free(&M->layers[l]);
@@ -68,7 +80,7 @@ static void run_planned(const struct ab_method *m, struct model *M, int64_t x, c
     cr_assert_eq(ab_keep_alloc(keep, p.n_rows, M->n), AB_OK);
     float *o = malloc(sizeof(float) * (size_t)(p.n_rows * D));
     *led = (struct ab_ledger){0};
-    cr_assert_eq(m->run(&p, knob, o, keep, led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    cr_assert_eq(fx_method_run(m, &p, knob, o, keep, led), AB_OK, "%s: %s", m->name, ab_errmsg());
     double kept = 0;
     for (int64_t r = 0; r < p.n_rows; r++) kept += (double)ab_keep_count(keep, r);
     cr_expect(fabs(kept - led->cells) < 0.5, "%s: keep sets hold %g cells, ledger %g", m->name,
@@ -138,6 +150,7 @@ Test(tidal, reuse_layers_read_the_selection_layers_positions)
     struct model Mo;
     model_make(&Mo, NL, N, M, 300);
     model_view(&Mo);
+    model_prepare(&Mo, m);
     void *plan = NULL;
     cr_assert_eq(m->plan(&Mo.mv, K, &plan), AB_OK, "%s", ab_errmsg());
     /* roles at 12 layers: full 0, 1; selection 2 and round(13 * 12 / 32) = 5; reuse 3, 4 (of 2)
@@ -188,6 +201,7 @@ Test(tidal, reuse_layers_read_the_selection_layers_positions)
         ab_keep_free(&first[u][2]), ab_keep_free(&first[u][5]);
     }
     m->plan_free(plan);
+    model_unprepare(&Mo, m);
     model_free(&Mo);
 }
 
@@ -245,6 +259,7 @@ Test(duo, full_cache_goes_to_the_heads_the_proxy_ranks_highest)
             fx_add_dir(L->q + (u * GROUP + e) * N * D, D, 0, N, dir, amp[x]);
     }
     model_view(&Mo);
+    model_prepare(&Mo, m);
     int64_t q0 = N - M;
     for (int pass = 0; pass < 2; pass++) {
         int64_t probe = pass == 0 ? q0 : 16; /* metrics.md's proxy, then the row's default */
@@ -303,6 +318,7 @@ Test(duo, full_cache_goes_to_the_heads_the_proxy_ranks_highest)
             ab_keep_free(&keep);
         }
     }
+    model_unprepare(&Mo, m);
     model_free(&Mo);
 }
 

@@ -1,6 +1,7 @@
 /* apply.c - one method on one problem at one budget: fit the knob, run, and hand back O, the
  * kept set, the distribution and the ledger. The sweep (sweep.c) and the end-to-end model
  * evaluation (e2e.c) both go through here, so a method is applied the same way in both. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
                     const struct ab_apply_opts *o, float *out, struct ab_keep *keep, float *dist,
                     struct ab_applied *res)
 {
+    assert(keep && keep->n_rows == p->n_rows && keep->n_k == p->h->n_k); /* eval.h */
     *res = (struct ab_applied){.knob = NAN, .feasible = 1};
     struct ab_ledger led = {0};
     double knob = NAN;
@@ -62,14 +64,14 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
         return AB_OK;
     }
     led = (struct ab_ledger){0};
-    if (keep) ab_keep_clear(keep);
+    ab_keep_clear(keep);
     double t0 = ab_now();
     if (m->dist && m->cost && (m->flags & AB_METHOD_ANALYTIC)) {
         /* its distribution is its definition: O = Ã V, the ledger from cost() */
         if (!(rc = m->cost(p, knob, &led)) && !(rc = m->dist(p, knob, dist)))
             rc = apply_dist(p, dist, out);
     } else {
-        rc = m->run(p, knob, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, &led);
+        rc = m->run(p, knob, out, keep, &led);
         if (!rc && m->dist && dist) rc = m->dist(p, knob, dist);
     }
     res->time_s = ab_now() - t0;

@@ -4,6 +4,7 @@
  * on cost() alone for analytic methods, on selection-only runs otherwise. A cell meets its
  * budget when its achieved ratio is at most the target (The Sparse Frontier's rule); it is
  * infeasible only when the smallest knob already costs more, and then says why. */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -52,19 +53,46 @@ void ab_budget_reason(const struct ab_method *m, const struct ab_problem *p, dou
         snprintf(buf, cap, "fixed cost %.3g of dense", r);
 }
 
+/* 1 when the cost of m is a selection-only run (it needs a keep set), 0 when it is cost(). */
+static int cost_runs(const struct ab_method *m)
+{
+    return !(m->cost && (m->flags & AB_METHOD_ANALYTIC));
+}
+
+/* The cost of m at knob on p; keep: the (n_rows, n_k) set a selection-only run writes (cleared
+ * here), unused when m is analytic. */
+static int cost_with(const struct ab_method *m, const struct ab_problem *p, double knob,
+                     struct ab_keep *keep, struct ab_ledger *led)
+{
+    *led = (struct ab_ledger){0};
+    if (!cost_runs(m)) return m->cost(p, knob, led);
+    ab_keep_clear(keep);
+    return m->run(p, knob, NULL, keep, led);
+}
+
+/* A keep set of p's shape into keep when m's cost runs it, else an empty one. */
+static int cost_keep(const struct ab_method *m, const struct ab_problem *p, struct ab_keep *keep)
+{
+    *keep = (struct ab_keep){0};
+    return cost_runs(m) ? ab_keep_alloc(keep, p->n_rows, p->h->n_k) : AB_OK;
+}
+
 int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double knob,
                    struct ab_ledger *led)
 {
+    struct ab_keep keep;
     *led = (struct ab_ledger){0};
-    if (m->cost && (m->flags & AB_METHOD_ANALYTIC)) return m->cost(p, knob, led);
-    return m->run(p, knob, NULL, NULL, led);
+    int rc = cost_keep(m, p, &keep);
+    if (!rc) rc = cost_with(m, p, knob, &keep, led);
+    ab_keep_free(&keep);
+    return rc;
 }
 
 /* The ratio at knob x (into *led), or an error. */
 static int ratio_at(const struct ab_method *m, const struct ab_problem *p, double x,
-                    struct ab_ledger *led, double *ratio)
+                    struct ab_keep *keep, struct ab_ledger *led, double *ratio)
 {
-    int rc = ab_method_cost(m, p, x, led);
+    int rc = cost_with(m, p, x, keep, led);
     *ratio = rc ? NAN : ab_ledger_ratio(led, p);
     return rc;
 }
@@ -158,33 +186,36 @@ static int bisect(const struct ab_method *m, double lo, double hi, double target
 struct head_ctx {
     const struct ab_method *m;
     const struct ab_problem *p;
+    struct ab_keep *keep; /* the fit's one keep set, cleared before each run */
 };
 
 static int head_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
 {
     struct head_ctx *c = ctx;
-    return ratio_at(c->m, c->p, x, led, ratio);
+    return ratio_at(c->m, c->p, x, c->keep, led, ratio);
 }
 
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
                   double *knob, struct ab_ledger *led, int *feasible)
 {
     double r;
-    int rc;
+    struct ab_keep keep;
     *feasible = 0;
     *knob = NAN;
+    int rc = cost_keep(m, p, &keep);
+    if (rc) return rc;
     if (!m->knob.name) {
-        rc = ratio_at(m, p, 0, led, &r);
+        rc = ratio_at(m, p, 0, &keep, led, &r);
         *feasible = !rc && r <= target * (1 + 1e-12);
-        return rc;
+    } else {
+        double lo, hi;
+        ab_method_knob_range(m, p, &lo, &hi);
+        struct head_ctx c = {m, p, &keep};
+        struct fit_eval e = {head_at, &c};
+        if (!(rc = bisect(m, lo, hi, target, &e, knob, led))) *feasible = !isnan(*knob);
     }
-    double lo, hi;
-    ab_method_knob_range(m, p, &lo, &hi);
-    struct head_ctx c = {m, p};
-    struct fit_eval e = {head_at, &c};
-    if ((rc = bisect(m, lo, hi, target, &e, knob, led))) return rc;
-    *feasible = !isnan(*knob);
-    return AB_OK;
+    ab_keep_free(&keep);
+    return rc;
 }
 
 /* ---- model level ---------------------------------------------------------------------- */
@@ -216,12 +247,15 @@ static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
 #pragma omp parallel num_threads(threads)
     {
         struct ab_ledger mine = {0};
+        struct ab_keep keep; /* this thread's, for every head it costs (all share one shape) */
+        int krc = cost_keep(c->m, &mv->problems[0], &keep);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t i = 0; i < n; i++) {
             struct ab_problem p = mv->problems[i];
             p.plan = plan;
             struct ab_ledger l;
-            int r = ab_method_cost(c->m, &p, x, &l);
+            assert(!keep.bits || (keep.n_rows == p.n_rows && keep.n_k == p.h->n_k));
+            int r = krc ? krc : cost_with(c->m, &p, x, &keep, &l);
             if (r) {
 #pragma omp critical(model_fit_error)
                 if (!rc) rc = r;
@@ -229,6 +263,7 @@ static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
                 ab_ledger_add(&mine, &l);
             }
         }
+        ab_keep_free(&keep);
 #pragma omp critical(model_fit_sum)
         ab_ledger_add(&total, &mine);
     }

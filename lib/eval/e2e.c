@@ -34,22 +34,23 @@ static double rel_l2(const float *a, const double *ref, int64_t n)
     return ab_rel_l2(num, den);
 }
 
-/* One replaced head: the method's output for rows q0..n-1 into o_rows (n_rows, hd). */
-static int replace_head(struct e2e_ctx *c, const struct ab_problem *p, float *o_rows,
+/* One replaced head: the method's output for rows q0..n-1 into o_rows (n_rows, hd). The head
+ * is prepared for the method once, for the fit and both runs. */
+static int replace_head(struct e2e_ctx *c, const struct ab_problem *head, float *o_rows,
                         struct ab_applied *ap, double *rel)
 {
     const struct ab_method *me = c->o->method;
-    const struct ab_head *h = p->h;
+    const struct ab_head *h = head->h;
+    struct ab_problem prepared = *head, *p = &prepared;
     struct ab_keep keep = {0};
     float *dist = NULL;
     double *ref = NULL;
-    int rc = AB_OK;
-    if ((me->flags & AB_METHOD_SELECTS) && (rc = ab_keep_alloc(&keep, p->n_rows, h->n_k)))
-        return rc;
+    int rc = ab_problem_prepare(me, p);
+    if (rc) return rc;
+    if ((rc = ab_keep_alloc(&keep, p->n_rows, h->n_k))) goto done;
     if (me->dist && !(dist = ab_alloc(ab_size_mul((size_t)(p->n_rows * h->n_k), sizeof(float)))))
         rc = ab_fail(AB_E_NOMEM, "cannot allocate the method's distribution");
-    if (!rc) rc = ab_method_apply(me, p, c->o->target, &c->o->apply, o_rows,
-                                  (me->flags & AB_METHOD_SELECTS) ? &keep : NULL, dist, ap);
+    if (!rc) rc = ab_method_apply(me, p, c->o->target, &c->o->apply, o_rows, &keep, dist, ap);
     if (!rc && !ap->ran) {
         /* not even the smallest knob fits: run it there, and the head stays infeasible */
         double lo, hi;
@@ -57,8 +58,7 @@ static int replace_head(struct e2e_ctx *c, const struct ab_problem *p, float *o_
         struct ab_apply_opts at_lo = c->o->apply;
         at_lo.has_knob = 1, at_lo.knob = lo;
         struct ab_applied ap_lo;
-        rc = ab_method_apply(me, p, NAN, &at_lo, o_rows,
-                             (me->flags & AB_METHOD_SELECTS) ? &keep : NULL, dist, &ap_lo);
+        rc = ab_method_apply(me, p, NAN, &at_lo, o_rows, &keep, dist, &ap_lo);
         ap->led = ap_lo.led, ap->ran = ap_lo.ran, ap->knob = lo, ap->feasible = 0;
     }
     if (!rc) { /* attention-level error on this head's own inputs */
@@ -67,9 +67,11 @@ static int replace_head(struct e2e_ctx *c, const struct ab_problem *p, float *o_
         else if (!(rc = ab_attn_ref(h, p->rows, p->n_rows, ref, NULL)))
             *rel = rel_l2(o_rows, ref, p->n_rows * h->d_v);
     }
+done:
     free(ref);
     ab_free(dist);
     ab_keep_free(&keep);
+    ab_problem_unprepare(me, p);
     return rc;
 }
 

@@ -37,7 +37,8 @@ void ab_budget_reason(const struct ab_method *m, const struct ab_problem *p, dou
                       const struct ab_ledger *led, char *buf, size_t cap);
 
 /* The cost of m at knob on p: cost() when the method is analytic, else a selection-only run
- * (run with o == NULL). */
+ * (run with o == NULL, into a keep set allocated for the call). Here and below p is prepared
+ * for m (ab_problem_prepare, method.h) by the caller, once for all its calls on p. */
 int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double knob,
                    struct ab_ledger *led);
 
@@ -47,8 +48,8 @@ int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double
  * (*feasible = 1) when that knob exists: the achieved ratio is at most the target, however far
  * below (an integer knob may land well under it); *knob is NaN and *feasible 0 when even the
  * smallest knob costs more (then *led holds that smallest cost). Methods without a knob:
- * *knob = NaN, feasible when their fixed cost is not above target. AB_OK or an error from the
- * method. */
+ * *knob = NaN, feasible when their fixed cost is not above target. The runs share one keep set
+ * allocated for the fit. AB_OK or an error from the method. */
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
                   double *knob, struct ab_ledger *led, int *feasible);
 
@@ -72,7 +73,8 @@ struct ab_applied {
  * with ab_budget_fit (methods flagged AB_METHOD_FIXED, and direct knobs, run at their knob
  * without fitting), then runs it when the cell is feasible (an infeasible cell runs nothing and
  * carries no output: res->ran = 0 and res->reason says why), writing O of the evaluated rows to out (n_rows, d_v), the
- * kept set to keep (selection methods; keep may be NULL otherwise) and, when m has a
+ * kept set to keep (the caller's (n_rows, n_k) set for p, never NULL: run() always gets one,
+ * meaningful for selection methods) and, when m has a
  * distribution, that distribution to dist (n_rows, n_k), which must then be non-NULL. A method
  * that exports its distribution and an analytic cost is evaluated as O = Ã V. The sweep and
  * eval-model both apply methods through here. AB_OK or the method's error. */
@@ -86,7 +88,8 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
  * is the method's plan at that knob (NULL without a plan function; free it with the method's
  * plan_free), *ratio the workload ratio reached, *feasible 1 when a knob fits. *knob is NaN
  * (and *plan NULL) when even the smallest knob costs too much; *ratio is then the smallest
- * knob's. Heads are costed in parallel (OpenMP, BLAS serial inside). */
+ * knob's. Every problem of mv is prepared for m (plan() may read their states). Heads are
+ * costed in parallel (OpenMP, BLAS serial inside). */
 int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
                         double target, double *knob, void **plan, double *ratio, int *feasible);
 

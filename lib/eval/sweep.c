@@ -225,10 +225,39 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
     return AB_OK;
 }
 
+/* 1 when a row after row i of the sweep reads the state row i prepared on this phase's problem:
+ * a row of the same prepare function (a state depends on the problem alone, method.h, so act
+ * and redistribute share their column means). Model-level rows are prepared in prefit. */
+static int prep_shared_later(const struct ab_workload *w, const struct ab_sweep_opts *o,
+                             int phase, int i)
+{
+    const struct ab_method *m = o->methods[i];
+    for (int k = i + 1; k < o->n_methods; k++) {
+        const struct ab_method *x = o->methods[k];
+        if (x->prepare == m->prepare && !(x->flags & AB_METHOD_MODEL) &&
+            method_applies(x, w, phase))
+            return 1;
+    }
+    return 0;
+}
+
+/* The row before row i holding a state of row i's prepare function, or -1. */
+static int held_by(const struct ab_sweep_opts *o, void *const *held, int i)
+{
+    for (int j = i - 1; j >= 0; j--)
+        if (held[j] && o->methods[j]->prepare == o->methods[i]->prepare) return j;
+    return -1;
+}
+
+/* The cells of head (layer, head) in every phase. Each row is prepared once per phase: here,
+ * by the first row of its prepare function (the state is kept in held[] until the last such row
+ * has run), or, for the AB_METHOD_MODEL rows that have a prepare, by prefit, which made their
+ * states for the model-level fit: preps[(phase == decode) * n_methods + i] is (n_layer * n_head)
+ * states (head h of layer l at l * n_head + h), or NULL. */
 static void run_head(const struct ab_workload *w, const char *name,
                      const struct ab_sweep_opts *o, int64_t layer, int64_t head,
                      struct ab_head *layer_heads, int64_t *rows, const struct model_fit *fits,
-                     struct head_job *job, int64_t *done)
+                     void **const *preps, struct head_job *job, int64_t *done)
 {
     char *kinds = job->kinds;
     task_kinds(w, layer, head, kinds, sizeof job->kinds);
@@ -241,7 +270,8 @@ static void run_head(const struct ab_workload *w, const char *name,
     for (int i = 0; i < o->n_methods; i++) want_dist |= o->methods[i]->dist != NULL;
     struct ab_keep keep = {0};
     struct ab_exact ex = {0};
-    int rc = AB_OK;
+    void **held = calloc((size_t)o->n_methods, sizeof *held); /* (n_methods) kept states */
+    int rc = held ? AB_OK : ab_fail(AB_E_NOMEM, "cannot allocate the head's states");
     for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE && !rc; phase <<= 1) {
         if (!(o->phases & (unsigned)phase)) continue;
         int64_t q0 = phase == AB_PHASE_DECODE ? w->n_seq - o->decode_m : 0;
@@ -266,7 +296,17 @@ static void run_head(const struct ab_workload *w, const char *name,
         for (int i = 0; i < o->n_methods && !rc; i++) {
             const struct ab_method *m = o->methods[i];
             if (!method_applies(m, w, phase)) continue;
-            int n_t = cells_of(m, o);
+            /* p prepared for m: in prefit, by an earlier row of the same prepare, or here */
+            struct ab_problem pm = p;
+            void **mp = preps[(phase == AB_PHASE_DECODE) * o->n_methods + i];
+            int j = mp || !m->prepare ? -1 : held_by(o, held, i);
+            if (mp)
+                pm.prep = mp[layer * w->n_head + head];
+            else if (j >= 0)
+                pm.prep = held[j], held[j] = NULL; /* now row i's to keep or free */
+            else
+                rc = ab_problem_prepare(m, &pm);
+            int n_t = rc ? 0 : cells_of(m, o);
             for (int t = 0; t < n_t && !rc; t++) {
                 /* a budget per target; knob-less methods at their fixed cost (target 1); a
                  * direct --knob run has no target */
@@ -278,7 +318,7 @@ static void run_head(const struct ab_workload *w, const char *name,
                         ? &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) * o->n_targets + t]
                         : NULL;
                 struct ab_cell c;
-                rc = run_cell(w, name, m, &p, &ex, target, o, layer, head, kinds, out, &keep,
+                rc = run_cell(w, name, m, &pm, &ex, target, o, layer, head, kinds, out, &keep,
                               dist, fit, &c);
                 if (rc) break;
                 /* strings are copied into the table later, on the main thread */
@@ -293,6 +333,10 @@ static void run_head(const struct ab_workload *w, const char *name,
 #pragma omp atomic
                 (*done)++;
             }
+            if (!mp && pm.prep && !rc && prep_shared_later(w, o, phase, i))
+                held[i] = (void *)pm.prep;
+            else if (!mp)
+                ab_problem_unprepare(m, &pm);
             if (rc) {
                 char detail[400];
                 snprintf(detail, sizeof detail, "%s", ab_errmsg());
@@ -300,7 +344,12 @@ static void run_head(const struct ab_workload *w, const char *name,
                         (long long)head, detail);
             }
         }
+        for (int i = 0; held && i < o->n_methods; i++) { /* left by a failed row */
+            if (held[i]) o->methods[i]->prepare_free(held[i]);
+            held[i] = NULL;
+        }
     }
+    free(held);
     ab_free(out);
     ab_free(dist);
     ab_keep_free(&keep);
@@ -310,10 +359,11 @@ static void run_head(const struct ab_workload *w, const char *name,
 }
 
 /* The model-level fits of every AB_METHOD_MODEL method, per (phase, method, target), into fits
- * ((2, n_methods, n_targets), zeroed by the caller): made on the main thread before the heads
- * run, each over every head of the workload (costs in parallel inside). */
+ * ((2, n_methods, n_targets), zeroed by the caller), and the states of those with a prepare into
+ * preps ((2, n_methods), zeroed by the caller): made on the main thread before the heads run,
+ * each over every head of the workload (costs in parallel inside). */
 static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
-                  struct model_fit *fits)
+                  struct model_fit *fits, void ***preps)
 {
     int any = 0;
     for (int i = 0; i < o->n_methods; i++) any |= (o->methods[i]->flags & AB_METHOD_MODEL) != 0;
@@ -342,6 +392,13 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
         for (int i = 0; i < o->n_methods && !rc; i++) {
             const struct ab_method *m = o->methods[i];
             if (!(m->flags & AB_METHOD_MODEL) || !method_applies(m, w, phase)) continue;
+            if (m->prepare) { /* every head, once: the fit, plan() and the heads' cells read it */
+                void **st = calloc((size_t)n, sizeof *st);
+                preps[(phase == AB_PHASE_DECODE) * o->n_methods + i] = st;
+                if (!st) rc = ab_fail(AB_E_NOMEM, "cannot allocate the model fit");
+                for (int64_t j = 0; j < n && !rc; j++)
+                    if (!(rc = ab_problem_prepare(m, &probs[j]))) st[j] = (void *)probs[j].prep;
+            }
             for (int t = 0; t < cells_of(m, o) && !rc; t++) {
                 struct model_fit *f = &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) *
                                                 o->n_targets + t];
@@ -353,12 +410,25 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
                     rc = ab_budget_fit_model(m, &mv, target, &f->knob, &f->plan, &f->ratio,
                                              &f->feasible);
                 }
-                if (rc) rc = ab_fail(rc, "%s (model-level fit): %s", m->name, ab_errmsg());
             }
+            for (int64_t j = 0; j < n; j++) probs[j].prep = NULL; /* kept in preps */
+            if (rc) rc = ab_fail(rc, "%s (model-level fit): %s", m->name, ab_errmsg());
         }
     }
     free(heads), free(probs), free(rows);
     return rc;
+}
+
+/* Frees prefit's prepared states (n per (phase, method)) and preps itself. */
+static void preps_free(const struct ab_sweep_opts *o, int64_t n, void ***preps)
+{
+    for (int k = 0; preps && k < 2 * o->n_methods; k++) {
+        const struct ab_method *m = o->methods[k % o->n_methods];
+        for (int64_t j = 0; preps[k] && j < n; j++)
+            if (preps[k][j] && m->prepare_free) m->prepare_free(preps[k][j]);
+        free(preps[k]);
+    }
+    free(preps);
 }
 
 static void fits_free(const struct ab_sweep_opts *o, struct model_fit *fits)
@@ -382,16 +452,22 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
                        (long long)o->horizon, (long long)o->decode_m);
     int64_t n_jobs = w->n_layer * w->n_head, total = ab_sweep_count(w, o), done = 0;
     struct model_fit *fits = calloc((size_t)(2 * o->n_methods * o->n_targets), sizeof *fits);
-    if (!fits) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
-    int rc = prefit(w, o, fits);
+    void ***preps = calloc((size_t)(2 * o->n_methods), sizeof *preps); /* (2, n_methods) */
+    if (!fits || !preps) {
+        free(fits), free(preps);
+        return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
+    }
+    int rc = prefit(w, o, fits, preps);
     if (rc) {
         rc = ab_fail(rc, "'%s': %s", name, ab_errmsg()); /* before plan_free can touch it */
         fits_free(o, fits);
+        preps_free(o, n_jobs, preps);
         return rc;
     }
     struct head_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
     if (!jobs) {
         fits_free(o, fits);
+        preps_free(o, n_jobs, preps);
         return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
     }
     int threads = ab_threads_get();
@@ -407,8 +483,8 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
                 snprintf(jobs[j].msg, sizeof jobs[j].msg, "cannot allocate head scratch");
                 continue;
             }
-            run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, fits, &jobs[j],
-                     &done);
+            run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, fits, preps,
+                     &jobs[j], &done);
             if (o->progress && omp_get_thread_num() == 0) {
                 int64_t d;
 #pragma omp atomic read
@@ -421,6 +497,7 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     }
     ab_blas_serial_end();
     fits_free(o, fits);
+    preps_free(o, n_jobs, preps);
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
         for (int64_t c = 0; c < jobs[j].n; c++) {

@@ -74,6 +74,13 @@ static int a2sf_run(const struct ab_problem *p, double knob, float *o, struct ab
     return ab_a2sf_run(p, knob, A2SF_LAMBDA, o, keep, led);
 }
 
+/* The context's scores under the row's rule (h2o.c). */
+static int a2sf_prepare(const struct ab_problem *p, void **state)
+{
+    const struct kv_accum rule = {.lambda = A2SF_LAMBDA, .tau_ctx = 1, .tau0 = 1, .tau1 = 1};
+    return ab_kv_accum_prepare(p, &rule, state);
+}
+
 const struct ab_method ab_method_a2sf = {
     .name = "a2sf",
     .family = AB_FAMILY_KV,
@@ -85,7 +92,9 @@ const struct ab_method ab_method_a2sf = {
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens"},
-    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC,
+    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC | AB_METHOD_PREP_FREE,
     .cost = a2sf_cost,
     .run = a2sf_run,
+    .prepare = a2sf_prepare,
+    .prepare_free = ab_kv_accum_prepare_free,
 };

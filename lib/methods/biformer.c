@@ -166,7 +166,7 @@ static int bf_run(const struct ab_problem *p, double knob, float *o, struct ab_k
                   struct ab_ledger *led)
 {
     int rc = bf_cost(p, knob, led);
-    if (rc || (!o && !keep)) return rc;
+    if (rc) return rc;
     struct ab_dyn_blocks s = {0};
     double sort = 0;
     rc = route(p, knob_regions(knob, p->h->n_k), &s, &sort);

@@ -205,17 +205,8 @@ void ab_dyn_blocks_keep(const struct ab_problem *p, const struct ab_dyn_blocks *
 int ab_dyn_attend(const struct ab_problem *p, ab_dyn_fill_fn fill, const void *sel, float *o,
                   struct ab_keep *keep)
 {
-    if (!o && !keep) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        int rc = ab_keep_alloc(&local, p->n_rows, p->h->n_k);
-        if (rc) return rc;
-        keep = &local;
-    }
     fill(p, sel, keep);
-    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
-    ab_keep_free(&local);
-    return rc;
+    return o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
 }
 
 /* ---- block-topk and block-oracle ---- */
@@ -390,7 +381,8 @@ static void blocks_fill(const struct ab_problem *p, const void *sel, struct ab_k
 }
 
 /* Selects the block mask (for every query block when `all`, else only where rows are
- * evaluated), and when `led` is set adds the ledger counted from it; then O and keep. */
+ * evaluated), and when `led` is set adds the ledger counted from it; then keep and O (keep ==
+ * NULL: cost()'s call, the ledger only). */
 static int blocks_run(const struct ab_problem *p, int64_t k, int oracle, int all, float *o,
                       struct ab_keep *keep, struct ab_ledger *led)
 {
@@ -415,7 +407,7 @@ static int blocks_run(const struct ab_problem *p, int64_t k, int oracle, int all
             led->ops_other += sort;
         }
     }
-    if (!rc) rc = ab_dyn_attend(p, blocks_fill, &s, o, keep);
+    if (!rc && keep) rc = ab_dyn_attend(p, blocks_fill, &s, o, keep);
     ab_dyn_blocks_free(&s);
     ab_free(score);
     ab_free(need);
@@ -445,13 +437,13 @@ static int oracle_cost(const struct ab_problem *p, double knob, struct ab_ledger
     return blocks_cost(p, knob, 1, led);
 }
 
-/* Runs a block method: the ledger from cost() (exact, see above), the selection only for the
- * query blocks holding evaluated rows, and only when keep or O is asked for. */
+/* Runs a block method: the ledger from cost() (exact, see above), then the selection only for
+ * the query blocks holding evaluated rows. */
 static int blocks_method_run(const struct ab_problem *p, double knob, int oracle, float *o,
                              struct ab_keep *keep, struct ab_ledger *led)
 {
     int rc = blocks_cost(p, knob, oracle, led);
-    if (rc || (!o && !keep)) return rc;
+    if (rc) return rc;
     return blocks_run(p, knob_blocks(knob, p->h->n_k), oracle, 0, o, keep, NULL);
 }
 

@@ -35,13 +35,13 @@
  * - ZeroTuning's gamma is task dependent in the paper (> 1 for classification, < 1 for QA); the
  *   default here is 0.5 (the QA direction, our tasks being retrieval-like), knob range
  *   [0.01, 10]; token 0 is key 0 of the head. */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
 #include "methods/calibration.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 
 static const double SINK_THR = 0.1; /* alpha(k) above which k is a sink (ACT, metrics.md) */
@@ -149,33 +149,27 @@ static void colmean_span(const struct ab_problem *p, int64_t *q_end, int64_t *k_
     *k_end = prefill ? p->h->n_k : p->q0;
 }
 
-/* The column means of a problem's phase, kept per thread for the last head seen: the five
- * sink-finding kinds, their dist() and run(), and the solver all ask for the same head's means
- * (an O(n^2 d) pass in double), so each head computes them once. The ledger still counts the
- * pass in every run (calib_ledger): the memo saves wall time only. */
-static _Thread_local struct {
-    struct ab_memo_key key;
-    int64_t q_end, k_end, n_k;
-    double *alpha; /* (n_k) */
-} colmean_memo;
-
-static int column_means_of(const struct ab_problem *p, int64_t q_end, int64_t k_end,
-                           double *alpha)
+/* prepare() of the sink-finding rows (act, redistribute): the column means of the problem's
+ * phase (n_k doubles), an O(q_end n_k d) pass in double that run(), dist() and the solver all
+ * read, so each (head, phase) computes it once. The ledger still counts the pass in every run
+ * (calib_ledger): prepare saves wall time only. */
+static void colmean_free(void *state)
 {
-    struct ab_memo_key key = ab_memo_key_of(p);
-    if (colmean_memo.alpha && ab_memo_key_eq(&key, &colmean_memo.key) &&
-        colmean_memo.q_end == q_end && colmean_memo.k_end == k_end && colmean_memo.n_k == p->h->n_k) {
-        memcpy(alpha, colmean_memo.alpha, sizeof(double) * (size_t)p->h->n_k);
-        return AB_OK;
-    }
+    ab_free(state);
+}
+
+static int colmean_prepare(const struct ab_problem *p, void **state)
+{
+    double *alpha = ab_alloc(ab_size_mul((size_t)AB_MAX(p->h->n_k, 1), sizeof(double)));
+    if (!alpha) return ab_fail(AB_E_NOMEM, "calibration: cannot allocate column means");
+    int64_t q_end, k_end;
+    colmean_span(p, &q_end, &k_end);
     int rc = ab_calib_column_means(p->h, q_end, k_end, alpha);
-    if (rc) return rc;
-    double *keep = realloc(colmean_memo.alpha, sizeof(double) * (size_t)p->h->n_k);
-    if (keep) { /* without memory for the memo the means are simply not kept */
-        memcpy(keep, alpha, sizeof(double) * (size_t)p->h->n_k);
-        colmean_memo.alpha = keep, colmean_memo.key = key;
-        colmean_memo.q_end = q_end, colmean_memo.k_end = k_end, colmean_memo.n_k = p->h->n_k;
+    if (rc) {
+        ab_free(alpha);
+        return rc;
     }
+    *state = alpha;
     return AB_OK;
 }
 
@@ -240,7 +234,6 @@ static int calib_apply(const struct ab_problem *p, int kind, double knob, float 
 {
     const struct ab_head *h = p->h;
     int rc = AB_OK;
-    double *alpha = NULL;
     unsigned char *in_s = NULL;
     double *row = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double)));     /* (n_k) */
     double *acc = ab_alloc(ab_size_mul((size_t)h->d_v + 1, sizeof(double))); /* (d_v) */
@@ -249,23 +242,19 @@ static int calib_apply(const struct ab_problem *p, int kind, double knob, float 
         goto done;
     }
     if (needs_sinks(kind)) {
-        alpha = ab_alloc(ab_size_mul((size_t)h->n_k, sizeof(double))); /* (n_k) */
-        in_s = ab_alloc((size_t)h->n_k);                               /* (n_k) */
-        if (!alpha || !in_s) {
-            rc = ab_fail(AB_E_NOMEM, "calibration: cannot allocate column means");
+        const double *alpha = p->prep; /* (n_k) column means */
+        assert(alpha);                 /* the engine prepared p */
+        in_s = ab_alloc((size_t)h->n_k); /* (n_k) */
+        if (!in_s) {
+            rc = ab_fail(AB_E_NOMEM, "calibration: cannot allocate the sink set");
             goto done;
         }
-        int64_t q_end, k_end;
-        colmean_span(p, &q_end, &k_end);
-        rc = column_means_of(p, q_end, k_end, alpha);
-        if (rc) goto done;
         ab_calib_sink_set(alpha, h->n_k, SINK_THR, kind == CAL_ACT, in_s);
     }
     struct calib_pass c = {
         .p = p, .kind = kind, .knob = knob, .in_s = in_s, .row = row, .acc = acc, .o = o, .a = a};
     rc = ab_attn_ref_visit(h, p->rows, p->n_rows, calib_row, &c);
 done:
-    ab_free(alpha);
     ab_free(in_s);
     ab_free(row);
     ab_free(acc);
@@ -324,6 +313,8 @@ const struct ab_method ab_method_act = {
                   "(ops_other; prefill all rows, decode the context rows)",
     .knob = {.name = "beta", .lo = 0.01, .hi = 1, .def = 0.4, .unit = "fraction"},
     CALIB_ROW(act, 0),
+    .prepare = colmean_prepare,
+    .prepare_free = colmean_free,
 };
 
 const struct ab_method ab_method_zerotuning = {
@@ -344,6 +335,8 @@ const struct ab_method ab_method_redistribute = {
                   "(ops_other)",
     .knob = {.name = "p", .lo = 0.01, .hi = 1, .def = 0.5, .unit = "fraction"},
     CALIB_ROW(redistribute, 0),
+    .prepare = colmean_prepare,
+    .prepare_free = colmean_free,
 };
 
 const struct ab_method ab_method_sink_logit = {

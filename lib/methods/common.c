@@ -1,5 +1,7 @@
 /* common.c - what every method shares: the ledger, kept-key bitsets, the phase's dense cost,
- * exact attention restricted to a kept set, and family names (see method.h). */
+ * exact attention restricted to a kept set, family names, and the engine's prepare step (see
+ * method.h). */
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -198,6 +200,27 @@ int ab_methods_resolve(const char *list, unsigned phases, int causal,
     if (rc < 0) return rc;
     if (*n == 0) return ab_fail(AB_E_USAGE, "--methods is empty");
     return AB_OK;
+}
+
+int ab_problem_prepare(const struct ab_method *m, struct ab_problem *p)
+{
+    p->prep = NULL;
+    if (!m->prepare) return AB_OK;
+    void *state = NULL;
+    int rc = m->prepare(p, &state);
+    if (rc) {
+        if (state && m->prepare_free) m->prepare_free(state);
+        return rc;
+    }
+    assert(state); /* method.h: never NULL on AB_OK */
+    p->prep = state;
+    return AB_OK;
+}
+
+void ab_problem_unprepare(const struct ab_method *m, struct ab_problem *p)
+{
+    if (p->prep && m->prepare_free) m->prepare_free((void *)p->prep);
+    p->prep = NULL;
 }
 
 void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,

@@ -18,9 +18,8 @@ static int dense_run(const struct ab_problem *p, double knob, float *o, struct a
 {
     const struct ab_head *h = p->h;
     dense_cost(p, knob, led);
-    if (keep)
-        for (int64_t r = 0; r < p->n_rows; r++)
-            ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
+    for (int64_t r = 0; r < p->n_rows; r++)
+        ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
     if (!o) return AB_OK;
     /* the phase's query rows q0..n-1 as one head instance */
     struct ab_head sub = *h;

@@ -188,7 +188,6 @@ static int dh_run(const struct ab_problem *p, double knob, float *o, struct ab_k
     rc = dh_chunk(h, x.k, &sel.c);
     if (rc) goto out;
     dh_ledger(p, sel.f, &sel.c, led);
-    if (!o && !keep) goto out;
     int64_t nc = sel.c.nc;
     float *qc = ab_alloc(ab_size_mul((size_t)(2 * nc * d + nc * nc), sizeof(float)));
     float *kc = qc ? qc + nc * d : NULL, *s = qc ? kc + nc * d : NULL; /* (nc, d) x 2, (nc, nc) */

@@ -19,9 +19,10 @@
  *
  * Model level (AB_METHOD_MODEL): the plan (plan(), once per (workload, phase, f)) holds every
  * kv head's score, the ranking and the number of retrieval heads. Scores do not depend on f:
- * they are kept in a per-thread cache keyed on the contents of every head's Q, K and V, so the
- * solver's bisection scores once. With plan == NULL (a head run alone, as the battery does) the
- * head's layer is the whole model: the ranking is over the kv heads of its layer.
+ * prepare() computes each query head's dev_e (method.h: the engine prepares every head of the
+ * view before plan()), so the solver's bisection scores once. With plan == NULL (a head run
+ * alone, as the battery does) the head's layer is the whole model: the ranking is over the kv
+ * heads of its layer, scored in every run.
  *
  * Knob: f, the fraction of retrieval heads, real in [0.001, 1]; f = 1 is dense, f below 1 / N
  * makes every head a streaming head.
@@ -46,11 +47,11 @@
  *   m <= 256 decode queries a streaming head reads every decode token;
  * - the paper's budget is a ratio of retrieval heads per model, as here; its chunked prefill
  *   and per-layer deployment details are not modelled. */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "core/ab.h"
 #include "methods/kv.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { DUO_SINK = 64, DUO_RECENT = 256, DUO_PROBE = 16 };
@@ -152,22 +153,38 @@ struct duo_plan {
     int64_t *rank; /* (n_layer, n_kv) its place in the ranking, 0 = most retrieval-like */
 };
 
-/* What the cached scores were computed from. */
-struct duo_scores {
-    int64_t n_layer, n_head, n_kv, probe;
-    double *score;            /* (n_layer, n_kv) */
-    struct ab_memo_key *keys; /* (n_layer * n_head) */
-    uint64_t *vhash;          /* (n_layer * n_head) FNV-1a of V */
+/* prepare()'s state: dev_e of the problem's query head at DUO_PROBE probe rows (decode; 0 in
+ * another phase). */
+struct duo_prep {
+    double dev;
 };
 
-static _Thread_local struct duo_scores duo_cache;
-
-static uint64_t duo_hash_v(const struct ab_head *h)
+static void duo_prepare_free(void *state)
 {
-    uint64_t x = 0xcbf29ce484222325ULL;
-    const uint32_t *w = (const uint32_t *)(const void *)h->v;
-    for (int64_t i = 0; i < h->n_k * h->d_v; i++) x = (x ^ w[i]) * 0x100000001b3ULL;
-    return x;
+    free(state);
+}
+
+/* dev_e of p's head: O(W n (d + d_v)) for the W = DUO_PROBE probe rows. */
+static int duo_prepare(const struct ab_problem *p, void **state)
+{
+    const struct ab_head *h = p->h;
+    struct duo_prep *st = calloc(1, sizeof *st);
+    if (!st) return ab_fail(AB_E_NOMEM, "duo: cannot allocate its state");
+    if (p->phase == AB_PHASE_DECODE) {
+        int64_t t0 = duo_probe_start(p, DUO_PROBE);
+        float *s = ab_alloc(ab_size_mul(ab_size_mul((size_t)AB_MAX(p->q0 - t0, 1), (size_t)h->n_k),
+                                        sizeof(float))); /* (q0 - t0, n) */
+        double *acc = ab_alloc(ab_size_mul((size_t)(2 * h->d_v), sizeof(double))); /* (2 d_v) */
+        if (!s || !acc) {
+            ab_free(s), ab_free(acc), free(st);
+            return ab_fail(AB_E_NOMEM, "duo: cannot allocate probe scores for %lld keys",
+                           (long long)h->n_k);
+        }
+        st->dev = duo_deviation(h, t0, p->q0, s, acc);
+        ab_free(s), ab_free(acc);
+    }
+    *state = st;
+    return AB_OK;
 }
 
 static void duo_plan_free(void *plan)
@@ -177,8 +194,11 @@ static void duo_plan_free(void *plan)
     free(t->score), free(t->rank), free(t);
 }
 
-/* Test hook (kv.h): the plan with `probe` probe rows. */
-int ab_duo_plan_probe(const struct ab_model_view *mv, double knob, int64_t probe, void **plan)
+/* The plan at fraction knob with `probe` probe rows: each kv head's score from its query heads'
+ * prepared dev_e (prepared: the row's plan, at DUO_PROBE rows) or computed here (the test
+ * hook, at any probe). */
+static int duo_plan_at(const struct ab_model_view *mv, double knob, int64_t probe, int prepared,
+                       void **plan)
 {
     *plan = NULL;
     int64_t nl = mv->n_layer, nh = mv->n_head, n = nl * nh;
@@ -187,62 +207,53 @@ int ab_duo_plan_probe(const struct ab_model_view *mv, double knob, int64_t probe
     if (p0->phase != AB_PHASE_DECODE)
         return ab_fail(AB_E_USAGE, "duo: supports the decode phase only");
     int64_t group = AB_MAX(1, AB_MIN(p0->group, nh)), n_kv = nh / group;
-    struct duo_scores *c = &duo_cache;
-    struct ab_memo_key *keys = malloc(sizeof *keys * (size_t)n);
-    uint64_t *vh = malloc(sizeof *vh * (size_t)n);
     struct duo_plan *t = calloc(1, sizeof *t);
     if (t) {
         t->score = malloc(sizeof(double) * (size_t)(nl * n_kv));
         t->rank = malloc(sizeof(int64_t) * (size_t)(nl * n_kv));
     }
-    if (!keys || !vh || !t || !t->score || !t->rank) {
-        free(keys), free(vh), duo_plan_free(t);
+    if (!t || !t->score || !t->rank) {
+        duo_plan_free(t);
         return ab_fail(AB_E_NOMEM, "duo: cannot allocate the plan");
     }
-    for (int64_t x = 0; x < n; x++) {
-        keys[x] = ab_memo_key_of(&mv->problems[x]);
-        vh[x] = duo_hash_v(mv->problems[x].h);
-    }
-    int hit =
-        c->score && c->n_layer == nl && c->n_head == nh && c->n_kv == n_kv && c->probe == probe;
-    for (int64_t x = 0; hit && x < n; x++)
-        hit = ab_memo_key_eq(&c->keys[x], &keys[x]) && c->vhash[x] == vh[x];
     int rc = AB_OK;
-    if (!hit) {
-        free(c->score), free(c->keys), free(c->vhash);
-        *c = (struct duo_scores){0};
-        double *score = malloc(sizeof(double) * (size_t)(nl * n_kv));
-        if (!score) rc = ab_fail(AB_E_NOMEM, "duo: cannot allocate the scores");
-        for (int64_t l = 0; l < nl && !rc; l++) {
-            const struct ab_problem *pl = &mv->problems[l * nh];
+    for (int64_t l = 0; l < nl && !rc; l++) {
+        const struct ab_problem *pl = &mv->problems[l * nh];
+        if (!prepared) {
             rc = duo_layer_scores(pl->layer ? pl->layer : pl->h, nh, group,
-                                  duo_probe_start(pl, probe), pl->q0, score + l * n_kv);
+                                  duo_probe_start(pl, probe), pl->q0, t->score + l * n_kv);
+            continue;
         }
-        if (rc) {
-            free(score), free(keys), free(vh), duo_plan_free(t);
-            return rc;
+        for (int64_t u = 0; u < n_kv; u++) { /* duo_layer_scores from the prepared dev_e */
+            double *su = &t->score[l * n_kv + u];
+            *su = 0;
+            for (int64_t e = 0; e < group; e++) {
+                const struct duo_prep *st = pl[u * group + e].prep;
+                assert(st); /* the engine prepared every head of the view */
+                *su = fmax(*su, st->dev);
+            }
         }
-        *c = (struct duo_scores){.n_layer = nl,
-                                 .n_head = nh,
-                                 .n_kv = n_kv,
-                                 .probe = probe,
-                                 .score = score,
-                                 .keys = keys,
-                                 .vhash = vh};
-    } else {
-        free(keys), free(vh);
+    }
+    if (rc) {
+        duo_plan_free(t);
+        return rc;
     }
     t->n_layer = nl, t->n_kv = n_kv, t->probe = probe;
-    memcpy(t->score, c->score, sizeof(double) * (size_t)(nl * n_kv));
     duo_rank(t->score, nl * n_kv, t->rank);
     t->n_retrieval = duo_count(knob, nl * n_kv);
     *plan = t;
     return AB_OK;
 }
 
+/* Test hook (kv.h): the plan with `probe` probe rows, every score computed here. */
+int ab_duo_plan_probe(const struct ab_model_view *mv, double knob, int64_t probe, void **plan)
+{
+    return duo_plan_at(mv, knob, probe, 0, plan);
+}
+
 static int duo_plan(const struct ab_model_view *mv, double knob, void **plan)
 {
-    return ab_duo_plan_probe(mv, knob, DUO_PROBE, plan);
+    return duo_plan_at(mv, knob, DUO_PROBE, 1, plan);
 }
 
 /* ---- run ------------------------------------------------------------------------------- */
@@ -317,13 +328,7 @@ int ab_duo_run(const struct ab_problem *p, double knob, int64_t probe, float *o,
     int64_t n_units = 0;
     if ((rc = duo_is_retrieval(p, knob, probe, &retrieval, &n_units))) return rc;
     duo_ledger(p, retrieval, probe, n_units, led);
-    if (!o && !keep) return AB_OK;
     const struct ab_head *h = p->h;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t i = p->rows[r], v = ab_head_visible(h, i);
         if (retrieval) {
@@ -333,9 +338,7 @@ int ab_duo_run(const struct ab_problem *p, double knob, int64_t probe, float *o,
                 if (duo_streams(h, i, j)) ab_keep_set(keep, r, j);
         }
     }
-    rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
-    ab_keep_free(&local);
-    return rc;
+    return o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
 }
 
 static int duo_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
@@ -361,4 +364,6 @@ const struct ab_method ab_method_duo = {
     .run = duo_run,
     .plan = duo_plan,
     .plan_free = duo_plan_free,
+    .prepare = duo_prepare,
+    .prepare_free = duo_prepare_free,
 };

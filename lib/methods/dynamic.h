@@ -116,6 +116,25 @@ int64_t ab_dyn_cover(const double *v, int64_t n, double gamma);
 int ab_dyn_probe(const struct ab_problem *p, const struct ab_dyn_qk *x, int64_t L, double *col,
                  double *diag, struct ab_ledger *led);
 
+/* The probe as vertical-slash and flexprefill prepare it (method.h, prepare): col and diag of
+ * ab_dyn_probe and the ledger terms it added, which every run adds again. */
+struct ab_dyn_probed {
+    double *col, *diag;             /* (n_k), (n_q): one allocation */
+    double flops_select, ops_other; /* the probe's ledger terms */
+};
+
+/* Runs the probe of the last L rows of p into pr (free with ab_dyn_probed_free). AB_OK or
+ * AB_E_NOMEM (pr empty then). */
+int ab_dyn_probed_make(const struct ab_problem *p, int64_t L, struct ab_dyn_probed *pr);
+void ab_dyn_probed_free(struct ab_dyn_probed *pr);
+
+/* Adds the probe's ledger terms to led, as ab_dyn_probe did when it ran. */
+static inline void ab_dyn_probed_ledger(const struct ab_dyn_probed *pr, struct ab_ledger *led)
+{
+    led->flops_select += pr->flops_select;
+    led->ops_other += pr->ops_other;
+}
+
 /* ---- vertical and slash lines (vertical_slash.c) ---- */
 
 /* A set of columns and slashes. Slashes are stored reversed and zero-padded, so that the keys
@@ -155,16 +174,16 @@ struct ab_dyn_flex {
 
 /* Runs flexprefill's selection at coverage gamma and divergence threshold tau (the method
  * uses tau = 0.1; tests pass others to force a pattern) into f (free with ab_dyn_flex_free),
- * adding the phase's ledger (kept cells and selection) to led. */
+ * adding the phase's ledger (kept cells and selection) to led. p is prepared for flexprefill
+ * (method.h): its probe is p->prep. */
 int ab_dyn_flex_select(const struct ab_problem *p, double gamma, double tau, struct ab_dyn_flex *f,
                        struct ab_ledger *led);
 void ab_dyn_flex_free(struct ab_dyn_flex *f);
 
 /* ---- the common tail (block.c) ---- */
 
-/* Fills keep (the caller's, or a local one when keep == NULL and o != NULL) with `fill`, then
- * computes O of the evaluated rows by exact attention restricted to it. Nothing when both are
- * NULL. */
+/* Fills keep (run()'s, never NULL: method.h) with `fill`, then, when o != NULL, computes O of
+ * the evaluated rows by exact attention restricted to it. */
 typedef void (*ab_dyn_fill_fn)(const struct ab_problem *p, const void *sel, struct ab_keep *keep);
 int ab_dyn_attend(const struct ab_problem *p, ab_dyn_fill_fn fill, const void *sel, float *o,
                   struct ab_keep *keep);

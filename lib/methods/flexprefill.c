@@ -40,6 +40,7 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
@@ -171,19 +172,21 @@ int ab_dyn_flex_select(const struct ab_problem *p, double gamma, double tau, str
     ab_dyn_check(p);
     const struct ab_head *h = p->h;
     int64_t n = h->n_q, d = h->d, nb = (n + B - 1) / B, L = AB_MIN(B, n - p->q0);
+    const struct ab_dyn_probed *pr = p->prep;
+    assert(pr); /* the engine prepared p */
+    const double *col = pr->col, *diag = pr->diag; /* (n), (n) */
     *f = (struct ab_dyn_flex){0};
     struct ab_dyn_qk x = {0};
-    double *col = ab_alloc(ab_size_mul((size_t)(3 * n + 2 * nb), sizeof(double)));
-    double *diag = col ? col + n : NULL, *val = col ? diag + n : NULL; /* (n), (n), (n) */
-    double *est = col ? val + n : NULL, *tru = col ? est + nb : NULL;  /* (nb), (nb) */
-    int64_t *idx = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t)));  /* (n) */
+    double *val = ab_alloc(ab_size_mul((size_t)(n + 2 * nb), sizeof(double))); /* (n) */
+    double *est = val ? val + n : NULL, *tru = val ? est + nb : NULL;           /* (nb), (nb) */
+    int64_t *idx = ab_alloc(ab_size_mul((size_t)n, sizeof(int64_t)));          /* (n) */
     float *kp = ab_alloc(ab_size_mul((size_t)(nb * d + d), sizeof(float)));
     float *qbar = kp ? kp + nb * d : NULL; /* (nb, d), (d) */
-    int rc = !col || !idx || !kp ? ab_fail(AB_E_NOMEM, "flexprefill: cannot allocate scores")
+    int rc = !val || !idx || !kp ? ab_fail(AB_E_NOMEM, "flexprefill: cannot allocate scores")
                                  : ab_dyn_qk_get(h, &x);
     assert(L > 0); /* prefill: q0 = 0 < n */
-    if (!rc) rc = ab_dyn_probe(p, &x, L, col, diag, led);
     if (rc) goto done;
+    ab_dyn_probed_ledger(pr, led);
 
     /* a_bar = softmax_c(s mean(Q_probe) . pool(K)_c), over every key block */
     ab_dyn_pool(x.k, n, d, kp);
@@ -217,11 +220,33 @@ int ab_dyn_flex_select(const struct ab_problem *p, double gamma, double tau, str
                         : flex_lines(p, gamma, col, diag, idx, val, f, led);
 done:
     ab_dyn_qk_free(&x);
-    ab_free(col);
+    ab_free(val);
     ab_free(idx);
     ab_free(kp);
     if (rc) ab_dyn_flex_free(f);
     return rc;
+}
+
+static void flex_prepare_free(void *state)
+{
+    if (!state) return;
+    ab_dyn_probed_free(state);
+    free(state);
+}
+
+/* The probe of the last B rows of p (knob-independent): O(B n d). */
+static int flex_prepare(const struct ab_problem *p, void **state)
+{
+    ab_dyn_check(p);
+    struct ab_dyn_probed *pr = calloc(1, sizeof *pr);
+    if (!pr) return ab_fail(AB_E_NOMEM, "flexprefill: cannot allocate the probe");
+    int rc = ab_dyn_probed_make(p, AB_MIN(B, p->h->n_q - p->q0), pr);
+    if (rc) {
+        free(pr);
+        return rc;
+    }
+    *state = pr;
+    return AB_OK;
 }
 
 static void flex_fill(const struct ab_problem *p, const void *sel, struct ab_keep *keep)
@@ -259,4 +284,6 @@ const struct ab_method ab_method_flexprefill = {
     .flags = AB_METHOD_SELECTS,
     .cost = NULL,
     .run = flex_run,
+    .prepare = flex_prepare,
+    .prepare_free = flex_prepare_free,
 };

@@ -44,7 +44,6 @@
 #include "core/ab.h"
 #include "core/rng.h"
 #include "methods/kv.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 
 /* Query rows per logits block (context and decode): 64, fewer when a block of 64 x n floats
@@ -170,36 +169,49 @@ static void accum_context(const struct ab_problem *p, const struct kv_accum *a, 
 }
 
 /* The context's accumulated scores of a problem under a rule (they depend on lambda, the noise
- * and its seed, and tau_ctx: the decode temperatures come later), kept per thread for the last
- * (head, rule): they do not depend on C, and the sweep runs each rule at every budget of a head
- * in a row (five context passes of O(q0 n_ctx d) became one). The ledger counts these scores as
- * prefill's own probabilities, additions only (ab_kv_accum_ledger), so the memo is one that
- * `bench methods` keeps (ab_memo_key_eq_free): a model has them from its prefill. */
-static _Thread_local struct {
-    struct ab_memo_key key;
+ * and its seed, and tau_ctx: the decode temperatures come later) are prepare()'s state: they do
+ * not depend on C, and the sweep runs each rule at every budget of a head (five context passes
+ * of O(q0 n_ctx d) became one). The ledger counts these scores as prefill's own probabilities,
+ * additions only (ab_kv_accum_ledger), so the rows are flagged AB_METHOD_PREP_FREE: `bench
+ * methods` does not time them, a model has them from its prefill. */
+struct kv_accum_prep {
     struct kv_accum rule;
-    int64_t n_ctx, n;
     double *acc; /* (n) */
-} ctx_memo;
+};
 
-static void accum_context_memo(const struct ab_problem *p, const struct kv_accum *a, int64_t n_ctx,
-                               int64_t chunk, float *s, float *e, double *acc)
+/* 1 when the context scores of rules a and b are the same. */
+static int accum_ctx_eq(const struct kv_accum *a, const struct kv_accum *b)
 {
-    struct ab_memo_key key = ab_memo_key_of(p);
-    int64_t n = p->h->n_k;
-    if (ctx_memo.acc && ab_memo_key_eq_free(&key, &ctx_memo.key) && ctx_memo.n_ctx == n_ctx &&
-        ctx_memo.n == n && ctx_memo.rule.lambda == a->lambda && ctx_memo.rule.gumbel == a->gumbel &&
-        ctx_memo.rule.tau_ctx == a->tau_ctx && ctx_memo.rule.seed == a->seed) {
-        memcpy(acc, ctx_memo.acc, sizeof(double) * (size_t)n);
-        return;
+    return a->lambda == b->lambda && a->gumbel == b->gumbel && a->tau_ctx == b->tau_ctx &&
+           a->seed == b->seed;
+}
+
+void ab_kv_accum_prepare_free(void *state)
+{
+    struct kv_accum_prep *st = state;
+    if (!st) return;
+    ab_free(st->acc);
+    free(st);
+}
+
+int ab_kv_accum_prepare(const struct ab_problem *p, const struct kv_accum *a, void **state)
+{
+    int64_t n = p->h->n_k, chunk = h2o_chunk(n);
+    struct kv_accum_prep *st = calloc(1, sizeof *st);
+    float *s = ab_alloc(ab_size_mul((size_t)(chunk * n), sizeof(float))); /* (chunk, n) */
+    float *e = ab_alloc(ab_size_mul((size_t)n, sizeof(float)));          /* (n) */
+    if (st) st->acc = ab_alloc(ab_size_mul((size_t)n, sizeof(double)));  /* (n) */
+    int rc = AB_OK;
+    if (!st || !st->acc || !s || !e) {
+        ab_kv_accum_prepare_free(st);
+        rc = ab_fail(AB_E_NOMEM, "h2o: cannot allocate scratch for %lld keys", (long long)n);
+    } else {
+        st->rule = *a;
+        accum_context(p, a, kv_n_ctx(p), chunk, s, e, st->acc);
+        *state = st;
     }
-    accum_context(p, a, n_ctx, chunk, s, e, acc);
-    double *keep = realloc(ctx_memo.acc, sizeof(double) * (size_t)n);
-    if (keep) { /* without memory for the memo the scores are simply not kept */
-        memcpy(keep, acc, sizeof(double) * (size_t)n);
-        ctx_memo.acc = keep, ctx_memo.key = key, ctx_memo.rule = *a;
-        ctx_memo.n_ctx = n_ctx, ctx_memo.n = n;
-    }
+    ab_free(s), ab_free(e);
+    return rc;
 }
 
 /* The step-by-step schedule at cache size C (file comment): the context scores (O(q0 n_ctx d)
@@ -224,7 +236,11 @@ int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
         rc = ab_fail(AB_E_NOMEM, "h2o: cannot allocate scratch for %lld keys", (long long)n);
         goto done;
     }
-    accum_context_memo(p, a, kv_n_ctx(p), chunk, s, tmp, acc);
+    const struct kv_accum_prep *st = p->prep;
+    if (st && accum_ctx_eq(&st->rule, a)) /* the row's own rule: prepared */
+        memcpy(acc, st->acc, sizeof(double) * (size_t)n);
+    else /* a test hook at other parameters */
+        accum_context(p, a, kv_n_ctx(p), chunk, s, tmp, acc);
     int64_t n_heavy = 0, lo_prev = 0, r = 0;
     for (int64_t i0 = p->q0; i0 < h->n_q; i0 += chunk) {
         int64_t nr = AB_MIN(chunk, h->n_q - i0), nk = ab_head_visible(h, i0 + nr - 1);
@@ -275,17 +291,23 @@ done:
     return rc;
 }
 
-/* The ledger (analytic); with o or keep, the schedule and the attention over what each
- * evaluated row read. */
+/* The ledger (analytic), the schedule, and with o the attention over what each evaluated row
+ * read. */
+static const struct kv_accum h2o_rule = {.lambda = 1, .tau_ctx = 1, .tau0 = 1, .tau1 = 1};
+
+static int h2o_prepare(const struct ab_problem *p, void **state)
+{
+    return ab_kv_accum_prepare(p, &h2o_rule, state);
+}
+
 static int h2o_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                    struct ab_ledger *led)
 {
     int rc = kv_check_phase(p, "h2o");
     if (rc) return rc;
     int64_t C = h2o_budget(knob);
-    static const struct kv_accum plain = {.lambda = 1, .tau_ctx = 1, .tau0 = 1, .tau1 = 1};
     double expected = ab_kv_accum_ledger(p, C, led);
-    return kv_run_schedule(p, C, expected, ab_kv_accum_schedule, &plain, o, keep);
+    return kv_run_schedule(p, C, expected, ab_kv_accum_schedule, &h2o_rule, o, keep);
 }
 
 const struct ab_method ab_method_h2o = {
@@ -298,7 +320,9 @@ const struct ab_method ab_method_h2o = {
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens"},
-    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC,
+    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC | AB_METHOD_PREP_FREE,
     .cost = h2o_cost,
     .run = h2o_run,
+    .prepare = h2o_prepare,
+    .prepare_free = ab_kv_accum_prepare_free,
 };

@@ -175,16 +175,8 @@ static int hip_run(const struct ab_problem *p, double knob, float *o, struct ab_
     ab_dyn_check(p);
     int64_t k = knob_tokens(knob, p->h->n_k);
     hip_ledger(p, k, led);
-    if (!o && !keep) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        int rc = ab_keep_alloc(&local, p->n_rows, p->h->n_k);
-        if (rc) return rc;
-        keep = &local;
-    }
     int rc = hip_keep(p, k, keep);
     if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
-    ab_keep_free(&local);
     return rc;
 }
 

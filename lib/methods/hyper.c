@@ -236,12 +236,6 @@ static int hy_run(const struct ab_problem *p, double knob, float *o, struct ab_k
     const struct ab_head *h = p->h;
     int64_t n = h->n_q, d = h->d, dv = h->d_v, x = knob_x(knob, h->n_k);
     hy_ledger(h, 0, n, x, led);
-    if (!o && !keep) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
     ab_keep_clear(keep);
     struct hy_run st = {.p = p, .x = x, .keep = keep};
     float *proj = ab_alloc(ab_size_mul((size_t)(R * d), sizeof(float)));
@@ -277,7 +271,6 @@ done:
     ab_free(st.mx);
     ab_free(st.code);
     ab_free(st.mark);
-    ab_keep_free(&local);
     return rc;
 }
 

@@ -85,6 +85,18 @@ static int kf_run(const struct ab_problem *p, double knob, float *o, struct ab_k
     return ab_keyformer_run(p, knob, 1, KF_TAU_INIT, KF_TAU_END, o, keep, led);
 }
 
+/* The context's scores under the row's rule (h2o.c). */
+static int kf_prepare(const struct ab_problem *p, void **state)
+{
+    const struct kv_accum rule = {.lambda = 1,
+                                  .gumbel = 1,
+                                  .tau_ctx = KF_TAU_INIT,
+                                  .tau0 = KF_TAU_INIT,
+                                  .tau1 = KF_TAU_END,
+                                  .seed = p->seed};
+    return ab_kv_accum_prepare(p, &rule, state);
+}
+
 const struct ab_method ab_method_keyformer = {
     .name = "keyformer",
     .family = AB_FAMILY_KV,
@@ -96,7 +108,9 @@ const struct ab_method ab_method_keyformer = {
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = "C", .lo = 1, .hi = 0, .integer = 1, .def = 1024, .unit = "tokens"},
-    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC,
+    .flags = AB_METHOD_SELECTS | AB_METHOD_ANALYTIC | AB_METHOD_PREP_FREE,
     .cost = kf_cost,
     .run = kf_run,
+    .prepare = kf_prepare,
+    .prepare_free = ab_kv_accum_prepare_free,
 };

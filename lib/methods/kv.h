@@ -152,12 +152,7 @@ static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double 
     const struct ab_head *h = p->h;
     double cells = 0;
     int rc = AB_OK;
-    if ((!o && !keep) || p->n_rows == 0) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
+    if (p->n_rows == 0) return AB_OK;
     if (C >= ab_head_visible(h, h->n_q - 1)) {
         for (int64_t r = 0; r < p->n_rows; r++)
             ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
@@ -167,7 +162,6 @@ static inline int kv_run_schedule(const struct ab_problem *p, int64_t C, double 
     }
     (void)expected;
     if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
-    ab_keep_free(&local);
     return rc;
 }
 
@@ -186,10 +180,16 @@ struct kv_accum {
     double tau_ctx, tau0, tau1; /* temperatures (> 0) */
     uint64_t seed;              /* noise stream (problem seed) */
 };
+/* The prepare() of a row of this schedule (h2o, a2sf, keyformer): the context's accumulated
+ * scores of p under rule a, O(q0 n_ctx d); free with ab_kv_accum_prepare_free. */
+int ab_kv_accum_prepare(const struct ab_problem *p, const struct kv_accum *a, void **state);
+void ab_kv_accum_prepare_free(void *state);
 /* h2o's step schedule at cache size C (h2o.c's file comment) under the scoring rule `arg` (a
  * const struct kv_accum *): C / 2 heavy hitters by acc plus C - C / 2 recent keys, evicting step
- * by step. Sets what each evaluated row read in keep, adds the cells read to *cells. AB_OK or
- * AB_E_NOMEM. Scratch O(n) plus a block of at most 64 x n logits. */
+ * by step. The context scores come from p->prep when it holds them for this rule (the row's own,
+ * ab_kv_accum_prepare), else (the test hooks at other parameters) are computed here. Sets what
+ * each evaluated row read in keep, adds the cells read to *cells. AB_OK or AB_E_NOMEM. Scratch
+ * O(n) plus a block of at most 64 x n logits. */
 int ab_kv_accum_schedule(const struct ab_problem *p, int64_t C, const void *arg,
                          struct ab_keep *keep, double *cells);
 /* h2o's ledger at cache size C (cells, attention FLOPs and h2o's ops_other); returns the cells.
@@ -210,8 +210,9 @@ int ab_recycled_run(const struct ab_problem *p, double knob, int64_t stride, flo
 int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, float *o,
                      struct ab_keep *keep, struct ab_ledger *led);
 /* duo.c at `probe` probe rows (the last probe context rows; probe >= q0: every context row,
- * metrics.md's proxy): the plan over view mv at fraction knob (free with the row's plan_free),
- * and run() (its probe applies when p->plan is NULL; a plan carries its own). */
+ * metrics.md's proxy): the plan over view mv at fraction knob (free with the row's plan_free;
+ * it computes every head's score itself, where the row's plan reads the prepared ones), and
+ * run() (its probe applies when p->plan is NULL; a plan carries its own). */
 int ab_duo_plan_probe(const struct ab_model_view *mv, double knob, int64_t probe, void **plan);
 int ab_duo_run(const struct ab_problem *p, double knob, int64_t probe, float *o,
                struct ab_keep *keep, struct ab_ledger *led);

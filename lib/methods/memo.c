@@ -53,11 +53,6 @@ static struct ab_memo_key key_of_heads(const struct ab_problem *p, const struct 
     return key;
 }
 
-struct ab_memo_key ab_memo_key_of(const struct ab_problem *p)
-{
-    return key_of_heads(p, p->h, 1, p->self);
-}
-
 struct ab_memo_key ab_memo_layer_key_of(const struct ab_problem *p)
 {
     int64_t n_heads = p->layer ? p->n_layer_heads : 1;
@@ -71,12 +66,7 @@ void ab_memo_bypass(int on) { memo_off = on != 0; }
 
 int ab_memo_key_eq(const struct ab_memo_key *a, const struct ab_memo_key *b)
 {
-    return !memo_off && ab_memo_key_eq_free(a, b);
-}
-
-int ab_memo_key_eq_free(const struct ab_memo_key *a, const struct ab_memo_key *b)
-{
-    return a->q == b->q && a->k == b->k && a->n_q == b->n_q && a->n_k == b->n_k && a->d == b->d &&
-           a->q0 == b->q0 && a->self == b->self && a->seed == b->seed && a->hash == b->hash &&
-           a->scale == b->scale;
+    return !memo_off && a->q == b->q && a->k == b->k && a->n_q == b->n_q && a->n_k == b->n_k &&
+           a->d == b->d && a->q0 == b->q0 && a->self == b->self && a->seed == b->seed &&
+           a->hash == b->hash && a->scale == b->scale;
 }

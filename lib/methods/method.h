@@ -18,7 +18,21 @@
  * - selection methods renormalise softmax over what they kept (exact attention restricted to the
  *   kept set); forced tokens (sinks, window, diagonal block) count against the budget;
  * - Q and K are post-RoPE: problems have h->rope_theta == 0 (workload files store rotated Q and
- *   K, and the engine asserts it), so methods and ab_attend_kept never rotate. */
+ *   K, and the engine asserts it), so methods and ab_attend_kept never rotate.
+ *
+ * What the engine does for every method (the sweep, the budget solver, the end-to-end engine,
+ * kept maps, the benchmarks; tests do the same):
+ * - prepare: a row with a prepare() has it called once per (head instance, phase), through
+ *   ab_problem_prepare, before any cost / run / dist call on that problem; the state is the
+ *   work on the problem that does not depend on the knob (block scores, clusters, a probe, an
+ *   index), the engine owns it (cost, run and dist read it from p->prep, never change it) and
+ *   frees it with prepare_free (ab_problem_unprepare) after the last call. The solver's
+ *   bisection and the sweep's budgets then reuse it at every knob; the ledger still counts
+ *   that work in every run (prepare saves wall time only, never a FLOP);
+ * - keep: run() always gets a keep set of (n_rows, n_k) bits, cleared by the engine before the
+ *   call, also when the caller wants no selection back (the solver's o == NULL runs): methods
+ *   never allocate one of their own. o == NULL still asks for the selection and the ledger
+ *   only. */
 #ifndef AB_METHODS_METHOD_H
 #define AB_METHODS_METHOD_H
 
@@ -89,6 +103,9 @@ struct ab_problem {
     /* decode: the horizon G, generated tokens the one-off work (flops_once) is spread over; the
      * m = n - q0 phase queries stand for those G steps. <= 0 means AB_DECODE_HORIZON. */
     int64_t horizon;
+    /* the state the method's prepare() made for this problem (ab_problem_prepare), read-only
+     * to the method; NULL when the row has no prepare */
+    const void *prep;
 };
 
 /* The default decode horizon G: a generation of 1024 tokens from one compressed cache. */
@@ -165,6 +182,10 @@ enum ab_method_flags {
                                  is from softmax, and `methods` and the report say so; its
                                  convention (decay, bias, temperature) is in `convention` and
                                  recorded with the results */
+    AB_METHOD_PREP_FREE = 256, /* prepare()'s work is what the model computes anyway (H2O's
+                                  context scores are prefill's own probabilities): `bench
+                                  methods` prepares once and times run() alone; without this
+                                  flag each timed selection includes a fresh prepare() */
 };
 
 struct ab_method {
@@ -182,8 +203,9 @@ struct ab_method {
     /* Ledger of the phase at this knob without running (AB_METHOD_ANALYTIC only; else NULL). */
     int (*cost)(const struct ab_problem *p, double knob, struct ab_ledger *led);
     /* Runs the method: O of the evaluated rows into o (n_rows, d_v), what it kept into keep
-     * (may be NULL), the ledger of the whole phase into led. o == NULL asks for the selection
-     * and the ledger only (the solver's data-dependent bisection). AB_OK or an AB_E_* code. */
+     * (never NULL: the engine's (n_rows, n_k) set, cleared; methods that select nothing leave
+     * it alone), the ledger of the whole phase into led. o == NULL asks for the selection and
+     * the ledger only (the solver's data-dependent bisection). AB_OK or an AB_E_* code. */
     int (*run)(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                struct ab_ledger *led);
     /* Optional: the method's attention distribution Ã of each evaluated row over the keys,
@@ -196,6 +218,17 @@ struct ab_method {
      * across heads at this knob, into *plan (owned by the method; freed with plan_free). */
     int (*plan)(const struct ab_model_view *mv, double knob, void **plan);
     void (*plan_free)(void *plan);
+    /* Optional: the knob-independent work on problem p (the header comment's "prepare"),
+     * called once per (head instance, phase) before any cost / run / dist call on p, and for
+     * AB_METHOD_MODEL rows on every problem of the view before plan(), which may read them.
+     * Its state into *state: never NULL on AB_OK (an empty state is a state), owned by the
+     * engine from then on and freed with prepare_free after the last call on p. It depends on
+     * the problem alone (not on the knob, the plan or the call order), so rows with the same
+     * prepare (and prepare_free) may share one state per problem, as the sweep does for act and
+     * redistribute; memory O(what the method would recompute per call). AB_OK or an AB_E_*
+     * code (*state NULL then). Both NULL when the method has nothing to prepare. */
+    int (*prepare)(const struct ab_problem *p, void **state);
+    void (*prepare_free)(void *state);
 };
 
 /* The registry (registry.c): every method, in catalogue order. */
@@ -209,6 +242,13 @@ const struct ab_method *ab_method_find(const char *name); /* NULL if unknown */
  * a did-you-mean for a typo). */
 int ab_methods_resolve(const char *list, unsigned phases, int causal,
                        const struct ab_method **out, int cap, int *n);
+
+/* The engine's side of prepare (the header comment): m->prepare's state of p into p->prep,
+ * NULL when m has no prepare. Once per (head instance, phase), before any cost / run / dist call
+ * on p; ab_problem_unprepare after the last. AB_OK or the prepare's error (p->prep NULL then). */
+int ab_problem_prepare(const struct ab_method *m, struct ab_problem *p);
+/* Frees p->prep with m->prepare_free and sets it to NULL (nothing when it is NULL). */
+void ab_problem_unprepare(const struct ab_method *m, struct ab_problem *p);
 
 /* The knob range on problem p (resolving hi <= 0 to n). */
 void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,

@@ -149,24 +149,17 @@ static int moa_run(const struct ab_problem *p, double knob, float *o, struct ab_
                    struct ab_ledger *led)
 {
     int rc = moa_cost(p, knob, led);
-    if (rc || (!o && !keep)) return rc;
+    if (rc) return rc;
     int64_t w;
     double n_heads;
     moa_window(p, knob, &w, &n_heads);
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, p->h->n_k))) return rc;
-        keep = &local;
-    }
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t v = ab_head_visible(p->h, p->rows[r]), lo, ns;
         hw_span(v, w, &lo, &ns);
         ab_keep_range(keep, r, 0, ns);
         ab_keep_range(keep, r, lo, v);
     }
-    rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
-    ab_keep_free(&local);
-    return rc;
+    return o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
 }
 
 const struct ab_method ab_method_moa = {

@@ -284,7 +284,7 @@ static int pb_run(const struct ab_problem *p, double knob, float *o, struct ab_k
                   struct ab_ledger *led)
 {
     int rc = pb_cost(p, knob, led);
-    if (rc || (!o && !keep)) return rc;
+    if (rc) return rc;
     struct pb_layout l;
     double sort = 0;
     rc = pb_select(p, knob_blocks(knob, p->h->n_k), &l, &sort);

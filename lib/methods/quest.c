@@ -98,19 +98,18 @@ static int quest_cost(const struct ab_problem *p, double knob, struct ab_ledger 
     return AB_OK;
 }
 
-/* Fills the ledger, then (when o or keep asks for it) selects pages for each evaluated row and
- * attends over them. Work beyond the ledger: O(n d) for the page metadata, O((v/P) d) per
- * evaluated row for the bounds, plus the attention over the kept keys. */
+/* Fills the ledger, then selects pages for each evaluated row and (with o) attends over them.
+ * Work beyond the ledger: O(n d) for the page metadata, O((v/P) d) per evaluated row for the
+ * bounds, plus the attention over the kept keys. */
 static int quest_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                      struct ab_ledger *led)
 {
     int rc = quest_cost(p, knob, led);
-    if (rc || (!o && !keep) || p->n_rows == 0) return rc;
+    if (rc || p->n_rows == 0) return rc;
     const struct ab_head *h = p->h;
     int64_t d = h->d, T = quest_pages(knob);
     int64_t n_full = ab_head_visible(h, p->rows[p->n_rows - 1]) / QUEST_P; /* rows ascend */
     size_t np = (size_t)AB_MAX(n_full, 1);
-    struct ab_keep local = {0};
     float *kmin = ab_alloc(ab_size_mul(np * (size_t)d, sizeof(float))); /* (n_full, d) */
     float *kmax = ab_alloc(ab_size_mul(np * (size_t)d, sizeof(float))); /* (n_full, d) */
     float *score = ab_alloc(ab_size_mul(np, sizeof(float)));            /* (n_full) bounds */
@@ -120,10 +119,6 @@ static int quest_run(const struct ab_problem *p, double knob, float *o, struct a
         rc = ab_fail(AB_E_NOMEM, "quest: cannot allocate page metadata for %lld pages",
                      (long long)n_full);
         goto done;
-    }
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) goto done;
-        keep = &local;
     }
     ab_quest_page_minmax(h->k, n_full * QUEST_P, d, QUEST_P, kmin, kmax);
     for (int64_t r = 0; r < p->n_rows; r++) {
@@ -144,7 +139,6 @@ static int quest_run(const struct ab_problem *p, double knob, float *o, struct a
     }
     if (o) rc = ab_attend_kept(p, keep, o, NULL);
 done:
-    ab_keep_free(&local);
     ab_free(kmin);
     ab_free(kmax);
     ab_free(score);

@@ -281,12 +281,6 @@ int ab_razor_run(const struct ab_problem *p, double knob, int raise, float *o, s
     if (rc || (rc = razor_full(p, &full))) return rc;
     int64_t w = razor_window(knob);
     razor_ledger(p, full, w, led);
-    if (!o && !keep) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, p->h->n_k))) return rc;
-        keep = &local;
-    }
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t v = ab_head_visible(p->h, p->rows[r]), lo = 0, ns = 0;
         if (!full) hw_span(v, w, &lo, &ns);
@@ -294,7 +288,6 @@ int ab_razor_run(const struct ab_problem *p, double knob, int raise, float *o, s
         ab_keep_range(keep, r, lo, v);
     }
     if (o) rc = razor_attend(p, keep, full, w, raise, o);
-    ab_keep_free(&local);
     return rc;
 }
 

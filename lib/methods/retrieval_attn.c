@@ -36,6 +36,7 @@
  * - the scan stops after the cell that reaches L (whole cells), so it scans at least L keys;
  * - one index per query head (seeded by the head), even under GQA; ties go to the earlier key
  *   (and the lower cell). */
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,6 @@
 #include "core/ab.h"
 #include "core/rng.h"
 #include "methods/kv.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { IVF_LLOYD = 4, IVF_SAMPLE_PER_CELL = 32 };
@@ -118,45 +118,54 @@ static void ivf_build(const struct ivf_geom *g, const float *k, int64_t d, uint6
     for (int64_t j = 0; j < n; j++) list[cnt[cell[j]]++] = j;
 }
 
-/* The index of the last problem, kept per thread: it does not depend on K, and every budget and
- * every step of the solver's bisection (the scanned count makes the cost data-dependent) build
- * the same one. The ledger counts the build in every run (flops_once): the memo saves wall time
- * only. */
-static _Thread_local struct {
-    struct ab_memo_key key;
-    int64_t n_ctx, c, s, d;
+/* prepare()'s state: the index of the problem's context keys (ivf_build). It does not depend on
+ * K, and every budget and every step of the solver's bisection (the scanned count makes the
+ * cost data-dependent) read the same one. The ledger counts the build in every run
+ * (flops_once): prepare saves wall time only. */
+struct ivf_index {
     float *cent, *hn;     /* (c, d), (c) */
     int64_t *cell, *list; /* (n_ctx), (n_ctx) */
     int64_t *off;         /* (c + 1) */
-} ivf_memo;
+};
 
-static void ivf_build_memo(const struct ab_problem *p, const struct ivf_geom *g, float *cent,
-                           int64_t *cell, int64_t *list, int64_t *off, float *hn, double *sum,
-                           int64_t *cnt, int64_t *samp)
+static void ivf_prepare_free(void *state)
 {
-    int64_t n = g->n_ctx, c = g->c, d = p->h->d;
-    size_t bc = sizeof(float) * (size_t)(c * d), bh = sizeof(float) * (size_t)c;
-    size_t bn = sizeof(int64_t) * (size_t)n, bo = sizeof(int64_t) * (size_t)(c + 1);
-    struct ab_memo_key key = ab_memo_key_of(p);
-    if (ivf_memo.cent && ab_memo_key_eq(&key, &ivf_memo.key) && ivf_memo.n_ctx == n &&
-        ivf_memo.c == c && ivf_memo.s == g->s && ivf_memo.d == d) {
-        memcpy(cent, ivf_memo.cent, bc), memcpy(hn, ivf_memo.hn, bh);
-        memcpy(cell, ivf_memo.cell, bn), memcpy(list, ivf_memo.list, bn);
-        memcpy(off, ivf_memo.off, bo);
-        return;
+    struct ivf_index *x = state;
+    if (!x) return;
+    ab_free(x->cent), ab_free(x->hn), ab_free(x->cell), ab_free(x->list), ab_free(x->off);
+    free(x);
+}
+
+/* The index of p (empty without context keys): O(d c (IVF_LLOYD s + n_ctx)). */
+static int ivf_prepare(const struct ab_problem *p, void **state)
+{
+    struct ivf_geom g = ivf_geom_of(p);
+    int64_t d = p->h->d;
+    size_t nc = (size_t)AB_MAX(g.n_ctx, 1), cc = (size_t)AB_MAX(g.c, 1);
+    struct ivf_index *x = calloc(1, sizeof *x);
+    double *sum = ab_alloc(ab_size_mul(cc * (size_t)d, sizeof(double))); /* (c, d) */
+    int64_t *cnt = ab_alloc(ab_size_mul(cc, sizeof(int64_t)));           /* (c) */
+    int64_t *samp = ab_alloc(ab_size_mul(nc, sizeof(int64_t)));          /* (n_ctx) */
+    if (x) {
+        x->cent = ab_alloc(ab_size_mul(cc * (size_t)d, sizeof(float)));
+        x->hn = ab_alloc(ab_size_mul(cc, sizeof(float)));
+        x->cell = ab_alloc(ab_size_mul(nc, sizeof(int64_t)));
+        x->list = ab_alloc(ab_size_mul(nc, sizeof(int64_t)));
+        x->off = ab_alloc(ab_size_mul(cc + 1, sizeof(int64_t)));
     }
-    ivf_build(g, p->h->k, d, p->seed, cent, cell, list, off, hn, sum, cnt, samp);
-    /* one block: cent, hn, then the three index arrays (8-byte aligned after the floats) */
-    size_t bf = (bc + bh + 7) / 8 * 8;
-    char *block = realloc(ivf_memo.cent, bf + 2 * bn + bo);
-    if (!block) return; /* without memory for the memo the index is simply not kept */
-    ivf_memo.cent = (float *)block, ivf_memo.hn = (float *)(block + bc);
-    ivf_memo.cell = (int64_t *)(block + bf), ivf_memo.list = (int64_t *)(block + bf + bn);
-    ivf_memo.off = (int64_t *)(block + bf + 2 * bn);
-    memcpy(ivf_memo.cent, cent, bc), memcpy(ivf_memo.hn, hn, bh);
-    memcpy(ivf_memo.cell, cell, bn), memcpy(ivf_memo.list, list, bn);
-    memcpy(ivf_memo.off, off, bo);
-    ivf_memo.key = key, ivf_memo.n_ctx = n, ivf_memo.c = c, ivf_memo.s = g->s, ivf_memo.d = d;
+    int rc = AB_OK;
+    if (!x || !x->cent || !x->hn || !x->cell || !x->list || !x->off || !sum || !cnt || !samp) {
+        ivf_prepare_free(x);
+        rc = ab_fail(AB_E_NOMEM, "retrieval-attn: cannot allocate an index of %lld keys",
+                     (long long)g.n_ctx);
+    } else {
+        if (g.n_ctx > 0)
+            ivf_build(&g, p->h->k, d, p->seed, x->cent, x->cell, x->list, x->off, x->hn, sum,
+                      cnt, samp);
+        *state = x;
+    }
+    ab_free(sum), ab_free(cnt), ab_free(samp);
+    return rc;
 }
 
 /* order (c): the cells by q.centroid, descending (ties: lower cell first). sc (c) scratch. */
@@ -184,35 +193,24 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
     int rc = kv_check_phase(p, "retrieval-attn");
     if (rc) return rc;
     const struct ab_head *h = p->h;
+    const struct ivf_index *ix = p->prep;
+    assert(ix); /* the engine prepared p */
+    const float *cent = ix->cent;
+    const int64_t *off = ix->off, *list = ix->list;
     struct ivf_geom g = ivf_geom_of(p);
     int64_t K = ivf_budget(knob), d = h->d, n_ctx = g.n_ctx, c = g.c;
     int64_t L = AB_MIN(n_ctx, AB_MAX(max_scan > 0 ? max_scan : 2 * K, K));
     size_t nc = (size_t)AB_MAX(n_ctx, 1), cc = (size_t)AB_MAX(c, 1);
-    struct ab_keep local = {0};
-    float *cent = ab_alloc(ab_size_mul(cc * (size_t)d, sizeof(float)));  /* (c, d) */
-    double *sum = ab_alloc(ab_size_mul(cc * (size_t)d, sizeof(double))); /* (c, d) */
-    float *hn = ab_alloc(ab_size_mul(cc, sizeof(float)));                /* (c) */
-    float *csc = ab_alloc(ab_size_mul(cc, sizeof(float)));               /* (c) cell scores */
-    int64_t *cnt = ab_alloc(ab_size_mul(cc, sizeof(int64_t)));           /* (c) */
-    int64_t *order = ab_alloc(ab_size_mul(cc, sizeof(int64_t)));         /* (c) probe order */
-    int64_t *off = ab_alloc(ab_size_mul(cc + 1, sizeof(int64_t)));       /* (c + 1) */
-    int64_t *cell = ab_alloc(ab_size_mul(nc, sizeof(int64_t)));          /* (n_ctx) */
-    int64_t *list = ab_alloc(ab_size_mul(nc, sizeof(int64_t)));          /* (n_ctx) by cell */
-    int64_t *samp = ab_alloc(ab_size_mul(nc, sizeof(int64_t)));          /* (n_ctx) */
-    float *ks = ab_alloc(ab_size_mul(nc, sizeof(float)));                /* (n_ctx) scanned */
-    float *tmp = ab_alloc(ab_size_mul(nc, sizeof(float)));               /* (n_ctx) */
-    uint8_t *mark = ab_alloc(nc);                                        /* (n_ctx) */
-    if (!cent || !sum || !hn || !csc || !cnt || !order || !off || !cell || !list || !samp || !ks ||
-        !tmp || !mark) {
-        rc = ab_fail(AB_E_NOMEM, "retrieval-attn: cannot allocate an index of %lld keys",
+    float *csc = ab_alloc(ab_size_mul(cc, sizeof(float)));       /* (c) cell scores */
+    int64_t *order = ab_alloc(ab_size_mul(cc, sizeof(int64_t))); /* (c) probe order */
+    float *ks = ab_alloc(ab_size_mul(nc, sizeof(float)));        /* (n_ctx) scanned */
+    float *tmp = ab_alloc(ab_size_mul(nc, sizeof(float)));       /* (n_ctx) */
+    uint8_t *mark = ab_alloc(nc);                                /* (n_ctx) */
+    if (!csc || !order || !ks || !tmp || !mark) {
+        rc = ab_fail(AB_E_NOMEM, "retrieval-attn: cannot allocate scan scratch for %lld keys",
                      (long long)n_ctx);
         goto done;
     }
-    if ((o || keep) && !keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) goto done;
-        keep = &local;
-    }
-    if (n_ctx > 0) ivf_build_memo(p, &g, cent, cell, list, off, hn, sum, cnt, samp);
     double cells = 0, scanned = 0;
     int64_t r = 0;
     for (int64_t i = p->q0; i < h->n_q; i++) {
@@ -224,22 +222,21 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
         }
         scanned += (double)n_scan;
         if (!(r < p->n_rows && p->rows[r] == i)) continue;
-        if (keep) { /* score the scanned cells' keys, read their top K and the decode keys */
-            const float *q = h->q + i * d;
-            for (int64_t j = 0; j < n_ctx; j++) ks[j] = -INFINITY;
-            for (int64_t t = 0; t < n_cells; t++)
-                for (int64_t u = off[order[t]]; u < off[order[t] + 1]; u++) {
-                    const float *kj = h->k + list[u] * d;
-                    float dot = 0;
-                    for (int64_t e = 0; e < d; e++) dot += q[e] * kj[e];
-                    ks[list[u]] = dot;
-                }
-            memset(mark, 0, nc);
-            kv_top_k(ks, n_ctx, K, mark, tmp);
-            for (int64_t j = 0; j < n_ctx; j++)
-                if (mark[j]) ab_keep_set(keep, r, j);
-            ab_keep_range(keep, r, n_ctx, v);
-        }
+        /* score the scanned cells' keys, read their top K and the decode keys */
+        const float *q = h->q + i * d;
+        for (int64_t j = 0; j < n_ctx; j++) ks[j] = -INFINITY;
+        for (int64_t t = 0; t < n_cells; t++)
+            for (int64_t u = off[order[t]]; u < off[order[t] + 1]; u++) {
+                const float *kj = h->k + list[u] * d;
+                float dot = 0;
+                for (int64_t e = 0; e < d; e++) dot += q[e] * kj[e];
+                ks[list[u]] = dot;
+            }
+        memset(mark, 0, nc);
+        kv_top_k(ks, n_ctx, K, mark, tmp);
+        for (int64_t j = 0; j < n_ctx; j++)
+            if (mark[j]) ab_keep_set(keep, r, j);
+        ab_keep_range(keep, r, n_ctx, v);
         r++;
     }
     double s = (double)g.s, nx = (double)n_ctx, cd = (double)c, m = (double)(h->n_q - p->q0);
@@ -250,17 +247,8 @@ int ab_retrieval_run(const struct ab_problem *p, double knob, int64_t max_scan, 
                       m * cd * ceil(log2(cd > 1 ? cd : 1)) + scanned;
     if (o) rc = ab_attend_kept(p, keep, o, NULL);
 done:
-    ab_keep_free(&local);
-    ab_free(cent);
-    ab_free(sum);
-    ab_free(hn);
     ab_free(csc);
-    ab_free(cnt);
     ab_free(order);
-    ab_free(off);
-    ab_free(cell);
-    ab_free(list);
-    ab_free(samp);
     ab_free(ks);
     ab_free(tmp);
     ab_free(mark);
@@ -287,4 +275,6 @@ const struct ab_method ab_method_retrieval_attn = {
     .flags = AB_METHOD_SELECTS,
     .cost = NULL,
     .run = retrieval_run,
+    .prepare = ivf_prepare,
+    .prepare_free = ivf_prepare_free,
 };

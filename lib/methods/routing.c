@@ -18,8 +18,8 @@
  * assignments and the final one, 2d per point and centroid over 2n points) + S (2 n d + 3 c d)
  * (centroid sums and normalisation); ops: (S + 1) 2 n c (argmax comparisons) and
  * c n ceil(log2 n) (ordering the keys of each cluster). The clustering does not depend on w:
- * it is kept in a per-thread cache keyed on the contents of Q and K (memo.h), so the solver's
- * bisection clusters each head once; the ledger counts it in every run.
+ * prepare() computes it once per problem (method.h), so the solver's bisection and every budget
+ * of a head reuse it; the ledger counts it in every run.
  *
  * Deviations from the paper: a few Lloyd steps on the head itself instead of centroids learned
  * by exponential moving averages during training; Q and K are clustered together but kept
@@ -27,6 +27,7 @@
  * the cluster size w, so that cost grows with it (a larger c costs less attention and more
  * clustering); every query is routed (the balanced paper version also caps queries per
  * cluster); the local window stands in for the paper's local attention heads; prefill only. */
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -35,22 +36,18 @@
 #include "core/ab.h"
 #include "core/rng.h"
 #include "methods/dynamic.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 #include "methods/routing.h"
 
 enum { C = AB_ROUTING_C, STEPS = 2, W_LOCAL = 256 };
 
-/* The knob-independent clustering of one head. */
+/* The knob-independent clustering of one head (prepare()'s state). */
 struct rt_clusters {
-    struct ab_memo_key key;
     int64_t n;
     int32_t *qc;  /* (n) cluster of each query */
     int32_t *kc;  /* (n) nearest cluster of each key */
     int32_t *ord; /* (C, n) keys of each cluster, nearest first */
 };
-
-static _Thread_local struct rt_clusters cache;
 
 static void rt_free(struct rt_clusters *x)
 {
@@ -152,28 +149,37 @@ done:
     return rc;
 }
 
-/* The cached clustering of p. */
-static int rt_get(const struct ab_problem *p, const struct rt_clusters **out)
+static void rt_prepare_free(void *state)
 {
-    struct ab_memo_key key = ab_memo_key_of(p);
-    if (!cache.qc || !ab_memo_key_eq(&cache.key, &key)) {
-        rt_free(&cache);
-        int rc = rt_compute(p, &cache);
-        if (rc) return rc;
-        cache.key = key;
+    if (!state) return;
+    rt_free(state);
+    free(state);
+}
+
+/* The clustering of p: O(n c d) for the Lloyd steps, O(c n log n) to order the clusters. */
+static int rt_prepare(const struct ab_problem *p, void **state)
+{
+    ab_dyn_check(p);
+    struct rt_clusters *cl = calloc(1, sizeof *cl);
+    if (!cl) return ab_fail(AB_E_NOMEM, "routing: cannot allocate the clustering");
+    int rc = rt_compute(p, cl);
+    if (rc) {
+        free(cl);
+        return rc;
     }
-    *out = &cache;
+    *state = cl;
     return AB_OK;
 }
 
 int ab_routing_clusters(const struct ab_problem *p, int32_t *q_cluster, int32_t *k_cluster)
 {
     ab_dyn_check(p);
-    const struct rt_clusters *cl;
-    int rc = rt_get(p, &cl);
+    struct rt_clusters cl = {0};
+    int rc = rt_compute(p, &cl);
     if (rc) return rc;
-    memcpy(q_cluster, cl->qc, (size_t)cl->n * sizeof(int32_t));
-    memcpy(k_cluster, cl->kc, (size_t)cl->n * sizeof(int32_t));
+    memcpy(q_cluster, cl.qc, (size_t)cl.n * sizeof(int32_t));
+    memcpy(k_cluster, cl.kc, (size_t)cl.n * sizeof(int32_t));
+    rt_free(&cl);
     return AB_OK;
 }
 
@@ -205,9 +211,9 @@ static int rt_run(const struct ab_problem *p, double knob, float *o, struct ab_k
     int64_t n = h->n_q, d = h->d, c = AB_MIN(C, 2 * n);
     int64_t w = !(knob >= 1) ? 1 : knob >= (double)n ? n : (int64_t)knob;
     int64_t wl = AB_MIN(n, ab_dyn_scaled(W_LOCAL, n));
-    const struct rt_clusters *cl;
-    int rc = rt_get(p, &cl);
-    if (rc) return rc;
+    const struct rt_clusters *cl = p->prep;
+    assert(cl); /* the engine prepared p */
+    int rc = AB_OK;
     /* each cluster's w keys in index order */
     int32_t *top = ab_alloc(ab_size_mul((size_t)(C * w), sizeof(int32_t))); /* (C, w) */
     if (!top) return ab_fail(AB_E_NOMEM, "routing: cannot allocate the clusters' keys");
@@ -226,22 +232,14 @@ static int rt_run(const struct ab_problem *p, double knob, float *o, struct ab_k
     led->flops_select += 3.0 * np * (double)d + (STEPS + 1) * 2.0 * np * (double)c * (double)d +
                          STEPS * (np * (double)d + 3.0 * (double)c * (double)d);
     led->ops_other += (STEPS + 1) * np * (double)c + (double)C * ab_dyn_sort_ops(n);
-    if (o || keep) {
-        struct ab_keep local = {0};
-        if (!keep) rc = ab_keep_alloc(&local, p->n_rows, h->n_k);
-        struct ab_keep *kp = keep ? keep : &local;
-        if (!rc) {
-            ab_keep_clear(kp);
-            for (int64_t r = 0; r < p->n_rows; r++) {
-                int64_t i = p->rows[r], v = ab_head_visible(h, i), lo = AB_MAX(0, v - wl);
-                const int32_t *list = top + cl->qc[i] * w;
-                for (int64_t t = 0; t < w && list[t] < lo; t++) ab_keep_set(kp, r, list[t]);
-                ab_keep_range(kp, r, lo, v);
-            }
-            if (o) rc = ab_attend_kept(p, kp, o, NULL);
-        }
-        ab_keep_free(&local);
+    ab_keep_clear(keep);
+    for (int64_t r = 0; r < p->n_rows; r++) {
+        int64_t i = p->rows[r], v = ab_head_visible(h, i), lo = AB_MAX(0, v - wl);
+        const int32_t *list = top + cl->qc[i] * w;
+        for (int64_t t = 0; t < w && list[t] < lo; t++) ab_keep_set(keep, r, list[t]);
+        ab_keep_range(keep, r, lo, v);
     }
+    if (o) rc = ab_attend_kept(p, keep, o, NULL);
     ab_free(top);
     return rc;
 }
@@ -261,4 +259,6 @@ const struct ab_method ab_method_routing = {
     .flags = AB_METHOD_SELECTS,
     .cost = NULL,
     .run = rt_run,
+    .prepare = rt_prepare,
+    .prepare_free = rt_prepare_free,
 };

@@ -26,11 +26,9 @@
  * estimated cell).
  *
  * The estimate does not depend on the knob, and the budget solver bisects the knob with
- * selection-only runs: each thread keeps the block scores R of the last head it estimated (up
- * to 128 x 128 blocks), keyed on a 64-bit fingerprint of Q, K, positions and shapes, and reuses
- * them when the same head comes back. The ledger still charges the estimate on every run (the
- * method recomputes it in each real prefill); R is exact in integer arithmetic up to the float
- * scale, so a reused R is bit-identical to a fresh one.
+ * selection-only runs: prepare() computes the block scores R once per problem (method.h) and
+ * every run reads them. The ledger still charges the estimate on every run (the method
+ * recomputes it in each real prefill).
  *
  * Deviations: the paper calibrates one threshold per head offline and states its relative
  * score against the attention of the sink and local region; ours is relative to the row's
@@ -41,13 +39,14 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
 #include "methods/dynamic.h"
 #include "methods/method.h"
 
-enum { B = AB_DYN_B, QMAX = 7, CACHE_BLOCKS = 128 };
+enum { B = AB_DYN_B, QMAX = 7 };
 static const double E_DENSE = 16; /* e >= this keeps every visible block */
 
 /* Per-block 4-bit quantisation of x (n, d) into xi (integer-valued floats) and sigma (nb). */
@@ -124,61 +123,46 @@ static int estimate(const struct ab_problem *p, const struct ab_dyn_qk *x, float
     return AB_OK;
 }
 
-/* ---- the per-thread cache of the last head's block scores ---- */
+/* ---- prepare: the block scores of the head ---- */
 
-struct sale_cache {
-    uint64_t key; /* 0: empty */
+/* prepare()'s state: R (nb, nb) of the problem. */
+struct sale_prep {
     int64_t nb;
-    float R[CACHE_BLOCKS * CACHE_BLOCKS];
+    float *R; /* (nb, nb) */
 };
-static _Thread_local struct sale_cache cache;
 
-/* FNV-1a over 32-bit words (bytes is a multiple of 4). */
-static uint64_t mix(uint64_t hsh, const void *data, size_t bytes)
+static void sale_prepare_free(void *state)
 {
-    const unsigned char *c = data;
-    for (size_t t = 0; t + 4 <= bytes; t += 4) {
-        uint32_t w;
-        memcpy(&w, c + t, 4);
-        hsh = (hsh ^ w) * 0x100000001b3ull;
-    }
-    return hsh;
+    struct sale_prep *st = state;
+    if (!st) return;
+    ab_free(st->R);
+    free(st);
 }
 
-static uint64_t fingerprint(const struct ab_problem *p, const struct ab_dyn_qk *x)
+/* R of p: the 4-bit estimate, O(E d) (file comment), O((n / B)^2) memory. */
+static int sale_prepare(const struct ab_problem *p, void **state)
 {
-    const struct ab_head *h = p->h;
-    double shape[6] = {(double)h->n_q, (double)h->n_k,  (double)h->d,
-                       (double)p->q0,  (double)h->mask, h->scale};
-    uint64_t hsh = mix(0xcbf29ce484222325ull, shape, sizeof shape);
-    hsh = mix(hsh, x->q, (size_t)(h->n_q * h->d) * sizeof(float));
-    hsh = mix(hsh, x->k, (size_t)(h->n_k * h->d) * sizeof(float));
-    hsh = mix(hsh, h->q_pos, (size_t)h->n_q * sizeof(int32_t));
-    hsh = mix(hsh, h->k_pos, (size_t)h->n_k * sizeof(int32_t));
-    return hsh ? hsh : 1;
-}
-
-/* R of this head into R (nb, nb), from the cache when it holds this head. */
-static int block_scores(const struct ab_problem *p, float *R)
-{
+    ab_dyn_check(p);
     int64_t nb = (p->h->n_k + B - 1) / B;
+    struct sale_prep *st = calloc(1, sizeof *st);
+    if (st) st->R = ab_alloc(ab_size_mul((size_t)AB_MAX(nb * nb, 1), sizeof(float)));
+    if (!st || !st->R) {
+        sale_prepare_free(st);
+        return ab_fail(AB_E_NOMEM, "sale: cannot allocate block scores");
+    }
+    st->nb = nb;
     struct ab_dyn_qk x;
     int rc = ab_dyn_qk_get(p->h, &x);
-    if (rc) return rc;
-    int cacheable = nb <= CACHE_BLOCKS;
-    uint64_t key = cacheable ? fingerprint(p, &x) : 0;
-    if (cacheable && cache.key == key && cache.nb == nb) {
-        memcpy(R, cache.R, (size_t)(nb * nb) * sizeof(float));
-    } else {
-        rc = estimate(p, &x, R);
-        if (!rc && cacheable) {
-            cache.key = key;
-            cache.nb = nb;
-            memcpy(cache.R, R, (size_t)(nb * nb) * sizeof(float));
-        }
+    if (!rc) {
+        rc = estimate(p, &x, st->R);
+        ab_dyn_qk_free(&x);
     }
-    ab_dyn_qk_free(&x);
-    return rc;
+    if (rc) {
+        sale_prepare_free(st);
+        return rc;
+    }
+    *state = st;
+    return AB_OK;
 }
 
 /* ---- the method ---- */
@@ -211,15 +195,14 @@ static int sale_run(const struct ab_problem *p, double knob, float *o, struct ab
 {
     ab_dyn_check(p);
     const struct ab_head *h = p->h;
-    int64_t n = h->n_k, nb = (n + B - 1) / B;
+    const struct sale_prep *st = p->prep;
+    assert(st); /* the engine prepared p */
+    int64_t n = h->n_k;
     struct ab_dyn_blocks s = {0};
-    float *R = ab_alloc(ab_size_mul((size_t)(nb * nb), sizeof(float))); /* (nb, nb) */
     int rc = ab_dyn_blocks_alloc(&s, n);
-    if (!rc && !R && nb > 0) rc = ab_fail(AB_E_NOMEM, "sale: cannot allocate block scores");
-    if (!rc) rc = block_scores(p, R);
     double cells = 0;
     if (!rc) {
-        blocks_at(p, R, knob_e(knob), &s);
+        blocks_at(p, st->R, knob_e(knob), &s);
         rc = ab_dyn_blocks_cells(p, &s, &cells);
     }
     if (!rc) {
@@ -230,7 +213,6 @@ static int sale_run(const struct ab_problem *p, double knob, float *o, struct ab
         rc = ab_dyn_attend(p, sale_fill, &s, o, keep);
     }
     ab_dyn_blocks_free(&s);
-    ab_free(R);
     return rc;
 }
 
@@ -249,4 +231,6 @@ const struct ab_method ab_method_sale = {
     .flags = AB_METHOD_SELECTS,
     .cost = NULL,
     .run = sale_run,
+    .prepare = sale_prepare,
+    .prepare_free = sale_prepare_free,
 };

@@ -119,21 +119,13 @@ static int snap_emit(const struct ab_problem *p, const struct snap_geom *g, cons
                      float *o, struct ab_keep *keep)
 {
     const struct ab_head *h = p->h;
-    struct ab_keep local = {0};
-    if (!keep) {
-        int rc = ab_keep_alloc(&local, p->n_rows, h->n_k);
-        if (rc) return rc;
-        keep = &local;
-    }
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t v = ab_head_visible(h, p->rows[r]);
         for (int64_t j = 0; j < AB_MIN(v, g->n_ctx); j++)
             if (ctx[j]) ab_keep_set(keep, r, j);
         ab_keep_range(keep, r, g->n_ctx, v);
     }
-    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
-    ab_keep_free(&local);
-    return rc;
+    return o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
 }
 
 static int64_t snap_budget(double knob) { return knob < 0 ? 0 : (int64_t)knob; }
@@ -147,13 +139,13 @@ static int snapkv_cost(const struct ab_problem *p, double knob, struct ab_ledger
     return AB_OK;
 }
 
-/* snapkv: the ledger (analytic); with o or keep, the selection (one window of this head) and
- * the attention. Scratch O(W n_ctx). */
+/* snapkv: the ledger (analytic), the selection (one window of this head) and, with o, the
+ * attention. Scratch O(W n_ctx). */
 static int snapkv_run(const struct ab_problem *p, double knob, float *o, struct ab_keep *keep,
                       struct ab_ledger *led)
 {
     int rc = snapkv_cost(p, knob, led);
-    if (rc || (!o && !keep)) return rc;
+    if (rc) return rc;
     struct snap_geom g = snap_geom_of(p);
     int64_t C = snap_budget(knob), n_ctx = g.n_ctx;
     size_t nc = (size_t)AB_MAX(n_ctx, 1);
@@ -275,7 +267,7 @@ static int ada_snapkv_run(const struct ab_problem *p, double knob, float *o, str
     int64_t k_ctx = 0;
     for (int64_t j = 0; j < n_ctx; j++) k_ctx += ctx[j];
     snap_ledger(p, &g, (double)k_ctx, (double)n_pre, led);
-    if (o || keep) rc = snap_emit(p, &g, ctx, o, keep);
+    rc = snap_emit(p, &g, ctx, o, keep);
 done:
     ab_free(ctx);
     ab_free(mark);

@@ -98,18 +98,9 @@ static int pattern_run(const struct pattern *pt, const struct ab_problem *p, dou
 {
     int64_t k = knob_int(knob, p->h->n_k);
     pattern_ledger(pt, p, k, led);
-    if (!keep && !o) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        int rc = ab_keep_alloc(&local, p->n_rows, p->h->n_k);
-        if (rc) return rc;
-        keep = &local;
-    }
     ab_keep_clear(keep);
     for (int64_t r = 0; r < p->n_rows; r++) pt->fill(p, k, p->rows[r], keep, r);
-    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
-    ab_keep_free(&local);
-    return rc;
+    return o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
 }
 
 /* ---- dilated ---- */

@@ -19,11 +19,12 @@
  *
  * The plan (plan(), one per (workload, phase, K)) holds, for each selection layer, kv head and
  * decode row q0..n-1, the mark of the K kept positions. Its scores (the selection layers'
- * group-summed attention of every decode row) do not depend on K: they are kept in a
- * per-thread cache keyed on the contents of the selection layers' Q and K (memo.h), so the
- * solver's bisection over K scores once. With plan == NULL (a head run on its own, as the
- * battery does) the head is a reuse layer of a selection made at its own layer: it scores its
- * own layer's group at each decode step and charges its own logits to flops_select.
+ * group-summed attention of every decode row) do not depend on K: prepare() computes them on
+ * the first query head of each kv head's group at a selection layer (method.h: the engine
+ * prepares every head of the view before plan()), so the solver's bisection over K scores once.
+ * With plan == NULL (a head run on its own, as the battery does) the head is a reuse layer of a
+ * selection made at its own layer: it scores its own layer's group at each decode step (the
+ * prepared scores when it has them) and charges its own logits to flops_select.
  *
  * Knob: K, positions read at the reuse layers, integer in [1, n]; K >= v reads everything.
  * Cost (analytic: a closed form of K and the layer's role), per decode row i with v_i keys:
@@ -44,11 +45,11 @@
  * - decode tokens are ranked with the context: a reuse layer reads K positions in all, new
  *   tokens included only when the selection layer ranked them into the top K;
  * - ties go to the earlier key. */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "core/ab.h"
 #include "methods/kv.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { TIDAL_FULL = 2, TIDAL_SELECT = 2 };
@@ -128,14 +129,14 @@ static void tidal_group_scores(const struct ab_head *heads, int64_t u, int64_t g
     }
 }
 
-/* ---- the plan -------------------------------------------------------------------------- */
+/* ---- prepare and the plan --------------------------------------------------------------- */
 
-/* The K-independent part: group scores of every selection layer, kv head and decode row. */
-struct tidal_scores {
-    int64_t n_sel, n_kv, m, n_k, q0, n_layer, n_head;
-    int64_t sel[2];           /* the selection layers */
-    float *score;             /* (n_sel, n_kv, m, n_k) */
-    struct ab_memo_key *keys; /* (n_sel * n_head) what the scores were computed from */
+/* prepare()'s state: on the first query head of a kv head's group at a selection layer (by
+ * p->layer_index of p->n_layer) in decode, the group scores of its decode rows over its layer
+ * (tidal_group_scores), which plan() reads; empty (score NULL) on every other head. */
+struct tidal_prep {
+    int64_t m, n_k;
+    float *score; /* (m, n_k) or NULL */
 };
 
 struct tidal_plan {
@@ -144,13 +145,39 @@ struct tidal_plan {
     uint8_t *mark; /* (n_sel, n_kv, m, n_k) 1: position kept for that decode row */
 };
 
-static _Thread_local struct tidal_scores tidal_cache;
-
-static void tidal_scores_free(struct tidal_scores *c)
+static void tidal_prepare_free(void *state)
 {
-    ab_free(c->score);
-    free(c->keys);
-    *c = (struct tidal_scores){0};
+    struct tidal_prep *t = state;
+    if (!t) return;
+    ab_free(t->score);
+    free(t);
+}
+
+/* The group scores when p leads its group at a selection layer: O(group m n_k d). */
+static int tidal_prepare(const struct ab_problem *p, void **state)
+{
+    struct tidal_prep *t = calloc(1, sizeof *t);
+    if (!t) return ab_fail(AB_E_NOMEM, "tidal: cannot allocate its state");
+    int64_t nh = p->layer ? p->n_layer_heads : 1, self = p->layer ? p->self : 0, source;
+    int64_t group = AB_MAX(1, AB_MIN(p->group, nh));
+    if (p->phase == AB_PHASE_DECODE && self % group == 0 && self / group < nh / group &&
+        tidal_role(p->layer_index, p->n_layer, &source) == TIDAL_ROLE_SELECT) {
+        int64_t n = p->h->n_k, m = p->h->n_q - p->q0;
+        size_t per = ab_size_mul((size_t)AB_MAX(m, 1), (size_t)n);
+        float *s = ab_alloc(ab_size_mul(per, sizeof(float))); /* (m, n) logits */
+        t->score = ab_alloc(ab_size_mul(per, sizeof(float)));
+        if (!s || !t->score) {
+            ab_free(s), tidal_prepare_free(t);
+            return ab_fail(AB_E_NOMEM,
+                           "tidal: cannot allocate scores for %lld decode rows x %lld keys",
+                           (long long)m, (long long)n);
+        }
+        tidal_group_scores(p->layer ? p->layer : p->h, self / group, group, p->q0, t->score, s);
+        ab_free(s);
+        t->m = m, t->n_k = n;
+    }
+    *state = t;
+    return AB_OK;
 }
 
 /* The selection layers of the view and their number. */
@@ -163,58 +190,6 @@ static int64_t tidal_sel_layers(int64_t n_layer, int64_t sel[2])
     return n;
 }
 
-/* Fills the per-thread cache for view mv unless it already holds it. */
-static int tidal_scores_get(const struct ab_model_view *mv, const struct tidal_scores **out)
-{
-    struct tidal_scores *c = &tidal_cache;
-    const struct ab_problem *p0 = &mv->problems[0];
-    int64_t sel[2], n_sel = tidal_sel_layers(mv->n_layer, sel), nh = mv->n_head;
-    int64_t group = AB_MAX(1, AB_MIN(p0->group, nh)), n_kv = nh / group;
-    struct ab_memo_key *keys = malloc(sizeof *keys * (size_t)AB_MAX(1, n_sel * nh));
-    if (!keys) return ab_fail(AB_E_NOMEM, "tidal: cannot allocate the plan's keys");
-    for (int64_t s = 0; s < n_sel; s++)
-        for (int64_t h = 0; h < nh; h++)
-            keys[s * nh + h] = ab_memo_key_of(&mv->problems[sel[s] * nh + h]);
-    int hit = c->score && c->n_sel == n_sel && c->n_layer == mv->n_layer && c->n_head == nh &&
-              c->q0 == p0->q0 && c->n_k == p0->h->n_k && c->n_kv == n_kv;
-    for (int64_t x = 0; hit && x < n_sel * nh; x++) hit = ab_memo_key_eq(&c->keys[x], &keys[x]);
-    if (hit) {
-        free(keys);
-        *out = c;
-        return AB_OK;
-    }
-    tidal_scores_free(c);
-    int64_t n = p0->h->n_k, m = p0->h->n_q - p0->q0;
-    size_t per = ab_size_mul((size_t)AB_MAX(m, 1), (size_t)n);
-    float *score =
-        ab_alloc(ab_size_mul(ab_size_mul(per, (size_t)AB_MAX(n_sel * n_kv, 1)), sizeof(float)));
-    float *s = ab_alloc(ab_size_mul(per, sizeof(float))); /* (m, n) logits */
-    if (!score || !s) {
-        ab_free(score), ab_free(s), free(keys);
-        return ab_fail(AB_E_NOMEM, "tidal: cannot allocate scores for %lld decode rows x %lld keys",
-                       (long long)m, (long long)n);
-    }
-    for (int64_t x = 0; x < n_sel; x++) {
-        const struct ab_problem *ps = &mv->problems[sel[x] * nh];
-        for (int64_t u = 0; u < n_kv; u++)
-            tidal_group_scores(ps->layer ? ps->layer : ps->h, u, group, p0->q0,
-                               score + (size_t)(x * n_kv + u) * per, s);
-    }
-    ab_free(s);
-    *c = (struct tidal_scores){.n_sel = n_sel,
-                               .n_kv = n_kv,
-                               .m = m,
-                               .n_k = n,
-                               .q0 = p0->q0,
-                               .n_layer = mv->n_layer,
-                               .n_head = nh,
-                               .score = score,
-                               .keys = keys};
-    c->sel[0] = sel[0], c->sel[1] = sel[1];
-    *out = c;
-    return AB_OK;
-}
-
 static void tidal_plan_free(void *plan)
 {
     struct tidal_plan *t = plan;
@@ -223,33 +198,43 @@ static void tidal_plan_free(void *plan)
     free(t);
 }
 
-/* The plan at K: the top min(K, v_i) positions of every scored row. Scores cached per thread;
- * each call is O(n_sel n_kv m n_k) for the top-K. */
+/* The plan at K: the top min(K, v_i) positions of every scored row, from the group scores the
+ * leading heads of the selection layers prepared. O(n_sel n_kv m n_k) for the top-K. */
 static int tidal_plan(const struct ab_model_view *mv, double knob, void **plan)
 {
     *plan = NULL;
     if (mv->n_layer * mv->n_head < 1) return ab_fail(AB_E_USAGE, "tidal: the model has no heads");
-    if (mv->problems[0].phase != AB_PHASE_DECODE)
+    const struct ab_problem *p0 = &mv->problems[0];
+    if (p0->phase != AB_PHASE_DECODE)
         return ab_fail(AB_E_USAGE, "tidal: supports the decode phase only");
-    const struct tidal_scores *c;
-    int rc = tidal_scores_get(mv, &c);
-    if (rc) return rc;
+    int64_t sel[2], n_sel = tidal_sel_layers(mv->n_layer, sel), nh = mv->n_head;
+    int64_t group = AB_MAX(1, AB_MIN(p0->group, nh)), n_kv = nh / group;
+    int64_t n = p0->h->n_k, m = p0->h->n_q - p0->q0;
+    for (int64_t x = 0; x < n_sel * n_kv; x++) {
+        const struct tidal_prep *tp = mv->problems[sel[x / n_kv] * nh + x % n_kv * group].prep;
+        assert(tp); /* the engine prepared every head of the view */
+        if (!tp->score || tp->m != m || tp->n_k != n)
+            return ab_fail(AB_E_USAGE, "tidal: selection layer %lld kv head %lld has no scores",
+                           (long long)sel[x / n_kv], (long long)(x % n_kv));
+    }
     struct tidal_plan *t = calloc(1, sizeof *t);
-    size_t per = (size_t)(c->m * c->n_k), total = per * (size_t)AB_MAX(1, c->n_sel * c->n_kv);
-    float *tmp = ab_alloc(ab_size_mul((size_t)AB_MAX(c->n_k, 1), sizeof(float)));
+    size_t per = (size_t)(m * n), total = per * (size_t)AB_MAX(1, n_sel * n_kv);
+    float *tmp = ab_alloc(ab_size_mul((size_t)AB_MAX(n, 1), sizeof(float)));
     if (t) t->mark = ab_alloc(total);
     if (!t || !t->mark || !tmp) {
         tidal_plan_free(t), ab_free(tmp);
         return ab_fail(AB_E_NOMEM, "tidal: cannot allocate the plan");
     }
-    t->n_sel = c->n_sel, t->n_kv = c->n_kv, t->m = c->m, t->n_k = c->n_k, t->q0 = c->q0;
-    t->K = tidal_budget(knob), t->sel[0] = c->sel[0], t->sel[1] = c->sel[1];
-    const struct ab_head *h0 = mv->problems[0].h;
-    for (int64_t x = 0; x < c->n_sel * c->n_kv; x++)
-        for (int64_t r = 0; r < c->m; r++) {
-            size_t at = (size_t)x * per + (size_t)(r * c->n_k);
-            kv_top_k(c->score + at, ab_head_visible(h0, c->q0 + r), t->K, t->mark + at, tmp);
+    t->n_sel = n_sel, t->n_kv = n_kv, t->m = m, t->n_k = n, t->q0 = p0->q0;
+    t->K = tidal_budget(knob), t->sel[0] = sel[0], t->sel[1] = sel[1];
+    const struct ab_head *h0 = p0->h;
+    for (int64_t x = 0; x < n_sel * n_kv; x++) {
+        const struct tidal_prep *tp = mv->problems[sel[x / n_kv] * nh + x % n_kv * group].prep;
+        for (int64_t r = 0; r < m; r++) {
+            size_t at = (size_t)x * per + (size_t)(r * n);
+            kv_top_k(tp->score + r * n, ab_head_visible(h0, t->q0 + r), t->K, t->mark + at, tmp);
         }
+    }
     ab_free(tmp);
     *plan = t;
     return AB_OK;
@@ -273,19 +258,23 @@ static int tidal_local(const struct ab_problem *p, int64_t K, struct ab_keep *ke
     int64_t nh = p->layer ? p->n_layer_heads : 1, self = p->layer ? p->self : 0;
     int64_t group = AB_MAX(1, AB_MIN(p->group, nh)), n = h->n_k, m = h->n_q - p->q0;
     size_t per = ab_size_mul((size_t)AB_MAX(m, 1), (size_t)n);
-    float *score = ab_alloc(ab_size_mul(per, sizeof(float))); /* (m, n) */
-    float *s = ab_alloc(ab_size_mul(per, sizeof(float)));     /* (m, n) */
-    uint8_t *mark = ab_alloc((size_t)AB_MAX(n, 1));           /* (n) */
+    const struct tidal_prep *tp = p->prep;
+    const float *prepared = tp && tp->score ? tp->score : NULL; /* this group's, (m, n) */
+    float *score = prepared ? NULL : ab_alloc(ab_size_mul(per, sizeof(float))); /* (m, n) */
+    float *s = ab_alloc(ab_size_mul(per, sizeof(float)));                        /* (m, n) */
+    uint8_t *mark = ab_alloc((size_t)AB_MAX(n, 1));                              /* (n) */
     int rc = AB_OK;
-    if (!score || !s || !mark) {
+    if ((!prepared && !score) || !s || !mark) {
         rc = ab_fail(AB_E_NOMEM, "tidal: cannot allocate scores for %lld keys", (long long)n);
         goto done;
     }
-    tidal_group_scores(heads, AB_MIN(self / group, nh / group - 1), group, p->q0, score, s);
+    if (!prepared)
+        tidal_group_scores(heads, AB_MIN(self / group, nh / group - 1), group, p->q0, score, s);
+    const float *sc = prepared ? prepared : score;
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t i = p->rows[r], v = ab_head_visible(h, i);
         memset(mark, 0, (size_t)n);
-        kv_top_k(score + (i - p->q0) * n, v, K, mark, s);
+        kv_top_k(sc + (i - p->q0) * n, v, K, mark, s);
         for (int64_t j = 0; j < v; j++)
             if (mark[j]) ab_keep_set(keep, r, j);
     }
@@ -298,18 +287,13 @@ static int tidal_run(const struct ab_problem *p, double knob, float *o, struct a
                      struct ab_ledger *led)
 {
     int rc = tidal_cost(p, knob, led);
-    if (rc || (!o && !keep)) return rc;
+    if (rc) return rc;
     const struct ab_head *h = p->h;
     const struct tidal_plan *t = p->plan;
     int64_t K = tidal_budget(knob), source;
     int role = tidal_role_of(p, &source);
     if (t && (t->q0 != p->q0 || t->n_k != h->n_k || t->K != K))
         return ab_fail(AB_E_USAGE, "tidal: the plan was made for another problem or knob");
-    struct ab_keep local = {0};
-    if (!keep) {
-        if ((rc = ab_keep_alloc(&local, p->n_rows, h->n_k))) return rc;
-        keep = &local;
-    }
     if (role != TIDAL_ROLE_REUSE) {
         for (int64_t r = 0; r < p->n_rows; r++)
             ab_keep_range(keep, r, 0, ab_head_visible(h, p->rows[r]));
@@ -332,7 +316,6 @@ static int tidal_run(const struct ab_problem *p, double knob, float *o, struct a
         }
     }
     if (!rc && o) rc = ab_attend_kept(p, keep, o, NULL);
-    ab_keep_free(&local);
     return rc;
 }
 
@@ -352,4 +335,6 @@ const struct ab_method ab_method_tidal = {
     .run = tidal_run,
     .plan = tidal_plan,
     .plan_free = tidal_plan_free,
+    .prepare = tidal_prepare,
+    .prepare_free = tidal_prepare_free,
 };

@@ -35,7 +35,6 @@
 
 #include "core/ab.h"
 #include "methods/dynamic.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { L_PROBE = 64, N_SINK = 30, N_LOCAL = 100 };
@@ -112,51 +111,8 @@ static void probe_accumulate(const float *e, int64_t v, int64_t i, double inv,
     for (int64_t j = 0; j < AB_MIN(v, i + 1); j++) dg[-j] += inv * e[j];
 }
 
-/* The probe of the last problem, kept per thread: vertical-slash and flexprefill probe the same
- * head at every budget and every step of the solver's bisection (their knobs do not change the
- * probe). The ledger still counts the probe in every run: the memo saves wall time only. */
-static _Thread_local struct {
-    struct ab_memo_key key;
-    int64_t L, n, n_k;
-    double *col, *diag; /* (n_k), (n) */
-    double flops_select, ops_other;
-} probe_memo;
-
-static int probe_compute(const struct ab_problem *p, const struct ab_dyn_qk *x, int64_t L,
-                         double *col, double *diag, struct ab_ledger *led);
-
 int ab_dyn_probe(const struct ab_problem *p, const struct ab_dyn_qk *x, int64_t L, double *col,
                  double *diag, struct ab_ledger *led)
-{
-    const struct ab_head *h = p->h;
-    int64_t n = h->n_q, nk = h->n_k;
-    struct ab_memo_key key = ab_memo_key_of(p);
-    if (probe_memo.col && ab_memo_key_eq(&key, &probe_memo.key) && probe_memo.L == L &&
-        probe_memo.n == n && probe_memo.n_k == nk) {
-        memcpy(col, probe_memo.col, sizeof(double) * (size_t)nk);
-        memcpy(diag, probe_memo.diag, sizeof(double) * (size_t)n);
-        led->flops_select += probe_memo.flops_select;
-        led->ops_other += probe_memo.ops_other;
-        return AB_OK;
-    }
-    struct ab_ledger mine = {0};
-    int rc = probe_compute(p, x, L, col, diag, &mine);
-    if (rc) return rc;
-    led->flops_select += mine.flops_select;
-    led->ops_other += mine.ops_other;
-    double *keep = realloc(probe_memo.col, sizeof(double) * (size_t)(nk + n));
-    if (keep) { /* without memory for the memo the probe is simply not kept */
-        probe_memo.col = keep, probe_memo.diag = keep + nk;
-        memcpy(probe_memo.col, col, sizeof(double) * (size_t)nk);
-        memcpy(probe_memo.diag, diag, sizeof(double) * (size_t)n);
-        probe_memo.key = key, probe_memo.L = L, probe_memo.n = n, probe_memo.n_k = nk;
-        probe_memo.flops_select = mine.flops_select, probe_memo.ops_other = mine.ops_other;
-    }
-    return AB_OK;
-}
-
-static int probe_compute(const struct ab_problem *p, const struct ab_dyn_qk *x, int64_t L,
-                         double *col, double *diag, struct ab_ledger *led)
 {
     const struct ab_head *h = p->h;
     int64_t n = h->n_q, d = h->d, i0 = n - L;
@@ -193,6 +149,34 @@ static int probe_compute(const struct ab_problem *p, const struct ab_dyn_qk *x, 
     led->flops_select += 2.0 * (double)L * (double)kend * (double)d + 4.0 * cells;
     led->ops_other += 2.0 * cells;
     return AB_OK;
+}
+
+int ab_dyn_probed_make(const struct ab_problem *p, int64_t L, struct ab_dyn_probed *pr)
+{
+    const struct ab_head *h = p->h;
+    *pr = (struct ab_dyn_probed){0};
+    pr->col = ab_alloc(ab_size_mul((size_t)(h->n_k + h->n_q), sizeof(double)));
+    if (!pr->col) return ab_fail(AB_E_NOMEM, "cannot allocate the probe scores");
+    pr->diag = pr->col + h->n_k;
+    struct ab_dyn_qk x;
+    struct ab_ledger mine = {0};
+    int rc = ab_dyn_qk_get(h, &x);
+    if (!rc) {
+        rc = ab_dyn_probe(p, &x, L, pr->col, pr->diag, &mine);
+        ab_dyn_qk_free(&x);
+    }
+    if (rc) {
+        ab_dyn_probed_free(pr);
+        return rc;
+    }
+    pr->flops_select = mine.flops_select, pr->ops_other = mine.ops_other;
+    return AB_OK;
+}
+
+void ab_dyn_probed_free(struct ab_dyn_probed *pr)
+{
+    ab_free(pr->col);
+    pr->col = pr->diag = NULL;
 }
 
 /* ---- line sets (dynamic.h) ---- */
@@ -288,38 +272,43 @@ static int64_t vs_locals(int64_t n)
     return AB_MIN(n, ab_dyn_scaled(N_LOCAL, n));
 }
 
-/* The columns and slashes of the last problem in rank order (sinks and local offsets first), kept
- * per thread beside the probe: k only cuts these lists. */
-static _Thread_local struct {
-    struct ab_memo_key key;
-    int64_t n, L;
-    int64_t *cols, *slashes; /* (n), (n) */
-    double ops[2];           /* the two sorts' element operations */
-} rank_memo;
+/* prepare()'s state: the probe of the last L_PROBE rows, then the columns and slashes in rank
+ * order (sinks and local offsets first): k only cuts these lists. */
+struct vs_prep {
+    struct ab_dyn_probed probe;
+    int64_t *idx;     /* (2n): columns, then slashes */
+    double ops[2];    /* the two sorts' element operations */
+};
 
-/* col and diag's rank orders into cols and slashes (n each), the sorts' operations into ops. */
-static void vs_rank(const struct ab_problem *p, int64_t L, const double *col, const double *diag,
-                    int64_t *cols, int64_t *slashes, double ops[2])
+static void vs_prepare_free(void *state)
 {
-    int64_t n = p->h->n_q;
-    struct ab_memo_key key = ab_memo_key_of(p);
-    if (rank_memo.cols && ab_memo_key_eq(&key, &rank_memo.key) && rank_memo.n == n &&
-        rank_memo.L == L) {
-        memcpy(cols, rank_memo.cols, sizeof(int64_t) * (size_t)n);
-        memcpy(slashes, rank_memo.slashes, sizeof(int64_t) * (size_t)n);
-        ops[0] = rank_memo.ops[0], ops[1] = rank_memo.ops[1];
-        return;
+    struct vs_prep *st = state;
+    if (!st) return;
+    ab_dyn_probed_free(&st->probe);
+    ab_free(st->idx);
+    free(st);
+}
+
+/* The probe and the two rankings of p: O(L n d + n log n). */
+static int vs_prepare(const struct ab_problem *p, void **state)
+{
+    ab_dyn_check(p);
+    int64_t n = p->h->n_q, L = AB_MIN(L_PROBE, n - p->q0);
+    struct vs_prep *st = calloc(1, sizeof *st);
+    if (st) st->idx = ab_alloc(ab_size_mul((size_t)(2 * n), sizeof(int64_t)));
+    if (!st || !st->idx) {
+        vs_prepare_free(st);
+        return ab_fail(AB_E_NOMEM, "vertical-slash: cannot allocate scores");
     }
-    ops[0] = ab_dyn_rank(col, n, vs_sinks(n), cols);
-    ops[1] = ab_dyn_rank(diag, n, vs_locals(n), slashes);
-    int64_t *keep = realloc(rank_memo.cols, sizeof(int64_t) * (size_t)(2 * n));
-    if (keep) { /* without memory for the memo the ranks are simply not kept */
-        rank_memo.cols = keep, rank_memo.slashes = keep + n;
-        memcpy(rank_memo.cols, cols, sizeof(int64_t) * (size_t)n);
-        memcpy(rank_memo.slashes, slashes, sizeof(int64_t) * (size_t)n);
-        rank_memo.key = key, rank_memo.n = n, rank_memo.L = L;
-        rank_memo.ops[0] = ops[0], rank_memo.ops[1] = ops[1];
+    int rc = ab_dyn_probed_make(p, L, &st->probe);
+    if (rc) {
+        vs_prepare_free(st);
+        return rc;
     }
+    st->ops[0] = ab_dyn_rank(st->probe.col, n, vs_sinks(n), st->idx);
+    st->ops[1] = ab_dyn_rank(st->probe.diag, n, vs_locals(n), st->idx + n);
+    *state = st;
+    return AB_OK;
 }
 
 /* The selection at k lines per kind into l (allocated here), and the phase's ledger into led. */
@@ -328,32 +317,22 @@ static int vs_select(const struct ab_problem *p, double knob, struct ab_dyn_line
 {
     ab_dyn_check(p);
     const struct ab_head *h = p->h;
-    int64_t n = h->n_q, L = AB_MIN(L_PROBE, n - p->q0);
+    const struct vs_prep *st = p->prep;
+    assert(st); /* the engine prepared p */
+    int64_t n = h->n_q;
     int64_t k = !(knob >= 1) ? 1 : knob >= (double)n ? n : (int64_t)knob;
     int64_t n_sink = vs_sinks(n), n_local = vs_locals(n);
     int64_t kv = AB_MIN(n, AB_MAX(k, n_sink)), ks = AB_MIN(n, AB_MAX(k, n_local));
-    struct ab_dyn_qk x = {0};
-    double *col = ab_alloc(ab_size_mul((size_t)(2 * n), sizeof(double))); /* (n) + (n) */
-    double *diag = col ? col + n : NULL;
-    int64_t *idx = ab_alloc(ab_size_mul((size_t)(2 * n), sizeof(int64_t))); /* (n) + (n) */
     int rc = ab_dyn_lines_alloc(l, n);
-    if (!rc && (!col || !idx)) rc = ab_fail(AB_E_NOMEM, "vertical-slash: cannot allocate scores");
-    if (!rc) rc = ab_dyn_qk_get(h, &x);
-    if (!rc) rc = ab_dyn_probe(p, &x, L, col, diag, led);
-    if (!rc) {
-        /* top k_v columns, sinks first; top k_s slashes, local offsets first */
-        double sort_ops[2];
-        vs_rank(p, L, col, diag, idx, idx + n, sort_ops);
-        led->ops_other += sort_ops[0];
-        led->ops_other += sort_ops[1];
-        for (int64_t t = 0; t < kv; t++) ab_dyn_lines_add_col(l, idx[t]);
-        for (int64_t t = 0; t < ks; t++) ab_dyn_lines_add_slash(l, idx[n + t]);
-        ab_ledger_attend(led, h, ab_dyn_lines_cells(p, l));
-    }
-    ab_dyn_qk_free(&x);
-    ab_free(col);
-    ab_free(idx);
-    return rc;
+    if (rc) return rc;
+    ab_dyn_probed_ledger(&st->probe, led);
+    led->ops_other += st->ops[0];
+    led->ops_other += st->ops[1];
+    /* top k_v columns, sinks first; top k_s slashes, local offsets first */
+    for (int64_t t = 0; t < kv; t++) ab_dyn_lines_add_col(l, st->idx[t]);
+    for (int64_t t = 0; t < ks; t++) ab_dyn_lines_add_slash(l, st->idx[n + t]);
+    ab_ledger_attend(led, h, ab_dyn_lines_cells(p, l));
+    return AB_OK;
 }
 
 static void lines_fill(const struct ab_problem *p, const void *sel, struct ab_keep *keep)
@@ -386,4 +365,6 @@ const struct ab_method ab_method_vertical_slash = {
     .flags = AB_METHOD_SELECTS,
     .cost = NULL,
     .run = vs_run,
+    .prepare = vs_prepare,
+    .prepare_free = vs_prepare_free,
 };

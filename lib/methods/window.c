@@ -48,22 +48,13 @@ static int run_with_sinks(const struct ab_problem *p, double knob, int64_t sinks
 {
     int64_t w = (int64_t)knob;
     ab_ledger_attend(led, p->h, window_cells(p, w, sinks));
-    if (!keep && !o) return AB_OK;
-    struct ab_keep local = {0};
-    if (!keep) {
-        int rc = ab_keep_alloc(&local, p->n_rows, p->h->n_k);
-        if (rc) return rc;
-        keep = &local;
-    }
     for (int64_t r = 0; r < p->n_rows; r++) {
         int64_t lo, n_vis, ns;
         window_span(p->h, p->rows[r], w, sinks, &lo, &n_vis, &ns);
         ab_keep_range(keep, r, 0, ns);
         ab_keep_range(keep, r, lo, n_vis);
     }
-    int rc = o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
-    ab_keep_free(&local);
-    return rc;
+    return o ? ab_attend_kept(p, keep, o, NULL) : AB_OK;
 }
 
 static int window_cost(const struct ab_problem *p, double knob, struct ab_ledger *led)

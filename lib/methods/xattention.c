@@ -19,33 +19,32 @@
  * about n^2 d / S in all) + 3 E_r (softmax sum and normalisation, block sum) + 2 E_b (the
  * cover's total and running sum over the E_b visible block pairs); ops: an exp and a max
  * comparison per reduced cell, c ceil(log2 c) to rank the c non-forced blocks of each row.
- * The reduced map does not depend on tau: it is kept in a per-thread cache keyed on the
- * contents of Q and K (memo.h), so the solver's bisection computes it once per head; the ledger
- * counts it in every run.
+ * The reduced map does not depend on tau: prepare() computes it once per problem (method.h), so
+ * the solver's bisection and every budget of a head reuse it; the ledger counts it in every
+ * run.
  *
  * Deviations from the paper: B = 64 (the authors use 128) like the other block methods here;
  * the selection order puts the forced blocks first (the authors force them after thresholding);
  * reduced rows past n are zero-padded; causal prefill only; ties go to the lower block. */
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/ab.h"
 #include "methods/dynamic.h"
-#include "methods/memo.h"
 #include "methods/method.h"
 
 enum { B = AB_DYN_B, S = 8, R = B / S /* reduced rows per block */ };
 
-/* The knob-independent part of the selection of one head: block masses and their FLOPs. */
+/* The knob-independent part of the selection of one head (prepare()'s state): block masses
+ * and their FLOPs. */
 struct xa_scores {
-    struct ab_memo_key key;
     int64_t nb;   /* blocks per side */
     double *mass; /* (nb, nb) M[b][c] */
     double e_r;   /* visible reduced cells of the phase */
 };
-
-static _Thread_local struct xa_scores cache;
 
 /* Reduced key groups seen by some row of reduced query a: ceil(vis(last row of a) / S). */
 static int64_t reduced_visible(const struct ab_head *h, int64_t a)
@@ -104,18 +103,26 @@ static int xa_compute(const struct ab_problem *p, struct xa_scores *sc)
     return rc;
 }
 
-/* The cached block masses of p, computed when the cache holds another problem. */
-static int xa_scores_get(const struct ab_problem *p, const struct xa_scores **out)
+static void xa_prepare_free(void *state)
 {
-    struct ab_memo_key key = ab_memo_key_of(p);
-    if (!cache.mass || !ab_memo_key_eq(&cache.key, &key)) {
-        ab_free(cache.mass);
-        cache = (struct xa_scores){0};
-        int rc = xa_compute(p, &cache);
-        if (rc) return rc;
-        cache.key = key;
+    struct xa_scores *sc = state;
+    if (!sc) return;
+    ab_free(sc->mass);
+    free(sc);
+}
+
+/* The block masses of p: O(n^2 d / S) time, O((n / B)^2) memory. */
+static int xa_prepare(const struct ab_problem *p, void **state)
+{
+    ab_dyn_check(p);
+    struct xa_scores *sc = calloc(1, sizeof *sc);
+    if (!sc) return ab_fail(AB_E_NOMEM, "xattention: cannot allocate the reduced map");
+    int rc = xa_compute(p, sc);
+    if (rc) {
+        xa_prepare_free(sc);
+        return rc;
     }
-    *out = &cache;
+    *state = sc;
     return AB_OK;
 }
 
@@ -125,9 +132,9 @@ static int xa_select(const struct ab_problem *p, double tau, struct ab_dyn_block
 {
     ab_dyn_check(p);
     const struct ab_head *h = p->h;
-    const struct xa_scores *sc;
-    int rc = xa_scores_get(p, &sc);
-    if (!rc) rc = ab_dyn_blocks_alloc(s, h->n_q);
+    const struct xa_scores *sc = p->prep;
+    assert(sc); /* the engine prepared p */
+    int rc = ab_dyn_blocks_alloc(s, h->n_q);
     if (rc) return rc;
     int64_t nb = s->nbk;
     double *cand = ab_alloc(ab_size_mul((size_t)(2 * nb), sizeof(double))); /* (nb), (nb) */
@@ -194,4 +201,6 @@ const struct ab_method ab_method_xattention = {
     .flags = AB_METHOD_SELECTS,
     .cost = NULL,
     .run = xa_run,
+    .prepare = xa_prepare,
+    .prepare_free = xa_prepare_free,
 };

@@ -137,6 +137,7 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
     float *out = NULL;
     struct ab_map_grid g = {0};
     struct ab_keep keep = {0};
+    struct ab_problem p = {0};
     int rc = AB_OK;
     if (!heads || !bufs) {
         rc = ab_fail(AB_E_NOMEM, "out of memory");
@@ -158,11 +159,12 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
     }
     for (int64_t r = 0; r < n_rows; r++)
         rows[r] = phase == AB_PHASE_DECODE ? q0 + r : ((r + 1) * n) / n_rows - 1;
-    struct ab_problem p = {.h = &heads[self], .phase = phase, .q0 = q0, .rows = rows,
-                           .n_rows = n_rows, .layer = heads, .n_layer_heads = n_heads,
-                           .self = self,
-                           .group = whole ? meta->n_head / meta->n_kv_head : 1,
-                           .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7)};
+    p = (struct ab_problem){.h = &heads[self], .phase = phase, .q0 = q0, .rows = rows,
+                            .n_rows = n_rows, .layer = heads, .n_layer_heads = n_heads,
+                            .self = self,
+                            .group = whole ? meta->n_head / meta->n_kv_head : 1,
+                            .seed = ab_stream(o->seed, (uint64_t)layer, (uint64_t)head, 7)};
+    if ((rc = ab_problem_prepare(m, &p)) != AB_OK) goto done; /* once: the fit and the run */
 
     double knob = NAN;
     int feasible = 0;
@@ -177,6 +179,7 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
         goto done;
     }
     led = (struct ab_ledger){0};
+    ab_keep_clear(&keep);
     if ((rc = m->run(&p, knob, out, &keep, &led)) != AB_OK) goto done;
     double kept = 0, visible = 0;
     for (int64_t r = 0; r < n_rows; r++) {
@@ -216,6 +219,7 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
     if ((rc = ab_gp_map_write(dir, &fig)) != AB_OK) goto done;
     if (info) *info = in;
 done:
+    ab_problem_unprepare(m, &p);
     for (int64_t i = 0; bufs && i < 3 * n_heads; i++) ab_free(bufs[i]);
     free(bufs), free(heads), free(rows);
     ab_map_grid_free(&g);
