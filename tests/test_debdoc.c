@@ -698,3 +698,37 @@ Test(debdoc, masking_the_top_retrieval_heads_destroys_copying)
                 c.model[0].copy_acc);
     ab_results_free(&t), ab_results_free(&r), ab_results_free(&c);
 }
+
+/* The same eval-model twice on two threads gives the same numbers to the last bit: the
+ * per-head totals of a layer (FLOPs, bytes, rel_l2) are summed in head order, not in the order
+ * the threads finish (they were: 6 runs of this command at 6dd08d1 gave 6 different last
+ * digits; debdoc has the heads per layer to show it, stories260K too few). */
+Test(debdoc, two_threads_give_the_same_numbers_every_time, .timeout = 300)
+{
+    struct ab_results r[3];
+    for (int k = 0; k < 3; k++) {
+        char name[32], *err = NULL;
+        snprintf(name, sizeof name, "det-%d.h5", k);
+        const char *out = t_path(name);
+        int st = t_run(NULL, &err, "eval-model --model '%s' --copy-task 100 --methods "
+                                   "streaming,quest,snapkv --budgets 0.5,0.25 --phase both "
+                                   "--threads 2 -o '%s'", MODEL, out);
+        cr_assert_eq(st, 0, "%s", err ? err : "");
+        free(err);
+        ab_results_init(&r[k]);
+        cr_assert_eq(ab_results_read_h5(out, &r[k]), AB_OK, "%s", ab_errmsg());
+        cr_assert_eq(r[k].n_model, r[0].n_model);
+    }
+    for (int k = 1; k < 3; k++)
+        for (int64_t i = 0; i < r[0].n_model; i++) {
+            const struct ab_model_row *a = &r[0].model[i], *b = &r[k].model[i];
+            cr_expect(!memcmp(&a->rel_l2, &b->rel_l2, sizeof a->rel_l2) &&
+                          !memcmp(&a->flop_ratio, &b->flop_ratio, sizeof a->flop_ratio) &&
+                          !memcmp(&a->bytes_kv, &b->bytes_kv, sizeof a->bytes_kv) &&
+                          !memcmp(&a->nll, &b->nll, sizeof a->nll),
+                      "run %d row %lld (%s %s): rel_l2 %.17g vs %.17g, flop_ratio %.17g vs %.17g",
+                      k, (long long)i, a->method, a->phase, a->rel_l2, b->rel_l2, a->flop_ratio,
+                      b->flop_ratio);
+        }
+    for (int k = 0; k < 3; k++) ab_results_free(&r[k]);
+}

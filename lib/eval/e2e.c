@@ -98,8 +98,19 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
                                     .scale = 1.0 / sqrt((double)hd)};
     int64_t n_rows = n - c->q0;
     int rc = AB_OK;
+    int64_t err_h = H; /* the failing head reported: the first by index, whatever the threads */
     char msg[512] = "";
     int threads = ab_threads_get();
+    /* each replaced head's totals, summed in head order after the loop: the same sums whatever
+     * order the threads finish in */
+    struct head_total {
+        double flops_method, flops_dense, bytes_kv, rel;
+        int feasible, done;
+    } *tot = calloc((size_t)H, sizeof *tot);
+    if (!tot) {
+        free(heads);
+        return ab_fail(AB_E_NOMEM, "cannot allocate the layer's totals");
+    }
     ab_blas_serial_begin();
 #pragma omp parallel num_threads(threads)
     {
@@ -124,21 +135,15 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
                 my_rc = replace_head(c, &p, o_rows, &ap, &rel);
                 if (!my_rc) {
                     memcpy(o_h + c->q0 * hd, o_rows, sizeof(float) * (size_t)(n_rows * hd));
-#pragma omp critical(e2e_totals)
-                    {
-                        c->flops_method += ab_ledger_flops(&ap.led, ab_once_weight(&p));
-                        c->flops_dense += ab_problem_dense_flops(&p);
-                        c->bytes_kv += ap.led.bytes_kv;
-                        c->rel_sum += rel;
-                        c->n_replaced++;
-                        c->n_feasible += ap.feasible;
-                    }
+                    tot[h] = (struct head_total){ab_ledger_flops(&ap.led, ab_once_weight(&p)),
+                                                 ab_problem_dense_flops(&p), ap.led.bytes_kv, rel,
+                                                 ap.feasible, 1};
                 }
             }
             if (my_rc) {
 #pragma omp critical(e2e_error)
-                if (!rc) {
-                    rc = my_rc;
+                if (h < err_h) {
+                    rc = my_rc, err_h = h;
                     snprintf(msg, sizeof msg, "%s (layer %lld, head %lld): %s", o->method->name,
                              (long long)layer, (long long)h, ab_errmsg());
                 }
@@ -147,6 +152,16 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
         ab_free(o_rows);
     }
     ab_blas_serial_end();
+    for (int64_t h = 0; h < H && !rc; h++) {
+        if (!tot[h].done) continue;
+        c->flops_method += tot[h].flops_method;
+        c->flops_dense += tot[h].flops_dense;
+        c->bytes_kv += tot[h].bytes_kv;
+        c->rel_sum += tot[h].rel;
+        c->n_replaced++;
+        c->n_feasible += tot[h].feasible;
+    }
+    free(tot);
     free(heads);
     if (rc) return ab_fail(rc, "%s", msg);
     *done = 1;
