@@ -165,6 +165,8 @@ struct ab_gen_run_opts;
 int cmd_gen_opts(const struct ab_gen_run_opts *o); /* `gen` from its options (scenario) */
 int cmd_capture(int argc, char **argv);
 int cmd_eval_model(int argc, char **argv);
+struct ab_eval_run_opts;
+int cmd_eval_model_opts(const struct ab_eval_run_opts *o); /* from its options (scenario) */
 int cmd_info(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 int cmd_render(int argc, char **argv);

@@ -29,6 +29,7 @@
 #include "scenario/scenario.h"
 #include "methods/method.h"
 #include "opts.h"
+#include "run/eval_model.h"
 #include "run/gen.h"
 #include "run/heads.h"
 #include "run/run.h"
@@ -243,16 +244,6 @@ static void budget_list(char *buf, size_t cap, const double *b, int n)
     }
 }
 
-/* "--budgets a,b,c" */
-static void add_budgets(struct cmdline *c, const double *b, int n)
-{
-    char buf[4200];
-    budget_list(buf, sizeof buf, b, n);
-    if (strlen(buf) >= sizeof buf - 1) c->overflow = 1;
-    add(c, "--budgets");
-    add(c, "%s", buf);
-}
-
 static const char *phase_word(unsigned phases)
 {
     return phases == AB_PHASE_PREFILL ? "prefill" : phases == AB_PHASE_DECODE ? "decode" : "both";
@@ -267,49 +258,61 @@ static void eval_path(char *buf, size_t cap, const char *dir, int i)
         snprintf(buf, cap, "%s/model-%d.h5", dir, i + 1);
 }
 
-static void build_eval(struct cmdline *c, const struct ab_scenario *s, int i, const char *dir,
-                       uint64_t seed, int64_t threads)
+/* An eval_model entry's options (the given values; eval-model's defaults for the rest), set
+ * through eval-model's rows. AB_OK, AB_E_NOMEM, or a value's error. */
+static int fill_eval(struct ab_eval_run_opts *o, const struct ab_scenario *s, int i,
+                     const char *dir, uint64_t seed)
 {
     const struct ab_scenario_eval *e = &s->evals[i];
-    char buf[4200];
-    add(c, "eval-model");
-    add_model(c, s);
-    if (e->text) add(c, "--text"), add(c, "%s", e->text);
-    if (e->copy_task > 0) add(c, "--copy-task"), add(c, "%lld", (long long)e->copy_task);
-    if (e->n_methods) add_list(c, "--methods", e->methods, e->n_methods);
-    if (e->n_budgets) add_budgets(c, e->budgets, e->n_budgets);
-    add(c, "--phase"), add(c, "%s", phase_word(e->phases));
-    if (e->decode_queries > 0)
-        add(c, "--decode-queries"), add(c, "%lld", (long long)e->decode_queries);
-    if (e->decode_horizon > 0)
-        add(c, "--decode-horizon"), add(c, "%lld", (long long)e->decode_horizon);
-    if (e->stride > 0) add(c, "--stride"), add(c, "%lld", (long long)e->stride);
-    if (e->window_bos) add(c, "--window-bos");
+    const struct ab_decl *t = ab_eval_run_decl;
+    char buf[8192];
+    int rc = ab_decl_defaults(t, o);
+    o->seed = seed;
+#define PUT(name, text) (rc = rc ? rc : put(t, o, "eval-model", (name), (text)))
+#define PUT_INT(name, x) (snprintf(buf, sizeof buf, "%lld", (long long)(x)), PUT((name), buf))
+    PUT("model", s->model);
+    if (s->tokenizer) PUT("tokenizer", s->tokenizer);
+    if (e->text) PUT("text", e->text);
+    if (e->copy_task > 0) PUT_INT("copy-task", e->copy_task);
+    if (e->n_methods) {
+        size_t used = 0;
+        buf[0] = 0;
+        for (int m = 0; m < e->n_methods && used < sizeof buf; m++)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", m ? "," : "",
+                                     e->methods[m]);
+        PUT("methods", buf);
+    }
+    if (e->n_budgets) budget_list(buf, sizeof buf, e->budgets, e->n_budgets), PUT("budgets", buf);
+    PUT("phase", phase_word(e->phases));
+    if (e->decode_queries > 0) PUT_INT("decode-queries", e->decode_queries);
+    if (e->decode_horizon > 0) PUT_INT("decode-horizon", e->decode_horizon);
+    if (e->stride > 0) PUT_INT("stride", e->stride);
+    if (e->window_bos) PUT("window-bos", "true");
     switch (e->heads_kind) {
-    case AB_SCENARIO_HEADS_LIST: add(c, "--heads"), add(c, "%s", e->heads); break;
+    case AB_SCENARIO_HEADS_LIST: PUT("heads", e->heads); break;
     case AB_SCENARIO_HEADS_RANKED:
-        if (e->heads_top_k) add(c, "--heads-top"), add(c, "%s", e->heads_top_k);
-        if (e->heads_bottom_k) add(c, "--heads-bottom"), add(c, "%s", e->heads_bottom_k);
-        if (e->heads_random_k) add(c, "--heads-random"), add(c, "%s", e->heads_random_k);
+        if (e->heads_top_k) PUT("heads-top", e->heads_top_k);
+        if (e->heads_bottom_k) PUT("heads-bottom", e->heads_bottom_k);
+        if (e->heads_random_k) PUT("heads-random", e->heads_random_k);
         if (e->heads_score) {
-            add(c, "--heads-score"), add(c, "%s", e->heads_score);
-            add(c, "--heads-file"), add(c, "%s/heads.h5", dir);
+            PUT("heads-score", e->heads_score);
+            snprintf(buf, sizeof buf, "%s/heads.h5", dir);
+            PUT("heads-file", buf);
         }
         break;
     case AB_SCENARIO_HEADS_SELECT:
-        add(c, "--heads-select");
-        if (e->calibrate) add(c, "--calibrate"), add(c, "%s", e->calibrate);
-        if (e->calibrate_copy > 0)
-            add(c, "--calibrate-copy"), add(c, "%lld", (long long)e->calibrate_copy);
-        if (!isnan(e->select_min))
-            fmt_real(buf, sizeof buf, e->select_min), add(c, "--select-min"), add(c, "%s", buf);
+        PUT("heads-select", "true");
+        if (e->calibrate) PUT("calibrate", e->calibrate);
+        if (e->calibrate_copy > 0) PUT_INT("calibrate-copy", e->calibrate_copy);
+        if (!isnan(e->select_min)) fmt_real(buf, sizeof buf, e->select_min), PUT("select-min", buf);
         break;
     default: break;
     }
-    add_common(c, seed, threads);
-    add(c, "-o");
     eval_path(buf, sizeof buf, dir, i);
-    add(c, "%s", buf);
+    PUT("o", buf);
+#undef PUT_INT
+#undef PUT
+    return rc;
 }
 
 /* The file a workload is read from by run and report. */
@@ -335,6 +338,7 @@ struct call {
 static int call_gen(const void *o) { return cmd_gen_opts(o); }
 static int call_run(const void *o) { return cmd_run_opts(o); }
 static int call_heads(const void *o) { return cmd_heads_opts(o); }
+static int call_eval(const void *o) { return cmd_eval_model_opts(o); }
 
 /* c->line from c's options. AB_OK or AB_E_NOMEM. */
 static int call_line(struct call *c, const char *cmd, const char *const *pos, int n_pos,
@@ -491,6 +495,7 @@ int cmd_scenario(int argc, char **argv)
     struct cmdline *steps = calloc(cap, sizeof *steps);
     struct call *calls = calloc(cap, sizeof *calls);
     struct ab_gen_run_opts *gens = calloc((size_t)n_gen + 1, sizeof *gens);
+    struct ab_eval_run_opts *evals = calloc((size_t)s.n_evals + 1, sizeof *evals);
     const char **labels = calloc(cap, sizeof *labels);
     char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
     struct ab_run_opts run = {0};
@@ -500,7 +505,7 @@ int cmd_scenario(int argc, char **argv)
     char tail[96];
     snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
              (long long)threads);
-    if (!steps || !calls || !gens || !labels || !eval_labels || !paths) {
+    if (!steps || !calls || !gens || !evals || !labels || !eval_labels || !paths) {
         st = ab_cmd_error(EX_AB_DATA, "scenario: out of memory");
         goto done;
     }
@@ -553,7 +558,15 @@ int cmd_scenario(int argc, char **argv)
         else
             snprintf(eval_labels[i], sizeof eval_labels[i], "model");
         labels[n_steps] = eval_labels[i];
-        build_eval(&steps[n_steps++], &s, i, dir, seed, threads);
+        add(&steps[n_steps], "eval-model");
+        calls[n_steps] = (struct call){ab_eval_run_decl, &evals[i], NULL, call_eval};
+        if (!(rc = fill_eval(&evals[i], &s, i, dir, seed)))
+            rc = call_line(&calls[n_steps], "eval-model", NULL, 0, tail);
+        n_steps++;
+        if (rc) {
+            st = ab_cmd_fail(rc);
+            goto done;
+        }
     }
     labels[n_steps] = "report";
     build_report(&steps[n_steps++], &s, dir, seed, threads);
@@ -609,8 +622,6 @@ int cmd_scenario(int argc, char **argv)
             step_st = cmd_capture(steps[i].argc, steps[i].argv);
         else if (!strcmp(cmd, "import"))
             step_st = cmd_import(steps[i].argc, steps[i].argv);
-        else if (!strcmp(cmd, "eval-model"))
-            step_st = cmd_eval_model(steps[i].argc, steps[i].argv);
         else
             step_st = cmd_report(steps[i].argc, steps[i].argv);
         ab_common.nested = 0;
@@ -642,6 +653,7 @@ done:
         if (calls[i].t) ab_decl_free(calls[i].t, calls[i].o), free(calls[i].line);
     free(calls);
     free(gens);
+    free(evals);
     free(paths);
     free(steps);
     free(labels);
