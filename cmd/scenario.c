@@ -32,6 +32,7 @@
 #include "run/eval_model.h"
 #include "run/gen.h"
 #include "run/heads.h"
+#include "run/import.h"
 #include "run/run.h"
 
 static const char *usage_text =
@@ -214,22 +215,26 @@ static void build_capture(struct cmdline *c, const struct ab_scenario *s,
     add(c, "%s/%s.h5", dir, w->name);
 }
 
-static void build_import(struct cmdline *c, const struct ab_scenario_workload *w, const char *dir,
-                         uint64_t seed, int64_t threads)
+/* An import workload's options, set through import's rows; its files are the positional
+ * inputs. AB_OK, AB_E_NOMEM, or a value's error. */
+static int fill_import(struct ab_import_run_opts *o, const struct ab_scenario_workload *w,
+                       const char *dir)
 {
     const struct ab_scenario_import *k = &w->import;
-    char r[64];
-    add(c, "import");
-    for (int i = 0; i < k->n_files; i++) add(c, "%s", k->files[i]);
-    if (k->layout) add(c, "--layout"), add(c, "%s", k->layout);
-    if (k->names) add(c, "--names"), add(c, "%s", k->names);
-    if (k->dtype) add(c, "--dtype"), add(c, "%s", k->dtype);
-    if (k->causal == 1) add(c, "--causal");
-    if (k->causal == 0) add(c, "--full");
-    if (!isnan(k->scale)) fmt_real(r, sizeof r, k->scale), add(c, "--scale"), add(c, "%s", r);
-    add_common(c, seed, threads);
-    add(c, "-o");
-    add(c, "%s/%s.h5", dir, w->name);
+    const struct ab_decl *t = ab_import_run_decl;
+    char buf[4200];
+    int rc = ab_decl_defaults(t, o);
+    o->files = (const char *const *)k->files, o->n_files = k->n_files;
+    if (!rc && k->layout) rc = put(t, o, "import", "layout", k->layout);
+    if (!rc && k->names) rc = put(t, o, "import", "names", k->names);
+    if (!rc && k->dtype) rc = put(t, o, "import", "dtype", k->dtype);
+    if (!rc && k->causal == 1) rc = put(t, o, "import", "causal", "true");
+    if (!rc && k->causal == 0) rc = put(t, o, "import", "full", "true");
+    if (!rc && !isnan(k->scale))
+        fmt_real(buf, sizeof buf, k->scale), rc = put(t, o, "import", "scale", buf);
+    snprintf(buf, sizeof buf, "%s/%s.h5", dir, w->name);
+    if (!rc) rc = put(t, o, "import", "o", buf);
+    return rc;
 }
 
 /* "0.5,0.25" of the budgets in their shortest exact form */
@@ -339,6 +344,7 @@ static int call_gen(const void *o) { return cmd_gen_opts(o); }
 static int call_run(const void *o) { return cmd_run_opts(o); }
 static int call_heads(const void *o) { return cmd_heads_opts(o); }
 static int call_eval(const void *o) { return cmd_eval_model_opts(o); }
+static int call_import(const void *o) { return cmd_import_opts(o); }
 
 /* c->line from c's options. AB_OK or AB_E_NOMEM. */
 static int call_line(struct call *c, const char *cmd, const char *const *pos, int n_pos,
@@ -496,6 +502,7 @@ int cmd_scenario(int argc, char **argv)
     struct call *calls = calloc(cap, sizeof *calls);
     struct ab_gen_run_opts *gens = calloc((size_t)n_gen + 1, sizeof *gens);
     struct ab_eval_run_opts *evals = calloc((size_t)s.n_evals + 1, sizeof *evals);
+    struct ab_import_run_opts *imports = calloc((size_t)n_gen + 1, sizeof *imports);
     const char **labels = calloc(cap, sizeof *labels);
     char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
     struct ab_run_opts run = {0};
@@ -505,11 +512,11 @@ int cmd_scenario(int argc, char **argv)
     char tail[96];
     snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
              (long long)threads);
-    if (!steps || !calls || !gens || !evals || !labels || !eval_labels || !paths) {
+    if (!steps || !calls || !gens || !evals || !imports || !labels || !eval_labels || !paths) {
         st = ab_cmd_error(EX_AB_DATA, "scenario: out of memory");
         goto done;
     }
-    for (int i = 0, g = 0; i < s.n_workloads && !rc; i++) {
+    for (int i = 0, g = 0, m = 0; i < s.n_workloads && !rc; i++) {
         const struct ab_scenario_workload *w = &s.workloads[i];
         workload_path(paths[i], sizeof paths[i], w, dir);
         path_ptrs[i] = paths[i];
@@ -529,7 +536,12 @@ int cmd_scenario(int argc, char **argv)
         } else if (w->source == AB_SCENARIO_CAPTURE) {
             build_capture(&steps[n_steps++], &s, w, dir, ws, threads);
         } else {
-            build_import(&steps[n_steps++], w, dir, ws, threads);
+            struct ab_import_run_opts *o = &imports[m++];
+            add(&steps[n_steps], "import");
+            calls[n_steps] = (struct call){ab_import_run_decl, o, NULL, call_import};
+            if (!(rc = fill_import(o, w, dir)))
+                rc = call_line(&calls[n_steps], "import", o->files, o->n_files, wtail);
+            n_steps++;
         }
     }
     if (!rc && s.has_run) {
@@ -620,8 +632,6 @@ int cmd_scenario(int argc, char **argv)
             ab_threads_set((int)threads), step_st = calls[i].fn(calls[i].o);
         else if (!strcmp(cmd, "capture"))
             step_st = cmd_capture(steps[i].argc, steps[i].argv);
-        else if (!strcmp(cmd, "import"))
-            step_st = cmd_import(steps[i].argc, steps[i].argv);
         else
             step_st = cmd_report(steps[i].argc, steps[i].argv);
         ab_common.nested = 0;
@@ -654,6 +664,7 @@ done:
     free(calls);
     free(gens);
     free(evals);
+    free(imports);
     free(paths);
     free(steps);
     free(labels);

@@ -61,8 +61,11 @@ static const char *range_words(const struct ab_decl *d, char *buf, size_t cap)
     const char *what = d->type == AB_DECL_INT ? "an integer" : "a number";
     if (d->lo == -INFINITY && d->hi == INFINITY)
         snprintf(buf, cap, "%s", what);
+    else if (d->hi == INFINITY && d->lo == 0)
+        snprintf(buf, cap, d->lo_open ? "a positive %s" : "a non-negative %s",
+                 d->type == AB_DECL_INT ? "integer" : "number");
     else if (d->hi == INFINITY)
-        snprintf(buf, cap, "%s >= %.17g", what, d->lo);
+        snprintf(buf, cap, "%s %s %.17g", what, d->lo_open ? ">" : ">=", d->lo);
     else
         snprintf(buf, cap, "%s in %c%.17g, %.17g%c", what, d->lo_open ? '(' : '[', d->lo, d->hi,
                  d->hi_open ? ')' : ']');

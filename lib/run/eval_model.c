@@ -1,6 +1,7 @@
 /* eval_model.c - `attnbench eval-model` as a library call (see eval_model.h). */
 #include "run/eval_model.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ const struct ab_decl ab_eval_run_decl[] = {
      "--heads-select: the calibration text", .flags = AB_DECL_INPUT},
     {"calibrate-copy", AB_DECL_INT, ROW(calibrate_copy), "0", 0, 1000000, "R",
      "--heads-select: calibrate on a copy task of R tokens (its own seed stream; 0: none)"},
-    {"select-min", AB_DECL_REAL, ROW(select_min), "0", -1e300, 1e300, "D",
+    {"select-min", AB_DECL_REAL, ROW(select_min), "0", -INFINITY, INFINITY, "D",
      "--heads-select: minimum NLL decrease in nats/token"},
     {"o", AB_DECL_STR, ROW(out), NULL, 0, 0, "FILE",
      "results file to write (.h5; RESULTS-model.csv goes next to it)",
@@ -85,7 +86,8 @@ static int heads_read(void *user, const char *file, const char *col, struct ab_h
     size_t off = 0;
     int found = 0;
     for (int i = 0; i < n_cols && !found; i++)
-        if (!strcmp(cols[i].name, col) && cols[i].type == AB_COL_F64) off = cols[i].offset, found = 1;
+        if (!strcmp(cols[i].name, col) && cols[i].type == AB_COL_F64)
+            off = cols[i].offset, found = 1;
     if (!found)
         return ab_fail(AB_E_USAGE, "--heads-score: '%s' is not a numeric column of the /heads "
                        "table (e.g. retrieval_score, induction_score, echo_score, out_dev, "

@@ -2,6 +2,7 @@
  * options to a workload file. */
 #include "run/gen.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -27,7 +28,7 @@ const struct ab_decl ab_gen_run_decl[] = {
     {"n", AB_DECL_INT, ROW(n), "2048", 2, INT32_MAX, "N", "sequence length"},
     {"d", AB_DECL_INT, ROW(d), "64", 2, 4096, "D", "head dimension, even"},
     {"dv", AB_DECL_INT, ROW(dv), "0", 0, 4096, "DV", "value dimension (0: d)"},
-    {"theta", AB_DECL_REAL, ROW(theta), "10000", 1e-300, 1e300, "T", "RoPE base"},
+    {"theta", AB_DECL_REAL, ROW(theta), "10000", 0, INFINITY, "T", "RoPE base", .lo_open = 1},
     {"strength", AB_DECL_STR, ROW(strength), NULL, 0, 0, "LIST",
      "override component strengths in nats for every head, e.g. sink=8,local=12"},
     {"slash-period", AB_DECL_INT, ROW(slash_period), "0", 0, INT32_MAX, "P",

@@ -2,6 +2,7 @@
  * before any work, the statistics of every head, and the results file with its CSV tables. */
 #include "run/heads.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,9 +23,9 @@ const struct ab_decl ab_heads_run_decl[] = {
      "share of heads labelled retrieval-like"},
     {"sink-min-rows", AB_DECL_INT, ROW(sink_min_rows), "16", 1, INT32_MAX, "R",
      "a sink key must be seen by at least R query rows"},
-    {"massive-abs", AB_DECL_REAL, ROW(massive_abs), "100", 0, 1e300, "A",
+    {"massive-abs", AB_DECL_REAL, ROW(massive_abs), "100", 0, INFINITY, "A",
      "massive activation: |x| above A ..."},
-    {"massive-ratio", AB_DECL_REAL, ROW(massive_ratio), "1000", 0, 1e300, "M",
+    {"massive-ratio", AB_DECL_REAL, ROW(massive_ratio), "1000", 0, INFINITY, "M",
      "... and above M x the layer's median |x|"},
     {"o", AB_DECL_STR, ROW(out), NULL, 0, 0, "FILE",
      "results file to write (.h5; RESULTS-heads.csv goes next to it)",

@@ -70,7 +70,8 @@ static char *read_text(const char *path)
     char *buf = NULL;
     if (fseek(f, 0, SEEK_END) == 0) {
         long n = ftell(f);
-        if (n >= 0 && n < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+        if (n >= 0 && n < (1 << 24) && fseek(f, 0, SEEK_SET) == 0 &&
+            (buf = malloc((size_t)n + 1))) {
             size_t got = fread(buf, 1, (size_t)n, f);
             buf[got] = 0;
         }
@@ -195,7 +196,8 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
     if (!rc)
         rc = ab_results_provenance_line(res, line, o->workloads, o->n_workloads, o->seed);
     free(line);
-    if (!rc && !(res->options = ab_decl_json(ab_run_decl, o))) rc = ab_fail(AB_E_NOMEM, "out of memory");
+    if (!rc && !(res->options = ab_decl_json(ab_run_decl, o)))
+        rc = ab_fail(AB_E_NOMEM, "out of memory");
     if (!rc && !(res->notes = run_notes(so))) rc = ab_fail(AB_E_NOMEM, "out of memory");
     res->decode_horizon = so->phases & AB_PHASE_DECODE ? o->decode_horizon : 0;
     if (!rc && o->scenario && !(res->scenario = read_text(o->scenario)))

@@ -5,12 +5,13 @@
  * KEY.PATH walks maps by key ("run.budgets", "heads.epsilon"), the workloads list by workload
  * name ("workloads.model.gen.n", or "workloads.model.n": a key that is not the entry's own is
  * one of its gen, capture or import map) and any list by its 1-based entry number
- * ("eval_model.2.budgets"); a missing map on the way is created. VALUE is read as YAML flow: "0.5" a scalar,
- * "[0.5, 0.1]" a list, "{k: 1}" a map, and a bare comma list "0.5,0.1" a list. The nodes an
- * override adds carry the line AB_SCENARIO_SET_LINE + its index, which the reader's messages
- * show as "--set KEY.PATH=VALUE" instead of a line. Under --quick a run or report key that
- * quick: also sets is replaced there too (the command line wins); quick's workload sizes still
- * apply to every generated workload (override them as quick.n, quick.layers, ...). */
+ * ("eval_model.2.budgets"); a missing map on the way is created. VALUE is read as YAML flow:
+ * "0.5" a scalar, "[0.5, 0.1]" a list, "{k: 1}" a map, and a bare comma list "0.5,0.1" a list.
+ * The nodes an override adds carry the line AB_SCENARIO_SET_LINE + its index, which the
+ * reader's messages show as "--set KEY.PATH=VALUE" instead of a line. Under --quick a run or
+ * report key that quick: also sets is replaced there too (the command line wins); quick's
+ * workload sizes still apply to every generated workload (override them as quick.n,
+ * quick.layers, ...). */
 #include "scenario/set.h"
 
 #include <stdio.h>
