@@ -164,6 +164,8 @@ int cmd_gen(int argc, char **argv);
 struct ab_gen_run_opts;
 int cmd_gen_opts(const struct ab_gen_run_opts *o); /* `gen` from its options (scenario) */
 int cmd_capture(int argc, char **argv);
+struct ab_capture_run_opts;
+int cmd_capture_opts(const struct ab_capture_run_opts *o); /* from its options (scenario) */
 int cmd_eval_model(int argc, char **argv);
 struct ab_eval_run_opts;
 int cmd_eval_model_opts(const struct ab_eval_run_opts *o); /* from its options (scenario) */

@@ -29,6 +29,7 @@
 #include "scenario/scenario.h"
 #include "methods/method.h"
 #include "opts.h"
+#include "run/capture.h"
 #include "run/eval_model.h"
 #include "run/gen.h"
 #include "run/heads.h"
@@ -183,36 +184,34 @@ static int fill_gen(struct ab_gen_run_opts *o, const struct ab_scenario_workload
     return rc;
 }
 
-/* --model FILE [--tokenizer FILE] of the scenario's model. */
-static void add_model(struct cmdline *c, const struct ab_scenario *s)
-{
-    add(c, "--model"), add(c, "%s", s->model);
-    if (s->tokenizer) add(c, "--tokenizer"), add(c, "%s", s->tokenizer);
-}
-
-static void build_capture(struct cmdline *c, const struct ab_scenario *s,
-                          const struct ab_scenario_workload *w, const char *dir, uint64_t seed,
-                          int64_t threads)
+/* A capture workload's options (its own model or the scenario's), set through capture's rows.
+ * AB_OK, AB_E_NOMEM, or a value's error. */
+static int fill_capture(struct ab_capture_run_opts *o, const struct ab_scenario *s,
+                        const struct ab_scenario_workload *w, const char *dir, uint64_t seed)
 {
     const struct ab_scenario_capture *k = &w->capture;
-    add(c, "capture");
-    if (k->model) {
-        add(c, "--model"), add(c, "%s", k->model);
-        if (k->tokenizer) add(c, "--tokenizer"), add(c, "%s", k->tokenizer);
-    } else {
-        add_model(c, s);
-    }
-    if (k->text) add(c, "--text"), add(c, "%s", k->text);
-    if (k->prompt) add(c, "--prompt"), add(c, "%s", k->prompt);
-    if (k->tokens) add(c, "--tokens"), add(c, "%s", k->tokens);
-    if (k->copy_task > 0) add(c, "--copy-task"), add(c, "%lld", (long long)k->copy_task);
-    if (k->generate > 0) add(c, "--generate"), add(c, "%lld", (long long)k->generate);
-    if (k->hidden) add(c, "--hidden");
-    if (k->offset >= 0) add(c, "--offset"), add(c, "%lld", (long long)k->offset);
-    if (k->length > 0) add(c, "--length"), add(c, "%lld", (long long)k->length);
-    add_common(c, seed, threads);
-    add(c, "-o");
-    add(c, "%s/%s.h5", dir, w->name);
+    const struct ab_decl *t = ab_capture_run_decl;
+    char buf[4200];
+    int rc = ab_decl_defaults(t, o);
+    o->seed = seed;
+#define PUT(name, text) (rc = rc ? rc : put(t, o, "capture", (name), (text)))
+#define PUT_INT(name, x) (snprintf(buf, sizeof buf, "%lld", (long long)(x)), PUT((name), buf))
+    PUT("model", k->model ? k->model : s->model);
+    if (k->model ? k->tokenizer != NULL : s->tokenizer != NULL)
+        PUT("tokenizer", k->model ? k->tokenizer : s->tokenizer);
+    if (k->text) PUT("text", k->text);
+    if (k->prompt) PUT("prompt", k->prompt);
+    if (k->tokens) PUT("tokens", k->tokens);
+    if (k->copy_task > 0) PUT_INT("copy-task", k->copy_task);
+    if (k->generate > 0) PUT_INT("generate", k->generate);
+    if (k->hidden) PUT("hidden", "true");
+    if (k->offset >= 0) PUT_INT("offset", k->offset);
+    if (k->length > 0) PUT_INT("length", k->length);
+    snprintf(buf, sizeof buf, "%s/%s.h5", dir, w->name);
+    PUT("o", buf);
+#undef PUT_INT
+#undef PUT
+    return rc;
 }
 
 /* An import workload's options, set through import's rows; its files are the positional
@@ -345,6 +344,7 @@ static int call_run(const void *o) { return cmd_run_opts(o); }
 static int call_heads(const void *o) { return cmd_heads_opts(o); }
 static int call_eval(const void *o) { return cmd_eval_model_opts(o); }
 static int call_import(const void *o) { return cmd_import_opts(o); }
+static int call_capture(const void *o) { return cmd_capture_opts(o); }
 
 /* c->line from c's options. AB_OK or AB_E_NOMEM. */
 static int call_line(struct call *c, const char *cmd, const char *const *pos, int n_pos,
@@ -503,6 +503,7 @@ int cmd_scenario(int argc, char **argv)
     struct ab_gen_run_opts *gens = calloc((size_t)n_gen + 1, sizeof *gens);
     struct ab_eval_run_opts *evals = calloc((size_t)s.n_evals + 1, sizeof *evals);
     struct ab_import_run_opts *imports = calloc((size_t)n_gen + 1, sizeof *imports);
+    struct ab_capture_run_opts *captures = calloc((size_t)n_gen + 1, sizeof *captures);
     const char **labels = calloc(cap, sizeof *labels);
     char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
     struct ab_run_opts run = {0};
@@ -512,11 +513,11 @@ int cmd_scenario(int argc, char **argv)
     char tail[96];
     snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
              (long long)threads);
-    if (!steps || !calls || !gens || !evals || !imports || !labels || !eval_labels || !paths) {
+    if (!steps || !calls || !gens || !evals || !imports || !captures || !labels || !eval_labels || !paths) {
         st = ab_cmd_error(EX_AB_DATA, "scenario: out of memory");
         goto done;
     }
-    for (int i = 0, g = 0, m = 0; i < s.n_workloads && !rc; i++) {
+    for (int i = 0, g = 0, m = 0, cp = 0; i < s.n_workloads && !rc; i++) {
         const struct ab_scenario_workload *w = &s.workloads[i];
         workload_path(paths[i], sizeof paths[i], w, dir);
         path_ptrs[i] = paths[i];
@@ -534,7 +535,12 @@ int cmd_scenario(int argc, char **argv)
                 rc = call_line(&calls[n_steps], "gen", NULL, 0, wtail);
             n_steps++;
         } else if (w->source == AB_SCENARIO_CAPTURE) {
-            build_capture(&steps[n_steps++], &s, w, dir, ws, threads);
+            struct ab_capture_run_opts *o = &captures[cp++];
+            add(&steps[n_steps], "capture");
+            calls[n_steps] = (struct call){ab_capture_run_decl, o, NULL, call_capture};
+            if (!(rc = fill_capture(o, &s, w, dir, ws)))
+                rc = call_line(&calls[n_steps], "capture", NULL, 0, wtail);
+            n_steps++;
         } else {
             struct ab_import_run_opts *o = &imports[m++];
             add(&steps[n_steps], "import");
@@ -630,8 +636,6 @@ int cmd_scenario(int argc, char **argv)
         ab_common.nested = 1; /* under --quiet the steps print no path: the scenario prints one */
         if (calls[i].t)
             ab_threads_set((int)threads), step_st = calls[i].fn(calls[i].o);
-        else if (!strcmp(cmd, "capture"))
-            step_st = cmd_capture(steps[i].argc, steps[i].argv);
         else
             step_st = cmd_report(steps[i].argc, steps[i].argv);
         ab_common.nested = 0;
@@ -665,6 +669,7 @@ done:
     free(gens);
     free(evals);
     free(imports);
+    free(captures);
     free(paths);
     free(steps);
     free(labels);
