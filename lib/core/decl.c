@@ -38,23 +38,6 @@ const struct ab_decl *ab_decl_find(const struct ab_decl *t, const char *name)
     return NULL;
 }
 
-const char *ab_decl_closest(const struct ab_decl *t, const char *name, int cli)
-{
-    static _Thread_local char keys[64][64];
-    const char *words[64];
-    int n = 0;
-    for (; t->name && n < 64; t++) {
-        if (!cli && (t->flags & AB_DECL_CLI)) continue;
-        if (cli)
-            snprintf(keys[n], sizeof keys[n], "%s", t->name);
-        else
-            ab_decl_key(t, keys[n], sizeof keys[n]);
-        words[n] = keys[n];
-        n++;
-    }
-    return ab_word_closest(name, words, n);
-}
-
 /* "an integer in [1, 64]" for messages */
 static const char *range_words(const struct ab_decl *d, char *buf, size_t cap)
 {

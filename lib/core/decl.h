@@ -64,10 +64,6 @@ const char *ab_decl_key(const struct ab_decl *d, char *buf, size_t cap);
  * '-' and '_' alike; NULL when none. */
 const struct ab_decl *ab_decl_find(const struct ab_decl *t, const char *name);
 
-/* The row name closest to `name` when it looks like a typo of one (ab_word_closest), or NULL.
- * cli: compare with option names; else with YAML keys, skipping AB_DECL_CLI rows. */
-const char *ab_decl_closest(const struct ab_decl *t, const char *name, int cli);
-
 /* Sets every field of o to its row's default (NULL / 0 / index 0 for rows without one). The
  * defaults are checked by the test suite (core decl_defaults_parse), so this cannot fail but
  * for memory: AB_OK or AB_E_NOMEM. Free with ab_decl_free, also after a failure. */

@@ -35,6 +35,14 @@ int ab_list_next(const char **s, char sep, char *name, size_t cap, double *value
     return 1;
 }
 
+int ab_list_reals(const char *list, double *out, int cap)
+{
+    int n = 0;
+    for (const char *s = list; s && *s && n < cap; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
+        out[n++] = strtod(s, NULL);
+    return n;
+}
+
 /* Edit distance of two short words (for did-you-mean), capped at 9. */
 static int distance(const char *a, const char *b)
 {

@@ -14,6 +14,10 @@
 int ab_list_next(const char **s, char sep, char *name, size_t cap, double *value,
                  const char *what);
 
+/* The numbers of a checked comma list ("0.5,0.25", a declared option's value) into
+ * out[0..cap); returns how many were stored. */
+int ab_list_reals(const char *list, double *out, int cap);
+
 /* The closest of words[] (NULL-terminated when n_words < 0) to w when it is a plausible typo
  * (for "did you mean"): at most max(2, len / 3) edits away from a word of length len, and fewer
  * edits than w has letters; or the only word that starts with w (at least 3 letters). Else

@@ -184,8 +184,10 @@ int ab_methods_resolve(const char *list, unsigned phases, int causal,
     while ((rc = ab_list_next(&s, 0, name, sizeof name, NULL, "--methods")) == 1) {
         const struct ab_method *m = ab_method_find(name);
         if (!m) {
-            const char *near = ab_word_closest(name, names, ab_n_methods < 512 ? ab_n_methods : 512);
-            if (near) return ab_fail(AB_E_USAGE, "unknown method '%s' (did you mean '%s'?)", name, near);
+            const char *near =
+                ab_word_closest(name, names, ab_n_methods < 512 ? ab_n_methods : 512);
+            if (near)
+                return ab_fail(AB_E_USAGE, "unknown method '%s' (did you mean '%s'?)", name, near);
             return ab_fail(AB_E_USAGE, "unknown method '%s' (see 'attnbench methods')", name);
         }
         if (!(m->phases & phases))
@@ -221,6 +223,28 @@ void ab_problem_unprepare(const struct ab_method *m, struct ab_problem *p)
 {
     if (p->prep && m->prepare_free) m->prepare_free((void *)p->prep);
     p->prep = NULL;
+}
+
+unsigned ab_phases_parse(const char *list)
+{
+    unsigned bits = 0;
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        bits |= !strncmp(p, "prefill", 7) ? AB_PHASE_PREFILL : AB_PHASE_DECODE;
+    return bits;
+}
+
+int ab_methods_knob(const char *knob, const struct ab_method *const *m, int n, double *value)
+{
+    const char *s = knob;
+    char name[64];
+    int rc = ab_list_next(&s, '=', name, sizeof name, value, "--knob");
+    if (rc != 1 || *s)
+        return rc < 0 ? rc : ab_fail(AB_E_USAGE, "option '--knob' wants one NAME=VALUE");
+    for (int i = 0; i < n; i++)
+        if (m[i]->knob.name && strcmp(m[i]->knob.name, name))
+            return ab_fail(AB_E_USAGE, "--knob %s does not apply to '%s' (its knob is %s)", name,
+                           m[i]->name, m[i]->knob.name);
+    return AB_OK;
 }
 
 void ab_method_knob_range(const struct ab_method *m, const struct ab_problem *p, double *lo,

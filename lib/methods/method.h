@@ -243,6 +243,14 @@ const struct ab_method *ab_method_find(const char *name); /* NULL if unknown */
 int ab_methods_resolve(const char *list, unsigned phases, int causal,
                        const struct ab_method **out, int cap, int *n);
 
+/* AB_PHASE_* bits of a checked phase list ("prefill", "decode", "prefill,decode"; a declared
+ * option's value); 0 for NULL or "". */
+unsigned ab_phases_parse(const char *list);
+
+/* --knob NAME=V for methods m[0..n): *value, after checking that every row with a knob calls
+ * it NAME. AB_OK, or AB_E_USAGE naming the problem. */
+int ab_methods_knob(const char *knob, const struct ab_method *const *m, int n, double *value);
+
 /* The engine's side of prepare (the header comment): m->prepare's state of p into p->prep,
  * NULL when m has no prepare. Once per (head instance, phase), before any cost / run / dist call
  * on p; ab_problem_unprepare after the last. AB_OK or the prepare's error (p->prep NULL then). */

@@ -188,29 +188,15 @@ static int resolve(const struct ab_eval_run_opts *o, struct ab_eval_model_opts *
                                       .heads_select = o->heads_select, .calibrate = o->calibrate,
                                       .calibrate_copy = o->calibrate_copy,
                                       .select_min = o->select_min, .seed = o->seed};
-    for (const char *p = o->phases; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-        eo->phases |= !strncmp(p, "prefill", 7) ? AB_PHASE_PREFILL : AB_PHASE_DECODE;
+    eo->phases = ab_phases_parse(o->phases);
     int n = 0, rc;
     if ((rc = ab_methods_resolve(o->methods, eo->phases, 1, list, 256, &n)))
         return ab_fail(rc, "option '--methods': %s", ab_errmsg());
     eo->methods = list, eo->n_methods = n;
-    for (const char *s = o->budgets; s && *s && eo->n_targets < cap_targets;) {
-        targets[eo->n_targets++] = strtod(s, NULL);
-        s = strchr(s, ',');
-        s = s ? s + 1 : NULL;
-    }
+    eo->n_targets = ab_list_reals(o->budgets, targets, cap_targets);
     eo->targets = targets;
-    if (o->knob) {
-        const char *s = o->knob;
-        char name[64];
-        if ((rc = ab_list_next(&s, '=', name, sizeof name, &eo->apply.knob, "--knob")) != 1 || *s)
-            return rc < 0 ? rc : ab_fail(AB_E_USAGE, "option '--knob' wants one NAME=VALUE");
-        for (int i = 0; i < n; i++)
-            if (list[i]->knob.name && strcmp(list[i]->knob.name, name))
-                return ab_fail(AB_E_USAGE, "--knob %s does not apply to '%s' (its knob is %s)",
-                               name, list[i]->name, list[i]->knob.name);
-        eo->apply.has_knob = 1;
-    }
+    if (o->knob && (rc = ab_methods_knob(o->knob, list, n, &eo->apply.knob))) return rc;
+    eo->apply.has_knob = o->knob != NULL;
     return AB_OK;
 }
 

@@ -122,12 +122,7 @@ static int resolve(const struct ab_run_opts *o, struct ab_run_out *out)
 {
     struct ab_sweep_opts *so = &out->sweep;
     ab_sweep_defaults(so);
-    so->phases = 0;
-    for (const char *p = o->phases; p && *p;) {
-        so->phases |= !strncmp(p, "prefill", 7) ? AB_PHASE_PREFILL : AB_PHASE_DECODE;
-        p = strchr(p, ',');
-        p = p ? p + 1 : NULL;
-    }
+    so->phases = ab_phases_parse(o->phases);
     if (!so->phases) return ab_fail(AB_E_USAGE, "option '--phase': no phase given");
     if (o->decode_horizon < o->decode_queries)
         return ab_fail(AB_E_USAGE, "--decode-horizon %lld is below --decode-queries %lld: the "
@@ -139,24 +134,10 @@ static int resolve(const struct ab_run_opts *o, struct ab_run_out *out)
     if ((rc = ab_methods_resolve(o->methods, so->phases, 0, out->methods, AB_RUN_MAX_METHODS, &n)))
         return ab_fail(rc, "option '--methods': %s", ab_errmsg());
     so->methods = out->methods, so->n_methods = n;
-    so->n_targets = 0;
-    for (const char *s = o->budgets; s && *s && so->n_targets < AB_RUN_MAX_TARGETS;) {
-        out->targets[so->n_targets++] = strtod(s, NULL);
-        s = strchr(s, ',');
-        s = s ? s + 1 : NULL;
-    }
+    so->n_targets = ab_list_reals(o->budgets, out->targets, AB_RUN_MAX_TARGETS);
     so->targets = out->targets;
-    if (o->knob) {
-        const char *s = o->knob;
-        char name[64];
-        if ((rc = ab_list_next(&s, '=', name, sizeof name, &so->knob_value, "--knob")) != 1 || *s)
-            return rc < 0 ? rc : ab_fail(AB_E_USAGE, "option '--knob' wants one NAME=VALUE");
-        for (int i = 0; i < n; i++)
-            if (out->methods[i]->knob.name && strcmp(out->methods[i]->knob.name, name))
-                return ab_fail(AB_E_USAGE, "--knob %s does not apply to '%s' (its knob is %s)",
-                               name, out->methods[i]->name, out->methods[i]->knob.name);
-        so->has_knob = 1;
-    }
+    if (o->knob && (rc = ab_methods_knob(o->knob, out->methods, n, &so->knob_value))) return rc;
+    so->has_knob = o->knob != NULL;
     return AB_OK;
 }
 

@@ -1925,9 +1925,7 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
               row_dq = (int)(ab_decl_find(ab_run_decl, "decode-queries") - ab_run_decl),
               row_dh = (int)(ab_decl_find(ab_run_decl, "decode-horizon") - ab_run_decl);
     const struct ab_run_opts *ro = &s->run;
-    s->run_phases = 0;
-    for (const char *p = ro->phases; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
-        s->run_phases |= !strncmp(p, "prefill", 7) ? AB_PHASE_PREFILL : AB_PHASE_DECODE;
+    s->run_phases = ab_phases_parse(ro->phases);
     if (ro->methods) {
         const struct ab_method *all[AB_SCENARIO_MAX_METHODS];
         int n_all = 0;
