@@ -185,6 +185,8 @@ int cmd_run(int argc, char **argv);
 struct ab_run_opts;
 int cmd_run_opts(const struct ab_run_opts *o);
 int cmd_report(int argc, char **argv);
+struct ab_report_run_opts;
+int cmd_report_opts(const struct ab_report_run_opts *o); /* `report` from its options (scenario) */
 int cmd_scenario(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_verify(int argc, char **argv);

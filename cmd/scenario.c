@@ -34,6 +34,7 @@
 #include "run/gen.h"
 #include "run/heads.h"
 #include "run/import.h"
+#include "run/report.h"
 #include "run/run.h"
 
 static const char *usage_text =
@@ -42,35 +43,6 @@ static const char *usage_text =
     "       eval-model for each eval_model entry, and report, into DIR\n"
     "       (default reports/NAME/, reports/NAME-quick/ with --quick)";
 
-/* A command line under construction: argv pointers into one string store. */
-struct cmdline {
-    char *argv[512];
-    int argc;
-    char store[32768];
-    size_t used;
-    int overflow;
-};
-
-static void add(struct cmdline *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(struct cmdline *c, const char *fmt, ...)
-{
-    if (c->argc >= (int)(sizeof c->argv / sizeof c->argv[0]) - 1 || c->used >= sizeof c->store) {
-        c->overflow = 1;
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(c->store + c->used, sizeof c->store - c->used, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof c->store - c->used) {
-        c->overflow = 1;
-        return;
-    }
-    c->argv[c->argc++] = c->store + c->used;
-    c->argv[c->argc] = NULL;
-    c->used += (size_t)n + 1;
-}
-
 /* The shortest %g form that reads back as x. */
 static void fmt_real(char *buf, size_t cap, double x)
 {
@@ -78,55 +50,6 @@ static void fmt_real(char *buf, size_t cap, double x)
         snprintf(buf, cap, "%.*g", prec, x);
         if (strtod(buf, NULL) == x) return;
     }
-}
-
-/* Appends "a,b,c" of the names as one argument after option opt. */
-static void add_list(struct cmdline *c, const char *opt, const char *const *names, int n)
-{
-    char buf[8192];
-    size_t used = 0;
-    buf[0] = 0;
-    for (int i = 0; i < n && used < sizeof buf; i++)
-        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", i ? "," : "", names[i]);
-    if (used >= sizeof buf) c->overflow = 1;
-    add(c, "%s", opt);
-    add(c, "%s", buf);
-}
-
-/* Prints the command line the way a shell would take it back (single quotes where needed). */
-static void print_cmdline(FILE *f, const char *prefix, const struct cmdline *c)
-{
-    fprintf(f, "%sattnbench", prefix);
-    for (int i = 0; i < c->argc; i++) {
-        const char *a = c->argv[i];
-        int plain = *a != 0;
-        for (const char *p = a; *p && plain; p++)
-            plain = strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-                           "-_=.,:/+",
-                           *p) != NULL;
-        if (plain) {
-            fprintf(f, " %s", a);
-            continue;
-        }
-        fputs(" '", f);
-        for (const char *p = a; *p; p++) {
-            if (*p == '\'')
-                fputs("'\\''", f);
-            else
-                fputc(*p, f);
-        }
-        fputc('\'', f);
-    }
-    fputc('\n', f);
-}
-
-/* Common options every step gets: the scenario's seed and thread count. */
-static void add_common(struct cmdline *c, uint64_t seed, int64_t threads)
-{
-    add(c, "--seed");
-    add(c, "%llu", (unsigned long long)seed);
-    add(c, "--threads");
-    add(c, "%lld", (long long)threads);
 }
 
 /* Sets option `name` of a declared command's struct o from text, through its row. */
@@ -236,23 +159,6 @@ static int fill_import(struct ab_import_run_opts *o, const struct ab_scenario_wo
     return rc;
 }
 
-/* "0.5,0.25" of the budgets in their shortest exact form */
-static void budget_list(char *buf, size_t cap, const double *b, int n)
-{
-    char item[64];
-    size_t used = 0;
-    buf[0] = 0;
-    for (int i = 0; i < n && used < cap; i++) {
-        fmt_real(item, sizeof item, b[i]);
-        used += (size_t)snprintf(buf + used, cap - used, "%s%s", i ? "," : "", item);
-    }
-}
-
-static const char *phase_word(unsigned phases)
-{
-    return phases == AB_PHASE_PREFILL ? "prefill" : phases == AB_PHASE_DECODE ? "decode" : "both";
-}
-
 /* The results file of eval_model entry i: DIR/model.h5, then DIR/model-2.h5, ... */
 static void eval_path(char *buf, size_t cap, const char *dir, int i)
 {
@@ -262,60 +168,23 @@ static void eval_path(char *buf, size_t cap, const char *dir, int i)
         snprintf(buf, cap, "%s/model-%d.h5", dir, i + 1);
 }
 
-/* An eval_model entry's options (the given values; eval-model's defaults for the rest), set
- * through eval-model's rows. AB_OK, AB_E_NOMEM, or a value's error. */
+/* An eval_model entry's options: the entry's (read through eval-model's own table), then the
+ * scenario's model and tokenizer, the heads file, the seed and the output, set through the
+ * same rows. AB_OK, AB_E_NOMEM, or a value's error. */
 static int fill_eval(struct ab_eval_run_opts *o, const struct ab_scenario *s, int i,
                      const char *dir, uint64_t seed)
 {
-    const struct ab_scenario_eval *e = &s->evals[i];
     const struct ab_decl *t = ab_eval_run_decl;
-    char buf[8192];
+    char buf[4200];
     int rc = ab_decl_defaults(t, o);
+    if (!rc) rc = ab_decl_copy(t, o, &s->evals[i].o);
     o->seed = seed;
-#define PUT(name, text) (rc = rc ? rc : put(t, o, "eval-model", (name), (text)))
-#define PUT_INT(name, x) (snprintf(buf, sizeof buf, "%lld", (long long)(x)), PUT((name), buf))
-    PUT("model", s->model);
-    if (s->tokenizer) PUT("tokenizer", s->tokenizer);
-    if (e->text) PUT("text", e->text);
-    if (e->copy_task > 0) PUT_INT("copy-task", e->copy_task);
-    if (e->n_methods) {
-        size_t used = 0;
-        buf[0] = 0;
-        for (int m = 0; m < e->n_methods && used < sizeof buf; m++)
-            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s", m ? "," : "",
-                                     e->methods[m]);
-        PUT("methods", buf);
-    }
-    if (e->n_budgets) budget_list(buf, sizeof buf, e->budgets, e->n_budgets), PUT("budgets", buf);
-    PUT("phase", phase_word(e->phases));
-    if (e->decode_queries > 0) PUT_INT("decode-queries", e->decode_queries);
-    if (e->decode_horizon > 0) PUT_INT("decode-horizon", e->decode_horizon);
-    if (e->stride > 0) PUT_INT("stride", e->stride);
-    if (e->window_bos) PUT("window-bos", "true");
-    switch (e->heads_kind) {
-    case AB_SCENARIO_HEADS_LIST: PUT("heads", e->heads); break;
-    case AB_SCENARIO_HEADS_RANKED:
-        if (e->heads_top_k) PUT("heads-top", e->heads_top_k);
-        if (e->heads_bottom_k) PUT("heads-bottom", e->heads_bottom_k);
-        if (e->heads_random_k) PUT("heads-random", e->heads_random_k);
-        if (e->heads_score) {
-            PUT("heads-score", e->heads_score);
-            snprintf(buf, sizeof buf, "%s/heads.h5", dir);
-            PUT("heads-file", buf);
-        }
-        break;
-    case AB_SCENARIO_HEADS_SELECT:
-        PUT("heads-select", "true");
-        if (e->calibrate) PUT("calibrate", e->calibrate);
-        if (e->calibrate_copy > 0) PUT_INT("calibrate-copy", e->calibrate_copy);
-        if (!isnan(e->select_min)) fmt_real(buf, sizeof buf, e->select_min), PUT("select-min", buf);
-        break;
-    default: break;
-    }
+    if (!rc) rc = put(t, o, "eval-model", "model", s->model);
+    if (!rc && s->tokenizer) rc = put(t, o, "eval-model", "tokenizer", s->tokenizer);
+    snprintf(buf, sizeof buf, "%s/heads.h5", dir);
+    if (!rc && o->heads_score) rc = put(t, o, "eval-model", "heads-file", buf);
     eval_path(buf, sizeof buf, dir, i);
-    PUT("o", buf);
-#undef PUT_INT
-#undef PUT
+    if (!rc) rc = put(t, o, "eval-model", "o", buf);
     return rc;
 }
 
@@ -330,10 +199,11 @@ static void workload_path(char *buf, size_t cap, const struct ab_scenario_worklo
 }
 
 
-/* A step called with its declared options struct o (table t), and the command line that
- * gives the same options (printed as the step starts, so it can be re-run by hand). */
+/* A step: its command, called with its declared options struct o (table t), and the command
+ * line that gives the same options (printed as the step starts, so it can be re-run by hand). */
 struct call {
-    const struct ab_decl *t; /* NULL: a step run from its command line */
+    const char *cmd;
+    const struct ab_decl *t;
     void *o;
     char *line;
     int (*fn)(const void *o);
@@ -345,12 +215,12 @@ static int call_heads(const void *o) { return cmd_heads_opts(o); }
 static int call_eval(const void *o) { return cmd_eval_model_opts(o); }
 static int call_import(const void *o) { return cmd_import_opts(o); }
 static int call_capture(const void *o) { return cmd_capture_opts(o); }
+static int call_report(const void *o) { return cmd_report_opts(o); }
 
 /* c->line from c's options. AB_OK or AB_E_NOMEM. */
-static int call_line(struct call *c, const char *cmd, const char *const *pos, int n_pos,
-                     const char *tail)
+static int call_line(struct call *c, const char *const *pos, int n_pos, const char *tail)
 {
-    c->line = ab_decl_command(cmd, c->t, c->o, pos, n_pos, tail);
+    c->line = ab_decl_command(c->cmd, c->t, c->o, pos, n_pos, tail);
     return c->line ? AB_OK : ab_fail(AB_E_NOMEM, "scenario: out of memory");
 }
 
@@ -385,37 +255,25 @@ static int fill_heads(struct ab_heads_run_opts *o, const struct ab_scenario *s, 
     return rc;
 }
 
-static void build_report(struct cmdline *c, const struct ab_scenario *s, const char *dir,
-                         uint64_t seed, int64_t threads)
+/* The report step's options: the scenario's (read through report's own table), then every
+ * results file of the scenario, the first workload (of the maps) and the folder. pos holds the
+ * results files. AB_OK or AB_E_NOMEM. */
+static int fill_report(struct ab_report_run_opts *o, const struct ab_scenario *s, const char *dir,
+                       char (*pos)[4200], const char **pos_ptrs)
 {
+    int rc = ab_decl_defaults(ab_report_run_decl, o), n = 0;
+    if (!rc) rc = ab_decl_copy(ab_report_run_decl, o, &s->report);
+    if (s->has_run) snprintf(pos[n++], sizeof pos[0], "%s/results.h5", dir);
+    if (s->has_heads) snprintf(pos[n++], sizeof pos[0], "%s/heads.h5", dir);
+    for (int i = 0; i < s->n_evals; i++) eval_path(pos[n++], sizeof pos[0], dir, i);
+    for (int i = 0; i < n; i++) pos_ptrs[i] = pos[i];
+    o->results = pos_ptrs, o->n_results = n;
     char buf[4200];
-    add(c, "report");
-    if (s->has_run) add(c, "%s/results.h5", dir);
-    if (s->has_heads) add(c, "%s/heads.h5", dir);
-    for (int i = 0; i < s->n_evals; i++) {
-        eval_path(buf, sizeof buf, dir, i);
-        add(c, "%s", buf);
-    }
-    add(c, "-o");
-    add(c, "%s/report", dir);
-    add(c, "--workload");
     workload_path(buf, sizeof buf, &s->workloads[0], dir);
-    add(c, "%s", buf);
-    if (s->n_maps) {
-        size_t used = 0;
-        for (int i = 0; i < s->n_maps; i++)
-            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%lld:%lld", i ? "," : "",
-                                     (long long)s->maps[i][0], (long long)s->maps[i][1]);
-        add(c, "--maps");
-        add(c, "%s", buf);
-    }
-    if (s->n_map_methods) add_list(c, "--map-methods", s->map_methods, s->n_map_methods);
-    if (s->report_by_workload) add(c, "--by-workload");
-    if (s->report_study) add(c, "--study"), add(c, "%s", s->report_study);
-    if (s->n_report_methods) add_list(c, "--methods", s->report_methods, s->n_report_methods);
-    if (s->n_report_families)
-        add_list(c, "--family", s->report_families, s->n_report_families);
-    add_common(c, seed, threads);
+    if (!rc) rc = put(ab_report_run_decl, o, "report", "workload", buf);
+    snprintf(buf, sizeof buf, "%s/report", dir);
+    if (!rc) rc = put(ab_report_run_decl, o, "report", "o", buf);
+    return rc;
 }
 
 /* mkdir -p. Returns 0 or -1 with errno. */
@@ -493,12 +351,10 @@ int cmd_scenario(int argc, char **argv)
     size_t dl = strlen(dir);
     while (dl > 1 && dir[dl - 1] == '/') dir[--dl] = 0;
 
-    /* every step, built before anything runs: the declared commands (gen, run, heads) as
-     * their options structs, called with them; the others as command lines */
+    /* every step, built before anything runs: each command's options struct, called with it */
     int n_steps = 0, n_gen = 0;
     for (int i = 0; i < s.n_workloads; i++) n_gen += s.workloads[i].source != AB_SCENARIO_FILE;
     size_t cap = (size_t)(n_gen + s.n_evals) + 3;
-    struct cmdline *steps = calloc(cap, sizeof *steps);
     struct call *calls = calloc(cap, sizeof *calls);
     struct ab_gen_run_opts *gens = calloc((size_t)n_gen + 1, sizeof *gens);
     struct ab_eval_run_opts *evals = calloc((size_t)s.n_evals + 1, sizeof *evals);
@@ -508,12 +364,15 @@ int cmd_scenario(int argc, char **argv)
     char(*eval_labels)[32] = calloc((size_t)s.n_evals + 1, sizeof *eval_labels);
     struct ab_run_opts run = {0};
     struct ab_heads_run_opts heads = {0};
+    struct ab_report_run_opts report = {0};
+    char report_pos[AB_SCENARIO_MAX_EVALS + 2][4200];
+    const char *report_ptrs[AB_SCENARIO_MAX_EVALS + 2];
     char(*paths)[4200] = calloc(AB_SCENARIO_MAX_WORKLOADS, sizeof *paths);
     const char *path_ptrs[AB_SCENARIO_MAX_WORKLOADS];
     char tail[96];
     snprintf(tail, sizeof tail, "--seed %llu --threads %lld", (unsigned long long)seed,
              (long long)threads);
-    if (!steps || !calls || !gens || !evals || !imports || !captures || !labels || !eval_labels || !paths) {
+    if (!calls || !gens || !evals || !imports || !captures || !labels || !eval_labels || !paths) {
         st = ab_cmd_error(EX_AB_DATA, "scenario: out of memory");
         goto done;
     }
@@ -529,41 +388,36 @@ int cmd_scenario(int argc, char **argv)
                  (long long)threads);
         if (w->source == AB_SCENARIO_GEN) {
             struct ab_gen_run_opts *o = &gens[g++];
-            add(&steps[n_steps], "gen");
-            calls[n_steps] = (struct call){ab_gen_run_decl, o, NULL, call_gen};
+            calls[n_steps] = (struct call){"gen", ab_gen_run_decl, o, NULL, call_gen};
             if (!(rc = fill_gen(o, w, dir, ws)))
-                rc = call_line(&calls[n_steps], "gen", NULL, 0, wtail);
+                rc = call_line(&calls[n_steps], NULL, 0, wtail);
             n_steps++;
         } else if (w->source == AB_SCENARIO_CAPTURE) {
             struct ab_capture_run_opts *o = &captures[cp++];
-            add(&steps[n_steps], "capture");
-            calls[n_steps] = (struct call){ab_capture_run_decl, o, NULL, call_capture};
+            calls[n_steps] = (struct call){"capture", ab_capture_run_decl, o, NULL, call_capture};
             if (!(rc = fill_capture(o, &s, w, dir, ws)))
-                rc = call_line(&calls[n_steps], "capture", NULL, 0, wtail);
+                rc = call_line(&calls[n_steps], NULL, 0, wtail);
             n_steps++;
         } else {
             struct ab_import_run_opts *o = &imports[m++];
-            add(&steps[n_steps], "import");
-            calls[n_steps] = (struct call){ab_import_run_decl, o, NULL, call_import};
+            calls[n_steps] = (struct call){"import", ab_import_run_decl, o, NULL, call_import};
             if (!(rc = fill_import(o, w, dir)))
-                rc = call_line(&calls[n_steps], "import", o->files, o->n_files, wtail);
+                rc = call_line(&calls[n_steps], o->files, o->n_files, wtail);
             n_steps++;
         }
     }
     if (!rc && s.has_run) {
         labels[n_steps] = "run";
-        add(&steps[n_steps], "run");
-        calls[n_steps] = (struct call){ab_run_decl, &run, NULL, call_run};
+        calls[n_steps] = (struct call){"run", ab_run_decl, &run, NULL, call_run};
         if (!(rc = fill_run(&run, &s, dir, seed, path_ptrs)))
-            rc = call_line(&calls[n_steps], "run", run.workloads, run.n_workloads, tail);
+            rc = call_line(&calls[n_steps], run.workloads, run.n_workloads, tail);
         n_steps++;
     }
     if (!rc && s.has_heads) {
         labels[n_steps] = "heads";
-        add(&steps[n_steps], "heads");
-        calls[n_steps] = (struct call){ab_heads_run_decl, &heads, NULL, call_heads};
+        calls[n_steps] = (struct call){"heads", ab_heads_run_decl, &heads, NULL, call_heads};
         if (!(rc = fill_heads(&heads, &s, dir, seed, path_ptrs)))
-            rc = call_line(&calls[n_steps], "heads", heads.workloads, heads.n_workloads, tail);
+            rc = call_line(&calls[n_steps], heads.workloads, heads.n_workloads, tail);
         n_steps++;
     }
     if (rc) {
@@ -576,10 +430,9 @@ int cmd_scenario(int argc, char **argv)
         else
             snprintf(eval_labels[i], sizeof eval_labels[i], "model");
         labels[n_steps] = eval_labels[i];
-        add(&steps[n_steps], "eval-model");
-        calls[n_steps] = (struct call){ab_eval_run_decl, &evals[i], NULL, call_eval};
+        calls[n_steps] = (struct call){"eval-model", ab_eval_run_decl, &evals[i], NULL, call_eval};
         if (!(rc = fill_eval(&evals[i], &s, i, dir, seed)))
-            rc = call_line(&calls[n_steps], "eval-model", NULL, 0, tail);
+            rc = call_line(&calls[n_steps], NULL, 0, tail);
         n_steps++;
         if (rc) {
             st = ab_cmd_fail(rc);
@@ -587,21 +440,19 @@ int cmd_scenario(int argc, char **argv)
         }
     }
     labels[n_steps] = "report";
-    build_report(&steps[n_steps++], &s, dir, seed, threads);
-    for (int i = 0; i < n_steps; i++)
-        if (steps[i].overflow) {
-            st = ab_cmd_error(EX_AB_USAGE, "scenario: '%s': a command line is too long", file);
-            goto done;
-        }
+    calls[n_steps] = (struct call){"report", ab_report_run_decl, &report, NULL, call_report};
+    if (!(rc = fill_report(&report, &s, dir, report_pos, report_ptrs)))
+        rc = call_line(&calls[n_steps], report.results, report.n_results, NULL);
+    n_steps++;
+    if (rc) {
+        st = ab_cmd_fail(rc);
+        goto done;
+    }
 
     if (dry) {
         printf("# scenario '%s' (%s), sha256 %s%s\n", s.name, file, s.sha256,
                quick ? ", quick" : "");
-        for (int i = 0; i < n_steps; i++)
-            if (calls[i].t)
-                printf("%s\n", calls[i].line);
-            else
-                print_cmdline(stdout, "", &steps[i]);
+        for (int i = 0; i < n_steps; i++) printf("%s\n", calls[i].line);
         st = EX_AB_OK;
         goto done;
     }
@@ -621,23 +472,18 @@ int cmd_scenario(int argc, char **argv)
     }
     double t0 = ab_now();
     for (int i = 0; i < n_steps && st == EX_AB_OK; i++) {
-        const char *cmd = steps[i].argv[0];
+        const char *cmd = calls[i].cmd;
         if (!ab_common.quiet) {
             char prefix[160];
             snprintf(prefix, sizeof prefix, "scenario: step %d/%d (%s%s%s): ", i + 1, n_steps, cmd,
                      strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "");
-            if (calls[i].t)
-                fprintf(stderr, "%s%s\n", prefix, calls[i].line);
-            else
-                print_cmdline(stderr, prefix, &steps[i]);
+            fprintf(stderr, "%s%s\n", prefix, calls[i].line);
         }
         double ts = ab_now();
         int step_st;
         ab_common.nested = 1; /* under --quiet the steps print no path: the scenario prints one */
-        if (calls[i].t)
-            ab_threads_set((int)threads), step_st = calls[i].fn(calls[i].o);
-        else
-            step_st = cmd_report(steps[i].argc, steps[i].argv);
+        ab_threads_set((int)threads);
+        step_st = calls[i].fn(calls[i].o);
         ab_common.nested = 0;
         fflush(stdout);
         if (step_st != EX_AB_OK) {
@@ -664,14 +510,13 @@ int cmd_scenario(int argc, char **argv)
     }
 done:
     for (int i = 0; calls && i < n_steps; i++)
-        if (calls[i].t) ab_decl_free(calls[i].t, calls[i].o), free(calls[i].line);
+        ab_decl_free(calls[i].t, calls[i].o), free(calls[i].line);
     free(calls);
     free(gens);
     free(evals);
     free(imports);
     free(captures);
     free(paths);
-    free(steps);
     free(labels);
     free(eval_labels);
     ab_scenario_free(&s);

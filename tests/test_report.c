@@ -1655,12 +1655,13 @@ Test(report, unknown_family_or_method_is_a_usage_error_writing_nothing)
     const char *dir = report_dir("rep-badfilter");
     char *out, *err;
     cr_expect_eq(t_run(&out, &err, "report '%s' -o '%s' --family static,foo", fx_res, dir), 64);
-    cr_expect_str_eq(err, "error: report: unknown family 'foo' (static, dynamic, kv, linear, "
-                          "calibration)\n");
+    cr_expect_str_eq(err, "error: report: option '--family' has an unknown item 'foo' (static, "
+                          "dynamic, kv, linear or calibration)\n");
     cr_expect_str_eq(out, "");
     free(out), free(err);
     cr_expect_eq(t_run(&out, &err, "report '%s' -o '%s' --methods window,nope", fx_res, dir), 64);
-    cr_expect_str_eq(err, "error: report: unknown method 'nope' (see 'attnbench methods')\n");
+    cr_expect_str_eq(err, "error: report: option '--methods': unknown method 'nope' (see "
+                          "'attnbench methods')\n");
     free(out), free(err);
     /* known, but not in the results: nothing to report */
     cr_expect_eq(t_run(&out, &err, "report '%s' -o '%s' --family linear", fx_res, dir), 64);

@@ -132,7 +132,7 @@ Test(scenario, default_is_the_quick_tour)
     cr_expect_str_eq(s.run.budgets, "0.5,0.25,0.125,0.0625,0.03125", "run's default grid");
     cr_expect_eq(s.run_phases, AB_PHASE_PREFILL | AB_PHASE_DECODE);
     cr_expect_eq(s.run.decode_queries, 64);
-    cr_expect(s.n_maps >= 1 && s.n_map_methods >= 1);
+    cr_expect(s.report.maps && s.report.map_methods);
     ab_scenario_free(&s);
     cr_assert_eq(ab_scenario_load(path, 1, &s), AB_OK, "%s", ab_errmsg());
     cr_expect(s.quick && s.workloads[0].n <= 1024, "quick is small: n %lld",
@@ -287,8 +287,8 @@ Test(scenario, methods_and_budgets_are_checked_before_anything_runs)
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "quick:\n  budgets: [2]\n", 65, 7,
                  "'budgets' in quick wants a number in (0, 1], got '2'");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  family: [static,\n    foo]\n",
-                 65, 8, "unknown family 'foo' in 'family' in report (static, dynamic, kv, linear, "
-                        "calibration)");
+                 65, 8, "'family' in report has an unknown item 'foo' (static, dynamic, kv, linear "
+                        "or calibration)");
     expect_error(HEAD "workloads:\n  - name: w\n" TINY_GEN "report:\n  methods: [windw]\n", 65,
                  7, "unknown method 'windw' in 'methods' in report (did you mean 'window'?)");
 }
@@ -430,30 +430,30 @@ Test(scenario, model_capture_import_and_eval_model_parse)
               s.workloads[1].n == 81);
     cr_expect_str_eq(s.workloads[2].capture.tokens, "1,403,407");
     cr_expect(s.workloads[2].capture.offset == 1 && s.workloads[2].capture.length == 2);
-    cr_expect_str_eq(s.report_study, "retrieval-heads");
+    cr_expect_str_eq(s.report.study, "retrieval-heads");
     cr_expect_eq(s.workloads[3].source, AB_SCENARIO_IMPORT);
     cr_expect(s.workloads[3].import.causal == 0 && s.workloads[3].import.scale == 0.5);
     cr_expect_str_eq(s.workloads[3].import.layout, "layer,head,seq,dim");
     cr_expect_str_eq(s.workloads[3].import.names, "q,k,v");
     cr_assert_eq(s.n_evals, 4);
-    cr_expect(s.evals[0].heads_kind == AB_SCENARIO_HEADS_RANKED && s.evals[0].stride == 100);
-    cr_expect_str_eq(s.evals[0].heads_top_k, "1,4");
-    cr_expect_str_eq(s.evals[0].heads_bottom_k, "2");
-    cr_expect_str_eq(s.evals[0].heads_score, "induction_score");
+    cr_expect(s.evals[0].heads_kind == AB_SCENARIO_HEADS_RANKED && s.evals[0].o.stride == 100);
+    cr_expect_str_eq(s.evals[0].o.heads_top, "1,4");
+    cr_expect_str_eq(s.evals[0].o.heads_bottom, "2");
+    cr_expect_str_eq(s.evals[0].o.heads_score, "induction_score");
     cr_expect(s.evals[0].phases == (AB_PHASE_PREFILL | AB_PHASE_DECODE));
     cr_expect(s.evals[1].heads_kind == AB_SCENARIO_HEADS_RANKED);
-    cr_expect_str_eq(s.evals[1].heads_random_k, "3");
+    cr_expect_str_eq(s.evals[1].o.heads_random, "3");
     cr_expect(s.evals[2].heads_kind == AB_SCENARIO_HEADS_SELECT &&
-              s.evals[2].calibrate_copy == 20 && s.evals[2].select_min == 0.01);
-    cr_expect(s.evals[3].heads_kind == AB_SCENARIO_HEADS_LIST && s.evals[3].n_methods == 0);
-    cr_expect_str_eq(s.evals[3].heads, "0:1,2:3");
+              s.evals[2].o.calibrate_copy == 20 && s.evals[2].o.select_min == 0.01);
+    cr_expect(s.evals[3].heads_kind == AB_SCENARIO_HEADS_LIST && !s.evals[3].o.methods);
+    cr_expect_str_eq(s.evals[3].o.heads, "0:1,2:3");
     ab_scenario_free(&s);
     /* quick: copy tasks and generate shrink, eval methods and budgets replaced */
     cr_assert_eq(ab_scenario_load(path, 1, &s), AB_OK, "%s", ab_errmsg());
     cr_expect(s.workloads[0].capture.generate == 2 && s.workloads[1].capture.copy_task == 20);
-    cr_expect(s.evals[1].copy_task == 20 && s.evals[2].calibrate_copy == 20);
-    cr_expect(s.evals[1].n_methods == 1 && !strcmp(s.evals[1].methods[0], "streaming"));
-    cr_expect(s.evals[0].n_budgets == 1 && s.evals[0].budgets[0] == 0.25);
+    cr_expect(s.evals[1].o.copy_task == 20 && s.evals[2].o.calibrate_copy == 20);
+    cr_expect(s.evals[1].o.methods && !strcmp(s.evals[1].o.methods, "streaming"));
+    cr_expect(s.evals[0].o.budgets && !strcmp(s.evals[0].o.budgets, "0.25"));
     ab_scenario_free(&s);
     /* the commands: capture, import, eval-model with its head options, report reads model*.h5 */
     char *out, *err;
@@ -477,8 +477,8 @@ Test(scenario, model_capture_import_and_eval_model_parse)
     cr_expect(strstr(out, " --heads 0:1,2:3 ") != NULL, "%s", out);
     cr_expect(strstr(out, " --tokens 1,403,407 --offset 1 --length 2 ") != NULL, "%s", out);
     cr_expect(strstr(out, " --study retrieval-heads") != NULL, "%s", out);
-    cr_expect(strstr(out, "D/heads.h5 D/model.h5 D/model-2.h5 D/model-3.h5 D/model-4.h5 -o "
-                          "D/report") != NULL,
+    cr_expect(strstr(out, "D/heads.h5 D/model.h5 D/model-2.h5 D/model-3.h5 D/model-4.h5 "
+                          "--workload D/s.h5 --study retrieval-heads -o D/report") != NULL,
               "%s", out);
     free(out), free(err);
 }
@@ -535,9 +535,10 @@ Test(scenario, real_model_keys_are_checked_with_their_line)
                        "unknown method 'streamin' in 'methods' in eval_model entry "
                        "1 (did you mean 'streaming'?)");
     snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  budgets: [0.5, 1.5]\n", wl);
-    expect_model_error(body, 65, 10, "budget 1.5 in eval_model entry 1 is not a FLOP ratio");
-    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  budgets: 0.5\n", wl);
-    expect_model_error(body, 65, 10, "wants 'default', 'paper' or a list");
+    expect_model_error(body, 65, 10,
+                       "'budgets' in eval_model entry 1 wants a number in (0, 1], got '1.5'");
+    snprintf(body, sizeof body, "%seval_model:\n  copy_task: 40\n  budgets: {a: 1}\n", wl);
+    expect_model_error(body, 65, 10, "'budgets' in eval_model entry 1 wants a list, got a map");
     snprintf(body, sizeof body,
              "%seval_model:\n  copy_task: 40\n  heads_top: {k: 4, score: "
              "induction_score}\n",
@@ -646,7 +647,7 @@ Test(scenario, dry_run_prints_the_commands_and_writes_nothing)
              "--seed 9 --threads 0 -o %s/results.h5\n",
              dir, dir, dir);
     cr_expect(strstr(out, want) != NULL, "want %s in %s", want, out);
-    snprintf(want, sizeof want, "attnbench report %s/results.h5 -o %s/report --workload %s/w.h5",
+    snprintf(want, sizeof want, "attnbench report %s/results.h5 --workload %s/w.h5 -o %s/report",
              dir, dir, dir);
     cr_expect(strstr(out, want) != NULL, "want %s in %s", want, out);
     free(out), free(err);
@@ -805,7 +806,7 @@ Test(scenario, heads_section_is_read_and_checked)
     cr_expect_eq(t_run(&out, &err, "scenario '%s' --dry-run", path), 0, "%s", err);
     cr_expect(!strstr(out, "attnbench run "), "%s", out);
     cr_expect(strstr(out, " --epsilon 0.2 --window 16 --top-fraction 0.5 ") != NULL, "%s", out);
-    cr_expect(strstr(out, "attnbench report ") && strstr(out, "/heads.h5 -o ") &&
+    cr_expect(strstr(out, "attnbench report ") && strstr(out, "/heads.h5 --workload ") &&
                   !strstr(out, "results.h5"),
               "%s", out);
     free(out), free(err);

@@ -136,6 +136,8 @@ static int check_list(const struct ab_decl *d, const char *text)
             return ab_fail(AB_E_USAGE, "has an unknown item '%s' (%s)", item,
                            choice_words(words, all, sizeof all));
         }
+        const char *want = d->item_check ? d->item_check(item) : NULL;
+        if (want) return ab_fail(AB_E_USAGE, "has an item '%s' that is not %s", item, want);
         /* distinct */
         for (const char *p = text; p < s;) {
             const char *pc = strchr(p, ',');
@@ -150,6 +152,16 @@ static int check_list(const struct ab_decl *d, const char *text)
     }
     if (!d->item_real && d->hi > 0 && n > (int)d->hi)
         return ab_fail(AB_E_USAGE, "wants at most %d items, got %d", (int)d->hi, n);
+    return AB_OK;
+}
+
+/* The STR or LIST field of row d in o becomes a copy of text. */
+static int set_str(const struct ab_decl *d, void *o, const char *text)
+{
+    char *copy = strdup(text);
+    if (!copy) return ab_fail(AB_E_NOMEM, "out of memory");
+    free(*FIELD(o, d, char *));
+    *FIELD(o, d, char *) = copy;
     return AB_OK;
 }
 
@@ -178,8 +190,10 @@ int ab_decl_set(const struct ab_decl *d, void *o, const char *text)
     }
     case AB_DECL_INT: return parse_int(d, text, FIELD(o, d, int64_t));
     case AB_DECL_REAL: return parse_real(d, d->lo, d->hi, text, FIELD(o, d, double));
-    case AB_DECL_WORD: {
+    case AB_DECL_WORD:
+    case AB_DECL_STR: {
         int k = choice(d->choices, text);
+        if (d->type == AB_DECL_STR && (!d->choices || k >= 0)) return set_str(d, o, text);
         if (k < 0) {
             const char *near = ab_word_closest(text, d->choices, -1);
             if (near) return ab_fail(AB_E_USAGE, "wants %s, got '%s' (did you mean '%s'?)",
@@ -192,14 +206,7 @@ int ab_decl_set(const struct ab_decl *d, void *o, const char *text)
     }
     case AB_DECL_LIST: {
         int rc = check_list(d, text);
-        if (rc) return rc;
-    } /* fall through */
-    case AB_DECL_STR: {
-        char *copy = strdup(text);
-        if (!copy) return ab_fail(AB_E_NOMEM, "out of memory");
-        free(*FIELD(o, d, char *));
-        *FIELD(o, d, char *) = copy;
-        return AB_OK;
+        return rc ? rc : set_str(d, o, text);
     }
     default: break;
     }

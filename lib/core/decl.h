@@ -19,7 +19,8 @@ enum ab_decl_type {
     AB_DECL_FLAG = 1, /* int, 0 or 1; argv --name sets it; text: true/false/yes/no/1/0 */
     AB_DECL_INT,      /* int64_t in [lo, hi] */
     AB_DECL_REAL,     /* double, finite, in [lo, hi] */
-    AB_DECL_STR,      /* char * (malloc'd, freed by ab_decl_free); NULL = not given */
+    AB_DECL_STR,      /* char * (malloc'd, freed by ab_decl_free); NULL = not given; one of
+                         choices[] when given */
     AB_DECL_WORD,     /* int: index into choices[] */
     AB_DECL_LIST,     /* char *, a comma list ("a,b,c"; malloc'd); NULL = not given. Items are
                          reals in [lo, hi] when item_real, else words (choices[] when given);
@@ -52,6 +53,9 @@ struct ab_decl {
      * "prefill,decode", "paper" for a budget grid; a NULL value resets a STR or LIST to not
      * given ("all" methods). ab_decl_format prints the word back for its value. */
     const char *const *aliases;
+    /* LIST of words: a check of each item's form beyond choices, NULL when it passes, else
+     * what the item should be ("a LAYER:HEAD pair of non-negative integers") */
+    const char *(*item_check)(const char *item);
 };
 
 /* Declares a row for field f of struct type S (in a table `static const struct ab_decl t[]`). */

@@ -69,18 +69,18 @@ double ab_rep_field(const void *row, size_t off)
 }
 static double field(const void *row, size_t off) { return ab_rep_field(row, off); }
 
-const char *const ab_report_families = "static, dynamic, kv, linear, calibration";
-static const char *const known_families[] = {"static", "dynamic", "kv", "linear", "calibration"};
-enum { N_KNOWN_FAMILIES = 5 };
+const char *const ab_report_families[] = {"static", "dynamic", "kv", "linear", "calibration",
+                                          NULL};
 
 int ab_report_check_filter(const struct ab_report_opts *o)
 {
     for (int i = 0; i < o->n_families; i++) {
         int ok = 0;
-        for (int k = 0; k < N_KNOWN_FAMILIES; k++) ok |= !strcmp(o->families[i], known_families[k]);
+        for (int k = 0; ab_report_families[k]; k++)
+            ok |= !strcmp(o->families[i], ab_report_families[k]);
         if (!ok)
-            return ab_fail(AB_E_USAGE, "report: unknown family '%s' (%s)", o->families[i],
-                           ab_report_families);
+            return ab_fail(AB_E_USAGE, "report: unknown family '%s' (static, dynamic, kv, "
+                           "linear, calibration)", o->families[i]);
     }
     for (int i = 0; i < o->n_methods; i++)
         if (!ab_method_find(o->methods[i]))
@@ -194,10 +194,10 @@ static int cmp_desc(const void *a, const void *b)
 static void index_families(struct rep *R)
 {
     R->n_fam = 0;
-    for (int k = 0; k < N_KNOWN_FAMILIES; k++)
+    for (int k = 0; ab_report_families[k]; k++)
         for (int mi = 0; mi < R->n_m; mi++)
-            if (!strcmp(R->m[mi].family, known_families[k])) {
-                R->fam[R->n_fam++] = known_families[k];
+            if (!strcmp(R->m[mi].family, ab_report_families[k])) {
+                R->fam[R->n_fam++] = ab_report_families[k];
                 break;
             }
     for (int mi = 0; mi < R->n_m; mi++) {

@@ -118,9 +118,9 @@ void ab_report_defaults(struct ab_report_opts *o);
  * with its numbers, computed from the data, or says plainly that it does not hold. */
 extern const char *const ab_report_studies[];
 
-/* The families a report knows, as --family takes them: "static, dynamic, kv, linear,
- * calibration". */
-extern const char *const ab_report_families;
+/* The families a report knows, as --family takes them (NULL-terminated): static, dynamic, kv,
+ * linear, calibration. */
+extern const char *const ab_report_families[];
 /* Checks the filter of o: every family one of ab_report_families, every method a registry row.
  * AB_OK, or AB_E_USAGE with "report: unknown family 'x' (static, dynamic, kv, linear,
  * calibration)" or "report: unknown method 'x' (see 'attnbench methods')". */

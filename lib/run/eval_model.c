@@ -19,6 +19,8 @@ static const char *const phase_aliases[] = {"both", "prefill,decode", NULL};
 static const char *const method_aliases[] = {"all", NULL, NULL};
 
 #define ROW(f) AB_DECL_ROW(struct ab_eval_run_opts, f)
+static const char *const budget_aliases[] = {"default", "0.5,0.25,0.125",
+                                             "paper", "0.7,0.5,0.3,0.2,0.1,0.05", NULL};
 const struct ab_decl ab_eval_run_decl[] = {
     {"model", AB_DECL_STR, ROW(model), NULL, 0, 0, "FILE", "llama2.c checkpoint or GGUF file",
      .flags = AB_DECL_INPUT},
@@ -33,7 +35,8 @@ const struct ab_decl ab_eval_run_decl[] = {
      "methods to put in the model, or all (default: every causal method of the phase)",
      .aliases = method_aliases},
     {"budgets", AB_DECL_LIST, ROW(budgets), "0.5,0.25,0.125", 0, 1, "LIST",
-     "per-head target FLOP ratios in (0, 1]", .item_real = 1, .lo_open = 1},
+     "per-head target FLOP ratios in (0, 1], or paper (the Sparse Frontier's grid 0.7 .. 0.05)",
+     .item_real = 1, .lo_open = 1, .aliases = budget_aliases},
     {"knob", AB_DECL_STR, ROW(knob), NULL, 0, 0, "NAME=V",
      "run every method at this knob instead of fitting budgets"},
     {"phase", AB_DECL_LIST, ROW(phases), "prefill", 0, 2, "P",

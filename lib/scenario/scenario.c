@@ -36,8 +36,6 @@
 #include "io/results_io.h"
 #include "methods/method.h"
 
-const double ab_scenario_paper_grid[6] = {0.7, 0.5, 0.3, 0.2, 0.1, 0.05};
-
 enum { MAX_TEXT = 1 << 20, MAX_SWEEP_VALUES = 64 };
 
 /* ---- keys of each section ------------------------------------------------------------------ */
@@ -85,10 +83,11 @@ static const char *const gen_keys[] = {
     "preset",       "profile", "mix",       "tasks",    "strength", "theta", "depth_min",
     "depth_max",    "layers",  "heads",     "kv_heads", "n",        "d",     "dv",
     "slash_period", "n_tasks", "task_rows", "codes",    "seed",     "probe", "full", NULL};
-/* run's and heads' keys are the YAML keys of their declared options (ab_run_decl,
- * ab_heads_run_decl), the command line's own rows aside: filled once by run_keys_init */
-static const char *run_keys[32], *heads_keys[32];
-static char run_key_text[32][64], heads_key_text[32][64];
+/* run's, heads' and report's keys are the YAML keys of their declared options (ab_run_decl,
+ * ab_heads_run_decl, ab_report_run_decl), the command line's own rows aside: filled once by
+ * run_keys_init */
+static const char *run_keys[32], *heads_keys[32], *report_keys[32];
+static char run_key_text[32][64], heads_key_text[32][64], report_key_text[32][64];
 static pthread_once_t run_keys_once = PTHREAD_ONCE_INIT;
 /* The YAML keys of table t (the command line's own rows aside) into keys[] (NULL-ended). */
 static void keys_of(const struct ab_decl *t, const char **keys, char (*text)[64])
@@ -102,15 +101,8 @@ static void run_keys_init(void)
 {
     keys_of(ab_run_decl, run_keys, run_key_text);
     keys_of(ab_heads_run_decl, heads_keys, heads_key_text);
+    keys_of(ab_report_run_decl, report_keys, report_key_text);
 }
-static const char *const report_keys[] = {"maps",    "map_methods", "by_workload",
-                                          "methods", "family",      "study", NULL};
-/* the studies `attnbench report --study` states findings for (report.h) */
-static const char *const study_names[] = {"streaming-llm", "sink-emergence", "retrieval-heads",
-                                          "sparse-frontier", NULL};
-/* the families `attnbench report --family` knows (report.h) */
-static const char *const family_names[] = {"static", "dynamic", "kv", "linear", "calibration",
-                                           NULL};
 /* quick: a few gen sizes for every generated workload, and run / report settings */
 static const char *const quick_keys[] = {
     "n",        "layers",    "heads",        "kv_heads",       "d",    "n_tasks", "task_rows",
@@ -408,38 +400,6 @@ static int get_file(struct ctx *c, yaml_node_t *n, const char *what, char **out)
 
 /* ---- run / report / quick settings ------------------------------------------------------- */
 
-struct settings {
-    int methods_set; /* n_methods == 0 with methods_set: "all" */
-    int n_methods;
-    const char *methods[AB_SCENARIO_MAX_METHODS];
-    int methods_line[AB_SCENARIO_MAX_METHODS];
-    int budgets_set, n_budgets;
-    double budgets[AB_SCENARIO_MAX_BUDGETS];
-    unsigned phases; /* 0: not given */
-    int phases_line;
-    int64_t decode_queries, rows, topk; /* < 0: not given */
-    int dq_line;
-    int64_t decode_horizon; /* < 0: not given */
-    int dh_line;
-    int maps_set, n_maps;
-    int64_t maps[AB_SCENARIO_MAX_MAPS][2];
-    int maps_line[AB_SCENARIO_MAX_MAPS];
-    int mm_set, n_mm;
-    const char *mm[AB_SCENARIO_MAX_METHODS];
-    int by_workload; /* report: per-workload frontiers */
-    int n_rm;        /* report: methods (the report's filter, not run's) */
-    const char *rm[AB_SCENARIO_MAX_METHODS];
-    int n_fam;       /* report: family */
-    const char *fam[AB_SCENARIO_MAX_FAMILIES];
-    const char *study; /* report: study (a static name of study_names), or NULL */
-};
-
-static void settings_init(struct settings *s)
-{
-    memset(s, 0, sizeof *s);
-    s->decode_queries = s->rows = s->topk = s->decode_horizon = -1;
-}
-
 /* A list of registry method names into names[]; `what` names the list. */
 static int read_methods(struct ctx *c, yaml_node_t *v, const char *what, const char **names,
                         int *lines, int *n_out)
@@ -485,152 +445,6 @@ static int parse_map(const char *s, int64_t *layer, int64_t *head)
     if (errno || *end || l > INT32_MAX || h > INT32_MAX) return -1;
     *layer = l, *head = h;
     return 0;
-}
-
-/* Reads one run / report setting `key` = v into s; `in` names the section and `shown` the key
- * as written (quick's eval_methods is read as methods). */
-static int read_setting_as(struct ctx *c, const char *key, const char *shown, yaml_node_t *v,
-                           const char *in, struct settings *s)
-{
-    char what[128];
-    snprintf(what, sizeof what, "'%s' in %s", shown, in);
-    int rc = AB_OK;
-    if (!strcmp(key, "methods")) {
-        s->methods_set = 1;
-        if (v->type == YAML_SCALAR_NODE && !is_null(v) && !strcmp(scalar(v), "all")) return AB_OK;
-        if (v->type != YAML_SEQUENCE_NODE) {
-            char buf[64];
-            return FAIL(c, v, "%s wants 'all' or a list of methods, got %s", what,
-                        describe(v, buf, sizeof buf));
-        }
-        return read_methods(c, v, what, s->methods, s->methods_line, &s->n_methods);
-    }
-    if (!strcmp(key, "budgets")) {
-        s->budgets_set = 1;
-        s->n_budgets = 0;
-        if (v->type == YAML_SCALAR_NODE && !is_null(v)) {
-            if (!strcmp(scalar(v), "default")) return AB_OK;
-            if (!strcmp(scalar(v), "paper")) {
-                for (int i = 0; i < 6; i++) s->budgets[s->n_budgets++] = ab_scenario_paper_grid[i];
-                return AB_OK;
-            }
-        }
-        if (v->type != YAML_SEQUENCE_NODE) {
-            char buf[64];
-            return FAIL(c, v, "%s wants 'default', 'paper' or a list of FLOP ratios, got %s", what,
-                        describe(v, buf, sizeof buf));
-        }
-        if ((rc = want_list(c, v, what, 0))) return rc;
-        if (n_items(v) > AB_SCENARIO_MAX_BUDGETS)
-            return FAIL(c, v, "%s has more than %d budgets", what, AB_SCENARIO_MAX_BUDGETS);
-        FOR_ITEMS(c, v, it)
-        {
-            double b;
-            if ((rc = get_real(c, it, what, &b))) return rc;
-            if (!(b > 0 && b <= 1))
-                return FAIL(c, it, "budget %s in %s is not a FLOP ratio in (0, 1]", scalar(it), in);
-            for (int j = 0; j < s->n_budgets; j++)
-                if (s->budgets[j] == b)
-                    return FAIL(c, it, "budget %s is listed twice in %s", scalar(it), in);
-            s->budgets[s->n_budgets++] = b;
-        }
-        return AB_OK;
-    }
-    if (!strcmp(key, "phases")) {
-        if ((rc = want_list(c, v, what, 0))) return rc;
-        s->phases = 0;
-        s->phases_line = line_of(v);
-        FOR_ITEMS(c, v, it)
-        {
-            const char *p;
-            if ((rc = get_str(c, it, what, &p))) return rc;
-            unsigned bit = !strcmp(p, "prefill")  ? AB_PHASE_PREFILL
-                           : !strcmp(p, "decode") ? AB_PHASE_DECODE
-                                                  : 0;
-            if (!bit) return FAIL(c, it, "unknown phase '%s' in %s (prefill or decode)", p, in);
-            if (s->phases & bit) return FAIL(c, it, "phase '%s' is listed twice in %s", p, in);
-            s->phases |= bit;
-        }
-        return AB_OK;
-    }
-    if (!strcmp(key, "decode_queries")) {
-        s->dq_line = line_of(v);
-        return get_int(c, v, what, 1, INT32_MAX, &s->decode_queries);
-    }
-    if (!strcmp(key, "rows")) return get_int(c, v, what, 1, INT32_MAX, &s->rows);
-    if (!strcmp(key, "topk")) return get_int(c, v, what, 1, 64, &s->topk);
-    if (!strcmp(key, "decode_horizon")) {
-        s->dh_line = line_of(v);
-        return get_int(c, v, what, 1, INT32_MAX, &s->decode_horizon);
-    }
-    if (!strcmp(key, "maps")) {
-        if ((rc = want_list(c, v, what, 1))) return rc;
-        if (n_items(v) > AB_SCENARIO_MAX_MAPS)
-            return FAIL(c, v, "%s has more than %d maps", what, AB_SCENARIO_MAX_MAPS);
-        s->maps_set = 1;
-        s->n_maps = 0;
-        FOR_ITEMS(c, v, it)
-        {
-            const char *m;
-            int64_t l, h;
-            if ((rc = get_str(c, it, what, &m))) return rc;
-            if (parse_map(m, &l, &h))
-                return FAIL(c, it, "map '%s' in %s is not LAYER:HEAD (e.g. \"1:2\")", m, in);
-            for (int j = 0; j < s->n_maps; j++)
-                if (s->maps[j][0] == l && s->maps[j][1] == h)
-                    return FAIL(c, it, "map '%s' is listed twice in %s", m, in);
-            s->maps[s->n_maps][0] = l, s->maps[s->n_maps][1] = h;
-            s->maps_line[s->n_maps++] = line_of(it);
-        }
-        return AB_OK;
-    }
-    if (!strcmp(key, "by_workload")) return get_bool(c, v, what, &s->by_workload);
-    if (!strcmp(key, "report_methods")) return read_methods(c, v, what, s->rm, NULL, &s->n_rm);
-    if (!strcmp(key, "family")) {
-        if ((rc = want_list(c, v, what, 0))) return rc;
-        s->n_fam = 0;
-        FOR_ITEMS(c, v, it)
-        {
-            const char *name;
-            if ((rc = get_str(c, it, what, &name))) return rc;
-            int k = 0;
-            while (family_names[k] && strcmp(family_names[k], name)) k++;
-            if (!family_names[k])
-                return FAIL(c, it, "unknown family '%s' in %s (static, dynamic, kv, linear, "
-                            "calibration)", name, what);
-            for (int j = 0; j < s->n_fam; j++)
-                if (s->fam[j] == family_names[k])
-                    return FAIL(c, it, "family '%s' is listed twice in %s", name, what);
-            s->fam[s->n_fam++] = family_names[k];
-        }
-        return AB_OK;
-    }
-    if (!strcmp(key, "study")) {
-        const char *name;
-        if ((rc = get_str(c, v, what, &name))) return rc;
-        int k = 0;
-        while (study_names[k] && strcmp(study_names[k], name)) k++;
-        if (!study_names[k]) {
-            const char *near = ab_word_closest(name, study_names, -1);
-            return FAIL(c, v, "unknown study '%s' in %s (%s%s%s)", name, what,
-                        near ? "did you mean '" : "streaming-llm, sink-emergence, retrieval-heads, "
-                        "sparse-frontier", near ? near : "", near ? "'?" : "");
-        }
-        s->study = study_names[k];
-        return AB_OK;
-    }
-    if (!strcmp(key, "map_methods")) {
-        s->mm_set = 1;
-        return read_methods(c, v, what, s->mm, NULL, &s->n_mm);
-    }
-    assert(0 && "read_setting: key not in any settings table");
-    return AB_E_INTERNAL;
-}
-
-static int read_setting(struct ctx *c, const char *key, yaml_node_t *v, const char *in,
-                        struct settings *s)
-{
-    return read_setting_as(c, key, key, v, in, s);
 }
 
 /* ---- keys read through a command's declared options (core/decl.h) ------------------------ */
@@ -723,55 +537,69 @@ static int read_run_key(struct ctx *c, const char *key, yaml_node_t *v, const ch
     return AB_OK;
 }
 
-/* Every key of map (already checked) that is a run / report setting: run's keys into run (NULL
- * for the report: section, whose methods are the report's filter), the report's into s. */
-static int read_settings(struct ctx *c, yaml_node_t *map, const char *in, struct settings *s,
-                         struct run_read *run)
+/* report's options read from a section (report: or quick:), with the line each came from. */
+struct report_read {
+    struct ab_report_run_opts *o;
+    unsigned given; /* rows of ab_report_run_decl given, bit per row */
+    int line[32];   /* their lines */
+    int maps_line[AB_SCENARIO_MAX_MAPS]; /* the line of each map */
+};
+
+/* Reads report's key `key` (a row of ab_report_run_decl) into r. Method names are looked up in
+ * the registry item by item first, so that a typo's message names its line. */
+static int read_report_key(struct ctx *c, const char *key, yaml_node_t *v, const char *in,
+                           struct report_read *r)
+{
+    const struct ab_decl *d = ab_decl_find(ab_report_run_decl, key);
+    int row = (int)(d - ab_report_run_decl), rc, n;
+    if ((!strcmp(key, "methods") || !strcmp(key, "map_methods")) &&
+        v->type == YAML_SEQUENCE_NODE) {
+        char what[128];
+        const char *names[AB_SCENARIO_MAX_METHODS];
+        snprintf(what, sizeof what, "'%s' in %s", key, in);
+        if ((rc = read_methods(c, v, what, names, NULL, &n))) return rc;
+    }
+    if ((rc = read_decl(c, d, r->o, key, v, in, &r->line[row]))) return rc;
+    if (!strcmp(key, "maps")) {
+        n = 0;
+        if (v->type == YAML_SEQUENCE_NODE) {
+            FOR_ITEMS(c, v, it)
+            if (n < AB_SCENARIO_MAX_MAPS) r->maps_line[n++] = line_of(it);
+        }
+        while (n < AB_SCENARIO_MAX_MAPS) r->maps_line[n++] = line_of(v);
+    }
+    r->given |= 1u << row;
+    return AB_OK;
+}
+
+/* Every key of map (already checked) that run (run != NULL) or report (rep != NULL) declares:
+ * a key both declare ("methods") is run's when run is given. */
+static int read_section(struct ctx *c, yaml_node_t *map, const char *in, struct run_read *run,
+                        struct report_read *rep)
 {
     for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
          p++) {
         const char *key = scalar(node_at(c, p->key));
-        if (run && in_list(key, run_keys)) {
-            int rc = read_run_key(c, key, node_at(c, p->value), in, run);
-            if (rc) return rc;
-            continue;
-        }
-        if (!in_list(key, run_keys) && !in_list(key, report_keys)) continue;
-        /* report's methods choose what the report shows, not what run runs */
-        int rc = !strcmp(in, "report") && !strcmp(key, "methods")
-                     ? read_setting_as(c, "report_methods", key, node_at(c, p->value), in, s)
-                     : read_setting(c, key, node_at(c, p->value), in, s);
+        yaml_node_t *v = node_at(c, p->value);
+        int rc = run && in_list(key, run_keys)      ? read_run_key(c, key, v, in, run)
+                 : rep && in_list(key, report_keys) ? read_report_key(c, key, v, in, rep)
+                                                    : AB_OK;
         if (rc) return rc;
     }
     return AB_OK;
 }
 
-/* Overlays the settings given in q onto s. */
-static void settings_overlay(struct settings *s, const struct settings *q)
+/* The rows of table t given in src (bit per row in given) set into dst, through the rows: a
+ * quick: value replaces the file's. AB_OK or AB_E_NOMEM. */
+static int overlay(const struct ab_decl *t, void *dst, const void *src, unsigned given)
 {
-    if (q->methods_set) {
-        s->methods_set = 1, s->n_methods = q->n_methods;
-        memcpy(s->methods, q->methods, sizeof s->methods);
-        memcpy(s->methods_line, q->methods_line, sizeof s->methods_line);
+    char text[8192];
+    for (const struct ab_decl *d = t; d->name; d++) {
+        if (!(given >> (d - t) & 1)) continue;
+        int rc = ab_decl_set(d, dst, ab_decl_format(d, src, text, sizeof text));
+        if (rc) return rc;
     }
-    if (q->budgets_set) {
-        s->budgets_set = 1, s->n_budgets = q->n_budgets;
-        memcpy(s->budgets, q->budgets, sizeof s->budgets);
-    }
-    if (q->phases) s->phases = q->phases, s->phases_line = q->phases_line;
-    if (q->decode_queries > 0) s->decode_queries = q->decode_queries, s->dq_line = q->dq_line;
-    if (q->rows > 0) s->rows = q->rows;
-    if (q->topk > 0) s->topk = q->topk;
-
-    if (q->maps_set) {
-        s->maps_set = 1, s->n_maps = q->n_maps;
-        memcpy(s->maps, q->maps, sizeof s->maps);
-        memcpy(s->maps_line, q->maps_line, sizeof s->maps_line);
-    }
-    if (q->mm_set) {
-        s->mm_set = 1, s->n_mm = q->n_mm;
-        memcpy(s->mm, q->mm, sizeof s->mm);
-    }
+    return AB_OK;
 }
 
 /* ---- workloads ----------------------------------------------------------------------------- */
@@ -1508,12 +1336,40 @@ static int read_model(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
     return AB_OK;
 }
 
-/* The settings an eval_model entry shares with run (methods, budgets, phases, decode_queries,
- * decode_horizon) and their lines, kept until the quick overrides are applied and checked. */
+/* The lines an eval_model entry's keys came from, kept until the quick overrides are applied
+ * and checked. */
 struct eval_read {
-    struct settings st;
     int line;
+    int row_line[32];                         /* of each row of ab_eval_run_decl given */
+    int method_line[AB_SCENARIO_MAX_METHODS]; /* of each method named */
 };
+
+/* Reads key `key` of section `in` (shown as `shown`) into o through eval-model's row `name`;
+ * methods are looked up in the registry item by item first. */
+static int read_eval_key(struct ctx *c, const char *name, const char *shown, yaml_node_t *v,
+                         const char *in, struct ab_eval_run_opts *o, struct eval_read *er)
+{
+    const struct ab_decl *d = ab_decl_find(ab_eval_run_decl, name);
+    int rc, n;
+    if (!strcmp(name, "methods") && v->type == YAML_SEQUENCE_NODE) {
+        char what[160];
+        const char *names[AB_SCENARIO_MAX_METHODS];
+        snprintf(what, sizeof what, "'%s' in %s", shown, in);
+        if ((rc = read_methods(c, v, what, names, er->method_line, &n))) return rc;
+    } else if (!strcmp(name, "methods")) {
+        for (int i = 0; i < AB_SCENARIO_MAX_METHODS; i++) er->method_line[i] = line_of(v);
+    }
+    return read_decl(c, d, o, shown, v, in, &er->row_line[d - ab_eval_run_decl]);
+}
+
+/* Sets eval-model's row `name` of o to text (a value the scenario resolved: a file, a list). */
+static int eval_set(struct ctx *c, yaml_node_t *v, struct ab_eval_run_opts *o, const char *name,
+                    const char *text, const char *what)
+{
+    if (ab_decl_set(ab_decl_find(ab_eval_run_decl, name), o, text))
+        return FAIL(c, v, "%s %s", what, ab_errmsg());
+    return AB_OK;
+}
 
 /* A head count or a list of them ("k: 4" or "k: [1, 2, 4, 8]") as "1,2,4,8" (malloc'd). */
 static int get_counts(struct ctx *c, yaml_node_t *v, const char *what, char **out)
@@ -1539,47 +1395,40 @@ static int get_counts(struct ctx *c, yaml_node_t *v, const char *what, char **ou
     return *out ? AB_OK : rc;
 }
 
-/* One eval_model entry: inputs, run settings, one head choice. */
+/* One eval_model entry: inputs, eval-model's options, one head choice. */
 static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenario *s,
                      struct ab_scenario_eval *ev, struct eval_read *er)
 {
     char in[96], what[192], buf[64];
     snprintf(in, sizeof in, "eval_model entry %d", index + 1);
     ev->line = er->line = line_of(m);
-    ev->copy_task = ev->decode_queries = ev->calibrate_copy = ev->decode_horizon = -1;
-    ev->stride = -1;
-    ev->select_min = NAN;
-    settings_init(&er->st);
+    struct ab_eval_run_opts *o = &ev->o;
+    int rc = ab_decl_defaults(ab_eval_run_decl, o);
+    if (rc) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
     if (m->type != YAML_MAPPING_NODE)
         return FAIL(c, m, "%s wants a map of keys, got %s", in, describe(m, buf, sizeof buf));
-    int rc = check_map(c, m, in, eval_keys, NULL, NULL);
-    if (rc) return rc;
+    if ((rc = check_map(c, m, in, eval_keys, NULL, NULL))) return rc;
     if (!c->has_model)
         return FAIL(c, m, "%s needs the top-level 'model: {path: FILE}' to evaluate", in);
     yaml_node_t *v;
     if ((v = lookup(c, m, "text"))) {
+        char *path;
         snprintf(what, sizeof what, "'text' in %s", in);
-        if ((rc = get_file(c, v, what, &ev->text))) return rc;
+        if ((rc = get_file(c, v, what, &path))) return rc;
+        rc = eval_set(c, v, o, "text", path, what);
+        free(path);
+        if (rc) return rc;
     }
-    if ((v = lookup(c, m, "copy_task"))) {
-        snprintf(what, sizeof what, "'copy_task' in %s", in);
-        if ((rc = get_int(c, v, what, 1, 1000000, &ev->copy_task))) return rc;
-    }
-    if (!ev->text && ev->copy_task < 0)
-        return FAIL(c, m, "%s needs an input: text and/or copy_task", in);
-    static const char *const shared[] = {"methods", "budgets", "phases", "decode_queries",
-                                         "decode_horizon"};
-    for (int i = 0; i < 5; i++)
-        if ((v = lookup(c, m, shared[i])) && (rc = read_setting(c, shared[i], v, in, &er->st)))
+    /* the keys that are eval-model's options as they are */
+    static const char *const plain[] = {"copy_task",      "methods", "budgets",   "phases",
+                                        "decode_queries", "stride",  "window_bos",
+                                        "decode_horizon"};
+    for (int i = 0; i < 8; i++)
+        if ((v = lookup(c, m, plain[i])) &&
+            (rc = read_eval_key(c, plain[i], plain[i], v, in, o, er)))
             return rc;
-    if ((v = lookup(c, m, "stride"))) {
-        snprintf(what, sizeof what, "'stride' in %s", in);
-        if ((rc = get_int(c, v, what, 1, INT32_MAX, &ev->stride))) return rc;
-    }
-    if ((v = lookup(c, m, "window_bos"))) {
-        snprintf(what, sizeof what, "'window_bos' in %s", in);
-        if ((rc = get_bool(c, v, what, &ev->window_bos))) return rc;
-    }
+    if (!o->text && !o->copy_task)
+        return FAIL(c, m, "%s needs an input: text and/or copy_task", in);
     /* one head choice: heads, heads_select, or any of heads_top / heads_bottom / heads_random */
     static const char *const choice[] = {"heads", "heads_select", "heads_top", "heads_bottom",
                                          "heads_random"};
@@ -1608,7 +1457,7 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
             if (used >= sizeof list) return FAIL(c, v, "%s is too long", what);
         }
         ev->heads_kind = AB_SCENARIO_HEADS_LIST;
-        if (!(ev->heads = dup_str(c, list, &rc))) return rc;
+        if ((rc = eval_set(c, v, o, "heads", list, what))) return rc;
     }
     for (int bottom = 0; bottom < 2; bottom++) {
         if (!(v = lookup(c, m, bottom ? "heads_bottom" : "heads_top"))) continue;
@@ -1621,9 +1470,12 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
                         what);
         yaml_node_t *k = lookup(c, v, "k"), *sc = lookup(c, v, "score");
         if (!k || !sc) return FAIL(c, v, "%s needs 'k' and 'score'", what);
-        char w2[224];
+        char w2[224], *counts;
         snprintf(w2, sizeof w2, "'k' in %s", what);
-        if ((rc = get_counts(c, k, w2, bottom ? &ev->heads_bottom_k : &ev->heads_top_k))) return rc;
+        if ((rc = get_counts(c, k, w2, &counts))) return rc;
+        rc = eval_set(c, k, o, bottom ? "heads-bottom" : "heads-top", counts, w2);
+        free(counts);
+        if (rc) return rc;
         snprintf(w2, sizeof w2, "'score' in %s", what);
         const char *col;
         if ((rc = get_str(c, sc, w2, &col))) return rc;
@@ -1642,15 +1494,19 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
                         col, near ? " (did you mean '" : " (e.g. induction_score, out_dev)",
                         near ? near : "", near ? "'?)" : "");
         }
-        if (ev->heads_score && strcmp(ev->heads_score, col))
+        if (o->heads_score && strcmp(o->heads_score, col))
             return FAIL(c, sc, "%s: heads_top and heads_bottom of one entry rank by one score "
-                        "('%s' and '%s')", in, ev->heads_score, col);
+                        "('%s' and '%s')", in, o->heads_score, col);
         ev->heads_kind = AB_SCENARIO_HEADS_RANKED;
-        if (!ev->heads_score && !(ev->heads_score = dup_str(c, col, &rc))) return rc;
+        if ((rc = eval_set(c, sc, o, "heads-score", col, w2))) return rc;
     }
     if ((v = lookup(c, m, "heads_random"))) {
+        char *counts;
         snprintf(what, sizeof what, "'heads_random' in %s", in);
-        if ((rc = get_counts(c, v, what, &ev->heads_random_k))) return rc;
+        if ((rc = get_counts(c, v, what, &counts))) return rc;
+        rc = eval_set(c, v, o, "heads-random", counts, what);
+        free(counts);
+        if (rc) return rc;
         ev->heads_kind = AB_SCENARIO_HEADS_RANKED;
     }
     if ((v = lookup(c, m, "heads_select"))) {
@@ -1665,74 +1521,72 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
                         what);
         char w2[224];
         if (cf) {
+            char *path;
             snprintf(w2, sizeof w2, "'calibrate' in %s", what);
-            if ((rc = get_file(c, cf, w2, &ev->calibrate))) return rc;
-        } else {
-            snprintf(w2, sizeof w2, "'calibrate_copy' in %s", what);
-            if ((rc = get_int(c, cc, w2, 1, 1000000, &ev->calibrate_copy))) return rc;
+            if ((rc = get_file(c, cf, w2, &path))) return rc;
+            rc = eval_set(c, cf, o, "calibrate", path, w2);
+            free(path);
+            if (rc) return rc;
+        } else if ((rc = read_eval_key(c, "calibrate-copy", "calibrate_copy", cc, what, o, er))) {
+            return rc;
         }
-        if (mn) {
-            snprintf(w2, sizeof w2, "'min' in %s", what);
-            if ((rc = get_real(c, mn, w2, &ev->select_min))) return rc;
-            if (!(ev->select_min >= 0))
-                return FAIL(c, mn, "%s must be at least 0 (nats per token)", w2);
-        }
+        if (mn && (rc = read_eval_key(c, "select-min", "min", mn, what, o, er))) return rc;
+        o->heads_select = 1;
         ev->heads_kind = AB_SCENARIO_HEADS_SELECT;
     }
     return AB_OK;
 }
 
-/* Resolves an eval_model entry's settings (quick overrides qs applied) and checks that every
+/* Applies quick's overrides to an eval_model entry (copy tasks of q_copy tokens; quick's
+ * eval_methods and eval_budgets, read into q, rows given in q_given) and checks that every
  * method supports the causal mask (a model is causal) and each of the entry's phases. */
 static int resolve_eval(struct ctx *c, struct ab_scenario_eval *ev, struct eval_read *er,
-                        const struct settings *qs, int64_t q_copy, int quick)
+                        const struct ab_eval_run_opts *q, const struct eval_read *qr,
+                        unsigned q_given, int64_t q_copy, int quick)
 {
-    struct settings *st = &er->st;
+    struct ab_eval_run_opts *o = &ev->o;
+    const struct ab_decl *t = ab_eval_run_decl;
+    const int row_methods = (int)(ab_decl_find(t, "methods") - t),
+              row_dq = (int)(ab_decl_find(t, "decode-queries") - t),
+              row_dh = (int)(ab_decl_find(t, "decode-horizon") - t);
+    int rc;
     if (quick) {
-        if (q_copy > 0 && ev->copy_task > 0) ev->copy_task = q_copy;
-        if (q_copy > 0 && ev->calibrate_copy > 0) ev->calibrate_copy = q_copy;
-        if (qs->methods_set) {
-            st->methods_set = 1, st->n_methods = qs->n_methods;
-            memcpy(st->methods, qs->methods, sizeof st->methods);
-            memcpy(st->methods_line, qs->methods_line, sizeof st->methods_line);
-        }
-        if (qs->budgets_set) {
-            st->budgets_set = 1, st->n_budgets = qs->n_budgets;
-            memcpy(st->budgets, qs->budgets, sizeof st->budgets);
-        }
+        if (q_copy > 0 && o->copy_task > 0) o->copy_task = q_copy;
+        if (q_copy > 0 && o->calibrate_copy > 0) o->calibrate_copy = q_copy;
+        if ((rc = overlay(t, o, q, q_given))) return ab_fail(rc, "'%s': %s", c->path, ab_errmsg());
+        if (q_given >> row_methods & 1)
+            memcpy(er->method_line, qr->method_line, sizeof er->method_line);
     }
-    ev->phases = st->phases ? st->phases : AB_PHASE_PREFILL;
-    ev->n_methods = st->n_methods;
-    memcpy(ev->methods, st->methods, sizeof ev->methods);
-    ev->n_budgets = st->n_budgets;
-    memcpy(ev->budgets, st->budgets, sizeof ev->budgets);
-    ev->decode_queries = st->decode_queries;
-    ev->decode_horizon = st->decode_horizon;
-    for (int i = 0; i < ev->n_methods; i++) {
-        const struct ab_method *mm = ab_method_find(ev->methods[i]);
-        int line = st->methods_line[i] ? st->methods_line[i] : er->line;
-        if (!(mm->masks & AB_MASKS_CAUSAL))
+    ev->phases = ab_phases_parse(o->phases);
+    const struct ab_method *m[AB_SCENARIO_MAX_METHODS];
+    int n = 0;
+    if (o->methods && ab_methods_resolve(o->methods, AB_PHASE_PREFILL | AB_PHASE_DECODE, 0, m,
+                                         AB_SCENARIO_MAX_METHODS, &n))
+        return fail_line(c, AB_E_DATA, er->row_line[row_methods], "%s", ab_errmsg());
+    for (int i = 0; i < n; i++) {
+        int line = er->method_line[i] ? er->method_line[i] : er->line;
+        if (!(m[i]->masks & AB_MASKS_CAUSAL))
             return fail_line(c, AB_E_DATA, line,
                              "method '%s' in eval_model does not support the causal mask of a "
                              "language model",
-                             mm->name);
+                             m[i]->name);
         for (unsigned ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE; ph <<= 1)
-            if ((ev->phases & ph) && !(mm->phases & ph))
+            if ((ev->phases & ph) && !(m[i]->phases & ph))
                 return fail_line(c, AB_E_DATA, line,
                                  "method '%s' in eval_model has no %s phase (split the entry "
                                  "by phase)",
-                                 mm->name, ph == AB_PHASE_PREFILL ? "prefill" : "decode");
+                                 m[i]->name, ph == AB_PHASE_PREFILL ? "prefill" : "decode");
     }
-    int64_t dq = ev->decode_queries > 0 ? ev->decode_queries : 64;
-    if (ev->decode_horizon > 0 && ev->decode_horizon < dq)
-        return fail_line(c, AB_E_DATA, st->dh_line,
+    int64_t dq = o->decode_queries;
+    if (o->decode_horizon < dq)
+        return fail_line(c, AB_E_DATA, er->row_line[row_dh] ? er->row_line[row_dh] : er->line,
                          "decode_horizon %lld of eval_model is below its %lld decode queries",
-                         (long long)ev->decode_horizon, (long long)dq);
-    if ((ev->phases & AB_PHASE_DECODE) && ev->copy_task > 0 && dq >= 2 * ev->copy_task + 1)
-        return fail_line(c, AB_E_DATA, st->dq_line ? st->dq_line : er->line,
+                         (long long)o->decode_horizon, (long long)dq);
+    if ((ev->phases & AB_PHASE_DECODE) && o->copy_task > 0 && dq >= 2 * o->copy_task + 1)
+        return fail_line(c, AB_E_DATA, er->row_line[row_dq] ? er->row_line[row_dq] : er->line,
                          "decode_queries %lld of eval_model must be below the %lld tokens of "
                          "its copy task",
-                         (long long)dq, (long long)(2 * ev->copy_task + 1));
+                         (long long)dq, (long long)(2 * o->copy_task + 1));
     return AB_OK;
 }
 
@@ -1787,37 +1641,40 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     }
     if ((v = lookup(c, root, "model")) && (rc = read_model(c, v, s))) return rc;
 
-    /* settings: run and report, then quick (always checked, applied when asked) */
-    struct settings *st = malloc(sizeof *st), *qs = malloc(sizeof *qs), *qe = malloc(sizeof *qe);
+    /* run and report, then quick (always checked, applied when asked) */
     struct run_read *rr = calloc(1, sizeof *rr), *qr = calloc(1, sizeof *qr);
+    struct report_read *pr = calloc(1, sizeof *pr), *qp = calloc(1, sizeof *qp);
     struct ab_run_opts *qrun = calloc(1, sizeof *qrun);
+    struct ab_report_run_opts *qrep = calloc(1, sizeof *qrep);
+    struct ab_eval_run_opts *qe = calloc(1, sizeof *qe);
+    struct eval_read *qer = calloc(1, sizeof *qer);
+    unsigned qe_given = 0;
     struct entry *entries = NULL;
     struct eval_read *ers = NULL;
     int n_entries = 0;
     int64_t q_generate = -1, q_copy = -1;
-    if (!st || !qs || !qe || !rr || !qr || !qrun || ab_decl_defaults(ab_run_decl, qrun)) {
+    if (!rr || !qr || !pr || !qp || !qrun || !qrep || !qe || !qer ||
+        ab_decl_defaults(ab_run_decl, qrun) || ab_decl_defaults(ab_report_run_decl, qrep) ||
+        ab_decl_defaults(ab_eval_run_decl, qe)) {
         rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
         goto done;
     }
-    rr->o = &s->run, qr->o = qrun;
-    settings_init(st);
-    settings_init(qs);
-    settings_init(qe);
+    rr->o = &s->run, qr->o = qrun, pr->o = &s->report, qp->o = qrep;
     int64_t q_iv[GI_COUNT] = {0};
     int q_iset[GI_COUNT] = {0};
     if ((v = lookup(c, root, "run")) &&
         ((rc = check_map(c, v, "run", run_keys, "report", report_keys)) ||
-         (rc = read_settings(c, v, "run", st, rr))))
+         (rc = read_section(c, v, "run", rr, NULL))))
         goto done;
     if ((v = lookup(c, root, "heads")) && (rc = read_heads(c, v, s))) goto done;
     s->has_run = lookup(c, root, "run") != NULL || !s->has_heads;
     if ((v = lookup(c, root, "report")) &&
         ((rc = check_map(c, v, "report", report_keys, "run", run_keys)) ||
-         (rc = read_settings(c, v, "report", st, NULL))))
+         (rc = read_section(c, v, "report", NULL, pr))))
         goto done;
     if ((v = lookup(c, root, "quick"))) {
         if ((rc = check_map(c, v, "quick", quick_keys, NULL, NULL)) ||
-            (rc = read_settings(c, v, "quick", qs, qr)))
+            (rc = read_section(c, v, "quick", qr, qp)))
             goto done;
         for (int k = 0; k < GI_COUNT; k++) {
             yaml_node_t *qv = lookup(c, v, gen_int_keys[k]);
@@ -1833,31 +1690,33 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         if ((qv = lookup(c, v, "copy_task")) &&
             (rc = get_int(c, qv, "'copy_task' in quick", 1, 1000000, &q_copy)))
             goto done;
-        if ((qv = lookup(c, v, "eval_methods")) &&
-            (rc = read_setting_as(c, "methods", "eval_methods", qv, "quick", qe)))
-            goto done;
-        if ((qv = lookup(c, v, "eval_budgets")) &&
-            (rc = read_setting_as(c, "budgets", "eval_budgets", qv, "quick", qe)))
-            goto done;
+        static const char *const q_eval[2][2] = {{"eval_methods", "methods"},
+                                                 {"eval_budgets", "budgets"}};
+        for (int k = 0; k < 2; k++) {
+            if (!(qv = lookup(c, v, q_eval[k][0]))) continue;
+            if ((rc = read_eval_key(c, q_eval[k][1], q_eval[k][0], qv, "quick", qe, qer)))
+                goto done;
+            qe_given |= 1u << (ab_decl_find(ab_eval_run_decl, q_eval[k][1]) - ab_eval_run_decl);
+        }
     }
     s->quick = quick != 0;
     if (!quick) {
         memset(q_iset, 0, sizeof q_iset);
         q_generate = q_copy = -1;
     } else {
-        settings_overlay(st, qs);
-        /* quick's run keys replace the file's, through the same rows */
-        for (const struct ab_decl *d = ab_run_decl; d->name; d++) {
-            int row = (int)(d - ab_run_decl);
-            if (!(qr->given >> row & 1)) continue;
-            char text[8192];
-            if ((rc = ab_decl_set(d, &s->run, ab_decl_format(d, qrun, text, sizeof text))))
-                goto done;
-            rr->line[row] = qr->line[row];
-            rr->given |= 1u << row;
-            if (!strcmp(d->name, "methods"))
-                memcpy(rr->method_line, qr->method_line, sizeof rr->method_line);
+        /* quick's run and report keys replace the file's, through the same rows */
+        if ((rc = overlay(ab_run_decl, &s->run, qrun, qr->given)) ||
+            (rc = overlay(ab_report_run_decl, &s->report, qrep, qp->given)))
+            goto done;
+        for (int row = 0; row < 32; row++) {
+            if (qr->given >> row & 1) rr->line[row] = qr->line[row];
+            if (qp->given >> row & 1) pr->line[row] = qp->line[row];
         }
+        rr->given |= qr->given, pr->given |= qp->given;
+        if (qr->given >> (ab_decl_find(ab_run_decl, "methods") - ab_run_decl) & 1)
+            memcpy(rr->method_line, qr->method_line, sizeof rr->method_line);
+        if (qp->given >> (ab_decl_find(ab_report_run_decl, "maps") - ab_report_run_decl) & 1)
+            memcpy(pr->maps_line, qp->maps_line, sizeof pr->maps_line);
     }
 
     /* workloads */
@@ -1895,8 +1754,8 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
             goto done;
         }
         if (v->type == YAML_SEQUENCE_NODE && (rc = want_list(c, v, "'eval_model'", 0))) goto done;
-        if (n_ev > 64) {
-            rc = FAIL(c, v, "more than 64 eval_model entries");
+        if (n_ev > AB_SCENARIO_MAX_EVALS) {
+            rc = FAIL(c, v, "more than %d eval_model entries", AB_SCENARIO_MAX_EVALS);
             goto done;
         }
         s->evals = calloc((size_t)n_ev, sizeof *s->evals);
@@ -1916,7 +1775,8 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
             }
         }
         for (int k = 0; k < s->n_evals; k++)
-            if ((rc = resolve_eval(c, &s->evals[k], &ers[k], qe, q_copy, quick))) goto done;
+            if ((rc = resolve_eval(c, &s->evals[k], &ers[k], qe, qer, qe_given, q_copy, quick)))
+                goto done;
     }
 
     /* resolved settings, defaults filled in, and the cross-checks */
@@ -1958,36 +1818,33 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
                                s->workloads[w].name);
                 goto done;
             }
+    /* a capture or import's shape is known once written: report checks its maps */
     const struct ab_scenario_workload *w0 = &s->workloads[0];
-    for (int m = 0; m < st->n_maps; m++) {
-        /* a capture or import's shape is known once written: report checks its maps */
-        if (w0->layers > 0 && (st->maps[m][0] >= w0->layers || st->maps[m][1] >= w0->heads)) {
-            rc = fail_line(c, AB_E_DATA, st->maps_line[m],
+    int n_map = 0;
+    for (const char *m = s->report.maps; m && *m && w0->layers > 0; n_map++) {
+        char *end;
+        long long l = strtoll(m, &end, 10), h = strtoll(end + 1, &end, 10); /* checked */
+        if (l >= w0->layers || h >= w0->heads) {
+            rc = fail_line(c, AB_E_DATA, pr->maps_line[n_map < AB_SCENARIO_MAX_MAPS ? n_map : 0],
                            "map '%lld:%lld' is outside workload '%s' (%lld layers x %lld heads)",
-                           (long long)st->maps[m][0], (long long)st->maps[m][1], w0->name,
-                           (long long)w0->layers, (long long)w0->heads);
+                           l, h, w0->name, (long long)w0->layers, (long long)w0->heads);
             goto done;
         }
-        s->maps[m][0] = st->maps[m][0], s->maps[m][1] = st->maps[m][1];
+        m = *end ? end + 1 : end;
     }
-    s->n_maps = st->n_maps;
-    s->n_map_methods = st->n_mm;
-    s->report_by_workload = st->by_workload;
-    s->report_study = st->study;
-    s->n_report_methods = st->n_rm;
-    memcpy(s->report_methods, st->rm, sizeof s->report_methods);
-    s->n_report_families = st->n_fam;
-    memcpy(s->report_families, st->fam, sizeof s->report_families);
-    memcpy(s->map_methods, st->mm, sizeof s->map_methods);
     rc = AB_OK;
 done:
-    free(st);
-    free(qs);
-    free(qe);
     free(rr);
     free(qr);
+    free(pr);
+    free(qp);
+    free(qer);
     if (qrun) ab_decl_free(ab_run_decl, qrun);
+    if (qrep) ab_decl_free(ab_report_run_decl, qrep);
+    if (qe) ab_decl_free(ab_eval_run_decl, qe);
     free(qrun);
+    free(qrep);
+    free(qe);
     free(ers);
     for (int k = 0; entries && k < n_entries; k++) entry_free(&entries[k]);
     free(entries);
@@ -2060,7 +1917,8 @@ int ab_scenario_load_set(const char *path, int quick, const char *const *sets, i
     memset(out, 0, sizeof *out);
     pthread_once(&run_keys_once, run_keys_init);
     if (ab_decl_defaults(ab_run_decl, &out->run)) return ab_fail(AB_E_NOMEM, "out of memory");
-    if (ab_decl_defaults(ab_heads_run_decl, &out->heads))
+    if (ab_decl_defaults(ab_heads_run_decl, &out->heads) ||
+        ab_decl_defaults(ab_report_run_decl, &out->report))
         return ab_fail(AB_E_NOMEM, "out of memory");
     out->path = strdup(path);
     if (!out->path) return ab_fail(AB_E_NOMEM, "out of memory");
@@ -2117,6 +1975,7 @@ void ab_scenario_free(struct ab_scenario *s)
 {
     ab_decl_free(ab_run_decl, &s->run);
     ab_decl_free(ab_heads_run_decl, &s->heads);
+    ab_decl_free(ab_report_run_decl, &s->report);
     for (int i = 0; s->workloads && i < s->n_workloads; i++) {
         struct ab_scenario_workload *w = &s->workloads[i];
         free(w->path);
@@ -2134,9 +1993,7 @@ void ab_scenario_free(struct ab_scenario *s)
     }
     free(s->workloads);
     for (int i = 0; s->evals && i < s->n_evals; i++) {
-        struct ab_scenario_eval *ev = &s->evals[i];
-        free(ev->text), free(ev->heads), free(ev->heads_score), free(ev->calibrate);
-        free(ev->heads_top_k), free(ev->heads_bottom_k), free(ev->heads_random_k);
+        ab_decl_free(ab_eval_run_decl, &s->evals[i].o);
     }
     free(s->evals);
     free(s->model);

@@ -17,24 +17,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "run/eval_model.h"
 #include "run/heads.h"
+#include "run/report.h"
 #include "run/run.h"
 
 #define AB_SCENARIO_SCHEMA "attnbench/scenario/1"
 
 enum {
     AB_SCENARIO_MAX_WORKLOADS = 64,
-    AB_SCENARIO_MAX_BUDGETS = 64,
     AB_SCENARIO_MAX_METHODS = 256,
-    AB_SCENARIO_MAX_MAPS = 64,
-    AB_SCENARIO_MAX_FAMILIES = 8,
+    AB_SCENARIO_MAX_MAPS = 64, /* report: maps */
+    AB_SCENARIO_MAX_EVALS = 64,
     AB_SCENARIO_NAME_CAP = 64, /* names are [A-Za-z0-9._-]+, at most 63 characters */
 };
-
-/* The compression grid of the Sparse Frontier study (Nawrot et al., arXiv 2504.17768):
- * compression 1.43, 2, 3.33, 5, 10, 20, i.e. sparsity 0.3 .. 0.95, as target FLOP ratios
- * 0.7, 0.5, 0.3, 0.2, 0.1, 0.05. `budgets: paper` in a scenario. */
-extern const double ab_scenario_paper_grid[6];
 
 enum ab_scenario_source {
     AB_SCENARIO_GEN = 1, /* a synthetic workload written by `gen` */
@@ -76,28 +72,14 @@ enum ab_scenario_heads_kind {
     AB_SCENARIO_HEADS_SELECT,  /* heads_select: {calibrate | calibrate_copy, min} */
 };
 
-/* One `eval_model:` entry: an `attnbench eval-model` run on the scenario's model. Optional
- * values are "not given" (eval-model's default applies) when negative, NaN, 0 or NULL. */
+/* One `eval_model:` entry: an `attnbench eval-model` run on the scenario's model, its keys read
+ * through eval-model's own table (lib/run/eval_model.h) into o, files resolved against the
+ * scenario's folder. The model, tokenizer, heads file, seed and output are the runner's. */
 struct ab_scenario_eval {
     int line;
-    char *text;                                   /* text file (resolved, exists) or NULL */
-    int64_t copy_task;                            /* R, or < 0 */
-    const char *methods[AB_SCENARIO_MAX_METHODS]; /* registry names; 0: eval-model's default */
-    int n_methods;
-    double budgets[AB_SCENARIO_MAX_BUDGETS]; /* 0: eval-model's default (0.5, 0.25, 0.125) */
-    int n_budgets;
-    unsigned phases;        /* AB_PHASE_* bits (default prefill, as eval-model) */
-    int64_t decode_queries; /* < 0: eval-model's default (64) */
-    int64_t decode_horizon; /* < 0: eval-model's default (1024) */
-    int heads_kind;         /* enum ab_scenario_heads_kind */
-    char *heads;            /* LIST: "L:H,L:H" */
-    char *heads_top_k, *heads_bottom_k, *heads_random_k; /* RANKED: "1,2,4,8" or NULL */
-    char *heads_score;      /* RANKED with top / bottom: column of /heads */
-    int64_t stride;         /* < 0: eval-model's default (half the context) */
-    int window_bos;         /* 1: sliding windows after the first start with BOS */
-    char *calibrate;        /* SELECT: calibration text (resolved, exists) or NULL */
-    int64_t calibrate_copy; /* SELECT: R, or < 0 */
-    double select_min;      /* SELECT: NaN: eval-model's default 0 */
+    int heads_kind;  /* enum ab_scenario_heads_kind */
+    unsigned phases; /* AB_PHASE_* bits of o.phases */
+    struct ab_eval_run_opts o;
 };
 
 /* One workload after sweep expansion. Gen fields hold the value passed to `gen`; the optional
@@ -143,17 +125,10 @@ struct ab_scenario {
      * workloads, scenario and output are the runner's to set */
     struct ab_run_opts run;
     unsigned run_phases; /* AB_PHASE_* bits of run.phases */
-    /* report */
-    int64_t maps[AB_SCENARIO_MAX_MAPS][2]; /* (layer, head) of the first workload */
-    int n_maps;
-    const char *map_methods[AB_SCENARIO_MAX_METHODS];
-    int n_map_methods;
-    int report_by_workload; /* report: by_workload: frontiers per workload too */
-    const char *report_study; /* report: study: the findings `report --study` states, or NULL */
-    const char *report_methods[AB_SCENARIO_MAX_METHODS]; /* report: methods (its filter) */
-    int n_report_methods;
-    const char *report_families[AB_SCENARIO_MAX_FAMILIES]; /* report: family */
-    int n_report_families;
+    /* report: its options as `attnbench report` declares them (lib/run/report.h), read from the
+     * file's report: keys (and quick's maps and map_methods) through report's own table; the
+     * results files, the maps' workload and the folder are the runner's to set */
+    struct ab_report_run_opts report;
     /* steps: run when `run:` is given or `heads:` is not (a file with neither runs with run's
      * defaults, as before `heads:` existed); heads when `heads:` is given */
     int has_run, has_heads;
