@@ -51,7 +51,7 @@ test: build
 
 # Regenerates the committed baseline from the quick default scenario (see reports/README.md).
 baseline: build
-	$(AB) scenario scenarios/default.yaml --quick --no-progress -o $(BUILD)/default-quick > /dev/null
+	$(AB) scenario scenarios/default.yaml --quick --no-progress --force -o $(BUILD)/default-quick > /dev/null
 	@mkdir -p reports/baseline
 	cp $(BUILD)/default-quick/results.h5 reports/baseline/default.h5
 	cp $(BUILD)/default-quick/results.csv reports/baseline/default.csv

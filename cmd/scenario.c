@@ -27,6 +27,7 @@
 #include "core/ab.h"
 #include "core/decl.h"
 #include "scenario/scenario.h"
+#include "scenario/stamp.h"
 #include "methods/method.h"
 #include "opts.h"
 #include "run/capture.h"
@@ -38,7 +39,7 @@
 #include "run/run.h"
 
 static const char *usage_text =
-    "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run] [--set KEY.PATH=VALUE]...\n"
+    "attnbench scenario FILE.yaml [-o DIR] [--quick] [--dry-run] [--force] [--set KEY.PATH=V]...\n"
     "       runs gen / capture / import for each workload, run and/or heads over all of them,\n"
     "       eval-model for each eval_model entry, and report, into DIR\n"
     "       (default reports/NAME/, reports/NAME-quick/ with --quick)";
@@ -207,7 +208,18 @@ struct call {
     void *o;
     char *line;
     int (*fn)(const void *o);
+    const char *const *pos; /* the positional files, read by the step */
+    int n_pos;
+    uint64_t seed;
 };
+
+/* The output a step writes: its AB_DECL_OUTPUT row's value. */
+static const char *step_out(const struct call *c)
+{
+    const struct ab_decl *d = c->t;
+    while (d->name && !(d->flags & AB_DECL_OUTPUT)) d++;
+    return *(char *const *)((const char *)c->o + d->offset);
+}
 
 static int call_gen(const void *o) { return cmd_gen_opts(o); }
 static int call_run(const void *o) { return cmd_run_opts(o); }
@@ -218,8 +230,10 @@ static int call_capture(const void *o) { return cmd_capture_opts(o); }
 static int call_report(const void *o) { return cmd_report_opts(o); }
 
 /* c->line from c's options. AB_OK or AB_E_NOMEM. */
-static int call_line(struct call *c, const char *const *pos, int n_pos, const char *tail)
+static int call_line(struct call *c, const char *const *pos, int n_pos, uint64_t seed,
+                     const char *tail)
 {
+    c->pos = pos, c->n_pos = n_pos, c->seed = seed;
     c->line = ab_decl_command(c->cmd, c->t, c->o, pos, n_pos, tail);
     return c->line ? AB_OK : ab_fail(AB_E_NOMEM, "scenario: out of memory");
 }
@@ -314,7 +328,7 @@ static int given(int argc, char **argv, const char *name)
 int cmd_scenario(int argc, char **argv)
 {
     const char *out = NULL;
-    int quick = 0, dry = 0;
+    int quick = 0, dry = 0, force = 0;
     struct ab_opt_many sets = {0};
     const struct ab_opt opts[] = {
         {"set", AB_OPT_MANY, &sets, "KEY=V",
@@ -322,6 +336,9 @@ int cmd_scenario(int argc, char **argv)
         {"o", AB_OPT_STRING, &out, "DIR", "output folder (default reports/NAME/)"},
         {"quick", AB_OPT_FLAG, &quick, NULL,
          "apply the scenario's quick: overrides (small sizes for CI and make test)"},
+        {"force", AB_OPT_FLAG, &force, NULL,
+         "run every step, also those whose outputs are up to date (same options, inputs and "
+         "attnbench as when they were written)"},
         {"dry-run", AB_OPT_FLAG, &dry, NULL,
          "validate the scenario and print the commands it would run; write nothing"},
         {NULL, AB_OPT_END, NULL, NULL, NULL},
@@ -388,36 +405,40 @@ int cmd_scenario(int argc, char **argv)
                  (long long)threads);
         if (w->source == AB_SCENARIO_GEN) {
             struct ab_gen_run_opts *o = &gens[g++];
-            calls[n_steps] = (struct call){"gen", ab_gen_run_decl, o, NULL, call_gen};
+            calls[n_steps] = (struct call){.cmd = "gen", .t = ab_gen_run_decl,
+                                            .o = o, .fn = call_gen};
             if (!(rc = fill_gen(o, w, dir, ws)))
-                rc = call_line(&calls[n_steps], NULL, 0, wtail);
+                rc = call_line(&calls[n_steps], NULL, 0, ws, wtail);
             n_steps++;
         } else if (w->source == AB_SCENARIO_CAPTURE) {
             struct ab_capture_run_opts *o = &captures[cp++];
-            calls[n_steps] = (struct call){"capture", ab_capture_run_decl, o, NULL, call_capture};
+            calls[n_steps] = (struct call){.cmd = "capture", .t = ab_capture_run_decl,
+                                            .o = o, .fn = call_capture};
             if (!(rc = fill_capture(o, &s, w, dir, ws)))
-                rc = call_line(&calls[n_steps], NULL, 0, wtail);
+                rc = call_line(&calls[n_steps], NULL, 0, ws, wtail);
             n_steps++;
         } else {
             struct ab_import_run_opts *o = &imports[m++];
-            calls[n_steps] = (struct call){"import", ab_import_run_decl, o, NULL, call_import};
+            calls[n_steps] = (struct call){.cmd = "import", .t = ab_import_run_decl,
+                                            .o = o, .fn = call_import};
             if (!(rc = fill_import(o, w, dir)))
-                rc = call_line(&calls[n_steps], o->files, o->n_files, wtail);
+                rc = call_line(&calls[n_steps], o->files, o->n_files, ws, wtail);
             n_steps++;
         }
     }
     if (!rc && s.has_run) {
         labels[n_steps] = "run";
-        calls[n_steps] = (struct call){"run", ab_run_decl, &run, NULL, call_run};
+        calls[n_steps] = (struct call){.cmd = "run", .t = ab_run_decl, .o = &run, .fn = call_run};
         if (!(rc = fill_run(&run, &s, dir, seed, path_ptrs)))
-            rc = call_line(&calls[n_steps], run.workloads, run.n_workloads, tail);
+            rc = call_line(&calls[n_steps], run.workloads, run.n_workloads, seed, tail);
         n_steps++;
     }
     if (!rc && s.has_heads) {
         labels[n_steps] = "heads";
-        calls[n_steps] = (struct call){"heads", ab_heads_run_decl, &heads, NULL, call_heads};
+        calls[n_steps] = (struct call){.cmd = "heads", .t = ab_heads_run_decl,
+                                        .o = &heads, .fn = call_heads};
         if (!(rc = fill_heads(&heads, &s, dir, seed, path_ptrs)))
-            rc = call_line(&calls[n_steps], heads.workloads, heads.n_workloads, tail);
+            rc = call_line(&calls[n_steps], heads.workloads, heads.n_workloads, seed, tail);
         n_steps++;
     }
     if (rc) {
@@ -430,9 +451,10 @@ int cmd_scenario(int argc, char **argv)
         else
             snprintf(eval_labels[i], sizeof eval_labels[i], "model");
         labels[n_steps] = eval_labels[i];
-        calls[n_steps] = (struct call){"eval-model", ab_eval_run_decl, &evals[i], NULL, call_eval};
+        calls[n_steps] = (struct call){.cmd = "eval-model", .t = ab_eval_run_decl,
+                                        .o = &evals[i], .fn = call_eval};
         if (!(rc = fill_eval(&evals[i], &s, i, dir, seed)))
-            rc = call_line(&calls[n_steps], NULL, 0, tail);
+            rc = call_line(&calls[n_steps], NULL, 0, seed, tail);
         n_steps++;
         if (rc) {
             st = ab_cmd_fail(rc);
@@ -440,9 +462,10 @@ int cmd_scenario(int argc, char **argv)
         }
     }
     labels[n_steps] = "report";
-    calls[n_steps] = (struct call){"report", ab_report_run_decl, &report, NULL, call_report};
+    calls[n_steps] = (struct call){.cmd = "report", .t = ab_report_run_decl,
+                                    .o = &report, .fn = call_report};
     if (!(rc = fill_report(&report, &s, dir, report_pos, report_ptrs)))
-        rc = call_line(&calls[n_steps], report.results, report.n_results, NULL);
+        rc = call_line(&calls[n_steps], report.results, report.n_results, seed, NULL);
     n_steps++;
     if (rc) {
         st = ab_cmd_fail(rc);
@@ -472,34 +495,37 @@ int cmd_scenario(int argc, char **argv)
     }
     double t0 = ab_now();
     for (int i = 0; i < n_steps && st == EX_AB_OK; i++) {
-        const char *cmd = calls[i].cmd;
-        if (!ab_common.quiet) {
-            char prefix[160];
-            snprintf(prefix, sizeof prefix, "scenario: step %d/%d (%s%s%s): ", i + 1, n_steps, cmd,
-                     strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "");
-            fprintf(stderr, "%s%s\n", prefix, calls[i].line);
+        const struct call *c = &calls[i];
+        char name[128], key[65];
+        snprintf(name, sizeof name, "step %d/%d (%s%s%s)", i + 1, n_steps, c->cmd,
+                 strcmp(c->cmd, labels[i]) ? " " : "", strcmp(c->cmd, labels[i]) ? labels[i] : "");
+        /* up to date: the same key (options, inputs, version) as when it wrote its output */
+        const char *out = step_out(c);
+        int keyed = ab_step_key(c->cmd, c->t, c->o, c->pos, c->n_pos, c->seed, key) == AB_OK;
+        if (keyed && !force && ab_step_fresh(out, key)) {
+            if (!ab_common.quiet)
+                fprintf(stderr, "scenario: %s: up to date (%s), skipped; --force runs it\n", name,
+                        out);
+            continue;
         }
+        ab_step_unstamp(out);
+        if (!ab_common.quiet) fprintf(stderr, "scenario: %s: %s\n", name, c->line);
         double ts = ab_now();
-        int step_st;
         ab_common.nested = 1; /* under --quiet the steps print no path: the scenario prints one */
         ab_threads_set((int)threads);
-        step_st = calls[i].fn(calls[i].o);
+        int step_st = c->fn(c->o);
         ab_common.nested = 0;
         fflush(stdout);
         if (step_st != EX_AB_OK) {
-            st = ab_cmd_error(step_st,
-                              "scenario '%s': step %d/%d (%s%s%s) failed with exit "
-                              "status %d",
-                              file, i + 1, n_steps, cmd, strcmp(cmd, labels[i]) ? " " : "",
-                              strcmp(cmd, labels[i]) ? labels[i] : "", step_st);
+            st = ab_cmd_error(step_st, "scenario '%s': %s failed with exit status %d", file, name,
+                              step_st);
             break;
         }
+        if (keyed) ab_step_stamp(out, key); /* without it the step simply runs again */
         if (!ab_common.quiet) {
             char took[32];
             ab_fmt_duration(took, sizeof took, ab_now() - ts);
-            fprintf(stderr, "scenario: step %d/%d (%s%s%s) done in %s\n", i + 1, n_steps, cmd,
-                    strcmp(cmd, labels[i]) ? " " : "", strcmp(cmd, labels[i]) ? labels[i] : "",
-                    took);
+            fprintf(stderr, "scenario: %s done in %s\n", name, took);
         }
     }
     if (st == EX_AB_OK) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/ab.h"
 #include "helpers.h"
@@ -751,8 +752,72 @@ Test(scenario, verbose_lists_every_file_quiet_prints_one_path_progress_lines_off
     cr_expect_str_eq(err, "");
     free(out), free(err);
 
-    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir), 0, "%s", err);
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress --force", path, dir), 0,
+                 "%s", err);
+    cr_expect(strstr(err, "step 2/3 (run) done in ") != NULL, "--force ran run: %s", err);
     cr_expect(strstr(err, "% (") == NULL, "%s", err);
+    free(out), free(err);
+}
+
+/* mtime of a file in nanoseconds, or -1 */
+static long long mtime_ns(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st)) return -1;
+    return (long long)st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
+/* A re-run skips the steps whose options, inputs and attnbench are those of their output; a
+ * changed option re-runs its step and the steps after it that read what it wrote; --force
+ * re-runs all; a step whose output was changed by hand runs again. */
+Test(scenario, up_to_date_steps_are_skipped_unless_forced)
+{
+    const char *path = write_yaml("fresh.yaml", tiny_scenario);
+    char dir[1024], res[1200], wl[1200];
+    snprintf(dir, sizeof dir, "%s", t_path("fresh-out"));
+    snprintf(res, sizeof res, "%s/results.h5", dir);
+    snprintf(wl, sizeof wl, "%s/w.h5", dir);
+    char *out, *err;
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir), 0, "%s", err);
+    free(out), free(err);
+    long long t_wl = mtime_ns(wl), t_res = mtime_ns(res);
+    cr_assert(t_wl > 0 && t_res > 0);
+
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress", path, dir), 0, "%s", err);
+    for (int i = 1; i <= 3; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "step %d/3 (", i);
+        const char *at = strstr(err, want);
+        cr_expect(at && strstr(at, "): up to date ("), "step %d not skipped: %s", i, err);
+    }
+    cr_expect(strstr(err, "done in") == NULL, "a step ran: %s", err);
+    cr_expect(mtime_ns(wl) == t_wl && mtime_ns(res) == t_res, "a skipped step wrote its output");
+    free(out), free(err);
+
+    /* a run option changed: gen stays, run and report run */
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress --set run.rows=32", path,
+                       dir), 0, "%s", err);
+    cr_expect(strstr(err, "step 1/3 (gen w): up to date") != NULL, "%s", err);
+    cr_expect(strstr(err, "step 2/3 (run) done in ") && strstr(err, "step 3/3 (report) done in "),
+              "%s", err);
+    cr_expect(mtime_ns(wl) == t_wl && mtime_ns(res) != t_res);
+    free(out), free(err);
+
+    /* the output changed by hand: its step runs again */
+    FILE *f = fopen(res, "ab");
+    cr_assert(f);
+    fputc(0, f);
+    fclose(f);
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress --set run.rows=32", path,
+                       dir), 0, "%s", err);
+    cr_expect(strstr(err, "step 2/3 (run) done in ") != NULL, "%s", err);
+    free(out), free(err);
+
+    cr_assert_eq(t_run(&out, &err, "scenario '%s' -o '%s' --no-progress --force", path, dir), 0,
+                 "%s", err);
+    cr_expect(strstr(err, "up to date") == NULL && strstr(err, "step 1/3 (gen w) done in "), "%s",
+              err);
+    cr_expect(mtime_ns(wl) != t_wl, "--force did not re-run gen");
     free(out), free(err);
 }
 
