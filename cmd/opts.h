@@ -184,6 +184,7 @@ int cmd_run(int argc, char **argv);
  * line's after parsing. Returns the exit status. */
 struct ab_run_opts;
 int cmd_run_opts(const struct ab_run_opts *o);
+int cmd_merge(int argc, char **argv); /* merge.c: the pieces of `run --shard` into one file */
 int cmd_report(int argc, char **argv);
 int cmd_scenario(int argc, char **argv);
 int cmd_check(int argc, char **argv);
