@@ -127,6 +127,8 @@ struct ab_progress {
     pthread_cond_t wake;
     int ticking, stopping;
     int64_t base;      /* ab_progress_engine: work of the parts before the current one */
+    int64_t skipped;   /* work done before this process (run --resume): counted as done, left
+                          out of the rate that estimates the time left */
 };
 void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total);
 void ab_progress_step(struct ab_progress *p, int64_t n);

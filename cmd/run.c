@@ -231,6 +231,24 @@ static void mpi_stop(int started)
 #endif
 }
 
+/* run's progress: the first call carries the cells resumed from the journal (ab_run reports
+ * them before any work), which the time left does not count as this process's rate. */
+struct run_prog {
+    struct ab_progress p;
+    int started;
+};
+static void run_progress(void *user, int64_t done, int64_t total)
+{
+    struct run_prog *rp = user;
+    if (!rp->started) {
+        rp->started = 1;
+        if (rp->p.ticking) pthread_mutex_lock(&rp->p.lock); /* the ticker reads it */
+        rp->p.skipped = done;
+        if (rp->p.ticking) pthread_mutex_unlock(&rp->p.lock);
+    }
+    ab_progress_engine_total(&rp->p, done, total);
+}
+
 int cmd_run_opts(const struct ab_run_opts *given)
 {
     struct ab_run_opts oo = *given, *o = &oo;
@@ -244,12 +262,13 @@ int cmd_run_opts(const struct ab_run_opts *given)
     o->mpi_rank = rank, o->mpi_size = size;
     int root = rank == 0;
     struct ab_run_out out;
-    struct ab_progress prog;
-    ab_progress_start(&prog, "run", "cells", 0);
-    if (!root) ab_progress_stop(&prog); /* rank 0 shows the progress of its part */
-    int rc = ab_run(o, root ? ab_progress_engine_total : NULL, &prog, &out);
+    struct run_prog rprog = {0};
+    struct ab_progress *pprog = &rprog.p;
+    ab_progress_start(pprog, "run", "cells", 0);
+    if (!root) ab_progress_stop(pprog); /* rank 0 shows the progress of its part */
+    int rc = ab_run(o, root ? run_progress : NULL, &rprog, &out);
     if (rc) {
-        if (root) ab_progress_stop(&prog);
+        if (root) ab_progress_stop(pprog);
         ab_run_out_free(&out);
         int st = root ? ab_cmd_error(ab_exit_status(rc), "run: %s", ab_errmsg())
                       : ab_exit_status(rc);
@@ -261,7 +280,7 @@ int cmd_run_opts(const struct ab_run_opts *given)
         mpi_stop(mpi);
         return EX_AB_OK;
     }
-    ab_progress_end(&prog);
+    ab_progress_end(pprog);
     if (json) {
         if ((rc = print_json(&out))) {
             ab_run_out_free(&out);
