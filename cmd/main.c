@@ -8,6 +8,9 @@
 #include "core/machine.h"
 #include "io/io.h"
 #include "opts.h"
+#ifdef AB_HAVE_MPI
+#include <mpi.h>
+#endif
 
 struct cmd {
     const char *name;
@@ -23,6 +26,7 @@ static const struct cmd commands[] = {
     {"info", cmd_info, "print what an attnbench file holds"},
     {"methods", cmd_methods, "list the method registry, or show one method"},
     {"run", cmd_run, "evaluate methods x budgets x phases on workloads against exact attention"},
+    {"merge", cmd_merge, "join the pieces of `run --shard I/N` into one results file"},
     {"render", cmd_render, "draw one head's exact attention map (or a method's kept mask) as a PNG"},
     {"report", cmd_report, "turn results files into plots, heatmaps, CSV tables and report.md"},
     {"scenario", cmd_scenario, "run a declared study (scenarios/*.yaml) end to end"},
@@ -53,6 +57,14 @@ static void version(void)
            fix ? " to use this CPU's vector width; `attnbench bench machine` measures both)" : "");
     printf("hdf5: %s\n", ab_io_hdf5_version());
     printf("openmp: %d (max threads %d)\n", ab_openmp_version(), ab_threads_get());
+#ifdef AB_HAVE_MPI
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(lib, &len);
+    printf("mpi: yes, %.*s (mpirun -np K attnbench run ...)\n", (int)strcspn(lib, ",\n"), lib);
+#else
+    printf("mpi: no (a build without MPI: run --shard and merge split work instead)\n");
+#endif
 }
 
 static void log_stderr(int level, const char *msg, void *user)

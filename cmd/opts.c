@@ -342,7 +342,7 @@ void ab_fmt_duration(char *buf, size_t cap, double seconds)
 }
 
 /* One complete line: "run: 40% (1234/3085 cells), 2m10s elapsed, about 3m15s left". The time
- * left is the rate so far carried over the rest: (total - done) x elapsed / done. Called with
+ * left is the rate so far carried over the rest: (total - done) x elapsed / (done - skipped). Called with
  * p->lock held when the ticker runs. */
 static void line(struct ab_progress *p, double now)
 {
@@ -350,9 +350,10 @@ static void line(struct ab_progress *p, double now)
     if (f > 1) f = 1;
     char e[32], left[64] = "";
     ab_fmt_duration(e, sizeof e, el);
-    if (p->done > 0 && f < 1) {
+    if (p->done > p->skipped && f < 1) {
         char t[32];
-        ab_fmt_duration(t, sizeof t, el * (1 - f) / f);
+        ab_fmt_duration(t, sizeof t,
+                        el * (double)(p->total - p->done) / (double)(p->done - p->skipped));
         snprintf(left, sizeof left, ", about %s left", t);
     }
     fprintf(stderr, "%s: %d%% (%lld/%lld %s), %s elapsed%s\n", p->label, (int)(100 * f),
@@ -418,7 +419,9 @@ static void draw(struct ab_progress *p)
     char bar[40];
     for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
     bar[w] = 0;
-    double eta = f > 0 ? el / f - el : 0;
+    double eta = p->done > p->skipped
+                     ? el * (double)(p->total - p->done) / (double)(p->done - p->skipped)
+                     : 0;
     int len = fprintf(stderr, "\r%-10s [%s] %3.0f%% %lld/%lld  %.0fs elapsed, %.0fs left ",
                       p->label, bar, 100 * f, (long long)p->done, (long long)p->total, el, eta);
     p->drawn = len > 1 ? len - 1 : 0;

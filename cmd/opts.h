@@ -127,6 +127,8 @@ struct ab_progress {
     pthread_cond_t wake;
     int ticking, stopping;
     int64_t base;      /* ab_progress_engine: work of the parts before the current one */
+    int64_t skipped;   /* work done before this process (run --resume): counted as done, left
+                          out of the rate that estimates the time left */
 };
 void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total);
 void ab_progress_step(struct ab_progress *p, int64_t n);
@@ -184,6 +186,7 @@ int cmd_run(int argc, char **argv);
  * line's after parsing. Returns the exit status. */
 struct ab_run_opts;
 int cmd_run_opts(const struct ab_run_opts *o);
+int cmd_merge(int argc, char **argv); /* merge.c: the pieces of `run --shard` into one file */
 int cmd_report(int argc, char **argv);
 struct ab_report_run_opts;
 int cmd_report_opts(const struct ab_report_run_opts *o); /* `report` from its options (scenario) */

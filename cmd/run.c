@@ -3,6 +3,7 @@
  * The work is ab_run (lib/run/run.c), declared by ab_run_decl; this file is argv -> struct ->
  * call -> print: the answer of the run on stdout (or, with --json, one JSON document). */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +15,15 @@
 #include "methods/method.h"
 #include "opts.h"
 #include "run/run.h"
+#ifdef AB_HAVE_MPI
+#include <mpi.h>
+#endif
 
 static const char *usage_text =
     "attnbench run WORKLOAD.h5... [--methods a,b,...] [--budgets 0.5,0.25,...] [--knob k=v]\n"
     "              [--phase prefill|decode|both] [--decode-queries M] [--rows N] [--json]\n"
-    "              -o RESULTS.h5";
+    "              [--resume] [--shard I/N] -o RESULTS.h5\n"
+    "       mpirun -np K attnbench run ... -o RESULTS.h5   (a build with MPI)";
 
 /* One (method, phase, target) over every workload of the run: feasible cells, all cells, and
  * the sums of their mean metrics weighted by feasible heads. */
@@ -186,35 +191,127 @@ static int print_json(const struct ab_run_out *out)
     return ab_json_print(&d, stdout);
 }
 
-int cmd_run_opts(const struct ab_run_opts *o)
+/* Testing hook (README "Long sweeps"): with AB_TEST_KILL_AFTER_HEADS=K in the environment,
+ * run kills itself with SIGKILL once K heads have been journaled by this process: the
+ * interruption of the resume tests, at a known point. */
+static int64_t kill_after = -1, journaled_here;
+static void journaled(void *user, int64_t records)
 {
-    int json = o->json;
-    struct ab_run_out out;
-    struct ab_progress prog;
-    ab_progress_start(&prog, "run", "cells", 0);
-    int rc = ab_run(o, ab_progress_engine_total, &prog, &out);
-    if (rc) {
-        ab_progress_stop(&prog);
-        ab_run_out_free(&out);
-        return ab_cmd_error(ab_exit_status(rc), "run: %s", ab_errmsg());
+    (void)user, (void)records;
+    if (++journaled_here >= kill_after) raise(SIGKILL);
+}
+
+/* Under mpirun (Open MPI's OMPI_COMM_WORLD_SIZE, or PMI_SIZE, in the environment) with an MPI
+ * build: initialises MPI and returns 1 with *rank and *size; 0 otherwise. */
+static int mpi_start(int *rank, int *size)
+{
+    *rank = 0, *size = 0;
+#ifdef AB_HAVE_MPI
+    const char *env = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!env) env = getenv("PMI_SIZE");
+    if (!env) return 0;
+    int provided;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) return 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, rank);
+    MPI_Comm_size(MPI_COMM_WORLD, size);
+    return 1;
+#else
+    return getenv("OMPI_COMM_WORLD_SIZE") && atoi(getenv("OMPI_COMM_WORLD_SIZE")) > 1
+               ? (*size = atoi(getenv("OMPI_COMM_WORLD_SIZE")), 0)
+               : 0;
+#endif
+}
+
+static void mpi_stop(int started)
+{
+#ifdef AB_HAVE_MPI
+    if (started) MPI_Finalize();
+#else
+    (void)started;
+#endif
+}
+
+/* run's progress: the first call carries the cells resumed from the journal (ab_run reports
+ * them before any work), which the time left does not count as this process's rate. */
+struct run_prog {
+    struct ab_progress p;
+    int started;
+};
+static void run_progress(void *user, int64_t done, int64_t total)
+{
+    struct run_prog *rp = user;
+    if (!rp->started) {
+        rp->started = 1;
+        if (rp->p.ticking) pthread_mutex_lock(&rp->p.lock); /* the ticker reads it */
+        rp->p.skipped = done;
+        if (rp->p.ticking) pthread_mutex_unlock(&rp->p.lock);
     }
-    ab_progress_end(&prog);
+    ab_progress_engine_total(&rp->p, done, total);
+}
+
+int cmd_run_opts(const struct ab_run_opts *given)
+{
+    struct ab_run_opts oo = *given, *o = &oo;
+    int json = o->json;
+    const char *k_env = getenv("AB_TEST_KILL_AFTER_HEADS");
+    if (k_env && atoll(k_env) > 0) {
+        kill_after = atoll(k_env), journaled_here = 0;
+        o->journaled = journaled, o->journaled_user = NULL;
+    }
+    int rank, size, mpi = mpi_start(&rank, &size);
+    o->mpi_rank = rank, o->mpi_size = size;
+    int root = rank == 0;
+    struct ab_run_out out;
+    struct run_prog rprog = {0};
+    struct ab_progress *pprog = &rprog.p;
+    ab_progress_start(pprog, "run", "cells", 0);
+    if (!root) ab_progress_stop(pprog); /* rank 0 shows the progress of its part */
+    int rc = ab_run(o, root ? run_progress : NULL, &rprog, &out);
+    if (rc) {
+        if (root) ab_progress_stop(pprog);
+        ab_run_out_free(&out);
+        int st = root ? ab_cmd_error(ab_exit_status(rc), "run: %s", ab_errmsg())
+                      : ab_exit_status(rc);
+        mpi_stop(mpi);
+        return st;
+    }
+    if (!out.wrote) { /* a rank other than 0: its cells went to rank 0 */
+        ab_run_out_free(&out);
+        mpi_stop(mpi);
+        return EX_AB_OK;
+    }
+    ab_progress_end(pprog);
     if (json) {
         if ((rc = print_json(&out))) {
             ab_run_out_free(&out);
+            mpi_stop(mpi);
             return ab_cmd_fail(rc);
         }
     } else if (!ab_common.quiet) {
         print_answer(&out.res, &out.sweep);
         fflush(stdout);
+        if (out.units_resumed)
+            fprintf(stderr, "resumed: %lld of %lld heads from the journal, %lld computed\n",
+                    (long long)out.units_resumed, (long long)out.units,
+                    (long long)out.units_computed);
+        if (size > 1)
+            fprintf(stderr, "%d MPI ranks: rank 0 computed %lld of the heads\n", size,
+                    (long long)out.units_computed);
         fprintf(stderr, "%lld cells in %.1f s (%lld infeasible)\n", (long long)out.res.n_cells,
                 out.seconds, (long long)out.infeasible);
     }
     ab_out_file(o->out), ab_out_file(out.csv_cells), ab_out_file(out.csv_summary);
-    if (!json)
+    if (!json && out.shard_count)
+        ab_out_main("run", o->out, "shard %lld/%lld: %lld cells of %lld heads; %s and %s beside "
+                    "it; join the pieces with `attnbench merge`", (long long)out.shard_index,
+                    (long long)out.shard_count, (long long)out.res.n_cells,
+                    (long long)out.units, ab_path_base(out.csv_cells),
+                    ab_path_base(out.csv_summary));
+    else if (!json)
         ab_out_main("run", o->out, "%lld cells; %s and %s beside it", (long long)out.res.n_cells,
                     ab_path_base(out.csv_cells), ab_path_base(out.csv_summary));
     ab_run_out_free(&out);
+    mpi_stop(mpi);
     return EX_AB_OK;
 }
 

@@ -256,6 +256,8 @@ struct target {
     const char *ins[3]; /* its inputs: never to change */
     int n_ins;
     const char *results; /* an output that is a results file: compared by `check` (time_s) */
+    const char *journal; /* run's journal: a failed run keeps it when it holds finished heads
+                            (README "Long sweeps"); removed before each run like the outputs */
 };
 
 struct state {
@@ -268,6 +270,7 @@ struct state {
 static void outs_remove(const struct target *t)
 {
     for (int i = 0; i < t->n_outs; i++) remove_tree(t->outs[i]);
+    if (t->journal) remove_tree(t->journal);
 }
 
 /* The unfaulted run: its outputs as the reference, the inputs as they are. */
@@ -462,6 +465,7 @@ static void run_target(struct target *t, const char *dir)
     t->outs[0] = t->results = in_dir(dir, "r.h5");
     t->outs[1] = in_dir(dir, "r.csv");
     t->outs[2] = in_dir(dir, "r-summary.csv");
+    t->journal = in_dir(dir, "r.h5.journal");
     snprintf(t->args, sizeof t->args,
              "run '%s' --methods dense,window,quest --budgets 0.5 "
              "--threads 1 --no-progress -o '%s'",

@@ -31,7 +31,8 @@ enum ab_decl_flags {
     AB_DECL_CLI = 1,    /* the command line only: not a scenario key (-o, --scenario) */
     AB_DECL_INPUT = 2,  /* names an input file (the output may not be it) */
     AB_DECL_OUTPUT = 4, /* names the output (-o) */
-    AB_DECL_SHOW = 8,   /* how the command shows its answer (--json): not recorded with the
+    AB_DECL_SHOW = 8,   /* how the command shows its answer (--json) or carries out its work
+                           (run's --resume, --shard): not recorded with the
                            results, neither in their command line nor in the JSON echo */
 };
 

@@ -153,18 +153,39 @@ struct ab_sweep_opts {
     int has_knob;           /* 1: run every method at knob_value instead of solving budgets */
     double knob_value;
     uint64_t seed;
-    /* progress: called from the calling thread with cells done / total */
+    /* progress: called from the calling thread with cells done / total (of the selected
+       heads) */
     void (*progress)(void *user, int64_t done, int64_t total);
     void *progress_user;
+    /* Unit selection (resume, shards, MPI ranks; lib/run/shard.h): units[layer * n_head + head]
+       non-zero marks a head to compute, NULL every head. A head not selected produces no cells
+       and no progress; a workload with no selected head is skipped whole (no model-level fit).
+       The model-level fits (prefit) always run over every head of the workload, so a selected
+       head's cells are the ones a full sweep gives it. */
+    const unsigned char *units;
+    /* Called once per computed head with its cells in the table's order (phase, method,
+       target), as heads finish (not in head order), one call at a time (serialised by the
+       sweep), from whichever thread ran the head: no HDF5 in it. The cells and their strings
+       are valid only during the call. A non-zero return (an AB_E_* code, message set with
+       ab_fail) stops the sweep: heads not started are skipped and the sweep returns it. NULL:
+       none. */
+    int (*on_head)(void *user, int64_t layer, int64_t head, const struct ab_cell *cells,
+                   int64_t n);
+    void *on_head_user;
 };
 void ab_sweep_defaults(struct ab_sweep_opts *o);
 
 /* Number of (layer, head, phase, method, target) cells the sweep of w will produce. */
 int64_t ab_sweep_count(const struct ab_workload *w, const struct ab_sweep_opts *o);
 
-/* Runs the sweep on workload w (named `name` in the table) and appends its cells to res, in a
- * fixed order (layer, head, phase, method, target) whatever the thread count. Parallel over
- * heads with OpenMP (BLAS serial inside). AB_OK or the first error. */
+/* Cells of one (layer, head) of w: ab_sweep_count(w, o) / (n_layer * n_head). */
+int64_t ab_sweep_count_head(const struct ab_workload *w, const struct ab_sweep_opts *o);
+
+/* Runs the sweep on workload w (named `name` in the table) and appends its cells to res (NULL:
+ * the cells go to o->on_head only), in a fixed order (layer, head, phase, method, target)
+ * whatever the thread count, over the heads o->units selects (every head when NULL). Parallel
+ * over heads with OpenMP (BLAS serial inside). AB_OK or the first error (by head index; an
+ * error of on_head is returned as it came). */
 int ab_sweep_workload(const struct ab_workload *w, const char *name,
                       const struct ab_sweep_opts *o, struct ab_results *res);
 

@@ -43,12 +43,17 @@ static int cells_of(const struct ab_method *m, const struct ab_sweep_opts *o)
 
 int64_t ab_sweep_count(const struct ab_workload *w, const struct ab_sweep_opts *o)
 {
+    return ab_sweep_count_head(w, o) * w->n_layer * w->n_head;
+}
+
+int64_t ab_sweep_count_head(const struct ab_workload *w, const struct ab_sweep_opts *o)
+{
     int64_t per_head = 0;
     for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1)
         if (o->phases & (unsigned)phase)
             for (int i = 0; i < o->n_methods; i++)
                 if (method_applies(o->methods[i], w, phase)) per_head += cells_of(o->methods[i], o);
-    return per_head * w->n_layer * w->n_head;
+    return per_head;
 }
 
 static int cmp_i64(const void *a, const void *b)
@@ -450,7 +455,10 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
         return ab_fail(AB_E_USAGE,
                        "decode horizon G = %lld is below the %lld evaluated decode queries",
                        (long long)o->horizon, (long long)o->decode_m);
-    int64_t n_jobs = w->n_layer * w->n_head, total = ab_sweep_count(w, o), done = 0;
+    int64_t n_jobs = w->n_layer * w->n_head, n_sel = 0, done = 0;
+    for (int64_t j = 0; j < n_jobs; j++) n_sel += !o->units || o->units[j];
+    if (n_sel == 0) return AB_OK; /* nothing of this workload selected: not even the fits */
+    int64_t total = ab_sweep_count_head(w, o) * n_sel;
     struct model_fit *fits = calloc((size_t)(2 * o->n_methods * o->n_targets), sizeof *fits);
     void ***preps = calloc((size_t)(2 * o->n_methods), sizeof *preps); /* (2, n_methods) */
     if (!fits || !preps) {
@@ -471,6 +479,9 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
         return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
     }
     int threads = ab_threads_get();
+    int stop = 0;           /* on_head failed: heads not started are skipped */
+    int hook_rc = AB_OK;    /* its status and message, returned as they came */
+    char hook_msg[512] = "";
     ab_blas_serial_begin();
 #pragma omp parallel num_threads(threads)
     {
@@ -478,6 +489,11 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
         int64_t *rows = malloc(sizeof(int64_t) * (size_t)(w->n_seq + w->tasks.n + 1));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t j = 0; j < n_jobs; j++) {
+            if (o->units && !o->units[j]) continue;
+            int stopped;
+#pragma omp atomic read
+            stopped = stop;
+            if (stopped) continue;
             if (!layer_heads || !rows) {
                 jobs[j].rc = AB_E_NOMEM;
                 snprintf(jobs[j].msg, sizeof jobs[j].msg, "cannot allocate head scratch");
@@ -485,6 +501,20 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
             }
             run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, fits, preps,
                      &jobs[j], &done);
+            if (o->on_head && !jobs[j].rc) {
+#pragma omp critical(ab_sweep_on_head)
+                {
+                    int hrc = stop ? AB_OK
+                                   : o->on_head(o->on_head_user, j / w->n_head, j % w->n_head,
+                                                jobs[j].cells, jobs[j].n);
+                    if (hrc) {
+                        hook_rc = hrc;
+                        snprintf(hook_msg, sizeof hook_msg, "%s", ab_errmsg());
+#pragma omp atomic write
+                        stop = 1;
+                    }
+                }
+            }
             if (o->progress && omp_get_thread_num() == 0) {
                 int64_t d;
 #pragma omp atomic read
@@ -498,10 +528,11 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     ab_blas_serial_end();
     fits_free(o, fits);
     preps_free(o, n_jobs, preps);
+    if (hook_rc) rc = ab_fail(hook_rc, "%s", hook_msg);
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
         for (int64_t c = 0; c < jobs[j].n; c++) {
-            if (!rc) rc = ab_results_add(res, &jobs[j].cells[c]);
+            if (!rc && res) rc = ab_results_add(res, &jobs[j].cells[c]);
             if (jobs[j].cells[c].reason[0]) free(jobs[j].cells[c].reason);
         }
         free(jobs[j].cells);

@@ -373,7 +373,84 @@ static int ab_res_put_model(struct ab_h5 *f, const struct ab_results *r)
     return ab_h5_put_table(f, "/model", r->model, r->n_model, sizeof *r->model, cols, n_cols);
 }
 
+/* A piece's identity: root attributes and the /piece table of its units. */
+struct piece_row {
+    int64_t unit;
+};
+static const struct ab_column ab_piece_cols[] = {
+    {"unit", AB_COL_I64, offsetof(struct piece_row, unit), "1",
+     "a unit (workload, layer, head) of this piece: its index in the run's order"},
+};
+
+static int ab_res_put_piece(struct ab_h5 *f, const struct ab_piece *p)
+{
+    char digest[65];
+    memcpy(digest, p->digest, 65);
+    digest[64] = 0;
+    int rc = ab_h5_attr_put_u64(f, "/", "shard_index", (uint64_t)p->index);
+    if (!rc) rc = ab_h5_attr_put_u64(f, "/", "shard_count", (uint64_t)p->count);
+    if (!rc) rc = ab_h5_attr_put_u64(f, "/", "units_total", (uint64_t)p->units_total);
+    if (!rc) rc = ab_h5_attr_put_str(f, "/", "run_digest", digest);
+    if (!rc)
+        rc = ab_h5_put_table(f, "/piece", p->units, p->n_units, sizeof *p->units, ab_piece_cols,
+                             1);
+    return rc;
+}
+
+static int write_h5(const char *path, const struct ab_results *r, const struct ab_piece *piece);
+
 int ab_results_write_h5(const char *path, const struct ab_results *r)
+{
+    return write_h5(path, r, NULL);
+}
+
+int ab_results_write_piece(const char *path, const struct ab_results *r,
+                           const struct ab_piece *piece)
+{
+    return write_h5(path, r, piece);
+}
+
+void ab_piece_free(struct ab_piece *p)
+{
+    free(p->units);
+    memset(p, 0, sizeof *p);
+}
+
+int ab_results_read_piece(const char *path, struct ab_piece *p, int *is_piece)
+{
+    memset(p, 0, sizeof *p);
+    *is_piece = 0;
+    struct ab_h5 f = {0};
+    int rc = ab_h5_open(&f, path);
+    if (rc != AB_OK) return rc;
+    uint64_t idx = 0, cnt = 0, tot = 0;
+    int f1 = 0, f2 = 0, f3 = 0;
+    char *digest = NULL;
+    rc = ab_h5_attr_get_u64(&f, "/", "shard_index", &idx, &f1);
+    if (!rc) rc = ab_h5_attr_get_u64(&f, "/", "shard_count", &cnt, &f2);
+    if (!rc) rc = ab_h5_attr_get_u64(&f, "/", "units_total", &tot, &f3);
+    if (!rc) rc = ab_h5_attr_get_str(&f, "/", "run_digest", &digest);
+    if (!rc && f1 && f2 && f3 && digest) {
+        if (strlen(digest) != 64 || idx < 1 || idx > cnt || cnt > 65536 || tot > INT64_MAX)
+            rc = ab_fail(AB_E_DATA, "'%s': damaged shard attributes", path);
+        else if (!ab_h5_exists(&f, "/piece"))
+            rc = ab_fail(AB_E_DATA, "'%s': a shard piece without its /piece table", path);
+        else
+            rc = ab_h5_get_table(&f, "/piece", ab_piece_cols, 1, sizeof *p->units,
+                                 (void **)&p->units, &p->n_units);
+        if (!rc) {
+            memcpy(p->digest, digest, 65);
+            p->index = (int64_t)idx, p->count = (int64_t)cnt, p->units_total = (int64_t)tot;
+            *is_piece = 1;
+        }
+    }
+    free(digest);
+    ab_h5_close(&f);
+    if (rc) ab_piece_free(p);
+    return rc;
+}
+
+static int write_h5(const char *path, const struct ab_results *r, const struct ab_piece *piece)
 {
     assert(r->n_heads >= 0 && (r->n_heads == 0 || r->heads));
     assert(r->n_layers >= 0 && (r->n_layers == 0 || r->layers));
@@ -397,7 +474,8 @@ int ab_results_write_h5(const char *path, const struct ab_results *r)
                               sum_cols, n_sum_cols)) ||
         (r->n_heads > 0 && (rc = ab_res_put_heads(&f, r))) ||
         (r->n_layers > 0 && (rc = ab_res_put_layers(&f, r))) ||
-        (r->n_model > 0 && (rc = ab_res_put_model(&f, r)))) {
+        (r->n_model > 0 && (rc = ab_res_put_model(&f, r))) ||
+        (piece && (rc = ab_res_put_piece(&f, piece)))) {
         ab_h5_abort(&f);
         return rc;
     }

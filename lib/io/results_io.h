@@ -45,6 +45,28 @@ const struct ab_column *ab_results_layer_columns(int *n); /* /layers: struct ab_
  * with a one-line message naming the file; on failure nothing is left at path or path.tmp. */
 int ab_results_write_h5(const char *path, const struct ab_results *r);
 
+/* A shard piece (`run --shard I/N`, README "Long sweeps"): a results file whose cells are
+ * those of its units only, with root attributes shard_index (I, 1-based), shard_count (N),
+ * units_total (units of the whole run) and run_digest (64 hex digits, lib/run/shard.h), and the
+ * table /piece with one int64 column `unit`: the piece's units, ascending, in the run's unit
+ * numbering (workload, layer, head). Every other reader ignores /piece. */
+struct ab_piece {
+    int64_t index, count, units_total;
+    char digest[65];
+    int64_t *units; /* (n_units) */
+    int64_t n_units;
+};
+
+/* Writes r as ab_results_write_h5 does, plus the piece's attributes and /piece. */
+int ab_results_write_piece(const char *path, const struct ab_results *r,
+                           const struct ab_piece *piece);
+
+/* Reads the piece attributes of a results file: *is_piece = 0 (and p empty) when it has none.
+ * AB_OK; AB_E_NOFILE; AB_E_DATA for a file that is not HDF5 or damaged piece attributes;
+ * AB_E_NOMEM. Free with ab_piece_free. */
+int ab_results_read_piece(const char *path, struct ab_piece *p, int *is_piece);
+void ab_piece_free(struct ab_piece *p);
+
 /* Refuses cells no writer produces, before a report lays out figures by them (AB_E_DATA naming
  * path and the row): layer, head and kv head in [0, 2^24), n in [0, 2^31) (0: unrecorded),
  * target NaN (a direct knob) or in (0, 1], flop ratios NaN (infeasible) or finite and >= 0.

@@ -12,10 +12,16 @@
 
 #include "core/ab.h"
 #include "core/list.h"
+#include <jansson.h>
 #include "io/csv.h"
 #include "io/h5_workload.h"
 #include "io/results_io.h"
 #include "methods/method.h"
+#include "run/journal.h"
+#include "run/shard.h"
+#ifdef AB_HAVE_MPI
+#include "run/run_mpi.h"
+#endif
 
 static const char *const phase_words[] = {"prefill", "decode", NULL};
 static const char *const phase_aliases[] = {"both", "prefill,decode", NULL};
@@ -49,6 +55,12 @@ const struct ab_decl ab_run_decl[] = {
      .flags = AB_DECL_CLI | AB_DECL_OUTPUT},
     {"json", AB_DECL_FLAG, ROW(json), NULL, 0, 0, NULL,
      "print the answer as one JSON document on stdout (schema attnbench/run/1)",
+     .flags = AB_DECL_CLI | AB_DECL_SHOW},
+    {"resume", AB_DECL_FLAG, ROW(resume), NULL, 0, 0, NULL,
+     "take the finished heads of RESULTS.h5.journal (an interrupted run) and compute only the "
+     "missing ones", .flags = AB_DECL_CLI | AB_DECL_SHOW},
+    {"shard", AB_DECL_STR, ROW(shard), NULL, 0, 0, "I/N",
+     "compute part I of N (balanced by estimated cost) and write it as a piece for `merge`",
      .flags = AB_DECL_CLI | AB_DECL_SHOW},
     {0},
 };
@@ -141,6 +153,99 @@ static int resolve(const struct ab_run_opts *o, struct ab_run_out *out)
     return AB_OK;
 }
 
+/* The state of one run over its units (shard.h): which this process computes, the cells of
+ * each unit as a blob (journal.h) once known, the journal, and the progress over every unit. */
+struct run_state {
+    const struct ab_run_opts *o;
+    struct ab_units u;
+    int64_t *part;          /* (u.n) the part of each unit (shard or rank), 0 without parts */
+    int64_t my_part;        /* the part this process writes or computes */
+    unsigned char **blob;   /* (u.n) each known unit's cells, encoded; NULL: not known yet */
+    size_t *blen;           /* (u.n) */
+    struct ab_journal j;
+    int journaling;
+    int64_t unit0, n_head;  /* the first unit and the heads of the workload being swept */
+    int64_t n_parts;
+    const char *journal_path;
+    /* progress over every unit of the part: resumed cells, earlier workloads, this one */
+    void (*progress)(void *user, int64_t done, int64_t total);
+    void *progress_user;
+    int64_t done_before, total;
+};
+
+/* A finished head from the sweep: encoded, journaled (on the disk before the call returns),
+ * kept. Serialised by the sweep. */
+static int on_head(void *user, int64_t layer, int64_t head, const struct ab_cell *cells,
+                   int64_t n)
+{
+    struct run_state *st = user;
+    int64_t unit = st->unit0 + layer * st->n_head + head;
+    unsigned char *data;
+    size_t len;
+    int rc = ab_unit_encode(unit, cells, n, &data, &len);
+    if (rc) return rc;
+    if (st->journaling && (rc = ab_journal_append(&st->j, data, len))) {
+        free(data);
+        return rc;
+    }
+    st->blob[unit] = data, st->blen[unit] = len;
+    if (st->journaling && st->o->journaled) st->o->journaled(st->o->journaled_user, st->j.records);
+    return AB_OK;
+}
+
+/* A unit record of the journal on --resume: one of this run's (and part's) units, whole. */
+static int on_found(void *user, const unsigned char *data, size_t len)
+{
+    struct run_state *st = user;
+    int64_t unit = ab_unit_of(data, len);
+    if (unit < 0 || unit >= st->u.n || st->part[unit] != st->my_part)
+        return ab_fail(AB_E_DATA, "'%s': holds a head that is not one of this run's: delete it "
+                       "to start over", st->journal_path);
+    if (st->blob[unit]) return AB_OK; /* cannot happen: a head is journaled once */
+    struct ab_results check;
+    ab_results_init(&check);
+    int rc = ab_unit_decode(data, len, st->journal_path, &check);
+    if (!rc && check.n_cells != st->u.cells[unit])
+        rc = ab_fail(AB_E_DATA, "'%s': a head with %lld cells where this run has %lld: delete it "
+                     "to start over", st->journal_path, (long long)check.n_cells,
+                     (long long)st->u.cells[unit]);
+    ab_results_free(&check);
+    if (rc) return rc;
+    if (!(st->blob[unit] = malloc(len))) return ab_fail(AB_E_NOMEM, "out of memory");
+    memcpy(st->blob[unit], data, len);
+    st->blen[unit] = len;
+    st->done_before += st->u.cells[unit];
+    return AB_OK;
+}
+
+/* The sweep's progress over one workload as progress over the run's part. */
+static void run_progress(void *user, int64_t done, int64_t total)
+{
+    (void)total;
+    struct run_state *st = user;
+    st->progress(st->progress_user, st->done_before + done, st->total);
+}
+
+/* The journal's header (journal.h): what the run computes, line by line. */
+static char *journal_header(const struct ab_results *res, const char *options,
+                            const struct run_state *st)
+{
+    size_t cap = 256 + strlen(options);
+    for (int64_t i = 0; i < res->n_workloads; i++)
+        cap += strlen(res->workloads[i]) + strlen(res->workload_sha256[i]) + 16;
+    char *h = malloc(cap), *p = h;
+    if (!h) return NULL;
+    p += sprintf(p, "attnbench run journal 1\nversion\t%s\noptions\t%s\nseed\t%llu\n", ab_version(),
+                 options, (unsigned long long)res->seed);
+    for (int64_t i = 0; i < res->n_workloads; i++)
+        p += sprintf(p, "workload\t%s\t%s\n", res->workloads[i], res->workload_sha256[i]);
+    if (st->o->shard)
+        sprintf(p, "shard\t%lld/%lld\n", (long long)st->my_part + 1, (long long)st->n_parts);
+    else
+        sprintf(p, "shard\tnone\n");
+    return h;
+}
+
 int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t done, int64_t total),
            void *progress_user, struct ab_run_out *out)
 {
@@ -152,9 +257,23 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
     if (!o->out) return ab_fail(AB_E_USAGE, "name the results file with -o");
     int rc = resolve(o, out);
     if (rc) return rc;
+    int64_t n_parts = 1, my_part = 0;
+    if (o->shard) {
+        if ((rc = ab_shard_parse(o->shard, &my_part, &n_parts))) return rc;
+        out->shard_index = my_part--, out->shard_count = n_parts;
+    }
+    int mpi = o->mpi_size > 1;
+    if (mpi && (o->shard || o->resume))
+        return ab_fail(AB_E_USAGE, "--%s is for single-process runs, not under mpirun (ranks "
+                       "split the heads themselves)", o->shard ? "shard" : "resume");
+#ifndef AB_HAVE_MPI
+    if (mpi) return ab_fail(AB_E_USAGE, "this attnbench was built without MPI");
+#endif
+    if (mpi) n_parts = o->mpi_size, my_part = o->mpi_rank;
     struct ab_sweep_opts *so = &out->sweep;
     struct ab_results *res = &out->res;
     out->res_path = o->out;
+    out->wrote = !mpi || o->mpi_rank == 0;
     ab_run_csv_paths(o->out, out->csv_cells, out->csv_summary, sizeof out->csv_cells);
 
     /* every workload must read before any work starts */
@@ -184,23 +303,157 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
     if (!rc && o->scenario && !(res->scenario = read_text(o->scenario)))
         rc = ab_fail(AB_E_NOFILE, "cannot read scenario '%s'", o->scenario);
 
-    struct ab_progress_relay pr = {progress, progress_user, 0, 0};
-    for (int i = 0; i < o->n_workloads && !rc; i++) pr.total += ab_sweep_count(&w[i], so);
-    if (progress) so->progress = ab_progress_relay, so->progress_user = &pr;
-    double t0 = ab_now();
-    for (int i = 0; i < o->n_workloads && !rc; i++) {
-        rc = ab_sweep_workload(&w[i], o->workloads[i], so, res);
-        pr.base += ab_sweep_count(&w[i], so);
-        if (!rc && progress) progress(progress_user, pr.base, pr.total);
+    /* the units, their parts, and what the journal already holds */
+    struct run_state st = {.o = o, .my_part = my_part, .n_parts = n_parts, .progress = progress,
+                           .progress_user = progress_user};
+    char journal_path[4200];
+    snprintf(journal_path, sizeof journal_path, "%s.journal", o->out);
+    st.journal_path = journal_path;
+    if (!rc) rc = ab_units_init(&st.u, w, o->n_workloads, so);
+    if (!rc) {
+        st.part = calloc((size_t)st.u.n + 1, sizeof *st.part);
+        st.blob = calloc((size_t)st.u.n + 1, sizeof *st.blob);
+        st.blen = calloc((size_t)st.u.n + 1, sizeof *st.blen);
+        if (!st.part || !st.blob || !st.blen) rc = ab_fail(AB_E_NOMEM, "out of memory");
     }
+    if (!rc && n_parts > 1) rc = ab_units_assign(&st.u, n_parts, st.part);
+    /* what the run computes: the options but for -o (pieces and the merged file differ) */
+    char digest[65] = "", *what = NULL;
+    struct ab_run_opts no_out = *o;
+    no_out.out = NULL;
+    if (!rc && !(what = ab_decl_json(ab_run_decl, &no_out)))
+        rc = ab_fail(AB_E_NOMEM, "out of memory");
+    if (!rc)
+        ab_run_digest(ab_version(), what, res->seed, res->workloads, res->workload_sha256,
+                      res->n_workloads, digest);
+    for (int64_t k = 0; !rc && k < st.u.n; k++)
+        if (st.part[k] == my_part) out->units++, st.total += st.u.cells[k];
+    if (!rc && !mpi) {
+        char *header = journal_header(res, what, &st);
+        if (!header) rc = ab_fail(AB_E_NOMEM, "out of memory");
+        if (!rc) rc = ab_journal_open(&st.j, journal_path, header, o->resume, on_found, &st);
+        free(header);
+        st.journaling = !rc;
+        if (!st.journaling) ab_journal_close(&st.j, 0); /* refused: the journal as it was */
+        for (int64_t k = 0; k < st.u.n; k++) out->units_resumed += st.blob[k] != NULL;
+    }
+
+    /* the sweep over the units still missing from this part */
+    if (progress) so->progress = run_progress, so->progress_user = &st;
+    so->on_head = on_head, so->on_head_user = &st;
+    double t0 = ab_now();
+    if (!rc && progress) progress(progress_user, st.done_before, st.total);
+    for (int i = 0; i < o->n_workloads && !rc; i++) {
+        int64_t n_j = w[i].n_layer * w[i].n_head, n_sel = 0;
+        unsigned char *sel = calloc((size_t)n_j, 1);
+        if (!sel) {
+            rc = ab_fail(AB_E_NOMEM, "out of memory");
+            break;
+        }
+        st.unit0 = st.u.first[i], st.n_head = w[i].n_head;
+        for (int64_t j = 0; j < n_j; j++) {
+            int64_t k = st.unit0 + j;
+            sel[j] = st.part[k] == my_part && !st.blob[k];
+            n_sel += sel[j];
+        }
+        so->units = sel;
+        if (n_sel) rc = ab_sweep_workload(&w[i], o->workloads[i], so, NULL);
+        so->units = NULL;
+        free(sel);
+        st.done_before += n_sel * ab_sweep_count_head(&w[i], so);
+        out->units_computed += n_sel;
+        if (!rc && progress) progress(progress_user, st.done_before, st.total);
+    }
+    so->on_head = NULL, so->on_head_user = NULL;
+    so->progress = NULL, so->progress_user = NULL;
     out->seconds = ab_now() - t0;
-    if (!rc) rc = ab_results_summarise(res);
-    if (!rc) rc = ab_results_write_h5(o->out, res);
-    if (!rc && (rc = ab_results_write_csv(out->csv_cells, out->csv_summary, res)))
+#ifdef AB_HAVE_MPI
+    if (mpi) rc = ab_run_mpi_gather(o->mpi_rank, o->mpi_size, rc, st.u.n, st.part, st.blob,
+                                    st.blen);
+#endif
+
+    /* the table in the single-process order: every unit of the part (of the run, under MPI
+     * on rank 0), from its blob */
+    int whole = mpi || n_parts == 1;
+    for (int64_t k = 0; k < st.u.n && !rc && out->wrote; k++) {
+        if (!whole && st.part[k] != my_part) continue;
+        if (!st.blob[k])
+            rc = ab_fail(AB_E_INTERNAL, "head %lld of the run was never computed", (long long)k);
+        else
+            rc = ab_unit_decode(st.blob[k], st.blen[k], journal_path, res);
+    }
+    if (!rc && out->wrote) rc = ab_results_summarise(res);
+    if (!rc && out->wrote && o->shard) {
+        struct ab_piece piece = {.index = my_part + 1, .count = n_parts, .units_total = st.u.n,
+                                 .n_units = out->units};
+        memcpy(piece.digest, digest, 65);
+        piece.units = malloc(sizeof *piece.units * (size_t)(out->units + 1));
+        if (!piece.units) rc = ab_fail(AB_E_NOMEM, "out of memory");
+        for (int64_t k = 0, m = 0; !rc && k < st.u.n; k++)
+            if (st.part[k] == my_part) piece.units[m++] = k;
+        if (!rc) rc = ab_results_write_piece(o->out, res, &piece);
+        free(piece.units);
+    } else if (!rc && out->wrote) {
+        rc = ab_results_write_h5(o->out, res);
+    }
+    if (!rc && out->wrote && (rc = ab_results_write_csv(out->csv_cells, out->csv_summary, res)))
         unlink(o->out); /* all or nothing */
+    /* done: the results hold every head; failed: the journal stays when it holds finished
+     * heads, for --resume once the problem is fixed (a full disk, say), else it goes */
+    int64_t kept = st.journaling && rc ? st.j.records : 0;
+    if (st.journaling) ab_journal_close(&st.j, !rc || kept == 0);
+    if (kept) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", ab_errmsg());
+        rc = ab_fail(rc, "%s (%lld finished heads kept in '%s': rerun with --resume to go on)",
+                     msg, (long long)kept, journal_path);
+    }
+    free(what);
     for (int64_t c = 0; c < res->n_cells; c++) out->infeasible += !res->cells[c].feasible;
+    for (int64_t k = 0; st.blob && k < st.u.n; k++) free(st.blob[k]);
+    free(st.blob), free(st.blen), free(st.part);
+    ab_units_free(&st.u);
     for (int i = 0; i < o->n_workloads; i++) ab_workload_free(&w[i]);
     free(w);
+    return rc;
+}
+
+int ab_run_opts_from_json(const char *json, struct ab_run_opts *o)
+{
+    json_error_t err;
+    json_t *root = json_loads(json ? json : "", 0, &err);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return ab_fail(AB_E_DATA, "the recorded options are not a JSON object");
+    }
+    int rc = AB_OK;
+    char buf[8192];
+    for (const struct ab_decl *d = ab_run_decl; d->name && !rc; d++) {
+        char key[64];
+        json_t *v = json_object_get(root, ab_decl_key(d, key, sizeof key));
+        if (!v || json_is_null(v)) continue; /* not given: the default (NULL) */
+        size_t n = 0;
+        buf[0] = 0;
+        json_t *items[] = {v};
+        size_t n_items = json_is_array(v) ? json_array_size(v) : 1;
+        for (size_t i = 0; i < n_items && n < sizeof buf - 64; i++) {
+            json_t *x = json_is_array(v) ? json_array_get(v, i) : items[0];
+            const char *sep = i ? "," : "";
+            if (json_is_string(x))
+                n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", sep, json_string_value(x));
+            else if (json_is_integer(x))
+                n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%lld", sep,
+                                      (long long)json_integer_value(x));
+            else if (json_is_real(x))
+                n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%.17g", sep, json_real_value(x));
+            else if (json_is_boolean(x))
+                n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", sep,
+                                      json_is_true(x) ? "true" : "false");
+        }
+        rc = ab_decl_set(d, o, buf);
+        if (rc) rc = ab_fail(AB_E_DATA, "the recorded option '%s': %s", key, ab_errmsg());
+    }
+    json_decref(root);
     return rc;
 }
 

@@ -30,6 +30,17 @@ struct ab_run_opts {
     char *scenario;         /* a scenario file whose text is recorded with the results, or NULL */
     char *out;              /* the results file (.h5) */
     int json;               /* the command prints its answer as JSON (not used by ab_run) */
+    int resume;             /* --resume: take the finished heads of OUT.journal, compute the
+                               rest (README "Long sweeps") */
+    char *shard;            /* --shard I/N: compute part I of N and write it as a piece for
+                               `merge`, or NULL */
+    /* not declared (the caller sets them) */
+    int mpi_rank, mpi_size; /* under mpirun with more than one rank: this rank and their count
+                               (0, 0 otherwise); needs a build with MPI (run_mpi.c) */
+    /* testing hook: called after each unit record is on the disk with the count written by
+       this process (cmd/run.c's AB_TEST_KILL_AFTER_HEADS kills the process there), or NULL */
+    void (*journaled)(void *user, int64_t records);
+    void *journaled_user;
 };
 
 /* The table: argv, --help, scenario keys, --set, the JSON echo. */
@@ -45,11 +56,24 @@ struct ab_run_out {
     char csv_cells[4096], csv_summary[4096]; /* the CSV tables written beside out */
     double seconds;                          /* of the sweep */
     int64_t infeasible;                      /* cells without a feasible knob */
+    int64_t units, units_resumed, units_computed; /* heads of the run (of the shard), taken
+                                                     from the journal, computed here */
+    int64_t shard_index, shard_count;        /* --shard I/N (0, 0 without) */
+    int wrote;                               /* 0 on an MPI rank other than 0: nothing written */
 };
 
 /* Checks every option and reads every workload before any work starts, runs the sweep,
  * summarises, and writes o->out and its two CSV tables (each to a temporary name renamed on
- * success: a failure leaves nothing behind). progress (may be NULL) is called from the calling
+ * success: a failure leaves nothing behind). Each finished head's cells are journaled in
+ * o->out + ".journal" (journal.h) as the sweep goes, and the journal is removed once the
+ * results are in place; an existing journal is refused without o->resume (AB_E_USAGE: say
+ * --resume or delete it), and with it its heads are taken and only the missing ones computed
+ * (a journal of other options, workloads, seed or version: AB_E_USAGE naming what differs).
+ * The final table has the single-process row order whatever was resumed. With o->shard "I/N"
+ * only part I of the heads (ab_units_assign) is computed, and o->out is a piece
+ * (ab_results_write_piece) for `merge`. With o->mpi_size > 1 every rank computes its part and
+ * rank 0 gathers the cells and writes the one file (--resume and --shard are refused there).
+ * The recorded options and command line leave out --resume and --shard. progress (may be NULL) is called from the calling
  * thread with cells done and the total over every workload. The results record the options as
  * the command line that gives them (ab_decl_command) and as JSON. Returns AB_OK; AB_E_USAGE for
  * a bad option (the message names it), or the error of reading, sweeping or writing. *out is
@@ -58,6 +82,12 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
            void *progress_user, struct ab_run_out *out);
 
 void ab_run_out_free(struct ab_run_out *out);
+
+/* Sets the declared fields of o (holding its defaults) from the options recorded with a
+ * results file (ab_decl_json's object): how `merge` gives the merged file the options and
+ * command line of the unsharded run. AB_OK or AB_E_DATA (not such an object, a value its row
+ * refuses), AB_E_NOMEM. */
+int ab_run_opts_from_json(const char *json, struct ab_run_opts *o);
 
 /* results.h5 -> results.csv and results-summary.csv beside it */
 void ab_run_csv_paths(const char *out, char *cells, char *summary, size_t cap);
