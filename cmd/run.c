@@ -157,6 +157,15 @@ static int print_json(const struct ab_run_out *out)
     ab_json_int(&d, o, "cells", out->res.n_cells);
     ab_json_int(&d, o, "infeasible_cells", out->infeasible);
     ab_json_num(&d, o, "seconds", out->seconds);
+    ab_json_int(&d, o, "heads", out->units);
+    ab_json_int(&d, o, "heads_resumed", out->units_resumed);
+    ab_json_int(&d, o, "heads_computed", out->units_computed);
+    if (out->shard_count) {
+        char sh[48];
+        snprintf(sh, sizeof sh, "%lld/%lld", (long long)out->shard_index,
+                 (long long)out->shard_count);
+        ab_json_str(&d, o, "shard", sh);
+    }
     ab_json_text(&d, o, "options", out->res.options);
     best = ab_json_arr(&d, o, "best");
     for (int ph = 0; g && ph < 2; ph++) {
@@ -258,6 +267,9 @@ int cmd_run_opts(const struct ab_run_opts *given)
         kill_after = atoll(k_env), journaled_here = 0;
         o->journaled = journaled, o->journaled_user = NULL;
     }
+    /* a scenario step continues what an interrupted run of the scenario left, and replaces
+     * the journal of a run of other options (the scenario has no --resume to say it) */
+    if (ab_common.nested && !o->resume) o->resume = 2;
     int rank, size, mpi = mpi_start(&rank, &size);
     o->mpi_rank = rank, o->mpi_size = size;
     int root = rank == 0;

@@ -227,7 +227,10 @@ int ab_journal_open(struct ab_journal *j, const char *path, const char *header, 
             if (text) memcpy(text, p, len), text[len] = 0;
             free(p);
             if (!text) return ab_fail(AB_E_NOMEM, "out of memory");
-            if (strcmp(text, header))
+            int other = strcmp(text, header) != 0;
+            if (other && resume == 2) /* another run's journal: replaced */
+                fresh = 1;
+            else if (other)
                 rc = ab_fail(AB_E_USAGE, "--resume: '%s' was written by a run with other %s: "
                              "resume with the same ones, or delete it to start over", path,
                              header_diff(text, header));
@@ -237,7 +240,7 @@ int ab_journal_open(struct ab_journal *j, const char *path, const char *header, 
                 return rc;
             }
             good = ftell(j->f);
-            while (!rc && get_record(j->f, &kind, &p, &len) == AB_OK) {
+            while (!rc && !fresh && get_record(j->f, &kind, &p, &len) == AB_OK) {
                 if (kind == KIND_UNIT) {
                     rc = found ? found(user, p, len) : AB_OK;
                     j->records++;

@@ -47,9 +47,10 @@ struct ab_journal {
 typedef int (*ab_journal_found_fn)(void *user, const unsigned char *blob, size_t len);
 
 /* Opens the journal of a run at path with header text `header`. When path does not exist: a
- * new journal holding the header. When it exists: without resume, AB_E_USAGE saying to add
- * --resume or delete it; with resume, its header must equal `header` (AB_E_USAGE naming the
- * first field that differs: options, workloads, seed, version or shard), then each unit
+ * new journal holding the header. When it exists: without resume (0), AB_E_USAGE saying to add
+ * --resume or delete it; with resume 1, its header must equal `header` (AB_E_USAGE naming the
+ * first field that differs: options, workloads, seed, version or shard); with resume 2, a
+ * journal of another header is replaced by a new one. Then each unit
  * record is passed to found, a torn tail is cut off, and the journal is reopened for
  * appending. Refusals change nothing on disk. The file is locked (flock) while open: another
  * run on the same output is refused (AB_E_CREATE). AB_E_CREATE / AB_E_IO for the system's

@@ -263,7 +263,7 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
         out->shard_index = my_part--, out->shard_count = n_parts;
     }
     int mpi = o->mpi_size > 1;
-    if (mpi && (o->shard || o->resume))
+    if (mpi && (o->shard || o->resume == 1))
         return ab_fail(AB_E_USAGE, "--%s is for single-process runs, not under mpirun (ranks "
                        "split the heads themselves)", o->shard ? "shard" : "resume");
 #ifndef AB_HAVE_MPI

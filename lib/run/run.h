@@ -30,8 +30,10 @@ struct ab_run_opts {
     char *scenario;         /* a scenario file whose text is recorded with the results, or NULL */
     char *out;              /* the results file (.h5) */
     int json;               /* the command prints its answer as JSON (not used by ab_run) */
-    int resume;             /* --resume: take the finished heads of OUT.journal, compute the
-                               rest (README "Long sweeps") */
+    int resume;             /* --resume (1): take the finished heads of OUT.journal, compute
+                               the rest (README "Long sweeps"); 2 (a scenario step, not
+                               declared): the same when the journal is of this run, and a
+                               journal of another run is replaced */
     char *shard;            /* --shard I/N: compute part I of N and write it as a piece for
                                `merge`, or NULL */
     /* not declared (the caller sets them) */
