@@ -341,19 +341,30 @@ void ab_fmt_duration(char *buf, size_t cap, double seconds)
         snprintf(buf, cap, "%lldh%02lldm", s / 3600, s % 3600 / 60);
 }
 
-/* One complete line: "run: 40% (1234/3085 cells), 2m10s elapsed, about 3m15s left". The time
- * left is the rate so far carried over the rest: (total - done) x elapsed / (done - skipped). Called with
- * p->lock held when the ticker runs. */
+/* Seconds left after el seconds: the rate so far carried over the rest, of the estimated work
+ * when there is one, else of the count: (total - done) x el / (done - skipped). -1: unknown
+ * yet. */
+static double time_left(const struct ab_progress *p, double el)
+{
+    if (p->work_total > 0 && p->work_done > p->work_skipped)
+        return el * (p->work_total - p->work_done) / (p->work_done - p->work_skipped);
+    if (p->work_total <= 0 && p->done > p->skipped)
+        return el * (double)(p->total - p->done) / (double)(p->done - p->skipped);
+    return -1;
+}
+
+/* One complete line: "run: 40% (1234/3085 cells), 2m10s elapsed, about 3m15s left" (time_left).
+ * Called with p->lock held when the ticker runs. */
 static void line(struct ab_progress *p, double now)
 {
     double f = p->total > 0 ? (double)p->done / (double)p->total : 1, el = now - p->t0;
     if (f > 1) f = 1;
     char e[32], left[64] = "";
     ab_fmt_duration(e, sizeof e, el);
-    if (p->done > p->skipped && f < 1) {
+    double t_left = time_left(p, el);
+    if (t_left >= 0 && f < 1) {
         char t[32];
-        ab_fmt_duration(t, sizeof t,
-                        el * (double)(p->total - p->done) / (double)(p->done - p->skipped));
+        ab_fmt_duration(t, sizeof t, t_left);
         snprintf(left, sizeof left, ", about %s left", t);
     }
     fprintf(stderr, "%s: %d%% (%lld/%lld %s), %s elapsed%s\n", p->label, (int)(100 * f),
@@ -419,13 +430,20 @@ static void draw(struct ab_progress *p)
     char bar[40];
     for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
     bar[w] = 0;
-    double eta = p->done > p->skipped
-                     ? el * (double)(p->total - p->done) / (double)(p->done - p->skipped)
-                     : 0;
+    double eta = time_left(p, el);
+    if (eta < 0) eta = 0;
     int len = fprintf(stderr, "\r%-10s [%s] %3.0f%% %lld/%lld  %.0fs elapsed, %.0fs left ",
                       p->label, bar, 100 * f, (long long)p->done, (long long)p->total, el, eta);
     p->drawn = len > 1 ? len - 1 : 0;
     fflush(stderr);
+}
+
+void ab_progress_work(struct ab_progress *p, double done, double total)
+{
+    if (p->ticking) pthread_mutex_lock(&p->lock); /* the ticker reads it */
+    if (p->work_total <= 0) p->work_skipped = done;
+    p->work_done = done, p->work_total = total;
+    if (p->ticking) pthread_mutex_unlock(&p->lock);
 }
 
 void ab_progress_step(struct ab_progress *p, int64_t n)

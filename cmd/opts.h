@@ -129,9 +129,16 @@ struct ab_progress {
     int64_t base;      /* ab_progress_engine: work of the parts before the current one */
     int64_t skipped;   /* work done before this process (run --resume): counted as done, left
                           out of the rate that estimates the time left */
+    /* optional: the estimated work behind the count (run: the heads' cost, shard.h), set under
+       lock with ab_progress_work; when work_total > 0 the time left is carried over the work
+       (heads of 128K tokens cost far more per cell than heads of 2K), else over the count */
+    double work_done, work_total, work_skipped;
 };
 void ab_progress_start(struct ab_progress *p, const char *label, const char *unit, int64_t total);
 void ab_progress_step(struct ab_progress *p, int64_t n);
+/* The estimated work done and in all (see work_total); the first call's done is the work done
+ * before this process (resumed), left out of the rate like skipped. */
+void ab_progress_work(struct ab_progress *p, double done, double total);
 /* The progress callback of the engines (ab_sweep_opts, ab_heads_opts): user is a started
  * struct ab_progress, done counts the work of the current part (one workload) and p->base the
  * work of the parts before it; set p->base = p->done before each part. */

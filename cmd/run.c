@@ -257,6 +257,10 @@ static void run_progress(void *user, int64_t done, int64_t total)
     }
     ab_progress_engine_total(&rp->p, done, total);
 }
+static void run_work(void *user, double done, double total)
+{
+    ab_progress_work(&((struct run_prog *)user)->p, done, total);
+}
 
 int cmd_run_opts(const struct ab_run_opts *given)
 {
@@ -278,6 +282,7 @@ int cmd_run_opts(const struct ab_run_opts *given)
     struct ab_progress *pprog = &rprog.p;
     ab_progress_start(pprog, "run", "cells", 0);
     if (!root) ab_progress_stop(pprog); /* rank 0 shows the progress of its part */
+    if (root) o->work = run_work, o->work_user = &rprog;
     int rc = ab_run(o, root ? run_progress : NULL, &rprog, &out);
     if (rc) {
         if (root) ab_progress_stop(pprog);

@@ -15,6 +15,9 @@
 #include "helpers.h"
 #include "io/results_io.h"
 #include "run/shard.h"
+#include "core/decl.h"
+#include "run/run.h"
+#include "io/h5_workload.h"
 
 /* methods with a model-level fit (pyramidkv, duo) among per-head ones, both phases */
 #define METHODS "--methods streaming,quest,pyramidkv,duo --budgets 0.5,0.25 --no-progress"
@@ -246,6 +249,66 @@ Test(longrun, shards_balance_estimated_cost)
     struct ab_sweep_opts so;
     ab_sweep_defaults(&so);
     cr_expect_gt(ab_unit_cost(&a, &so), 32 * ab_unit_cost(&b, &so));
+}
+
+/* The work reports of ab_run (its time left): estimated cost, not cells. */
+struct work_seen {
+    double done[64], total;
+    int n, bad;
+};
+static void seen_work(void *user, double done, double total)
+{
+    struct work_seen *ws = user;
+    if (ws->n && (done < ws->done[ws->n - 1] || total != ws->total)) ws->bad = 1;
+    ws->total = total;
+    if (ws->n < 64) ws->done[ws->n++] = done;
+}
+static void no_progress(void *user, int64_t done, int64_t total)
+{
+    (void)user, (void)done, (void)total;
+}
+
+/* Two workloads of 2 heads, n = 256 and 1024, cells alike: after the short one the cells are
+ * half done but the work is its share of the estimated cost, which ab_unit_cost says. */
+Test(longrun, progress_work_is_estimated_cost_not_cells)
+{
+    const char *ws_path[2] = {t_path("lw-short.h5"), t_path("lw-long.h5")};
+    const int n[2] = {256, 1024};
+    char *out, *err;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(t_run(&out, &err, "gen --preset model --layers 1 --heads 2 --kv-heads 1 "
+                           "--n %d --d 16 -o '%s'", n[i], ws_path[i]), 0, "%s", err);
+        free(out), free(err);
+    }
+    struct ab_run_opts o = {0};
+    cr_assert_eq(ab_decl_defaults(ab_run_decl, &o), AB_OK);
+    cr_assert_eq(ab_decl_set(ab_decl_find(ab_run_decl, "methods"), &o, "streaming,quest"), AB_OK);
+    cr_assert_eq(ab_decl_set(ab_decl_find(ab_run_decl, "budgets"), &o, "0.5"), AB_OK);
+    cr_assert_eq(ab_decl_set(ab_decl_find(ab_run_decl, "o"), &o, t_path("lw-r.h5")), AB_OK);
+    o.workloads = ws_path, o.n_workloads = 2, o.seed = 1;
+    struct work_seen seen = {0};
+    o.work = seen_work, o.work_user = &seen;
+    struct ab_run_out res;
+    cr_assert_eq(ab_run(&o, no_progress, NULL, &res), AB_OK, "%s", ab_errmsg());
+    /* the estimate, per head of each workload, as the run resolved its options */
+    struct ab_workload w[2];
+    uint64_t c[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(ab_h5_workload_read(ws_path[i], &w[i]), AB_OK);
+        c[i] = ab_unit_cost(&w[i], &res.sweep);
+        ab_workload_free(&w[i]);
+    }
+    cr_expect(!seen.bad, "work went back or its total moved");
+    cr_assert_geq(seen.n, 3);
+    cr_expect_eq(seen.total, 2.0 * (double)c[0] + 2.0 * (double)c[1]);
+    cr_expect_eq(seen.done[seen.n - 1], seen.total, "the run ends with all of its work done");
+    /* a report at exactly the short workload's work: after it, before any long head */
+    int at_short = 0;
+    for (int k = 0; k < seen.n; k++) at_short |= seen.done[k] == 2.0 * (double)c[0];
+    cr_expect(at_short, "no report at the end of the short workload");
+    cr_expect_gt(c[1], 3 * c[0], "a head 4 times longer costs more than 3 times as much");
+    ab_run_out_free(&res);
+    ab_decl_free(ab_run_decl, &o);
 }
 
 Test(longrun, four_shards_merged_equal_one_process)

@@ -171,7 +171,20 @@ struct run_state {
     void (*progress)(void *user, int64_t done, int64_t total);
     void *progress_user;
     int64_t done_before, total;
+    /* the same as estimated work: of the units done, of the part; the workload being swept */
+    double work_before, work_total, work_w;
+    int64_t cells_w;
 };
+
+/* Reports the estimated work done: the units done, and the share done (cells) of the
+ * workload being swept. */
+static void report_work(const struct run_state *st, int64_t cells_done_w)
+{
+    if (!st->o->work) return;
+    double w = st->work_before;
+    if (st->cells_w > 0) w += st->work_w * (double)cells_done_w / (double)st->cells_w;
+    st->o->work(st->o->work_user, w, st->work_total);
+}
 
 /* A finished head from the sweep: encoded, journaled (on the disk before the call returns),
  * kept. Serialised by the sweep. */
@@ -215,6 +228,7 @@ static int on_found(void *user, const unsigned char *data, size_t len)
     memcpy(st->blob[unit], data, len);
     st->blen[unit] = len;
     st->done_before += st->u.cells[unit];
+    st->work_before += (double)st->u.cost[unit];
     return AB_OK;
 }
 
@@ -223,6 +237,7 @@ static void run_progress(void *user, int64_t done, int64_t total)
 {
     (void)total;
     struct run_state *st = user;
+    report_work(st, done);
     st->progress(st->progress_user, st->done_before + done, st->total);
 }
 
@@ -327,7 +342,8 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
         ab_run_digest(ab_version(), what, res->seed, res->workloads, res->workload_sha256,
                       res->n_workloads, digest);
     for (int64_t k = 0; !rc && k < st.u.n; k++)
-        if (st.part[k] == my_part) out->units++, st.total += st.u.cells[k];
+        if (st.part[k] == my_part)
+            out->units++, st.total += st.u.cells[k], st.work_total += (double)st.u.cost[k];
     if (!rc && !mpi) {
         char *header = journal_header(res, what, &st);
         if (!header) rc = ab_fail(AB_E_NOMEM, "out of memory");
@@ -342,7 +358,7 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
     if (progress) so->progress = run_progress, so->progress_user = &st;
     so->on_head = on_head, so->on_head_user = &st;
     double t0 = ab_now();
-    if (!rc && progress) progress(progress_user, st.done_before, st.total);
+    if (!rc && progress) report_work(&st, 0), progress(progress_user, st.done_before, st.total);
     for (int i = 0; i < o->n_workloads && !rc; i++) {
         int64_t n_j = w[i].n_layer * w[i].n_head, n_sel = 0;
         unsigned char *sel = calloc((size_t)n_j, 1);
@@ -357,12 +373,16 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
             n_sel += sel[j];
         }
         so->units = sel;
+        st.cells_w = n_sel * ab_sweep_count_head(&w[i], so);
+        st.work_w = (double)n_sel * (double)ab_unit_cost(&w[i], so);
         if (n_sel) rc = ab_sweep_workload(&w[i], o->workloads[i], so, NULL);
         so->units = NULL;
         free(sel);
-        st.done_before += n_sel * ab_sweep_count_head(&w[i], so);
+        st.done_before += st.cells_w;
+        st.work_before += st.work_w;
+        st.cells_w = 0, st.work_w = 0;
         out->units_computed += n_sel;
-        if (!rc && progress) progress(progress_user, st.done_before, st.total);
+        if (!rc && progress) report_work(&st, 0), progress(progress_user, st.done_before, st.total);
     }
     so->on_head = NULL, so->on_head_user = NULL;
     so->progress = NULL, so->progress_user = NULL;

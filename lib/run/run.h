@@ -43,6 +43,11 @@ struct ab_run_opts {
        this process (cmd/run.c's AB_TEST_KILL_AFTER_HEADS kills the process there), or NULL */
     void (*journaled)(void *user, int64_t records);
     void *journaled_user;
+    /* the progress as estimated work (shard.h's unit costs): called after each progress call
+       with the work of the units done and of all the part's units, or NULL. Heads of different
+       lengths cost differently, so the time left is better carried over work than cells */
+    void (*work)(void *user, double done, double total);
+    void *work_user;
 };
 
 /* The table: argv, --help, scenario keys, --set, the JSON echo. */
