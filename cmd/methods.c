@@ -173,8 +173,8 @@ static int crossover(int64_t d, int64_t dv)
            (long long)d, (long long)dv, (long long)(2 * d + 2 * dv), (long long)(4 * (d + dv)));
     printf("%-14s %-14s %14s %14s %12s %12s\n", "method", "knob", "FLOPs/query", "bytes/query",
            "n* (FLOPs)", "n* (bytes)");
-    for (int i = 0; i < ab_n_methods; i++) {
-        const struct ab_method *me = ab_methods[i];
+    for (int i = 0; i < ab_method_count(); i++) {
+        const struct ab_method *me = ab_method_at(i);
         if (!is_crossover_row(me)) continue;
         struct xo_row r;
         int rc = crossover_row(me, d, dv, &r);
@@ -286,9 +286,9 @@ static int json_methods(void)
     struct ab_json_doc d;
     ab_json_begin(&d);
     ab_json_str(&d, d.root, "schema", "attnbench/methods/1");
-    ab_json_int(&d, d.root, "count", ab_n_methods);
+    ab_json_int(&d, d.root, "count", ab_method_count());
     struct ab_json *a = ab_json_arr(&d, d.root, "methods");
-    for (int i = 0; i < ab_n_methods; i++) json_method(&d, a, NULL, ab_methods[i]);
+    for (int i = 0; i < ab_method_count(); i++) json_method(&d, a, NULL, ab_method_at(i));
     int rc = ab_json_print(&d, stdout);
     return rc ? ab_cmd_fail(rc) : EX_AB_OK;
 }
@@ -339,8 +339,8 @@ static int json_crossover(int64_t d_, int64_t dv)
     ab_json_int(&d, ex, "flops_per_key", 2 * d_ + 2 * dv);
     ab_json_int(&d, ex, "bytes_per_key", 4 * (d_ + dv));
     struct ab_json *a = ab_json_arr(&d, d.root, "rows");
-    for (int i = 0; i < ab_n_methods; i++) {
-        const struct ab_method *me = ab_methods[i];
+    for (int i = 0; i < ab_method_count(); i++) {
+        const struct ab_method *me = ab_method_at(i);
         if (!is_crossover_row(me)) continue;
         struct xo_row r;
         int rc = crossover_row(me, d_, dv, &r);
@@ -422,8 +422,8 @@ int cmd_methods(int argc, char **argv)
     if (json) return json_methods();
     printf("%-16s %-8s %-15s %-13s %-22s %s\n", "name", "family", "phases", "masks", "knob",
            "cost");
-    for (int i = 0; i < ab_n_methods; i++) {
-        const struct ab_method *m = ab_methods[i];
+    for (int i = 0; i < ab_method_count(); i++) {
+        const struct ab_method *m = ab_method_at(i);
         phases_text(m->phases, ph, sizeof ph);
         masks_text(m->masks, mk, sizeof mk);
         knob_text(m, kn, sizeof kn);
@@ -431,6 +431,7 @@ int cmd_methods(int argc, char **argv)
                kn, m->flags & AB_METHOD_OPERATOR ? "[operator, not softmax] " : "",
                m->cost_words ? m->cost_words : "");
     }
-    printf("\n%d methods; 'attnbench methods NAME' shows one with its citation.\n", ab_n_methods);
+    printf("\n%d methods; 'attnbench methods NAME' shows one with its citation.\n",
+           ab_method_count());
     return EX_AB_OK;
 }

@@ -18,8 +18,8 @@ Test(solver, analytic_methods_meet_the_budget_or_say_infeasible)
     struct fx_layer L;
     fx_layer_make(&L, 4, 2, 1024, 32, 4.0, 21);
     const double targets[] = {0.5, 0.25, 0.125, 1.0 / 16, 1.0 / 32, 1.0 / 200};
-    for (int i = 0; i < ab_n_methods; i++) {
-        const struct ab_method *m = ab_methods[i];
+    for (int i = 0; i < ab_method_count(); i++) {
+        const struct ab_method *m = ab_method_at(i);
         if (!(m->flags & AB_METHOD_ANALYTIC) || !m->knob.name) continue;
         for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1) {
             if (!(m->phases & (unsigned)phase)) continue;
@@ -337,8 +337,8 @@ Test(run_cli, methods_lists_the_registry)
 {
     char *out, *err;
     cr_assert_eq(t_run(&out, &err, "methods"), 0);
-    for (int i = 0; i < ab_n_methods; i++)
-        cr_expect(strstr(out, ab_methods[i]->name) != NULL, "%s missing", ab_methods[i]->name);
+    for (int i = 0; i < ab_method_count(); i++)
+        cr_expect(strstr(out, ab_method_at(i)->name) != NULL, "%s missing", ab_method_at(i)->name);
     free(out), free(err);
     cr_assert_eq(t_run(&out, &err, "methods streaming"), 0);
     cr_expect(strstr(out, "2309.17453") && strstr(out, "family     static"), "%s", out);

@@ -27,10 +27,10 @@ enum { N = 320, D = 32, M = 32, HEADS = 4, KV = 2 };
 
 /* Every (method, phase) pair the registry offers, as problems on a fresh random layer. */
 #define FOR_EACH_METHOD_PHASE(m, phase)                                                            \
-    for (int mi_ = 0; mi_ < ab_n_methods; mi_++)                                                   \
+    for (int mi_ = 0; mi_ < ab_method_count(); mi_++)                                              \
         for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1)                  \
-            for (const struct ab_method *m = ab_methods[mi_]; m && (m->phases & (unsigned)phase);  \
-                 m = NULL)
+            for (const struct ab_method *m = ab_method_at(mi_);                                    \
+                 m && (m->phases & (unsigned)phase); m = NULL)
 
 /* The problem of head `head` in a phase, under the causal mask, or under the full mask when m
  * supports only that one (full-mask-only rows refuse causal problems). */
@@ -51,13 +51,14 @@ static double knob_max(const struct ab_method *m, const struct ab_problem *p)
 
 Test(battery, registry_rows_are_well_formed)
 {
-    cr_assert(ab_n_methods >= 12);
-    for (int i = 0; i < ab_n_methods; i++) {
-        const struct ab_method *m = ab_methods[i];
+    cr_assert(ab_method_count() >= 12);
+    for (int i = 0; i < ab_method_count(); i++) {
+        const struct ab_method *m = ab_method_at(i);
         cr_assert_not_null(m->name);
         for (const char *c = m->name; *c; c++)
             cr_expect((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-', "%s", m->name);
-        for (int j = 0; j < i; j++) cr_expect(strcmp(m->name, ab_methods[j]->name), "duplicate %s", m->name);
+        for (int j = 0; j < i; j++)
+            cr_expect(strcmp(m->name, ab_method_at(j)->name), "duplicate %s", m->name);
         cr_expect_eq(ab_method_find(m->name), m);
         cr_expect_not_null(m->run, "%s has no run", m->name);
         cr_expect_not_null(m->summary, "%s", m->name);
@@ -507,8 +508,8 @@ Test(battery, the_engine_prepares_each_problem_once_and_always_passes_a_keep_set
         g.d_v = 32, g.full_mask = full;
         cr_assert_eq(ab_gen_workload(&g, &w), AB_OK, "%s", ab_errmsg());
         const double targets[] = {0.5, 0.125};
-        for (int i = 0; i < ab_n_methods; i++) {
-            const struct ab_method *m = ab_methods[i];
+        for (int i = 0; i < ab_method_count(); i++) {
+            const struct ab_method *m = ab_method_at(i);
             if (!(m->masks & (full ? AB_MASKS_FULL : AB_MASKS_CAUSAL))) continue;
             struct ab_method wm = *m;
             wrapped = m;
@@ -576,9 +577,9 @@ Test(battery, rows_swept_together_equal_rows_swept_alone)
     cr_assert_eq(ab_gen_workload(&g, &w), AB_OK, "%s", ab_errmsg());
     const struct ab_method *ms[64];
     int n_ms = 0;
-    for (int i = 0; i < ab_n_methods && n_ms < 64; i++)
-        if (ab_methods[i]->prepare && (ab_methods[i]->masks & AB_MASKS_CAUSAL))
-            ms[n_ms++] = ab_methods[i];
+    for (int i = 0; i < ab_method_count() && n_ms < 64; i++)
+        if (ab_method_at(i)->prepare && (ab_method_at(i)->masks & AB_MASKS_CAUSAL))
+            ms[n_ms++] = ab_method_at(i);
     const double targets[] = {0.25};
     struct ab_sweep_opts o;
     ab_sweep_defaults(&o);

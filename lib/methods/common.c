@@ -157,8 +157,8 @@ const char *ab_family_name(int family)
 
 const struct ab_method *ab_method_find(const char *name)
 {
-    for (int i = 0; i < ab_n_methods; i++)
-        if (!strcmp(ab_methods[i]->name, name)) return ab_methods[i];
+    for (int i = 0; i < ab_method_count(); i++)
+        if (!strcmp(ab_method_at(i)->name, name)) return ab_method_at(i);
     return NULL;
 }
 
@@ -170,14 +170,14 @@ int ab_methods_resolve(const char *list, unsigned phases, int causal,
                                                  : "such";
     *n = 0;
     if (!list) {
-        for (int i = 0; i < ab_n_methods && *n < cap; i++)
-            if ((ab_methods[i]->phases & phases) &&
-                (!causal || (ab_methods[i]->masks & AB_MASKS_CAUSAL)))
-                out[(*n)++] = ab_methods[i];
+        for (int i = 0; i < ab_method_count() && *n < cap; i++)
+            if ((ab_method_at(i)->phases & phases) &&
+                (!causal || (ab_method_at(i)->masks & AB_MASKS_CAUSAL)))
+                out[(*n)++] = ab_method_at(i);
         return AB_OK;
     }
     const char *names[512];
-    for (int i = 0; i < ab_n_methods && i < 512; i++) names[i] = ab_methods[i]->name;
+    for (int i = 0; i < ab_method_count() && i < 512; i++) names[i] = ab_method_at(i)->name;
     const char *s = list;
     char name[64];
     int rc;
@@ -185,7 +185,7 @@ int ab_methods_resolve(const char *list, unsigned phases, int causal,
         const struct ab_method *m = ab_method_find(name);
         if (!m) {
             const char *near =
-                ab_word_closest(name, names, ab_n_methods < 512 ? ab_n_methods : 512);
+                ab_word_closest(name, names, ab_method_count() < 512 ? ab_method_count() : 512);
             if (near)
                 return ab_fail(AB_E_USAGE, "unknown method '%s' (did you mean '%s'?)", name, near);
             return ab_fail(AB_E_USAGE, "unknown method '%s' (see 'attnbench methods')", name);

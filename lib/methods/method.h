@@ -231,9 +231,11 @@ struct ab_method {
     void (*prepare_free)(void *state);
 };
 
-/* The registry (registry.c): every method, in catalogue order. */
-extern const struct ab_method *const ab_methods[];
-extern const int ab_n_methods;
+/* The registry (registry.c): every method, in catalogue order; every reader goes through these
+ * two, so rows that are not compiled in (plugins, issue 18) can join the built-in table.
+ * ab_method_at(i) for i in [0, ab_method_count()), NULL outside. */
+int ab_method_count(void);
+const struct ab_method *ab_method_at(int i);
 const struct ab_method *ab_method_find(const char *name); /* NULL if unknown */
 
 /* The rows named by the comma list (registry names, each once), each checked to have one of

@@ -3,6 +3,8 @@
  * the generic battery in tests/test_methods.c then runs it. */
 #include "methods/method.h"
 
+#include <stddef.h>
+
 extern const struct ab_method ab_method_dense, ab_method_window, ab_method_streaming,
     ab_method_streaming1, ab_method_streaming16,
     ab_method_block_topk, ab_method_block_oracle, ab_method_vertical_slash,
@@ -27,7 +29,7 @@ extern const struct ab_method ab_method_linear_elu, ab_method_performer, ab_meth
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
-const struct ab_method *const ab_methods[] = {
+static const struct ab_method *const builtin[] = {
     &ab_method_dense,
     /* static */
     &ab_method_window,
@@ -87,4 +89,8 @@ const struct ab_method *const ab_methods[] = {
     &ab_method_off_by_one,
     &ab_method_uniform_head,
 };
-const int ab_n_methods = sizeof ab_methods / sizeof ab_methods[0];
+enum { N_BUILTIN = sizeof builtin / sizeof builtin[0] };
+
+int ab_method_count(void) { return N_BUILTIN; }
+
+const struct ab_method *ab_method_at(int i) { return i >= 0 && i < N_BUILTIN ? builtin[i] : NULL; }

@@ -307,8 +307,8 @@ static int build_index(struct rep *R)
             R->m[last_m].name = mn;
             R->m[last_m].family = cell->family ? cell->family : "";
             R->m[last_m].style = 1000 + last_m;
-            for (int i = 0; i < ab_n_methods; i++)
-                if (!strcmp(ab_methods[i]->name, mn)) R->m[last_m].style = i;
+            for (int i = 0; i < ab_method_count(); i++)
+                if (!strcmp(ab_method_at(i)->name, mn)) R->m[last_m].style = i;
         }
         if (cell->knob_name && cell->knob_name[0]) R->m[last_m].has_knob = 1;
         if (find_phase(R, pn) < 0) {
@@ -333,7 +333,7 @@ static int build_index(struct rep *R)
     /* catalogue order: a method keeps its place whatever the results hold */
     qsort(R->m, (size_t)R->n_m, sizeof *R->m, cmp_meth);
     for (int i = 0; i < R->n_m; i++)
-        if (R->m[i].style >= 1000) R->m[i].style = ab_n_methods + i;
+        if (R->m[i].style >= 1000) R->m[i].style = ab_method_count() + i;
     index_families(R);
     /* prefill first, decode second, any other phase after them */
     const char *order[8];

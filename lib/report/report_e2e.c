@@ -58,9 +58,9 @@ static int same(double a, double b)
 
 static int method_style(const char *name)
 {
-    for (int i = 0; i < ab_n_methods; i++)
-        if (!strcmp(ab_methods[i]->name, name)) return i;
-    return ab_n_methods;
+    for (int i = 0; i < ab_method_count(); i++)
+        if (!strcmp(ab_method_at(i)->name, name)) return i;
+    return ab_method_count();
 }
 
 static int phase_rank(const char *p)

@@ -62,9 +62,9 @@ struct fstudy {
 
 static int registry_rank(const char *name)
 {
-    for (int i = 0; i < ab_n_methods; i++)
-        if (!strcmp(ab_methods[i]->name, name)) return i;
-    return ab_n_methods;
+    for (int i = 0; i < ab_method_count(); i++)
+        if (!strcmp(ab_method_at(i)->name, name)) return i;
+    return ab_method_count();
 }
 
 static int is_copy_row(const struct ab_model_row *r)

@@ -405,8 +405,9 @@ static int read_methods(struct ctx *c, yaml_node_t *v, const char *what, const c
                         int *lines, int *n_out)
 {
     const char *all_names[AB_SCENARIO_MAX_METHODS];
-    int n_all = ab_n_methods < AB_SCENARIO_MAX_METHODS ? ab_n_methods : AB_SCENARIO_MAX_METHODS;
-    for (int i = 0; i < n_all; i++) all_names[i] = ab_methods[i]->name;
+    int n_all = ab_method_count();
+    if (n_all > AB_SCENARIO_MAX_METHODS) n_all = AB_SCENARIO_MAX_METHODS;
+    for (int i = 0; i < n_all; i++) all_names[i] = ab_method_at(i)->name;
     int rc = want_list(c, v, what, 0), n = 0;
     if (rc) return rc;
     if (n_items(v) > AB_SCENARIO_MAX_METHODS)
