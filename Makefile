@@ -49,6 +49,7 @@ run: build
 # tolerance; a change that moves a number on purpose updates the baseline with `make baseline` in
 # the same commit). --verbose shows each suite's Criterion synthesis; meson's summary ends the run.
 test: build
+	@rm -rf $(BUILD)/tests/tmp # test files are named by pid: a reused pid must not find old ones
 	meson test -C $(BUILD) --no-rebuild --verbose --num-processes 1
 
 # Regenerates the committed baseline from the quick default scenario (see reports/README.md).

@@ -26,7 +26,7 @@ static const char *usage_text =
 /* The files the report wrote: listed under --verbose, counted for the one-line summary. */
 struct written {
     int64_t files, figures;
-    int md; /* report.md was written */
+    char md[4096]; /* report.md as written ("" until it is) */
 };
 
 static void on_file(void *user, const char *path)
@@ -35,7 +35,7 @@ static void on_file(void *user, const char *path)
     size_t len = strlen(path);
     w->files++;
     w->figures += len > 4 && !strcmp(path + len - 4, ".png");
-    w->md |= !strcmp(ab_path_base(path), "report.md");
+    if (!strcmp(ab_path_base(path), "report.md")) snprintf(w->md, sizeof w->md, "%s", path);
     ab_out_file(path);
 }
 
@@ -43,16 +43,10 @@ int cmd_report_opts(const struct ab_report_run_opts *o)
 {
     struct written wr = {0};
     int rc = ab_report_run(o, NULL, on_file, &wr);
-    if (wr.md) { /* also after exit 69 or a failed plot: report.md is written (and kept) */
-        char dir[4096]; /* "-o report/" names report/report.md */
-        snprintf(dir, sizeof dir, "%s", o->out);
-        for (size_t dl = strlen(dir); dl > 1 && dir[dl - 1] == '/';) dir[--dl] = 0;
-        char *md = ab_path_join(dir, "report.md", "");
-        if (md && access(md, F_OK) == 0)
-            ab_out_main("report", md, "%lld figures, %lld files", (long long)wr.figures,
-                        (long long)wr.files);
-        free(md);
-    }
+    /* also after exit 69 or a failed plot: report.md is written (and kept) */
+    if (wr.md[0] && access(wr.md, F_OK) == 0)
+        ab_out_main("report", wr.md, "%lld figures, %lld files", (long long)wr.figures,
+                    (long long)wr.files);
     fflush(stdout);
     return rc == AB_OK ? EX_AB_OK : ab_cmd_fail(rc);
 }

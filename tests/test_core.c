@@ -88,6 +88,21 @@ Test(core, errors_and_alloc)
     cr_expect(strstr(ab_errmsg(), "the workload") != NULL);
 }
 
+/* "LAYER:HEAD": digits on both sides, below 2^31, end just past the pair */
+Test(core, layer_head_pairs)
+{
+    int64_t l, h;
+    const char *end;
+    cr_expect_eq(ab_layer_head("12:3,4:5", &l, &h, &end), 0);
+    cr_expect(l == 12 && h == 3 && *end == ',');
+    cr_expect_eq(ab_layer_head(end + 1, &l, &h, &end), 0);
+    cr_expect(l == 4 && h == 5 && *end == 0);
+    const char *bad[] = {"", "1", "1:", ":2", "-1:2", "1:-2", "a:2", "1:b", "2147483648:0",
+                         "0:2147483648", " 1:2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(ab_layer_head(bad[i], &l, &h, &end), -1, "'%s' read as a pair", bad[i]);
+}
+
 Test(core, list_tokenizer)
 {
     const char *s = "a=1.5,bb=-2";

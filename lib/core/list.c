@@ -1,7 +1,9 @@
 /* list.c - the comma-separated list tokenizer (see list.h). */
 #include "core/list.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,4 +88,17 @@ const char *ab_word_closest(const char *w, const char *const *words, int n_words
             return words[i];
         }
     return best;
+}
+
+int ab_layer_head(const char *s, int64_t *layer, int64_t *head, const char **end)
+{
+    char *e;
+    if (*s < '0' || *s > '9') return -1;
+    errno = 0;
+    long long l = strtoll(s, &e, 10);
+    if (errno || *e != ':' || e[1] < '0' || e[1] > '9' || l > INT32_MAX) return -1;
+    long long h = strtoll(e + 1, &e, 10);
+    if (errno || h > INT32_MAX) return -1;
+    *layer = l, *head = h, *end = e;
+    return 0;
 }

@@ -5,6 +5,7 @@
 #define AB_CORE_LIST_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Reads the next item of the list at *s and advances *s past it and its comma. With sep == 0 the
  * whole item goes to name; otherwise the item must read NAME<sep>NUMBER: name gets NAME and
@@ -23,5 +24,11 @@ int ab_list_reals(const char *list, double *out, int cap);
  * edits than w has letters; or the only word that starts with w (at least 3 letters). Else
  * NULL. */
 const char *ab_word_closest(const char *w, const char *const *words, int n_words);
+
+/* "LAYER:HEAD" at s (non-negative integers below 2^31, digits only): *layer, *head and *end
+ * just past it. 0, or -1 when s does not start with such a pair. A whole item is a pair when
+ * this returns 0 with **end == 0; a checked comma list is read by calling it again past
+ * each ','. */
+int ab_layer_head(const char *s, int64_t *layer, int64_t *head, const char **end);
 
 #endif

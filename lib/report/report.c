@@ -752,7 +752,7 @@ done:
 }
 
 /* The /heads column standing for statistic `stat` (sink, entropy, locality), or -1. */
-static int stat_column(const struct ab_report_heads *h, const char *stat)
+static int stat_column(const struct ab_heads_table *h, const char *stat)
 {
     static const char *const sink_names[] = {"sink_score", "alpha0", "sink"};
     if (!strcmp(stat, "sink"))
@@ -767,7 +767,7 @@ static int stat_column(const struct ab_report_heads *h, const char *stat)
 /* heads-sink / heads-entropy / heads-locality from a /heads table, and the sink ratio. */
 static int head_stats(struct rep *R, double *sink_ratio, int64_t *sink_heads, int64_t *n_heads)
 {
-    const struct ab_report_heads *h = &R->d->heads;
+    const struct ab_heads_table *h = &R->d->heads;
     *sink_ratio = NAN, *sink_heads = *n_heads = 0;
     if (!h->n) return AB_OK;
     static const char *const stats[] = {"sink", "entropy", "locality"};

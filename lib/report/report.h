@@ -47,17 +47,7 @@
 #include <stdint.h>
 
 #include "eval/results.h"
-
-/* A per-head statistics table (/heads of a results file): one row per (workload, layer, head)
- * and every numeric column found there (integer columns such as sec_pos1 as doubles). */
-struct ab_report_heads {
-    int64_t n;          /* rows */
-    char **workload;    /* (n) or NULL when the table has no workload column */
-    int64_t *layer, *head;
-    int n_cols;
-    char **col_name;    /* (n_cols) */
-    double **col;       /* (n_cols) arrays of n values */
-};
+#include "io/results_io.h"
 
 /* The inputs of a report: every results file, merged. */
 struct ab_report_data {
@@ -65,7 +55,7 @@ struct ab_report_data {
     char **paths;                 /* (n_inputs) results files as named */
     struct ab_results *inputs;    /* (n_inputs) each file's attributes (no cells, no summary) */
     struct ab_results merged;     /* every cell of every file; summary recomputed */
-    struct ab_report_heads heads; /* n == 0 when no input has a /heads table */
+    struct ab_heads_table heads; /* n == 0 when no input has a /heads table */
 };
 
 /* Reads the results files paths[0..n) (ab_results_read_h5, plus /heads when present) and merges

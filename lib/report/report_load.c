@@ -15,30 +15,17 @@
 #include "core/ab.h"
 #include "io/results_io.h"
 
-static void heads_free(struct ab_report_heads *h)
-{
-    for (int64_t i = 0; h->workload && i < h->n; i++) free(h->workload[i]);
-    free(h->workload);
-    free(h->layer), free(h->head);
-    for (int c = 0; c < h->n_cols; c++) free(h->col_name[c]), free(h->col[c]);
-    free(h->col_name), free(h->col);
-    memset(h, 0, sizeof *h);
-}
-
 /* Appends the /heads table of path (when it has one) to h: integer columns layer and head, an
  * optional string column workload (else the file's first workload), every numeric column
  * (integers as doubles), read by ab_results_read_heads. */
-static int read_heads(const char *path, const char *first_workload, struct ab_report_heads *h)
+static int read_heads(const char *path, const char *first_workload, struct ab_heads_table *h)
 {
-    struct ab_heads_table t;
-    int rc = ab_results_read_heads(path, NULL, 0, first_workload, &t);
-    if (rc != AB_OK || !t.layer) return rc; /* t.layer NULL: no /heads */
-    struct ab_report_heads add = {.n = t.n, .workload = t.workload, .layer = t.layer,
-                                  .head = t.head, .n_cols = t.n_cols, .col_name = t.col_name,
-                                  .col = t.col};
+    struct ab_heads_table add;
+    int rc = ab_results_read_heads(path, NULL, 0, first_workload, &add);
+    if (rc != AB_OK || !add.layer) return rc; /* add.layer NULL: no /heads */
     /* append to h: columns matched by name, missing ones NaN */
     if (!h->n) {
-        heads_free(h); /* an earlier empty table */
+        ab_heads_table_free(h); /* an earlier empty table */
         *h = add;
         memset(&add, 0, sizeof add);
         goto done;
@@ -75,7 +62,7 @@ static int read_heads(const char *path, const char *first_workload, struct ab_re
         h->n = n;
     }
 done:
-    heads_free(&add);
+    ab_heads_table_free(&add);
     return rc;
 }
 
@@ -121,6 +108,6 @@ void ab_report_data_free(struct ab_report_data *d)
     }
     free(d->paths), free(d->inputs);
     ab_results_free(&d->merged);
-    heads_free(&d->heads);
+    ab_heads_table_free(&d->heads);
     memset(d, 0, sizeof *d);
 }

@@ -60,7 +60,7 @@ static void heads_free(struct rh_heads *h)
     memset(h, 0, sizeof *h);
 }
 
-static int column(const struct ab_report_heads *h, const char *name)
+static int column(const struct ab_heads_table *h, const char *name)
 {
     for (int c = 0; c < h->n_cols; c++)
         if (!strcmp(h->col_name[c], name)) return c;
@@ -94,7 +94,7 @@ static int cmp_score(const void *a, const void *b, void *ctx)
  * no table or no retrieval_score column) or AB_E_NOMEM. */
 static int heads_load(const struct rep *R, struct rh_heads *h)
 {
-    const struct ab_report_heads *t = &R->d->heads;
+    const struct ab_heads_table *t = &R->d->heads;
     memset(h, 0, sizeof *h);
     int cs = column(t, "retrieval_score"), ci = column(t, "induction_score"),
         cf = column(t, "first_weight");

@@ -64,7 +64,7 @@ struct smodel {
 };
 
 struct sdata {
-    const struct ab_report_heads *h;
+    const struct ab_heads_table *h;
     int c_sink, c_first, c_key, c_value, c_sink_pos, c_lifetime;
     int c_sec_pos[AB_HEAD_N_SEC], c_sec_alpha[AB_HEAD_N_SEC];
     int n_w;
@@ -73,7 +73,7 @@ struct sdata {
     struct smodel *m;
 };
 
-static int column(const struct ab_report_heads *h, const char *name)
+static int column(const struct ab_heads_table *h, const char *name)
 {
     for (int c = 0; c < h->n_cols; c++)
         if (!strcmp(h->col_name[c], name)) return c;
@@ -167,7 +167,7 @@ static void sdata_free(struct sdata *S)
 /* The workloads of the table in order of first appearance, their models and sink heads. */
 static int collect(const struct rep *R, struct sdata *S)
 {
-    const struct ab_report_heads *h = &R->d->heads;
+    const struct ab_heads_table *h = &R->d->heads;
     S->h = h;
     S->c_sink = column(h, "sink_score");
     if (S->c_sink < 0) S->c_sink = column(h, "alpha0");

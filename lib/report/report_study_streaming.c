@@ -414,7 +414,7 @@ static void finding_overall(const struct sl *S, FILE *f)
  * SINK_MIN, with their weights. */
 static void sink_heads(const struct rep *R, FILE *f)
 {
-    const struct ab_report_heads *h = &R->d->heads;
+    const struct ab_heads_table *h = &R->d->heads;
     fputs("### Which heads sink\n\n", f);
     if (!h->n) {
         fputs("Not known: no input has a /heads table (`attnbench heads` writes it).\n\n", f);

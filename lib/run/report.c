@@ -2,7 +2,6 @@
  * before any file is read, and the report itself (lib/report). */
 #include "run/report.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -10,20 +9,17 @@
 #include <string.h>
 
 #include "core/ab.h"
+#include "core/list.h"
 #include "methods/method.h"
 #include "report/report.h"
 
-/* NULL when item reads LAYER:HEAD (non-negative integers below 2^31), else what it should be. */
+/* NULL when item reads LAYER:HEAD, else what it should be. */
 static const char *map_item(const char *item)
 {
-    const char *want = "a LAYER:HEAD pair of non-negative integers";
-    char *end;
-    if (*item < '0' || *item > '9') return want;
-    errno = 0;
-    long long l = strtoll(item, &end, 10);
-    if (errno || *end != ':' || end[1] < '0' || end[1] > '9' || l > INT32_MAX) return want;
-    long long h = strtoll(end + 1, &end, 10);
-    return errno || *end || h > INT32_MAX ? want : NULL;
+    int64_t l, h;
+    const char *end;
+    return ab_layer_head(item, &l, &h, &end) || *end ? "a LAYER:HEAD pair of non-negative integers"
+                                                      : NULL;
 }
 
 #define ROW(f) AB_DECL_ROW(struct ab_report_run_opts, f)
@@ -116,10 +112,8 @@ int ab_report_run(const struct ab_report_run_opts *o, const char *tail,
     ro.n_families = fam ? split(fam, families, 8) : 0, ro.families = families;
     for (const char *s = o->maps; !rc && s && *s; ro.n_maps++) {
         if (ro.n_maps == MAX_MAPS) rc = ab_fail(AB_E_USAGE, "report: at most %d --maps", MAX_MAPS);
-        char *end;
-        pairs[2 * ro.n_maps] = strtoll(s, &end, 10);     /* checked by map_item */
-        pairs[2 * ro.n_maps + 1] = strtoll(end + 1, &end, 10);
-        s = *end ? end + 1 : end;
+        ab_layer_head(s, &pairs[2 * ro.n_maps], &pairs[2 * ro.n_maps + 1], &s); /* checked */
+        s += *s == ',';
     }
     ro.maps = pairs;
 

@@ -434,20 +434,6 @@ static int read_methods(struct ctx *c, yaml_node_t *v, const char *what, const c
     return AB_OK;
 }
 
-/* "L:H" -> layer, head. */
-static int parse_map(const char *s, int64_t *layer, int64_t *head)
-{
-    char *end;
-    errno = 0;
-    if (*s < '0' || *s > '9') return -1;
-    long long l = strtoll(s, &end, 10);
-    if (errno || *end != ':' || end[1] < '0' || end[1] > '9') return -1;
-    long long h = strtoll(end + 1, &end, 10);
-    if (errno || *end || l > INT32_MAX || h > INT32_MAX) return -1;
-    *layer = l, *head = h;
-    return 0;
-}
-
 /* ---- keys read through a command's declared options (core/decl.h) ------------------------ */
 
 /* Reads v, the value of `key` in section `in`, into o through row d of a command's table: a
@@ -1451,7 +1437,8 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
             const char *h;
             int64_t l, hh;
             if ((rc = get_str(c, it, what, &h))) return rc;
-            if (parse_map(h, &l, &hh))
+            const char *end;
+            if (ab_layer_head(h, &l, &hh, &end) || *end)
                 return FAIL(c, it, "head '%s' in %s is not LAYER:HEAD (e.g. \"1:2\")", h, in);
             used += (size_t)snprintf(list + used, sizeof list - used, "%s%lld:%lld",
                                      used ? "," : "", (long long)l, (long long)hh);
@@ -1823,15 +1810,16 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
     const struct ab_scenario_workload *w0 = &s->workloads[0];
     int n_map = 0;
     for (const char *m = s->report.maps; m && *m && w0->layers > 0; n_map++) {
-        char *end;
-        long long l = strtoll(m, &end, 10), h = strtoll(end + 1, &end, 10); /* checked */
+        int64_t l, h;
+        ab_layer_head(m, &l, &h, &m); /* checked by report's row */
+        m += *m == ',';
         if (l >= w0->layers || h >= w0->heads) {
             rc = fail_line(c, AB_E_DATA, pr->maps_line[n_map < AB_SCENARIO_MAX_MAPS ? n_map : 0],
                            "map '%lld:%lld' is outside workload '%s' (%lld layers x %lld heads)",
-                           l, h, w0->name, (long long)w0->layers, (long long)w0->heads);
+                           (long long)l, (long long)h, w0->name, (long long)w0->layers,
+                           (long long)w0->heads);
             goto done;
         }
-        m = *end ? end + 1 : end;
     }
     rc = AB_OK;
 done:
