@@ -25,6 +25,7 @@ static const struct cmd commands[] = {
     {"import", cmd_import, "bring Q/K/V from .npy, .npz, safetensors or HDF5 into a workload"},
     {"info", cmd_info, "print what an attnbench file holds"},
     {"methods", cmd_methods, "list the method registry, or show one method"},
+    {"selftest", cmd_selftest, "check method rows (a plugin's) against the generic battery"},
     {"run", cmd_run, "evaluate methods x budgets x phases on workloads against exact attention"},
     {"merge", cmd_merge, "join the pieces of `run --shard I/N` into one results file"},
     {"render", cmd_render, "draw one head's exact attention map (or a method's kept mask) as a PNG"},

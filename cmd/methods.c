@@ -14,7 +14,7 @@
 #include "opts.h"
 
 static const char *usage_text =
-    "attnbench methods [NAME] [--crossover [--d D] [--dv DV]] [--json]";
+    "attnbench methods [NAME] [--plugin SO]... [--crossover [--d D] [--dv DV]] [--json]";
 
 /* A decode problem of one head with n_ctx context keys and m decode queries, seeded Gaussian
  * Q, K, V: what --crossover costs each method on. Buffers in *buf (free them). */
@@ -367,7 +367,9 @@ int cmd_methods(int argc, char **argv)
 {
     int xo = 0, json = 0;
     int64_t d = 64, dv = 0;
+    struct ab_opt_many plugins = {0};
     const struct ab_opt opts[] = {
+        {"plugin", AB_OPT_MANY, &plugins, "SO", "load method rows from this plugin first (repeatable; plugins/README.md)"},
         {"crossover", AB_OPT_FLAG, &xo, NULL, "the decode context length where exact decode costs more than each linear row"},
         {"d", AB_OPT_INT, &d, "D", "--crossover: head dimension (default 64)"},
         {"dv", AB_OPT_INT, &dv, "DV", "--crossover: value dimension (default d)"},
@@ -376,6 +378,10 @@ int cmd_methods(int argc, char **argv)
     char *pos[1];
     int n_pos, st = ab_opts_parse("methods", usage_text, opts, argc, argv, pos, 1, &n_pos);
     if (st >= 0) return st;
+    for (int i = 0; i < plugins.n; i++) {
+        int rc = ab_plugin_load(plugins.v[i]);
+        if (rc) return ab_cmd_fail(rc);
+    }
     if (xo) {
         if (d < 2 || d > 4096 || dv < 0 || dv > 4096)
             return ab_cmd_error(EX_AB_USAGE, "methods: --d must be in [2, 4096] and --dv in [1, 4096]");
@@ -417,6 +423,7 @@ int cmd_methods(int argc, char **argv)
             if (rc) return ab_cmd_fail(rc);
         }
         printf("citation   %s\n", m->citation);
+        if (ab_method_origin(m)) printf("plugin     %s\n", ab_method_origin(m));
         return EX_AB_OK;
     }
     if (json) return json_methods();
@@ -427,11 +434,15 @@ int cmd_methods(int argc, char **argv)
         phases_text(m->phases, ph, sizeof ph);
         masks_text(m->masks, mk, sizeof mk);
         knob_text(m, kn, sizeof kn);
-        printf("%-16s %-8s %-15s %-13s %-22s %s%s\n", m->name, ab_family_name(m->family), ph, mk,
-               kn, m->flags & AB_METHOD_OPERATOR ? "[operator, not softmax] " : "",
+        printf("%-16s %-8s %-15s %-13s %-22s %s%s%s\n", m->name, ab_family_name(m->family), ph, mk,
+               kn, ab_method_origin(m) ? "[plugin] " : "",
+               m->flags & AB_METHOD_OPERATOR ? "[operator, not softmax] " : "",
                m->cost_words ? m->cost_words : "");
     }
-    printf("\n%d methods; 'attnbench methods NAME' shows one with its citation.\n",
-           ab_method_count());
+    int from_plugins = 0;
+    for (int i = 0; i < ab_method_count(); i++) from_plugins += ab_method_origin(ab_method_at(i)) != NULL;
+    printf("\n%d methods", ab_method_count());
+    if (from_plugins) printf(" (%d from plugins)", from_plugins);
+    printf("; 'attnbench methods NAME' shows one with its citation.\n");
     return EX_AB_OK;
 }

@@ -240,7 +240,13 @@ static int parse_any(const char *cmd, const char *usage, const struct ab_opt *ta
                 return EX_AB_USAGE;
             }
             if (!val) val = argv[++a];
-            int rc = ab_decl_set(d, o, val);
+            char *joined = NULL; /* a repeated AB_DECL_APPEND list: the items so far, then these */
+            const char *now = d->type == AB_DECL_LIST && (d->flags & AB_DECL_APPEND)
+                                  ? *(char *const *)((const char *)o + d->offset)
+                                  : NULL;
+            if (now && *val && asprintf(&joined, "%s,%s", now, val) < 0) joined = NULL;
+            int rc = ab_decl_set(d, o, joined ? joined : val);
+            free(joined);
             if (rc) { /* a bad value (64), or no memory to keep it (65) */
                 fprintf(stderr, "error: %s: option '%s%s'%s %s\n", cmd,
                         strcmp(d->name, "o") ? "--" : "-", d->name, rc == AB_E_USAGE ? "" : ":",

@@ -184,6 +184,7 @@ struct ab_import_run_opts;
 int cmd_import_opts(const struct ab_import_run_opts *o); /* from its options (scenario) */
 int cmd_render(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_selftest(int argc, char **argv);
 int cmd_bench_methods(int argc, char **argv); /* `bench methods` (bench_methods.c) */
 /* Seeded Gaussian rows x (n, d) of stream `tag` under --seed: the benchmarks' inputs (bench.c). */
 void ab_bench_fill(float *x, int64_t n, int64_t d, uint64_t tag);

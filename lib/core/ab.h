@@ -13,29 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum ab_status {
-    AB_OK = 0,
-    AB_E_USAGE = -1,    /* bad option or argument value (exit 64) */
-    AB_E_DATA = -2,     /* bad input data: malformed, wrong schema, wrong shape, NaN (exit 65) */
-    AB_E_NOFILE = -3,   /* input file missing (exit 66) */
-    AB_E_TOOBIG = -4,   /* the request cannot fit in this machine's memory (exit 65) */
-    AB_E_NOMEM = -5,    /* an allocation failed: like TOOBIG, the input asks too much (exit 65) */
-    AB_E_INTERNAL = -6, /* a bug or a library failure we cannot attribute to input (exit 70) */
-    AB_E_CREATE = -7,   /* cannot create an output file (exit 73) */
-    AB_E_IO = -8,       /* read or write failed (exit 74) */
-    AB_E_NOTOOL = -9,   /* an external program (gnuplot) is missing (exit 69) */
-};
-
-/* Short name of a status code ("bad input data"). Never NULL. */
-const char *ab_strerror(int code);
-
-/* Records a one-line, printf-formatted detail for the calling thread and returns code, so a
- * failure reads `return ab_fail(AB_E_DATA, "'%s': truncated", path);`. The arguments may
- * include ab_errmsg() to prefix a detail passed on: ab_fail(rc, "'%s': %s", path, ab_errmsg()). */
-int ab_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* The calling thread's last detail set by ab_fail ("" if none). Valid until the next ab_fail. */
-const char *ab_errmsg(void);
+#include "attnbench/method.h" /* enum ab_status, ab_fail, ab_errmsg */
 
 /* Logging. The library calls ab_log(); the application installs a sink (default: none). */
 enum ab_log_level { AB_LOG_ERROR = 0, AB_LOG_WARN = 1, AB_LOG_INFO = 2, AB_LOG_DEBUG = 3 };

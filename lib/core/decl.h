@@ -34,6 +34,8 @@ enum ab_decl_flags {
     AB_DECL_SHOW = 8,   /* how the command shows its answer (--json) or carries out its work
                            (run's --resume, --shard): not recorded with the
                            results, neither in their command line nor in the JSON echo */
+    AB_DECL_APPEND = 16, /* LIST: given again on the command line, adds its items (--plugin A
+                            --plugin B) instead of replacing them */
 };
 
 struct ab_decl {

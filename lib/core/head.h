@@ -12,23 +12,7 @@
 
 #include <stdint.h>
 
-enum ab_mask { AB_MASK_CAUSAL = 0, AB_MASK_FULL = 1 };
-
-struct ab_head {
-    int64_t n_q, n_k, d, d_v;
-    const float *q;       /* (n_q, d) row-major, row stride d */
-    const float *k;       /* (n_k, d) */
-    const float *v;       /* (n_k, d_v) */
-    const int32_t *q_pos; /* (n_q) absolute position of each query row */
-    const int32_t *k_pos; /* (n_k) absolute position of each key row */
-    int mask;             /* enum ab_mask */
-    double scale;         /* logit scale, usually 1/sqrt(d) */
-    double rope_theta;    /* > 0: apply RoPE to q and k at their positions first; 0: inputs are
-                             already rotated (workload files store post-RoPE Q and K) */
-};
-
-/* Number of keys query row i can see (the keys are 0 .. count-1, positions being sorted). */
-int64_t ab_head_visible(const struct ab_head *h, int64_t i);
+#include "attnbench/method.h" /* enum ab_mask, struct ab_head, ab_head_visible */
 
 /* Number of (query, key) cells the mask allows, summed over all query rows. */
 int64_t ab_head_allowed_cells(const struct ab_head *h);

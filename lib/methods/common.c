@@ -155,6 +155,43 @@ const char *ab_family_name(int family)
     return family >= 0 && family <= AB_FAMILY_CALIBRATION ? names[family] : "unknown";
 }
 
+int ab_method_check_row(const struct ab_method *m)
+{
+    if (!m) return ab_fail(AB_E_DATA, "a NULL row");
+    if (!m->name || !*m->name) return ab_fail(AB_E_DATA, "a row without a name");
+    size_t len = strlen(m->name);
+    for (const char *c = m->name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-') || len > 63)
+            return ab_fail(AB_E_DATA, "row '%.63s': a name must be [a-z0-9-]+, at most 63 characters", m->name);
+    const char *n = m->name;
+    if (!strcmp(ab_family_name(m->family), "unknown"))
+        return ab_fail(AB_E_DATA, "row '%s': unknown family %d", n, m->family);
+    if (!m->phases || (m->phases & ~(unsigned)(AB_PHASE_PREFILL | AB_PHASE_DECODE)))
+        return ab_fail(AB_E_DATA, "row '%s': phases must be AB_PHASE_PREFILL and/or AB_PHASE_DECODE", n);
+    if (!m->masks || (m->masks & ~(unsigned)(AB_MASKS_CAUSAL | AB_MASKS_FULL)))
+        return ab_fail(AB_E_DATA, "row '%s': masks must be AB_MASKS_CAUSAL and/or AB_MASKS_FULL", n);
+    if (!m->run) return ab_fail(AB_E_DATA, "row '%s': no run function", n);
+    if (!m->summary || !m->citation || !m->cost_words)
+        return ab_fail(AB_E_DATA, "row '%s': summary, citation and cost_words are required", n);
+    if (m->flags & ~(unsigned)(2 * AB_METHOD_PREP_FREE - 1))
+        return ab_fail(AB_E_DATA, "row '%s': unknown flag bits 0x%x", n, m->flags);
+    if ((m->flags & AB_METHOD_ANALYTIC) && !m->cost)
+        return ab_fail(AB_E_DATA, "row '%s': AB_METHOD_ANALYTIC without a cost function", n);
+    if (!m->prepare != !m->prepare_free)
+        return ab_fail(AB_E_DATA, "row '%s': prepare and prepare_free go together", n);
+    if ((m->plan || m->plan_free) && !(m->flags & AB_METHOD_MODEL))
+        return ab_fail(AB_E_DATA, "row '%s': plan only for AB_METHOD_MODEL rows", n);
+    if (!m->plan != !m->plan_free) return ab_fail(AB_E_DATA, "row '%s': plan and plan_free go together", n);
+    if (m->knob.name) {
+        const struct ab_knob *k = &m->knob;
+        if (!(k->lo > 0) || !(k->hi <= 0 || k->hi > k->lo) || isnan(k->hi))
+            return ab_fail(AB_E_DATA, "row '%s': knob range [%g, %g] (lo > 0, hi > lo or hi <= 0 for n)", n, k->lo, k->hi);
+        if (!(k->def >= k->lo) || (k->hi > 0 && k->def > k->hi))
+            return ab_fail(AB_E_DATA, "row '%s': knob default %g outside [%g, %g]", n, k->def, k->lo, k->hi);
+    }
+    return AB_OK;
+}
+
 const struct ab_method *ab_method_find(const char *name)
 {
     for (int i = 0; i < ab_method_count(); i++)

@@ -1,7 +1,10 @@
 /* registry.c - the static table of methods (ggml's op table idea): one row per method, in
- * catalogue order (../shared/spec/methods.md). Adding a method = writing its file and a row here;
- * the generic battery in tests/test_methods.c then runs it. */
+ * catalogue order (../shared/spec/methods.md), then the rows of loaded plugins (plugin.c). Adding a
+ * method = writing its file and a row here; the generic battery (lib/eval/battery.c, run by
+ * tests/test_methods.c and by `attnbench selftest`) then checks it. */
 #include "methods/method.h"
+
+#include "core/ab.h"
 
 #include <stddef.h>
 
@@ -91,6 +94,34 @@ static const struct ab_method *const builtin[] = {
 };
 enum { N_BUILTIN = sizeof builtin / sizeof builtin[0] };
 
-int ab_method_count(void) { return N_BUILTIN; }
+/* Rows loaded at run time (plugin.c), after the built-in ones, in load order; each with the
+ * file it came from. Written only while loading, before any engine work starts. */
+enum { MAX_LOADED = 1024 };
+static const struct ab_method *loaded[MAX_LOADED];
+static const char *loaded_from[MAX_LOADED];
+static int n_loaded;
 
-const struct ab_method *ab_method_at(int i) { return i >= 0 && i < N_BUILTIN ? builtin[i] : NULL; }
+int ab_method_count(void) { return N_BUILTIN + n_loaded; }
+
+const struct ab_method *ab_method_at(int i)
+{
+    if (i >= 0 && i < N_BUILTIN) return builtin[i];
+    if (i >= N_BUILTIN && i < N_BUILTIN + n_loaded) return loaded[i - N_BUILTIN];
+    return NULL;
+}
+
+const char *ab_method_origin(const struct ab_method *m)
+{
+    for (int i = 0; i < n_loaded; i++)
+        if (loaded[i] == m) return loaded_from[i];
+    return NULL;
+}
+
+int ab_registry_add(const struct ab_method *const *rows, int n, const char *from)
+{
+    if (n < 0 || n > MAX_LOADED - n_loaded)
+        return ab_fail(AB_E_USAGE, "more than %d plugin rows in all", MAX_LOADED);
+    for (int i = 0; i < n; i++) loaded[n_loaded + i] = rows[i], loaded_from[n_loaded + i] = from;
+    n_loaded += n;
+    return AB_OK;
+}

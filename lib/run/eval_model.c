@@ -22,6 +22,9 @@ static const char *const method_aliases[] = {"all", NULL, NULL};
 static const char *const budget_aliases[] = {"default", "0.5,0.25,0.125",
                                              "paper", "0.7,0.5,0.3,0.2,0.1,0.05", NULL};
 const struct ab_decl ab_eval_run_decl[] = {
+    {"plugin", AB_DECL_LIST, ROW(plugins), NULL, 0, 0, "SO",
+     "load method rows from this plugin first (repeatable; plugins/README.md)",
+     .flags = AB_DECL_CLI | AB_DECL_INPUT | AB_DECL_APPEND},
     {"model", AB_DECL_STR, ROW(model), NULL, 0, 0, "FILE", "llama2.c checkpoint or GGUF file",
      .flags = AB_DECL_INPUT},
     {"tokenizer", AB_DECL_STR, ROW(tokenizer), NULL, 0, 0, "FILE",
@@ -211,7 +214,9 @@ int ab_eval_run(const struct ab_eval_run_opts *o, const struct ab_eval_run_hooks
     const struct ab_method *list[256];
     double targets[64];
     struct ab_eval_model_opts eo;
-    int rc = resolve(o, &eo, list, targets, 64);
+    int rc = ab_plugins_load(o->plugins);
+    if (rc) return rc;
+    rc = resolve(o, &eo, list, targets, 64);
     if (rc) return rc;
     size_t len = strlen(o->out);
     if (len > 3 && !strcmp(o->out + len - 3, ".h5")) len -= 3;

@@ -16,6 +16,7 @@ struct ab_eval_run_opts {
     uint64_t seed;
     char *model, *tokenizer, *text;
     int64_t copy_task;          /* R, 0: none */
+    char *plugins;              /* plugin files loaded first, or NULL */
     char *methods, *budgets, *knob, *phases;
     int64_t decode_queries, decode_horizon, stride;
     int window_bos;

@@ -24,6 +24,9 @@ static const char *map_item(const char *item)
 
 #define ROW(f) AB_DECL_ROW(struct ab_report_run_opts, f)
 const struct ab_decl ab_report_run_decl[] = {
+    {"plugin", AB_DECL_LIST, ROW(plugins), NULL, 0, 0, "SO",
+     "the plugin whose rows the results name (repeatable; plugins/README.md)",
+     .flags = AB_DECL_CLI | AB_DECL_INPUT | AB_DECL_APPEND},
     {"methods", AB_DECL_LIST, ROW(methods), NULL, 0, 0, "LIST",
      "report only these methods (and dense, the reference); with --family: either"},
     {"family", AB_DECL_LIST, ROW(family), NULL, 0, 0, "LIST",
@@ -88,6 +91,8 @@ int ab_report_run(const struct ab_report_run_opts *o, const char *tail,
                   void (*on_file)(void *user, const char *path), void *user)
 {
     if (o->n_results < 1) return ab_fail(AB_E_USAGE, "report: name at least one results file");
+    int prc = ab_plugins_load(o->plugins);
+    if (prc) return prc;
     if (!o->out || !*o->out) return ab_fail(AB_E_USAGE, "report: name the folder with -o DIR");
     char dir[4096]; /* without trailing slashes: "-o report/" names report/report.md */
     if (snprintf(dir, sizeof dir, "%s", o->out) >= (int)sizeof dir)

@@ -14,6 +14,7 @@
 struct ab_report_run_opts {
     const char *const *results; /* (n_results) results files (run, heads, eval-model) */
     int n_results;
+    char *plugins;     /* plugin files whose rows the results name, or NULL */
     char *methods;     /* "a,b": report only these methods (and dense), or NULL */
     char *family;      /* "static,kv": report only these families, or NULL */
     char *workload;    /* workload of the maps, or NULL: the first the results record */

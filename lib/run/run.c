@@ -31,6 +31,9 @@ static const char *const method_aliases[] = {"all", NULL, NULL};
 
 #define ROW(f) AB_DECL_ROW(struct ab_run_opts, f)
 const struct ab_decl ab_run_decl[] = {
+    {"plugin", AB_DECL_LIST, ROW(plugins), NULL, 0, 0, "SO",
+     "load method rows from this plugin first (repeatable; plugins/README.md)",
+     .flags = AB_DECL_CLI | AB_DECL_INPUT | AB_DECL_APPEND},
     {"methods", AB_DECL_LIST, ROW(methods), NULL, 0, 0, "LIST",
      "methods to run, or all (default: every method of the phases)", .aliases = method_aliases},
     {"budgets", AB_DECL_LIST, ROW(budgets), "default", 0, 1, "LIST",
@@ -270,7 +273,9 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
     if (o->n_workloads > AB_RUN_MAX_WORKLOADS)
         return ab_fail(AB_E_USAGE, "at most %d workload files", AB_RUN_MAX_WORKLOADS);
     if (!o->out) return ab_fail(AB_E_USAGE, "name the results file with -o");
-    int rc = resolve(o, out);
+    int rc = ab_plugins_load(o->plugins);
+    if (rc) return rc;
+    rc = resolve(o, out);
     if (rc) return rc;
     int64_t n_parts = 1, my_part = 0;
     if (o->shard) {

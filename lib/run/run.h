@@ -19,6 +19,7 @@ struct ab_run_opts {
     const char *const *workloads; /* (n_workloads) workload files, read in this order */
     int n_workloads;
     uint64_t seed;
+    char *plugins;          /* plugin files "a.so,b.so" loaded before the methods are named, or NULL */
     char *methods;          /* registry names "a,b" or NULL: every method of the phases */
     char *budgets;          /* target FLOP ratios "0.5,0.25" in (0, 1] */
     char *knob;             /* "NAME=V": every method at this knob instead of budgets, or NULL */

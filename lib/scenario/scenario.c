@@ -76,7 +76,7 @@ static const char *const gen_real_keys[GR_COUNT] = {"theta", "depth_min", "depth
 
 static const char *const top_keys[] = {"schema", "name",      "description", "seed",  "threads",
                                        "model",  "workloads", "run",         "heads", "eval_model",
-                                       "report", "quick",     NULL};
+                                       "report", "quick",     "plugins",     NULL};
 static const char *const workload_keys[] = {"name",    "gen",    "file", "sweep",
                                             "capture", "import", NULL};
 static const char *const gen_keys[] = {
@@ -1308,6 +1308,45 @@ static int read_heads(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
     return AB_OK;
 }
 
+/* The top-level `plugins: FILE` or `plugins: [FILE, ...]`: each resolved against the scenario's
+ * folder and loaded now (lib/methods/plugin.c), so the keys after it may name the plugins' rows;
+ * a plugin that is refused fails at its line. s->plugins gets the comma list. */
+static int read_plugins(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
+{
+    yaml_node_t *one[1] = {v};
+    yaml_node_t **items = one;
+    int n = 1, rc = AB_OK;
+    if (v->type == YAML_SEQUENCE_NODE) {
+        n = (int)(v->data.sequence.items.top - v->data.sequence.items.start);
+        items = malloc(sizeof *items * (size_t)(n ? n : 1));
+        if (!items) return ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+        for (int i = 0; i < n; i++)
+            items[i] = node_at(c, v->data.sequence.items.start[i]);
+        if (!n) rc = FAIL(c, v, "'plugins' lists no file");
+    }
+    size_t len = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        char *path = NULL;
+        if ((rc = get_file(c, items[i], "'plugins'", &path))) break;
+        if (strchr(path, ',')) {
+            rc = FAIL(c, items[i], "'plugins': a file name with a comma ('%s') cannot be listed", path);
+        } else if ((rc = ab_plugin_load(path))) {
+            rc = fail_line(c, rc, line_of(items[i]), "plugins: %s", ab_errmsg());
+        } else {
+            char *joined = realloc(s->plugins, len + strlen(path) + 2);
+            if (!joined) {
+                rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+            } else {
+                s->plugins = joined;
+                len += (size_t)sprintf(s->plugins + len, "%s%s", len ? "," : "", path);
+            }
+        }
+        free(path);
+    }
+    if (items != one) free(items);
+    return rc;
+}
+
 /* The top-level `model: {path: FILE, tokenizer: FILE}`. */
 static int read_model(struct ctx *c, yaml_node_t *v, struct ab_scenario *s)
 {
@@ -1628,6 +1667,7 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         s->threads = x;
     }
     if ((v = lookup(c, root, "model")) && (rc = read_model(c, v, s))) return rc;
+    if ((v = lookup(c, root, "plugins")) && (rc = read_plugins(c, v, s))) return rc;
 
     /* run and report, then quick (always checked, applied when asked) */
     struct run_read *rr = calloc(1, sizeof *rr), *qr = calloc(1, sizeof *qr);
@@ -1765,6 +1805,22 @@ static int read_document(struct ctx *c, int quick, struct ab_scenario *s)
         for (int k = 0; k < s->n_evals; k++)
             if ((rc = resolve_eval(c, &s->evals[k], &ers[k], qe, qer, qe_given, q_copy, quick)))
                 goto done;
+    }
+
+    /* the plugins reach every step that names methods, so each step's command line and
+     * recorded options carry them */
+    if (s->plugins) {
+        free(s->run.plugins), free(s->report.plugins);
+        s->run.plugins = strdup(s->plugins), s->report.plugins = strdup(s->plugins);
+        int ok = s->run.plugins && s->report.plugins;
+        for (int k = 0; k < s->n_evals; k++) {
+            free(s->evals[k].o.plugins);
+            ok &= (s->evals[k].o.plugins = strdup(s->plugins)) != NULL;
+        }
+        if (!ok) {
+            rc = ab_fail(AB_E_NOMEM, "'%s': out of memory", c->path);
+            goto done;
+        }
     }
 
     /* resolved settings, defaults filled in, and the cross-checks */
@@ -1985,6 +2041,7 @@ void ab_scenario_free(struct ab_scenario *s)
         ab_decl_free(ab_eval_run_decl, &s->evals[i].o);
     }
     free(s->evals);
+    free(s->plugins);
     free(s->model);
     free(s->tokenizer);
     free(s->path);

@@ -137,6 +137,9 @@ struct ab_scenario {
     /* model: the model of capture workloads and eval_model steps */
     char *model;     /* resolved against the scenario's folder (exists), or NULL */
     char *tokenizer; /* the same, or NULL: capture / eval-model find it beside the model */
+    /* plugins: their files (resolved against the scenario's folder, comma-joined), loaded while
+     * the file was read; run, report and each eval_model step get them too; or NULL */
+    char *plugins;
     /* eval_model: each entry one `attnbench eval-model`, after the heads step */
     struct ab_scenario_eval *evals;
     int n_evals;

@@ -48,9 +48,18 @@ int ab_step_key(const char *cmd, const struct ab_decl *t, const void *o, const c
     int rc = AB_OK;
     for (int i = 0; i < n_pos && !rc; i++) rc = add_file(&s, pos[i]);
     for (const struct ab_decl *d = t; d->name && !rc; d++) {
-        if (!(d->flags & AB_DECL_INPUT) || d->type != AB_DECL_STR) continue;
+        if (!(d->flags & AB_DECL_INPUT) || (d->type != AB_DECL_STR && d->type != AB_DECL_LIST))
+            continue;
         const char *path = *(char *const *)((const char *)o + d->offset);
-        if (path) rc = add_file(&s, path);
+        if (path && d->type == AB_DECL_STR) rc = add_file(&s, path);
+        for (const char *p = path; p && *p && d->type == AB_DECL_LIST && !rc;) { /* each file */
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            char one[4096];
+            snprintf(one, sizeof one, "%.*s", (int)len, p);
+            rc = add_file(&s, one);
+            p = comma ? comma + 1 : p + len;
+        }
     }
     unsigned char digest[32];
     ab_sha256_final(&s, digest);
