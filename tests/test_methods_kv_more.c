@@ -349,6 +349,44 @@ Test(chunkkv, chunks_of_one_equal_snapkv)
     fx_layer_free(&L);
 }
 
+/* The shorter last chunk is compared by its mean, not its sum: window queries split their
+ * attention evenly between key 105 (inside the whole chunk [100, 110)) and key 431, the last of
+ * the 432 prefix keys (the chunk [430, 432) of two). After pooling, chunk [100, 110) holds the
+ * whole of key 105's share a (mean a / 10) and [430, 432) two fifths of key 431's (mean a / 5):
+ * at C = W + 2 the short chunk ranks first and fits. (By sums, [100, 110) would rank first, not
+ * fit, and end the selection with nothing kept.) */
+Test(chunkkv, short_last_chunk_ranks_by_its_mean)
+{
+    enum { N = 512, D = 32, M = 16, A = 105, B = 431 };
+    struct fx_layer L;
+    fx_layer_make(&L, 1, 1, N, D, 0.25, 81);
+    struct ab_rng r;
+    ab_rng_init(&r, 81, 1);
+    float u[D], w[D];
+    fx_unit(u, D, &r);
+    fx_unit(w, D, &r);
+    double uw = 0, nw = 0; /* w orthogonal to u, unit */
+    for (int64_t c = 0; c < D; c++) uw += (double)u[c] * w[c];
+    for (int64_t c = 0; c < D; c++) w[c] -= (float)(uw * u[c]), nw += (double)w[c] * w[c];
+    for (int64_t c = 0; c < D; c++) w[c] /= (float)sqrt(nw);
+    int64_t q0 = N - M;
+    float big = (float)(10.0 * sqrt((double)D) / 3.0); /* logit 10 for a window query */
+    fx_add_dir(L.k, D, A, A + 1, u, big);
+    fx_add_dir(L.k, D, B, B + 1, w, big);
+    fx_add_dir(L.q, D, q0 - W, q0, u, 3.0f);
+    fx_add_dir(L.q, D, q0 - W, q0, w, 3.0f);
+    struct ab_problem p = fx_problem(&L, 0, M);
+    struct ab_ledger led;
+    struct ab_keep keep;
+    fx_run_checked(fx_method("chunkkv"), &p, W + 2, &led, &keep);
+    uint8_t *want = calloc((size_t)q0, 1);
+    memset(want + q0 - W - 2, 1, W + 2);
+    expect_keep_rows(&p, &keep, want, "chunkkv");
+    ab_keep_free(&keep);
+    free(want);
+    fx_layer_free(&L);
+}
+
 /* ---- simlayerkv ---- */
 
 /* Three layers of two heads (512 rows, 496 context keys, test window R = 62):
