@@ -30,10 +30,11 @@
  * boundary trades one core cell for g local ones).
  *
  * Deviations from the paper: no fine-tuning (CCA is trained in; here it runs on the given
- * Q, K, V); g = 16 and the default w = 1024 are our choices; the paper fuses the two
- * attentions in one softmax as here, but also has a learnable / dynamic combination in its
- * later version, left out; the core token's logit has no correction for the g keys it stands
- * for; only whole groups are compressed (a final partial group is always local); core tokens
+ * Q, K, V); g = 16 and the default w = 1024 are our choices, not checked against the
+ * authors' code; the two parts are fused in one softmax over the concatenated core and local
+ * keys (our reading of the paper's fused attention; any learned part of the authors' fusion is
+ * left out: no trained weights); the core token's logit has no correction for the g keys it
+ * stands for; only whole groups are compressed (a final partial group is always local); core tokens
  * and attention in double precision. Prefill only. */
 #include <assert.h>
 #include <math.h>

@@ -22,8 +22,8 @@
  * Deviations from the paper: MoBA is trained (or continually trained) with this gate; here it
  * runs on the given Q, K without training. The block size is scaled to our lengths (MoBA uses
  * 512 with top-k 3 at 8K-32K and 4096 with top-k 12 for 1M contexts). The gate and the pooling
- * run in double precision. Per-query-head selection (MoBA shares nothing across GQA heads
- * either). Prefill only. */
+ * run in double precision. Each query head selects for itself (no sharing across a GQA
+ * group). Prefill only. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -11,9 +11,9 @@
  * How these differ from the rows that already exist:
  * - `streaming` (StreamingLLM, token-granular: 4 sinks + the last w keys) is what methods.md
  *   calls MInference's A-shape; `a-shape` is that shape as MInference's kernel tiles it, in
- *   whole blocks of 64 (128 initial tokens = whole blocks, window rounded up to whole blocks),
- *   so it keeps up to 63 more keys per row than a token window of the same w, and its sinks
- *   are blocks, not 4 tokens;
+ *   whole blocks of 64 (128 initial tokens = whole blocks, the window ceil(w / 64) whole
+ *   blocks ending at the row's own block), so a row keeps between 63 fewer and 63 more window
+ *   keys than a token window of the same w, and its sinks are blocks, not 4 tokens;
  * - `dilated` keeps 4 sinks and K taps spread evenly over the whole context with a per-row
  *   fractional dilation; `strided` is the Sparse Transformer's fixed stride l shared by every
  *   row: a window of l plus the keys at distances that are multiples of l (no sinks);
