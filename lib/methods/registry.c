@@ -21,6 +21,9 @@ extern const struct ab_method ab_method_xattention, ab_method_hip, ab_method_rou
     ab_method_hyper;
 extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_power,
     ab_method_shard;
+extern const struct ab_method ab_method_a_shape, ab_method_tri_shape, ab_method_strided,
+    ab_method_s2, ab_method_s2_sink;
+extern const struct ab_method ab_method_moba, ab_method_sampleattention, ab_method_cca;
 extern const struct ab_method ab_method_tidal, ab_method_duo;
 extern const struct ab_method ab_method_razor, ab_method_moa;
 extern const struct ab_method ab_method_knorm, ab_method_random, ab_method_keydiff,
@@ -47,6 +50,11 @@ static const struct ab_method *const builtin[] = {
     &ab_method_bigbird,
     &ab_method_power,
     &ab_method_shard,
+    &ab_method_a_shape,
+    &ab_method_tri_shape,
+    &ab_method_strided,
+    &ab_method_s2,
+    &ab_method_s2_sink,
     /* dynamic (prefill) */
     &ab_method_block_topk,
     &ab_method_block_oracle,
@@ -60,6 +68,9 @@ static const struct ab_method *const builtin[] = {
     &ab_method_permuted_block,
     &ab_method_biformer,
     &ab_method_dhsa,
+    &ab_method_moba,
+    &ab_method_sampleattention,
+    &ab_method_cca,
     /* kv (decode) */
     &ab_method_quest,
     &ab_method_snapkv,
