@@ -20,6 +20,8 @@ extern const struct ab_method ab_method_dilated, ab_method_bigbird, ab_method_po
     ab_method_shard;
 extern const struct ab_method ab_method_tidal, ab_method_duo;
 extern const struct ab_method ab_method_razor, ab_method_moa;
+extern const struct ab_method ab_method_infllm, ab_method_tokenselect, ab_method_spatten,
+    ab_method_longheads, ab_method_alisa;
 extern const struct ab_method ab_method_mala, ab_method_sigmoid, ab_method_softplus,
     ab_method_delta_const;
 extern const struct ab_method ab_method_nystrom, ab_method_key_pooling, ab_method_agent,
@@ -68,6 +70,11 @@ static const struct ab_method *const builtin[] = {
     &ab_method_duo,
     &ab_method_razor,
     &ab_method_moa,
+    &ab_method_infllm,
+    &ab_method_tokenselect,
+    &ab_method_spatten,
+    &ab_method_longheads,
+    &ab_method_alisa,
     /* linear and approximate kernels (issue 8) */
     &ab_method_linear_elu,
     &ab_method_performer,
