@@ -30,6 +30,8 @@ extern const struct ab_method ab_method_knorm, ab_method_random, ab_method_keydi
     ab_method_lagkv, ab_method_expected_attention, ab_method_q_filters;
 extern const struct ab_method ab_method_observed_attention, ab_method_criticalkv,
     ab_method_chunkkv, ab_method_simlayerkv, ab_method_think;
+extern const struct ab_method ab_method_infllm, ab_method_tokenselect, ab_method_spatten,
+    ab_method_longheads, ab_method_alisa;
 extern const struct ab_method ab_method_mala, ab_method_sigmoid, ab_method_softplus,
     ab_method_delta_const;
 extern const struct ab_method ab_method_nystrom, ab_method_key_pooling, ab_method_agent,
@@ -97,6 +99,11 @@ static const struct ab_method *const builtin[] = {
     &ab_method_chunkkv,
     &ab_method_simlayerkv,
     &ab_method_think,
+    &ab_method_infllm,
+    &ab_method_tokenselect,
+    &ab_method_spatten,
+    &ab_method_longheads,
+    &ab_method_alisa,
     /* linear and approximate kernels (issue 8) */
     &ab_method_linear_elu,
     &ab_method_performer,
