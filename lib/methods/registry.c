@@ -38,6 +38,7 @@ extern const struct ab_method ab_method_nystrom, ab_method_key_pooling, ab_metho
     ab_method_window_linear;
 extern const struct ab_method ab_method_linear_elu, ab_method_performer, ab_method_cosformer,
     ab_method_lightning;
+extern const struct ab_method ab_method_based, ab_method_retnet, ab_method_gated_delta;
 extern const struct ab_method ab_method_act, ab_method_zerotuning, ab_method_redistribute,
     ab_method_sink_logit, ab_method_off_by_one, ab_method_uniform_head;
 
@@ -117,6 +118,9 @@ static const struct ab_method *const builtin[] = {
     &ab_method_sigmoid,
     &ab_method_softplus,
     &ab_method_delta_const,
+    &ab_method_based,
+    &ab_method_retnet,
+    &ab_method_gated_delta,
     /* calibration */
     &ab_method_act,
     &ab_method_zerotuning,
