@@ -23,6 +23,7 @@
  * wrote (ab_outputs_begin / _end), so nothing partial is left; gnuplot missing, or failing on a
  * script, is remembered and returned after report.md is written, and the report stays. */
 #include "report/report.h"
+#include "core/list.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -86,9 +87,16 @@ int ab_report_check_filter(const struct ab_report_opts *o, const struct ab_repor
         int ok = ab_method_find(o->methods[i]) != NULL; /* or an external method of the cells */
         for (int64_t c = 0; !ok && d && c < d->merged.n_cells; c++)
             ok = d->merged.cells[c].method && !strcmp(d->merged.cells[c].method, o->methods[i]);
-        if (!ok)
-            return ab_fail(AB_E_USAGE, "report: unknown method '%s' (neither a registry row nor "
-                           "a method of the results; see 'attnbench methods')", o->methods[i]);
+        if (ok) continue;
+        const char *all[512], *near;
+        int n_all = 0;
+        for (int k = 0; k < ab_method_count() && n_all < 512; k++)
+            all[n_all++] = ab_method_at(k)->name;
+        if ((near = ab_word_closest(o->methods[i], all, n_all)))
+            return ab_fail(AB_E_USAGE, "report: option '--methods': unknown method '%s' (did you "
+                           "mean '%s'?)", o->methods[i], near);
+        return ab_fail(AB_E_USAGE, "report: option '--methods': unknown method '%s' (see "
+                       "'attnbench methods')", o->methods[i]);
     }
     return AB_OK;
 }
