@@ -4,8 +4,9 @@
 
 DEBS := meson ninja-build pkg-config gcc libc6-dev libopenblas-dev libhdf5-dev hdf5-tools \
         libpng-dev libyaml-dev libcriterion-dev gnuplot-nox fonts-dejavu-core zlib1g-dev \
-        libjansson-dev libopenmpi-dev openmpi-bin
-# (Open MPI is optional for the build; it is listed so that `make test` includes the 2-rank
+        libjansson-dev libopenmpi-dev openmpi-bin python3-numpy
+# (python3-numpy runs tests/fixtures/external_window.py, the external method of test_ingest.c;
+# Open MPI is optional for the build; it is listed so that `make test` includes the 2-rank
 # `mpirun` test of tests/test_longrun.c)
 BUILD ?= build
 AB := $(BUILD)/cmd/attnbench

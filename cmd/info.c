@@ -89,6 +89,7 @@ static int info_results(const char *path, const struct ab_h5_storage *sto, int j
            r.hostname ? r.hostname : "(unknown host)");
     if (r.command_line) printf("command      %s\n", r.command_line);
     if (r.options) printf("options      %s\n", r.options);
+    if (r.external) printf("external     %s\n", r.external);
     printf("workloads    %lld\n", (long long)r.n_workloads);
     for (int64_t i = 0; i < r.n_workloads; i++)
         printf("  %s (sha256 %.12s)\n", r.workloads[i],
@@ -306,6 +307,7 @@ static int json_results(const char *path, const struct ab_results *r,
     ab_json_str(&d, o, "scenario", r->scenario);
     ab_json_str(&d, o, "notes", r->notes);
     ab_json_text(&d, o, "options", r->options);
+    if (r->external) ab_json_text(&d, o, "external", r->external);
     x = ab_json_obj(&d, o, "storage");
     ab_json_int(&d, x, "file_bytes", sto->file_bytes);
     int rc = ab_json_print(&d, stdout);

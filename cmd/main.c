@@ -23,6 +23,7 @@ static const struct cmd commands[] = {
     {"capture", cmd_capture, "run a Llama-family model on text or token ids and write its Q, K, V"},
     {"eval-model", cmd_eval_model, "put methods inside a model's attention: perplexity and copy accuracy vs dense"},
     {"import", cmd_import, "bring Q/K/V from .npy, .npz, safetensors or HDF5 into a workload"},
+    {"ingest", cmd_ingest, "bring a method's outputs computed elsewhere into the results table"},
     {"info", cmd_info, "print what an attnbench file holds"},
     {"methods", cmd_methods, "list the method registry, or show one method"},
     {"selftest", cmd_selftest, "check method rows (a plugin's) against the generic battery"},

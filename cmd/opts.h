@@ -180,6 +180,7 @@ struct ab_eval_run_opts;
 int cmd_eval_model_opts(const struct ab_eval_run_opts *o); /* from its options (scenario) */
 int cmd_info(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
 struct ab_import_run_opts;
 int cmd_import_opts(const struct ab_import_run_opts *o); /* from its options (scenario) */
 int cmd_render(int argc, char **argv);

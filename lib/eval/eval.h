@@ -189,4 +189,35 @@ int64_t ab_sweep_count_head(const struct ab_workload *w, const struct ab_sweep_o
 int ab_sweep_workload(const struct ab_workload *w, const char *name,
                       const struct ab_sweep_opts *o, struct ab_results *res);
 
+/* The outputs of a method computed elsewhere (`attnbench ingest`, lib/run/ingest.h) for every
+ * (layer, query head) of a workload in one phase, at n_budget budgets: the rows of the phase
+ * (R = n in prefill, m = decode_m in decode), the declared cost of the phase per head and,
+ * optionally, the kept masks. Arrays are C order; (b, l, h) indexes (n_budget, n_layer, n_head). */
+struct ab_external {
+    const char *method, *family; /* the cells' method and family columns */
+    const char *knob_name;       /* "" or NULL: none */
+    int phase;                   /* AB_PHASE_PREFILL or AB_PHASE_DECODE */
+    int64_t n_budget, n_rows_out;
+    const float *o;              /* (n_budget, n_layer, n_head, R, d_v) outputs */
+    const unsigned char *keep;   /* (n_budget, n_layer, n_head, R, n) 0 / 1, or NULL */
+    const double *flops;         /* (n_budget, n_layer, n_head) FLOPs of the whole phase */
+    const double *bytes_kv;      /* (n_budget, n_layer, n_head), or NULL (NaN) */
+    const double *target;        /* (n_budget) the target each budget aimed at, or NULL: a
+                                    cell's target is its achieved ratio */
+    const double *knob;          /* (n_budget), or NULL (NaN) */
+};
+
+/* Appends to res the cells of an external method on workload w (named `name`), one per
+ * (layer, head, budget) in that order, measured exactly as the sweep measures a built-in
+ * cell: the same evaluated rows (o's decode_m, max_rows, seed), the same exact side and
+ * metrics (topk), the same task accuracy, and the cost columns from the ledger {flops_attend =
+ * the declared FLOPs (flops_select = flops_once = 0), bytes_kv, cells = kept cells of every
+ * row of the phase (NaN without masks), ops_other NaN}. A cell whose declared ratio is above
+ * its target is infeasible (no metrics, a reason), as the budget solver decides it; time_s is
+ * NaN. The caller has checked the shapes and values of x against w. AB_OK, AB_E_DATA (R is
+ * not the phase's row count), AB_E_USAGE (decode_m out of range), AB_E_NOMEM. */
+int ab_sweep_external(const struct ab_workload *w, const char *name,
+                      const struct ab_sweep_opts *o, const struct ab_external *x,
+                      struct ab_results *res);
+
 #endif

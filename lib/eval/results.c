@@ -102,6 +102,7 @@ void ab_results_free(struct ab_results *r)
     free(r->scenario);
     free(r->notes);
     free(r->options);
+    free(r->external);
     free(r->created_utc);
     free(r->hostname);
     free(r->attnbench_version);

@@ -172,6 +172,8 @@ struct ab_results {
     char *scenario;        /* scenario text or NULL */
     char *notes;           /* conventions recorded with the results (kl direction, sampling) */
     char *options;         /* the command's options as JSON (ab_decl_json), or NULL */
+    char *external;        /* `ingest`: the external methods' provenance as JSON, {"external":
+                              {NAME: {"source", "sha256", "provenance"}}}, or NULL */
     int64_t decode_horizon;/* G of the decode cells' amortised ratio (0: no decode cells) */
     int64_t stride;        /* eval-model: stride of the sliding windows over texts longer than
                               the context (0: every input fit in one pass) */

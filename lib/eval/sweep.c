@@ -142,6 +142,55 @@ struct model_fit {
     double ratio; /* the workload ratio reached (the smallest knob's when none fits) */
 };
 
+/* Every accuracy metric of c NaN: not measured (a cell that did not run). */
+static void cell_unmeasured(struct ab_cell *c)
+{
+    for (int k = 0; k < AB_N_METRIC; k++)
+        if (ab_metric_is_accuracy(&ab_metrics[k])) {
+            assert(!ab_metrics[k].is_int);
+            *(double *)((char *)c + ab_metrics[k].offset) = NAN;
+        }
+}
+
+/* The accuracy columns of c from a method's output out ((p->n_rows, d_v), the evaluated rows
+ * of p) against the exact side ex: rel_l2, cos, max_abs, and recall / topk_recall / kl from
+ * keep (NULL: no selection, NaN), kl from dist instead when the method has a distribution
+ * (NULL: none), task accuracy. Built-in cells (run_cell) and external ones
+ * (ab_sweep_external) are measured here alike. */
+static void cell_measure(const struct ab_workload *w, const struct ab_problem *p,
+                         const struct ab_exact *ex, const float *out, const struct ab_keep *keep,
+                         const float *dist, int64_t topk, int64_t layer, int64_t head,
+                         struct ab_cell *c)
+{
+    struct ab_metrics mt;
+    ab_metrics_compute(ex, out, keep, topk, &mt);
+    c->rel_l2 = mt.rel_l2, c->cos_mean = mt.cos_mean, c->cos_min = mt.cos_min;
+    c->max_abs = mt.max_abs, c->recall = mt.recall, c->topk_recall = mt.topk_recall;
+    c->kl = mt.kl;
+    if (dist) c->kl = ab_metrics_kl(ex, dist);
+    struct ab_task_acc ta;
+    ab_task_accuracy(w, layer, head, p->rows, p->n_rows, out, &ta);
+    c->task_acc = ta.all;
+    c->task_acc_retrieve = ta.by_kind[AB_TASK_RETRIEVE];
+    c->task_acc_multi_retrieve = ta.by_kind[AB_TASK_MULTI_RETRIEVE];
+    c->task_acc_aggregate = ta.by_kind[AB_TASK_AGGREGATE];
+}
+
+/* The cost columns of c from the phase's ledger led on p: the ledger, the amortised and
+ * per-step ratios, density, sparsity, compression. */
+static void cell_cost(const struct ab_ledger *led, const struct ab_problem *p, struct ab_cell *c)
+{
+    double allowed = ab_problem_allowed_cells(p);
+    c->flops_attend = led->flops_attend, c->flops_select = led->flops_select;
+    c->flops_once = led->flops_once;
+    c->ops_other = led->ops_other, c->bytes_kv = led->bytes_kv;
+    c->flop_ratio = ab_ledger_ratio(led, p);
+    c->flop_ratio_step = ab_ledger_ratio_step(led, p);
+    c->density = allowed > 0 ? led->cells / allowed : NAN;
+    c->sparsity = 1 - c->density;
+    c->compression = 1 / c->flop_ratio;
+}
+
 static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
                     const struct ab_problem *p, const struct ab_exact *ex, double target,
                     const struct ab_sweep_opts *o, int64_t layer, int64_t head, const char *kinds,
@@ -197,36 +246,11 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         if (!why) return ab_fail(AB_E_NOMEM, "cannot record why a cell is infeasible");
         c->reason = why;
     }
-    /* accuracy not measured is NaN: every accuracy metric of a cell that did not run */
-    for (int k = 0; k < AB_N_METRIC; k++)
-        if (ab_metric_is_accuracy(&ab_metrics[k])) {
-            assert(!ab_metrics[k].is_int);
-            *(double *)((char *)c + ab_metrics[k].offset) = NAN;
-        }
-    if (ap.ran) {
-        struct ab_metrics mt;
-        ab_metrics_compute(ex, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL, o->topk, &mt);
-        c->rel_l2 = mt.rel_l2, c->cos_mean = mt.cos_mean, c->cos_min = mt.cos_min;
-        c->max_abs = mt.max_abs, c->recall = mt.recall, c->topk_recall = mt.topk_recall;
-        c->kl = mt.kl;
-        if (m->dist) c->kl = ab_metrics_kl(ex, dist);
-        struct ab_task_acc ta;
-        ab_task_accuracy(w, layer, head, p->rows, p->n_rows, out, &ta);
-        c->task_acc = ta.all;
-        c->task_acc_retrieve = ta.by_kind[AB_TASK_RETRIEVE];
-        c->task_acc_multi_retrieve = ta.by_kind[AB_TASK_MULTI_RETRIEVE];
-        c->task_acc_aggregate = ta.by_kind[AB_TASK_AGGREGATE];
-    }
-    const struct ab_ledger *led = &ap.led;
-    double allowed = ab_problem_allowed_cells(p);
-    c->flops_attend = led->flops_attend, c->flops_select = led->flops_select;
-    c->flops_once = led->flops_once;
-    c->ops_other = led->ops_other, c->bytes_kv = led->bytes_kv;
-    c->flop_ratio = ab_ledger_ratio(led, p);
-    c->flop_ratio_step = ab_ledger_ratio_step(led, p);
-    c->density = allowed > 0 ? led->cells / allowed : NAN;
-    c->sparsity = 1 - c->density;
-    c->compression = 1 / c->flop_ratio;
+    cell_unmeasured(c);
+    if (ap.ran)
+        cell_measure(w, p, ex, out, (m->flags & AB_METHOD_SELECTS) ? keep : NULL,
+                     m->dist ? dist : NULL, o->topk, layer, head, c);
+    cell_cost(&ap.led, p, c);
     return AB_OK;
 }
 
@@ -539,5 +563,137 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     }
     free(jobs);
     if (!rc && o->progress) o->progress(o->progress_user, total, total);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ external outputs */
+
+/* The cells of one (layer, head) of an external method: every budget b, measured on the rows
+ * the sweep evaluates. */
+static void external_head(const struct ab_workload *w, const char *name,
+                          const struct ab_sweep_opts *o, const struct ab_external *x,
+                          int64_t layer, int64_t head, struct ab_head *layer_heads, int64_t *rows,
+                          struct head_job *job)
+{
+    task_kinds(w, layer, head, job->kinds, sizeof job->kinds);
+    for (int64_t h = 0; h < w->n_head; h++) ab_workload_head(w, layer, h, &layer_heads[h]);
+    int64_t n = w->n_seq, dv = w->d_v, R = x->n_rows_out;
+    int64_t q0 = x->phase == AB_PHASE_DECODE ? n - o->decode_m : 0;
+    int64_t n_rows = eval_rows(w, q0, o, rows);
+    struct ab_problem p = head_problem(w, o, layer, head, layer_heads, x->phase, q0, rows,
+                                       n_rows > 0 ? n_rows : 0);
+    struct ab_keep keep = {0};
+    struct ab_exact ex = {0};
+    float *out = n_rows < 0 ? NULL : ab_alloc(ab_size_mul((size_t)(n_rows * dv), sizeof(float)));
+    int rc = out ? AB_OK : ab_fail(AB_E_NOMEM, "cannot allocate the evaluated rows");
+    if (!rc && x->keep) rc = ab_keep_alloc(&keep, n_rows, n);
+    if (!rc) rc = ab_exact_compute(&p, o->topk, &ex);
+    if (!rc && !(job->cells = calloc((size_t)x->n_budget, sizeof *job->cells)))
+        rc = ab_fail(AB_E_NOMEM, "cannot allocate the cells");
+    for (int64_t b = 0; b < x->n_budget && !rc; b++) {
+        int64_t hb = (b * w->n_layer + layer) * w->n_head + head; /* (b, layer, head) */
+        const float *ob = x->o + hb * R * dv;                    /* (R, d_v) */
+        for (int64_t r = 0; r < n_rows; r++)
+            memcpy(out + r * dv, ob + (rows[r] - q0) * dv, sizeof(float) * (size_t)dv);
+        /* the declared cost as the phase's ledger; cells from the kept masks of every row */
+        struct ab_ledger led = {.flops_attend = x->flops[hb], .ops_other = NAN,
+                                .bytes_kv = x->bytes_kv ? x->bytes_kv[hb] : NAN,
+                                .cells = x->keep ? 0 : NAN};
+        if (x->keep) {
+            const unsigned char *kb = x->keep + hb * R * n; /* (R, n) */
+            for (int64_t i = 0; i < R * n; i++) led.cells += kb[i] != 0;
+            ab_keep_clear(&keep);
+            for (int64_t r = 0; r < n_rows; r++) {
+                const unsigned char *row = kb + (rows[r] - q0) * n;
+                for (int64_t j = 0; j < n; j++)
+                    if (row[j]) ab_keep_set(&keep, r, j);
+            }
+        }
+        double ratio = ab_ledger_ratio(&led, &p);
+        double target = x->target ? x->target[b] : ratio;
+        struct ab_cell *c = &job->cells[job->n++];
+        *c = (struct ab_cell){
+            .workload = (char *)name,
+            .n = n,
+            .layer = layer,
+            .head = head,
+            .kv_head = ab_workload_kv_of(w, head),
+            .method = (char *)x->method,
+            .family = (char *)x->family,
+            .phase = x->phase == AB_PHASE_PREFILL ? "prefill" : "decode",
+            .knob_name = (char *)(x->knob_name ? x->knob_name : ""),
+            .knob = x->knob ? x->knob[b] : NAN,
+            .target_ratio = target,
+            .task_kind = job->kinds,
+            .n_eval_rows = n_rows,
+            .feasible = ratio <= target * (1 + 1e-12), /* as the budget solver decides */
+            .time_s = NAN,
+            .reason = "",
+        };
+        cell_unmeasured(c);
+        if (c->feasible) {
+            cell_measure(w, &p, &ex, out, x->keep ? &keep : NULL, NULL, o->topk, layer, head, c);
+        } else {
+            char why[96];
+            snprintf(why, sizeof why, "declared cost %.3g of dense is above the target", ratio);
+            if (!(c->reason = strdup(why))) {
+                c->reason = "";
+                rc = ab_fail(AB_E_NOMEM, "cannot record why a cell is infeasible");
+            }
+        }
+        cell_cost(&led, &p, c);
+    }
+    ab_free(out);
+    ab_keep_free(&keep);
+    ab_exact_free(&ex);
+    job->rc = rc;
+    if (rc) snprintf(job->msg, sizeof job->msg, "%s", ab_errmsg());
+}
+
+int ab_sweep_external(const struct ab_workload *w, const char *name,
+                      const struct ab_sweep_opts *o, const struct ab_external *x,
+                      struct ab_results *res)
+{
+    int64_t want = x->phase == AB_PHASE_DECODE ? o->decode_m : w->n_seq;
+    assert(x->phase == AB_PHASE_PREFILL || x->phase == AB_PHASE_DECODE);
+    if (x->phase == AB_PHASE_DECODE && (o->decode_m < 1 || o->decode_m >= w->n_seq))
+        return ab_fail(AB_E_USAGE, "'%s': decode queries m = %lld must be in [1, n - 1] (n = %lld)",
+                       name, (long long)o->decode_m, (long long)w->n_seq);
+    if (x->n_rows_out != want)
+        return ab_fail(AB_E_DATA, "'%s': %lld output rows per head where the phase has %lld",
+                       name, (long long)x->n_rows_out, (long long)want);
+    int64_t n_jobs = w->n_layer * w->n_head;
+    struct head_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
+    if (!jobs) return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
+    int threads = ab_threads_get();
+    ab_blas_serial_begin();
+#pragma omp parallel num_threads(threads)
+    {
+        struct ab_head *layer_heads = malloc(sizeof(struct ab_head) * (size_t)w->n_head);
+        int64_t *rows = malloc(sizeof(int64_t) * (size_t)(w->n_seq + w->tasks.n + 1));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t j = 0; j < n_jobs; j++) {
+            if (!layer_heads || !rows) {
+                jobs[j].rc = AB_E_NOMEM;
+                snprintf(jobs[j].msg, sizeof jobs[j].msg, "cannot allocate head scratch");
+                continue;
+            }
+            external_head(w, name, o, x, j / w->n_head, j % w->n_head, layer_heads, rows,
+                          &jobs[j]);
+        }
+        free(layer_heads);
+        free(rows);
+    }
+    ab_blas_serial_end();
+    int rc = AB_OK;
+    for (int64_t j = 0; j < n_jobs; j++) {
+        if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
+        for (int64_t c = 0; c < jobs[j].n; c++) {
+            if (!rc) rc = ab_results_add(res, &jobs[j].cells[c]);
+            if (jobs[j].cells[c].reason[0]) free(jobs[j].cells[c].reason);
+        }
+        free(jobs[j].cells);
+    }
+    free(jobs);
     return rc;
 }

@@ -58,7 +58,7 @@ int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int a
     char name[512];
     hid_t d = H5I_INVALID_HID, ty = H5I_INVALID_HID, sp = H5I_INVALID_HID;
     memset(out, 0, sizeof *out);
-    assert(as == AB_DT_F32 || as == AB_DT_F64);
+    assert(as == AB_DT_F32 || as == AB_DT_F64 || as == AB_DT_U8);
     int rc = ab_h5_open(&f, path);
     if (rc) return rc;
     if (dataset) {
@@ -98,7 +98,13 @@ int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int a
         goto done;
     }
     size_t item = H5Tget_size(ty);
-    if (H5Tget_class(ty) != H5T_FLOAT || (item != 2 && item != 4 && item != 8)) {
+    int mask8 = H5Tget_class(ty) == H5T_INTEGER && item == 1; /* uint8 / int8: masks */
+    if (as == AB_DT_U8 && !mask8) {
+        rc = ab_fail(AB_E_DATA, "'%s': %s is a mask and must hold 1-byte integers (uint8)", path,
+                     name);
+        goto done;
+    }
+    if (as != AB_DT_U8 && (H5Tget_class(ty) != H5T_FLOAT || (item != 2 && item != 4 && item != 8))) {
         rc = ab_fail(AB_E_DATA, "'%s': %s does not hold float16, float32 or float64 values",
                      path, name);
         goto done;
@@ -113,7 +119,7 @@ int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int a
         rc = ab_h5_fail(AB_E_DATA, &f, "cannot read the shape of %s", name);
         goto done;
     }
-    out->dtype = (int)item;
+    out->dtype = mask8 ? AB_DT_U8 : (int)item;
     out->as = as;
     out->rank = rank;
     out->n = 1;
@@ -135,9 +141,12 @@ int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int a
                          (long long)out->n);
             goto done;
         }
-        if ((rc = ab_h5_get(&f, name, as == AB_DT_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE,
-                            out->data)))
-            goto done;
+        hid_t mem = as == AB_DT_U8    ? H5T_NATIVE_UCHAR
+                    : as == AB_DT_F32 ? H5T_NATIVE_FLOAT
+                                      : H5T_NATIVE_DOUBLE;
+        if ((rc = ab_h5_get(&f, name, mem, out->data))) goto done;
+        for (int64_t i = 0; as == AB_DT_U8 && i < out->n; i++) /* a mask: 0, 1, or 2 */
+            if (((unsigned char *)out->data)[i] > 1) ((unsigned char *)out->data)[i] = 2;
     }
     rc = AB_OK;
 done:
@@ -147,4 +156,15 @@ done:
     ab_h5_close(&f);
     if (rc) ab_array_free(out);
     return rc;
+}
+
+int ab_h5_array_exists(const char *path, const char *dataset, int *has)
+{
+    struct ab_h5 f = {0};
+    *has = 0;
+    int rc = ab_h5_open(&f, path);
+    if (rc) return rc;
+    *has = ab_h5_exists(&f, dataset);
+    ab_h5_close(&f);
+    return AB_OK;
 }

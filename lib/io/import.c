@@ -90,19 +90,17 @@ static const char *st_name(const void *st, int64_t i)
     return ((const struct ab_safetensors *)st)->t[i].name;
 }
 
-/* Reads tensor `name` of the container at path (or the array of a .npy) as float32 into a;
- * source gets a label naming the file and member. */
-static int read_tensor(const char *path, const char *name, int void2, struct ab_array *a,
-                       char *source, size_t cap)
+int ab_import_read_tensor(const char *path, const char *name, int void2, int as,
+                          struct ab_array *a, char *source, size_t cap)
 {
     int fmt, rc = ab_array_sniff(path, &fmt);
     memset(a, 0, sizeof *a);
     if (rc) return rc;
     snprintf(source, cap, "%s", path);
-    if (fmt == AB_FMT_NPY) return ab_npy_read_hint(path, void2, AB_DT_F32, a);
+    if (fmt == AB_FMT_NPY) return ab_npy_read_hint(path, void2, as, a);
     if (fmt == AB_FMT_H5) {
         snprintf(source, cap, "%s:/%s", path, name[0] == '/' ? name + 1 : name);
-        return ab_h5_array_read(path, name, 0, AB_DT_F32, a);
+        return ab_h5_array_read(path, name, 0, as, a);
     }
     if (fmt == AB_FMT_SAFETENSORS) {
         struct ab_safetensors st;
@@ -110,7 +108,7 @@ static int read_tensor(const char *path, const char *name, int void2, struct ab_
         snprintf(source, cap, "%s:%s", path, name);
         const struct ab_st_tensor *t = ab_safetensors_find(&st, name);
         if (t) {
-            rc = ab_safetensors_read(&st, t, AB_DT_F32, a);
+            rc = ab_safetensors_read(&st, t, as, a);
         } else {
             char names[256];
             list_names(names, sizeof names, st.n, st_name, &st);
@@ -138,11 +136,39 @@ static int read_tensor(const char *path, const char *name, int void2, struct ab_
         if (snprintf(source, cap, "%s:%s", path, member) >= (int)cap) /* a long label is cut */
             source[cap - 1] = '\0';
         rc = ab_zip_read(&z, i, &buf, &len);
-        if (!rc) rc = ab_npy_read_mem(buf, len, source, void2, AB_DT_F32, a);
+        if (!rc) rc = ab_npy_read_mem(buf, len, source, void2, as, a);
     }
     free(buf);
     ab_zip_close(&z);
     return rc;
+}
+
+int ab_import_has_tensor(const char *path, const char *name, int *has)
+{
+    int fmt, rc = ab_array_sniff(path, &fmt);
+    *has = 0;
+    if (rc) return rc;
+    if (fmt == AB_FMT_NPY)
+        return ab_fail(AB_E_DATA, "'%s': a .npy file holds one array, not named ones", path);
+    if (fmt == AB_FMT_H5) {
+        char ds[512];
+        snprintf(ds, sizeof ds, "%s%s", name[0] == '/' ? "" : "/", name);
+        return ab_h5_array_exists(path, ds, has);
+    }
+    if (fmt == AB_FMT_SAFETENSORS) {
+        struct ab_safetensors st;
+        if ((rc = ab_safetensors_open(&st, path))) return rc;
+        *has = ab_safetensors_find(&st, name) != NULL;
+        ab_safetensors_close(&st);
+        return AB_OK;
+    }
+    struct ab_zip z;
+    char member[512];
+    if ((rc = ab_zip_open(&z, path))) return rc;
+    snprintf(member, sizeof member, "%s.npy", name);
+    *has = ab_zip_find(&z, member) >= 0 || ab_zip_find(&z, name) >= 0;
+    ab_zip_close(&z);
+    return AB_OK;
 }
 
 /* One input tensor mapped onto the axes: dim[ax] its size along axis ax, stride[ax] its
@@ -293,7 +319,8 @@ int ab_import(const struct ab_import_opts *o, struct ab_workload *w, struct ab_i
                        (long long)o->first_position);
     for (int r = 0; r < 3; r++) {
         const char *path = o->files[o->n_files == 1 ? 0 : r];
-        if ((rc = read_tensor(path, o->names[r], o->void2, &m[r].a, src[r], sizeof src[r])))
+        if ((rc = ab_import_read_tensor(path, o->names[r], o->void2, AB_DT_F32, &m[r].a, src[r],
+                                            sizeof src[r])))
             goto done;
         if (o->n_files == 1 && !strcmp(src[r], path)) {
             rc = ab_fail(AB_E_USAGE,

@@ -62,4 +62,18 @@ void ab_import_defaults(struct ab_import_opts *o);
  * non-positive theta), AB_E_TOOBIG, AB_E_NOMEM, AB_E_IO. */
 int ab_import(const struct ab_import_opts *o, struct ab_workload *w, struct ab_import_info *info);
 
+/* Reads tensor `name` of the container at path (a .npz member name.npy or name, a safetensors
+ * tensor, an HDF5 dataset /name), or the one array of a .npy file, converted to `as` (npy.h:
+ * AB_DT_F32, AB_DT_F64, or AB_DT_U8 for a mask); void2 as in ab_import_opts. source gets a
+ * label naming the file and member ("dump.npz:o.npy"). The caller frees a (also after a
+ * failure). AB_E_DATA (no such tensor: the message lists what the file holds; a bad file),
+ * AB_E_NOFILE, AB_E_TOOBIG, AB_E_NOMEM, AB_E_IO. `import` and `ingest` read through here. */
+int ab_import_read_tensor(const char *path, const char *name, int void2, int as,
+                          struct ab_array *a, char *source, size_t cap);
+
+/* *has = 1 when the container at path holds tensor `name` (as ab_import_read_tensor finds it),
+ * 0 when not. AB_E_DATA for a .npy file (one unnamed array) or a damaged container, AB_E_NOFILE,
+ * AB_E_IO. */
+int ab_import_has_tensor(const char *path, const char *name, int *has);
+
 #endif

@@ -37,6 +37,7 @@ const char *ab_dtype_name(int dtype)
     case AB_DT_BF16: return "bfloat16";
     case AB_DT_F32: return "float32";
     case AB_DT_F64: return "float64";
+    case AB_DT_U8: return "uint8";
     default: return "?";
     }
 }
@@ -161,6 +162,10 @@ static int parse_descr(const char *descr, const char *path, int void2, int *dtyp
                        "ml_dtypes bfloat16 array); if it is bfloat16, say so (--dtype bf16)",
                        path, descr);
     }
+    /* bool and uint8 (one byte: no byte order) */
+    if ((kind == 'b' || kind == 'u') && !strcmp(size, "1") &&
+        (order == '|' || order == '<' || order == '=' || order == '>'))
+        return *dtype = AB_DT_U8, AB_OK;
     int bytes = !strcmp(size, "2") ? 2 : !strcmp(size, "4") ? 4 : !strcmp(size, "8") ? 8 : 0;
     if (kind == 'f' && bytes && (order == '>' || (order == '=' && !host_is_little())))
         return ab_fail(AB_E_DATA,
@@ -170,7 +175,7 @@ static int parse_descr(const char *descr, const char *path, int void2, int *dtyp
     if (kind == 'f' && bytes && (order == '<' || order == '=')) return *dtype = bytes, AB_OK;
     return ab_fail(AB_E_DATA,
                    "'%s': dtype '%s' is not supported (float16, float32, float64 or "
-                   "bfloat16, little-endian)",
+                   "bfloat16, little-endian; bool or uint8 for masks)",
                    path, descr);
 }
 
@@ -396,7 +401,9 @@ static void convert_in(const unsigned char *src, int dtype, int64_t n, int as, v
 {
     for (int64_t i = 0; i < n; i++) {
         double v;
-        if (dtype == AB_DT_F16) {
+        if (dtype == AB_DT_U8) {
+            v = src[i];
+        } else if (dtype == AB_DT_F16) {
             uint16_t h = (uint16_t)(src[2 * i] | src[2 * i + 1] << 8);
             v = ab_f16_to_double(h);
         } else if (dtype == AB_DT_BF16) {
@@ -409,7 +416,9 @@ static void convert_in(const unsigned char *src, int dtype, int64_t n, int as, v
         } else {
             memcpy(&v, src + 8 * i, 8);
         }
-        if (as == AB_DT_F32)
+        if (as == AB_DT_U8) /* a mask: 0, 1, or 2 for anything else */
+            ((unsigned char *)dst)[i] = v == 0 ? 0 : v == 1 ? 1 : 2;
+        else if (as == AB_DT_F32)
             ((float *)dst)[i] = (float)v;
         else
             ((double *)dst)[i] = v;
@@ -421,7 +430,7 @@ void ab_array_convert(const unsigned char *src, int dtype, int64_t n, int as, vo
     enum { BLOCK = 1 << 12 }; /* elements per byte-swapped block on big-endian hosts */
     unsigned char tmp[BLOCK * 8];
     int size = ab_dtype_size(dtype);
-    if (host_is_little() || size == 2) {
+    if (host_is_little() || size <= 2) {
         convert_in(src, dtype, n, as, dst); /* 2-byte types are assembled from bytes */
         return;
     }
@@ -453,7 +462,7 @@ int ab_npy_read_hint(const char *path, int void2, int as, struct ab_array *out)
     unsigned char *buf = NULL;
     int64_t size = 0, off = 0;
     memset(out, 0, sizeof *out);
-    assert(as == AB_DT_F32 || as == AB_DT_F64);
+    assert(as == AB_DT_F32 || as == AB_DT_F64 || as == AB_DT_U8);
     int rc = open_regular(path, &f, &size);
     if (rc) return rc;
     if ((rc = read_header(f, size, path, void2, out, &off))) goto fail;
@@ -495,7 +504,7 @@ int ab_npy_read_mem(const unsigned char *buf, size_t len, const char *name, int 
     int64_t start = 0, hlen = 0;
     char *text = NULL;
     memset(out, 0, sizeof *out);
-    assert(as == AB_DT_F32 || as == AB_DT_F64);
+    assert(as == AB_DT_F32 || as == AB_DT_F64 || as == AB_DT_U8);
     int rc = parse_preamble(buf, AB_MIN(len, (size_t)12), (int64_t)len, name, &start, &hlen);
     if (rc) return rc;
     text = malloc((size_t)hlen + 1);

@@ -30,8 +30,11 @@
 #include "core/half.h" /* ab_f16_*, ab_bf16_* */
 
 /* Element types; the value is the item size in bytes, except AB_DT_BF16 (2 bytes; use
- * ab_dtype_size). `as` (the in-memory type) is only ever AB_DT_F32 or AB_DT_F64. */
-enum ab_dtype { AB_DT_F16 = 2, AB_DT_BF16 = 3, AB_DT_F32 = 4, AB_DT_F64 = 8 };
+ * ab_dtype_size). AB_DT_U8 is uint8 or bool (.npy '|u1' / '|b1', safetensors U8 / BOOL, HDF5
+ * 1-byte integers): masks such as `ingest`'s kept sets. `as` (the in-memory type) is
+ * AB_DT_F32 or AB_DT_F64, or AB_DT_U8 for masks: then every value becomes 0 (zero), 1 (one)
+ * or 2 (anything else, for the caller to refuse), whatever the type in the file. */
+enum ab_dtype { AB_DT_U8 = 1, AB_DT_F16 = 2, AB_DT_BF16 = 3, AB_DT_F32 = 4, AB_DT_F64 = 8 };
 
 /* Bytes per element of dtype. */
 int ab_dtype_size(int dtype);
@@ -100,9 +103,13 @@ int ab_array_sniff(const char *path, int *format);
  * dataset names it ("/o" or "o"); NULL picks "/o" when the file has it, else the only float
  * dataset of rank want_rank anywhere in the file (AB_E_DATA naming the candidates when there
  * is none or several). The dataset must hold IEEE floats of 2, 4 or 8 bytes (HDF5 converts the
- * byte order). Errors: AB_E_NOFILE, AB_E_DATA (not HDF5, no such dataset, not float, rank above
+ * byte order), or, with as == AB_DT_U8 (a mask), 1-byte integers. Errors: AB_E_NOFILE, AB_E_DATA (not HDF5, no such dataset, not float, rank above
  * AB_ARRAY_MAX_RANK), AB_E_TOOBIG, AB_E_NOMEM. */
 int ab_h5_array_read(const char *path, const char *dataset, int want_rank, int as,
                      struct ab_array *out);
+
+/* *has = 1 when the HDF5 file at path holds an object named dataset ("/o"). AB_E_NOFILE,
+ * AB_E_DATA (not HDF5). */
+int ab_h5_array_exists(const char *path, const char *dataset, int *has);
 
 #endif

@@ -342,6 +342,7 @@ static int ab_res_put_root_attrs(struct ab_h5 *f, const struct ab_results *r)
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "hostname", hostname);
     if (!rc) rc = ab_h5_attr_put_str(f, "/", "notes", r->notes);
     if (!rc && r->options) rc = ab_h5_attr_put_str(f, "/", "options", r->options);
+    if (!rc && r->external) rc = ab_h5_attr_put_str(f, "/", "external", r->external);
     if (!rc) rc = ab_h5_attr_put_int(f, "/", "decode_horizon", (int)r->decode_horizon);
     if (!rc && r->stride) rc = ab_h5_attr_put_int(f, "/", "stride", (int)r->stride);
     if (!rc && r->stride) rc = ab_h5_attr_put_int(f, "/", "window_bos", (int)r->window_bos);
@@ -518,6 +519,7 @@ static int ab_res_read_attrs(struct ab_h5 *f, struct ab_results *r)
         (rc = ab_h5_attr_get_str(f, "/", "hostname", &r->hostname)) ||
         (rc = ab_h5_attr_get_str(f, "/", "notes", &r->notes)) ||
         (rc = ab_h5_attr_get_str(f, "/", "options", &r->options)) ||
+        (rc = ab_h5_attr_get_str(f, "/", "external", &r->external)) ||
         (rc = ab_h5_attr_get_u64(f, "/", "seed", &r->seed, &found)) ||
         (rc = ab_h5_attr_get_i64(f, "/", "threads", &r->threads, &found)) ||
         (rc = ab_h5_attr_get_i64(f, "/", "decode_horizon", &r->decode_horizon, &found)) ||

@@ -7,7 +7,8 @@
  *   /           attributes: schema, attnbench_version, created_utc, command_line, workloads
  *               (1-D string array), workload_sha256 (1-D string array, same length), scenario
  *               (only when there is one), seed (uint64), threads (int32), openblas_config,
- *               hostname, notes; strings variable-length UTF-8
+ *               hostname, notes, options (JSON), external (JSON, `ingest` only); strings
+ *               variable-length UTF-8
  *   /cells/     row (int64 dimension scale 0..n-1) and one dataset per field of struct ab_cell,
  *               named as the field, attached to "row", with attributes units and long_name
  *   /summary/   the same for struct ab_summary_row

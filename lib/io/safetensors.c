@@ -284,9 +284,10 @@ int ab_safetensors_read(const struct ab_safetensors *st, const struct ab_st_tens
                 : !strcmp(t->dtype, "F16")  ? AB_DT_F16
                 : !strcmp(t->dtype, "BF16") ? AB_DT_BF16
                 : !strcmp(t->dtype, "F64")  ? AB_DT_F64
+                : !strcmp(t->dtype, "U8") || !strcmp(t->dtype, "BOOL") ? AB_DT_U8
                                             : 0;
     if (!dtype)
-        return ab_fail(AB_E_DATA, "'%s': tensor '%s' holds %s (F32, F16, BF16 or F64 wanted)",
+        return ab_fail(AB_E_DATA, "'%s': tensor '%s' holds %s (F32, F16, BF16 or F64 wanted; U8 or BOOL for masks)",
                        st->path, t->name, t->dtype);
     out->dtype = dtype, out->as = as, out->rank = t->rank, out->n = 1;
     for (int i = 0; i < t->rank; i++) out->shape[i] = t->shape[i], out->n *= t->shape[i];

@@ -109,7 +109,10 @@ int ab_kept_map_write(const char *path, const struct ab_workload *meta, int64_t 
                       struct ab_kept_map_info *info)
 {
     const struct ab_method *m = ab_method_find(o->method);
-    if (!m) return ab_fail(AB_E_USAGE, "unknown method '%s' (see 'attnbench methods')", o->method);
+    if (!m) /* an external method (`ingest`) has cells but no rule to re-run here */
+        return ab_fail(AB_E_USAGE, "'%s' is not a registry row (see 'attnbench methods'): an "
+                       "external method's masks are not stored with its cells, so none can be "
+                       "drawn", o->method);
     if (!(m->flags & AB_METHOD_SELECTS))
         return ab_fail(AB_E_USAGE, "method '%s' keeps no set of keys, so it has no mask to draw",
                        m->name);

@@ -23,6 +23,7 @@
  * wrote (ab_outputs_begin / _end), so nothing partial is left; gnuplot missing, or failing on a
  * script, is remembered and returned after report.md is written, and the report stays. */
 #include "report/report.h"
+#include "core/list.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -72,7 +73,7 @@ static double field(const void *row, size_t off) { return ab_rep_field(row, off)
 const char *const ab_report_families[] = {"static", "dynamic", "kv", "linear", "calibration",
                                           NULL};
 
-int ab_report_check_filter(const struct ab_report_opts *o)
+int ab_report_check_filter(const struct ab_report_opts *o, const struct ab_report_data *d)
 {
     for (int i = 0; i < o->n_families; i++) {
         int ok = 0;
@@ -82,10 +83,21 @@ int ab_report_check_filter(const struct ab_report_opts *o)
             return ab_fail(AB_E_USAGE, "report: unknown family '%s' (static, dynamic, kv, "
                            "linear, calibration)", o->families[i]);
     }
-    for (int i = 0; i < o->n_methods; i++)
-        if (!ab_method_find(o->methods[i]))
-            return ab_fail(AB_E_USAGE, "report: unknown method '%s' (see 'attnbench methods')",
-                           o->methods[i]);
+    for (int i = 0; i < o->n_methods; i++) {
+        int ok = ab_method_find(o->methods[i]) != NULL; /* or an external method of the cells */
+        for (int64_t c = 0; !ok && d && c < d->merged.n_cells; c++)
+            ok = d->merged.cells[c].method && !strcmp(d->merged.cells[c].method, o->methods[i]);
+        if (ok) continue;
+        const char *all[512], *near;
+        int n_all = 0;
+        for (int k = 0; k < ab_method_count() && n_all < 512; k++)
+            all[n_all++] = ab_method_at(k)->name;
+        if ((near = ab_word_closest(o->methods[i], all, n_all)))
+            return ab_fail(AB_E_USAGE, "report: option '--methods': unknown method '%s' (did you "
+                           "mean '%s'?)", o->methods[i], near);
+        return ab_fail(AB_E_USAGE, "report: option '--methods': unknown method '%s' (see "
+                       "'attnbench methods')", o->methods[i]);
+    }
     return AB_OK;
 }
 
@@ -1208,7 +1220,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     int64_t sink_heads = 0, n_sh = 0;
     int rc, made = 0, writing = 0, keep = 0;
     size_t mark = 0;
-    if ((rc = ab_report_check_filter(o)) != AB_OK) return rc;
+    if ((rc = ab_report_check_filter(o, d)) != AB_OK) return rc;
     if ((rc = ab_gnuplot_find(o->gnuplot ? o->gnuplot : "gnuplot", &R.gnuplot)) != AB_OK) {
         if (rc != AB_E_NOTOOL) goto done; /* out of memory */
         snprintf(R.gnuplot_err, sizeof R.gnuplot_err, "%s", ab_errmsg());

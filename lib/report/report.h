@@ -111,10 +111,13 @@ extern const char *const ab_report_studies[];
 /* The families a report knows, as --family takes them (NULL-terminated): static, dynamic, kv,
  * linear, calibration. */
 extern const char *const ab_report_families[];
-/* Checks the filter of o: every family one of ab_report_families, every method a registry row.
- * AB_OK, or AB_E_USAGE with "report: unknown family 'x' (static, dynamic, kv, linear,
- * calibration)" or "report: unknown method 'x' (see 'attnbench methods')". */
-int ab_report_check_filter(const struct ab_report_opts *o);
+/* Checks the filter of o: every family one of ab_report_families, every method a registry row
+ * or a method of the cells of d (an external method, `ingest`; d may be NULL: registry rows
+ * only). AB_OK, or AB_E_USAGE with "report: unknown family 'x' (static, dynamic, kv, linear,
+ * calibration)" or "report: option '--methods': unknown method 'x' (see 'attnbench methods')"
+ * (or did you mean a registry row). */
+struct ab_report_data;
+int ab_report_check_filter(const struct ab_report_opts *o, const struct ab_report_data *d);
 
 /* Writes the report of d into o->dir. AB_OK; AB_E_NOTOOL when gnuplot was not found (every
  * other file written); AB_E_INTERNAL when gnuplot failed on a script (the other figures and

@@ -6,6 +6,7 @@
  * end-to-end rows, the head statistics, the tables, and the provenance of every input. It is
  * written last, from the index, figures and notes report.c built (report_internal.h), so it
  * says which figures gnuplot rendered; every number in it comes from the kept cells. */
+#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -222,6 +223,39 @@ static void md_operators(const struct rep *R, FILE *f)
     if (any) fputs("\n", f);
 }
 
+/* The methods computed elsewhere (`attnbench ingest`): not registry rows, so their rule and
+ * cost are what their provenance declares. One line each, from the root attribute `external`
+ * of the results file that holds them: NAME (external: provenance), the outputs file and its
+ * sha256. */
+static void md_external(const struct rep *R, FILE *f)
+{
+    int any = 0;
+    for (int i = 0; i < R->d->n_inputs; i++) {
+        const char *text = R->d->inputs[i].external;
+        json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+        json_t *all = root ? json_object_get(root, "external") : NULL;
+        const char *name;
+        json_t *e;
+        json_object_foreach(all, name, e)
+        {
+            int shown = 0;
+            for (int mi = 0; mi < R->n_m; mi++) shown |= !strcmp(R->m[mi].name, name);
+            if (!shown) continue;
+            const char *prov = json_string_value(json_object_get(e, "provenance"));
+            const char *src = json_string_value(json_object_get(e, "source"));
+            const char *sha = json_string_value(json_object_get(e, "sha256"));
+            if (!any++)
+                fputs("Methods computed elsewhere (`attnbench ingest`: their outputs were "
+                      "measured here, their cost is the one they declared):\n", f);
+            fprintf(f, "- **%s (external: %s)**: outputs `%s` (sha256 `%.16s`), in `%s`\n", name,
+                    prov && prov[0] ? prov : "no provenance declared", src ? src : "?",
+                    sha ? sha : "?", R->d->paths[i]);
+        }
+        json_decref(root);
+    }
+    if (any) fputs("\n", f);
+}
+
 /* The "Values outside the plotted ranges" section: the outliers of every figure, one row per
  * (metric, method, phase, length) with each budget's value. */
 static void md_outliers(const struct rep *R, FILE *f)
@@ -329,6 +363,7 @@ static void md_data(const struct rep *R, FILE *f)
     }
     fputs("\n\n", f);
     md_operators(R, f);
+    md_external(R, f);
 }
 
 int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_t n_sh)

@@ -64,9 +64,30 @@ const struct ab_decl ab_report_run_decl[] = {
 enum { MAX_MAPS = 64, MAX_NAMES = 256 };
 
 /* The registry rows of a checked comma list into names[0..*n) (the rows' own names). */
-static int names_of(const char *list, const char *opt, int selects, const char **names, int *n)
+static int names_of(const char *list, const char *opt, int selects, const char **names, int *n,
+                    char **own)
 {
     const struct ab_method *m[MAX_NAMES];
+    if (!selects && strcmp(list, "all")) { /* --methods: external methods of the results too */
+        int unknown = 0;
+        *n = 0;
+        for (const char *s = list; *s && *n < MAX_NAMES;) {
+            size_t len = strcspn(s, ",");
+            char item[128];
+            snprintf(item, sizeof item, "%.*s", (int)AB_MIN(len, sizeof item - 1), s);
+            unknown |= !ab_method_find(item);
+            s += len + (s[len] == ',');
+        }
+        if (unknown) { /* names in a copy (*own, the caller frees it), checked later against the
+                          cells (ab_report_check_filter) */
+            char *buf = *own = strdup(list);
+            if (!buf) return ab_fail(AB_E_NOMEM, "out of memory");
+            for (char *s = buf, *save = NULL; *n < MAX_NAMES && (s = strtok_r(s, ",", &save));
+                 s = NULL)
+                names[(*n)++] = s;
+            return AB_OK;
+        }
+    }
     int rc = ab_methods_resolve(list, AB_PHASE_PREFILL | AB_PHASE_DECODE, 0, m, MAX_NAMES, n);
     if (rc) return ab_fail(rc, "report: option '--%s': %s", opt, ab_errmsg());
     for (int i = 0; i < *n; i++) {
@@ -107,12 +128,13 @@ int ab_report_run(const struct ab_report_run_opts *o, const char *tail,
     ro.on_file = on_file, ro.user = user;
 
     const char *methods[MAX_NAMES], *map_methods[MAX_NAMES], *families[8];
+    char *own = NULL; /* --methods naming external methods: the names' storage */
     char *fam = o->family ? strdup(o->family) : NULL;
     int64_t pairs[2 * MAX_MAPS];
     int rc = o->family && !fam ? ab_fail(AB_E_NOMEM, "out of memory") : AB_OK;
-    if (!rc && o->methods) rc = names_of(o->methods, "methods", 0, methods, &ro.n_methods);
+    if (!rc && o->methods) rc = names_of(o->methods, "methods", 0, methods, &ro.n_methods, &own);
     if (!rc && o->map_methods)
-        rc = names_of(o->map_methods, "map-methods", 1, map_methods, &ro.n_map_methods);
+        rc = names_of(o->map_methods, "map-methods", 1, map_methods, &ro.n_map_methods, NULL);
     ro.methods = methods, ro.map_methods = map_methods;
     ro.n_families = fam ? split(fam, families, 8) : 0, ro.families = families;
     for (const char *s = o->maps; !rc && s && *s; ro.n_maps++) {
@@ -134,5 +156,6 @@ int ab_report_run(const struct ab_report_run_opts *o, const char *tail,
     ab_report_data_free(&d);
     free(line);
     free(fam);
+    free(own);
     return rc;
 }
