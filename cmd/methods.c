@@ -245,6 +245,7 @@ static const struct {
     {AB_METHOD_ANALYTIC, "analytic"}, {AB_METHOD_LAYER, "layer"},
     {AB_METHOD_FIXED, "fixed"}, {AB_METHOD_UNNORMALISED, "unnormalised"},
     {AB_METHOD_MODEL, "model"}, {AB_METHOD_OPERATOR, "operator"},
+    {AB_METHOD_PREP_FREE, "prep-free"}, {AB_METHOD_LOSSY, "lossy"},
 };
 
 /* One registry row: {name, family, summary, phases, masks, knob {name, lo, hi, hi_is_n,

@@ -250,6 +250,9 @@ enum ab_method_flags {
                                   context scores are prefill's own probabilities): `bench
                                   methods` prepares once and times run() alone; without this
                                   flag each timed selection includes a fresh prepare() */
+    AB_METHOD_LOSSY = 512, /* reads K and V through a lossy (quantized) cache: O is exact
+                              attention over the dequantized cache, so constant V is a fixed
+                              point only to the quantization step (KIVI, int8) */
 };
 
 struct ab_method {

@@ -338,6 +338,7 @@ static int prop_const_v(struct verdict *v)
 {
     const struct ab_method *m = v->m;
     if (m->flags & AB_METHOD_UNNORMALISED) return skip(v, "unnormalised rows (AB_METHOD_UNNORMALISED)");
+    if (m->flags & AB_METHOD_LOSSY) return skip(v, "V is read through a lossy cache (AB_METHOD_LOSSY)");
     struct layer *L = layer_make(4.0, 14);
     if (!L) return fail(v, "out of memory");
     for (int64_t i = 0; i < KV * N; i++)

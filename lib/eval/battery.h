@@ -21,7 +21,8 @@ enum ab_prop {
     AB_PROP_LARGEST, /* selecting rows: at the largest knob O equals dense (rel_l2 <= 1e-5) */
     AB_PROP_MASK,    /* no attention outside the causal mask: poisoning the values (static, kv
                         and dense rows: the keys too) after a cut changes no row before it */
-    AB_PROP_CONST_V, /* normalised rows: constant V is a fixed point (|O - v| <= 1e-5) */
+    AB_PROP_CONST_V, /* normalised rows reading an exact cache: constant V is a fixed point
+                        (|O - v| <= 1e-5) */
     AB_PROP_LEDGER,  /* the ledger's cells are the cells computed (ab_attend_kept's counter) and
                         those of the keep sets, which hold visible keys only */
     AB_PROP_DIST,    /* rows with dist(): rows are distributions over visible keys, O = A V */

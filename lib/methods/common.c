@@ -173,7 +173,7 @@ int ab_method_check_row(const struct ab_method *m)
     if (!m->run) return ab_fail(AB_E_DATA, "row '%s': no run function", n);
     if (!m->summary || !m->citation || !m->cost_words)
         return ab_fail(AB_E_DATA, "row '%s': summary, citation and cost_words are required", n);
-    if (m->flags & ~(unsigned)(2 * AB_METHOD_PREP_FREE - 1))
+    if (m->flags & ~(unsigned)(2 * AB_METHOD_LOSSY - 1))
         return ab_fail(AB_E_DATA, "row '%s': unknown flag bits 0x%x", n, m->flags);
     if ((m->flags & AB_METHOD_ANALYTIC) && !m->cost)
         return ab_fail(AB_E_DATA, "row '%s': AB_METHOD_ANALYTIC without a cost function", n);

@@ -223,7 +223,7 @@ done:
         .phases = AB_PHASE_DECODE,                                                                 \
         .masks = AB_MASKS_CAUSAL,                                                                  \
         .knob = {.name = "R", .lo = 1, .hi = 0, .integer = 1, .def = 128, .unit = "tokens"},       \
-        .flags = AB_METHOD_ANALYTIC | AB_METHOD_FIXED,                                             \
+        .flags = AB_METHOD_ANALYTIC | AB_METHOD_FIXED | AB_METHOD_LOSSY,                                     \
         .cost = kivi##B##_cost,                                                                    \
         .run = kivi##B##_run,                                                                      \
     };
@@ -254,7 +254,7 @@ const struct ab_method ab_method_int8 = {
     .phases = AB_PHASE_DECODE,
     .masks = AB_MASKS_CAUSAL,
     .knob = {.name = NULL},
-    .flags = AB_METHOD_ANALYTIC,
+    .flags = AB_METHOD_ANALYTIC | AB_METHOD_LOSSY,
     .cost = int8_cost,
     .run = int8_run,
 };

@@ -26,6 +26,7 @@ extern const struct ab_method ab_method_a_shape, ab_method_tri_shape, ab_method_
 extern const struct ab_method ab_method_moba, ab_method_sampleattention, ab_method_cca;
 extern const struct ab_method ab_method_tidal, ab_method_duo;
 extern const struct ab_method ab_method_razor, ab_method_moa;
+extern const struct ab_method ab_method_kivi_2, ab_method_kivi_4, ab_method_int8;
 extern const struct ab_method ab_method_knorm, ab_method_random, ab_method_keydiff,
     ab_method_lagkv, ab_method_expected_attention, ab_method_q_filters;
 extern const struct ab_method ab_method_observed_attention, ab_method_criticalkv,
@@ -89,6 +90,10 @@ static const struct ab_method *const builtin[] = {
     &ab_method_duo,
     &ab_method_razor,
     &ab_method_moa,
+    /* kv quantization (issue 18): accuracy against bytes_kv */
+    &ab_method_kivi_2,
+    &ab_method_kivi_4,
+    &ab_method_int8,
     &ab_method_knorm,
     &ab_method_random,
     &ab_method_keydiff,
