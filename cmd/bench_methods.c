@@ -35,7 +35,7 @@
 static const char *usage_text =
     "attnbench bench methods --methods LIST (--workload W.h5 [--head L:H] | --n N --d D)\n"
     "                        [--budgets 0.5,0.25,...] [--phase prefill|decode|both]\n"
-    "                        [--decode-queries M] [--reps R] -o B.h5";
+    "                        [--decode-queries M] [--reps R] [--plugin SO]... -o B.h5";
 
 enum { MAX_METHODS = 256, MAX_TARGETS = 32 };
 
@@ -167,7 +167,9 @@ int cmd_bench_methods(int argc, char **argv)
     const char *methods = NULL, *workload = NULL, *head = "0:0", *budgets = NULL,
                *phase = "prefill", *out = NULL;
     int64_t n = 0, d = 64, m = 64, reps = 5;
+    struct ab_opt_many plugins = {0};
     const struct ab_opt opts[] = {
+        {"plugin", AB_OPT_MANY, &plugins, "SO", "load method rows from this plugin first (repeatable; plugins/README.md)"},
         {"methods", AB_OPT_STRING, &methods, "LIST", "methods to time (default: every selection method of the phase)"},
         {"workload", AB_OPT_STRING, &workload, "W.h5", "a workload file: time one of its heads"},
         {"head", AB_OPT_STRING, &head, "L:H", "--workload: the head (default 0:0)"},
@@ -183,6 +185,10 @@ int cmd_bench_methods(int argc, char **argv)
     char *pos[1];
     int n_pos, st = ab_opts_parse("bench methods", usage_text, opts, argc, argv, pos, 0, &n_pos);
     if (st >= 0) return st;
+    for (int i = 0; i < plugins.n; i++) {
+        int rc = ab_plugin_load(plugins.v[i]);
+        if (rc) return ab_cmd_fail(rc);
+    }
     if (!out) return ab_cmd_error(EX_AB_USAGE, "bench methods: name the table with -o B.h5");
     if (!workload == !n)
         return ab_cmd_error(EX_AB_USAGE, "bench methods: give --workload W.h5 or --n N (one of them)");

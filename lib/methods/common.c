@@ -160,8 +160,12 @@ int ab_method_check_row(const struct ab_method *m)
     if (!m) return ab_fail(AB_E_DATA, "a NULL row");
     if (!m->name || !*m->name) return ab_fail(AB_E_DATA, "a row without a name");
     size_t len = strlen(m->name);
+    const char *plus = strchr(m->name, '+'); /* compositions (compose.c) only: A+B */
+    int composed = plus && plus > m->name && plus[1] && !strchr(plus + 1, '+') && len <= 160;
     for (const char *c = m->name; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-') || len > 63)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' ||
+              (*c == '+' && composed)) ||
+            (len > 63 && !composed))
             return ab_fail(AB_E_DATA, "row '%.63s': a name must be [a-z0-9-]+, at most 63 characters", m->name);
     const char *n = m->name;
     if (!strcmp(ab_family_name(m->family), "unknown"))
@@ -196,6 +200,7 @@ const struct ab_method *ab_method_find(const char *name)
 {
     for (int i = 0; i < ab_method_count(); i++)
         if (!strcmp(ab_method_at(i)->name, name)) return ab_method_at(i);
+    if (strchr(name, '+')) return ab_method_compose(name); /* A+B, made the first time */
     return NULL;
 }
 
@@ -220,6 +225,7 @@ int ab_methods_resolve(const char *list, unsigned phases, int causal,
     int rc;
     while ((rc = ab_list_next(&s, 0, name, sizeof name, NULL, "--methods")) == 1) {
         const struct ab_method *m = ab_method_find(name);
+        if (!m && strchr(name, '+')) return AB_E_USAGE; /* ab_method_compose said why */
         if (!m) {
             const char *near =
                 ab_word_closest(name, names, ab_method_count() < 512 ? ab_method_count() : 512);

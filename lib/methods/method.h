@@ -18,6 +18,12 @@ int ab_method_count(void);
 const struct ab_method *ab_method_at(int i);
 const struct ab_method *ab_method_find(const char *name); /* NULL if unknown */
 
+/* A composition `A+B` of two rows (compose.c: a decode chain, cache compression then per-step
+ * selection, or a prefill row with a decode row), built the first time it is named and the
+ * same row after; ab_method_find calls it for names with a '+'. NULL with AB_E_USAGE's message
+ * (ab_errmsg) naming what cannot be composed and why. */
+const struct ab_method *ab_method_compose(const char *name);
+
 /* Plugins (plugin.c, include/attnbench/method.h's AB_PLUGIN): loads the rows of the shared
  * object at path behind ab_method_count / ab_method_at, after the built-in rows. Refused with one
  * line naming the file: a missing file (AB_E_NOFILE), an object dlopen cannot load or with

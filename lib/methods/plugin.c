@@ -69,7 +69,9 @@ int ab_plugin_load(const char *path)
     }
     for (int i = 0; i < n; i++) {
         const struct ab_method *m = pl->methods[i];
-        int rc = ab_method_check_row(m);
+        int rc = m && m->name && strchr(m->name, '+')
+                     ? ab_fail(AB_E_DATA, "row '%.63s': '+' joins two rows (A+B); a row's name is [a-z0-9-]+", m->name)
+                     : ab_method_check_row(m);
         if (rc) {
             char why[512];
             snprintf(why, sizeof why, "%s", ab_errmsg());
