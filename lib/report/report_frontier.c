@@ -110,6 +110,9 @@ static int fb_curve(struct fb *F, const char *title, int style, int64_t n, const
         if (ct) F->ctitle = ct;
         if (!cu || !off || !ct) return ab_fail(AB_E_NOMEM, "out of memory");
         F->cap_cu = cap;
+        /* the titles moved with their buffer: point the curves at them again (a figure of
+         * more than 64 curves wrote freed memory as its legend before) */
+        for (int i = 0; i < F->n_cu; i++) F->cu[i].title = F->ctitle[i];
     }
     if (F->n_xy + 2 * (size_t)n > F->cap_xy) {
         size_t cap = AB_MAX(2 * F->cap_xy, F->n_xy + 2 * (size_t)n + 256);
