@@ -54,6 +54,7 @@ static const struct ab_method *const builtin[] = {
     &ab_method_bigbird,
     &ab_method_power,
     &ab_method_shard,
+    /* MInference / SCBench shapes, strided, S2 (issue 18) */
     &ab_method_a_shape,
     &ab_method_tri_shape,
     &ab_method_strided,
@@ -72,6 +73,7 @@ static const struct ab_method *const builtin[] = {
     &ab_method_permuted_block,
     &ab_method_biformer,
     &ab_method_dhsa,
+    /* MoBA, SampleAttention, CCA (issue 18) */
     &ab_method_moba,
     &ab_method_sampleattention,
     &ab_method_cca,
@@ -90,10 +92,7 @@ static const struct ab_method *const builtin[] = {
     &ab_method_duo,
     &ab_method_razor,
     &ab_method_moa,
-    /* kv quantization (issue 18): accuracy against bytes_kv */
-    &ab_method_kivi_2,
-    &ab_method_kivi_4,
-    &ab_method_int8,
+    /* kvpress scorers and more eviction rules (issue 18) */
     &ab_method_knorm,
     &ab_method_random,
     &ab_method_keydiff,
@@ -105,11 +104,16 @@ static const struct ab_method *const builtin[] = {
     &ab_method_chunkkv,
     &ab_method_simlayerkv,
     &ab_method_think,
+    /* per-step retrieval from the cache (issue 18) */
     &ab_method_infllm,
     &ab_method_tokenselect,
     &ab_method_spatten,
     &ab_method_longheads,
     &ab_method_alisa,
+    /* kv quantization (issue 18): accuracy against bytes_kv */
+    &ab_method_kivi_2,
+    &ab_method_kivi_4,
+    &ab_method_int8,
     /* linear and approximate kernels (issue 8) */
     &ab_method_linear_elu,
     &ab_method_performer,
@@ -123,6 +127,7 @@ static const struct ab_method *const builtin[] = {
     &ab_method_sigmoid,
     &ab_method_softplus,
     &ab_method_delta_const,
+    /* Based, RetNet, gated delta rule (issue 18) */
     &ab_method_based,
     &ab_method_retnet,
     &ab_method_gated_delta,
