@@ -629,7 +629,7 @@ Test(cli, info_reads_a_results_file)
     cr_assert(src != NULL, "AB_SRC is not set");
     char *o, *e;
     cr_assert_eq(t_run(&o, &e, "info '%s/reports/baseline/default.h5'", src), 0, "%s", e);
-    cr_expect(strstr(o, "schema       attnbench/results/2") && strstr(o, "cells        1888 (") &&
+    cr_expect(strstr(o, "schema       attnbench/results/2") && strstr(o, "cells        2864 (") &&
                   strstr(o, "workloads    1") && strstr(o, "G = 1024"),
               "%s", o);
     free(o), free(e);
