@@ -32,8 +32,26 @@ struct outcome {
 };
 enum { CRASHED = 10, TIMEOUT = 11 };
 
-/* Runs the check in a child: its verdict byte and words come back through a pipe; a signal, an
- * exit without a verdict or the timeout is the outcome instead. */
+/* In the child: a fatal signal writes where it happened (the crash record: byte CRASHED, then
+ * the function) to the pipe before the default action ends the process. */
+static int crash_fd = -1;
+static void on_crash(int sig)
+{
+    const char *w = ab_battery_where();
+    char rec[128];
+    size_t n = 0;
+    rec[n++] = (char)CRASHED;
+    while (*w && n < sizeof rec - 1) rec[n++] = *w++;
+    rec[n++] = 0;
+    ssize_t ignored = write(crash_fd, rec, n);
+    (void)ignored;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Runs the check in a child: its verdict byte and words come back through a pipe; a signal (with
+ * the function it hit, from the crash record), an exit without a verdict or the timeout is the
+ * outcome instead. */
 static void check_forked(const struct ab_method *m, int p, double timeout, struct outcome *out)
 {
     int fd[2];
@@ -52,6 +70,9 @@ static void check_forked(const struct ab_method *m, int p, double timeout, struc
     }
     if (pid == 0) {
         close(fd[0]);
+        crash_fd = fd[1];
+        const int fatal[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+        for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) signal(fatal[i], on_crash);
         char buf[1 + sizeof out->why];
         buf[0] = (char)ab_battery_check(m, p, buf + 1, sizeof out->why);
         size_t len = 1 + strlen(buf + 1), off = 0;
@@ -92,8 +113,13 @@ static void check_forked(const struct ab_method *m, int p, double timeout, struc
         snprintf(out->why, sizeof out->why, "no verdict after %g s (killed)", timeout);
     } else if (WIFSIGNALED(status)) {
         out->verdict = CRASHED;
-        snprintf(out->why, sizeof out->why, "crashed: signal %d (%s)", WTERMSIG(status),
-                 strsignal(WTERMSIG(status)));
+        buf[got < sizeof buf ? got : sizeof buf - 1] = 0;
+        if (got > 1 && (unsigned char)buf[0] == CRASHED && buf[1])
+            snprintf(out->why, sizeof out->why, "crashed in %.100s: signal %d (%s)", buf + 1,
+                     WTERMSIG(status), strsignal(WTERMSIG(status)));
+        else
+            snprintf(out->why, sizeof out->why, "crashed: signal %d (%s)", WTERMSIG(status),
+                     strsignal(WTERMSIG(status)));
     } else if (got == 0 || (unsigned char)buf[0] > AB_VERDICT_FAIL) {
         out->verdict = CRASHED;
         snprintf(out->why, sizeof out->why, "ended without a verdict (exit status %d)",

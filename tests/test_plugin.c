@@ -122,7 +122,7 @@ Test(plugin, a_plugin_crashing_in_its_cost_is_named_and_the_rest_still_run)
     int st = t_run(&out, &err, "selftest --plugin %s", env("AB_PLUGIN_BAD_CRASH"));
     cr_expect_eq(st, 1, "%s%s", out, err);
     cr_expect(strstr(out, "bad-row (plugin "), "%s", out);
-    cr_expect(strstr(out, "CRASH   cost     crashed: signal 11 (Segmentation fault)"), "%s", out);
+    cr_expect(strstr(out, "CRASH   cost     crashed in cost(): signal 11 (Segmentation fault)"), "%s", out);
     cr_expect(strstr(out, "pass    row "), "%s", out);
     cr_expect(strstr(out, "1 row: 0 passed every property that applies, 1 failed"), "%s", out);
     free(out), free(err);

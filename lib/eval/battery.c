@@ -19,6 +19,10 @@
 
 enum { N = 320, D = 32, M = 32, HEADS = 4, KV = 2 };
 
+/* The row's function being called, for a crash report (ab_battery_where). */
+static const char *volatile where = "";
+const char *ab_battery_where(void) { return where; }
+
 static const struct {
     const char *name, *says;
 } props[AB_PROP_COUNT] = {
@@ -110,6 +114,7 @@ static int run_as_engine(const struct ab_method *m, const struct ab_problem *p, 
 {
     struct ab_problem q = *p;
     int own = m->prepare && !q.prep, rc;
+    where = "prepare()";
     if (own && (rc = ab_problem_prepare(m, &q))) return rc;
     struct ab_keep local = {0};
     if (keep)
@@ -117,6 +122,7 @@ static int run_as_engine(const struct ab_method *m, const struct ab_problem *p, 
     else if ((rc = ab_keep_alloc(keep = &local, p->n_rows, p->h->n_k)))
         goto out;
     *led = (struct ab_ledger){0};
+    where = "run()";
     rc = m->run(&q, knob, o, keep, led);
 out:
     ab_keep_free(&local);
@@ -205,6 +211,7 @@ static int prop_cost(struct verdict *v)
     PHASES(m, phase)
     {
         struct ab_problem p = problem(L, m, phase, 1);
+        where = "prepare()";
         if ((rc = ab_problem_prepare(m, &p))) { /* once for every knob, as the solver's caller */
             verdict = run_failed(v, "prepare", phase, 0, rc);
             break;
@@ -215,6 +222,7 @@ static int prop_cost(struct verdict *v)
             double x = lo + (hi - lo) * s / 12.0;
             if (m->knob.integer) x = floor(x);
             struct ab_ledger a, b;
+            where = m->cost && (m->flags & AB_METHOD_ANALYTIC) ? "cost()" : "run() for its cost";
             if ((rc = ab_method_cost(m, &p, x, &a)) || (rc = ab_method_cost(m, &p, x, &b))) {
                 verdict = run_failed(v, "cost", phase, x, rc);
                 break;
@@ -425,7 +433,8 @@ static int prop_dist(struct verdict *v)
         struct ab_problem q = p;
         if (!o || !a) {
             verdict = o ? fail(v, "out of memory") : run_failed(v, "run", phase, knob, rc);
-        } else if ((rc = ab_problem_prepare(m, &q)) || (rc = m->dist(&q, knob, a))) {
+        } else if ((where = "prepare() or dist()", rc = ab_problem_prepare(m, &q)) ||
+                   (rc = m->dist(&q, knob, a))) {
             verdict = run_failed(v, "dist", phase, knob, rc);
         }
         ab_problem_unprepare(m, &q);
@@ -528,6 +537,7 @@ static int prop_prepare(struct verdict *v)
             goto next;
         }
         /* A alone */
+        where = "prepare() or run()";
         if ((rc = ab_problem_prepare(m, &alone)) ||
             (rc = run_as_engine(m, &alone, knob, o_alone, &k_alone, &l_alone))) {
             verdict = run_failed(v, "prepare and run", phase, knob, rc);
@@ -536,6 +546,7 @@ static int prop_prepare(struct verdict *v)
         }
         ab_problem_unprepare(m, &alone);
         /* A and B prepared side by side, run A, B, A */
+        where = "prepare() or run()";
         if ((rc = ab_problem_prepare(m, &a)) || (rc = ab_problem_prepare(m, &b)) ||
             (rc = run_as_engine(m, &a, knob, o_a, &k_a, &l_a)) ||
             (rc = run_as_engine(m, &b, knob, o_b, &k_b, &l_b))) {
@@ -692,6 +703,7 @@ static int prop_engine(struct verdict *v)
         o.targets = targets, o.n_targets = 2;
         struct ab_results r;
         ab_results_init(&r);
+        where = "a function called by the engine's sweep";
         int rc = ab_sweep_workload(&w, "w.h5", &o, &r);
         ab_results_free(&r);
         ab_workload_free(&w);

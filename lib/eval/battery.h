@@ -54,4 +54,8 @@ enum ab_verdict {
  * engine's threads (ab_threads_set). Returns an enum ab_verdict. */
 int ab_battery_check(const struct ab_method *m, int p, char *why, size_t cap);
 
+/* Which of the row's functions the check was calling last ("cost()", "run()", "prepare()",
+ * ...; "" before any): what a crash handler reports. Async-signal-safe to read. */
+const char *ab_battery_where(void);
+
 #endif
