@@ -110,7 +110,10 @@ static int parse_metrics(const char *list, struct ab_check_opts *o)
 /* The target column's text: the budget, or "name=knob" for a direct knob run. */
 static void target_text(const struct ab_cell *c, char *buf, size_t cap)
 {
-    if (!isnan(c->target_ratio)) snprintf(buf, cap, "%.6g", c->target_ratio);
+    const char *kind = c->budget_kind ? c->budget_kind : "";
+    if (!strcmp(kind, "tokens")) snprintf(buf, cap, "T=%.6g", c->target_tokens);
+    else if (!strcmp(kind, "bytes")) snprintf(buf, cap, "B=%.6g", c->target_ratio);
+    else if (!isnan(c->target_ratio)) snprintf(buf, cap, "%.6g", c->target_ratio);
     else if (c->knob_name && *c->knob_name) snprintf(buf, cap, "%s=%.6g", c->knob_name, c->knob);
     else snprintf(buf, cap, "knob=%.6g", c->knob);
 }
@@ -177,6 +180,12 @@ static void print_feasibility_why(const struct ab_check_finding *f, const struct
     const struct ab_cell *c = &now->cells[f->new_row];
     if (!c->feasible)
         printf("          now infeasible: %s\n", c->reason && c->reason[0] ? c->reason : "?");
+    else if (c->budget_kind && !strcmp(c->budget_kind, "tokens"))
+        printf("          now feasible: tokens_step %.4g <= target %.4g\n", c->tokens_step,
+               c->layer_target);
+    else if (c->budget_kind && !strcmp(c->budget_kind, "bytes"))
+        printf("          now feasible: bytes_ratio %.4g <= target %.4g\n", c->bytes_ratio,
+               c->layer_target);
     else
         printf("          now feasible: flop_ratio %.4g <= target %.4g\n", c->flop_ratio,
                c->target_ratio);
@@ -313,7 +322,10 @@ static int print_json(const char *new_path, const char *base_path, const struct 
         ab_json_int(&d, m, "head", c->head);
         ab_json_str(&d, m, "method", c->method);
         ab_json_str(&d, m, "phase", c->phase);
-        ab_json_num(&d, m, "target", c->target_ratio); /* null: a direct --knob run */
+        ab_json_str(&d, m, "budget_kind", c->budget_kind ? c->budget_kind : "");
+        ab_json_num(&d, m, "target", /* null: a direct --knob run */
+                    c->budget_kind && !strcmp(c->budget_kind, "tokens") ? c->target_tokens
+                                                                        : c->target_ratio);
         ab_json_str(&d, m, "knob_name", c->knob_name && *c->knob_name ? c->knob_name : NULL);
         ab_json_num(&d, m, "knob", c->knob);
         ab_json_str(&d, m, "metric", finding_metric(f, cols));

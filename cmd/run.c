@@ -21,6 +21,7 @@
 
 static const char *usage_text =
     "attnbench run WORKLOAD.h5... [--methods a,b,...] [--budgets 0.5,0.25,...] [--knob k=v]\n"
+    "              [--kv-budget T,...] [--bytes-budget R,...] [--layer-budget RULE]\n"
     "              [--phase prefill|decode|both] [--decode-queries M] [--rows N] [--json]\n"
     "              [--resume] [--shard I/N] -o RESULTS.h5\n"
     "       mpirun -np K attnbench run ... -o RESULTS.h5   (a build with MPI)";
@@ -28,8 +29,9 @@ static const char *usage_text =
 /* One (method, phase, target) over every workload of the run: feasible cells, all cells, and
  * the sums of their mean metrics weighted by feasible heads. */
 struct pooled {
-    const char *method, *phase, *reason;
-    double target, rel_l2, task_acc, n_task;
+    const char *method, *phase, *reason, *kind;
+    double target, rel_l2, task_acc, n_task; /* target: the ratio, or the tokens of a tokens
+                                                budget */
     int64_t n_heads, n_cells;
 };
 
@@ -45,13 +47,16 @@ static struct pooled *pool(const struct ab_results *r, int64_t *n_g)
     if (!g) return NULL;
     for (int64_t i = 0; i < r->n_summary; i++) {
         const struct ab_summary_row *s = &r->summary[i];
+        const char *kind = s->budget_kind ? s->budget_kind : "";
+        double t = strcmp(kind, "tokens") ? s->target_ratio : s->target_tokens;
         int64_t k = 0;
         for (; k < *n_g; k++)
             if (!strcmp(g[k].method, s->method) && !strcmp(g[k].phase, s->phase) &&
-                (g[k].target == s->target_ratio || (isnan(g[k].target) && isnan(s->target_ratio))))
+                !strcmp(g[k].kind, kind) &&
+                (g[k].target == t || (isnan(g[k].target) && isnan(t))))
                 break;
         if (k == *n_g) g[(*n_g)++] = (struct pooled){.method = s->method, .phase = s->phase,
-                                                     .target = s->target_ratio};
+                                                     .kind = kind, .target = t};
         struct pooled *p = &g[k];
         p->n_cells += s->n_cells, p->n_heads += s->n_heads;
         if (s->n_heads) p->rel_l2 += s->rel_l2_mean * (double)s->n_heads;
@@ -65,13 +70,13 @@ static struct pooled *pool(const struct ab_results *r, int64_t *n_g)
 /* The best and the runner-up group of phase at target: the lowest mean rel_l2 among methods
  * feasible on every head, oracles and operators aside (they answer other questions); -1 when
  * none. */
-static void best_two(const struct pooled *g, int64_t n_g, const char *phase, double target,
-                     int64_t *best, int64_t *second)
+static void best_two(const struct pooled *g, int64_t n_g, const char *phase, const char *kind,
+                     double target, int64_t *best, int64_t *second)
 {
     *best = *second = -1;
     for (int64_t k = 0; k < n_g; k++) {
         const struct ab_method *m = ab_method_find(g[k].method);
-        if (strcmp(g[k].phase, phase) || g[k].target != target || !m ||
+        if (strcmp(g[k].phase, phase) || strcmp(g[k].kind, kind) || g[k].target != target || !m ||
             (m->flags & (AB_METHOD_ORACLE | AB_METHOD_OPERATOR)) || g[k].n_heads == 0 ||
             g[k].n_heads < g[k].n_cells)
             continue;
@@ -82,6 +87,27 @@ static void best_two(const struct pooled *g, int64_t n_g, const char *phase, dou
 }
 
 static const char *const phase_names[] = {"prefill", "decode"};
+
+/* A budget as people write it: "1/8" (FLOPs), "T=128" (tokens per step), "B=1/8" (bytes). */
+static void budget_label(const char *kind, double t, char *buf, size_t cap)
+{
+    char r[24];
+    ab_ratio_label(t, r, sizeof r);
+    if (!strcmp(kind, "tokens")) snprintf(buf, cap, "T=%.0f", t);
+    else if (!strcmp(kind, "bytes")) snprintf(buf, cap, "B=%s", r);
+    else snprintf(buf, cap, "%s", r);
+}
+
+/* The budgets of a phase, in the order given: FLOP targets, then (decode) tokens and bytes. */
+static int phase_budgets(const struct ab_sweep_opts *so, int ph, const char **kind, double *t)
+{
+    int n = 0;
+    if (so->has_knob) return 0;
+    for (int i = 0; i < so->n_targets; i++) kind[n] = "flops", t[n++] = so->targets[i];
+    for (int i = 0; ph == 1 && i < so->n_kv_tokens; i++) kind[n] = "tokens", t[n++] = so->kv_tokens[i];
+    for (int i = 0; ph == 1 && i < so->n_kv_bytes; i++) kind[n] = "bytes", t[n++] = so->kv_bytes[i];
+    return n;
+}
 
 /* The answer of the run, not its table (the table is RESULTS-summary.csv): per phase and
  * budget the best method and the runner-up (best_two), and then each method with infeasible
@@ -99,11 +125,14 @@ static void print_answer(const struct ab_results *r, const struct ab_sweep_opts 
            "task_acc", "runner-up", "rel_l2");
     for (int ph = 0; ph < 2; ph++) {
         if (!(so->phases & (1u << ph))) continue;
-        for (int t = 0; t < (so->has_knob ? 0 : so->n_targets); t++) {
+        const char *kinds[3 * AB_RUN_MAX_TARGETS];
+        double ts[3 * AB_RUN_MAX_TARGETS];
+        int n_b = phase_budgets(so, ph, kinds, ts);
+        for (int t = 0; t < n_b; t++) {
             int64_t best, second;
-            best_two(g, n_g, phase_names[ph], so->targets[t], &best, &second);
+            best_two(g, n_g, phase_names[ph], kinds[t], ts[t], &best, &second);
             char lab[32];
-            ab_ratio_label(so->targets[t], lab, sizeof lab);
+            budget_label(kinds[t], ts[t], lab, sizeof lab);
             if (best < 0) {
                 printf("  %-8s %-7s %s\n", phase_names[ph], lab, "(no method feasible on every head)");
                 continue;
@@ -122,13 +151,13 @@ static void print_answer(const struct ab_results *r, const struct ab_sweep_opts 
         for (int64_t j = 0; j < k && first; j++)
             first = strcmp(g[j].method, g[k].method) != 0 || g[j].n_heads == g[j].n_cells;
         if (g[k].n_heads == g[k].n_cells || !first) continue;
-        if (!header++) printf("infeasible (the smallest knob costs more than the budget):\n");
+        if (!header++) printf("infeasible (the smallest knob is above the budget):\n");
         printf("  %-16s", g[k].method);
         const char *sep = " ";
         for (int64_t j = k; j < n_g; j++) {
             if (strcmp(g[j].method, g[k].method) || g[j].n_heads == g[j].n_cells) continue;
             char lab[32];
-            ab_ratio_label(g[j].target, lab, sizeof lab);
+            budget_label(g[j].kind, g[j].target, lab, sizeof lab);
             printf("%s%s %s", sep, g[j].phase, lab);
             if (g[j].n_heads) printf(" (%lld of %lld heads)", (long long)(g[j].n_cells - g[j].n_heads),
                                      (long long)g[j].n_cells);
@@ -170,12 +199,16 @@ static int print_json(const struct ab_run_out *out)
     best = ab_json_arr(&d, o, "best");
     for (int ph = 0; g && ph < 2; ph++) {
         if (!(so->phases & (1u << ph))) continue;
-        for (int t = 0; t < (so->has_knob ? 0 : so->n_targets); t++) {
+        const char *kinds[3 * AB_RUN_MAX_TARGETS];
+        double ts[3 * AB_RUN_MAX_TARGETS];
+        int n_b = phase_budgets(so, ph, kinds, ts);
+        for (int t = 0; t < n_b; t++) {
             int64_t b, r;
-            best_two(g, n_g, phase_names[ph], so->targets[t], &b, &r);
+            best_two(g, n_g, phase_names[ph], kinds[t], ts[t], &b, &r);
             struct ab_json *row = ab_json_obj(&d, best, NULL);
             ab_json_str(&d, row, "phase", phase_names[ph]);
-            ab_json_num(&d, row, "budget", so->targets[t]);
+            ab_json_str(&d, row, "budget_kind", kinds[t]);
+            ab_json_num(&d, row, "budget", ts[t]);
             ab_json_str(&d, row, "method", b < 0 ? NULL : g[b].method);
             ab_json_num(&d, row, "rel_l2", b < 0 ? NAN : pooled_rel_l2(&g[b]));
             ab_json_num(&d, row, "task_acc",
@@ -190,6 +223,7 @@ static int print_json(const struct ab_run_out *out)
         struct ab_json *row = ab_json_obj(&d, inf, NULL);
         ab_json_str(&d, row, "method", g[k].method);
         ab_json_str(&d, row, "phase", g[k].phase);
+        ab_json_str(&d, row, "budget_kind", g[k].kind);
         ab_json_num(&d, row, "budget", g[k].target);
         ab_json_int(&d, row, "infeasible_heads", g[k].n_cells - g[k].n_heads);
         ab_json_int(&d, row, "heads", g[k].n_cells);

@@ -355,8 +355,9 @@ Test(results, column_tables_cover_every_field)
      * struct without a column breaks this), names as the spec lists them */
     static const char cell_names[] =
         "workload,n,layer,head,kv_head,method,family,phase,knob_name,knob,target_ratio,"
+        "budget_kind,target_tokens,layer_target,"
         "flop_ratio,flop_ratio_step,flops_attend,flops_select,flops_once,ops_other,bytes_kv,"
-        "density,sparsity,compression,rel_l2,cos_mean,cos_min,max_abs,recall,topk_recall,kl,"
+        "tokens_step,bytes_ratio,density,sparsity,compression,rel_l2,cos_mean,cos_min,max_abs,recall,topk_recall,kl,"
         "task_kind,task_acc,task_acc_retrieve,task_acc_multi_retrieve,task_acc_aggregate,"
         "n_eval_rows,time_s,feasible,reason";
     cr_expect_str_eq(col_names(0), cell_names);
@@ -885,7 +886,8 @@ Test(results, metric_table_is_consistent)
     /* the cell's columns that are not rows: its key and status, nothing measured */
     static const char *const keys[] = {
         "workload", "n",         "layer",        "head",      "kv_head",  "method", "family",
-        "phase",    "knob_name", "target_ratio", "task_kind", "feasible", "reason"};
+        "phase",    "knob_name", "target_ratio", "task_kind", "feasible", "reason",
+        "budget_kind", "target_tokens", "layer_target"};
     int n_keys = (int)(sizeof keys / sizeof keys[0]);
     cr_expect_eq(nc, AB_N_METRIC + n_keys);
     for (int i = 0; i < nc; i++) {
@@ -896,7 +898,7 @@ Test(results, metric_table_is_consistent)
                   cc[i].name);
     }
     /* /summary: its group columns and the table's summaries, nothing else */
-    cr_expect_eq(ns, 8 + n_sum);
+    cr_expect_eq(ns, 10 + n_sum); /* + budget_kind and target_tokens (issue 18) */
 
     /* the file the writer makes holds every row's column and summaries, with the table's
      * attributes */
@@ -944,12 +946,14 @@ Test(results, column_attributes_are_unchanged)
     char hex[65];
     const struct ab_column *c = ab_results_cell_columns(&n);
     columns_digest(c, n, hex);
-    cr_expect_eq(n, 37);
-    cr_expect_str_eq(hex, "99657238b9f1d873db9a80ee69ea0b346759752d9d0bab704b937a8783f4ad42");
+    /* issue 18 (budget kinds): + budget_kind, target_tokens, layer_target, tokens_step,
+     * bytes_ratio; target_ratio's and feasible's long names say which budget they mean */
+    cr_expect_eq(n, 42);
+    cr_expect_str_eq(hex, "cb3a48d76c01c651e59373061c58fe9c050f2bfce1e3afc9a3c698d5f2374d22");
     c = ab_results_summary_columns(&n);
     columns_digest(c, n, hex);
-    cr_expect_eq(n, 27);
-    cr_expect_str_eq(hex, "b244fc816e92ae33fee0281ffb0a127d3d7c24ef3534337757c0afdb2032ff07");
+    cr_expect_eq(n, 31); /* + budget_kind, target_tokens, tokens_step, bytes_ratio */
+    cr_expect_str_eq(hex, "9e3feba848eb0b6d7983f38d7fa0d8b2cc09f338276de31e9874a1ff6e474385");
 }
 
 /* ---------------------------------------------------------------- CSV */

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "attn/attn.h"
 #include "core/ab.h"
@@ -41,14 +42,26 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
     struct ab_ledger led = {0};
     double knob = NAN;
     int feasible = 1, rc;
-    double goal = isnan(target) ? 1.0 : target;
-    if (m->knob.name && (o->has_knob || (m->flags & AB_METHOD_FIXED))) {
-        /* a direct knob, or a method whose knob does not move its cost */
+    int kind = o->kind;
+    double goal = isnan(target) ? (kind == AB_BUDGET_TOKENS ? INFINITY : 1.0) : target;
+    /* a FIXED row keeps knob.def unless the budget's measure moves with its knob (kivi's bytes
+       with its residual window R): then it is fitted like any other row */
+    int fixed = m->knob.name && (m->flags & AB_METHOD_FIXED) && !o->has_knob;
+    if (fixed && kind != AB_BUDGET_FLOPS) {
+        double lo, hi;
+        struct ab_ledger l_lo, l_hi;
+        ab_method_knob_range(m, p, &lo, &hi);
+        if ((rc = ab_method_cost(m, p, lo, &l_lo)) || (rc = ab_method_cost(m, p, hi, &l_hi)))
+            return rc;
+        fixed = ab_ledger_measure(kind, &l_lo, p) == ab_ledger_measure(kind, &l_hi, p);
+    }
+    if (m->knob.name && (o->has_knob || fixed)) {
+        /* a direct knob, or a method whose knob does not move the budget's measure */
         knob = o->has_knob ? o->knob : m->knob.def;
         if ((rc = ab_method_cost(m, p, knob, &led))) return rc;
-        feasible = isnan(target) || ab_ledger_ratio(&led, p) <= target * (1 + 1e-12);
+        feasible = isnan(target) || ab_ledger_measure(kind, &led, p) <= target * (1 + 1e-12);
     } else {
-        rc = ab_budget_fit(m, p, goal, &knob, &led, &feasible);
+        rc = ab_budget_fit_kind(m, p, kind, goal, &knob, &led, &feasible);
         if (rc) return rc;
         if (!m->knob.name && isnan(target)) feasible = 1;
     }
@@ -56,11 +69,17 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
     res->feasible = feasible;
     res->led = led;
     if (!feasible) { /* even the smallest knob costs too much: nothing runs */
-        if (m->knob.name && !isnan(knob))
+        if (m->knob.name && !isnan(knob) && kind == AB_BUDGET_FLOPS)
             snprintf(res->reason, sizeof res->reason, "knob %s = %g costs %.3g", m->knob.name,
                      knob, ab_ledger_ratio(&led, p));
+        else if (m->knob.name && !isnan(knob) &&
+                 (ab_budget_reason_kind(m, p, kind, goal, &led, res->reason, sizeof res->reason),
+                  strncmp(res->reason, "keeps every", 11)))
+            snprintf(res->reason, sizeof res->reason, "knob %s = %g: %s %.4g", m->knob.name,
+                     knob, kind == AB_BUDGET_TOKENS ? "tokens per step" : "bytes ratio",
+                     ab_ledger_measure(kind, &led, p));
         else
-            ab_budget_reason(m, p, goal, &led, res->reason, sizeof res->reason);
+            ab_budget_reason_kind(m, p, kind, goal, &led, res->reason, sizeof res->reason);
         return AB_OK;
     }
     led = (struct ab_ledger){0};

@@ -34,6 +34,85 @@ double ab_ledger_ratio_step(const struct ab_ledger *l, const struct ab_problem *
     return dense > 0 ? (l->flops_attend + l->flops_select) / dense : NAN;
 }
 
+const char *ab_budget_kind_name(int kind)
+{
+    return kind == AB_BUDGET_TOKENS ? "tokens" : kind == AB_BUDGET_BYTES ? "bytes" : "flops";
+}
+
+double ab_problem_dense_bytes(const struct ab_problem *p)
+{
+    return 4.0 * (double)(p->h->d + p->h->d_v) * ab_problem_allowed_cells(p);
+}
+
+double ab_ledger_tokens_step(const struct ab_ledger *l, const struct ab_problem *p)
+{
+    double m = (double)(p->h->n_q - p->q0);
+    return p->phase == AB_PHASE_DECODE && m > 0 ? l->cells / m : NAN;
+}
+
+double ab_ledger_bytes_ratio(const struct ab_ledger *l, const struct ab_problem *p)
+{
+    double dense = ab_problem_dense_bytes(p);
+    return dense > 0 ? l->bytes_kv / dense : NAN;
+}
+
+double ab_ledger_measure(int kind, const struct ab_ledger *l, const struct ab_problem *p)
+{
+    switch (kind) {
+    case AB_BUDGET_TOKENS: return ab_ledger_tokens_step(l, p);
+    case AB_BUDGET_BYTES: return ab_ledger_bytes_ratio(l, p);
+    default: return ab_ledger_ratio(l, p);
+    }
+}
+
+int ab_layer_weights(int rule, const double *given, int64_t n_given, int64_t n_layer, double *w)
+{
+    if (rule == AB_LAYER_GIVEN) {
+        if (n_given != n_layer)
+            return ab_fail(AB_E_USAGE, "%lld layer weights for %lld layers", (long long)n_given,
+                           (long long)n_layer);
+        double sum = 0;
+        for (int64_t l = 0; l < n_layer; l++) sum += given[l];
+        for (int64_t l = 0; l < n_layer; l++) w[l] = given[l] * (double)n_layer / sum;
+        return AB_OK;
+    }
+    for (int64_t l = 0; l < n_layer; l++)
+        w[l] = rule == AB_LAYER_PYRAMID && n_layer > 1 ? 1.5 - (double)l / (double)(n_layer - 1)
+                                                       : 1.0;
+    return AB_OK;
+}
+
+double ab_layer_target(int kind, double b, double wl)
+{
+    double t = b * wl;
+    return kind == AB_BUDGET_TOKENS || isnan(t) ? t : AB_MIN(1.0, t);
+}
+
+void ab_budget_reason_kind(const struct ab_method *m, const struct ab_problem *p, int kind,
+                           double target, const struct ab_ledger *led, char *buf, size_t cap)
+{
+    double lo = 0, hi;
+    if (kind == AB_BUDGET_FLOPS) {
+        ab_budget_reason(m, p, target, led, buf, cap);
+        return;
+    }
+    if (m->knob.name) ab_method_knob_range(m, p, &lo, &hi);
+    double x = ab_ledger_measure(kind, led, p);
+    if (kind == AB_BUDGET_TOKENS) {
+        double every = ab_problem_allowed_cells(p) / (double)(p->h->n_q - p->q0);
+        if (x >= every * (1 - 1e-12))
+            snprintf(buf, cap, "keeps every token (%.4g per step)", x);
+        else if (m->knob.name)
+            snprintf(buf, cap, "smallest knob (%s = %g) %.4g tokens per step", m->knob.name, lo, x);
+        else
+            snprintf(buf, cap, "fixed %.4g tokens per step", x);
+    } else if (m->knob.name) {
+        snprintf(buf, cap, "smallest knob (%s = %g) bytes ratio %.3g", m->knob.name, lo, x);
+    } else {
+        snprintf(buf, cap, "fixed bytes ratio %.3g", x);
+    }
+}
+
 void ab_budget_reason(const struct ab_method *m, const struct ab_problem *p, double target,
                       const struct ab_ledger *led, char *buf, size_t cap)
 {
@@ -88,16 +167,17 @@ int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double
     return rc;
 }
 
-/* The ratio at knob x (into *led), or an error. */
-static int ratio_at(const struct ab_method *m, const struct ab_problem *p, double x,
+/* The measure of kind at knob x (into *led), or an error. */
+static int ratio_at(const struct ab_method *m, const struct ab_problem *p, int kind, double x,
                     struct ab_keep *keep, struct ab_ledger *led, double *ratio)
 {
     int rc = cost_with(m, p, x, keep, led);
-    *ratio = rc ? NAN : ab_ledger_ratio(led, p);
+    *ratio = rc ? NAN : ab_ledger_measure(kind, led, p);
     return rc;
 }
 
-/* What the bisection evaluates: the ledger and ratio at knob x. */
+/* What the bisection evaluates: the ledger and measure at knob x (a FLOP ratio, tokens per
+ * step or a bytes ratio: the bisection reads only that it grows with the knob). */
 struct fit_eval {
     int (*at)(void *ctx, double x, struct ab_ledger *led, double *ratio);
     void *ctx;
@@ -187,16 +267,23 @@ struct head_ctx {
     const struct ab_method *m;
     const struct ab_problem *p;
     struct ab_keep *keep; /* the fit's one keep set, cleared before each run */
+    int kind;             /* enum ab_budget_kind: the measure fitted */
 };
 
 static int head_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
 {
     struct head_ctx *c = ctx;
-    return ratio_at(c->m, c->p, x, c->keep, led, ratio);
+    return ratio_at(c->m, c->p, c->kind, x, c->keep, led, ratio);
 }
 
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
                   double *knob, struct ab_ledger *led, int *feasible)
+{
+    return ab_budget_fit_kind(m, p, AB_BUDGET_FLOPS, target, knob, led, feasible);
+}
+
+int ab_budget_fit_kind(const struct ab_method *m, const struct ab_problem *p, int kind,
+                       double target, double *knob, struct ab_ledger *led, int *feasible)
 {
     double r;
     struct ab_keep keep;
@@ -205,12 +292,12 @@ int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double 
     int rc = cost_keep(m, p, &keep);
     if (rc) return rc;
     if (!m->knob.name) {
-        rc = ratio_at(m, p, 0, &keep, led, &r);
+        rc = ratio_at(m, p, kind, 0, &keep, led, &r);
         *feasible = !rc && r <= target * (1 + 1e-12);
     } else {
         double lo, hi;
         ab_method_knob_range(m, p, &lo, &hi);
-        struct head_ctx c = {m, p, &keep};
+        struct head_ctx c = {m, p, &keep, kind};
         struct fit_eval e = {head_at, &c};
         if (!(rc = bisect(m, lo, hi, target, &e, knob, led))) *feasible = !isnan(*knob);
     }
@@ -225,11 +312,16 @@ struct model_ctx {
     const struct ab_model_view *mv;
     struct ab_problem *work; /* (n) copies of mv's problems with plan set */
     double dense;            /* sum of the heads' dense FLOPs */
+    double dense_bytes;      /* sum of the heads' dense K/V bytes */
+    double steps;            /* heads x decode queries: the divisor of tokens per step */
     double once_weight;      /* ab_once_weight of the phase (every head shares it) */
+    int kind;                /* enum ab_budget_kind: the workload measure fitted */
 };
 
 static double model_ratio(const struct model_ctx *c, const struct ab_ledger *total)
 {
+    if (c->kind == AB_BUDGET_TOKENS) return c->steps > 0 ? total->cells / c->steps : NAN;
+    if (c->kind == AB_BUDGET_BYTES) return c->dense_bytes > 0 ? total->bytes_kv / c->dense_bytes : NAN;
     return c->dense > 0 ? ab_ledger_flops(total, c->once_weight) / c->dense : NAN;
 }
 
@@ -277,10 +369,23 @@ static int model_at(void *ctx, double x, struct ab_ledger *led, double *ratio)
 int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
                         double target, double *knob, void **plan, double *ratio, int *feasible)
 {
+    return ab_budget_fit_model_kind(m, mv, AB_BUDGET_FLOPS, target, knob, plan, ratio, feasible);
+}
+
+int ab_budget_fit_model_kind(const struct ab_method *m, const struct ab_model_view *mv, int kind,
+                             double target, double *knob, void **plan, double *ratio,
+                             int *feasible)
+{
     *knob = NAN, *plan = NULL, *ratio = NAN, *feasible = 0;
     int64_t n = mv->n_layer * mv->n_head;
-    struct model_ctx c = {.m = m, .mv = mv, .once_weight = ab_once_weight(&mv->problems[0])};
-    for (int64_t i = 0; i < n; i++) c.dense += ab_problem_dense_flops(&mv->problems[i]);
+    struct model_ctx c = {.m = m, .mv = mv, .once_weight = ab_once_weight(&mv->problems[0]),
+                          .kind = kind};
+    for (int64_t i = 0; i < n; i++) {
+        const struct ab_problem *pi = &mv->problems[i];
+        c.dense += ab_problem_dense_flops(pi);
+        c.dense_bytes += ab_problem_dense_bytes(pi);
+        c.steps += (double)(pi->h->n_q - pi->q0);
+    }
     struct fit_eval e = {model_at, &c};
     struct ab_ledger led;
     int rc;

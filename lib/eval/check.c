@@ -108,10 +108,14 @@ static int cmp_key(const struct keyed *x, const struct keyed *y)
     if (a->head != b->head) return a->head < b->head ? -1 : 1;
     if ((r = strcmp(str_or_empty(a->method), str_or_empty(b->method)))) return r;
     if ((r = strcmp(str_or_empty(a->phase), str_or_empty(b->phase)))) return r;
+    if ((r = strcmp(str_or_empty(a->budget_kind), str_or_empty(b->budget_kind)))) return r;
     if ((r = cmp_f64(a->target_ratio, b->target_ratio))) return r;
+    if ((r = cmp_f64(a->target_tokens, b->target_tokens))) return r;
     if ((r = strcmp(str_or_empty(a->knob_name), str_or_empty(b->knob_name)))) return r;
     /* a direct --knob run is named by its knob */
-    if (isnan(a->target_ratio) && (r = cmp_f64(a->knob, b->knob))) return r;
+    if (isnan(a->target_ratio) && strcmp(str_or_empty(a->budget_kind), "tokens") &&
+        (r = cmp_f64(a->knob, b->knob)))
+        return r;
     return 0;
 }
 

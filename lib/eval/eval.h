@@ -29,6 +29,45 @@ double ab_ledger_ratio(const struct ab_ledger *l, const struct ab_problem *p);
  * decode: the cost of one generated token once the cache is built). */
 double ab_ledger_ratio_step(const struct ab_ledger *l, const struct ab_problem *p);
 
+/* The kinds of budget a cell meets (the brief of issue 18): a FLOP ratio (both phases), tokens
+ * read per decode step, or a ratio of K/V bytes read (decode). Each kind has its measure of a
+ * ledger, and the solver fits a knob to whichever the cell asks for. */
+enum ab_budget_kind { AB_BUDGET_FLOPS = 0, AB_BUDGET_TOKENS = 1, AB_BUDGET_BYTES = 2 };
+
+/* "flops", "tokens", "bytes". */
+const char *ab_budget_kind_name(int kind);
+
+/* Dense K/V bytes of the phase: 4 (d + d_v) per allowed cell (ab_ledger_attend's convention of
+ * float K and V rows read once per cell). */
+double ab_problem_dense_bytes(const struct ab_problem *p);
+
+/* Tokens read per decode step: cells / m, m = n - q0 the decode queries of the phase (the mean
+ * number of keys a decode query attends to: the cache size of an eviction method). NaN in
+ * prefill. */
+double ab_ledger_tokens_step(const struct ab_ledger *l, const struct ab_problem *p);
+
+/* bytes_kv / the dense bytes of the phase (ab_problem_dense_bytes). */
+double ab_ledger_bytes_ratio(const struct ab_ledger *l, const struct ab_problem *p);
+
+/* The measure of kind on a ledger: ab_ledger_ratio, ab_ledger_tokens_step or
+ * ab_ledger_bytes_ratio. */
+double ab_ledger_measure(int kind, const struct ab_ledger *l, const struct ab_problem *p);
+
+/* The per-layer budget rules (--layer-budget): the target of layer l is the budget times w_l,
+ * weights of mean 1 over the layers. */
+enum ab_layer_rule { AB_LAYER_UNIFORM = 0, AB_LAYER_PYRAMID = 1, AB_LAYER_GIVEN = 2 };
+
+/* The weights of a rule for n_layer layers into w (n_layer): uniform 1; pyramid PyramidKV's
+ * linear decrease with depth, w_l = 1.5 - l / (n_layer - 1) (1.5 at layer 0 down to 0.5 at the
+ * last; 1 for a single layer); given: the n_given weights (positive) normalised to mean 1.
+ * AB_OK, or AB_E_USAGE when n_given != n_layer (the message says both counts; the caller
+ * names the workload). */
+int ab_layer_weights(int rule, const double *given, int64_t n_given, int64_t n_layer, double *w);
+
+/* The target of a layer of weight wl under a budget of kind and value b: b wl, clipped to 1 for
+ * a FLOP or bytes ratio (a ratio above 1 would ask for more than dense). */
+double ab_layer_target(int kind, double b, double wl);
+
 /* Why m cannot reach target on p, in a few words, from led, the smallest knob's ledger (its
  * ratio is above target): the term that alone exceeds the target ("one-off selection alone
  * 0.504 of dense (over G = 64)", "selection alone 0.3 of dense"), else "smallest knob (k = 1)
@@ -53,10 +92,24 @@ int ab_method_cost(const struct ab_method *m, const struct ab_problem *p, double
 int ab_budget_fit(const struct ab_method *m, const struct ab_problem *p, double target,
                   double *knob, struct ab_ledger *led, int *feasible);
 
+/* The same fit to a budget of any kind: the largest knob whose measure of kind
+ * (ab_ledger_measure) is not above target, by the same bisection (every measure grows with the
+ * knob). ab_budget_fit is the kind AB_BUDGET_FLOPS. */
+int ab_budget_fit_kind(const struct ab_method *m, const struct ab_problem *p, int kind,
+                       double target, double *knob, struct ab_ledger *led, int *feasible);
+
+/* Why m cannot reach a target of kind on p (the tokens and bytes counterpart of
+ * ab_budget_reason, which it calls for FLOPs), from led, the smallest knob's ledger: "keeps
+ * every token (1000 per step)", "smallest knob (R = 1) bytes ratio 0.27", "fixed bytes ratio
+ * 0.53". */
+void ab_budget_reason_kind(const struct ab_method *m, const struct ab_problem *p, int kind,
+                           double target, const struct ab_ledger *led, char *buf, size_t cap);
+
 /* How ab_method_apply picks the knob: a direct knob, or the budget solver. */
 struct ab_apply_opts {
     int has_knob;  /* 1: run at `knob` instead of fitting a budget */
     double knob;
+    int kind;      /* enum ab_budget_kind of the target (0: a FLOP ratio) */
 };
 
 /* What ab_method_apply did. */
@@ -69,9 +122,11 @@ struct ab_applied {
     double time_s;        /* wall time of the run */
 };
 
-/* Applies m to p at a target FLOP ratio (NaN: no budget, as a direct --knob run): fits the knob
- * with ab_budget_fit (methods flagged AB_METHOD_FIXED, and direct knobs, run at their knob
- * without fitting), then runs it when the cell is feasible (an infeasible cell runs nothing and
+/* Applies m to p at a target (a FLOP ratio, or the measure o->kind says; NaN: no budget, as a
+ * direct --knob run): fits the knob with ab_budget_fit_kind (direct knobs run at their knob;
+ * methods flagged AB_METHOD_FIXED run at knob.def under FLOP budgets, and under a tokens or
+ * bytes budget too when the measure does not move between their smallest and largest knob,
+ * else they are fitted like any other row), then runs it when the cell is feasible (an infeasible cell runs nothing and
  * carries no output: res->ran = 0 and res->reason says why), writing O of the evaluated rows to out (n_rows, d_v), the
  * kept set to keep (the caller's (n_rows, n_k) set for p, never NULL: run() always gets one,
  * meaningful for selection methods) and, when m has a
@@ -92,6 +147,12 @@ int ab_method_apply(const struct ab_method *m, const struct ab_problem *p, doubl
  * costed in parallel (OpenMP, BLAS serial inside). */
 int ab_budget_fit_model(const struct ab_method *m, const struct ab_model_view *mv,
                         double target, double *knob, void **plan, double *ratio, int *feasible);
+/* The same fit to a workload budget of any kind: FLOPs as above; tokens: the sum of every
+ * head's cells over (heads x m); bytes: the sum of bytes_kv over the sum of dense bytes.
+ * *ratio is the workload's measure of that kind. */
+int ab_budget_fit_model_kind(const struct ab_method *m, const struct ab_model_view *mv, int kind,
+                             double target, double *knob, void **plan, double *ratio,
+                             int *feasible);
 
 /* The exact side of one (head, phase): evaluated rows, their reference outputs and their exact
  * attention rows, computed once and shared by every method and budget. */
@@ -141,8 +202,15 @@ void ab_task_accuracy(const struct ab_workload *w, int64_t layer, int64_t head,
 struct ab_sweep_opts {
     const struct ab_method **methods; /* (n_methods) */
     int n_methods;
-    const double *targets;  /* (n_targets) target FLOP ratios in (0, 1] */
+    const double *targets;  /* (n_targets) target FLOP ratios in (0, 1] (may be none) */
     int n_targets;
+    const double *kv_tokens;   /* (n_kv_tokens) decode budgets: tokens per step, >= 1 */
+    int n_kv_tokens;
+    const double *kv_bytes;    /* (n_kv_bytes) decode budgets: bytes ratios in (0, 1] */
+    int n_kv_bytes;
+    int layer_rule;            /* enum ab_layer_rule (0: uniform) */
+    const double *layer_given; /* (n_layer_given) AB_LAYER_GIVEN's weights as given */
+    int64_t n_layer_given;
     unsigned phases;        /* AB_PHASE_* bits */
     int64_t decode_m;       /* decode queries m (default 64) */
     int64_t horizon;        /* decode horizon G >= m: one-off work is amortised over G steps

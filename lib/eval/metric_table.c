@@ -55,6 +55,23 @@ const struct ab_metric ab_metrics[] = {
     [AB_MET_BYTES_KV] = {CELL(bytes_kv), .units = "byte", .long_name = "bytes of K and V read",
                          .sense = AB_SENSE_COST, .checked = 1,
                          .mean = SUM(bytes_kv, "mean over the feasible heads of bytes_kv")},
+    /* tokens_step and bytes_ratio are not compared by `check`: they follow from cells
+     * (density) and bytes_kv, which are */
+    [AB_MET_TOKENS_STEP] = {CELL(tokens_step), .units = "1",
+                            .long_name = "decode: kept cells / m, the mean number of keys a "
+                                         "decode query reads (the cache size of an eviction "
+                                         "method; NaN in prefill): the measure of a tokens "
+                                         "budget",
+                            .sense = AB_SENSE_COST,
+                            .mean = SUM(tokens_step,
+                                        "mean over the feasible heads of tokens_step")},
+    [AB_MET_BYTES_RATIO] = {CELL(bytes_ratio), .units = "1",
+                            .long_name = "bytes_kv / dense bytes_kv of the phase (4 (d + d_v) "
+                                         "bytes per allowed cell): the measure of a bytes "
+                                         "budget",
+                            .sense = AB_SENSE_COST,
+                            .mean = SUM(bytes_ratio,
+                                        "mean over the feasible heads of bytes_ratio")},
     [AB_MET_DENSITY] = {CELL(density), .units = "1",
                         .long_name = "kept query-key cells / cells the mask allows",
                         .sense = AB_SENSE_COST, .checked = 1},

@@ -29,6 +29,7 @@ static void ab_cell_free_strings(struct ab_cell *c)
     free(c->knob_name);
     free(c->task_kind);
     free(c->reason);
+    free(c->budget_kind);
 }
 
 /* Frees a summary table of n rows. */
@@ -39,6 +40,7 @@ static void ab_summary_free(struct ab_summary_row *s, int64_t n)
         free(s[i].method);
         free(s[i].phase);
         free(s[i].reason);
+        free(s[i].budget_kind);
     }
     free(s);
 }
@@ -134,7 +136,7 @@ int ab_results_add(struct ab_results *r, const struct ab_cell *c)
     int bad = ab_dup(c->workload, &copy.workload) | ab_dup(c->method, &copy.method) |
               ab_dup(c->family, &copy.family) | ab_dup(c->phase, &copy.phase) |
               ab_dup(c->knob_name, &copy.knob_name) | ab_dup(c->task_kind, &copy.task_kind) |
-              ab_dup(c->reason, &copy.reason);
+              ab_dup(c->reason, &copy.reason) | ab_dup(c->budget_kind, &copy.budget_kind);
     if (bad) {
         ab_cell_free_strings(&copy);
         return ab_fail(AB_E_NOMEM, "out of memory for a result row");
@@ -254,7 +256,9 @@ int ab_results_summarise(struct ab_results *r)
         for (; g < n_group; g++) {
             const struct ab_cell *f = &r->cells[first[g]];
             if (ab_same_str(c->workload, f->workload) && ab_same_str(c->method, f->method) &&
-                ab_same_str(c->phase, f->phase) && ab_same_target(c->target_ratio, f->target_ratio))
+                ab_same_str(c->phase, f->phase) && ab_same_str(c->budget_kind, f->budget_kind) &&
+                ab_same_target(c->target_ratio, f->target_ratio) &&
+                ab_same_target(c->target_tokens, f->target_tokens))
                 break;
         }
         if (g == n_group) bad[n_group] = -1, first[n_group++] = i;
@@ -281,13 +285,15 @@ int ab_results_summarise(struct ab_results *r)
         const char *why = bad[g] >= 0 ? r->cells[bad[g]].reason : NULL;
         if (ab_dup(f->workload ? f->workload : "", &s->workload) ||
             ab_dup(f->method ? f->method : "", &s->method) ||
-            ab_dup(f->phase ? f->phase : "", &s->phase) || ab_dup(why ? why : "", &s->reason)) {
+            ab_dup(f->phase ? f->phase : "", &s->phase) || ab_dup(why ? why : "", &s->reason) ||
+            ab_dup(f->budget_kind ? f->budget_kind : "", &s->budget_kind)) {
             ab_summary_free(sum, n_group);
             sum = NULL;
             goto nomem;
         }
         s->n = f->n;
         s->target_ratio = f->target_ratio;
+        s->target_tokens = f->target_tokens;
         ab_summary_fill(s, r->cells, idx + start[g], start[g + 1] - start[g], scratch);
     }
     ab_summary_free(r->summary, r->n_summary);

@@ -28,10 +28,21 @@ struct ab_cell {
     char *phase;           /* "prefill" | "decode" */
     char *knob_name;       /* "" when the method has none */
     double knob;           /* NaN when none */
-    double target_ratio;   /* the budget asked for (NaN for a direct --knob run) */
+    double target_ratio;   /* the budget asked for: a FLOP or bytes ratio (NaN for a direct
+                              --knob run and for a tokens budget) */
+    char *budget_kind;     /* "flops" | "tokens" | "bytes": the measure the cell's knob was
+                              fitted to; "" for a direct --knob run */
+    double target_tokens;  /* a tokens budget: tokens read per decode step asked for (NaN for
+                              the other kinds) */
+    double layer_target;   /* the target of this cell's layer under the --layer-budget rule
+                              (the budget times the layer's weight, ratios clipped to 1), in
+                              the kind's unit; the budget itself under the uniform rule and for
+                              model-level rows */
     double flop_ratio;     /* amortised: (attend + select + once x m / G) / dense in decode */
     double flop_ratio_step;/* per step: (attend + select) / dense, without the one-off work */
     double flops_attend, flops_select, flops_once, ops_other, bytes_kv;
+    double tokens_step;    /* decode: cells / m, keys read per decode step (NaN in prefill) */
+    double bytes_ratio;    /* bytes_kv / dense's bytes_kv of the phase */
     double density, sparsity, compression;
     double rel_l2, cos_mean, cos_min, max_abs, recall, topk_recall, kl;
     char *task_kind;       /* kinds present in this head, "+"-joined, or "" */
@@ -51,11 +62,15 @@ struct ab_summary_row {
     int64_t n;             /* the workload's sequence length */
     char *method, *phase;
     double target_ratio;
+    char *budget_kind;     /* the group's budget kind (cells of each kind are grouped apart) */
+    double target_tokens;  /* a tokens budget (NaN for the other kinds) */
     int64_t n_cells;       /* cells (heads) of the group */
     int64_t n_heads;       /* of them, feasible cells aggregated */
     double flop_ratio;     /* mean achieved (amortised) */
     double flop_ratio_step;/* mean per-step ratio */
     double bytes_kv;       /* mean K and V bytes read per cell */
+    double tokens_step;    /* mean tokens read per decode step */
+    double bytes_ratio;    /* mean bytes_kv relative to dense */
     /* mean and weak tail over heads of each accuracy column: the 10th percentile where higher
      * is better, the 90th where higher is worse (rel_l2, kl) */
     double rel_l2_mean, rel_l2_p90, cos_mean_mean, cos_mean_p10, cos_min_mean, cos_min_p10;
@@ -210,7 +225,7 @@ int ab_results_add(struct ab_results *r, const struct ab_cell *c);
 /* Appends a copy of row (strings duplicated) to r->model. AB_OK or AB_E_NOMEM. */
 int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row);
 /* Computes r->summary from r->cells (replacing any): one row per (workload, method, phase,
- * target_ratio) in order of first appearance in the cells (a NaN target groups with NaN).
+ * budget_kind, target_ratio, target_tokens) in order of first appearance in the cells (a NaN target groups with NaN).
  * n_heads counts the feasible cells; every mean and percentile runs over the feasible cells
  * whose value is not NaN (NaN when there is none). Percentiles by linear interpolation between
  * sorted values (numpy's default). Which columns get a mean and a tail is the metric table's

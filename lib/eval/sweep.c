@@ -34,11 +34,58 @@ static int method_applies(const struct ab_method *m, const struct ab_workload *w
     return (m->phases & (unsigned)phase) && (m->masks & mask);
 }
 
-/* Cells one method contributes per (head, phase): one per target, or one for a knob-less
- * method (it runs at its fixed cost) and for a direct --knob run. */
-static int cells_of(const struct ab_method *m, const struct ab_sweep_opts *o)
+/* One budget a cell meets: its kind (enum ab_budget_kind), its value (a FLOP or bytes ratio,
+ * tokens per step; NaN for a direct --knob run) and its index among the run's budgets (the FLOP
+ * targets, then the tokens budgets, then the bytes budgets), which indexes the model fits. */
+struct budget {
+    int kind;
+    double value;
+    int index;
+};
+
+enum { MAX_BUDGETS = 3 * 64 + 1 };
+
+/* Budgets of the run, all kinds (at least 1: the model fits' stride). */
+static int n_budgets(const struct ab_sweep_opts *o)
 {
-    return m->knob.name && !o->has_knob && !(m->flags & AB_METHOD_FIXED) ? o->n_targets : 1;
+    int n = o->n_targets + o->n_kv_tokens + o->n_kv_bytes;
+    return n > 0 ? n : 1;
+}
+
+/* The budgets m is swept at in a phase, one cell each, into b (MAX_BUDGETS): a direct --knob
+ * run, one cell; FLOP targets: one per target, or one at the fixed cost (target 1) for a
+ * knob-less method or a FIXED one, whose knob does not move its FLOPs; decode: every tokens and
+ * bytes budget too, whatever the method (it meets them or says why not). Prefill has only the
+ * FLOP targets: with none given, a method has no prefill cells. */
+static int budgets_of(const struct ab_method *m, const struct ab_sweep_opts *o, int phase,
+                      struct budget *b)
+{
+    int n = 0;
+    if (o->has_knob) {
+        b[0] = (struct budget){AB_BUDGET_FLOPS, m->knob.name ? NAN : 1.0, 0};
+        return 1;
+    }
+    if (m->knob.name && !(m->flags & AB_METHOD_FIXED))
+        for (int t = 0; t < o->n_targets; t++)
+            b[n++] = (struct budget){AB_BUDGET_FLOPS, o->targets[t], t};
+    else if (o->n_targets > 0)
+        b[n++] = (struct budget){AB_BUDGET_FLOPS, 1.0, 0};
+    if (phase == AB_PHASE_DECODE) {
+        for (int t = 0; t < o->n_kv_tokens; t++)
+            b[n++] = (struct budget){AB_BUDGET_TOKENS, o->kv_tokens[t], o->n_targets + t};
+        for (int t = 0; t < o->n_kv_bytes; t++)
+            b[n++] = (struct budget){AB_BUDGET_BYTES, o->kv_bytes[t],
+                                     o->n_targets + o->n_kv_tokens + t};
+    }
+    assert(n <= MAX_BUDGETS);
+    return n;
+}
+
+/* Cells one method contributes per (head, phase). */
+static int cells_of(const struct ab_method *m, const struct ab_sweep_opts *o, int phase)
+{
+    struct budget b[MAX_BUDGETS];
+    return budgets_of(m, o, phase, b);
 }
 
 int64_t ab_sweep_count(const struct ab_workload *w, const struct ab_sweep_opts *o)
@@ -52,7 +99,8 @@ int64_t ab_sweep_count_head(const struct ab_workload *w, const struct ab_sweep_o
     for (int phase = AB_PHASE_PREFILL; phase <= AB_PHASE_DECODE; phase <<= 1)
         if (o->phases & (unsigned)phase)
             for (int i = 0; i < o->n_methods; i++)
-                if (method_applies(o->methods[i], w, phase)) per_head += cells_of(o->methods[i], o);
+                if (method_applies(o->methods[i], w, phase))
+                    per_head += cells_of(o->methods[i], o, phase);
     return per_head;
 }
 
@@ -184,6 +232,8 @@ static void cell_cost(const struct ab_ledger *led, const struct ab_problem *p, s
     c->flops_attend = led->flops_attend, c->flops_select = led->flops_select;
     c->flops_once = led->flops_once;
     c->ops_other = led->ops_other, c->bytes_kv = led->bytes_kv;
+    c->tokens_step = ab_ledger_tokens_step(led, p);
+    c->bytes_ratio = ab_ledger_bytes_ratio(led, p);
     c->flop_ratio = ab_ledger_ratio(led, p);
     c->flop_ratio_step = ab_ledger_ratio_step(led, p);
     c->density = allowed > 0 ? led->cells / allowed : NAN;
@@ -191,13 +241,15 @@ static void cell_cost(const struct ab_ledger *led, const struct ab_problem *p, s
     c->compression = 1 / c->flop_ratio;
 }
 
+/* The cell of m on p at budget b, fitted to target (b's value times the layer's weight; NaN:
+ * a direct knob), or at the workload fit `fit` of a model-level method. */
 static int run_cell(const struct ab_workload *w, const char *name, const struct ab_method *m,
-                    const struct ab_problem *p, const struct ab_exact *ex, double target,
-                    const struct ab_sweep_opts *o, int64_t layer, int64_t head, const char *kinds,
-                    float *out, struct ab_keep *keep, float *dist, const struct model_fit *fit,
-                    struct ab_cell *c)
+                    const struct ab_problem *p, const struct ab_exact *ex, const struct budget *b,
+                    double target, const struct ab_sweep_opts *o, int64_t layer, int64_t head,
+                    const char *kinds, float *out, struct ab_keep *keep, float *dist,
+                    const struct model_fit *fit, struct ab_cell *c)
 {
-    struct ab_apply_opts ao = {.has_knob = o->has_knob, .knob = o->knob_value};
+    struct ab_apply_opts ao = {.has_knob = o->has_knob, .knob = o->knob_value, .kind = b->kind};
     struct ab_applied ap;
     struct ab_problem planned;
     if (fit) { /* the knob and plan of the whole workload; this head runs at them */
@@ -212,12 +264,15 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         double lo = 0, hi;
         if (m->knob.name) ab_method_knob_range(m, p, &lo, &hi);
         rc = ab_method_cost(m, p, lo, &ap.led); /* the smallest knob's cost, as budget_fit */
+        const char *what = b->kind == AB_BUDGET_TOKENS  ? "tokens per step"
+                           : b->kind == AB_BUDGET_BYTES ? "bytes ratio"
+                                                        : "ratio";
         if (m->knob.name)
             snprintf(ap.reason, sizeof ap.reason,
-                     "workload ratio %.3g at the smallest knob (%s = %g)", fit->ratio,
+                     "workload %s %.3g at the smallest knob (%s = %g)", what, fit->ratio,
                      m->knob.name, lo);
         else
-            snprintf(ap.reason, sizeof ap.reason, "fixed workload ratio %.3g", fit->ratio);
+            snprintf(ap.reason, sizeof ap.reason, "fixed workload %s %.3g", what, fit->ratio);
     } else {
         /* a model-level knob is the workload's: a head may cost more than the target */
         rc = ab_method_apply(m, p, fit ? NAN : target, &ao, out, keep, dist, &ap);
@@ -234,7 +289,10 @@ static int run_cell(const struct ab_workload *w, const char *name, const struct 
         .phase = p->phase == AB_PHASE_PREFILL ? "prefill" : "decode",
         .knob_name = (char *)(m->knob.name ? m->knob.name : ""),
         .knob = ap.knob,
-        .target_ratio = target,
+        .target_ratio = b->kind == AB_BUDGET_TOKENS ? NAN : b->value,
+        .budget_kind = (char *)(isnan(b->value) ? "" : ab_budget_kind_name(b->kind)),
+        .target_tokens = b->kind == AB_BUDGET_TOKENS ? b->value : NAN,
+        .layer_target = fit ? b->value : target,
         .task_kind = (char *)kinds,
         .n_eval_rows = p->n_rows,
         .feasible = ap.feasible,
@@ -286,8 +344,10 @@ static int held_by(const struct ab_sweep_opts *o, void *const *held, int i)
 static void run_head(const struct ab_workload *w, const char *name,
                      const struct ab_sweep_opts *o, int64_t layer, int64_t head,
                      struct ab_head *layer_heads, int64_t *rows, const struct model_fit *fits,
-                     void **const *preps, struct head_job *job, int64_t *done)
+                     void **const *preps, const double *lw, struct head_job *job, int64_t *done)
 {
+    const int nb = n_budgets(o);
+    struct budget bs[MAX_BUDGETS];
     char *kinds = job->kinds;
     task_kinds(w, layer, head, kinds, sizeof job->kinds);
     for (int64_t h = 0; h < w->n_head; h++) {
@@ -335,19 +395,23 @@ static void run_head(const struct ab_workload *w, const char *name,
                 pm.prep = held[j], held[j] = NULL; /* now row i's to keep or free */
             else
                 rc = ab_problem_prepare(m, &pm);
-            int n_t = rc ? 0 : cells_of(m, o);
+            int n_t = rc ? 0 : budgets_of(m, o, phase, bs);
             for (int t = 0; t < n_t && !rc; t++) {
-                /* a budget per target; knob-less methods at their fixed cost (target 1); a
-                 * direct --knob run has no target */
-                double target = m->knob.name && o->has_knob                          ? NAN
-                                : !m->knob.name || (m->flags & AB_METHOD_FIXED) ? 1.0
-                                                                                : o->targets[t];
+                /* a budget per target; knob-less and FIXED methods at their fixed cost under
+                 * FLOP budgets (target 1, no layer rule); a direct --knob run has no target;
+                 * every other budget times the weight of the head's layer */
+                const struct budget *b = &bs[t];
+                int nominal = b->kind == AB_BUDGET_FLOPS &&
+                              (!m->knob.name || (m->flags & AB_METHOD_FIXED));
+                double target = nominal || isnan(b->value)
+                                    ? b->value
+                                    : ab_layer_target(b->kind, b->value, lw[layer]);
                 const struct model_fit *fit =
                     (m->flags & AB_METHOD_MODEL)
-                        ? &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) * o->n_targets + t]
+                        ? &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) * nb + b->index]
                         : NULL;
                 struct ab_cell c;
-                rc = run_cell(w, name, m, &pm, &ex, target, o, layer, head, kinds, out, &keep,
+                rc = run_cell(w, name, m, &pm, &ex, b, target, o, layer, head, kinds, out, &keep,
                               dist, fit, &c);
                 if (rc) break;
                 /* strings are copied into the table later, on the main thread */
@@ -428,16 +492,17 @@ static int prefit(const struct ab_workload *w, const struct ab_sweep_opts *o,
                 for (int64_t j = 0; j < n && !rc; j++)
                     if (!(rc = ab_problem_prepare(m, &probs[j]))) st[j] = (void *)probs[j].prep;
             }
-            for (int t = 0; t < cells_of(m, o) && !rc; t++) {
+            struct budget bs[MAX_BUDGETS];
+            int n_b = budgets_of(m, o, phase, bs);
+            for (int t = 0; t < n_b && !rc; t++) {
                 struct model_fit *f = &fits[((phase == AB_PHASE_DECODE) * o->n_methods + i) *
-                                                o->n_targets + t];
+                                                n_budgets(o) + bs[t].index];
                 if (o->has_knob) { /* a direct knob: its plan, no budget */
                     f->knob = o->knob_value, f->feasible = 1;
                     rc = m->plan ? m->plan(&mv, f->knob, &f->plan) : AB_OK;
-                } else {
-                    double target = m->knob.name ? o->targets[t] : 1.0;
-                    rc = ab_budget_fit_model(m, &mv, target, &f->knob, &f->plan, &f->ratio,
-                                             &f->feasible);
+                } else { /* the workload's budget: the layer rule is the method's own plan */
+                    rc = ab_budget_fit_model_kind(m, &mv, bs[t].kind, bs[t].value, &f->knob,
+                                                  &f->plan, &f->ratio, &f->feasible);
                 }
             }
             for (int64_t j = 0; j < n; j++) probs[j].prep = NULL; /* kept in preps */
@@ -462,8 +527,8 @@ static void preps_free(const struct ab_sweep_opts *o, int64_t n, void ***preps)
 
 static void fits_free(const struct ab_sweep_opts *o, struct model_fit *fits)
 {
-    for (int k = 0; fits && k < 2 * o->n_methods * o->n_targets; k++) {
-        const struct ab_method *m = o->methods[(k / o->n_targets) % o->n_methods];
+    for (int k = 0; fits && k < 2 * o->n_methods * n_budgets(o); k++) {
+        const struct ab_method *m = o->methods[(k / n_budgets(o)) % o->n_methods];
         if (fits[k].plan && m->plan_free) m->plan_free(fits[k].plan);
     }
     free(fits);
@@ -483,23 +548,33 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     for (int64_t j = 0; j < n_jobs; j++) n_sel += !o->units || o->units[j];
     if (n_sel == 0) return AB_OK; /* nothing of this workload selected: not even the fits */
     int64_t total = ab_sweep_count_head(w, o) * n_sel;
-    struct model_fit *fits = calloc((size_t)(2 * o->n_methods * o->n_targets), sizeof *fits);
+    struct model_fit *fits = calloc((size_t)(2 * o->n_methods * n_budgets(o)), sizeof *fits);
     void ***preps = calloc((size_t)(2 * o->n_methods), sizeof *preps); /* (2, n_methods) */
-    if (!fits || !preps) {
-        free(fits), free(preps);
+    double *lw = malloc(sizeof(double) * (size_t)w->n_layer); /* the layers' budget weights */
+    if (!fits || !preps || !lw) {
+        free(fits), free(preps), free(lw);
         return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
     }
-    int rc = prefit(w, o, fits, preps);
+    int rc = ab_layer_weights(o->layer_rule, o->layer_given, o->n_layer_given, w->n_layer, lw);
+    if (rc) {
+        rc = ab_fail(rc, "option '--layer-budget': '%s' has %lld layers: %s", name,
+                     (long long)w->n_layer, ab_errmsg());
+        free(fits), free(preps), free(lw);
+        return rc;
+    }
+    rc = prefit(w, o, fits, preps);
     if (rc) {
         rc = ab_fail(rc, "'%s': %s", name, ab_errmsg()); /* before plan_free can touch it */
         fits_free(o, fits);
         preps_free(o, n_jobs, preps);
+        free(lw);
         return rc;
     }
     struct head_job *jobs = calloc((size_t)n_jobs, sizeof *jobs);
     if (!jobs) {
         fits_free(o, fits);
         preps_free(o, n_jobs, preps);
+        free(lw);
         return ab_fail(AB_E_NOMEM, "cannot allocate the sweep");
     }
     int threads = ab_threads_get();
@@ -524,7 +599,7 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
                 continue;
             }
             run_head(w, name, o, j / w->n_head, j % w->n_head, layer_heads, rows, fits, preps,
-                     &jobs[j], &done);
+                     lw, &jobs[j], &done);
             if (o->on_head && !jobs[j].rc) {
 #pragma omp critical(ab_sweep_on_head)
                 {
@@ -552,6 +627,7 @@ int ab_sweep_workload(const struct ab_workload *w, const char *name,
     ab_blas_serial_end();
     fits_free(o, fits);
     preps_free(o, n_jobs, preps);
+    free(lw);
     if (hook_rc) rc = ab_fail(hook_rc, "%s", hook_msg);
     for (int64_t j = 0; j < n_jobs; j++) {
         if (!rc && jobs[j].rc) rc = ab_fail(jobs[j].rc, "'%s': %s", name, jobs[j].msg);
@@ -624,6 +700,9 @@ static void external_head(const struct ab_workload *w, const char *name,
             .knob_name = (char *)(x->knob_name ? x->knob_name : ""),
             .knob = x->knob ? x->knob[b] : NAN,
             .target_ratio = target,
+            .budget_kind = "flops",
+            .target_tokens = NAN,
+            .layer_target = target,
             .task_kind = job->kinds,
             .n_eval_rows = n_rows,
             .feasible = ratio <= target * (1 + 1e-12), /* as the budget solver decides */

@@ -48,12 +48,23 @@ static const struct ab_column ab_cell_keys[] = {
     AB_CELL_COL(phase, AB_COL_STR, "", "phase: prefill or decode"),
     AB_CELL_COL(knob_name, AB_COL_STR, "", "name of the method's knob (empty when it has none)"),
     AB_CELL_COL(target_ratio, AB_COL_F64, "1",
-                "target FLOP ratio asked for (NaN for a direct --knob run)"),
+                "target ratio asked for: a FLOP ratio, or a bytes ratio under a bytes budget "
+                "(NaN for a direct --knob run and for a tokens budget)"),
+    AB_CELL_COL(budget_kind, AB_COL_STR, "",
+                "the budget the cell met: flops (target_ratio a FLOP ratio), tokens "
+                "(target_tokens read per decode step) or bytes (target_ratio a ratio of "
+                "bytes_kv to dense's); empty for a direct --knob run"),
+    AB_CELL_COL(target_tokens, AB_COL_F64, "1",
+                "tokens budget: keys read per decode step asked for (NaN for the other kinds)"),
+    AB_CELL_COL(layer_target, AB_COL_F64, "1",
+                "the target of the cell's layer under the --layer-budget rule (budget x layer "
+                "weight, ratios clipped to 1), in the budget kind's unit"),
     AB_CELL_COL(task_kind, AB_COL_STR, "",
                 "task kinds present in this head, '+'-joined (empty without tasks)"),
     AB_CELL_COL(feasible, AB_COL_I64, "1",
-                "1 when the achieved flop_ratio is at most the target, 0 when even the smallest "
-                "knob costs more (every metric then NaN)"),
+                "1 when the achieved measure of the budget kind (flop_ratio, tokens_step or "
+                "bytes_ratio) is at most the layer's target, 0 when even the smallest knob is "
+                "above it (every metric then NaN)"),
     AB_CELL_COL(reason, AB_COL_STR, "",
                 "why the cell is infeasible: the cost term that exceeds the target (empty when "
                 "feasible)"),
@@ -72,7 +83,11 @@ static const struct ab_column ab_summary_keys[] = {
     AB_SUM_COL(method, AB_COL_STR, "", "method name (registry row)"),
     AB_SUM_COL(phase, AB_COL_STR, "", "phase: prefill or decode"),
     AB_SUM_COL(target_ratio, AB_COL_F64, "1",
-               "target FLOP ratio asked for (NaN for a direct --knob run)"),
+               "target ratio asked for: FLOP or bytes ratio by budget_kind (NaN for a direct "
+               "--knob run and for a tokens budget)"),
+    AB_SUM_COL(budget_kind, AB_COL_STR, "", "the group's budget kind: flops, tokens or bytes"),
+    AB_SUM_COL(target_tokens, AB_COL_F64, "1",
+               "tokens budget asked for (NaN for the other kinds)"),
     AB_SUM_COL(n_cells, AB_COL_I64, "1", "number of cells (heads) of the group"),
     AB_SUM_COL(n_heads, AB_COL_I64, "1", "number of feasible cells (heads) aggregated"),
     AB_SUM_COL(reason, AB_COL_STR, "",
@@ -547,6 +562,41 @@ static int ab_res_read_attrs(struct ab_h5 *f, struct ab_results *r)
     return AB_OK;
 }
 
+/* Columns added after schema 2 was first written (issue 18: budget kinds): a file without
+ * them reads as a FLOP-budget file (budget_kind "flops", "" for a direct --knob run, layer
+ * target = target_ratio, the other numbers NaN). */
+static const char *const late_cols[] = {"budget_kind", "target_tokens", "layer_target",
+                                        "tokens_step", "bytes_ratio", NULL};
+
+static int is_late(const char *name)
+{
+    for (int k = 0; late_cols[k]; k++)
+        if (!strcmp(late_cols[k], name)) return 1;
+    return 0;
+}
+
+/* The columns of group that f holds into out (those of cols but a missing late one); 1 into
+ * *old when a late column is missing. */
+static int present_cols(struct ab_h5 *f, const char *group, const struct ab_column *cols, int n,
+                        struct ab_column *out, int *old)
+{
+    int m = 0;
+    char obj[256];
+    *old = 0;
+    for (int c = 0; c < n; c++) {
+        snprintf(obj, sizeof obj, "%s/%s", group, cols[c].name);
+        if (is_late(cols[c].name) && ab_h5_exists(f, group) && !ab_h5_exists(f, obj)) {
+            *old = 1;
+            continue;
+        }
+        out[m++] = cols[c];
+    }
+    return m;
+}
+
+/* The budget_kind of a row of a file without the column. */
+static char *old_kind(double target) { return strdup(isnan(target) ? "" : "flops"); }
+
 /* Reads /cells and /summary into r and checks the values read. */
 
 static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
@@ -556,17 +606,32 @@ static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
     const struct ab_column *sum_cols = ab_results_summary_columns(&n_sum_cols);
     void *cells = NULL, *summary = NULL;
     int64_t n_cells = 0, n_summary = 0;
-    int rc;
-    if ((rc = ab_h5_get_table(f, "/cells", cell_cols, n_cell_cols, sizeof *r->cells, &cells,
-                              &n_cells)))
+    int rc, old_c, old_s;
+    struct ab_column cc[N_CELL_KEYS + AB_N_METRIC], sc[N_SUM_MAX];
+    int n_cc = present_cols(f, "/cells", cell_cols, n_cell_cols, cc, &old_c);
+    int n_sc = present_cols(f, "/summary", sum_cols, n_sum_cols, sc, &old_s);
+    if ((rc = ab_h5_get_table(f, "/cells", cc, n_cc, sizeof *r->cells, &cells, &n_cells)))
         return rc;
     r->cells = cells;
     r->n_cells = r->cap_cells = n_cells;
-    if ((rc = ab_h5_get_table(f, "/summary", sum_cols, n_sum_cols, sizeof *r->summary, &summary,
+    if ((rc = ab_h5_get_table(f, "/summary", sc, n_sc, sizeof *r->summary, &summary,
                               &n_summary)))
         return rc;
     r->summary = summary;
     r->n_summary = n_summary;
+    for (int64_t i = 0; old_c && i < n_cells; i++) { /* written before the budget kinds */
+        struct ab_cell *c = &r->cells[i];
+        if (!(c->budget_kind = old_kind(c->target_ratio)))
+            return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+        c->target_tokens = c->tokens_step = c->bytes_ratio = NAN;
+        c->layer_target = c->target_ratio;
+    }
+    for (int64_t i = 0; old_s && i < n_summary; i++) {
+        struct ab_summary_row *s = &r->summary[i];
+        if (!(s->budget_kind = old_kind(s->target_ratio)))
+            return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+        s->target_tokens = s->tokens_step = s->bytes_ratio = NAN;
+    }
     for (int64_t i = 0; i < n_cells; i++) {
         if (r->cells[i].feasible != 0 && r->cells[i].feasible != 1)
             return ab_fail(AB_E_DATA, "'%s': /cells/feasible is %lld at row %lld (0 or 1)", f->path,

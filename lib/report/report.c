@@ -1151,9 +1151,19 @@ static void rep_free(struct rep *R)
     /* the kept cells are shallow copies (the strings belong to d->merged); the pooled summary
      * belongs to vres[0] */
     free(R->all.cells);
+    free(R->tab.cells); /* its own array when there are tokens or bytes cells */
     R->tab.cells = NULL, R->tab.n_cells = 0;
     ab_results_free(&R->tab);
     memset(&R->all, 0, sizeof R->all);
+    free(R->kvb.cells);
+    R->kvb.cells = NULL, R->kvb.n_cells = 0;
+    ab_results_free(&R->kvb);
+}
+
+/* 1 for a cell of a tokens or bytes budget (the FLOP machinery leaves it to R->kvb). */
+static int kv_budget_cell(const struct ab_cell *c)
+{
+    return c->budget_kind && (!strcmp(c->budget_kind, "tokens") || !strcmp(c->budget_kind, "bytes"));
 }
 
 /* The cells of src that the filter of R->o keeps (of one workload when `workload` is not
@@ -1167,11 +1177,39 @@ static int keep_cells(struct rep *R, const struct ab_results *src, const char *w
         const struct ab_cell *cell = &src->cells[c];
         if (!keeps(R->o, cell->method, cell->family)) continue;
         if (workload && strcmp(cell->workload ? cell->workload : "", workload)) continue;
+        if (kv_budget_cell(cell)) continue; /* R->kvb's (keep_kv_cells) */
         R->all.cells[R->all.n_cells++] = *cell;
     }
     R->all.cap_cells = R->all.n_cells;
     R->r = &R->all;
     return AB_OK;
+}
+
+/* The kept cells of tokens and bytes budgets into R->kvb, pooled over workloads, with their
+ * summary; and the CSV table R->tab of every kept cell (FLOP cells first, as the results order
+ * them within a kind). */
+static int keep_kv_cells(struct rep *R, const struct ab_results *src)
+{
+    ab_results_init(&R->kvb);
+    R->kvb.cells = malloc(sizeof *R->kvb.cells * (size_t)(src->n_cells + 1));
+    R->tab.cells = malloc(sizeof *R->tab.cells * (size_t)(src->n_cells + 1));
+    if (!R->kvb.cells || !R->tab.cells) return ab_fail(AB_E_NOMEM, "out of memory");
+    for (int64_t c = 0; c < src->n_cells; c++) {
+        const struct ab_cell *cell = &src->cells[c];
+        if (!kv_budget_cell(cell) || !keeps(R->o, cell->method, cell->family)) continue;
+        R->kvb.cells[R->kvb.n_cells] = *cell;
+        R->kvb.cells[R->kvb.n_cells++].workload = "";
+    }
+    R->kvb.cap_cells = R->kvb.n_cells;
+    memcpy(R->tab.cells, R->all.cells, sizeof *R->tab.cells * (size_t)R->all.n_cells);
+    R->tab.n_cells = R->all.n_cells;
+    for (int64_t c = 0; c < src->n_cells; c++) {
+        const struct ab_cell *cell = &src->cells[c];
+        if (kv_budget_cell(cell) && keeps(R->o, cell->method, cell->family))
+            R->tab.cells[R->tab.n_cells++] = *cell;
+    }
+    R->tab.cap_cells = R->tab.n_cells;
+    return ab_results_summarise(&R->kvb);
 }
 
 /* The frontiers of each workload alone (opts.by_workload): the cells of one workload, their own
@@ -1227,10 +1265,11 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
         R.gnuplot = NULL;
     }
     if ((rc = keep_cells(&R, &d->merged, NULL)) != AB_OK) goto done;
+    if ((rc = keep_kv_cells(&R, &d->merged)) != AB_OK) goto done;
     if ((o->n_methods || o->n_families) && d->merged.n_cells) {
         int64_t kept = 0;
-        for (int64_t c = 0; c < R.all.n_cells; c++)
-            kept += !R.all.cells[c].family || strcmp(R.all.cells[c].family, "dense");
+        for (int64_t c = 0; c < R.tab.n_cells; c++)
+            kept += !R.tab.cells[c].family || strcmp(R.tab.cells[c].family, "dense");
         if (!kept) {
             rc = ab_fail(AB_E_USAGE, "report: the results hold no cell of the methods and "
                          "families asked for");
@@ -1238,8 +1277,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
         }
     }
     if ((rc = build_index(&R)) != AB_OK) goto done;
-    /* the per-workload summary of the kept cells, for the CSV tables */
-    R.tab.cells = R.all.cells, R.tab.n_cells = R.tab.cap_cells = R.all.n_cells;
+    /* the per-workload summary of the kept cells (every kind), for the CSV tables */
     if ((rc = ab_results_summarise(&R.tab)) != AB_OK) goto done;
 
     /* the workload and the heads asked for first: bad ones fail before anything is written */
@@ -1273,6 +1311,7 @@ int ab_report_write(const struct ab_report_data *d, const struct ab_report_opts 
     if ((rc = ab_rep_e2e(&R)) != AB_OK) goto done;
     if ((rc = ab_rep_study(&R)) != AB_OK) goto done;
     if ((rc = ab_rep_bench(&R)) != AB_OK) goto done;
+    if ((rc = ab_rep_kv_budgets(&R)) != AB_OK) goto done;
     {
         char *cells = ab_path_join(o->dir, "cells", ".csv"),
              *summary = ab_path_join(o->dir, "summary", ".csv");

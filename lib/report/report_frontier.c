@@ -1136,3 +1136,139 @@ done:
     free(bars), free(text), free(label), free(ptitle), free(pick), free(footer), free(footp);
     return rc;
 }
+
+/* ================================================================== tokens and bytes budgets */
+
+/* "T=128" for a tokens budget, "B=1/8" for a bytes budget. */
+static void kv_budget_label(const struct ab_summary_row *s, char *buf, size_t cap)
+{
+    char r[24];
+    ab_ratio_label(s->target_ratio, r, sizeof r);
+    if (s->budget_kind && !strcmp(s->budget_kind, "tokens"))
+        snprintf(buf, cap, "T=%.0f", s->target_tokens);
+    else
+        snprintf(buf, cap, "B=%s", r);
+}
+
+/* 1 for a decode summary row of a bytes budget. */
+static int bytes_row(const struct ab_summary_row *s)
+{
+    return s->budget_kind && !strcmp(s->budget_kind, "bytes") && s->phase &&
+           !strcmp(s->phase, "decode");
+}
+
+int ab_rep_kv_budgets(struct rep *R)
+{
+    const struct ab_results *K = &R->kvb;
+    int any = 0;
+    for (int64_t s = 0; s < K->n_summary; s++) any |= bytes_row(&K->summary[s]);
+    if (!any) return AB_OK;
+    struct fb F = {0};
+    int rc = AB_OK;
+    struct ab_gp_axes *a = fb_panel(&F, "decode, at bytes budgets", "rel_l2 (mean over heads)");
+    if (!a) return ab_fail(AB_E_INTERNAL, "no panel for the bytes budgets");
+    a->logx = 1, a->logy = 1;
+    a->xlabel = "bytes_ratio: K/V bytes read / dense's (mean over heads)";
+    double xlo = INFINITY, xhi = -INFINITY;
+    int style = 0;
+    /* one line per method, in the order of the results (the registry's) */
+    for (int64_t s = 0; s < K->n_summary && !rc; s++) {
+        const struct ab_summary_row *row = &K->summary[s];
+        if (!bytes_row(row)) continue;
+        int first = 1;
+        for (int64_t j = 0; j < s && first; j++)
+            first = !(bytes_row(&K->summary[j]) && !strcmp(K->summary[j].method, row->method));
+        if (!first) continue;
+        double x[72], y[72];
+        int n = 0;
+        for (int64_t j = s; j < K->n_summary && n < 72; j++) {
+            const struct ab_summary_row *g = &K->summary[j];
+            if (!bytes_row(g) || strcmp(g->method, row->method)) continue;
+            if (g->n_heads < g->n_cells || !isfinite(g->rel_l2_mean) || !(g->rel_l2_mean > 0) ||
+                !(g->bytes_ratio > 0)) {
+                if (g->n_heads > 0) { /* met on some heads: named in the footer */
+                    char lab[32];
+                    kv_budget_label(g, lab, sizeof lab);
+                    size_t lp = strlen(F.part);
+                    snprintf(F.part + lp, sizeof F.part - lp, "%s%s at %s (%lld/%lld heads)",
+                             lp ? ", " : "", g->method, lab, (long long)g->n_heads,
+                             (long long)g->n_cells);
+                }
+                continue;
+            }
+            x[n] = g->bytes_ratio, y[n++] = g->rel_l2_mean;
+            xlo = AB_MIN(xlo, g->bytes_ratio), xhi = AB_MAX(xhi, g->bytes_ratio);
+        }
+        for (int i = 1; i < n; i++) /* by size */
+            for (int k = i; k > 0 && x[k] < x[k - 1]; k--) {
+                double t0 = x[k], t1 = y[k];
+                x[k] = x[k - 1], y[k] = y[k - 1], x[k - 1] = t0, y[k - 1] = t1;
+            }
+        if (n) {
+            rc = fb_curve(&F, row->method, style++, n, x, y);
+        } else { /* no bytes budget met on every head */
+            size_t ln = strlen(F.never);
+            snprintf(F.never + ln, sizeof F.never - ln, "%s%s", ln ? ", " : "", row->method);
+        }
+    }
+    /* x tics at the bytes budgets asked for */
+    int nt = 0;
+    for (int64_t s = 0; s < K->n_summary && nt < 32; s++) {
+        const struct ab_summary_row *g = &K->summary[s];
+        if (!bytes_row(g)) continue;
+        int seen = 0;
+        for (int k = 0; k < nt; k++) seen |= F.tic[0][k] == g->target_ratio;
+        if (seen) continue;
+        F.tic[0][nt] = g->target_ratio;
+        ab_ratio_label(g->target_ratio, F.tic_lab[0][nt], sizeof F.tic_lab[0][0]);
+        F.tic_p[0][nt] = F.tic_lab[0][nt];
+        xlo = AB_MIN(xlo, g->target_ratio), xhi = AB_MAX(xhi, g->target_ratio);
+        nt++;
+    }
+    a->n_xtics = nt, a->xtics = F.tic[0], a->xtic_labels = F.tic_p[0];
+    if (isfinite(xlo)) a->xmin = xlo / 1.3, a->xmax = xhi * 1.3;
+    const char *foot[2] = {"Each point: one bytes budget met on every head, the means over "
+                           "heads of the achieved bytes_ratio and of rel_l2; tics at the budgets.",
+                           "A line stops where its method meets no budget on every head "
+                           "(report.md's table says why)."};
+    if (!rc) rc = fb_write(&F, R, "budgets-bytes",
+                           "Decode accuracy against the K/V bytes read, at equal bytes budgets",
+                           1, 1, 2, foot, 1000, 580);
+    fb_free(&F);
+    if (rc) return rc;
+    return ab_rep_add_fig(R, SEC_BUDGETS, 1, "budgets-bytes.png",
+                          "Bytes budgets: decode rel_l2 (mean over heads) against the achieved "
+                          "ratio of K/V bytes read to dense's, one line per method over the "
+                          "bytes budgets it meets on every head: eviction and quantization at "
+                          "equal bytes_kv.");
+}
+
+void ab_rep_kv_budgets_md(const struct rep *R, FILE *f)
+{
+    const struct ab_results *K = &R->kvb;
+    fputs("Cells fitted to tokens read per decode step (budget_kind tokens: tokens_step = kept "
+          "cells / m at most the budget T) or to a ratio of K/V bytes read to dense's "
+          "(budget_kind bytes: bytes_ratio at most the budget B), by the same solver as the "
+          "FLOP budgets; means over the heads that meet the budget, pooled over workloads.\n\n",
+          f);
+    fputs("| method | phase | budget kind | budget | heads meeting it | bytes_ratio | tokens_step "
+          "| flop_ratio | rel_l2 mean | rel_l2 p90 | why not |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|\n",
+          f);
+    for (int64_t s = 0; s < K->n_summary; s++) {
+        const struct ab_summary_row *g = &K->summary[s];
+        char lab[32];
+        kv_budget_label(g, lab, sizeof lab);
+        char v[5][24];
+        const double x[5] = {g->bytes_ratio, g->tokens_step, g->flop_ratio, g->rel_l2_mean,
+                             g->rel_l2_p90};
+        for (int k = 0; k < 5; k++) {
+            if (isnan(x[k])) snprintf(v[k], sizeof v[k], "-");
+            else snprintf(v[k], sizeof v[k], k == 1 ? "%.4g" : "%.3g", x[k]);
+        }
+        fprintf(f, "| %s | %s | %s | %s | %lld/%lld | %s | %s | %s | %s | %s | %s |\n", g->method,
+                g->phase, g->budget_kind, lab, (long long)g->n_heads, (long long)g->n_cells, v[0],
+                v[1], v[2], v[3], v[4], g->reason && g->reason[0] ? g->reason : "");
+    }
+    fputs("\n", f);
+}

@@ -69,7 +69,7 @@ struct fig {
 /* report.md sections of figures; a .tsv entry (a table without a picture of its own) is
  * listed as a link after the section's pictures */
 enum { SEC_FRONTIER, SEC_LENGTH, SEC_TASKS, SEC_KV, SEC_ISO, SEC_HEADS, SEC_STATS, SEC_MAPS,
-       SEC_E2E, SEC_STUDY, SEC_SPEED, N_SEC };
+       SEC_E2E, SEC_STUDY, SEC_SPEED, SEC_BUDGETS, N_SEC };
 
 struct strv {
     char **s;
@@ -107,6 +107,10 @@ struct rep {
      * CSV tables). r points at all. */
     struct ab_results all, tab;
     const struct ab_results *r;
+    /* the kept cells of tokens and bytes budgets (budget_kind tokens | bytes): shallow copies
+     * with the workload blanked, so their summary (owned) pools every workload; the FLOP-budget
+     * machinery (index, views, frontiers) reads all, which holds the FLOP-budget cells only */
+    struct ab_results kvb;
     int n_m;
     struct meth *m;
     int n_fam;
@@ -190,6 +194,13 @@ int ab_rep_add_outlier(struct rep *R, int metric, int mi, int pi, int view, doub
 const char *ab_rep_profile_of(const struct rep *R, int w, int64_t layer, int64_t head);
 void ab_rep_announce(const struct rep *R, const char *name);
 void ab_rep_announce_pair(const struct rep *R, const char *stem);
+
+/* report_frontier.c: the tokens and bytes budgets (R->kvb): budgets-bytes.png, decode rel_l2
+ * against the achieved bytes_ratio at each bytes budget, one line per method (SEC_BUDGETS);
+ * nothing without bytes budgets. AB_OK or an error of writing. */
+int ab_rep_kv_budgets(struct rep *R);
+/* Its section of report.md: the figure and one table row per (method, kind, budget). */
+void ab_rep_kv_budgets_md(const struct rep *R, FILE *f);
 
 /* report_frontier.c: every frontier figure (families, lengths, tasks, KV cache; for one
  * workload of several, R->subset, the families and family figures only) and the isoFLOPS

@@ -78,9 +78,10 @@ static void md_best(const struct rep *R, FILE *f)
         return;
     }
     fputs("Among the methods feasible on every head of the phase at that budget (means over "
-          "heads; a method with no knob competes where its fixed cost fits).\n\n",
+          "heads; a method with no knob competes where its fixed cost fits). Budgets here are "
+          "FLOP ratios (budget_kind flops); tokens and bytes budgets have their own section.\n\n",
           f);
-    fputs("| phase | budget | best by rel_l2 | rel_l2 mean | rel_l2 p90 | best by task_acc | "
+    fputs("| phase | budget (FLOP ratio) | best by rel_l2 | rel_l2 mean | rel_l2 p90 | best by task_acc | "
           "task_acc mean | feasible methods | note |\n|---|---|---|---|---|---|---|---|---|\n",
           f);
     for (int pi = 0; pi < R->n_p; pi++)
@@ -386,6 +387,11 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
         ab_rep_answers_md(R, f);
         ab_rep_accounting_md(R, f);
         ab_rep_infeasible_md(R, f);
+    } else if (R->kvb.n_cells) {
+        fputs("## Answers\n\nThe results hold no cells at FLOP-ratio budgets, only tokens and "
+              "bytes budgets: see \"Decode budgets in tokens and bytes\" below; the questions of "
+              "the sparse-attention study and its frontier figures are asked at FLOP "
+              "budgets.\n\n", f);
     } else {
         fputs("## Answers\n\nThe results hold no attention-level cells (no `attnbench run` among "
               "them): the questions of the sparse-attention study, its accounting and its "
@@ -412,6 +418,11 @@ int ab_rep_write_md(struct rep *R, double sink_ratio, int64_t sink_heads, int64_
     if ((rc = md_failing(R, f)) != AB_OK) {
         ab_outfile_abort(&out);
         return rc;
+    }
+    if (R->kvb.n_cells) {
+        fputs("## Decode budgets in tokens and bytes\n\n", f);
+        ab_rep_kv_budgets_md(R, f);
+        md_figs(R, f, SEC_BUDGETS);
     }
     if (R->n_e2e) {
         fputs("## End to end (eval-model)\n\n", f);

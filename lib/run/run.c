@@ -36,9 +36,20 @@ const struct ab_decl ab_run_decl[] = {
      .flags = AB_DECL_CLI | AB_DECL_INPUT | AB_DECL_APPEND},
     {"methods", AB_DECL_LIST, ROW(methods), NULL, 0, 0, "LIST",
      "methods to run, or all (default: every method of the phases)", .aliases = method_aliases},
-    {"budgets", AB_DECL_LIST, ROW(budgets), "default", 0, 1, "LIST",
-     "target FLOP ratios in (0, 1], or paper (the Sparse Frontier's grid 0.7 .. 0.05)",
+    {"budgets", AB_DECL_LIST, ROW(budgets), NULL, 0, 1, "LIST",
+     "target FLOP ratios in (0, 1], default (0.5 .. 1/32: the default when no --kv-budget or "
+     "--bytes-budget is given either) or paper (the Sparse Frontier's grid 0.7 .. 0.05)",
      .item_real = 1, .lo_open = 1, .aliases = budget_aliases},
+    {"kv-budget", AB_DECL_LIST, ROW(kv_budget), NULL, 1, INFINITY, "T,...",
+     "decode budgets as tokens read per step (cells / m: the cache size of an eviction "
+     "method), integers >= 1", .item_real = 1},
+    {"bytes-budget", AB_DECL_LIST, ROW(bytes_budget), NULL, 0, 1, "R,...",
+     "decode budgets as the ratio of K/V bytes read to dense's, in (0, 1]", .item_real = 1,
+     .lo_open = 1},
+    {"layer-budget", AB_DECL_STR, ROW(layer_budget), "uniform", 0, 0, "RULE",
+     "per-layer targets, budget x weight of mean 1: uniform, pyramid (1.5 at layer 0 down to "
+     "0.5 at the last, linear) or W0,W1,... (one weight per layer, normalised); ratios clipped "
+     "to 1"},
     {"knob", AB_DECL_STR, ROW(knob), NULL, 0, 0, "NAME=V",
      "run every method at this knob instead of solving budgets"},
     {"phase", AB_DECL_LIST, ROW(phases), "both", 0, 2, "P", "prefill, decode or both",
@@ -116,7 +127,16 @@ static char *run_notes(const struct ab_sweep_opts *so)
         "without flops_once; model-level methods (pyramidkv, tidal, duo, razor, moa) fit "
         "one knob per phase and target on the whole workload's cost, each head "
         "charging the plan work it uses (its method's header says how), and "
-        "their cells carry the workload's feasibility");
+        "their cells carry the workload's feasibility; budget_kind says which measure a "
+        "cell's knob was fitted to: flops (flop_ratio <= target_ratio), tokens (decode: "
+        "tokens_step = kept cells / m, the keys a decode query reads, <= target_tokens) or "
+        "bytes (decode: bytes_ratio = bytes_kv / dense bytes_kv <= target_ratio), by the same "
+        "bisection; tokens and bytes budgets give no prefill cells; FIXED rows run at their "
+        "default knob under FLOP budgets and under the other kinds when the measure does not "
+        "move with their knob, else they are fitted; --layer-budget multiplies the budget by "
+        "the layer's weight (mean 1; pyramid 1.5 .. 0.5 linear in depth; FLOP and bytes "
+        "targets clipped to 1), layer_target records it; model-level methods fit the "
+        "workload's budget unweighted (their per-layer allocation is their own)");
     for (int i = 0; notes && i < so->n_methods; i++) {
         const struct ab_method *mm = so->methods[i];
         if (!mm->convention) continue;
@@ -132,6 +152,33 @@ static char *run_notes(const struct ab_sweep_opts *so)
     return notes;
 }
 
+/* --layer-budget into the sweep's rule and weights: uniform, pyramid, or W0,W1,... positive
+ * numbers. AB_E_USAGE naming the option. */
+static int layer_rule(const char *text, struct ab_run_out *out, struct ab_sweep_opts *so)
+{
+    so->layer_rule = AB_LAYER_UNIFORM, so->layer_given = NULL, so->n_layer_given = 0;
+    if (!text || !strcmp(text, "uniform")) return AB_OK;
+    if (!strcmp(text, "pyramid")) {
+        so->layer_rule = AB_LAYER_PYRAMID;
+        return AB_OK;
+    }
+    int64_t n = 0;
+    const char *p = text;
+    for (;;) {
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || !isfinite(x) || x <= 0 || (*end && *end != ',') || n == AB_RUN_MAX_LAYERS)
+            return ab_fail(AB_E_USAGE, "option '--layer-budget': wants uniform, pyramid or "
+                           "positive layer weights W0,W1,... (at most %d), got '%s'",
+                           AB_RUN_MAX_LAYERS, text);
+        out->layer_given[n++] = x;
+        if (!*end) break;
+        p = end + 1;
+    }
+    so->layer_rule = AB_LAYER_GIVEN, so->layer_given = out->layer_given, so->n_layer_given = n;
+    return AB_OK;
+}
+
 /* The options into the sweep's: phases, methods, targets, knob. AB_E_USAGE naming the option. */
 static int resolve(const struct ab_run_opts *o, struct ab_run_out *out)
 {
@@ -143,14 +190,31 @@ static int resolve(const struct ab_run_opts *o, struct ab_run_out *out)
         return ab_fail(AB_E_USAGE, "--decode-horizon %lld is below --decode-queries %lld: the "
                        "evaluated decode queries stand for a generation at least as long",
                        (long long)o->decode_horizon, (long long)o->decode_queries);
+    if ((o->kv_budget || o->bytes_budget) && !(so->phases & AB_PHASE_DECODE))
+        return ab_fail(AB_E_USAGE, "option '--%s': tokens and bytes budgets are decode budgets, "
+                       "and --phase is prefill", o->kv_budget ? "kv-budget" : "bytes-budget");
     so->decode_m = o->decode_queries, so->max_rows = o->rows, so->topk = o->topk;
     so->horizon = o->decode_horizon, so->seed = o->seed;
     int n = 0, rc;
     if ((rc = ab_methods_resolve(o->methods, so->phases, 0, out->methods, AB_RUN_MAX_METHODS, &n)))
         return ab_fail(rc, "option '--methods': %s", ab_errmsg());
     so->methods = out->methods, so->n_methods = n;
-    so->n_targets = ab_list_reals(o->budgets, out->targets, AB_RUN_MAX_TARGETS);
+    int n_kv = ab_list_reals(o->kv_budget, out->kv_tokens, AB_RUN_MAX_TARGETS);
+    int n_by = ab_list_reals(o->bytes_budget, out->kv_bytes, AB_RUN_MAX_TARGETS);
+    for (int i = 0; i < n_kv; i++)
+        if (out->kv_tokens[i] != floor(out->kv_tokens[i]))
+            return ab_fail(AB_E_USAGE, "option '--kv-budget': %g is not a whole number of tokens",
+                           out->kv_tokens[i]);
+    if (o->knob && (n_kv || n_by))
+        return ab_fail(AB_E_USAGE, "option '--knob' runs every method at a knob instead of "
+                       "budgets: drop --%s", n_kv ? "kv-budget" : "bytes-budget");
+    /* the FLOP grid: as given, or the default one when no budget of any kind is */
+    const char *flops = o->budgets ? o->budgets : n_kv || n_by ? NULL : budget_aliases[1];
+    so->n_targets = ab_list_reals(flops, out->targets, AB_RUN_MAX_TARGETS);
     so->targets = out->targets;
+    so->kv_tokens = out->kv_tokens, so->n_kv_tokens = n_kv;
+    so->kv_bytes = out->kv_bytes, so->n_kv_bytes = n_by;
+    if ((rc = layer_rule(o->layer_budget, out, so))) return rc;
     if (o->knob && (rc = ab_methods_knob(o->knob, out->methods, n, &so->knob_value))) return rc;
     so->has_knob = o->knob != NULL;
     return AB_OK;
@@ -305,6 +369,11 @@ int ab_run(const struct ab_run_opts *o, void (*progress)(void *user, int64_t don
         if ((so->phases & AB_PHASE_DECODE) && o->decode_queries >= w[i].n_seq)
             rc = ab_fail(AB_E_USAGE, "'%s': --decode-queries %lld must be below its length %lld",
                          o->workloads[i], (long long)o->decode_queries, (long long)w[i].n_seq);
+    for (int i = 0; i < o->n_workloads && !rc; i++) /* given layer weights: one per layer */
+        if (so->layer_rule == AB_LAYER_GIVEN && so->n_layer_given != w[i].n_layer)
+            rc = ab_fail(AB_E_USAGE, "option '--layer-budget': %lld weights, but '%s' has %lld "
+                         "layers", (long long)so->n_layer_given, o->workloads[i],
+                         (long long)w[i].n_layer);
 
     /* provenance: the options as the command line that gives them, and as JSON */
     char tail[96];

@@ -11,7 +11,12 @@
 #include "eval/eval.h"
 #include "eval/results.h"
 
-enum { AB_RUN_MAX_WORKLOADS = 64, AB_RUN_MAX_TARGETS = 64, AB_RUN_MAX_METHODS = 256 };
+enum {
+    AB_RUN_MAX_WORKLOADS = 64,
+    AB_RUN_MAX_TARGETS = 64,
+    AB_RUN_MAX_METHODS = 256,
+    AB_RUN_MAX_LAYERS = 4096
+};
 
 /* The options of `run` (rows of ab_run_decl, defaults there), plus the positional workloads and
  * the common options, which the caller sets. */
@@ -21,7 +26,11 @@ struct ab_run_opts {
     uint64_t seed;
     char *plugins;          /* plugin files "a.so,b.so" loaded before the methods are named, or NULL */
     char *methods;          /* registry names "a,b" or NULL: every method of the phases */
-    char *budgets;          /* target FLOP ratios "0.5,0.25" in (0, 1] */
+    char *budgets;          /* target FLOP ratios "0.5,0.25" in (0, 1], or NULL: the default
+                               grid when no kv / bytes budget is given either, else none */
+    char *kv_budget;        /* decode budgets: tokens read per step "128,512" (integers >= 1) */
+    char *bytes_budget;     /* decode budgets: K/V bytes ratios to dense "0.5,0.25" in (0, 1] */
+    char *layer_budget;     /* "uniform", "pyramid" or per-layer weights "W0,W1,..." */
     char *knob;             /* "NAME=V": every method at this knob instead of budgets, or NULL */
     char *phases;           /* "prefill", "decode" or "prefill,decode" */
     int64_t decode_queries; /* m: decode queries at the end of the sequence */
@@ -60,6 +69,8 @@ struct ab_run_out {
     struct ab_sweep_opts sweep; /* the resolved sweep: methods, targets, phases, horizon */
     const struct ab_method *methods[AB_RUN_MAX_METHODS];
     double targets[AB_RUN_MAX_TARGETS];
+    double kv_tokens[AB_RUN_MAX_TARGETS], kv_bytes[AB_RUN_MAX_TARGETS];
+    double layer_given[AB_RUN_MAX_LAYERS]; /* --layer-budget's weights as given */
     const char *res_path;                    /* o->out */
     char csv_cells[4096], csv_summary[4096]; /* the CSV tables written beside out */
     double seconds;                          /* of the sweep */
