@@ -238,6 +238,23 @@ Test(run_cli, kv_and_bytes_budgets_write_their_columns)
     for (int k = 0; k < 5; k++) cr_expect(strstr(csv, cols[k]) != NULL, "%s: %s", cols[k], csv);
     cr_expect(strstr(sum, "budget_kind") && strstr(sum, "target_tokens"));
     free(csv), free(sum);
+    /* the report: its table of tokens and bytes budgets, and rel_l2 against bytes_ratio */
+    const char *dir = t_path("budgets-report");
+    st = t_run(&out, &err, "report '%s' -o '%s'", res, dir);
+    cr_expect(st == 0 || st == 69, "%s", err); /* 69: no gnuplot here, the .gp stays */
+    free(out), free(err);
+    char md_path[4200], gp_path[4200];
+    snprintf(md_path, sizeof md_path, "%s/report.md", dir);
+    snprintf(gp_path, sizeof gp_path, "%s/budgets-bytes.gp", dir);
+    char *md = (char *)t_slurp(md_path, &len);
+    cr_assert(md, "no report.md");
+    cr_expect(strstr(md, "## Decode budgets in tokens and bytes") &&
+                  strstr(md, "| snapkv | decode | tokens | T=64 | 4/4 |") &&
+                  strstr(md, "| int8 | decode | bytes | B=1/4 | 0/4 |") &&
+                  strstr(md, "fixed bytes ratio"),
+              "%s", md);
+    cr_expect(t_exists(gp_path));
+    free(md);
 }
 
 Test(run_cli, layer_rules_set_each_layer_target)

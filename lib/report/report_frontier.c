@@ -917,6 +917,11 @@ int ab_rep_frontiers(struct rep *R)
     static const int main_k[] = {M_REL_L2, M_TASK_ACC}, more_k[] = {M_RECALL, M_COS_MIN},
                      task_k[] = {M_RETRIEVE, M_AGGREGATE};
     int rc = AB_OK;
+    if (!R->n_b && R->kvb.n_cells)
+        return ab_rep_strv_push(&R->notes[SEC_FRONTIER],
+                                "No FLOP-ratio budgets in these results (tokens and bytes "
+                                "budgets only: see \"Decode budgets in tokens and bytes\"): no "
+                                "frontier drawn.");
     if (!R->n_b) {
         return ab_rep_strv_push(&R->notes[SEC_FRONTIER], "No budgets in these results (a run "
                                                          "at fixed knobs): no frontier drawn.");

@@ -73,6 +73,11 @@ static void head_words(const struct rep *R, int64_t c, char *buf, size_t cap)
 static void md_best(const struct rep *R, FILE *f)
 {
     fputs("## Best method per phase and budget\n\n", f);
+    if (!R->n_b && R->kvb.n_cells) {
+        fputs("No FLOP-ratio budgets in these results (tokens and bytes budgets only: see "
+              "\"Decode budgets in tokens and bytes\").\n\n", f);
+        return;
+    }
     if (!R->n_b) {
         fputs("No budgets in these results (a run at fixed knobs): nothing to rank.\n\n", f);
         return;
@@ -319,6 +324,12 @@ static void md_data(const struct rep *R, FILE *f)
     for (int64_t c = 0; c < r->n_cells; c++) n_inf += !r->cells[c].feasible;
     fputs("## Data\n\n", f);
     if (R->o->command_line) fprintf(f, "Built by `%s`.\n\n", R->o->command_line);
+    if (R->kvb.n_cells) {
+        int64_t kv_inf = 0;
+        for (int64_t c = 0; c < R->kvb.n_cells; c++) kv_inf += !R->kvb.cells[c].feasible;
+        fprintf(f, "%lld cells at tokens and bytes budgets (%lld infeasible; their own section "
+                "below). At FLOP-ratio budgets: ", (long long)R->kvb.n_cells, (long long)kv_inf);
+    }
     fprintf(f, "%lld cells (%lld infeasible) from %d results file%s: %d method%s", (long long)r->n_cells,
             (long long)n_inf, R->d->n_inputs, R->d->n_inputs == 1 ? "" : "s", R->n_m,
             R->n_m == 1 ? "" : "s");
