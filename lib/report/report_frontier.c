@@ -1162,90 +1162,125 @@ static int bytes_row(const struct ab_summary_row *s)
            !strcmp(s->phase, "decode");
 }
 
+/* The family of a method among K's cells ("" when none). */
+static const char *kv_family(const struct ab_results *K, const char *method)
+{
+    for (int64_t c = 0; c < K->n_cells; c++)
+        if (K->cells[c].method && !strcmp(K->cells[c].method, method))
+            return K->cells[c].family ? K->cells[c].family : "";
+    return "";
+}
+
 int ab_rep_kv_budgets(struct rep *R)
 {
     const struct ab_results *K = &R->kvb;
-    int any = 0;
-    for (int64_t s = 0; s < K->n_summary; s++) any |= bytes_row(&K->summary[s]);
-    if (!any) return AB_OK;
-    struct fb F = {0};
-    int rc = AB_OK;
-    struct ab_gp_axes *a = fb_panel(&F, "decode, at bytes budgets", "rel_l2 (mean over heads)");
-    if (!a) return ab_fail(AB_E_INTERNAL, "no panel for the bytes budgets");
-    a->logx = 1, a->logy = 1;
-    a->xlabel = "bytes_ratio: K/V bytes read / dense's (mean over heads)";
-    double xlo = INFINITY, xhi = -INFINITY;
-    int style = 0;
-    /* one line per method, in the order of the results (the registry's) */
-    for (int64_t s = 0; s < K->n_summary && !rc; s++) {
-        const struct ab_summary_row *row = &K->summary[s];
-        if (!bytes_row(row)) continue;
-        int first = 1;
-        for (int64_t j = 0; j < s && first; j++)
-            first = !(bytes_row(&K->summary[j]) && !strcmp(K->summary[j].method, row->method));
-        if (!first) continue;
-        double x[72], y[72];
-        int n = 0;
-        for (int64_t j = s; j < K->n_summary && n < 72; j++) {
-            const struct ab_summary_row *g = &K->summary[j];
-            if (!bytes_row(g) || strcmp(g->method, row->method)) continue;
-            if (g->n_heads < g->n_cells || !isfinite(g->rel_l2_mean) || !(g->rel_l2_mean > 0) ||
-                !(g->bytes_ratio > 0)) {
-                if (g->n_heads > 0) { /* met on some heads: named in the footer */
-                    char lab[32];
-                    kv_budget_label(g, lab, sizeof lab);
-                    size_t lp = strlen(F.part);
-                    snprintf(F.part + lp, sizeof F.part - lp, "%s%s at %s (%lld/%lld heads)",
-                             lp ? ", " : "", g->method, lab, (long long)g->n_heads,
-                             (long long)g->n_cells);
-                }
-                continue;
-            }
-            x[n] = g->bytes_ratio, y[n++] = g->rel_l2_mean;
-            xlo = AB_MIN(xlo, g->bytes_ratio), xhi = AB_MAX(xhi, g->bytes_ratio);
-        }
-        for (int i = 1; i < n; i++) /* by size */
-            for (int k = i; k > 0 && x[k] < x[k - 1]; k--) {
-                double t0 = x[k], t1 = y[k];
-                x[k] = x[k - 1], y[k] = y[k - 1], x[k - 1] = t0, y[k - 1] = t1;
-            }
-        if (n) {
-            rc = fb_curve(&F, row->method, style++, n, x, y);
-        } else { /* no bytes budget met on every head */
-            size_t ln = strlen(F.never);
-            snprintf(F.never + ln, sizeof F.never - ln, "%s%s", ln ? ", " : "", row->method);
-        }
+    /* the families of the decode rows at bytes budgets, in the order of the results: a panel
+     * each (up to 9), so eviction, quantization and the other families do not pile up */
+    const char *fams[9];
+    int n_fam = 0;
+    for (int64_t s = 0; s < K->n_summary; s++) {
+        if (!bytes_row(&K->summary[s])) continue;
+        const char *fa = kv_family(K, K->summary[s].method);
+        int seen = 0;
+        for (int k = 0; k < n_fam; k++) seen |= !strcmp(fams[k], fa);
+        if (!seen && n_fam < 9) fams[n_fam++] = fa;
     }
-    /* x tics at the bytes budgets asked for */
+    if (!n_fam) return AB_OK;
+    /* x tics at the bytes budgets asked for, shared by every panel */
+    double tics[32];
     int nt = 0;
+    double xlo = INFINITY, xhi = -INFINITY;
     for (int64_t s = 0; s < K->n_summary && nt < 32; s++) {
         const struct ab_summary_row *g = &K->summary[s];
         if (!bytes_row(g)) continue;
         int seen = 0;
-        for (int k = 0; k < nt; k++) seen |= F.tic[0][k] == g->target_ratio;
-        if (seen) continue;
-        F.tic[0][nt] = g->target_ratio;
-        ab_ratio_label(g->target_ratio, F.tic_lab[0][nt], sizeof F.tic_lab[0][0]);
-        F.tic_p[0][nt] = F.tic_lab[0][nt];
+        for (int k = 0; k < nt; k++) seen |= tics[k] == g->target_ratio;
+        if (!seen) tics[nt++] = g->target_ratio;
         xlo = AB_MIN(xlo, g->target_ratio), xhi = AB_MAX(xhi, g->target_ratio);
-        nt++;
+        if (g->n_heads > 0 && g->bytes_ratio > 0)
+            xlo = AB_MIN(xlo, g->bytes_ratio), xhi = AB_MAX(xhi, g->bytes_ratio);
     }
-    a->n_xtics = nt, a->xtics = F.tic[0], a->xtic_labels = F.tic_p[0];
-    if (isfinite(xlo)) a->xmin = xlo / 1.3, a->xmax = xhi * 1.3;
+    struct fb F = {0};
+    int rc = AB_OK, n_curves = 0, style = 0; /* a style per method: one key for all panels */
+    for (int fi = 0; fi < n_fam && !rc; fi++) {
+        char title[96];
+        snprintf(title, sizeof title, "%s, decode", fams[fi][0] ? fams[fi] : "(no family)");
+        struct ab_gp_axes *a = fb_panel(&F, title, "rel_l2 (mean over heads)");
+        if (!a) return ab_fail(AB_E_INTERNAL, "no panel for the bytes budgets");
+        int p = F.n_pan - 1;
+        a->logx = 1, a->logy = 1;
+        a->xlabel = "bytes_ratio: K/V bytes read / dense's";
+        for (int k = 0; k < nt; k++) {
+            F.tic[p][k] = tics[k];
+            ab_ratio_label(tics[k], F.tic_lab[p][k], sizeof F.tic_lab[0][0]);
+            F.tic_p[p][k] = F.tic_lab[p][k];
+        }
+        a->n_xtics = nt, a->xtics = F.tic[p], a->xtic_labels = F.tic_p[p];
+        if (isfinite(xlo)) a->xmin = xlo / 1.3, a->xmax = xhi * 1.3;
+        /* one line per method of the family, in the order of the results (the registry's) */
+        for (int64_t s = 0; s < K->n_summary && !rc; s++) {
+            const struct ab_summary_row *row = &K->summary[s];
+            if (!bytes_row(row) || strcmp(kv_family(K, row->method), fams[fi])) continue;
+            int first = 1;
+            for (int64_t j = 0; j < s && first; j++)
+                first = !(bytes_row(&K->summary[j]) && !strcmp(K->summary[j].method, row->method));
+            if (!first) continue;
+            double x[72], y[72];
+            int n = 0;
+            for (int64_t j = s; j < K->n_summary && n < 72; j++) {
+                const struct ab_summary_row *g = &K->summary[j];
+                if (!bytes_row(g) || strcmp(g->method, row->method)) continue;
+                if (g->n_heads < g->n_cells || !isfinite(g->rel_l2_mean) ||
+                    !(g->rel_l2_mean > 0) || !(g->bytes_ratio > 0)) {
+                    if (g->n_heads > 0) { /* met on some heads: named in the footer */
+                        char lab[32];
+                        kv_budget_label(g, lab, sizeof lab);
+                        size_t lp = strlen(F.part);
+                        snprintf(F.part + lp, sizeof F.part - lp, "%s%s at %s (%lld/%lld heads)",
+                                 lp ? ", " : "", g->method, lab, (long long)g->n_heads,
+                                 (long long)g->n_cells);
+                    }
+                    continue;
+                }
+                x[n] = g->bytes_ratio, y[n++] = g->rel_l2_mean;
+            }
+            for (int i = 1; i < n; i++) /* by size */
+                for (int k = i; k > 0 && x[k] < x[k - 1]; k--) {
+                    double t0 = x[k], t1 = y[k];
+                    x[k] = x[k - 1], y[k] = y[k - 1], x[k - 1] = t0, y[k - 1] = t1;
+                }
+            if (n) {
+                rc = fb_curve(&F, row->method, style++, n, x, y);
+                n_curves++;
+            } else { /* no bytes budget met on every head */
+                size_t ln = strlen(F.never);
+                snprintf(F.never + ln, sizeof F.never - ln, "%s%s", ln ? ", " : "", row->method);
+            }
+        }
+        if (F.first[p] == F.n_cu) F.n_pan--; /* nothing of the family drawn: no panel */
+    }
+    if (!F.n_pan) { /* not one method meets a bytes budget on every head: the table says why */
+        fb_free(&F);
+        return AB_OK;
+    }
+    n_fam = F.n_pan;
     const char *foot[2] = {"Each point: one bytes budget met on every head, the means over "
                            "heads of the achieved bytes_ratio and of rel_l2; tics at the budgets.",
                            "A line stops where its method meets no budget on every head "
                            "(report.md's table says why)."};
+    int cols = n_fam < 3 ? n_fam : 3, rows = (n_fam + cols - 1) / cols;
+    int height = AB_MAX(rows == 1 ? 580 : 430 * rows, 180 + 19 * n_curves) + 48; /* key, footer */
     if (!rc) rc = fb_write(&F, R, "budgets-bytes",
                            "Decode accuracy against the K/V bytes read, at equal bytes budgets",
-                           1, 1, 2, foot, 1000, 580);
+                           rows, cols, 2, foot, cols == 1 ? 1000 : AB_MIN(1480, 440 * cols + 200),
+                           height); /* fb_write wraps footers in 200-char lines */
     fb_free(&F);
     if (rc) return rc;
     return ab_rep_add_fig(R, SEC_BUDGETS, 1, "budgets-bytes.png",
                           "Bytes budgets: decode rel_l2 (mean over heads) against the achieved "
                           "ratio of K/V bytes read to dense's, one line per method over the "
-                          "bytes budgets it meets on every head: eviction and quantization at "
-                          "equal bytes_kv.");
+                          "bytes budgets it meets on every head, a panel per family: eviction "
+                          "and quantization (family kv) at equal bytes_kv.");
 }
 
 void ab_rep_kv_budgets_md(const struct rep *R, FILE *f)
