@@ -1,4 +1,4 @@
-/* linear_more.h - test hooks of based.c (`based`) and gated_delta.c (`gated-delta`). Not part of
+/* linear_more.h - test hooks of based.c (`based`) and delta_rule.c (`gated-delta`). Not part of
  * the method interface (method.h): tests/test_methods_linear_more.c reads them to check the
  * Taylor feature map against 1 + x + x^2 / 2 and the gated delta rule at other gates. */
 #ifndef AB_METHODS_LINEAR_MORE_H
