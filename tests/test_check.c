@@ -248,8 +248,7 @@ Test(check, deleted_row_fails_as_missing_and_extra_row_is_added)
     char *keep_method = strdup(gone.method), *keep_phase = strdup(gone.phase);
     gone.method = keep_method, gone.phase = keep_phase;
     /* delete row i (free its strings, shift the rest down) */
-    free(r.cells[i].workload), free(r.cells[i].method), free(r.cells[i].family);
-    free(r.cells[i].phase), free(r.cells[i].knob_name), free(r.cells[i].task_kind);
+    ab_cell_free_strings(&r.cells[i]);
     memmove(&r.cells[i], &r.cells[i + 1], (size_t)(r.n_cells - i - 1) * sizeof r.cells[0]);
     r.n_cells--;
     char shorter[1024];

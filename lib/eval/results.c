@@ -19,8 +19,7 @@ void ab_results_init(struct ab_results *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Frees the strings of one cell. */
-static void ab_cell_free_strings(struct ab_cell *c)
+void ab_cell_free_strings(struct ab_cell *c)
 {
     free(c->workload);
     free(c->method);

@@ -55,6 +55,9 @@ struct ab_cell {
     char *reason;          /* why the cell is infeasible ("smallest knob (k = 1) 0.199"), or "" */
 };
 
+
+/* Frees the strings of one cell (every char * field; a new one is freed here too). */
+void ab_cell_free_strings(struct ab_cell *c);
 /* One row of /summary: aggregates over the heads of one (workload, method, phase, target), so
  * lengths and workloads are never averaged together. */
 struct ab_summary_row {
