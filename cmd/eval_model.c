@@ -31,6 +31,7 @@
 static const char *usage_text =
     "attnbench eval-model --model FILE [--tokenizer FILE] [--text FILE] [--copy-task R]\n"
     "                     [--methods a,b,...] [--budgets 0.5,0.25,...] [--knob k=v]\n"
+    "                     [--kv-budget T,...] [--bytes-budget R,...]\n"
     "                     [--phase prefill|decode|both] [--decode-queries M]\n"
     "                     [--stride S]\n"
     "                     [--heads L:H,... | [--heads-top K,...] [--heads-bottom K,...]\n"
@@ -38,10 +39,21 @@ static const char *usage_text =
     "                      --heads-select (--calibrate FILE | --calibrate-copy R)]\n"
     "                     -o RESULTS.h5";
 
+/* The row's budget as run labels it ("0.25", "T=64", "B=0.5") and its achieved measure: the
+ * flop ratio, the mean tokens per step or the mean bytes ratio over the replaced heads. */
 static void print_row(const struct ab_model_row *r)
 {
-    printf("%-14s %-16s %-8s %7.4g %7.4g %5lld/%-5lld ", ab_path_base(r->workload), r->method, r->phase,
-           r->target_ratio, r->flop_ratio, (long long)r->heads_feasible, (long long)r->n_heads);
+    const char *kind = r->budget_kind ? r->budget_kind : "";
+    char lab[24];
+    double got = r->flop_ratio;
+    if (!strcmp(kind, "tokens"))
+        snprintf(lab, sizeof lab, "T=%.0f", r->target_tokens), got = r->tokens_step;
+    else if (!strcmp(kind, "bytes"))
+        snprintf(lab, sizeof lab, "B=%.4g", r->target_ratio), got = r->bytes_ratio;
+    else
+        snprintf(lab, sizeof lab, "%.4g", r->target_ratio);
+    printf("%-14s %-16s %-8s %7s %7.4g %5lld/%-5lld ", ab_path_base(r->workload), r->method,
+           r->phase, lab, got, (long long)r->heads_feasible, (long long)r->n_heads);
     if (r->reason && r->reason[0])
         printf("%9s %9.4f  %s", "-", r->dense_ppl, r->reason);
     else
@@ -63,7 +75,7 @@ static void on_begin(void *user, int64_t total)
     x->started = 1;
     if (!ab_common.quiet)
         printf("%-14s %-16s %-8s %7s %7s %11s %9s %9s %7s %8s %9s\n", "input", "method", "phase",
-               "target", "ratio", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
+               "target", "reached", "feasible", "ppl", "dense_ppl", "acc", "copy_acc", "rel_l2");
 }
 
 static void on_progress(void *user, int64_t done, int64_t total)

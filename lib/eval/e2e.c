@@ -18,8 +18,9 @@ struct e2e_ctx {
     int64_t *rows; /* (n) the phase's query rows q0 .. n-1 */
     int64_t q0;
     /* totals over the replaced heads */
-    double flops_method, flops_dense, bytes_kv, rel_sum;
+    double flops_method, flops_dense, bytes_kv, rel_sum, tokens_sum, bytes_ratio_sum;
     int64_t n_replaced, n_feasible;
+    char reason[96]; /* the first infeasible head's */
 };
 
 /* ||a - ref|| / ||ref|| over n values (0 when both vanish). */
@@ -104,8 +105,9 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
     /* each replaced head's totals, summed in head order after the loop: the same sums whatever
      * order the threads finish in */
     struct head_total {
-        double flops_method, flops_dense, bytes_kv, rel;
+        double flops_method, flops_dense, bytes_kv, rel, tokens_step, bytes_ratio;
         int feasible, done;
+        char reason[96];
     } *tot = calloc((size_t)H, sizeof *tot);
     if (!tot) {
         free(heads);
@@ -137,7 +139,11 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
                     memcpy(o_h + c->q0 * hd, o_rows, sizeof(float) * (size_t)(n_rows * hd));
                     tot[h] = (struct head_total){ab_ledger_flops(&ap.led, ab_once_weight(&p)),
                                                  ab_problem_dense_flops(&p), ap.led.bytes_kv, rel,
-                                                 ap.feasible, 1};
+                                                 ab_ledger_tokens_step(&ap.led, &p),
+                                                 ab_ledger_bytes_ratio(&ap.led, &p),
+                                                 ap.feasible, 1, ""};
+                    if (!ap.feasible)
+                        snprintf(tot[h].reason, sizeof tot[h].reason, "%s", ap.reason);
                 }
             }
             if (my_rc) {
@@ -158,8 +164,12 @@ static int attend(void *user, int64_t layer, const float *q, const float *k, con
         c->flops_dense += tot[h].flops_dense;
         c->bytes_kv += tot[h].bytes_kv;
         c->rel_sum += tot[h].rel;
+        c->tokens_sum += tot[h].tokens_step;
+        c->bytes_ratio_sum += tot[h].bytes_ratio;
         c->n_replaced++;
         c->n_feasible += tot[h].feasible;
+        if (!tot[h].feasible && !c->reason[0])
+            snprintf(c->reason, sizeof c->reason, "%s", tot[h].reason);
     }
     free(tot);
     free(heads);
@@ -255,7 +265,10 @@ static int pass(const struct ab_model *m, const int32_t *tokens, int64_t n, int6
         r->flops_method = c.flops_method, r->flops_dense = c.flops_dense;
         r->bytes_kv = c.bytes_kv;
         r->n_replaced = c.n_replaced, r->n_feasible = c.n_feasible;
+        snprintf(r->reason, sizeof r->reason, "%s", c.reason);
         r->rel_l2 = c.n_replaced ? c.rel_sum / (double)c.n_replaced : NAN;
+        r->tokens_step = c.n_replaced ? c.tokens_sum / (double)c.n_replaced : NAN;
+        r->bytes_ratio = c.n_replaced ? c.bytes_ratio_sum / (double)c.n_replaced : NAN;
     }
     ab_free(logits);
     free(c.pos);
@@ -306,7 +319,7 @@ int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t
                        "tokens", (long long)o->decode_m, (long long)AB_MIN(n, window));
     struct tally s = {0};
     int64_t nw = ab_e2e_n_windows(n, window, stride), n_feasible = INT64_MAX, n_replaced = 0;
-    double rel_sum = 0;
+    double rel_sum = 0, tok_sum = 0, br_sum = 0;
     int32_t *buf = bos >= 0 && nw > 1 ? malloc(sizeof(int32_t) * (size_t)window) : NULL;
     if (bos >= 0 && nw > 1 && !buf) return ab_fail(AB_E_NOMEM, "out of memory");
     for (int64_t k = 0; k < nw; k++) {
@@ -329,13 +342,17 @@ int ab_e2e_eval_windows(const struct ab_model *m, const int32_t *tokens, int64_t
         r->time_s += w.time_s;
         n_replaced = AB_MAX(n_replaced, w.n_replaced);
         n_feasible = AB_MIN(n_feasible, w.n_feasible);
+        if (!r->reason[0]) snprintf(r->reason, sizeof r->reason, "%s", w.reason);
         rel_sum += isnan(w.rel_l2) ? 0 : w.rel_l2;
+        tok_sum += w.tokens_step, br_sum += w.bytes_ratio; /* NaN in prefill: stays NaN */
     }
     free(buf);
     tally_finish(&s, r);
     r->n_replaced = n_replaced;
     r->n_feasible = nw ? n_feasible : 0;
     r->rel_l2 = n_replaced ? rel_sum / (double)nw : NAN;
+    r->tokens_step = n_replaced ? tok_sum / (double)nw : NAN;
+    r->bytes_ratio = n_replaced ? br_sum / (double)nw : NAN;
     r->n_windows = nw;
     return AB_OK;
 }

@@ -24,8 +24,10 @@
 
 struct ab_e2e_opts {
     const struct ab_method *method; /* NULL: exact attention everywhere (the dense baseline) */
-    double target;                  /* per-head target FLOP ratio; NaN with a direct knob */
-    struct ab_apply_opts apply;     /* direct knob */
+    double target;                  /* per-head target in apply.kind's measure (a FLOP ratio,
+                                       tokens per decode step, a bytes ratio); NaN with a
+                                       direct knob */
+    struct ab_apply_opts apply;     /* direct knob, and the kind of target */
     int phase;                      /* AB_PHASE_PREFILL or AB_PHASE_DECODE */
     int64_t decode_m;               /* decode: the last m rows are the method's queries */
     int64_t horizon;                /* decode horizon G (0: AB_DECODE_HORIZON): one-off work is
@@ -46,7 +48,11 @@ struct ab_e2e_result {
     double flops_method, flops_dense, bytes_kv; /* summed over replaced heads, in the phase;
                                                    flops_method amortised as ab_ledger_ratio */
     int64_t n_replaced, n_feasible;
+    char reason[96]; /* why the first infeasible head (by layer, head; window) missed the target
+                        (ab_applied.reason), "" when none did */
     double rel_l2; /* mean over replaced heads */
+    double tokens_step, bytes_ratio; /* means over replaced heads of ab_ledger_tokens_step
+                                        (NaN in prefill) and ab_ledger_bytes_ratio */
     double time_s;
     int64_t n_windows; /* ab_e2e_eval_windows: forward passes made (ab_e2e_eval: 0) */
 };
@@ -70,7 +76,7 @@ int ab_e2e_eval(const struct ab_model *m, const int32_t *tokens, int64_t n, int6
  * the new targets among them are scored (with stride <= m - 1 that is every target after the
  * first window's last m). Totals: FLOPs summed over windows, bytes_kv their largest,
  * n_replaced the heads replaced per window, n_feasible the fewest that met the target in any
- * window, rel_l2 the mean over windows. 2 <= window <= seq_len, 1 <= stride <= window - 1
+ * window, rel_l2, tokens_step and bytes_ratio the means over windows. 2 <= window <= seq_len, 1 <= stride <= window - 1
  * (window - 2 with bos: every scored row has a token of the text before it), decode m below
  * the window (AB_E_USAGE otherwise). With n <= window it is one pass, as ab_e2e_eval
  * (copy_from not used: texts only). */
@@ -105,6 +111,10 @@ struct ab_eval_model_opts {
     int n_methods;
     const double *targets; /* (n_targets) per-head target FLOP ratios in (0, 1] */
     int n_targets;
+    const double *kv_tokens; /* (n_kv_tokens) decode budgets: tokens read per step, >= 1 */
+    int n_kv_tokens;
+    const double *kv_bytes;  /* (n_kv_bytes) decode budgets: bytes ratios in (0, 1] */
+    int n_kv_bytes;          /* (tokens and bytes budgets give no prefill passes, as in run) */
     struct ab_apply_opts apply; /* a direct knob for every method instead of the targets */
     unsigned phases;            /* AB_PHASE_* bits */
     int64_t decode_m;           /* decode: rows served by the method at the end of the input */

@@ -150,6 +150,41 @@ static int k_list(const char *opt, const char *spec, int64_t *ks, int cap, int *
     return rc < 0 ? rc : AB_OK;
 }
 
+/* One budget a (phase, method) pass meets: its kind (enum ab_budget_kind) and value (a FLOP or
+ * bytes ratio, tokens per decode step; NaN for a direct knob). */
+struct budget {
+    int kind;
+    double value;
+};
+enum { MAX_BUDGETS = 3 * 64 + 1 };
+
+/* The budgets of m in phase ph, as the sweep's (sweep.c budgets_of): a direct knob, one pass
+ * (no target); FLOP targets, one pass each, or one at the fixed cost (target 1) for a
+ * knob-less or FIXED method; decode: every tokens and bytes budget too, whatever the method
+ * (each head is fitted by ab_method_apply, which handles FIXED rows whose measure moves).
+ * Prefill has only the FLOP targets: with none given, a method has no prefill pass. */
+static int budgets_of(const struct ab_eval_model_opts *o, const struct ab_method *me, int ph,
+                      struct budget *b)
+{
+    int n = 0;
+    if (o->apply.has_knob) {
+        b[0] = (struct budget){AB_BUDGET_FLOPS, NAN};
+        return 1;
+    }
+    if (me->knob.name && !(me->flags & AB_METHOD_FIXED))
+        for (int t = 0; t < o->n_targets && n < MAX_BUDGETS; t++)
+            b[n++] = (struct budget){AB_BUDGET_FLOPS, o->targets[t]};
+    else if (o->n_targets > 0)
+        b[n++] = (struct budget){AB_BUDGET_FLOPS, 1.0};
+    if (ph == AB_PHASE_DECODE) {
+        for (int t = 0; t < o->n_kv_tokens && n < MAX_BUDGETS; t++)
+            b[n++] = (struct budget){AB_BUDGET_TOKENS, o->kv_tokens[t]};
+        for (int t = 0; t < o->n_kv_bytes && n < MAX_BUDGETS; t++)
+            b[n++] = (struct budget){AB_BUDGET_BYTES, o->kv_bytes[t]};
+    }
+    return n;
+}
+
 struct input {
     char name[512];
     struct ab_model_input in;
@@ -179,9 +214,9 @@ int ab_eval_model(const struct ab_eval_model_opts *o, struct ab_results *res)
     int window_bos = o->window_bos, heads_select = o->heads_select;
     unsigned phases = o->phases;
     const struct ab_method *const *list = o->methods;
-    int n_list = o->n_methods, n_t = o->n_targets;
-    const double *targets = o->targets;
+    int n_list = o->n_methods;
     const struct ab_apply_opts ao = o->apply;
+    struct budget bs[MAX_BUDGETS];
     int ranked = o->heads_top || o->heads_bottom || o->heads_random;
     int n_sel = (o->heads != NULL) + ranked + heads_select;
 
@@ -308,7 +343,11 @@ int ab_eval_model(const struct ab_eval_model_opts *o, struct ab_results *res)
     res->notes = strdup("eval-model: position t predicts token t + 1; prefill scores every "
                         "position, decode only the last --decode-queries rows (the prefix exact); "
                         "knobs are fitted per head to the target (met when the ratio is at most "
-                        "the target); a head where no knob fits runs at its smallest knob and is "
+                        "the target) in the measure budget_kind names: flops (flop ratio), tokens "
+                        "(decode: kept cells / m, <= target_tokens) or bytes (decode: bytes_kv / "
+                        "dense bytes_kv), by run's solver; tokens_step and bytes_ratio are the "
+                        "means over the replaced heads; tokens and bytes budgets give no prefill "
+                        "passes; a head where no knob fits runs at its smallest knob and is "
                         "infeasible, and a pass with an infeasible head reports no nll, ppl, acc "
                         "or copy_acc (its reason says how many heads met the target); heads not "
                         "replaced are exact; a text longer than the context is scored in sliding "
@@ -322,11 +361,15 @@ int ab_eval_model(const struct ab_eval_model_opts *o, struct ab_results *res)
      * first runs one pass per head on the calibration input for each (phase, method, target).
      * A method runs in the phases it has (with --phase both, snapkv in decode only). */
     int64_t n_cells = 0; /* (phase, method, target) cells over both phases */
+    unsigned busy = 0;   /* the phases with a pass of a method: the others need no dense pass */
     for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE; ph <<= 1)
         for (int i = 0; i < n_list; i++)
-            if ((phases & (unsigned)ph) && (list[i]->phases & (unsigned)ph))
-                n_cells += list[i]->knob.name && !ao.has_knob && !(list[i]->flags & AB_METHOD_FIXED) ? n_t : 1;
-    int n_phase = (phases & AB_PHASE_PREFILL ? 1 : 0) + (phases & AB_PHASE_DECODE ? 1 : 0);
+            if ((phases & (unsigned)ph) && (list[i]->phases & (unsigned)ph)) {
+                int nb = budgets_of(o, list[i], ph, bs);
+                n_cells += nb;
+                if (nb) busy |= (unsigned)ph;
+            }
+    int n_phase = (busy & AB_PHASE_PREFILL ? 1 : 0) + (busy & AB_PHASE_DECODE ? 1 : 0);
     int64_t per_sel = heads_select ? total_heads : 0;
     /* model passes (a windowed text counts one per window): per phase the dense pass of each
      * input (and of the calibration input), then per cell the one-head calibration passes and
@@ -338,7 +381,7 @@ int ab_eval_model(const struct ab_eval_model_opts *o, struct ab_results *res)
     int64_t done = 0;
     if (o->begin && (rc = o->begin(o->user, total))) goto done;
     for (int ph = AB_PHASE_PREFILL; ph <= AB_PHASE_DECODE && !rc; ph <<= 1) {
-        if (!(phases & (unsigned)ph)) continue;
+        if (!(busy & (unsigned)ph)) continue;
         struct ab_e2e_opts eo = {.phase = ph, .decode_m = m, .horizon = horizon, .apply = ao,
                                  .seed = o->seed};
         struct ab_e2e_result dense[MAX_INPUTS], cal_dense;
@@ -353,10 +396,12 @@ int ab_eval_model(const struct ab_eval_model_opts *o, struct ab_results *res)
         for (int mi = 0; mi < n_list && !rc; mi++) {
             const struct ab_method *me = list[mi];
             if (!(me->phases & (unsigned)ph)) continue;
-            int fixed = !me->knob.name || ao.has_knob || (me->flags & AB_METHOD_FIXED);
-            for (int t = 0; t < (fixed ? 1 : n_t) && !rc; t++) {
+            int n_b = budgets_of(o, me, ph, bs);
+            for (int t = 0; t < n_b && !rc; t++) {
+                const struct budget *b = &bs[t];
                 eo.method = me;
-                eo.target = ao.has_knob ? NAN : !me->knob.name || (me->flags & AB_METHOD_FIXED) ? 1.0 : targets[t];
+                eo.target = b->value;
+                eo.apply.kind = b->kind;
                 if (heads_select) { /* ACT: one head at a time on the calibration input */
                     int64_t n_keep = 0;
                     int8_t *one = calloc((size_t)total_heads, 1);
@@ -394,21 +439,31 @@ int ab_eval_model(const struct ab_eval_model_opts *o, struct ab_results *res)
                             .method = (char *)me->name, .family = (char *)ab_family_name(me->family),
                             .phase = ph == AB_PHASE_PREFILL ? "prefill" : "decode",
                             .knob_name = (char *)(me->knob.name ? me->knob.name : ""),
-                            .knob = ao.has_knob ? ao.knob : (me->flags & AB_METHOD_FIXED) ? me->knob.def : NAN,
-                            .target_ratio = eo.target,
+                            .knob = ao.has_knob                                              ? ao.knob
+                                    : (me->flags & AB_METHOD_FIXED) && b->kind == AB_BUDGET_FLOPS ? me->knob.def
+                                                                                                  : NAN,
+                            .target_ratio = b->kind == AB_BUDGET_TOKENS ? NAN : b->value,
+                            .budget_kind = (char *)(ao.has_knob ? "" : ab_budget_kind_name(b->kind)),
+                            .target_tokens = b->kind == AB_BUDGET_TOKENS ? b->value : NAN,
                             .flop_ratio = r.flops_dense > 0 ? r.flops_method / r.flops_dense : NAN,
-                            .bytes_kv = r.bytes_kv, .heads = (char *)set->how, .head_list = set->list,
+                            .bytes_kv = r.bytes_kv, .tokens_step = r.tokens_step,
+                            .bytes_ratio = r.bytes_ratio, .heads = (char *)set->how, .head_list = set->list,
                             .n_heads = r.n_replaced, .heads_feasible = r.n_feasible,
                             .feasible = r.n_feasible == r.n_replaced, .n_tokens = in[i].in.n,
                             .n_scored = r.n_scored, .nll = r.nll, .ppl = r.ppl, .acc = r.acc,
                             .copy_acc = r.copy_acc, .dense_nll = dense[i].nll,
                             .dense_ppl = dense[i].ppl, .dense_acc = dense[i].acc,
                             .dense_copy_acc = dense[i].copy_acc, .rel_l2 = r.rel_l2, .time_s = r.time_s};
-                        char why[128] = "";
+                        char why[224] = "";
                         if (r.n_feasible < r.n_replaced) { /* no score for a pass off its budget */
-                            snprintf(why, sizeof why, "target met on %lld of %lld heads (the others "
-                                     "ran at their smallest knob, which costs more)", (long long)r.n_feasible,
-                                     (long long)r.n_replaced);
+                            if (b->kind == AB_BUDGET_FLOPS)
+                                snprintf(why, sizeof why, "target met on %lld of %lld heads (the "
+                                         "others ran at their smallest knob, which costs more)",
+                                         (long long)r.n_feasible, (long long)r.n_replaced);
+                            else /* run's reason of the first head that missed it */
+                                snprintf(why, sizeof why, "target met on %lld of %lld heads (the "
+                                         "others ran at their smallest knob; first: %s)",
+                                         (long long)r.n_feasible, (long long)r.n_replaced, r.reason);
                             row.nll = row.ppl = row.acc = row.copy_acc = NAN;
                         }
                         row.reason = why;

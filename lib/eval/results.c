@@ -84,6 +84,7 @@ static void ab_model_row_free_strings(struct ab_model_row *m)
     free(m->heads);
     free(m->head_list);
     free(m->reason);
+    free(m->budget_kind);
 }
 
 void ab_results_free(struct ab_results *r)
@@ -154,7 +155,7 @@ int ab_results_add_model(struct ab_results *r, const struct ab_model_row *row)
               ab_dup(row->method, &copy.method) | ab_dup(row->family, &copy.family) |
               ab_dup(row->phase, &copy.phase) | ab_dup(row->knob_name, &copy.knob_name) |
               ab_dup(row->heads, &copy.heads) | ab_dup(row->head_list, &copy.head_list) |
-              ab_dup(row->reason, &copy.reason);
+              ab_dup(row->reason, &copy.reason) | ab_dup(row->budget_kind, &copy.budget_kind);
     if (bad) {
         ab_model_row_free_strings(&copy);
         return ab_fail(AB_E_NOMEM, "cannot grow the /model table");

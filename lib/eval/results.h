@@ -154,10 +154,18 @@ struct ab_model_row {
     char *method, *family, *phase;
     char *knob_name;       /* "" when the method has none */
     double knob;           /* the direct knob, or NaN (fitted per head) */
-    double target_ratio;   /* per-head target FLOP ratio (NaN for a direct knob) */
+    double target_ratio;   /* per-head target: a FLOP or bytes ratio (NaN for a direct knob
+                              and for a tokens budget) */
+    char *budget_kind;     /* "flops" | "tokens" | "bytes": the measure every head's knob was
+                              fitted to (as /cells); "" for a direct --knob run */
+    double target_tokens;  /* a tokens budget: tokens read per decode step asked for of each
+                              head (NaN for the other kinds) */
     double flop_ratio;     /* achieved: sum of the method's attention FLOPs over the heads it
                               ran on / their dense FLOPs, in the phase */
     double bytes_kv;       /* K and V bytes read by the method, summed over those heads */
+    double tokens_step;    /* decode: mean over the replaced heads of cells / m, the keys a
+                              decode query reads (NaN in prefill) */
+    double bytes_ratio;    /* mean over the replaced heads of bytes_kv / dense bytes_kv */
     char *heads;           /* which heads the method replaced: "all", "top K by COL", ... */
     char *head_list;       /* "L:H L:H ..." of those heads ("" when all) */
     int64_t n_heads;       /* heads the method replaced */

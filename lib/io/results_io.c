@@ -261,11 +261,23 @@ static const struct ab_column ab_model_cols[] = {
     AB_MODEL_COL(phase, AB_COL_STR, "", "prefill (every row) or decode (the last m rows)"),
     AB_MODEL_COL(knob_name, AB_COL_STR, "", "name of the method's knob (empty: none)"),
     AB_MODEL_COL(knob, AB_COL_F64, "1", "direct knob value (NaN: fitted per head to the target)"),
-    AB_MODEL_COL(target_ratio, AB_COL_F64, "1", "per-head target FLOP ratio"),
+    AB_MODEL_COL(target_ratio, AB_COL_F64, "1",
+                 "per-head target: a FLOP ratio, or a bytes ratio when budget_kind is bytes "
+                 "(NaN: a direct knob or a tokens budget)"),
+    AB_MODEL_COL(budget_kind, AB_COL_STR, "",
+                 "flops, tokens or bytes: the measure each head's knob was fitted to (empty: a "
+                 "direct knob)"),
+    AB_MODEL_COL(target_tokens, AB_COL_F64, "1",
+                 "tokens budget: keys read per decode step asked of each head (NaN otherwise)"),
     AB_MODEL_COL(flop_ratio, AB_COL_F64, "1",
                  "achieved attention FLOPs over dense, summed over the replaced heads (decode: "
                  "one-off work amortised over decode_horizon)"),
     AB_MODEL_COL(bytes_kv, AB_COL_F64, "byte", "K and V bytes read, summed over the replaced heads"),
+    AB_MODEL_COL(tokens_step, AB_COL_F64, "1",
+                 "decode: mean over the replaced heads of kept cells / m, the keys a decode "
+                 "query reads (NaN in prefill)"),
+    AB_MODEL_COL(bytes_ratio, AB_COL_F64, "1",
+                 "mean over the replaced heads of bytes_kv / dense bytes_kv"),
     AB_MODEL_COL(heads, AB_COL_STR, "", "which heads the method replaced"),
     AB_MODEL_COL(head_list, AB_COL_STR, "", "layer:head of the replaced heads (empty: all)"),
     AB_MODEL_COL(n_heads, AB_COL_I64, "1", "number of heads replaced"),
@@ -668,11 +680,20 @@ static int ab_res_read_tables(struct ab_h5 *f, struct ab_results *r)
         const struct ab_column *model_cols = ab_results_model_columns(&n_model_cols);
         void *model = NULL;
         int64_t n_model = 0;
-        if ((rc = ab_h5_get_table(f, "/model", model_cols, n_model_cols, sizeof *r->model, &model,
-                                  &n_model)))
+        struct ab_column mc[64];
+        int old_m;
+        assert(n_model_cols <= 64);
+        int n_mc = present_cols(f, "/model", model_cols, n_model_cols, mc, &old_m);
+        if ((rc = ab_h5_get_table(f, "/model", mc, n_mc, sizeof *r->model, &model, &n_model)))
             return rc;
         r->model = model;
         r->n_model = n_model;
+        for (int64_t i = 0; old_m && i < n_model; i++) { /* written before the budget kinds */
+            struct ab_model_row *m = &r->model[i];
+            if (!(m->budget_kind = old_kind(m->target_ratio)))
+                return ab_fail(AB_E_NOMEM, "'%s': out of memory", f->path);
+            m->target_tokens = m->tokens_step = m->bytes_ratio = NAN;
+        }
     }
     /* /layers likewise (`attnbench heads` with hidden states), with its indices checked */
     if (ab_h5_exists(f, "/layers")) {

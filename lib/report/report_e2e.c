@@ -33,6 +33,7 @@
 /* A panel: one (input, phase); its series: one (method, heads) each. */
 struct e2e_series {
     const char *method, *heads;
+    const char *kind; /* the rows' budget_kind: a series per kind (flops, tokens, bytes) */
     int style;
     int64_t *rows; /* indices into R->e2e, sorted by achieved ratio */
     int64_t n;
@@ -54,6 +55,17 @@ struct e2e {
 static int same(double a, double b)
 {
     return a == b || (isnan(a) && isnan(b));
+}
+
+static const char *kind_of(const struct ab_model_row *r)
+{
+    return r->budget_kind ? r->budget_kind : "";
+}
+
+/* "tokens" and "bytes" rows are told apart from the FLOP ones (flops and direct knobs). */
+static int kv_kind(const char *kind)
+{
+    return !strcmp(kind, "tokens") || !strcmp(kind, "bytes");
 }
 
 static int method_style(const char *name)
@@ -135,13 +147,16 @@ static int e2e_group(const struct rep *R, struct e2e *E)
             P->copy |= isfinite(r->copy_acc) || isfinite(r->dense_copy_acc);
             const char *heads = r->heads ? r->heads : "";
             int s = -1;
+            const char *kind = kv_kind(kind_of(r)) ? kind_of(r) : "";
             for (int k = 0; k < P->n_series && s < 0; k++)
-                if (!strcmp(P->series[k].method, r->method) && !strcmp(P->series[k].heads, heads))
+                if (!strcmp(P->series[k].method, r->method) && !strcmp(P->series[k].heads, heads) &&
+                    !strcmp(P->series[k].kind, kind))
                     s = k;
             if (s < 0) {
                 s = P->n_series++;
-                P->series[s] = (struct e2e_series){
-                    .method = r->method, .heads = heads, .style = method_style(r->method)};
+                P->series[s] = (struct e2e_series){.method = r->method, .heads = heads,
+                                                   .kind = kind,
+                                                   .style = method_style(r->method)};
                 if (!(P->series[s].rows = malloc(sizeof(int64_t) * (size_t)n)))
                     return ab_fail(AB_E_NOMEM, "out of memory");
             }
@@ -209,7 +224,10 @@ static int e2e_attention(struct rep *R)
             if (match >= 0 && R->cw[c] != match) continue;
             if (!cell->feasible || !isfinite(cell->rel_l2)) continue;
             if (strcmp(cell->method, row->method) || strcmp(cell->phase, row->phase) ||
-                !same(cell->target_ratio, row->target_ratio))
+                !same(cell->target_ratio, row->target_ratio) ||
+                kv_kind(kind_of(row)) != kv_kind(cell->budget_kind ? cell->budget_kind : "") ||
+                (kv_kind(kind_of(row)) && (strcmp(kind_of(row), cell->budget_kind) ||
+                                           !same(cell->target_tokens, row->target_tokens))))
                 continue;
             sum += cell->rel_l2, cnt++;
         }
@@ -278,9 +296,11 @@ static int e2e_figure(struct rep *R, const struct e2e *E, int acc)
             for (int o = 0; o < P->n_series; o++)
                 several |= o != s && !strcmp(P->series[o].method, S->method);
             if (several)
-                snprintf(titles[nt], sizeof titles[0], "%s (%.60s)", S->method, S->heads);
+                snprintf(titles[nt], sizeof titles[0], "%s%s%s (%.60s)", S->method,
+                         S->kind[0] ? " at " : "", S->kind, S->heads);
             else
-                snprintf(titles[nt], sizeof titles[0], "%s", S->method);
+                snprintf(titles[nt], sizeof titles[0], "%s%s%s", S->method,
+                         S->kind[0] ? " at " : "", S->kind);
             series[ns] = (struct ab_gp_series){
                 .title = titles[nt++], .style = S->style, .n = S->n, .cols = &colp[3 * ns]};
             ns++, panels[p].n_series++;
@@ -396,8 +416,9 @@ void ab_rep_e2e_md(const struct rep *R, FILE *f)
     fprintf(f,
             "%lld rows of `attnbench eval-model`: each method replaces attention in the "
             "listed heads of the model (every layer and head when `all`), fitted per head to "
-            "the target FLOP ratio, and the model is scored end to end next to dense on the "
-            "same input. ppl is the perplexity (dense in brackets), acc the top-1 next-token "
+            "the target FLOP ratio (or, B=R and T=N, to a decode bytes ratio or tokens per step: "
+            "the ratio column then adds the mean bytes ratio or tokens per step over the "
+            "heads), and the model is scored end to end next to dense on the same input. ppl is the perplexity (dense in brackets), acc the top-1 next-token "
             "accuracy, copy_acc the accuracy on the second copy of a copy task; rel_l2 (model) "
             "is the attention-level error of the replaced heads inside that pass, and "
             "rel_l2 (run) the mean over heads that `run` measured for the same method, phase "
@@ -424,7 +445,20 @@ void ab_rep_e2e_md(const struct rep *R, FILE *f)
                 char tl[32], ratio[64], ppl[64], dppl[32], acc[32], dacc[32], cacc[32], dcacc[32],
                     rl[32], ra[40];
                 ab_ratio_label(r->target_ratio, tl, sizeof tl);
+                if (!strcmp(kind_of(r), "tokens"))
+                    snprintf(tl, sizeof tl, "T=%.0f", r->target_tokens);
+                else if (!strcmp(kind_of(r), "bytes")) {
+                    char b[24];
+                    ab_ratio_label(r->target_ratio, b, sizeof b);
+                    snprintf(tl, sizeof tl, "B=%s", b);
+                }
                 fmt_num(ratio, sizeof ratio, "%.3f", r->flop_ratio);
+                if (kv_kind(kind_of(r))) { /* and the measure the heads were fitted to */
+                    size_t len = strlen(ratio);
+                    int tok = !strcmp(kind_of(r), "tokens");
+                    snprintf(ratio + len, sizeof ratio - len, tok ? " (%.1f tokens/step)" : " (bytes %.3f)",
+                             tok ? r->tokens_step : r->bytes_ratio);
+                }
                 if (!r->feasible) {
                     size_t len = strlen(ratio);
                     snprintf(ratio + len, sizeof ratio - len, " (%lld/%lld heads feasible)",

@@ -37,9 +37,19 @@ const struct ab_decl ab_eval_run_decl[] = {
     {"methods", AB_DECL_LIST, ROW(methods), NULL, 0, 0, "LIST",
      "methods to put in the model, or all (default: every causal method of the phase)",
      .aliases = method_aliases},
-    {"budgets", AB_DECL_LIST, ROW(budgets), "0.5,0.25,0.125", 0, 1, "LIST",
-     "per-head target FLOP ratios in (0, 1], or paper (the Sparse Frontier's grid 0.7 .. 0.05)",
-     .item_real = 1, .lo_open = 1, .aliases = budget_aliases},
+    {"budgets", AB_DECL_LIST, ROW(budgets), NULL, 0, 1, "LIST",
+     "per-head target FLOP ratios in (0, 1], default (0.5,0.25,0.125: the default when no "
+     "--kv-budget or --bytes-budget is given either) or paper (the Sparse Frontier's grid "
+     "0.7 .. 0.05)", .item_real = 1, .lo_open = 1, .aliases = budget_aliases},
+    {"kv-budget", AB_DECL_LIST, ROW(kv_budget), NULL, 1, INFINITY, "T,...",
+     "decode budgets as tokens read per step (cells / m: the cache size of an eviction "
+     "method), integers >= 1", .item_real = 1},
+    {"bytes-budget", AB_DECL_LIST, ROW(bytes_budget), NULL, 0, 1, "R,...",
+     "decode budgets as the ratio of K/V bytes read to dense's, in (0, 1]", .item_real = 1,
+     .lo_open = 1},
+    {"layer-budget", AB_DECL_STR, ROW(layer_budget), NULL, 0, 0, "RULE",
+     "per-layer targets (run's option): eval-model takes only uniform, every head fitted to "
+     "the budget itself"},
     {"knob", AB_DECL_STR, ROW(knob), NULL, 0, 0, "NAME=V",
      "run every method at this knob instead of fitting budgets"},
     {"phase", AB_DECL_LIST, ROW(phases), "prefill", 0, 2, "P",
@@ -164,7 +174,8 @@ static void on_note(void *user, const char *msg)
 
 /* The checks across options, then the engine's options from o. */
 static int resolve(const struct ab_eval_run_opts *o, struct ab_eval_model_opts *eo,
-                   const struct ab_method **list, double *targets, int cap_targets)
+                   const struct ab_method **list, double *targets, double *kv_tokens,
+                   double *kv_bytes, int cap_targets)
 {
     if (!o->model) return ab_fail(AB_E_USAGE, "name the model with --model");
     if (!o->out) return ab_fail(AB_E_USAGE, "name the results file with -o");
@@ -183,6 +194,13 @@ static int resolve(const struct ab_eval_run_opts *o, struct ab_eval_model_opts *
     if (o->heads_select && !o->calibrate == !o->calibrate_copy)
         return ab_fail(AB_E_USAGE, "--heads-select needs one of --calibrate FILE or "
                        "--calibrate-copy R");
+    if ((o->kv_budget || o->bytes_budget) && !(ab_phases_parse(o->phases) & AB_PHASE_DECODE))
+        return ab_fail(AB_E_USAGE, "option '--%s': tokens and bytes budgets are decode budgets, "
+                       "and --phase is prefill", o->kv_budget ? "kv-budget" : "bytes-budget");
+    if (o->layer_budget && strcmp(o->layer_budget, "uniform"))
+        return ab_fail(AB_E_USAGE, "option '--layer-budget': eval-model fits every head to the "
+                       "budget itself (uniform); per-layer rules such as '%s' are run's only",
+                       o->layer_budget);
     *eo = (struct ab_eval_model_opts){.model = o->model, .tokenizer = o->tokenizer,
                                       .text = o->text, .copy_task = o->copy_task,
                                       .decode_m = o->decode_queries, .horizon = o->decode_horizon,
@@ -199,8 +217,21 @@ static int resolve(const struct ab_eval_run_opts *o, struct ab_eval_model_opts *
     if ((rc = ab_methods_resolve(o->methods, eo->phases, 1, list, 256, &n)))
         return ab_fail(rc, "option '--methods': %s", ab_errmsg());
     eo->methods = list, eo->n_methods = n;
-    eo->n_targets = ab_list_reals(o->budgets, targets, cap_targets);
+    int n_kv = ab_list_reals(o->kv_budget, kv_tokens, cap_targets);
+    int n_by = ab_list_reals(o->bytes_budget, kv_bytes, cap_targets);
+    for (int i = 0; i < n_kv; i++)
+        if (kv_tokens[i] != floor(kv_tokens[i]))
+            return ab_fail(AB_E_USAGE, "option '--kv-budget': %g is not a whole number of tokens",
+                           kv_tokens[i]);
+    if (o->knob && (n_kv || n_by))
+        return ab_fail(AB_E_USAGE, "option '--knob' runs every method at a knob instead of "
+                       "budgets: drop --%s", n_kv ? "kv-budget" : "bytes-budget");
+    /* the FLOP grid: as given, or the default one when no budget of any kind is */
+    const char *flops = o->budgets ? o->budgets : n_kv || n_by ? NULL : budget_aliases[1];
+    eo->n_targets = ab_list_reals(flops, targets, cap_targets);
     eo->targets = targets;
+    eo->kv_tokens = kv_tokens, eo->n_kv_tokens = n_kv;
+    eo->kv_bytes = kv_bytes, eo->n_kv_bytes = n_by;
     if (o->knob && (rc = ab_methods_knob(o->knob, list, n, &eo->apply.knob))) return rc;
     eo->apply.has_knob = o->knob != NULL;
     return AB_OK;
@@ -212,11 +243,11 @@ int ab_eval_run(const struct ab_eval_run_opts *o, const struct ab_eval_run_hooks
     ab_results_init(res);
     csv[0] = 0;
     const struct ab_method *list[256];
-    double targets[64];
+    double targets[64], kv_tokens[64], kv_bytes[64];
     struct ab_eval_model_opts eo;
     int rc = ab_plugins_load(o->plugins);
     if (rc) return rc;
-    rc = resolve(o, &eo, list, targets, 64);
+    rc = resolve(o, &eo, list, targets, kv_tokens, kv_bytes, 64);
     if (rc) return rc;
     size_t len = strlen(o->out);
     if (len > 3 && !strcmp(o->out + len - 3, ".h5")) len -= 3;

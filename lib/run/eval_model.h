@@ -18,6 +18,8 @@ struct ab_eval_run_opts {
     int64_t copy_task;          /* R, 0: none */
     char *plugins;              /* plugin files loaded first, or NULL */
     char *methods, *budgets, *knob, *phases;
+    char *kv_budget, *bytes_budget; /* decode budgets: tokens per step, bytes ratios (lists) */
+    char *layer_budget;             /* uniform | pyramid | W0,W1,... (per-layer targets) */
     int64_t decode_queries, decode_horizon, stride;
     int window_bos;
     char *heads, *heads_top, *heads_bottom, *heads_random, *heads_score, *heads_file;
