@@ -117,7 +117,8 @@ static const char *const import_keys[] = {"files",  "layout", "names", "dtype",
 static const char *const eval_keys[] = {"text",      "copy_task",      "methods",      "budgets",
                                         "phases",    "decode_queries", "decode_horizon", "heads",
                                         "heads_top", "heads_random",   "heads_select", "stride",
-                                        "heads_bottom", "window_bos", NULL};
+                                        "heads_bottom", "window_bos", "kv_budget", "bytes_budget",
+                                        NULL};
 static const char *const heads_top_keys[] = {"k", "score", NULL};
 static const char *const heads_select_keys[] = {"calibrate", "calibrate_copy", "min", NULL};
 
@@ -1446,10 +1447,10 @@ static int read_eval(struct ctx *c, yaml_node_t *m, int index, struct ab_scenari
         if (rc) return rc;
     }
     /* the keys that are eval-model's options as they are */
-    static const char *const plain[] = {"copy_task",      "methods", "budgets",   "phases",
-                                        "decode_queries", "stride",  "window_bos",
-                                        "decode_horizon"};
-    for (int i = 0; i < 8; i++)
+    static const char *const plain[] = {"copy_task",      "methods",  "budgets",   "phases",
+                                        "decode_queries", "stride",   "window_bos",
+                                        "decode_horizon", "kv_budget", "bytes_budget"};
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
         if ((v = lookup(c, m, plain[i])) &&
             (rc = read_eval_key(c, plain[i], plain[i], v, in, o, er)))
             return rc;
