@@ -82,6 +82,7 @@ struct decode_split {
     double flops_once; /* one-off FLOPs at the end of prefill */
     double once_m;     /* flops_once / dense FLOPs of the SPLIT_M queries */
     double once_g;     /* the same spread over the default horizon G */
+    double bytes;      /* K/V bytes read over dense's (4 (d + d_v) per visible cell) */
 };
 
 static int decode_split(const struct ab_method *m, struct decode_split *s)
@@ -98,6 +99,7 @@ static int decode_split(const struct ab_method *m, struct decode_split *s)
         s->flops_once = led.flops_once;
         s->once_m = led.flops_once / dense;
         s->once_g = ab_once_weight(&x.p) * led.flops_once / dense;
+        s->bytes = led.bytes_kv / (4.0 * (SPLIT_D + SPLIT_D) * ab_problem_allowed_cells(&x.p));
     }
     ab_problem_unprepare(m, &x.p);
     xo_free(&x);
@@ -121,7 +123,7 @@ static int print_decode_split(const struct ab_method *m)
     printf("decode     on one head of n = %d (%d decode queries, d = %d)", SPLIT_N, SPLIT_M,
            SPLIT_D);
     if (m->knob.name) printf(" at %s = %g", m->knob.name, s.knob);
-    printf(": per step %.3g of dense", s.ratio_step);
+    printf(": per step %.3g of dense (K/V bytes read %.3g of dense's)", s.ratio_step, s.bytes);
     if (s.flops_once > 0)
         printf("; one-off %.3g FLOPs at the end of prefill (%.3g of dense if spread over the "
                "%d queries, %.3g over the default horizon G = %d)",
@@ -316,6 +318,7 @@ static int json_one(const struct ab_method *m)
         if (m->knob.name) ab_json_num(&d, dc, "knob", s.knob);
         else ab_json_null(&d, dc, "knob");
         ab_json_num(&d, dc, "ratio_step", s.ratio_step);
+        ab_json_num(&d, dc, "bytes_ratio", s.bytes);
         ab_json_num(&d, dc, "flops_once", s.flops_once);
         ab_json_num(&d, dc, "once_ratio_queries", s.once_m);
         ab_json_num(&d, dc, "once_ratio_horizon", s.once_g);

@@ -324,8 +324,10 @@ Test(cli, methods_json_holds_the_rows_of_the_table)
     cr_expect_str_eq(jstr(m, "family"), "kv");
     cr_expect_str_eq(jstr(m, "solver"), "analytic");
     char want[512];
-    snprintf(want, sizeof want, ": per step %.3g of dense; no one-off work\n",
-             jnum(dc, "ratio_step"));
+    snprintf(want, sizeof want, ": per step %.3g of dense (K/V bytes read %.3g of dense's); "
+             "no one-off work\n", jnum(dc, "ratio_step"), jnum(dc, "bytes_ratio"));
+    cr_expect(jnum(dc, "bytes_ratio") > 0.2 && jnum(dc, "bytes_ratio") < 0.3,
+              "h2o keeps C = 1024 of 4096 keys: a quarter of the bytes, %g", jnum(dc, "bytes_ratio"));
     cr_expect(strstr(txt, want), "'%s' not in:\n%s", want, txt);
     cr_expect_eq(jnum(dc, "flops_once"), 0);
     snprintf(want, sizeof want, "citation   %s\n", jstr(m, "citation"));
