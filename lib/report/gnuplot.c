@@ -751,7 +751,7 @@ int ab_gp_hbars_write(const char *dir, const struct ab_gp_hbars *p)
     for (int k = 0; k < p->n_panels; k++)
         for (int b = 0; b < p->panels[k].n_bars; b++)
             label_chars = AB_MAX(label_chars, (int)strlen(p->panels[k].bars[b].label));
-    double left_px = 14 + 6.6 * label_chars;
+    double left_px = 16 + 7.0 * label_chars; /* DejaVu Sans 10: up to 7 px a character */
 
     put_head(g, p->name, p->title, p->width, p->height);
     fputs("unset key\nset grid xtics lc rgb \"#dddddd\"\nset tics font \",10\"\n"
