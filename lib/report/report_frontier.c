@@ -132,14 +132,20 @@ static int fb_curve(struct fb *F, const char *title, int style, int64_t n, const
 }
 
 /* A ratio tic: "0.1\n10x" with the compression under it where that is a whole number from 2
- * up, else the ratio alone ("0.3", "0.7", "1"): neighbouring tics of a log axis stay apart. */
+ * up, else the ratio alone ("0.3", "0.7", "1"): neighbouring tics of a log axis stay apart.
+ * A ratio longer than 5 characters is written as the fraction ("1/16\n16x", not
+ * "0.0625\n16x"): on a narrow panel 0.03125 and 0.0625 ran into each other. */
 static void tic_label(double t, char *buf, size_t cap)
 {
     double k = 1 / t;
-    if (k >= 2 - 1e-9 && fabs(k - round(k)) < 1e-6 * k)
-        snprintf(buf, cap, "%g\n%.0fx", t, round(k));
-    else
-        snprintf(buf, cap, "%g", t);
+    char dec[32];
+    snprintf(dec, sizeof dec, "%g", t);
+    if (k >= 2 - 1e-9 && fabs(k - round(k)) < 1e-6 * k) {
+        if (strlen(dec) > 5) snprintf(dec, sizeof dec, "1/%.0f", round(k));
+        snprintf(buf, cap, "%s\n%.0fx", dec, round(k));
+    } else {
+        snprintf(buf, cap, "%s", dec);
+    }
 }
 
 /* x tics at the budgets (and 1) as "0.1\n10x", and the x range of every panel without an x
