@@ -280,6 +280,7 @@ static struct ab_json *json_method(struct ab_json_doc *d, struct ab_json *parent
     ab_json_str(d, o, "cost", m->cost_words);
     ab_json_str(d, o, "convention", m->convention);
     ab_json_str(d, o, "citation", m->citation);
+    ab_json_str(d, o, "plugin", ab_method_origin(m)); /* the file it came from, or null */
     return o;
 }
 

@@ -92,6 +92,12 @@ Test(plugin, methods_lists_and_shows_a_plugin_row)
     cr_assert_eq(t_run(&out, &err, "methods top-p --plugin %s", TOP_P), 0, "%s", err);
     cr_expect(strstr(out, "plugin     ") && strstr(out, "top_p.so") && strstr(out, "2502.02770"), "%s", out);
     free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "methods top-p --plugin %s --json", TOP_P), 0, "%s", err);
+    cr_expect(strstr(out, "\"plugin\": \"") && strstr(out, "top_p.so\""), "%s", out);
+    free(out), free(err);
+    cr_assert_eq(t_run(&out, &err, "methods snapkv --json"), 0, "%s", err);
+    cr_expect(strstr(out, "\"plugin\": null"), "a built-in row: %s", out);
+    free(out), free(err);
     /* without the plugin the row is unknown */
     cr_expect_eq(t_run(&out, &err, "methods top-p"), 64);
     free(out), free(err);
