@@ -1,6 +1,7 @@
 /* helpers.c - see helpers.h. */
 #include "helpers.h"
 
+#include <criterion/criterion.h>
 #include <dirent.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -170,4 +171,16 @@ void t_png_size(const char *path, uint32_t *w, uint32_t *h)
         *h = (uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23];
     }
     free(b);
+}
+
+const char *t_debdoc(const char *name)
+{
+    static char buf[4][1024];
+    static int next;
+    const char *dir = getenv("AB_SHARED");
+    cr_assert(dir && *dir, "AB_SHARED is not set (tests/meson.build sets it to ../shared)");
+    char *p = buf[next++ % 4];
+    snprintf(p, 1024, "%s/models/debdoc/%s", dir, name);
+    cr_assert(t_exists(p), "%s is missing: the debdoc model lives in ../shared/models/debdoc", p);
+    return p;
 }

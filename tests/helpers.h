@@ -13,6 +13,10 @@ const char *t_path(const char *name);
  * (malloc'd, NUL-terminated, may be NULL if not wanted). Returns the exit status (or -1). */
 int t_run(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* $AB_SHARED/models/debdoc/NAME (the real model the tests check facts of), asserted to exist;
+ * a static buffer from a ring of 4. */
+const char *t_debdoc(const char *name);
+
 /* 1 if path exists. */
 int t_exists(const char *path);
 /* 1 when a writer of path left a temporary beside it ("path.<...>.tmp", ab_tmp_path). */

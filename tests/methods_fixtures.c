@@ -191,3 +191,34 @@ double fx_run_checked(const struct ab_method *m, const struct ab_problem *p, dou
     }
     return err;
 }
+
+/* Runs m at knob on p into a fresh (n_rows, d_v) output; asserts success. */
+float *fx_run_out(const struct ab_method *m, const struct ab_problem *p, double knob)
+{
+    float *o = malloc(sizeof(float) * (size_t)(p->n_rows * p->h->d_v));
+    struct ab_ledger led = {0};
+    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
+    return o;
+}
+
+/* max over rows of |o_r - ref_r| / (|ref_r| + 1e-3) in the Euclidean norm */
+double fx_max_row_err(const float *o, const double *ref, int64_t n_rows, int64_t dv)
+{
+    double worst = 0;
+    for (int64_t r = 0; r < n_rows; r++) {
+        double e = 0, n = 0;
+        for (int64_t c = 0; c < dv; c++) {
+            double x = o[r * dv + c] - ref[r * dv + c];
+            e += x * x, n += ref[r * dv + c] * ref[r * dv + c];
+        }
+        worst = fmax(worst, sqrt(e) / (sqrt(n) + 1e-3));
+    }
+    return worst;
+}
+
+double fx_dot(const float *a, const float *b, int64_t d)
+{
+    double s = 0;
+    for (int64_t c = 0; c < d; c++) s += (double)a[c] * b[c];
+    return s;
+}

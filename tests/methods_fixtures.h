@@ -69,4 +69,13 @@ void fx_unit(float *u, int64_t d, struct ab_rng *r);
 /* Rows i0..i1 of x (n, d) += a u: plants a direction in a span of queries or keys. */
 void fx_add_dir(float *x, int64_t d, int64_t i0, int64_t i1, const float *u, float a);
 
+/* m at knob on p into a fresh (n_rows, d_v) output (malloc'd); asserts success. */
+float *fx_run_out(const struct ab_method *m, const struct ab_problem *p, double knob);
+
+/* max over rows of |o_r - ref_r| / (|ref_r| + 1e-3), Euclidean norms, o and ref (n_rows, dv). */
+double fx_max_row_err(const float *o, const double *ref, int64_t n_rows, int64_t dv);
+
+/* a . b in double (d). */
+double fx_dot(const float *a, const float *b, int64_t d);
+
 #endif

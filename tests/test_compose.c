@@ -138,11 +138,7 @@ Test(compose, what_cannot_be_composed_says_why)
 /* eval-model: a prefill row with a decode row, end to end in the real model. */
 Test(compose, eval_model_runs_a_prefill_and_decode_pair)
 {
-    const char *dir = getenv("AB_SHARED");
-    cr_assert(dir && *dir);
-    char model[1024];
-    snprintf(model, sizeof model, "%s/models/debdoc/debdoc-f16.gguf", dir);
-    cr_assert(t_exists(model), "%s", model);
+    const char *model = t_debdoc("debdoc-f16.gguf");
     char *out = NULL, *err = NULL;
     const char *r = t_path("ce.h5");
     int st = t_run(&out, &err, "eval-model --model %s --copy-task 60 --methods vertical-slash+quest "

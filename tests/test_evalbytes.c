@@ -19,19 +19,8 @@
 #include "helpers.h"
 #include "io/results_io.h"
 
-static const char *shared_file(const char *name)
-{
-    static char buf[4][1024];
-    static int next;
-    const char *dir = getenv("AB_SHARED");
-    cr_assert(dir && *dir, "AB_SHARED is not set (tests/meson.build sets it to ../shared)");
-    char *p = buf[next++ % 4];
-    snprintf(p, 1024, "%s/models/debdoc/%s", dir, name);
-    cr_assert(t_exists(p), "%s is missing: the debdoc model lives in ../shared/models/debdoc", p);
-    return p;
-}
-#define MODEL     shared_file("debdoc-f16.gguf")
-#define HELDOUT_1 shared_file("texts/heldout-1.txt")
+#define MODEL     t_debdoc("debdoc-f16.gguf")
+#define HELDOUT_1 t_debdoc("texts/heldout-1.txt")
 
 #define RUN_OK(...)                                                                                \
     do {                                                                                           \

@@ -29,37 +29,6 @@ static const char *phase_name(int64_t m)
     return m ? "decode" : "prefill";
 }
 
-/* Runs m at knob on p into a fresh (n_rows, d_v) output; asserts success. */
-static float *run_out(const struct ab_method *m, const struct ab_problem *p, double knob)
-{
-    float *o = malloc(sizeof(float) * (size_t)(p->n_rows * p->h->d_v));
-    struct ab_ledger led = {0};
-    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
-    return o;
-}
-
-/* max over rows of |o_r - ref_r| / (|ref_r| + 1e-3) in the Euclidean norm */
-static double max_row_err(const float *o, const double *ref, int64_t n_rows, int64_t dv)
-{
-    double worst = 0;
-    for (int64_t r = 0; r < n_rows; r++) {
-        double e = 0, n = 0;
-        for (int64_t c = 0; c < dv; c++) {
-            double x = o[r * dv + c] - ref[r * dv + c];
-            e += x * x, n += ref[r * dv + c] * ref[r * dv + c];
-        }
-        worst = fmax(worst, sqrt(e) / (sqrt(n) + 1e-3));
-    }
-    return worst;
-}
-
-static double dot_f(const float *a, const float *b, int64_t d)
-{
-    double s = 0;
-    for (int64_t c = 0; c < d; c++) s += (double)a[c] * b[c];
-    return s;
-}
-
 /* ---- based ---- */
 
 /* x' (dp) = sqrt(scale d / dp) P x in double */
@@ -104,7 +73,7 @@ Test(based, taylor_features_give_one_plus_x_plus_half_x_squared)
                           "d %ld rows %ld %ld: phi.phi = %.9g, 1 + a + a^2/2 = %.9g (a = %g)",
                           (long)d, (long)i, (long)j, got, want, a);
                 if (d == dp) { /* a rotation: a is the scaled logit itself */
-                    double s = scale * dot_f(x + i * d, x + j * d, d);
+                    double s = scale * fx_dot(x + i * d, x + j * d, d);
                     cr_assert(fabs(a - s) <= 1e-9 * (1 + fabs(s)), "a %g vs s q.k %g", a, s);
                 }
             }
@@ -142,9 +111,9 @@ static double *ref_based(const struct ab_problem *p, int64_t w)
         }
         int64_t lo = i - w + 1 > 0 ? i - w + 1 : 0;
         for (int64_t j = lo; j <= i; j++)
-            mx = fmax(mx, h->scale * dot_f(h->q + i * d, h->k + j * d, d));
+            mx = fmax(mx, h->scale * fx_dot(h->q + i * d, h->k + j * d, d));
         for (int64_t j = lo; j <= i; j++) {
-            double e = exp(h->scale * dot_f(h->q + i * d, h->k + j * d, d) - mx);
+            double e = exp(h->scale * fx_dot(h->q + i * d, h->k + j * d, d) - mx);
             z2 += e;
             for (int64_t c = 0; c < dv; c++) num2[c] += e * h->v[j * dv + c];
         }
@@ -164,9 +133,9 @@ Test(based, equals_taylor_linear_plus_window_softmax_in_double)
             int64_t ws[] = {1, 5, 64, N};
             for (int s = 0; s < 4; s++) {
                 struct ab_problem p = fx_problem(&L, head, mm);
-                float *o = run_out(m, &p, (double)ws[s]);
+                float *o = fx_run_out(m, &p, (double)ws[s]);
                 double *ref = ref_based(&p, ws[s]);
-                double e = max_row_err(o, ref, p.n_rows, D);
+                double e = fx_max_row_err(o, ref, p.n_rows, D);
                 cr_expect(e < 2e-5, "based w %ld head %ld (%s): row error %g", (long)ws[s],
                           (long)head, phase_name(mm), e);
                 free(o), free(ref);
@@ -184,7 +153,7 @@ Test(based, the_projection_follows_the_seed)
     const struct ab_method *m = fx_method("based");
     struct ab_problem p = fx_problem(&L, 1, 0), p2 = p;
     p2.seed = 2;
-    float *o = run_out(m, &p, N), *o2 = run_out(m, &p2, N);
+    float *o = fx_run_out(m, &p, N), *o2 = fx_run_out(m, &p2, N);
     double diff = 0;
     for (int64_t x = 0; x < p.n_rows * D; x++) diff = fmax(diff, fabs(o[x] - o2[x]));
     cr_expect(diff > 1e-3, "based: the seed of the projection changes nothing (%g)", diff);
@@ -207,7 +176,7 @@ static double *ref_retnet(const struct ab_problem *p, int *small, int *large)
         double dsum = 0, rsum = 0;
         for (int64_t i = 0; i <= n; i++) dsum += pow(gamma, (double)(n - i));
         for (int64_t j = 0; j <= n; j++) {
-            double rr = h->scale * dot_f(h->q + n * d, h->k + j * d, d) *
+            double rr = h->scale * fx_dot(h->q + n * d, h->k + j * d, d) *
                         pow(gamma, (double)(n - j)) / sqrt(dsum);
             rsum += rr;
             for (int64_t c = 0; c < dv; c++) ref[r * dv + c] += rr * h->v[j * dv + c];
@@ -231,8 +200,8 @@ Test(retnet, equals_the_quadratic_form_in_double)
             double *ref = ref_retnet(&p, &small, &large);
             int64_t cs[] = {1, 7, 64, N};
             for (int s = 0; s < 4; s++) {
-                float *o = run_out(m, &p, (double)cs[s]);
-                double e = max_row_err(o, ref, p.n_rows, D);
+                float *o = fx_run_out(m, &p, (double)cs[s]);
+                double e = fx_max_row_err(o, ref, p.n_rows, D);
                 cr_expect(e < 1e-4, "retnet C %ld head %ld (%s): row error %g", (long)cs[s],
                           (long)head, phase_name(mm), e);
                 free(o);
@@ -253,7 +222,7 @@ Test(gated_delta, alpha_one_is_delta_const)
     for (int64_t mm = 0; mm <= M; mm += M) {
         struct ab_problem p = fx_problem(&L, 2, mm);
         for (double beta = 0.25; beta <= 1; beta += 0.75) {
-            float *dc = run_out(fx_method("delta-const"), &p, beta);
+            float *dc = fx_run_out(fx_method("delta-const"), &p, beta);
             float *o = malloc(sizeof(float) * (size_t)(p.n_rows * D));
             struct ab_ledger led = {0};
             cr_assert_eq(ab_gated_delta_run(&p, beta, 1.0, o, &led), AB_OK, "%s", ab_errmsg());
@@ -333,7 +302,7 @@ static double *ref_gated(const struct ab_problem *p, double beta)
     double *ref = calloc((size_t)(p->n_rows * dv), sizeof(double));
     int64_t r = 0;
     for (int64_t j = 0; j < h->n_k && r < p->n_rows; j++) {
-        double nk = sqrt(dot_f(h->k + j * d, h->k + j * d, d));
+        double nk = sqrt(fx_dot(h->k + j * d, h->k + j * d, d));
         for (int64_t c = 0; c < d; c++) kh[c] = h->k[j * d + c] / nk;
         for (int64_t x = 0; x < d; x++) /* A = I - beta k^ k^^T */
             for (int64_t y = 0; y < d; y++) a[x * d + y] = (x == y) - beta * kh[x] * kh[y];
@@ -345,7 +314,7 @@ static double *ref_gated(const struct ab_problem *p, double beta)
             }
         memcpy(s, t, sizeof(double) * (size_t)(dv * d));
         if (p->rows[r] == j) {
-            double nq = sqrt(dot_f(h->q + j * d, h->q + j * d, d));
+            double nq = sqrt(fx_dot(h->q + j * d, h->q + j * d, d));
             for (int64_t x = 0; x < dv; x++) {
                 double acc = 0;
                 for (int64_t y = 0; y < d; y++) acc += s[x * d + y] * h->q[j * d + y] / nq;
@@ -366,9 +335,9 @@ Test(gated_delta, equals_the_gated_delta_rule_in_double)
         for (int64_t head = 0; head < HEADS; head += 3)
             for (double beta = 0.1; beta <= 1; beta += 0.45) {
                 struct ab_problem p = fx_problem(&L, head, mm);
-                float *o = run_out(fx_method("gated-delta"), &p, beta);
+                float *o = fx_run_out(fx_method("gated-delta"), &p, beta);
                 double *ref = ref_gated(&p, beta);
-                double e = max_row_err(o, ref, p.n_rows, 16);
+                double e = fx_max_row_err(o, ref, p.n_rows, 16);
                 cr_expect(e < 1e-5, "gated-delta beta %g head %ld (%s): row error %g", beta,
                           (long)head, phase_name(mm), e);
                 free(o), free(ref);

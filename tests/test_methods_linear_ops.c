@@ -20,37 +20,6 @@
 
 enum { N = 200, D = 32, M = 32 };
 
-/* Runs m at knob on p into a fresh (n_rows, d_v) output; asserts success. */
-static float *run_out(const struct ab_method *m, const struct ab_problem *p, double knob)
-{
-    float *o = malloc(sizeof(float) * (size_t)(p->n_rows * p->h->d_v));
-    struct ab_ledger led = {0};
-    cr_assert_eq(fx_method_run(m, p, knob, o, NULL, &led), AB_OK, "%s: %s", m->name, ab_errmsg());
-    return o;
-}
-
-/* max over rows of |o_r - ref_r| / (|ref_r| + 1e-3) in the Euclidean norm */
-static double max_row_err(const float *o, const double *ref, int64_t n_rows, int64_t dv)
-{
-    double worst = 0;
-    for (int64_t r = 0; r < n_rows; r++) {
-        double e = 0, n = 0;
-        for (int64_t c = 0; c < dv; c++) {
-            double x = o[r * dv + c] - ref[r * dv + c];
-            e += x * x, n += ref[r * dv + c] * ref[r * dv + c];
-        }
-        worst = fmax(worst, sqrt(e) / (sqrt(n) + 1e-3));
-    }
-    return worst;
-}
-
-static double dot_f(const float *a, const float *b, int64_t d)
-{
-    double s = 0;
-    for (int64_t c = 0; c < d; c++) s += (double)a[c] * b[c];
-    return s;
-}
-
 /* A weight function of one cell: (scaled score x, keys seen n, knob). */
 typedef double (*cell_fn)(double x, int64_t n, double knob);
 
@@ -74,7 +43,7 @@ static double *ref_scored(const struct ab_problem *p, cell_fn f, double knob, in
         int64_t i = p->rows[r], vis = ab_head_visible(h, i);
         double sum = 0;
         for (int64_t j = 0; j < vis; j++) {
-            double w = f(h->scale * dot_f(h->q + i * h->d, h->k + j * h->d, h->d), vis, knob);
+            double w = f(h->scale * fx_dot(h->q + i * h->d, h->k + j * h->d, h->d), vis, knob);
             sum += w;
             for (int64_t c = 0; c < h->d_v; c++) ref[r * h->d_v + c] += w * h->v[j * h->d_v + c];
         }
@@ -97,9 +66,9 @@ Test(sigmoid, equals_the_length_biased_sigmoid_in_double)
         for (int m = 0; m <= M; m += M) {
             L.heads[1].mask = full ? AB_MASK_FULL : AB_MASK_CAUSAL;
             struct ab_problem p = fx_problem(&L, 1, m);
-            float *o = run_out(fx_method("sigmoid"), &p, 0);
+            float *o = fx_run_out(fx_method("sigmoid"), &p, 0);
             double *ref = ref_scored(&p, sigmoid_w, 0, 0);
-            double e = max_row_err(o, ref, p.n_rows, D);
+            double e = fx_max_row_err(o, ref, p.n_rows, D);
             cr_expect(e < 1e-5, "sigmoid (%s, %s mask): row error %g", phase_name(m),
                       full ? "full" : "causal", e);
             free(o), free(ref);
@@ -120,7 +89,7 @@ Test(softplus, rows_are_distributions_and_p1_is_plain_softplus)
         for (size_t k = 0; k < 2; k++) {
             L.heads[0].mask = full ? AB_MASK_FULL : AB_MASK_CAUSAL;
             struct ab_problem p = fx_problem(&L, 0, 0);
-            float *o = run_out(fx_method("softplus"), &p, powers[k]);
+            float *o = fx_run_out(fx_method("softplus"), &p, powers[k]);
             double *ref = ref_scored(&p, softplus_w, powers[k], 1);
             for (int64_t r = 0; r < p.n_rows; r++) {
                 double sum = 0;
@@ -145,9 +114,9 @@ Test(softplus, equals_the_reweighted_softplus_in_double)
     for (int m = 0; m <= M; m += M)
         for (double pw = 1; pw <= 4; pw += 3) {
             struct ab_problem p = fx_problem(&L, 0, m);
-            float *o = run_out(fx_method("softplus"), &p, pw);
+            float *o = fx_run_out(fx_method("softplus"), &p, pw);
             double *ref = ref_scored(&p, softplus_w, pw, 1);
-            double e = max_row_err(o, ref, p.n_rows, D);
+            double e = fx_max_row_err(o, ref, p.n_rows, D);
             cr_expect(e < 1e-5, "softplus p %g (%s): row error %g", pw, phase_name(m), e);
             free(o), free(ref);
         }
@@ -195,9 +164,9 @@ Test(mala, equals_its_definition_in_double_causal_and_full)
         for (int m = 0; m <= M; m += M) {
             L.heads[0].mask = full ? AB_MASK_FULL : AB_MASK_CAUSAL;
             struct ab_problem p = fx_problem(&L, 0, m);
-            float *o = run_out(fx_method("mala"), &p, 0);
+            float *o = fx_run_out(fx_method("mala"), &p, 0);
             double *ref = ref_mala(&p, 0);
-            double e = max_row_err(o, ref, p.n_rows, D);
+            double e = fx_max_row_err(o, ref, p.n_rows, D);
             cr_expect(e < 1e-5, "mala (%s, %s mask): row error %g", phase_name(m),
                       full ? "full" : "causal", e);
             free(o), free(ref);
@@ -215,7 +184,7 @@ Test(mala, weights_sum_to_one_and_go_negative)
     for (int64_t j = 0; j < n; j++)
         for (int64_t c = 0; c < D; c++) L.v[j * D + c] = j == c ? 1.0f : 0.0f;
     struct ab_problem p = fx_problem(&L, 0, 0);
-    float *o = run_out(fx_method("mala"), &p, 0);
+    float *o = fx_run_out(fx_method("mala"), &p, 0);
     int negative = 0;
     for (int64_t r = 0; r < p.n_rows; r++) {
         double sum = 0;
@@ -239,7 +208,7 @@ Test(mala, two_keys_by_hand_have_weights_minus_two_thirds_and_five_thirds)
     L.heads[0].mask = AB_MASK_FULL;
     for (int64_t c = 0; c < d; c++) L.q[c] = L.q[d + c] = 0, L.k[c] = 0, L.k[d + c] = 1;
     struct ab_problem p = fx_problem(&L, 0, 0);
-    float *o = run_out(fx_method("mala"), &p, 0);
+    float *o = fx_run_out(fx_method("mala"), &p, 0);
     for (int64_t r = 0; r < 2; r++)
         for (int64_t c = 0; c < d; c++) {
             double want = -2.0 / 3 * L.v[c] + 5.0 / 3 * L.v[d + c];
@@ -268,12 +237,12 @@ Test(mala, repeating_every_key_changes_nothing_on_the_full_mask)
     }
     A.heads[0].mask = B.heads[0].mask = AB_MASK_FULL;
     struct ab_problem pa = fx_problem(&A, 0, 0), pb = fx_problem(&B, 0, 0);
-    float *oa = run_out(fx_method("mala"), &pa, 0), *ob = run_out(fx_method("mala"), &pb, 0);
+    float *oa = fx_run_out(fx_method("mala"), &pa, 0), *ob = fx_run_out(fx_method("mala"), &pb, 0);
     double *ref = ref_mala(&pa, 0);
-    cr_expect(max_row_err(oa, ref, n, D) < 1e-5, "n keys: row error %g",
-              max_row_err(oa, ref, n, D));
-    cr_expect(max_row_err(ob, ref, n, D) < 1e-5, "every key twice: row error %g",
-              max_row_err(ob, ref, n, D));
+    cr_expect(fx_max_row_err(oa, ref, n, D) < 1e-5, "n keys: row error %g",
+              fx_max_row_err(oa, ref, n, D));
+    cr_expect(fx_max_row_err(ob, ref, n, D) < 1e-5, "every key twice: row error %g",
+              fx_max_row_err(ob, ref, n, D));
     free(oa), free(ob), free(ref);
     fx_layer_free(&A), fx_layer_free(&B);
 }
@@ -293,7 +262,7 @@ Test(mala, extra_terms_vanish_as_query_features_shrink)
     for (int s = 0; s < 3; s++) {
         for (int64_t i = 0; i < N * D; i++) L.q[i] = q0[i] - (float)shifts[s];
         struct ab_problem p = fx_problem(&L, 0, 0);
-        float *o = run_out(fx_method("mala"), &p, 0);
+        float *o = fx_run_out(fx_method("mala"), &p, 0);
         double *lin = ref_mala(&p, 1), num = 0, den = 0;
         for (int64_t i = 0; i < p.n_rows * D; i++) {
             double x = o[i] - lin[i];
@@ -321,8 +290,8 @@ static double *ref_delta(const struct ab_problem *p, double beta)
            *q = malloc(sizeof(double) * (size_t)d), *sk = malloc(sizeof(double) * (size_t)dv);
     int64_t r = 0;
     for (int64_t t = 0; t < h->n_q && r < p->n_rows; t++) {
-        double nk = sqrt(dot_f(h->k + t * d, h->k + t * d, d)),
-               nq = sqrt(dot_f(h->q + t * d, h->q + t * d, d));
+        double nk = sqrt(fx_dot(h->k + t * d, h->k + t * d, d)),
+               nq = sqrt(fx_dot(h->q + t * d, h->q + t * d, d));
         for (int64_t c = 0; c < d; c++) k[c] = h->k[t * d + c] / nk, q[c] = h->q[t * d + c] / nq;
         for (int64_t a = 0; a < dv; a++) {
             sk[a] = 0;
@@ -347,9 +316,9 @@ Test(delta_const, equals_the_delta_rule_in_double)
     for (int m = 0; m <= M; m += M)
         for (double beta = 0.25; beta <= 1; beta += 0.75) {
             struct ab_problem p = fx_problem(&L, 0, m);
-            float *o = run_out(fx_method("delta-const"), &p, beta);
+            float *o = fx_run_out(fx_method("delta-const"), &p, beta);
             double *ref = ref_delta(&p, beta);
-            double e = max_row_err(o, ref, p.n_rows, D);
+            double e = fx_max_row_err(o, ref, p.n_rows, D);
             cr_expect(e < 1e-5, "delta-const beta %g (%s): row error %g", beta, phase_name(m), e);
             free(o), free(ref);
         }
@@ -362,16 +331,16 @@ Test(delta_const, beta_zero_stays_zero_and_one_key_stores_beta_v_kT)
     fx_layer_make(&L, 1, 1, N, D, 1.0, 78);
     for (int m = 0; m <= M; m += M) { /* beta = 0: S stays 0, every output is exactly 0 */
         struct ab_problem p = fx_problem(&L, 0, m);
-        float *o = run_out(fx_method("delta-const"), &p, 0);
+        float *o = fx_run_out(fx_method("delta-const"), &p, 0);
         for (int64_t i = 0; i < p.n_rows * D; i++) cr_assert(o[i] == 0, "beta 0 wrote %g", o[i]);
         free(o);
     }
     /* one key: S_0 = beta v_0 k^_0^T, so o_0 = beta (k^_0.q^_0) v_0 */
     struct ab_problem p = fx_problem(&L, 0, 0);
     const float *q = L.q, *k = L.k, *v = L.v;
-    double cosine = dot_f(q, k, D) / sqrt(dot_f(q, q, D) * dot_f(k, k, D));
+    double cosine = fx_dot(q, k, D) / sqrt(fx_dot(q, q, D) * fx_dot(k, k, D));
     for (double beta = 0.3; beta <= 1; beta += 0.7) {
-        float *o = run_out(fx_method("delta-const"), &p, beta);
+        float *o = fx_run_out(fx_method("delta-const"), &p, beta);
         for (int64_t c = 0; c < D; c++)
             cr_assert(fabs(o[c] - beta * cosine * v[c]) < 1e-6 * (1 + fabs(v[c])),
                       "beta %g col %ld: %g vs %g", beta, (long)c, o[c], beta * cosine * v[c]);
@@ -392,8 +361,8 @@ Test(delta_const, a_key_written_twice_keeps_the_last_value)
     }
     struct ab_problem p = fx_problem(&L, 0, 0);
     const float *a = L.v, *b = L.v + D;
-    float *o1 = run_out(fx_method("delta-const"), &p, 1.0);
-    float *oh = run_out(fx_method("delta-const"), &p, 0.5);
+    float *o1 = fx_run_out(fx_method("delta-const"), &p, 1.0);
+    float *oh = fx_run_out(fx_method("delta-const"), &p, 0.5);
     for (int64_t c = 0; c < D; c++) {
         cr_assert(fabs(o1[1 * D + c] - b[c]) < 1e-6, "beta 1: col %ld %g, want %g", (long)c,
                   o1[D + c], b[c]);
@@ -430,7 +399,7 @@ Test(linear_ops, no_causal_form_reads_keys_or_values_after_its_row)
             fx_layer_make(&L, 1, 1, N, D, 4.0, 81);
             struct ab_problem p = fx_problem(&L, 0, m);
             double knob = me->knob.name ? me->knob.def : 0;
-            float *before = run_out(me, &p, knob);
+            float *before = fx_run_out(me, &p, knob);
             int64_t cut = m ? N - M / 2 : 77; /* inside a 64-row chunk of mala */
             struct ab_rng rng;
             ab_rng_init(&rng, 82, 1);
@@ -439,7 +408,7 @@ Test(linear_ops, no_causal_form_reads_keys_or_values_after_its_row)
                     L.k[j * D + c] = (float)(5 * ab_rng_normal(&rng));
                     L.v[j * D + c] = (float)(100 * ab_rng_normal(&rng));
                 }
-            float *after = run_out(me, &p, knob);
+            float *after = fx_run_out(me, &p, knob);
             for (int64_t r = 0; r < p.n_rows && p.rows[r] <= cut; r++)
                 for (int64_t c = 0; c < D; c++)
                     cr_assert(before[r * D + c] == after[r * D + c],
